@@ -1,0 +1,6 @@
+"""CRM adapters: the Protocols every adapter implements, and the built-in ones."""
+
+from signals_crm.adapters.base import AsyncCRMAdapter, CRMAdapter
+from signals_crm.core.crm import Capabilities
+
+__all__ = ["AsyncCRMAdapter", "CRMAdapter", "Capabilities"]

@@ -1,0 +1,123 @@
+"""The seam between ``signals_crm`` and any CRM.
+
+An adapter is any object with the methods of :class:`CRMAdapter` (blocking) or
+:class:`AsyncCRMAdapter` (``async``; the same methods with an ``a`` prefix, so one class can be
+both, as ``httpx.MockTransport`` is both a sync and an async transport).
+
+Rules every adapter follows (the conformance kit in :mod:`signals_crm.testing.conformance`
+checks them):
+
+1. Batch first. Every operation takes many inputs and returns **one result per input, in input
+   order**. Adapters split inputs larger than one API call takes; callers never need to.
+2. A per-record failure never fails the batch: write methods return a
+   :class:`~signals_crm.core.crm.WriteResult` holding the typed error for that record. Whole-call
+   failures (network, auth, limits) raise.
+3. Only the error tree of :mod:`signals_crm.exceptions` escapes, each error chained to its
+   cause and saying whether it is ``retryable``.
+4. Emails match case-insensitively and ignoring surrounding spaces.
+5. A create refused as a duplicate yields a :class:`~signals_crm.exceptions.DuplicateRecordError`
+   carrying the matched ids; already-a-campaign-member is a success with ``created=False``.
+6. Secrets never appear in reprs, logs or errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from signals_crm.core.crm import (
+    CampaignMembershipWrite,
+    Capabilities,
+    PersonUpdate,
+    PersonWrite,
+    ReconcileQuery,
+    TaskWrite,
+    WriteResult,
+)
+from signals_crm.core.model import AccountRecord, CRMUser, ObjectSchema, PersonRecord
+
+__all__ = ["AsyncCRMAdapter", "CRMAdapter", "Capabilities"]
+
+
+@runtime_checkable
+class CRMAdapter(Protocol):
+    """A blocking CRM adapter."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this CRM can do and how its person record is shaped."""
+        ...
+
+    def find_people(
+        self, emails: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[tuple[PersonRecord, ...]]:
+        """Person records (leads and contacts) per email, with ``fields`` read."""
+        ...
+
+    def find_accounts(
+        self, domains: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[tuple[AccountRecord, ...]]:
+        """Accounts per domain (by domain or website), with ``fields`` read."""
+        ...
+
+    def list_users(self) -> list[CRMUser]:
+        """Every user that can own records (inactive ones flagged)."""
+        ...
+
+    def describe(self, object_name: str) -> ObjectSchema:
+        """The fields of ``object_name`` (cache it: schemas rarely change)."""
+        ...
+
+    def create_people(self, records: Sequence[PersonWrite]) -> list[WriteResult]:
+        """Create person records; one result per record."""
+        ...
+
+    def update_people(self, records: Sequence[PersonUpdate]) -> list[WriteResult]:
+        """Update person records; one result per record."""
+        ...
+
+    def create_tasks(self, tasks: Sequence[TaskWrite]) -> list[WriteResult]:
+        """Create tasks on person records; one result per task."""
+        ...
+
+    def add_to_campaign(
+        self, memberships: Sequence[CampaignMembershipWrite]
+    ) -> list[WriteResult]:
+        """Add people to campaigns; already-a-member is a success with ``created=False``."""
+        ...
+
+    def reconcile(self, queries: Sequence[ReconcileQuery]) -> list[str | None]:
+        """For each query, the id of the record it asks about, or ``None`` if absent."""
+        ...
+
+
+@runtime_checkable
+class AsyncCRMAdapter(Protocol):
+    """An ``async`` CRM adapter: the methods of :class:`CRMAdapter` with an ``a`` prefix."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    async def afind_people(
+        self, emails: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[tuple[PersonRecord, ...]]: ...
+
+    async def afind_accounts(
+        self, domains: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[tuple[AccountRecord, ...]]: ...
+
+    async def alist_users(self) -> list[CRMUser]: ...
+
+    async def adescribe(self, object_name: str) -> ObjectSchema: ...
+
+    async def acreate_people(self, records: Sequence[PersonWrite]) -> list[WriteResult]: ...
+
+    async def aupdate_people(self, records: Sequence[PersonUpdate]) -> list[WriteResult]: ...
+
+    async def acreate_tasks(self, tasks: Sequence[TaskWrite]) -> list[WriteResult]: ...
+
+    async def aadd_to_campaign(
+        self, memberships: Sequence[CampaignMembershipWrite]
+    ) -> list[WriteResult]: ...
+
+    async def areconcile(self, queries: Sequence[ReconcileQuery]) -> list[str | None]: ...

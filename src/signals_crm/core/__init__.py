@@ -1,0 +1,1 @@
+"""The pure core: decisions and plans, with their reasons. No IO, no clock, no randomness."""

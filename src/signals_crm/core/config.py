@@ -1,0 +1,234 @@
+"""The integration's configuration as core values.
+
+Users write :class:`signals_crm.settings.IntegrationSettings` (pydantic, validated, with every
+problem reported at once); it converts into a :class:`SyncConfig` at the boundary. The core
+only ever sees these frozen values.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import timedelta
+
+import attrs
+
+from signals_crm.core.model import ActivityKind, FieldValue, Role, SignalsUser, normalize_email
+
+__all__ = [
+    "Condition",
+    "ConditionGroup",
+    "ContactPolicy",
+    "Criteria",
+    "DomainList",
+    "FallbackCriteria",
+    "FieldMapping",
+    "FieldMappings",
+    "Operator",
+    "OwnershipConfig",
+    "OwnershipRule",
+    "Segment",
+    "SyncConfig",
+    "UserMapEntry",
+    "UserMapping",
+]
+
+
+class Criteria(enum.Enum):
+    """The lead-score requirement of automatic sync. Unscored visitors pass only ``ALL``."""
+
+    ALL = "all"
+    ONE_STAR = "one_star"
+    TWO_STARS = "two_stars"
+    THREE_STARS = "three_stars"
+
+    @property
+    def min_stars(self) -> int | None:
+        """The least score that passes; ``None`` for ``ALL`` (everyone, unscored included)."""
+        return _MIN_STARS[self]
+
+
+_MIN_STARS = {
+    Criteria.ALL: None,
+    Criteria.ONE_STAR: 1,
+    Criteria.TWO_STARS: 2,
+    Criteria.THREE_STARS: 3,
+}
+
+
+class ContactPolicy(enum.Enum):
+    """What to do when the email matches no Lead but a (never updated) Contact."""
+
+    ATTACH = "attach"
+    CREATE_LEAD = "create_lead"
+
+
+@attrs.frozen
+class FieldMapping:
+    """One Signals field (dotted path) → one CRM field, and whether updates may overwrite it."""
+
+    source: str
+    target: str
+    overwrite: bool = False
+
+
+@attrs.frozen
+class FieldMappings:
+    """The three mapping sets, by CRM object. ``account`` is pulled, the others pushed."""
+
+    lead: tuple[FieldMapping, ...] = ()
+    contact: tuple[FieldMapping, ...] = ()
+    account: tuple[FieldMapping, ...] = ()
+
+
+@attrs.frozen
+class UserMapEntry:
+    """A Signals user (by id and/or email) → a CRM user id.
+
+    ``licensed`` is false for a Signals user who exists but may not own accounts in Signals
+    (account ownership then treats the CRM owner as "not a Signals user").
+    """
+
+    crm_user_id: str
+    signals_user_id: str | None = None
+    signals_email: str | None = None
+    licensed: bool = True
+
+
+def _index_users(
+    entries: tuple[UserMapEntry, ...],
+) -> tuple[dict[str, UserMapEntry], dict[str, UserMapEntry], dict[str, UserMapEntry]]:
+    by_id: dict[str, UserMapEntry] = {}
+    by_email: dict[str, UserMapEntry] = {}
+    by_crm: dict[str, UserMapEntry] = {}
+    for entry in entries:
+        if entry.signals_user_id:
+            by_id.setdefault(entry.signals_user_id, entry)
+        if entry.signals_email:
+            by_email.setdefault(normalize_email(entry.signals_email), entry)
+        by_crm.setdefault(entry.crm_user_id, entry)
+    return by_id, by_email, by_crm
+
+
+@attrs.frozen
+class UserMapping:
+    """Signals users ↔ CRM users. Lookups by Signals id first, then by email (any case)."""
+
+    entries: tuple[UserMapEntry, ...] = ()
+    _by_id: dict[str, UserMapEntry] = attrs.field(init=False, repr=False, eq=False)
+    _by_email: dict[str, UserMapEntry] = attrs.field(init=False, repr=False, eq=False)
+    _by_crm: dict[str, UserMapEntry] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        by_id, by_email, by_crm = _index_users(self.entries)
+        object.__setattr__(self, "_by_id", by_id)
+        object.__setattr__(self, "_by_email", by_email)
+        object.__setattr__(self, "_by_crm", by_crm)
+
+    def crm_user_for(self, user: SignalsUser) -> str | None:
+        """The CRM user id a Signals user maps to, or ``None``."""
+        if user.id and user.id in self._by_id:
+            return self._by_id[user.id].crm_user_id
+        if user.email:
+            entry = self._by_email.get(normalize_email(user.email))
+            if entry is not None:
+                return entry.crm_user_id
+        return None
+
+    def signals_user_for(self, crm_user_id: str) -> UserMapEntry | None:
+        """The mapping entry of a CRM user, or ``None`` when no Signals user maps to it."""
+        return self._by_crm.get(crm_user_id)
+
+
+class Operator(enum.Enum):
+    EQ = "eq"
+    NE = "ne"
+    IN = "in"
+    NOT_IN = "not_in"
+    CONTAINS = "contains"
+    STARTS_WITH = "starts_with"
+    GT = "gt"
+    GTE = "gte"
+    LT = "lt"
+    LTE = "lte"
+    IS_SET = "is_set"
+    IS_NOT_SET = "is_not_set"
+
+
+@attrs.frozen
+class Condition:
+    """``attribute <operator> value`` over a company's attributes."""
+
+    attribute: str
+    operator: Operator
+    value: FieldValue | tuple[FieldValue, ...] = None
+
+
+@attrs.frozen
+class ConditionGroup:
+    """All (``match="all"``) or any (``match="any"``) of the conditions and nested groups."""
+
+    conditions: tuple[Condition | ConditionGroup, ...]
+    match: str = "all"
+
+
+@attrs.frozen
+class DomainList:
+    """A static list of company domains (compared lower-case, ``www.`` ignored)."""
+
+    domains: frozenset[str] = attrs.field(converter=frozenset)
+
+
+@attrs.frozen
+class Segment:
+    """A named predicate over companies: a condition group or a static domain list."""
+
+    name: str
+    definition: ConditionGroup | DomainList
+
+
+@attrs.frozen
+class OwnershipRule:
+    """For companies in ``segment``: read ``owner_fields`` (one or two) from the CRM account in
+    order; when none yields a Signals user, use ``fallback_user`` (a Signals user id)."""
+
+    segment: str
+    owner_fields: tuple[str, ...]
+    fallback_user: str | None = None
+
+
+@attrs.frozen
+class FallbackCriteria:
+    """What applies to a company in no rule's segment: the same owner-field walk and fallback
+    user as a rule, for every company. With no owner fields only ``fallback_user`` applies."""
+
+    owner_fields: tuple[str, ...] = ()
+    fallback_user: str | None = None
+
+
+@attrs.frozen
+class OwnershipConfig:
+    rules: tuple[OwnershipRule, ...] = ()
+    segments: Mapping[str, Segment] = attrs.field(factory=dict, converter=dict)
+    fallback: FallbackCriteria | None = None
+    default_account_owner: str | None = None
+
+
+@attrs.frozen
+class SyncConfig:
+    """Everything the core needs to decide a sync."""
+
+    enabled: bool = True
+    criteria: Criteria = Criteria.ALL
+    delay: timedelta = timedelta(0)
+    task_kinds: frozenset[ActivityKind] = attrs.field(
+        factory=lambda: frozenset(ActivityKind), converter=frozenset
+    )
+    campaign_id: str | None = None
+    owner_sources: tuple[Role, ...] = (Role.MEETING_SCHEDULER, Role.LAST_ROUTED, Role.CLOSER)
+    default_owner: str | None = None
+    mappings: FieldMappings = attrs.field(factory=FieldMappings)
+    users: UserMapping = attrs.field(factory=UserMapping)
+    existing_contact: ContactPolicy = ContactPolicy.ATTACH
+    placeholders: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    ownership: OwnershipConfig = attrs.field(factory=OwnershipConfig)

@@ -1,0 +1,224 @@
+"""The vocabulary shared by the core, the engine and every CRM adapter.
+
+- *Lookups* (:class:`FindPeople`, :class:`FindAccounts`, :class:`DescribeObject`,
+  :class:`ListUsers`) are what a planning generator yields; each names the adapter method that
+  answers it, so a driver is a two-line loop.
+- *Writes* (:class:`PersonWrite`, :class:`PersonUpdate`, :class:`TaskWrite`,
+  :class:`CampaignMembershipWrite`) are what adapters send; each carries its idempotency key.
+- *Reconcile queries* ask the CRM whether a write whose outcome is unknown landed.
+- :class:`WriteResult` is one per-record outcome: an id, or the typed error.
+- :class:`Capabilities` is what an adapter declares about its CRM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import TypeAlias
+
+import attrs
+
+from signals_crm.core.model import (
+    ActivityKind,
+    FieldValue,
+    PersonKind,
+)
+from signals_crm.exceptions import AdapterError, DuplicateRecordError
+
+__all__ = [
+    "CampaignMembershipWrite",
+    "Capabilities",
+    "DescribeObject",
+    "FindAccounts",
+    "FindPeople",
+    "ListUsers",
+    "Lookup",
+    "MembershipByPerson",
+    "PersonByEmail",
+    "PersonUpdate",
+    "PersonWrite",
+    "ReconcileQuery",
+    "TaskByMarker",
+    "TaskWrite",
+    "WriteResult",
+]
+
+
+@attrs.frozen
+class Capabilities:
+    """What an adapter's CRM can do, and how its person record is shaped.
+
+    ``person_kind`` is the object a sync creates: ``LEAD`` for Salesforce (which also has
+    separate Contacts: ``separate_contacts=True``, never updated), ``CONTACT`` for HubSpot
+    (whose contacts *are* the person records and are updated by overwrite fields).
+    ``lookup_batch_size`` and ``write_batch_size`` are the largest batches one API call takes;
+    adapters split larger inputs themselves, the engine uses the sizes to stream.
+    """
+
+    name: str
+    person_kind: PersonKind
+    person_object: str
+    email_field: str
+    separate_contacts: bool = False
+    lookup_batch_size: int = 200
+    write_batch_size: int = 200
+    supports_tasks: bool = True
+    supports_campaigns: bool = True
+    campaign_kind: str = "campaign"
+    supports_describe: bool = True
+    supports_reconcile: bool = True
+    max_task_body_length: int | None = None
+    account_object: str = "Account"
+
+
+# ------------------------------------------------------------------------------------------------
+# Lookups (yielded by planning generators, answered by adapters)
+
+
+@attrs.frozen
+class FindPeople:
+    """Find person records (Leads and Contacts, or HubSpot contacts) by email.
+
+    Answer: one tuple of :class:`~signals_crm.core.model.PersonRecord` per email, in order,
+    each record carrying ``fields``.
+    """
+
+    emails: tuple[str, ...]
+    fields: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class FindAccounts:
+    """Find CRM accounts by domain (matched against the account's domain/website).
+
+    Answer: one tuple of :class:`~signals_crm.core.model.AccountRecord` per domain, in order.
+    """
+
+    domains: tuple[str, ...]
+    fields: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class DescribeObject:
+    """Describe one CRM object. Answer: an :class:`~signals_crm.core.model.ObjectSchema`."""
+
+    object_name: str
+
+
+@attrs.frozen
+class ListUsers:
+    """List the CRM's users. Answer: a sequence of :class:`~signals_crm.core.model.CRMUser`."""
+
+
+Lookup: TypeAlias = FindPeople | FindAccounts | DescribeObject | ListUsers
+
+
+# ------------------------------------------------------------------------------------------------
+# Writes
+
+
+@attrs.frozen
+class PersonWrite:
+    """Create one person record. ``fields`` are CRM field names to values (email included)."""
+
+    key: str
+    kind: PersonKind
+    email: str
+    fields: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=dict)
+    owner_id: str | None = None
+
+
+@attrs.frozen
+class PersonUpdate:
+    """Update fields of an existing person record. Owner and campaign are never in here."""
+
+    key: str
+    record_id: str
+    kind: PersonKind
+    fields: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=dict)
+
+
+@attrs.frozen
+class TaskWrite:
+    """Create one task on a person record, carrying the marker of its source activity."""
+
+    key: str
+    person_id: str
+    person_kind: PersonKind
+    activity_kind: ActivityKind
+    subject: str
+    body: str
+    marker: str
+    activity_date: date | None = None
+    owner_id: str | None = None
+
+
+@attrs.frozen
+class CampaignMembershipWrite:
+    """Add one person record to a campaign (a HubSpot static list). Already-a-member is fine."""
+
+    key: str
+    campaign_id: str
+    person_id: str
+    person_kind: PersonKind
+
+
+@attrs.frozen
+class WriteResult:
+    """The outcome of one record in a batch write: the CRM id, or the typed error.
+
+    ``created`` is false for a membership that already existed (which still counts as success).
+    """
+
+    id: str | None = None
+    error: AdapterError | None = None
+    created: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.id is not None
+
+    @property
+    def duplicate_of(self) -> tuple[str, ...]:
+        """The matched record ids when the CRM refused a create as a duplicate."""
+        if isinstance(self.error, DuplicateRecordError):
+            return self.error.matched_ids
+        return ()
+
+    @classmethod
+    def success(cls, record_id: str, *, created: bool = True) -> WriteResult:
+        return cls(id=record_id, error=None, created=created)
+
+    @classmethod
+    def failure(cls, error: AdapterError) -> WriteResult:
+        return cls(id=None, error=error, created=False)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reconciliation (did a write whose outcome is unknown land?)
+
+
+@attrs.frozen
+class PersonByEmail:
+    """Is there a person record of ``kind`` with this email? Answer: its id or ``None``."""
+
+    email: str
+    kind: PersonKind
+
+
+@attrs.frozen
+class TaskByMarker:
+    """Is there a task carrying ``marker``? Answer: its id or ``None``."""
+
+    marker: str
+
+
+@attrs.frozen
+class MembershipByPerson:
+    """Is ``person_id`` a member of ``campaign_id``? Answer: the membership id or ``None``."""
+
+    campaign_id: str
+    person_id: str
+
+
+ReconcileQuery: TypeAlias = PersonByEmail | TaskByMarker | MembershipByPerson

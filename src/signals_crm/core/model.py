@@ -1,0 +1,448 @@
+"""Domain values: what a conversation is, and what the CRM holds.
+
+Everything here is a frozen ``attrs`` class validated when built: invalid input raises
+:class:`~signals_crm.exceptions.ConfigurationError` naming the field, never a bare ``KeyError``
+or ``TypeError``. No IO, no clock, no randomness: times come in as arguments.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any, TypeAlias
+
+import attrs
+
+from signals_crm.exceptions import ConfigurationError, Problem
+
+__all__ = [
+    "AccountRecord",
+    "Activity",
+    "ActivityKind",
+    "CRMUser",
+    "Company",
+    "Conversation",
+    "ConversationStatus",
+    "FieldSchema",
+    "FieldType",
+    "FieldValue",
+    "Meeting",
+    "ObjectSchema",
+    "Participants",
+    "PersonKind",
+    "PersonRecord",
+    "Role",
+    "SignalsUser",
+    "Traffic",
+    "Visitor",
+    "is_valid_email",
+    "normalize_email",
+]
+
+FieldValue: TypeAlias = str | int | float | bool | date | datetime | None
+"""A value read from Signals or the CRM. ``None`` means empty."""
+
+
+def _fail(path: str, message: str) -> ConfigurationError:
+    return ConfigurationError([Problem(path, message)])
+
+
+# ------------------------------------------------------------------------------------------------
+# Emails
+
+_EMAIL_RE = re.compile(
+    r"""^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"""
+    r"""@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"""
+)
+
+
+def normalize_email(email: str) -> str:
+    """The matching key of an email: surrounding spaces removed, lower-cased.
+
+    Emails that differ only in case or surrounding spaces are the same person.
+    """
+    return email.strip().lower()
+
+
+def is_valid_email(email: str | None) -> bool:
+    """Whether ``email`` (after trimming) is a syntactically valid address.
+
+    Plain ``local@domain.tld`` with the dot-atom characters of RFC 5322 in the local part; no
+    quoted local parts, no IP-literal domains, at most 254 characters. This is what both CRMs
+    accept in their email fields.
+    """
+    if email is None:
+        return False
+    candidate = email.strip()
+    if not candidate or len(candidate) > 254:
+        return False
+    local, _, _ = candidate.partition("@")
+    if len(local) > 64:
+        return False
+    return _EMAIL_RE.match(candidate) is not None
+
+
+# ------------------------------------------------------------------------------------------------
+# Conversation side
+
+
+class Role(enum.Enum):
+    """A Signals user's part in a conversation, in lead-owner priority order."""
+
+    MEETING_SCHEDULER = "meeting_scheduler"
+    LAST_ROUTED = "last_routed"
+    CLOSER = "closer"
+
+    @property
+    def priority(self) -> int:
+        """0 is the highest priority."""
+        return _ROLE_PRIORITY[self]
+
+
+_ROLE_PRIORITY = {Role.MEETING_SCHEDULER: 0, Role.LAST_ROUTED: 1, Role.CLOSER: 2}
+
+
+class ConversationStatus(enum.Enum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class ActivityKind(enum.Enum):
+    """Kinds of conversation activity that can become CRM tasks."""
+
+    CHAT_TRANSCRIPT = "chat_transcript"
+    MEETING_BOOKED = "meeting_booked"
+
+
+@attrs.frozen
+class SignalsUser:
+    """A Signals user (agent, rep) identified by id and/or email."""
+
+    id: str | None = None
+    email: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not self.id and not self.email:
+            raise _fail("user", "a Signals user needs an id or an email")
+
+
+@attrs.frozen
+class Participants:
+    """The three Signals users a conversation may name, any of them absent."""
+
+    meeting_scheduler: SignalsUser | None = None
+    last_routed: SignalsUser | None = None
+    closer: SignalsUser | None = None
+
+    def get(self, role: Role) -> SignalsUser | None:
+        if role is Role.MEETING_SCHEDULER:
+            return self.meeting_scheduler
+        if role is Role.LAST_ROUTED:
+            return self.last_routed
+        return self.closer
+
+
+@attrs.frozen
+class Meeting:
+    """A meeting booked during the chat. ``date`` has no time of day (as Signals sends it)."""
+
+    id: str
+    name: str | None = None
+    agent_name: str | None = None
+    date: date | None = None
+    duration_minutes: int | None = None
+    lead_time_minutes: int | None = None
+
+
+@attrs.frozen
+class Traffic:
+    referrer: str | None = None
+    source_type: str | None = None
+    traffic_source: str | None = None
+    traffic_campaign: str | None = None
+
+
+@attrs.frozen
+class Visitor:
+    """The Signals contact the visitor is. ``extra`` keeps fields Signals adds later."""
+
+    email: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    middle_name: str | None = None
+    preferred_name: str | None = None
+    name: str | None = None
+    honorific: str | None = None
+    phone: str | None = None
+    home_phone: str | None = None
+    mobile_phone: str | None = None
+    other_phone: str | None = None
+    other_email: str | None = None
+    birthdate: datetime | None = None
+    description: str | None = None
+    tenant_id: str | None = None
+    extra: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=dict)
+
+
+@attrs.frozen
+class Company:
+    """The company a visitor belongs to. ``attributes`` feed segments and field mappings."""
+
+    domain: str | None = None
+    name: str | None = None
+    attributes: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=dict)
+
+    def with_attributes(self, extra: Mapping[str, FieldValue]) -> Company:
+        """A copy whose attributes are updated with ``extra`` (pulled account fields)."""
+        merged: dict[str, FieldValue] = {**self.attributes, **extra}
+        return Company(domain=self.domain, name=self.name, attributes=merged)
+
+
+@attrs.frozen
+class Activity:
+    """One conversation activity that may become a CRM task.
+
+    ``key`` is stable for the conversation (``"transcript"``, ``"meeting:48213"``): with the
+    conversation id it forms the task's marker and idempotency key.
+    """
+
+    kind: ActivityKind
+    key: str
+    subject: str
+    body: str
+    activity_date: date | None = None
+
+
+@attrs.frozen
+class Conversation:
+    """A Signals web-chat conversation and everything the sync needs to know about it.
+
+    ``lead_score`` is 0 to 3 stars, or ``None`` when the visitor is unscored.
+    ``closed_at`` must be timezone-aware.
+    """
+
+    id: str
+    status: ConversationStatus = ConversationStatus.CLOSED
+    closed_at: datetime | None = None
+    lead_score: int | None = None
+    visitor: Visitor | None = None
+    company: Company | None = None
+    participants: Participants = attrs.field(factory=Participants)
+    transcript: str | None = None
+    meeting: Meeting | None = None
+    traffic: Traffic = attrs.field(factory=Traffic)
+
+    def __attrs_post_init__(self) -> None:
+        problems: list[Problem] = []
+        if not str(self.id).strip():
+            problems.append(Problem("id", "a conversation needs a non-empty id"))
+        score = self.lead_score
+        if score is not None and (isinstance(score, bool) or score not in (0, 1, 2, 3)):
+            problems.append(Problem("lead_score", "must be 0, 1, 2, 3 or None (unscored)"))
+        if self.closed_at is not None and self.closed_at.utcoffset() is None:
+            problems.append(Problem("closed_at", "must be a timezone-aware datetime"))
+        if self.status is ConversationStatus.CLOSED and self.closed_at is None:
+            problems.append(Problem("closed_at", "a closed conversation needs its close time"))
+        if problems:
+            raise ConfigurationError(problems)
+
+    @property
+    def email(self) -> str | None:
+        return self.visitor.email if self.visitor else None
+
+    def activities(self) -> tuple[Activity, ...]:
+        """The activities this conversation produced, in a stable order."""
+        found: list[Activity] = []
+        closed_on = self.closed_at.date() if self.closed_at else None
+        if self.transcript:
+            found.append(
+                Activity(
+                    kind=ActivityKind.CHAT_TRANSCRIPT,
+                    key="transcript",
+                    subject="Signals chat transcript",
+                    body=self.transcript,
+                    activity_date=closed_on,
+                )
+            )
+        if self.meeting is not None:
+            m = self.meeting
+            lines = [f"Meeting booked in a Signals chat: {m.name or 'meeting'}"]
+            if m.agent_name:
+                lines.append(f"With: {m.agent_name}")
+            if m.date:
+                lines.append(f"Date: {m.date.isoformat()}")
+            if m.duration_minutes is not None:
+                lines.append(f"Duration: {m.duration_minutes} minutes")
+            found.append(
+                Activity(
+                    kind=ActivityKind.MEETING_BOOKED,
+                    key=f"meeting:{m.id}",
+                    subject=f"Meeting booked: {m.name}" if m.name else "Meeting booked",
+                    body="\n".join(lines),
+                    activity_date=m.date or closed_on,
+                )
+            )
+        return tuple(found)
+
+    def field_values(self) -> dict[str, FieldValue]:
+        """Every Signals field a mapping can name, by dotted path.
+
+        ``contact.*`` (the visitor, extra keys included), ``chat.*`` (traffic fields and the
+        transcript, ``chat.meeting.*``), ``company.domain``, ``company.name`` and
+        ``company.<attribute>``, ``conversation.id``, ``conversation.lead_score``.
+        """
+        out: dict[str, FieldValue] = {
+            "conversation.id": self.id,
+            "conversation.lead_score": self.lead_score,
+            "conversation.closed_at": self.closed_at,
+            "chat.transcript": self.transcript,
+            "chat.referrer": self.traffic.referrer,
+            "chat.source_type": self.traffic.source_type,
+            "chat.traffic_source": self.traffic.traffic_source,
+            "chat.traffic_campaign": self.traffic.traffic_campaign,
+        }
+        if self.meeting is not None:
+            out["chat.meeting.name"] = self.meeting.name
+            out["chat.meeting.date"] = self.meeting.date
+            out["chat.meeting.agent_name"] = self.meeting.agent_name
+            out["chat.meeting.duration_minutes"] = self.meeting.duration_minutes
+        if self.visitor is not None:
+            v = self.visitor
+            for name in VISITOR_FIELDS:
+                out[f"contact.{name}"] = getattr(v, name)
+            for key, value in v.extra.items():
+                out.setdefault(f"contact.{key}", value)
+        if self.company is not None:
+            out["company.domain"] = self.company.domain
+            out["company.name"] = self.company.name
+            for key, value in self.company.attributes.items():
+                out.setdefault(f"company.{key}", value)
+        return out
+
+
+VISITOR_FIELDS: tuple[str, ...] = tuple(
+    a.name for a in attrs.fields(Visitor) if a.name != "extra"
+)
+
+KNOWN_FIELD_PREFIXES = ("contact.", "chat.", "company.", "conversation.")
+
+
+# ------------------------------------------------------------------------------------------------
+# CRM side
+
+
+class PersonKind(enum.Enum):
+    """The CRM person object a record is."""
+
+    LEAD = "lead"
+    CONTACT = "contact"
+
+
+@attrs.frozen
+class PersonRecord:
+    """A person record read from the CRM (a Salesforce Lead or Contact, a HubSpot contact).
+
+    ``fields`` holds the CRM field values that were asked for (the mapped fields). A Salesforce
+    Lead that was converted has ``is_converted`` and usually ``converted_contact_id``.
+    ``last_modified`` orders several matches (most recent wins; ties broken by ``id``).
+    """
+
+    id: str
+    kind: PersonKind
+    email: str | None = None
+    fields: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=dict)
+    is_converted: bool = False
+    converted_contact_id: str | None = None
+    last_modified: datetime | None = None
+    owner_id: str | None = None
+
+
+@attrs.frozen
+class AccountRecord:
+    """A CRM account/company found by domain, with the fields that were asked for."""
+
+    id: str
+    domain: str | None = None
+    name: str | None = None
+    fields: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=dict)
+    last_modified: datetime | None = None
+
+
+@attrs.frozen
+class CRMUser:
+    """A CRM user (Salesforce User, HubSpot owner) that can own records."""
+
+    id: str
+    email: str | None = None
+    active: bool = True
+    name: str | None = None
+
+
+class FieldType(enum.Enum):
+    """The value type of a CRM field, normalised across CRMs."""
+
+    STRING = "string"
+    TEXTAREA = "textarea"
+    EMAIL = "email"
+    PHONE = "phone"
+    URL = "url"
+    PICKLIST = "picklist"
+    MULTIPICKLIST = "multipicklist"
+    BOOLEAN = "boolean"
+    INTEGER = "integer"
+    NUMBER = "number"
+    DATE = "date"
+    DATETIME = "datetime"
+    REFERENCE = "reference"
+    ID = "id"
+    OTHER = "other"
+
+    @property
+    def is_text(self) -> bool:
+        return self in _TEXT_TYPES
+
+
+_TEXT_TYPES = frozenset(
+    {FieldType.STRING, FieldType.TEXTAREA, FieldType.EMAIL, FieldType.PHONE, FieldType.URL}
+)
+
+
+@attrs.frozen
+class FieldSchema:
+    """What the CRM says about one field (Salesforce describe, HubSpot properties)."""
+
+    name: str
+    type: FieldType = FieldType.STRING
+    length: int | None = None
+    createable: bool = True
+    updateable: bool = True
+    required: bool = False
+    picklist_values: tuple[str, ...] | None = None
+    restricted_picklist: bool = False
+    label: str | None = None
+
+
+def _schema_fields(value: Any) -> dict[str, FieldSchema]:
+    if isinstance(value, Mapping):
+        return {k.lower(): v for k, v in value.items()}
+    return {f.name.lower(): f for f in value}
+
+
+@attrs.frozen
+class ObjectSchema:
+    """The fields of one CRM object. Field names are looked up case-insensitively."""
+
+    name: str
+    fields: Mapping[str, FieldSchema] = attrs.field(converter=_schema_fields, factory=dict)
+
+    def get(self, field_name: str) -> FieldSchema | None:
+        return self.fields.get(field_name.lower())
+
+    def __contains__(self, field_name: object) -> bool:
+        return isinstance(field_name, str) and field_name.lower() in self.fields
+
+    @property
+    def required_fields(self) -> tuple[str, ...]:
+        return tuple(sorted(f.name for f in self.fields.values() if f.required))
