@@ -206,10 +206,18 @@ class FallbackCriteria:
     fallback_user: str | None = None
 
 
+def _segments(value: Mapping[str, Segment]) -> dict[str, Segment]:
+    return dict(value)
+
+
+def _placeholders(value: Mapping[str, str]) -> dict[str, str]:
+    return dict(value)
+
+
 @attrs.frozen
 class OwnershipConfig:
     rules: tuple[OwnershipRule, ...] = ()
-    segments: Mapping[str, Segment] = attrs.field(factory=dict, converter=dict)
+    segments: Mapping[str, Segment] = attrs.field(factory=dict, converter=_segments)
     fallback: FallbackCriteria | None = None
     default_account_owner: str | None = None
 
@@ -230,5 +238,5 @@ class SyncConfig:
     mappings: FieldMappings = attrs.field(factory=FieldMappings)
     users: UserMapping = attrs.field(factory=UserMapping)
     existing_contact: ContactPolicy = ContactPolicy.ATTACH
-    placeholders: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    placeholders: Mapping[str, str] = attrs.field(factory=dict, converter=_placeholders)
     ownership: OwnershipConfig = attrs.field(factory=OwnershipConfig)

@@ -22,6 +22,7 @@ from signals_crm.core.model import (
     ActivityKind,
     FieldValue,
     PersonKind,
+    field_map,
 )
 from signals_crm.exceptions import AdapterError, DuplicateRecordError
 
@@ -124,7 +125,7 @@ class PersonWrite:
     key: str
     kind: PersonKind
     email: str
-    fields: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=dict)
+    fields: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=field_map)
     owner_id: str | None = None
 
 
@@ -135,7 +136,7 @@ class PersonUpdate:
     key: str
     record_id: str
     kind: PersonKind
-    fields: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=dict)
+    fields: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=field_map)
 
 
 @attrs.frozen

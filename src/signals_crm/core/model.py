@@ -38,11 +38,17 @@ __all__ = [
     "Traffic",
     "Visitor",
     "is_valid_email",
+    "field_map",
     "normalize_email",
 ]
 
 FieldValue: TypeAlias = str | int | float | bool | date | datetime | None
 """A value read from Signals or the CRM. ``None`` means empty."""
+
+
+def field_map(value: Mapping[str, FieldValue]) -> dict[str, FieldValue]:
+    """Converter: a private copy of a field-value mapping."""
+    return dict(value)
 
 
 def _fail(path: str, message: str) -> ConfigurationError:
@@ -183,7 +189,7 @@ class Visitor:
     birthdate: datetime | None = None
     description: str | None = None
     tenant_id: str | None = None
-    extra: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=dict)
+    extra: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=field_map)
 
 
 @attrs.frozen
@@ -192,7 +198,7 @@ class Company:
 
     domain: str | None = None
     name: str | None = None
-    attributes: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=dict)
+    attributes: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=field_map)
 
     def with_attributes(self, extra: Mapping[str, FieldValue]) -> Company:
         """A copy whose attributes are updated with ``extra`` (pulled account fields)."""
@@ -352,7 +358,7 @@ class PersonRecord:
     id: str
     kind: PersonKind
     email: str | None = None
-    fields: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=dict)
+    fields: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=field_map)
     is_converted: bool = False
     converted_contact_id: str | None = None
     last_modified: datetime | None = None
@@ -366,7 +372,7 @@ class AccountRecord:
     id: str
     domain: str | None = None
     name: str | None = None
-    fields: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=dict)
+    fields: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=field_map)
     last_modified: datetime | None = None
 
 
