@@ -37,8 +37,8 @@ __all__ = [
     "SignalsUser",
     "Traffic",
     "Visitor",
-    "is_valid_email",
     "field_map",
+    "is_valid_email",
     "normalize_email",
 ]
 
