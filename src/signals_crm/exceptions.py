@@ -6,6 +6,8 @@
     ├── ConfigurationError (also ValueError)   bad settings or input; lists every problem
     ├── PlanningError                          the core cannot plan with what it was given
     ├── IntegrationDisabledError               a write was asked for while the integration is off
+    ├── LedgerError                            the ledger cannot store or load what was asked
+    │   └── InvalidTransitionError             a command state change the rules forbid
     └── AdapterError                           talking to a CRM failed
         ├── TransportError                     network-level failure (always retryable)
         └── CRMAPIError                        the CRM answered with an error
@@ -33,6 +35,8 @@ __all__ = [
     "ConfigurationError",
     "DuplicateRecordError",
     "IntegrationDisabledError",
+    "InvalidTransitionError",
+    "LedgerError",
     "NotFoundError",
     "PermissionDeniedError",
     "PlanningError",
@@ -98,6 +102,21 @@ class PlanningError(SignalsCRMError):
 
 class IntegrationDisabledError(SignalsCRMError):
     """A write (manual sync, backfill) was requested while the integration is switched off."""
+
+
+class LedgerError(SignalsCRMError):
+    """The ledger failed: its store cannot be opened, read or written, or it is closed."""
+
+
+class InvalidTransitionError(LedgerError):
+    """Recording commands would break the state rules (see ``signals_crm.ledger``).
+
+    ``keys`` names every offending idempotency key; nothing of the batch was written.
+    """
+
+    def __init__(self, message: str, *, keys: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.keys: tuple[str, ...] = tuple(keys)
 
 
 class AdapterError(SignalsCRMError):

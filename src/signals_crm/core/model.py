@@ -328,9 +328,7 @@ class Conversation:
         return out
 
 
-VISITOR_FIELDS: tuple[str, ...] = tuple(
-    a.name for a in attrs.fields(Visitor) if a.name != "extra"
-)
+VISITOR_FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(Visitor) if a.name != "extra")
 
 KNOWN_FIELD_PREFIXES = ("contact.", "chat.", "company.", "conversation.")
 

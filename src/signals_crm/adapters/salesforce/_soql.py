@@ -1,0 +1,125 @@
+"""SOQL text: literals, escaping and ``IN`` lists that fit in one URL. Pure.
+
+Rules (Salesforce "Quoted String Escape Sequences" and "Reserved Characters"):
+
+1. A string literal is written in single quotes. Inside it ``\\`` and ``'`` are reserved and are
+   backslash-escaped; ``"`` and the control characters newline, carriage return, tab, backspace
+   and form feed are escaped too (``\\"``, ``\\n``, ``\\r``, ``\\t``, ``\\b``, ``\\f``), as every
+   careful client does. Any other backslash would be a ``MALFORMED_QUERY``.
+2. Inside a ``LIKE`` pattern ``%`` and ``_`` are wildcards; a literal one is written ``\\%`` /
+   ``\\_`` (valid only in ``LIKE``).
+3. The query travels in the ``q`` parameter of a ``GET``. It is form-encoded: a space becomes
+   ``+`` and a literal ``+`` (common in emails: ``jo+tag@x.com``) **must** be ``%2B``, else
+   Salesforce reads a space and the lookup silently misses.
+4. The URI plus headers must stay under 16,384 bytes (414/431 otherwise). ``IN`` lists are
+   therefore chunked by the *encoded* length of the whole URL, not by a fixed count; the default
+   budget is 8,000 bytes (Salesforce recommends short URIs) and at most 200 values a chunk.
+5. One string literal may be at most 4,000 characters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from urllib.parse import quote_plus
+
+from signals_crm.exceptions import ConfigurationError, Problem
+
+__all__ = [
+    "DEFAULT_MAX_URL_LENGTH",
+    "HARD_URI_LIMIT",
+    "MAX_LITERAL_LENGTH",
+    "chunk_in_clause",
+    "encode_q",
+    "like_literal",
+    "quote",
+]
+
+HARD_URI_LIMIT = 16_384
+DEFAULT_MAX_URL_LENGTH = 8_000
+MAX_LITERAL_LENGTH = 4_000
+DEFAULT_MAX_VALUES = 200
+
+_ESCAPES = {
+    "\\": "\\\\",
+    "'": "\\'",
+    '"': '\\"',
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
+}
+_LIKE_ESCAPES = {**_ESCAPES, "%": "\\%", "_": "\\_"}
+
+
+def _escape(value: str, table: dict[str, str]) -> str:
+    return "".join(table.get(ch, ch) for ch in value)
+
+
+def _check_length(value: str) -> None:
+    if len(value) > MAX_LITERAL_LENGTH:
+        raise ConfigurationError(
+            [Problem("soql", f"a string literal is limited to {MAX_LITERAL_LENGTH} characters")]
+        )
+
+
+def quote(value: str) -> str:
+    """``value`` as a SOQL string literal, quotes included.
+
+    >>> quote("o'neil@x.com")
+    "'o\\\\'neil@x.com'"
+    """
+    _check_length(value)
+    return "'" + _escape(value, _ESCAPES) + "'"
+
+
+def like_literal(value: str, *, prefix: str = "", suffix: str = "") -> str:
+    """A quoted ``LIKE`` pattern matching ``value`` literally, between raw wildcards.
+
+    >>> like_literal("50%_off", prefix="%", suffix="%")
+    "'%50\\\\%\\\\_off%'"
+    """
+    _check_length(value)
+    return "'" + prefix + _escape(value, _LIKE_ESCAPES) + suffix + "'"
+
+
+def encode_q(soql: str) -> str:
+    """The form-encoded value of the ``q`` parameter (space as ``+``, ``+`` as ``%2B``)."""
+    return quote_plus(soql, safe="")
+
+
+def chunk_in_clause(
+    values: Iterable[str],
+    *,
+    render: Sequence[str],
+    fixed_length: int,
+    max_url_length: int = DEFAULT_MAX_URL_LENGTH,
+    max_values: int = DEFAULT_MAX_VALUES,
+) -> Iterator[list[str]]:
+    """Split ``values`` into chunks whose rendered query URL stays within ``max_url_length``.
+
+    ``render`` is the SOQL around the list: ``(before, after)`` so that a chunk's query is
+    ``before + ", ".join(quote(v) for v in chunk) + after``; ``fixed_length`` is the length of
+    the URL without the ``q`` value (scheme, host, path and ``?q=``). Encoded lengths add up
+    character by character, so each value's cost is measured once.
+    """
+    before, after = render
+    base = fixed_length + len(encode_q(before)) + len(encode_q(after))
+    separator = len(encode_q(", "))
+    chunk: list[str] = []
+    used = base
+    for value in values:
+        cost = len(encode_q(quote(value)))
+        extra = cost + (separator if chunk else 0)
+        if chunk and (used + extra > max_url_length or len(chunk) >= max_values):
+            yield chunk
+            chunk, used = [], base
+            extra = cost
+        if base + cost > max_url_length:
+            raise ConfigurationError(
+                [Problem("soql", "one value is too long to fit in a query URL")]
+            )
+        chunk.append(value)
+        used += extra
+    if chunk:
+        yield chunk

@@ -1,0 +1,130 @@
+"""Who may be synced automatically, and why not.
+
+The rule:
+
+1. Criteria: ``ALL`` passes everyone, unscored visitors included. ``ONE_STAR``, ``TWO_STARS`` and
+   ``THREE_STARS`` pass a score of at least 1, 2 or 3 stars; an unscored visitor passes none of
+   them. The score is the one known *at sync time*, not at close.
+2. Automatic sync needs all of: the integration on; the conversation closed; the criteria met;
+   ``now >= closed_at + delay``; a syntactically valid visitor email.
+3. Every failing condition is reported, each with a stable code; a condition that passes with
+   time (the delay) says when.
+
+Blocker codes: ``integration_disabled``, ``conversation_open``, ``criteria_not_met``,
+``delay_pending``, ``invalid_email`` (``no_email`` when there is none at all).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+
+from signals_crm.core.config import Criteria, SyncConfig
+from signals_crm.core.model import Conversation, ConversationStatus, is_valid_email
+from signals_crm.core.trace import Reason, blocker
+
+__all__ = ["Eligibility", "check_eligibility", "check_manual", "meets_criteria"]
+
+BLOCKER_CODES = (
+    "integration_disabled",
+    "conversation_open",
+    "criteria_not_met",
+    "delay_pending",
+    "no_email",
+    "invalid_email",
+)
+
+
+def meets_criteria(score: int | None, criteria: Criteria) -> bool:
+    """Whether a lead score (``None`` = unscored) passes ``criteria``."""
+    needed = criteria.min_stars
+    if needed is None:
+        return True
+    return score is not None and score >= needed
+
+
+def _stars(score: int | None) -> str:
+    if score is None:
+        return "unscored"
+    return f"{score} star{'s' if score != 1 else ''}"
+
+
+@attrs.frozen
+class Eligibility:
+    """Whether a conversation may be synced now, and every reason it may not."""
+
+    blockers: tuple[Reason, ...] = ()
+    due_at: datetime | None = None
+
+    @property
+    def eligible(self) -> bool:
+        return not self.blockers
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(b.code for b in self.blockers)
+
+    @property
+    def passes_at(self) -> datetime | None:
+        """When the only blockers left are time-bound, the time they all pass; else ``None``."""
+        if not self.blockers or any(b.passes_at is None for b in self.blockers):
+            return None
+        return max(b.passes_at for b in self.blockers if b.passes_at is not None)
+
+
+def _email_blocker(conversation: Conversation) -> Reason | None:
+    email = conversation.email
+    if email is None or not email.strip():
+        return blocker("no_email", "the visitor has no email address")
+    if not is_valid_email(email):
+        return blocker(
+            "invalid_email", f"the visitor's email {email.strip()!r} is not a valid address"
+        )
+    return None
+
+
+def check_eligibility(conversation: Conversation, config: SyncConfig, now: datetime) -> Eligibility:
+    """Evaluate every automatic-sync condition at ``now``; report all that fail."""
+    found: list[Reason] = []
+    if not config.enabled:
+        found.append(blocker("integration_disabled", "the integration is switched off"))
+    due_at = None
+    if conversation.status is not ConversationStatus.CLOSED or conversation.closed_at is None:
+        found.append(blocker("conversation_open", "the conversation is not closed yet"))
+    if not meets_criteria(conversation.lead_score, config.criteria):
+        found.append(
+            blocker(
+                "criteria_not_met",
+                f"lead score {_stars(conversation.lead_score)} does not meet the criteria "
+                f"{config.criteria.value!r}",
+                score=conversation.lead_score,
+                criteria=config.criteria.value,
+            )
+        )
+    if conversation.closed_at is not None:
+        due_at = conversation.closed_at + config.delay
+        if now < due_at:
+            found.append(
+                blocker(
+                    "delay_pending",
+                    f"the synchronization delay has not passed; it passes at {due_at.isoformat()}",
+                    passes_at=due_at,
+                )
+            )
+    email_problem = _email_blocker(conversation)
+    if email_problem is not None:
+        found.append(email_problem)
+    return Eligibility(blockers=tuple(found), due_at=due_at)
+
+
+def check_manual(conversation: Conversation, config: SyncConfig) -> Eligibility:
+    """A manual sync ignores criteria, delay and status; it needs the integration on and an
+    email."""
+    found: list[Reason] = []
+    if not config.enabled:
+        found.append(blocker("integration_disabled", "the integration is switched off"))
+    email_problem = _email_blocker(conversation)
+    if email_problem is not None:
+        found.append(email_problem)
+    return Eligibility(blockers=tuple(found), due_at=None)

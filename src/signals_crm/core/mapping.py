@@ -1,0 +1,304 @@
+"""Field mapping: which CRM fields a sync writes, with which values.
+
+The rule:
+
+1. The person record uses the ``lead`` mapping set when the CRM's person object is a Lead
+   (Salesforce) and the ``contact`` set when it is a contact (HubSpot). The ``account`` set is
+   pulled, never pushed (see :mod:`signals_crm.core.ownership`).
+2. Empty values (``None``, or text that is blank after trimming) are never sent.
+3. **Create** sends every mapped non-empty value. A required field still empty afterwards gets
+   its configured placeholder (Salesforce ``LastName`` and ``Company``), when the CRM says the
+   field is required (or when no schema is known).
+4. **Update** sends only mappings marked ``overwrite``, only non-empty values, and only values
+   that differ from the CRM's current value (text compared after trimming; numbers by value;
+   dates by their ISO form). Nothing changed → no update at all.
+5. With a schema, each value is checked before it is written: a field the CRM does not have, or
+   that it will not let us create/update, is dropped with a warning; a value that does not fit
+   the type or a restricted picklist is dropped with a warning; too-long text is **truncated**
+   to the field's length with a warning — the CRM never sees a value it would reject.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime
+
+import attrs
+
+from signals_crm.core.config import FieldMapping, FieldMappings
+from signals_crm.core.model import FieldSchema, FieldType, FieldValue, ObjectSchema, PersonKind
+from signals_crm.core.trace import Reason, info, warning
+from signals_crm.exceptions import Problem
+
+__all__ = [
+    "FieldPayload",
+    "build_create_fields",
+    "build_update_fields",
+    "is_empty",
+    "mapping_set_for",
+    "same_value",
+    "validate_mappings",
+]
+
+
+@attrs.frozen
+class FieldPayload:
+    """CRM field → value to write, and the reasons behind each drop or change."""
+
+    fields: Mapping[str, FieldValue]
+    trace: tuple[Reason, ...] = ()
+
+
+def mapping_set_for(mappings: FieldMappings, person_kind: PersonKind) -> tuple[FieldMapping, ...]:
+    """The mapping set that applies to the CRM's person object."""
+    return mappings.lead if person_kind is PersonKind.LEAD else mappings.contact
+
+
+def is_empty(value: FieldValue) -> bool:
+    """``None`` and blank text are empty; ``0`` and ``False`` are values."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _as_text(value: FieldValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _as_number(value: FieldValue) -> float | None:
+    if isinstance(value, bool) or value is None or isinstance(value, date | datetime):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        number = float(value.strip().replace(",", ""))
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def same_value(ours: FieldValue, theirs: FieldValue) -> bool:
+    """Whether a value we would write equals the CRM's current value.
+
+    Empty equals empty; numbers compare by value (``"42"`` = ``42.0``); booleans by truth
+    (``"true"`` = ``True``); everything else by its trimmed text (case-sensitive: a changed
+    capitalisation is a change).
+    """
+    if is_empty(ours) or is_empty(theirs):
+        return is_empty(ours) and is_empty(theirs)
+    if isinstance(ours, bool) or isinstance(theirs, bool):
+        return _as_text(ours).lower() == _as_text(theirs).lower()
+    a, b = _as_number(ours), _as_number(theirs)
+    if a is not None and b is not None:
+        return a == b
+    return _as_text(ours) == _as_text(theirs)
+
+
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off"}
+
+
+def _fit(value: FieldValue, schema: FieldSchema) -> tuple[FieldValue, Reason | None]:
+    """Convert ``value`` to what ``schema`` accepts; ``(None, reason)`` drops it."""
+    name = schema.name
+    kind = schema.type
+    if kind is FieldType.BOOLEAN:
+        if isinstance(value, bool):
+            return value, None
+        text = _as_text(value).lower()
+        if text in _TRUE:
+            return True, None
+        if text in _FALSE:
+            return False, None
+        return None, warning(
+            "value_dropped", f"{name}: {value!r} is not a boolean; not written", field=name
+        )
+    if kind in (FieldType.INTEGER, FieldType.NUMBER):
+        number = _as_number(value)
+        if number is None:
+            return None, warning(
+                "value_dropped", f"{name}: {value!r} is not a number; not written", field=name
+            )
+        if kind is FieldType.INTEGER:
+            if not number.is_integer():
+                return None, warning(
+                    "value_dropped", f"{name}: {value!r} is not a whole number", field=name
+                )
+            return int(number), None
+        return number, None
+    if kind is FieldType.DATE:
+        if isinstance(value, datetime):
+            return value.date(), None
+        if isinstance(value, date):
+            return value, None
+        try:
+            return date.fromisoformat(_as_text(value)[:10]), None
+        except ValueError:
+            return None, warning(
+                "value_dropped", f"{name}: {value!r} is not a date; not written", field=name
+            )
+    if kind is FieldType.DATETIME:
+        if isinstance(value, datetime):
+            return value, None
+        try:
+            return datetime.fromisoformat(_as_text(value)), None
+        except ValueError:
+            return None, warning(
+                "value_dropped", f"{name}: {value!r} is not a date-time; not written", field=name
+            )
+    if kind in (FieldType.REFERENCE, FieldType.ID, FieldType.OTHER):
+        return value, None
+    text = _as_text(value)
+    if kind in (FieldType.PICKLIST, FieldType.MULTIPICKLIST) and schema.picklist_values:
+        allowed = schema.picklist_values
+        parts = text.split(";") if kind is FieldType.MULTIPICKLIST else [text]
+        unknown = [p for p in parts if p not in allowed]
+        if unknown and schema.restricted_picklist:
+            return None, warning(
+                "value_dropped",
+                f"{name}: {text!r} is not one of the picklist's values; not written",
+                field=name,
+            )
+    if schema.length is not None and len(text) > schema.length:
+        return text[: schema.length], warning(
+            "value_truncated",
+            f"{name}: {len(text)} characters truncated to the field's {schema.length}",
+            field=name,
+        )
+    return text, None
+
+
+def _check_field(
+    target: str, schema: ObjectSchema | None, *, for_update: bool
+) -> tuple[FieldSchema | None, Reason | None]:
+    if schema is None:
+        return None, None
+    field = schema.get(target)
+    if field is None:
+        return None, warning(
+            "field_unknown", f"{schema.name} has no field {target!r}; not written", field=target
+        )
+    if for_update and not field.updateable:
+        return None, warning(
+            "field_not_updateable", f"{target} cannot be updated; not written", field=target
+        )
+    if not for_update and not field.createable:
+        return None, warning(
+            "field_not_createable", f"{target} cannot be set on create; not written", field=target
+        )
+    return field, None
+
+
+def _mapped_values(
+    values: Mapping[str, FieldValue],
+    mappings: Iterable[FieldMapping],
+    schema: ObjectSchema | None,
+    *,
+    for_update: bool,
+    trace: list[Reason],
+) -> dict[str, tuple[FieldMapping, FieldValue]]:
+    out: dict[str, tuple[FieldMapping, FieldValue]] = {}
+    for mapping in mappings:
+        if for_update and not mapping.overwrite:
+            continue
+        value = values.get(mapping.source)
+        if is_empty(value):
+            continue
+        field, problem = _check_field(mapping.target, schema, for_update=for_update)
+        if problem is not None:
+            trace.append(problem)
+            continue
+        if field is not None:
+            value, note = _fit(value, field)
+            if note is not None:
+                trace.append(note)
+            if is_empty(value):
+                continue
+        elif isinstance(value, str):
+            value = value.strip()
+        out[field.name if field is not None else mapping.target] = (mapping, value)
+    return out
+
+
+def build_create_fields(
+    values: Mapping[str, FieldValue],
+    mappings: Iterable[FieldMapping],
+    *,
+    schema: ObjectSchema | None = None,
+    placeholders: Mapping[str, str] | None = None,
+    email_field: str | None = None,
+    email: str | None = None,
+) -> FieldPayload:
+    """The fields of a new person record (rules 2, 3, 5)."""
+    trace: list[Reason] = []
+    mapped = _mapped_values(values, mappings, schema, for_update=False, trace=trace)
+    fields: dict[str, FieldValue] = {name: value for name, (_, value) in mapped.items()}
+    if email_field is not None and email is not None:
+        email_schema = schema.get(email_field) if schema is not None else None
+        fields[email_schema.name if email_schema is not None else email_field] = email.strip()
+    for target, placeholder in (placeholders or {}).items():
+        present = any(k.lower() == target.lower() and not is_empty(v) for k, v in fields.items())
+        if present:
+            continue
+        field = schema.get(target) if schema is not None else None
+        if schema is not None and (field is None or not field.required):
+            continue
+        name = field.name if field is not None else target
+        fields[name] = placeholder
+        trace.append(
+            info("placeholder_used", f"{name} is required and empty; placeholder {placeholder!r}")
+        )
+    return FieldPayload(fields=fields, trace=tuple(trace))
+
+
+def build_update_fields(
+    values: Mapping[str, FieldValue],
+    mappings: Iterable[FieldMapping],
+    current: Mapping[str, FieldValue],
+    *,
+    schema: ObjectSchema | None = None,
+) -> FieldPayload:
+    """The fields an update changes (rules 2, 4, 5); empty when nothing changes."""
+    trace: list[Reason] = []
+    mapped = _mapped_values(values, mappings, schema, for_update=True, trace=trace)
+    lowered = {k.lower(): v for k, v in current.items()}
+    fields: dict[str, FieldValue] = {}
+    for name, (_, value) in mapped.items():
+        if same_value(value, lowered.get(name.lower())):
+            continue
+        fields[name] = value
+    if fields:
+        trace.append(
+            info("update_fields", f"overwriting {', '.join(sorted(fields))}", fields=sorted(fields))
+        )
+    else:
+        trace.append(info("update_unchanged", "no overwrite field differs from the CRM's value"))
+    return FieldPayload(fields=fields, trace=tuple(trace))
+
+
+def validate_mappings(
+    mappings: Iterable[FieldMapping], schema: ObjectSchema, *, path: str
+) -> list[Problem]:
+    """Preflight: every problem of a mapping set against the CRM's schema.
+
+    A target must exist and be creatable; an ``overwrite`` target must also be updatable.
+    """
+    problems: list[Problem] = []
+    for index, mapping in enumerate(mappings):
+        where = f"{path}[{index}].target"
+        field = schema.get(mapping.target)
+        if field is None:
+            problems.append(Problem(where, f"{schema.name} has no field {mapping.target!r}"))
+            continue
+        if not field.createable:
+            problems.append(Problem(where, f"{field.name} cannot be set when creating"))
+        if mapping.overwrite and not field.updateable:
+            problems.append(
+                Problem(where, f"{field.name} cannot be updated, so it cannot be 'overwrite'")
+            )
+    return problems

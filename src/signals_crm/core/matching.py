@@ -1,0 +1,141 @@
+"""Overwrite by email: which existing person record a visitor is, if any.
+
+The rule:
+
+1. Records match by email only: trimmed, compared case-insensitively. Names never match.
+2. Candidates are the records of the CRM's person kind (Salesforce Leads, HubSpot contacts) that
+   are not converted. One or more → **update** the best: the most recently modified, ties broken
+   by the smallest id; when there were several, the trace says the match was ambiguous.
+3. Otherwise, where the CRM keeps Contacts apart from its person records (Salesforce), a Contact
+   with the email is **never updated**. Policy ``attach`` (the default): create no Lead and
+   attach the activities to the Contact (the best one, by rule 2's order). Policy
+   ``create_lead``: create a new Lead anyway.
+4. A converted Lead whose converted Contact was not itself found counts as that Contact under
+   ``attach`` (its activities go to the Contact it became).
+5. Nothing matches → **create** a new record.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import attrs
+
+from signals_crm.core.config import ContactPolicy
+from signals_crm.core.model import PersonKind, PersonRecord, normalize_email
+from signals_crm.core.trace import Reason, info
+
+__all__ = ["MatchDecision", "MatchOutcome", "best_record", "decide_match", "recency"]
+
+
+class MatchOutcome(enum.Enum):
+    CREATE = "create"
+    UPDATE = "update"
+    ATTACH_CONTACT = "attach_contact"
+
+
+@attrs.frozen
+class MatchDecision:
+    """What to do with the visitor's person record, on which record, and why."""
+
+    outcome: MatchOutcome
+    record: PersonRecord | None
+    ambiguous: bool
+    trace: tuple[Reason, ...]
+
+
+_OLDEST = datetime.min.replace(tzinfo=UTC)
+
+
+def recency(modified: datetime | None) -> datetime:
+    """A sort key for "most recently modified": unknown is oldest; naive means UTC."""
+    if modified is None:
+        return _OLDEST
+    if modified.utcoffset() is None:
+        return modified.replace(tzinfo=UTC)
+    return modified
+
+
+def best_record(records: Iterable[PersonRecord]) -> PersonRecord:
+    """The most recently modified record; ties broken by the smallest id."""
+    ordered = sorted(records, key=lambda r: r.id)
+    return max(ordered, key=lambda r: recency(r.last_modified))
+
+
+def decide_match(
+    email: str,
+    records: Iterable[PersonRecord],
+    *,
+    person_kind: PersonKind,
+    separate_contacts: bool,
+    policy: ContactPolicy,
+) -> MatchDecision:
+    """Apply the matching rule to the records a lookup found for ``email``."""
+    key = normalize_email(email)
+    found = [r for r in records if r.email is not None and normalize_email(r.email) == key]
+    people = [r for r in found if r.kind is person_kind and not r.is_converted]
+    converted = [r for r in found if r.kind is person_kind and r.is_converted]
+    trace: list[Reason] = []
+    if converted:
+        trace.append(
+            info(
+                "converted_ignored",
+                f"{len(converted)} converted {person_kind.value}(s) with this email ignored",
+            )
+        )
+    if people:
+        best = best_record(people)
+        ambiguous = len(people) > 1
+        if ambiguous:
+            trace.append(
+                info(
+                    "match_ambiguous",
+                    f"{len(people)} {person_kind.value}s share this email; updating the most "
+                    f"recently modified, {best.id}",
+                    candidates=sorted(r.id for r in people),
+                )
+            )
+        trace.append(info("match_update", f"existing {person_kind.value} {best.id} matched"))
+        return MatchDecision(MatchOutcome.UPDATE, best, ambiguous, tuple(trace))
+
+    if separate_contacts:
+        contacts = [r for r in found if r.kind is PersonKind.CONTACT]
+        if not contacts and policy is ContactPolicy.ATTACH:
+            contacts = [
+                PersonRecord(
+                    id=r.converted_contact_id,
+                    kind=PersonKind.CONTACT,
+                    email=r.email,
+                    last_modified=r.last_modified,
+                )
+                for r in converted
+                if r.converted_contact_id
+            ]
+            if contacts:
+                trace.append(
+                    info("converted_contact", "the converted lead's contact stands for the visitor")
+                )
+        if contacts:
+            best = best_record(contacts)
+            ambiguous = len(contacts) > 1
+            if policy is ContactPolicy.ATTACH:
+                trace.append(
+                    info(
+                        "match_contact_attach",
+                        f"contact {best.id} has this email; it is never updated, activities "
+                        "are attached to it",
+                    )
+                )
+                return MatchDecision(MatchOutcome.ATTACH_CONTACT, best, ambiguous, tuple(trace))
+            trace.append(
+                info(
+                    "match_contact_create_lead",
+                    f"contact {best.id} has this email; policy create_lead makes a new lead",
+                )
+            )
+            return MatchDecision(MatchOutcome.CREATE, None, ambiguous=False, trace=tuple(trace))
+
+    trace.append(info("match_none", "no record has this email; a new one is created"))
+    return MatchDecision(MatchOutcome.CREATE, None, ambiguous=False, trace=tuple(trace))
