@@ -15,8 +15,8 @@ and whether retrying may help:
 =====================================  ======================  =========
 errorCode                              class                   retryable
 =====================================  ======================  =========
-INVALID_SESSION_ID, INVALID_AUTH_HEADER AuthenticationError    no (the adapter refreshes once first)
-REQUEST_LIMIT_EXCEEDED                 RateLimitedError        daily "TotalRequests": no; concurrent: yes
+INVALID_SESSION_ID, INVALID_AUTH_HEADER AuthenticationError    no (refreshed once first)
+REQUEST_LIMIT_EXCEEDED                 RateLimitedError        daily: no; concurrent: yes
 DUPLICATES_DETECTED, DUPLICATE_VALUE   DuplicateRecordError    no (carries the matched ids)
 NOT_FOUND, ENTITY_IS_DELETED           NotFoundError           no
 INACTIVE_OWNER_OR_USER, INSUFFICIENT_* PermissionDeniedError   no (needs an admin)
@@ -174,7 +174,9 @@ def error_for_code(
         return CRMServerError(
             message, status_code=status_code, error_code=code, retryable=retryable, fields=fields
         )
-    return cls(message, status_code=status_code, error_code=code, retryable=retryable, fields=fields)
+    return cls(
+        message, status_code=status_code, error_code=code, retryable=retryable, fields=fields
+    )
 
 
 def _by_status(status: int | None) -> tuple[type[CRMAPIError], bool]:

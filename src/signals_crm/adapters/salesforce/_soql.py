@@ -19,7 +19,7 @@ Rules (Salesforce "Quoted String Escape Sequences" and "Reserved Characters"):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from urllib.parse import quote_plus
 
 from signals_crm.exceptions import ConfigurationError, Problem
@@ -29,6 +29,7 @@ __all__ = [
     "HARD_URI_LIMIT",
     "MAX_LITERAL_LENGTH",
     "chunk_in_clause",
+    "chunk_terms",
     "encode_q",
     "like_literal",
     "quote",
@@ -88,38 +89,60 @@ def encode_q(soql: str) -> str:
     return quote_plus(soql, safe="")
 
 
-def chunk_in_clause(
-    values: Iterable[str],
+def chunk_terms(
+    terms: Iterable[str],
     *,
-    render: Sequence[str],
+    before: str,
+    after: str,
+    separator: str,
     fixed_length: int,
     max_url_length: int = DEFAULT_MAX_URL_LENGTH,
     max_values: int = DEFAULT_MAX_VALUES,
 ) -> Iterator[list[str]]:
-    """Split ``values`` into chunks whose rendered query URL stays within ``max_url_length``.
+    """Split already-rendered SOQL ``terms`` into chunks whose query URL fits the budget.
 
-    ``render`` is the SOQL around the list: ``(before, after)`` so that a chunk's query is
-    ``before + ", ".join(quote(v) for v in chunk) + after``; ``fixed_length`` is the length of
-    the URL without the ``q`` value (scheme, host, path and ``?q=``). Encoded lengths add up
-    character by character, so each value's cost is measured once.
+    A chunk's query is ``before + separator.join(chunk) + after``; ``fixed_length`` is the
+    length of the URL without the ``q`` value (scheme, host, path and ``?q=``). Form encoding
+    works character by character, so encoded lengths add up and each term is measured once.
     """
-    before, after = render
     base = fixed_length + len(encode_q(before)) + len(encode_q(after))
-    separator = len(encode_q(", "))
+    sep_cost = len(encode_q(separator))
     chunk: list[str] = []
     used = base
-    for value in values:
-        cost = len(encode_q(quote(value)))
-        extra = cost + (separator if chunk else 0)
-        if chunk and (used + extra > max_url_length or len(chunk) >= max_values):
-            yield chunk
-            chunk, used = [], base
-            extra = cost
+    for term in terms:
+        cost = len(encode_q(term))
         if base + cost > max_url_length:
             raise ConfigurationError(
                 [Problem("soql", "one value is too long to fit in a query URL")]
             )
-        chunk.append(value)
+        extra = cost + (sep_cost if chunk else 0)
+        if chunk and (used + extra > max_url_length or len(chunk) >= max_values):
+            yield chunk
+            chunk, used, extra = [], base, cost
+        chunk.append(term)
         used += extra
     if chunk:
         yield chunk
+
+
+def chunk_in_clause(
+    values: Iterable[str],
+    *,
+    before: str,
+    after: str = ")",
+    fixed_length: int,
+    max_url_length: int = DEFAULT_MAX_URL_LENGTH,
+    max_values: int = DEFAULT_MAX_VALUES,
+) -> Iterator[str]:
+    """SOQL statements ``before + 'v1', 'v2', ... + after`` for an ``IN`` list, each fitting
+    in ``max_url_length`` bytes of URL once encoded (see :func:`chunk_terms`)."""
+    for chunk in chunk_terms(
+        (quote(v) for v in values),
+        before=before,
+        after=after,
+        separator=", ",
+        fixed_length=fixed_length,
+        max_url_length=max_url_length,
+        max_values=max_values,
+    ):
+        yield before + ", ".join(chunk) + after

@@ -1,0 +1,36 @@
+"""The Salesforce adapter: Leads, Tasks and CampaignMembers over the REST API.
+
+``SalesforceAdapter`` (blocking, over ``httpx.Client``) and ``AsyncSalesforceAdapter`` (over
+``httpx.AsyncClient``) share every request builder and response parser; see ``docs/salesforce.md``.
+"""
+
+from signals_crm.adapters.salesforce._auth import (
+    AuthFlow,
+    ClientCredentialsFlow,
+    JWTBearerFlow,
+    RefreshTokenFlow,
+    StaticToken,
+)
+from signals_crm.adapters.salesforce._requests import DEFAULT_API_VERSION, TaskMarker
+from signals_crm.adapters.salesforce._responses import ApiUsage, AppApiUsage, SalesforceToken
+from signals_crm.adapters.salesforce.adapter import (
+    SALESFORCE_CAPABILITIES,
+    AsyncSalesforceAdapter,
+    SalesforceAdapter,
+)
+
+__all__ = [
+    "DEFAULT_API_VERSION",
+    "SALESFORCE_CAPABILITIES",
+    "ApiUsage",
+    "AppApiUsage",
+    "AsyncSalesforceAdapter",
+    "AuthFlow",
+    "ClientCredentialsFlow",
+    "JWTBearerFlow",
+    "RefreshTokenFlow",
+    "SalesforceAdapter",
+    "SalesforceToken",
+    "StaticToken",
+    "TaskMarker",
+]

@@ -1,0 +1,348 @@
+"""Salesforce requests, built as ``httpx.Request`` values. Pure: no IO, no clock, no state.
+
+What is sent (reference §§1-4, 9):
+
+1. Everything lives under ``{instance_url}/services/data/v{version}/``; the adapter pins one
+   version (default 61.0; ≥ 46.0 is needed for Collections results). Every request carries
+   ``Accept: application/json`` and ``Sforce-Call-Options: client=signals-crm``; the
+   ``Authorization`` header is added at send time, never here.
+2. Lookups are ``GET query?q=<SOQL>`` with the SOQL form-encoded (``+`` → ``%2B``, see
+   :mod:`._soql`) and ``IN`` lists chunked by encoded URL length; later pages follow
+   ``nextRecordsUrl`` verbatim, with no query parameters.
+3. Writes go through sObject Collections: ``POST composite/sobjects`` (create) and
+   ``PATCH composite/sobjects`` (update), at most 200 records, ``allOrNone: false`` so one bad
+   record never sinks the others. Every record names its type in ``attributes``.
+4. A Lead write whose owner ``signals_crm`` chose carries ``Sforce-Auto-Assign: FALSE`` so the
+   org's assignment rules cannot overwrite it. Lead *updates* always carry it too: REST treats a
+   missing header as ``TRUE``, and an update must never move the owner.
+5. A Task is ``{WhoId, Subject, Description, ActivityDate, Status, Priority, OwnerId}``. Its
+   source activity's marker is stored so a retry can find the task (see :class:`TaskMarker`):
+   by default as a tag ``[signals:<marker>]`` at the end of ``Subject`` (``Subject`` is
+   filterable; ``Description`` is a long text area, which SOQL cannot filter), or in a custom
+   text field the org adds (``marker_field``, ideally a unique External ID).
+6. A CampaignMember is ``{CampaignId, LeadId | ContactId}``; the campaign's default status
+   applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import attrs
+import httpx
+
+from signals_crm.adapters.salesforce._soql import (
+    DEFAULT_MAX_URL_LENGTH,
+    chunk_in_clause,
+    chunk_terms,
+    encode_q,
+    like_literal,
+    quote,
+)
+from signals_crm.core.crm import CampaignMembershipWrite, PersonUpdate, PersonWrite, TaskWrite
+from signals_crm.core.model import FieldValue, PersonKind
+from signals_crm.exceptions import ConfigurationError, Problem
+
+__all__ = [
+    "COLLECTION_LIMIT",
+    "DEFAULT_API_VERSION",
+    "Endpoint",
+    "TaskMarker",
+    "campaign_member_record",
+    "collection_create_request",
+    "collection_update_request",
+    "describe_request",
+    "in_queries",
+    "json_value",
+    "object_for_kind",
+    "or_queries",
+    "person_record",
+    "person_update_record",
+    "query_more_request",
+    "query_request",
+    "task_record",
+]
+
+DEFAULT_API_VERSION = "61.0"
+COLLECTION_LIMIT = 200
+SUBJECT_LENGTH = 255
+
+
+def _strip_slash(value: str) -> str:
+    return str(value).rstrip("/")
+
+
+@attrs.frozen
+class Endpoint:
+    """Where requests go: the org's instance URL and the pinned API version."""
+
+    instance_url: str = attrs.field(converter=_strip_slash)
+    api_version: str = DEFAULT_API_VERSION
+    client_name: str = "signals-crm"
+
+    @property
+    def base(self) -> str:
+        """``{instance_url}/services/data/v{version}``."""
+        return f"{self.instance_url}/services/data/v{self.api_version}"
+
+    def headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        headers = {
+            "Accept": "application/json",
+            "Sforce-Call-Options": f"client={self.client_name}",
+        }
+        if extra:
+            headers.update(extra)
+        return headers
+
+
+def object_for_kind(kind: PersonKind) -> str:
+    """The sObject of a person kind: ``Lead`` or ``Contact``."""
+    return "Lead" if kind is PersonKind.LEAD else "Contact"
+
+
+def json_value(value: FieldValue) -> Any:
+    """A field value as Salesforce JSON: dates ``YYYY-MM-DD``, datetimes in UTC with ms."""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+            f"{aware.microsecond // 1000:03d}+0000"
+        )
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+# ------------------------------------------------------------------------------------------------
+# Queries
+
+
+def query_request(endpoint: Endpoint, soql: str) -> httpx.Request:
+    """``GET query?q=...`` with ``q`` form-encoded (``+`` as ``%2B``)."""
+    url = f"{endpoint.base}/query?q={encode_q(soql)}"
+    return httpx.Request("GET", url, headers=endpoint.headers())
+
+
+def query_more_request(endpoint: Endpoint, next_records_url: str) -> httpx.Request:
+    """``GET {instance_url}{nextRecordsUrl}`` exactly as Salesforce gave it."""
+    if next_records_url.startswith(("http://", "https://")):
+        url = next_records_url
+    else:
+        url = endpoint.instance_url + next_records_url
+    return httpx.Request("GET", url, headers=endpoint.headers())
+
+
+def in_queries(
+    endpoint: Endpoint,
+    *,
+    select: Sequence[str],
+    object_name: str,
+    field: str,
+    values: Sequence[str],
+    where_extra: str | None = None,
+    max_url_length: int = DEFAULT_MAX_URL_LENGTH,
+) -> Iterator[str]:
+    """SOQL statements ``SELECT ... FROM object WHERE field IN (...)``, chunked so each query's
+    URL stays within ``max_url_length`` bytes once encoded."""
+    # Every value below is a quoted, escaped literal (see _soql.quote).
+    before = f"SELECT {', '.join(select)} FROM {object_name} WHERE "  # noqa: S608
+    if where_extra:
+        before += f"({where_extra}) AND "
+    before += f"{field} IN ("
+    yield from chunk_in_clause(
+        values,
+        before=before,
+        fixed_length=len(f"{endpoint.base}/query?q="),
+        max_url_length=max_url_length,
+    )
+
+
+def or_queries(
+    endpoint: Endpoint,
+    *,
+    select: Sequence[str],
+    object_name: str,
+    conditions: Sequence[str],
+    max_url_length: int = DEFAULT_MAX_URL_LENGTH,
+) -> Iterator[str]:
+    """SOQL statements ``SELECT ... FROM object WHERE c1 OR c2 ...``, chunked by URL length."""
+    # Conditions are built from escaped literals (see _soql.quote / like_literal).
+    before = f"SELECT {', '.join(select)} FROM {object_name} WHERE "  # noqa: S608
+    for chunk in chunk_terms(
+        conditions,
+        before=before,
+        after="",
+        separator=" OR ",
+        fixed_length=len(f"{endpoint.base}/query?q="),
+        max_url_length=max_url_length,
+    ):
+        yield before + " OR ".join(chunk)
+
+
+def describe_request(endpoint: Endpoint, object_name: str) -> httpx.Request:
+    """``GET sobjects/{object}/describe``."""
+    return httpx.Request(
+        "GET", f"{endpoint.base}/sobjects/{object_name}/describe", headers=endpoint.headers()
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Collections
+
+
+def _collection(
+    method: str,
+    endpoint: Endpoint,
+    records: Sequence[Mapping[str, Any]],
+    auto_assign: bool | None,
+) -> httpx.Request:
+    if not records or len(records) > COLLECTION_LIMIT:
+        raise ConfigurationError(
+            [Problem("records", f"a Collections call takes 1 to {COLLECTION_LIMIT} records")]
+        )
+    extra = (
+        {} if auto_assign is None else {"Sforce-Auto-Assign": "TRUE" if auto_assign else "FALSE"}
+    )
+    return httpx.Request(
+        method,
+        f"{endpoint.base}/composite/sobjects",
+        headers=endpoint.headers(extra),
+        json={"allOrNone": False, "records": [dict(r) for r in records]},
+    )
+
+
+def collection_create_request(
+    endpoint: Endpoint, records: Sequence[Mapping[str, Any]], *, auto_assign: bool | None = None
+) -> httpx.Request:
+    """``POST composite/sobjects`` with ``allOrNone: false``; ``auto_assign=False`` sends
+    ``Sforce-Auto-Assign: FALSE`` (``None`` sends no header)."""
+    return _collection("POST", endpoint, records, auto_assign)
+
+
+def collection_update_request(
+    endpoint: Endpoint, records: Sequence[Mapping[str, Any]], *, auto_assign: bool | None = None
+) -> httpx.Request:
+    """``PATCH composite/sobjects`` with ``allOrNone: false``; each record carries its ``id``."""
+    return _collection("PATCH", endpoint, records, auto_assign)
+
+
+def person_record(write: PersonWrite, *, email_field: str = "Email") -> dict[str, Any]:
+    """A Lead/Contact create record: the fields, ``PersonWrite.email`` as the email (it wins
+    over a value in ``fields``), and ``OwnerId`` when an owner was chosen."""
+    record: dict[str, Any] = {"attributes": {"type": object_for_kind(write.kind)}}
+    for name, value in write.fields.items():
+        if name.lower() in (email_field.lower(), "id", "ownerid"):
+            continue
+        record[name] = json_value(value)
+    record[email_field] = write.email.strip()
+    if write.owner_id:
+        record["OwnerId"] = write.owner_id
+    return record
+
+
+def person_update_record(update: PersonUpdate) -> dict[str, Any]:
+    """A Lead/Contact update record: ``id`` and the changed fields (never the owner)."""
+    record: dict[str, Any] = {"attributes": {"type": object_for_kind(update.kind)}}
+    record["id"] = update.record_id
+    for name, value in update.fields.items():
+        if name.lower() in ("id", "ownerid"):
+            continue
+        record[name] = json_value(value)
+    return record
+
+
+@attrs.frozen
+class TaskMarker:
+    """Where a Task keeps the marker of its source activity.
+
+    ``field=None`` (the default) appends the tag ``[signals:<marker>]`` to ``Subject`` (which
+    stays within its 255 characters: the subject text is shortened, never the tag) and finds it
+    with ``Subject LIKE '%[signals:<marker>]'``. A custom text field (``field="Signals_Marker__c"``,
+    best a unique External ID) holds the bare marker instead and is matched with ``=``.
+    """
+
+    field: str | None = None
+
+    def tag(self, marker: str) -> str:
+        return f"[signals:{marker}]"
+
+    def subject(self, subject: str, marker: str) -> str:
+        """The Task subject to send, marker tag included unless a field holds the marker."""
+        if self.field is not None:
+            return subject[:SUBJECT_LENGTH]
+        tag = self.tag(marker)
+        room = SUBJECT_LENGTH - len(tag) - 1
+        if room < 0:
+            raise ConfigurationError(
+                [Problem("marker", "a task marker must fit in the 255-character Subject")]
+            )
+        return f"{subject[:room].rstrip()} {tag}".lstrip()
+
+    def read(self, record: Mapping[str, FieldValue]) -> str | None:
+        """The marker stored on a Task record (as read back from a query), if any."""
+        if self.field is not None:
+            value = _get_ci(record, self.field)
+            return str(value) if value else None
+        subject = _get_ci(record, "Subject")
+        if not isinstance(subject, str) or not subject.endswith("]"):
+            return None
+        start = subject.rfind("[signals:")
+        return subject[start + len("[signals:") : -1] if start >= 0 else None
+
+    def select_fields(self) -> tuple[str, ...]:
+        return ("Id", "WhoId", self.field or "Subject")
+
+    def where(self, marker: str) -> str:
+        """A SOQL condition true for Tasks carrying ``marker``."""
+        if self.field is not None:
+            return f"{self.field} = {quote(marker)}"
+        return f"Subject LIKE {like_literal(self.tag(marker), prefix='%')}"
+
+
+def _get_ci(record: Mapping[str, FieldValue], name: str) -> FieldValue:
+    if name in record:
+        return record[name]
+    lowered = name.lower()
+    for key, value in record.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def task_record(
+    task: TaskWrite,
+    *,
+    marker: TaskMarker,
+    max_body_length: int = 32_000,
+    status: str | None = "Completed",
+    priority: str | None = "Normal",
+) -> dict[str, Any]:
+    """A Task create record on the person (``WhoId``; never a ``WhatId`` for a Lead)."""
+    record: dict[str, Any] = {
+        "attributes": {"type": "Task"},
+        "WhoId": task.person_id,
+        "Subject": marker.subject(task.subject, task.marker),
+        "Description": task.body[:max_body_length],
+    }
+    if marker.field is not None:
+        record[marker.field] = task.marker
+    if task.activity_date is not None:
+        record["ActivityDate"] = task.activity_date.isoformat()
+    if status:
+        record["Status"] = status
+    if priority:
+        record["Priority"] = priority
+    if task.owner_id:
+        record["OwnerId"] = task.owner_id
+    return record
+
+
+def campaign_member_record(membership: CampaignMembershipWrite) -> dict[str, Any]:
+    """A CampaignMember create record (``LeadId`` or ``ContactId``)."""
+    person_field = "LeadId" if membership.person_kind is PersonKind.LEAD else "ContactId"
+    return {
+        "attributes": {"type": "CampaignMember"},
+        "CampaignId": membership.campaign_id,
+        person_field: membership.person_id,
+    }

@@ -1,0 +1,292 @@
+"""Salesforce responses → values. Pure: every function takes an ``httpx.Response`` (or a header)
+and returns a value or raises the typed error.
+
+- Every metered response carries ``Sforce-Limit-Info: api-usage=used/limit`` (optionally
+  ``; per-app-api-usage=used/limit(appName=name)``): :func:`parse_limit_info` → :class:`ApiUsage`.
+- A query page is ``{totalSize, done, nextRecordsUrl?, records}``; ``totalSize`` counts the whole
+  result. Records carry ``attributes``; parent relationships are nested objects (or ``null``),
+  flattened here into dotted keys (``Owner.Email``).
+- Collections answer 200 with one result per record, in request order; failed ones have no id
+  and ``errors`` with ``statusCode``.
+- Datetimes look like ``2024-05-01T12:00:00.000+0000``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+import attrs
+import httpx
+
+from signals_crm.adapters.salesforce._errors import error_from_record, error_from_response
+from signals_crm.core.crm import WriteResult
+from signals_crm.core.model import FieldSchema, FieldType, FieldValue, ObjectSchema
+from signals_crm.exceptions import CRMAPIError, CRMServerError
+
+__all__ = [
+    "ApiUsage",
+    "AppApiUsage",
+    "QueryPage",
+    "SalesforceToken",
+    "flatten_record",
+    "parse_collection_results",
+    "parse_datetime",
+    "parse_describe",
+    "parse_limit_info",
+    "parse_query",
+    "parse_token",
+    "raise_for_error",
+]
+
+
+@attrs.frozen
+class AppApiUsage:
+    """The connected app's share of the daily API allocation (the per-app quota pilot)."""
+
+    used: int
+    limit: int
+    app_name: str | None = None
+
+
+@attrs.frozen
+class ApiUsage:
+    """The org's rolling 24-hour API allocation, as the last ``Sforce-Limit-Info`` reported."""
+
+    used: int
+    limit: int
+    per_app: AppApiUsage | None = None
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+    @property
+    def fraction_used(self) -> float:
+        """``used / limit`` (1.0 when the limit is zero)."""
+        return self.used / self.limit if self.limit else 1.0
+
+
+_USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
+_PER_APP = re.compile(r"per-app-api-usage=(\d+)/(\d+)(?:\(appName=([^)]*)\))?")
+
+
+def parse_limit_info(header: str | None) -> ApiUsage | None:
+    """``Sforce-Limit-Info`` → :class:`ApiUsage` (``None`` when absent or unreadable).
+
+    >>> parse_limit_info("api-usage=18/5000")
+    ApiUsage(used=18, limit=5000, per_app=None)
+    """
+    if not header:
+        return None
+    per_app = None
+    app_match = _PER_APP.search(header)
+    if app_match:
+        per_app = AppApiUsage(int(app_match[1]), int(app_match[2]), app_match[3] or None)
+    org_part = _PER_APP.sub("", header)
+    match = _USAGE.search(org_part)
+    if not match:
+        return None
+    return ApiUsage(used=int(match[1]), limit=int(match[2]), per_app=per_app)
+
+
+@attrs.frozen
+class SalesforceToken:
+    """An OAuth access token and the instance it is for. Secrets never show in the repr."""
+
+    access_token: str = attrs.field(repr=False)
+    instance_url: str
+    issued_at: datetime | None = None
+    refresh_token: str | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen
+class QueryPage:
+    """One page of a SOQL result. ``records`` are flattened (see :func:`flatten_record`)."""
+
+    records: tuple[Mapping[str, FieldValue], ...]
+    total_size: int
+    done: bool
+    next_records_url: str | None = None
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CRMServerError(
+            "Salesforce answered a body that is not JSON", status_code=response.status_code
+        ) from exc
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    """Raise the typed error when ``response`` is not a 2xx."""
+    if not 200 <= response.status_code < 300:
+        raise error_from_response(response)
+
+
+_DATETIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
+
+
+def parse_datetime(value: object) -> datetime | None:
+    """A Salesforce datetime (``2024-05-01T12:00:00.000+0000``) → aware ``datetime``."""
+    if not isinstance(value, str):
+        return None
+    match = _DATETIME.match(value)
+    if not match:
+        return None
+    base, fraction, zone = match.groups()
+    zone = zone or "+0000"
+    if zone == "Z":
+        zone = "+0000"
+    text = base + (fraction or ".0") + zone.replace(":", "")
+    parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z")
+    return parsed.astimezone(UTC)
+
+
+def _scalar(value: Any) -> FieldValue:
+    if value is None or isinstance(value, str | int | float | bool | date):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def flatten_record(record: Mapping[str, Any], prefix: str = "") -> dict[str, FieldValue]:
+    """A query record without ``attributes``; parent objects become dotted keys.
+
+    ``{"Id": "1", "Owner": {"attributes": {...}, "Email": "x"}}`` →
+    ``{"Id": "1", "Owner.Email": "x"}``; a ``null`` parent yields nothing for its fields.
+    """
+    out: dict[str, FieldValue] = {}
+    for key, value in record.items():
+        if key == "attributes":
+            continue
+        if isinstance(value, Mapping):
+            if "records" in value and "totalSize" in value:
+                continue  # child subqueries are not used
+            out.update(flatten_record(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = _scalar(value)
+    return out
+
+
+def parse_query(response: httpx.Response) -> QueryPage:
+    """A query (or query-more) response → :class:`QueryPage`."""
+    raise_for_error(response)
+    body = _json(response)
+    if not isinstance(body, Mapping) or not isinstance(body.get("records"), list):
+        raise CRMServerError("a query answer without records", status_code=response.status_code)
+    records = tuple(flatten_record(r) for r in body["records"] if isinstance(r, Mapping))
+    done = bool(body.get("done", True))
+    next_url = body.get("nextRecordsUrl")
+    return QueryPage(
+        records=records,
+        total_size=int(body.get("totalSize", len(records))),
+        done=done,
+        next_records_url=str(next_url) if next_url and not done else None,
+    )
+
+
+def parse_collection_results(response: httpx.Response, count: int) -> list[WriteResult]:
+    """A Collections create/update response → one :class:`WriteResult` per record sent."""
+    raise_for_error(response)
+    body = _json(response)
+    if not isinstance(body, list) or len(body) != count:
+        raise CRMServerError(
+            f"Salesforce answered {len(body) if isinstance(body, list) else 'no'} results "
+            f"for {count} records",
+            status_code=response.status_code,
+        )
+    results: list[WriteResult] = []
+    for item in body:
+        if isinstance(item, Mapping) and item.get("success") and item.get("id"):
+            results.append(WriteResult.success(str(item["id"]), created=True))
+        else:
+            error: CRMAPIError = error_from_record(item if isinstance(item, Mapping) else {})
+            results.append(WriteResult.failure(error))
+    return results
+
+
+_TYPES = {
+    "id": FieldType.ID,
+    "string": FieldType.STRING,
+    "textarea": FieldType.TEXTAREA,
+    "email": FieldType.EMAIL,
+    "phone": FieldType.PHONE,
+    "url": FieldType.URL,
+    "picklist": FieldType.PICKLIST,
+    "combobox": FieldType.STRING,
+    "multipicklist": FieldType.MULTIPICKLIST,
+    "boolean": FieldType.BOOLEAN,
+    "int": FieldType.INTEGER,
+    "long": FieldType.INTEGER,
+    "double": FieldType.NUMBER,
+    "currency": FieldType.NUMBER,
+    "percent": FieldType.NUMBER,
+    "date": FieldType.DATE,
+    "datetime": FieldType.DATETIME,
+    "reference": FieldType.REFERENCE,
+}
+_LENGTH_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "combobox", "picklist"})
+
+
+def _field_schema(raw: Mapping[str, Any]) -> FieldSchema:
+    sf_type = str(raw.get("type", "string"))
+    createable = bool(raw.get("createable", False))
+    picklist = raw.get("picklistValues") or []
+    values = tuple(
+        str(p["value"])
+        for p in picklist
+        if isinstance(p, Mapping) and p.get("active", True) and "value" in p
+    )
+    length = raw.get("length")
+    return FieldSchema(
+        name=str(raw["name"]),
+        type=_TYPES.get(sf_type, FieldType.OTHER),
+        length=int(length)
+        if sf_type in _LENGTH_TYPES and isinstance(length, int) and length
+        else None,
+        createable=createable,
+        updateable=bool(raw.get("updateable", False)),
+        required=createable
+        and not raw.get("nillable", True)
+        and not raw.get("defaultedOnCreate", False),
+        picklist_values=values if sf_type in ("picklist", "multipicklist") else None,
+        restricted_picklist=bool(raw.get("restrictedPicklist", False)),
+        label=str(raw["label"]) if raw.get("label") is not None else None,
+    )
+
+
+def parse_describe(response: httpx.Response) -> ObjectSchema:
+    """An sObject describe response → :class:`ObjectSchema` (required = createable, not
+    nillable and not defaulted on create)."""
+    raise_for_error(response)
+    body = _json(response)
+    if not isinstance(body, Mapping) or not isinstance(body.get("fields"), list):
+        raise CRMServerError("a describe answer without fields", status_code=response.status_code)
+    fields = [_field_schema(f) for f in body["fields"] if isinstance(f, Mapping) and "name" in f]
+    return ObjectSchema(name=str(body.get("name", "")), fields=fields)
+
+
+def parse_token(response: httpx.Response) -> SalesforceToken:
+    """A token endpoint response → :class:`SalesforceToken` (errors → AuthenticationError)."""
+    raise_for_error(response)
+    body = _json(response)
+    if not isinstance(body, Mapping) or not body.get("access_token"):
+        raise CRMServerError(
+            "the token endpoint answered without an access token",
+            status_code=response.status_code,
+        )
+    issued_at = None
+    raw_issued = body.get("issued_at")
+    if isinstance(raw_issued, str | int) and str(raw_issued).isdigit():
+        issued_at = datetime.fromtimestamp(int(raw_issued) / 1000, UTC)
+    refresh = body.get("refresh_token")
+    return SalesforceToken(
+        access_token=str(body["access_token"]),
+        instance_url=str(body.get("instance_url") or "").rstrip("/"),
+        issued_at=issued_at,
+        refresh_token=str(refresh) if refresh else None,
+    )

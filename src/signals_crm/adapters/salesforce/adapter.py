@@ -1,0 +1,778 @@
+"""The Salesforce adapters: :class:`SalesforceAdapter` (over ``httpx.Client``) and
+:class:`AsyncSalesforceAdapter` (over ``httpx.AsyncClient``).
+
+Theory of operation (the httpx ``auth_flow`` pattern):
+
+1. Each operation is a plain generator in :class:`_SalesforceLogic`: it *yields* the
+   ``httpx.Request`` it needs (built by :mod:`._requests`), *receives* the ``httpx.Response``,
+   parses it with :mod:`._responses` and finally *returns* the result. Paging, chunking and the
+   follow-up queries all live there, once.
+2. The two adapters only drive those generators: a ten-line loop that sends each request with
+   the blocking or the async client. Sending adds the ``Authorization`` header and the current
+   instance URL, maps httpx errors to :class:`~signals_crm.exceptions.TransportError`, records
+   ``Sforce-Limit-Info`` as :attr:`api_usage`, and on an expired session refreshes once (under a
+   lock) and replays once.
+3. Lookups group by email case-insensitively; results come back one per input, in order.
+4. Writes use sObject Collections (200 a call, ``allOrNone: false``). Failures are per record
+   (:class:`~signals_crm.core.crm.WriteResult`); only whole-call failures raise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Generator, Mapping, Sequence
+from typing import Any, TypeAlias, TypeVar
+
+import httpx
+
+from signals_crm.adapters.salesforce._auth import AuthFlow
+from signals_crm.adapters.salesforce._errors import (
+    error_from_response,
+    is_already_member,
+    is_session_expired,
+)
+from signals_crm.adapters.salesforce._requests import (
+    COLLECTION_LIMIT,
+    DEFAULT_API_VERSION,
+    Endpoint,
+    TaskMarker,
+    campaign_member_record,
+    collection_create_request,
+    collection_update_request,
+    describe_request,
+    in_queries,
+    object_for_kind,
+    or_queries,
+    person_record,
+    person_update_record,
+    query_more_request,
+    query_request,
+    task_record,
+)
+from signals_crm.adapters.salesforce._responses import (
+    ApiUsage,
+    SalesforceToken,
+    parse_collection_results,
+    parse_datetime,
+    parse_describe,
+    parse_limit_info,
+    parse_query,
+    parse_token,
+)
+from signals_crm.adapters.salesforce._soql import DEFAULT_MAX_URL_LENGTH, like_literal, quote
+from signals_crm.core.crm import (
+    CampaignMembershipWrite,
+    Capabilities,
+    MembershipByPerson,
+    PersonByEmail,
+    PersonUpdate,
+    PersonWrite,
+    ReconcileQuery,
+    TaskByMarker,
+    TaskWrite,
+    WriteResult,
+)
+from signals_crm.core.model import (
+    AccountRecord,
+    CRMUser,
+    FieldValue,
+    ObjectSchema,
+    PersonKind,
+    PersonRecord,
+    normalize_email,
+)
+from signals_crm.exceptions import (
+    AuthenticationError,
+    ConfigurationError,
+    CRMAPIError,
+    Problem,
+    TransportError,
+)
+
+__all__ = ["SALESFORCE_CAPABILITIES", "AsyncSalesforceAdapter", "SalesforceAdapter"]
+
+T = TypeVar("T")
+Flow: TypeAlias = Generator[httpx.Request, httpx.Response, T]
+Record: TypeAlias = Mapping[str, FieldValue]
+
+SALESFORCE_CAPABILITIES = Capabilities(
+    name="salesforce",
+    person_kind=PersonKind.LEAD,
+    person_object="Lead",
+    email_field="Email",
+    separate_contacts=True,
+    lookup_batch_size=200,
+    write_batch_size=COLLECTION_LIMIT,
+    max_task_body_length=32_000,
+    account_object="Account",
+)
+
+_PLACEHOLDER_INSTANCE = "https://instance.invalid"
+_LEAD_BASE_FIELDS = (
+    "Id",
+    "Email",
+    "IsConverted",
+    "ConvertedContactId",
+    "LastModifiedDate",
+    "OwnerId",
+)
+_CONTACT_BASE_FIELDS = ("Id", "Email", "LastModifiedDate", "OwnerId")
+_ACCOUNT_BASE_FIELDS = ("Id", "Name", "Website", "LastModifiedDate")
+
+
+def _get(record: Record, name: str) -> FieldValue:
+    if name in record:
+        return record[name]
+    lowered = name.lower()
+    for key, value in record.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def _merge_fields(base: Sequence[str], extra: Sequence[str]) -> list[str]:
+    seen = {f.lower() for f in base}
+    merged = list(base)
+    for name in extra:
+        if name.lower() not in seen:
+            seen.add(name.lower())
+            merged.append(name)
+    return merged
+
+
+def _dedupe(values: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(v for v in values if v))
+
+
+def _id15(record_id: str) -> str:
+    return record_id[:15]
+
+
+def website_host(website: str) -> str:
+    """The bare host of a Website value: no scheme, path, port or ``www.``; lower case."""
+    host = website.strip().lower()
+    if "://" in host:
+        host = host.split("://", 1)[1]
+    host = host.split("/", 1)[0].split("?", 1)[0].split(":", 1)[0]
+    return host.removeprefix("www.")
+
+
+def _domain_key(domain: str) -> str:
+    return website_host(domain)
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class _SalesforceLogic:
+    """Everything but the IO: configuration, caches and one generator per operation."""
+
+    def __init__(
+        self,
+        auth: AuthFlow,
+        *,
+        api_version: str = DEFAULT_API_VERSION,
+        task_marker: TaskMarker | None = None,
+        task_status: str | None = "Completed",
+        task_priority: str | None = "Normal",
+        max_url_length: int = DEFAULT_MAX_URL_LENGTH,
+    ) -> None:
+        if not isinstance(auth, AuthFlow):
+            raise ConfigurationError([Problem("auth", "must be a Salesforce auth flow")])
+        self._auth = auth
+        self._api_version = api_version
+        self._marker = task_marker or TaskMarker()
+        self._task_status = task_status
+        self._task_priority = task_priority
+        self._max_url_length = max_url_length
+        self._token: SalesforceToken | None = auth.initial_token()
+        self._refresh_token: str | None = None
+        self._describe_cache: dict[str, ObjectSchema] = {}
+        self._api_usage: ApiUsage | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(api_version={self._api_version!r}, auth={self._auth!r})"
+
+    # -- public state ------------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Salesforce: Leads are the person records; Contacts exist and are never updated."""
+        return SALESFORCE_CAPABILITIES
+
+    @property
+    def api_usage(self) -> ApiUsage | None:
+        """The org's API usage as the last ``Sforce-Limit-Info`` header reported it."""
+        return self._api_usage
+
+    @property
+    def refresh_token(self) -> str | None:
+        """The newest rotated refresh token, if the token endpoint sent one (persist it)."""
+        return self._refresh_token
+
+    @property
+    def task_marker(self) -> TaskMarker:
+        return self._marker
+
+    @property
+    def endpoint(self) -> Endpoint:
+        instance = self._token.instance_url if self._token else None
+        instance = instance or self._auth.instance_url or _PLACEHOLDER_INSTANCE
+        return Endpoint(instance_url=instance, api_version=self._api_version)
+
+    # -- sending helpers (pure) --------------------------------------------------------------
+
+    def _token_request(self) -> httpx.Request:
+        request = self._auth.token_request(self._refresh_token)
+        if request is None:
+            raise AuthenticationError(
+                "the Salesforce access token expired and this auth flow cannot refresh it",
+                error_code="INVALID_SESSION_ID",
+                status_code=401,
+            )
+        return request
+
+    def _accept_token(self, response: httpx.Response) -> SalesforceToken:
+        token = parse_token(response)
+        if not token.instance_url:
+            fallback = self._auth.instance_url
+            if not fallback:
+                raise AuthenticationError(
+                    "the token answer names no instance_url", status_code=response.status_code
+                )
+            token = SalesforceToken(
+                access_token=token.access_token,
+                instance_url=fallback.rstrip("/"),
+                issued_at=token.issued_at,
+                refresh_token=token.refresh_token,
+            )
+        if token.refresh_token:
+            self._refresh_token = token.refresh_token
+        self._token = token
+        return token
+
+    def _authorize(self, request: httpx.Request, token: SalesforceToken) -> httpx.Request:
+        url = request.url
+        instance = httpx.URL(token.instance_url)
+        if url.host == "instance.invalid" or (url.host, url.scheme, url.port) != (
+            instance.host,
+            instance.scheme,
+            instance.port,
+        ):
+            url = url.copy_with(scheme=instance.scheme, host=instance.host, port=instance.port)
+        headers = httpx.Headers(request.headers)
+        headers["Authorization"] = f"Bearer {token.access_token}"
+        return httpx.Request(request.method, url, headers=headers, content=request.content)
+
+    def _observe(self, response: httpx.Response) -> None:
+        usage = parse_limit_info(response.headers.get("Sforce-Limit-Info"))
+        if usage is not None:
+            self._api_usage = usage
+
+    # -- query helper ------------------------------------------------------------------------
+
+    def _query_all(self, soql: str) -> Flow[list[Record]]:
+        endpoint = self.endpoint
+        page = parse_query((yield query_request(endpoint, soql)))
+        records = list(page.records)
+        while page.next_records_url:
+            page = parse_query((yield query_more_request(endpoint, page.next_records_url)))
+            records.extend(page.records)
+        return records
+
+    def _query_many(self, queries: Sequence[str]) -> Flow[list[Record]]:
+        records: list[Record] = []
+        for soql in queries:
+            records.extend((yield from self._query_all(soql)))
+        return records
+
+    def _in(
+        self,
+        *,
+        select: Sequence[str],
+        object_name: str,
+        field: str,
+        values: Sequence[str],
+        where_extra: str | None = None,
+    ) -> list[str]:
+        return list(
+            in_queries(
+                self.endpoint,
+                select=select,
+                object_name=object_name,
+                field=field,
+                values=values,
+                where_extra=where_extra,
+                max_url_length=self._max_url_length,
+            )
+        )
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def find_people_flow(
+        self, emails: Sequence[str], fields: Sequence[str] = ()
+    ) -> Flow[list[tuple[PersonRecord, ...]]]:
+        keys = [normalize_email(e) for e in emails]
+        unique = _dedupe(keys)
+        if not unique:
+            return [() for _ in keys]
+        lead_select = _merge_fields(_LEAD_BASE_FIELDS, fields)
+        leads = yield from self._query_many(
+            self._in(select=lead_select, object_name="Lead", field="Email", values=unique)
+        )
+        contacts = yield from self._query_many(
+            self._in(
+                select=_CONTACT_BASE_FIELDS, object_name="Contact", field="Email", values=unique
+            )
+        )
+        found: dict[str, list[PersonRecord]] = {}
+        for raw in leads:
+            record = self._person(raw, PersonKind.LEAD, fields)
+            found.setdefault(normalize_email(record.email or ""), []).append(record)
+        for raw in contacts:
+            record = self._person(raw, PersonKind.CONTACT, ())
+            found.setdefault(normalize_email(record.email or ""), []).append(record)
+        return [tuple(found.get(key, ())) if key else () for key in keys]
+
+    @staticmethod
+    def _person(raw: Record, kind: PersonKind, fields: Sequence[str]) -> PersonRecord:
+        email = _get(raw, "Email")
+        converted_contact = _get(raw, "ConvertedContactId")
+        owner = _get(raw, "OwnerId")
+        return PersonRecord(
+            id=str(_get(raw, "Id")),
+            kind=kind,
+            email=str(email) if email is not None else None,
+            fields={name: _get(raw, name) for name in fields},
+            is_converted=bool(_get(raw, "IsConverted")),
+            converted_contact_id=str(converted_contact) if converted_contact else None,
+            last_modified=parse_datetime(_get(raw, "LastModifiedDate")),
+            owner_id=str(owner) if owner else None,
+        )
+
+    def find_accounts_flow(
+        self, domains: Sequence[str], fields: Sequence[str] = ()
+    ) -> Flow[list[tuple[AccountRecord, ...]]]:
+        keys = [_domain_key(d) for d in domains]
+        unique = _dedupe(keys)
+        if not unique:
+            return [() for _ in keys]
+        select = _merge_fields(_ACCOUNT_BASE_FIELDS, fields)
+        conditions = [f"Website LIKE {like_literal(d, prefix='%', suffix='%')}" for d in unique]
+        queries = or_queries(
+            self.endpoint,
+            select=select,
+            object_name="Account",
+            conditions=conditions,
+            max_url_length=self._max_url_length,
+        )
+        raws = yield from self._query_many(list(queries))
+        accounts: list[AccountRecord] = []
+        for raw in raws:
+            website = _get(raw, "Website")
+            name = _get(raw, "Name")
+            accounts.append(
+                AccountRecord(
+                    id=str(_get(raw, "Id")),
+                    domain=website_host(str(website)) if website else None,
+                    name=str(name) if name is not None else None,
+                    fields={f: _get(raw, f) for f in fields},
+                    last_modified=parse_datetime(_get(raw, "LastModifiedDate")),
+                )
+            )
+        out: list[tuple[AccountRecord, ...]] = []
+        for key in keys:
+            matches = tuple(
+                a
+                for a in accounts
+                if key and a.domain and (a.domain == key or a.domain.endswith("." + key))
+            )
+            out.append(matches)
+        return out
+
+    def list_users_flow(self) -> Flow[list[CRMUser]]:
+        raws = yield from self._query_all("SELECT Id, Name, Email, IsActive FROM User")
+        users: list[CRMUser] = []
+        for raw in raws:
+            email = _get(raw, "Email")
+            name = _get(raw, "Name")
+            users.append(
+                CRMUser(
+                    id=str(_get(raw, "Id")),
+                    email=str(email) if email else None,
+                    active=bool(_get(raw, "IsActive")),
+                    name=str(name) if name else None,
+                )
+            )
+        return users
+
+    def describe_flow(self, object_name: str) -> Flow[ObjectSchema]:
+        key = object_name.lower()
+        cached = self._describe_cache.get(key)
+        if cached is not None:
+            return cached
+        schema = parse_describe((yield describe_request(self.endpoint, object_name)))
+        self._describe_cache[key] = schema
+        return schema
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def create_people_flow(self, records: Sequence[PersonWrite]) -> Flow[list[WriteResult]]:
+        results: list[WriteResult | None] = [None] * len(records)
+        email_field = SALESFORCE_CAPABILITIES.email_field
+        for start in range(0, len(records), COLLECTION_LIMIT):
+            chunk = range(start, min(start + COLLECTION_LIMIT, len(records)))
+            # Owner chosen → assignment rules off; otherwise the org's rules apply as usual.
+            with_owner = [i for i in chunk if records[i].owner_id]
+            without = [i for i in chunk if not records[i].owner_id]
+            for indices, auto_assign in ((with_owner, False), (without, None)):
+                if not indices:
+                    continue
+                bodies = [person_record(records[i], email_field=email_field) for i in indices]
+                request = collection_create_request(self.endpoint, bodies, auto_assign=auto_assign)
+                parsed = parse_collection_results((yield request), len(bodies))
+                for i, result in zip(indices, parsed, strict=True):
+                    results[i] = result
+        return [r for r in results if r is not None]
+
+    def update_people_flow(self, records: Sequence[PersonUpdate]) -> Flow[list[WriteResult]]:
+        results: list[WriteResult] = []
+        for chunk in _chunks(records, COLLECTION_LIMIT):
+            bodies = [person_update_record(r) for r in chunk]
+            # Never let an update re-run assignment rules (REST treats no header as TRUE).
+            request = collection_update_request(self.endpoint, bodies, auto_assign=False)
+            parsed = parse_collection_results((yield request), len(bodies))
+            results.extend(
+                WriteResult.success(r.id, created=False) if r.ok and r.id else r for r in parsed
+            )
+        return results
+
+    def create_tasks_flow(self, tasks: Sequence[TaskWrite]) -> Flow[list[WriteResult]]:
+        results: list[WriteResult] = []
+        limit = SALESFORCE_CAPABILITIES.max_task_body_length or 32_000
+        for chunk in _chunks(tasks, COLLECTION_LIMIT):
+            bodies = [
+                task_record(
+                    t,
+                    marker=self._marker,
+                    max_body_length=limit,
+                    status=self._task_status,
+                    priority=self._task_priority,
+                )
+                for t in chunk
+            ]
+            request = collection_create_request(self.endpoint, bodies)
+            results.extend(parse_collection_results((yield request), len(bodies)))
+        return results
+
+    def add_to_campaign_flow(
+        self, memberships: Sequence[CampaignMembershipWrite]
+    ) -> Flow[list[WriteResult]]:
+        results: list[WriteResult] = []
+        for chunk in _chunks(memberships, COLLECTION_LIMIT):
+            bodies = [campaign_member_record(m) for m in chunk]
+            request = collection_create_request(self.endpoint, bodies)
+            results.extend(parse_collection_results((yield request), len(bodies)))
+        already = [
+            i
+            for i, r in enumerate(results)
+            if isinstance(r.error, CRMAPIError) and is_already_member(r.error)
+        ]
+        if already:
+            pairs = [(memberships[i].campaign_id, memberships[i].person_id) for i in already]
+            ids = yield from self._membership_ids(pairs)
+            for i, member_id in zip(already, ids, strict=True):
+                if member_id is not None:
+                    results[i] = WriteResult.success(member_id, created=False)
+        return results
+
+    # -- reconcile ---------------------------------------------------------------------------
+
+    def _membership_ids(self, pairs: Sequence[tuple[str, str]]) -> Flow[list[str | None]]:
+        by_campaign: dict[str, list[str]] = {}
+        for campaign_id, person_id in pairs:
+            by_campaign.setdefault(campaign_id, []).append(person_id)
+        found: dict[tuple[str, str], str] = {}
+        for campaign_id, people in by_campaign.items():
+            leads = _dedupe([p for p in people if not p.startswith("003")])
+            contacts = _dedupe([p for p in people if p.startswith("003")])
+            where = f"CampaignId = {quote(campaign_id)}"
+            for field, values in (("LeadId", leads), ("ContactId", contacts)):
+                if not values:
+                    continue
+                raws = yield from self._query_many(
+                    self._in(
+                        select=("Id", "CampaignId", "LeadId", "ContactId"),
+                        object_name="CampaignMember",
+                        field=field,
+                        values=values,
+                        where_extra=where,
+                    )
+                )
+                for raw in raws:
+                    person = _get(raw, field)
+                    if person:
+                        found[(_id15(campaign_id), _id15(str(person)))] = str(_get(raw, "Id"))
+        return [found.get((_id15(c), _id15(p))) for c, p in pairs]
+
+    def _people_ids(self, queries: Sequence[PersonByEmail]) -> Flow[list[str | None]]:
+        best: dict[tuple[PersonKind, str], tuple[bool, str, str]] = {}
+        for kind in (PersonKind.LEAD, PersonKind.CONTACT):
+            emails = _dedupe([normalize_email(q.email) for q in queries if q.kind is kind])
+            if not emails:
+                continue
+            select = ["Id", "Email", "LastModifiedDate"]
+            if kind is PersonKind.LEAD:
+                select.append("IsConverted")
+            raws = yield from self._query_many(
+                self._in(
+                    select=select, object_name=object_for_kind(kind), field="Email", values=emails
+                )
+            )
+            for raw in raws:
+                key = (kind, normalize_email(str(_get(raw, "Email") or "")))
+                # Prefer a live (not converted) record, then the most recently modified, then id.
+                rank = (
+                    not _get(raw, "IsConverted"),
+                    str(_get(raw, "LastModifiedDate") or ""),
+                    str(_get(raw, "Id")),
+                )
+                if key not in best or rank > best[key]:
+                    best[key] = rank
+        return [
+            best[(q.kind, normalize_email(q.email))][2]
+            if (q.kind, normalize_email(q.email)) in best
+            else None
+            for q in queries
+        ]
+
+    def _task_ids(self, markers: Sequence[str]) -> Flow[list[str | None]]:
+        unique = _dedupe(list(markers))
+        if not unique:
+            return [None for _ in markers]
+        select = self._marker.select_fields()
+        if self._marker.field is not None:
+            soqls = self._in(
+                select=select, object_name="Task", field=self._marker.field, values=unique
+            )
+        else:
+            soqls = list(
+                or_queries(
+                    self.endpoint,
+                    select=select,
+                    object_name="Task",
+                    conditions=[self._marker.where(m) for m in unique],
+                    max_url_length=self._max_url_length,
+                )
+            )
+        raws = yield from self._query_many(soqls)
+        found: dict[str, str] = {}
+        for raw in sorted(raws, key=lambda r: str(_get(r, "Id"))):
+            marker = self._marker.read(raw)
+            if marker is not None:
+                found.setdefault(marker, str(_get(raw, "Id")))
+        return [found.get(m) for m in markers]
+
+    def reconcile_flow(self, queries: Sequence[ReconcileQuery]) -> Flow[list[str | None]]:
+        answers: list[str | None] = [None] * len(queries)
+        people = [(i, q) for i, q in enumerate(queries) if isinstance(q, PersonByEmail)]
+        tasks = [(i, q) for i, q in enumerate(queries) if isinstance(q, TaskByMarker)]
+        members = [(i, q) for i, q in enumerate(queries) if isinstance(q, MembershipByPerson)]
+        if people:
+            ids = yield from self._people_ids([q for _, q in people])
+            for (i, _), found in zip(people, ids, strict=True):
+                answers[i] = found
+        if tasks:
+            ids = yield from self._task_ids([q.marker for _, q in tasks])
+            for (i, _), found in zip(tasks, ids, strict=True):
+                answers[i] = found
+        if members:
+            ids = yield from self._membership_ids(
+                [(q.campaign_id, q.person_id) for _, q in members]
+            )
+            for (i, _), found in zip(members, ids, strict=True):
+                answers[i] = found
+        return answers
+
+
+def _transport_error(exc: httpx.HTTPError) -> TransportError:
+    maybe_sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    return TransportError(
+        f"Salesforce could not be reached: {type(exc).__name__}", maybe_sent=maybe_sent
+    )
+
+
+class SalesforceAdapter(_SalesforceLogic):
+    """A blocking Salesforce adapter over an injected ``httpx.Client``."""
+
+    def __init__(self, client: httpx.Client, auth: AuthFlow, **options: Any) -> None:
+        super().__init__(auth, **options)
+        self._client = client
+        self._lock = threading.Lock()
+
+    def _raw_send(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = self._client.send(request)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc) from exc
+        self._observe(response)
+        return response
+
+    def _current_token(self, failed: SalesforceToken | None = None) -> SalesforceToken:
+        with self._lock:
+            token = self._token
+            if token is None or token is failed:
+                response = self._raw_send(self._token_request())
+                token = self._accept_token(response)
+            return token
+
+    def _send(self, request: httpx.Request) -> httpx.Response:
+        token = self._current_token()
+        response = self._raw_send(self._authorize(request, token))
+        if is_session_expired(response):
+            token = self._current_token(failed=token)
+            response = self._raw_send(self._authorize(request, token))
+            if response.status_code == 401:
+                raise error_from_response(response)
+        return response
+
+    def _run(self, flow: Flow[T]) -> T:
+        try:
+            request = next(flow)
+            while True:
+                request = flow.send(self._send(request))
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        finally:
+            flow.close()
+
+    def find_people(
+        self, emails: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[tuple[PersonRecord, ...]]:
+        """Leads (with ``fields``) and Contacts per email, matched case-insensitively."""
+        return self._run(self.find_people_flow(emails, fields))
+
+    def find_accounts(
+        self, domains: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[tuple[AccountRecord, ...]]:
+        """Accounts whose Website is the domain or a subdomain of it."""
+        return self._run(self.find_accounts_flow(domains, fields))
+
+    def list_users(self) -> list[CRMUser]:
+        """Every User, inactive ones flagged."""
+        return self._run(self.list_users_flow())
+
+    def describe(self, object_name: str) -> ObjectSchema:
+        """The object's fields (cached per object)."""
+        return self._run(self.describe_flow(object_name))
+
+    def create_people(self, records: Sequence[PersonWrite]) -> list[WriteResult]:
+        """Create Leads through Collections; one result per record."""
+        return self._run(self.create_people_flow(records))
+
+    def update_people(self, records: Sequence[PersonUpdate]) -> list[WriteResult]:
+        """Update Leads through Collections; one result per record."""
+        return self._run(self.update_people_flow(records))
+
+    def create_tasks(self, tasks: Sequence[TaskWrite]) -> list[WriteResult]:
+        """Create Tasks (``WhoId``, marker) through Collections; one result per task."""
+        return self._run(self.create_tasks_flow(tasks))
+
+    def add_to_campaign(self, memberships: Sequence[CampaignMembershipWrite]) -> list[WriteResult]:
+        """Create CampaignMembers; already-a-member is a success with ``created=False``."""
+        return self._run(self.add_to_campaign_flow(memberships))
+
+    def reconcile(self, queries: Sequence[ReconcileQuery]) -> list[str | None]:
+        """The id each query asks about, or ``None``."""
+        return self._run(self.reconcile_flow(queries))
+
+
+class AsyncSalesforceAdapter(_SalesforceLogic):
+    """An ``async`` Salesforce adapter over an injected ``httpx.AsyncClient``."""
+
+    def __init__(self, client: httpx.AsyncClient, auth: AuthFlow, **options: Any) -> None:
+        super().__init__(auth, **options)
+        self._client = client
+        self._lock = asyncio.Lock()
+
+    async def _raw_send(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await self._client.send(request)
+        except httpx.HTTPError as exc:
+            raise _transport_error(exc) from exc
+        self._observe(response)
+        return response
+
+    async def _current_token(self, failed: SalesforceToken | None = None) -> SalesforceToken:
+        async with self._lock:
+            token = self._token
+            if token is None or token is failed:
+                response = await self._raw_send(self._token_request())
+                token = self._accept_token(response)
+            return token
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        token = await self._current_token()
+        response = await self._raw_send(self._authorize(request, token))
+        if is_session_expired(response):
+            token = await self._current_token(failed=token)
+            response = await self._raw_send(self._authorize(request, token))
+            if response.status_code == 401:
+                raise error_from_response(response)
+        return response
+
+    async def _run(self, flow: Flow[T]) -> T:
+        try:
+            request = next(flow)
+            while True:
+                request = flow.send(await self._send(request))
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        finally:
+            flow.close()
+
+    async def afind_people(
+        self, emails: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[tuple[PersonRecord, ...]]:
+        """Leads (with ``fields``) and Contacts per email, matched case-insensitively."""
+        return await self._run(self.find_people_flow(emails, fields))
+
+    async def afind_accounts(
+        self, domains: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[tuple[AccountRecord, ...]]:
+        """Accounts whose Website is the domain or a subdomain of it."""
+        return await self._run(self.find_accounts_flow(domains, fields))
+
+    async def alist_users(self) -> list[CRMUser]:
+        """Every User, inactive ones flagged."""
+        return await self._run(self.list_users_flow())
+
+    async def adescribe(self, object_name: str) -> ObjectSchema:
+        """The object's fields (cached per object)."""
+        return await self._run(self.describe_flow(object_name))
+
+    async def acreate_people(self, records: Sequence[PersonWrite]) -> list[WriteResult]:
+        """Create Leads through Collections; one result per record."""
+        return await self._run(self.create_people_flow(records))
+
+    async def aupdate_people(self, records: Sequence[PersonUpdate]) -> list[WriteResult]:
+        """Update Leads through Collections; one result per record."""
+        return await self._run(self.update_people_flow(records))
+
+    async def acreate_tasks(self, tasks: Sequence[TaskWrite]) -> list[WriteResult]:
+        """Create Tasks (``WhoId``, marker) through Collections; one result per task."""
+        return await self._run(self.create_tasks_flow(tasks))
+
+    async def aadd_to_campaign(
+        self, memberships: Sequence[CampaignMembershipWrite]
+    ) -> list[WriteResult]:
+        """Create CampaignMembers; already-a-member is a success with ``created=False``."""
+        return await self._run(self.add_to_campaign_flow(memberships))
+
+    async def areconcile(self, queries: Sequence[ReconcileQuery]) -> list[str | None]:
+        """The id each query asks about, or ``None``."""
+        return await self._run(self.reconcile_flow(queries))

@@ -1,0 +1,399 @@
+"""The ledger Protocol: what the engine remembers across restarts to deliver exactly once.
+
+A ledger stores three kinds of things, each keyed by a stable id, and nothing else (never a
+token, a secret or a CRM response body):
+
+1. **Due syncs**, one per conversation id: the conversation itself, when its automatic sync is
+   due, how many attempts failed, the last error, an outcome, and a state::
+
+       (absent) ──schedule──► pending ──complete──► done
+                               │   ▲
+                               │   └─ reschedule: later due time, attempts + 1, last error
+                               └─ dead_letter ──► dead ──complete──► done
+
+   a. ``schedule`` of a new id inserts a pending sync with zero attempts.
+   b. ``schedule`` of an id that is still *pending* replaces the stored conversation and due
+      time (a re-delivered or updated webhook); attempts and last error are kept. There is never
+      more than one sync per conversation id.
+   c. ``schedule`` of an id that is *done* or *dead* changes nothing: a re-delivered webhook
+      never replays a finished sync (a manual sync is the way to push it again).
+   d. ``due(now, limit)`` lists pending syncs whose ``due_at <= now``, ordered by due time then
+      conversation id, at most ``limit`` of them, so the engine can stream.
+   e. ``reschedule`` and ``dead_letter`` act on pending syncs only; on a done or dead sync they
+      change nothing (another process may have finished it) and return what is stored.
+   f. ``complete`` marks pending or dead syncs done with a short outcome ("created",
+      "updated", "skipped", ...); ids it does not know are ignored.
+
+2. **Commands**, one per idempotency key (``"conv-1:person"``, ``"conv-1:task:transcript"``,
+   ``"conv-1:campaign"``): the write the engine planned and what became of it. PLANNED: decided,
+   not sent. SENT: about to be sent (recorded *before* the request). CONFIRMED: the CRM has it,
+   with its id. FAILED: the CRM refused it for good, with its reason. UNKNOWN: the request may or
+   may not have landed (timeout, dropped connection, crash after SENT). Allowed changes::
+
+       was / becomes  PLANNED  SENT  CONFIRMED  FAILED  UNKNOWN
+       (new key)      yes      yes   yes        yes     yes
+       PLANNED        yes      yes   yes        yes     yes
+       SENT           yes (1)  no    yes        yes     yes
+       UNKNOWN        yes (2)  no    yes        yes     yes
+       CONFIRMED      no       no    same id    no      no
+       FAILED         (3)      no    no         yes     no
+
+       (1) the request certainly never reached the CRM (connect error, 429)
+       (2) reconciled: the CRM was read and the write is not there
+       (3) only through retry_failed
+
+   a. A key seen for the first time may start in any state.
+   b. CONFIRMED is final: it may only be recorded again with the same CRM id (a replayed
+      batch). CONFIRMED needs a CRM id.
+   c. SENT may not be recorded again: a second "send" of a command whose first outcome is not
+      known is exactly the duplicate the ledger exists to prevent. This makes the
+      PLANNED ► SENT step a compare-and-set: of two processes racing to send one key, one wins.
+   d. UNKNOWN ► SENT is refused: an unknown command must be *reconciled* first (read the CRM;
+      record CONFIRMED if the write landed, PLANNED if it did not) and only then re-sent.
+   e. FAILED is final except through ``retry_failed(keys, now)``, which puts FAILED commands
+      back to PLANNED (attempts kept, reason cleared) and ignores other keys.
+   f. A key never changes its conversation id or kind.
+   g. ``record`` applies a batch in order, atomically: if any command breaks a rule,
+      :class:`~signals_crm.exceptions.InvalidTransitionError` names every offending key and
+      nothing of the batch is written.
+
+3. **Links**: a normalised email (:func:`~signals_crm.core.model.normalize_email`) to the CRM
+   person it was synced to (id and kind). The latest link for an email wins.
+
+Rules every implementation follows:
+
+- The ledger never reads the clock: due times, ``now`` and ``updated_at`` come in as
+  arguments, and must be timezone-aware. Times are returned in UTC (the same instant).
+- Every write is atomic, and a write that returned is durable (for the in-memory ledger:
+  until the process ends).
+- Only :class:`~signals_crm.exceptions.SignalsCRMError` subclasses escape: storage failures
+  and use after ``close()`` raise :class:`~signals_crm.exceptions.LedgerError`; invalid
+  arguments (naive datetimes, negative limits) raise
+  :class:`~signals_crm.exceptions.ConfigurationError`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+import attrs
+
+from signals_crm.core.model import Conversation, PersonKind, normalize_email
+from signals_crm.exceptions import ConfigurationError, InvalidTransitionError, Problem
+
+__all__ = [
+    "CommandRecord",
+    "CommandState",
+    "DueState",
+    "DueSync",
+    "Ledger",
+    "LedgerStats",
+    "PersonLink",
+    "apply_transitions",
+    "check_limit",
+    "retried",
+    "to_utc",
+]
+
+
+class CommandState(enum.StrEnum):
+    """Where one command (a write to the CRM) stands."""
+
+    PLANNED = "planned"
+    SENT = "sent"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+class DueState(enum.StrEnum):
+    """Where one conversation's automatic sync stands. Compares equal to its string value."""
+
+    PENDING = "pending"
+    DONE = "done"
+    DEAD = "dead"
+
+
+def _fail(path: str, message: str) -> ConfigurationError:
+    return ConfigurationError([Problem(path, message)])
+
+
+def to_utc(value: datetime, name: str) -> datetime:
+    """``value`` as a UTC datetime; a naive datetime is refused with a ConfigurationError."""
+    checked: object = value
+    if not isinstance(checked, datetime):
+        raise _fail(name, "must be a datetime")
+    if value.utcoffset() is None:
+        raise _fail(name, "must be a timezone-aware datetime")
+    return value.astimezone(UTC)
+
+
+def check_limit(limit: int) -> int:
+    """``limit`` if it is a non-negative int, else a ConfigurationError."""
+    checked: object = limit
+    if isinstance(checked, bool) or not isinstance(checked, int) or checked < 0:
+        raise _fail("limit", "must be a non-negative integer")
+    return limit
+
+
+@attrs.frozen
+class CommandRecord:
+    """One command and its state, keyed by its deterministic idempotency key.
+
+    ``kind`` is ``"create_person"``, ``"update_person"``, ``"create_task"`` or
+    ``"add_to_campaign"``. ``crm_id`` is the record the CRM created or matched (required when
+    CONFIRMED). ``reason`` is the CRM's own error message (FAILED, UNKNOWN), never a secret.
+    ``updated_at`` is supplied by the caller; ``payload_digest`` optionally fingerprints the
+    request that was planned.
+    """
+
+    key: str
+    conversation_id: str
+    kind: str
+    state: CommandState
+    updated_at: datetime
+    crm_id: str | None = None
+    reason: str | None = None
+    attempts: int = 0
+    payload_digest: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        problems: list[Problem] = []
+        for name in ("key", "conversation_id", "kind"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                problems.append(Problem(name, "must be a non-empty string"))
+        state: object = self.state
+        updated_at: object = self.updated_at
+        attempts: object = self.attempts
+        if not isinstance(state, CommandState):
+            problems.append(Problem("state", "must be a CommandState"))
+        if not isinstance(updated_at, datetime) or updated_at.utcoffset() is None:
+            problems.append(Problem("updated_at", "must be a timezone-aware datetime"))
+        if isinstance(attempts, bool) or not isinstance(attempts, int):
+            problems.append(Problem("attempts", "must be an integer"))
+        elif attempts < 0:
+            problems.append(Problem("attempts", "must not be negative"))
+        if self.state is CommandState.CONFIRMED and not self.crm_id:
+            problems.append(Problem("crm_id", "a confirmed command needs the CRM id"))
+        if problems:
+            raise ConfigurationError(problems)
+
+
+@attrs.frozen
+class DueSync:
+    """A conversation's automatic sync: when it is due, its attempts, and where it stands."""
+
+    conversation_id: str
+    due_at: datetime
+    conversation: Conversation
+    attempts: int = 0
+    last_error: str | None = None
+    state: DueState = DueState.PENDING
+    outcome: str | None = None
+
+
+@attrs.frozen
+class PersonLink:
+    """A visitor's email (normalised) linked to the CRM person record it was synced to."""
+
+    email: str = attrs.field(converter=normalize_email)
+    crm_id: str
+    kind: PersonKind
+
+    def __attrs_post_init__(self) -> None:
+        if not self.email:
+            raise _fail("email", "a link needs a non-empty email")
+        if not self.crm_id:
+            raise _fail("crm_id", "a link needs the CRM id")
+        if not isinstance(self.kind, PersonKind):
+            raise _fail("kind", "must be a PersonKind")
+
+
+@attrs.frozen
+class LedgerStats:
+    """Counts of what a ledger holds: syncs per state, commands per state, and links."""
+
+    syncs: Mapping[DueState, int]
+    commands: Mapping[CommandState, int]
+    links: int
+
+
+# ------------------------------------------------------------------------------------------------
+# Command transitions (shared by every implementation)
+
+_S = CommandState
+_NEXT: Mapping[CommandState, frozenset[CommandState]] = {
+    _S.PLANNED: frozenset(_S),
+    _S.SENT: frozenset({_S.PLANNED, _S.CONFIRMED, _S.FAILED, _S.UNKNOWN}),
+    _S.UNKNOWN: frozenset({_S.PLANNED, _S.CONFIRMED, _S.FAILED, _S.UNKNOWN}),
+    _S.CONFIRMED: frozenset({_S.CONFIRMED}),
+    _S.FAILED: frozenset({_S.FAILED}),
+}
+
+
+def _transition_problem(old: CommandRecord | None, new: CommandRecord) -> str | None:
+    if old is None:
+        return None
+    if (old.conversation_id, old.kind) != (new.conversation_id, new.kind):
+        return (
+            f"{new.key}: belongs to {old.conversation_id!r} ({old.kind}), "
+            f"not {new.conversation_id!r} ({new.kind})"
+        )
+    if new.state not in _NEXT[old.state]:
+        hint = ""
+        if old.state is _S.UNKNOWN and new.state is _S.SENT:
+            hint = " (reconcile first: record CONFIRMED or PLANNED)"
+        elif old.state is _S.FAILED:
+            hint = " (use retry_failed)"
+        return f"{new.key}: {old.state.value} -> {new.state.value} is not allowed{hint}"
+    if old.state is _S.CONFIRMED and old.crm_id != new.crm_id:
+        return f"{new.key}: already confirmed as {old.crm_id!r}, not {new.crm_id!r}"
+    return None
+
+
+def apply_transitions(
+    stored: Mapping[str, CommandRecord], commands: Sequence[CommandRecord]
+) -> dict[str, CommandRecord]:
+    """The records to write for ``commands``, applied in order over ``stored``.
+
+    ``stored`` holds the current records of (at least) the keys in ``commands``. Raises
+    :class:`InvalidTransitionError` naming every offending key when any rule is broken. The
+    returned records have ``updated_at`` in UTC.
+    """
+    current: dict[str, CommandRecord] = {}
+    problems: list[str] = []
+    bad_keys: list[str] = []
+    for command in commands:
+        if not isinstance(command, CommandRecord):
+            raise _fail("commands", "must be CommandRecord values")
+        old = current.get(command.key, stored.get(command.key))
+        problem = _transition_problem(old, command)
+        if problem is not None:
+            problems.append(problem)
+            if command.key not in bad_keys:
+                bad_keys.append(command.key)
+            continue
+        current[command.key] = attrs.evolve(
+            command, updated_at=to_utc(command.updated_at, "updated_at")
+        )
+    if problems:
+        count = len(problems)
+        head = f"{count} invalid command transition{'s' if count != 1 else ''}; nothing written"
+        raise InvalidTransitionError("\n  ".join([head, *problems]), keys=bad_keys)
+    return current
+
+
+def retried(record: CommandRecord, now: datetime) -> CommandRecord:
+    """A FAILED record put back to PLANNED by ``retry_failed`` (attempts kept)."""
+    return attrs.evolve(
+        record, state=CommandState.PLANNED, reason=None, updated_at=to_utc(now, "now")
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# The Protocol
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """Durable storage of due syncs, command states and visitor links (rules: module doc)."""
+
+    # Due syncs -------------------------------------------------------------------------------
+
+    def schedule(self, conversation: Conversation, due_at: datetime) -> DueSync:
+        """Record that ``conversation`` is due at ``due_at``; returns what is now stored."""
+        ...
+
+    def schedule_many(
+        self, entries: Iterable[tuple[Conversation, datetime]]
+    ) -> list[DueSync]:
+        """``schedule`` for many conversations in one transaction; one result per entry."""
+        ...
+
+    def due(self, now: datetime, limit: int) -> list[DueSync]:
+        """Pending syncs due at ``now``, by due time then id, at most ``limit``."""
+        ...
+
+    def get_due(self, conversation_id: str) -> DueSync | None:
+        """The stored sync of ``conversation_id``, in any state, or ``None``."""
+        ...
+
+    def syncs_in_state(self, state: DueState, limit: int) -> list[DueSync]:
+        """Syncs in ``state`` (for example the dead letters), by due time then id."""
+        ...
+
+    def complete(self, conversation_ids: Iterable[str], outcome: str) -> int:
+        """Mark pending or dead syncs done with ``outcome``; returns how many changed."""
+        ...
+
+    def reschedule(self, conversation_id: str, due_at: datetime, error: str) -> DueSync | None:
+        """Move a pending sync to ``due_at`` after a failed attempt (attempts + 1)."""
+        ...
+
+    def dead_letter(self, conversation_id: str, reason: str) -> DueSync | None:
+        """Give up on a pending sync with the CRM's ``reason`` (attempts + 1)."""
+        ...
+
+    # Commands --------------------------------------------------------------------------------
+
+    def get_command(self, key: str) -> CommandRecord | None:
+        """The command stored under ``key``, or ``None``."""
+        ...
+
+    def get_commands(self, keys: Iterable[str]) -> dict[str, CommandRecord]:
+        """The stored commands among ``keys`` (unknown keys are absent from the result)."""
+        ...
+
+    def commands_for(self, conversation_id: str) -> list[CommandRecord]:
+        """Every command of one conversation, by key."""
+        ...
+
+    def record(self, commands: Sequence[CommandRecord]) -> None:
+        """Insert or update ``commands`` in one transaction, enforcing the transition rules."""
+        ...
+
+    def retry_failed(self, keys: Iterable[str], now: datetime) -> list[str]:
+        """Put FAILED commands among ``keys`` back to PLANNED; returns the keys reset."""
+        ...
+
+    def commands_in_state(self, state: CommandState, limit: int) -> list[CommandRecord]:
+        """Commands in ``state``, oldest ``updated_at`` first (then by key), at most ``limit``."""
+        ...
+
+    # Links -----------------------------------------------------------------------------------
+
+    def link(self, email: str, crm_id: str, kind: PersonKind) -> None:
+        """Remember that ``email`` was synced to the CRM person ``crm_id``."""
+        ...
+
+    def link_many(self, links: Iterable[PersonLink]) -> None:
+        """``link`` for many emails in one transaction (later entries win)."""
+        ...
+
+    def links_for(self, emails: Iterable[str]) -> dict[str, PersonLink]:
+        """The links of ``emails``, keyed by normalised email (unknown emails absent)."""
+        ...
+
+    # Housekeeping ----------------------------------------------------------------------------
+
+    def stats(self) -> LedgerStats:
+        """Counts per sync state and command state (every state present), and links."""
+        ...
+
+    def close(self) -> None:
+        """Release the store; later calls raise LedgerError. Closing twice is harmless."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
