@@ -4,6 +4,7 @@
 
     SignalsCRMError
     ├── ConfigurationError (also ValueError)   bad settings or input; lists every problem
+    │   └── WebhookError                       a malformed Signals webhook payload
     ├── PlanningError                          the core cannot plan with what it was given
     ├── IntegrationDisabledError               a write was asked for while the integration is off
     ├── LedgerError                            the ledger cannot store or load what was asked
@@ -44,6 +45,7 @@ __all__ = [
     "RateLimitedError",
     "SignalsCRMError",
     "TransportError",
+    "WebhookError",
 ]
 
 
@@ -94,6 +96,14 @@ class ConfigurationError(SignalsCRMError, ValueError):
     def paths(self) -> tuple[str, ...]:
         """The paths of the problems, in order."""
         return tuple(p.path for p in self.problems)
+
+
+class WebhookError(ConfigurationError):
+    """A Signals webhook payload cannot be used (wrong types, a bad date, an unknown event).
+
+    Lists every problem with its path in the payload, such as ``chat.meeting_event.date``. A
+    receiver answers such a delivery with a client error; retrying it cannot help.
+    """
 
 
 class PlanningError(SignalsCRMError):

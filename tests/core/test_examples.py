@@ -115,7 +115,9 @@ def test_unmapped_scheduler_is_skipped_for_last_routed():
 def test_two_john_does_with_different_emails_are_two_leads():
     """'John Doe' with another email is a new Lead: names never match."""
     existing = PersonRecord(
-        id="00QJOHN1", kind=PersonKind.LEAD, email="john.doe@other.test",
+        id="00QJOHN1",
+        kind=PersonKind.LEAD,
+        email="john.doe@other.test",
         fields={"FirstName": "John", "LastName": "Doe"},
     )
     result = plan(conversation(email="john.doe@acme.test"), people=[existing])
@@ -126,7 +128,9 @@ def test_two_john_does_with_different_emails_are_two_leads():
 def test_same_email_updates_only_overwrite_fields_that_changed():
     """An existing Lead with the email is updated with changed overwrite fields only."""
     existing = PersonRecord(
-        id="00QJOHN1", kind=PersonKind.LEAD, email="JOHN.DOE@acme.test ",
+        id="00QJOHN1",
+        kind=PersonKind.LEAD,
+        email="JOHN.DOE@acme.test ",
         fields={"FirstName": "Jon", "LastName": "Smith", "Phone": "+1 555 0100"},
     )
     result = plan(conversation(), people=[existing])
@@ -141,7 +145,9 @@ def test_same_email_updates_only_overwrite_fields_that_changed():
 def test_contact_is_never_updated_and_activities_attach_to_it():
     """A Contact with the email is never updated; by default activities attach to it."""
     contact = PersonRecord(
-        id="003CONTACT", kind=PersonKind.CONTACT, email="john.doe@acme.test",
+        id="003CONTACT",
+        kind=PersonKind.CONTACT,
+        email="john.doe@acme.test",
         fields={"FirstName": "Old"},
     )
     result = plan(conversation(), people=[contact])
@@ -228,4 +234,3 @@ def test_all_troubleshooting_reasons_together():
 
 def _fields(config: SyncConfig) -> dict[str, object]:
     return attrs.asdict(config, recurse=False)
-

@@ -53,7 +53,8 @@ def test_owner_never_a_lower_priority_candidate(people, sources, users):
     """No present and mapped higher-priority candidate is ever passed over for a lower one."""
     decision = resolve_owner(people, tuple(sources), users)
     eligible = [
-        r for r in sorted(sources, key=lambda r: r.priority)
+        r
+        for r in sorted(sources, key=lambda r: r.priority)
         if people.get(r) is not None and users.crm_user_for(people.get(r)) is not None
     ]
     if eligible:
@@ -79,7 +80,8 @@ def test_update_never_touches_what_it_must_not(conversation, config, records, hu
     (result,) = run_with_state(flow, people=records)
     by_id = {r.id: r for r in records}
     overwrite = {
-        m.target for m in (config.mappings.contact if hubspot else config.mappings.lead)
+        m.target
+        for m in (config.mappings.contact if hubspot else config.mappings.lead)
         if m.overwrite
     }
     for command in result.commands_of(CommandKind.UPDATE_PERSON):
@@ -100,16 +102,16 @@ def test_update_never_touches_what_it_must_not(conversation, config, records, hu
 def test_no_update_when_nothing_changes(conversation, config):
     """When the CRM already holds every overwrite value, no update is planned."""
     values = conversation.field_values()
-    current = {
-        m.target: values.get(m.source) for m in config.mappings.lead
-    }
+    current = {m.target: values.get(m.source) for m in config.mappings.lead}
     payload = build_update_fields(values, config.mappings.lead, current)
     assert dict(payload.fields) == {}
 
 
-@given(st.sampled_from(sst.EMAIL_POOL).flatmap(
-    lambda e: st.tuples(sst.email_variants(e), sst.email_variants(e))
-))
+@given(
+    st.sampled_from(sst.EMAIL_POOL).flatmap(
+        lambda e: st.tuples(sst.email_variants(e), sst.email_variants(e))
+    )
+)
 def test_email_variants_match_the_same_record(pair):
     """Emails differing only in case or surrounding spaces match the same record."""
     stored, visitor = pair
@@ -117,7 +119,10 @@ def test_email_variants_match_the_same_record(pair):
 
     record = PersonRecord(id="00Q1", kind=PersonKind.LEAD, email=stored)
     decision = decide_match(
-        visitor, [record], person_kind=PersonKind.LEAD, separate_contacts=True,
+        visitor,
+        [record],
+        person_kind=PersonKind.LEAD,
+        separate_contacts=True,
         policy=ContactPolicy.ATTACH,
     )
     assert decision.outcome is MatchOutcome.UPDATE
@@ -171,7 +176,8 @@ def test_first_matching_rule_wins_and_fallbacks_apply_in_order(company, config, 
     account = data.draw(st.one_of(st.none(), sst.account_records(domain=company.domain or "x")))
     result = decide_account_owner(company, account, config, users)
     matching = [
-        i for i, rule in enumerate(config.rules)
+        i
+        for i, rule in enumerate(config.rules)
         if segment_contains(config.segments[rule.segment], company)
     ]
     if matching:
@@ -207,10 +213,12 @@ def test_first_matching_rule_wins_and_fallbacks_apply_in_order(company, config, 
 def test_plans_are_deterministic(conversations, config, records):
     """The same input gives the same plans, keys included."""
     now = sst.BASE_TIME + timedelta(days=3)
-    first = run_with_state(plan_sync(conversations, config, SALESFORCE_LIKE, now=now),
-                           people=records)
-    second = run_with_state(plan_sync(conversations, config, SALESFORCE_LIKE, now=now),
-                            people=records)
+    first = run_with_state(
+        plan_sync(conversations, config, SALESFORCE_LIKE, now=now), people=records
+    )
+    second = run_with_state(
+        plan_sync(conversations, config, SALESFORCE_LIKE, now=now), people=records
+    )
     assert first == second
     keys = [c.key for p in first for c in p.commands]
     assert len(keys) == len(set(keys))

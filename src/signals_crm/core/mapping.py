@@ -241,9 +241,9 @@ def build_create_fields(
     if email_field is not None and email is not None:
         email_schema = schema.get(email_field) if schema is not None else None
         fields[email_schema.name if email_schema is not None else email_field] = email.strip()
+    filled = {k.lower() for k, v in fields.items() if not is_empty(v)} if placeholders else ()
     for target, placeholder in (placeholders or {}).items():
-        present = any(k.lower() == target.lower() and not is_empty(v) for k, v in fields.items())
-        if present:
+        if target.lower() in filled:
             continue
         field = schema.get(target) if schema is not None else None
         if schema is not None and (field is None or not field.required):

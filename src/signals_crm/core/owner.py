@@ -36,6 +36,9 @@ class OwnerDecision:
     trace: tuple[Reason, ...]
 
 
+_PRIORITY = (Role.MEETING_SCHEDULER, Role.LAST_ROUTED, Role.CLOSER)
+
+
 def _who(user: object) -> str:
     email = getattr(user, "email", None)
     uid = getattr(user, "id", None)
@@ -50,7 +53,9 @@ def resolve_owner(
 ) -> OwnerDecision:
     """Apply the lead-owner rule."""
     trace: list[Reason] = []
-    for role in sorted(set(sources), key=lambda r: r.priority):
+    for role in _PRIORITY:
+        if role not in sources:
+            continue
         user = participants.get(role)
         if user is None:
             trace.append(info("owner_source_absent", f"no {role.value} on this conversation"))

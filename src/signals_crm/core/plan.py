@@ -24,13 +24,13 @@ A plan, per conversation:
 from __future__ import annotations
 
 import enum
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import attrs
 
-from signals_crm.core.config import SyncConfig
+from signals_crm.core.config import FieldMapping, SyncConfig
 from signals_crm.core.criteria import Eligibility, check_eligibility, check_manual
 from signals_crm.core.crm import (
     CampaignMembershipWrite,
@@ -56,7 +56,7 @@ from signals_crm.core.model import (
     ObjectSchema,
     PersonKind,
     PersonRecord,
-    field_map,
+    field_getter,
     normalize_email,
 )
 from signals_crm.core.owner import OwnerDecision, resolve_owner
@@ -114,15 +114,18 @@ class PersonRef:
         return created.get(self.pending) if self.pending is not None else None
 
 
+_PERSON, _UPDATE, _TASK, _CAMPAIGN = "person", "update", "task", "campaign"
+_KEY_NAMES = {
+    CommandKind.CREATE_PERSON.value: _PERSON,
+    CommandKind.UPDATE_PERSON.value: _UPDATE,
+    CommandKind.CREATE_TASK.value: _TASK,
+    CommandKind.ADD_TO_CAMPAIGN.value: _CAMPAIGN,
+}
+
+
 def command_key(conversation_id: str, kind: CommandKind, activity_key: str | None = None) -> str:
     """The deterministic idempotency key of a command."""
-    names = {
-        CommandKind.CREATE_PERSON: "person",
-        CommandKind.UPDATE_PERSON: "update",
-        CommandKind.CREATE_TASK: "task",
-        CommandKind.ADD_TO_CAMPAIGN: "campaign",
-    }
-    base = f"{conversation_id}:{names[kind]}"
+    base = f"{conversation_id}:{_KEY_NAMES[kind.value]}"
     return f"{base}:{activity_key}" if activity_key is not None else base
 
 
@@ -140,7 +143,7 @@ class Command:
     conversation_id: str
     email: str
     person: PersonRef
-    fields: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=field_map)
+    fields: Mapping[str, FieldValue] = attrs.field(factory=dict)
     owner_id: str | None = None
     activity: Activity | None = None
     marker: str | None = None
@@ -225,6 +228,20 @@ class _Pending:
     fields: Mapping[str, FieldValue]
 
 
+@attrs.frozen
+class _Compiled:
+    """What every conversation of a batch needs from the configuration, worked out once."""
+
+    mappings: tuple[FieldMapping, ...]
+    getters: tuple[tuple[str, Callable[[Conversation], FieldValue]], ...]
+
+    @classmethod
+    def build(cls, config: SyncConfig, capabilities: Capabilities) -> _Compiled:
+        mappings = mapping_set_for(config.mappings, capabilities.person_kind)
+        sources = dict.fromkeys(m.source for m in mappings)
+        return cls(mappings, tuple((s, field_getter(s)) for s in sources))
+
+
 def _person_fields(config: SyncConfig, capabilities: Capabilities) -> tuple[str, ...]:
     mappings = mapping_set_for(config.mappings, capabilities.person_kind)
     names: dict[str, None] = {}
@@ -242,10 +259,15 @@ def plan_sync(
     now: datetime | None = None,
     mode: SyncMode = SyncMode.AUTOMATIC,
     schema: ObjectSchema | None = None,
+    created: Mapping[str, str] | None = None,
 ) -> Generator[Lookup, Any, tuple[Plan, ...]]:
     """Plan the sync of ``conversations`` (see the module docstring for the rules).
 
     ``now`` is required for automatic syncs (the delay); a manual sync ignores it.
+    ``created`` maps a conversation id to the person record an earlier, interrupted run of
+    this same sync already created: that conversation is planned as the create it was (same
+    keys, so the engine skips what is done and finishes the rest, campaign included) instead
+    of as a match on its own record.
     """
     if mode is SyncMode.AUTOMATIC and now is None:
         raise PlanningError("an automatic sync plan needs 'now'")
@@ -275,6 +297,7 @@ def plan_sync(
                 raise PlanningError("DescribeObject must be answered with an ObjectSchema")
 
     pending: dict[str, _Pending] = {}
+    compiled = _Compiled.build(config, capabilities)
     plans: list[Plan] = []
     for conversation, verdict in zip(conversations, eligibility, strict=True):
         if not verdict.eligible or conversation.email is None:
@@ -300,6 +323,8 @@ def plan_sync(
                 mode=mode,
                 schema=schema,
                 pending=pending,
+                compiled=compiled,
+                resumed=(created or {}).get(conversation.id),
             )
         )
     return tuple(plans)
@@ -315,14 +340,16 @@ def _plan_one(
     mode: SyncMode,
     schema: ObjectSchema | None,
     pending: dict[str, _Pending],
+    compiled: _Compiled,
+    resumed: str | None,
 ) -> Plan:
     assert conversation.email is not None  # noqa: S101  # checked by the caller
     email = conversation.email.strip()
     email_key = normalize_email(email)
     cid = conversation.id
     kind = capabilities.person_kind
-    mappings = mapping_set_for(config.mappings, kind)
-    values = conversation.field_values()
+    mappings = compiled.mappings
+    values = {source: get(conversation) for source, get in compiled.getters}
     trace: list[Reason] = [info("eligible", f"{mode.value} sync of {email}")]
     commands: list[Command] = []
     owner: OwnerDecision | None = None
@@ -345,7 +372,7 @@ def _plan_one(
             outcome = PlanOutcome.UPDATE
             commands.append(
                 Command(
-                    key=command_key(cid, CommandKind.UPDATE_PERSON),
+                    key=f"{cid}:{_UPDATE}",
                     kind=CommandKind.UPDATE_PERSON,
                     conversation_id=cid,
                     email=email,
@@ -354,6 +381,11 @@ def _plan_one(
                 )
             )
     else:
+        if resumed is not None:
+            records = ()
+            trace.append(
+                info("resumed_create", f"this sync already created {resumed}; finishing it")
+            )
         match = decide_match(
             email,
             records,
@@ -372,7 +404,7 @@ def _plan_one(
                 outcome = PlanOutcome.UPDATE
                 commands.append(
                     Command(
-                        key=command_key(cid, CommandKind.UPDATE_PERSON),
+                        key=f"{cid}:{_UPDATE}",
                         kind=CommandKind.UPDATE_PERSON,
                         conversation_id=cid,
                         email=email,
@@ -386,7 +418,7 @@ def _plan_one(
             person = PersonRef(PersonKind.CONTACT, id=match.record.id)
             outcome = PlanOutcome.ATTACH_CONTACT
         else:
-            create_key = command_key(cid, CommandKind.CREATE_PERSON)
+            create_key = f"{cid}:{_PERSON}"
             person = PersonRef(kind, pending=create_key)
             owner = resolve_owner(
                 conversation.participants,
@@ -421,7 +453,7 @@ def _plan_one(
                 if capabilities.supports_campaigns:
                     commands.append(
                         Command(
-                            key=command_key(cid, CommandKind.ADD_TO_CAMPAIGN),
+                            key=f"{cid}:{_CAMPAIGN}",
                             kind=CommandKind.ADD_TO_CAMPAIGN,
                             conversation_id=cid,
                             email=email,
@@ -497,7 +529,7 @@ def _tasks(
             continue
         commands.append(
             Command(
-                key=command_key(conversation.id, CommandKind.CREATE_TASK, activity.key),
+                key=f"{conversation.id}:{_TASK}:{activity.key}",
                 kind=CommandKind.CREATE_TASK,
                 conversation_id=conversation.id,
                 email=email,

@@ -21,10 +21,6 @@ class Level(enum.Enum):
     BLOCKER = "blocker"
 
 
-def _data(value: Mapping[str, object]) -> dict[str, object]:
-    return dict(value)
-
-
 @attrs.frozen
 class Reason:
     """One step of a decision's trace."""
@@ -33,7 +29,7 @@ class Reason:
     message: str
     level: Level = Level.INFO
     passes_at: datetime | None = None
-    data: Mapping[str, object] = attrs.field(factory=dict, converter=_data, eq=False)
+    data: Mapping[str, object] = attrs.field(factory=dict, eq=False)
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"

@@ -23,6 +23,14 @@ token, a secret or a CRM response body):
       change nothing (another process may have finished it) and return what is stored.
    f. ``complete`` marks pending or dead syncs done with a short outcome ("created",
       "updated", "skipped", ...); ids it does not know are ignored.
+   g. **Leases**, for several engines sharing one ledger: ``claim(now, limit, owner=...,
+      until=...)`` atomically takes what ``due`` would list, minus the syncs another owner
+      holds a lease on that has not expired, and leases them to ``owner`` until ``until``.
+      Two owners never get the same sync while a lease runs; the lease of a crashed owner
+      expires and the sync is claimed again (its SENT commands are then reconciled). An
+      owner may claim its own leased syncs again. ``complete``, ``reschedule`` and
+      ``dead_letter`` end the lease; ``release`` gives leases back unchanged. ``due`` ignores
+      leases (a single engine needs none).
 
 2. **Commands**, one per idempotency key (``"conv-1:person"``, ``"conv-1:task:transcript"``,
    ``"conv-1:campaign"``): the write the engine planned and what became of it. PLANNED: decided,
@@ -94,6 +102,7 @@ __all__ = [
     "LedgerStats",
     "PersonLink",
     "apply_transitions",
+    "check_lease",
     "check_limit",
     "retried",
     "to_utc",
@@ -130,6 +139,20 @@ def to_utc(value: datetime, name: str) -> datetime:
     if value.utcoffset() is None:
         raise _fail(name, "must be a timezone-aware datetime")
     return value.astimezone(UTC)
+
+
+def check_lease(now: datetime, owner: str, until: datetime) -> tuple[datetime, datetime]:
+    """``now`` and ``until`` in UTC, checked: a non-empty owner and a lease that ends later."""
+    now, until = to_utc(now, "now"), to_utc(until, "until")
+    problems: list[Problem] = []
+    checked: object = owner
+    if not isinstance(checked, str) or not checked:
+        problems.append(Problem("owner", "must be a non-empty string"))
+    if until <= now:
+        problems.append(Problem("until", "a lease must end after now"))
+    if problems:
+        raise ConfigurationError(problems)
+    return now, until
 
 
 def check_limit(limit: int) -> int:
@@ -195,6 +218,17 @@ class DueSync:
     last_error: str | None = None
     state: DueState = DueState.PENDING
     outcome: str | None = None
+    lease_owner: str | None = None
+    lease_until: datetime | None = None
+
+    def leased_to_other(self, owner: str, now: datetime) -> bool:
+        """Whether another owner holds a lease on this sync that has not expired at ``now``."""
+        return (
+            self.lease_owner is not None
+            and self.lease_owner != owner
+            and self.lease_until is not None
+            and self.lease_until > now
+        )
 
 
 @attrs.frozen
@@ -246,7 +280,9 @@ def _transition_problem(old: CommandRecord | None, new: CommandRecord) -> str | 
         )
     if new.state not in _NEXT[old.state]:
         hint = ""
-        if old.state is _S.UNKNOWN and new.state is _S.SENT:
+        if old.state is _S.SENT and new.state is _S.SENT:
+            hint = " (its outcome is not known: record UNKNOWN and reconcile)"
+        elif old.state is _S.UNKNOWN and new.state is _S.SENT:
             hint = " (reconcile first: record CONFIRMED or PLANNED)"
         elif old.state is _S.FAILED:
             hint = " (use retry_failed)"
@@ -309,9 +345,7 @@ class Ledger(Protocol):
         """Record that ``conversation`` is due at ``due_at``; returns what is now stored."""
         ...
 
-    def schedule_many(
-        self, entries: Iterable[tuple[Conversation, datetime]]
-    ) -> list[DueSync]:
+    def schedule_many(self, entries: Iterable[tuple[Conversation, datetime]]) -> list[DueSync]:
         """``schedule`` for many conversations in one transaction; one result per entry."""
         ...
 
@@ -325,6 +359,14 @@ class Ledger(Protocol):
 
     def syncs_in_state(self, state: DueState, limit: int) -> list[DueSync]:
         """Syncs in ``state`` (for example the dead letters), by due time then id."""
+        ...
+
+    def claim(self, now: datetime, limit: int, *, owner: str, until: datetime) -> list[DueSync]:
+        """Lease to ``owner`` until ``until`` the due syncs no other owner holds (at most limit)."""
+        ...
+
+    def release(self, conversation_ids: Iterable[str], owner: str) -> int:
+        """End ``owner``'s leases on these syncs without other change; returns how many."""
         ...
 
     def complete(self, conversation_ids: Iterable[str], outcome: str) -> int:

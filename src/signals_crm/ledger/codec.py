@@ -8,9 +8,9 @@ domain value, named by its ``attrs`` fields:
 2. Every other value is a *tagged* object with one ``$`` key, so its type survives:
    ``{"$date": "2026-11-29"}``, ``{"$datetime": "2026-11-29T10:00:00+01:00"}`` and
    ``{"$float": "nan" | "inf" | "-inf"}``. A ``zoneinfo.ZoneInfo`` time zone adds
-   ``"$zone": "Europe/Paris"`` (and ``"$fold": 1`` for the second of two equal wall times), so
-   the datetime comes back with the same zone; other time zones come back as fixed offsets
-   (same offset, same instant). Naive datetimes stay naive.
+   ``"$zone": "Europe/Paris"``, so the datetime comes back with the same zone; other time zones
+   come back as fixed offsets (same offset, same instant). ``"$fold": 1`` keeps the fold (the
+   second of two equal wall times). Naive datetimes stay naive.
 3. No field value is ever a JSON object, so an object where a value belongs is always a tag.
    ``Visitor.extra`` and ``Company.attributes`` are objects of values (string keys only).
 4. Decoding is strict: an unknown version, field or tag raises
@@ -67,8 +67,8 @@ def _encode_value(value: object, path: str) -> Any:
         tagged: dict[str, Any] = {"$datetime": value.isoformat()}
         if isinstance(value.tzinfo, ZoneInfo) and value.tzinfo.key:
             tagged["$zone"] = value.tzinfo.key
-            if value.fold:
-                tagged["$fold"] = 1
+        if value.fold:
+            tagged["$fold"] = 1
         return tagged
     if isinstance(value, date):
         return {"$date": value.isoformat()}
@@ -81,10 +81,11 @@ def _decode_value(value: Any, path: str) -> FieldValue:
     if isinstance(value, dict):
         if "$datetime" in value and set(value) <= {"$datetime", "$zone", "$fold"}:
             parsed = datetime.fromisoformat(value["$datetime"])
+            fold = 1 if value.get("$fold") == 1 else 0
             zone = value.get("$zone")
-            if zone is None:
-                return parsed
-            return parsed.replace(tzinfo=ZoneInfo(zone), fold=int(value.get("$fold", 0)))
+            if zone is not None:
+                parsed = parsed.replace(tzinfo=ZoneInfo(zone))
+            return parsed.replace(fold=fold)
         if set(value) == {"$date"}:
             return date.fromisoformat(value["$date"])
         if set(value) == {"$float"} and value["$float"] in ("nan", "inf", "-inf"):
@@ -224,10 +225,7 @@ def _decode_conversation(data: Mapping[str, Any]) -> Conversation:
         visitor=_decode_optional(Visitor, data.get("visitor"), "visitor"),
         company=_decode_optional(Company, data.get("company"), "company"),
         participants=Participants(
-            **{
-                role: _decode_optional(SignalsUser, participants.get(role), role)
-                for role in _ROLES
-            }
+            **{role: _decode_optional(SignalsUser, participants.get(role), role) for role in _ROLES}
         ),
         transcript=data.get("transcript"),
         meeting=_decode_optional(Meeting, data.get("meeting"), "meeting"),

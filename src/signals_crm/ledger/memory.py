@@ -24,6 +24,7 @@ from signals_crm.ledger.base import (
     LedgerStats,
     PersonLink,
     apply_transitions,
+    check_lease,
     check_limit,
     retried,
     to_utc,
@@ -102,6 +103,39 @@ class MemoryLedger:
         found.sort(key=lambda s: (s.due_at, s.conversation_id))
         return found[:limit]
 
+    def claim(self, now: datetime, limit: int, *, owner: str, until: datetime) -> list[DueSync]:
+        """Lease to ``owner`` until ``until`` the due syncs no other owner holds (at most limit)."""
+        now, until = check_lease(now, owner, until)
+        check_limit(limit)
+        with self._lock:
+            self._check_open()
+            ready = [
+                s
+                for s in self._syncs.values()
+                if s.state is DueState.PENDING
+                and s.due_at <= now
+                and not s.leased_to_other(owner, now)
+            ]
+            ready.sort(key=lambda s: (s.due_at, s.conversation_id))
+            claimed = [attrs.evolve(s, lease_owner=owner, lease_until=until) for s in ready[:limit]]
+            for s in claimed:
+                self._syncs[s.conversation_id] = s
+            return claimed
+
+    def release(self, conversation_ids: Iterable[str], owner: str) -> int:
+        """End ``owner``'s leases on these syncs without other change; returns how many."""
+        released = 0
+        with self._lock:
+            self._check_open()
+            for conversation_id in dict.fromkeys(conversation_ids):
+                old = self._syncs.get(conversation_id)
+                if old is not None and old.lease_owner == owner:
+                    self._syncs[conversation_id] = attrs.evolve(
+                        old, lease_owner=None, lease_until=None
+                    )
+                    released += 1
+        return released
+
     def complete(self, conversation_ids: Iterable[str], outcome: str) -> int:
         """Mark pending or dead syncs done with ``outcome``; returns how many changed."""
         changed = 0
@@ -112,7 +146,7 @@ class MemoryLedger:
                 if old is None or old.state is DueState.DONE:
                     continue
                 self._syncs[conversation_id] = attrs.evolve(
-                    old, state=DueState.DONE, outcome=outcome
+                    old, state=DueState.DONE, outcome=outcome, lease_owner=None, lease_until=None
                 )
                 changed += 1
         return changed
@@ -125,7 +159,14 @@ class MemoryLedger:
             old = self._syncs.get(conversation_id)
             if old is None or old.state is not DueState.PENDING:
                 return old
-            new = attrs.evolve(old, due_at=due_at, attempts=old.attempts + 1, last_error=error)
+            new = attrs.evolve(
+                old,
+                due_at=due_at,
+                attempts=old.attempts + 1,
+                last_error=error,
+                lease_owner=None,
+                lease_until=None,
+            )
             self._syncs[conversation_id] = new
             return new
 
@@ -137,7 +178,12 @@ class MemoryLedger:
             if old is None or old.state is not DueState.PENDING:
                 return old
             new = attrs.evolve(
-                old, state=DueState.DEAD, attempts=old.attempts + 1, last_error=reason
+                old,
+                state=DueState.DEAD,
+                attempts=old.attempts + 1,
+                last_error=reason,
+                lease_owner=None,
+                lease_until=None,
             )
             self._syncs[conversation_id] = new
             return new

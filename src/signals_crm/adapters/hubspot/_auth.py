@@ -87,15 +87,15 @@ class StaticToken(_Locks):
     def token(self) -> str:
         return self._token
 
-    def refresh_request(self, api: HubSpotAPI) -> httpx.Request:
+    def refresh_request(self, api: HubSpotAPI) -> httpx.Request:  # noqa: ARG002  # protocol
         raise AuthenticationError(
             "a static HubSpot token cannot be refreshed", error_code="EXPIRED_AUTHENTICATION"
         )
 
-    def accept(self, response: httpx.Response) -> None:  # pragma: no cover - never refreshed
+    def accept(self, response: httpx.Response) -> None:  # noqa: ARG002  # protocol
         return None
 
-    def expire(self, used: str) -> None:
+    def expire(self, used: str) -> None:  # noqa: ARG002  # protocol
         return None
 
 

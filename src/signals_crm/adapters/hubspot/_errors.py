@@ -178,19 +178,14 @@ def _context_ids(data: Mapping[str, Any]) -> tuple[str, ...]:
 def _default_message(status: int | None) -> str:
     if status is None:
         return "HubSpot reported an error for this record"
-    try:
-        phrase = httpx.codes(status).reason_phrase
-    except ValueError:
-        phrase = "error"
+    phrase = httpx.codes.get_reason_phrase(status) or "error"
     return f"HubSpot answered HTTP {status} {phrase}"
 
 
 def error_from_response(response: httpx.Response) -> CRMAPIError:
     """The typed error for a non-2xx ``response`` (JSON or not)."""
     body = json_body(response)
-    err = error_from_body(
-        response.status_code, body, retry_after=_retry_after(response.headers)
-    )
+    err = error_from_body(response.status_code, body, retry_after=_retry_after(response.headers))
     if body is None and response.content:
         err.message = f"{_default_message(response.status_code)} (non-JSON body)"
         err.args = (err.message,)

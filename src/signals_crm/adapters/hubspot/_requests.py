@@ -149,7 +149,9 @@ class HubSpotAPI:
     ) -> httpx.Request:
         """``GET …/{object}/{id}`` with ``properties``."""
         params = {"properties": ",".join(properties)} if properties else None
-        return httpx.Request("GET", self.url(self.crm_path("objects", object_type, record_id), params))
+        return httpx.Request(
+            "GET", self.url(self.crm_path("objects", object_type, record_id), params)
+        )
 
     def search(self, object_type: str, body: Mapping[str, Any]) -> httpx.Request:
         """``POST …/{object}/search`` with a ``PublicObjectSearchRequest`` body."""

@@ -17,7 +17,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -127,11 +127,9 @@ def parse_datetime(value: Any) -> datetime | None:
         return None
     text = str(value)
     if text.isdigit():
-        from datetime import UTC
-
         return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return datetime.fromisoformat(text)
     except ValueError:
         return None
 
@@ -150,9 +148,7 @@ def _str_or_none(value: Any) -> str | None:
 def person_from_object(obj: Mapping[str, Any], fields: Sequence[str]) -> PersonRecord:
     """A contact object as a :class:`PersonRecord` carrying ``fields`` (strings or ``None``)."""
     props = _props(obj)
-    modified = parse_datetime(props.get("lastmodifieddate")) or parse_datetime(
-        obj.get("updatedAt")
-    )
+    modified = parse_datetime(props.get("lastmodifieddate")) or parse_datetime(obj.get("updatedAt"))
     return PersonRecord(
         id=str(obj["id"]),
         kind=PersonKind.CONTACT,
@@ -273,7 +269,7 @@ def _field_type(prop: Mapping[str, Any]) -> FieldType:
     if kind == "string":
         if name == "email" or name.endswith("_email"):
             return FieldType.EMAIL
-        if widget == "textarea" or widget == "html":
+        if widget in {"textarea", "html"}:
             return FieldType.TEXTAREA
         if widget == "phonenumber":
             return FieldType.PHONE
@@ -312,9 +308,7 @@ def field_from_property(prop: Mapping[str, Any]) -> FieldSchema:
 def schema_from_properties(object_name: str, body: Any) -> ObjectSchema:
     """``GET /crm/v3/properties/{object}`` as an :class:`ObjectSchema`."""
     fields = [
-        field_from_property(p)
-        for p in results(body)
-        if "name" in p and not p.get("archived")
+        field_from_property(p) for p in results(body) if "name" in p and not p.get("archived")
     ]
     return ObjectSchema(name=object_name, fields=fields)
 

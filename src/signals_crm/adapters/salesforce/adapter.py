@@ -20,6 +20,7 @@ Theory of operation (the httpx ``auth_flow`` pattern):
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
@@ -28,6 +29,7 @@ import httpx
 
 from signals_crm.adapters.salesforce._auth import AuthFlow
 from signals_crm.adapters.salesforce._errors import (
+    error_for_code,
     error_from_response,
     is_already_member,
     is_session_expired,
@@ -86,6 +88,8 @@ from signals_crm.exceptions import (
     AuthenticationError,
     ConfigurationError,
     CRMAPIError,
+    DuplicateRecordError,
+    NotFoundError,
     Problem,
     TransportError,
 )
@@ -419,6 +423,58 @@ class _SalesforceLogic:
 
     # -- writes ------------------------------------------------------------------------------
 
+    def _collection_call(
+        self,
+        bodies: Sequence[Mapping[str, Any]],
+        *,
+        update: bool,
+        auto_assign: bool | None = None,
+    ) -> Flow[list[WriteResult]]:
+        """One Collections call for ``bodies`` (<= 200), one result per body.
+
+        Salesforce rejects a *whole* Collections request when one record names a field the
+        object lacks (``INVALID_FIELD``, a JSON deserialization failure). That is a per-record
+        problem, so the records naming the field fail alone and the others are sent again; when
+        the culprit cannot be told from the message, the batch is halved until it can.
+        """
+        build = collection_update_request if update else collection_create_request
+        results: list[WriteResult | None] = [None] * len(bodies)
+        groups: list[list[int]] = [list(range(len(bodies)))]
+        while groups:
+            group = groups.pop(0)
+            response = yield build(
+                self.endpoint, [bodies[i] for i in group], auto_assign=auto_assign
+            )
+            if response.status_code == 400:
+                error = error_from_response(response)
+                if error.error_code not in _RECORD_CONTENT_CODES:
+                    raise error
+                field = _field_in_message(error.message)
+                culprits = [
+                    i for i in group if field and any(k.lower() == field.lower() for k in bodies[i])
+                ]
+                if not culprits and len(group) > 1:
+                    half = len(group) // 2
+                    groups[:0] = [group[:half], group[half:]]
+                    continue
+                culprits = culprits or group
+                failure = error_for_code(
+                    error.error_code,
+                    error.message,
+                    status_code=None,
+                    fields=(field,) if field else error.fields,
+                )
+                for i in culprits:
+                    results[i] = WriteResult.failure(failure)
+                rest = [i for i in group if i not in culprits]
+                if rest:
+                    groups.insert(0, rest)
+                continue
+            parsed = parse_collection_results(response, len(group))
+            for i, result in zip(group, parsed, strict=True):
+                results[i] = result
+        return [r if r is not None else WriteResult.failure(_LOST) for r in results]
+
     def create_people_flow(self, records: Sequence[PersonWrite]) -> Flow[list[WriteResult]]:
         results: list[WriteResult | None] = [None] * len(records)
         email_field = SALESFORCE_CAPABILITIES.email_field
@@ -431,22 +487,55 @@ class _SalesforceLogic:
                 if not indices:
                     continue
                 bodies = [person_record(records[i], email_field=email_field) for i in indices]
-                request = collection_create_request(self.endpoint, bodies, auto_assign=auto_assign)
-                parsed = parse_collection_results((yield request), len(bodies))
+                parsed = yield from self._collection_call(
+                    bodies, update=False, auto_assign=auto_assign
+                )
                 for i, result in zip(indices, parsed, strict=True):
                     results[i] = result
-        return [r for r in results if r is not None]
+        done = [r if r is not None else WriteResult.failure(_LOST) for r in results]
+        return (yield from self._name_duplicates(records, done))
+
+    def _name_duplicates(
+        self, records: Sequence[PersonWrite], results: list[WriteResult]
+    ) -> Flow[list[WriteResult]]:
+        """Fill in the matched ids of ``DUPLICATES_DETECTED`` failures that carry none.
+
+        Collections errors may omit the ``duplicateResult`` payload; the rule that fired
+        matches on email, so the records of that kind with the same email are the duplicates.
+        """
+        unnamed = [
+            i
+            for i, r in enumerate(results)
+            if isinstance(r.error, DuplicateRecordError)
+            and r.error.error_code == "DUPLICATES_DETECTED"
+            and not r.error.matched_ids
+        ]
+        if not unnamed:
+            return results
+        found = yield from self.find_people_flow([records[i].email for i in unnamed])
+        for i, people in zip(unnamed, found, strict=True):
+            error = results[i].error
+            if not isinstance(error, DuplicateRecordError):  # pragma: no cover - filtered above
+                continue
+            ids = [p.id for p in people if p.kind is records[i].kind and not p.is_converted]
+            results[i] = WriteResult.failure(
+                DuplicateRecordError(
+                    error.message,
+                    matched_ids=ids,
+                    status_code=error.status_code,
+                    error_code=error.error_code,
+                    fields=error.fields,
+                )
+            )
+        return results
 
     def update_people_flow(self, records: Sequence[PersonUpdate]) -> Flow[list[WriteResult]]:
         results: list[WriteResult] = []
         for chunk in _chunks(records, COLLECTION_LIMIT):
             bodies = [person_update_record(r) for r in chunk]
             # Never let an update re-run assignment rules (REST treats no header as TRUE).
-            request = collection_update_request(self.endpoint, bodies, auto_assign=False)
-            parsed = parse_collection_results((yield request), len(bodies))
-            results.extend(
-                WriteResult.success(r.id, created=False) if r.ok and r.id else r for r in parsed
-            )
+            parsed = yield from self._collection_call(bodies, update=True, auto_assign=False)
+            results.extend(_update_result(r) for r in parsed)
         return results
 
     def create_tasks_flow(self, tasks: Sequence[TaskWrite]) -> Flow[list[WriteResult]]:
@@ -463,8 +552,7 @@ class _SalesforceLogic:
                 )
                 for t in chunk
             ]
-            request = collection_create_request(self.endpoint, bodies)
-            results.extend(parse_collection_results((yield request), len(bodies)))
+            results.extend((yield from self._collection_call(bodies, update=False)))
         return results
 
     def add_to_campaign_flow(
@@ -473,8 +561,7 @@ class _SalesforceLogic:
         results: list[WriteResult] = []
         for chunk in _chunks(memberships, COLLECTION_LIMIT):
             bodies = [campaign_member_record(m) for m in chunk]
-            request = collection_create_request(self.endpoint, bodies)
-            results.extend(parse_collection_results((yield request), len(bodies)))
+            results.extend((yield from self._collection_call(bodies, update=False)))
         already = [
             i
             for i, r in enumerate(results)
@@ -595,6 +682,38 @@ class _SalesforceLogic:
             for (i, _), found in zip(members, ids, strict=True):
                 answers[i] = found
         return answers
+
+
+_RECORD_CONTENT_CODES = frozenset(
+    {"INVALID_FIELD", "INVALID_FIELD_FOR_INSERT_UPDATE", "JSON_PARSER_ERROR", "INVALID_TYPE"}
+)
+_COLUMN = re.compile(r"(?:No such column|Unable to create/update fields:?)\s*'?([A-Za-z0-9_.]+)'?")
+_LOST = CRMAPIError("Salesforce gave no result for this record")
+
+
+def _field_in_message(message: str) -> str | None:
+    match = _COLUMN.search(message)
+    return match.group(1) if match else None
+
+
+def _update_result(result: WriteResult) -> WriteResult:
+    """An update's result: ``created=False``; an unknown record id is a NotFoundError.
+
+    On update, ``INVALID_CROSS_REFERENCE_KEY`` naming no field is about the record's own id
+    (it does not exist); naming a field it is a bad lookup value and stays as it is.
+    """
+    if result.ok and result.id:
+        return WriteResult.success(result.id, created=False)
+    error = result.error
+    if (
+        isinstance(error, CRMAPIError)
+        and error.error_code == "INVALID_CROSS_REFERENCE_KEY"
+        and not error.fields
+    ):
+        return WriteResult.failure(
+            NotFoundError(error.message, error_code=error.error_code, status_code=error.status_code)
+        )
+    return result
 
 
 def _transport_error(exc: httpx.HTTPError) -> TransportError:

@@ -1,0 +1,752 @@
+"""The engine's work, written once as sans-IO generators for the blocking and ``async`` engines.
+
+A flow yields :class:`Call` (an adapter method and its arguments) and :class:`Sleep` (a backoff),
+receives the call's result through ``send`` — or its :class:`~signals_crm.exceptions.AdapterError`
+through ``throw`` — and returns its result. :class:`signals_crm.Integration` and
+:class:`signals_crm.AsyncIntegration` each drive flows with a ten-line loop; nothing else in
+them differs. The ledger is used directly (it is local storage, not the CRM).
+
+How one batch of conversations is synced (:func:`sync_batch`):
+
+1. **Reconcile first.** Commands the ledger holds as SENT (a crash mid-request) or UNKNOWN (an
+   ambiguous answer) are looked up in the CRM — person by email, task by marker, membership by
+   campaign and person — before anything else: found → CONFIRMED with its id, absent →
+   PLANNED. Nothing of unknown outcome is ever sent again without this read.
+2. **Plan** with the core (:func:`~signals_crm.core.plan.plan_sync`), telling it which person
+   records this very sync already created, so an interrupted sync is finished, not re-decided.
+3. **Write in dependency order**, each kind in one adapter call (adapters batch by their
+   largest size): person creates, then updates, then tasks and campaign memberships (which need
+   the new ids). Every command is recorded SENT before its request and CONFIRMED / FAILED /
+   UNKNOWN after; commands already CONFIRMED or FAILED are skipped.
+4. **Errors are classified once**: a per-record retryable error (lock contention) is retried
+   with backoff and jitter; a whole call that may have landed (timeout, dropped connection,
+   5xx) is reconciled, then the rest retried; a 429 waits ``Retry-After``; a permanent
+   per-record error is FAILED with the CRM's reason (a dead letter, never retried); an
+   authentication or permission failure of a whole call stops the run and is surfaced.
+5. A create refused as a **duplicate** becomes a match on the record the CRM names: its
+   conversation is planned again (the lookup now finds the record), and its activities go to
+   that record; never a second create.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Generator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from signals_crm.core.config import SyncConfig
+from signals_crm.core.crm import (
+    Capabilities,
+    DescribeObject,
+    FindAccounts,
+    FindPeople,
+    ListUsers,
+    MembershipByPerson,
+    PersonByEmail,
+    ReconcileQuery,
+    TaskByMarker,
+    WriteResult,
+)
+from signals_crm.core.mapping import mapping_set_for, validate_mappings
+from signals_crm.core.model import Company, Conversation, ObjectSchema, normalize_email
+from signals_crm.core.ownership import OwnershipResult, plan_account_owners
+from signals_crm.core.plan import (
+    Command,
+    CommandKind,
+    Plan,
+    PlanOutcome,
+    SyncMode,
+    plan_sync,
+    task_marker,
+)
+from signals_crm.core.trace import Reason, info, warning
+from signals_crm.exceptions import (
+    AdapterError,
+    AuthenticationError,
+    CRMAPIError,
+    DuplicateRecordError,
+    InvalidTransitionError,
+    PermissionDeniedError,
+    Problem,
+    RateLimitedError,
+    TransportError,
+)
+from signals_crm.ledger.base import CommandRecord, CommandState, Ledger
+
+__all__ = [
+    "Call",
+    "ConversationOutcome",
+    "OutcomeKind",
+    "RetryPolicy",
+    "Sleep",
+    "account_owners",
+    "plan_batch",
+    "preflight",
+    "sync_batch",
+]
+
+
+@attrs.frozen
+class Call:
+    """Call ``method`` of the adapter with ``args`` (the async engine adds the ``a`` prefix)."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+
+
+@attrs.frozen
+class Sleep:
+    """Wait ``seconds`` before going on (a backoff); drivers use their injected sleep."""
+
+    seconds: float
+
+
+Flow = Generator[Call | Sleep, Any, Any]
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How transient failures are retried within one run.
+
+    The n-th retry waits ``min(max_delay, base_delay * 2**n)`` seconds scaled by a jitter
+    factor drawn in ``[1 - jitter, 1]``, or the CRM's ``Retry-After`` when it gave one (capped
+    at ``max_delay``). After ``max_attempts`` tries the commands stay PLANNED and the
+    conversation is rescheduled ``reschedule_after`` later.
+    """
+
+    max_attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    jitter: float = 0.5
+    reschedule_after: float = 300.0
+
+    def delay(self, attempt: int, random: Callable[[], float], hint: float | None = None) -> float:
+        if hint is not None:
+            return min(self.max_delay, max(0.0, hint))
+        raw = min(self.max_delay, self.base_delay * (2.0**attempt))
+        return raw * (1.0 - self.jitter * random())
+
+
+class OutcomeKind(enum.Enum):
+    """What became of one conversation in a run."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    ATTACHED_TO_CONTACT = "attached_to_contact"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+    RETRY = "retry"
+
+
+_FROM_PLAN = {
+    PlanOutcome.CREATE: OutcomeKind.CREATED,
+    PlanOutcome.UPDATE: OutcomeKind.UPDATED,
+    PlanOutcome.UNCHANGED: OutcomeKind.UNCHANGED,
+    PlanOutcome.ATTACH_CONTACT: OutcomeKind.ATTACHED_TO_CONTACT,
+    PlanOutcome.SKIPPED: OutcomeKind.SKIPPED,
+}
+
+
+@attrs.frozen
+class ConversationOutcome:
+    """One conversation's result: what happened, the person record, the reasons, the error."""
+
+    conversation_id: str
+    kind: OutcomeKind
+    person_id: str | None = None
+    reasons: tuple[Reason, ...] = ()
+    error: str | None = None
+    needs_admin: bool = False
+    plan: Plan | None = None
+
+    @property
+    def blockers(self) -> tuple[str, ...]:
+        return self.plan.eligibility.codes if self.plan is not None else ()
+
+
+# ------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _answer(request: Any) -> Call:
+    """Translate a core lookup into an adapter call."""
+    if isinstance(request, FindPeople):
+        return Call("find_people", (list(request.emails), list(request.fields)))
+    if isinstance(request, FindAccounts):
+        return Call("find_accounts", (list(request.domains), list(request.fields)))
+    if isinstance(request, DescribeObject):
+        return Call("describe", (request.object_name,))
+    if isinstance(request, ListUsers):
+        return Call("list_users", ())
+    msg = f"unknown lookup {request!r}"
+    raise TypeError(msg)
+
+
+def run_lookups(flow: Generator[Any, Any, Any]) -> Flow:
+    """Drive a core generator, turning each lookup it yields into an adapter call."""
+    try:
+        request = next(flow)
+        while True:
+            result = yield _answer(request)
+            request = flow.send(result)
+    except StopIteration as done:
+        return done.value
+
+
+def _reason_of(error: BaseException) -> str:
+    if isinstance(error, CRMAPIError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+@attrs.define
+class _Batch:
+    """Mutable bookkeeping of one batch run."""
+
+    ledger: Ledger
+    now: datetime
+    retry: RetryPolicy
+    random: Callable[[], float]
+    records: dict[str, CommandRecord] = attrs.field(factory=dict)
+    created: dict[str, str] = attrs.field(factory=dict)  # create key → CRM id
+    duplicates: dict[str, str] = attrs.field(factory=dict)  # conversation id → matched id
+    errors: dict[str, tuple[str, bool]] = attrs.field(factory=dict)  # cid → (reason, admin)
+
+    def save(self, updates: Sequence[CommandRecord]) -> list[CommandRecord]:
+        """Record ``updates``; those another process raced us to are dropped and returned."""
+        lost: list[CommandRecord] = []
+        pending = list(updates)
+        while pending:
+            try:
+                self.ledger.record(pending)
+            except InvalidTransitionError as exc:
+                bad = set(exc.keys)
+                lost.extend(r for r in pending if r.key in bad)
+                pending = [r for r in pending if r.key not in bad]
+                continue
+            for record in pending:
+                self.records[record.key] = record
+            break
+        return lost
+
+    def state(self, key: str) -> CommandState | None:
+        record = self.records.get(key)
+        return record.state if record is not None else None
+
+    def mark(
+        self,
+        command: Command,
+        state: CommandState,
+        *,
+        crm_id: str | None = None,
+        reason: str | None = None,
+        attempt: bool = False,
+    ) -> CommandRecord:
+        old = self.records.get(command.key)
+        return CommandRecord(
+            key=command.key,
+            conversation_id=command.conversation_id,
+            kind=command.kind.value,
+            state=state,
+            updated_at=self.now,
+            crm_id=crm_id if crm_id is not None else (old.crm_id if old else None),
+            reason=reason,
+            attempts=(old.attempts if old else 0) + (1 if attempt else 0),
+        )
+
+
+def _reconcile_query(
+    record: CommandRecord,
+    conversation: Conversation,
+    batch: _Batch,
+    caps: Capabilities,
+    campaign: str | None,
+) -> ReconcileQuery | None:
+    kind = record.kind
+    cid = conversation.id
+    if kind == CommandKind.CREATE_PERSON.value:
+        if conversation.email is None:
+            return None
+        return PersonByEmail(conversation.email.strip(), caps.person_kind)
+    if kind == CommandKind.CREATE_TASK.value:
+        prefix = f"{cid}:task:"
+        return TaskByMarker(task_marker(cid, record.key.removeprefix(prefix)))
+    if kind == CommandKind.ADD_TO_CAMPAIGN.value:
+        person = batch.created.get(f"{cid}:person")
+        if person is None or campaign is None:
+            return None
+        return MembershipByPerson(campaign, person)
+    return None
+
+
+def reconcile(
+    conversations: Sequence[Conversation],
+    batch: _Batch,
+    caps: Capabilities,
+    campaign: str | None,
+) -> Flow:
+    """Rule 1: settle every SENT / UNKNOWN command of these conversations by reading the CRM."""
+    by_id = {c.id: c for c in conversations}
+    unsettled = [
+        r
+        for r in batch.records.values()
+        if r.state in (CommandState.SENT, CommandState.UNKNOWN) and r.conversation_id in by_id
+    ]
+    if not unsettled:
+        return
+    # Person creates first: memberships need their ids.
+    for phase in ((CommandKind.CREATE_PERSON.value,), None):
+        group = [
+            r
+            for r in unsettled
+            if (phase is None and r.kind != CommandKind.CREATE_PERSON.value)
+            or (phase is not None and r.kind in phase)
+        ]
+        if not group:
+            continue
+        updates: list[CommandRecord] = []
+        queries: list[ReconcileQuery] = []
+        asked: list[CommandRecord] = []
+        for record in group:
+            if record.kind == CommandKind.UPDATE_PERSON.value:
+                # Updates are idempotent: sending again is safe.
+                updates.append(
+                    attrs.evolve(record, state=CommandState.PLANNED, updated_at=batch.now)
+                )
+                continue
+            query = _reconcile_query(record, by_id[record.conversation_id], batch, caps, campaign)
+            if query is None or not caps.supports_reconcile:
+                continue  # stays unknown; reported, never blindly re-sent
+            queries.append(query)
+            asked.append(record)
+        if queries:
+            found = yield Call("reconcile", (queries,))
+            for record, crm_id in zip(asked, found, strict=True):
+                if crm_id is not None:
+                    updates.append(
+                        attrs.evolve(
+                            record,
+                            state=CommandState.CONFIRMED,
+                            crm_id=crm_id,
+                            reason=None,
+                            updated_at=batch.now,
+                        )
+                    )
+                    if record.kind == CommandKind.CREATE_PERSON.value:
+                        batch.created[record.key] = crm_id
+                else:
+                    updates.append(
+                        attrs.evolve(record, state=CommandState.PLANNED, updated_at=batch.now)
+                    )
+        batch.save(updates)
+
+
+# ------------------------------------------------------------------------------------------------
+# Writing
+
+
+_METHODS = {
+    CommandKind.CREATE_PERSON: "create_people",
+    CommandKind.UPDATE_PERSON: "update_people",
+    CommandKind.CREATE_TASK: "create_tasks",
+    CommandKind.ADD_TO_CAMPAIGN: "add_to_campaign",
+}
+
+
+def _payload(command: Command, batch: _Batch) -> Any:
+    if command.kind is CommandKind.CREATE_PERSON:
+        return command.to_person_write()
+    person_id = command.person.resolve(batch.created)
+    if person_id is None:
+        return None
+    if command.kind is CommandKind.UPDATE_PERSON:
+        return command.to_person_update(person_id)
+    if command.kind is CommandKind.CREATE_TASK:
+        return command.to_task_write(person_id)
+    return command.to_membership_write(person_id)
+
+
+def _reconcile_sent(
+    commands: Sequence[Command], payloads: Sequence[Any], batch: _Batch, caps: Capabilities
+) -> Flow:
+    """After an ambiguous failure of a write call: which of ``commands`` landed?"""
+    queries: list[ReconcileQuery | None] = []
+    for command, payload in zip(commands, payloads, strict=True):
+        if command.kind is CommandKind.CREATE_PERSON:
+            queries.append(PersonByEmail(command.email, command.person.kind))
+        elif command.kind is CommandKind.CREATE_TASK and command.marker is not None:
+            queries.append(TaskByMarker(command.marker))
+        elif command.kind is CommandKind.ADD_TO_CAMPAIGN and command.campaign_id is not None:
+            queries.append(MembershipByPerson(command.campaign_id, payload.person_id))
+        else:
+            queries.append(None)  # updates: idempotent, simply sent again
+    asked = [q for q in queries if q is not None]
+    found: list[str | None] = []
+    if asked and caps.supports_reconcile:
+        found = list((yield Call("reconcile", (asked,))))
+    answers = iter(found)
+    landed: dict[str, str] = {}
+    unknown: list[str] = []
+    for command, query in zip(commands, queries, strict=True):
+        if query is None:
+            continue
+        if not caps.supports_reconcile:
+            unknown.append(command.key)
+            continue
+        crm_id = next(answers)
+        if crm_id is not None:
+            landed[command.key] = crm_id
+    return landed, unknown
+
+
+def write_phase(commands: Sequence[Command], batch: _Batch, caps: Capabilities) -> Flow:
+    """Send one kind of command, with the retry and reconcile rules (module doc, rule 4)."""
+    todo: list[tuple[Command, Any]] = []
+    for command in commands:
+        if batch.state(command.key) in (CommandState.CONFIRMED, CommandState.FAILED):
+            if batch.state(command.key) is CommandState.CONFIRMED and (
+                command.kind is CommandKind.CREATE_PERSON
+            ):
+                crm_id = batch.records[command.key].crm_id
+                if crm_id is not None:
+                    batch.created[command.key] = crm_id
+            continue
+        if batch.state(command.key) is CommandState.UNKNOWN:
+            continue  # could not be reconciled: never re-sent blindly
+        payload = _payload(command, batch)
+        if payload is None:
+            continue  # its person record does not exist (yet): the conversation is retried
+        todo.append((command, payload))
+    if not todo:
+        return
+    method = _METHODS[todo[0][0].kind]
+    attempt = 0
+    while todo:
+        sent = [batch.mark(c, CommandState.SENT, attempt=True) for c, _ in todo]
+        lost = {r.key for r in batch.save(sent)}
+        todo = [(c, p) for c, p in todo if c.key not in lost]
+        if not todo:
+            return
+        commands_now = [c for c, _ in todo]
+        payloads = [p for _, p in todo]
+        hint: float | None = None
+        try:
+            results: list[WriteResult] = list((yield Call(method, (payloads,))))
+        except (AuthenticationError, PermissionDeniedError):
+            batch.save([batch.mark(c, CommandState.PLANNED) for c in commands_now])
+            raise
+        except AdapterError as error:
+            maybe_sent = not isinstance(error, RateLimitedError) and not (
+                isinstance(error, TransportError) and not error.maybe_sent
+            )
+            if isinstance(error, RateLimitedError):
+                hint = error.retry_after
+            if not error.retryable:
+                batch.save(
+                    [
+                        batch.mark(c, CommandState.FAILED, reason=_reason_of(error))
+                        for c in commands_now
+                    ]
+                )
+                for c in commands_now:
+                    batch.errors.setdefault(c.conversation_id, (_reason_of(error), False))
+                return
+            if maybe_sent:
+                batch.save(
+                    [
+                        batch.mark(c, CommandState.UNKNOWN, reason=_reason_of(error))
+                        for c in commands_now
+                    ]
+                )
+                landed, unknown = yield from _reconcile_sent(commands_now, payloads, batch, caps)
+                done = []
+                for command in commands_now:
+                    if command.key in landed:
+                        done.append(
+                            batch.mark(command, CommandState.CONFIRMED, crm_id=landed[command.key])
+                        )
+                        if command.kind is CommandKind.CREATE_PERSON:
+                            batch.created[command.key] = landed[command.key]
+                    elif command.key not in unknown:
+                        done.append(
+                            batch.mark(command, CommandState.PLANNED, reason=_reason_of(error))
+                        )
+                batch.save(done)
+                todo = [(c, p) for c, p in todo if c.key not in landed and c.key not in unknown]
+            else:
+                batch.save(
+                    [
+                        batch.mark(c, CommandState.PLANNED, reason=_reason_of(error))
+                        for c in commands_now
+                    ]
+                )
+            attempt += 1
+            if attempt >= batch.retry.max_attempts:
+                for c, _ in todo:
+                    batch.errors.setdefault(c.conversation_id, (_reason_of(error), False))
+                return
+            if todo:
+                yield Sleep(batch.retry.delay(attempt - 1, batch.random, hint))
+            continue
+        if len(results) != len(todo):
+            msg = f"{method} returned {len(results)} results for {len(todo)} records"
+            raise CRMAPIError(msg)
+        again: list[tuple[Command, Any]] = []
+        updates: list[CommandRecord] = []
+        for (command, payload), result in zip(todo, results, strict=True):
+            if result.ok:
+                assert result.id is not None  # noqa: S101  # ok implies an id
+                updates.append(batch.mark(command, CommandState.CONFIRMED, crm_id=result.id))
+                if command.kind is CommandKind.CREATE_PERSON:
+                    batch.created[command.key] = result.id
+                continue
+            failure = result.error
+            if (
+                isinstance(failure, DuplicateRecordError)
+                and command.kind is CommandKind.CREATE_PERSON
+            ):
+                matched = failure.matched_ids[0] if failure.matched_ids else None
+                reason = f"duplicate of {matched}" if matched else "duplicate (record not named)"
+                if matched is not None:
+                    updates.append(
+                        batch.mark(command, CommandState.CONFIRMED, crm_id=matched, reason=reason)
+                    )
+                    batch.duplicates[command.conversation_id] = matched
+                else:
+                    updates.append(batch.mark(command, CommandState.PLANNED, reason=reason))
+                    batch.duplicates[command.conversation_id] = ""
+                continue
+            if failure is not None and failure.retryable:
+                updates.append(
+                    batch.mark(command, CommandState.PLANNED, reason=_reason_of(failure))
+                )
+                again.append((command, payload))
+                continue
+            reason = _reason_of(failure) if failure is not None else "no id returned"
+            updates.append(batch.mark(command, CommandState.FAILED, reason=reason))
+            batch.errors.setdefault(
+                command.conversation_id, (reason, isinstance(failure, PermissionDeniedError))
+            )
+        batch.save(updates)
+        todo = again
+        if todo:
+            attempt += 1
+            if attempt >= batch.retry.max_attempts:
+                for command, _ in todo:
+                    reason = batch.records[command.key].reason or "retries exhausted"
+                    batch.errors.setdefault(command.conversation_id, (reason, False))
+                return
+            yield Sleep(batch.retry.delay(attempt - 1, batch.random))
+
+
+# ------------------------------------------------------------------------------------------------
+# Planning and syncing a batch
+
+
+def plan_batch(
+    conversations: Sequence[Conversation],
+    config: SyncConfig,
+    caps: Capabilities,
+    *,
+    now: datetime,
+    mode: SyncMode,
+    schema: ObjectSchema | None,
+    created: Mapping[str, str] | None = None,
+) -> Flow:
+    """Plan with the core, answering its lookups through the adapter."""
+    plans: tuple[Plan, ...] = yield from run_lookups(
+        plan_sync(conversations, config, caps, now=now, mode=mode, schema=schema, created=created)
+    )
+    return plans
+
+
+def sync_batch(
+    conversations: Sequence[Conversation],
+    config: SyncConfig,
+    caps: Capabilities,
+    ledger: Ledger,
+    *,
+    now: datetime,
+    mode: SyncMode,
+    schema: ObjectSchema | None,
+    retry: RetryPolicy,
+    random: Callable[[], float],
+) -> Flow:
+    """Sync a batch of conversations (module doc); returns one outcome per conversation."""
+    batch = _Batch(ledger=ledger, now=now, retry=retry, random=random)
+    for conversation in conversations:
+        for record in ledger.commands_for(conversation.id):
+            batch.records[record.key] = record
+    yield from reconcile(conversations, batch, caps, config.campaign_id)
+    for record in batch.records.values():
+        if (
+            record.kind == CommandKind.CREATE_PERSON.value
+            and record.state is CommandState.CONFIRMED
+            and record.crm_id is not None
+        ):
+            batch.created[record.key] = record.crm_id
+    resumed = {
+        r.conversation_id: r.crm_id
+        for r in batch.records.values()
+        if r.kind == CommandKind.CREATE_PERSON.value
+        and r.state is CommandState.CONFIRMED
+        and r.crm_id is not None
+        and not (r.reason or "").startswith("duplicate")
+    }
+    plans: tuple[Plan, ...] = yield from plan_batch(
+        conversations, config, caps, now=now, mode=mode, schema=schema, created=resumed
+    )
+    plans = yield from _execute(plans, batch, caps)
+
+    if batch.duplicates:
+        # Rule 5: the CRM named an existing record; plan those conversations again.
+        again = [c for c in conversations if c.id in batch.duplicates]
+        replanned: tuple[Plan, ...] = yield from plan_batch(
+            again, config, caps, now=now, mode=mode, schema=schema
+        )
+        fixed: list[Plan] = []
+        for plan in replanned:
+            matched = batch.duplicates[plan.conversation_id]
+            if plan.outcome is PlanOutcome.CREATE and matched:
+                # The lookup still misses it: attach the activities to the named record.
+                create_key = f"{plan.conversation_id}:person"
+                batch.created[create_key] = matched
+                plan = attrs.evolve(
+                    plan,
+                    outcome=PlanOutcome.UNCHANGED,
+                    commands=tuple(c for c in plan.commands if c.kind is CommandKind.CREATE_TASK),
+                    trace=(*plan.trace, info("duplicate_matched", f"the CRM named {matched}")),
+                )
+            else:
+                plan = attrs.evolve(
+                    plan,
+                    trace=(*plan.trace, info("duplicate_matched", f"the CRM named {matched}")),
+                )
+            fixed.append(plan)
+        done = yield from _execute(tuple(fixed), batch, caps)
+        by_id = {p.conversation_id: p for p in done}
+        plans = tuple(by_id.get(p.conversation_id, p) for p in plans)
+
+    return [_outcome(plan, batch) for plan in plans]
+
+
+def _execute(plans: tuple[Plan, ...], batch: _Batch, caps: Capabilities) -> Flow:
+    commands = [c for p in plans for c in p.commands]
+    for kind in (
+        CommandKind.CREATE_PERSON,
+        CommandKind.UPDATE_PERSON,
+        CommandKind.CREATE_TASK,
+        CommandKind.ADD_TO_CAMPAIGN,
+    ):
+        group = [
+            c
+            for c in commands
+            if c.kind is kind
+            and not (
+                kind is not CommandKind.CREATE_PERSON
+                and c.conversation_id in batch.duplicates
+                and c.person.pending is not None
+            )
+        ]
+        if group:
+            yield from write_phase(group, batch, caps)
+    return plans
+
+
+def _outcome(plan: Plan, batch: _Batch) -> ConversationOutcome:
+    kind = _FROM_PLAN[plan.outcome]
+    person_id: str | None = None
+    if plan.match is not None and plan.match.record is not None:
+        person_id = plan.match.record.id
+    create = f"{plan.conversation_id}:person"
+    if create in batch.created:
+        person_id = batch.created[create]
+    reasons = list(plan.trace)
+    if plan.conversation_id in batch.duplicates:
+        matched = batch.duplicates[plan.conversation_id]
+        person_id = matched or person_id
+        if kind is OutcomeKind.CREATED:
+            kind = OutcomeKind.UPDATED
+    if plan.outcome is PlanOutcome.SKIPPED:
+        return ConversationOutcome(plan.conversation_id, kind, None, tuple(reasons), plan=plan)
+    states = [batch.state(c.key) for c in plan.commands]
+    error = batch.errors.get(plan.conversation_id)
+    if any(s is CommandState.FAILED for s in states):
+        reason, admin = error or ("a write failed", False)
+        reasons.append(warning("write_failed", reason))
+        return ConversationOutcome(
+            plan.conversation_id,
+            OutcomeKind.FAILED,
+            person_id,
+            tuple(reasons),
+            reason,
+            needs_admin=admin,
+            plan=plan,
+        )
+    if any(s is not CommandState.CONFIRMED for s in states):
+        reason = error[0] if error else "some writes are not confirmed yet"
+        return ConversationOutcome(
+            plan.conversation_id, OutcomeKind.RETRY, person_id, tuple(reasons), reason, plan=plan
+        )
+    return ConversationOutcome(plan.conversation_id, kind, person_id, tuple(reasons), plan=plan)
+
+
+# ------------------------------------------------------------------------------------------------
+# Account owners and preflight
+
+
+def account_owners(companies: Sequence[Company], config: SyncConfig) -> Flow:
+    """The ownership rules end to end: one account lookup for all the companies."""
+    pulled = [
+        (m.source.removeprefix("company."), m.target)
+        for m in config.mappings.account
+        if m.source.startswith("company.")
+    ]
+    results: list[OwnershipResult] = yield from run_lookups(
+        plan_account_owners(companies, config.ownership, config.users, pulled=pulled)
+    )
+    return results
+
+
+def preflight(config: SyncConfig, caps: Capabilities) -> Flow:
+    """Every problem of ``config`` against the CRM's schema and users."""
+    problems: list[Problem] = []
+    person_set = "lead" if caps.person_kind.value == "lead" else "contact"
+    mappings = mapping_set_for(config.mappings, caps.person_kind)
+    if caps.supports_describe:
+        schema = yield Call("describe", (caps.person_object,))
+        problems.extend(validate_mappings(mappings, schema, path=f"mappings.{person_set}"))
+        if config.mappings.account:
+            account = yield Call("describe", (caps.account_object,))
+            for index, mapping in enumerate(config.mappings.account):
+                if account.get(mapping.target) is None:
+                    problems.append(
+                        Problem(
+                            f"mappings.account[{index}].target",
+                            f"{account.name} has no field {mapping.target!r}",
+                        )
+                    )
+    users = yield Call("list_users", ())
+    by_id = {u.id: u for u in users}
+    for index, entry in enumerate(config.users.entries):
+        user = by_id.get(entry.crm_user_id)
+        where = f"user_mapping[{index}].crm_user_id"
+        if user is None:
+            problems.append(Problem(where, f"no CRM user {entry.crm_user_id}"))
+        elif not user.active:
+            problems.append(Problem(where, f"CRM user {entry.crm_user_id} is inactive"))
+    if config.default_owner is not None:
+        user = by_id.get(config.default_owner)
+        if user is None or not user.active:
+            problems.append(
+                Problem("default_owner", f"{config.default_owner} is not an active CRM user")
+            )
+    return problems
+
+
+def emails_of(conversations: Sequence[Conversation]) -> list[str]:
+    return [normalize_email(c.email) for c in conversations if c.email]

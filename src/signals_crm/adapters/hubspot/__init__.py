@@ -1,0 +1,39 @@
+"""The built-in HubSpot adapter (contacts, tasks/notes, static lists, companies, owners).
+
+See :mod:`signals_crm.adapters.hubspot.adapter` for the rules it follows and ``docs/hubspot.md``
+for setup.
+"""
+
+from signals_crm.adapters.hubspot._auth import OAuthToken, StaticToken, TokenSource
+from signals_crm.adapters.hubspot._limiter import RateLimiter
+from signals_crm.adapters.hubspot._requests import (
+    ASSOCIATION_TYPE_IDS,
+    HubSpotAPI,
+    marker_token,
+    parse_marker,
+)
+from signals_crm.adapters.hubspot._responses import RateLimitUsage
+from signals_crm.adapters.hubspot.adapter import (
+    CAPABILITIES,
+    AsyncHubSpotAdapter,
+    HubSpotAdapter,
+    membership_id,
+    normalize_domain,
+)
+
+__all__ = [
+    "ASSOCIATION_TYPE_IDS",
+    "CAPABILITIES",
+    "AsyncHubSpotAdapter",
+    "HubSpotAPI",
+    "HubSpotAdapter",
+    "OAuthToken",
+    "RateLimitUsage",
+    "RateLimiter",
+    "StaticToken",
+    "TokenSource",
+    "marker_token",
+    "membership_id",
+    "normalize_domain",
+    "parse_marker",
+]

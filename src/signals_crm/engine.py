@@ -1,0 +1,732 @@
+"""What a host application calls: :class:`Integration` and its ``async`` twin.
+
+Both classes share everything but IO (:class:`_IntegrationBase`); each drives the sans-IO flows
+of :mod:`signals_crm._flows` with a short loop (:meth:`Integration._drive`,
+:meth:`AsyncIntegration._adrive`). The ledger is local storage and is called directly by both.
+
+Lifecycle of an automatic sync::
+
+    conversation_closed(conv)  →  ledger: due at closed_at + delay   (nothing is slept)
+    run_due(now)               →  for every due sync, in batches: reconcile, plan, write,
+                                  then complete / reschedule / dead-letter it in the ledger
+"""
+
+from __future__ import annotations
+
+import os
+import random as _random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import attrs
+
+from signals_crm._flows import (
+    Call,
+    ConversationOutcome,
+    OutcomeKind,
+    RetryPolicy,
+    Sleep,
+    account_owners,
+    plan_batch,
+    preflight,
+    sync_batch,
+)
+from signals_crm.adapters.base import AsyncCRMAdapter, CRMAdapter
+from signals_crm.core.config import SyncConfig
+from signals_crm.core.crm import Capabilities, FindPeople
+from signals_crm.core.explain import Explanation, LedgerFacts, explain_plan
+from signals_crm.core.model import Company, Conversation, ObjectSchema
+from signals_crm.core.ownership import OwnershipResult, normalize_domain
+from signals_crm.core.plan import Plan, SyncMode, plan_sync
+from signals_crm.exceptions import (
+    AdapterError,
+    ConfigurationError,
+    IntegrationDisabledError,
+    PlanningError,
+    Problem,
+)
+from signals_crm.ledger.base import DueSync, Ledger
+from signals_crm.ledger.memory import MemoryLedger
+from signals_crm.ledger.sqlite import SQLiteLedger
+
+if TYPE_CHECKING:
+    from signals_crm.settings import IntegrationSettings
+
+__all__ = [
+    "AsyncIntegration",
+    "ConversationOutcome",
+    "DryRun",
+    "Integration",
+    "OutcomeKind",
+    "RetryPolicy",
+    "SyncReport",
+]
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class SyncReport:
+    """The result of a run: one outcome per conversation, and what it cost.
+
+    ``adapter_calls`` counts adapter method calls (an adapter may split one into several HTTP
+    requests past its batch size). ``budget_exhausted`` says the run stopped early to stay under
+    the configured share of the CRM's API limit; the rest stays due. ``admin_issues`` lists,
+    once each, errors that need an administrator (permissions, inactive owners).
+    """
+
+    outcomes: tuple[ConversationOutcome, ...] = ()
+    adapter_calls: int = 0
+    budget_exhausted: bool = False
+    admin_issues: tuple[str, ...] = ()
+
+    def count(self, kind: OutcomeKind) -> int:
+        return sum(1 for o in self.outcomes if o.kind is kind)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {k.value: self.count(k) for k in OutcomeKind if self.count(k)}
+
+    def outcome(self, conversation_id: str) -> ConversationOutcome:
+        for o in self.outcomes:
+            if o.conversation_id == conversation_id:
+                return o
+        raise PlanningError(f"conversation {conversation_id!r} is not in this report")
+
+    def as_text(self) -> str:
+        lines = [f"{len(self.outcomes)} conversation(s), {self.adapter_calls} adapter call(s)"]
+        lines.extend(f"  {kind}: {n}" for kind, n in self.counts.items())
+        for o in self.outcomes:
+            extra = f" ({o.person_id})" if o.person_id else ""
+            why = f" - {o.error}" if o.error else ""
+            if o.kind is OutcomeKind.SKIPPED and o.plan is not None:
+                why = " - " + ", ".join(o.plan.eligibility.codes)
+            lines.append(f"  {o.conversation_id}: {o.kind.value}{extra}{why}")
+        if self.budget_exhausted:
+            lines.append("  stopped early: the API budget share is used up")
+        lines.extend(f"  needs an administrator: {issue}" for issue in self.admin_issues)
+        return "\n".join(lines)
+
+
+@attrs.frozen
+class DryRun:
+    """What a sync would write, field by field, with nothing written."""
+
+    plans: tuple[Plan, ...]
+    adapter_calls: int = 0
+
+    @property
+    def explanations(self) -> tuple[Explanation, ...]:
+        return tuple(explain_plan(p) for p in self.plans)
+
+    def as_text(self) -> str:
+        return "\n\n".join(e.as_text() for e in self.explanations)
+
+
+def _to_config(settings: IntegrationSettings | SyncConfig) -> SyncConfig:
+    if isinstance(settings, SyncConfig):
+        return settings
+    return settings.to_config()
+
+
+def _open_ledger(ledger: Ledger | str | os.PathLike[str] | None) -> Ledger:
+    if ledger is None:
+        return MemoryLedger()
+    if isinstance(ledger, str | os.PathLike):
+        return SQLiteLedger(ledger)
+    return ledger
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _IntegrationBase:
+    """Everything of the two integrations that is not IO."""
+
+    def __init__(
+        self,
+        capabilities: Capabilities,
+        settings: IntegrationSettings | SyncConfig,
+        *,
+        ledger: Ledger | str | os.PathLike[str] | None,
+        clock: Callable[[], datetime] | None,
+        random: Callable[[], float] | None,
+        retry: RetryPolicy | None,
+        api_budget: float,
+        batch_size: int | None,
+        owner_cache_ttl: timedelta,
+    ) -> None:
+        if not 0 < api_budget <= 1:
+            raise ConfigurationError([Problem("api_budget", "must be in (0, 1]")])
+        if batch_size is not None and batch_size < 1:
+            raise ConfigurationError([Problem("batch_size", "must be at least 1")])
+        self._caps = capabilities
+        self.config = _to_config(settings)
+        self.ledger = _open_ledger(ledger)
+        self._clock = clock or _utc_now
+        self._random = random or _random.Random().random  # noqa: S311  # jitter, not crypto
+        self.retry = retry or RetryPolicy()
+        self.api_budget = api_budget
+        self.batch_size = batch_size or capabilities.lookup_batch_size
+        self._owner_ttl = owner_cache_ttl
+        self._owner_cache: dict[str, tuple[datetime, OwnershipResult]] = {}
+        self._schema: ObjectSchema | None = None
+        self._preflight: list[Problem] | None = None
+        self._calls = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(crm={self._caps.name!r}, enabled={self.config.enabled!r}, "
+            f"ledger={type(self.ledger).__name__})"
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    def conversation_closed(self, conversation: Conversation) -> DueSync | None:
+        """Record that ``conversation`` closed: its sync is due at ``closed_at + delay``.
+
+        Nothing is slept. While the integration is off nothing is scheduled (turning it on does
+        not replay history; :meth:`backfill` does that on request). Delivering the same
+        conversation again replaces the pending one; a finished sync is never replayed.
+        """
+        if not self.config.enabled:
+            return None
+        if conversation.closed_at is None:
+            raise ConfigurationError([Problem("closed_at", "the conversation is not closed")])
+        return self.ledger.schedule(conversation, conversation.closed_at + self.config.delay)
+
+    def _ledger_facts(self, conversation_id: str) -> LedgerFacts:
+        due = self.ledger.get_due(conversation_id)
+        commands = self.ledger.commands_for(conversation_id)
+        last_error = due.last_error if due else None
+        for record in commands:
+            if record.reason and record.state.value in ("failed", "unknown", "planned"):
+                last_error = last_error or record.reason
+        return LedgerFacts(
+            scheduled_for=due.due_at if due else None,
+            schedule_state=(due.outcome or due.state.value) if due else None,
+            attempts=max([due.attempts if due else 0, *(r.attempts for r in commands)]),
+            last_error=last_error,
+            command_states={r.key: r.state.value for r in commands},
+            crm_ids={r.key: r.crm_id for r in commands if r.crm_id},
+        )
+
+    def _conversation(self, conversation: Conversation | str) -> Conversation:
+        if isinstance(conversation, Conversation):
+            return conversation
+        due = self.ledger.get_due(conversation)
+        if due is None:
+            raise PlanningError(
+                f"conversation {conversation!r} is not in the ledger; pass the Conversation"
+            )
+        return due.conversation
+
+    def _budget_exhausted(self, adapter: object) -> bool:
+        usage = getattr(adapter, "api_usage", None)
+        share = getattr(usage, "fraction_used", None)
+        return isinstance(share, int | float) and share >= self.api_budget
+
+    def _require_enabled(self, what: str) -> None:
+        if not self.config.enabled:
+            raise IntegrationDisabledError(f"the integration is switched off: no {what}")
+
+    def _check_preflight(self) -> None:
+        if self._preflight:
+            raise ConfigurationError(self._preflight)
+
+    def _settle(self, now: datetime, outcomes: Sequence[ConversationOutcome]) -> None:
+        """Move each due sync on in the ledger after a batch."""
+        done: dict[str, list[str]] = {}
+        for outcome in outcomes:
+            cid = outcome.conversation_id
+            if outcome.kind is OutcomeKind.SKIPPED:
+                plan = outcome.plan
+                passes_at = plan.eligibility.passes_at if plan is not None else None
+                if passes_at is not None and passes_at > now and plan is not None:
+                    due = self.ledger.get_due(cid)
+                    if due is not None:
+                        self.ledger.schedule(due.conversation, passes_at)
+                    continue
+                codes = ",".join(plan.eligibility.codes) if plan is not None else ""
+                done.setdefault(f"skipped:{codes}", []).append(cid)
+            elif outcome.kind is OutcomeKind.FAILED:
+                self.ledger.dead_letter(cid, outcome.error or "failed")
+            elif outcome.kind is OutcomeKind.RETRY:
+                later = now + timedelta(seconds=self.retry.reschedule_after)
+                self.ledger.reschedule(cid, later, outcome.error or "retry")
+            else:
+                done.setdefault(outcome.kind.value, []).append(cid)
+        for label, ids in done.items():
+            self.ledger.complete(ids, label)
+
+    def _owner_cached(self, company: Company, now: datetime) -> OwnershipResult | None:
+        key = normalize_domain(company.domain) if company.domain else f"name:{company.name}"
+        hit = self._owner_cache.get(key)
+        if hit is not None and now - hit[0] < self._owner_ttl:
+            return hit[1]
+        return None
+
+    def _owner_store(self, company: Company, now: datetime, result: OwnershipResult) -> None:
+        key = normalize_domain(company.domain) if company.domain else f"name:{company.name}"
+        self._owner_cache[key] = (now, result)
+
+    @staticmethod
+    def _admin_issues(outcomes: Iterable[ConversationOutcome]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(o.error or "" for o in outcomes if o.needs_admin))
+
+
+class Integration(_IntegrationBase):
+    """The integration over a blocking :class:`~signals_crm.adapters.CRMAdapter`.
+
+    ``ledger`` is a :class:`~signals_crm.ledger.Ledger`, or a path for the embedded SQLite
+    ledger; ``None`` keeps state in memory only (tests). ``clock``, ``sleep`` and ``random``
+    are injected so tests never wait.
+    """
+
+    def __init__(
+        self,
+        adapter: CRMAdapter,
+        settings: IntegrationSettings | SyncConfig,
+        *,
+        ledger: Ledger | str | os.PathLike[str] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] | None = None,
+        retry: RetryPolicy | None = None,
+        api_budget: float = 0.9,
+        batch_size: int | None = None,
+        owner_cache_ttl: timedelta = timedelta(minutes=10),
+    ) -> None:
+        super().__init__(
+            adapter.capabilities,
+            settings,
+            ledger=ledger,
+            clock=clock,
+            random=random,
+            retry=retry,
+            api_budget=api_budget,
+            batch_size=batch_size,
+            owner_cache_ttl=owner_cache_ttl,
+        )
+        self.adapter = adapter
+        self._sleep = sleep
+
+    def _drive(self, flow: Any) -> Any:
+        try:
+            request = next(flow)
+            while True:
+                if isinstance(request, Sleep):
+                    self._sleep(request.seconds)
+                    request = flow.send(None)
+                    continue
+                assert isinstance(request, Call)  # noqa: S101  # flows yield nothing else
+                self._calls += 1
+                try:
+                    result = getattr(self.adapter, request.method)(*request.args)
+                except AdapterError as error:
+                    request = flow.throw(error)
+                    continue
+                request = flow.send(result)
+        except StopIteration as done:
+            return done.value
+
+    def _ensure_ready(self) -> None:
+        if self._preflight is None:
+            self._preflight = self._drive(preflight(self.config, self._caps))
+        self._check_preflight()
+        if self._schema is None and self._caps.supports_describe:
+            self._calls += 1
+            self._schema = self.adapter.describe(self._caps.person_object)
+
+    def preflight(self) -> list[Problem]:
+        """Every problem of the settings against the CRM's schema and users (re-checked)."""
+        self._preflight = self._drive(preflight(self.config, self._caps))
+        return list(self._preflight)
+
+    def _sync(
+        self, conversations: Sequence[Conversation], mode: SyncMode, now: datetime
+    ) -> list[ConversationOutcome]:
+        outcomes: list[ConversationOutcome] = self._drive(
+            sync_batch(
+                conversations,
+                self.config,
+                self._caps,
+                self.ledger,
+                now=now,
+                mode=mode,
+                schema=self._schema,
+                retry=self.retry,
+                random=self._random,
+            )
+        )
+        return outcomes
+
+    def run_due(self, now: datetime | None = None, *, limit: int | None = None) -> SyncReport:
+        """Sync every conversation whose sync is due at ``now`` (default: the clock)."""
+        now = now or self._clock()
+        start = self._calls
+        outcomes: list[ConversationOutcome] = []
+        if not self.config.enabled:
+            while due := self.ledger.due(now, self.batch_size):
+                self.ledger.complete(
+                    [d.conversation_id for d in due], "skipped:integration_disabled"
+                )
+            return SyncReport()
+        self._ensure_ready()
+        exhausted = False
+        while limit is None or len(outcomes) < limit:
+            if self._budget_exhausted(self.adapter):
+                exhausted = True
+                break
+            size = self.batch_size if limit is None else min(self.batch_size, limit - len(outcomes))
+            due = self.ledger.due(now, size)
+            if not due:
+                break
+            batch = self._sync([d.conversation for d in due], SyncMode.AUTOMATIC, now)
+            self._settle(now, batch)
+            outcomes.extend(batch)
+        return SyncReport(
+            tuple(outcomes), self._calls - start, exhausted, self._admin_issues(outcomes)
+        )
+
+    def sync_manually(self, conversation: Conversation) -> ConversationOutcome:
+        """Sync one visitor now: criteria and delay ignored, no tasks; refused when off."""
+        self._require_enabled("manual sync")
+        self._ensure_ready()
+        (outcome,) = self._sync([conversation], SyncMode.MANUAL, self._clock())
+        return outcome
+
+    def backfill(
+        self,
+        conversations: Iterable[Conversation],
+        *,
+        now: datetime | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> SyncReport:
+        """Sync past conversations by the automatic rules, streaming in batches.
+
+        Memory stays flat: the report keeps one small outcome per conversation, without plans.
+        """
+        self._require_enabled("backfill")
+        self._ensure_ready()
+        now = now or self._clock()
+        start = self._calls
+        outcomes: list[ConversationOutcome] = []
+        exhausted = False
+        for batch in _batches(conversations, self.batch_size):
+            if self._budget_exhausted(self.adapter):
+                exhausted = True
+                break
+            outcomes.extend(
+                attrs.evolve(o, plan=None, reasons=())
+                for o in self._sync(batch, SyncMode.AUTOMATIC, now)
+            )
+            if progress is not None:
+                progress(len(outcomes))
+        return SyncReport(
+            tuple(outcomes), self._calls - start, exhausted, self._admin_issues(outcomes)
+        )
+
+    def dry_run(
+        self,
+        conversations: Sequence[Conversation],
+        *,
+        now: datetime | None = None,
+        mode: SyncMode = SyncMode.AUTOMATIC,
+    ) -> DryRun:
+        """The exact writes a sync would make, with nothing written (CRM reads only)."""
+        start = self._calls
+        plans: tuple[Plan, ...] = self._drive(
+            plan_batch(
+                conversations,
+                self.config,
+                self._caps,
+                now=now or self._clock(),
+                mode=mode,
+                schema=self._schema,
+            )
+        )
+        return DryRun(plans, self._calls - start)
+
+    def explain(
+        self,
+        conversation: Conversation | str,
+        *,
+        now: datetime | None = None,
+        lookup: bool = True,
+    ) -> Explanation:
+        """Why was, or wasn't, this visitor synced: the core's reasons plus the ledger's facts.
+
+        With ``lookup`` the CRM is read to say what a sync would do now (create, update,
+        attach); without, only the rules that need no CRM are evaluated.
+        """
+        conv = self._conversation(conversation)
+        now = now or self._clock()
+        flow = plan_batch(
+            [conv],
+            self.config,
+            self._caps,
+            now=now,
+            mode=SyncMode.AUTOMATIC,
+            schema=self._schema,
+        )
+        if lookup:
+            (plan,) = self._drive(flow)
+        else:
+            plan = _plan_without_crm([conv], self.config, self._caps, now)[0]
+        return explain_plan(plan, self._ledger_facts(conv.id))
+
+    def account_owner(self, company: Company) -> OwnershipResult:
+        """The account-ownership rules end to end against the CRM (cached for a while)."""
+        now = self._clock()
+        cached = self._owner_cached(company, now)
+        if cached is not None:
+            return cached
+        results: list[OwnershipResult] = self._drive(account_owners([company], self.config))
+        result = results[0]
+        self._owner_store(company, now, result)
+        return result
+
+
+class AsyncIntegration(_IntegrationBase):
+    """The integration over an :class:`~signals_crm.adapters.AsyncCRMAdapter`.
+
+    The same behaviour as :class:`Integration`, with ``async`` methods prefixed ``a``. The
+    ledger is called directly (it is local and fast).
+    """
+
+    def __init__(
+        self,
+        adapter: AsyncCRMAdapter,
+        settings: IntegrationSettings | SyncConfig,
+        *,
+        ledger: Ledger | str | os.PathLike[str] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        random: Callable[[], float] | None = None,
+        retry: RetryPolicy | None = None,
+        api_budget: float = 0.9,
+        batch_size: int | None = None,
+        owner_cache_ttl: timedelta = timedelta(minutes=10),
+    ) -> None:
+        super().__init__(
+            adapter.capabilities,
+            settings,
+            ledger=ledger,
+            clock=clock,
+            random=random,
+            retry=retry,
+            api_budget=api_budget,
+            batch_size=batch_size,
+            owner_cache_ttl=owner_cache_ttl,
+        )
+        self.adapter = adapter
+        self._asleep = sleep
+
+    async def _adrive(self, flow: Any) -> Any:
+        try:
+            request = next(flow)
+            while True:
+                if isinstance(request, Sleep):
+                    await self._sleep_for(request.seconds)
+                    request = flow.send(None)
+                    continue
+                assert isinstance(request, Call)  # noqa: S101  # flows yield nothing else
+                self._calls += 1
+                try:
+                    result = await getattr(self.adapter, "a" + request.method)(*request.args)
+                except AdapterError as error:
+                    request = flow.throw(error)
+                    continue
+                request = flow.send(result)
+        except StopIteration as done:
+            return done.value
+
+    async def _sleep_for(self, seconds: float) -> None:
+        if self._asleep is not None:
+            await self._asleep(seconds)
+            return
+        await anyio.sleep(seconds)
+
+    async def _aensure_ready(self) -> None:
+        if self._preflight is None:
+            self._preflight = await self._adrive(preflight(self.config, self._caps))
+        self._check_preflight()
+        if self._schema is None and self._caps.supports_describe:
+            self._calls += 1
+            self._schema = await self.adapter.adescribe(self._caps.person_object)
+
+    async def apreflight(self) -> list[Problem]:
+        """Every problem of the settings against the CRM's schema and users (re-checked)."""
+        self._preflight = await self._adrive(preflight(self.config, self._caps))
+        return list(self._preflight)
+
+    async def _async_batch(
+        self, conversations: Sequence[Conversation], mode: SyncMode, now: datetime
+    ) -> list[ConversationOutcome]:
+        outcomes: list[ConversationOutcome] = await self._adrive(
+            sync_batch(
+                conversations,
+                self.config,
+                self._caps,
+                self.ledger,
+                now=now,
+                mode=mode,
+                schema=self._schema,
+                retry=self.retry,
+                random=self._random,
+            )
+        )
+        return outcomes
+
+    async def arun_due(
+        self, now: datetime | None = None, *, limit: int | None = None
+    ) -> SyncReport:
+        """Sync every conversation whose sync is due at ``now`` (default: the clock)."""
+        now = now or self._clock()
+        start = self._calls
+        outcomes: list[ConversationOutcome] = []
+        if not self.config.enabled:
+            while due := self.ledger.due(now, self.batch_size):
+                self.ledger.complete(
+                    [d.conversation_id for d in due], "skipped:integration_disabled"
+                )
+            return SyncReport()
+        await self._aensure_ready()
+        exhausted = False
+        while limit is None or len(outcomes) < limit:
+            if self._budget_exhausted(self.adapter):
+                exhausted = True
+                break
+            size = self.batch_size if limit is None else min(self.batch_size, limit - len(outcomes))
+            due = self.ledger.due(now, size)
+            if not due:
+                break
+            batch = await self._async_batch([d.conversation for d in due], SyncMode.AUTOMATIC, now)
+            self._settle(now, batch)
+            outcomes.extend(batch)
+        return SyncReport(
+            tuple(outcomes), self._calls - start, exhausted, self._admin_issues(outcomes)
+        )
+
+    async def async_manually(self, conversation: Conversation) -> ConversationOutcome:
+        """Sync one visitor now: criteria and delay ignored, no tasks; refused when off."""
+        self._require_enabled("manual sync")
+        await self._aensure_ready()
+        (outcome,) = await self._async_batch([conversation], SyncMode.MANUAL, self._clock())
+        return outcome
+
+    async def abackfill(
+        self,
+        conversations: Iterable[Conversation],
+        *,
+        now: datetime | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> SyncReport:
+        """Sync past conversations by the automatic rules, streaming in batches."""
+        self._require_enabled("backfill")
+        await self._aensure_ready()
+        now = now or self._clock()
+        start = self._calls
+        outcomes: list[ConversationOutcome] = []
+        exhausted = False
+        for batch in _batches(conversations, self.batch_size):
+            if self._budget_exhausted(self.adapter):
+                exhausted = True
+                break
+            done = await self._async_batch(batch, SyncMode.AUTOMATIC, now)
+            outcomes.extend(attrs.evolve(o, plan=None, reasons=()) for o in done)
+            if progress is not None:
+                progress(len(outcomes))
+        return SyncReport(
+            tuple(outcomes), self._calls - start, exhausted, self._admin_issues(outcomes)
+        )
+
+    async def adry_run(
+        self,
+        conversations: Sequence[Conversation],
+        *,
+        now: datetime | None = None,
+        mode: SyncMode = SyncMode.AUTOMATIC,
+    ) -> DryRun:
+        """The exact writes a sync would make, with nothing written (CRM reads only)."""
+        start = self._calls
+        plans: tuple[Plan, ...] = await self._adrive(
+            plan_batch(
+                conversations,
+                self.config,
+                self._caps,
+                now=now or self._clock(),
+                mode=mode,
+                schema=self._schema,
+            )
+        )
+        return DryRun(plans, self._calls - start)
+
+    async def aexplain(
+        self,
+        conversation: Conversation | str,
+        *,
+        now: datetime | None = None,
+        lookup: bool = True,
+    ) -> Explanation:
+        """Why was, or wasn't, this visitor synced (see :meth:`Integration.explain`)."""
+        conv = self._conversation(conversation)
+        now = now or self._clock()
+        if lookup:
+            (plan,) = await self._adrive(
+                plan_batch(
+                    [conv],
+                    self.config,
+                    self._caps,
+                    now=now,
+                    mode=SyncMode.AUTOMATIC,
+                    schema=self._schema,
+                )
+            )
+        else:
+            plan = _plan_without_crm([conv], self.config, self._caps, now)[0]
+        return explain_plan(plan, self._ledger_facts(conv.id))
+
+    async def aaccount_owner(self, company: Company) -> OwnershipResult:
+        """The account-ownership rules end to end against the CRM (cached for a while)."""
+        now = self._clock()
+        cached = self._owner_cached(company, now)
+        if cached is not None:
+            return cached
+        results: list[OwnershipResult] = await self._adrive(account_owners([company], self.config))
+        result = results[0]
+        self._owner_store(company, now, result)
+        return result
+
+
+def _plan_without_crm(
+    conversations: Sequence[Conversation], config: SyncConfig, caps: Capabilities, now: datetime
+) -> tuple[Plan, ...]:
+    """Plan as if the CRM held nothing: eligibility and owner rules only, no CRM reads."""
+    flow = plan_sync(conversations, config, attrs.evolve(caps, supports_describe=False), now=now)
+    try:
+        request = next(flow)
+        while True:
+            count = len(request.emails) if isinstance(request, FindPeople) else 0
+            request = flow.send([() for _ in range(count)])
+    except StopIteration as done:
+        plans: tuple[Plan, ...] = done.value
+        return plans

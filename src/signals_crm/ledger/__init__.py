@@ -1,0 +1,32 @@
+"""The durable ledger: due syncs, command states and visitor links (rules in ``base``).
+
+``SQLiteLedger`` is the embedded default (one file, WAL, several processes on one machine);
+``MemoryLedger`` is for tests. Another store implements the :class:`Ledger` Protocol and runs
+the same contract tests (see ``docs/ledger.md``).
+"""
+
+from __future__ import annotations
+
+from signals_crm.ledger.base import (
+    CommandRecord,
+    CommandState,
+    DueState,
+    DueSync,
+    Ledger,
+    LedgerStats,
+    PersonLink,
+)
+from signals_crm.ledger.memory import MemoryLedger
+from signals_crm.ledger.sqlite import SQLiteLedger
+
+__all__ = [
+    "CommandRecord",
+    "CommandState",
+    "DueState",
+    "DueSync",
+    "Ledger",
+    "LedgerStats",
+    "MemoryLedger",
+    "PersonLink",
+    "SQLiteLedger",
+]

@@ -1,0 +1,639 @@
+"""The embedded default ledger: one SQLite file, safe for several processes on one machine.
+
+How it keeps the rules of :mod:`signals_crm.ledger.base`:
+
+1. **One file, WAL journal.** Readers never block the writer and the writer never blocks
+   readers. The file (plus its ``-wal`` and ``-shm`` companions while open) is the whole store.
+2. **Short write transactions.** Every write method is one ``BEGIN IMMEDIATE`` ... ``COMMIT``:
+   the write lock is taken up front, the current rows are read, the rules are checked and the
+   new rows written, all under that lock. Two processes can therefore never both move one
+   command from PLANNED to SENT, and a batch lands whole or not at all (a process killed at any
+   instant leaves either the old rows or the new ones). A busy file is waited for up to
+   ``busy_timeout`` seconds, then :class:`~signals_crm.exceptions.LedgerError` is raised.
+3. **Durability.** ``synchronous=FULL`` (the default) makes every committed write survive a
+   power loss; ``"NORMAL"`` survives a crashed or killed process but may lose the last writes
+   on power loss, in exchange for fewer fsyncs.
+4. **One connection per object, per process.** Open a ``SQLiteLedger`` in each process (never
+   share one across ``fork``). One object may be used from several threads; calls are
+   serialised by a lock.
+5. **Schema.** Created on first open, in one transaction, and versioned with
+   ``PRAGMA user_version`` (``PRAGMA application_id`` marks the file as a ledger). A file that
+   holds other tables, or was written by a newer schema, is refused with a LedgerError.
+6. **Storage.** Times are integers (microseconds since 1970-01-01 UTC), so they sort as
+   instants; conversations are JSON (:mod:`signals_crm.ledger.codec`). Indexes serve
+   ``due`` (state, due time, id), ``commands_in_state`` (state, updated_at, key) and
+   ``commands_for`` (conversation id).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import attrs
+
+from signals_crm.core.model import Conversation, PersonKind, normalize_email
+from signals_crm.exceptions import ConfigurationError, LedgerError, Problem
+from signals_crm.ledger.base import (
+    CommandRecord,
+    CommandState,
+    DueState,
+    DueSync,
+    LedgerStats,
+    PersonLink,
+    apply_transitions,
+    check_lease,
+    check_limit,
+    retried,
+    to_utc,
+)
+from signals_crm.ledger.codec import conversation_from_dict, conversation_to_dict
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteLedger"]
+
+SCHEMA_VERSION = 1
+"""The schema this code writes, stored in ``PRAGMA user_version``."""
+
+APPLICATION_ID = 0x5343524D
+"""``PRAGMA application_id`` of a ledger file (``"SCRM"``)."""
+
+_CHUNK = 500  # bound parameters per IN (...) query; well under SQLite's limit
+
+_SCHEMA = (
+    """
+    CREATE TABLE due_syncs (
+        conversation_id TEXT PRIMARY KEY,
+        due_at INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        outcome TEXT,
+        conversation TEXT NOT NULL,
+        lease_owner TEXT,
+        lease_until INTEGER
+    )
+    """,
+    "CREATE INDEX due_syncs_by_state ON due_syncs (state, due_at, conversation_id)",
+    """
+    CREATE TABLE commands (
+        key TEXT PRIMARY KEY,
+        conversation_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('planned', 'sent', 'confirmed', 'failed', 'unknown')),
+        crm_id TEXT,
+        reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        updated_at INTEGER NOT NULL,
+        payload_digest TEXT
+    )
+    """,
+    "CREATE INDEX commands_by_conversation ON commands (conversation_id, key)",
+    "CREATE INDEX commands_by_state ON commands (state, updated_at, key)",
+    """
+    CREATE TABLE links (
+        email TEXT PRIMARY KEY,
+        crm_id TEXT NOT NULL,
+        kind TEXT NOT NULL
+    )
+    """,
+)
+
+_SYNC_COLUMNS = (
+    "conversation_id, due_at, state, attempts, last_error, outcome, conversation, "
+    "lease_owner, lease_until"
+)
+_COMMAND_COLUMNS = (
+    "key, conversation_id, kind, state, crm_id, reason, attempts, updated_at, payload_digest"
+)
+_UPSERT_COMMAND = f"""
+    INSERT INTO commands ({_COMMAND_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (key) DO UPDATE SET
+        state = excluded.state, crm_id = excluded.crm_id, reason = excluded.reason,
+        attempts = excluded.attempts, updated_at = excluded.updated_at,
+        payload_digest = excluded.payload_digest
+"""  # noqa: S608  # constant column names, values bound
+_UPSERT_LINK = """
+    INSERT INTO links (email, crm_id, kind) VALUES (?, ?, ?)
+    ON CONFLICT (email) DO UPDATE SET crm_id = excluded.crm_id, kind = excluded.kind
+"""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(value: datetime) -> int:
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _from_micros(value: int) -> datetime:
+    return _EPOCH + value * _MICROSECOND
+
+
+def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+def _placeholders(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def _dump(conversation: Conversation) -> str:
+    return json.dumps(conversation_to_dict(conversation), separators=(",", ":"), allow_nan=False)
+
+
+def _load(text: str) -> Conversation:
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise LedgerError(f"cannot decode a stored conversation: {error}") from error
+    return conversation_from_dict(data)
+
+
+def _sync_from_row(row: Sequence[Any]) -> DueSync:
+    return _sync_with(row, _load(row[6]))
+
+
+def _sync_with(row: Sequence[Any], conversation: Conversation) -> DueSync:
+    conversation_id, due_at, state, attempts, last_error, outcome, _, owner, until = row
+    return DueSync(
+        conversation_id=conversation_id,
+        due_at=_from_micros(due_at),
+        conversation=conversation,
+        attempts=attempts,
+        last_error=last_error,
+        state=DueState(state),
+        outcome=outcome,
+        lease_owner=owner,
+        lease_until=None if until is None else _from_micros(until),
+    )
+
+
+def _command_from_row(row: Sequence[Any]) -> CommandRecord:
+    key, conversation_id, kind, state, crm_id, reason, attempts, updated_at, digest = row
+    return CommandRecord(
+        key=key,
+        conversation_id=conversation_id,
+        kind=kind,
+        state=CommandState(state),
+        updated_at=_from_micros(updated_at),
+        crm_id=crm_id,
+        reason=reason,
+        attempts=attempts,
+        payload_digest=digest,
+    )
+
+
+def _command_row(record: CommandRecord) -> tuple[Any, ...]:
+    return (
+        record.key,
+        record.conversation_id,
+        record.kind,
+        record.state.value,
+        record.crm_id,
+        record.reason,
+        record.attempts,
+        _micros(record.updated_at),
+        record.payload_digest,
+    )
+
+
+class SQLiteLedger:
+    """A :class:`~signals_crm.ledger.Ledger` in one SQLite file (WAL; multi-process safe).
+
+    ``busy_timeout`` is how many seconds a call waits for another process's write before
+    failing; ``synchronous`` is ``"FULL"`` (survives power loss) or ``"NORMAL"``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 10.0,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+    ) -> None:
+        problems: list[Problem] = []
+        if synchronous not in ("FULL", "NORMAL"):
+            problems.append(Problem("synchronous", 'must be "FULL" or "NORMAL"'))
+        if not busy_timeout >= 0:
+            problems.append(Problem("busy_timeout", "must be a non-negative number of seconds"))
+        if problems:
+            raise ConfigurationError(problems)
+        self._path = os.fspath(path)
+        self._lock = threading.RLock()
+        try:
+            connection = sqlite3.connect(
+                self._path,
+                timeout=busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as error:
+            raise LedgerError(f"cannot open the ledger {self._path!r}: {error}") from error
+        self._conn: sqlite3.Connection | None = connection
+        try:
+            self._configure(connection, busy_timeout, synchronous)
+            self._create_schema()
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        state = " closed" if self._conn is None else ""
+        return f"<SQLiteLedger {self._path!r}{state}>"
+
+    @property
+    def path(self) -> str:
+        """The file this ledger lives in."""
+        return self._path
+
+    # Plumbing --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise LedgerError(f"ledger {action} failed on {self._path!r}: {error}") from error
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise LedgerError("the ledger is closed")
+        return self._conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._guard("read"):
+            yield self._connection()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: committed if the body returns, else rolled back."""
+        with self._lock:
+            conn = self._connection()
+            with self._guard("write"):
+                conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as error:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                if isinstance(error, sqlite3.Error):
+                    message = f"ledger write failed on {self._path!r}: {error}"
+                    raise LedgerError(message) from error
+                raise
+
+    def _configure(self, conn: sqlite3.Connection, busy_timeout: float, synchronous: str) -> None:
+        with self._guard("open"):
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+        if str(mode).lower() != "wal" and self._path != ":memory:":
+            raise LedgerError(f"cannot switch {self._path!r} to WAL (got {mode!r})")
+
+    def _create_schema(self) -> None:
+        def header(conn: sqlite3.Connection) -> tuple[int, int]:
+            app = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            return int(app), int(version)
+
+        with self._read() as conn:
+            app, version = header(conn)
+        if app == APPLICATION_ID and version == SCHEMA_VERSION:
+            return
+        with self._write() as conn:
+            app, version = header(conn)  # another process may have created it meanwhile
+            if app not in (0, APPLICATION_ID):
+                raise LedgerError(f"{self._path!r} is not a signals_crm ledger")
+            if version > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"{self._path!r} has ledger schema {version}; this version of signals_crm "
+                    f"reads schema {SCHEMA_VERSION} (upgrade signals_crm)"
+                )
+            if version == SCHEMA_VERSION:
+                return
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if version != 0 or tables:
+                raise LedgerError(f"{self._path!r} holds other data; not a signals_crm ledger")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _select_in(
+        self, conn: sqlite3.Connection, sql: str, values: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
+        for chunk in _chunks(values):
+            rows.extend(conn.execute(sql.format(_placeholders(len(chunk))), chunk).fetchall())
+        return rows
+
+    def _commands_by_key(
+        self, conn: sqlite3.Connection, keys: Sequence[str]
+    ) -> dict[str, CommandRecord]:
+        sql = f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE key IN ({{}})"  # noqa: S608
+        return {row[0]: _command_from_row(row) for row in self._select_in(conn, sql, keys)}
+
+    # Due syncs -------------------------------------------------------------------------------
+
+    def schedule(self, conversation: Conversation, due_at: datetime) -> DueSync:
+        """Record that ``conversation`` is due at ``due_at``; returns what is now stored."""
+        return self.schedule_many([(conversation, due_at)])[0]
+
+    def schedule_many(self, entries: Iterable[tuple[Conversation, datetime]]) -> list[DueSync]:
+        """``schedule`` for many conversations in one transaction; one result per entry."""
+        prepared = [(c, to_utc(due_at, "due_at")) for c, due_at in entries]
+        if not prepared:
+            return []
+        ids = list(dict.fromkeys(c.id for c, _ in prepared))
+        sql = f"SELECT {_SYNC_COLUMNS} FROM due_syncs WHERE conversation_id IN ({{}})"  # noqa: S608
+        with self._write() as conn:
+            rows = {row[0]: row for row in self._select_in(conn, sql, ids)}
+            current: dict[str, DueSync] = {}
+            results: list[DueSync] = []
+            writes: dict[str, tuple[Any, ...]] = {}
+            for conversation, due_at in prepared:
+                cid = conversation.id
+                old = current.get(cid)
+                if old is None and cid in rows:
+                    row = rows[cid]
+                    if row[2] != DueState.PENDING:
+                        old = _sync_from_row(row)
+                    else:  # pending: keep its counters, skip decoding the stored conversation
+                        old = _sync_with(row, conversation)
+                if old is None:
+                    new = DueSync(cid, due_at, conversation)
+                elif old.state is DueState.PENDING:
+                    new = attrs.evolve(old, due_at=due_at, conversation=conversation)
+                else:
+                    new = old
+                if new is not old or old.state is DueState.PENDING:
+                    writes[cid] = (cid, _micros(due_at), _dump(conversation))
+                current[cid] = new
+                results.append(new)
+            conn.executemany(
+                """
+                INSERT INTO due_syncs (conversation_id, due_at, state, conversation)
+                VALUES (?, ?, 'pending', ?)
+                ON CONFLICT (conversation_id) DO UPDATE SET
+                    due_at = excluded.due_at, conversation = excluded.conversation
+                WHERE due_syncs.state = 'pending'
+                """,
+                writes.values(),
+            )
+        return results
+
+    def due(self, now: datetime, limit: int) -> list[DueSync]:
+        """Pending syncs due at ``now``, by due time then id, at most ``limit``."""
+        cutoff = _micros(to_utc(now, "now"))
+        check_limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_SYNC_COLUMNS} FROM due_syncs "  # noqa: S608
+                "WHERE state = 'pending' AND due_at <= ? "
+                "ORDER BY due_at, conversation_id LIMIT ?",
+                (cutoff, limit),
+            ).fetchall()
+        return [_sync_from_row(row) for row in rows]
+
+    def get_due(self, conversation_id: str) -> DueSync | None:
+        """The stored sync of ``conversation_id``, in any state, or ``None``."""
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_SYNC_COLUMNS} FROM due_syncs WHERE conversation_id = ?",  # noqa: S608
+                (conversation_id,),
+            ).fetchone()
+        return None if row is None else _sync_from_row(row)
+
+    def syncs_in_state(self, state: DueState, limit: int) -> list[DueSync]:
+        """Syncs in ``state``, by due time then id, at most ``limit``."""
+        state = DueState(state)
+        check_limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_SYNC_COLUMNS} FROM due_syncs WHERE state = ? "  # noqa: S608
+                "ORDER BY due_at, conversation_id LIMIT ?",
+                (state.value, limit),
+            ).fetchall()
+        return [_sync_from_row(row) for row in rows]
+
+    def claim(self, now: datetime, limit: int, *, owner: str, until: datetime) -> list[DueSync]:
+        """Lease to ``owner`` until ``until`` the due syncs no other owner holds (at most limit)."""
+        now, until = check_lease(now, owner, until)
+        check_limit(limit)
+        cutoff = _micros(now)
+        with self._write() as conn:
+            rows = conn.execute(
+                f"SELECT {_SYNC_COLUMNS} FROM due_syncs "  # noqa: S608
+                "WHERE state = 'pending' AND due_at <= ? AND (lease_owner IS NULL "
+                "OR lease_owner = ? OR lease_until IS NULL OR lease_until <= ?) "
+                "ORDER BY due_at, conversation_id LIMIT ?",
+                (cutoff, owner, cutoff, limit),
+            ).fetchall()
+            for chunk in _chunks([row[0] for row in rows]):
+                conn.execute(
+                    "UPDATE due_syncs SET lease_owner = ?, lease_until = ? "  # noqa: S608
+                    f"WHERE conversation_id IN ({_placeholders(len(chunk))})",
+                    (owner, _micros(until), *chunk),
+                )
+        return [
+            attrs.evolve(_sync_from_row(row), lease_owner=owner, lease_until=until) for row in rows
+        ]
+
+    def release(self, conversation_ids: Iterable[str], owner: str) -> int:
+        """End ``owner``'s leases on these syncs without other change; returns how many."""
+        ids = list(dict.fromkeys(conversation_ids))
+        released = 0
+        with self._write() as conn:
+            for chunk in _chunks(ids):
+                cursor = conn.execute(
+                    "UPDATE due_syncs SET lease_owner = NULL, lease_until = NULL "  # noqa: S608
+                    f"WHERE lease_owner = ? AND conversation_id IN ({_placeholders(len(chunk))})",
+                    (owner, *chunk),
+                )
+                released += cursor.rowcount
+        return released
+
+    def complete(self, conversation_ids: Iterable[str], outcome: str) -> int:
+        """Mark pending or dead syncs done with ``outcome``; returns how many changed."""
+        ids = list(dict.fromkeys(conversation_ids))
+        changed = 0
+        with self._write() as conn:
+            for chunk in _chunks(ids):
+                cursor = conn.execute(
+                    "UPDATE due_syncs SET state = 'done', outcome = ?, "  # noqa: S608
+                    "lease_owner = NULL, lease_until = NULL "
+                    f"WHERE state != 'done' AND conversation_id IN ({_placeholders(len(chunk))})",
+                    (outcome, *chunk),
+                )
+                changed += cursor.rowcount
+        return changed
+
+    def _finish_attempt(
+        self, conversation_id: str, error: str, *, due_at: datetime | None
+    ) -> DueSync | None:
+        with self._write() as conn:
+            row = conn.execute(
+                f"SELECT {_SYNC_COLUMNS} FROM due_syncs WHERE conversation_id = ?",  # noqa: S608
+                (conversation_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            old = _sync_from_row(row)
+            if old.state is not DueState.PENDING:
+                return old
+            new = attrs.evolve(
+                old,
+                state=DueState.DEAD if due_at is None else DueState.PENDING,
+                due_at=old.due_at if due_at is None else due_at,
+                attempts=old.attempts + 1,
+                last_error=error,
+                lease_owner=None,
+                lease_until=None,
+            )
+            conn.execute(
+                "UPDATE due_syncs SET state = ?, due_at = ?, attempts = ?, last_error = ?, "
+                "lease_owner = NULL, lease_until = NULL WHERE conversation_id = ?",
+                (new.state.value, _micros(new.due_at), new.attempts, error, conversation_id),
+            )
+            return new
+
+    def reschedule(self, conversation_id: str, due_at: datetime, error: str) -> DueSync | None:
+        """Move a pending sync to ``due_at`` after a failed attempt (attempts + 1)."""
+        return self._finish_attempt(conversation_id, error, due_at=to_utc(due_at, "due_at"))
+
+    def dead_letter(self, conversation_id: str, reason: str) -> DueSync | None:
+        """Give up on a pending sync with the CRM's ``reason`` (attempts + 1)."""
+        return self._finish_attempt(conversation_id, reason, due_at=None)
+
+    # Commands --------------------------------------------------------------------------------
+
+    def get_command(self, key: str) -> CommandRecord | None:
+        """The command stored under ``key``, or ``None``."""
+        return self.get_commands([key]).get(key)
+
+    def get_commands(self, keys: Iterable[str]) -> dict[str, CommandRecord]:
+        """The stored commands among ``keys`` (unknown keys are absent from the result)."""
+        unique = list(dict.fromkeys(keys))
+        with self._read() as conn:
+            return self._commands_by_key(conn, unique)
+
+    def commands_for(self, conversation_id: str) -> list[CommandRecord]:
+        """Every command of one conversation, by key."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
+                "WHERE conversation_id = ? ORDER BY key",
+                (conversation_id,),
+            ).fetchall()
+        return [_command_from_row(row) for row in rows]
+
+    def record(self, commands: Sequence[CommandRecord]) -> None:
+        """Insert or update ``commands`` in one transaction, enforcing the transition rules."""
+        commands = list(commands)
+        if not commands:
+            return
+        keys = list(dict.fromkeys(c.key for c in commands))
+        with self._write() as conn:
+            final = apply_transitions(self._commands_by_key(conn, keys), commands)
+            conn.executemany(_UPSERT_COMMAND, (_command_row(r) for r in final.values()))
+
+    def retry_failed(self, keys: Iterable[str], now: datetime) -> list[str]:
+        """Put FAILED commands among ``keys`` back to PLANNED; returns the keys reset."""
+        to_utc(now, "now")
+        unique = list(dict.fromkeys(keys))
+        with self._write() as conn:
+            stored = self._commands_by_key(conn, unique)
+            reset = [
+                retried(stored[k], now)
+                for k in unique
+                if k in stored and stored[k].state is CommandState.FAILED
+            ]
+            conn.executemany(_UPSERT_COMMAND, (_command_row(r) for r in reset))
+        return [r.key for r in reset]
+
+    def commands_in_state(self, state: CommandState, limit: int) -> list[CommandRecord]:
+        """Commands in ``state``, oldest ``updated_at`` first (then by key), at most ``limit``."""
+        state = CommandState(state)
+        check_limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE state = ? "  # noqa: S608
+                "ORDER BY updated_at, key LIMIT ?",
+                (state.value, limit),
+            ).fetchall()
+        return [_command_from_row(row) for row in rows]
+
+    # Links -----------------------------------------------------------------------------------
+
+    def link(self, email: str, crm_id: str, kind: PersonKind) -> None:
+        """Remember that ``email`` was synced to the CRM person ``crm_id``."""
+        self.link_many([PersonLink(email, crm_id, kind)])
+
+    def link_many(self, links: Iterable[PersonLink]) -> None:
+        """``link`` for many emails in one transaction (later entries win)."""
+        rows = [(link.email, link.crm_id, link.kind.value) for link in links]
+        if not rows:
+            return
+        with self._write() as conn:
+            conn.executemany(_UPSERT_LINK, rows)
+
+    def links_for(self, emails: Iterable[str]) -> dict[str, PersonLink]:
+        """The links of ``emails``, keyed by normalised email (unknown emails absent)."""
+        keys = list(dict.fromkeys(normalize_email(e) for e in emails))
+        sql = "SELECT email, crm_id, kind FROM links WHERE email IN ({})"
+        with self._read() as conn:
+            rows = self._select_in(conn, sql, keys)
+        return {email: PersonLink(email, crm_id, PersonKind(kind)) for email, crm_id, kind in rows}
+
+    # Housekeeping ----------------------------------------------------------------------------
+
+    def stats(self) -> LedgerStats:
+        """Counts per sync state and command state (every state present), and links."""
+        syncs = dict.fromkeys(DueState, 0)
+        commands = dict.fromkeys(CommandState, 0)
+        with self._read() as conn:
+            conn.execute("BEGIN")  # one snapshot for the three counts
+            try:
+                for state, count in conn.execute(
+                    "SELECT state, count(*) FROM due_syncs GROUP BY state"
+                ):
+                    syncs[DueState(state)] = count
+                for state, count in conn.execute(
+                    "SELECT state, count(*) FROM commands GROUP BY state"
+                ):
+                    commands[CommandState(state)] = count
+                links = conn.execute("SELECT count(*) FROM links").fetchone()[0]
+            finally:
+                conn.execute("COMMIT")
+        return LedgerStats(syncs=syncs, commands=commands, links=links)
+
+    def close(self) -> None:
+        """Close the connection; later calls raise LedgerError. Closing twice is harmless."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                with self._guard("close"):
+                    conn.close()
+
+    def __enter__(self) -> Self:
+        self._connection()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,748 @@
+"""The local Salesforce: an in-memory org speaking the REST subset over HTTP semantics.
+
+Routes (reference §12)::
+
+    POST /services/oauth2/token                       refresh_token, JWT bearer, client_credentials
+    GET  /services/data/                              versions (not metered)
+    GET  /services/data/vNN.N/query?q=...             SOQL subset, paginated (nextRecordsUrl)
+    GET  /services/data/vNN.N/queryAll?q=...
+    GET  /services/data/vNN.N/query/<cursor>-<offset> the next page
+    GET  /services/data/vNN.N/limits
+    GET  /services/data/vNN.N/sobjects/X/describe
+    POST /services/data/vNN.N/sobjects/X              create: 201 {id, success, errors}
+    GET|PATCH|DELETE /services/data/vNN.N/sobjects/X/{id}
+    POST|PATCH /services/data/vNN.N/composite/sobjects   Collections (<= 200 records)
+
+Every API call needs ``Authorization: Bearer <token>`` (else 401 ``INVALID_SESSION_ID``), is
+counted against a daily limit (403 ``REQUEST_LIMIT_EXCEEDED`` when spent) and answers with
+``Sforce-Limit-Info: api-usage=used/limit``. URIs over 16,384 bytes get 414, URI + headers over
+it 431; versions below 31.0 get 410.
+
+Faults (:class:`Faults`) are drawn from ``random.Random(seed)`` per API call, or scheduled
+one-shot with :meth:`LocalSalesforce.schedule_fault`: ``latency`` (an injected ``sleep``),
+``server_unavailable`` (503 JSON), ``gateway_html`` (502 HTML page), ``lock_row``
+(``UNABLE_TO_LOCK_ROW``: per record inside Collections, else 400), ``request_limit`` (403
+``REQUEST_LIMIT_EXCEEDED``, the concurrent flavour), ``too_many_requests`` (429),
+``expire_session`` (a one-shot 401) and ``drop_after_commit`` (the write lands, then the
+connection drops without an answer). ``expire_session_after=N`` expires each token after N
+calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import itertools
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import attrs
+import httpx
+
+from signals_crm.testing.salesforce._records import (
+    ApiError,
+    DuplicateRule,
+    OrgData,
+    RecordError,
+    json_value,
+)
+from signals_crm.testing.salesforce._schema import FieldDef, ObjectDef
+
+__all__ = ["FAULT_KINDS", "ConnectionDropped", "Faults", "LocalSalesforce"]
+
+URI_LIMIT = 16_384
+FAULT_KINDS = (
+    "server_unavailable",
+    "gateway_html",
+    "lock_row",
+    "request_limit",
+    "too_many_requests",
+    "expire_session",
+    "drop_after_commit",
+)
+_GATEWAY_PAGE = (
+    "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+    "<body><h1>Bad Gateway</h1><p>The server could not reach the Salesforce instance.</p>"
+    "</body></html>"
+)
+
+
+class ConnectionDropped(Exception):  # noqa: N818  # named for what happens, as httpx names its errors
+    """The server hangs up without answering (the write, if any, already landed)."""
+
+
+@attrs.define
+class Faults:
+    """Fault injection, drawn per API call from ``random.Random(seed)``; rates are 0..1."""
+
+    seed: int = 0
+    latency: float = 0.0
+    server_unavailable: float = 0.0
+    gateway_html: float = 0.0
+    lock_row: float = 0.0
+    request_limit: float = 0.0
+    too_many_requests: float = 0.0
+    expire_session: float = 0.0
+    drop_after_commit: float = 0.0
+    expire_session_after: int | None = None
+
+
+@attrs.define
+class _Client:
+    client_id: str
+    client_secret: str | None = attrs.field(default=None, repr=False)
+    jwt_public_key: str | bytes | None = attrs.field(default=None, repr=False)
+    jwt_username: str | None = None
+    client_credentials: bool = False
+    rotate_refresh_tokens: bool = False
+
+
+@attrs.define
+class _Reply:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = attrs.field(factory=dict)
+    html: str | None = None
+    drop: bool = False
+
+    def content(self) -> bytes:
+        if self.html is not None:
+            return self.html.encode()
+        if self.body is None:
+            return b""
+        return json.dumps(self.body).encode()
+
+    def all_headers(self) -> dict[str, str]:
+        headers = dict(self.headers)
+        if self.html is not None:
+            headers["Content-Type"] = "text/html; charset=utf-8"
+        elif self.body is not None:
+            headers["Content-Type"] = "application/json;charset=UTF-8"
+        return headers
+
+
+def _now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class LocalSalesforce:
+    """An in-memory Salesforce org. Thread-safe; usable through :meth:`transport` (in-process,
+    sync and async clients alike) or :meth:`serve` (real HTTP on 127.0.0.1)."""
+
+    def __init__(
+        self,
+        *,
+        instance_url: str = "https://local.my.salesforce.com",
+        page_size: int = 2000,
+        daily_limit: int = 15_000,
+        faults: Faults | None = None,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], datetime] | None = None,
+        org_id: str = "00D5g000004LoCaL",
+    ) -> None:
+        self.instance_url = instance_url.rstrip("/")
+        self.page_size = page_size
+        self.daily_limit = daily_limit
+        self.api_used = 0
+        self.faults = faults or Faults()
+        self._rng = random.Random(self.faults.seed)  # noqa: S311  # fault injection, not crypto
+        self._sleep = sleep or time.sleep
+        self.data = OrgData(clock or _now_utc)
+        self._lock = threading.RLock()
+        self._scheduled: collections.deque[str] = collections.deque()
+        self._tokens: dict[str, int] = {}
+        self._refresh_tokens: dict[str, str] = {}
+        self._clients: dict[str, _Client] = {}
+        self._cursors: dict[str, tuple[list[dict[str, Any]], int]] = {}
+        self._serial = itertools.count(1)
+        self.org_id = org_id
+        self.token_requests = 0
+        self.calls: list[tuple[str, str]] = []
+        """Every API call as ``(method, path)`` — count round trips with it."""
+        self.login_audiences = {"https://login.salesforce.com", "https://test.salesforce.com"}
+        self.integration_user_id = self.data.insert_raw(
+            self.data.objects["user"],
+            {
+                "Username": "integration@local.example.com",
+                "Email": "integration@local.example.com",
+                "FirstName": "Integration",
+                "LastName": "User",
+                "Name": "Integration User",
+                "IsActive": True,
+            },
+        )
+        self.data.default_lead_owner = self.integration_user_id
+
+    def __repr__(self) -> str:
+        return f"LocalSalesforce(instance_url={self.instance_url!r})"
+
+    # -- configuration -----------------------------------------------------------------------
+
+    @property
+    def duplicate_rule(self) -> DuplicateRule | None:
+        return self.data.duplicate_rule
+
+    @duplicate_rule.setter
+    def duplicate_rule(self, rule: DuplicateRule | None) -> None:
+        self.data.duplicate_rule = rule
+
+    @property
+    def assignment_rule_owner(self) -> str | None:
+        """The owner the active Lead assignment rule gives (``None``: no active rule)."""
+        return self.data.assignment_rule_owner
+
+    @assignment_rule_owner.setter
+    def assignment_rule_owner(self, owner_id: str | None) -> None:
+        self.data.assignment_rule_owner = owner_id
+
+    def add_field(self, object_name: str, field: FieldDef) -> None:
+        """Add a (custom) field to an object, e.g. a Task marker field."""
+        with self._lock:
+            obj = self.data.object(object_name)
+            if obj is None:
+                raise KeyError(object_name)
+            obj.add(field)
+
+    def schedule_fault(self, kind: str, times: int = 1) -> None:
+        """Make the next ``times`` API calls fail with fault ``kind`` (see :data:`FAULT_KINDS`)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {kind!r}; one of {FAULT_KINDS}")
+        with self._lock:
+            self._scheduled.extend([kind] * times)
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def _new_token(self) -> str:
+        return f"{self.org_id}!LOCAL.{self._rng.getrandbits(96):024x}"
+
+    def issue_token(self) -> str:
+        """A fresh, valid access token (for :class:`StaticToken` and other clients)."""
+        with self._lock:
+            token = self._new_token()
+            self._tokens[token] = 0
+            return token
+
+    def expire_tokens(self) -> None:
+        """Expire every access token (the next call with one gets 401 INVALID_SESSION_ID)."""
+        with self._lock:
+            self._tokens.clear()
+
+    def register_client(
+        self,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        jwt_public_key: str | bytes | None = None,
+        jwt_username: str | None = None,
+        client_credentials: bool = False,
+        rotate_refresh_tokens: bool = False,
+    ) -> None:
+        """Register a connected app (the flows it may use follow from what is given)."""
+        with self._lock:
+            self._clients[client_id] = _Client(
+                client_id,
+                client_secret,
+                jwt_public_key,
+                jwt_username,
+                client_credentials,
+                rotate_refresh_tokens,
+            )
+
+    def issue_refresh_token(self, client_id: str) -> str:
+        """A refresh token for a registered client (as a web-server flow would have given)."""
+        with self._lock:
+            token = f"5Aep{self._rng.getrandbits(96):024x}"
+            self._refresh_tokens[token] = client_id
+            return token
+
+    # -- transports --------------------------------------------------------------------------
+
+    def transport(self) -> httpx.MockTransport:
+        """An ``httpx.MockTransport`` for ``httpx.Client`` and ``httpx.AsyncClient`` alike."""
+        return httpx.MockTransport(self.handle)
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request (raises ``httpx.RemoteProtocolError`` for a dropped connection)."""
+        try:
+            reply = self.dispatch(
+                request.method,
+                str(request.url),
+                dict(request.headers.items()),
+                request.read(),
+            )
+        except ConnectionDropped:
+            msg = "Server disconnected without sending a response."
+            raise httpx.RemoteProtocolError(msg, request=request) from None
+        return httpx.Response(reply.status, headers=reply.all_headers(), content=reply.content())
+
+    @contextmanager
+    def serve(self, port: int = 0) -> Iterator[str]:
+        """Serve this org over HTTP on 127.0.0.1 in a background thread; yields the base URL."""
+        from signals_crm.testing.salesforce._server import running_server
+
+        with running_server(self, port=port) as url:
+            yield url
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def dispatch(self, method: str, url: str, headers: Mapping[str, str], body: bytes) -> _Reply:
+        """Answer one HTTP exchange; raises :class:`ConnectionDropped` to hang up."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        parsed = httpx.URL(url)
+        path = parsed.path
+        raw_query = parsed.query.decode("ascii", errors="replace")
+        uri_length = len(parsed.raw_path)
+        if uri_length > URI_LIMIT:
+            return _error(414, "URI_TOO_LONG", "URI Too Long")
+        header_bytes = sum(len(k) + len(v) + 4 for k, v in lowered.items())
+        if uri_length + header_bytes > URI_LIMIT:
+            return _error(431, "REQUEST_HEADER_FIELDS_TOO_LARGE", "Request Header Fields Too Large")
+        if path.rstrip("/") == "/services/oauth2/token" and method == "POST":
+            with self._lock:
+                return self._token_endpoint(lowered, body)
+        if path.rstrip("/") == "/services/data":
+            return _Reply(
+                200, [{"label": "Summer '24", "url": "/services/data/v61.0", "version": "61.0"}]
+            )
+        match = re.match(r"^/services/data/v(\d+)\.(\d)(/.*)?$", path)
+        if not match:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        version = f"{match[1]}.{match[2]}"
+        if int(match[1]) < 31:
+            return _error(410, "API_VERSION_RETIRED", f"API version {version} has been retired")
+        if self.faults.latency:
+            self._sleep(self.faults.latency)
+        with self._lock:
+            return self._api(
+                method, version, match[3] or "/", raw_query=raw_query, headers=lowered, body=body
+            )
+
+    def _api(
+        self,
+        method: str,
+        version: str,
+        route: str,
+        *,
+        raw_query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> _Reply:
+        auth = headers.get("authorization", "")
+        if not auth.startswith("Bearer ") and auth:
+            return _error(401, "INVALID_AUTH_HEADER", "INVALID_HEADER_TYPE")
+        token = auth.removeprefix("Bearer ").strip()
+        if token not in self._tokens:
+            return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        fault = self._draw_fault()
+        if fault == "expire_session":
+            return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        limit_after = self.faults.expire_session_after
+        if limit_after is not None and self._tokens[token] >= limit_after:
+            del self._tokens[token]
+            return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        self._tokens[token] += 1
+        if self.api_used >= self.daily_limit:
+            reply = _error(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
+            reply.headers["Sforce-Limit-Info"] = f"api-usage={self.api_used}/{self.daily_limit}"
+            return reply
+        self.api_used += 1
+        self.calls.append((method, f"/services/data/v{version}{route}"))
+        reply = self._faulted(fault, route) or self._route(
+            method, version, route, raw_query=raw_query, headers=headers, body=body, fault=fault
+        )
+        reply.headers["Sforce-Limit-Info"] = f"api-usage={self.api_used}/{self.daily_limit}"
+        if fault == "drop_after_commit":
+            raise ConnectionDropped
+        return reply
+
+    def _draw_fault(self) -> str | None:
+        if self._scheduled:
+            return self._scheduled.popleft()
+        for kind in FAULT_KINDS:
+            rate = getattr(self.faults, kind)
+            if rate and self._rng.random() < rate:
+                return kind
+        return None
+
+    @staticmethod
+    def _faulted(fault: str | None, route: str) -> _Reply | None:
+        if fault == "server_unavailable":
+            return _error(
+                503, "SERVER_UNAVAILABLE", "Server temporarily unavailable. Please retry."
+            )
+        if fault == "gateway_html":
+            return _Reply(502, html=_GATEWAY_PAGE)
+        if fault == "request_limit":
+            return _error(403, "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded.")
+        if fault == "too_many_requests":
+            reply = _error(429, "REQUEST_LIMIT_EXCEEDED", "Too many requests")
+            reply.headers["Retry-After"] = "2"
+            return reply
+        if fault == "lock_row" and not route.startswith("/composite/sobjects"):
+            return _error(
+                400,
+                "UNABLE_TO_LOCK_ROW",
+                "unable to obtain exclusive access to this record or 1 records",
+            )
+        return None
+
+    # -- routes ------------------------------------------------------------------------------
+
+    def _route(
+        self,
+        method: str,
+        version: str,
+        route: str,
+        *,
+        raw_query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        fault: str | None,
+    ) -> _Reply:
+        params = dict(parse_qsl(raw_query, keep_blank_values=True))
+        try:
+            if route in ("/query", "/query/", "/queryAll", "/queryAll/") and method == "GET":
+                return self._query(version, params.get("q", ""))
+            more = re.match(r"^/query(?:All)?/([A-Za-z0-9]+)-(\d+)$", route)
+            if more and method == "GET":
+                return self._query_more(version, more[1], int(more[2]))
+            if route.rstrip("/") == "/limits" and method == "GET":
+                return _Reply(
+                    200,
+                    {
+                        "DailyApiRequests": {
+                            "Max": self.daily_limit,
+                            "Remaining": max(0, self.daily_limit - self.api_used),
+                        }
+                    },
+                )
+            if route.rstrip("/") == "/composite/sobjects" and method in ("POST", "PATCH"):
+                return self._collections(method, headers, body, lock_fault=fault == "lock_row")
+            sobject = re.match(r"^/sobjects/([A-Za-z0-9_]+)(?:/([^/]+))?/?$", route)
+            if sobject:
+                return self._sobject(
+                    method, version, sobject[1], sobject[2], headers=headers, body=body
+                )
+            return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        except ApiError as exc:
+            return _Reply(exc.status, [exc.error.as_single()])
+
+    def _query(self, version: str, soql: str) -> _Reply:
+        _, records, total, is_count = self.data.query(soql)
+        if is_count:
+            return _Reply(200, {"totalSize": total, "done": True, "records": []})
+        return self._page(version, records, 0, new_cursor=True)
+
+    def _page(
+        self,
+        version: str,
+        records: list[dict[str, Any]],
+        offset: int,
+        *,
+        new_cursor: bool,
+        cursor: str | None = None,
+    ) -> _Reply:
+        page = records[offset : offset + self.page_size]
+        done = offset + len(page) >= len(records)
+        body: dict[str, Any] = {"totalSize": len(records), "done": done, "records": page}
+        if not done:
+            if new_cursor or cursor is None:
+                cursor = f"01g5g{next(self._serial):010d}AAA"
+                self._cursors[cursor] = (records, len(records))
+            body["nextRecordsUrl"] = (
+                f"/services/data/v{version}/query/{cursor}-{offset + len(page)}"
+            )
+        return _Reply(200, body)
+
+    def _query_more(self, version: str, cursor: str, offset: int) -> _Reply:
+        stored = self._cursors.get(cursor)
+        if stored is None or offset > len(stored[0]):
+            return _error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        return self._page(version, stored[0], offset, new_cursor=False, cursor=cursor)
+
+    def _sobject(
+        self,
+        method: str,
+        version: str,
+        object_name: str,
+        record_id: str | None,
+        *,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> _Reply:
+        obj = self.data.object(object_name)
+        if obj is None:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        if record_id == "describe" and method == "GET":
+            return _Reply(200, obj.describe(f"/services/data/v{version}"))
+        if record_id is None:
+            if method == "POST":
+                payload = _json_body(body)
+                if not isinstance(payload, dict):
+                    raise ApiError(
+                        400, "JSON_PARSER_ERROR", "The request body must be a JSON object"
+                    )
+                self.data.check_known_fields(obj, payload)
+                new_id, error = self.data.create(
+                    obj,
+                    payload,
+                    auto_assign=headers.get("sforce-auto-assign"),
+                    allow_save=_allow_save(headers),
+                )
+                if error is not None:
+                    return _Reply(_status_for(error), [error.as_single()])
+                return _Reply(201, {"id": new_id, "success": True, "errors": []})
+            return _Reply(200, {"objectDescribe": {"name": obj.name}, "recentItems": []})
+        return self._record(method, obj, record_id, headers, body)
+
+    def _record(
+        self, method: str, obj: ObjectDef, record_id: str, headers: Mapping[str, str], body: bytes
+    ) -> _Reply:
+        from signals_crm.testing.salesforce._ids import is_well_formed, to_18
+
+        if not is_well_formed(record_id):
+            return _Reply(
+                400,
+                [
+                    RecordError(
+                        "MALFORMED_ID",
+                        f"{obj.name} ID: id value of incorrect type: {record_id}",
+                        ("Id",),
+                    ).as_single()
+                ],
+            )
+        if to_18(record_id) in self.data.deleted:
+            return _Reply(404, [RecordError("ENTITY_IS_DELETED", "entity is deleted").as_single()])
+        found = self.data.find(record_id)
+        if found is None or found[0].name != obj.name:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        _, record = found
+        if method == "GET":
+            return _Reply(200, self.data.render_record(obj, record))
+        if method == "PATCH":
+            payload = _json_body(body)
+            if not isinstance(payload, dict):
+                raise ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+            self.data.check_known_fields(obj, payload)
+            _, error = self.data.update(
+                obj, record_id, payload, auto_assign=headers.get("sforce-auto-assign")
+            )
+            if error is not None:
+                return _Reply(_status_for(error), [error.as_single()])
+            return _Reply(204)
+        if method == "DELETE":
+            del self.data.records[obj.name.lower()][record["Id"]]
+            self.data.deleted.add(record["Id"])
+            return _Reply(204)
+        return _error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed.")
+
+    def _collections(
+        self, method: str, headers: Mapping[str, str], body: bytes, *, lock_fault: bool
+    ) -> _Reply:
+        payload = _json_body(body)
+        if not isinstance(payload, dict) or not isinstance(payload.get("records"), list):
+            raise ApiError(400, "JSON_PARSER_ERROR", "The request body needs a records array")
+        records: list[Any] = payload["records"]
+        if len(records) > 200:
+            raise ApiError(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                "record limit reached. cannot submit more than 200 records into this call",
+            )
+        all_or_none = bool(payload.get("allOrNone", False))
+        typed: list[tuple[ObjectDef, dict[str, Any]]] = []
+        for record in records:
+            if not isinstance(record, dict):
+                raise ApiError(400, "JSON_PARSER_ERROR", "Each record must be a JSON object")
+            attributes = record.get("attributes")
+            type_name = attributes.get("type") if isinstance(attributes, dict) else None
+            obj = self.data.object(type_name) if isinstance(type_name, str) else None
+            if obj is None:
+                raise ApiError(400, "INVALID_TYPE", "Must send a concrete entity type.")
+            self.data.check_known_fields(obj, record)
+            typed.append((obj, record))
+        if lock_fault:
+            error = RecordError(
+                "UNABLE_TO_LOCK_ROW",
+                "unable to obtain exclusive access to this record or 1 records",
+            )
+            return _Reply(
+                200,
+                [
+                    {"success": False, "errors": [error.as_collection(with_extra=False)]}
+                    for _ in typed
+                ],
+            )
+        snapshot = self.data.snapshot() if all_or_none else None
+        auto_assign = headers.get("sforce-auto-assign")
+        rule = self.data.duplicate_rule
+        with_extra = rule is not None and rule.include_result_in_collections
+        outcomes: list[tuple[str | None, RecordError | None]] = []
+        for obj, record in typed:
+            if method == "POST":
+                outcomes.append(
+                    self.data.create(
+                        obj, record, auto_assign=auto_assign, allow_save=_allow_save(headers)
+                    )
+                )
+            else:
+                outcomes.append(
+                    self.data.update(
+                        obj, record.get("id") or record.get("Id"), record, auto_assign=auto_assign
+                    )
+                )
+        failed = any(error is not None for _, error in outcomes)
+        if all_or_none and failed and snapshot is not None:
+            self.data.restore(snapshot)
+            rolled = RecordError(
+                "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                "Record rolled back because not all records were valid and the request was "
+                "using AllOrNone header",
+            )
+            return _Reply(
+                200,
+                [
+                    {
+                        "success": False,
+                        "errors": [(error or rolled).as_collection(with_extra=with_extra)],
+                    }
+                    for _, error in outcomes
+                ],
+            )
+        results: list[dict[str, Any]] = []
+        for new_id, outcome in outcomes:
+            if outcome is None:
+                results.append({"id": new_id, "success": True, "errors": []})
+            else:
+                results.append(
+                    {"success": False, "errors": [outcome.as_collection(with_extra=with_extra)]}
+                )
+        return _Reply(200, results)
+
+    # -- OAuth -------------------------------------------------------------------------------
+
+    def _token_endpoint(self, headers: Mapping[str, str], body: bytes) -> _Reply:
+        self.token_requests += 1
+        form = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
+        basic_id, basic_secret = _basic_auth(headers.get("authorization", ""))
+        client_id = form.get("client_id") or basic_id
+        client_secret = form.get("client_secret") or basic_secret
+        grant = form.get("grant_type", "")
+        if grant == "refresh_token":
+            owner = self._refresh_tokens.get(form.get("refresh_token", ""))
+            client = self._clients.get(client_id or "")
+            if client is None:
+                return _oauth_error("invalid_client_id", "client identifier invalid")
+            if owner != client.client_id:
+                return _oauth_error("invalid_grant", "expired access/refresh token")
+            if client.client_secret is not None and client_secret != client.client_secret:
+                return _oauth_error("invalid_client", "invalid client credentials")
+            extra: dict[str, str] = {}
+            if client.rotate_refresh_tokens:
+                del self._refresh_tokens[form["refresh_token"]]
+                extra["refresh_token"] = self.issue_refresh_token(client.client_id)
+            return self._token_reply(extra)
+        if grant == "client_credentials":
+            client = self._clients.get(client_id or "")
+            if client is None or not client.client_credentials:
+                return _oauth_error("invalid_client_id", "client identifier invalid")
+            if client_secret != client.client_secret:
+                return _oauth_error("invalid_client", "invalid client credentials")
+            return self._token_reply({})
+        if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return self._jwt_grant(form.get("assertion", ""))
+        return _oauth_error("unsupported_grant_type", "grant type not supported")
+
+    def _jwt_grant(self, assertion: str) -> _Reply:
+        try:
+            import jwt
+        except ImportError:  # pragma: no cover - PyJWT is a test dependency
+            return _oauth_error("invalid_grant", "JWT support is not installed on this server")
+        try:
+            unverified = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return _oauth_error("invalid_grant", "invalid assertion")
+        client = self._clients.get(str(unverified.get("iss", "")))
+        if client is None or client.jwt_public_key is None:
+            return _oauth_error("invalid_client_id", "client identifier invalid")
+        try:
+            claims = jwt.decode(
+                assertion,
+                client.jwt_public_key,
+                algorithms=["RS256"],
+                audience=sorted(self.login_audiences),
+                options={"verify_exp": False},
+            )
+        except jwt.InvalidAudienceError:
+            return _oauth_error("invalid_grant", "audience is invalid")
+        except jwt.PyJWTError:
+            return _oauth_error("invalid_grant", "invalid assertion")
+        expires = claims.get("exp")
+        if not isinstance(expires, int) or expires <= self.data.now().timestamp():
+            return _oauth_error("invalid_grant", "expired authorization code")
+        if client.jwt_username is not None and claims.get("sub") != client.jwt_username:
+            return _oauth_error("invalid_grant", "user hasn't approved this consumer")
+        return self._token_reply({})
+
+    def _token_reply(self, extra: Mapping[str, str]) -> _Reply:
+        token = self._new_token()
+        self._tokens[token] = 0
+        issued = int(self.data.now().timestamp() * 1000)
+        body = {
+            "access_token": token,
+            "instance_url": self.instance_url,
+            "id": f"https://login.salesforce.com/id/{self.org_id}/{self.integration_user_id}",
+            "token_type": "Bearer",
+            "issued_at": str(issued),
+            "signature": base64.b64encode(f"sig-{issued}".encode()).decode(),
+            "scope": "api refresh_token",
+            **extra,
+        }
+        return _Reply(200, body)
+
+
+def _json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        raise ApiError(400, "JSON_PARSER_ERROR", "The request body is not valid JSON") from None
+
+
+def _allow_save(headers: Mapping[str, str]) -> bool:
+    value = headers.get("sforce-duplicate-rule-header", "")
+    return "allowsave=true" in value.replace(" ", "").lower()
+
+
+def _status_for(error: RecordError) -> int:
+    return 404 if error.code in ("NOT_FOUND", "ENTITY_IS_DELETED") else 400
+
+
+def _error(status: int, code: str, message: str) -> _Reply:
+    return _Reply(status, [{"message": message, "errorCode": code}])
+
+
+def _oauth_error(code: str, description: str) -> _Reply:
+    return _Reply(400, {"error": code, "error_description": description})
+
+
+def _basic_auth(header: str) -> tuple[str | None, str | None]:
+    if not header.lower().startswith("basic "):
+        return None, None
+    try:
+        decoded = base64.b64decode(header[6:]).decode()
+    except ValueError:
+        return None, None
+    client_id, _, secret = decoded.partition(":")
+    return client_id, secret
+
+
+def field_value_json(value: Any) -> Any:
+    return json_value(value)

@@ -1,0 +1,770 @@
+"""The local org's data and its rules: records, validation, assignment, duplicates, queries.
+
+Everything here runs under the org's lock; errors are raised as :class:`ApiError` (a whole
+request fails) or returned as :class:`RecordError` (one record fails), and the HTTP layer
+(:mod:`._org`) renders them the way Salesforce does (``errorCode`` for single resources,
+``statusCode`` inside Collections results).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import attrs
+
+from signals_crm.core.model import is_valid_email
+from signals_crm.testing.salesforce._ids import IdFactory, is_well_formed, to_18
+from signals_crm.testing.salesforce._schema import FieldDef, ObjectDef, standard_objects
+from signals_crm.testing.salesforce._soql import (
+    And,
+    Condition,
+    InList,
+    Like,
+    Not,
+    Or,
+    Query,
+    SoqlError,
+    parse,
+)
+
+__all__ = ["ApiError", "DuplicateRule", "OrgData", "RecordError"]
+
+_TEXT_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "combobox", "picklist"})
+_ID_TYPES = frozenset({"id", "reference"})
+
+
+@attrs.frozen
+class RecordError:
+    """One record's failure: Salesforce's code, message, fields and extra keys."""
+
+    code: str
+    message: str
+    fields: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = attrs.field(factory=dict)
+
+    def as_single(self) -> dict[str, Any]:
+        """The entry of a single-resource error array (``errorCode``)."""
+        return {
+            **self.extra,
+            "errorCode": self.code,
+            "message": self.message,
+            "fields": list(self.fields),
+        }
+
+    def as_collection(self, *, with_extra: bool) -> dict[str, Any]:
+        """The entry of a Collections result's ``errors`` (``statusCode``)."""
+        entry: dict[str, Any] = {
+            "statusCode": self.code,
+            "message": self.message,
+            "fields": list(self.fields),
+        }
+        if with_extra:
+            entry.update(self.extra)
+        return entry
+
+
+class ApiError(Exception):
+    """A whole request fails with ``status`` and a JSON error array."""
+
+    def __init__(self, status: int, code: str, message: str, fields: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = RecordError(code, message, tuple(fields))
+
+
+@attrs.define
+class DuplicateRule:
+    """A duplicate rule: same email (case-insensitive) on ``match_objects``.
+
+    ``allow_save=True`` is "Allow + Alert" (a request with ``Sforce-Duplicate-Rule-Header:
+    allowSave=true`` saves anyway); ``False`` is "Block". ``include_result_in_collections``
+    says whether Collections errors carry the ``duplicateResult`` payload (unconfirmed for real
+    orgs; off by default so clients must cope without it).
+    """
+
+    object_name: str = "Lead"
+    match_objects: tuple[str, ...] = ("Lead",)
+    allow_save: bool = False
+    name: str = "Standard_Lead_Duplicate_Rule"
+    include_result_in_collections: bool = False
+
+
+def format_datetime(value: datetime) -> str:
+    """``2024-05-01T12:00:00.000+0000``."""
+    value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}+0000"
+
+
+def json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_datetime(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _parse_dt(value: str) -> datetime | None:
+    text = value.strip().replace("Z", "+00:00")
+    if re.search(r"[+-]\d{4}$", text):
+        text = text[:-2] + ":" + text[-2:]
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class OrgData:
+    """Records of every object, with Salesforce's validation and query semantics."""
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.objects: dict[str, ObjectDef] = standard_objects()
+        self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.objects}
+        self.deleted: set[str] = set()
+        self.ids = IdFactory()
+        self._clock = clock
+        self._last_time: datetime | None = None
+        self.duplicate_rule: DuplicateRule | None = None
+        self.assignment_rule_owner: str | None = None
+        self.default_lead_owner: str | None = None
+
+    # -- basics ------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        """The org clock, strictly increasing by at least a millisecond per call."""
+        current = self._clock().astimezone(UTC)
+        current = current.replace(microsecond=current.microsecond // 1000 * 1000)
+        if self._last_time is not None and current <= self._last_time:
+            current = self._last_time.replace() + _MS
+        self._last_time = current
+        return current
+
+    def object(self, name: str) -> ObjectDef | None:
+        return self.objects.get(name.lower())
+
+    def object_of_id(self, record_id: str) -> ObjectDef | None:
+        for obj in self.objects.values():
+            if record_id.startswith(obj.key_prefix):
+                return obj
+        return None
+
+    def find(self, record_id: str) -> tuple[ObjectDef, dict[str, Any]] | None:
+        """The live record with this id (15 or 18 characters), if any."""
+        if not record_id or not is_well_formed(record_id):
+            return None
+        full = to_18(record_id)
+        obj = self.object_of_id(full)
+        if obj is None:
+            return None
+        record = self.records[obj.name.lower()].get(full)
+        return (obj, record) if record is not None else None
+
+    def insert_raw(
+        self, obj: ObjectDef, values: Mapping[str, Any], *, when: datetime | None = None
+    ) -> str:
+        """Store a record without validation (the backdoor); returns its id."""
+        record_id = self.ids.new(obj.key_prefix)
+        stamp = when or self.now()
+        record: dict[str, Any] = {
+            "Id": record_id,
+            "CreatedDate": stamp,
+            "LastModifiedDate": stamp,
+            "IsDeleted": False,
+        }
+        for f in obj.fields.values():
+            if f.default is not None and f.defaulted_on_create:
+                record[f.name] = f.default
+            if f.type == "boolean" and f.name not in record:
+                record[f.name] = False
+        for name, value in values.items():
+            known = obj.field(name)
+            record[known.name if known is not None else name] = value
+        if obj.field("OwnerId") is not None and not record.get("OwnerId"):
+            record["OwnerId"] = self.default_lead_owner
+        self.records[obj.name.lower()][record_id] = record
+        return record_id
+
+    # -- validation --------------------------------------------------------------------------
+
+    def check_known_fields(self, obj: ObjectDef, body: Mapping[str, Any]) -> None:
+        """A field the object does not have fails the whole request (JSON deserialization)."""
+        for name in body:
+            if name in ("attributes", "id", "Id"):
+                continue
+            if obj.field(name) is None:
+                raise ApiError(
+                    400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {obj.name}"
+                )
+
+    def _coerce(self, obj: ObjectDef, f: FieldDef, value: Any) -> tuple[Any, RecordError | None]:
+        label = f.label or f.name
+        if value is None or (value == "" and f.type != "boolean"):
+            return None, None
+        if f.type in _TEXT_TYPES:
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise ApiError(
+                    400,
+                    "JSON_PARSER_ERROR",
+                    f"Cannot deserialize instance of string from {type(value).__name__} value",
+                )
+            text = str(value)
+            if f.length and len(text) > f.length:
+                return None, RecordError(
+                    "STRING_TOO_LONG",
+                    f"{label}: data value too large: {text[:40]} (max length={f.length})",
+                    (f.name,),
+                )
+            if f.type == "email" and not is_valid_email(text):
+                return None, RecordError(
+                    "INVALID_EMAIL_ADDRESS", f"{label}: invalid email address: {text}", (f.name,)
+                )
+            if f.type == "picklist" and f.restricted_picklist and text not in f.picklist:
+                return None, RecordError(
+                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    f"{label}: bad value for restricted picklist field: {text}",
+                    (f.name,),
+                )
+            return text, None
+        if f.type == "boolean":
+            if isinstance(value, bool):
+                return value, None
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true", None
+            raise ApiError(400, "JSON_PARSER_ERROR", f"Cannot deserialize boolean from {value!r}")
+        if f.type in ("int", "double", "currency", "percent"):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ApiError(
+                    400, "JSON_PARSER_ERROR", f"Cannot deserialize number from {value!r}"
+                )
+            return value, None
+        if f.type == "date":
+            if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                raise ApiError(400, "JSON_PARSER_ERROR", f"Cannot deserialize date from {value!r}")
+            return value, None
+        if f.type == "datetime":
+            parsed = _parse_dt(value) if isinstance(value, str) else None
+            if parsed is None:
+                raise ApiError(
+                    400, "JSON_PARSER_ERROR", f"Cannot deserialize datetime from {value!r}"
+                )
+            return parsed, None
+        if f.type in _ID_TYPES:
+            return self._reference(obj, f, value)
+        return value, None
+
+    def _reference(self, obj: ObjectDef, f: FieldDef, value: Any) -> tuple[Any, RecordError | None]:
+        label = f.label or f.name
+        if not isinstance(value, str) or not is_well_formed(value):
+            return None, RecordError(
+                "MALFORMED_ID", f"{label}: id value of incorrect type: {value}", (f.name,)
+            )
+        target_obj = self.object_of_id(to_18(value))
+        if target_obj is None or target_obj.name not in f.reference_to:
+            return None, RecordError(
+                "FIELD_INTEGRITY_EXCEPTION",
+                f"{label}: id value of incorrect type: {value}",
+                (f.name,),
+            )
+        found = self.find(value)
+        if found is None:
+            return None, RecordError(
+                "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", (f.name,)
+            )
+        target_obj, target = found
+        if f.name == "OwnerId" and target_obj.name == "User" and not target.get("IsActive"):
+            return None, RecordError(
+                "INACTIVE_OWNER_OR_USER",
+                f"operation performed with inactive user [{target['Id']}] as owner of "
+                f"{obj.name.lower()}",
+                (f.name,),
+            )
+        return target["Id"], None
+
+    def _apply_fields(
+        self, obj: ObjectDef, body: Mapping[str, Any], *, creating: bool
+    ) -> tuple[dict[str, Any], RecordError | None]:
+        values: dict[str, Any] = {}
+        for name, raw in body.items():
+            if name in ("attributes", "id", "Id"):
+                continue
+            f = obj.field(name)
+            if f is None:  # check_known_fields normally ran first
+                raise ApiError(
+                    400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {obj.name}"
+                )
+            if (creating and not f.createable) or (not creating and not f.updateable):
+                return {}, RecordError(
+                    "INVALID_FIELD_FOR_INSERT_UPDATE",
+                    f"Unable to create/update fields: {f.name}. Please check the security "
+                    "settings of this field and verify that it is read/write for your profile "
+                    "or permission set.",
+                    (f.name,),
+                )
+            value, error = self._coerce(obj, f, raw)
+            if error is not None:
+                return {}, error
+            values[f.name] = value
+        return values, None
+
+    @staticmethod
+    def _missing_required(obj: ObjectDef, record: Mapping[str, Any]) -> RecordError | None:
+        missing = [
+            f.name
+            for f in obj.fields.values()
+            if f.createable and not f.nillable and record.get(f.name) in (None, "")
+        ]
+        if missing:
+            return RecordError(
+                "REQUIRED_FIELD_MISSING",
+                f"Required fields are missing: [{', '.join(missing)}]",
+                tuple(missing),
+            )
+        return None
+
+    # -- object rules ------------------------------------------------------------------------
+
+    def _duplicates(
+        self, obj: ObjectDef, record: Mapping[str, Any], allow_save: bool
+    ) -> RecordError | None:
+        rule = self.duplicate_rule
+        email = record.get("Email")
+        if rule is None or rule.object_name.lower() != obj.name.lower() or not email:
+            return None
+        if rule.allow_save and allow_save:
+            return None
+        key = str(email).casefold()
+        matches: list[tuple[str, str]] = []
+        for match_name in rule.match_objects:
+            for rid, other in self.records[match_name.lower()].items():
+                if str(other.get("Email") or "").casefold() == key:
+                    matches.append((match_name, rid))
+        if not matches:
+            return None
+        message = "Use one of these records?"
+        match_results = [
+            {
+                "entityType": name,
+                "errors": [],
+                "matchEngine": "ExactMatchEngine",
+                "matchRecords": [
+                    {
+                        "additionalInformation": [],
+                        "fieldDiffs": [],
+                        "matchConfidence": 100.0,
+                        "record": {
+                            "attributes": {
+                                "type": name,
+                                "url": f"/services/data/v61.0/sobjects/{name}/{rid}",
+                            },
+                            "Id": rid,
+                        },
+                    }
+                    for n, rid in matches
+                    if n == name
+                ],
+                "rule": f"Standard_{name}_Match_Rule_v1_1",
+                "size": sum(1 for n, _ in matches if n == name),
+                "success": True,
+            }
+            for name in dict.fromkeys(n for n, _ in matches)
+        ]
+        payload = {
+            "duplicateResult": {
+                "allowSave": rule.allow_save,
+                "duplicateRule": rule.name,
+                "duplicateRuleEntityType": obj.name,
+                "errorMessage": message,
+                "matchResults": match_results,
+            }
+        }
+        return RecordError("DUPLICATES_DETECTED", message, (), payload)
+
+    def _object_rules(self, obj: ObjectDef, record: dict[str, Any]) -> RecordError | None:
+        if obj.name == "Task":
+            who = record.get("WhoId")
+            found = self.find(who) if who else None
+            if found is not None and found[0].name == "Lead":
+                if found[1].get("IsConverted"):
+                    return RecordError(
+                        "CANNOT_UPDATE_CONVERTED_LEAD",
+                        "cannot reference converted lead",
+                        ("WhoId",),
+                    )
+                if record.get("WhatId"):
+                    return RecordError(
+                        "FIELD_INTEGRITY_EXCEPTION",
+                        "Related To ID: a task on a lead cannot be related to another record",
+                        ("WhatId",),
+                    )
+        if obj.name == "CampaignMember":
+            if record.get("ContactId"):
+                record["LeadId"] = None
+            person = record.get("LeadId") or record.get("ContactId")
+            if not person:
+                return RecordError(
+                    "REQUIRED_FIELD_MISSING",
+                    "Required fields are missing: [LeadId or ContactId]",
+                    ("LeadId", "ContactId"),
+                )
+            for other in self.records["campaignmember"].values():
+                if (
+                    other["CampaignId"] == record["CampaignId"]
+                    and (other.get("LeadId") or other.get("ContactId")) == person
+                ):
+                    return RecordError("DUPLICATE_VALUE", "Already a campaign member.")
+        return None
+
+    def _assign(self, obj: ObjectDef, record: dict[str, Any], auto_assign: str | None) -> None:
+        """Lead assignment: the active rule overwrites OwnerId unless the header says FALSE."""
+        if obj.name != "Lead":
+            return
+        header = (auto_assign or "TRUE").strip()
+        if header.upper() == "FALSE":
+            return
+        if self.assignment_rule_owner is not None:
+            record["OwnerId"] = self.assignment_rule_owner
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def create(
+        self,
+        obj: ObjectDef,
+        body: Mapping[str, Any],
+        *,
+        auto_assign: str | None = None,
+        allow_save: bool = False,
+    ) -> tuple[str | None, RecordError | None]:
+        """Create one record (``check_known_fields`` must have passed)."""
+        if not obj.createable:
+            return None, RecordError(
+                "INVALID_TYPE", f"Cannot create a record of type {obj.name} through the API"
+            )
+        if "Id" in body or "id" in body:
+            return None, RecordError(
+                "INVALID_FIELD", "The Id field should not be specified in the sobject data."
+            )
+        values, error = self._apply_fields(obj, body, creating=True)
+        if error is not None:
+            return None, error
+        record: dict[str, Any] = {}
+        for f in obj.fields.values():
+            if f.defaulted_on_create and f.default is not None:
+                record[f.name] = f.default
+            elif f.type == "boolean":
+                record[f.name] = False
+        record.update({k: v for k, v in values.items() if v is not None})
+        if obj.field("OwnerId") is not None and not record.get("OwnerId"):
+            record["OwnerId"] = self.default_lead_owner
+        error = self._missing_required(obj, record) or self._object_rules(obj, record)
+        if error is None:
+            error = self._duplicates(obj, record, allow_save)
+        if error is not None:
+            return None, error
+        self._assign(obj, record, auto_assign)
+        return self.insert_raw(obj, record), None
+
+    def update(
+        self,
+        obj: ObjectDef,
+        record_id: Any,
+        body: Mapping[str, Any],
+        *,
+        auto_assign: str | None = None,
+    ) -> tuple[str | None, RecordError | None]:
+        """Update one record (``check_known_fields`` must have passed)."""
+        if not isinstance(record_id, str) or not is_well_formed(record_id):
+            return None, RecordError(
+                "MALFORMED_ID", f"{obj.name} ID: id value of incorrect type: {record_id}", ("Id",)
+            )
+        full = to_18(record_id)
+        if full in self.deleted:
+            return None, RecordError("ENTITY_IS_DELETED", "entity is deleted")
+        found = self.find(full)
+        if found is None or found[0].name != obj.name:
+            return None, RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
+        _, record = found
+        if obj.name == "Lead" and record.get("IsConverted"):
+            return None, RecordError(
+                "CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead"
+            )
+        values, error = self._apply_fields(obj, body, creating=False)
+        if error is not None:
+            return None, error
+        merged = {**record, **values}
+        error = self._missing_required(obj, merged) or (
+            self._object_rules(obj, merged) if obj.name == "Task" else None
+        )
+        if error is not None:
+            return None, error
+        self._assign(obj, merged, auto_assign)
+        merged["LastModifiedDate"] = self.now()
+        record.clear()
+        record.update(merged)
+        return full, None
+
+    def snapshot(self) -> Any:
+        return copy.deepcopy((self.records, self.deleted, self.ids._counter))  # noqa: SLF001  # the org owns its factory
+
+    def restore(self, state: Any) -> None:
+        self.records, self.deleted, self.ids._counter = state  # noqa: SLF001  # the org owns its factory
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def _resolve(self, obj: ObjectDef, path: tuple[str, ...]) -> tuple[str, ...]:
+        """Canonical names of a field path; INVALID_FIELD when it names nothing."""
+        names: list[str] = []
+        current: list[ObjectDef] = [obj]
+        for i, part in enumerate(path):
+            last = i == len(path) - 1
+            if last:
+                for candidate in current:
+                    f = candidate.field(part)
+                    if f is not None:
+                        names.append(f.name)
+                        return tuple(names)
+            else:
+                for candidate in current:
+                    rel = candidate.relationship(part)
+                    if rel is not None:
+                        names.append(rel.relationship_name or part)
+                        current = [o for o in (self.object(t) for t in rel.reference_to) if o]
+                        break
+                else:
+                    break
+        dotted = ".".join(path)
+        raise ApiError(
+            400,
+            "INVALID_FIELD",
+            f"No such column '{dotted}' on entity '{obj.name}'. If you are attempting to use a "
+            "custom field, be sure to append the '__c' after the custom field name. Please "
+            "reference your WSDL or the describe call for the appropriate names.",
+        )
+
+    def _field_def(self, obj: ObjectDef, path: tuple[str, ...]) -> FieldDef | None:
+        current = [obj]
+        for part in path[:-1]:
+            nxt: list[ObjectDef] = []
+            for candidate in current:
+                rel = candidate.relationship(part)
+                if rel is not None:
+                    nxt = [o for o in (self.object(t) for t in rel.reference_to) if o]
+                    break
+            current = nxt
+        for candidate in current:
+            f = candidate.field(path[-1])
+            if f is not None:
+                return f
+        return None
+
+    def _value(self, obj: ObjectDef, record: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+        current_obj, current = obj, record
+        for part in path[:-1]:
+            rel = current_obj.relationship(part)
+            if rel is None:
+                return None
+            target = current.get(rel.name)
+            found = self.find(target) if target else None
+            if found is None:
+                return None
+            current_obj, current = found
+        f = current_obj.field(path[-1])
+        return current.get(f.name) if f else None
+
+    def query(self, soql: str) -> tuple[ObjectDef, list[dict[str, Any]], int, bool]:
+        """Run a query: (object, rendered records, total size, is COUNT())."""
+        try:
+            parsed = parse(soql)
+        except SoqlError as exc:
+            raise ApiError(400, "MALFORMED_QUERY", str(exc)) from None
+        obj = self.object(parsed.object_name)
+        if obj is None:
+            raise ApiError(
+                400,
+                "INVALID_TYPE",
+                f"sObject type '{parsed.object_name}' is not supported. If you are attempting to "
+                "use a custom object, be sure to append the '__c' after the entity name.",
+            )
+        select = [self._resolve(obj, p) for p in parsed.fields]
+        self._check_condition(obj, parsed.where)
+        rows = [
+            r
+            for r in self.records[obj.name.lower()].values()
+            if parsed.where is None or self._matches(obj, r, parsed.where)
+        ]
+        rows = self._order(obj, rows, parsed)
+        rows = rows[parsed.offset :]
+        if parsed.limit is not None:
+            rows = rows[: parsed.limit]
+        if parsed.count:
+            return obj, [], len(rows), True
+        rendered = [self._render(obj, r, select) for r in rows]
+        return obj, rendered, len(rendered), False
+
+    def _check_condition(self, obj: ObjectDef, cond: Condition | None) -> None:
+        if cond is None:
+            return
+        if isinstance(cond, And | Or):
+            for part in cond.parts:
+                self._check_condition(obj, part)
+            return
+        if isinstance(cond, Not):
+            self._check_condition(obj, cond.part)
+            return
+        self._resolve(obj, cond.path)
+        f = self._field_def(obj, cond.path)
+        if f is not None and not f.filterable:
+            raise ApiError(
+                400,
+                "INVALID_FIELD",
+                f"field '{f.name}' can not be filtered in a query call",
+            )
+
+    def _matches(self, obj: ObjectDef, record: Mapping[str, Any], cond: Condition) -> bool:
+        if isinstance(cond, And):
+            return all(self._matches(obj, record, p) for p in cond.parts)
+        if isinstance(cond, Or):
+            return any(self._matches(obj, record, p) for p in cond.parts)
+        if isinstance(cond, Not):
+            return not self._matches(obj, record, cond.part)
+        value = self._value(obj, record, cond.path)
+        f = self._field_def(obj, cond.path)
+        ftype = f.type if f else "string"
+        if isinstance(cond, Like):
+            if value is None:
+                return cond.negated
+            hit = cond.pattern.fullmatch(str(value).casefold()) is not None
+            return hit != cond.negated
+        if isinstance(cond, InList):
+            hit = any(_equal(ftype, value, lit.value) for lit in cond.values)
+            return hit != cond.negated
+        if cond.op == "=":
+            return _equal(ftype, value, cond.value.value)
+        if cond.op == "!=":
+            return not _equal(ftype, value, cond.value.value)
+        return _ordered(ftype, value, cond.value.value, cond.op)
+
+    def _order(
+        self, obj: ObjectDef, rows: list[dict[str, Any]], parsed: Query
+    ) -> list[dict[str, Any]]:
+        for order in reversed(parsed.order_by):
+            self._resolve(obj, order.path)
+            f = self._field_def(obj, order.path)
+            ftype = f.type if f else "string"
+            nulls_last = order.nulls_last if order.nulls_last is not None else order.descending
+            present = [r for r in rows if self._value(obj, r, order.path) is not None]
+            absent = [r for r in rows if self._value(obj, r, order.path) is None]
+            present.sort(
+                key=lambda r: _sort_key(ftype, self._value(obj, r, order.path)),
+                reverse=order.descending,
+            )
+            rows = present + absent if nulls_last else absent + present
+        return rows
+
+    def _render(
+        self, obj: ObjectDef, record: Mapping[str, Any], select: Sequence[tuple[str, ...]]
+    ) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "attributes": {
+                "type": obj.name,
+                "url": f"/services/data/v61.0/sobjects/{obj.name}/{record['Id']}",
+            }
+        }
+        for path in select:
+            self._render_path(obj, record, path, out)
+        return out
+
+    def _render_path(
+        self, obj: ObjectDef, record: Mapping[str, Any], path: tuple[str, ...], out: dict[str, Any]
+    ) -> None:
+        if len(path) == 1:
+            f = obj.field(path[0])
+            out[f.name if f else path[0]] = json_value(record.get(f.name) if f else None)
+            return
+        rel = obj.relationship(path[0])
+        if rel is None:
+            return
+        name = rel.relationship_name or path[0]
+        target_id = record.get(rel.name)
+        found = self.find(target_id) if target_id else None
+        if found is None:
+            out.setdefault(name, None)
+            return
+        target_obj, target = found
+        nested = out.get(name)
+        if not isinstance(nested, dict):
+            nested = {
+                "attributes": {
+                    "type": target_obj.name,
+                    "url": f"/services/data/v61.0/sobjects/{target_obj.name}/{target['Id']}",
+                }
+            }
+            out[name] = nested
+        self._render_path(target_obj, target, path[1:], nested)
+
+    def render_record(self, obj: ObjectDef, record: Mapping[str, Any]) -> dict[str, Any]:
+        """A record as ``GET sobjects/X/{id}`` answers it (every field)."""
+        out: dict[str, Any] = {
+            "attributes": {
+                "type": obj.name,
+                "url": f"/services/data/v61.0/sobjects/{obj.name}/{record['Id']}",
+            }
+        }
+        for f in obj.fields.values():
+            out[f.name] = json_value(record.get(f.name))
+        return out
+
+
+_MS = datetime(2000, 1, 1, 0, 0, 0, 1000, tzinfo=UTC) - datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _equal(ftype: str, value: Any, literal: Any) -> bool:
+    if literal is None:
+        return value is None
+    if value is None:
+        return False
+    if ftype in _ID_TYPES and isinstance(literal, str) and isinstance(value, str):
+        return value[:15] == literal[:15]
+    if isinstance(literal, bool) or isinstance(value, bool):
+        return value is literal
+    if isinstance(literal, datetime):
+        return isinstance(value, datetime) and value == literal
+    if isinstance(literal, int | float) and isinstance(value, int | float):
+        return float(value) == float(literal)
+    return str(value).casefold() == str(literal).casefold()
+
+
+def _sort_key(ftype: str, value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int | float):
+        return value
+    text = str(value)
+    return text if ftype in _ID_TYPES else text.casefold()
+
+
+def _ordered(ftype: str, value: Any, literal: Any, op: str) -> bool:
+    if value is None or literal is None:
+        return False
+    if isinstance(literal, datetime) and isinstance(value, datetime):
+        left: Any = value
+        right: Any = literal
+    elif isinstance(literal, int | float) and isinstance(value, int | float):
+        left, right = value, literal
+    else:
+        left, right = _sort_key(ftype, value), _sort_key(ftype, literal)
+    try:
+        if op == "<":
+            return bool(left < right)
+        if op == "<=":
+            return bool(left <= right)
+        if op == ">":
+            return bool(left > right)
+        return bool(left >= right)
+    except TypeError:
+        return False

@@ -1,0 +1,406 @@
+"""The local org's objects and fields, described the way ``sobjects/X/describe`` does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from signals_crm.testing.salesforce._ids import KEY_PREFIXES
+
+__all__ = ["FieldDef", "ObjectDef", "standard_objects"]
+
+_TEXT_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "combobox", "picklist"})
+
+
+@attrs.define
+class FieldDef:
+    """One field: its describe metadata and what validation reads from it."""
+
+    name: str
+    type: str = "string"
+    length: int = 0
+    label: str | None = None
+    createable: bool = True
+    updateable: bool = True
+    nillable: bool = True
+    defaulted_on_create: bool = False
+    default: Any = None
+    reference_to: tuple[str, ...] = ()
+    relationship_name: str | None = None
+    picklist: tuple[str, ...] = ()
+    restricted_picklist: bool = False
+    id_lookup: bool = False
+    custom: bool = False
+    filterable: bool = True
+
+    @property
+    def required(self) -> bool:
+        return self.createable and not self.nillable and not self.defaulted_on_create
+
+    def describe(self) -> dict[str, Any]:
+        """The ``fields[]`` entry of a describe answer."""
+        is_text = self.type in _TEXT_TYPES
+        return {
+            "name": self.name,
+            "label": self.label or self.name,
+            "type": self.type,
+            "length": self.length if is_text else 0,
+            "byteLength": self.length * 3 if is_text else 0,
+            "soapType": "tns:ID" if self.type in ("id", "reference") else f"xsd:{self.type}",
+            "createable": self.createable,
+            "updateable": self.updateable,
+            "nillable": self.nillable,
+            "defaultedOnCreate": self.defaulted_on_create,
+            "defaultValue": None,
+            "referenceTo": list(self.reference_to),
+            "relationshipName": self.relationship_name,
+            "polymorphicForeignKey": len(self.reference_to) > 1,
+            "namePointing": len(self.reference_to) > 1,
+            "picklistValues": [
+                {"active": True, "defaultValue": v == self.default, "label": v, "value": v}
+                for v in self.picklist
+            ],
+            "restrictedPicklist": self.restricted_picklist,
+            "idLookup": self.id_lookup,
+            "externalId": False,
+            "unique": False,
+            "custom": self.custom,
+            "calculated": False,
+            "caseSensitive": False,
+            "filterable": self.filterable,
+            "sortable": self.filterable,
+            "groupable": self.filterable,
+            "autoNumber": False,
+            "htmlFormatted": False,
+            "nameField": self.name == "Name",
+        }
+
+
+@attrs.define
+class ObjectDef:
+    """One sObject: its name, key prefix and fields (looked up case-insensitively)."""
+
+    name: str
+    fields: dict[str, FieldDef]
+    createable: bool = True
+    updateable: bool = True
+    label: str | None = None
+
+    @property
+    def key_prefix(self) -> str:
+        return KEY_PREFIXES.get(self.name, "a00")
+
+    def field(self, name: str) -> FieldDef | None:
+        return self.fields.get(name.lower())
+
+    def add(self, field: FieldDef) -> None:
+        self.fields[field.name.lower()] = field
+
+    def relationship(self, name: str) -> FieldDef | None:
+        lowered = name.lower()
+        for f in self.fields.values():
+            if f.relationship_name and f.relationship_name.lower() == lowered:
+                return f
+        return None
+
+    def describe(self, instance_path: str) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label or self.name,
+            "keyPrefix": self.key_prefix,
+            "custom": False,
+            "createable": self.createable,
+            "updateable": self.updateable,
+            "deletable": True,
+            "queryable": True,
+            "fields": [f.describe() for f in self.fields.values()],
+            "childRelationships": [],
+            "recordTypeInfos": [],
+            "urls": {
+                "sobject": f"{instance_path}/sobjects/{self.name}",
+                "describe": f"{instance_path}/sobjects/{self.name}/describe",
+            },
+        }
+
+
+def _system() -> list[FieldDef]:
+    return [
+        FieldDef("Id", "id", 18, "Record ID", createable=False, updateable=False, nillable=False),
+        FieldDef(
+            "CreatedDate", "datetime", label="Created Date", createable=False, updateable=False
+        ),
+        FieldDef(
+            "LastModifiedDate",
+            "datetime",
+            label="Last Modified Date",
+            createable=False,
+            updateable=False,
+        ),
+        FieldDef("IsDeleted", "boolean", label="Deleted", createable=False, updateable=False),
+    ]
+
+
+def _obj(name: str, fields: list[FieldDef], **kw: Any) -> ObjectDef:
+    return ObjectDef(name, {f.name.lower(): f for f in [*_system(), *fields]}, **kw)
+
+
+def _owner(targets: tuple[str, ...] = ("User",)) -> FieldDef:
+    return FieldDef(
+        "OwnerId",
+        "reference",
+        18,
+        "Owner ID",
+        nillable=False,
+        defaulted_on_create=True,
+        reference_to=targets,
+        relationship_name="Owner",
+    )
+
+
+LEAD_STATUSES = ("Open - Not Contacted", "Working - Contacted", "Closed - Converted")
+LEAD_SOURCES = ("Web", "Chat", "Phone Inquiry", "Partner Referral", "Other")
+INDUSTRIES = ("Agriculture", "Banking", "Technology", "Retail", "Other")
+
+
+def standard_objects() -> dict[str, ObjectDef]:
+    """Lead, Contact, Account, User, Group, Task, Campaign and CampaignMember, keyed by
+    lower-case name."""
+    lead = _obj(
+        "Lead",
+        [
+            FieldDef("FirstName", "string", 40, "First Name"),
+            FieldDef("LastName", "string", 80, "Last Name", nillable=False),
+            FieldDef("Company", "string", 255, "Company", nillable=False),
+            FieldDef("Email", "email", 80, "Email", id_lookup=True),
+            FieldDef("Phone", "phone", 40, "Phone"),
+            FieldDef("Title", "string", 128, "Title"),
+            FieldDef("Website", "url", 255, "Website"),
+            FieldDef("City", "string", 40, "City"),
+            FieldDef("Country", "string", 80, "Country"),
+            FieldDef("Description", "textarea", 32000, "Description", filterable=False),
+            FieldDef("LeadSource", "picklist", 255, "Lead Source", picklist=LEAD_SOURCES),
+            FieldDef("Industry", "picklist", 255, "Industry", picklist=INDUSTRIES),
+            FieldDef(
+                "Status",
+                "picklist",
+                255,
+                "Status",
+                nillable=False,
+                defaulted_on_create=True,
+                default=LEAD_STATUSES[0],
+                picklist=LEAD_STATUSES,
+                restricted_picklist=True,
+            ),
+            _owner(("Group", "User")),
+            FieldDef(
+                "IsConverted", "boolean", label="Converted", createable=False, updateable=False
+            ),
+            FieldDef(
+                "ConvertedContactId",
+                "reference",
+                18,
+                "Converted Contact ID",
+                createable=False,
+                updateable=False,
+                reference_to=("Contact",),
+                relationship_name="ConvertedContact",
+            ),
+            FieldDef(
+                "ConvertedAccountId",
+                "reference",
+                18,
+                "Converted Account ID",
+                createable=False,
+                updateable=False,
+                reference_to=("Account",),
+                relationship_name="ConvertedAccount",
+            ),
+            FieldDef(
+                "ConvertedDate", "date", label="Converted Date", createable=False, updateable=False
+            ),
+        ],
+    )
+    contact = _obj(
+        "Contact",
+        [
+            FieldDef("FirstName", "string", 40, "First Name"),
+            FieldDef("LastName", "string", 80, "Last Name", nillable=False),
+            FieldDef("Email", "email", 80, "Email", id_lookup=True),
+            FieldDef("Phone", "phone", 40, "Business Phone"),
+            FieldDef("Title", "string", 128, "Title"),
+            FieldDef("Description", "textarea", 32000, "Contact Description", filterable=False),
+            FieldDef(
+                "AccountId",
+                "reference",
+                18,
+                "Account ID",
+                reference_to=("Account",),
+                relationship_name="Account",
+            ),
+            _owner(),
+        ],
+    )
+    account = _obj(
+        "Account",
+        [
+            FieldDef("Name", "string", 255, "Account Name", nillable=False),
+            FieldDef("Website", "url", 255, "Website"),
+            FieldDef("Industry", "picklist", 255, "Industry", picklist=INDUSTRIES),
+            FieldDef("Description", "textarea", 32000, "Account Description", filterable=False),
+            _owner(),
+            FieldDef(
+                "SDR_Owner__c",
+                "reference",
+                18,
+                "SDR Owner",
+                reference_to=("User",),
+                relationship_name="SDR_Owner__r",
+                custom=True,
+            ),
+        ],
+    )
+    user = _obj(
+        "User",
+        [
+            FieldDef("Username", "string", 80, "Username", createable=False, updateable=False),
+            FieldDef("Email", "email", 128, "Email", createable=False, updateable=False),
+            FieldDef("FirstName", "string", 40, "First Name", createable=False, updateable=False),
+            FieldDef("LastName", "string", 80, "Last Name", createable=False, updateable=False),
+            FieldDef("Name", "string", 121, "Full Name", createable=False, updateable=False),
+            FieldDef("IsActive", "boolean", label="Active", createable=False, updateable=False),
+        ],
+        createable=False,
+        updateable=False,
+    )
+    group = _obj(
+        "Group",
+        [
+            FieldDef("Name", "string", 40, "Name", createable=False, updateable=False),
+            FieldDef("DeveloperName", "string", 80, "Developer Name", createable=False),
+            FieldDef("Type", "picklist", 40, "Type", createable=False, picklist=("Queue",)),
+        ],
+        createable=False,
+        updateable=False,
+    )
+    task = _obj(
+        "Task",
+        [
+            FieldDef(
+                "WhoId",
+                "reference",
+                18,
+                "Name ID",
+                reference_to=("Contact", "Lead"),
+                relationship_name="Who",
+            ),
+            FieldDef(
+                "WhatId",
+                "reference",
+                18,
+                "Related To ID",
+                reference_to=("Account", "Campaign"),
+                relationship_name="What",
+            ),
+            FieldDef("Subject", "combobox", 255, "Subject"),
+            FieldDef("Description", "textarea", 32000, "Description", filterable=False),
+            FieldDef("ActivityDate", "date", label="Due Date Only"),
+            FieldDef(
+                "Status",
+                "picklist",
+                255,
+                "Status",
+                nillable=False,
+                defaulted_on_create=True,
+                default="Not Started",
+                picklist=("Not Started", "In Progress", "Completed", "Deferred"),
+                restricted_picklist=True,
+            ),
+            FieldDef(
+                "Priority",
+                "picklist",
+                255,
+                "Priority",
+                nillable=False,
+                defaulted_on_create=True,
+                default="Normal",
+                picklist=("High", "Normal", "Low"),
+                restricted_picklist=True,
+            ),
+            FieldDef(
+                "TaskSubtype",
+                "picklist",
+                255,
+                "Task Subtype",
+                updateable=False,
+                picklist=("Task", "Email", "ListEmail", "Call"),
+                restricted_picklist=True,
+            ),
+            FieldDef(
+                "Type", "picklist", 255, "Type", picklist=("Call", "Email", "Meeting", "Other")
+            ),
+            _owner(),
+        ],
+    )
+    campaign = _obj(
+        "Campaign",
+        [
+            FieldDef("Name", "string", 80, "Name", nillable=False),
+            FieldDef("IsActive", "boolean", label="Active"),
+            FieldDef("Status", "picklist", 255, "Status", picklist=("Planned", "In Progress")),
+            FieldDef("Type", "picklist", 255, "Type", picklist=("Webinar", "Other")),
+            _owner(),
+        ],
+    )
+    member = _obj(
+        "CampaignMember",
+        [
+            FieldDef(
+                "CampaignId",
+                "reference",
+                18,
+                "Campaign ID",
+                nillable=False,
+                updateable=False,
+                reference_to=("Campaign",),
+                relationship_name="Campaign",
+            ),
+            FieldDef(
+                "LeadId",
+                "reference",
+                18,
+                "Lead ID",
+                updateable=False,
+                reference_to=("Lead",),
+                relationship_name="Lead",
+            ),
+            FieldDef(
+                "ContactId",
+                "reference",
+                18,
+                "Contact ID",
+                updateable=False,
+                reference_to=("Contact",),
+                relationship_name="Contact",
+            ),
+            FieldDef(
+                "Status",
+                "picklist",
+                255,
+                "Status",
+                defaulted_on_create=True,
+                default="Sent",
+                picklist=("Sent", "Responded"),
+            ),
+            FieldDef(
+                "HasResponded", "boolean", label="Responded", createable=False, updateable=False
+            ),
+        ],
+    )
+    objects = [lead, contact, account, user, group, task, campaign, member]
+    return {o.name.lower(): o for o in objects}
+
+
+def describe_all(objects: Mapping[str, ObjectDef]) -> list[str]:
+    return sorted(o.name for o in objects.values())

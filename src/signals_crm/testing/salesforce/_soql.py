@@ -1,0 +1,420 @@
+"""A SOQL subset: tokenizer, parser and the parsed query as values.
+
+Grammar (keywords in any case)::
+
+    query     := SELECT (COUNT() | path ("," path)*) FROM name
+                 [WHERE cond] [ORDER BY order ("," order)*] [LIMIT int] [OFFSET int]
+    path      := name ("." name)*              e.g. Owner.Email
+    cond      := and (OR and)*
+    and       := unary (AND unary)*
+    unary     := NOT unary | "(" cond ")" | path op value | path [NOT] IN "(" value, ... ")"
+                 | path [NOT] LIKE string
+    op        := = | != | <> | < | <= | > | >=
+    value     := 'string' | number | TRUE | FALSE | NULL | date | datetime
+    order     := path [ASC | DESC] [NULLS (FIRST | LAST)]
+
+String literals follow Salesforce's escape rules: ``\\'``, ``\\"``, ``\\\\``, ``\\n``,
+``\\r``, ``\\t``, ``\\b``, ``\\f``, ``\\uXXXX``; ``\\%`` and ``\\_`` only inside ``LIKE``; any
+other backslash, a double-quoted string or an unterminated literal is a ``MALFORMED_QUERY``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+import attrs
+
+__all__ = [
+    "And",
+    "Comparison",
+    "InList",
+    "Like",
+    "Not",
+    "Or",
+    "Order",
+    "Query",
+    "SoqlError",
+    "parse",
+]
+
+
+class SoqlError(Exception):
+    """A query that does not parse (``MALFORMED_QUERY``)."""
+
+
+@attrs.frozen
+class Literal:
+    """A parsed literal; ``raw`` keeps a string's source text (LIKE needs its escapes)."""
+
+    value: Any
+    raw: str | None = None
+
+
+@attrs.frozen
+class Comparison:
+    path: tuple[str, ...]
+    op: str
+    value: Literal
+
+
+@attrs.frozen
+class InList:
+    path: tuple[str, ...]
+    values: tuple[Literal, ...]
+    negated: bool = False
+
+
+@attrs.frozen
+class Like:
+    path: tuple[str, ...]
+    pattern: re.Pattern[str]
+    negated: bool = False
+
+
+@attrs.frozen
+class And:
+    parts: tuple[Condition, ...]
+
+
+@attrs.frozen
+class Or:
+    parts: tuple[Condition, ...]
+
+
+@attrs.frozen
+class Not:
+    part: Condition
+
+
+Condition: TypeAlias = Comparison | InList | Like | And | Or | Not
+
+
+@attrs.frozen
+class Order:
+    path: tuple[str, ...]
+    descending: bool = False
+    nulls_last: bool | None = None
+
+
+@attrs.frozen
+class Query:
+    object_name: str
+    fields: tuple[tuple[str, ...], ...]
+    count: bool = False
+    where: Condition | None = None
+    order_by: tuple[Order, ...] = ()
+    limit: int | None = None
+    offset: int = 0
+
+
+_TOKEN = re.compile(
+    r"""
+    (?P<ws>\s+)
+  | (?P<string>')
+  | (?P<dquote>")
+  | (?P<datetime>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2}))
+  | (?P<date>\d{4}-\d{2}-\d{2}(?![\dT]))
+  | (?P<number>-?\d+(?:\.\d+)?)
+  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op><=|>=|!=|<>|=|<|>)
+  | (?P<punct>[(),.])
+    """,
+    re.VERBOSE,
+)
+
+_SIMPLE_ESCAPES = {
+    "n": "\n",
+    "N": "\n",
+    "r": "\r",
+    "R": "\r",
+    "t": "\t",
+    "T": "\t",
+    "b": "\b",
+    "B": "\b",
+    "f": "\f",
+    "F": "\f",
+    '"': '"',
+    "'": "'",
+    "\\": "\\",
+}
+
+
+@attrs.frozen
+class _Tok:
+    kind: str
+    text: str
+    pos: int
+    value: Any = None
+
+
+def _read_string(text: str, start: int) -> tuple[str, int]:
+    """The raw (still escaped) body of the literal opening at ``start`` and the index after it."""
+    i = start + 1
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "'":
+            return text[start + 1 : i], i + 1
+        i += 1
+    raise SoqlError(f"unterminated string literal at column {start + 1}")
+
+
+def unescape(raw: str, *, like: bool) -> list[tuple[str, bool]]:
+    """Decode a literal body into (character, is_wildcard) pairs.
+
+    Outside ``LIKE`` nothing is a wildcard and ``\\%``/``\\_`` are errors.
+    """
+    out: list[tuple[str, bool]] = []
+    i = 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch == "\\":
+            if i + 1 >= len(raw):
+                raise SoqlError("a backslash ends the literal")
+            nxt = raw[i + 1]
+            if nxt in _SIMPLE_ESCAPES:
+                out.append((_SIMPLE_ESCAPES[nxt], False))
+                i += 2
+            elif nxt in "%_" and like:
+                out.append((nxt, False))
+                i += 2
+            elif nxt in "uU" and re.fullmatch(r"[0-9A-Fa-f]{4}", raw[i + 2 : i + 6]):
+                out.append((chr(int(raw[i + 2 : i + 6], 16)), False))
+                i += 6
+            else:
+                raise SoqlError(f"invalid escape sequence \\{nxt}")
+        else:
+            out.append((ch, like and ch in "%_"))
+            i += 1
+    return out
+
+
+def _tokenize(text: str) -> list[_Tok]:
+    tokens: list[_Tok] = []
+    pos = 0
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if not match:
+            raise SoqlError(f"unexpected token at column {pos + 1}: {text[pos : pos + 10]!r}")
+        kind = match.lastgroup or ""
+        if kind == "ws":
+            pos = match.end()
+            continue
+        if kind == "dquote":
+            raise SoqlError("strings are written in single quotes")
+        if kind == "string":
+            raw, end = _read_string(text, pos)
+            tokens.append(_Tok("string", raw, pos))
+            pos = end
+            continue
+        tokens.append(_Tok(kind, match.group(), pos))
+        pos = match.end()
+    tokens.append(_Tok("end", "", len(text)))
+    return tokens
+
+
+def _parse_datetime(text: str) -> datetime:
+    base = text.replace("Z", "+00:00")
+    if re.search(r"[+-]\d{4}$", base):
+        base = base[:-2] + ":" + base[-2:]
+    return datetime.fromisoformat(base).astimezone(UTC)
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokenize(text)
+        self.i = 0
+
+    def peek(self, offset: int = 0) -> _Tok:
+        return self.tokens[min(self.i + offset, len(self.tokens) - 1)]
+
+    def next(self) -> _Tok:
+        tok = self.peek()
+        self.i += 1
+        return tok
+
+    def keyword(self, *words: str) -> bool:
+        tok = self.peek()
+        return tok.kind == "name" and tok.text.upper() in words
+
+    def expect_keyword(self, word: str) -> None:
+        if not self.keyword(word):
+            tok = self.peek()
+            raise SoqlError(f"unexpected token: '{tok.text}' (expected {word})")
+        self.next()
+
+    def expect(self, text: str) -> None:
+        tok = self.next()
+        if tok.text != text:
+            raise SoqlError(f"unexpected token: '{tok.text}' (expected '{text}')")
+
+    def name(self) -> str:
+        tok = self.next()
+        if tok.kind != "name":
+            raise SoqlError(f"unexpected token: '{tok.text}'")
+        return tok.text
+
+    def path(self) -> tuple[str, ...]:
+        parts = [self.name()]
+        while self.peek().text == ".":
+            self.next()
+            parts.append(self.name())
+        return tuple(parts)
+
+    def query(self) -> Query:
+        self.expect_keyword("SELECT")
+        count = False
+        fields: list[tuple[str, ...]] = []
+        if self.keyword("COUNT") and self.peek(1).text == "(":
+            self.next()
+            self.expect("(")
+            self.expect(")")
+            count = True
+        else:
+            fields.append(self.path())
+            while self.peek().text == ",":
+                self.next()
+                fields.append(self.path())
+        self.expect_keyword("FROM")
+        object_name = self.name()
+        where = None
+        if self.keyword("WHERE"):
+            self.next()
+            where = self.condition()
+        order: list[Order] = []
+        if self.keyword("ORDER"):
+            self.next()
+            self.expect_keyword("BY")
+            order.append(self.order())
+            while self.peek().text == ",":
+                self.next()
+                order.append(self.order())
+        limit = None
+        offset = 0
+        if self.keyword("LIMIT"):
+            self.next()
+            limit = self.integer()
+        if self.keyword("OFFSET"):
+            self.next()
+            offset = self.integer()
+        tok = self.peek()
+        if tok.kind != "end":
+            raise SoqlError(f"unexpected token: '{tok.text}'")
+        return Query(
+            object_name=object_name,
+            fields=tuple(fields),
+            count=count,
+            where=where,
+            order_by=tuple(order),
+            limit=limit,
+            offset=offset,
+        )
+
+    def integer(self) -> int:
+        tok = self.next()
+        if tok.kind != "number" or not tok.text.isdigit():
+            raise SoqlError(f"unexpected token: '{tok.text}' (expected an integer)")
+        return int(tok.text)
+
+    def order(self) -> Order:
+        path = self.path()
+        descending = False
+        if self.keyword("ASC", "DESC"):
+            descending = self.next().text.upper() == "DESC"
+        nulls_last = None
+        if self.keyword("NULLS"):
+            self.next()
+            if not self.keyword("FIRST", "LAST"):
+                raise SoqlError(f"unexpected token: '{self.peek().text}'")
+            nulls_last = self.next().text.upper() == "LAST"
+        return Order(path, descending, nulls_last)
+
+    def condition(self) -> Condition:
+        parts = [self.conjunction()]
+        while self.keyword("OR"):
+            self.next()
+            parts.append(self.conjunction())
+        return parts[0] if len(parts) == 1 else Or(tuple(parts))
+
+    def conjunction(self) -> Condition:
+        parts = [self.unary()]
+        while self.keyword("AND"):
+            self.next()
+            parts.append(self.unary())
+        return parts[0] if len(parts) == 1 else And(tuple(parts))
+
+    def unary(self) -> Condition:
+        if self.keyword("NOT"):
+            self.next()
+            return Not(self.unary())
+        if self.peek().text == "(":
+            self.next()
+            inner = self.condition()
+            self.expect(")")
+            return inner
+        path = self.path()
+        negated = False
+        if self.keyword("NOT"):
+            self.next()
+            negated = True
+            if not self.keyword("IN", "LIKE"):
+                raise SoqlError(f"unexpected token: '{self.peek().text}'")
+        if self.keyword("IN"):
+            self.next()
+            self.expect("(")
+            values = [self.value()]
+            while self.peek().text == ",":
+                self.next()
+                values.append(self.value())
+            self.expect(")")
+            return InList(path, tuple(values), negated)
+        if self.keyword("LIKE"):
+            self.next()
+            tok = self.next()
+            if tok.kind != "string":
+                raise SoqlError("LIKE takes a string literal")
+            return Like(path, _like_regex(tok.text), negated)
+        tok = self.next()
+        if tok.kind != "op":
+            raise SoqlError(f"unexpected token: '{tok.text}'")
+        return Comparison(path, "!=" if tok.text == "<>" else tok.text, self.value())
+
+    def value(self) -> Literal:
+        tok = self.next()
+        if tok.kind == "string":
+            return Literal("".join(ch for ch, _ in unescape(tok.text, like=False)), tok.text)
+        if tok.kind == "number":
+            return Literal(float(tok.text) if "." in tok.text else int(tok.text))
+        if tok.kind == "date":
+            return Literal(tok.text)
+        if tok.kind == "datetime":
+            return Literal(_parse_datetime(tok.text))
+        if tok.kind == "name" and tok.text.upper() in ("TRUE", "FALSE"):
+            return Literal(tok.text.upper() == "TRUE")
+        if tok.kind == "name" and tok.text.upper() == "NULL":
+            return Literal(None)
+        raise SoqlError(f"unexpected token: '{tok.text}'")
+
+
+def _like_regex(raw: str) -> re.Pattern[str]:
+    pieces: list[str] = []
+    for ch, wildcard in unescape(raw, like=True):
+        if wildcard:
+            pieces.append(".*" if ch == "%" else ".")
+        else:
+            pieces.append(re.escape(ch.casefold()))
+    return re.compile("".join(pieces), re.DOTALL)
+
+
+def parse(text: str) -> Query:
+    """Parse a SOQL statement of the subset; :class:`SoqlError` when it does not parse."""
+    return _Parser(text).query()
+
+
+def literal_values(values: Sequence[Literal]) -> list[Any]:
+    return [v.value for v in values]

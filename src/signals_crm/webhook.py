@@ -1,0 +1,346 @@
+"""The Signals web-chat webhook (``conversation-start``, ``conversation-closed``) → a Conversation.
+
+The payload (``docs/configuration.md`` and the Signals "Web Chat" webhook page) carries the
+visitor, the chat and the Signals users involved, but no conversation id, lead score, close time
+or company: the host supplies those to :func:`parse_webhook`.
+
+The rules:
+
+1. ``event`` is the only required key; it is ``"conversation-start"`` (→ an ``OPEN``
+   conversation) or ``"conversation-closed"`` (→ ``CLOSED``, which needs the host's
+   ``closed_at``; for a start event ``closed_at`` is ignored). :func:`parse_webhook_event`
+   tells a receiver which event a payload is, and ``None`` for an event it does not know, so
+   the receiver can acknowledge and skip it.
+2. Every other key is optional, and ``null`` means absent. Unknown keys are tolerated: at the
+   top level and in ``chat`` they are ignored; in ``contact`` they are kept in
+   :attr:`Visitor.extra` (text, numbers, booleans and nulls as they are; objects and arrays as
+   compact JSON text).
+3. A value that is present must have its documented type; otherwise the payload is malformed.
+   Every problem is reported at once in one :class:`~signals_crm.exceptions.WebhookError`
+   (a :class:`~signals_crm.exceptions.ConfigurationError`, also a ``ValueError``) with its path,
+   such as ``chat.meeting_event.date``. Wrong host arguments (a closed event without
+   ``closed_at``, a lead score of 5) raise a plain ``ConfigurationError`` instead, after the
+   payload is known to be well formed: a receiver answers the first with a client error and
+   treats the second as its own bug.
+4. Texts are kept exactly as sent: emails keep their ``+`` tags and case (matching compares
+   them case-insensitively later), phones stay free-form, empty strings stay empty (the core
+   treats blank text as empty).
+5. Numeric ids become text: ``meeting_event.id``, the ``*_user_id`` of ``user_emails`` (ids of
+   :class:`SignalsUser`) and ``contact.tenant_id``. Ids sent as text are accepted too.
+6. ``chat.meeting_event.date`` is ``YYYY-MM-DD`` → a ``date`` (no time of day, no zone).
+   ``contact.birthdate`` is an ISO-8601 date-time → an aware ``datetime``; one without a zone
+   (or a bare date) is taken as UTC, as Signals sends UTC midnight.
+7. ``chat.meeting_event`` absent, ``null`` or with every value empty → no meeting. A meeting
+   with data but without ``id`` is malformed: its id keys the meeting task, so that a
+   redelivery cannot create a second one.
+8. ``chat.user_emails`` roles map to :class:`Participants`: ``meeting_scheduled`` → meeting
+   scheduler, ``last_routed`` → last routed, ``closed_conversation`` → closer. A role with
+   neither an email nor an id is absent.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+from signals_crm.core.model import (
+    VISITOR_FIELDS,
+    Company,
+    Conversation,
+    ConversationStatus,
+    FieldValue,
+    Meeting,
+    Participants,
+    SignalsUser,
+    Traffic,
+    Visitor,
+)
+from signals_crm.exceptions import ConfigurationError, Problem, WebhookError
+
+__all__ = ["WebhookEvent", "parse_webhook", "parse_webhook_event"]
+
+
+class WebhookEvent(enum.Enum):
+    """The web-chat events Signals sends."""
+
+    CONVERSATION_START = "conversation-start"
+    CONVERSATION_CLOSED = "conversation-closed"
+
+
+Payload = Mapping[str, Any] | str | bytes | bytearray
+
+_ROLES = (
+    ("meeting_scheduled", "meeting_scheduler"),
+    ("last_routed", "last_routed"),
+    ("closed_conversation", "closer"),
+)
+_TRAFFIC = ("referrer", "source_type", "traffic_source", "traffic_campaign")
+_CONTACT_TEXT = tuple(f for f in VISITOR_FIELDS if f not in ("birthdate", "tenant_id"))
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class _Reader:
+    """Typed reads from JSON objects that collect problems instead of raising at the first."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def fail(self, path: str, message: str) -> None:
+        self.problems.append(Problem(path, message))
+
+    def table(self, data: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any] | None:
+        value = data.get(key)
+        if value is None or isinstance(value, Mapping):
+            return value
+        self.fail(path, f"must be an object, not {_kind(value)}")
+        return None
+
+    def text(self, data: Mapping[str, Any], key: str, path: str) -> str | None:
+        value = data.get(key)
+        if value is None or isinstance(value, str):
+            return value
+        self.fail(path, f"must be text, not {_kind(value)}")
+        return None
+
+    def ident(self, data: Mapping[str, Any], key: str, path: str) -> str | None:
+        value = data.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return value.strip() or None
+        self.fail(path, f"must be an integer id, not {_kind(value)}")
+        return None
+
+    def minutes(self, data: Mapping[str, Any], key: str, path: str) -> int | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail(path, f"must be a whole number of minutes, not {_kind(value)}")
+            return None
+        if value < 0:
+            self.fail(path, "must not be negative")
+            return None
+        return value
+
+    def day(self, data: Mapping[str, Any], key: str, path: str) -> date | None:
+        value = self.text(data, key, path)
+        if not value:
+            return None
+        parsed = None
+        if _DATE.match(value):
+            try:
+                parsed = date.fromisoformat(value)
+            except ValueError:  # a day that does not exist, such as 2026-02-30
+                parsed = None
+        if parsed is None:
+            self.fail(path, f"must be a date as YYYY-MM-DD, not {value!r}")
+        return parsed
+
+    def moment(self, data: Mapping[str, Any], key: str, path: str) -> datetime | None:
+        value = self.text(data, key, path)
+        if not value:
+            return None
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            self.fail(path, f"must be an ISO-8601 date-time, not {value!r}")
+            return None
+        return parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=UTC)
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return type(value).__name__
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _decode(payload: Payload) -> Mapping[str, Any]:
+    if isinstance(payload, str | bytes | bytearray):
+        try:
+            payload = json.loads(payload, parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise WebhookError([Problem("", f"not valid JSON: {exc}")]) from exc
+    if not isinstance(payload, Mapping):
+        raise WebhookError(
+            [Problem("", f"the payload must be a JSON object, not {_kind(payload)}")]
+        )
+    return payload
+
+
+def _event(data: Mapping[str, Any]) -> WebhookEvent | None:
+    """The event of a decoded payload; ``None`` when it is text naming no known event."""
+    if "event" not in data or data["event"] is None:
+        raise WebhookError([Problem("event", "required")])
+    value = data["event"]
+    if not isinstance(value, str):
+        raise WebhookError([Problem("event", f"must be text, not {_kind(value)}")])
+    try:
+        return WebhookEvent(value)
+    except ValueError:
+        return None
+
+
+def parse_webhook_event(payload: Payload) -> WebhookEvent | None:
+    """Which event ``payload`` is, or ``None`` for an event Signals added after this library.
+
+    Raises :class:`~signals_crm.exceptions.WebhookError` when the payload is not a JSON object
+    or has no textual ``event``.
+    """
+    return _event(_decode(payload))
+
+
+def parse_webhook(
+    payload: Payload,
+    *,
+    conversation_id: str,
+    lead_score: int | None,
+    closed_at: datetime | None = None,
+    company: Company | None = None,
+) -> Conversation:
+    """The :class:`Conversation` a ``conversation-start``/``conversation-closed`` payload
+    describes (a mapping, or JSON as text or bytes), completed by the host's values.
+
+    Raises :class:`~signals_crm.exceptions.WebhookError` listing every problem of a malformed
+    payload, then :class:`~signals_crm.exceptions.ConfigurationError` for wrong host arguments.
+    """
+    data = _decode(payload)
+    read = _Reader()
+    event = _event(data)
+    if event is None:
+        known = ", ".join(repr(e.value) for e in WebhookEvent)
+        read.fail("event", f"unknown event {data['event']!r}: expected one of {known}")
+    chat = read.table(data, "chat", "chat") or {}
+    transcript = read.text(chat, "transcript", "chat.transcript")
+    traffic = Traffic(**{k: read.text(chat, k, f"chat.{k}") for k in _TRAFFIC})
+    meeting = _meeting(read, chat)
+    participants = _participants(read, chat)
+    visitor = _visitor(read, data)
+    if read.problems:
+        raise WebhookError(read.problems)
+
+    closed = event is WebhookEvent.CONVERSATION_CLOSED
+    _check_host(
+        conversation_id=conversation_id,
+        lead_score=lead_score,
+        closed_at=closed_at,
+        company=company,
+        closed=closed,
+    )
+    return Conversation(
+        id=conversation_id,
+        status=ConversationStatus.CLOSED if closed else ConversationStatus.OPEN,
+        closed_at=closed_at if closed else None,
+        lead_score=lead_score,
+        visitor=visitor,
+        company=company,
+        participants=participants,
+        transcript=transcript,
+        meeting=meeting,
+        traffic=traffic,
+    )
+
+
+def _meeting(read: _Reader, chat: Mapping[str, Any]) -> Meeting | None:
+    base = "chat.meeting_event"
+    event = read.table(chat, "meeting_event", base)
+    if event is None:
+        return None
+    meeting_id = read.ident(event, "id", f"{base}.id")
+    name = read.text(event, "name", f"{base}.name")
+    agent_name = read.text(event, "agent_name", f"{base}.agent_name")
+    day = read.day(event, "date", f"{base}.date")
+    duration = read.minutes(event, "duration_minutes", f"{base}.duration_minutes")
+    lead_time = read.minutes(event, "lead_time_minutes", f"{base}.lead_time_minutes")
+    if meeting_id is None:
+        missing = isinstance(event.get("id"), str | None)  # (a wrong type is reported as such)
+        if missing and any(v not in (None, "") for v in event.values()):
+            read.fail(f"{base}.id", "required when a meeting is present (it keys the task)")
+        return None
+    return Meeting(
+        id=meeting_id,
+        name=name,
+        agent_name=agent_name,
+        date=day,
+        duration_minutes=duration,
+        lead_time_minutes=lead_time,
+    )
+
+
+def _participants(read: _Reader, chat: Mapping[str, Any]) -> Participants:
+    base = "chat.user_emails"
+    users = read.table(chat, "user_emails", base)
+    if users is None:
+        return Participants()
+    found: dict[str, SignalsUser | None] = {}
+    for key, role in _ROLES:
+        email = read.text(users, key, f"{base}.{key}")
+        user_id = read.ident(users, f"{key}_user_id", f"{base}.{key}_user_id")
+        email = email if email and email.strip() else None
+        found[role] = SignalsUser(id=user_id, email=email) if user_id or email else None
+    return Participants(**found)
+
+
+def _visitor(read: _Reader, data: Mapping[str, Any]) -> Visitor | None:
+    contact = read.table(data, "contact", "contact")
+    if contact is None:
+        return None
+    texts = {k: read.text(contact, k, f"contact.{k}") for k in _CONTACT_TEXT}
+    tenant = read.ident(contact, "tenant_id", "contact.tenant_id")
+    birthdate = read.moment(contact, "birthdate", "contact.birthdate")
+    known = {*_CONTACT_TEXT, "tenant_id", "birthdate"}
+    extra = {k: _extra_value(v) for k, v in contact.items() if k not in known}
+    return Visitor(tenant_id=tenant, birthdate=birthdate, extra=extra, **texts)
+
+
+def _extra_value(value: Any) -> FieldValue:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def _check_host(
+    *,
+    conversation_id: object,
+    lead_score: object,
+    closed_at: object,
+    company: object,
+    closed: bool,
+) -> None:
+    problems: list[Problem] = []
+    if not isinstance(conversation_id, str) or not conversation_id.strip():
+        problems.append(Problem("conversation_id", "must be non-empty text"))
+    if lead_score is not None and (isinstance(lead_score, bool) or lead_score not in (0, 1, 2, 3)):
+        problems.append(Problem("lead_score", "must be 0, 1, 2, 3 or None (unscored)"))
+    if closed:
+        if closed_at is None:
+            problems.append(
+                Problem(
+                    "closed_at",
+                    "a conversation-closed event needs closed_at (the payload has no time)",
+                )
+            )
+        elif not isinstance(closed_at, datetime) or closed_at.utcoffset() is None:
+            problems.append(Problem("closed_at", "must be a timezone-aware datetime"))
+    if company is not None and not isinstance(company, Company):
+        problems.append(Problem("company", "must be a signals_crm Company"))
+    if problems:
+        raise ConfigurationError(problems)

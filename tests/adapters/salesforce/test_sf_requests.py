@@ -1,0 +1,303 @@
+"""Golden tests of the pure Salesforce request builders and SOQL helpers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+import httpx
+import pytest
+
+from signals_crm.adapters.salesforce._requests import (
+    Endpoint,
+    TaskMarker,
+    campaign_member_record,
+    collection_create_request,
+    collection_update_request,
+    describe_request,
+    in_queries,
+    json_value,
+    or_queries,
+    person_record,
+    person_update_record,
+    query_more_request,
+    query_request,
+    task_record,
+)
+from signals_crm.adapters.salesforce._soql import (
+    HARD_URI_LIMIT,
+    chunk_in_clause,
+    encode_q,
+    like_literal,
+    quote,
+)
+from signals_crm.core.crm import CampaignMembershipWrite, PersonUpdate, PersonWrite, TaskWrite
+from signals_crm.core.model import ActivityKind, PersonKind
+from signals_crm.exceptions import ConfigurationError
+
+EP = Endpoint("https://acme.my.salesforce.com/")
+
+
+def body(request: httpx.Request) -> object:
+    return json.loads(request.content)
+
+
+def test_quote_escapes_reserved_characters():
+    """Quotes, backslashes, double quotes and control characters are backslash-escaped."""
+    assert quote("o'neil\\x\"y\n\r\t\b\f") == "'o\\'neil\\\\x\\\"y\\n\\r\\t\\b\\f'"
+    assert quote("plain@x.com") == "'plain@x.com'"
+
+
+def test_like_literal_escapes_wildcards_only_inside():
+    """LIKE literals escape % and _ in the value but keep the wildcards added around it."""
+    assert like_literal("50%_off", prefix="%", suffix="%") == "'%50\\%\\_off%'"
+
+
+def test_quote_rejects_literals_over_4000_characters():
+    """A string literal longer than Salesforce's 4,000 characters is refused up front."""
+    with pytest.raises(ConfigurationError):
+        quote("x" * 4001)
+
+
+def test_encode_q_sends_plus_as_percent_2b():
+    """A literal + is %2B and a space is +, so Salesforce never reads a + as a space."""
+    assert encode_q("a+b c") == "a%2Bb+c"
+
+
+def test_query_request_golden():
+    """A query is GET {base}/query?q=<form-encoded SOQL> with JSON accepted."""
+    request = query_request(EP, "SELECT Id FROM Lead WHERE Email = 'jo+tag@x.com'")
+    assert request.method == "GET"
+    assert str(request.url) == (
+        "https://acme.my.salesforce.com/services/data/v61.0/query?q=SELECT+Id+FROM+Lead+WHERE+"
+        "Email+%3D+%27jo%2Btag%40x.com%27"
+    )
+    assert request.headers["Accept"] == "application/json"
+    assert request.headers["Sforce-Call-Options"] == "client=signals-crm"
+    assert "Authorization" not in request.headers
+
+
+def test_query_more_request_uses_the_locator_verbatim():
+    """nextRecordsUrl is followed on the instance, unchanged and without parameters."""
+    request = query_more_request(EP, "/services/data/v61.0/query/01gD0000002HU6KIAW-2000")
+    assert str(request.url) == (
+        "https://acme.my.salesforce.com/services/data/v61.0/query/01gD0000002HU6KIAW-2000"
+    )
+
+
+def test_describe_request_golden():
+    """describe is GET sobjects/{object}/describe."""
+    request = describe_request(EP, "Lead")
+    assert str(request.url) == (
+        "https://acme.my.salesforce.com/services/data/v61.0/sobjects/Lead/describe"
+    )
+
+
+def test_in_queries_chunk_by_encoded_url_length():
+    """IN lists are split so each query URL fits the budget, and no value is lost or repeated."""
+    emails = [f"user{n}+tag@example.com" for n in range(300)]
+    queries = list(
+        in_queries(
+            EP,
+            select=("Id", "Email"),
+            object_name="Lead",
+            field="Email",
+            values=emails,
+            max_url_length=2000,
+        )
+    )
+    assert len(queries) > 1
+    seen: list[str] = []
+    for soql in queries:
+        assert soql.startswith("SELECT Id, Email FROM Lead WHERE Email IN (")
+        assert len(str(query_request(EP, soql).url)) <= 2000
+        inner = soql.split("IN (", 1)[1].rstrip(")")
+        seen.extend(v.strip().strip("'") for v in inner.split(","))
+    assert seen == emails
+
+
+def test_in_queries_default_budget_stays_far_below_the_uri_limit():
+    """With the default budget even 200 long emails never approach the 16 KB URI limit."""
+    emails = [f"{'x' * 60}{n}@{'y' * 60}.example.com" for n in range(200)]
+    for soql in in_queries(EP, select=("Id",), object_name="Lead", field="Email", values=emails):
+        assert len(str(query_request(EP, soql).url)) <= 8000 < HARD_URI_LIMIT
+
+
+def test_chunk_in_clause_caps_values_per_chunk():
+    """At most max_values literals go in one IN list."""
+    chunks = list(
+        chunk_in_clause(
+            [str(n) for n in range(5)], before="X IN (", fixed_length=10, max_values=2
+        )
+    )
+    assert chunks == ["X IN ('0', '1')", "X IN ('2', '3')", "X IN ('4')"]
+
+
+def test_chunk_in_clause_refuses_a_value_that_cannot_fit():
+    """A single value longer than the whole budget is a clear error, not an endless loop."""
+    with pytest.raises(ConfigurationError):
+        list(chunk_in_clause(["x" * 500], before="X IN (", fixed_length=10, max_url_length=100))
+
+
+def test_or_queries_join_conditions():
+    """OR queries join rendered conditions and split them by URL length too."""
+    conditions = [f"Website LIKE '%d{n}.com%'" for n in range(3)]
+    (soql,) = or_queries(EP, select=("Id",), object_name="Account", conditions=conditions)
+    assert soql == (
+        "SELECT Id FROM Account WHERE Website LIKE '%d0.com%' OR Website LIKE '%d1.com%' "
+        "OR Website LIKE '%d2.com%'"
+    )
+
+
+def test_collection_create_request_golden():
+    """Creates are POST composite/sobjects with allOrNone false and typed records."""
+    write = PersonWrite(
+        key="k1",
+        kind=PersonKind.LEAD,
+        email=" Jo@X.com ",
+        fields={"LastName": "Doe", "Company": "Acme", "Email": "ignored@x.com"},
+        owner_id="0055g0000000TIuAAM",
+    )
+    request = collection_create_request(EP, [person_record(write)], auto_assign=False)
+    assert request.method == "POST"
+    assert str(request.url).endswith("/services/data/v61.0/composite/sobjects")
+    assert request.headers["Sforce-Auto-Assign"] == "FALSE"
+    assert request.headers["Content-Type"] == "application/json"
+    assert body(request) == {
+        "allOrNone": False,
+        "records": [
+            {
+                "attributes": {"type": "Lead"},
+                "LastName": "Doe",
+                "Company": "Acme",
+                "Email": "Jo@X.com",
+                "OwnerId": "0055g0000000TIuAAM",
+            }
+        ],
+    }
+
+
+def test_create_without_owner_sends_no_assignment_header():
+    """Without an owner the org's assignment rules apply: no Sforce-Auto-Assign header."""
+    write = PersonWrite(key="k", kind=PersonKind.LEAD, email="a@b.co", fields={})
+    request = collection_create_request(EP, [person_record(write)])
+    assert "Sforce-Auto-Assign" not in request.headers
+    assert body(request)["records"][0] == {"attributes": {"type": "Lead"}, "Email": "a@b.co"}  # type: ignore[index]
+
+
+def test_collection_update_request_golden():
+    """Updates are PATCH composite/sobjects, each record with its id, never the owner."""
+    update = PersonUpdate(
+        key="u",
+        record_id="00Q5g0000000VMdEAM",
+        kind=PersonKind.LEAD,
+        fields={"FirstName": "Jo", "OwnerId": "005x", "Birth__c": date(1990, 1, 2)},
+    )
+    request = collection_update_request(EP, [person_update_record(update)], auto_assign=False)
+    assert request.method == "PATCH"
+    assert request.headers["Sforce-Auto-Assign"] == "FALSE"
+    assert body(request) == {
+        "allOrNone": False,
+        "records": [
+            {
+                "attributes": {"type": "Lead"},
+                "id": "00Q5g0000000VMdEAM",
+                "FirstName": "Jo",
+                "Birth__c": "1990-01-02",
+            }
+        ],
+    }
+
+
+def test_collections_take_one_to_200_records():
+    """An empty or oversized Collections call is refused before it is sent."""
+    with pytest.raises(ConfigurationError):
+        collection_create_request(EP, [])
+    with pytest.raises(ConfigurationError):
+        collection_create_request(EP, [{"attributes": {"type": "Lead"}}] * 201)
+
+
+def _task(**overrides: object) -> TaskWrite:
+    values: dict[str, object] = {
+        "key": "t",
+        "person_id": "00Q5g0000000VMdEAM",
+        "person_kind": PersonKind.LEAD,
+        "activity_kind": ActivityKind.CHAT_TRANSCRIPT,
+        "subject": "Signals chat transcript",
+        "body": "hello",
+        "marker": "conv-1:transcript",
+        "activity_date": date(2024, 5, 17),
+    }
+    values.update(overrides)
+    return TaskWrite(**values)  # type: ignore[arg-type]
+
+
+def test_task_record_golden_with_subject_marker():
+    """By default the marker is a [signals:...] tag at the end of the Subject."""
+    record = task_record(_task(owner_id="0055g0000000TIuAAM"), marker=TaskMarker())
+    assert record == {
+        "attributes": {"type": "Task"},
+        "WhoId": "00Q5g0000000VMdEAM",
+        "Subject": "Signals chat transcript [signals:conv-1:transcript]",
+        "Description": "hello",
+        "ActivityDate": "2024-05-17",
+        "Status": "Completed",
+        "Priority": "Normal",
+        "OwnerId": "0055g0000000TIuAAM",
+    }
+    assert TaskMarker().read(record) == "conv-1:transcript"
+
+
+def test_task_subject_is_shortened_never_the_marker():
+    """A long subject is cut to fit 255 characters with the marker tag intact."""
+    marker = TaskMarker()
+    subject = marker.subject("S" * 400, "m-1")
+    assert len(subject) == 255
+    assert subject.endswith(" [signals:m-1]")
+    assert marker.read({"Subject": subject}) == "m-1"
+
+
+def test_task_body_is_truncated_to_the_limit():
+    """The Description is cut to the configured maximum length."""
+    record = task_record(_task(body="x" * 40), marker=TaskMarker(), max_body_length=10)
+    assert record["Description"] == "x" * 10
+
+
+def test_task_marker_in_a_custom_field():
+    """With a marker field the bare marker goes there and the Subject stays clean."""
+    marker = TaskMarker(field="Signals_Marker__c")
+    record = task_record(_task(), marker=marker, status=None, priority=None)
+    assert record["Subject"] == "Signals chat transcript"
+    assert record["Signals_Marker__c"] == "conv-1:transcript"
+    assert "Status" not in record
+    assert marker.where("a'b") == "Signals_Marker__c = 'a\\'b'"
+    assert marker.read({"signals_marker__c": "m"}) == "m"
+
+
+def test_subject_marker_where_clause_escapes_like_wildcards():
+    """The reconcile condition matches the tag literally, wildcards escaped."""
+    assert TaskMarker().where("c_1%") == "Subject LIKE '%[signals:c\\_1\\%]'"
+
+
+def test_campaign_member_records():
+    """CampaignMember creates name the campaign and the Lead or the Contact."""
+    lead = CampaignMembershipWrite(
+        key="m", campaign_id="7015g", person_id="00Q5g", person_kind=PersonKind.LEAD
+    )
+    contact = CampaignMembershipWrite(
+        key="m", campaign_id="7015g", person_id="0035g", person_kind=PersonKind.CONTACT
+    )
+    assert campaign_member_record(lead) == {
+        "attributes": {"type": "CampaignMember"},
+        "CampaignId": "7015g",
+        "LeadId": "00Q5g",
+    }
+    assert campaign_member_record(contact)["ContactId"] == "0035g"
+
+
+def test_json_values_use_salesforce_formats():
+    """Dates are YYYY-MM-DD and datetimes UTC with milliseconds and +0000."""
+    assert json_value(date(2024, 5, 1)) == "2024-05-01"
+    moment = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    assert json_value(moment) == "2024-05-01T12:00:00.123+0000"
+    assert json_value(True) is True

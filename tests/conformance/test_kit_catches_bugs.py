@@ -1,0 +1,158 @@
+"""The kit is not vacuous: adapters with typical bugs fail it, and missing capabilities skip."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import attrs
+import pytest
+from hypothesis import settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from signals_crm.core.crm import (
+    CampaignMembershipWrite,
+    Capabilities,
+    PersonUpdate,
+    PersonWrite,
+    WriteResult,
+)
+from signals_crm.core.model import FieldValue, PersonKind, PersonRecord
+from signals_crm.exceptions import AdapterError, CRMAPIError, DuplicateRecordError
+from signals_crm.testing import InMemoryCRM
+from signals_crm.testing.conformance import AdapterConformance, adapter_state_machine
+
+
+class Kit(AdapterConformance):
+    """The kit configured for the Lead flavour (never collected: no fixtures here)."""
+
+    create_fields: ClassVar[dict[str, FieldValue]] = {"LastName": "Kit", "Company": "Kit Inc"}
+    text_field = "FirstName"
+
+
+class CaseSensitiveCRM(InMemoryCRM):
+    """Matches emails exactly, as a naive SQL ``=`` would."""
+
+    def find_people(
+        self, emails: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[tuple[PersonRecord, ...]]:
+        found = super().find_people(emails, fields)
+        return [
+            tuple(r for r in records if r.email == email)
+            for email, records in zip(emails, found, strict=True)
+        ]
+
+
+class ReorderingCRM(InMemoryCRM):
+    """Answers lookups for unique emails in sorted order, losing the input order."""
+
+    def find_people(
+        self, emails: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[tuple[PersonRecord, ...]]:
+        return super().find_people(sorted(set(emails)), fields)
+
+
+class AllOrNothingCRM(InMemoryCRM):
+    """Fails the whole batch when one record is bad."""
+
+    def create_people(self, records: Sequence[PersonWrite]) -> list[WriteResult]:
+        results = super().create_people(records)
+        for result in results:
+            if result.error is not None:
+                raise result.error
+        return results
+
+
+class ForgetfulMembershipCRM(InMemoryCRM):
+    """Reports every membership as newly created."""
+
+    def add_to_campaign(self, memberships: Sequence[CampaignMembershipWrite]) -> list[WriteResult]:
+        return [attrs.evolve(r, created=r.ok) for r in super().add_to_campaign(memberships)]
+
+
+class AnonymousDuplicatesCRM(InMemoryCRM):
+    """Refuses duplicates without saying which record matched."""
+
+    def create_people(self, records: Sequence[PersonWrite]) -> list[WriteResult]:
+        return [
+            WriteResult.failure(DuplicateRecordError("duplicate"))
+            if isinstance(r.error, DuplicateRecordError)
+            else r
+            for r in super().create_people(records)
+        ]
+
+
+class NoTasksCRM(InMemoryCRM):
+    """Declares that it cannot create tasks."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return attrs.evolve(super().capabilities, supports_tasks=False)
+
+
+class LostUpdateCRM(InMemoryCRM):
+    """Answers updates with success without writing anything."""
+
+    def update_people(self, records: Sequence[PersonUpdate]) -> list[WriteResult]:
+        return [WriteResult.success(r.record_id, created=False) for r in records]
+
+
+@pytest.mark.parametrize(
+    ("crm_class", "test_name"),
+    [
+        (CaseSensitiveCRM, "test_find_people_ignores_case_and_spaces"),
+        (ReorderingCRM, "test_find_people_in_input_order"),
+        (AllOrNothingCRM, "test_create_people_bad_email_fails_alone"),
+        (ForgetfulMembershipCRM, "test_campaign_membership_is_idempotent"),
+        (AnonymousDuplicatesCRM, "test_duplicate_create_names_existing_record"),
+        (LostUpdateCRM, "test_update_people_changes_values"),
+    ],
+)
+def test_kit_fails_buggy_adapters(crm_class: type[InMemoryCRM], test_name: str) -> None:
+    """Each typical adapter bug makes the kit test that pins the rule fail."""
+    crm = crm_class()
+    with pytest.raises((AssertionError, AdapterError)):
+        getattr(Kit(), test_name)(crm, crm.backdoor())
+
+
+def test_kit_passes_the_honest_adapter_on_the_same_tests() -> None:
+    """The same kit tests pass on the unmodified in-memory CRM (the bugs above are the cause)."""
+    for name in (
+        "test_find_people_ignores_case_and_spaces",
+        "test_find_people_in_input_order",
+        "test_create_people_bad_email_fails_alone",
+        "test_campaign_membership_is_idempotent",
+        "test_duplicate_create_names_existing_record",
+        "test_update_people_changes_values",
+    ):
+        crm = InMemoryCRM()
+        getattr(Kit(), name)(crm, crm.backdoor())
+
+
+def test_kit_skips_undeclared_capabilities() -> None:
+    """A test needing tasks is skipped, with the reason, for an adapter without tasks."""
+    crm = NoTasksCRM()
+    with pytest.raises(pytest.skip.Exception, match="supports_tasks"):
+        Kit().test_create_tasks_with_markers(crm, crm.backdoor())  # type: ignore[attr-defined]
+
+
+def test_kit_raises_typed_errors_through_to_the_scenario() -> None:
+    """An error a scenario does not expect escapes the kit test unchanged."""
+    crm = InMemoryCRM()
+    crm.fail_next("list_users", CRMAPIError("down", retryable=True))
+    with pytest.raises(CRMAPIError, match="down"):
+        Kit().test_list_users_flags_inactive(crm, crm.backdoor())  # type: ignore[attr-defined]
+
+
+def test_state_machine_catches_lost_updates() -> None:
+    """The state machine finds an adapter whose updates do not land."""
+    machine = adapter_state_machine(
+        lambda: LostUpdateCRM(person_kind=PersonKind.LEAD),
+        InMemoryCRM.backdoor,
+        text_field="FirstName",
+        create_fields=Kit.create_fields,
+    )
+    with pytest.raises(AssertionError):
+        run_state_machine_as_test(
+            machine, settings=settings(max_examples=50, database=None, deadline=None)
+        )

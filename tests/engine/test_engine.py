@@ -1,0 +1,399 @@
+"""The engine against the in-memory CRM: scheduling, syncing, retries, exactly-once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from signals_crm._flows import OutcomeKind, RetryPolicy
+from signals_crm.core.config import (
+    Criteria,
+    FieldMapping,
+    FieldMappings,
+    SyncConfig,
+    UserMapEntry,
+    UserMapping,
+)
+from signals_crm.core.model import (
+    Conversation,
+    Meeting,
+    Participants,
+    PersonKind,
+    SignalsUser,
+    Visitor,
+)
+from signals_crm.engine import AsyncIntegration, Integration
+from signals_crm.exceptions import (
+    AuthenticationError,
+    ConfigurationError,
+    CRMServerError,
+    IntegrationDisabledError,
+    TransportError,
+)
+from signals_crm.ledger import MemoryLedger, SQLiteLedger
+from signals_crm.testing.memory import InMemoryCRM
+
+CLOSED = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
+LATER = CLOSED + timedelta(hours=1)
+SALLY = SignalsUser(id="u-sally", email="sally@vendor.test")
+
+
+def config(**changes) -> SyncConfig:
+    base = {
+        "criteria": Criteria.ONE_STAR,
+        "delay": timedelta(minutes=30),
+        "campaign_id": None,
+        "users": UserMapping((UserMapEntry("005SALLY", signals_user_id="u-sally"),)),
+        "mappings": FieldMappings(
+            lead=(
+                FieldMapping("contact.first_name", "FirstName", overwrite=True),
+                FieldMapping("contact.last_name", "LastName"),
+                FieldMapping("company.name", "Company"),
+            )
+        ),
+        "placeholders": {"LastName": "[not provided]", "Company": "[not provided]"},
+    }
+    base.update(changes)
+    return SyncConfig(**base)
+
+
+def conv(cid: str = "c-1", email: str = "lena@brightfield.test", score: int | None = 2, **kw):
+    return Conversation(
+        id=cid,
+        closed_at=CLOSED,
+        lead_score=score,
+        visitor=Visitor(email=email, first_name=kw.get("first", "Lena"), last_name="Okafor"),
+        participants=Participants(meeting_scheduler=SALLY),
+        transcript="Visitor: hello",
+        meeting=Meeting(id="m1", name="Demo") if kw.get("meeting", True) else None,
+    )
+
+
+@pytest.fixture
+def crm() -> InMemoryCRM:
+    crm = InMemoryCRM(person_kind=PersonKind.LEAD)
+    crm.seed_user(email="sally@vendor.test")  # id is generated; mapping uses 005SALLY below
+    return crm
+
+
+def integration(crm: InMemoryCRM, cfg: SyncConfig | None = None, **kw) -> Integration:
+    sleeps: list[float] = []
+    kw.setdefault("ledger", MemoryLedger())
+    kw.setdefault("sleep", sleeps.append)
+    kw.setdefault("random", lambda: 0.5)
+    kw.setdefault("clock", lambda: LATER)
+    users = crm.list_users()
+    cfg = cfg or config(users=UserMapping((UserMapEntry(users[0].id, signals_user_id="u-sally"),)))
+    return Integration(crm, cfg, **kw)
+
+
+def lead_ids(crm: InMemoryCRM, email: str) -> list[str]:
+    return crm.people_with_email(email)
+
+
+def test_closed_conversation_is_scheduled_not_slept(crm):
+    """Closing records the sync due at close + delay; run_due before it writes nothing."""
+    sync = integration(crm)
+    due = sync.conversation_closed(conv())
+    assert due is not None
+    assert due.due_at == CLOSED + timedelta(minutes=30)
+    early = sync.run_due(CLOSED + timedelta(minutes=10))
+    assert early.outcomes == ()
+    assert lead_ids(crm, "lena@brightfield.test") == []
+
+
+def test_run_due_creates_lead_tasks_and_owner(crm):
+    """A due sync creates the Lead with the owner, one task per activity, and completes."""
+    sync = integration(crm)
+    sync.conversation_closed(conv())
+    report = sync.run_due(LATER)
+    outcome = report.outcome("c-1")
+    assert outcome.kind is OutcomeKind.CREATED
+    (lead,) = lead_ids(crm, "lena@brightfield.test")
+    assert outcome.person_id == lead
+    fields = crm.person_fields(lead)
+    assert fields["FirstName"] == "Lena"
+    assert fields["Company"] == "[not provided]"
+    assert sorted(crm.task_markers(lead)) == ["signals:c-1:meeting:m1", "signals:c-1:transcript"]
+    assert sync.ledger.get_due("c-1").state.value == "done"
+    assert sync.run_due(LATER + timedelta(hours=1)).outcomes == ()
+
+
+def test_owner_is_set_on_create(crm):
+    """The resolved lead owner is sent on create."""
+    sync = integration(crm)
+    sync.conversation_closed(conv())
+    sync.run_due(LATER)
+    (lead,) = lead_ids(crm, "lena@brightfield.test")
+    assert crm.person_fields(lead)["OwnerId"] == crm.list_users()[0].id
+
+
+def test_criteria_evaluated_at_sync_time(crm):
+    """A visitor below the criteria at run time is skipped and completed with the reason."""
+    sync = integration(crm)
+    sync.conversation_closed(conv(score=0))
+    report = sync.run_due(LATER)
+    outcome = report.outcome("c-1")
+    assert outcome.kind is OutcomeKind.SKIPPED
+    assert outcome.blockers == ("criteria_not_met",)
+    assert lead_ids(crm, "lena@brightfield.test") == []
+    assert sync.ledger.get_due("c-1").outcome == "skipped:criteria_not_met"
+
+
+def test_campaign_only_for_created_lead(crm):
+    """A created Lead joins the campaign once; an updated Lead never does."""
+    campaign = crm.seed_campaign(name="Chat leads")
+    existing = crm.seed_person(
+        kind=PersonKind.LEAD, email="OLD@acme.test", fields={"FirstName": "O"}
+    )
+    users = crm.list_users()
+    cfg = config(
+        campaign_id=campaign,
+        users=UserMapping((UserMapEntry(users[0].id, signals_user_id="u-sally"),)),
+    )
+    sync = integration(crm, cfg)
+    sync.conversation_closed(conv("c-new"))
+    sync.conversation_closed(conv("c-old", email="old@acme.test", first="Olga"))
+    report = sync.run_due(LATER)
+    assert report.outcome("c-new").kind is OutcomeKind.CREATED
+    assert report.outcome("c-old").kind is OutcomeKind.UPDATED
+    (new,) = lead_ids(crm, "lena@brightfield.test")
+    assert crm.campaign_members(campaign) == {new}
+    assert crm.person_fields(existing)["FirstName"] == "Olga"
+
+
+def test_contact_is_never_updated_activities_attach(crm):
+    """A Contact with the email is left untouched and gets the tasks."""
+    contact = crm.seed_person(
+        kind=PersonKind.CONTACT, email="lena@brightfield.test", fields={"FirstName": "Old"}
+    )
+    sync = integration(crm)
+    sync.conversation_closed(conv())
+    outcome = sync.run_due(LATER).outcome("c-1")
+    assert outcome.kind is OutcomeKind.ATTACHED_TO_CONTACT
+    assert crm.person_fields(contact)["FirstName"] == "Old"
+    assert len(crm.task_markers(contact)) == 2
+    assert lead_ids(crm, "lena@brightfield.test") == [contact]
+
+
+def test_manual_sync_ignores_criteria_and_creates_no_task(crm):
+    """Manual sync of an unscored visitor creates the Lead without tasks."""
+    sync = integration(crm)
+    outcome = sync.sync_manually(conv(score=None))
+    assert outcome.kind is OutcomeKind.CREATED
+    assert crm.task_markers(outcome.person_id) == []
+
+
+def test_disabled_integration_writes_nothing(crm):
+    """Off: nothing is scheduled, run_due writes nothing, manual sync and backfill refuse."""
+    sync = integration(crm, config(enabled=False))
+    assert sync.conversation_closed(conv()) is None
+    assert sync.run_due(LATER).outcomes == ()
+    with pytest.raises(IntegrationDisabledError):
+        sync.sync_manually(conv())
+    with pytest.raises(IntegrationDisabledError):
+        sync.backfill([conv()])
+    assert crm.calls["create_people"] == 0
+
+
+def test_ambiguous_create_is_reconciled_not_resent(crm):
+    """A create that landed but whose answer was lost is found by reconciling: one Lead."""
+    sync = integration(crm)
+    crm.fail_next(
+        "create_people", TransportError("connection dropped", maybe_sent=True), after=True
+    )
+    sync.conversation_closed(conv())
+    outcome = sync.run_due(LATER).outcome("c-1")
+    assert outcome.kind is OutcomeKind.CREATED
+    assert len(lead_ids(crm, "lena@brightfield.test")) == 1
+    assert crm.calls["create_people"] == 1
+    assert crm.calls["reconcile"] >= 1
+
+
+def test_transient_task_failure_retried_with_backoff(crm):
+    """A 5xx on the task call is reconciled, then retried after a jittered backoff."""
+    sleeps: list[float] = []
+    sync = integration(crm, sleep=sleeps.append, retry=RetryPolicy(base_delay=1.0, jitter=0.5))
+    crm.fail_next("create_tasks", CRMServerError("unavailable", status_code=503))
+    sync.conversation_closed(conv())
+    outcome = sync.run_due(LATER).outcome("c-1")
+    assert outcome.kind is OutcomeKind.CREATED
+    (lead,) = lead_ids(crm, "lena@brightfield.test")
+    assert len(crm.task_markers(lead)) == 2
+    assert sleeps == [0.75]
+
+
+def test_permanent_failure_is_dead_lettered_once(crm):
+    """A record the CRM rejects for good is dead-lettered with its reason and not retried."""
+    cfg = config(
+        mappings=FieldMappings(lead=(FieldMapping("contact.first_name", "FirstName"),)),
+        default_owner="005NOBODY00000",
+    )
+    sync = integration(crm, cfg)
+    sync._preflight = []  # the owner check of preflight would stop it before writing
+    sync.conversation_closed(conv())
+    outcome = sync.run_due(LATER).outcome("c-1")
+    assert outcome.kind is OutcomeKind.FAILED
+    assert outcome.error
+    assert sync.ledger.get_due("c-1").state.value == "dead"
+    before = crm.calls["create_people"]
+    assert sync.run_due(LATER + timedelta(days=1)).outcomes == ()
+    assert crm.calls["create_people"] == before
+
+
+def test_auth_failure_stops_the_run_and_keeps_the_sync(crm):
+    """An authentication failure of a whole call is raised; the sync stays due."""
+    sync = integration(crm)
+    crm.fail_next("create_people", AuthenticationError("expired", status_code=401))
+    sync.conversation_closed(conv())
+    with pytest.raises(AuthenticationError):
+        sync.run_due(LATER)
+    assert sync.ledger.get_due("c-1").state.value == "pending"
+    assert sync.run_due(LATER).outcome("c-1").kind is OutcomeKind.CREATED
+    assert len(lead_ids(crm, "lena@brightfield.test")) == 1
+
+
+class Crash(Exception):
+    """Stands for the process dying mid-request."""
+
+
+def test_crash_after_create_then_restart_is_exactly_once(crm, tmp_path):
+    """Killed after the create landed: a restart yields one Lead, one task each, one membership."""
+    campaign = crm.seed_campaign(name="Chat")
+    users = crm.list_users()
+    cfg = config(
+        campaign_id=campaign,
+        users=UserMapping((UserMapEntry(users[0].id, signals_user_id="u-sally"),)),
+    )
+    path = tmp_path / "ledger.sqlite3"
+    first = integration(crm, cfg, ledger=SQLiteLedger(path))
+    first.conversation_closed(conv())
+    original = crm.create_tasks
+
+    def dying(*args, **kwargs):
+        raise Crash
+
+    crm.create_tasks = dying  # the process dies when it reaches the tasks
+    with pytest.raises(Crash):
+        first.run_due(LATER)
+    first.ledger.close()
+    crm.create_tasks = original
+    second = integration(crm, cfg, ledger=SQLiteLedger(path))
+    outcome = second.run_due(LATER).outcome("c-1")
+    assert outcome.kind is OutcomeKind.CREATED
+    (lead,) = lead_ids(crm, "lena@brightfield.test")
+    assert sorted(crm.task_markers(lead)) == ["signals:c-1:meeting:m1", "signals:c-1:transcript"]
+    assert crm.campaign_members(campaign) == {lead}
+    second.ledger.close()
+
+
+def test_duplicate_rejection_becomes_a_match(crm):
+    """A create the CRM refuses as a duplicate attaches to the named record: no second Lead."""
+    crm.enable_duplicate_detection()
+    existing = crm.seed_person(kind=PersonKind.LEAD, email="lena@brightfield.test")
+    real_find = crm.find_people
+    misses = iter([True])
+
+    def stale_find(emails, fields=()):
+        if next(misses, False):
+            return [() for _ in emails]  # the lookup raced the other writer
+        return real_find(emails, fields)
+
+    crm.find_people = stale_find
+    sync = integration(crm)
+    sync.conversation_closed(conv())
+    outcome = sync.run_due(LATER).outcome("c-1")
+    assert outcome.kind is OutcomeKind.UPDATED
+    assert outcome.person_id == existing
+    assert lead_ids(crm, "lena@brightfield.test") == [existing]
+    assert len(crm.task_markers(existing)) == 2
+
+
+def test_preflight_rejects_bad_mapping_and_run_due_refuses(crm):
+    """A mapping to a missing field is reported by preflight and blocks writing."""
+    cfg = config(mappings=FieldMappings(lead=(FieldMapping("contact.first_name", "Nope__c"),)))
+    sync = integration(crm, cfg)
+    problems = sync.preflight()
+    assert [p.path for p in problems][0] == "mappings.lead[0].target"
+    sync.conversation_closed(conv())
+    with pytest.raises(ConfigurationError, match="Nope__c"):
+        sync.run_due(LATER)
+    assert crm.calls["create_people"] == 0
+
+
+def test_explain_combines_reasons_and_ledger(crm):
+    """Explain names every blocker and what the ledger holds."""
+    sync = integration(crm)
+    sync.conversation_closed(conv(score=0, email="not-an-email"))
+    explanation = sync.explain("c-1", now=CLOSED)
+    assert set(explanation.codes) == {"criteria_not_met", "delay_pending", "invalid_email"}
+    text = explanation.as_text()
+    assert "not synced" in text
+    assert "scheduled for" in text
+
+
+def test_dry_run_writes_nothing(crm):
+    """A dry run returns the planned writes field by field and writes nothing."""
+    sync = integration(crm)
+    dry = sync.dry_run([conv()], now=LATER)
+    (plan,) = dry.plans
+    assert plan.commands[0].fields["FirstName"] == "Lena"
+    assert "create_person" in dry.as_text()
+    assert crm.calls["create_people"] == 0
+
+
+def test_backfill_batches_calls(crm):
+    """A backfill of 450 visitors costs one call per batch of 200 per kind of write."""
+    sync = integration(crm, batch_size=200)
+    seen: list[int] = []
+    report = sync.backfill(
+        (conv(f"c-{i}", email=f"v{i}@x.test", meeting=False) for i in range(450)),
+        now=LATER,
+        progress=seen.append,
+    )
+    assert report.count(OutcomeKind.CREATED) == 450
+    assert seen == [200, 400, 450]
+    assert crm.calls["create_people"] == 3
+    assert crm.calls["create_tasks"] == 3
+    assert crm.calls["find_people"] == 3
+
+
+def test_budget_stops_the_run(crm):
+    """When the CRM reports usage past the budget share, the run stops and the rest stays due."""
+
+    class Usage:
+        fraction_used = 0.95
+
+    crm.api_usage = Usage()
+    sync = integration(crm, api_budget=0.9)
+    sync.conversation_closed(conv())
+    report = sync.run_due(LATER)
+    assert report.budget_exhausted
+    assert sync.ledger.get_due("c-1").state.value == "pending"
+
+
+@pytest.mark.anyio
+async def test_async_twin_same_behaviour(crm):
+    """The async integration creates, attaches tasks and completes exactly as the blocking one."""
+    users = crm.list_users()
+    cfg = config(users=UserMapping((UserMapEntry(users[0].id, signals_user_id="u-sally"),)))
+    naps: list[float] = []
+
+    async def nap(seconds: float) -> None:
+        naps.append(seconds)
+
+    sync = AsyncIntegration(
+        crm, cfg, ledger=MemoryLedger(), sleep=nap, random=lambda: 0.0, clock=lambda: LATER
+    )
+    crm.fail_next("acreate_tasks", CRMServerError("busy", status_code=503))
+    sync.conversation_closed(conv())
+    report = await sync.arun_due(LATER)
+    assert report.outcome("c-1").kind is OutcomeKind.CREATED
+    (lead,) = lead_ids(crm, "lena@brightfield.test")
+    assert len(crm.task_markers(lead)) == 2
+    assert naps == [0.5]
+    manual = await sync.async_manually(conv("c-2", email="two@x.test", score=None))
+    assert manual.kind is OutcomeKind.CREATED
+    explanation = await sync.aexplain("c-1", now=LATER)
+    assert explanation.ledger is not None

@@ -1,0 +1,491 @@
+"""The ledger contract: the same behaviour from the in-memory and the SQLite ledger."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from signals_crm.core.model import Conversation, PersonKind, Visitor
+from signals_crm.exceptions import ConfigurationError, InvalidTransitionError, LedgerError
+from signals_crm.ledger import (
+    CommandRecord,
+    CommandState,
+    DueState,
+    DueSync,
+    Ledger,
+    MemoryLedger,
+    PersonLink,
+    SQLiteLedger,
+)
+
+T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+S = CommandState
+
+
+def conv(cid: str, email: str | None = None, *, score: int | None = 2) -> Conversation:
+    """A closed conversation with an optional visitor email."""
+    return Conversation(
+        cid,
+        closed_at=T0 - timedelta(hours=1),
+        lead_score=score,
+        visitor=Visitor(email=email) if email else None,
+    )
+
+
+def cmd(
+    key: str,
+    state: CommandState,
+    *,
+    at: datetime = T0,
+    crm_id: str | None = None,
+    conversation_id: str | None = None,
+    kind: str = "create_person",
+    reason: str | None = None,
+    attempts: int = 0,
+) -> CommandRecord:
+    """A command record for key ``conv:rest`` (the conversation id is the part before ':')."""
+    if state is S.CONFIRMED and crm_id is None:
+        crm_id = "00Q1"
+    return CommandRecord(
+        key=key,
+        conversation_id=conversation_id or key.split(":", maxsplit=1)[0],
+        kind=kind,
+        state=state,
+        updated_at=at,
+        crm_id=crm_id,
+        reason=reason,
+        attempts=attempts,
+    )
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    """Each contract test runs against both ledgers."""
+    store: Ledger
+    if request.param == "memory":
+        store = MemoryLedger()
+    else:
+        store = SQLiteLedger(tmp_path / "ledger.db", synchronous="NORMAL")
+    with store:
+        yield store
+
+
+# ------------------------------------------------------------------------------------------------
+# Due syncs
+
+
+class TestSchedule:
+    def test_new_conversation_is_pending(self, ledger: Ledger) -> None:
+        """Scheduling an unknown conversation stores a pending sync with zero attempts."""
+        stored = ledger.schedule(conv("c1", "a@x.io"), T0)
+        assert stored == DueSync("c1", T0, conv("c1", "a@x.io"))
+        assert ledger.get_due("c1") == stored
+        assert ledger.get_due("nope") is None
+
+    def test_redelivery_replaces_a_pending_sync(self, ledger: Ledger) -> None:
+        """Re-scheduling a pending sync replaces conversation and due time but keeps attempts."""
+        ledger.schedule(conv("c1", "old@x.io"), T0)
+        ledger.reschedule("c1", T0 + timedelta(minutes=5), "503 busy")
+        stored = ledger.schedule(conv("c1", "new@x.io"), T0 + timedelta(hours=1))
+        assert stored.conversation.email == "new@x.io"
+        assert stored.due_at == T0 + timedelta(hours=1)
+        assert (stored.attempts, stored.last_error) == (1, "503 busy")
+        assert ledger.get_due("c1") == stored
+        assert ledger.stats().syncs[DueState.PENDING] == 1
+
+    @pytest.mark.parametrize("finish", ["complete", "dead_letter"])
+    def test_redelivery_leaves_a_finished_sync_alone(self, ledger: Ledger, finish: Any) -> None:
+        """A done or dead sync is not replayed or changed by a re-delivered conversation."""
+        ledger.schedule(conv("c1", "old@x.io"), T0)
+        if finish == "complete":
+            ledger.complete(["c1"], "created")
+        else:
+            ledger.dead_letter("c1", "INVALID_EMAIL_ADDRESS")
+        before = ledger.get_due("c1")
+        assert before is not None
+        assert ledger.schedule(conv("c1", "new@x.io"), T0 - timedelta(days=1)) == before
+        assert ledger.get_due("c1") == before
+        assert ledger.due(T0 + timedelta(days=1), 10) == []
+
+    def test_schedule_many_never_duplicates(self, ledger: Ledger) -> None:
+        """Many entries, some for the same id, give one sync per id; the last entry wins."""
+        results = ledger.schedule_many(
+            [
+                (conv("c1", "a@x.io"), T0),
+                (conv("c2"), T0),
+                (conv("c1", "b@x.io"), T0 + timedelta(seconds=1)),
+            ]
+        )
+        assert [r.conversation_id for r in results] == ["c1", "c2", "c1"]
+        assert results[2].conversation.email == "b@x.io"
+        assert ledger.stats().syncs[DueState.PENDING] == 2
+        stored = ledger.get_due("c1")
+        assert stored is not None
+        assert stored.conversation.email == "b@x.io"
+        assert stored.due_at == T0 + timedelta(seconds=1)
+        assert ledger.schedule_many([]) == []
+
+    def test_times_come_back_in_utc_as_the_same_instant(self, ledger: Ledger) -> None:
+        """A due time given in another zone is stored and returned as the same instant in UTC."""
+        plus2 = timezone(timedelta(hours=2))
+        stored = ledger.schedule(conv("c1"), datetime(2026, 11, 29, 14, 0, tzinfo=plus2))
+        assert stored.due_at == T0
+        assert stored.due_at.utcoffset() == timedelta(0)
+        fetched = ledger.get_due("c1")
+        assert fetched is not None
+        assert fetched.due_at.utcoffset() == timedelta(0)
+
+    def test_naive_times_are_refused(self, ledger: Ledger) -> None:
+        """Naive due times and ``now`` raise ConfigurationError; nothing is stored."""
+        naive = datetime(2026, 1, 1)  # noqa: DTZ001  # the point of the test
+        with pytest.raises(ConfigurationError, match="due_at"):
+            ledger.schedule(conv("c1"), naive)
+        with pytest.raises(ConfigurationError, match="now"):
+            ledger.due(naive, 10)
+        assert ledger.get_due("c1") is None
+
+
+class TestDue:
+    def test_order_is_due_time_then_id_and_limit_bounds_it(self, ledger: Ledger) -> None:
+        """due() lists pending syncs due at now by (due_at, id), at most ``limit``."""
+        ledger.schedule_many(
+            [
+                (conv("b"), T0),
+                (conv("a"), T0),
+                (conv("early"), T0 - timedelta(minutes=1)),
+                (conv("later"), T0 + timedelta(seconds=1)),
+                (conv("c"), T0),
+            ]
+        )
+        assert [s.conversation_id for s in ledger.due(T0, 10)] == ["early", "a", "b", "c"]
+        assert [s.conversation_id for s in ledger.due(T0, 2)] == ["early", "a"]
+        assert ledger.due(T0, 0) == []
+        assert [s.conversation_id for s in ledger.due(T0 + timedelta(seconds=1), 10)][-1] == "later"
+
+    def test_due_is_inclusive_and_excludes_finished(self, ledger: Ledger) -> None:
+        """A sync due exactly at now is listed; done and dead ones never are."""
+        ledger.schedule_many([(conv("p"), T0), (conv("d"), T0), (conv("x"), T0)])
+        ledger.complete(["d"], "updated")
+        ledger.dead_letter("x", "bad field")
+        assert [s.conversation_id for s in ledger.due(T0, 10)] == ["p"]
+        assert ledger.due(T0 - timedelta(microseconds=1), 10) == []
+
+    def test_streaming_by_limit_visits_everything_once(self, ledger: Ledger) -> None:
+        """Completing each page and asking again walks every due sync exactly once."""
+        ledger.schedule_many((conv(f"c{i:03}"), T0 + timedelta(seconds=i % 7)) for i in range(50))
+        seen: list[str] = []
+        while page := ledger.due(T0 + timedelta(minutes=1), 8):
+            seen.extend(s.conversation_id for s in page)
+            ledger.complete([s.conversation_id for s in page], "created")
+        assert sorted(seen) == [f"c{i:03}" for i in range(50)]
+        assert len(seen) == len(set(seen))
+
+    @pytest.mark.parametrize("limit", [-1, 1.5, True])
+    def test_bad_limit_is_refused(self, ledger: Ledger, limit: Any) -> None:
+        """A negative or non-integer limit raises ConfigurationError."""
+        with pytest.raises(ConfigurationError, match="limit"):
+            ledger.due(T0, limit)
+
+
+class TestFinishing:
+    def test_complete_marks_pending_and_dead_done(self, ledger: Ledger) -> None:
+        """complete() marks pending and dead syncs done with the outcome; returns how many."""
+        ledger.schedule_many([(conv("a"), T0), (conv("b"), T0), (conv("c"), T0)])
+        ledger.dead_letter("b", "bad")
+        assert ledger.complete(["a", "b", "unknown", "a"], "created") == 2
+        assert ledger.complete(["a"], "again") == 0
+        a = ledger.get_due("a")
+        assert a is not None
+        assert (a.state, a.outcome) == (DueState.DONE, "created")
+        assert a.state == "done"
+        assert ledger.stats().syncs == {DueState.PENDING: 1, DueState.DONE: 2, DueState.DEAD: 0}
+
+    def test_reschedule_counts_the_attempt(self, ledger: Ledger) -> None:
+        """reschedule() moves the due time and records the attempt and its error."""
+        ledger.schedule(conv("a"), T0)
+        later = T0 + timedelta(minutes=2)
+        stored = ledger.reschedule("a", later, "UNABLE_TO_LOCK_ROW")
+        assert stored is not None
+        assert (stored.due_at, stored.attempts, stored.last_error) == (
+            later,
+            1,
+            "UNABLE_TO_LOCK_ROW",
+        )
+        assert ledger.get_due("a") == stored
+        assert ledger.due(T0, 10) == []
+        assert [s.conversation_id for s in ledger.due(later, 10)] == ["a"]
+
+    def test_reschedule_and_dead_letter_leave_finished_syncs(self, ledger: Ledger) -> None:
+        """On done syncs both change nothing and return what is stored; unknown ids give None."""
+        ledger.schedule(conv("a"), T0)
+        ledger.complete(["a"], "created")
+        done = ledger.get_due("a")
+        assert ledger.reschedule("a", T0 + timedelta(hours=1), "late") == done
+        assert ledger.dead_letter("a", "late") == done
+        assert ledger.reschedule("zz", T0, "x") is None
+        assert ledger.dead_letter("zz", "x") is None
+
+    def test_dead_letter_keeps_the_reason(self, ledger: Ledger) -> None:
+        """A dead-lettered sync keeps the CRM's reason and is listed among dead syncs."""
+        ledger.schedule_many([(conv("a"), T0), (conv("b"), T0 - timedelta(hours=1))])
+        ledger.reschedule("a", T0, "timeout")
+        dead = ledger.dead_letter("a", "FIELD_INTEGRITY_EXCEPTION: Email")
+        ledger.dead_letter("b", "INVALID_EMAIL_ADDRESS")
+        assert dead is not None
+        assert (dead.state, dead.attempts) == (DueState.DEAD, 2)
+        assert dead.last_error == "FIELD_INTEGRITY_EXCEPTION: Email"
+        listed = ledger.syncs_in_state(DueState.DEAD, 10)
+        assert [s.conversation_id for s in listed] == ["b", "a"]
+        assert ledger.syncs_in_state(DueState.DEAD, 1) == listed[:1]
+        assert ledger.syncs_in_state(DueState.PENDING, 10) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# Commands
+
+_ALLOWED = {
+    None: {S.PLANNED, S.SENT, S.CONFIRMED, S.FAILED, S.UNKNOWN},
+    S.PLANNED: {S.PLANNED, S.SENT, S.CONFIRMED, S.FAILED, S.UNKNOWN},
+    S.SENT: {S.PLANNED, S.CONFIRMED, S.FAILED, S.UNKNOWN},
+    S.UNKNOWN: {S.PLANNED, S.CONFIRMED, S.FAILED, S.UNKNOWN},
+    S.CONFIRMED: {S.CONFIRMED},
+    S.FAILED: {S.FAILED},
+}
+
+
+class TestCommands:
+    @pytest.mark.parametrize(
+        ("old", "new"), list(itertools.product([None, *CommandState], CommandState))
+    )
+    def test_transition_table(
+        self, ledger: Ledger, old: CommandState | None, new: CommandState
+    ) -> None:
+        """Every (stored state, new state) pair is accepted or refused as the table says."""
+        if old is not None:
+            ledger.record([cmd("c1:person", old)])
+        before = ledger.get_command("c1:person")
+        later = cmd("c1:person", new, at=T0 + timedelta(seconds=1), attempts=1)
+        if new in _ALLOWED[old]:
+            ledger.record([later])
+            assert ledger.get_command("c1:person") == later
+        else:
+            with pytest.raises(InvalidTransitionError) as info:
+                ledger.record([later])
+            assert info.value.keys == ("c1:person",)
+            assert ledger.get_command("c1:person") == before
+
+    def test_confirmed_only_again_with_the_same_id(self, ledger: Ledger) -> None:
+        """A confirmed command may be replayed with its CRM id, never with another."""
+        ledger.record([cmd("c1:person", S.CONFIRMED, crm_id="00Q1")])
+        ledger.record([cmd("c1:person", S.CONFIRMED, crm_id="00Q1")])
+        with pytest.raises(InvalidTransitionError, match="00Q1"):
+            ledger.record([cmd("c1:person", S.CONFIRMED, crm_id="00Q2")])
+        stored = ledger.get_command("c1:person")
+        assert stored is not None
+        assert stored.crm_id == "00Q1"
+
+    def test_unknown_must_be_reconciled_before_resend(self, ledger: Ledger) -> None:
+        """UNKNOWN -> SENT is refused; UNKNOWN -> PLANNED (reconciled: absent) -> SENT works."""
+        ledger.record([cmd("c1:person", S.SENT), cmd("c1:person", S.UNKNOWN, reason="timeout")])
+        with pytest.raises(InvalidTransitionError, match="reconcile"):
+            ledger.record([cmd("c1:person", S.SENT)])
+        ledger.record([cmd("c1:person", S.PLANNED), cmd("c1:person", S.SENT, attempts=2)])
+        stored = ledger.get_command("c1:person")
+        assert stored is not None
+        assert (stored.state, stored.attempts) == (S.SENT, 2)
+
+    def test_a_batch_is_all_or_nothing(self, ledger: Ledger) -> None:
+        """One illegal command in a batch writes nothing and names every offending key."""
+        ledger.record([cmd("c1:person", S.FAILED, reason="bad"), cmd("c2:person", S.SENT)])
+        batch = [
+            cmd("c3:person", S.PLANNED),
+            cmd("c1:person", S.SENT),
+            cmd("c2:person", S.SENT),
+            cmd("c4:person", S.CONFIRMED),
+        ]
+        with pytest.raises(InvalidTransitionError) as info:
+            ledger.record(batch)
+        assert info.value.keys == ("c1:person", "c2:person")
+        assert "2 invalid command transitions" in str(info.value)
+        assert ledger.get_commands(["c3:person", "c4:person"]) == {}
+
+    def test_a_batch_applies_in_order(self, ledger: Ledger) -> None:
+        """Several records of one key in one batch apply in order (planned, then sent)."""
+        ledger.record([cmd("c1:person", S.PLANNED), cmd("c1:person", S.SENT)])
+        stored = ledger.get_command("c1:person")
+        assert stored is not None
+        assert stored.state is S.SENT
+        with pytest.raises(InvalidTransitionError):
+            ledger.record([cmd("c2:person", S.SENT), cmd("c2:person", S.SENT)])
+        assert ledger.get_command("c2:person") is None
+
+    def test_a_key_keeps_its_conversation_and_kind(self, ledger: Ledger) -> None:
+        """Recording a key under another conversation or kind is refused."""
+        ledger.record([cmd("c1:person", S.PLANNED)])
+        with pytest.raises(InvalidTransitionError, match="belongs to"):
+            ledger.record([cmd("c1:person", S.SENT, conversation_id="c9")])
+        with pytest.raises(InvalidTransitionError, match="belongs to"):
+            ledger.record([cmd("c1:person", S.SENT, kind="create_task")])
+
+    def test_retry_failed_resets_only_failed(self, ledger: Ledger) -> None:
+        """retry_failed puts FAILED back to PLANNED (attempts kept, reason cleared) and no other."""
+        ledger.record(
+            [
+                cmd("c1:person", S.FAILED, reason="REQUIRED_FIELD_MISSING", attempts=3),
+                cmd("c2:person", S.CONFIRMED),
+                cmd("c3:person", S.SENT),
+            ]
+        )
+        later = T0 + timedelta(hours=1)
+        reset = ledger.retry_failed(["c1:person", "c2:person", "c3:person", "zz"], later)
+        assert reset == ["c1:person"]
+        stored = ledger.get_command("c1:person")
+        assert stored == cmd("c1:person", S.PLANNED, at=later, attempts=3)
+        assert ledger.get_commands(["c2:person", "c3:person"]) == {
+            "c2:person": cmd("c2:person", S.CONFIRMED),
+            "c3:person": cmd("c3:person", S.SENT),
+        }
+        ledger.record([cmd("c1:person", S.SENT)])
+
+    def test_lookups(self, ledger: Ledger) -> None:
+        """get_commands skips unknown keys; commands_for lists one conversation's by key."""
+        ledger.record(
+            [
+                cmd("c1:task:transcript", S.PLANNED, kind="create_task"),
+                cmd("c1:person", S.CONFIRMED, crm_id="00Q9"),
+                cmd("c1:campaign", S.PLANNED, kind="add_to_campaign"),
+                cmd("c2:person", S.PLANNED),
+            ]
+        )
+        got = ledger.get_commands(["c1:person", "nope", "c2:person"])
+        assert set(got) == {"c1:person", "c2:person"}
+        assert got["c1:person"].crm_id == "00Q9"
+        assert [c.key for c in ledger.commands_for("c1")] == [
+            "c1:campaign",
+            "c1:person",
+            "c1:task:transcript",
+        ]
+        assert ledger.commands_for("zz") == []
+        assert ledger.get_command("nope") is None
+
+    def test_commands_in_state_oldest_first(self, ledger: Ledger) -> None:
+        """commands_in_state lists by updated_at then key, bounded by limit."""
+        ledger.record(
+            [
+                cmd("c3:person", S.UNKNOWN, at=T0),
+                cmd("c1:person", S.UNKNOWN, at=T0 + timedelta(seconds=5)),
+                cmd("c2:person", S.UNKNOWN, at=T0),
+                cmd("c4:person", S.SENT, at=T0 - timedelta(days=1)),
+            ]
+        )
+        found = ledger.commands_in_state(S.UNKNOWN, 10)
+        assert [c.key for c in found] == ["c2:person", "c3:person", "c1:person"]
+        assert [c.key for c in ledger.commands_in_state(S.UNKNOWN, 2)] == [
+            "c2:person",
+            "c3:person",
+        ]
+        assert ledger.commands_in_state(S.CONFIRMED, 10) == []
+
+    def test_stored_fields_round_trip(self, ledger: Ledger) -> None:
+        """Every field of a command comes back; updated_at as the same instant in UTC."""
+        plus5 = timezone(timedelta(hours=5, minutes=30))
+        record = CommandRecord(
+            key="c1:task:meeting:48213",
+            conversation_id="c1",
+            kind="create_task",
+            state=S.UNKNOWN,
+            updated_at=datetime(2026, 11, 29, 17, 30, 0, 123456, tzinfo=plus5),
+            reason="read timeout",
+            attempts=4,
+            payload_digest="sha256:ab12",
+        )
+        ledger.record([record])
+        stored = ledger.get_command(record.key)
+        assert stored == record
+        assert stored is not None
+        assert stored.updated_at.utcoffset() == timedelta(0)
+        assert stored.updated_at == datetime(2026, 11, 29, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+class TestCommandRecordValues:
+    def test_confirmed_needs_a_crm_id(self) -> None:
+        """A CONFIRMED command without a CRM id cannot be built."""
+        with pytest.raises(ConfigurationError, match="crm_id"):
+            CommandRecord("k", "c", "create_person", S.CONFIRMED, T0)
+
+    def test_invalid_fields_are_all_named(self) -> None:
+        """Empty key, naive time and negative attempts are all reported at once."""
+        with pytest.raises(ConfigurationError) as info:
+            CommandRecord(
+                " ",
+                "c",
+                "create_person",
+                S.PLANNED,
+                datetime(2026, 1, 1),  # noqa: DTZ001  # the point of the test
+                attempts=-1,
+            )
+        assert set(info.value.paths) == {"key", "updated_at", "attempts"}
+
+
+# ------------------------------------------------------------------------------------------------
+# Links, stats, lifecycle
+
+
+class TestLinks:
+    def test_emails_are_normalised(self, ledger: Ledger) -> None:
+        """Links are keyed by trimmed, lower-cased email; lookups normalise too."""
+        ledger.link("  Ann@Example.COM ", "00Q1", PersonKind.LEAD)
+        found = ledger.links_for(["ann@example.com", "ANN@EXAMPLE.COM", "bob@example.com"])
+        assert found == {"ann@example.com": PersonLink("ann@example.com", "00Q1", PersonKind.LEAD)}
+
+    def test_latest_link_wins(self, ledger: Ledger) -> None:
+        """Linking an email again replaces its CRM id and kind (a Lead converted to a Contact)."""
+        ledger.link("ann@example.com", "00Q1", PersonKind.LEAD)
+        ledger.link_many(
+            [
+                PersonLink("ann@example.com", "003X", PersonKind.CONTACT),
+                PersonLink("bob@example.com", "00Q2", PersonKind.LEAD),
+            ]
+        )
+        found = ledger.links_for(["ann@example.com", "bob@example.com"])
+        assert found["ann@example.com"].crm_id == "003X"
+        assert found["ann@example.com"].kind is PersonKind.CONTACT
+        assert ledger.stats().links == 2
+
+    def test_invalid_links_are_refused(self, ledger: Ledger) -> None:
+        """An empty email or CRM id cannot be linked."""
+        with pytest.raises(ConfigurationError):
+            ledger.link("  ", "00Q1", PersonKind.LEAD)
+        with pytest.raises(ConfigurationError):
+            ledger.link("a@x.io", "", PersonKind.LEAD)
+        assert ledger.stats().links == 0
+
+
+class TestLifecycle:
+    def test_is_a_ledger(self, ledger: Ledger) -> None:
+        """Both implementations satisfy the runtime-checkable Ledger Protocol."""
+        assert isinstance(ledger, Ledger)
+
+    def test_stats_list_every_state(self, ledger: Ledger) -> None:
+        """stats() reports every sync and command state, zeros included."""
+        stats = ledger.stats()
+        assert stats.syncs == dict.fromkeys(DueState, 0)
+        assert stats.commands == dict.fromkeys(CommandState, 0)
+        ledger.record([cmd("c1:person", S.UNKNOWN), cmd("c2:person", S.UNKNOWN)])
+        assert ledger.stats().commands[S.UNKNOWN] == 2
+
+    def test_closed_ledger_refuses_calls(self, ledger: Ledger) -> None:
+        """After close() every call raises LedgerError; closing again is harmless."""
+        ledger.close()
+        ledger.close()
+        with pytest.raises(LedgerError, match="closed"):
+            ledger.due(T0, 1)
+        with pytest.raises(LedgerError, match="closed"):
+            ledger.record([cmd("c1:person", S.PLANNED)])
+        with pytest.raises(LedgerError, match="closed"), ledger:
+            pass

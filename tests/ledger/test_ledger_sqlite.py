@@ -1,0 +1,284 @@
+"""What only the SQLite ledger promises: a file that persists, several processes, crash safety."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from contextlib import closing
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from ledger_strategies import assert_identical
+
+from signals_crm.core.model import Company, Conversation, Meeting, PersonKind, Visitor
+from signals_crm.exceptions import ConfigurationError, LedgerError
+from signals_crm.ledger import CommandRecord, CommandState, DueState, SQLiteLedger
+from signals_crm.ledger.sqlite import APPLICATION_ID, SCHEMA_VERSION
+
+WORKERS = Path(__file__).with_name("ledger_workers.py")
+T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+TIMEOUT = 30  # seconds; a hung worker fails the test instead of hanging the suite
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(  # noqa: S603  # our own script, fixed arguments
+        [sys.executable, str(WORKERS), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _raw(path: Path) -> closing[sqlite3.Connection]:
+    return closing(sqlite3.connect(path))
+
+
+def _rich_conversation() -> Conversation:
+    return Conversation(
+        "conv-rich",
+        closed_at=datetime(2026, 3, 29, 3, 30, tzinfo=ZoneInfo("Europe/Paris")),
+        lead_score=3,
+        visitor=Visitor(
+            email="Ann@Example.com",
+            first_name="Ann",
+            extra={"seats": 12, "ratio": 0.25, "vip": True, "since": date(2020, 5, 1)},
+        ),
+        company=Company(domain="example.com", attributes={"arr": 1.5e6, "tier": None}),
+        transcript="Hi! ünïcödé \u2603",
+        meeting=Meeting(id="48213", name="Demo", date=date(2026, 4, 1)),
+    )
+
+
+def _cmd(key: str, state: CommandState, **kw: object) -> CommandRecord:
+    return CommandRecord(key, key.split(":", maxsplit=1)[0], "create_person", state, T0, **kw)  # type: ignore[arg-type]
+
+
+def test_fresh_file_gets_the_schema(tmp_path: Path) -> None:
+    """A new file is created with WAL, the schema version, the ledger id, tables and indexes."""
+    path = tmp_path / "fresh.db"
+    with SQLiteLedger(path) as ledger:
+        assert ledger.path == str(path)
+        assert path.exists()
+        with _raw(path) as raw:
+            assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            assert raw.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+            assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
+    assert {"due_syncs", "commands", "links", "due_syncs_by_state", "commands_by_state"} <= names
+
+
+def test_opening_twice_keeps_the_data(tmp_path: Path) -> None:
+    """Everything written is there, equal, after closing and reopening the file."""
+    path = tmp_path / "ledger.db"
+    rich = _rich_conversation()
+    with SQLiteLedger(path) as ledger:
+        ledger.schedule_many([(rich, T0), (Conversation("done", closed_at=T0), T0)])
+        ledger.complete(["done"], "updated")
+        ledger.record([_cmd("conv-rich:person", CommandState.CONFIRMED, crm_id="00Q1")])
+        ledger.link("ann@example.com", "00Q1", PersonKind.LEAD)
+        before = (
+            ledger.get_due("conv-rich"),
+            ledger.get_due("done"),
+            ledger.commands_for("conv-rich"),
+            ledger.links_for(["ann@example.com"]),
+            ledger.stats(),
+        )
+    with SQLiteLedger(path) as reopened:
+        after = (
+            reopened.get_due("conv-rich"),
+            reopened.get_due("done"),
+            reopened.commands_for("conv-rich"),
+            reopened.links_for(["ann@example.com"]),
+            reopened.stats(),
+        )
+        assert after == before
+        stored = reopened.get_due("conv-rich")
+        assert stored is not None
+        assert_identical(stored.conversation, rich)
+        assert stored.state == DueState.PENDING
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A file written by a newer schema version is refused, not misread."""
+    path = tmp_path / "ledger.db"
+    SQLiteLedger(path).close()
+    with _raw(path) as raw:
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        raw.commit()
+    with pytest.raises(LedgerError, match="upgrade signals_crm"):
+        SQLiteLedger(path)
+
+
+def test_other_databases_are_refused(tmp_path: Path) -> None:
+    """A SQLite file holding someone else's tables is not turned into a ledger."""
+    path = tmp_path / "app.db"
+    with _raw(path) as raw:
+        raw.execute("CREATE TABLE users (id INTEGER)")
+        raw.commit()
+    with pytest.raises(LedgerError, match="not a signals_crm ledger"):
+        SQLiteLedger(path)
+    with _raw(path) as raw:
+        assert [r[0] for r in raw.execute("SELECT name FROM sqlite_master")] == ["users"]
+
+
+def test_unusable_paths_raise_ledger_errors(tmp_path: Path) -> None:
+    """A non-database file and a missing directory raise LedgerError, never sqlite3 errors."""
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"definitely not a database" * 100)
+    with pytest.raises(LedgerError):
+        SQLiteLedger(garbage)
+    with pytest.raises(LedgerError):
+        SQLiteLedger(tmp_path / "missing" / "ledger.db")
+
+
+def test_invalid_options_are_refused(tmp_path: Path) -> None:
+    """An unknown synchronous mode or a negative busy timeout is a ConfigurationError."""
+    with pytest.raises(ConfigurationError) as info:
+        SQLiteLedger(tmp_path / "l.db", synchronous="OFF", busy_timeout=-1)  # type: ignore[arg-type]
+    assert set(info.value.paths) == {"synchronous", "busy_timeout"}
+
+
+def test_a_locked_file_fails_with_ledger_error(tmp_path: Path) -> None:
+    """When another writer holds the file past busy_timeout, the write raises LedgerError."""
+    path = tmp_path / "ledger.db"
+    with SQLiteLedger(path, busy_timeout=0) as ledger, _raw(path) as other:
+        other.isolation_level = None
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(LedgerError, match="locked"):
+            ledger.record([_cmd("c1:person", CommandState.PLANNED)])
+        assert ledger.get_command("c1:person") is None  # reads still work
+        other.execute("ROLLBACK")
+        ledger.record([_cmd("c1:person", CommandState.PLANNED)])
+        assert ledger.get_command("c1:person") is not None
+
+
+def test_due_query_uses_the_index(tmp_path: Path) -> None:
+    """The due() query is served by the (state, due_at, id) index, not a table scan."""
+    path = tmp_path / "ledger.db"
+    SQLiteLedger(path).close()
+    with _raw(path) as raw:
+        plan = raw.execute(
+            "EXPLAIN QUERY PLAN SELECT conversation_id FROM due_syncs "
+            "WHERE state = 'pending' AND due_at <= 0 ORDER BY due_at, conversation_id LIMIT 5"
+        ).fetchall()
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "due_syncs_by_state" in details
+    assert "TEMP B-TREE" not in details
+
+
+def test_two_connections_see_each_other(tmp_path: Path) -> None:
+    """Two ledger objects on one file (as two processes would) see each other's writes."""
+    path = tmp_path / "ledger.db"
+    with SQLiteLedger(path) as first, SQLiteLedger(path) as second:
+        first.schedule(Conversation("c1", closed_at=T0), T0)
+        assert second.get_due("c1") is not None
+        second.complete(["c1"], "created")
+        done = first.get_due("c1")
+        assert done is not None
+        assert done.state == DueState.DONE
+
+
+def test_usable_from_another_thread(tmp_path: Path) -> None:
+    """One ledger object may be called from a worker thread (as an async host would)."""
+    errors: list[BaseException] = []
+    with SQLiteLedger(tmp_path / "ledger.db") as ledger:
+
+        def work() -> None:
+            try:
+                ledger.record([_cmd("c1:person", CommandState.PLANNED)])
+            except BaseException as error:  # noqa: BLE001  # reported to the main thread
+                errors.append(error)
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join(TIMEOUT)
+        assert errors == []
+        assert ledger.get_command("c1:person") is not None
+
+
+def test_two_processes_writing_at_once(tmp_path: Path) -> None:
+    """Two processes interleaving writes lose nothing, duplicate nothing, and send once."""
+    path = tmp_path / "ledger.db"
+    SQLiteLedger(path).close()  # the workers race on the same, already created file
+    count = 60
+    workers = [_spawn("concurrent", str(path), name, str(count)) for name in ("a", "b")]
+    outputs: list[str] = []
+    try:
+        for proc in workers:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+        for proc in workers:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        for proc in workers:
+            out, err = proc.communicate(timeout=TIMEOUT)
+            assert proc.returncode == 0, err
+            outputs.append(out)
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    wins = sum(int(out.split()[-1]) for out in outputs)
+    assert wins == count  # each shared command went PLANNED/absent -> SENT exactly once
+    with SQLiteLedger(path) as ledger:
+        stats = ledger.stats()
+        assert stats.syncs[DueState.PENDING] == 3 * count
+        assert stats.commands[CommandState.SENT] == count
+        assert stats.commands[CommandState.PLANNED] == 2 * count
+        assert stats.links == count
+        shared = ledger.due(T0 + timedelta(days=1), 10 * count)
+        ids = [s.conversation_id for s in shared]
+        assert len(ids) == len(set(ids)) == 3 * count
+    with _raw(path) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.parametrize("what", ["record", "schedule"])
+def test_killed_inside_a_transaction_writes_nothing(tmp_path: Path, what: str) -> None:
+    """A process killed at COMMIT leaves the earlier write whole and none of the killed one."""
+    path = tmp_path / "ledger.db"
+    proc = _spawn("kill_at_commit", str(path), what)
+    out, err = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == -signal.SIGKILL, err
+    assert out.split() == ["committed"]
+    with SQLiteLedger(path) as ledger:
+        stats = ledger.stats()
+        assert stats.commands[CommandState.PLANNED] == 50
+        assert stats.commands[CommandState.SENT] == 0
+        assert stats.syncs[DueState.PENDING] == 1
+        assert ledger.get_due("safe") is not None
+        assert ledger.commands_for("doomed") == []
+        assert ledger.get_due("doomed-0") is None
+    with _raw(path) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_killed_at_a_random_instant_keeps_batches_whole(tmp_path: Path) -> None:
+    """A writer killed at an arbitrary moment leaves every batch either complete or absent."""
+    path = tmp_path / "ledger.db"
+    proc = _spawn("batches", str(path))
+    try:
+        assert proc.stdout is not None
+        committed = [proc.stdout.readline().strip() for _ in range(5)]
+        assert committed == ["0", "1", "2", "3", "4"]
+    finally:
+        proc.kill()
+        proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == -signal.SIGKILL
+    with _raw(path) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        sizes = dict(
+            raw.execute("SELECT conversation_id, count(*) FROM commands GROUP BY conversation_id")
+        )
+    assert {f"b{i}" for i in range(5)} <= set(sizes)
+    assert set(sizes.values()) == {200}
+    landed = sorted(int(name[1:]) for name in sizes)
+    assert landed == list(range(len(landed)))  # batches land in order, none missing
