@@ -1,1 +1,109 @@
-"""signals_crm: chat visitors to CRM leads, tasks and campaigns, decided by a pure core."""
+"""signals_crm: chat visitors to CRM leads, tasks and campaigns, decided by a pure core.
+
+The public API, in one place::
+
+    from signals_crm import Integration, IntegrationSettings, parse_webhook
+
+    settings = IntegrationSettings.from_toml(open("signals.toml").read())
+    with httpx.Client(timeout=10) as http:
+        crm = SalesforceAdapter(http, ...)            # signals_crm.adapters.salesforce
+        integration = Integration(crm, settings, ledger="signals-ledger.sqlite3")
+        integration.conversation_closed(parse_webhook(payload, conversation_id=..., ...))
+        report = integration.run_due()
+
+Everything here is stable; names starting with an underscore, and modules not re-exported
+here, are internal.
+"""
+
+from signals_crm._flows import ConversationOutcome, OutcomeKind, RetryPolicy
+from signals_crm.adapters.base import AsyncCRMAdapter, CRMAdapter
+from signals_crm.core.config import ContactPolicy, Criteria, SyncConfig
+from signals_crm.core.crm import Capabilities
+from signals_crm.core.explain import Explanation
+from signals_crm.core.model import (
+    ActivityKind,
+    Company,
+    Conversation,
+    ConversationStatus,
+    Meeting,
+    Participants,
+    PersonKind,
+    Role,
+    SignalsUser,
+    Traffic,
+    Visitor,
+)
+from signals_crm.core.ownership import OwnershipPath, OwnershipResult
+from signals_crm.core.plan import Plan, PlanOutcome, SyncMode
+from signals_crm.engine import AsyncIntegration, DryRun, Integration, SyncReport
+from signals_crm.exceptions import (
+    AdapterError,
+    AuthenticationError,
+    ConfigurationError,
+    CRMAPIError,
+    CRMServerError,
+    DuplicateRecordError,
+    IntegrationDisabledError,
+    NotFoundError,
+    PermissionDeniedError,
+    PlanningError,
+    Problem,
+    RateLimitedError,
+    SignalsCRMError,
+    TransportError,
+)
+from signals_crm.settings import IntegrationSettings, load_settings
+from signals_crm.webhook import parse_webhook
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "ActivityKind",
+    "AdapterError",
+    "AsyncCRMAdapter",
+    "AsyncIntegration",
+    "AuthenticationError",
+    "CRMAPIError",
+    "CRMAdapter",
+    "CRMServerError",
+    "Capabilities",
+    "Company",
+    "ConfigurationError",
+    "ContactPolicy",
+    "Conversation",
+    "ConversationOutcome",
+    "ConversationStatus",
+    "Criteria",
+    "DryRun",
+    "DuplicateRecordError",
+    "Explanation",
+    "Integration",
+    "IntegrationDisabledError",
+    "IntegrationSettings",
+    "Meeting",
+    "NotFoundError",
+    "OutcomeKind",
+    "OwnershipPath",
+    "OwnershipResult",
+    "Participants",
+    "PermissionDeniedError",
+    "PersonKind",
+    "Plan",
+    "PlanOutcome",
+    "PlanningError",
+    "Problem",
+    "RateLimitedError",
+    "RetryPolicy",
+    "Role",
+    "SignalsCRMError",
+    "SignalsUser",
+    "SyncConfig",
+    "SyncMode",
+    "SyncReport",
+    "Traffic",
+    "TransportError",
+    "Visitor",
+    "__version__",
+    "load_settings",
+    "parse_webhook",
+]

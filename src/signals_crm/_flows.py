@@ -80,6 +80,7 @@ __all__ = [
     "Call",
     "ConversationOutcome",
     "OutcomeKind",
+    "Reader",
     "RetryPolicy",
     "Sleep",
     "account_owners",
@@ -186,15 +187,37 @@ def _answer(request: Any) -> Call:
     raise TypeError(msg)
 
 
-def run_lookups(flow: Generator[Any, Any, Any]) -> Flow:
-    """Drive a core generator, turning each lookup it yields into an adapter call."""
-    try:
-        request = next(flow)
+@attrs.frozen
+class Reader:
+    """Reads from the CRM, retried on transient errors (reads are always safe to repeat)."""
+
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    random: Callable[[], float] = attrs.field(default=lambda: 1.0)
+
+    def read(self, call: Call) -> Flow:
+        """Yield ``call``; on a retryable error back off and try again, up to the policy."""
+        attempt = 0
         while True:
-            result = yield _answer(request)
-            request = flow.send(result)
-    except StopIteration as done:
-        return done.value
+            try:
+                result = yield call
+            except AdapterError as error:
+                if not error.retryable or attempt + 1 >= self.retry.max_attempts:
+                    raise
+                hint = error.retry_after if isinstance(error, RateLimitedError) else None
+                yield Sleep(self.retry.delay(attempt, self.random, hint))
+                attempt += 1
+                continue
+            return result
+
+    def lookups(self, flow: Generator[Any, Any, Any]) -> Flow:
+        """Drive a core generator, turning each lookup it yields into a (retried) call."""
+        try:
+            request = next(flow)
+            while True:
+                result = yield from self.read(_answer(request))
+                request = flow.send(result)
+        except StopIteration as done:
+            return done.value
 
 
 def _reason_of(error: BaseException) -> str:
@@ -211,6 +234,7 @@ class _Batch:
     now: datetime
     retry: RetryPolicy
     random: Callable[[], float]
+    reader: Reader
     records: dict[str, CommandRecord] = attrs.field(factory=dict)
     created: dict[str, str] = attrs.field(factory=dict)  # create key → CRM id
     duplicates: dict[str, str] = attrs.field(factory=dict)  # conversation id → matched id
@@ -324,7 +348,7 @@ def reconcile(
             queries.append(query)
             asked.append(record)
         if queries:
-            found = yield Call("reconcile", (queries,))
+            found = yield from batch.reader.read(Call("reconcile", (queries,)))
             for record, crm_id in zip(asked, found, strict=True):
                 if crm_id is not None:
                     updates.append(
@@ -387,7 +411,7 @@ def _reconcile_sent(
     asked = [q for q in queries if q is not None]
     found: list[str | None] = []
     if asked and caps.supports_reconcile:
-        found = list((yield Call("reconcile", (asked,))))
+        found = list((yield from batch.reader.read(Call("reconcile", (asked,)))))
     answers = iter(found)
     landed: dict[str, str] = {}
     unknown: list[str] = []
@@ -556,9 +580,10 @@ def plan_batch(
     mode: SyncMode,
     schema: ObjectSchema | None,
     created: Mapping[str, str] | None = None,
+    reader: Reader | None = None,
 ) -> Flow:
     """Plan with the core, answering its lookups through the adapter."""
-    plans: tuple[Plan, ...] = yield from run_lookups(
+    plans: tuple[Plan, ...] = yield from (reader or Reader()).lookups(
         plan_sync(conversations, config, caps, now=now, mode=mode, schema=schema, created=created)
     )
     return plans
@@ -577,7 +602,8 @@ def sync_batch(
     random: Callable[[], float],
 ) -> Flow:
     """Sync a batch of conversations (module doc); returns one outcome per conversation."""
-    batch = _Batch(ledger=ledger, now=now, retry=retry, random=random)
+    reader = Reader(retry, random)
+    batch = _Batch(ledger=ledger, now=now, retry=retry, random=random, reader=reader)
     for conversation in conversations:
         for record in ledger.commands_for(conversation.id):
             batch.records[record.key] = record
@@ -598,7 +624,14 @@ def sync_batch(
         and not (r.reason or "").startswith("duplicate")
     }
     plans: tuple[Plan, ...] = yield from plan_batch(
-        conversations, config, caps, now=now, mode=mode, schema=schema, created=resumed
+        conversations,
+        config,
+        caps,
+        now=now,
+        mode=mode,
+        schema=schema,
+        created=resumed,
+        reader=reader,
     )
     plans = yield from _execute(plans, batch, caps)
 
@@ -606,7 +639,7 @@ def sync_batch(
         # Rule 5: the CRM named an existing record; plan those conversations again.
         again = [c for c in conversations if c.id in batch.duplicates]
         replanned: tuple[Plan, ...] = yield from plan_batch(
-            again, config, caps, now=now, mode=mode, schema=schema
+            again, config, caps, now=now, mode=mode, schema=schema, reader=reader
         )
         fixed: list[Plan] = []
         for plan in replanned:
@@ -699,29 +732,32 @@ def _outcome(plan: Plan, batch: _Batch) -> ConversationOutcome:
 # Account owners and preflight
 
 
-def account_owners(companies: Sequence[Company], config: SyncConfig) -> Flow:
+def account_owners(
+    companies: Sequence[Company], config: SyncConfig, reader: Reader | None = None
+) -> Flow:
     """The ownership rules end to end: one account lookup for all the companies."""
     pulled = [
         (m.source.removeprefix("company."), m.target)
         for m in config.mappings.account
         if m.source.startswith("company.")
     ]
-    results: list[OwnershipResult] = yield from run_lookups(
+    results: list[OwnershipResult] = yield from (reader or Reader()).lookups(
         plan_account_owners(companies, config.ownership, config.users, pulled=pulled)
     )
     return results
 
 
-def preflight(config: SyncConfig, caps: Capabilities) -> Flow:
+def preflight(config: SyncConfig, caps: Capabilities, reader: Reader | None = None) -> Flow:
     """Every problem of ``config`` against the CRM's schema and users."""
+    read = (reader or Reader()).read
     problems: list[Problem] = []
     person_set = "lead" if caps.person_kind.value == "lead" else "contact"
     mappings = mapping_set_for(config.mappings, caps.person_kind)
     if caps.supports_describe:
-        schema = yield Call("describe", (caps.person_object,))
+        schema = yield from read(Call("describe", (caps.person_object,)))
         problems.extend(validate_mappings(mappings, schema, path=f"mappings.{person_set}"))
         if config.mappings.account:
-            account = yield Call("describe", (caps.account_object,))
+            account = yield from read(Call("describe", (caps.account_object,)))
             for index, mapping in enumerate(config.mappings.account):
                 if account.get(mapping.target) is None:
                     problems.append(
@@ -730,7 +766,7 @@ def preflight(config: SyncConfig, caps: Capabilities) -> Flow:
                             f"{account.name} has no field {mapping.target!r}",
                         )
                     )
-    users = yield Call("list_users", ())
+    users = yield from read(Call("list_users", ()))
     by_id = {u.id: u for u in users}
     for index, entry in enumerate(config.users.entries):
         user = by_id.get(entry.crm_user_id)

@@ -27,6 +27,7 @@ from signals_crm._flows import (
     Call,
     ConversationOutcome,
     OutcomeKind,
+    Reader,
     RetryPolicy,
     Sleep,
     account_owners,
@@ -188,6 +189,7 @@ class _IntegrationBase:
         self._schema: ObjectSchema | None = None
         self._preflight: list[Problem] | None = None
         self._calls = 0
+        self._reader = Reader(self.retry, self._random)
 
     def __repr__(self) -> str:
         return (
@@ -349,15 +351,16 @@ class Integration(_IntegrationBase):
 
     def _ensure_ready(self) -> None:
         if self._preflight is None:
-            self._preflight = self._drive(preflight(self.config, self._caps))
+            self._preflight = self._drive(preflight(self.config, self._caps, self._reader))
         self._check_preflight()
         if self._schema is None and self._caps.supports_describe:
-            self._calls += 1
-            self._schema = self.adapter.describe(self._caps.person_object)
+            self._schema = self._drive(
+                self._reader.read(Call("describe", (self._caps.person_object,)))
+            )
 
     def preflight(self) -> list[Problem]:
         """Every problem of the settings against the CRM's schema and users (re-checked)."""
-        self._preflight = self._drive(preflight(self.config, self._caps))
+        self._preflight = self._drive(preflight(self.config, self._caps, self._reader))
         return list(self._preflight)
 
     def _sync(
@@ -461,6 +464,7 @@ class Integration(_IntegrationBase):
                 now=now or self._clock(),
                 mode=mode,
                 schema=self._schema,
+                reader=self._reader,
             )
         )
         return DryRun(plans, self._calls - start)
@@ -499,7 +503,9 @@ class Integration(_IntegrationBase):
         cached = self._owner_cached(company, now)
         if cached is not None:
             return cached
-        results: list[OwnershipResult] = self._drive(account_owners([company], self.config))
+        results: list[OwnershipResult] = self._drive(
+            account_owners([company], self.config, self._reader)
+        )
         result = results[0]
         self._owner_store(company, now, result)
         return result
@@ -567,15 +573,16 @@ class AsyncIntegration(_IntegrationBase):
 
     async def _aensure_ready(self) -> None:
         if self._preflight is None:
-            self._preflight = await self._adrive(preflight(self.config, self._caps))
+            self._preflight = await self._adrive(preflight(self.config, self._caps, self._reader))
         self._check_preflight()
         if self._schema is None and self._caps.supports_describe:
-            self._calls += 1
-            self._schema = await self.adapter.adescribe(self._caps.person_object)
+            self._schema = await self._adrive(
+                self._reader.read(Call("describe", (self._caps.person_object,)))
+            )
 
     async def apreflight(self) -> list[Problem]:
         """Every problem of the settings against the CRM's schema and users (re-checked)."""
-        self._preflight = await self._adrive(preflight(self.config, self._caps))
+        self._preflight = await self._adrive(preflight(self.config, self._caps, self._reader))
         return list(self._preflight)
 
     async def _async_batch(
@@ -676,6 +683,7 @@ class AsyncIntegration(_IntegrationBase):
                 now=now or self._clock(),
                 mode=mode,
                 schema=self._schema,
+                reader=self._reader,
             )
         )
         return DryRun(plans, self._calls - start)
@@ -711,7 +719,9 @@ class AsyncIntegration(_IntegrationBase):
         cached = self._owner_cached(company, now)
         if cached is not None:
             return cached
-        results: list[OwnershipResult] = await self._adrive(account_owners([company], self.config))
+        results: list[OwnershipResult] = await self._adrive(
+            account_owners([company], self.config, self._reader)
+        )
         result = results[0]
         self._owner_store(company, now, result)
         return result

@@ -158,7 +158,7 @@ _TASK_EVENTS: tuple[TaskEvent, ...] = ("chat_transcript", "meeting_booked")
 
 _PROBLEMS = "signals_problems"
 _TAGS = frozenset({"group", "condition", "domain_list"})
-_BARE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BARE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def _join(base: str, rel: str) -> str:
@@ -272,7 +272,12 @@ def _suggestion(root: type[BaseModel], loc: Sequence[int | str]) -> str:
     model = _model_at(root, loc)
     if model is None or not isinstance(key, str):
         return ""
-    close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(key, known, n=1) or [
+        k
+        for k in known
+        if key.lower() in k.split("_")  # "delay" → synchronization_delay
+    ]
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
@@ -310,11 +315,11 @@ def _items(obj: Any) -> list[Any]:
 # ------------------------------------------------------------------------------------------------
 # Scalars
 
-_CRM_DIGITS = re.compile(r"^[0-9]{1,20}$")
-_CRM_SALESFORCE = re.compile(r"^(?:[A-Za-z0-9]{15}|[A-Za-z0-9]{18})$")
-_SIGNALS_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,254}$")
-_PATH_PART = re.compile(r"^[A-Za-z0-9_]+$")
+_CRM_DIGITS = re.compile(r"^[0-9]{1,20}\Z")
+_CRM_SALESFORCE = re.compile(r"^(?:[A-Za-z0-9]{15}|[A-Za-z0-9]{18})\Z")
+_SIGNALS_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+_FIELD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,254}\Z")
+_PATH_PART = re.compile(r"^[A-Za-z0-9_]+\Z")
 
 
 def is_crm_id(value: str) -> bool:
@@ -440,9 +445,10 @@ Source = Annotated[StrictStr, AfterValidator(_check_source)]
 # ------------------------------------------------------------------------------------------------
 # The synchronization delay
 
-_COMPACT = re.compile(r"^(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?$")
+_COMPACT = re.compile(r"^(?:([0-9]+)d)?\s*(?:([0-9]+)h)?\s*(?:([0-9]+)m)?\s*(?:([0-9]+)s)?\Z")
 _ISO = re.compile(
-    r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$", re.IGNORECASE
+    r"^P(?:([0-9]+)W)?(?:([0-9]+)D)?(?:T(?=[0-9])(?:([0-9]+)H)?(?:([0-9]+)M)?(?:([0-9]+)S)?)?\Z",
+    re.IGNORECASE,
 )
 _DELAY_HINT = 'use seconds (900) or a duration such as "15m", "1h30m" or "PT15M"'
 
@@ -477,7 +483,7 @@ def _parse_delay_text(value: str) -> timedelta:
     text = value.strip()
     if text.startswith("-"):
         raise ValueError("must not be negative")
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return timedelta(seconds=int(text))
     compact = _COMPACT.match(text)
     if text and compact and any(compact.groups()):
@@ -487,7 +493,7 @@ def _parse_delay_text(value: str) -> timedelta:
     if text and iso and any(iso.groups()):
         w, d, h, m, s = (int(g) if g else 0 for g in iso.groups())
         return _bounded(days=7 * w + d, hours=h, minutes=m, seconds=s)
-    if re.match(r"^P.*[YM].*$", text.split("T")[0], re.IGNORECASE) and text.upper() != "P":
+    if re.match(r"^P.*[YM]", text.upper().split("T")[0]):
         raise ValueError("years and months have no fixed length: give days (P30D)")
     raise ValueError(f"not a delay: {value!r}; {_DELAY_HINT}")
 
@@ -1096,7 +1102,7 @@ def _write_table(
 
 
 def _toml_key(key: str) -> str:
-    return key if re.match(r"^[A-Za-z0-9_-]+$", key) else _toml_string(key)
+    return key if re.match(r"^[A-Za-z0-9_-]+\Z", key) else _toml_string(key)
 
 
 _TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f",

@@ -80,7 +80,7 @@ _ROLES = (
 )
 _TRAFFIC = ("referrer", "source_type", "traffic_source", "traffic_campaign")
 _CONTACT_TEXT = tuple(f for f in VISITOR_FIELDS if f not in ("birthdate", "tenant_id"))
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
 
 class _Reader:

@@ -74,6 +74,13 @@ def test_capabilities_per_flavour() -> None:
     assert hs.account_object == "companies"
 
 
+def test_batch_sizes_must_be_positive() -> None:
+    """A batch size below one is refused with every problem named."""
+    with pytest.raises(ConfigurationError) as raised:
+        InMemoryCRM(lookup_batch_size=0, write_batch_size=-1)
+    assert raised.value.paths == ("lookup_batch_size", "write_batch_size")
+
+
 # -- call counting ------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import attrs
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from signals_crm.core.crm import (
@@ -20,7 +20,11 @@ from signals_crm.core.crm import (
 from signals_crm.core.model import FieldValue, PersonKind, PersonRecord
 from signals_crm.exceptions import AdapterError, CRMAPIError, DuplicateRecordError
 from signals_crm.testing import InMemoryCRM
-from signals_crm.testing.conformance import AdapterConformance, adapter_state_machine
+from signals_crm.testing.conformance import (
+    AdapterConformance,
+    AsyncAdapterConformance,
+    adapter_state_machine,
+)
 
 
 class Kit(AdapterConformance):
@@ -154,5 +158,27 @@ def test_state_machine_catches_lost_updates() -> None:
     )
     with pytest.raises(AssertionError):
         run_state_machine_as_test(
-            machine, settings=settings(max_examples=50, database=None, deadline=None)
+            machine,
+            settings=settings(
+                max_examples=50,
+                database=None,
+                deadline=None,
+                derandomize=True,
+                phases=[Phase.generate],
+                report_multiple_bugs=False,
+            ),
         )
+
+
+def test_sync_and_async_kits_are_documented_twins() -> None:
+    """Both kits carry the same tests, each with a one-sentence docstring, the async ones anyio."""
+    sync_names = {n for n in dir(AdapterConformance) if n.startswith("test_")}
+    async_names = {n for n in dir(AsyncAdapterConformance) if n.startswith("test_")}
+    assert sync_names == async_names
+    assert len(sync_names) >= 25
+    for name in sync_names:
+        doc = getattr(AdapterConformance, name).__doc__
+        assert doc
+        assert doc.endswith(".")
+        marks = getattr(getattr(AsyncAdapterConformance, name), "pytestmark", [])
+        assert any(m.name == "anyio" for m in marks)

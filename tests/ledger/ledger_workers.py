@@ -52,6 +52,20 @@ def concurrent(path: str, worker: str, count: str) -> None:
     _say(f"wins {wins}")
 
 
+def drain(path: str, worker: str) -> None:
+    """Claim, send and complete due syncs in small leases until none is left."""
+    taken: list[str] = []
+    with SQLiteLedger(path, synchronous="NORMAL") as ledger:
+        _say("ready")
+        sys.stdin.readline()
+        while claimed := ledger.claim(T0, 5, owner=worker, until=T0 + timedelta(hours=1)):
+            ids = [s.conversation_id for s in claimed]
+            ledger.record([_cmd(f"{cid}:person", CommandState.SENT) for cid in ids])
+            ledger.complete(ids, "created")
+            taken.extend(ids)
+    _say(" ".join(taken))
+
+
 def batches(path: str) -> None:
     """Write batches of 200 commands, one transaction each, until killed."""
     with SQLiteLedger(path) as ledger:
@@ -95,6 +109,7 @@ def kill_at_commit(path: str, what: str) -> None:
 if __name__ == "__main__":
     modes: dict[str, Callable[..., None]] = {
         "concurrent": concurrent,
+        "drain": drain,
         "batches": batches,
         "kill_at_commit": kill_at_commit,
     }

@@ -245,6 +245,75 @@ class TestFinishing:
         assert ledger.syncs_in_state(DueState.PENDING, 10) == []
 
 
+class TestLeases:
+    def test_two_owners_never_share_a_sync(self, ledger: Ledger) -> None:
+        """While leases run, a second owner claims only what the first did not take."""
+        ledger.schedule_many((conv(f"c{i}"), T0) for i in range(5))
+        until = T0 + timedelta(minutes=5)
+        first = ledger.claim(T0, 3, owner="a", until=until)
+        second = ledger.claim(T0, 10, owner="b", until=until)
+        assert [s.conversation_id for s in first] == ["c0", "c1", "c2"]
+        assert [s.conversation_id for s in second] == ["c3", "c4"]
+        assert all((s.lease_owner, s.lease_until) == ("a", until) for s in first)
+        assert ledger.claim(T0 + timedelta(minutes=1), 10, owner="c", until=until) == []
+        stored = ledger.get_due("c0")
+        assert stored is not None
+        assert stored.lease_owner == "a"
+        assert len(ledger.due(T0, 10)) == 5  # due() ignores leases
+
+    def test_an_owner_reclaims_its_own_and_expired_leases(self, ledger: Ledger) -> None:
+        """The same owner may claim again; anyone may claim once a lease has expired."""
+        ledger.schedule(conv("c1"), T0)
+        ledger.claim(T0, 10, owner="a", until=T0 + timedelta(minutes=5))
+        again = ledger.claim(T0, 10, owner="a", until=T0 + timedelta(minutes=9))
+        assert [s.lease_until for s in again] == [T0 + timedelta(minutes=9)]
+        assert (
+            ledger.claim(T0 + timedelta(minutes=8), 10, owner="b", until=T0 + timedelta(hours=1))
+            == []
+        )
+        taken = ledger.claim(
+            T0 + timedelta(minutes=9), 10, owner="b", until=T0 + timedelta(hours=1)
+        )
+        assert [s.lease_owner for s in taken] == ["b"]
+
+    def test_finishing_ends_the_lease(self, ledger: Ledger) -> None:
+        """complete, reschedule and dead_letter clear the lease; release gives it back."""
+        ledger.schedule_many((conv(c), T0) for c in ("a", "b", "c", "d"))
+        until = T0 + timedelta(minutes=5)
+        ledger.claim(T0, 10, owner="x", until=until)
+        ledger.complete(["a"], "created")
+        rescheduled = ledger.reschedule("b", T0, "timeout")
+        dead = ledger.dead_letter("c", "bad")
+        assert ledger.release(["d", "a"], owner="someone-else") == 0
+        assert ledger.release(["d"], owner="x") == 1
+        for cid in "abcd":
+            stored = ledger.get_due(cid)
+            assert stored is not None
+            assert (stored.lease_owner, stored.lease_until) == (None, None), cid
+        assert rescheduled is not None
+        assert rescheduled.lease_owner is None
+        assert dead is not None
+        assert dead.lease_owner is None
+        assert [s.conversation_id for s in ledger.claim(T0, 10, owner="y", until=until)] == [
+            "b",
+            "d",
+        ]
+
+    def test_a_redelivery_keeps_the_lease(self, ledger: Ledger) -> None:
+        """Re-scheduling a leased pending sync does not hand it to another owner."""
+        ledger.schedule(conv("c1", "a@x.io"), T0)
+        ledger.claim(T0, 10, owner="a", until=T0 + timedelta(minutes=5))
+        stored = ledger.schedule(conv("c1", "b@x.io"), T0)
+        assert stored.lease_owner == "a"
+        assert ledger.claim(T0, 10, owner="b", until=T0 + timedelta(minutes=5)) == []
+
+    def test_bad_leases_are_refused(self, ledger: Ledger) -> None:
+        """A lease must end after now and name an owner."""
+        with pytest.raises(ConfigurationError) as info:
+            ledger.claim(T0, 10, owner="", until=T0)
+        assert set(info.value.paths) == {"owner", "until"}
+
+
 # ------------------------------------------------------------------------------------------------
 # Commands
 

@@ -203,11 +203,28 @@ def test_usable_from_another_thread(tmp_path: Path) -> None:
 
 
 def test_two_processes_writing_at_once(tmp_path: Path) -> None:
-    """Two processes interleaving writes lose nothing, duplicate nothing, and send once."""
+    """Two processes creating and writing one file at once lose nothing and send once."""
     path = tmp_path / "ledger.db"
-    SQLiteLedger(path).close()  # the workers race on the same, already created file
+    # no file yet: the workers also race to create the schema
     count = 60
-    workers = [_spawn("concurrent", str(path), name, str(count)) for name in ("a", "b")]
+    outputs = _run_together([_spawn("concurrent", str(path), n, str(count)) for n in "ab"])
+    wins = sum(int(out.split()[-1]) for out in outputs)
+    assert wins == count  # each shared command went PLANNED/absent -> SENT exactly once
+    with SQLiteLedger(path) as ledger:
+        stats = ledger.stats()
+        assert stats.syncs[DueState.PENDING] == 3 * count
+        assert stats.commands[CommandState.SENT] == count
+        assert stats.commands[CommandState.PLANNED] == 2 * count
+        assert stats.links == count
+        shared = ledger.due(T0 + timedelta(days=1), 10 * count)
+        ids = [s.conversation_id for s in shared]
+        assert len(ids) == len(set(ids)) == 3 * count
+    with _raw(path) as raw:
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _run_together(workers: list[subprocess.Popen[str]]) -> list[str]:
+    """Wait for every worker's "ready", start them at once, and return their outputs."""
     outputs: list[str] = []
     try:
         for proc in workers:
@@ -226,19 +243,22 @@ def test_two_processes_writing_at_once(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-    wins = sum(int(out.split()[-1]) for out in outputs)
-    assert wins == count  # each shared command went PLANNED/absent -> SENT exactly once
+    return outputs
+
+
+def test_processes_claiming_share_the_work_exactly(tmp_path: Path) -> None:
+    """Three processes claiming leases take every due sync exactly once between them."""
+    path = tmp_path / "ledger.db"
+    with SQLiteLedger(path) as ledger:
+        ledger.schedule_many((Conversation(f"c{i:03}", closed_at=T0), T0) for i in range(150))
+    outputs = _run_together([_spawn("drain", str(path), name) for name in ("a", "b", "c")])
+    taken = [out.split() for out in outputs]
+    every = [cid for ids in taken for cid in ids]
+    assert sorted(every) == [f"c{i:03}" for i in range(150)]  # none lost, none twice
     with SQLiteLedger(path) as ledger:
         stats = ledger.stats()
-        assert stats.syncs[DueState.PENDING] == 3 * count
-        assert stats.commands[CommandState.SENT] == count
-        assert stats.commands[CommandState.PLANNED] == 2 * count
-        assert stats.links == count
-        shared = ledger.due(T0 + timedelta(days=1), 10 * count)
-        ids = [s.conversation_id for s in shared]
-        assert len(ids) == len(set(ids)) == 3 * count
-    with _raw(path) as raw:
-        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert stats.syncs[DueState.DONE] == 150
+        assert stats.commands[CommandState.SENT] == 150
 
 
 @pytest.mark.parametrize("what", ["record", "schedule"])

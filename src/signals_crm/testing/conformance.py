@@ -517,8 +517,8 @@ def _create_people_in_order(kit: _Kit) -> Scenario:
         "create_people", ([kit.write(e, t) for e, t in zip(emails, texts, strict=True)],)
     )
     ids = _assert_created(results, 3)
+    assert all(r.created for r in results)
     for email, text, record_id in zip(emails, texts, ids, strict=True):
-        assert all(r.created for r in results)
         assert kit.backdoor.people_with_email(email) == [record_id]
         assert kit.stored(record_id, kit.text_field) == text
     found: list[tuple[PersonRecord, ...]] = yield _Call("find_people", (emails, ()))

@@ -509,6 +509,16 @@ class InMemoryCRM:
         write_batch_size: int | None = None,
         schemas: Iterable[ObjectSchema] = (),
     ) -> None:
+        problems = [
+            Problem(name, "must be at least 1")
+            for name, size in (
+                ("lookup_batch_size", lookup_batch_size),
+                ("write_batch_size", write_batch_size),
+            )
+            if size is not None and size < 1
+        ]
+        if problems:
+            raise ConfigurationError(problems)
         self._flavour = _flavour(person_kind, lookup_batch_size, write_batch_size)
         self._clock: Callable[[], datetime] = clock if clock is not None else TickingClock()
         self._dedupe = duplicate_detection or self._flavour.unique_emails

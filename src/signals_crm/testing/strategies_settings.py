@@ -17,21 +17,21 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from signals_crm.settings import MAX_DELAY, IntegrationSettings
+from signals_crm.settings import MAX_DELAY, IntegrationSettings, format_delay
 
 __all__ = [
-    "condition_groups",
-    "conditions",
+    "condition_group_settings",
+    "condition_settings",
     "crm_ids",
     "delays",
-    "field_mappings",
+    "field_mapping_settings",
     "field_names",
-    "segments",
+    "segment_settings",
     "settings",
     "signals_emails",
     "signals_fields",
     "signals_user_ids",
-    "user_mappings",
+    "user_mapping_settings",
 ]
 
 _ALNUM = string.ascii_letters + string.digits
@@ -110,8 +110,14 @@ def delays(*, max_delay: timedelta = MAX_DELAY) -> st.SearchStrategy[timedelta]:
     return st.integers(0, int(max_delay.total_seconds())).map(lambda s: timedelta(seconds=s))
 
 
+def _delay_forms(delay: timedelta) -> st.SearchStrategy[int | str]:
+    """The ways a user may write ``delay``: seconds, compact text, ISO-8601."""
+    seconds = int(delay.total_seconds())
+    return st.sampled_from((seconds, format_delay(delay), f"PT{seconds}S", str(seconds)))
+
+
 @st.composite
-def field_mappings(
+def field_mapping_settings(
     draw: st.DrawFn,
     *,
     sources: st.SearchStrategy[str] | None = None,
@@ -127,7 +133,7 @@ def field_mappings(
 
 
 @st.composite
-def user_mappings(draw: st.DrawFn, *, max_size: int = 4) -> list[dict[str, Any]]:
+def user_mapping_settings(draw: st.DrawFn, *, max_size: int = 4) -> list[dict[str, Any]]:
     """User-mapping entries as data: each with a Signals id and/or email, none repeated."""
     count = draw(st.integers(0, max_size))
     ids = draw(st.lists(signals_user_ids(), min_size=count, max_size=count, unique=True))
@@ -151,7 +157,7 @@ _SCALARS = st.one_of(_TRICKY, _NUMBERS, st.booleans())
 
 
 @st.composite
-def conditions(draw: st.DrawFn) -> dict[str, Any]:
+def condition_settings(draw: st.DrawFn) -> dict[str, Any]:
     """One condition as data, with a value that fits its operator."""
     operator = draw(st.sampled_from(_OPERATORS))
     condition: dict[str, Any] = {
@@ -169,12 +175,15 @@ def conditions(draw: st.DrawFn) -> dict[str, Any]:
     return condition
 
 
-def condition_groups(*, max_depth: int = 2, max_size: int = 3) -> st.SearchStrategy[dict[str, Any]]:
+def condition_group_settings(
+    *, max_depth: int = 2, max_size: int = 3
+) -> st.SearchStrategy[dict[str, Any]]:
     """A condition group as data, nesting groups up to ``max_depth`` levels."""
-    items: st.SearchStrategy[dict[str, Any]] = conditions()
+    items: st.SearchStrategy[dict[str, Any]] = condition_settings()
     if max_depth > 1:
         items = st.one_of(
-            conditions(), condition_groups(max_depth=max_depth - 1, max_size=max_size)
+            condition_settings(),
+            condition_group_settings(max_depth=max_depth - 1, max_size=max_size),
         )
     return st.fixed_dictionaries(
         {"conditions": st.lists(items, min_size=1, max_size=max_size)},
@@ -182,12 +191,14 @@ def condition_groups(*, max_depth: int = 2, max_size: int = 3) -> st.SearchStrat
     )
 
 
-def segments(*, max_size: int = 3) -> st.SearchStrategy[dict[str, dict[str, Any]]]:
+def segment_settings(*, max_size: int = 3) -> st.SearchStrategy[dict[str, dict[str, Any]]]:
     """Named segments as data: condition groups or static domain lists."""
     name = _TRICKY.map(str.strip).filter(bool)
     domain = st.from_regex(r"\A(www\.)?[a-z][a-z0-9-]{0,10}\.(test|com)\Z")
     domain_list = st.fixed_dictionaries({"domains": st.lists(domain, min_size=1, max_size=4)})
-    return st.dictionaries(name, st.one_of(condition_groups(), domain_list), max_size=max_size)
+    return st.dictionaries(
+        name, st.one_of(condition_group_settings(), domain_list), max_size=max_size
+    )
 
 
 def _owner_fields(least: int) -> st.SearchStrategy[list[str]]:
@@ -217,7 +228,7 @@ def settings(
             else st.sampled_from(("all", "one_star", "two_stars", "three_stars"))
         ),
         "synchronization_delay": draw(
-            (delay if delay is not None else delays()).map(lambda d: int(d.total_seconds()))
+            (delay if delay is not None else delays()).flatmap(_delay_forms)
         ),
         "task_events": draw(
             st.lists(st.sampled_from(("chat_transcript", "meeting_booked")), unique=True)
@@ -235,13 +246,13 @@ def settings(
             else st.sampled_from(("attach", "create_lead"))
         ),
         "field_mappings": {
-            "lead": draw(field_mappings(max_size=max_mappings)),
-            "contact": draw(field_mappings(max_size=max_mappings)),
+            "lead": draw(field_mapping_settings(max_size=max_mappings)),
+            "contact": draw(field_mapping_settings(max_size=max_mappings)),
             "account": draw(
-                field_mappings(sources=signals_fields(prefixes=("company",)), max_size=2)
+                field_mapping_settings(sources=signals_fields(prefixes=("company",)), max_size=2)
             ),
         },
-        "user_mapping": draw(user_mappings(max_size=max_users)),
+        "user_mapping": draw(user_mapping_settings(max_size=max_users)),
         "placeholders": draw(st.dictionaries(field_names(), _TRICKY.filter(str.strip), max_size=3)),
     }
     campaign = draw(campaign_id if campaign_id is not None else st.none() | crm_ids())
@@ -250,7 +261,7 @@ def settings(
     owner = draw(st.none() | crm_ids())
     if owner is not None:
         data["default_owner"] = owner
-    named = draw(segments(max_size=max_segments))
+    named = draw(segment_settings(max_size=max_segments))
     data["segments"] = named
     order = draw(st.permutations(sorted(named)))
     ruled = order[: draw(st.integers(0, len(order)))]

@@ -25,17 +25,17 @@ from typing import Any
 from hypothesis import strategies as st
 
 __all__ = [
-    "EVENTS",
-    "contacts",
-    "meeting_events",
+    "WEBHOOK_EVENTS",
     "phones",
     "transcripts",
-    "user_emails",
     "visitor_emails",
+    "webhook_contacts",
+    "webhook_meeting_events",
     "webhook_payloads",
+    "webhook_user_emails",
 ]
 
-EVENTS = ("conversation-start", "conversation-closed")
+WEBHOOK_EVENTS = ("conversation-start", "conversation-closed")
 """The two web-chat events."""
 
 _ABSENT = object()
@@ -111,7 +111,9 @@ def _extra_keys() -> st.SearchStrategy[dict[str, Any]]:
 
 
 @st.composite
-def contacts(draw: st.DrawFn, *, sparse: bool = True, extra_keys: bool = True) -> dict[str, Any]:
+def webhook_contacts(
+    draw: st.DrawFn, *, sparse: bool = True, extra_keys: bool = True
+) -> dict[str, Any]:
     """A ``contact`` object; ``sparse`` leaves keys out or empty, ``extra_keys`` adds unknown
     ones (prefixed ``x_``)."""
     full: dict[str, Any] = {
@@ -139,7 +141,7 @@ def contacts(draw: st.DrawFn, *, sparse: bool = True, extra_keys: bool = True) -
 
 
 @st.composite
-def meeting_events(draw: st.DrawFn, *, sparse: bool = True) -> dict[str, Any]:
+def webhook_meeting_events(draw: st.DrawFn, *, sparse: bool = True) -> dict[str, Any]:
     """A ``chat.meeting_event`` object (always with its ``id``; the rest may be missing)."""
     event: dict[str, Any] = {
         "id": draw(_IDS),
@@ -157,7 +159,7 @@ def meeting_events(draw: st.DrawFn, *, sparse: bool = True) -> dict[str, Any]:
 
 
 @st.composite
-def user_emails(draw: st.DrawFn) -> dict[str, Any]:
+def webhook_user_emails(draw: st.DrawFn) -> dict[str, Any]:
     """A ``chat.user_emails`` object; each of the six keys present, ``null`` or absent."""
     users: dict[str, Any] = {}
     for role in ("last_routed", "closed_conversation", "meeting_scheduled"):
@@ -181,11 +183,11 @@ def webhook_payloads(
     (default: sometimes); ``long_transcripts`` allows transcripts over 32,000 characters;
     ``extra_keys`` adds unknown keys to ``chat``, ``contact`` and the top level.
     """
-    event = draw(events if events is not None else st.sampled_from(EVENTS))
+    event = draw(events if events is not None else st.sampled_from(WEBHOOK_EVENTS))
     chat: dict[str, Any] = {
         "transcript": draw(_maybe(transcripts(long=long_transcripts))),
-        "meeting_event": draw(_maybe(meeting_events())),
-        "user_emails": draw(_maybe(user_emails())),
+        "meeting_event": draw(_maybe(webhook_meeting_events())),
+        "user_emails": draw(_maybe(webhook_user_emails())),
         "referrer": draw(_maybe(st.sampled_from(("Direct", "https://www.bing.com/", "")))),
         "source_type": draw(_maybe(st.sampled_from(("Direct Traffic", "Organic Search")))),
         "traffic_source": draw(_maybe(st.text(string.ascii_lowercase, max_size=8))),
@@ -196,7 +198,7 @@ def webhook_payloads(
         chat.update(draw(_extra_keys()))
     payload: dict[str, Any] = {"event": event, "chat": chat}
     if not draw(anonymous if anonymous is not None else st.booleans()):
-        payload["contact"] = draw(contacts(extra_keys=extra_keys))
+        payload["contact"] = draw(webhook_contacts(extra_keys=extra_keys))
     if extra_keys and draw(st.booleans()):
         payload["x_delivery_note"] = draw(_TEXT)
     return payload

@@ -110,7 +110,9 @@ def answer(
         (414, {"message": "too long"}, CRMAPIError, None, False),
     ],
 )
-def test_mapping_table(status, body, kind, code, retryable) -> None:
+def test_mapping_table(
+    status: int, body: object, kind: type[CRMAPIError], code: str | None, retryable: bool
+) -> None:
     """Each HubSpot status/category maps to one typed error with the right retryability."""
     err = error_from_response(answer(status, body))
     assert type(err) is kind
@@ -213,7 +215,9 @@ def test_lenient_parsing_of_empty_bodies() -> None:
         (httpx.RemoteProtocolError("dropped"), True),
     ],
 )
-def test_transport_errors_say_whether_the_request_may_have_landed(exc, maybe_sent) -> None:
+def test_transport_errors_say_whether_the_request_may_have_landed(
+    exc: httpx.RequestError, maybe_sent: bool
+) -> None:
     """Connect failures never reached HubSpot; read failures may have."""
     err = transport_error(exc)
     assert err.retryable is True

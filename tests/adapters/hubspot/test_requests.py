@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import httpx
@@ -78,7 +79,9 @@ def test_object_paths_follow_the_version_family(api: HubSpotAPI, expected: str) 
         ),
     ],
 )
-def test_every_endpoint_has_both_path_forms(build, v3: str, dated: str) -> None:
+def test_every_endpoint_has_both_path_forms(
+    build: Callable[[HubSpotAPI], httpx.Request], v3: str, dated: str
+) -> None:
     """Owners, properties, lists and OAuth paths exist in the v3 and date-based families."""
     assert build(V3).url.path == v3
     assert build(DATED).url.path == dated

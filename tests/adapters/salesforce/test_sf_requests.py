@@ -42,29 +42,29 @@ def body(request: httpx.Request) -> object:
     return json.loads(request.content)
 
 
-def test_quote_escapes_reserved_characters():
+def test_quote_escapes_reserved_characters() -> None:
     """Quotes, backslashes, double quotes and control characters are backslash-escaped."""
     assert quote("o'neil\\x\"y\n\r\t\b\f") == "'o\\'neil\\\\x\\\"y\\n\\r\\t\\b\\f'"
     assert quote("plain@x.com") == "'plain@x.com'"
 
 
-def test_like_literal_escapes_wildcards_only_inside():
+def test_like_literal_escapes_wildcards_only_inside() -> None:
     """LIKE literals escape % and _ in the value but keep the wildcards added around it."""
     assert like_literal("50%_off", prefix="%", suffix="%") == "'%50\\%\\_off%'"
 
 
-def test_quote_rejects_literals_over_4000_characters():
+def test_quote_rejects_literals_over_4000_characters() -> None:
     """A string literal longer than Salesforce's 4,000 characters is refused up front."""
     with pytest.raises(ConfigurationError):
         quote("x" * 4001)
 
 
-def test_encode_q_sends_plus_as_percent_2b():
+def test_encode_q_sends_plus_as_percent_2b() -> None:
     """A literal + is %2B and a space is +, so Salesforce never reads a + as a space."""
     assert encode_q("a+b c") == "a%2Bb+c"
 
 
-def test_query_request_golden():
+def test_query_request_golden() -> None:
     """A query is GET {base}/query?q=<form-encoded SOQL> with JSON accepted."""
     request = query_request(EP, "SELECT Id FROM Lead WHERE Email = 'jo+tag@x.com'")
     assert request.method == "GET"
@@ -77,7 +77,7 @@ def test_query_request_golden():
     assert "Authorization" not in request.headers
 
 
-def test_query_more_request_uses_the_locator_verbatim():
+def test_query_more_request_uses_the_locator_verbatim() -> None:
     """nextRecordsUrl is followed on the instance, unchanged and without parameters."""
     request = query_more_request(EP, "/services/data/v61.0/query/01gD0000002HU6KIAW-2000")
     assert str(request.url) == (
@@ -85,7 +85,7 @@ def test_query_more_request_uses_the_locator_verbatim():
     )
 
 
-def test_describe_request_golden():
+def test_describe_request_golden() -> None:
     """describe is GET sobjects/{object}/describe."""
     request = describe_request(EP, "Lead")
     assert str(request.url) == (
@@ -93,7 +93,7 @@ def test_describe_request_golden():
     )
 
 
-def test_in_queries_chunk_by_encoded_url_length():
+def test_in_queries_chunk_by_encoded_url_length() -> None:
     """IN lists are split so each query URL fits the budget, and no value is lost or repeated."""
     emails = [f"user{n}+tag@example.com" for n in range(300)]
     queries = list(
@@ -116,30 +116,28 @@ def test_in_queries_chunk_by_encoded_url_length():
     assert seen == emails
 
 
-def test_in_queries_default_budget_stays_far_below_the_uri_limit():
+def test_in_queries_default_budget_stays_far_below_the_uri_limit() -> None:
     """With the default budget even 200 long emails never approach the 16 KB URI limit."""
     emails = [f"{'x' * 60}{n}@{'y' * 60}.example.com" for n in range(200)]
     for soql in in_queries(EP, select=("Id",), object_name="Lead", field="Email", values=emails):
         assert len(str(query_request(EP, soql).url)) <= 8000 < HARD_URI_LIMIT
 
 
-def test_chunk_in_clause_caps_values_per_chunk():
+def test_chunk_in_clause_caps_values_per_chunk() -> None:
     """At most max_values literals go in one IN list."""
     chunks = list(
-        chunk_in_clause(
-            [str(n) for n in range(5)], before="X IN (", fixed_length=10, max_values=2
-        )
+        chunk_in_clause([str(n) for n in range(5)], before="X IN (", fixed_length=10, max_values=2)
     )
     assert chunks == ["X IN ('0', '1')", "X IN ('2', '3')", "X IN ('4')"]
 
 
-def test_chunk_in_clause_refuses_a_value_that_cannot_fit():
+def test_chunk_in_clause_refuses_a_value_that_cannot_fit() -> None:
     """A single value longer than the whole budget is a clear error, not an endless loop."""
     with pytest.raises(ConfigurationError):
         list(chunk_in_clause(["x" * 500], before="X IN (", fixed_length=10, max_url_length=100))
 
 
-def test_or_queries_join_conditions():
+def test_or_queries_join_conditions() -> None:
     """OR queries join rendered conditions and split them by URL length too."""
     conditions = [f"Website LIKE '%d{n}.com%'" for n in range(3)]
     (soql,) = or_queries(EP, select=("Id",), object_name="Account", conditions=conditions)
@@ -149,7 +147,7 @@ def test_or_queries_join_conditions():
     )
 
 
-def test_collection_create_request_golden():
+def test_collection_create_request_golden() -> None:
     """Creates are POST composite/sobjects with allOrNone false and typed records."""
     write = PersonWrite(
         key="k1",
@@ -177,7 +175,7 @@ def test_collection_create_request_golden():
     }
 
 
-def test_create_without_owner_sends_no_assignment_header():
+def test_create_without_owner_sends_no_assignment_header() -> None:
     """Without an owner the org's assignment rules apply: no Sforce-Auto-Assign header."""
     write = PersonWrite(key="k", kind=PersonKind.LEAD, email="a@b.co", fields={})
     request = collection_create_request(EP, [person_record(write)])
@@ -185,7 +183,7 @@ def test_create_without_owner_sends_no_assignment_header():
     assert body(request)["records"][0] == {"attributes": {"type": "Lead"}, "Email": "a@b.co"}  # type: ignore[index]
 
 
-def test_collection_update_request_golden():
+def test_collection_update_request_golden() -> None:
     """Updates are PATCH composite/sobjects, each record with its id, never the owner."""
     update = PersonUpdate(
         key="u",
@@ -209,7 +207,7 @@ def test_collection_update_request_golden():
     }
 
 
-def test_collections_take_one_to_200_records():
+def test_collections_take_one_to_200_records() -> None:
     """An empty or oversized Collections call is refused before it is sent."""
     with pytest.raises(ConfigurationError):
         collection_create_request(EP, [])
@@ -232,7 +230,7 @@ def _task(**overrides: object) -> TaskWrite:
     return TaskWrite(**values)  # type: ignore[arg-type]
 
 
-def test_task_record_golden_with_subject_marker():
+def test_task_record_golden_with_subject_marker() -> None:
     """By default the marker is a [signals:...] tag at the end of the Subject."""
     record = task_record(_task(owner_id="0055g0000000TIuAAM"), marker=TaskMarker())
     assert record == {
@@ -248,7 +246,7 @@ def test_task_record_golden_with_subject_marker():
     assert TaskMarker().read(record) == "conv-1:transcript"
 
 
-def test_task_subject_is_shortened_never_the_marker():
+def test_task_subject_is_shortened_never_the_marker() -> None:
     """A long subject is cut to fit 255 characters with the marker tag intact."""
     marker = TaskMarker()
     subject = marker.subject("S" * 400, "m-1")
@@ -257,13 +255,13 @@ def test_task_subject_is_shortened_never_the_marker():
     assert marker.read({"Subject": subject}) == "m-1"
 
 
-def test_task_body_is_truncated_to_the_limit():
+def test_task_body_is_truncated_to_the_limit() -> None:
     """The Description is cut to the configured maximum length."""
     record = task_record(_task(body="x" * 40), marker=TaskMarker(), max_body_length=10)
     assert record["Description"] == "x" * 10
 
 
-def test_task_marker_in_a_custom_field():
+def test_task_marker_in_a_custom_field() -> None:
     """With a marker field the bare marker goes there and the Subject stays clean."""
     marker = TaskMarker(field="Signals_Marker__c")
     record = task_record(_task(), marker=marker, status=None, priority=None)
@@ -274,12 +272,12 @@ def test_task_marker_in_a_custom_field():
     assert marker.read({"signals_marker__c": "m"}) == "m"
 
 
-def test_subject_marker_where_clause_escapes_like_wildcards():
+def test_subject_marker_where_clause_escapes_like_wildcards() -> None:
     """The reconcile condition matches the tag literally, wildcards escaped."""
     assert TaskMarker().where("c_1%") == "Subject LIKE '%[signals:c\\_1\\%]'"
 
 
-def test_campaign_member_records():
+def test_campaign_member_records() -> None:
     """CampaignMember creates name the campaign and the Lead or the Contact."""
     lead = CampaignMembershipWrite(
         key="m", campaign_id="7015g", person_id="00Q5g", person_kind=PersonKind.LEAD
@@ -295,7 +293,7 @@ def test_campaign_member_records():
     assert campaign_member_record(contact)["ContactId"] == "0035g"
 
 
-def test_json_values_use_salesforce_formats():
+def test_json_values_use_salesforce_formats() -> None:
     """Dates are YYYY-MM-DD and datetimes UTC with milliseconds and +0000."""
     assert json_value(date(2024, 5, 1)) == "2024-05-01"
     moment = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)

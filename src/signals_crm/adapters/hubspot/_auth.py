@@ -29,7 +29,7 @@ import httpx
 from signals_crm.adapters.hubspot._errors import error_from_response, json_body
 from signals_crm.adapters.hubspot._requests import HubSpotAPI
 from signals_crm.adapters.hubspot._responses import parse_token
-from signals_crm.exceptions import AuthenticationError
+from signals_crm.exceptions import AuthenticationError, ConfigurationError, Problem
 
 __all__ = ["OAuthToken", "StaticToken", "TokenSource"]
 
@@ -73,8 +73,7 @@ class StaticToken(_Locks):
     def __init__(self, token: str) -> None:
         super().__init__()
         if not token or not token.strip():
-            msg = "a HubSpot access token must not be empty"
-            raise AuthenticationError(msg, error_code="INVALID_AUTHENTICATION")
+            raise ConfigurationError([Problem("token", "a HubSpot access token must not be empty")])
         self._token = token.strip()
 
     def __repr__(self) -> str:

@@ -170,6 +170,27 @@ def _expect(response: httpx.Response, *ok: int) -> Any:
     return json_body(response)
 
 
+def _per_record(response: httpx.Response) -> bool:
+    """Whether a whole-call error can stem from the records sent (so splitting may help).
+
+    A 400 can; a 404 only when HubSpot says a *record* was not found (a wrong base URL or path
+    is also a 404, and must raise instead of being blamed on each record).
+    """
+    if response.status_code == 400:
+        return True
+    return response.status_code == 404 and _not_found(response)
+
+
+def _not_found(response: httpx.Response) -> bool:
+    """A 404 naming a missing object (``OBJECT_NOT_FOUND``), not an unknown path."""
+    body = json_body(response)
+    return (
+        response.status_code == 404
+        and isinstance(body, Mapping)
+        and body.get("category") == "OBJECT_NOT_FOUND"
+    )
+
+
 def _no_result() -> TransportError:
     return TransportError(
         "HubSpot's batch answer had no result for this record; it may have been written",
@@ -263,7 +284,7 @@ class _HubSpotCore:
         found: dict[str, list[PersonRecord]] = {}
         for chunk in _chunks(unique, MAX_BATCH):
             response = yield self.api.batch_read("contacts", chunk, props, id_property="email")
-            if response.status_code == 404:
+            if _not_found(response):
                 continue  # none of them exists
             body = _expect(response, 200, 207)
             wanted = set(chunk)
@@ -450,10 +471,10 @@ class _HubSpotCore:
                 return
             yield from self._bisect(records, idxs, out)
             return
-        if status in (400, 404) and len(idxs) > 1:
+        if _per_record(response) and len(idxs) > 1:
             yield from self._bisect(records, idxs, out)
             return
-        if status in (400, 404):
+        if _per_record(response):
             out[idxs[0]] = WriteResult.failure(error_from_response(response))
             return
         raise error_from_response(response)
@@ -551,7 +572,7 @@ class _HubSpotCore:
         stages: dict[str, str] = {}
         for chunk in _chunks(list(dict.fromkeys(ids)), MAX_BATCH):
             response = yield self.api.batch_read("contacts", chunk, ["lifecyclestage"])
-            if response.status_code == 404:
+            if _not_found(response):
                 continue
             for obj in parse_batch(_expect(response, 200, 207)).results:
                 stage = (obj.get("properties") or {}).get("lifecyclestage")
@@ -593,12 +614,12 @@ class _HubSpotCore:
             for i in pending:
                 out[i] = WriteResult.failure(_no_result())
             return
-        if status in (400, 404) and len(idxs) > 1:
+        if _per_record(response) and len(idxs) > 1:
             mid = len(idxs) // 2
             yield from self._update_chunk(records, idxs[:mid], props, out)
             yield from self._update_chunk(records, idxs[mid:], props, out)
             return
-        if status in (400, 404):
+        if _per_record(response):
             out[idxs[0]] = WriteResult.failure(error_from_response(response))
             return
         raise error_from_response(response)
@@ -650,12 +671,12 @@ class _HubSpotCore:
         if status in (200, 201, 207):
             self._assign_created(json_body(response), idxs, out)
             return
-        if status in (400, 404) and len(idxs) > 1:
+        if _per_record(response) and len(idxs) > 1:
             mid = len(idxs) // 2
             yield from self._create_activities(tasks, idxs[:mid], out)
             yield from self._create_activities(tasks, idxs[mid:], out)
             return
-        if status in (400, 404):
+        if _per_record(response):
             out[idxs[0]] = WriteResult.failure(error_from_response(response))
             return
         raise error_from_response(response)
@@ -677,7 +698,7 @@ class _HubSpotCore:
             for chunk in _chunks(ids, MAX_BATCH):
                 response = yield self.api.add_to_list(list_id, chunk)
                 members = [i for i in idxs if str(memberships[i].person_id) in set(chunk)]
-                if response.status_code in (400, 404):
+                if response.status_code == 400 or _not_found(response):
                     err = error_from_response(response)
                     for i in members:
                         out[i] = WriteResult.failure(err)
@@ -722,7 +743,7 @@ class _HubSpotCore:
             pid = str(query.person_id)
             if pid not in lists:
                 response = yield self.api.record_memberships(pid)
-                if response.status_code == 404:
+                if _not_found(response):
                     lists[pid] = set()
                 else:
                     lists[pid] = list_ids_of_record(_expect(response, 200))

@@ -157,7 +157,8 @@ def flatten_record(record: Mapping[str, Any], prefix: str = "") -> dict[str, Fie
     """A query record without ``attributes``; parent objects become dotted keys.
 
     ``{"Id": "1", "Owner": {"attributes": {...}, "Email": "x"}}`` →
-    ``{"Id": "1", "Owner.Email": "x"}``; a ``null`` parent yields nothing for its fields.
+    ``{"Id": "1", "Owner.Email": "x"}``; a ``null`` parent stays a single ``None`` (its
+    fields then read as ``None``).
     """
     out: dict[str, FieldValue] = {}
     for key, value in record.items():

@@ -84,7 +84,10 @@ class LocalHubSpotServer:
         """Start serving in a background thread."""
         if self._thread is None:
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name="local-hubspot", daemon=True
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="local-hubspot",
+                daemon=True,
             )
             self._thread.start()
         return self

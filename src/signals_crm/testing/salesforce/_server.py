@@ -84,13 +84,15 @@ def serve(
     host: str = "127.0.0.1",
     org: LocalSalesforce | None = None,
     announce: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> None:
     """Serve a local Salesforce on ``host:port`` until interrupted (``signals-crm sandbox
     salesforce --port N``).
 
     The org's instance URL becomes the server's URL; a connected app ``signals-crm-local`` /
     ``local-secret`` may use the client-credentials flow, and a ready access token is issued.
-    ``announce`` receives a few lines saying how to connect (the CLI prints them).
+    ``announce`` receives a few lines saying how to connect (the CLI prints them). Serving
+    ends on ``KeyboardInterrupt``, or when ``stop`` (if given) is set.
     """
     from signals_crm.testing.salesforce._org import LocalSalesforce
 
@@ -106,7 +108,14 @@ def serve(
         announce(f"  client credentials: {LOCAL_CLIENT_ID} / {LOCAL_CLIENT_SECRET}")
         announce(f"  access token: {org.issue_token()}")
     try:
-        server.serve_forever()
+        if stop is None:
+            server.serve_forever()
+        else:
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            stop.wait()
+            server.shutdown()
+            thread.join()
     except KeyboardInterrupt:
         pass
     finally:

@@ -1,0 +1,7 @@
+"""``python -m signals_crm``: the ``signals-crm`` command line."""
+
+import sys
+
+from signals_crm.cli import main
+
+sys.exit(main())

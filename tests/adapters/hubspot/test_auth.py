@@ -1,0 +1,182 @@
+"""OAuth refresh: proactive from expires_in, once under concurrency, secrets hidden."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from hubspot_support import FakeClock, limiters
+
+from signals_crm.adapters.hubspot import (
+    AsyncHubSpotAdapter,
+    HubSpotAdapter,
+    OAuthToken,
+    StaticToken,
+)
+from signals_crm.exceptions import AuthenticationError, ConfigurationError
+from signals_crm.testing.hubspot import LocalHubSpot
+
+CLIENT_ID, SECRET, REFRESH = "client-1", "shh-client-secret", "refresh-abc"
+
+
+@pytest.fixture
+def oauth_portal(portal: LocalHubSpot) -> LocalHubSpot:
+    portal.add_oauth_client(CLIENT_ID, SECRET, REFRESH)
+    return portal
+
+
+def oauth(clock: FakeClock, refresh: str = REFRESH) -> OAuthToken:
+    return OAuthToken(client_id=CLIENT_ID, client_secret=SECRET, refresh_token=refresh, clock=clock)
+
+
+@pytest.fixture
+def statuses(oauth_portal: LocalHubSpot) -> list[int]:
+    return []
+
+
+@pytest.fixture
+def recording_client(oauth_portal: LocalHubSpot, statuses: list[int]) -> Iterator[httpx.Client]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = oauth_portal.handle(request)
+        statuses.append(response.status_code)
+        return response
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        yield client
+
+
+def test_first_call_fetches_a_token_and_reuses_it(
+    recording_client: httpx.Client, oauth_portal: LocalHubSpot, clock: FakeClock
+) -> None:
+    """No token yet → one refresh; later calls within the lifetime reuse it."""
+    auth = oauth(clock)
+    adapter = HubSpotAdapter(recording_client, auth=auth, **limiters(clock))
+    adapter.find_people(["a@example.com"])
+    adapter.find_people(["b@example.com"])
+    assert oauth_portal.token_requests == 1
+    assert auth.refreshes == 1
+
+
+def test_refresh_is_proactive_before_expiry(
+    recording_client: httpx.Client,
+    oauth_portal: LocalHubSpot,
+    clock: FakeClock,
+    statuses: list[int],
+) -> None:
+    """Past expires_in minus the margin the token is refreshed before any 401 is seen."""
+    adapter = HubSpotAdapter(recording_client, auth=oauth(clock), **limiters(clock))
+    adapter.find_people(["a@example.com"])
+    clock.sleep(1800 - 299)  # inside the 300 s margin, still valid at HubSpot
+    adapter.find_people(["a@example.com"])
+    assert oauth_portal.token_requests == 2
+    assert 401 not in statuses
+
+
+def test_expired_token_is_refreshed_once_and_replayed(
+    recording_client: httpx.Client,
+    oauth_portal: LocalHubSpot,
+    clock: FakeClock,
+    statuses: list[int],
+) -> None:
+    """A 401 EXPIRED_AUTHENTICATION causes one refresh and one replay, then success."""
+    adapter = HubSpotAdapter(recording_client, auth=oauth(clock), **limiters(clock))
+    adapter.find_people(["a@example.com"])
+    oauth_portal.expire_access_tokens()
+    assert adapter.find_people(["a@example.com"]) == [()]
+    assert oauth_portal.token_requests == 2
+    assert statuses.count(401) == 1
+
+
+def test_token_expiry_after_n_calls_fault(
+    recording_client: httpx.Client, oauth_portal: LocalHubSpot, clock: FakeClock
+) -> None:
+    """The portal's expire-after-N fault is survived with a single extra refresh."""
+    oauth_portal.faults.expire_tokens_after = 2
+    adapter = HubSpotAdapter(recording_client, auth=oauth(clock), **limiters(clock))
+    for n in range(5):
+        adapter.find_people([f"p{n}@example.com"])
+    assert oauth_portal.token_requests == 2
+
+
+def test_a_refused_refresh_raises_without_secrets(
+    recording_client: httpx.Client, clock: FakeClock
+) -> None:
+    """A bad refresh token is an AuthenticationError; neither secret appears anywhere."""
+    auth = oauth(clock, refresh="wrong-refresh-token")
+    adapter = HubSpotAdapter(recording_client, auth=auth, **limiters(clock))
+    with pytest.raises(AuthenticationError) as raised:
+        adapter.find_people(["a@example.com"])
+    text = f"{raised.value} {raised.value!r} {auth!r} {adapter!r}"
+    assert raised.value.error_code == "BAD_REFRESH_TOKEN"
+    for secret in (SECRET, "wrong-refresh-token"):
+        assert secret not in text
+
+
+def test_static_tokens_are_hidden_and_cannot_refresh() -> None:
+    """A static token never shows in its repr and refuses to be refreshed."""
+    token = StaticToken("pat-na1-0000")
+    assert "pat-na1-0000" not in repr(token)
+    assert token.can_refresh is False
+    with pytest.raises(AuthenticationError):
+        token.refresh_request(None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="token"):
+        StaticToken("  ")
+
+
+def test_threads_share_one_refresh(oauth_portal: LocalHubSpot, clock: FakeClock) -> None:
+    """Eight threads starting together with no token cause exactly one token request."""
+    gate = threading.Event()
+    refreshing = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/oauth"):
+            refreshing.set()
+            gate.wait(timeout=5)  # hold the refresh while the other threads queue up
+        return oauth_portal.handle(request)
+
+    auth = oauth(clock)
+    errors: list[BaseException] = []
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        adapter = HubSpotAdapter(client, auth=auth, **limiters(clock))
+
+        def work(n: int) -> None:
+            try:
+                adapter.find_people([f"t{n}@example.com"])
+            except BaseException as exc:  # noqa: BLE001  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        assert refreshing.wait(timeout=5)
+        gate.set()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert oauth_portal.token_requests == 1
+
+
+@pytest.mark.anyio
+async def test_tasks_share_one_refresh(oauth_portal: LocalHubSpot, clock: FakeClock) -> None:
+    """Ten concurrent async calls with no token cause exactly one token request."""
+
+    class SlowTokenTransport(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.startswith("/oauth"):
+                for _ in range(5):
+                    await asyncio.sleep(0)  # let the other tasks pile up on the lock
+            response = oauth_portal.handle(request)
+            return httpx.Response(
+                response.status_code, headers=response.headers, content=response.content
+            )
+
+    async with httpx.AsyncClient(transport=SlowTokenTransport()) as client:
+        adapter = AsyncHubSpotAdapter(client, auth=oauth(clock), **limiters(clock))
+        answers = await asyncio.gather(
+            *(adapter.afind_people([f"a{n}@example.com"]) for n in range(10))
+        )
+    assert answers == [[()]] * 10
+    assert oauth_portal.token_requests == 1

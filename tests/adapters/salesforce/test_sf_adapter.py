@@ -1,0 +1,375 @@
+"""The Salesforce adapter's behaviour against the local org: batching, paging, rules, markers."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from signals_crm.adapters.base import AsyncCRMAdapter, CRMAdapter
+from signals_crm.adapters.salesforce import (
+    SALESFORCE_CAPABILITIES,
+    AsyncSalesforceAdapter,
+    SalesforceAdapter,
+    StaticToken,
+    TaskMarker,
+)
+from signals_crm.adapters.salesforce._soql import quote
+from signals_crm.core.crm import (
+    CampaignMembershipWrite,
+    MembershipByPerson,
+    PersonUpdate,
+    PersonWrite,
+    TaskByMarker,
+    TaskWrite,
+)
+from signals_crm.core.model import ActivityKind, PersonKind
+from signals_crm.exceptions import ConfigurationError, CRMAPIError, DuplicateRecordError
+from signals_crm.testing.salesforce import (
+    DuplicateRule,
+    FieldDef,
+    LocalSalesforce,
+    SalesforceBackdoor,
+)
+from signals_crm.testing.salesforce._soql import parse
+
+
+def _write(email: str, owner: str | None = None, **fields: object) -> PersonWrite:
+    return PersonWrite(
+        key=email,
+        kind=PersonKind.LEAD,
+        email=email,
+        fields={"LastName": "L", "Company": "C", **fields},  # type: ignore[dict-item]
+        owner_id=owner,
+    )
+
+
+def _task(person: str, marker: str, kind: PersonKind = PersonKind.LEAD) -> TaskWrite:
+    return TaskWrite(
+        key=marker,
+        person_id=person,
+        person_kind=kind,
+        activity_kind=ActivityKind.MEETING_BOOKED,
+        subject="Meeting booked",
+        body="Booked",
+        marker=marker,
+        activity_date=date(2024, 5, 17),
+    )
+
+
+def _queries(org: LocalSalesforce) -> int:
+    return sum(1 for _, path in org.calls if "/query" in path)
+
+
+@pytest.mark.anyio
+async def test_async_adapter_satisfies_the_protocol(async_sf: AsyncSalesforceAdapter) -> None:
+    """The async adapter is structurally an AsyncCRMAdapter (and not a blocking one)."""
+    assert isinstance(async_sf, AsyncCRMAdapter)
+    assert not isinstance(async_sf, CRMAdapter)
+
+
+def test_adapter_satisfies_the_protocol(sf: SalesforceAdapter) -> None:
+    """The blocking adapter is structurally a CRMAdapter and declares Salesforce."""
+    assert isinstance(sf, CRMAdapter)
+    caps = sf.capabilities
+    assert caps is SALESFORCE_CAPABILITIES
+    assert (caps.person_kind, caps.person_object, caps.email_field) == (
+        PersonKind.LEAD,
+        "Lead",
+        "Email",
+    )
+    assert caps.separate_contacts is True
+    assert caps.write_batch_size == 200
+    assert caps.max_task_body_length == 32_000
+
+
+def test_find_people_follows_next_records_url(
+    org: LocalSalesforce, sf: SalesforceAdapter, backdoor: SalesforceBackdoor
+) -> None:
+    """Lookups page through nextRecordsUrl until done."""
+    org.page_size = 2
+    emails = [f"page{n}@x.com" for n in range(5)]
+    ids = [backdoor.seed_person(kind=PersonKind.LEAD, email=e) for e in emails]
+    found = sf.find_people(emails)
+    assert [[r.id for r in rs] for rs in found] == [[i] for i in ids]
+    assert any("/query/01g" in path for _, path in org.calls)
+
+
+def test_find_people_chunks_in_lists_by_url_length(
+    org: LocalSalesforce, client: httpx.Client, backdoor: SalesforceBackdoor
+) -> None:
+    """A small URL budget splits the IN list over several queries; every email is answered."""
+    adapter = SalesforceAdapter(
+        client, StaticToken(org.issue_token(), org.instance_url), max_url_length=1200
+    )
+    emails = [f"chunk.{n}+tag@example.com" for n in range(60)]
+    last = backdoor.seed_person(kind=PersonKind.LEAD, email=emails[-1])
+    found = adapter.find_people(emails)
+    assert found[-1][0].id == last
+    assert all(rs == () for rs in found[:-1])
+    assert _queries(org) > 2  # several Lead chunks, then the Contact chunks
+
+
+def test_lookup_of_no_valid_email_makes_no_call(
+    org: LocalSalesforce, sf: SalesforceAdapter
+) -> None:
+    """Blank emails are answered () without an API call."""
+    assert sf.find_people(["", "   "]) == [(), ()]
+    assert org.calls == []
+
+
+def test_describe_is_cached_per_object(org: LocalSalesforce, sf: SalesforceAdapter) -> None:
+    """describe calls the API once per object, whatever the casing."""
+    first = sf.describe("Lead")
+    assert sf.describe("lead") is first
+    assert sum(1 for _, p in org.calls if p.endswith("/describe")) == 1
+    assert first.get("Email") is not None
+
+
+def test_api_usage_is_exposed(org: LocalSalesforce, sf: SalesforceAdapter) -> None:
+    """The adapter exposes the last Sforce-Limit-Info as api_usage."""
+    before = sf.api_usage
+    sf.list_users()
+    sf.list_users()
+    after = sf.api_usage
+    assert before is None
+    assert after is not None
+    assert (after.used, after.limit) == (2, org.daily_limit)
+
+
+def test_owner_set_switches_assignment_rules_off(
+    org: LocalSalesforce, sf: SalesforceAdapter, backdoor: SalesforceBackdoor
+) -> None:
+    """Leads with an owner keep it (Sforce-Auto-Assign: FALSE); others follow the rule."""
+    rule_owner = backdoor.seed_user(email="rule@x.com")
+    chosen = backdoor.seed_user(email="chosen@x.com")
+    org.assignment_rule_owner = rule_owner
+    results = sf.create_people(
+        [_write("a@x.com", chosen), _write("b@x.com"), _write("c@x.com", chosen)]
+    )
+    owners = [backdoor.record(r.id or "")["OwnerId"] for r in results]  # type: ignore[index]
+    assert owners == [chosen, rule_owner, chosen]
+    assert [m for m, p in org.calls if p.endswith("/composite/sobjects")] == ["POST", "POST"]
+
+
+def test_updates_never_move_the_owner(
+    org: LocalSalesforce, sf: SalesforceAdapter, backdoor: SalesforceBackdoor
+) -> None:
+    """Lead updates send Sforce-Auto-Assign: FALSE, so the rule cannot reassign them."""
+    owner = backdoor.seed_user(email="owner@x.com")
+    lead = backdoor.seed_person(kind=PersonKind.LEAD, email="u@x.com", fields={"OwnerId": owner})
+    org.assignment_rule_owner = backdoor.seed_user(email="rule@x.com")
+    (result,) = sf.update_people(
+        [PersonUpdate(key="u", record_id=lead, kind=PersonKind.LEAD, fields={"Title": "CTO"})]
+    )
+    assert result.ok
+    assert result.created is False
+    record = backdoor.record(lead)
+    assert record is not None
+    assert (record["OwnerId"], record["Title"]) == (owner, "CTO")
+
+
+def test_duplicates_without_payload_are_named_by_a_lookup(
+    org: LocalSalesforce, sf: SalesforceAdapter, backdoor: SalesforceBackdoor
+) -> None:
+    """When Collections omit duplicateResult, the adapter names the matches by email."""
+    existing = backdoor.seed_person(kind=PersonKind.LEAD, email="dupe@x.com")
+    org.duplicate_rule = DuplicateRule()
+    (result,) = sf.create_people([_write("Dupe@X.com")])
+    assert isinstance(result.error, DuplicateRecordError)
+    assert result.duplicate_of == (existing,)
+    assert backdoor.people_with_email("dupe@x.com") == [existing]
+
+
+def test_duplicates_with_payload_need_no_lookup(
+    org: LocalSalesforce, sf: SalesforceAdapter, backdoor: SalesforceBackdoor
+) -> None:
+    """With duplicateResult in the Collections error, the ids come from it directly."""
+    existing = backdoor.seed_person(kind=PersonKind.LEAD, email="dupe@x.com")
+    org.duplicate_rule = DuplicateRule(include_result_in_collections=True)
+    (result,) = sf.create_people([_write("dupe@x.com")])
+    assert result.duplicate_of == (existing,)
+    assert _queries(org) == 0
+
+
+def test_unknown_field_fails_only_its_records(
+    org: LocalSalesforce, sf: SalesforceAdapter, backdoor: SalesforceBackdoor
+) -> None:
+    """A whole-request INVALID_FIELD fails the records naming the field; the rest are resent."""
+    results = sf.create_people(
+        [_write("a@x.com"), _write("b@x.com", Nope__c="x"), _write("c@x.com")]
+    )
+    assert [r.ok for r in results] == [True, False, True]
+    assert isinstance(results[1].error, CRMAPIError)
+    assert results[1].error.error_code == "INVALID_FIELD"
+    assert results[1].error.fields == ("Nope__c",)
+    assert len([p for _, p in org.calls if p.endswith("/composite/sobjects")]) == 2
+
+
+def test_unidentifiable_whole_request_failure_is_bisected(org: LocalSalesforce) -> None:
+    """If the failing record cannot be told from the message, the batch is halved."""
+    token = org.issue_token()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/composite/sobjects"):
+            records = json.loads(request.content)["records"]
+            if any(r.get("Email") == "poison@x.com" for r in records):
+                return httpx.Response(
+                    400, json=[{"errorCode": "JSON_PARSER_ERROR", "message": "Unexpected token"}]
+                )
+        return org.handle(request)
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        adapter = SalesforceAdapter(http, StaticToken(token, org.instance_url))
+        emails = ["a@x.com", "b@x.com", "poison@x.com", "d@x.com", "e@x.com"]
+        results = adapter.create_people([_write(e) for e in emails])
+    assert [r.ok for r in results] == [True, True, False, True, True]
+    assert results[2].error is not None
+    assert results[2].error.retryable is False
+
+
+def test_large_batches_are_split_by_200(
+    org: LocalSalesforce, sf: SalesforceAdapter, backdoor: SalesforceBackdoor
+) -> None:
+    """201 tasks take two Collections calls and keep their order."""
+    person = backdoor.seed_person(kind=PersonKind.LEAD, email="t@x.com")
+    results = sf.create_tasks([_task(person, f"m-{n}") for n in range(201)])
+    assert len(results) == 201
+    assert all(r.ok for r in results)
+    assert len([p for _, p in org.calls if p.endswith("/composite/sobjects")]) == 2
+    assert len(backdoor.task_markers(person)) == 201
+
+
+def test_task_on_a_converted_lead_fails_alone(
+    sf: SalesforceAdapter, backdoor: SalesforceBackdoor
+) -> None:
+    """A task whose WhoId is a converted Lead fails with CANNOT_UPDATE_CONVERTED_LEAD."""
+    live = backdoor.seed_person(kind=PersonKind.LEAD, email="live@x.com")
+    converted = backdoor.seed_person(kind=PersonKind.LEAD, email="conv@x.com", is_converted=True)
+    results = sf.create_tasks([_task(live, "a"), _task(converted, "b")])
+    assert results[0].ok
+    assert isinstance(results[1].error, CRMAPIError)
+    assert results[1].error.error_code == "CANNOT_UPDATE_CONVERTED_LEAD"
+    assert results[1].error.retryable is False
+
+
+def test_marker_in_a_custom_field(org: LocalSalesforce, client: httpx.Client) -> None:
+    """With TaskMarker(field=...) the marker lives in that field and reconcile queries it."""
+    org.add_field(
+        "Task", FieldDef("Signals_Marker__c", "string", 255, "Signals Marker", custom=True)
+    )
+    marker = TaskMarker(field="Signals_Marker__c")
+    adapter = SalesforceAdapter(
+        client, StaticToken(org.issue_token(), org.instance_url), task_marker=marker
+    )
+    backdoor = SalesforceBackdoor(org, task_marker=marker)
+    person = backdoor.seed_person(kind=PersonKind.LEAD, email="f@x.com")
+    (created,) = adapter.create_tasks([_task(person, "conv'1:meeting:9")])
+    assert backdoor.task_markers(person) == ["conv'1:meeting:9"]
+    task = backdoor.record(created.id or "")
+    assert task is not None
+    assert task["Subject"] == "Meeting booked"
+    answers = adapter.reconcile(
+        [TaskByMarker(marker="conv'1:meeting:9"), TaskByMarker(marker="conv'1")]
+    )
+    assert answers == [created.id, None]
+
+
+def test_subject_marker_reconcile_is_exact(
+    sf: SalesforceAdapter, backdoor: SalesforceBackdoor
+) -> None:
+    """Subject markers match whole: 'conv-1' does not find the task of 'conv-10'."""
+    person = backdoor.seed_person(kind=PersonKind.LEAD, email="s@x.com")
+    (created,) = sf.create_tasks([_task(person, "conv-10")])
+    assert sf.reconcile([TaskByMarker(marker="conv-1"), TaskByMarker(marker="conv-10")]) == [
+        None,
+        created.id,
+    ]
+
+
+def test_contacts_join_campaigns_and_reconcile(
+    sf: SalesforceAdapter, backdoor: SalesforceBackdoor
+) -> None:
+    """Contacts join campaigns through ContactId; reconcile finds the membership."""
+    campaign = backdoor.seed_campaign(name="C")
+    contact = backdoor.seed_person(kind=PersonKind.CONTACT, email="c@x.com")
+    write = CampaignMembershipWrite(
+        key="m", campaign_id=campaign, person_id=contact, person_kind=PersonKind.CONTACT
+    )
+    (first,) = sf.add_to_campaign([write])
+    (again,) = sf.add_to_campaign([write])
+    assert first.created is True
+    assert (again.ok, again.created, again.id) == (True, False, first.id)
+    assert sf.reconcile([MembershipByPerson(campaign_id=campaign, person_id=contact[:15])]) == [
+        first.id
+    ]
+
+
+def test_find_accounts_matches_hosts_not_substrings(
+    sf: SalesforceAdapter, backdoor: SalesforceBackdoor
+) -> None:
+    """acme.com finds www.acme.com and eu.acme.com, never notacme.com."""
+    main = backdoor.seed_account(domain="acme.com", name="Acme")
+    sub = backdoor.seed_account(domain="eu.acme.com", name="Acme EU")
+    backdoor.seed_account(domain="notacme.com", name="Other")
+    (found,) = sf.find_accounts(["https://ACME.com/about"], ["Owner.Email"])
+    assert {a.id for a in found} == {main, sub}
+    assert all(a.fields["Owner.Email"] == "integration@local.example.com" for a in found)
+
+
+def test_invalid_auth_object_is_refused(client: httpx.Client) -> None:
+    """An auth argument that is not a flow is a ConfigurationError."""
+    with pytest.raises(ConfigurationError):
+        SalesforceAdapter(client, "token")  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_async_adapter_writes_and_reads(
+    org: LocalSalesforce, async_sf: AsyncSalesforceAdapter, backdoor: SalesforceBackdoor
+) -> None:
+    """The async adapter creates, finds, tasks and reconciles like the sync one."""
+    (created,) = await async_sf.acreate_people([_write("async@x.com")])
+    (found,) = await async_sf.afind_people(["ASYNC@x.com"], ["LastName"])
+    assert [r.id for r in found] == [created.id]
+    assert found[0].fields == {"LastName": "L"}
+    (task,) = await async_sf.acreate_tasks([_task(created.id or "", "async-m")])
+    assert await async_sf.areconcile([TaskByMarker(marker="async-m")]) == [task.id]
+    assert (await async_sf.adescribe("Lead")).get("Company") is not None
+
+
+_EMAILS = st.one_of(
+    st.emails(),
+    st.text(
+        alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
+        min_size=1,
+        max_size=40,
+    ).map(lambda s: f"{s}@x.com"),
+    st.from_regex(r"[a-z'\\\"+%_ ]{1,12}@[a-z]{1,8}\.com", fullmatch=True),
+).filter(lambda e: e == e.strip())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(email=_EMAILS)
+def test_any_email_round_trips_through_a_lookup(email: str) -> None:
+    """Whatever characters an email holds (quotes, backslashes, +, %, _), a lookup finds it."""
+    org = LocalSalesforce()
+    backdoor = SalesforceBackdoor(org)
+    lead = backdoor.seed_person(kind=PersonKind.LEAD, email=email)
+    backdoor.seed_person(kind=PersonKind.LEAD, email="other@x.com")
+    with httpx.Client(transport=org.transport()) as http:
+        adapter = SalesforceAdapter(http, StaticToken(org.issue_token(), org.instance_url))
+        (found,) = adapter.find_people([email])
+    assert [r.id for r in found] == [lead]
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=50))
+def test_quote_round_trips_through_the_soql_parser(value: str) -> None:
+    """quote() produces a literal that the SOQL parser decodes back to the same string."""
+    query = parse(f"SELECT Id FROM Lead WHERE Email = {quote(value)}")
+    assert query.where is not None
+    assert query.where.value.value == value  # type: ignore[union-attr]

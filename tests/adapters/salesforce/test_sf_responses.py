@@ -1,0 +1,234 @@
+"""Golden tests of the pure Salesforce response parsers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from signals_crm.adapters.salesforce._responses import (
+    ApiUsage,
+    AppApiUsage,
+    flatten_record,
+    parse_collection_results,
+    parse_datetime,
+    parse_describe,
+    parse_limit_info,
+    parse_query,
+    parse_token,
+)
+from signals_crm.core.model import FieldType
+from signals_crm.exceptions import (
+    AuthenticationError,
+    CRMServerError,
+    DuplicateRecordError,
+    NotFoundError,
+)
+
+
+def test_parse_limit_info_org_usage() -> None:
+    """api-usage=used/limit becomes an ApiUsage with the remaining share."""
+    usage = parse_limit_info("api-usage=18/5000")
+    assert usage == ApiUsage(used=18, limit=5000)
+    assert usage is not None
+    assert usage.remaining == 4982
+    assert usage.fraction_used == pytest.approx(18 / 5000)
+
+
+def test_parse_limit_info_per_app_usage() -> None:
+    """The per-app quota pilot's part is parsed too, with the app name."""
+    usage = parse_limit_info(
+        "api-usage=25/5000; per-app-api-usage=17/250(appName=sample-connected-app)"
+    )
+    assert usage == ApiUsage(25, 5000, AppApiUsage(17, 250, "sample-connected-app"))
+
+
+@pytest.mark.parametrize("header", [None, "", "garbage", "per-app-api-usage=1/2"])
+def test_parse_limit_info_unreadable(header: str | None) -> None:
+    """An absent or unreadable header yields None, never an error."""
+    assert parse_limit_info(header) is None
+
+
+def test_parse_datetime_salesforce_format() -> None:
+    """Salesforce datetimes (+0000, Z, or none) become aware UTC datetimes."""
+    expected = datetime(2024, 5, 1, 12, 0, 0, 250000, tzinfo=UTC)
+    assert parse_datetime("2024-05-01T12:00:00.250+0000") == expected
+    assert parse_datetime("2024-05-01T14:00:00.250+02:00") == expected
+    assert parse_datetime("2024-05-01T12:00:00Z") == expected.replace(microsecond=0)
+    assert parse_datetime("not a date") is None
+    assert parse_datetime(None) is None
+
+
+def test_flatten_record_nests_parents_as_dotted_keys() -> None:
+    """attributes are dropped; parent objects become dotted keys; a null parent stays None."""
+    record = {
+        "attributes": {"type": "Account"},
+        "Id": "001",
+        "Owner": {"attributes": {"type": "User"}, "Email": "o@x.com", "IsActive": True},
+        "SDR_Owner__r": None,
+        "Contacts": {"totalSize": 0, "done": True, "records": []},
+    }
+    assert flatten_record(record) == {
+        "Id": "001",
+        "Owner.Email": "o@x.com",
+        "Owner.IsActive": True,
+        "SDR_Owner__r": None,
+    }
+
+
+def test_parse_query_page_with_next_records_url() -> None:
+    """A page reports the whole totalSize and its nextRecordsUrl while not done."""
+    response = httpx.Response(
+        200,
+        json={
+            "totalSize": 3214,
+            "done": False,
+            "nextRecordsUrl": "/services/data/v61.0/query/01gD0000002HU6KIAW-2000",
+            "records": [{"attributes": {"type": "Lead"}, "Id": "00Q1", "Email": "a@b.com"}],
+        },
+    )
+    page = parse_query(response)
+    assert page.total_size == 3214
+    assert page.done is False
+    assert page.next_records_url == "/services/data/v61.0/query/01gD0000002HU6KIAW-2000"
+    assert page.records == ({"Id": "00Q1", "Email": "a@b.com"},)
+
+
+def test_parse_query_raises_the_typed_error() -> None:
+    """A failed query raises the mapped error (here INVALID_FIELD, not retryable)."""
+    response = httpx.Response(
+        400,
+        json=[{"message": "No such column 'Foo' on entity 'Lead'", "errorCode": "INVALID_FIELD"}],
+    )
+    with pytest.raises(Exception, match="No such column") as raised:
+        parse_query(response)
+    assert getattr(raised.value, "retryable", None) is False
+
+
+def test_parse_collection_results_per_record() -> None:
+    """Each Collections item becomes a success or its typed error, in order."""
+    response = httpx.Response(
+        200,
+        json=[
+            {"id": "00Q1", "success": True, "errors": []},
+            {
+                "success": False,
+                "errors": [
+                    {"statusCode": "DUPLICATES_DETECTED", "message": "Use one of these records?"}
+                ],
+            },
+            {"success": False, "errors": [{"statusCode": "ENTITY_IS_DELETED", "message": "gone"}]},
+            {"success": False, "errors": [{"statusCode": "UNABLE_TO_LOCK_ROW", "message": "lock"}]},
+        ],
+    )
+    results = parse_collection_results(response, 4)
+    assert results[0].ok
+    assert results[0].id == "00Q1"
+    assert isinstance(results[1].error, DuplicateRecordError)
+    assert results[1].error.status_code is None
+    assert isinstance(results[2].error, NotFoundError)
+    assert isinstance(results[3].error, CRMServerError)
+    assert results[3].error.retryable is True
+
+
+def test_parse_collection_results_count_mismatch_is_a_server_error() -> None:
+    """Fewer results than records sent is a retryable server-side failure."""
+    response = httpx.Response(200, json=[{"id": "1", "success": True, "errors": []}])
+    with pytest.raises(CRMServerError):
+        parse_collection_results(response, 2)
+
+
+def test_parse_describe_maps_field_metadata() -> None:
+    """describe fields map type, length, writability, required and picklist values."""
+    response = httpx.Response(
+        200,
+        json={
+            "name": "Lead",
+            "fields": [
+                {
+                    "name": "LastName",
+                    "type": "string",
+                    "length": 80,
+                    "createable": True,
+                    "updateable": True,
+                    "nillable": False,
+                    "defaultedOnCreate": False,
+                    "label": "Last Name",
+                },
+                {
+                    "name": "OwnerId",
+                    "type": "reference",
+                    "length": 18,
+                    "createable": True,
+                    "updateable": True,
+                    "nillable": False,
+                    "defaultedOnCreate": True,
+                },
+                {
+                    "name": "Status",
+                    "type": "picklist",
+                    "length": 255,
+                    "createable": True,
+                    "updateable": True,
+                    "nillable": False,
+                    "defaultedOnCreate": True,
+                    "restrictedPicklist": True,
+                    "picklistValues": [
+                        {"active": True, "value": "Open"},
+                        {"active": False, "value": "Old"},
+                    ],
+                },
+                {"name": "Id", "type": "id", "createable": False, "updateable": False},
+            ],
+        },
+    )
+    schema = parse_describe(response)
+    last = schema.get("lastname")
+    assert last is not None
+    assert (last.type, last.length, last.required, last.label) == (
+        FieldType.STRING,
+        80,
+        True,
+        "Last Name",
+    )
+    owner = schema.get("OwnerId")
+    assert owner is not None
+    assert owner.required is False
+    assert owner.type is FieldType.REFERENCE
+    status = schema.get("Status")
+    assert status is not None
+    assert status.picklist_values == ("Open",)
+    assert status.restricted_picklist is True
+    assert schema.required_fields == ("LastName",)
+
+
+def test_parse_token_reads_instance_and_issued_at() -> None:
+    """The token answer gives the token, the instance URL and issued_at (ms since epoch)."""
+    response = httpx.Response(
+        200,
+        json={
+            "access_token": "00Dxx!AQ",
+            "instance_url": "https://acme.my.salesforce.com/",
+            "issued_at": "1708058728442",
+            "token_type": "Bearer",
+            "refresh_token": "5Aep-rotated",
+        },
+    )
+    token = parse_token(response)
+    assert token.instance_url == "https://acme.my.salesforce.com"
+    assert token.issued_at == datetime(2024, 2, 16, 4, 45, 28, 442000, tzinfo=UTC)
+    assert token.refresh_token == "5Aep-rotated"
+    assert "00Dxx" not in repr(token)
+    assert "5Aep" not in repr(token)
+
+
+def test_parse_token_error_is_an_authentication_error() -> None:
+    """An OAuth error object (invalid_grant) becomes an AuthenticationError."""
+    response = httpx.Response(
+        400, json={"error": "invalid_grant", "error_description": "expired access/refresh token"}
+    )
+    with pytest.raises(AuthenticationError, match="expired access/refresh token") as raised:
+        parse_token(response)
+    assert raised.value.error_code == "invalid_grant"
+    assert raised.value.retryable is False

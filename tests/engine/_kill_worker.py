@@ -1,0 +1,60 @@
+"""A sync process that may die at a chosen HTTP request (run by test_process_kill.py).
+
+usage: python _kill_worker.py URL TOKEN LEDGER OWNER CAMPAIGN KILL_AT WHEN
+KILL_AT: the 1-based number of the HTTP request to die at (0: never); WHEN: before | after.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _scenario import NOW, config, conversations  # noqa: E402
+
+from signals_crm.adapters.salesforce import SalesforceAdapter, StaticToken  # noqa: E402
+from signals_crm.engine import Integration  # noqa: E402
+from signals_crm.ledger import SQLiteLedger  # noqa: E402
+
+
+class Dying(httpx.BaseTransport):
+    """Counts requests; ends the process abruptly at request ``kill_at``."""
+
+    def __init__(self, kill_at: int, when: str) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.kill_at = kill_at
+        self.when = when
+        self.count = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.count += 1
+        if self.count == self.kill_at and self.when == "before":
+            os._exit(137)
+        response = self.inner.handle_request(request)
+        if self.count == self.kill_at:
+            response.read()
+            os._exit(137)  # the request landed; the answer is lost with the process
+        return response
+
+
+def main() -> None:
+    url, token, ledger_path, owner, campaign, kill_at, when = sys.argv[1:8]
+    transport = Dying(int(kill_at), when)
+    with httpx.Client(transport=transport, timeout=10) as http, SQLiteLedger(ledger_path) as led:
+        adapter = SalesforceAdapter(http, StaticToken(token, url))
+        integration = Integration(
+            adapter, config(owner, campaign), ledger=led, sleep=lambda _: None,
+            random=lambda: 0.5, clock=lambda: NOW,
+        )
+        for conversation in conversations():
+            integration.conversation_closed(conversation)
+        report = integration.run_due(NOW)
+    print(report.counts)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Type-checked, never run: the public API used as a host application would use it.
+
+``mypy --strict`` over this file fails when a public signature changes incompatibly.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from signals_crm import (
+    Company,
+    Conversation,
+    ConversationOutcome,
+    Criteria,
+    Explanation,
+    Integration,
+    IntegrationSettings,
+    OutcomeKind,
+    OwnershipResult,
+    SyncConfig,
+    SyncReport,
+    Visitor,
+    parse_webhook,
+)
+from signals_crm.core.plan import SyncMode
+from signals_crm.ledger import MemoryLedger
+from signals_crm.testing import InMemoryCRM
+
+
+def host_flow(payload: bytes) -> None:
+    settings = IntegrationSettings.from_dict({"criteria": "two_stars", "synchronization_delay": "15m"})
+    config: SyncConfig = settings.to_config()
+    assert config.criteria is Criteria.TWO_STARS
+    crm = InMemoryCRM()
+    integration = Integration(crm, settings, ledger=MemoryLedger())
+    conversation: Conversation = parse_webhook(
+        payload,
+        conversation_id="c-1",
+        lead_score=3,
+        closed_at=datetime(2026, 11, 1, tzinfo=UTC),
+    )
+    integration.conversation_closed(conversation)
+    report: SyncReport = integration.run_due(datetime.now(UTC) + timedelta(hours=1))
+    outcome: ConversationOutcome = report.outcome("c-1")
+    created: bool = outcome.kind is OutcomeKind.CREATED
+    why: Explanation = integration.explain("c-1")
+    text: str = why.as_text()
+    manual = integration.sync_manually(
+        Conversation(id="c-2", closed_at=datetime.now(UTC), visitor=Visitor(email="a@b.test"))
+    )
+    owner: OwnershipResult = integration.account_owner(Company(domain="acme.test"))
+    dry = integration.dry_run([conversation], mode=SyncMode.MANUAL)
+    print(created, text, manual.kind, owner.signals_user, dry.as_text())  # noqa: T201
