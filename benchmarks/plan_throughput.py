@@ -55,9 +55,7 @@ MAPPINGS = FieldMappings(
         FieldMapping("company.name", "Company"),
     )
 )
-USERS = UserMapping(
-    tuple(UserMapEntry(f"005U{i:03d}", signals_user_id=f"u{i}") for i in range(50))
-)
+USERS = UserMapping(tuple(UserMapEntry(f"005U{i:03d}", signals_user_id=f"u{i}") for i in range(50)))
 CONFIG = SyncConfig(
     criteria=Criteria.ONE_STAR,
     delay=timedelta(minutes=30),

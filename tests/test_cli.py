@@ -30,7 +30,10 @@ def test_python_dash_m_runs(tmp_path):
     settings.write_text(json.dumps({"criteria": "one_star"}))
     done = subprocess.run(
         [sys.executable, "-m", "signals_crm", "validate", str(settings)],
-        capture_output=True, text=True, check=False, timeout=60,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert "valid" in done.stdout
@@ -53,13 +56,25 @@ def test_explain_reads_the_ledger_offline(tmp_path, capsys):
     closed = datetime(2026, 11, 20, 12, tzinfo=UTC)
     with SQLiteLedger(ledger_path) as ledger:
         ledger.schedule(
-            Conversation(id="c-9", closed_at=closed, lead_score=0, visitor=Visitor(email="x@y.test")),
+            Conversation(
+                id="c-9", closed_at=closed, lead_score=0, visitor=Visitor(email="x@y.test")
+            ),
             closed,
         )
     settings = tmp_path / "s.json"
     settings.write_text(json.dumps({"criteria": "two_stars"}))
-    code = main(["explain", "c-9", "--settings", str(settings), "--ledger", str(ledger_path),
-                 "--now", "2026-11-20T13:00:00+00:00"])
+    code = main(
+        [
+            "explain",
+            "c-9",
+            "--settings",
+            str(settings),
+            "--ledger",
+            str(ledger_path),
+            "--now",
+            "2026-11-20T13:00:00+00:00",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "criteria_not_met" in out
@@ -71,7 +86,18 @@ def test_sync_refuses_without_token(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("SIGNALS_CRM_TOKEN", raising=False)
     settings = tmp_path / "s.json"
     settings.write_text("{}")
-    code = main(["sync", "--settings", str(settings), "--ledger", str(tmp_path / "l"),
-                 "--crm", "salesforce", "--url", "http://127.0.0.1:9"])
+    code = main(
+        [
+            "sync",
+            "--settings",
+            str(settings),
+            "--ledger",
+            str(tmp_path / "l"),
+            "--crm",
+            "salesforce",
+            "--url",
+            "http://127.0.0.1:9",
+        ]
+    )
     assert code == 2
     assert "SIGNALS_CRM_TOKEN" in capsys.readouterr().err

@@ -35,8 +35,12 @@ from signals_crm.settings import (
     DEFAULT_PLACEHOLDERS,
     ConditionGroupSettings,
     CriteriaName,
+    DomainListSettings,
+    FieldMappingSettings,
+    FieldMappingsSettings,
     IntegrationSettings,
     OperatorName,
+    OwnershipRuleSettings,
     OwnerSource,
     TaskEvent,
     format_delay,
@@ -876,6 +880,31 @@ def test_direct_construction_raises_a_value_error_with_paths() -> None:
     text = str(exc.value)
     assert "default_owner: malformed CRM id" in text
     assert "ownership_rules[0].segment: unknown segment 'nope'" in text
+
+
+def test_settings_built_from_python_values() -> None:
+    """Settings built from nested settings objects validate, cross-check and convert alike."""
+    rule = OwnershipRuleSettings(segment="s", owner_fields=("OwnerId",))
+    with pytest.raises(ValidationError, match=r"ownership_rules\[0\]\.segment: unknown segment"):
+        IntegrationSettings(ownership_rules=(rule,))
+    s = IntegrationSettings(
+        field_mappings=FieldMappingsSettings(
+            lead=(FieldMappingSettings(source="contact.email", target="Email"),)
+        ),
+        segments={"s": DomainListSettings(domains=("a.test",))},
+        ownership_rules=(rule,),
+    )
+    assert s == IntegrationSettings.from_dict(s.to_dict())
+    assert s.to_config().ownership.rules == (OwnershipRule("s", ("OwnerId",)),)
+
+
+def test_json_schema_describes_the_settings() -> None:
+    """The JSON schema (for editors) lists every key and the accepted delay forms."""
+    schema = IntegrationSettings.model_json_schema()
+    assert set(schema["properties"]) == set(IntegrationSettings.model_fields)
+    assert schema["additionalProperties"] is False
+    delay = schema["properties"]["synchronization_delay"]
+    assert {t["type"] for t in delay["anyOf"]} == {"integer", "string"}
 
 
 def test_settings_are_frozen() -> None:

@@ -401,6 +401,17 @@ def test_closed_event_needs_an_aware_close_time() -> None:
     assert problems(exc) == {"closed_at": "must be a timezone-aware datetime"}
 
 
+def test_missing_event_is_reported_with_the_other_problems() -> None:
+    """A payload without event still has its other problems listed in the same error."""
+    with pytest.raises(WebhookError) as exc:
+        parse({"chat": {"transcript": 5}, "contact": {"birthdate": "soon"}})
+    assert problems(exc) == {
+        "event": "required",
+        "chat.transcript": "must be text, not a number",
+        "contact.birthdate": "must be an ISO-8601 date-time, not 'soon'",
+    }
+
+
 def test_malformed_payload_wins_over_host_errors() -> None:
     """A malformed payload is reported as a WebhookError even when host values are wrong too."""
     with pytest.raises(WebhookError):

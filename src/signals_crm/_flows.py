@@ -342,6 +342,10 @@ def reconcile(
                     attrs.evolve(record, state=CommandState.PLANNED, updated_at=batch.now)
                 )
                 continue
+            if record.kind == CommandKind.CREATE_TASK.value and (
+                (batch.now - record.updated_at).total_seconds() < caps.marker_search_lag
+            ):
+                continue  # too recent for the marker search to see it: a later run settles it
             query = _reconcile_query(record, by_id[record.conversation_id], batch, caps, campaign)
             if query is None or not caps.supports_reconcile:
                 continue  # stays unknown; reported, never blindly re-sent
@@ -403,7 +407,8 @@ def _reconcile_sent(
         if command.kind is CommandKind.CREATE_PERSON:
             queries.append(PersonByEmail(command.email, command.person.kind))
         elif command.kind is CommandKind.CREATE_TASK and command.marker is not None:
-            queries.append(TaskByMarker(command.marker))
+            # A marker search may trail the write: settle it in a later run instead.
+            queries.append(None if caps.marker_search_lag > 0 else TaskByMarker(command.marker))
         elif command.kind is CommandKind.ADD_TO_CAMPAIGN and command.campaign_id is not None:
             queries.append(MembershipByPerson(command.campaign_id, payload.person_id))
         else:
@@ -417,6 +422,8 @@ def _reconcile_sent(
     unknown: list[str] = []
     for command, query in zip(commands, queries, strict=True):
         if query is None:
+            if command.kind is CommandKind.CREATE_TASK:
+                unknown.append(command.key)
             continue
         if not caps.supports_reconcile:
             unknown.append(command.key)

@@ -122,21 +122,66 @@ def demo(out: Any = None) -> int:
     )
     closed = _NOW - timedelta(hours=2)
     samples = [
-        ("c-1001", _payload("lena.okafor@brightfield.test", "Lena", "Okafor", meeting=True,
-                            routed="priya.nair@vendor.test"), 3, closed, "Brightfield Labs"),
-        ("c-1002", _payload("Sam.Lee@globex.test ", "Sam", "Lee", meeting=False,
-                            routed="marco.bell@vendor.test"), 2, closed, "Globex"),
-        ("c-1003", _payload("ana.ruiz@initech.test", "Ana", "Ruiz", meeting=True,
-                            routed="marco.bell@vendor.test"), 3, closed, "Initech"),
-        ("c-1004", _payload("kim@umbrella.test", "Kim", "Park", meeting=False,
-                            routed="marco.bell@vendor.test"), 1, closed, "Umbrella"),
-        ("c-1005", _payload("raj@hooli.test", "Raj", "Patel", meeting=False,
-                            routed="priya.nair@vendor.test"), 3, _NOW - timedelta(minutes=5),
-         "Hooli"),
+        (
+            "c-1001",
+            _payload(
+                "lena.okafor@brightfield.test",
+                "Lena",
+                "Okafor",
+                meeting=True,
+                routed="priya.nair@vendor.test",
+            ),
+            3,
+            closed,
+            "Brightfield Labs",
+        ),
+        (
+            "c-1002",
+            _payload(
+                "Sam.Lee@globex.test ", "Sam", "Lee", meeting=False, routed="marco.bell@vendor.test"
+            ),
+            2,
+            closed,
+            "Globex",
+        ),
+        (
+            "c-1003",
+            _payload(
+                "ana.ruiz@initech.test",
+                "Ana",
+                "Ruiz",
+                meeting=True,
+                routed="marco.bell@vendor.test",
+            ),
+            3,
+            closed,
+            "Initech",
+        ),
+        (
+            "c-1004",
+            _payload(
+                "kim@umbrella.test", "Kim", "Park", meeting=False, routed="marco.bell@vendor.test"
+            ),
+            1,
+            closed,
+            "Umbrella",
+        ),
+        (
+            "c-1005",
+            _payload(
+                "raj@hooli.test", "Raj", "Patel", meeting=False, routed="priya.nair@vendor.test"
+            ),
+            3,
+            _NOW - timedelta(minutes=5),
+            "Hooli",
+        ),
     ]
     conversations: list[Conversation] = [
         parse_webhook(
-            payload, conversation_id=cid, lead_score=score, closed_at=at,
+            payload,
+            conversation_id=cid,
+            lead_score=score,
+            closed_at=at,
             company=Company(name=company),
         )
         for cid, payload, score, at, company in samples
@@ -148,21 +193,28 @@ def demo(out: Any = None) -> int:
             adapter, _demo_settings(priya, marco, campaign), ledger=ledger, clock=lambda: _NOW
         )
         write("signals_crm demo: a local Salesforce, a SQLite ledger, five closed chats")
-        write(f"  existing Lead {lead} (sam.lee@globex.test), existing Contact {contact} "
-              "(ana.ruiz@initech.test)\n")
+        write(
+            f"  existing Lead {lead} (sam.lee@globex.test), existing Contact {contact} "
+            "(ana.ruiz@initech.test)\n"
+        )
         for conversation in conversations:
             integration.conversation_closed(conversation)
         report = integration.run_due(_NOW)
         write("Due syncs:")
         write(report.as_text())
         manual = parse_webhook(
-            _payload("kim@umbrella.test", "Kim", "Park", meeting=False,
-                     routed="marco.bell@vendor.test"),
-            conversation_id="c-1004", lead_score=1, closed_at=closed,
+            _payload(
+                "kim@umbrella.test", "Kim", "Park", meeting=False, routed="marco.bell@vendor.test"
+            ),
+            conversation_id="c-1004",
+            lead_score=1,
+            closed_at=closed,
         )
         outcome = integration.sync_manually(manual)
-        write(f"\nManual sync of c-1004 (below the criteria): {outcome.kind.value} "
-              f"({outcome.person_id}), no tasks")
+        write(
+            f"\nManual sync of c-1004 (below the criteria): {outcome.kind.value} "
+            f"({outcome.person_id}), no tasks"
+        )
         write("\nWhy was c-1005 not synced yet?")
         write(integration.explain("c-1005").as_text())
         write(f"\nLocal Salesforce API usage: {adapter.api_usage}")
@@ -187,7 +239,9 @@ def _offline_integration(args: argparse.Namespace) -> Integration:
 
     kind = PersonKind.CONTACT if args.crm == "hubspot" else PersonKind.LEAD
     return Integration(
-        InMemoryCRM(person_kind=kind), load_settings(args.settings), ledger=SQLiteLedger(args.ledger)
+        InMemoryCRM(person_kind=kind),
+        load_settings(args.settings),
+        ledger=SQLiteLedger(args.ledger),
     )
 
 

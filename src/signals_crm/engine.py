@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import random as _random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -71,21 +71,37 @@ T = TypeVar("T")
 
 @attrs.frozen
 class SyncReport:
-    """The result of a run: one outcome per conversation, and what it cost.
+    """The result of a run: outcomes, totals per kind, and what it cost.
 
-    ``adapter_calls`` counts adapter method calls (an adapter may split one into several HTTP
-    requests past its batch size). ``budget_exhausted`` says the run stopped early to stay under
-    the configured share of the CRM's API limit; the rest stays due. ``admin_issues`` lists,
-    once each, errors that need an administrator (permissions, inactive owners).
+    ``outcomes`` holds one outcome per conversation for :meth:`Integration.run_due`; a
+    :meth:`Integration.backfill` keeps only those needing attention (failed, retry) so its
+    memory stays flat, and streams every outcome to its ``on_outcome`` callback. ``totals``
+    always counts every conversation by kind. ``adapter_calls`` counts adapter method calls (an
+    adapter may split one into several HTTP requests past its batch size). ``budget_exhausted``
+    says the run stopped early to stay under the configured share of the CRM's API limit; the
+    rest stays due. ``admin_issues`` lists, once each, errors that need an administrator.
     """
 
     outcomes: tuple[ConversationOutcome, ...] = ()
     adapter_calls: int = 0
     budget_exhausted: bool = False
     admin_issues: tuple[str, ...] = ()
+    totals: Mapping[str, int] = attrs.field(factory=dict)
+
+    @classmethod
+    def of(cls, outcomes: Sequence[ConversationOutcome], calls: int, exhausted: bool) -> SyncReport:
+        """A report holding every outcome."""
+        tally = _Tally()
+        for outcome in outcomes:
+            tally.add(outcome, keep_all=True)
+        return tally.report(calls, exhausted)
 
     def count(self, kind: OutcomeKind) -> int:
-        return sum(1 for o in self.outcomes if o.kind is kind)
+        return self.totals.get(kind.value, 0)
+
+    @property
+    def total(self) -> int:
+        return sum(self.totals.values())
 
     @property
     def counts(self) -> dict[str, int]:
@@ -98,7 +114,7 @@ class SyncReport:
         raise PlanningError(f"conversation {conversation_id!r} is not in this report")
 
     def as_text(self) -> str:
-        lines = [f"{len(self.outcomes)} conversation(s), {self.adapter_calls} adapter call(s)"]
+        lines = [f"{self.total} conversation(s), {self.adapter_calls} adapter call(s)"]
         lines.extend(f"  {kind}: {n}" for kind, n in self.counts.items())
         for o in self.outcomes:
             extra = f" ({o.person_id})" if o.person_id else ""
@@ -110,6 +126,31 @@ class SyncReport:
             lines.append("  stopped early: the API budget share is used up")
         lines.extend(f"  needs an administrator: {issue}" for issue in self.admin_issues)
         return "\n".join(lines)
+
+
+@attrs.define
+class _Tally:
+    """Accumulates outcomes into a report; keeps few when asked to stream."""
+
+    kept: list[ConversationOutcome] = attrs.field(factory=list)
+    totals: dict[str, int] = attrs.field(factory=dict)
+    admin: dict[str, None] = attrs.field(factory=dict)
+
+    def add(self, outcome: ConversationOutcome, *, keep_all: bool) -> None:
+        self.totals[outcome.kind.value] = self.totals.get(outcome.kind.value, 0) + 1
+        if outcome.needs_admin and outcome.error:
+            self.admin.setdefault(outcome.error, None)
+        if keep_all:
+            self.kept.append(outcome)
+        elif outcome.kind in (OutcomeKind.FAILED, OutcomeKind.RETRY):
+            self.kept.append(attrs.evolve(outcome, plan=None, reasons=()))
+
+    @property
+    def count(self) -> int:
+        return sum(self.totals.values())
+
+    def report(self, calls: int, exhausted: bool) -> SyncReport:
+        return SyncReport(tuple(self.kept), calls, exhausted, tuple(self.admin), dict(self.totals))
 
 
 @attrs.frozen
@@ -289,10 +330,6 @@ class _IntegrationBase:
         key = normalize_domain(company.domain) if company.domain else f"name:{company.name}"
         self._owner_cache[key] = (now, result)
 
-    @staticmethod
-    def _admin_issues(outcomes: Iterable[ConversationOutcome]) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(o.error or "" for o in outcomes if o.needs_admin))
-
 
 class Integration(_IntegrationBase):
     """The integration over a blocking :class:`~signals_crm.adapters.CRMAdapter`.
@@ -405,9 +442,7 @@ class Integration(_IntegrationBase):
             batch = self._sync([d.conversation for d in due], SyncMode.AUTOMATIC, now)
             self._settle(now, batch)
             outcomes.extend(batch)
-        return SyncReport(
-            tuple(outcomes), self._calls - start, exhausted, self._admin_issues(outcomes)
-        )
+        return SyncReport.of(outcomes, self._calls - start, exhausted)
 
     def sync_manually(self, conversation: Conversation) -> ConversationOutcome:
         """Sync one visitor now: criteria and delay ignored, no tasks; refused when off."""
@@ -422,30 +457,31 @@ class Integration(_IntegrationBase):
         *,
         now: datetime | None = None,
         progress: Callable[[int], None] | None = None,
+        on_outcome: Callable[[ConversationOutcome], None] | None = None,
     ) -> SyncReport:
         """Sync past conversations by the automatic rules, streaming in batches.
 
-        Memory stays flat: the report keeps one small outcome per conversation, without plans.
+        Memory stays flat however many conversations come: they are read batch by batch, each
+        outcome goes to ``on_outcome`` as it is known, and the report keeps totals plus the
+        outcomes that need attention. ``progress`` receives the count done after each batch.
         """
         self._require_enabled("backfill")
         self._ensure_ready()
         now = now or self._clock()
         start = self._calls
-        outcomes: list[ConversationOutcome] = []
+        tally = _Tally()
         exhausted = False
         for batch in _batches(conversations, self.batch_size):
             if self._budget_exhausted(self.adapter):
                 exhausted = True
                 break
-            outcomes.extend(
-                attrs.evolve(o, plan=None, reasons=())
-                for o in self._sync(batch, SyncMode.AUTOMATIC, now)
-            )
+            for outcome in self._sync(batch, SyncMode.AUTOMATIC, now):
+                tally.add(outcome, keep_all=False)
+                if on_outcome is not None:
+                    on_outcome(outcome)
             if progress is not None:
-                progress(len(outcomes))
-        return SyncReport(
-            tuple(outcomes), self._calls - start, exhausted, self._admin_issues(outcomes)
-        )
+                progress(tally.count)
+        return tally.report(self._calls - start, exhausted)
 
     def dry_run(
         self,
@@ -629,9 +665,7 @@ class AsyncIntegration(_IntegrationBase):
             batch = await self._async_batch([d.conversation for d in due], SyncMode.AUTOMATIC, now)
             self._settle(now, batch)
             outcomes.extend(batch)
-        return SyncReport(
-            tuple(outcomes), self._calls - start, exhausted, self._admin_issues(outcomes)
-        )
+        return SyncReport.of(outcomes, self._calls - start, exhausted)
 
     async def async_manually(self, conversation: Conversation) -> ConversationOutcome:
         """Sync one visitor now: criteria and delay ignored, no tasks; refused when off."""
@@ -646,25 +680,26 @@ class AsyncIntegration(_IntegrationBase):
         *,
         now: datetime | None = None,
         progress: Callable[[int], None] | None = None,
+        on_outcome: Callable[[ConversationOutcome], None] | None = None,
     ) -> SyncReport:
-        """Sync past conversations by the automatic rules, streaming in batches."""
+        """Sync past conversations by the automatic rules (see :meth:`Integration.backfill`)."""
         self._require_enabled("backfill")
         await self._aensure_ready()
         now = now or self._clock()
         start = self._calls
-        outcomes: list[ConversationOutcome] = []
+        tally = _Tally()
         exhausted = False
         for batch in _batches(conversations, self.batch_size):
             if self._budget_exhausted(self.adapter):
                 exhausted = True
                 break
-            done = await self._async_batch(batch, SyncMode.AUTOMATIC, now)
-            outcomes.extend(attrs.evolve(o, plan=None, reasons=()) for o in done)
+            for outcome in await self._async_batch(batch, SyncMode.AUTOMATIC, now):
+                tally.add(outcome, keep_all=False)
+                if on_outcome is not None:
+                    on_outcome(outcome)
             if progress is not None:
-                progress(len(outcomes))
-        return SyncReport(
-            tuple(outcomes), self._calls - start, exhausted, self._admin_issues(outcomes)
-        )
+                progress(tally.count)
+        return tally.report(self._calls - start, exhausted)
 
     async def adry_run(
         self,

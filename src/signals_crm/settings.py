@@ -116,12 +116,19 @@ __all__ = [
     "MAX_DELAY",
     "ConditionGroupSettings",
     "ConditionSettings",
+    "ContactPolicyName",
+    "CriteriaName",
     "DomainListSettings",
     "FallbackCriteriaSettings",
     "FieldMappingSettings",
     "FieldMappingsSettings",
     "IntegrationSettings",
+    "MatchName",
+    "OperatorName",
+    "OwnerSource",
     "OwnershipRuleSettings",
+    "SegmentSettings",
+    "TaskEvent",
     "UserMapEntrySettings",
     "format_delay",
     "is_crm_id",
@@ -528,7 +535,7 @@ def _validate_delay(value: object) -> timedelta:
 
 Delay = Annotated[
     timedelta,
-    PlainValidator(_validate_delay),
+    PlainValidator(_validate_delay, json_schema_input_type=int | str),
     PlainSerializer(format_delay, return_type=str),
 ]
 
@@ -536,35 +543,25 @@ Delay = Annotated[
 # Sets without duplicates
 
 
-def _duplicates(label: str, key: Callable[[Any], Any] = lambda v: v) -> WrapValidator:
-    """Reject repeated entries of a list, naming the later index of each repeat."""
+def _no_duplicates(label: str) -> WrapValidator:
+    """Reject repeated words in a list, naming the later index of each repeat."""
 
     def check(value: Any) -> list[Problem]:
-        seen: dict[Any, int] = {}
+        seen: set[str] = set()
         problems = []
         for index, item in enumerate(_items(value)):
-            k = key(item)
-            if k is None:
-                continue
-            if k in seen:
-                problems.append(Problem(f"[{index}]", f"duplicate {label} {item!r}"))
-            else:
-                seen[k] = index
+            if isinstance(item, str):
+                if item in seen:
+                    problems.append(Problem(f"[{index}]", f"duplicate {label} {item!r}"))
+                seen.add(item)
         return problems
 
     return _check_also(check)
 
 
-def _hashable(value: Any) -> Any:
-    return value if isinstance(value, str) else None
-
-
-def _in_priority(value: tuple[OwnerSource, ...]) -> tuple[OwnerSource, ...]:
-    return tuple(s for s in _OWNER_PRIORITY if s in value)
-
-
-def _in_event_order(value: tuple[TaskEvent, ...]) -> tuple[TaskEvent, ...]:
-    return tuple(e for e in _TASK_EVENTS if e in value)
+def _in_order(order: tuple[str, ...]) -> AfterValidator:
+    """Keep the words of a set in their fixed order, whatever order they were written in."""
+    return AfterValidator(lambda value: tuple(w for w in order if w in value))
 
 
 def _owner_fields_count(*, least: int) -> WrapValidator:
@@ -576,7 +573,7 @@ def _owner_fields_count(*, least: int) -> WrapValidator:
         if len(items) > 2:  # the product's limit: a field, then a second one
             problems.append(Problem("", "at most 2 fields"))
         if len(items) < least:
-            problems.append(Problem("", "at least 1 field"))
+            problems.append(Problem("", f"at least {least} field"))
         seen = set()
         for index, item in enumerate(items):
             if isinstance(item, str):
@@ -762,7 +759,10 @@ def _dump_condition_value(value: ConditionValue) -> Any:
 
 ConditionValueField = Annotated[
     ConditionValue,
-    PlainValidator(_validate_condition_value),
+    PlainValidator(
+        _validate_condition_value,
+        json_schema_input_type=str | int | float | bool | list[str | int | float | bool] | None,
+    ),
     PlainSerializer(_dump_condition_value),
 ]
 
@@ -938,11 +938,11 @@ class IntegrationSettings(BaseModel):
     criteria: CriteriaName = "all"
     synchronization_delay: Delay = timedelta(0)
     task_events: Annotated[
-        tuple[TaskEvent, ...], _duplicates("event", _hashable), AfterValidator(_in_event_order)
+        tuple[TaskEvent, ...], _no_duplicates("event"), _in_order(_TASK_EVENTS)
     ] = _TASK_EVENTS
     campaign_id: Annotated[CRMId | None, BeforeValidator(_refuse_many_campaigns)] = None
     lead_owner_sources: Annotated[
-        tuple[OwnerSource, ...], _duplicates("source", _hashable), AfterValidator(_in_priority)
+        tuple[OwnerSource, ...], _no_duplicates("source"), _in_order(_OWNER_PRIORITY)
     ] = _OWNER_PRIORITY
     default_owner: CRMId | None = None
     field_mappings: FieldMappingsSettings = Field(default_factory=FieldMappingsSettings)
@@ -1013,7 +1013,7 @@ class IntegrationSettings(BaseModel):
 
     def to_toml(self) -> str:
         """TOML text that loads back equal."""
-        return dumps_toml(self.to_dict())
+        return _dump_toml(self.to_dict())
 
     # -- the core value -----------------------------------------------------------------------
 
@@ -1067,7 +1067,7 @@ def load_settings(path: str | os.PathLike[str]) -> IntegrationSettings:
 # integers, finite floats, booleans) and arrays of scalars.
 
 
-def dumps_toml(data: Mapping[str, Any]) -> str:
+def _dump_toml(data: Mapping[str, Any]) -> str:
     """TOML text for ``data`` (nested tables, arrays of tables, scalars, arrays of scalars)."""
     lines: list[str] = []
     _write_table(lines, (), data, header=None)

@@ -186,16 +186,22 @@ def _decode(payload: Payload) -> Mapping[str, Any]:
     return payload
 
 
-def _event(data: Mapping[str, Any]) -> WebhookEvent | None:
-    """The event of a decoded payload; ``None`` when it is text naming no known event."""
-    if "event" not in data or data["event"] is None:
-        raise WebhookError([Problem("event", "required")])
-    value = data["event"]
+def _read_event(
+    read: _Reader, data: Mapping[str, Any], *, unknown_is_problem: bool
+) -> WebhookEvent | None:
+    value = data.get("event")
+    if value is None:
+        read.fail("event", "required")
+        return None
     if not isinstance(value, str):
-        raise WebhookError([Problem("event", f"must be text, not {_kind(value)}")])
+        read.fail("event", f"must be text, not {_kind(value)}")
+        return None
     try:
         return WebhookEvent(value)
     except ValueError:
+        if unknown_is_problem:
+            known = ", ".join(repr(e.value) for e in WebhookEvent)
+            read.fail("event", f"unknown event {value!r}: expected one of {known}")
         return None
 
 
@@ -205,7 +211,11 @@ def parse_webhook_event(payload: Payload) -> WebhookEvent | None:
     Raises :class:`~signals_crm.exceptions.WebhookError` when the payload is not a JSON object
     or has no textual ``event``.
     """
-    return _event(_decode(payload))
+    read = _Reader()
+    event = _read_event(read, _decode(payload), unknown_is_problem=False)
+    if read.problems:
+        raise WebhookError(read.problems)
+    return event
 
 
 def parse_webhook(
@@ -224,10 +234,7 @@ def parse_webhook(
     """
     data = _decode(payload)
     read = _Reader()
-    event = _event(data)
-    if event is None:
-        known = ", ".join(repr(e.value) for e in WebhookEvent)
-        read.fail("event", f"unknown event {data['event']!r}: expected one of {known}")
+    event = _read_event(read, data, unknown_is_problem=True)
     chat = read.table(data, "chat", "chat") or {}
     transcript = read.text(chat, "transcript", "chat.transcript")
     traffic = Traffic(**{k: read.text(chat, k, f"chat.{k}") for k in _TRAFFIC})

@@ -47,8 +47,12 @@ def main() -> None:
     with httpx.Client(transport=transport, timeout=10) as http, SQLiteLedger(ledger_path) as led:
         adapter = SalesforceAdapter(http, StaticToken(token, url))
         integration = Integration(
-            adapter, config(owner, campaign), ledger=led, sleep=lambda _: None,
-            random=lambda: 0.5, clock=lambda: NOW,
+            adapter,
+            config(owner, campaign),
+            ledger=led,
+            sleep=lambda _: None,
+            random=lambda: 0.5,
+            clock=lambda: NOW,
         )
         for conversation in conversations():
             integration.conversation_closed(conversation)

@@ -397,3 +397,32 @@ async def test_async_twin_same_behaviour(crm):
     assert manual.kind is OutcomeKind.CREATED
     explanation = await sync.aexplain("c-1", now=LATER)
     assert explanation.ledger is not None
+
+
+class LaggyCRM(InMemoryCRM):
+    """An in-memory CRM whose marker search trails writes, as HubSpot's does."""
+
+    @property
+    def capabilities(self):
+        import attrs
+
+        return attrs.evolve(super().capabilities, marker_search_lag=15.0)
+
+
+def test_marker_search_lag_defers_task_reconciliation():
+    """With a lagging marker search, an ambiguous task write is settled by a later run, never
+    re-sent blindly: still one task per activity."""
+    crm = LaggyCRM(person_kind=PersonKind.LEAD)
+    crm.seed_user(email="sally@vendor.test")
+    sync = integration(crm)
+    crm.fail_next("create_tasks", TransportError("read timeout", maybe_sent=True), after=True)
+    sync.conversation_closed(conv())
+    first = sync.run_due(LATER).outcome("c-1")
+    assert first.kind is OutcomeKind.RETRY
+    (lead,) = lead_ids(crm, "lena@brightfield.test")
+    assert len(crm.task_markers(lead)) == 2
+    assert crm.calls["reconcile"] == 0
+    second = sync.run_due(LATER + timedelta(minutes=6)).outcome("c-1")
+    assert second.kind is OutcomeKind.CREATED
+    assert len(crm.task_markers(lead)) == 2
+    assert crm.calls["create_tasks"] == 1

@@ -19,9 +19,21 @@ from _scenario import check_exactly_once  # noqa: E402
 
 def run_worker(url, token, ledger, owner, campaign, kill_at=0, when="before"):
     return subprocess.run(
-        [sys.executable, str(HERE / "_kill_worker.py"), url, token, str(ledger), owner,
-         campaign, str(kill_at), when],
-        capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            str(HERE / "_kill_worker.py"),
+            url,
+            token,
+            str(ledger),
+            owner,
+            campaign,
+            str(kill_at),
+            when,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

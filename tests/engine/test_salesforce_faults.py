@@ -58,8 +58,12 @@ def test_transient_and_ambiguous_faults_end_exactly_once(seed):
     with httpx.Client(transport=org.transport()) as http:
         adapter = SalesforceAdapter(http, StaticToken(org.issue_token(), org.instance_url))
         integration = Integration(
-            adapter, config(owner, campaign), ledger=MemoryLedger(),
-            sleep=lambda _: None, random=lambda: 0.5, clock=lambda: NOW,
+            adapter,
+            config(owner, campaign),
+            ledger=MemoryLedger(),
+            sleep=lambda _: None,
+            random=lambda: 0.5,
+            clock=lambda: NOW,
         )
         run_until_settled(integration)
     check_exactly_once(door, campaign)
@@ -73,13 +77,19 @@ def test_session_expiry_is_refreshed_and_replayed():
     refresh = org.issue_refresh_token("app")
     with httpx.Client(transport=org.transport()) as http:
         auth = RefreshTokenFlow(
-            client_id="app", client_secret="secret", refresh_token=refresh,
+            client_id="app",
+            client_secret="secret",
+            refresh_token=refresh,
             login_url=org.instance_url,
         )
         adapter = SalesforceAdapter(http, auth)
         integration = Integration(
-            adapter, config(owner, campaign), ledger=MemoryLedger(),
-            sleep=lambda _: None, random=lambda: 0.5, clock=lambda: NOW,
+            adapter,
+            config(owner, campaign),
+            ledger=MemoryLedger(),
+            sleep=lambda _: None,
+            random=lambda: 0.5,
+            clock=lambda: NOW,
         )
         kinds = run_until_settled(integration)
     assert OutcomeKind.FAILED not in kinds
@@ -94,8 +104,12 @@ def test_daily_limit_stops_with_the_budget():
     with httpx.Client(transport=org.transport()) as http:
         adapter = SalesforceAdapter(http, StaticToken(org.issue_token(), org.instance_url))
         integration = Integration(
-            adapter, config(owner, campaign), ledger=MemoryLedger(), api_budget=0.9,
-            sleep=lambda _: None, clock=lambda: NOW,
+            adapter,
+            config(owner, campaign),
+            ledger=MemoryLedger(),
+            api_budget=0.9,
+            sleep=lambda _: None,
+            clock=lambda: NOW,
         )
         for conversation in conversations():
             integration.conversation_closed(conversation)

@@ -34,7 +34,7 @@ def _through_json(conversation: Conversation) -> Conversation:
     return conversation_from_dict(json.loads(text))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(conversations())
 def test_round_trip_is_exact(conversation: Conversation) -> None:
     """Every conversation survives to_dict, strict JSON and from_dict with types and zones."""

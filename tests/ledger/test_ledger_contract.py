@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +65,26 @@ def cmd(
     )
 
 
+@pytest.fixture(scope="session")
+def empty_ledger_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A freshly created, closed ledger file, copied for each test (creating one costs fsyncs)."""
+    path = tmp_path_factory.mktemp("template") / "ledger.db"
+    SQLiteLedger(path).close()
+    return path
+
+
 @pytest.fixture(params=["memory", "sqlite"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+def ledger(
+    request: pytest.FixtureRequest, tmp_path: Path, empty_ledger_file: Path
+) -> Iterator[Ledger]:
     """Each contract test runs against both ledgers."""
     store: Ledger
     if request.param == "memory":
         store = MemoryLedger()
     else:
-        store = SQLiteLedger(tmp_path / "ledger.db", synchronous="NORMAL")
+        path = tmp_path / "ledger.db"
+        shutil.copyfile(empty_ledger_file, path)
+        store = SQLiteLedger(path, synchronous="NORMAL")
     with store:
         yield store
 
@@ -139,6 +153,16 @@ class TestSchedule:
         fetched = ledger.get_due("c1")
         assert fetched is not None
         assert fetched.due_at.utcoffset() == timedelta(0)
+
+    def test_unstorable_conversations_are_refused(self, ledger: Ledger) -> None:
+        """A conversation holding a non-FieldValue raises LedgerError and nothing is stored."""
+        bad = Conversation("c2", closed_at=T0, visitor=Visitor(extra={"n": 1}))
+        assert bad.visitor is not None
+        bad.visitor.extra["n"] = Decimal(1)  # type: ignore[index]
+        with pytest.raises(LedgerError, match="extra"):
+            ledger.schedule_many([(conv("c1"), T0), (bad, T0)])
+        assert ledger.get_due("c1") is None
+        assert ledger.get_due("c2") is None
 
     def test_naive_times_are_refused(self, ledger: Ledger) -> None:
         """Naive due times and ``now`` raise ConfigurationError; nothing is stored."""

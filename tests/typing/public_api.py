@@ -28,7 +28,9 @@ from signals_crm.testing import InMemoryCRM
 
 
 def host_flow(payload: bytes) -> None:
-    settings = IntegrationSettings.from_dict({"criteria": "two_stars", "synchronization_delay": "15m"})
+    settings = IntegrationSettings.from_dict(
+        {"criteria": "two_stars", "synchronization_delay": "15m"}
+    )
     config: SyncConfig = settings.to_config()
     assert config.criteria is Criteria.TWO_STARS
     crm = InMemoryCRM()

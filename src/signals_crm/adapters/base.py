@@ -80,9 +80,7 @@ class CRMAdapter(Protocol):
         """Create tasks on person records; one result per task."""
         ...
 
-    def add_to_campaign(
-        self, memberships: Sequence[CampaignMembershipWrite]
-    ) -> list[WriteResult]:
+    def add_to_campaign(self, memberships: Sequence[CampaignMembershipWrite]) -> list[WriteResult]:
         """Add people to campaigns; already-a-member is a success with ``created=False``."""
         ...
 

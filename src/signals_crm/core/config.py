@@ -8,7 +8,7 @@ only ever sees these frozen values.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
 import attrs
@@ -172,11 +172,19 @@ class ConditionGroup:
     match: str = "all"
 
 
+def _domains(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
+def _kinds(value: Iterable[ActivityKind]) -> frozenset[ActivityKind]:
+    return frozenset(value)
+
+
 @attrs.frozen
 class DomainList:
     """A static list of company domains (compared lower-case, ``www.`` ignored)."""
 
-    domains: frozenset[str] = attrs.field(converter=frozenset)
+    domains: frozenset[str] = attrs.field(converter=_domains)
 
 
 @attrs.frozen
@@ -230,7 +238,7 @@ class SyncConfig:
     criteria: Criteria = Criteria.ALL
     delay: timedelta = timedelta(0)
     task_kinds: frozenset[ActivityKind] = attrs.field(
-        factory=lambda: frozenset(ActivityKind), converter=frozenset
+        factory=lambda: frozenset(ActivityKind), converter=_kinds
     )
     campaign_id: str | None = None
     owner_sources: tuple[Role, ...] = (Role.MEETING_SCHEDULER, Role.LAST_ROUTED, Role.CLOSER)

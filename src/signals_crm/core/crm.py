@@ -70,6 +70,10 @@ class Capabilities:
     supports_reconcile: bool = True
     max_task_body_length: int | None = None
     account_object: str = "Account"
+    marker_search_lag: float = 0.0
+    """Seconds after a task is written during which a search for its marker may miss it
+    (HubSpot's search index trails writes). The engine waits this long before reconciling a
+    task whose outcome is unknown, instead of wrongly concluding it never landed."""
 
 
 # ------------------------------------------------------------------------------------------------

@@ -364,6 +364,7 @@ def field_getter(path: str) -> Callable[[Conversation], FieldValue]:
         return lambda c: c.company.attributes.get(name) if c.company is not None else None
     return lambda _: None
 
+
 KNOWN_FIELD_PREFIXES = ("contact.", "chat.", "company.", "conversation.")
 
 

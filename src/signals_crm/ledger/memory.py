@@ -29,6 +29,7 @@ from signals_crm.ledger.base import (
     retried,
     to_utc,
 )
+from signals_crm.ledger.codec import conversation_to_dict
 
 __all__ = ["MemoryLedger"]
 
@@ -60,6 +61,8 @@ class MemoryLedger:
     def schedule_many(self, entries: Iterable[tuple[Conversation, datetime]]) -> list[DueSync]:
         """``schedule`` for many conversations at once; one result per entry."""
         prepared = [(conversation, to_utc(due_at, "due_at")) for conversation, due_at in entries]
+        for conversation, _ in prepared:
+            conversation_to_dict(conversation)  # refuse what a durable ledger could not store
         with self._lock:
             self._check_open()
             out: list[DueSync] = []

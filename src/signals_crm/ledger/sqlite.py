@@ -352,17 +352,17 @@ class SQLiteLedger:
 
     def schedule_many(self, entries: Iterable[tuple[Conversation, datetime]]) -> list[DueSync]:
         """``schedule`` for many conversations in one transaction; one result per entry."""
-        prepared = [(c, to_utc(due_at, "due_at")) for c, due_at in entries]
+        prepared = [(c, to_utc(due_at, "due_at"), _dump(c)) for c, due_at in entries]
         if not prepared:
             return []
-        ids = list(dict.fromkeys(c.id for c, _ in prepared))
+        ids = list(dict.fromkeys(c.id for c, _, _ in prepared))
         sql = f"SELECT {_SYNC_COLUMNS} FROM due_syncs WHERE conversation_id IN ({{}})"  # noqa: S608
         with self._write() as conn:
             rows = {row[0]: row for row in self._select_in(conn, sql, ids)}
             current: dict[str, DueSync] = {}
             results: list[DueSync] = []
             writes: dict[str, tuple[Any, ...]] = {}
-            for conversation, due_at in prepared:
+            for conversation, due_at, dumped in prepared:
                 cid = conversation.id
                 old = current.get(cid)
                 if old is None and cid in rows:
@@ -378,7 +378,7 @@ class SQLiteLedger:
                 else:
                     new = old
                 if new is not old or old.state is DueState.PENDING:
-                    writes[cid] = (cid, _micros(due_at), _dump(conversation))
+                    writes[cid] = (cid, _micros(due_at), dumped)
                 current[cid] = new
                 results.append(new)
             conn.executemany(

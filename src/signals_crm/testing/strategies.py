@@ -10,6 +10,11 @@ Every strategy takes keyword-only options and returns a ``SearchStrategy``; they
 
 Emails are drawn from a small pool by default, so that generated CRM states and conversations
 collide (same person, different case or spaces) often enough to exercise matching.
+
+Strategies for user input live here too: ``settings()`` draws valid
+:class:`~signals_crm.settings.IntegrationSettings` (and its parts: ``field_mapping_settings``,
+``segment_settings``, ...), ``webhook_payloads()`` draws Signals webhook payloads as the
+reference's emulator checklist describes them.
 """
 
 from __future__ import annotations
@@ -51,8 +56,32 @@ from signals_crm.core.model import (
     Traffic,
     Visitor,
 )
+from signals_crm.testing.strategies_settings import (
+    condition_group_settings,
+    condition_settings,
+    crm_ids,
+    delays,
+    field_mapping_settings,
+    field_names,
+    segment_settings,
+    settings,
+    signals_emails,
+    signals_fields,
+    signals_user_ids,
+    user_mapping_settings,
+)
+from signals_crm.testing.strategies_webhook import (
+    WEBHOOK_EVENTS,
+    phones,
+    transcripts,
+    visitor_emails,
+    webhook_contacts,
+    webhook_meeting_events,
+    webhook_payloads,
+    webhook_user_emails,
+)
 
-__all__ = [
+__all__ = [  # noqa: RUF022  # grouped: domain values, then user input (re-exported)
     "EMAIL_POOL",
     "SIGNALS_USERS",
     "account_records",
@@ -70,6 +99,28 @@ __all__ = [
     "sync_configs",
     "user_mappings",
     "visitors",
+    # Settings strategies, from the strategies_settings module.
+    "condition_group_settings",
+    "condition_settings",
+    "crm_ids",
+    "delays",
+    "field_mapping_settings",
+    "field_names",
+    "segment_settings",
+    "settings",
+    "signals_emails",
+    "signals_fields",
+    "signals_user_ids",
+    "user_mapping_settings",
+    # Webhook payload strategies, from the strategies_webhook module.
+    "WEBHOOK_EVENTS",
+    "phones",
+    "transcripts",
+    "visitor_emails",
+    "webhook_contacts",
+    "webhook_meeting_events",
+    "webhook_payloads",
+    "webhook_user_emails",
 ]
 
 EMAIL_POOL: tuple[str, ...] = (
@@ -365,8 +416,12 @@ def sync_configs(
     *,
     enabled: bool | None = None,
     campaign: bool | None = None,
+    ownership: bool = True,
 ) -> SyncConfig:
-    """Integration configurations covering every setting the core reads."""
+    """Integration configurations covering every setting the core reads.
+
+    ``ownership=False`` leaves the account-ownership rules empty (faster to draw).
+    """
     sources = draw(st.lists(st.sampled_from(list(Role)), unique=True, max_size=3))
     return SyncConfig(
         enabled=draw(st.booleans()) if enabled is None else enabled,
@@ -384,7 +439,7 @@ def sync_configs(
         users=draw(user_mappings()),
         existing_contact=draw(st.sampled_from(list(ContactPolicy))),
         placeholders={"LastName": "[not provided]", "Company": "[not provided]"},
-        ownership=draw(ownership_configs()),
+        ownership=draw(ownership_configs()) if ownership else OwnershipConfig(),
     )
 
 

@@ -11,6 +11,7 @@ from signals_crm.adapters.hubspot import AsyncHubSpotAdapter, HubSpotAdapter, Hu
 from signals_crm.testing.conformance import (
     AdapterConformance,
     AsyncAdapterConformance,
+    Backdoor,
     adapter_state_machine,
 )
 from signals_crm.testing.hubspot import HubSpotBackdoor, LocalHubSpot
@@ -25,6 +26,23 @@ class TestHubSpotConformance(AdapterConformance):
     @pytest.fixture
     def adapter(self, adapter: HubSpotAdapter) -> HubSpotAdapter:
         return adapter
+
+
+class TestHubSpotDatedNotesConformance(AdapterConformance):
+    """The kit passes too with date-versioned paths and activities written as notes."""
+
+    text_field = "firstname"
+    account_field = "description"
+
+    @pytest.fixture
+    def adapter(self, client: httpx.Client, clock: FakeClock) -> HubSpotAdapter:
+        return HubSpotAdapter(
+            client,
+            token=TOKEN,
+            api=HubSpotAPI(base_url=BASE_URL, version="2026-03"),
+            activity_object="notes",
+            **limiters(clock),
+        )
 
 
 class TestAsyncHubSpotConformance(AsyncAdapterConformance):
@@ -63,8 +81,15 @@ _PORTALS: dict[int, tuple[LocalHubSpot, httpx.Client]] = {}
 HubSpotMachine = adapter_state_machine(
     _machine_adapter, _machine_backdoor, text_field="firstname", close=_machine_close
 )
-HubSpotMachine.TestCase.settings = settings(max_examples=15, stateful_step_count=12, deadline=None)
+HubSpotMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=15, deadline=None)
 
 
 class TestHubSpotStateMachine(HubSpotMachine.TestCase):  # type: ignore[name-defined,misc]
     """Random operations against adapter + local HubSpot agree with a dict model."""
+
+
+def test_backdoor_implements_the_kit_protocol(backdoor: HubSpotBackdoor) -> None:
+    """The local portal's backdoor is a kit Backdoor (checked by mypy and at runtime)."""
+    door: Backdoor = backdoor
+    assert isinstance(door, Backdoor)
+    assert door.enable_duplicate_detection() is True

@@ -370,6 +370,19 @@ def test_any_email_round_trips_through_a_lookup(email: str) -> None:
 @given(value=st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=50))
 def test_quote_round_trips_through_the_soql_parser(value: str) -> None:
     """quote() produces a literal that the SOQL parser decodes back to the same string."""
-    query = parse(f"SELECT Id FROM Lead WHERE Email = {quote(value)}")
+    query = parse(f"SELECT Id FROM Lead WHERE Email = {quote(value)}")  # noqa: S608  # SOQL under test
     assert query.where is not None
     assert query.where.value.value == value  # type: ignore[union-attr]
+
+
+def test_a_marker_too_long_for_subject_fails_alone(
+    sf: SalesforceAdapter, backdoor: SalesforceBackdoor
+) -> None:
+    """A task whose marker cannot fit in Subject fails alone; its neighbour is created."""
+    person = backdoor.seed_person(kind=PersonKind.LEAD, email="long@x.com")
+    results = sf.create_tasks([_task(person, "m" * 300), _task(person, "short")])
+    assert isinstance(results[0].error, CRMAPIError)
+    assert results[0].error.error_code == "MARKER_TOO_LONG"
+    assert results[0].error.retryable is False
+    assert results[1].ok
+    assert backdoor.task_markers(person) == ["short"]

@@ -1,4 +1,4 @@
-"""OAuth flows against the local Salesforce: refresh, JWT, client credentials, refresh-and-replay."""
+"""OAuth flows against the local org: refresh, JWT, client credentials, refresh-and-replay."""
 
 from __future__ import annotations
 
@@ -138,9 +138,11 @@ def test_rest_policy_401_is_not_refreshed(org: LocalSalesforce) -> None:
             ],
         )
 
-    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
-        with pytest.raises(AuthenticationError, match="not valid for use"):
-            SalesforceAdapter(http, flow).list_users()
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler)) as http,
+        pytest.raises(AuthenticationError, match="not valid for use"),
+    ):
+        SalesforceAdapter(http, flow).list_users()
     assert calls["api"] == 1
     assert org.token_requests == 1
 
@@ -318,3 +320,23 @@ async def test_refresh_under_task_concurrency_makes_one_token_request(org: Local
         results = await asyncio.gather(*(adapter.alist_users() for _ in range(8)))
     assert all(len(users) == 1 for users in results)
     assert org.token_requests - before == 1
+
+
+def test_requests_go_to_the_token_instance_with_its_host(org: LocalSalesforce) -> None:
+    """Requests built before the first token are sent to the token's instance, Host included."""
+    org.register_client("app", SECRET)
+    flow = RefreshTokenFlow(
+        client_id="app", client_secret=SECRET, refresh_token=org.issue_refresh_token("app")
+    )
+    seen: list[tuple[str, str]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.host, request.headers["Host"]))
+        return org.handle(request)
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        SalesforceAdapter(http, flow).list_users()
+    assert seen == [
+        ("login.salesforce.com", "login.salesforce.com"),
+        ("local.my.salesforce.com", "local.my.salesforce.com"),
+    ]

@@ -96,7 +96,7 @@ def test_serve_entry_point_speaks_to_any_http_client() -> None:
             token = json.load(r)
         assert token["instance_url"] == base
         query = urllib.parse.quote_plus("SELECT Id, Name FROM User")
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310  # loopback only
             f"{base}/services/data/v61.0/query?q={query}",
             headers={"Authorization": f"Bearer {token['access_token']}"},
         )

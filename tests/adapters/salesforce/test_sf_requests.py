@@ -298,4 +298,4 @@ def test_json_values_use_salesforce_formats() -> None:
     assert json_value(date(2024, 5, 1)) == "2024-05-01"
     moment = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
     assert json_value(moment) == "2024-05-01T12:00:00.123+0000"
-    assert json_value(True) is True
+    assert json_value(value=True) is True

@@ -158,7 +158,7 @@ def test_soql_subset(api: httpx.Client, org: LocalSalesforce) -> None:
     assert body["records"][0]["attributes"]["type"] == "Lead"
     count = q(api, "SELECT COUNT() FROM Lead WHERE NOT FirstName LIKE '%n%'").json()
     assert count == {"totalSize": 3, "done": True, "records": []}
-    by_id = q(api, f"SELECT Id FROM Lead WHERE Id = '{ids['dee'][:15]}'").json()
+    by_id = q(api, f"SELECT Id FROM Lead WHERE Id = '{ids['dee'][:15]}'").json()  # noqa: S608  # SOQL under test
     assert [r["Id"] for r in by_id["records"]] == [ids["dee"]]
     offset = q(api, "SELECT FirstName FROM Lead ORDER BY FirstName LIMIT 2 OFFSET 1").json()
     assert [r["FirstName"] for r in offset["records"]] == ["Bob", "Cyd"]
@@ -246,11 +246,12 @@ def test_pagination_with_next_records_url(org: LocalSalesforce, api: httpx.Clien
 def test_uri_limits(api: httpx.Client) -> None:
     """URIs over 16,384 bytes get 414; URI plus headers over it get 431."""
     long_value = "x" * 16_400
-    assert q(api, f"SELECT Id FROM Lead WHERE Email = '{long_value}'").status_code == 414
+    too_long = f"SELECT Id FROM Lead WHERE Email = '{long_value}'"  # noqa: S608  # SOQL under test
+    assert q(api, too_long).status_code == 414
     nearly = "x" * 15_900
     response = api.get(
         f"{V}/query",
-        params={"q": f"SELECT Id FROM Lead WHERE Email = '{nearly}'"},
+        params={"q": f"SELECT Id FROM Lead WHERE Email = '{nearly}'"},  # noqa: S608  # SOQL under test
         headers={"X-Padding": "p" * 1000},
     )
     assert response.status_code == 431
@@ -351,7 +352,7 @@ def test_converted_leads_refuse_updates_and_tasks(api: httpx.Client, org: LocalS
 
 
 def test_campaign_membership_is_unique(api: httpx.Client, org: LocalSalesforce) -> None:
-    """A second CampaignMember for the same person is DUPLICATE_VALUE 'Already a campaign member.'"""
+    """A second CampaignMember for one person is DUPLICATE_VALUE 'Already a campaign member.'"""
     backdoor = SalesforceBackdoor(org)
     campaign = backdoor.seed_campaign(name="C")
     person = backdoor.seed_person(kind=PersonKind.LEAD, email="m@x.com")

@@ -142,6 +142,7 @@ CAPABILITIES: Final = Capabilities(
     supports_reconcile=True,
     max_task_body_length=MAX_TASK_BODY,
     account_object="companies",
+    marker_search_lag=15.0,
 )
 
 

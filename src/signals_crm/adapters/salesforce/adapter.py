@@ -267,6 +267,7 @@ class _SalesforceLogic:
         ):
             url = url.copy_with(scheme=instance.scheme, host=instance.host, port=instance.port)
         headers = httpx.Headers(request.headers)
+        headers.pop("Host", None)  # recomputed from the (possibly rebased) URL
         headers["Authorization"] = f"Bearer {token.access_token}"
         return httpx.Request(request.method, url, headers=headers, content=request.content)
 
@@ -539,21 +540,29 @@ class _SalesforceLogic:
         return results
 
     def create_tasks_flow(self, tasks: Sequence[TaskWrite]) -> Flow[list[WriteResult]]:
-        results: list[WriteResult] = []
+        results: list[WriteResult | None] = [None] * len(tasks)
         limit = SALESFORCE_CAPABILITIES.max_task_body_length or 32_000
-        for chunk in _chunks(tasks, COLLECTION_LIMIT):
-            bodies = [
-                task_record(
-                    t,
+        sendable: list[tuple[int, dict[str, Any]]] = []
+        for i, task in enumerate(tasks):
+            try:
+                body = task_record(
+                    task,
                     marker=self._marker,
                     max_body_length=limit,
                     status=self._task_status,
                     priority=self._task_priority,
                 )
-                for t in chunk
-            ]
-            results.extend((yield from self._collection_call(bodies, update=False)))
-        return results
+            except ConfigurationError as exc:  # a marker too long for Subject fails alone
+                results[i] = WriteResult.failure(
+                    CRMAPIError(str(exc.problems[0].message), error_code="MARKER_TOO_LONG")
+                )
+                continue
+            sendable.append((i, body))
+        for chunk in _chunks(sendable, COLLECTION_LIMIT):
+            parsed = yield from self._collection_call([b for _, b in chunk], update=False)
+            for (i, _), result in zip(chunk, parsed, strict=True):
+                results[i] = result
+        return [r if r is not None else WriteResult.failure(_LOST) for r in results]
 
     def add_to_campaign_flow(
         self, memberships: Sequence[CampaignMembershipWrite]
@@ -724,10 +733,34 @@ def _transport_error(exc: httpx.HTTPError) -> TransportError:
 
 
 class SalesforceAdapter(_SalesforceLogic):
-    """A blocking Salesforce adapter over an injected ``httpx.Client``."""
+    """A blocking Salesforce adapter over an injected ``httpx.Client``.
 
-    def __init__(self, client: httpx.Client, auth: AuthFlow, **options: Any) -> None:
-        super().__init__(auth, **options)
+    ``auth`` is a :class:`StaticToken`, :class:`RefreshTokenFlow`, :class:`JWTBearerFlow` or
+    :class:`ClientCredentialsFlow`. ``task_marker`` says where a Task keeps its activity marker
+    (default: a tag in ``Subject``); ``task_status`` / ``task_priority`` are sent on every Task
+    (``None`` leaves the org's default); ``max_url_length`` bounds each query URL (``IN`` lists
+    are chunked to fit). The host owns the client and its timeouts: set explicit ones.
+    """
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        auth: AuthFlow,
+        *,
+        api_version: str = DEFAULT_API_VERSION,
+        task_marker: TaskMarker | None = None,
+        task_status: str | None = "Completed",
+        task_priority: str | None = "Normal",
+        max_url_length: int = DEFAULT_MAX_URL_LENGTH,
+    ) -> None:
+        super().__init__(
+            auth,
+            api_version=api_version,
+            task_marker=task_marker,
+            task_status=task_status,
+            task_priority=task_priority,
+            max_url_length=max_url_length,
+        )
         self._client = client
         self._lock = threading.Lock()
 
@@ -810,10 +843,34 @@ class SalesforceAdapter(_SalesforceLogic):
 
 
 class AsyncSalesforceAdapter(_SalesforceLogic):
-    """An ``async`` Salesforce adapter over an injected ``httpx.AsyncClient``."""
+    """An ``async`` Salesforce adapter over an injected ``httpx.AsyncClient``.
 
-    def __init__(self, client: httpx.AsyncClient, auth: AuthFlow, **options: Any) -> None:
-        super().__init__(auth, **options)
+    ``auth`` is a :class:`StaticToken`, :class:`RefreshTokenFlow`, :class:`JWTBearerFlow` or
+    :class:`ClientCredentialsFlow`. ``task_marker`` says where a Task keeps its activity marker
+    (default: a tag in ``Subject``); ``task_status`` / ``task_priority`` are sent on every Task
+    (``None`` leaves the org's default); ``max_url_length`` bounds each query URL (``IN`` lists
+    are chunked to fit). The host owns the client and its timeouts: set explicit ones.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        auth: AuthFlow,
+        *,
+        api_version: str = DEFAULT_API_VERSION,
+        task_marker: TaskMarker | None = None,
+        task_status: str | None = "Completed",
+        task_priority: str | None = "Normal",
+        max_url_length: int = DEFAULT_MAX_URL_LENGTH,
+    ) -> None:
+        super().__init__(
+            auth,
+            api_version=api_version,
+            task_marker=task_marker,
+            task_status=task_status,
+            task_priority=task_priority,
+            max_url_length=max_url_length,
+        )
         self._client = client
         self._lock = asyncio.Lock()
 

@@ -718,7 +718,6 @@ class LocalHubSpot:
         *,
         associations: Sequence[str] = (),
         trace: str | None = None,
-        search: bool = False,
     ) -> dict[str, Any]:
         wanted = list(properties) if properties else list(_DEFAULT_PROPS.get(kind, ()))
         modified = _MODIFIED.get(kind, "hs_lastmodifieddate")
@@ -726,7 +725,6 @@ class LocalHubSpot:
         props: dict[str, str | None] = {}
         for name in [*wanted, *always]:
             props[name] = record.props.get(name)
-        del search
         shaped: dict[str, Any] = {
             "id": record.id,
             "properties": props,
@@ -1264,7 +1262,7 @@ class LocalHubSpot:
         props = body.get("properties") or []
         out: dict[str, Any] = {
             "total": len(matched),
-            "results": [self._shape(kind, r, props, search=True) for r in page],
+            "results": [self._shape(kind, r, props) for r in page],
         }
         if after + limit < len(matched):
             out["paging"] = {"next": {"after": str(after + limit)}}
