@@ -28,6 +28,4 @@ def lint(session: nox.Session) -> None:
     """Ruff: lint rules and formatting."""
     session.install("ruff>=0.6")
     session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
-    session.run(
-        "ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "noxfile.py"
-    )
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "noxfile.py")

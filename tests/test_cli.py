@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
+
+import httpx
+import pytest
 
 from signals_crm.cli import main
 from signals_crm.core.model import Conversation, Visitor
@@ -101,3 +106,39 @@ def test_sync_refuses_without_token(tmp_path, capsys, monkeypatch):
     )
     assert code == 2
     assert "SIGNALS_CRM_TOKEN" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("crm", "path", "token_line"),
+    [
+        ("salesforce", "/services/data/v61.0/sobjects/Lead/describe", "access token: "),
+        ("hubspot", "/crm/v3/properties/contacts", "bearer token: "),
+    ],
+)
+def test_sandbox_command_serves_on_loopback(crm, path, token_line):
+    """``signals-crm sandbox <crm> --port 0`` serves a local CRM any HTTP client can use."""
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", "signals_crm", "sandbox", crm, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(token_line in ln for ln in lines):
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+        text = "".join(lines)
+        url = re.search(r"http://127\.0\.0\.1:\d+", text).group(0)
+        token = re.search(re.escape(token_line) + r"([^\s)]+)", text).group(1)
+        response = httpx.get(url + path, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert response.status_code == 200
+        assert response.json()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        process.stdout.close()
+        process.stderr.close()

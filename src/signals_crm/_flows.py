@@ -651,22 +651,21 @@ def sync_batch(
         fixed: list[Plan] = []
         for plan in replanned:
             matched = batch.duplicates[plan.conversation_id]
+            note = info("duplicate_matched", f"the CRM named {matched}")
             if plan.outcome is PlanOutcome.CREATE and matched:
                 # The lookup still misses it: attach the activities to the named record.
-                create_key = f"{plan.conversation_id}:person"
-                batch.created[create_key] = matched
-                plan = attrs.evolve(
-                    plan,
-                    outcome=PlanOutcome.UNCHANGED,
-                    commands=tuple(c for c in plan.commands if c.kind is CommandKind.CREATE_TASK),
-                    trace=(*plan.trace, info("duplicate_matched", f"the CRM named {matched}")),
+                batch.created[f"{plan.conversation_id}:person"] = matched
+                tasks = tuple(c for c in plan.commands if c.kind is CommandKind.CREATE_TASK)
+                fixed.append(
+                    attrs.evolve(
+                        plan,
+                        outcome=PlanOutcome.UNCHANGED,
+                        commands=tasks,
+                        trace=(*plan.trace, note),
+                    )
                 )
             else:
-                plan = attrs.evolve(
-                    plan,
-                    trace=(*plan.trace, info("duplicate_matched", f"the CRM named {matched}")),
-                )
-            fixed.append(plan)
+                fixed.append(attrs.evolve(plan, trace=(*plan.trace, note)))
         done = yield from _execute(tuple(fixed), batch, caps)
         by_id = {p.conversation_id: p for p in done}
         plans = tuple(by_id.get(p.conversation_id, p) for p in plans)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random as _random
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -212,6 +213,8 @@ class _IntegrationBase:
         api_budget: float,
         batch_size: int | None,
         owner_cache_ttl: timedelta,
+        lease: timedelta,
+        worker_id: str | None,
     ) -> None:
         if not 0 < api_budget <= 1:
             raise ConfigurationError([Problem("api_budget", "must be in (0, 1]")])
@@ -224,13 +227,16 @@ class _IntegrationBase:
         self._random = random or _random.Random().random  # noqa: S311  # jitter, not crypto
         self.retry = retry or RetryPolicy()
         self.api_budget = api_budget
-        self.batch_size = batch_size or capabilities.lookup_batch_size
+        # Five write batches per round: per-kind remainders then cost little (see docs/engine.md).
+        self.batch_size = batch_size or 5 * capabilities.write_batch_size
         self._owner_ttl = owner_cache_ttl
         self._owner_cache: dict[str, tuple[datetime, OwnershipResult]] = {}
         self._schema: ObjectSchema | None = None
         self._preflight: list[Problem] | None = None
         self._calls = 0
         self._reader = Reader(self.retry, self._random)
+        self.lease = lease
+        self._owner = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
     def __repr__(self) -> str:
         return (
@@ -285,6 +291,10 @@ class _IntegrationBase:
         usage = getattr(adapter, "api_usage", None)
         share = getattr(usage, "fraction_used", None)
         return isinstance(share, int | float) and share >= self.api_budget
+
+    def _claim(self, now: datetime, size: int) -> list[DueSync]:
+        """Lease due syncs, so that several engine processes never work on the same one."""
+        return self.ledger.claim(now, size, owner=self._owner, until=now + self.lease)
 
     def _require_enabled(self, what: str) -> None:
         if not self.config.enabled:
@@ -352,6 +362,8 @@ class Integration(_IntegrationBase):
         api_budget: float = 0.9,
         batch_size: int | None = None,
         owner_cache_ttl: timedelta = timedelta(minutes=10),
+        lease: timedelta = timedelta(minutes=10),
+        worker_id: str | None = None,
     ) -> None:
         super().__init__(
             adapter.capabilities,
@@ -363,6 +375,8 @@ class Integration(_IntegrationBase):
             api_budget=api_budget,
             batch_size=batch_size,
             owner_cache_ttl=owner_cache_ttl,
+            lease=lease,
+            worker_id=worker_id,
         )
         self.adapter = adapter
         self._sleep = sleep
@@ -436,11 +450,14 @@ class Integration(_IntegrationBase):
                 exhausted = True
                 break
             size = self.batch_size if limit is None else min(self.batch_size, limit - len(outcomes))
-            due = self.ledger.due(now, size)
+            due = self._claim(now, size)
             if not due:
                 break
-            batch = self._sync([d.conversation for d in due], SyncMode.AUTOMATIC, now)
-            self._settle(now, batch)
+            try:
+                batch = self._sync([d.conversation for d in due], SyncMode.AUTOMATIC, now)
+                self._settle(now, batch)
+            finally:
+                self.ledger.release([d.conversation_id for d in due], self._owner)
             outcomes.extend(batch)
         return SyncReport.of(outcomes, self._calls - start, exhausted)
 
@@ -567,6 +584,8 @@ class AsyncIntegration(_IntegrationBase):
         api_budget: float = 0.9,
         batch_size: int | None = None,
         owner_cache_ttl: timedelta = timedelta(minutes=10),
+        lease: timedelta = timedelta(minutes=10),
+        worker_id: str | None = None,
     ) -> None:
         super().__init__(
             adapter.capabilities,
@@ -578,6 +597,8 @@ class AsyncIntegration(_IntegrationBase):
             api_budget=api_budget,
             batch_size=batch_size,
             owner_cache_ttl=owner_cache_ttl,
+            lease=lease,
+            worker_id=worker_id,
         )
         self.adapter = adapter
         self._asleep = sleep
@@ -659,11 +680,16 @@ class AsyncIntegration(_IntegrationBase):
                 exhausted = True
                 break
             size = self.batch_size if limit is None else min(self.batch_size, limit - len(outcomes))
-            due = self.ledger.due(now, size)
+            due = self._claim(now, size)
             if not due:
                 break
-            batch = await self._async_batch([d.conversation for d in due], SyncMode.AUTOMATIC, now)
-            self._settle(now, batch)
+            try:
+                batch = await self._async_batch(
+                    [d.conversation for d in due], SyncMode.AUTOMATIC, now
+                )
+                self._settle(now, batch)
+            finally:
+                self.ledger.release([d.conversation_id for d in due], self._owner)
             outcomes.extend(batch)
         return SyncReport.of(outcomes, self._calls - start, exhausted)
 

@@ -102,8 +102,8 @@ def test_manual_plan_has_no_tasks_but_same_person_key():
 @given(
     sst.conversations(),
     st.sampled_from(
-        sst.SOURCE_FIELDS
-        + (
+        (
+            *sst.SOURCE_FIELDS,
             "chat.meeting.name",
             "chat.meeting.date",
             "conversation.id",

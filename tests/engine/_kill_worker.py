@@ -14,11 +14,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _scenario import NOW, config, conversations  # noqa: E402
+from _scenario import NOW, config, conversations
 
-from signals_crm.adapters.salesforce import SalesforceAdapter, StaticToken  # noqa: E402
-from signals_crm.engine import Integration  # noqa: E402
-from signals_crm.ledger import SQLiteLedger  # noqa: E402
+from signals_crm.adapters.salesforce import SalesforceAdapter, StaticToken
+from signals_crm.engine import Integration
+from signals_crm.ledger import SQLiteLedger
 
 
 class Dying(httpx.BaseTransport):
@@ -53,6 +53,7 @@ def main() -> None:
             sleep=lambda _: None,
             random=lambda: 0.5,
             clock=lambda: NOW,
+            worker_id="worker-1",  # a restarted worker resumes its own leases at once
         )
         for conversation in conversations():
             integration.conversation_closed(conversation)

@@ -315,7 +315,7 @@ def test_preflight_rejects_bad_mapping_and_run_due_refuses(crm):
     cfg = config(mappings=FieldMappings(lead=(FieldMapping("contact.first_name", "Nope__c"),)))
     sync = integration(crm, cfg)
     problems = sync.preflight()
-    assert [p.path for p in problems][0] == "mappings.lead[0].target"
+    assert problems[0].path == "mappings.lead[0].target"
     sync.conversation_closed(conv())
     with pytest.raises(ConfigurationError, match="Nope__c"):
         sync.run_due(LATER)
@@ -426,3 +426,68 @@ def test_marker_search_lag_defers_task_reconciliation():
     assert second.kind is OutcomeKind.CREATED
     assert len(crm.task_markers(lead)) == 2
     assert crm.calls["create_tasks"] == 1
+
+
+def test_another_workers_lease_is_respected(crm):
+    """A sync leased by another worker is left alone until its lease ends."""
+    sync = integration(crm, worker_id="worker-b")
+    sync.conversation_closed(conv())
+    taken = sync.ledger.claim(LATER, 10, owner="worker-a", until=LATER + timedelta(minutes=5))
+    assert [d.conversation_id for d in taken] == ["c-1"]
+    assert sync.run_due(LATER).outcomes == ()
+    assert lead_ids(crm, "lena@brightfield.test") == []
+    after = sync.run_due(LATER + timedelta(minutes=6))
+    assert after.outcome("c-1").kind is OutcomeKind.CREATED
+
+
+def test_account_owner_end_to_end_with_cache():
+    """Account ownership reads the CRM account once, applies the rules, and caches the answer."""
+    from signals_crm.core.config import DomainList, OwnershipConfig, OwnershipRule, Segment
+
+    crm = InMemoryCRM(person_kind=PersonKind.LEAD)
+    rep = crm.seed_user(email="rep@vendor.test")
+    crm.seed_account(domain="acme.test", name="Acme", fields={"OwnerId": rep})
+    now = [LATER]
+    cfg = config(
+        users=UserMapping((UserMapEntry(rep, signals_user_id="u-rep"),)),
+        ownership=OwnershipConfig(
+            rules=(OwnershipRule("named", ("OwnerId",), fallback_user="u-fallback"),),
+            segments={"named": Segment("named", DomainList({"acme.test"}))},
+            default_account_owner="u-default",
+        ),
+    )
+    sync = Integration(
+        crm, cfg, ledger=MemoryLedger(), clock=lambda: now[0], owner_cache_ttl=timedelta(minutes=10)
+    )
+    from signals_crm.core.model import Company
+    from signals_crm.core.ownership import OwnershipPath
+
+    result = sync.account_owner(Company(domain="www.ACME.test"))
+    assert (result.signals_user, result.path) == ("u-rep", OwnershipPath.OWNER_FIELD_1)
+    assert sync.account_owner(Company(domain="acme.test")) == result
+    assert crm.calls["find_accounts"] == 1
+    now[0] = LATER + timedelta(minutes=11)
+    other = sync.account_owner(Company(domain="unknown.test"))
+    assert (other.signals_user, other.path) == ("u-default", OwnershipPath.DEFAULT_ACCOUNT_OWNER)
+    sync.account_owner(Company(domain="acme.test"))
+    assert crm.calls["find_accounts"] == 3
+
+
+def test_preflight_flags_inactive_and_missing_owners(crm):
+    """Preflight names mapped CRM users that are missing or inactive."""
+    inactive = crm.seed_user(email="gone@vendor.test", active=False)
+    cfg = config(
+        users=UserMapping(
+            (
+                UserMapEntry(inactive, signals_user_id="u-gone"),
+                UserMapEntry("005MISSING0000", signals_user_id="u-x"),
+            )
+        ),
+        default_owner="005MISSING0001",
+    )
+    problems = integration(crm, cfg).preflight()
+    assert [p.path for p in problems] == [
+        "user_mapping[0].crm_user_id",
+        "user_mapping[1].crm_user_id",
+        "default_owner",
+    ]

@@ -16,7 +16,7 @@ from signals_crm.testing.salesforce import Faults, LocalSalesforce, SalesforceBa
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _scenario import NOW, check_exactly_once, config, conversations  # noqa: E402
+from _scenario import NOW, check_exactly_once, config, conversations
 
 
 def setup(org: LocalSalesforce):

@@ -26,7 +26,7 @@ TIMEOUT = 30  # seconds; a hung worker fails the test instead of hanging the sui
 
 
 def _spawn(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(  # noqa: S603  # our own script, fixed arguments
+    return subprocess.Popen(  # our own script, fixed arguments
         [sys.executable, str(WORKERS), *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

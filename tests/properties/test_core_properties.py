@@ -30,7 +30,7 @@ CRITERIA_ORDER = [Criteria.ALL, Criteria.ONE_STAR, Criteria.TWO_STARS, Criteria.
 
 @given(sst.lead_scores(), st.integers(0, 3), st.integers(0, 3))
 def test_criteria_monotonic(score, a, b):
-    """A stricter criteria never passes a score a looser one refuses, and higher scores pass more."""
+    """A stricter criteria never passes what a looser one refuses; higher scores pass more."""
     loose, strict = sorted((a, b))
     if meets_criteria(score, CRITERIA_ORDER[strict]):
         assert meets_criteria(score, CRITERIA_ORDER[loose])

@@ -52,4 +52,4 @@ def host_flow(payload: bytes) -> None:
     )
     owner: OwnershipResult = integration.account_owner(Company(domain="acme.test"))
     dry = integration.dry_run([conversation], mode=SyncMode.MANUAL)
-    print(created, text, manual.kind, owner.signals_user, dry.as_text())  # noqa: T201
+    print(created, text, manual.kind, owner.signals_user, dry.as_text())
