@@ -23,8 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
-
-import attrs
+from typing import NamedTuple
 
 from signals_crm.core.config import FieldMapping, FieldMappings
 from signals_crm.core.model import FieldSchema, FieldType, FieldValue, ObjectSchema, PersonKind
@@ -42,8 +41,7 @@ __all__ = [
 ]
 
 
-@attrs.frozen
-class FieldPayload:
+class FieldPayload(NamedTuple):
     """CRM field → value to write, and the reasons behind each drop or change."""
 
     fields: Mapping[str, FieldValue]
@@ -89,6 +87,15 @@ def same_value(ours: FieldValue, theirs: FieldValue) -> bool:
     (``"true"`` = ``True``); everything else by its trimmed text (case-sensitive: a changed
     capitalisation is a change).
     """
+    if theirs is None:
+        return is_empty(ours)
+    if ours.__class__ is str and theirs.__class__ is str:
+        # The common case, text against text, without exceptions from number parsing.
+        a_text, b_text = ours.strip(), theirs.strip()
+        if a_text == b_text:
+            return True
+        if not (a_text[:1] in _NUMERIC_START and b_text[:1] in _NUMERIC_START):
+            return False
     if is_empty(ours) or is_empty(theirs):
         return is_empty(ours) and is_empty(theirs)
     if isinstance(ours, bool) or isinstance(theirs, bool):
@@ -99,6 +106,7 @@ def same_value(ours: FieldValue, theirs: FieldValue) -> bool:
     return _as_text(ours) == _as_text(theirs)
 
 
+_NUMERIC_START = frozenset("0123456789+-.")
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
 
@@ -207,7 +215,10 @@ def _mapped_values(
         if for_update and not mapping.overwrite:
             continue
         value = values.get(mapping.source)
-        if is_empty(value):
+        if value is None or (value.__class__ is str and not value.strip()):  # is_empty, inlined
+            continue
+        if schema is None:
+            out[mapping.target] = (mapping, value.strip() if value.__class__ is str else value)
             continue
         field, problem = _check_field(mapping.target, schema, for_update=for_update)
         if problem is not None:
@@ -241,9 +252,13 @@ def build_create_fields(
     if email_field is not None and email is not None:
         email_schema = schema.get(email_field) if schema is not None else None
         fields[email_schema.name if email_schema is not None else email_field] = email.strip()
-    filled = {k.lower() for k, v in fields.items() if not is_empty(v)} if placeholders else ()
+    lowered: dict[str, str] | None = None
     for target, placeholder in (placeholders or {}).items():
-        if target.lower() in filled:
+        if target in fields:
+            continue  # mapped values are never empty
+        if lowered is None:
+            lowered = {k.lower(): k for k in fields}
+        if target.lower() in lowered:
             continue
         field = schema.get(target) if schema is not None else None
         if schema is not None and (field is None or not field.required):

@@ -18,7 +18,7 @@ The rule:
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import attrs
@@ -64,15 +64,25 @@ def best_record(records: Iterable[PersonRecord]) -> PersonRecord:
     return max(ordered, key=lambda r: recency(r.last_modified))
 
 
+_NOTHING_FOUND = MatchDecision(
+    MatchOutcome.CREATE,
+    None,
+    ambiguous=False,
+    trace=(info("match_none", "no record has this email; a new one is created"),),
+)
+
+
 def decide_match(
     email: str,
-    records: Iterable[PersonRecord],
+    records: Sequence[PersonRecord],
     *,
     person_kind: PersonKind,
     separate_contacts: bool,
     policy: ContactPolicy,
 ) -> MatchDecision:
     """Apply the matching rule to the records a lookup found for ``email``."""
+    if not records:
+        return _NOTHING_FOUND
     key = normalize_email(email)
     found = [r for r in records if r.email is not None and normalize_email(r.email) == key]
     people = [r for r in found if r.kind is person_kind and not r.is_converted]

@@ -45,12 +45,12 @@ from signals_crm.core.crm import (
 from signals_crm.core.mapping import (
     build_create_fields,
     build_update_fields,
-    is_empty,
     mapping_set_for,
 )
 from signals_crm.core.matching import MatchDecision, MatchOutcome, decide_match
 from signals_crm.core.model import (
     Activity,
+    ActivityKind,
     Conversation,
     FieldValue,
     ObjectSchema,
@@ -234,12 +234,19 @@ class _Compiled:
 
     mappings: tuple[FieldMapping, ...]
     getters: tuple[tuple[str, Callable[[Conversation], FieldValue]], ...]
+    task_kinds: tuple[ActivityKind, ...]
+    mode_label: str
 
     @classmethod
-    def build(cls, config: SyncConfig, capabilities: Capabilities) -> _Compiled:
+    def build(cls, config: SyncConfig, capabilities: Capabilities, mode: SyncMode) -> _Compiled:
         mappings = mapping_set_for(config.mappings, capabilities.person_kind)
         sources = dict.fromkeys(m.source for m in mappings)
-        return cls(mappings, tuple((s, field_getter(s)) for s in sources))
+        return cls(
+            mappings,
+            tuple((s, field_getter(s)) for s in sources),
+            tuple(config.task_kinds),  # a tuple: membership by identity, no enum hashing
+            mode.value,
+        )
 
 
 def _person_fields(config: SyncConfig, capabilities: Capabilities) -> tuple[str, ...]:
@@ -297,7 +304,7 @@ def plan_sync(
                 raise PlanningError("DescribeObject must be answered with an ObjectSchema")
 
     pending: dict[str, _Pending] = {}
-    compiled = _Compiled.build(config, capabilities)
+    compiled = _Compiled.build(config, capabilities, mode)
     plans: list[Plan] = []
     for conversation, verdict in zip(conversations, eligibility, strict=True):
         if not verdict.eligible or conversation.email is None:
@@ -350,7 +357,7 @@ def _plan_one(
     kind = capabilities.person_kind
     mappings = compiled.mappings
     values = {source: get(conversation) for source, get in compiled.getters}
-    trace: list[Reason] = [info("eligible", f"{mode.value} sync of {email}")]
+    trace: list[Reason] = [info("eligible", f"{compiled.mode_label} sync of {email}")]
     commands: list[Command] = []
     owner: OwnerDecision | None = None
     match: MatchDecision | None = None
@@ -478,6 +485,7 @@ def _plan_one(
             person=person,
             email=email,
             trace=trace,
+            compiled=compiled,
         )
     )
     return Plan(
@@ -502,11 +510,13 @@ def _tasks(
     person: PersonRef,
     email: str,
     trace: list[Reason],
+    compiled: _Compiled,
 ) -> list[Command]:
     if mode is SyncMode.MANUAL:
         trace.append(info("no_tasks_manual", "a manual sync creates no tasks"))
         return []
-    activities = [a for a in conversation.activities() if a.kind in config.task_kinds]
+    kinds = compiled.task_kinds
+    activities = [a for a in conversation.activities() if a.kind in kinds]
     if not activities:
         return []
     if not capabilities.supports_tasks:
@@ -525,8 +535,6 @@ def _tasks(
                     f"to {limit}",
                 )
             )
-        if is_empty(chosen.body) and is_empty(chosen.subject):
-            continue
         commands.append(
             Command(
                 key=f"{conversation.id}:{_TASK}:{activity.key}",
@@ -538,5 +546,5 @@ def _tasks(
                 marker=task_marker(conversation.id, activity.key),
             )
         )
-        trace.append(info("task_planned", f"task for {activity.kind.value} ({activity.key})"))
+        trace.append(info("task_planned", f"task for the {activity.key} activity"))
     return commands

@@ -2,6 +2,9 @@
 
 A :class:`Reason` has a stable ``code`` (machine-readable, documented in ``docs/concepts.md``),
 a human ``message``, a ``level`` and, for blockers that pass with time, ``passes_at``.
+
+Reasons are the most numerous values the core builds (several per conversation), so they are
+immutable named tuples: as frozen as an attrs value, and several times cheaper to make.
 """
 
 from __future__ import annotations
@@ -9,8 +12,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from datetime import datetime
-
-import attrs
+from types import MappingProxyType
+from typing import NamedTuple
 
 __all__ = ["Level", "Reason"]
 
@@ -21,29 +24,36 @@ class Level(enum.Enum):
     BLOCKER = "blocker"
 
 
-@attrs.frozen
-class Reason:
-    """One step of a decision's trace."""
+_NO_DATA: Mapping[str, object] = MappingProxyType({})
+
+
+class Reason(NamedTuple):
+    """One step of a decision's trace. ``data`` carries machine-readable details."""
 
     code: str
     message: str
     level: Level = Level.INFO
     passes_at: datetime | None = None
-    data: Mapping[str, object] = attrs.field(factory=dict, eq=False)
+    data: Mapping[str, object] = _NO_DATA
 
     def __str__(self) -> str:
         return f"[{self.code}] {self.message}"
 
 
+_INFO = Level.INFO
+_WARNING = Level.WARNING
+_BLOCKER = Level.BLOCKER
+
+
 def info(code: str, message: str, **data: object) -> Reason:
-    return Reason(code, message, Level.INFO, data=data)
+    return Reason(code, message, _INFO, None, data or _NO_DATA)
 
 
 def warning(code: str, message: str, **data: object) -> Reason:
-    return Reason(code, message, Level.WARNING, data=data)
+    return Reason(code, message, _WARNING, None, data or _NO_DATA)
 
 
 def blocker(
     code: str, message: str, *, passes_at: datetime | None = None, **data: object
 ) -> Reason:
-    return Reason(code, message, Level.BLOCKER, passes_at=passes_at, data=data)
+    return Reason(code, message, _BLOCKER, passes_at, data or _NO_DATA)
