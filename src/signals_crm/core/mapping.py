@@ -209,30 +209,33 @@ def _mapped_values(
     *,
     for_update: bool,
     trace: list[Reason],
-) -> dict[str, tuple[FieldMapping, FieldValue]]:
-    out: dict[str, tuple[FieldMapping, FieldValue]] = {}
+) -> dict[str, FieldValue]:
+    """CRM field → value for the mappings that apply (rules 2 and 5)."""
+    out: dict[str, FieldValue] = {}
     for mapping in mappings:
         if for_update and not mapping.overwrite:
             continue
         value = values.get(mapping.source)
-        if value is None or (value.__class__ is str and not value.strip()):  # is_empty, inlined
+        if value is None:
             continue
+        if value.__class__ is str:
+            value = value.strip()
+            if not value:
+                continue
         if schema is None:
-            out[mapping.target] = (mapping, value.strip() if value.__class__ is str else value)
+            out[mapping.target] = value
             continue
         field, problem = _check_field(mapping.target, schema, for_update=for_update)
         if problem is not None:
             trace.append(problem)
             continue
-        if field is not None:
-            value, note = _fit(value, field)
-            if note is not None:
-                trace.append(note)
-            if is_empty(value):
-                continue
-        elif isinstance(value, str):
-            value = value.strip()
-        out[field.name if field is not None else mapping.target] = (mapping, value)
+        if field is None:
+            continue
+        value, note = _fit(value, field)
+        if note is not None:
+            trace.append(note)
+        if not is_empty(value):
+            out[field.name] = value
     return out
 
 
@@ -247,8 +250,7 @@ def build_create_fields(
 ) -> FieldPayload:
     """The fields of a new person record (rules 2, 3, 5)."""
     trace: list[Reason] = []
-    mapped = _mapped_values(values, mappings, schema, for_update=False, trace=trace)
-    fields: dict[str, FieldValue] = {name: value for name, (_, value) in mapped.items()}
+    fields = _mapped_values(values, mappings, schema, for_update=False, trace=trace)
     if email_field is not None and email is not None:
         email_schema = schema.get(email_field) if schema is not None else None
         fields[email_schema.name if email_schema is not None else email_field] = email.strip()
@@ -281,12 +283,17 @@ def build_update_fields(
     """The fields an update changes (rules 2, 4, 5); empty when nothing changes."""
     trace: list[Reason] = []
     mapped = _mapped_values(values, mappings, schema, for_update=True, trace=trace)
-    lowered = {k.lower(): v for k, v in current.items()}
     fields: dict[str, FieldValue] = {}
-    for name, (_, value) in mapped.items():
-        if same_value(value, lowered.get(name.lower())):
-            continue
-        fields[name] = value
+    lowered: dict[str, FieldValue] | None = None
+    for name, value in mapped.items():
+        if name in current:
+            theirs = current[name]
+        else:
+            if lowered is None:
+                lowered = {k.lower(): v for k, v in current.items()}
+            theirs = lowered.get(name.lower())
+        if not same_value(value, theirs):
+            fields[name] = value
     if fields:
         trace.append(
             info("update_fields", f"overwriting {', '.join(sorted(fields))}", fields=sorted(fields))

@@ -261,37 +261,38 @@ class Conversation:
 
     def activities(self) -> tuple[Activity, ...]:
         """The activities this conversation produced, in a stable order."""
-        found: list[Activity] = []
         closed_on = self.closed_at.date() if self.closed_at else None
-        if self.transcript:
-            found.append(
+        transcript = (
+            (
                 Activity(
-                    kind=ActivityKind.CHAT_TRANSCRIPT,
-                    key="transcript",
-                    subject="Signals chat transcript",
-                    body=self.transcript,
-                    activity_date=closed_on,
-                )
+                    ActivityKind.CHAT_TRANSCRIPT,
+                    "transcript",
+                    "Signals chat transcript",
+                    self.transcript,
+                    closed_on,
+                ),
             )
-        if self.meeting is not None:
-            m = self.meeting
-            lines = [f"Meeting booked in a Signals chat: {m.name or 'meeting'}"]
-            if m.agent_name:
-                lines.append(f"With: {m.agent_name}")
-            if m.date:
-                lines.append(f"Date: {m.date.isoformat()}")
-            if m.duration_minutes is not None:
-                lines.append(f"Duration: {m.duration_minutes} minutes")
-            found.append(
-                Activity(
-                    kind=ActivityKind.MEETING_BOOKED,
-                    key=f"meeting:{m.id}",
-                    subject=f"Meeting booked: {m.name}" if m.name else "Meeting booked",
-                    body="\n".join(lines),
-                    activity_date=m.date or closed_on,
-                )
-            )
-        return tuple(found)
+            if self.transcript
+            else ()
+        )
+        m = self.meeting
+        if m is None:
+            return transcript
+        body = f"Meeting booked in a Signals chat: {m.name or 'meeting'}"
+        if m.agent_name:
+            body += f"\nWith: {m.agent_name}"
+        if m.date:
+            body += f"\nDate: {m.date.isoformat()}"
+        if m.duration_minutes is not None:
+            body += f"\nDuration: {m.duration_minutes} minutes"
+        meeting = Activity(
+            ActivityKind.MEETING_BOOKED,
+            f"meeting:{m.id}",
+            f"Meeting booked: {m.name}" if m.name else "Meeting booked",
+            body,
+            m.date or closed_on,
+        )
+        return (*transcript, meeting)
 
     def field_values(self) -> dict[str, FieldValue]:
         """Every Signals field a mapping can name, by dotted path.
