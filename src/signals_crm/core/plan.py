@@ -479,7 +479,6 @@ def _plan_one(
     commands.extend(
         _tasks(
             conversation,
-            config=config,
             capabilities=capabilities,
             mode=mode,
             person=person,
@@ -504,7 +503,6 @@ def _plan_one(
 def _tasks(
     conversation: Conversation,
     *,
-    config: SyncConfig,
     capabilities: Capabilities,
     mode: SyncMode,
     person: PersonRef,
