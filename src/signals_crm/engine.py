@@ -40,9 +40,10 @@ from signals_crm.adapters.base import AsyncCRMAdapter, CRMAdapter
 from signals_crm.core.config import SyncConfig
 from signals_crm.core.crm import Capabilities, FindPeople
 from signals_crm.core.explain import Explanation, LedgerFacts, explain_plan
-from signals_crm.core.model import Company, Conversation, ObjectSchema
+from signals_crm.core.model import Company, Conversation, CRMUser, ObjectSchema, SignalsUser
 from signals_crm.core.ownership import OwnershipResult, normalize_domain
 from signals_crm.core.plan import Plan, SyncMode, plan_sync
+from signals_crm.core.users import UserMappingProposal, propose_user_mapping
 from signals_crm.exceptions import (
     AdapterError,
     ConfigurationError,
@@ -550,6 +551,11 @@ class Integration(_IntegrationBase):
             plan = _plan_without_crm([conv], self.config, self._caps, now)[0]
         return explain_plan(plan, self._ledger_facts(conv.id))
 
+    def propose_user_mapping(self, signals_users: Iterable[SignalsUser]) -> UserMappingProposal:
+        """Propose a user mapping by matching emails with the CRM's active users."""
+        crm_users: list[CRMUser] = self._drive(self._reader.read(Call("list_users", ())))
+        return propose_user_mapping(signals_users, crm_users)
+
     def account_owner(self, company: Company) -> OwnershipResult:
         """The account-ownership rules end to end against the CRM (cached for a while)."""
         now = self._clock()
@@ -773,6 +779,13 @@ class AsyncIntegration(_IntegrationBase):
         else:
             plan = _plan_without_crm([conv], self.config, self._caps, now)[0]
         return explain_plan(plan, self._ledger_facts(conv.id))
+
+    async def apropose_user_mapping(
+        self, signals_users: Iterable[SignalsUser]
+    ) -> UserMappingProposal:
+        """Propose a user mapping by matching emails with the CRM's active users."""
+        crm_users: list[CRMUser] = await self._adrive(self._reader.read(Call("list_users", ())))
+        return propose_user_mapping(signals_users, crm_users)
 
     async def aaccount_owner(self, company: Company) -> OwnershipResult:
         """The account-ownership rules end to end against the CRM (cached for a while)."""

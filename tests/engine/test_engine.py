@@ -491,3 +491,13 @@ def test_preflight_flags_inactive_and_missing_owners(crm):
         "user_mapping[1].crm_user_id",
         "default_owner",
     ]
+
+
+def test_propose_user_mapping_reads_crm_users(crm):
+    """The engine proposes a mapping from the CRM's active users."""
+    crm.seed_user(email="bob@vendor.test")
+    proposal = integration(crm).propose_user_mapping(
+        [SignalsUser(id="u-bob", email="BOB@vendor.test"), SignalsUser(id="u-x", email="x@y.z")]
+    )
+    assert [e.signals_user_id for e in proposal.mapping.entries] == ["u-bob"]
+    assert [u.id for u in proposal.unmatched] == ["u-x"]

@@ -36,7 +36,26 @@ from signals_crm.core.crm import (
 )
 from signals_crm.core.model import AccountRecord, CRMUser, ObjectSchema, PersonRecord
 
-__all__ = ["AsyncCRMAdapter", "CRMAdapter", "Capabilities"]
+__all__ = ["ApiUsage", "AsyncCRMAdapter", "CRMAdapter", "Capabilities", "ReportsApiUsage"]
+
+
+class ApiUsage(Protocol):
+    """What the engine reads of an adapter's API usage: the share of the limit used."""
+
+    @property
+    def fraction_used(self) -> float | None: ...
+
+
+@runtime_checkable
+class ReportsApiUsage(Protocol):
+    """Optional: an adapter that reports its CRM's API usage (from response headers).
+
+    The engine stops a run before a batch once ``api_usage.fraction_used`` reaches its
+    ``api_budget`` (Salesforce: ``Sforce-Limit-Info``; HubSpot: the daily rate-limit headers).
+    """
+
+    @property
+    def api_usage(self) -> ApiUsage | None: ...
 
 
 @runtime_checkable

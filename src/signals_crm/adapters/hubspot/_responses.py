@@ -62,6 +62,14 @@ class RateLimitUsage:
     daily_remaining: int | None = None
 
     @property
+    def fraction_used(self) -> float | None:
+        """The share (0..1) of the account's daily limit used, when HubSpot sent it (static
+        tokens; OAuth apps get no daily headers). The engine's API budget reads this."""
+        if self.daily and self.daily_remaining is not None:
+            return 1.0 - self.daily_remaining / self.daily
+        return None
+
+    @property
     def share_used(self) -> float | None:
         """The share (0..1) of the burst window used, when known."""
         if self.max and self.remaining is not None:

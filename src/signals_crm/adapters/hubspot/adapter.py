@@ -248,6 +248,11 @@ class _HubSpotCore:
     # ------------------------------------------------------------------------------------------
     # IO helpers shared by both drivers (pure)
 
+    @property
+    def api_usage(self) -> RateLimitUsage | None:
+        """The rate-limit headers of the last answer (``fraction_used``: the daily share)."""
+        return self.usage
+
     def _limiter_for(self, request: httpx.Request) -> RateLimiter:
         return self.search_limiter if request.url.path.endswith("/search") else self.limiter
 
