@@ -268,8 +268,7 @@ def _sync(args: argparse.Namespace) -> int:
                 return 2
             adapter = SalesforceAdapter(http, StaticToken(token, args.url))
         else:
-            from signals_crm.adapters.hubspot import HubSpotAdapter
-            from signals_crm.adapters.hubspot._requests import HubSpotAPI
+            from signals_crm.adapters.hubspot import HubSpotAdapter, HubSpotAPI
 
             api = HubSpotAPI(base_url=args.url) if args.url else HubSpotAPI()
             adapter = HubSpotAdapter(http, token=token, api=api)

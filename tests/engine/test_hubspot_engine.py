@@ -8,8 +8,7 @@ import httpx
 import pytest
 
 from signals_crm._flows import OutcomeKind
-from signals_crm.adapters.hubspot import AsyncHubSpotAdapter, HubSpotAdapter
-from signals_crm.adapters.hubspot._requests import HubSpotAPI
+from signals_crm.adapters.hubspot import AsyncHubSpotAdapter, HubSpotAdapter, HubSpotAPI
 from signals_crm.core.config import (
     FieldMapping,
     FieldMappings,

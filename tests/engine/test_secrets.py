@@ -10,8 +10,7 @@ import httpx
 import pytest
 
 from signals_crm._flows import OutcomeKind
-from signals_crm.adapters.hubspot import HubSpotAdapter
-from signals_crm.adapters.hubspot._requests import HubSpotAPI
+from signals_crm.adapters.hubspot import HubSpotAdapter, HubSpotAPI
 from signals_crm.adapters.salesforce import RefreshTokenFlow, SalesforceAdapter, StaticToken
 from signals_crm.engine import Integration
 from signals_crm.exceptions import AuthenticationError

@@ -23,7 +23,7 @@ from signals_crm import (
     parse_webhook,
 )
 from signals_crm.core.plan import SyncMode
-from signals_crm.ledger import Ledger, MemoryLedger, SQLiteLedger
+from signals_crm.ledger import MemoryLedger
 from signals_crm.testing import InMemoryCRM
 
 
