@@ -26,8 +26,8 @@ from typing import Protocol
 
 import httpx
 
-from signals_crm.adapters.hubspot import HubSpotAPI
 from signals_crm.adapters.hubspot._errors import error_from_response, json_body
+from signals_crm.adapters.hubspot._requests import HubSpotAPI
 from signals_crm.adapters.hubspot._responses import parse_token
 from signals_crm.exceptions import AuthenticationError, ConfigurationError, Problem
 
