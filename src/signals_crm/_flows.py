@@ -51,7 +51,7 @@ from signals_crm.core.crm import (
     WriteResult,
 )
 from signals_crm.core.mapping import mapping_set_for, validate_mappings
-from signals_crm.core.model import Company, Conversation, ObjectSchema, normalize_email
+from signals_crm.core.model import Company, Conversation, ObjectSchema
 from signals_crm.core.ownership import OwnershipResult, plan_account_owners
 from signals_crm.core.plan import (
     Command,
@@ -789,6 +789,3 @@ def preflight(config: SyncConfig, caps: Capabilities, reader: Reader | None = No
             )
     return problems
 
-
-def emails_of(conversations: Sequence[Conversation]) -> list[str]:
-    return [normalize_email(c.email) for c in conversations if c.email]
