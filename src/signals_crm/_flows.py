@@ -701,9 +701,8 @@ def _outcome(plan: Plan, batch: _Batch) -> ConversationOutcome:
     person_id: str | None = None
     if plan.match is not None and plan.match.record is not None:
         person_id = plan.match.record.id
-    create = f"{plan.conversation_id}:person"
-    if create in batch.created:
-        person_id = batch.created[create]
+    for command in plan.commands:  # a record created by this plan, or by an earlier one
+        person_id = command.person.resolve(batch.created) or person_id
     reasons = list(plan.trace)
     if plan.conversation_id in batch.duplicates:
         matched = batch.duplicates[plan.conversation_id]

@@ -17,7 +17,15 @@ import os
 import random as _random
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -184,6 +192,9 @@ def _open_ledger(ledger: Ledger | str | os.PathLike[str] | None) -> Ledger:
     return ledger
 
 
+_DISABLED = "skipped:integration_disabled"
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -204,7 +215,7 @@ class _IntegrationBase:
 
     def __init__(
         self,
-        capabilities: Capabilities,
+        adapter: CRMAdapter | AsyncCRMAdapter,
         settings: IntegrationSettings | SyncConfig,
         *,
         ledger: Ledger | str | os.PathLike[str] | None,
@@ -221,6 +232,8 @@ class _IntegrationBase:
             raise ConfigurationError([Problem("api_budget", "must be in (0, 1]")])
         if batch_size is not None and batch_size < 1:
             raise ConfigurationError([Problem("batch_size", "must be at least 1")])
+        capabilities = adapter.capabilities
+        self._adapter: object = adapter
         self._caps = capabilities
         self.config = _to_config(settings)
         self.ledger = _open_ledger(ledger)
@@ -288,23 +301,6 @@ class _IntegrationBase:
             )
         return due.conversation
 
-    def _budget_exhausted(self, adapter: object) -> bool:
-        usage = getattr(adapter, "api_usage", None)
-        share = getattr(usage, "fraction_used", None)
-        return isinstance(share, int | float) and share >= self.api_budget
-
-    def _claim(self, now: datetime, size: int) -> list[DueSync]:
-        """Lease due syncs, so that several engine processes never work on the same one."""
-        return self.ledger.claim(now, size, owner=self._owner, until=now + self.lease)
-
-    def _require_enabled(self, what: str) -> None:
-        if not self.config.enabled:
-            raise IntegrationDisabledError(f"the integration is switched off: no {what}")
-
-    def _check_preflight(self) -> None:
-        if self._preflight:
-            raise ConfigurationError(self._preflight)
-
     def _settle(self, now: datetime, outcomes: Sequence[ConversationOutcome]) -> None:
         """Move each due sync on in the ledger after a batch."""
         done: dict[str, list[str]] = {}
@@ -330,16 +326,168 @@ class _IntegrationBase:
         for label, ids in done.items():
             self.ledger.complete(ids, label)
 
-    def _owner_cached(self, company: Company, now: datetime) -> OwnershipResult | None:
-        key = normalize_domain(company.domain) if company.domain else f"name:{company.name}"
+    def _owner_key(self, company: Company) -> str:
+        return normalize_domain(company.domain) if company.domain else f"name:{company.name}"
+
+    # -- the operations, each one flow shared by both integrations ----------------------------
+    #
+    # Each yields adapter calls and sleeps, and returns its result; the twins only drive them.
+
+    def _budget_exhausted(self) -> bool:
+        usage = getattr(self._adapter, "api_usage", None)
+        share = getattr(usage, "fraction_used", None)
+        return isinstance(share, int | float) and share >= self.api_budget
+
+    def _preflight_flow(self) -> Generator[Call | Sleep, Any, list[Problem]]:
+        problems: list[Problem] = yield from preflight(self.config, self._caps, self._reader)
+        self._preflight = problems
+        return list(problems)
+
+    def _ready_flow(self) -> Generator[Call | Sleep, Any, None]:
+        """Preflight once (refusing to write with a mapping it rejects), and the schema."""
+        if self._preflight is None:
+            yield from self._preflight_flow()
+        if self._preflight:
+            raise ConfigurationError(self._preflight)
+        if self._schema is None and self._caps.supports_describe:
+            self._schema = yield from self._reader.read(
+                Call("describe", (self._caps.person_object,))
+            )
+
+    def _sync_flow(
+        self, conversations: Sequence[Conversation], mode: SyncMode, now: datetime
+    ) -> Generator[Call | Sleep, Any, list[ConversationOutcome]]:
+        outcomes: list[ConversationOutcome] = yield from sync_batch(
+            conversations,
+            self.config,
+            self._caps,
+            self.ledger,
+            now=now,
+            mode=mode,
+            schema=self._schema,
+            retry=self.retry,
+            random=self._random,
+        )
+        return outcomes
+
+    def _run_due_flow(
+        self, now: datetime | None, limit: int | None
+    ) -> Generator[Call | Sleep, Any, SyncReport]:
+        now = now or self._clock()
+        start = self._calls
+        if not self.config.enabled:
+            while due := self.ledger.due(now, self.batch_size):
+                self.ledger.complete([d.conversation_id for d in due], _DISABLED)
+            return SyncReport()
+        yield from self._ready_flow()
+        outcomes: list[ConversationOutcome] = []
+        exhausted = False
+        while limit is None or len(outcomes) < limit:
+            if self._budget_exhausted():
+                exhausted = True
+                break
+            size = self.batch_size if limit is None else min(self.batch_size, limit - len(outcomes))
+            due = self.ledger.claim(now, size, owner=self._owner, until=now + self.lease)
+            if not due:
+                break
+            try:
+                batch = yield from self._sync_flow(
+                    [d.conversation for d in due], SyncMode.AUTOMATIC, now
+                )
+                self._settle(now, batch)
+            finally:
+                self.ledger.release([d.conversation_id for d in due], self._owner)
+            outcomes.extend(batch)
+        return SyncReport.of(outcomes, self._calls - start, exhausted)
+
+    def _manual_flow(
+        self, conversation: Conversation
+    ) -> Generator[Call | Sleep, Any, ConversationOutcome]:
+        if not self.config.enabled:
+            raise IntegrationDisabledError("the integration is switched off: no manual sync")
+        yield from self._ready_flow()
+        (outcome,) = yield from self._sync_flow([conversation], SyncMode.MANUAL, self._clock())
+        return outcome
+
+    def _backfill_flow(
+        self,
+        conversations: Iterable[Conversation],
+        now: datetime | None,
+        progress: Callable[[int], None] | None,
+        on_outcome: Callable[[ConversationOutcome], None] | None,
+    ) -> Generator[Call | Sleep, Any, SyncReport]:
+        if not self.config.enabled:
+            raise IntegrationDisabledError("the integration is switched off: no backfill")
+        yield from self._ready_flow()
+        now = now or self._clock()
+        start = self._calls
+        tally = _Tally()
+        exhausted = False
+        for batch in _batches(conversations, self.batch_size):
+            if self._budget_exhausted():
+                exhausted = True
+                break
+            for outcome in (yield from self._sync_flow(batch, SyncMode.AUTOMATIC, now)):
+                tally.add(outcome, keep_all=False)
+                if on_outcome is not None:
+                    on_outcome(outcome)
+            if progress is not None:
+                progress(tally.count)
+        return tally.report(self._calls - start, exhausted)
+
+    def _dry_run_flow(
+        self, conversations: Sequence[Conversation], now: datetime | None, mode: SyncMode
+    ) -> Generator[Call | Sleep, Any, DryRun]:
+        start = self._calls
+        plans: tuple[Plan, ...] = yield from plan_batch(
+            conversations,
+            self.config,
+            self._caps,
+            now=now or self._clock(),
+            mode=mode,
+            schema=self._schema,
+            reader=self._reader,
+        )
+        return DryRun(plans, self._calls - start)
+
+    def _explain_flow(
+        self, conversation: Conversation | str, now: datetime | None, lookup: bool
+    ) -> Generator[Call | Sleep, Any, Explanation]:
+        conv = self._conversation(conversation)
+        now = now or self._clock()
+        if lookup:
+            (plan,) = yield from plan_batch(
+                [conv],
+                self.config,
+                self._caps,
+                now=now,
+                mode=SyncMode.AUTOMATIC,
+                schema=self._schema,
+                reader=self._reader,
+            )
+        else:
+            plan = _plan_without_crm([conv], self.config, self._caps, now)[0]
+        return explain_plan(plan, self._ledger_facts(conv.id))
+
+    def _account_owner_flow(
+        self, company: Company
+    ) -> Generator[Call | Sleep, Any, OwnershipResult]:
+        now = self._clock()
+        key = self._owner_key(company)
         hit = self._owner_cache.get(key)
         if hit is not None and now - hit[0] < self._owner_ttl:
             return hit[1]
-        return None
+        results: list[OwnershipResult] = yield from account_owners(
+            [company], self.config, self._reader
+        )
+        self._owner_cache[key] = (now, results[0])
+        return results[0]
 
-    def _owner_store(self, company: Company, now: datetime, result: OwnershipResult) -> None:
-        key = normalize_domain(company.domain) if company.domain else f"name:{company.name}"
-        self._owner_cache[key] = (now, result)
+    def _propose_flow(
+        self, signals_users: Iterable[SignalsUser]
+    ) -> Generator[Call | Sleep, Any, UserMappingProposal]:
+        crm_users: list[CRMUser] = yield from self._reader.read(Call("list_users", ()))
+        return propose_user_mapping(signals_users, crm_users)
 
 
 class Integration(_IntegrationBase):
@@ -347,7 +495,7 @@ class Integration(_IntegrationBase):
 
     ``ledger`` is a :class:`~signals_crm.ledger.Ledger`, or a path for the embedded SQLite
     ledger; ``None`` keeps state in memory only (tests). ``clock``, ``sleep`` and ``random``
-    are injected so tests never wait.
+    are injected so tests never wait. See ``docs/engine.md`` for every option.
     """
 
     def __init__(
@@ -367,7 +515,7 @@ class Integration(_IntegrationBase):
         worker_id: str | None = None,
     ) -> None:
         super().__init__(
-            adapter.capabilities,
+            adapter,
             settings,
             ledger=ledger,
             clock=clock,
@@ -382,7 +530,8 @@ class Integration(_IntegrationBase):
         self.adapter = adapter
         self._sleep = sleep
 
-    def _drive(self, flow: Any) -> Any:
+    def _drive(self, flow: Generator[Call | Sleep, Any, T]) -> T:
+        """Run a flow: call the adapter for each call, sleep for each sleep."""
         try:
             request = next(flow)
             while True:
@@ -390,7 +539,6 @@ class Integration(_IntegrationBase):
                     self._sleep(request.seconds)
                     request = flow.send(None)
                     continue
-                assert isinstance(request, Call)  # noqa: S101  # flows yield nothing else
                 self._calls += 1
                 try:
                     result = getattr(self.adapter, request.method)(*request.args)
@@ -399,75 +547,20 @@ class Integration(_IntegrationBase):
                     continue
                 request = flow.send(result)
         except StopIteration as done:
-            return done.value
-
-    def _ensure_ready(self) -> None:
-        if self._preflight is None:
-            self._preflight = self._drive(preflight(self.config, self._caps, self._reader))
-        self._check_preflight()
-        if self._schema is None and self._caps.supports_describe:
-            self._schema = self._drive(
-                self._reader.read(Call("describe", (self._caps.person_object,)))
-            )
+            value: T = done.value
+            return value
 
     def preflight(self) -> list[Problem]:
         """Every problem of the settings against the CRM's schema and users (re-checked)."""
-        self._preflight = self._drive(preflight(self.config, self._caps, self._reader))
-        return list(self._preflight)
-
-    def _sync(
-        self, conversations: Sequence[Conversation], mode: SyncMode, now: datetime
-    ) -> list[ConversationOutcome]:
-        outcomes: list[ConversationOutcome] = self._drive(
-            sync_batch(
-                conversations,
-                self.config,
-                self._caps,
-                self.ledger,
-                now=now,
-                mode=mode,
-                schema=self._schema,
-                retry=self.retry,
-                random=self._random,
-            )
-        )
-        return outcomes
+        return self._drive(self._preflight_flow())
 
     def run_due(self, now: datetime | None = None, *, limit: int | None = None) -> SyncReport:
         """Sync every conversation whose sync is due at ``now`` (default: the clock)."""
-        now = now or self._clock()
-        start = self._calls
-        outcomes: list[ConversationOutcome] = []
-        if not self.config.enabled:
-            while due := self.ledger.due(now, self.batch_size):
-                self.ledger.complete(
-                    [d.conversation_id for d in due], "skipped:integration_disabled"
-                )
-            return SyncReport()
-        self._ensure_ready()
-        exhausted = False
-        while limit is None or len(outcomes) < limit:
-            if self._budget_exhausted(self.adapter):
-                exhausted = True
-                break
-            size = self.batch_size if limit is None else min(self.batch_size, limit - len(outcomes))
-            due = self._claim(now, size)
-            if not due:
-                break
-            try:
-                batch = self._sync([d.conversation for d in due], SyncMode.AUTOMATIC, now)
-                self._settle(now, batch)
-            finally:
-                self.ledger.release([d.conversation_id for d in due], self._owner)
-            outcomes.extend(batch)
-        return SyncReport.of(outcomes, self._calls - start, exhausted)
+        return self._drive(self._run_due_flow(now, limit))
 
     def sync_manually(self, conversation: Conversation) -> ConversationOutcome:
         """Sync one visitor now: criteria and delay ignored, no tasks; refused when off."""
-        self._require_enabled("manual sync")
-        self._ensure_ready()
-        (outcome,) = self._sync([conversation], SyncMode.MANUAL, self._clock())
-        return outcome
+        return self._drive(self._manual_flow(conversation))
 
     def backfill(
         self,
@@ -483,23 +576,7 @@ class Integration(_IntegrationBase):
         outcome goes to ``on_outcome`` as it is known, and the report keeps totals plus the
         outcomes that need attention. ``progress`` receives the count done after each batch.
         """
-        self._require_enabled("backfill")
-        self._ensure_ready()
-        now = now or self._clock()
-        start = self._calls
-        tally = _Tally()
-        exhausted = False
-        for batch in _batches(conversations, self.batch_size):
-            if self._budget_exhausted(self.adapter):
-                exhausted = True
-                break
-            for outcome in self._sync(batch, SyncMode.AUTOMATIC, now):
-                tally.add(outcome, keep_all=False)
-                if on_outcome is not None:
-                    on_outcome(outcome)
-            if progress is not None:
-                progress(tally.count)
-        return tally.report(self._calls - start, exhausted)
+        return self._drive(self._backfill_flow(conversations, now, progress, on_outcome))
 
     def dry_run(
         self,
@@ -509,19 +586,7 @@ class Integration(_IntegrationBase):
         mode: SyncMode = SyncMode.AUTOMATIC,
     ) -> DryRun:
         """The exact writes a sync would make, with nothing written (CRM reads only)."""
-        start = self._calls
-        plans: tuple[Plan, ...] = self._drive(
-            plan_batch(
-                conversations,
-                self.config,
-                self._caps,
-                now=now or self._clock(),
-                mode=mode,
-                schema=self._schema,
-                reader=self._reader,
-            )
-        )
-        return DryRun(plans, self._calls - start)
+        return self._drive(self._dry_run_flow(conversations, now, mode))
 
     def explain(
         self,
@@ -535,46 +600,22 @@ class Integration(_IntegrationBase):
         With ``lookup`` the CRM is read to say what a sync would do now (create, update,
         attach); without, only the rules that need no CRM are evaluated.
         """
-        conv = self._conversation(conversation)
-        now = now or self._clock()
-        flow = plan_batch(
-            [conv],
-            self.config,
-            self._caps,
-            now=now,
-            mode=SyncMode.AUTOMATIC,
-            schema=self._schema,
-        )
-        if lookup:
-            (plan,) = self._drive(flow)
-        else:
-            plan = _plan_without_crm([conv], self.config, self._caps, now)[0]
-        return explain_plan(plan, self._ledger_facts(conv.id))
+        return self._drive(self._explain_flow(conversation, now, lookup))
 
     def propose_user_mapping(self, signals_users: Iterable[SignalsUser]) -> UserMappingProposal:
         """Propose a user mapping by matching emails with the CRM's active users."""
-        crm_users: list[CRMUser] = self._drive(self._reader.read(Call("list_users", ())))
-        return propose_user_mapping(signals_users, crm_users)
+        return self._drive(self._propose_flow(signals_users))
 
     def account_owner(self, company: Company) -> OwnershipResult:
         """The account-ownership rules end to end against the CRM (cached for a while)."""
-        now = self._clock()
-        cached = self._owner_cached(company, now)
-        if cached is not None:
-            return cached
-        results: list[OwnershipResult] = self._drive(
-            account_owners([company], self.config, self._reader)
-        )
-        result = results[0]
-        self._owner_store(company, now, result)
-        return result
+        return self._drive(self._account_owner_flow(company))
 
 
 class AsyncIntegration(_IntegrationBase):
     """The integration over an :class:`~signals_crm.adapters.AsyncCRMAdapter`.
 
     The same behaviour as :class:`Integration`, with ``async`` methods prefixed ``a``. The
-    ledger is called directly (it is local and fast).
+    ledger is called directly (it is local and fast). ``sleep`` defaults to ``anyio.sleep``.
     """
 
     def __init__(
@@ -584,7 +625,7 @@ class AsyncIntegration(_IntegrationBase):
         *,
         ledger: Ledger | str | os.PathLike[str] | None = None,
         clock: Callable[[], datetime] | None = None,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         random: Callable[[], float] | None = None,
         retry: RetryPolicy | None = None,
         api_budget: float = 0.9,
@@ -594,7 +635,7 @@ class AsyncIntegration(_IntegrationBase):
         worker_id: str | None = None,
     ) -> None:
         super().__init__(
-            adapter.capabilities,
+            adapter,
             settings,
             ledger=ledger,
             clock=clock,
@@ -609,15 +650,15 @@ class AsyncIntegration(_IntegrationBase):
         self.adapter = adapter
         self._asleep = sleep
 
-    async def _adrive(self, flow: Any) -> Any:
+    async def _adrive(self, flow: Generator[Call | Sleep, Any, T]) -> T:
+        """Run a flow: await the adapter's ``a``-method for each call, sleep for each sleep."""
         try:
             request = next(flow)
             while True:
                 if isinstance(request, Sleep):
-                    await self._sleep_for(request.seconds)
+                    await self._asleep(request.seconds)
                     request = flow.send(None)
                     continue
-                assert isinstance(request, Call)  # noqa: S101  # flows yield nothing else
                 self._calls += 1
                 try:
                     result = await getattr(self.adapter, "a" + request.method)(*request.args)
@@ -626,85 +667,22 @@ class AsyncIntegration(_IntegrationBase):
                     continue
                 request = flow.send(result)
         except StopIteration as done:
-            return done.value
-
-    async def _sleep_for(self, seconds: float) -> None:
-        if self._asleep is not None:
-            await self._asleep(seconds)
-            return
-        await anyio.sleep(seconds)
-
-    async def _aensure_ready(self) -> None:
-        if self._preflight is None:
-            self._preflight = await self._adrive(preflight(self.config, self._caps, self._reader))
-        self._check_preflight()
-        if self._schema is None and self._caps.supports_describe:
-            self._schema = await self._adrive(
-                self._reader.read(Call("describe", (self._caps.person_object,)))
-            )
+            value: T = done.value
+            return value
 
     async def apreflight(self) -> list[Problem]:
         """Every problem of the settings against the CRM's schema and users (re-checked)."""
-        self._preflight = await self._adrive(preflight(self.config, self._caps, self._reader))
-        return list(self._preflight)
-
-    async def _async_batch(
-        self, conversations: Sequence[Conversation], mode: SyncMode, now: datetime
-    ) -> list[ConversationOutcome]:
-        outcomes: list[ConversationOutcome] = await self._adrive(
-            sync_batch(
-                conversations,
-                self.config,
-                self._caps,
-                self.ledger,
-                now=now,
-                mode=mode,
-                schema=self._schema,
-                retry=self.retry,
-                random=self._random,
-            )
-        )
-        return outcomes
+        return await self._adrive(self._preflight_flow())
 
     async def arun_due(
         self, now: datetime | None = None, *, limit: int | None = None
     ) -> SyncReport:
         """Sync every conversation whose sync is due at ``now`` (default: the clock)."""
-        now = now or self._clock()
-        start = self._calls
-        outcomes: list[ConversationOutcome] = []
-        if not self.config.enabled:
-            while due := self.ledger.due(now, self.batch_size):
-                self.ledger.complete(
-                    [d.conversation_id for d in due], "skipped:integration_disabled"
-                )
-            return SyncReport()
-        await self._aensure_ready()
-        exhausted = False
-        while limit is None or len(outcomes) < limit:
-            if self._budget_exhausted(self.adapter):
-                exhausted = True
-                break
-            size = self.batch_size if limit is None else min(self.batch_size, limit - len(outcomes))
-            due = self._claim(now, size)
-            if not due:
-                break
-            try:
-                batch = await self._async_batch(
-                    [d.conversation for d in due], SyncMode.AUTOMATIC, now
-                )
-                self._settle(now, batch)
-            finally:
-                self.ledger.release([d.conversation_id for d in due], self._owner)
-            outcomes.extend(batch)
-        return SyncReport.of(outcomes, self._calls - start, exhausted)
+        return await self._adrive(self._run_due_flow(now, limit))
 
     async def async_manually(self, conversation: Conversation) -> ConversationOutcome:
         """Sync one visitor now: criteria and delay ignored, no tasks; refused when off."""
-        self._require_enabled("manual sync")
-        await self._aensure_ready()
-        (outcome,) = await self._async_batch([conversation], SyncMode.MANUAL, self._clock())
-        return outcome
+        return await self._adrive(self._manual_flow(conversation))
 
     async def abackfill(
         self,
@@ -715,23 +693,7 @@ class AsyncIntegration(_IntegrationBase):
         on_outcome: Callable[[ConversationOutcome], None] | None = None,
     ) -> SyncReport:
         """Sync past conversations by the automatic rules (see :meth:`Integration.backfill`)."""
-        self._require_enabled("backfill")
-        await self._aensure_ready()
-        now = now or self._clock()
-        start = self._calls
-        tally = _Tally()
-        exhausted = False
-        for batch in _batches(conversations, self.batch_size):
-            if self._budget_exhausted(self.adapter):
-                exhausted = True
-                break
-            for outcome in await self._async_batch(batch, SyncMode.AUTOMATIC, now):
-                tally.add(outcome, keep_all=False)
-                if on_outcome is not None:
-                    on_outcome(outcome)
-            if progress is not None:
-                progress(tally.count)
-        return tally.report(self._calls - start, exhausted)
+        return await self._adrive(self._backfill_flow(conversations, now, progress, on_outcome))
 
     async def adry_run(
         self,
@@ -741,19 +703,7 @@ class AsyncIntegration(_IntegrationBase):
         mode: SyncMode = SyncMode.AUTOMATIC,
     ) -> DryRun:
         """The exact writes a sync would make, with nothing written (CRM reads only)."""
-        start = self._calls
-        plans: tuple[Plan, ...] = await self._adrive(
-            plan_batch(
-                conversations,
-                self.config,
-                self._caps,
-                now=now or self._clock(),
-                mode=mode,
-                schema=self._schema,
-                reader=self._reader,
-            )
-        )
-        return DryRun(plans, self._calls - start)
+        return await self._adrive(self._dry_run_flow(conversations, now, mode))
 
     async def aexplain(
         self,
@@ -763,42 +713,17 @@ class AsyncIntegration(_IntegrationBase):
         lookup: bool = True,
     ) -> Explanation:
         """Why was, or wasn't, this visitor synced (see :meth:`Integration.explain`)."""
-        conv = self._conversation(conversation)
-        now = now or self._clock()
-        if lookup:
-            (plan,) = await self._adrive(
-                plan_batch(
-                    [conv],
-                    self.config,
-                    self._caps,
-                    now=now,
-                    mode=SyncMode.AUTOMATIC,
-                    schema=self._schema,
-                )
-            )
-        else:
-            plan = _plan_without_crm([conv], self.config, self._caps, now)[0]
-        return explain_plan(plan, self._ledger_facts(conv.id))
+        return await self._adrive(self._explain_flow(conversation, now, lookup))
 
     async def apropose_user_mapping(
         self, signals_users: Iterable[SignalsUser]
     ) -> UserMappingProposal:
         """Propose a user mapping by matching emails with the CRM's active users."""
-        crm_users: list[CRMUser] = await self._adrive(self._reader.read(Call("list_users", ())))
-        return propose_user_mapping(signals_users, crm_users)
+        return await self._adrive(self._propose_flow(signals_users))
 
     async def aaccount_owner(self, company: Company) -> OwnershipResult:
         """The account-ownership rules end to end against the CRM (cached for a while)."""
-        now = self._clock()
-        cached = self._owner_cached(company, now)
-        if cached is not None:
-            return cached
-        results: list[OwnershipResult] = await self._adrive(
-            account_owners([company], self.config, self._reader)
-        )
-        result = results[0]
-        self._owner_store(company, now, result)
-        return result
+        return await self._adrive(self._account_owner_flow(company))
 
 
 def _plan_without_crm(
