@@ -13,6 +13,7 @@ Lifecycle of an automatic sync::
 
 from __future__ import annotations
 
+import logging
 import os
 import random as _random
 import socket
@@ -193,6 +194,7 @@ def _open_ledger(ledger: Ledger | str | os.PathLike[str] | None) -> Ledger:
 
 
 _DISABLED = "skipped:integration_disabled"
+_log = logging.getLogger("signals_crm")
 
 
 def _utc_now() -> datetime:
@@ -317,6 +319,7 @@ class _IntegrationBase:
                 codes = ",".join(plan.eligibility.codes) if plan is not None else ""
                 done.setdefault(f"skipped:{codes}", []).append(cid)
             elif outcome.kind is OutcomeKind.FAILED:
+                _log.warning("conversation %s dead-lettered: %s", cid, outcome.error)
                 self.ledger.dead_letter(cid, outcome.error or "failed")
             elif outcome.kind is OutcomeKind.RETRY:
                 later = now + timedelta(seconds=self.retry.reschedule_after)
@@ -398,7 +401,11 @@ class _IntegrationBase:
             finally:
                 self.ledger.release([d.conversation_id for d in due], self._owner)
             outcomes.extend(batch)
-        return SyncReport.of(outcomes, self._calls - start, exhausted)
+        report = SyncReport.of(outcomes, self._calls - start, exhausted)
+        _log.info("run_due: %s in %d adapter call(s)", report.counts, report.adapter_calls)
+        if exhausted:
+            _log.warning("run_due stopped early: the API budget share is used up")
+        return report
 
     def _manual_flow(
         self, conversation: Conversation

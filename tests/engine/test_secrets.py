@@ -87,3 +87,25 @@ def test_hubspot_token_not_in_repr():
         adapter = HubSpotAdapter(http, token=SECRET, api=HubSpotAPI(base_url="https://h.test"))
         assert SECRET not in repr(adapter)
         assert SECRET not in repr(adapter._auth)
+
+
+def test_logs_carry_no_token(caplog):
+    """The engine's log lines name conversations and CRM reasons, never the token."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    org = LocalSalesforce()
+    door = SalesforceBackdoor(org)
+    owner = door.seed_user(email="owner@vendor.test")
+    campaign = door.seed_campaign(name="C")
+    token = org.issue_token()
+    with httpx.Client(transport=org.transport()) as http:
+        adapter = SalesforceAdapter(http, StaticToken(token, org.instance_url))
+        sync = Integration(
+            adapter, config(owner, campaign), sleep=lambda _: None, clock=lambda: NOW
+        )
+        for conversation in conversations():
+            sync.conversation_closed(conversation)
+        sync.run_due(NOW)
+    assert any("run_due" in r.getMessage() for r in caplog.records)
+    assert all(token not in r.getMessage() for r in caplog.records)
