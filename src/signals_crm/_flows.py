@@ -31,8 +31,9 @@ How one batch of conversations is synced (:func:`sync_batch`):
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Generator, Mapping, Sequence
-from datetime import datetime
+import hashlib
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -66,6 +67,7 @@ from signals_crm.core.trace import Reason, info, warning
 from signals_crm.exceptions import (
     AdapterError,
     AuthenticationError,
+    ConfigurationError,
     CRMAPIError,
     DuplicateRecordError,
     InvalidTransitionError,
@@ -74,9 +76,10 @@ from signals_crm.exceptions import (
     RateLimitedError,
     TransportError,
 )
-from signals_crm.ledger.base import CommandRecord, CommandState, Ledger
+from signals_crm.ledger.base import CommandRecord, CommandState, Ledger, PersonLink
 
 __all__ = [
+    "BatchResult",
     "Call",
     "ConversationOutcome",
     "OutcomeKind",
@@ -108,25 +111,42 @@ class Sleep:
 Flow = Generator[Call | Sleep, Any, Any]
 
 
+def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value <= 0:
+        raise ConfigurationError([Problem(f"retry.{attribute.name}", "must be positive")])
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ConfigurationError([Problem(f"retry.{attribute.name}", "must not be negative")])
+
+
+def _share(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not 0 <= value <= 1:
+        raise ConfigurationError([Problem(f"retry.{attribute.name}", "must be within [0, 1]")])
+
+
 @attrs.frozen
 class RetryPolicy:
-    """How transient failures are retried within one run.
+    """How transient failures are retried.
 
-    The n-th retry waits ``min(max_delay, base_delay * 2**n)`` seconds scaled by a jitter
-    factor drawn in ``[1 - jitter, 1]``, or the CRM's ``Retry-After`` when it gave one (capped
-    at ``max_delay``). After ``max_attempts`` tries the commands stay PLANNED and the
-    conversation is rescheduled ``reschedule_after`` later.
+    Within a run, the n-th retry waits ``min(max_delay, base_delay * 2**n)`` seconds scaled by
+    a jitter factor drawn in ``[1 - jitter, 1]``, or exactly the CRM's ``Retry-After`` when it
+    gave one. After ``max_attempts`` tries the commands stay PLANNED and the conversation is
+    rescheduled ``reschedule_after`` seconds later; after ``max_reschedules`` such runs it is
+    dead-lettered with the last error, so nothing is retried forever.
     """
 
-    max_attempts: int = 4
-    base_delay: float = 0.5
-    max_delay: float = 30.0
-    jitter: float = 0.5
-    reschedule_after: float = 300.0
+    max_attempts: int = attrs.field(default=4, validator=_positive)
+    base_delay: float = attrs.field(default=0.5, validator=_non_negative)
+    max_delay: float = attrs.field(default=30.0, validator=_non_negative)
+    jitter: float = attrs.field(default=0.5, validator=_share)
+    reschedule_after: float = attrs.field(default=300.0, validator=_positive)
+    max_reschedules: int = attrs.field(default=24, validator=_positive)
 
     def delay(self, attempt: int, random: Callable[[], float], hint: float | None = None) -> float:
         if hint is not None:
-            return min(self.max_delay, max(0.0, hint))
+            return max(0.0, hint)
         raw = min(self.max_delay, self.base_delay * (2.0**attempt))
         return raw * (1.0 - self.jitter * random())
 
@@ -235,10 +255,13 @@ class _Batch:
     retry: RetryPolicy
     random: Callable[[], float]
     reader: Reader
+    owner: str
+    lease: timedelta
     records: dict[str, CommandRecord] = attrs.field(factory=dict)
     created: dict[str, str] = attrs.field(factory=dict)  # create key → CRM id
-    duplicates: dict[str, str] = attrs.field(factory=dict)  # conversation id → matched id
+    matched: dict[str, str] = attrs.field(factory=dict)  # cid → record the CRM named
     errors: dict[str, tuple[str, bool]] = attrs.field(factory=dict)  # cid → (reason, admin)
+    rate_limited: bool = False
 
     def save(self, updates: Sequence[CommandRecord]) -> list[CommandRecord]:
         """Record ``updates``; those another process raced us to are dropped and returned."""
@@ -280,7 +303,60 @@ class _Batch:
             crm_id=crm_id if crm_id is not None else (old.crm_id if old else None),
             reason=reason,
             attempts=(old.attempts if old else 0) + (1 if attempt else 0),
+            owner=self.owner,
         )
+
+    def settle(self, record: CommandRecord, state: CommandState, crm_id: str | None) -> None:
+        """Record what reconciling ``record`` found."""
+        self.save(
+            [
+                attrs.evolve(
+                    record,
+                    state=state,
+                    crm_id=crm_id if crm_id is not None else record.crm_id,
+                    reason=None if state is CommandState.CONFIRMED else record.reason,
+                    updated_at=self.now,
+                    owner=self.owner,
+                )
+            ]
+        )
+
+    def in_flight(self, record: CommandRecord) -> bool:
+        """A SENT command of another worker whose request may still be under way."""
+        return (
+            record.state is CommandState.SENT
+            and record.owner is not None
+            and record.owner != self.owner
+            and self.now < record.updated_at + self.lease
+        )
+
+    def load(self, conversations: Sequence[Conversation]) -> None:
+        """What the ledger knows of these conversations' commands (rule 1 needs the ids)."""
+        for conversation in conversations:
+            for record in self.ledger.commands_for(conversation.id):
+                self.records[record.key] = record
+        for record in self.records.values():
+            if (
+                record.kind == _CREATE
+                and record.state is CommandState.CONFIRMED
+                and record.crm_id is not None
+            ):
+                if (record.reason or "").startswith(_DUPLICATE):
+                    self.matched[record.conversation_id] = record.crm_id
+                else:
+                    self.created[record.key] = record.crm_id
+
+
+_CREATE = CommandKind.CREATE_PERSON.value
+_DUPLICATE = "duplicate of "
+
+
+def _answers(found: Any, asked: Sequence[object]) -> list[str | None]:
+    answers = list(found)
+    if len(answers) != len(asked):
+        msg = f"reconcile returned {len(answers)} answers for {len(asked)} queries"
+        raise CRMAPIError(msg)
+    return answers
 
 
 def _reconcile_query(
@@ -292,7 +368,7 @@ def _reconcile_query(
 ) -> ReconcileQuery | None:
     kind = record.kind
     cid = conversation.id
-    if kind == CommandKind.CREATE_PERSON.value:
+    if kind == _CREATE:
         if conversation.email is None:
             return None
         return PersonByEmail(conversation.email.strip(), caps.person_kind)
@@ -313,34 +389,27 @@ def reconcile(
     caps: Capabilities,
     campaign: str | None,
 ) -> Flow:
-    """Rule 1: settle every SENT / UNKNOWN command of these conversations by reading the CRM."""
+    """Rule 1: settle every SENT / UNKNOWN command of these conversations by reading the CRM.
+
+    A SENT command of another worker that may still be in flight is left alone (its
+    conversation is retried later); so is a task too recent for a lagging marker search.
+    """
     by_id = {c.id: c for c in conversations}
     unsettled = [
         r
         for r in batch.records.values()
-        if r.state in (CommandState.SENT, CommandState.UNKNOWN) and r.conversation_id in by_id
+        if r.state in (CommandState.SENT, CommandState.UNKNOWN)
+        and r.conversation_id in by_id
+        and not batch.in_flight(r)
     ]
-    if not unsettled:
-        return
     # Person creates first: memberships need their ids.
-    for phase in ((CommandKind.CREATE_PERSON.value,), None):
-        group = [
-            r
-            for r in unsettled
-            if (phase is None and r.kind != CommandKind.CREATE_PERSON.value)
-            or (phase is not None and r.kind in phase)
-        ]
-        if not group:
-            continue
-        updates: list[CommandRecord] = []
+    for creates in (True, False):
+        group = [r for r in unsettled if (r.kind == _CREATE) is creates]
         queries: list[ReconcileQuery] = []
         asked: list[CommandRecord] = []
         for record in group:
             if record.kind == CommandKind.UPDATE_PERSON.value:
-                # Updates are idempotent: sending again is safe.
-                updates.append(
-                    attrs.evolve(record, state=CommandState.PLANNED, updated_at=batch.now)
-                )
+                batch.settle(record, CommandState.PLANNED, None)  # idempotent: send again
                 continue
             if record.kind == CommandKind.CREATE_TASK.value and (
                 (batch.now - record.updated_at).total_seconds() < caps.marker_search_lag
@@ -351,26 +420,16 @@ def reconcile(
                 continue  # stays unknown; reported, never blindly re-sent
             queries.append(query)
             asked.append(record)
-        if queries:
-            found = yield from batch.reader.read(Call("reconcile", (queries,)))
-            for record, crm_id in zip(asked, found, strict=True):
-                if crm_id is not None:
-                    updates.append(
-                        attrs.evolve(
-                            record,
-                            state=CommandState.CONFIRMED,
-                            crm_id=crm_id,
-                            reason=None,
-                            updated_at=batch.now,
-                        )
-                    )
-                    if record.kind == CommandKind.CREATE_PERSON.value:
-                        batch.created[record.key] = crm_id
-                else:
-                    updates.append(
-                        attrs.evolve(record, state=CommandState.PLANNED, updated_at=batch.now)
-                    )
-        batch.save(updates)
+        if not queries:
+            continue
+        found = _answers((yield from batch.reader.read(Call("reconcile", (queries,)))), queries)
+        for record, crm_id in zip(asked, found, strict=True):
+            if crm_id is None:
+                batch.settle(record, CommandState.PLANNED, None)
+                continue
+            batch.settle(record, CommandState.CONFIRMED, crm_id)
+            if record.kind == _CREATE:
+                batch.created[record.key] = crm_id
 
 
 # ------------------------------------------------------------------------------------------------
@@ -416,7 +475,7 @@ def _reconcile_sent(
     asked = [q for q in queries if q is not None]
     found: list[str | None] = []
     if asked and caps.supports_reconcile:
-        found = list((yield from batch.reader.read(Call("reconcile", (asked,)))))
+        found = _answers((yield from batch.reader.read(Call("reconcile", (asked,)))), asked)
     answers = iter(found)
     landed: dict[str, str] = {}
     unknown: list[str] = []
@@ -476,6 +535,16 @@ def write_phase(commands: Sequence[Command], batch: _Batch, caps: Capabilities) 
             )
             if isinstance(error, RateLimitedError):
                 hint = error.retry_after
+                if not error.retryable:
+                    # A daily limit: nothing was sent. Stop; the syncs stay due.
+                    batch.save(
+                        [
+                            batch.mark(c, CommandState.PLANNED, reason=_reason_of(error))
+                            for c in commands_now
+                        ]
+                    )
+                    batch.rate_limited = True
+                    return
             if not error.retryable:
                 batch.save(
                     [
@@ -539,17 +608,19 @@ def write_phase(commands: Sequence[Command], batch: _Batch, caps: Capabilities) 
             if (
                 isinstance(failure, DuplicateRecordError)
                 and command.kind is CommandKind.CREATE_PERSON
+                and failure.matched_ids
             ):
-                matched = failure.matched_ids[0] if failure.matched_ids else None
-                reason = f"duplicate of {matched}" if matched else "duplicate (record not named)"
-                if matched is not None:
-                    updates.append(
-                        batch.mark(command, CommandState.CONFIRMED, crm_id=matched, reason=reason)
+                # Rule 5: a match on the record the CRM names, never a second create.
+                matched = failure.matched_ids[0]
+                updates.append(
+                    batch.mark(
+                        command,
+                        CommandState.CONFIRMED,
+                        crm_id=matched,
+                        reason=f"{_DUPLICATE}{matched}",
                     )
-                    batch.duplicates[command.conversation_id] = matched
-                else:
-                    updates.append(batch.mark(command, CommandState.PLANNED, reason=reason))
-                    batch.duplicates[command.conversation_id] = ""
+                )
+                batch.matched[command.conversation_id] = matched
                 continue
             if failure is not None and failure.retryable:
                 updates.append(
@@ -596,6 +667,48 @@ def plan_batch(
     return plans
 
 
+@attrs.frozen
+class BatchResult:
+    """The outcomes of a batch, and whether the CRM's daily limit stopped it."""
+
+    outcomes: list[ConversationOutcome]
+    rate_limited: bool = False
+
+
+def _digest(fields: Mapping[str, Any]) -> str:
+    text = repr(sorted((k, repr(v)) for k, v in fields.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _keyed_updates(plan: Plan) -> Plan:
+    """Key each update by its payload: the same change is sent once, a new change again."""
+    if not any(c.kind is CommandKind.UPDATE_PERSON for c in plan.commands):
+        return plan
+    commands = tuple(
+        attrs.evolve(c, key=f"{c.key}:{_digest(c.fields)}")
+        if c.kind is CommandKind.UPDATE_PERSON
+        else c
+        for c in plan.commands
+    )
+    return attrs.evolve(plan, commands=commands)
+
+
+def _adopt_match(plan: Plan, batch: _Batch) -> Plan:
+    """A conversation whose create the CRM matched to an existing record (rule 5)."""
+    matched = batch.matched.get(plan.conversation_id)
+    if matched is None or plan.outcome is PlanOutcome.SKIPPED:
+        return plan
+    note = info("duplicate_matched", f"the CRM named the existing record {matched}")
+    if plan.outcome is not PlanOutcome.CREATE:
+        return attrs.evolve(plan, trace=(*plan.trace, note))  # the lookup found it now
+    # The lookup still misses it: no create, no campaign; the activities go to that record.
+    batch.created[f"{plan.conversation_id}:person"] = matched
+    tasks = tuple(c for c in plan.commands if c.kind is CommandKind.CREATE_TASK)
+    return attrs.evolve(
+        plan, outcome=PlanOutcome.UNCHANGED, commands=tasks, trace=(*plan.trace, note)
+    )
+
+
 def sync_batch(
     conversations: Sequence[Conversation],
     config: SyncConfig,
@@ -607,30 +720,25 @@ def sync_batch(
     schema: ObjectSchema | None,
     retry: RetryPolicy,
     random: Callable[[], float],
-) -> Flow:
-    """Sync a batch of conversations (module doc); returns one outcome per conversation."""
+    owner: str = "",
+    lease: timedelta = timedelta(minutes=10),
+) -> Generator[Call | Sleep, Any, BatchResult]:
+    """Sync a batch of conversations (module doc); one outcome per distinct conversation."""
+    conversations = list({c.id: c for c in conversations}.values())  # a repeat: the last wins
     reader = Reader(retry, random)
-    batch = _Batch(ledger=ledger, now=now, retry=retry, random=random, reader=reader)
-    for conversation in conversations:
-        for record in ledger.commands_for(conversation.id):
-            batch.records[record.key] = record
+    batch = _Batch(
+        ledger=ledger,
+        now=now,
+        retry=retry,
+        random=random,
+        reader=reader,
+        owner=owner,
+        lease=lease,
+    )
+    batch.load(conversations)
     yield from reconcile(conversations, batch, caps, config.campaign_id)
-    for record in batch.records.values():
-        if (
-            record.kind == CommandKind.CREATE_PERSON.value
-            and record.state is CommandState.CONFIRMED
-            and record.crm_id is not None
-        ):
-            batch.created[record.key] = record.crm_id
-    resumed = {
-        r.conversation_id: r.crm_id
-        for r in batch.records.values()
-        if r.kind == CommandKind.CREATE_PERSON.value
-        and r.state is CommandState.CONFIRMED
-        and r.crm_id is not None
-        and not (r.reason or "").startswith("duplicate")
-    }
-    plans: tuple[Plan, ...] = yield from plan_batch(
+    resumed = {key.removesuffix(":person"): crm_id for key, crm_id in batch.created.items()}
+    planned: tuple[Plan, ...] = yield from plan_batch(
         conversations,
         config,
         caps,
@@ -640,84 +748,103 @@ def sync_batch(
         created=resumed,
         reader=reader,
     )
-    plans = yield from _execute(plans, batch, caps)
-
-    if batch.duplicates:
-        # Rule 5: the CRM named an existing record; plan those conversations again.
-        again = [c for c in conversations if c.id in batch.duplicates]
+    plans = {p.conversation_id: _adopt_match(_keyed_updates(p), batch) for p in planned}
+    before = set(batch.matched)
+    yield from _write(plans.values(), batch, caps, (CommandKind.CREATE_PERSON,))
+    fresh = [c for c in conversations if c.id in batch.matched and c.id not in before]
+    if fresh:
+        # Creates the CRM just refused as duplicates: plan again, the lookup may find them now.
         replanned: tuple[Plan, ...] = yield from plan_batch(
-            again, config, caps, now=now, mode=mode, schema=schema, reader=reader
+            fresh, config, caps, now=now, mode=mode, schema=schema, reader=reader
         )
-        fixed: list[Plan] = []
         for plan in replanned:
-            matched = batch.duplicates[plan.conversation_id]
-            note = info("duplicate_matched", f"the CRM named {matched}")
-            if plan.outcome is PlanOutcome.CREATE and matched:
-                # The lookup still misses it: attach the activities to the named record.
-                batch.created[f"{plan.conversation_id}:person"] = matched
-                tasks = tuple(c for c in plan.commands if c.kind is CommandKind.CREATE_TASK)
-                fixed.append(
-                    attrs.evolve(
-                        plan,
-                        outcome=PlanOutcome.UNCHANGED,
-                        commands=tasks,
-                        trace=(*plan.trace, note),
-                    )
-                )
-            else:
-                fixed.append(attrs.evolve(plan, trace=(*plan.trace, note)))
-        done = yield from _execute(tuple(fixed), batch, caps)
-        by_id = {p.conversation_id: p for p in done}
-        plans = tuple(by_id.get(p.conversation_id, p) for p in plans)
-
-    return [_outcome(plan, batch) for plan in plans]
+            plans[plan.conversation_id] = _adopt_match(_keyed_updates(plan), batch)
+    yield from _write(
+        plans.values(),
+        batch,
+        caps,
+        (CommandKind.UPDATE_PERSON, CommandKind.CREATE_TASK, CommandKind.ADD_TO_CAMPAIGN),
+    )
+    outcomes = [_outcome(plans[c.id], batch) for c in conversations]
+    _link(outcomes, ledger)
+    return BatchResult(outcomes, batch.rate_limited)
 
 
-def _execute(plans: tuple[Plan, ...], batch: _Batch, caps: Capabilities) -> Flow:
+def _write(
+    plans: Iterable[Plan], batch: _Batch, caps: Capabilities, kinds: Sequence[CommandKind]
+) -> Flow:
+    """Send the plans' commands of ``kinds``, one kind after the other (dependency order)."""
     commands = [c for p in plans for c in p.commands]
-    for kind in (
-        CommandKind.CREATE_PERSON,
-        CommandKind.UPDATE_PERSON,
-        CommandKind.CREATE_TASK,
-        CommandKind.ADD_TO_CAMPAIGN,
-    ):
-        group = [
-            c
-            for c in commands
-            if c.kind is kind
-            and not (
-                kind is not CommandKind.CREATE_PERSON
-                and c.conversation_id in batch.duplicates
-                and c.person.pending is not None
-            )
-        ]
+    for kind in kinds:
+        if batch.rate_limited:
+            return
+        group = [c for c in commands if c.kind is kind]
         if group:
             yield from write_phase(group, batch, caps)
-    return plans
+
+
+def _link(outcomes: Sequence[ConversationOutcome], ledger: Ledger) -> None:
+    """Remember which CRM record each synced visitor is."""
+    links: list[PersonLink] = []
+    for outcome in outcomes:
+        plan = outcome.plan
+        if outcome.person_id is None or plan is None or plan.email is None:
+            continue
+        if outcome.kind in (OutcomeKind.SKIPPED, OutcomeKind.FAILED):
+            continue
+        kinds = [c.person.kind for c in plan.commands]
+        if plan.match is not None and plan.match.record is not None:
+            kinds.append(plan.match.record.kind)
+        if kinds:
+            links.append(PersonLink(plan.email, outcome.person_id, kinds[0]))
+    if links:
+        ledger.link_many(links)
+
+
+def _settled_state(command: Command, batch: _Batch) -> CommandState | None:
+    """A command's state; one waiting for a person record whose create failed for good has
+    failed with it (it can never be sent)."""
+    state = batch.state(command.key)
+    dependency = command.depends_on
+    if state is None and dependency is not None and batch.state(dependency) is CommandState.FAILED:
+        return CommandState.FAILED
+    return state
 
 
 def _outcome(plan: Plan, batch: _Batch) -> ConversationOutcome:
     kind = _FROM_PLAN[plan.outcome]
+    cid = plan.conversation_id
     person_id: str | None = None
     if plan.match is not None and plan.match.record is not None:
         person_id = plan.match.record.id
     for command in plan.commands:  # a record created by this plan, or by an earlier one
         person_id = command.person.resolve(batch.created) or person_id
+    person_id = person_id or batch.matched.get(cid)
     reasons = list(plan.trace)
-    if plan.conversation_id in batch.duplicates:
-        matched = batch.duplicates[plan.conversation_id]
-        person_id = matched or person_id
-        if kind is OutcomeKind.CREATED:
-            kind = OutcomeKind.UPDATED
     if plan.outcome is PlanOutcome.SKIPPED:
-        return ConversationOutcome(plan.conversation_id, kind, None, tuple(reasons), plan=plan)
-    states = [batch.state(c.key) for c in plan.commands]
-    error = batch.errors.get(plan.conversation_id)
+        return ConversationOutcome(cid, kind, None, tuple(reasons), plan=plan)
+    states = [_settled_state(c, batch) for c in plan.commands]
+    error = batch.errors.get(cid)
+    if any(s is not CommandState.CONFIRMED and s is not CommandState.FAILED for s in states):
+        # Something can still land (planned, unknown, in flight): try again later, even when
+        # another write of the conversation failed for good.
+        reason = error[0] if error else "some writes are not confirmed yet"
+        return ConversationOutcome(
+            cid, OutcomeKind.RETRY, person_id, tuple(reasons), reason, plan=plan
+        )
     if any(s is CommandState.FAILED for s in states):
-        reason, admin = error or ("a write failed", False)
+        failed = next(
+            (
+                batch.records[c.key].reason
+                for c in plan.commands
+                if c.key in batch.records and batch.records[c.key].state is CommandState.FAILED
+            ),
+            None,
+        )
+        reason, admin = error or (failed or "a write failed", False)
         reasons.append(warning("write_failed", reason))
         return ConversationOutcome(
-            plan.conversation_id,
+            cid,
             OutcomeKind.FAILED,
             person_id,
             tuple(reasons),
@@ -725,12 +852,7 @@ def _outcome(plan: Plan, batch: _Batch) -> ConversationOutcome:
             needs_admin=admin,
             plan=plan,
         )
-    if any(s is not CommandState.CONFIRMED for s in states):
-        reason = error[0] if error else "some writes are not confirmed yet"
-        return ConversationOutcome(
-            plan.conversation_id, OutcomeKind.RETRY, person_id, tuple(reasons), reason, plan=plan
-        )
-    return ConversationOutcome(plan.conversation_id, kind, person_id, tuple(reasons), plan=plan)
+    return ConversationOutcome(cid, kind, person_id, tuple(reasons), plan=plan)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -752,10 +874,23 @@ def account_owners(
     return results
 
 
-def preflight(config: SyncConfig, caps: Capabilities, reader: Reader | None = None) -> Flow:
-    """Every problem of ``config`` against the CRM's schema and users."""
+def preflight(
+    config: SyncConfig,
+    caps: Capabilities,
+    reader: Reader | None = None,
+    *,
+    check_campaign: bool = False,
+) -> Flow:
+    """Every problem of ``config`` against the CRM's schema, users and (when the adapter can
+    tell) campaign."""
     read = (reader or Reader()).read
     problems: list[Problem] = []
+    if check_campaign and config.campaign_id is not None and caps.supports_campaigns:
+        exists = yield from read(Call("campaign_exists", (config.campaign_id,)))
+        if not exists:
+            problems.append(
+                Problem("campaign_id", f"the CRM has no {caps.campaign_kind} {config.campaign_id}")
+            )
     person_set = "lead" if caps.person_kind.value == "lead" else "contact"
     mappings = mapping_set_for(config.mappings, caps.person_kind)
     if caps.supports_describe:
@@ -787,4 +922,3 @@ def preflight(config: SyncConfig, caps: Capabilities, reader: Reader | None = No
                 Problem("default_owner", f"{config.default_owner} is not an active CRM user")
             )
     return problems
-

@@ -17,6 +17,7 @@ import logging
 import os
 import random as _random
 import socket
+import threading
 import time
 from collections.abc import (
     Awaitable,
@@ -34,6 +35,7 @@ import anyio
 import attrs
 
 from signals_crm._flows import (
+    BatchResult,
     Call,
     ConversationOutcome,
     OutcomeKind,
@@ -59,8 +61,9 @@ from signals_crm.exceptions import (
     IntegrationDisabledError,
     PlanningError,
     Problem,
+    RateLimitedError,
 )
-from signals_crm.ledger.base import DueSync, Ledger
+from signals_crm.ledger.base import CommandState, DueSync, Ledger
 from signals_crm.ledger.memory import MemoryLedger
 from signals_crm.ledger.sqlite import SQLiteLedger
 
@@ -303,15 +306,16 @@ class _IntegrationBase:
             )
         return due.conversation
 
-    def _settle(self, now: datetime, outcomes: Sequence[ConversationOutcome]) -> None:
+    def _settle(self, now: datetime, result: BatchResult) -> None:
         """Move each due sync on in the ledger after a batch."""
         done: dict[str, list[str]] = {}
-        for outcome in outcomes:
+        later = now + timedelta(seconds=self.retry.reschedule_after)
+        for outcome in result.outcomes:
             cid = outcome.conversation_id
+            plan = outcome.plan
             if outcome.kind is OutcomeKind.SKIPPED:
-                plan = outcome.plan
                 passes_at = plan.eligibility.passes_at if plan is not None else None
-                if passes_at is not None and passes_at > now and plan is not None:
+                if passes_at is not None and passes_at > now:
                     due = self.ledger.get_due(cid)
                     if due is not None:
                         self.ledger.schedule(due.conversation, passes_at)
@@ -322,8 +326,17 @@ class _IntegrationBase:
                 _log.warning("conversation %s dead-lettered: %s", cid, outcome.error)
                 self.ledger.dead_letter(cid, outcome.error or "failed")
             elif outcome.kind is OutcomeKind.RETRY:
-                later = now + timedelta(seconds=self.retry.reschedule_after)
-                self.ledger.reschedule(cid, later, outcome.error or "retry")
+                due = self.ledger.get_due(cid)
+                if due is None:
+                    continue
+                if result.rate_limited:
+                    self.ledger.schedule(due.conversation, later)  # the limit's fault, not its
+                elif due.attempts + 1 >= self.retry.max_reschedules:
+                    reason = f"gave up after {due.attempts + 1} runs: {outcome.error}"
+                    _log.warning("conversation %s dead-lettered: %s", cid, reason)
+                    self.ledger.dead_letter(cid, reason)
+                else:
+                    self.ledger.reschedule(cid, later, outcome.error or "retry")
             else:
                 done.setdefault(outcome.kind.value, []).append(cid)
         for label, ids in done.items():
@@ -342,7 +355,12 @@ class _IntegrationBase:
         return isinstance(share, int | float) and share >= self.api_budget
 
     def _preflight_flow(self) -> Generator[Call | Sleep, Any, list[Problem]]:
-        problems: list[Problem] = yield from preflight(self.config, self._caps, self._reader)
+        problems: list[Problem] = yield from preflight(
+            self.config,
+            self._caps,
+            self._reader,
+            check_campaign=hasattr(self._adapter, "campaign_exists"),
+        )
         self._preflight = problems
         return list(problems)
 
@@ -359,8 +377,8 @@ class _IntegrationBase:
 
     def _sync_flow(
         self, conversations: Sequence[Conversation], mode: SyncMode, now: datetime
-    ) -> Generator[Call | Sleep, Any, list[ConversationOutcome]]:
-        outcomes: list[ConversationOutcome] = yield from sync_batch(
+    ) -> Generator[Call | Sleep, Any, BatchResult]:
+        result: BatchResult = yield from sync_batch(
             conversations,
             self.config,
             self._caps,
@@ -370,8 +388,14 @@ class _IntegrationBase:
             schema=self._schema,
             retry=self.retry,
             random=self._random,
+            owner=self._owner,
+            lease=self.lease,
         )
-        return outcomes
+        return result
+
+    def _lease_until(self, now: datetime) -> datetime:
+        """Leases run from the clock at each claim (a long run's later batches included)."""
+        return max(now, self._clock()) + self.lease
 
     def _run_due_flow(
         self, now: datetime | None, limit: int | None
@@ -379,7 +403,10 @@ class _IntegrationBase:
         now = now or self._clock()
         start = self._calls
         if not self.config.enabled:
-            while due := self.ledger.due(now, self.batch_size):
+            # Off: nothing is written, and what is due is not replayed when it is turned on.
+            while due := self.ledger.claim(
+                now, self.batch_size, owner=self._owner, until=self._lease_until(now)
+            ):
                 self.ledger.complete([d.conversation_id for d in due], _DISABLED)
             return SyncReport()
         yield from self._ready_flow()
@@ -390,21 +417,29 @@ class _IntegrationBase:
                 exhausted = True
                 break
             size = self.batch_size if limit is None else min(self.batch_size, limit - len(outcomes))
-            due = self.ledger.claim(now, size, owner=self._owner, until=now + self.lease)
+            due = self.ledger.claim(now, size, owner=self._owner, until=self._lease_until(now))
             if not due:
                 break
             try:
-                batch = yield from self._sync_flow(
+                result = yield from self._sync_flow(
                     [d.conversation for d in due], SyncMode.AUTOMATIC, now
                 )
-                self._settle(now, batch)
+            except RateLimitedError as error:
+                if error.retryable:
+                    raise
+                exhausted = True  # the CRM's daily limit, met on a read: stop, all stays due
+                break
             finally:
                 self.ledger.release([d.conversation_id for d in due], self._owner)
-            outcomes.extend(batch)
+            self._settle(now, result)
+            outcomes.extend(result.outcomes)
+            if result.rate_limited:
+                exhausted = True
+                break
         report = SyncReport.of(outcomes, self._calls - start, exhausted)
         _log.info("run_due: %s in %d adapter call(s)", report.counts, report.adapter_calls)
         if exhausted:
-            _log.warning("run_due stopped early: the API budget share is used up")
+            _log.warning("run_due stopped early: the CRM's API limit (or its budget share)")
         return report
 
     def _manual_flow(
@@ -413,8 +448,17 @@ class _IntegrationBase:
         if not self.config.enabled:
             raise IntegrationDisabledError("the integration is switched off: no manual sync")
         yield from self._ready_flow()
-        (outcome,) = yield from self._sync_flow([conversation], SyncMode.MANUAL, self._clock())
-        return outcome
+        now = self._clock()
+        # A person asking again is the way to push a dead letter: its failed writes go again.
+        failed = [
+            r.key
+            for r in self.ledger.commands_for(conversation.id)
+            if r.state is CommandState.FAILED
+        ]
+        if failed:
+            self.ledger.retry_failed(failed, now)
+        result = yield from self._sync_flow([conversation], SyncMode.MANUAL, now)
+        return result.outcomes[0]
 
     def _backfill_flow(
         self,
@@ -434,10 +478,21 @@ class _IntegrationBase:
             if self._budget_exhausted():
                 exhausted = True
                 break
-            for outcome in (yield from self._sync_flow(batch, SyncMode.AUTOMATIC, now)):
+            result = yield from self._sync_flow(batch, SyncMode.AUTOMATIC, now)
+            retry_later = [
+                o.conversation_id for o in result.outcomes if o.kind is OutcomeKind.RETRY
+            ]
+            if retry_later:  # finished later by run_due, like any automatic sync
+                by_id = {c.id: c for c in batch}
+                later = now + timedelta(seconds=self.retry.reschedule_after)
+                self.ledger.schedule_many((by_id[cid], later) for cid in retry_later)
+            for outcome in result.outcomes:
                 tally.add(outcome, keep_all=False)
                 if on_outcome is not None:
                     on_outcome(outcome)
+            if result.rate_limited:
+                exhausted = True
+                break
             if progress is not None:
                 progress(tally.count)
         return tally.report(self._calls - start, exhausted)
@@ -536,9 +591,18 @@ class Integration(_IntegrationBase):
         )
         self.adapter = adapter
         self._sleep = sleep
+        self._lock = threading.RLock()
 
     def _drive(self, flow: Generator[Call | Sleep, Any, T]) -> T:
-        """Run a flow: call the adapter for each call, sleep for each sleep."""
+        """Run a flow: call the adapter for each call, sleep for each sleep.
+
+        One operation of an integration runs at a time (threads wait their turn), so two
+        runs of one worker never handle the same conversation at once.
+        """
+        with self._lock:
+            return self._drive_unlocked(flow)
+
+    def _drive_unlocked(self, flow: Generator[Call | Sleep, Any, T]) -> T:
         try:
             request = next(flow)
             while True:
@@ -656,9 +720,18 @@ class AsyncIntegration(_IntegrationBase):
         )
         self.adapter = adapter
         self._asleep = sleep
+        self._alock = anyio.Lock()
 
     async def _adrive(self, flow: Generator[Call | Sleep, Any, T]) -> T:
-        """Run a flow: await the adapter's ``a``-method for each call, sleep for each sleep."""
+        """Run a flow: await the adapter's ``a``-method for each call, sleep for each sleep.
+
+        One operation of an integration runs at a time (tasks wait their turn), so two
+        overlapping runs of one worker never handle the same conversation at once.
+        """
+        async with self._alock:
+            return await self._adrive_unlocked(flow)
+
+    async def _adrive_unlocked(self, flow: Generator[Call | Sleep, Any, T]) -> T:
         try:
             request = next(flow)
             while True:

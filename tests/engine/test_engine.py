@@ -267,7 +267,7 @@ def test_crash_after_create_then_restart_is_exactly_once(crm, tmp_path):
         users=UserMapping((UserMapEntry(users[0].id, signals_user_id="u-sally"),)),
     )
     path = tmp_path / "ledger.sqlite3"
-    first = integration(crm, cfg, ledger=SQLiteLedger(path))
+    first = integration(crm, cfg, ledger=SQLiteLedger(path), worker_id="worker-1")
     first.conversation_closed(conv())
     original = crm.create_tasks
 
@@ -279,7 +279,7 @@ def test_crash_after_create_then_restart_is_exactly_once(crm, tmp_path):
         first.run_due(LATER)
     first.ledger.close()
     crm.create_tasks = original
-    second = integration(crm, cfg, ledger=SQLiteLedger(path))
+    second = integration(crm, cfg, ledger=SQLiteLedger(path), worker_id="worker-1")
     outcome = second.run_due(LATER).outcome("c-1")
     assert outcome.kind is OutcomeKind.CREATED
     (lead,) = lead_ids(crm, "lena@brightfield.test")
@@ -501,3 +501,28 @@ def test_propose_user_mapping_reads_crm_users(crm):
     )
     assert [e.signals_user_id for e in proposal.mapping.entries] == ["u-bob"]
     assert [u.id for u in proposal.unmatched] == ["u-x"]
+
+
+def test_another_workers_unfinished_send_waits_for_its_lease(crm):
+    """SENT commands of another worker are in flight until its lease ends; then reconciled."""
+    ledger = MemoryLedger()
+    first = integration(crm, ledger=ledger, worker_id="worker-a")
+    first.conversation_closed(conv())
+    original = crm.create_tasks
+
+    def dying(*args, **kwargs):
+        raise Crash
+
+    crm.create_tasks = dying
+    with pytest.raises(Crash):
+        first.run_due(LATER)
+    crm.create_tasks = original
+    second = integration(crm, ledger=ledger, worker_id="worker-b")
+    waiting = second.run_due(LATER).outcome("c-1")
+    assert waiting.kind is OutcomeKind.RETRY  # worker-a's tasks may still be on the wire
+    (lead,) = lead_ids(crm, "lena@brightfield.test")
+    assert crm.task_markers(lead) == []
+    assert crm.calls["reconcile"] == 0
+    later = second.run_due(LATER + timedelta(minutes=11)).outcome("c-1")
+    assert later.kind is OutcomeKind.CREATED
+    assert len(crm.task_markers(lead)) == 2

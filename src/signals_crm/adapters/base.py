@@ -36,7 +36,14 @@ from signals_crm.core.crm import (
 )
 from signals_crm.core.model import AccountRecord, CRMUser, ObjectSchema, PersonRecord
 
-__all__ = ["ApiUsage", "AsyncCRMAdapter", "CRMAdapter", "Capabilities", "ReportsApiUsage"]
+__all__ = [
+    "ApiUsage",
+    "AsyncCRMAdapter",
+    "CRMAdapter",
+    "Capabilities",
+    "ChecksCampaigns",
+    "ReportsApiUsage",
+]
 
 
 class ApiUsage(Protocol):
@@ -56,6 +63,14 @@ class ReportsApiUsage(Protocol):
 
     @property
     def api_usage(self) -> ApiUsage | None: ...
+
+
+@runtime_checkable
+class ChecksCampaigns(Protocol):
+    """Optional: an adapter that can tell whether a campaign exists (``campaign_exists``, and
+    ``acampaign_exists`` when async). ``preflight`` then checks the configured campaign."""
+
+    def campaign_exists(self, campaign_id: str) -> bool: ...
 
 
 @runtime_checkable

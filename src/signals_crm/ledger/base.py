@@ -28,7 +28,9 @@ token, a secret or a CRM response body):
       holds a lease on that has not expired, and leases them to ``owner`` until ``until``.
       Two owners never get the same sync while a lease runs; the lease of a crashed owner
       expires and the sync is claimed again (its SENT commands are then reconciled). An
-      owner may claim its own leased syncs again. ``complete``, ``reschedule`` and
+      owner may claim its own leased syncs again. A sync whose visitor email is leased by
+      another owner (through another conversation) is not claimed either, so two workers never
+      create a person record for the same email at once. ``complete``, ``reschedule`` and
       ``dead_letter`` end the lease; ``release`` gives leases back unchanged. ``due`` ignores
       leases (a single engine needs none).
 
@@ -170,7 +172,9 @@ class CommandRecord:
     ``kind`` is ``"create_person"``, ``"update_person"``, ``"create_task"`` or
     ``"add_to_campaign"``. ``crm_id`` is the record the CRM created or matched (required when
     CONFIRMED). ``reason`` is the CRM's own error message (FAILED, UNKNOWN), never a secret.
-    ``updated_at`` is supplied by the caller; ``payload_digest`` optionally fingerprints the
+    ``owner`` names the worker that recorded it (a SENT command of another, live worker is in
+    flight and must not be reconciled). ``updated_at`` is supplied by the caller;
+    ``payload_digest`` optionally fingerprints the
     request that was planned.
     """
 
@@ -183,6 +187,7 @@ class CommandRecord:
     reason: str | None = None
     attempts: int = 0
     payload_digest: str | None = None
+    owner: str | None = None
 
     def __attrs_post_init__(self) -> None:
         problems: list[Problem] = []
@@ -220,6 +225,12 @@ class DueSync:
     outcome: str | None = None
     lease_owner: str | None = None
     lease_until: datetime | None = None
+
+    @property
+    def email(self) -> str | None:
+        """The visitor's normalised email, which leases also cover."""
+        raw = self.conversation.email
+        return normalize_email(raw) if raw and raw.strip() else None
 
     def leased_to_other(self, owner: str, now: datetime) -> bool:
         """Whether another owner holds a lease on this sync that has not expired at ``now``."""

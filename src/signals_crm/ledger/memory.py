@@ -112,12 +112,18 @@ class MemoryLedger:
         check_limit(limit)
         with self._lock:
             self._check_open()
+            busy = {
+                s.email
+                for s in self._syncs.values()
+                if s.state is DueState.PENDING and s.email and s.leased_to_other(owner, now)
+            }
             ready = [
                 s
                 for s in self._syncs.values()
                 if s.state is DueState.PENDING
                 and s.due_at <= now
                 and not s.leased_to_other(owner, now)
+                and s.email not in busy
             ]
             ready.sort(key=lambda s: (s.due_at, s.conversation_id))
             claimed = [attrs.evolve(s, lease_owner=owner, lease_until=until) for s in ready[:limit]]

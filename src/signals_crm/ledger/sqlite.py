@@ -77,10 +77,12 @@ _SCHEMA = (
         outcome TEXT,
         conversation TEXT NOT NULL,
         lease_owner TEXT,
-        lease_until INTEGER
+        lease_until INTEGER,
+        email TEXT
     )
     """,
     "CREATE INDEX due_syncs_by_state ON due_syncs (state, due_at, conversation_id)",
+    "CREATE INDEX due_syncs_by_email ON due_syncs (email, lease_until)",
     """
     CREATE TABLE commands (
         key TEXT PRIMARY KEY,
@@ -92,7 +94,8 @@ _SCHEMA = (
         reason TEXT,
         attempts INTEGER NOT NULL DEFAULT 0,
         updated_at INTEGER NOT NULL,
-        payload_digest TEXT
+        payload_digest TEXT,
+        owner TEXT
     )
     """,
     "CREATE INDEX commands_by_conversation ON commands (conversation_id, key)",
@@ -111,14 +114,14 @@ _SYNC_COLUMNS = (
     "lease_owner, lease_until"
 )
 _COMMAND_COLUMNS = (
-    "key, conversation_id, kind, state, crm_id, reason, attempts, updated_at, payload_digest"
+    "key, conversation_id, kind, state, crm_id, reason, attempts, updated_at, payload_digest, owner"
 )
 _UPSERT_COMMAND = f"""
-    INSERT INTO commands ({_COMMAND_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO commands ({_COMMAND_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (key) DO UPDATE SET
         state = excluded.state, crm_id = excluded.crm_id, reason = excluded.reason,
         attempts = excluded.attempts, updated_at = excluded.updated_at,
-        payload_digest = excluded.payload_digest
+        payload_digest = excluded.payload_digest, owner = excluded.owner
 """  # noqa: S608  # constant column names, values bound
 _UPSERT_LINK = """
     INSERT INTO links (email, crm_id, kind) VALUES (?, ?, ?)
@@ -178,7 +181,7 @@ def _sync_with(row: Sequence[Any], conversation: Conversation) -> DueSync:
 
 
 def _command_from_row(row: Sequence[Any]) -> CommandRecord:
-    key, conversation_id, kind, state, crm_id, reason, attempts, updated_at, digest = row
+    key, conversation_id, kind, state, crm_id, reason, attempts, updated_at, digest, owner = row
     return CommandRecord(
         key=key,
         conversation_id=conversation_id,
@@ -189,6 +192,7 @@ def _command_from_row(row: Sequence[Any]) -> CommandRecord:
         reason=reason,
         attempts=attempts,
         payload_digest=digest,
+        owner=owner,
     )
 
 
@@ -203,6 +207,7 @@ def _command_row(record: CommandRecord) -> tuple[Any, ...]:
         record.attempts,
         _micros(record.updated_at),
         record.payload_digest,
+        record.owner,
     )
 
 
@@ -378,15 +383,16 @@ class SQLiteLedger:
                 else:
                     new = old
                 if new is not old or old.state is DueState.PENDING:
-                    writes[cid] = (cid, _micros(due_at), dumped)
+                    writes[cid] = (cid, _micros(due_at), dumped, new.email)
                 current[cid] = new
                 results.append(new)
             conn.executemany(
                 """
-                INSERT INTO due_syncs (conversation_id, due_at, state, conversation)
-                VALUES (?, ?, 'pending', ?)
+                INSERT INTO due_syncs (conversation_id, due_at, state, conversation, email)
+                VALUES (?, ?, 'pending', ?, ?)
                 ON CONFLICT (conversation_id) DO UPDATE SET
-                    due_at = excluded.due_at, conversation = excluded.conversation
+                    due_at = excluded.due_at, conversation = excluded.conversation,
+                    email = excluded.email
                 WHERE due_syncs.state = 'pending'
                 """,
                 writes.values(),
@@ -437,8 +443,11 @@ class SQLiteLedger:
                 f"SELECT {_SYNC_COLUMNS} FROM due_syncs "  # noqa: S608
                 "WHERE state = 'pending' AND due_at <= ? AND (lease_owner IS NULL "
                 "OR lease_owner = ? OR lease_until IS NULL OR lease_until <= ?) "
+                "AND (email IS NULL OR email NOT IN (SELECT email FROM due_syncs "
+                "WHERE state = 'pending' AND email IS NOT NULL AND lease_owner != ? "
+                "AND lease_until > ?)) "
                 "ORDER BY due_at, conversation_id LIMIT ?",
-                (cutoff, owner, cutoff, limit),
+                (cutoff, owner, cutoff, owner, cutoff, limit),
             ).fetchall()
             for chunk in _chunks([row[0] for row in rows]):
                 conn.execute(

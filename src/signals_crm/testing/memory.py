@@ -823,6 +823,10 @@ class InMemoryCRM:
             "find_accounts", len(domains), batch, lambda: self._find_accounts(domains, fields)
         )
 
+    def campaign_exists(self, campaign_id: str) -> bool:
+        """Whether the campaign exists (the optional preflight check)."""
+        return campaign_id in self._campaigns
+
     def list_users(self) -> list[CRMUser]:
         """Every user, inactive ones flagged, in id order."""
         return self._run("list_users", None, 1, lambda: list(self._users.values()))
@@ -1039,6 +1043,10 @@ class InMemoryCRM:
         )
 
     # -- the async adapter ----------------------------------------------------------------------
+
+    async def acampaign_exists(self, campaign_id: str) -> bool:
+        """:meth:`campaign_exists`, awaitable."""
+        return self.campaign_exists(campaign_id)
 
     async def afind_people(
         self, emails: Sequence[str], fields: Sequence[str] = ()

@@ -168,6 +168,10 @@ class HubSpotAPI:
         """``GET /crm/v3/properties/{object}`` (every property, no paging)."""
         return httpx.Request("GET", self.url(self.crm_path("properties", object_type)))
 
+    def get_list(self, list_id: str) -> httpx.Request:
+        """``GET /crm/v3/lists/{listId}``."""
+        return httpx.Request("GET", self.url(self.crm_path("lists", list_id)))
+
     def add_to_list(self, list_id: str, record_ids: Sequence[str]) -> httpx.Request:
         """``PUT /crm/v3/lists/{listId}/memberships/add`` with a JSON array of record ids."""
         path = self.crm_path("lists", list_id, "memberships", "add")

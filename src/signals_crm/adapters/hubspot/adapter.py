@@ -353,6 +353,13 @@ class _HubSpotCore:
             chunks.append(current)
         return chunks
 
+    def _campaign_exists_flow(self, campaign_id: str) -> Flow[bool]:
+        response = yield self.api.get_list(campaign_id)
+        if response.status_code == 404:
+            return False
+        _expect(response, 200)
+        return True
+
     def _list_users_flow(self) -> Flow[list[CRMUser]]:
         users: dict[str, CRMUser] = {}
         for archived in (False, True):
@@ -895,6 +902,10 @@ class HubSpotAdapter(_HubSpotCore):
         """Every owner (archived ones flagged inactive)."""
         return self._run(self._list_users_flow())
 
+    def campaign_exists(self, campaign_id: str) -> bool:
+        """Whether the static list standing for the campaign exists (for preflight)."""
+        return self._run(self._campaign_exists_flow(campaign_id))
+
     def describe(self, object_name: str) -> ObjectSchema:
         """The properties of ``object_name`` (cached)."""
         return self._run(self._describe_flow(object_name))
@@ -989,6 +1000,10 @@ class AsyncHubSpotAdapter(_HubSpotCore):
     async def alist_users(self) -> list[CRMUser]:
         """Every owner (archived ones flagged inactive)."""
         return await self._arun(self._list_users_flow())
+
+    async def acampaign_exists(self, campaign_id: str) -> bool:
+        """Whether the static list standing for the campaign exists (for preflight)."""
+        return await self._arun(self._campaign_exists_flow(campaign_id))
 
     async def adescribe(self, object_name: str) -> ObjectSchema:
         """The properties of ``object_name`` (cached)."""

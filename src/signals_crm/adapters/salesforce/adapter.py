@@ -413,6 +413,12 @@ class _SalesforceLogic:
             )
         return users
 
+    def campaign_exists_flow(self, campaign_id: str) -> Flow[bool]:
+        found = yield from self._query_all(
+            f"SELECT Id FROM Campaign WHERE Id = {quote(campaign_id)}"  # noqa: S608  # quoted
+        )
+        return bool(found)
+
     def describe_flow(self, object_name: str) -> Flow[ObjectSchema]:
         key = object_name.lower()
         cached = self._describe_cache.get(key)
@@ -821,6 +827,10 @@ class SalesforceAdapter(_SalesforceLogic):
         """The object's fields (cached per object)."""
         return self._run(self.describe_flow(object_name))
 
+    def campaign_exists(self, campaign_id: str) -> bool:
+        """Whether the Campaign exists (for preflight)."""
+        return self._run(self.campaign_exists_flow(campaign_id))
+
     def create_people(self, records: Sequence[PersonWrite]) -> list[WriteResult]:
         """Create Leads through Collections; one result per record."""
         return self._run(self.create_people_flow(records))
@@ -930,6 +940,10 @@ class AsyncSalesforceAdapter(_SalesforceLogic):
     async def adescribe(self, object_name: str) -> ObjectSchema:
         """The object's fields (cached per object)."""
         return await self._run(self.describe_flow(object_name))
+
+    async def acampaign_exists(self, campaign_id: str) -> bool:
+        """Whether the Campaign exists (for preflight)."""
+        return await self._run(self.campaign_exists_flow(campaign_id))
 
     async def acreate_people(self, records: Sequence[PersonWrite]) -> list[WriteResult]:
         """Create Leads through Collections; one result per record."""
