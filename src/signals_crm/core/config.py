@@ -45,14 +45,14 @@ class Criteria(enum.Enum):
     @property
     def min_stars(self) -> int | None:
         """The least score that passes; ``None`` for ``ALL`` (everyone, unscored included)."""
-        return _MIN_STARS[self]
+        return _MIN_STARS[self._value_]  # by value: a str key hashes faster than an enum
 
 
 _MIN_STARS = {
-    Criteria.ALL: None,
-    Criteria.ONE_STAR: 1,
-    Criteria.TWO_STARS: 2,
-    Criteria.THREE_STARS: 3,
+    Criteria.ALL.value: None,
+    Criteria.ONE_STAR.value: 1,
+    Criteria.TWO_STARS.value: 2,
+    Criteria.THREE_STARS.value: 3,
 }
 
 

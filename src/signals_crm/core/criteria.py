@@ -73,8 +73,7 @@ class Eligibility:
         return max(b.passes_at for b in self.blockers if b.passes_at is not None)
 
 
-def _email_blocker(conversation: Conversation) -> Reason | None:
-    email = conversation.email
+def _email_blocker(email: str | None) -> Reason | None:
     if email is None or not email.strip():
         return blocker("no_email", "the visitor has no email address")
     if not is_valid_email(email):
@@ -89,21 +88,23 @@ def check_eligibility(conversation: Conversation, config: SyncConfig, now: datet
     found: list[Reason] = []
     if not config.enabled:
         found.append(blocker("integration_disabled", "the integration is switched off"))
-    due_at = None
-    if conversation.status is not ConversationStatus.CLOSED or conversation.closed_at is None:
+    closed_at = conversation.closed_at
+    if closed_at is None or conversation.status is not ConversationStatus.CLOSED:
         found.append(blocker("conversation_open", "the conversation is not closed yet"))
-    if not meets_criteria(conversation.lead_score, config.criteria):
+    score = conversation.lead_score
+    if not meets_criteria(score, config.criteria):
         found.append(
             blocker(
                 "criteria_not_met",
-                f"lead score {_stars(conversation.lead_score)} does not meet the criteria "
+                f"lead score {_stars(score)} does not meet the criteria "
                 f"{config.criteria.value!r}",
-                score=conversation.lead_score,
+                score=score,
                 criteria=config.criteria.value,
             )
         )
-    if conversation.closed_at is not None:
-        due_at = conversation.closed_at + config.delay
+    due_at = None
+    if closed_at is not None:
+        due_at = closed_at + config.delay
         if now < due_at:
             found.append(
                 blocker(
@@ -112,10 +113,10 @@ def check_eligibility(conversation: Conversation, config: SyncConfig, now: datet
                     passes_at=due_at,
                 )
             )
-    email_problem = _email_blocker(conversation)
+    email_problem = _email_blocker(conversation.email)
     if email_problem is not None:
         found.append(email_problem)
-    return Eligibility(blockers=tuple(found), due_at=due_at)
+    return Eligibility(tuple(found), due_at)
 
 
 def check_manual(conversation: Conversation, config: SyncConfig) -> Eligibility:
@@ -124,7 +125,7 @@ def check_manual(conversation: Conversation, config: SyncConfig) -> Eligibility:
     found: list[Reason] = []
     if not config.enabled:
         found.append(blocker("integration_disabled", "the integration is switched off"))
-    email_problem = _email_blocker(conversation)
+    email_problem = _email_blocker(conversation.email)
     if email_problem is not None:
         found.append(email_problem)
-    return Eligibility(blockers=tuple(found), due_at=None)
+    return Eligibility(tuple(found), None)

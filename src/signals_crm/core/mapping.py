@@ -21,6 +21,7 @@ The rule:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import NamedTuple
@@ -73,11 +74,19 @@ def _as_number(value: FieldValue) -> float | None:
         return None
     if isinstance(value, int | float):
         return float(value)
+    text = value.strip().replace(",", "")
+    if _NOT_NUMERIC.search(text):
+        return None  # what float() would refuse, without paying for its exception
     try:
-        number = float(value.strip().replace(",", ""))
+        number = float(text)
     except ValueError:
         return None
     return number if math.isfinite(number) else None
+
+
+# A character float() never accepts: not a decimal digit, space, sign, point, underscore, or a
+# letter of an exponent, "inf", "infinity" or "nan".
+_NOT_NUMERIC = re.compile(r"[^\d\s+\-._eEiInNfFtTyYaA]")
 
 
 def same_value(ours: FieldValue, theirs: FieldValue) -> bool:
@@ -96,11 +105,15 @@ def same_value(ours: FieldValue, theirs: FieldValue) -> bool:
             return True
         if not (a_text[:1] in _NUMERIC_START and b_text[:1] in _NUMERIC_START):
             return False
+        # Different texts are the same value only as equal numbers.
+        a = _as_number(a_text)
+        return a is not None and a == _as_number(b_text)
     if is_empty(ours) or is_empty(theirs):
         return is_empty(ours) and is_empty(theirs)
     if isinstance(ours, bool) or isinstance(theirs, bool):
         return _as_text(ours).lower() == _as_text(theirs).lower()
-    a, b = _as_number(ours), _as_number(theirs)
+    a = _as_number(ours)
+    b = _as_number(theirs) if a is not None else None
     if a is not None and b is not None:
         return a == b
     return _as_text(ours) == _as_text(theirs)
@@ -295,12 +308,14 @@ def build_update_fields(
         if not same_value(value, theirs):
             fields[name] = value
     if fields:
-        trace.append(
-            info("update_fields", f"overwriting {', '.join(sorted(fields))}", fields=sorted(fields))
-        )
+        names = sorted(fields)
+        trace.append(info("update_fields", f"overwriting {', '.join(names)}", fields=names))
     else:
-        trace.append(info("update_unchanged", "no overwrite field differs from the CRM's value"))
-    return FieldPayload(fields=fields, trace=tuple(trace))
+        trace.append(_UNCHANGED)
+    return FieldPayload(fields, tuple(trace))
+
+
+_UNCHANGED = info("update_unchanged", "no overwrite field differs from the CRM's value")
 
 
 def validate_mappings(

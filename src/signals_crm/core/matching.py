@@ -85,8 +85,11 @@ def decide_match(
         return _NOTHING_FOUND
     key = normalize_email(email)
     found = [r for r in records if r.email is not None and normalize_email(r.email) == key]
-    people = [r for r in found if r.kind is person_kind and not r.is_converted]
-    converted = [r for r in found if r.kind is person_kind and r.is_converted]
+    people: list[PersonRecord] = []
+    converted: list[PersonRecord] = []
+    for record in found:
+        if record.kind is person_kind:
+            (converted if record.is_converted else people).append(record)
     trace: list[Reason] = []
     if converted:
         trace.append(
@@ -96,8 +99,8 @@ def decide_match(
             )
         )
     if people:
-        best = best_record(people)
         ambiguous = len(people) > 1
+        best = best_record(people) if ambiguous else people[0]
         if ambiguous:
             trace.append(
                 info(
@@ -107,7 +110,7 @@ def decide_match(
                     candidates=sorted(r.id for r in people),
                 )
             )
-        trace.append(info("match_update", f"existing {person_kind.value} {best.id} matched"))
+        trace.append(Reason("match_update", f"existing {person_kind.value} {best.id} matched"))
         return MatchDecision(MatchOutcome.UPDATE, best, ambiguous, tuple(trace))
 
     if separate_contacts:

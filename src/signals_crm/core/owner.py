@@ -20,7 +20,7 @@ from __future__ import annotations
 import attrs
 
 from signals_crm.core.config import UserMapping
-from signals_crm.core.model import Participants, Role
+from signals_crm.core.model import Participants, Role, SignalsUser
 from signals_crm.core.trace import Reason, info
 
 __all__ = ["OwnerDecision", "resolve_owner"]
@@ -36,13 +36,14 @@ class OwnerDecision:
     trace: tuple[Reason, ...]
 
 
-_PRIORITY = (Role.MEETING_SCHEDULER, Role.LAST_ROUTED, Role.CLOSER)
+# The priority walk, with each role's label (its value, also its attribute on Participants).
+_PRIORITY = tuple(
+    (role, role.value) for role in (Role.MEETING_SCHEDULER, Role.LAST_ROUTED, Role.CLOSER)
+)
 
 
-def _who(user: object) -> str:
-    email = getattr(user, "email", None)
-    uid = getattr(user, "id", None)
-    return str(email or f"user {uid}")
+def _who(user: SignalsUser) -> str:
+    return user.email or f"user {user.id}"
 
 
 def resolve_owner(
@@ -53,28 +54,28 @@ def resolve_owner(
 ) -> OwnerDecision:
     """Apply the lead-owner rule."""
     trace: list[Reason] = []
-    for role in _PRIORITY:
+    for role, label in _PRIORITY:
         if role not in sources:
             continue
         user = participants.get(role)
         if user is None:
-            trace.append(info("owner_source_absent", f"no {role.value} on this conversation"))
+            trace.append(Reason("owner_source_absent", f"no {label} on this conversation"))
             continue
         crm_id = users.crm_user_for(user)
         if crm_id is None:
             trace.append(
                 info(
                     "owner_source_unmapped",
-                    f"{role.value} {_who(user)} is not mapped to a CRM user; skipped",
-                    role=role.value,
+                    f"{label} {_who(user)} is not mapped to a CRM user; skipped",
+                    role=label,
                 )
             )
             continue
         trace.append(
             info(
                 "owner_chosen",
-                f"owner is the {role.value} {_who(user)} (CRM user {crm_id})",
-                role=role.value,
+                f"owner is the {label} {_who(user)} (CRM user {crm_id})",
+                role=label,
                 owner_id=crm_id,
             )
         )
@@ -84,10 +85,11 @@ def resolve_owner(
             info("owner_default", f"no source gave a mapped user; default owner {default_owner}")
         )
         return OwnerDecision(default_owner, None, used_default=True, trace=tuple(trace))
-    trace.append(
-        info(
-            "owner_crm_default",
-            "no source gave a mapped user and no default owner: the CRM assigns the owner",
-        )
-    )
+    trace.append(_CRM_DEFAULT)
     return OwnerDecision(None, None, used_default=False, trace=tuple(trace))
+
+
+_CRM_DEFAULT = info(
+    "owner_crm_default",
+    "no source gave a mapped user and no default owner: the CRM assigns the owner",
+)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -134,7 +134,7 @@ def task_marker(conversation_id: str, activity_key: str) -> str:
     return f"signals:{conversation_id}:{activity_key}"
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class Command:
     """One write of a plan. ``person`` names the record it writes or attaches to."""
 
@@ -193,7 +193,7 @@ class Command:
         )
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)
 class Plan:
     """Everything a sync of one conversation would write, and every reason behind it."""
 
@@ -220,32 +220,68 @@ class Plan:
         return tuple(c for c in self.commands if c.kind is kind)
 
 
-@attrs.frozen
-class _Pending:
+class _Pending(NamedTuple):
     """A create planned earlier in the same batch, for later conversations with that email."""
 
     key: str
     fields: Mapping[str, FieldValue]
 
 
+_Reader = tuple[tuple[str, Callable[[Conversation], FieldValue]], ...]
+
+
+def _reader(mappings: tuple[FieldMapping, ...]) -> _Reader:
+    """Each distinct source of ``mappings`` with its compiled getter."""
+    return tuple(
+        (source, field_getter(source)) for source in dict.fromkeys(m.source for m in mappings)
+    )
+
+
 @attrs.frozen
 class _Compiled:
-    """What every conversation of a batch needs from the configuration, worked out once."""
+    """What every conversation of a batch needs from the configuration, the capabilities and
+    the mode, worked out once per batch (getters, constant reasons, labels)."""
 
+    config: SyncConfig
+    capabilities: Capabilities
+    mode: SyncMode
+    schema: ObjectSchema | None
     mappings: tuple[FieldMapping, ...]
-    getters: tuple[tuple[str, Callable[[Conversation], FieldValue]], ...]
+    create_reads: _Reader  # every mapped source
+    update_reads: _Reader  # the sources of overwrite mappings: all an update reads
     task_kinds: tuple[ActivityKind, ...]
-    mode_label: str
+    eligible_prefix: str
+    campaign_reason: Reason | None
+    tasks_unsupported: Reason
 
     @classmethod
-    def build(cls, config: SyncConfig, capabilities: Capabilities, mode: SyncMode) -> _Compiled:
+    def build(
+        cls,
+        config: SyncConfig,
+        capabilities: Capabilities,
+        mode: SyncMode,
+        schema: ObjectSchema | None,
+    ) -> _Compiled:
         mappings = mapping_set_for(config.mappings, capabilities.person_kind)
-        sources = dict.fromkeys(m.source for m in mappings)
+        campaign_reason = None
+        if config.campaign_id is not None:
+            campaign_reason = (
+                info("campaign_join", f"the new record joins campaign {config.campaign_id}")
+                if capabilities.supports_campaigns
+                else warning("campaign_unsupported", f"{capabilities.name} has no campaigns")
+            )
         return cls(
+            config,
+            capabilities,
+            mode,
+            schema,
             mappings,
-            tuple((s, field_getter(s)) for s in sources),
+            _reader(mappings),
+            _reader(tuple(m for m in mappings if m.overwrite)),
             tuple(config.task_kinds),  # a tuple: membership by identity, no enum hashing
-            mode.value,
+            f"{mode.value} sync of ",
+            campaign_reason,
+            warning("tasks_unsupported", f"{capabilities.name} takes no tasks"),
         )
 
 
@@ -276,20 +312,24 @@ def plan_sync(
     keys, so the engine skips what is done and finishes the rest, campaign included) instead
     of as a match on its own record.
     """
-    if mode is SyncMode.AUTOMATIC and now is None:
+    automatic = mode is SyncMode.AUTOMATIC
+    if automatic and now is None:
         raise PlanningError("an automatic sync plan needs 'now'")
-    eligibility: list[Eligibility] = []
-    for conversation in conversations:
-        if mode is SyncMode.AUTOMATIC:
-            assert now is not None  # noqa: S101  # narrowed above
-            eligibility.append(check_eligibility(conversation, config, now))
-        else:
-            eligibility.append(check_manual(conversation, config))
-
+    # Each conversation with its verdict and, when it passes, its trimmed email.
+    checked: list[tuple[Conversation, Eligibility, str | None]] = []
     emails: dict[str, None] = {}
-    for conversation, verdict in zip(conversations, eligibility, strict=True):
-        if verdict.eligible and conversation.email is not None:
-            emails.setdefault(normalize_email(conversation.email), None)
+    for conversation in conversations:
+        if automatic:
+            assert now is not None  # noqa: S101  # narrowed above
+            verdict = check_eligibility(conversation, config, now)
+        else:
+            verdict = check_manual(conversation, config)
+        email = conversation.email
+        if verdict.blockers or email is None:
+            checked.append((conversation, verdict, None))
+        else:
+            emails.setdefault(normalize_email(email), None)
+            checked.append((conversation, verdict, email.strip()))
 
     found: dict[str, tuple[PersonRecord, ...]] = {}
     if emails:
@@ -303,11 +343,12 @@ def plan_sync(
             if not isinstance(schema, ObjectSchema):
                 raise PlanningError("DescribeObject must be answered with an ObjectSchema")
 
+    compiled = _Compiled.build(config, capabilities, mode, schema)
+    resumed = created or {}
     pending: dict[str, _Pending] = {}
-    compiled = _Compiled.build(config, capabilities, mode)
     plans: list[Plan] = []
-    for conversation, verdict in zip(conversations, eligibility, strict=True):
-        if not verdict.eligible or conversation.email is None:
+    for conversation, verdict, email in checked:
+        if email is None:
             plans.append(
                 Plan(
                     conversation_id=conversation.id,
@@ -318,108 +359,88 @@ def plan_sync(
                     trace=verdict.blockers,
                 )
             )
-            continue
-        key = normalize_email(conversation.email)
-        plans.append(
-            _plan_one(
-                conversation,
-                verdict=verdict,
-                records=found.get(key, ()),
-                config=config,
-                capabilities=capabilities,
-                mode=mode,
-                schema=schema,
-                pending=pending,
-                compiled=compiled,
-                resumed=(created or {}).get(conversation.id),
+        else:
+            plans.append(
+                _plan_one(
+                    conversation,
+                    verdict,
+                    email,
+                    found=found,
+                    pending=pending,
+                    resumed=resumed.get(conversation.id),
+                    compiled=compiled,
+                )
             )
-        )
     return tuple(plans)
 
 
 def _plan_one(
     conversation: Conversation,
-    *,
     verdict: Eligibility,
-    records: tuple[PersonRecord, ...],
-    config: SyncConfig,
-    capabilities: Capabilities,
-    mode: SyncMode,
-    schema: ObjectSchema | None,
+    email: str,
+    *,
+    found: Mapping[str, tuple[PersonRecord, ...]],
     pending: dict[str, _Pending],
-    compiled: _Compiled,
     resumed: str | None,
+    compiled: _Compiled,
 ) -> Plan:
-    assert conversation.email is not None  # noqa: S101  # checked by the caller
-    email = conversation.email.strip()
-    email_key = normalize_email(email)
+    """The plan of one eligible conversation whose (trimmed) email is ``email``."""
+    email_key = email.lower()  # normalize_email: the email is trimmed already
     cid = conversation.id
-    kind = capabilities.person_kind
-    mappings = compiled.mappings
-    values = {source: get(conversation) for source, get in compiled.getters}
-    trace: list[Reason] = [info("eligible", f"{compiled.mode_label} sync of {email}")]
+    config = compiled.config
+    kind = compiled.capabilities.person_kind
+    trace: list[Reason] = [Reason("eligible", compiled.eligible_prefix + email)]
     commands: list[Command] = []
     owner: OwnerDecision | None = None
     match: MatchDecision | None = None
-    person: PersonRef | None
+    person: PersonRef
 
     earlier = pending.get(email_key)
     if earlier is not None:
         trace.append(
-            info(
+            Reason(
                 "match_same_batch",
                 f"an earlier conversation of this batch creates the record ({earlier.key})",
             )
         )
         person = PersonRef(kind, pending=earlier.key)
-        payload = build_update_fields(values, mappings, earlier.fields, schema=schema)
-        trace.extend(payload.trace)
-        outcome = PlanOutcome.UNCHANGED
-        if payload.fields:
-            outcome = PlanOutcome.UPDATE
-            commands.append(
-                Command(
-                    key=f"{cid}:{_UPDATE}",
-                    kind=CommandKind.UPDATE_PERSON,
-                    conversation_id=cid,
-                    email=email,
-                    person=person,
-                    fields=payload.fields,
-                )
-            )
+        outcome = _update(
+            conversation,
+            email,
+            person,
+            earlier.fields,
+            commands=commands,
+            trace=trace,
+            compiled=compiled,
+        )
     else:
+        records = found.get(email_key, ())
         if resumed is not None:
             records = ()
             trace.append(
-                info("resumed_create", f"this sync already created {resumed}; finishing it")
+                Reason("resumed_create", f"this sync already created {resumed}; finishing it")
             )
         match = decide_match(
             email,
             records,
             person_kind=kind,
-            separate_contacts=capabilities.separate_contacts,
+            separate_contacts=compiled.capabilities.separate_contacts,
             policy=config.existing_contact,
         )
         trace.extend(match.trace)
         if match.outcome is MatchOutcome.UPDATE:
             assert match.record is not None  # noqa: S101  # an update always names its record
             person = PersonRef(kind, id=match.record.id)
-            payload = build_update_fields(values, mappings, match.record.fields, schema=schema)
-            trace.extend(payload.trace)
-            outcome = PlanOutcome.UNCHANGED
-            if payload.fields:
-                outcome = PlanOutcome.UPDATE
-                commands.append(
-                    Command(
-                        key=f"{cid}:{_UPDATE}",
-                        kind=CommandKind.UPDATE_PERSON,
-                        conversation_id=cid,
-                        email=email,
-                        person=person,
-                        fields=payload.fields,
-                    )
-                )
-            trace.append(info("owner_untouched", "an update never changes the owner or campaign"))
+            outcome = _update(
+                conversation,
+                email,
+                person,
+                match.record.fields,
+                commands=commands,
+                trace=trace,
+                compiled=compiled,
+            )
+            trace.append(_OWNER_UNTOUCHED)
         elif match.outcome is MatchOutcome.ATTACH_CONTACT:
             assert match.record is not None  # noqa: S101  # an attach always names its record
             person = PersonRef(PersonKind.CONTACT, id=match.record.id)
@@ -435,11 +456,11 @@ def _plan_one(
             )
             trace.extend(owner.trace)
             payload = build_create_fields(
-                values,
-                mappings,
-                schema=schema,
+                {source: read(conversation) for source, read in compiled.create_reads},
+                compiled.mappings,
+                schema=compiled.schema,
                 placeholders=config.placeholders,
-                email_field=capabilities.email_field,
+                email_field=compiled.capabilities.email_field,
                 email=email,
             )
             trace.extend(payload.trace)
@@ -456,8 +477,9 @@ def _plan_one(
             )
             pending[email_key] = _Pending(create_key, payload.fields)
             outcome = PlanOutcome.CREATE
-            if config.campaign_id is not None:
-                if capabilities.supports_campaigns:
+            campaign = compiled.campaign_reason  # None when no campaign is configured
+            if campaign is not None:
+                if compiled.capabilities.supports_campaigns:
                     commands.append(
                         Command(
                             key=f"{cid}:{_CAMPAIGN}",
@@ -468,28 +490,15 @@ def _plan_one(
                             campaign_id=config.campaign_id,
                         )
                     )
-                    trace.append(
-                        info("campaign_join", f"the new record joins campaign {config.campaign_id}")
-                    )
-                else:
-                    trace.append(
-                        warning("campaign_unsupported", f"{capabilities.name} has no campaigns")
-                    )
+                trace.append(campaign)
 
-    commands.extend(
-        _tasks(
-            conversation,
-            capabilities=capabilities,
-            mode=mode,
-            person=person,
-            email=email,
-            trace=trace,
-            compiled=compiled,
-        )
-    )
+    if compiled.mode is SyncMode.MANUAL:
+        trace.append(_NO_TASKS_MANUAL)
+    else:
+        _tasks(conversation, email, person, commands=commands, trace=trace, compiled=compiled)
     return Plan(
         conversation_id=cid,
-        mode=mode,
+        mode=compiled.mode,
         email=email,
         eligibility=verdict,
         outcome=outcome,
@@ -500,28 +509,63 @@ def _plan_one(
     )
 
 
-def _tasks(
+_OWNER_UNTOUCHED = info("owner_untouched", "an update never changes the owner or campaign")
+_NO_TASKS_MANUAL = info("no_tasks_manual", "a manual sync creates no tasks")
+
+
+def _update(
     conversation: Conversation,
-    *,
-    capabilities: Capabilities,
-    mode: SyncMode,
-    person: PersonRef,
     email: str,
+    person: PersonRef,
+    current: Mapping[str, FieldValue],
+    *,
+    commands: list[Command],
     trace: list[Reason],
     compiled: _Compiled,
-) -> list[Command]:
-    if mode is SyncMode.MANUAL:
-        trace.append(info("no_tasks_manual", "a manual sync creates no tasks"))
-        return []
+) -> PlanOutcome:
+    """Plan the update of ``person``, whose fields are ``current``: changed overwrite values."""
+    payload = build_update_fields(
+        {source: read(conversation) for source, read in compiled.update_reads},
+        compiled.mappings,
+        current,
+        schema=compiled.schema,
+    )
+    trace.extend(payload.trace)
+    if not payload.fields:
+        return PlanOutcome.UNCHANGED
+    commands.append(
+        Command(
+            key=f"{conversation.id}:{_UPDATE}",
+            kind=CommandKind.UPDATE_PERSON,
+            conversation_id=conversation.id,
+            email=email,
+            person=person,
+            fields=payload.fields,
+        )
+    )
+    return PlanOutcome.UPDATE
+
+
+def _tasks(
+    conversation: Conversation,
+    email: str,
+    person: PersonRef,
+    *,
+    commands: list[Command],
+    trace: list[Reason],
+    compiled: _Compiled,
+) -> None:
+    """Plan one task per chosen activity kind (automatic syncs only)."""
     kinds = compiled.task_kinds
     activities = [a for a in conversation.activities() if a.kind in kinds]
     if not activities:
-        return []
+        return
+    capabilities = compiled.capabilities
     if not capabilities.supports_tasks:
-        trace.append(warning("tasks_unsupported", f"{capabilities.name} takes no tasks"))
-        return []
+        trace.append(compiled.tasks_unsupported)
+        return
+    cid = conversation.id
     limit = capabilities.max_task_body_length
-    commands: list[Command] = []
     for activity in activities:
         chosen = activity
         if limit is not None and len(activity.body) > limit:
@@ -535,14 +579,13 @@ def _tasks(
             )
         commands.append(
             Command(
-                key=f"{conversation.id}:{_TASK}:{activity.key}",
+                key=f"{cid}:{_TASK}:{activity.key}",
                 kind=CommandKind.CREATE_TASK,
-                conversation_id=conversation.id,
+                conversation_id=cid,
                 email=email,
                 person=person,
                 activity=chosen,
-                marker=task_marker(conversation.id, activity.key),
+                marker=task_marker(cid, activity.key),
             )
         )
-        trace.append(info("task_planned", f"task for the {activity.key} activity"))
-    return commands
+        trace.append(Reason("task_planned", f"task for the {activity.key} activity"))
