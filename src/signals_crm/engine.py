@@ -237,6 +237,8 @@ class _IntegrationBase:
             raise ConfigurationError([Problem("api_budget", "must be in (0, 1]")])
         if batch_size is not None and batch_size < 1:
             raise ConfigurationError([Problem("batch_size", "must be at least 1")])
+        if lease <= timedelta(0):
+            raise ConfigurationError([Problem("lease", "must be positive")])
         capabilities = adapter.capabilities
         self._adapter: object = adapter
         self._caps = capabilities

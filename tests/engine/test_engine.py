@@ -526,3 +526,18 @@ def test_another_workers_unfinished_send_waits_for_its_lease(crm):
     later = second.run_due(LATER + timedelta(minutes=11)).outcome("c-1")
     assert later.kind is OutcomeKind.CREATED
     assert len(crm.task_markers(lead)) == 2
+
+
+def test_engine_options_are_validated(crm):
+    """Bad engine options raise a ConfigurationError naming the option."""
+    for options, path in (
+        ({"api_budget": 0}, "api_budget"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lease": timedelta(0)}, "lease"),
+    ):
+        with pytest.raises(ConfigurationError) as caught:
+            integration(crm, **options)
+        assert caught.value.paths == (path,)
+    with pytest.raises(ConfigurationError) as caught:
+        RetryPolicy(reschedule_after=0)
+    assert caught.value.paths == ("retry.reschedule_after",)
