@@ -96,8 +96,7 @@ def check_eligibility(conversation: Conversation, config: SyncConfig, now: datet
         found.append(
             blocker(
                 "criteria_not_met",
-                f"lead score {_stars(score)} does not meet the criteria "
-                f"{config.criteria.value!r}",
+                f"lead score {_stars(score)} does not meet the criteria {config.criteria.value!r}",
                 score=score,
                 criteria=config.criteria.value,
             )

@@ -15,7 +15,7 @@ import attrs
 from signals_crm.core.plan import Plan, PlanOutcome
 from signals_crm.core.trace import Level, Reason
 
-__all__ = ["Explanation", "LedgerFacts", "explain_plan"]
+__all__ = ["Explanation", "LedgerFacts", "explain_many", "explain_plan"]
 
 
 @attrs.frozen

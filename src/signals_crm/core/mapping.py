@@ -74,7 +74,12 @@ def _as_number(value: FieldValue) -> float | None:
         return None
     if isinstance(value, int | float):
         return float(value)
-    text = value.strip().replace(",", "")
+    return _text_number(value.strip())
+
+
+def _text_number(text: str) -> float | None:
+    """The finite number a trimmed text spells (thousands commas ignored), or ``None``."""
+    text = text.replace(",", "")
     if _NOT_NUMERIC.search(text):
         return None  # what float() would refuse, without paying for its exception
     try:
@@ -106,8 +111,8 @@ def same_value(ours: FieldValue, theirs: FieldValue) -> bool:
         if not (a_text[:1] in _NUMERIC_START and b_text[:1] in _NUMERIC_START):
             return False
         # Different texts are the same value only as equal numbers.
-        a = _as_number(a_text)
-        return a is not None and a == _as_number(b_text)
+        a = _text_number(a_text)
+        return a is not None and a == _text_number(b_text)
     if is_empty(ours) or is_empty(theirs):
         return is_empty(ours) and is_empty(theirs)
     if isinstance(ours, bool) or isinstance(theirs, bool):

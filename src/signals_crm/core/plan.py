@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import attrs
 
@@ -134,6 +134,9 @@ def task_marker(conversation_id: str, activity_key: str) -> str:
     return f"signals:{conversation_id}:{activity_key}"
 
 
+# Command and Plan are dict classes, not slotted: a frozen slotted class sets each of its ten
+# fields through object.__setattr__, a frozen dict class writes them straight into __dict__,
+# and these two are built several times per conversation planned.
 @attrs.frozen(slots=False)
 class Command:
     """One write of a plan. ``person`` names the record it writes or attaches to."""
@@ -193,7 +196,7 @@ class Command:
         )
 
 
-@attrs.frozen(slots=False)
+@attrs.frozen(slots=False)  # a dict class, as Command
 class Plan:
     """Everything a sync of one conversation would write, and every reason behind it."""
 
@@ -220,13 +223,6 @@ class Plan:
         return tuple(c for c in self.commands if c.kind is kind)
 
 
-class _Pending(NamedTuple):
-    """A create planned earlier in the same batch, for later conversations with that email."""
-
-    key: str
-    fields: Mapping[str, FieldValue]
-
-
 _Reader = tuple[tuple[str, Callable[[Conversation], FieldValue]], ...]
 
 
@@ -247,9 +243,11 @@ class _Compiled:
     mode: SyncMode
     schema: ObjectSchema | None
     mappings: tuple[FieldMapping, ...]
+    overwrites: tuple[FieldMapping, ...]  # the mappings an update may write
     create_reads: _Reader  # every mapped source
-    update_reads: _Reader  # the sources of overwrite mappings: all an update reads
+    update_reads: _Reader  # the sources of the overwrite mappings: all an update reads
     task_kinds: tuple[ActivityKind, ...]
+    all_task_kinds: bool  # every activity becomes a task: nothing to filter
     eligible_prefix: str
     campaign_reason: Reason | None
     tasks_unsupported: Reason
@@ -263,6 +261,7 @@ class _Compiled:
         schema: ObjectSchema | None,
     ) -> _Compiled:
         mappings = mapping_set_for(config.mappings, capabilities.person_kind)
+        overwrites = tuple(m for m in mappings if m.overwrite)
         campaign_reason = None
         if config.campaign_id is not None:
             campaign_reason = (
@@ -276,9 +275,11 @@ class _Compiled:
             mode,
             schema,
             mappings,
+            overwrites,
             _reader(mappings),
-            _reader(tuple(m for m in mappings if m.overwrite)),
+            _reader(overwrites),
             tuple(config.task_kinds),  # a tuple: membership by identity, no enum hashing
+            config.task_kinds >= frozenset(ActivityKind),
             f"{mode.value} sync of ",
             campaign_reason,
             warning("tasks_unsupported", f"{capabilities.name} takes no tasks"),
@@ -345,7 +346,7 @@ def plan_sync(
 
     compiled = _Compiled.build(config, capabilities, mode, schema)
     resumed = created or {}
-    pending: dict[str, _Pending] = {}
+    pending: dict[str, Command] = {}  # normalized email → the create planned for it
     plans: list[Plan] = []
     for conversation, verdict, email in checked:
         if email is None:
@@ -380,7 +381,7 @@ def _plan_one(
     email: str,
     *,
     found: Mapping[str, tuple[PersonRecord, ...]],
-    pending: dict[str, _Pending],
+    pending: dict[str, Command],
     resumed: str | None,
     compiled: _Compiled,
 ) -> Plan:
@@ -403,7 +404,7 @@ def _plan_one(
                 f"an earlier conversation of this batch creates the record ({earlier.key})",
             )
         )
-        person = PersonRef(kind, pending=earlier.key)
+        person = PersonRef(kind, None, earlier.key)  # pending
         outcome = _update(
             conversation,
             email,
@@ -430,7 +431,7 @@ def _plan_one(
         trace.extend(match.trace)
         if match.outcome is MatchOutcome.UPDATE:
             assert match.record is not None  # noqa: S101  # an update always names its record
-            person = PersonRef(kind, id=match.record.id)
+            person = PersonRef(kind, match.record.id)
             outcome = _update(
                 conversation,
                 email,
@@ -443,11 +444,11 @@ def _plan_one(
             trace.append(_OWNER_UNTOUCHED)
         elif match.outcome is MatchOutcome.ATTACH_CONTACT:
             assert match.record is not None  # noqa: S101  # an attach always names its record
-            person = PersonRef(PersonKind.CONTACT, id=match.record.id)
+            person = PersonRef(PersonKind.CONTACT, match.record.id)
             outcome = PlanOutcome.ATTACH_CONTACT
         else:
             create_key = f"{cid}:{_PERSON}"
-            person = PersonRef(kind, pending=create_key)
+            person = PersonRef(kind, None, create_key)  # pending
             owner = resolve_owner(
                 conversation.participants,
                 config.owner_sources,
@@ -464,30 +465,33 @@ def _plan_one(
                 email=email,
             )
             trace.extend(payload.trace)
-            commands.append(
-                Command(
-                    key=create_key,
-                    kind=CommandKind.CREATE_PERSON,
-                    conversation_id=cid,
-                    email=email,
-                    person=person,
-                    fields=payload.fields,
-                    owner_id=owner.owner_id,
-                )
+            create = Command(  # positional, in the order of Command's fields (built per create)
+                create_key,
+                CommandKind.CREATE_PERSON,
+                cid,
+                email,
+                person,
+                payload.fields,
+                owner.owner_id,
             )
-            pending[email_key] = _Pending(create_key, payload.fields)
+            commands.append(create)
+            pending[email_key] = create  # later conversations of the batch with this email
             outcome = PlanOutcome.CREATE
             campaign = compiled.campaign_reason  # None when no campaign is configured
             if campaign is not None:
                 if compiled.capabilities.supports_campaigns:
                     commands.append(
-                        Command(
-                            key=f"{cid}:{_CAMPAIGN}",
-                            kind=CommandKind.ADD_TO_CAMPAIGN,
-                            conversation_id=cid,
-                            email=email,
-                            person=person,
-                            campaign_id=config.campaign_id,
+                        Command(  # positional, in the order of Command's fields
+                            f"{cid}:{_CAMPAIGN}",
+                            CommandKind.ADD_TO_CAMPAIGN,
+                            cid,
+                            email,
+                            person,
+                            {},  # no fields
+                            None,  # no owner
+                            None,  # no activity
+                            None,  # no marker
+                            config.campaign_id,
                         )
                     )
                 trace.append(campaign)
@@ -496,16 +500,10 @@ def _plan_one(
         trace.append(_NO_TASKS_MANUAL)
     else:
         _tasks(conversation, email, person, commands=commands, trace=trace, compiled=compiled)
+    # Positional arguments, in the order of Plan's fields: keyword matching costs more than
+    # building the value, and this is built once per conversation.
     return Plan(
-        conversation_id=cid,
-        mode=compiled.mode,
-        email=email,
-        eligibility=verdict,
-        outcome=outcome,
-        commands=tuple(commands),
-        match=match,
-        owner=owner,
-        trace=tuple(trace),
+        cid, compiled.mode, email, verdict, outcome, tuple(commands), match, owner, tuple(trace)
     )
 
 
@@ -526,7 +524,7 @@ def _update(
     """Plan the update of ``person``, whose fields are ``current``: changed overwrite values."""
     payload = build_update_fields(
         {source: read(conversation) for source, read in compiled.update_reads},
-        compiled.mappings,
+        compiled.overwrites,
         current,
         schema=compiled.schema,
     )
@@ -534,13 +532,13 @@ def _update(
     if not payload.fields:
         return PlanOutcome.UNCHANGED
     commands.append(
-        Command(
-            key=f"{conversation.id}:{_UPDATE}",
-            kind=CommandKind.UPDATE_PERSON,
-            conversation_id=conversation.id,
-            email=email,
-            person=person,
-            fields=payload.fields,
+        Command(  # positional, in the order of Command's fields
+            f"{conversation.id}:{_UPDATE}",
+            CommandKind.UPDATE_PERSON,
+            conversation.id,
+            email,
+            person,
+            payload.fields,
         )
     )
     return PlanOutcome.UPDATE
@@ -556,8 +554,9 @@ def _tasks(
     compiled: _Compiled,
 ) -> None:
     """Plan one task per chosen activity kind (automatic syncs only)."""
-    kinds = compiled.task_kinds
-    activities = [a for a in conversation.activities() if a.kind in kinds]
+    activities = conversation.activities()
+    if not compiled.all_task_kinds:
+        activities = tuple(a for a in activities if a.kind in compiled.task_kinds)
     if not activities:
         return
     capabilities = compiled.capabilities
@@ -578,14 +577,16 @@ def _tasks(
                 )
             )
         commands.append(
-            Command(
-                key=f"{cid}:{_TASK}:{activity.key}",
-                kind=CommandKind.CREATE_TASK,
-                conversation_id=cid,
-                email=email,
-                person=person,
-                activity=chosen,
-                marker=task_marker(cid, activity.key),
+            Command(  # positional, in the order of Command's fields (built per task)
+                f"{cid}:{_TASK}:{activity.key}",
+                CommandKind.CREATE_TASK,
+                cid,
+                email,
+                person,
+                {},  # no fields
+                None,  # no owner
+                chosen,
+                task_marker(cid, activity.key),
             )
         )
         trace.append(Reason("task_planned", f"task for the {activity.key} activity"))
