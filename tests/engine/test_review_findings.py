@@ -1,9 +1,10 @@
 """An adversarial review of the sync engine against DESIGN.md sections 2-4 and docs/engine.md.
 
 The first group pins the fixes of the bugs the review found (each test failed before its fix);
-the second pins behaviour the review checked and found correct. Everything runs against the in-memory CRM with
-injected clocks and sleeps; a "crash" is an exception the drivers do not catch, raised from the
-adapter before or after its work, after which a fresh engine reopens the same ledger.
+the second pins behaviour the review checked and found correct. Everything runs against the
+in-memory CRM with injected clocks and sleeps; a "crash" is an exception the drivers do not
+catch, raised from the adapter before or after its work, after which a fresh engine reopens the
+same ledger.
 """
 
 from __future__ import annotations
