@@ -1,0 +1,131 @@
+"""The engine's delivery guarantees as properties: random conversations, random faults."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from signals_crm._flows import OutcomeKind, RetryPolicy
+from signals_crm.core.config import (
+    Criteria,
+    FieldMapping,
+    FieldMappings,
+    SyncConfig,
+    UserMapEntry,
+    UserMapping,
+)
+from signals_crm.core.model import PersonKind, normalize_email
+from signals_crm.engine import Integration
+from signals_crm.exceptions import (
+    AdapterError,
+    CRMServerError,
+    RateLimitedError,
+    TransportError,
+)
+from signals_crm.ledger import MemoryLedger
+from signals_crm.testing import strategies as sst
+from signals_crm.testing.memory import InMemoryCRM
+
+WRITES = ("create_people", "update_people", "create_tasks", "add_to_campaign", "reconcile")
+# A fault strikes before the CRM did the work, or after it (the answer is lost). Only faults
+# that can really come after the work may: a dropped connection and a 5xx; a 429 or a connect
+# timeout always means nothing was done.
+FAULTS = st.one_of(
+    st.tuples(st.sampled_from(WRITES), st.sampled_from(["dropped", "5xx"]), st.booleans()),
+    st.tuples(st.sampled_from(WRITES), st.sampled_from(["timeout-before", "429"]), st.just(False)),
+)
+
+
+def error_for(kind: str):
+    if kind == "dropped":
+        return TransportError("connection dropped", maybe_sent=True)
+    if kind == "timeout-before":
+        return TransportError("connect timeout", maybe_sent=False)
+    if kind == "5xx":
+        return CRMServerError("unavailable", status_code=503)
+    return RateLimitedError("slow down", retry_after=1.0, status_code=429)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    conversations=st.lists(
+        sst.conversations(closed=True, visitor=sst.visitors(email=sst.emails())),
+        min_size=1,
+        max_size=8,
+        unique_by=lambda c: c.id,
+    ),
+    existing=st.lists(sst.person_records(kinds=(PersonKind.LEAD,)), max_size=3),
+    faults=st.lists(FAULTS, max_size=6),
+    kind=st.sampled_from([PersonKind.LEAD, PersonKind.CONTACT]),
+)
+def test_faults_never_duplicate_or_lose(conversations, existing, faults, kind):
+    """Whatever transient faults strike, once the runs settle every qualifying visitor has
+    exactly one person record, one task per activity, and each created record one membership."""
+    crm = InMemoryCRM(person_kind=kind)
+    owner = crm.seed_user(email="owner@vendor.test")
+    campaign = crm.seed_campaign(name="Chat")
+    if kind is PersonKind.LEAD:
+        for record in existing:
+            if not record.is_converted and record.email:
+                crm.seed_person(kind=PersonKind.LEAD, email=record.email)
+    for method, fault, after in faults:
+        crm.fail_next(method, error_for(fault), after=after)
+    text = "contact.first_name"
+    target = "FirstName" if kind is PersonKind.LEAD else "firstname"
+    config = SyncConfig(
+        criteria=Criteria.ALL,
+        campaign_id=campaign,
+        users=UserMapping((UserMapEntry(owner, signals_user_id="u1"),)),
+        mappings=FieldMappings(
+            lead=(FieldMapping(text, "FirstName", overwrite=True),),
+            contact=(FieldMapping(text, target, overwrite=True),),
+        ),
+        placeholders={"LastName": "[not provided]", "Company": "[not provided]"},
+    )
+    sync = Integration(
+        crm,
+        config,
+        ledger=MemoryLedger(),
+        sleep=lambda _: None,
+        random=lambda: 0.5,
+        retry=RetryPolicy(max_attempts=2, reschedule_after=60),
+        clock=lambda: sst.BASE_TIME,
+    )
+    before = {
+        normalize_email(e): crm.people_with_email(e) for e in {c.email for c in conversations}
+    }
+    for conversation in conversations:
+        sync.conversation_closed(conversation)
+    now = sst.BASE_TIME + timedelta(days=2)
+    kinds: list[OutcomeKind] = []
+    raised: list[AdapterError] = []
+    for step in range(10):
+        try:
+            report = sync.run_due(now + timedelta(minutes=2 * step))
+        except AdapterError as error:  # a read failing past its retries: the host runs again
+            raised.append(error)
+            continue
+        kinds.extend(o.kind for o in report.outcomes)
+    assert all(error.retryable for error in raised)
+    assert OutcomeKind.FAILED not in kinds
+    assert sync.ledger.due(now + timedelta(days=30), 100) == []
+    members = crm.campaign_members(campaign)
+    for email in {normalize_email(c.email) for c in conversations}:
+        people = crm.people_with_email(email)
+        if before[email]:
+            assert sorted(people) == sorted(before[email]), (email, people)  # nothing new
+        else:
+            assert len(people) == 1, (email, people)  # exactly one created
+        markers = [m for person in people for m in crm.task_markers(person)]
+        assert len(markers) == len(set(markers))
+        expected = {
+            f"signals:{c.id}:{a.key}"
+            for c in conversations
+            if normalize_email(c.email) == email
+            for a in c.activities()
+        }
+        assert set(markers) == expected
+        joined = [p for p in people if p in members]
+        assert joined == ([] if before[email] else people)
