@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Generator, Mapping, Sequence
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -115,6 +116,7 @@ class PersonRef:
 
 
 _PERSON, _UPDATE, _TASK, _CAMPAIGN = "person", "update", "task", "campaign"
+_NO_FIELDS: Mapping[str, FieldValue] = MappingProxyType({})  # shared: tasks, memberships
 _KEY_NAMES = {
     CommandKind.CREATE_PERSON.value: _PERSON,
     CommandKind.UPDATE_PERSON.value: _UPDATE,
@@ -487,7 +489,7 @@ def _plan_one(
                             cid,
                             email,
                             person,
-                            {},  # no fields
+                            _NO_FIELDS,
                             None,  # no owner
                             None,  # no activity
                             None,  # no marker
@@ -583,7 +585,7 @@ def _tasks(
                 cid,
                 email,
                 person,
-                {},  # no fields
+                _NO_FIELDS,
                 None,  # no owner
                 chosen,
                 task_marker(cid, activity.key),
