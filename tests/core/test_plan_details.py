@@ -63,6 +63,7 @@ def test_long_transcript_truncated_to_the_crm_limit():
     assert task.activity is not None
     assert len(task.activity.body) == 65_536
     assert "value_truncated" in [r.code for r in plan.trace]
+    assert [w.code for w in explain_plan(plan).warnings] == ["value_truncated"]
 
 
 def test_explanation_text_lists_blockers_and_ledger():
