@@ -21,10 +21,13 @@ The rule:
 from __future__ import annotations
 
 import math
+import operator
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import attrs
 
 from signals_crm.core.config import FieldMapping, FieldMappings
 from signals_crm.core.model import FieldSchema, FieldType, FieldValue, ObjectSchema, PersonKind
@@ -32,7 +35,9 @@ from signals_crm.core.trace import Reason, info, warning
 from signals_crm.exceptions import Problem
 
 __all__ = [
+    "CompiledFields",
     "FieldPayload",
+    "FieldSlot",
     "build_create_fields",
     "build_update_fields",
     "is_empty",
@@ -220,41 +225,131 @@ def _check_field(
     return field, None
 
 
-def _mapped_values(
-    values: Mapping[str, FieldValue],
-    mappings: Iterable[FieldMapping],
-    schema: ObjectSchema | None,
-    *,
-    for_update: bool,
-    trace: list[Reason],
-) -> dict[str, FieldValue]:
-    """CRM field → value for the mappings that apply (rules 2 and 5)."""
-    out: dict[str, FieldValue] = {}
-    for mapping in mappings:
-        if for_update and not mapping.overwrite:
-            continue
-        value = values.get(mapping.source)
-        if value is None:
-            continue
-        if value.__class__ is str:
-            value = value.strip()
-            if not value:
+class FieldSlot(NamedTuple):
+    """One mapping, resolved against the CRM's schema once: how to read its value, and where
+    (and whether) it is written."""
+
+    read: Callable[[Any], FieldValue]
+    target: str  # the CRM field, spelled as the schema spells it when one is known
+    field: FieldSchema | None  # ``None`` when no schema is known (or the field is refused)
+    problem: Reason | None  # why the CRM would refuse the field: it is never written
+
+
+@attrs.frozen
+class CompiledFields:
+    """A mapping set worked out once against a schema, then applied to many subjects.
+
+    Rules 2 to 5 read the schema the same way for every conversation, so the planner compiles
+    them once per batch: each slot knows its getter, its target's spelling and its field type;
+    each applicable placeholder its reason. ``reader`` turns a mapping's source into a getter
+    of the subject (a conversation, or a mapping of source → value).
+    """
+
+    slots: tuple[FieldSlot, ...]
+    for_update: bool
+    email_target: str | None = None
+    placeholders: tuple[tuple[str, str, str, Reason], ...] = ()  # target, lower, value, why
+
+    @classmethod
+    def compile(
+        cls,
+        mappings: Iterable[FieldMapping],
+        reader: Callable[[str], Callable[[Any], FieldValue]],
+        *,
+        for_update: bool,
+        schema: ObjectSchema | None = None,
+        placeholders: Mapping[str, str] | None = None,
+        email_field: str | None = None,
+    ) -> CompiledFields:
+        slots = []
+        for mapping in mappings:
+            if for_update and not mapping.overwrite:
                 continue
-        if schema is None:
-            out[mapping.target] = value
-            continue
-        field, problem = _check_field(mapping.target, schema, for_update=for_update)
-        if problem is not None:
-            trace.append(problem)
-            continue
-        if field is None:
-            continue
-        value, note = _fit(value, field)
-        if note is not None:
-            trace.append(note)
-        if not is_empty(value):
-            out[field.name] = value
-    return out
+            field, problem = _check_field(mapping.target, schema, for_update=for_update)
+            name = field.name if field is not None else mapping.target
+            slots.append(FieldSlot(reader(mapping.source), name, field, problem))
+        email_target = None
+        if email_field is not None:
+            email_schema = schema.get(email_field) if schema is not None else None
+            email_target = email_schema.name if email_schema is not None else email_field
+        filled: list[tuple[str, str, str, Reason]] = []
+        for target, placeholder in (placeholders or {}).items():
+            field = schema.get(target) if schema is not None else None
+            if schema is not None and (field is None or not field.required):
+                continue  # only a field the schema marks required gets a placeholder
+            name = field.name if field is not None else target
+            why = info(
+                "placeholder_used", f"{name} is required and empty; placeholder {placeholder!r}"
+            )
+            filled.append((name, name.lower(), placeholder, why))
+        return cls(tuple(slots), for_update, email_target, tuple(filled))
+
+    def values(self, subject: Any, trace: list[Reason]) -> dict[str, FieldValue]:
+        """CRM field → value of every slot that applies (rules 2 and 5)."""
+        out: dict[str, FieldValue] = {}
+        for read, target, field, problem in self.slots:
+            value = read(subject)
+            if value is None:
+                continue
+            if value.__class__ is str:
+                value = value.strip()
+                if not value:
+                    continue
+            if field is None:
+                if problem is not None:
+                    trace.append(problem)
+                else:  # no schema: nothing to check
+                    out[target] = value
+                continue
+            value, note = _fit(value, field)
+            if note is not None:
+                trace.append(note)
+            if not is_empty(value):
+                out[target] = value
+        return out
+
+    def create(self, subject: Any, email: str | None = None) -> FieldPayload:
+        """The fields of a new person record (rules 2, 3, 5)."""
+        trace: list[Reason] = []
+        fields = self.values(subject, trace)
+        if self.email_target is not None and email is not None:
+            fields[self.email_target] = email.strip()
+        lowered: set[str] | None = None
+        for target, lower, placeholder, why in self.placeholders:
+            if target in fields:
+                continue  # mapped values are never empty
+            if lowered is None:
+                lowered = {k.lower() for k in fields}
+            if lower in lowered:
+                continue
+            fields[target] = placeholder
+            trace.append(why)
+        return FieldPayload(fields, tuple(trace) if trace else ())
+
+    def update(self, subject: Any, current: Mapping[str, FieldValue]) -> FieldPayload:
+        """The fields an update changes (rules 2, 4, 5); empty when nothing changes."""
+        trace: list[Reason] = []
+        fields: dict[str, FieldValue] = {}
+        lowered: dict[str, FieldValue] | None = None
+        for name, value in self.values(subject, trace).items():
+            if name in current:
+                theirs = current[name]
+            else:
+                if lowered is None:
+                    lowered = {k.lower(): v for k, v in current.items()}
+                theirs = lowered.get(name.lower())
+            if not same_value(value, theirs):
+                fields[name] = value
+        if fields:
+            names = sorted(fields)
+            trace.append(info("update_fields", f"overwriting {', '.join(names)}", fields=names))
+        else:
+            trace.append(_UNCHANGED)
+        return FieldPayload(fields, tuple(trace))
+
+
+def _from_values(source: str) -> Callable[[Mapping[str, FieldValue]], FieldValue]:
+    return operator.methodcaller("get", source)
 
 
 def build_create_fields(
@@ -266,29 +361,16 @@ def build_create_fields(
     email_field: str | None = None,
     email: str | None = None,
 ) -> FieldPayload:
-    """The fields of a new person record (rules 2, 3, 5)."""
-    trace: list[Reason] = []
-    fields = _mapped_values(values, mappings, schema, for_update=False, trace=trace)
-    if email_field is not None and email is not None:
-        email_schema = schema.get(email_field) if schema is not None else None
-        fields[email_schema.name if email_schema is not None else email_field] = email.strip()
-    lowered: dict[str, str] | None = None
-    for target, placeholder in (placeholders or {}).items():
-        if target in fields:
-            continue  # mapped values are never empty
-        if lowered is None:
-            lowered = {k.lower(): k for k in fields}
-        if target.lower() in lowered:
-            continue
-        field = schema.get(target) if schema is not None else None
-        if schema is not None and (field is None or not field.required):
-            continue
-        name = field.name if field is not None else target
-        fields[name] = placeholder
-        trace.append(
-            info("placeholder_used", f"{name} is required and empty; placeholder {placeholder!r}")
-        )
-    return FieldPayload(fields=fields, trace=tuple(trace))
+    """The fields of a new person record (rules 2, 3, 5), from source → value."""
+    compiled = CompiledFields.compile(
+        mappings,
+        _from_values,
+        for_update=False,
+        schema=schema,
+        placeholders=placeholders,
+        email_field=email_field,
+    )
+    return compiled.create(values, email)
 
 
 def build_update_fields(
@@ -298,26 +380,10 @@ def build_update_fields(
     *,
     schema: ObjectSchema | None = None,
 ) -> FieldPayload:
-    """The fields an update changes (rules 2, 4, 5); empty when nothing changes."""
-    trace: list[Reason] = []
-    mapped = _mapped_values(values, mappings, schema, for_update=True, trace=trace)
-    fields: dict[str, FieldValue] = {}
-    lowered: dict[str, FieldValue] | None = None
-    for name, value in mapped.items():
-        if name in current:
-            theirs = current[name]
-        else:
-            if lowered is None:
-                lowered = {k.lower(): v for k, v in current.items()}
-            theirs = lowered.get(name.lower())
-        if not same_value(value, theirs):
-            fields[name] = value
-    if fields:
-        names = sorted(fields)
-        trace.append(info("update_fields", f"overwriting {', '.join(names)}", fields=names))
-    else:
-        trace.append(_UNCHANGED)
-    return FieldPayload(fields, tuple(trace))
+    """The fields an update changes (rules 2, 4, 5), from source → value; empty when nothing
+    changes."""
+    compiled = CompiledFields.compile(mappings, _from_values, for_update=True, schema=schema)
+    return compiled.update(values, current)
 
 
 _UNCHANGED = info("update_unchanged", "no overwrite field differs from the CRM's value")

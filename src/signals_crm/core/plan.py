@@ -24,14 +24,14 @@ A plan, per conversation:
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
 import attrs
 
-from signals_crm.core.config import FieldMapping, SyncConfig
+from signals_crm.core.config import SyncConfig
 from signals_crm.core.criteria import Eligibility, check_eligibility, check_manual
 from signals_crm.core.crm import (
     CampaignMembershipWrite,
@@ -43,11 +43,7 @@ from signals_crm.core.crm import (
     PersonWrite,
     TaskWrite,
 )
-from signals_crm.core.mapping import (
-    build_create_fields,
-    build_update_fields,
-    mapping_set_for,
-)
+from signals_crm.core.mapping import CompiledFields, mapping_set_for
 from signals_crm.core.matching import MatchDecision, MatchOutcome, decide_match
 from signals_crm.core.model import (
     Activity,
@@ -225,32 +221,20 @@ class Plan:
         return tuple(c for c in self.commands if c.kind is kind)
 
 
-_Reader = tuple[tuple[str, Callable[[Conversation], FieldValue]], ...]
-
-
-def _reader(mappings: tuple[FieldMapping, ...]) -> _Reader:
-    """Each distinct source of ``mappings`` with its compiled getter."""
-    return tuple(
-        (source, field_getter(source)) for source in dict.fromkeys(m.source for m in mappings)
-    )
-
-
 @attrs.frozen
 class _Compiled:
-    """What every conversation of a batch needs from the configuration, the capabilities and
-    the mode, worked out once per batch (getters, constant reasons, labels)."""
+    """What every conversation of a batch needs from the configuration, the capabilities, the
+    schema and the mode, worked out once per batch: compiled field maps, the task kinds, and
+    every reason that does not depend on the conversation."""
 
     config: SyncConfig
     capabilities: Capabilities
     mode: SyncMode
-    schema: ObjectSchema | None
-    mappings: tuple[FieldMapping, ...]
-    overwrites: tuple[FieldMapping, ...]  # the mappings an update may write
-    create_reads: _Reader  # every mapped source
-    update_reads: _Reader  # the sources of the overwrite mappings: all an update reads
+    create_fields: CompiledFields  # every mapping, for a new record
+    update_fields: CompiledFields  # the overwrite mappings: all an update reads and writes
     task_kinds: tuple[ActivityKind, ...]
     all_task_kinds: bool  # every activity becomes a task: nothing to filter
-    eligible_prefix: str
+    eligible: Reason
     campaign_reason: Reason | None
     tasks_unsupported: Reason
 
@@ -263,7 +247,6 @@ class _Compiled:
         schema: ObjectSchema | None,
     ) -> _Compiled:
         mappings = mapping_set_for(config.mappings, capabilities.person_kind)
-        overwrites = tuple(m for m in mappings if m.overwrite)
         campaign_reason = None
         if config.campaign_id is not None:
             campaign_reason = (
@@ -275,14 +258,18 @@ class _Compiled:
             config,
             capabilities,
             mode,
-            schema,
-            mappings,
-            overwrites,
-            _reader(mappings),
-            _reader(overwrites),
+            CompiledFields.compile(
+                mappings,
+                field_getter,
+                for_update=False,
+                schema=schema,
+                placeholders=config.placeholders,
+                email_field=capabilities.email_field,
+            ),
+            CompiledFields.compile(mappings, field_getter, for_update=True, schema=schema),
             tuple(config.task_kinds),  # a tuple: membership by identity, no enum hashing
             config.task_kinds >= frozenset(ActivityKind),
-            f"{mode.value} sync of ",
+            info("eligible", f"eligible for {mode.value} sync"),
             campaign_reason,
             warning("tasks_unsupported", f"{capabilities.name} takes no tasks"),
         )
@@ -392,7 +379,7 @@ def _plan_one(
     cid = conversation.id
     config = compiled.config
     kind = compiled.capabilities.person_kind
-    trace: list[Reason] = [Reason("eligible", compiled.eligible_prefix + email)]
+    trace: list[Reason] = [compiled.eligible]
     commands: list[Command] = []
     owner: OwnerDecision | None = None
     match: MatchDecision | None = None
@@ -458,14 +445,7 @@ def _plan_one(
                 config.default_owner,
             )
             trace.extend(owner.trace)
-            payload = build_create_fields(
-                {source: read(conversation) for source, read in compiled.create_reads},
-                compiled.mappings,
-                schema=compiled.schema,
-                placeholders=config.placeholders,
-                email_field=compiled.capabilities.email_field,
-                email=email,
-            )
+            payload = compiled.create_fields.create(conversation, email)
             trace.extend(payload.trace)
             create = Command(  # positional, in the order of Command's fields (built per create)
                 create_key,
@@ -509,6 +489,10 @@ def _plan_one(
     )
 
 
+_TASK_PLANNED = {
+    ActivityKind.CHAT_TRANSCRIPT: info("task_planned", "a task for the chat transcript"),
+    ActivityKind.MEETING_BOOKED: info("task_planned", "a task for the booked meeting"),
+}
 _OWNER_UNTOUCHED = info("owner_untouched", "an update never changes the owner or campaign")
 _NO_TASKS_MANUAL = info("no_tasks_manual", "a manual sync creates no tasks")
 
@@ -524,12 +508,7 @@ def _update(
     compiled: _Compiled,
 ) -> PlanOutcome:
     """Plan the update of ``person``, whose fields are ``current``: changed overwrite values."""
-    payload = build_update_fields(
-        {source: read(conversation) for source, read in compiled.update_reads},
-        compiled.overwrites,
-        current,
-        schema=compiled.schema,
-    )
+    payload = compiled.update_fields.update(conversation, current)
     trace.extend(payload.trace)
     if not payload.fields:
         return PlanOutcome.UNCHANGED
@@ -591,4 +570,4 @@ def _tasks(
                 task_marker(cid, activity.key),
             )
         )
-        trace.append(Reason("task_planned", f"task for the {activity.key} activity"))
+        trace.append(_TASK_PLANNED[activity.kind])
