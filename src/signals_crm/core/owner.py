@@ -17,13 +17,15 @@ Example: a meeting on Sally's calendar, Bob last routed, Jill closed, all mapped
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 import attrs
 
 from signals_crm.core.config import UserMapping
 from signals_crm.core.model import Participants, Role, SignalsUser
 from signals_crm.core.trace import Reason, info
 
-__all__ = ["OwnerDecision", "resolve_owner"]
+__all__ = ["OwnerDecision", "OwnerRule", "resolve_owner"]
 
 
 @attrs.frozen
@@ -46,47 +48,94 @@ def _who(user: SignalsUser) -> str:
     return user.email or f"user {user.id}"
 
 
+class OwnerRule:
+    """The lead-owner rule compiled for one configuration, to decide many conversations.
+
+    The roles to walk are fixed once. A team has few users and a batch many conversations, so
+    each role remembers what each of its users came to (mapped CRM user and reason), and the
+    decision when that user is the first one the walk meets. The memo only saves work: every
+    decision equals the one a fresh rule would make.
+    """
+
+    __slots__ = ("_default", "_fallback", "_steps", "_users")
+
+    def __init__(
+        self,
+        sources: tuple[Role, ...] | frozenset[Role],
+        users: UserMapping,
+        default_owner: str | None = None,
+    ) -> None:
+        self._users = users
+        self._steps = tuple(
+            (role, label, attrgetter(label), _absent(label), {})
+            for role, label in _PRIORITY
+            if role in sources
+        )
+        self._default = default_owner
+        self._fallback = (
+            info("owner_default", f"no source gave a mapped user; default owner {default_owner}")
+            if default_owner is not None
+            else _CRM_DEFAULT
+        )
+
+    def resolve(self, participants: Participants) -> OwnerDecision:
+        """Apply the lead-owner rule to one conversation's participants."""
+        trace: list[Reason] = []
+        for role, label, get, absent, memo in self._steps:
+            user: SignalsUser | None = get(participants)
+            if user is None:
+                trace.append(absent)
+                continue
+            key = (user.id, user.email)
+            step = memo.get(key)
+            if step is None:
+                step = memo[key] = self._step(role, label, user)
+            crm_id, reason, alone = step
+            if crm_id is None:
+                trace.append(reason)
+                continue
+            if not trace:
+                return alone  # the first candidate met wins: a decision made before
+            trace.append(reason)
+            return OwnerDecision(crm_id, role, used_default=False, trace=tuple(trace))
+        trace.append(self._fallback)
+        return OwnerDecision(
+            self._default, None, used_default=self._default is not None, trace=tuple(trace)
+        )
+
+    def _step(
+        self, role: Role, label: str, user: SignalsUser
+    ) -> tuple[str | None, Reason, OwnerDecision]:
+        crm_id = self._users.crm_user_for(user)
+        if crm_id is None:
+            reason = info(
+                "owner_source_unmapped",
+                f"{label} {_who(user)} is not mapped to a CRM user; skipped",
+                role=label,
+            )
+        else:
+            reason = info(
+                "owner_chosen",
+                f"owner is the {label} {_who(user)} (CRM user {crm_id})",
+                role=label,
+                owner_id=crm_id,
+            )
+        return crm_id, reason, OwnerDecision(crm_id, role, used_default=False, trace=(reason,))
+
+
+def _absent(label: str) -> Reason:
+    return info("owner_source_absent", f"no {label} on this conversation")
+
+
 def resolve_owner(
     participants: Participants,
     sources: tuple[Role, ...] | frozenset[Role],
     users: UserMapping,
     default_owner: str | None = None,
 ) -> OwnerDecision:
-    """Apply the lead-owner rule."""
-    trace: list[Reason] = []
-    for role, label in _PRIORITY:
-        if role not in sources:
-            continue
-        user = participants.get(role)
-        if user is None:
-            trace.append(Reason("owner_source_absent", f"no {label} on this conversation"))
-            continue
-        crm_id = users.crm_user_for(user)
-        if crm_id is None:
-            trace.append(
-                info(
-                    "owner_source_unmapped",
-                    f"{label} {_who(user)} is not mapped to a CRM user; skipped",
-                    role=label,
-                )
-            )
-            continue
-        trace.append(
-            info(
-                "owner_chosen",
-                f"owner is the {label} {_who(user)} (CRM user {crm_id})",
-                role=label,
-                owner_id=crm_id,
-            )
-        )
-        return OwnerDecision(crm_id, role, used_default=False, trace=tuple(trace))
-    if default_owner is not None:
-        trace.append(
-            info("owner_default", f"no source gave a mapped user; default owner {default_owner}")
-        )
-        return OwnerDecision(default_owner, None, used_default=True, trace=tuple(trace))
-    trace.append(_CRM_DEFAULT)
-    return OwnerDecision(None, None, used_default=False, trace=tuple(trace))
+    """Apply the lead-owner rule (to decide many conversations, compile an
+    :class:`OwnerRule` once)."""
+    return OwnerRule(sources, users, default_owner).resolve(participants)
 
 
 _CRM_DEFAULT = info(

@@ -56,7 +56,7 @@ from signals_crm.core.model import (
     field_getter,
     normalize_email,
 )
-from signals_crm.core.owner import OwnerDecision, resolve_owner
+from signals_crm.core.owner import OwnerDecision, OwnerRule
 from signals_crm.core.trace import Reason, info, warning
 from signals_crm.exceptions import PlanningError
 
@@ -232,6 +232,7 @@ class _Compiled:
     mode: SyncMode
     create_fields: CompiledFields  # every mapping, for a new record
     update_fields: CompiledFields  # the overwrite mappings: all an update reads and writes
+    owner_rule: OwnerRule
     task_kinds: tuple[ActivityKind, ...]
     all_task_kinds: bool  # every activity becomes a task: nothing to filter
     eligible: Reason
@@ -267,6 +268,7 @@ class _Compiled:
                 email_field=capabilities.email_field,
             ),
             CompiledFields.compile(mappings, field_getter, for_update=True, schema=schema),
+            OwnerRule(config.owner_sources, config.users, config.default_owner),
             tuple(config.task_kinds),  # a tuple: membership by identity, no enum hashing
             config.task_kinds >= frozenset(ActivityKind),
             info("eligible", f"eligible for {mode.value} sync"),
@@ -438,12 +440,7 @@ def _plan_one(
         else:
             create_key = f"{cid}:{_PERSON}"
             person = PersonRef(kind, None, create_key)  # pending
-            owner = resolve_owner(
-                conversation.participants,
-                config.owner_sources,
-                config.users,
-                config.default_owner,
-            )
+            owner = compiled.owner_rule.resolve(conversation.participants)
             trace.extend(owner.trace)
             payload = compiled.create_fields.create(conversation, email)
             trace.extend(payload.trace)
