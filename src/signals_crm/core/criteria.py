@@ -24,7 +24,7 @@ from signals_crm.core.config import Criteria, SyncConfig
 from signals_crm.core.model import Conversation, ConversationStatus, is_valid_email
 from signals_crm.core.trace import Reason, blocker
 
-__all__ = ["Eligibility", "check_eligibility", "check_manual", "meets_criteria"]
+__all__ = ["Eligibility", "EligibilityRule", "check_eligibility", "check_manual", "meets_criteria"]
 
 BLOCKER_CODES = (
     "integration_disabled",
@@ -75,7 +75,7 @@ class Eligibility:
 
 def _email_blocker(email: str | None) -> Reason | None:
     if email is None or not email.strip():
-        return blocker("no_email", "the visitor has no email address")
+        return _NO_EMAIL
     if not is_valid_email(email):
         return blocker(
             "invalid_email", f"the visitor's email {email.strip()!r} is not a valid address"
@@ -83,39 +83,67 @@ def _email_blocker(email: str | None) -> Reason | None:
     return None
 
 
-def check_eligibility(conversation: Conversation, config: SyncConfig, now: datetime) -> Eligibility:
-    """Evaluate every automatic-sync condition at ``now``; report all that fail."""
-    found: list[Reason] = []
-    if not config.enabled:
-        found.append(blocker("integration_disabled", "the integration is switched off"))
-    closed_at = conversation.closed_at
-    if closed_at is None or conversation.status is not ConversationStatus.CLOSED:
-        found.append(blocker("conversation_open", "the conversation is not closed yet"))
-    score = conversation.lead_score
-    if not meets_criteria(score, config.criteria):
-        found.append(
-            blocker(
-                "criteria_not_met",
-                f"lead score {_stars(score)} does not meet the criteria {config.criteria.value!r}",
-                score=score,
-                criteria=config.criteria.value,
-            )
-        )
-    due_at = None
-    if closed_at is not None:
-        due_at = closed_at + config.delay
-        if now < due_at:
+_DISABLED = blocker("integration_disabled", "the integration is switched off")
+_OPEN = blocker("conversation_open", "the conversation is not closed yet")
+_NO_EMAIL = blocker("no_email", "the visitor has no email address")
+_CLOSED = ConversationStatus.CLOSED
+
+
+class EligibilityRule:
+    """The automatic-sync rule compiled for one configuration, to check many conversations:
+    the criteria's threshold and the delay are read once."""
+
+    __slots__ = ("_criteria", "_delay", "_enabled", "_needed")
+
+    def __init__(self, config: SyncConfig) -> None:
+        self._enabled = config.enabled
+        self._criteria = config.criteria
+        self._needed = config.criteria.min_stars
+        self._delay = config.delay
+
+    def check(self, conversation: Conversation, now: datetime) -> Eligibility:
+        """Evaluate every automatic-sync condition at ``now``; report all that fail."""
+        found: list[Reason] = []
+        if not self._enabled:
+            found.append(_DISABLED)
+        closed_at = conversation.closed_at
+        if closed_at is None or conversation.status is not _CLOSED:
+            found.append(_OPEN)
+        score = conversation.lead_score
+        needed = self._needed
+        if needed is not None and (score is None or score < needed):
+            criteria = self._criteria.value
             found.append(
                 blocker(
-                    "delay_pending",
-                    f"the synchronization delay has not passed; it passes at {due_at.isoformat()}",
-                    passes_at=due_at,
+                    "criteria_not_met",
+                    f"lead score {_stars(score)} does not meet the criteria {criteria!r}",
+                    score=score,
+                    criteria=criteria,
                 )
             )
-    email_problem = _email_blocker(conversation.email)
-    if email_problem is not None:
-        found.append(email_problem)
-    return Eligibility(tuple(found), due_at)
+        due_at = None
+        if closed_at is not None:
+            due_at = closed_at + self._delay
+            if now < due_at:
+                found.append(
+                    blocker(
+                        "delay_pending",
+                        "the synchronization delay has not passed; it passes at "
+                        + due_at.isoformat(),
+                        passes_at=due_at,
+                    )
+                )
+        visitor = conversation.visitor
+        email_problem = _email_blocker(visitor.email if visitor is not None else None)
+        if email_problem is not None:
+            found.append(email_problem)
+        return Eligibility(tuple(found) if found else (), due_at)
+
+
+def check_eligibility(conversation: Conversation, config: SyncConfig, now: datetime) -> Eligibility:
+    """Evaluate every automatic-sync condition at ``now``; report all that fail (to check many
+    conversations, compile an :class:`EligibilityRule` once)."""
+    return EligibilityRule(config).check(conversation, now)
 
 
 def check_manual(conversation: Conversation, config: SyncConfig) -> Eligibility:
@@ -123,7 +151,7 @@ def check_manual(conversation: Conversation, config: SyncConfig) -> Eligibility:
     email."""
     found: list[Reason] = []
     if not config.enabled:
-        found.append(blocker("integration_disabled", "the integration is switched off"))
+        found.append(_DISABLED)
     email_problem = _email_blocker(conversation.email)
     if email_problem is not None:
         found.append(email_problem)

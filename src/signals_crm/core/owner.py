@@ -17,6 +17,7 @@ Example: a meeting on Sally's calendar, Bob last routed, Jill closed, all mapped
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from operator import attrgetter
 
 import attrs
@@ -48,6 +49,17 @@ def _who(user: SignalsUser) -> str:
     return user.email or f"user {user.id}"
 
 
+# A step of the walk: role, label, getter of the participant, reason when absent, and the memo
+# of what each user (by id and email) came to: CRM user, reason, decision when met first.
+_Step = tuple[
+    Role,
+    str,
+    Callable[[Participants], "SignalsUser | None"],
+    Reason,
+    dict[tuple[str | None, str | None], tuple["str | None", Reason, "OwnerDecision"]],
+]
+
+
 class OwnerRule:
     """The lead-owner rule compiled for one configuration, to decide many conversations.
 
@@ -66,7 +78,7 @@ class OwnerRule:
         default_owner: str | None = None,
     ) -> None:
         self._users = users
-        self._steps = tuple(
+        self._steps: tuple[_Step, ...] = tuple(
             (role, label, attrgetter(label), _absent(label), {})
             for role, label in _PRIORITY
             if role in sources

@@ -32,7 +32,7 @@ from typing import Any
 import attrs
 
 from signals_crm.core.config import SyncConfig
-from signals_crm.core.criteria import Eligibility, check_eligibility, check_manual
+from signals_crm.core.criteria import Eligibility, EligibilityRule, check_manual
 from signals_crm.core.crm import (
     CampaignMembershipWrite,
     Capabilities,
@@ -54,7 +54,6 @@ from signals_crm.core.model import (
     PersonKind,
     PersonRecord,
     field_getter,
-    normalize_email,
 )
 from signals_crm.core.owner import OwnerDecision, OwnerRule
 from signals_crm.core.trace import Reason, info, warning
@@ -310,18 +309,20 @@ def plan_sync(
     # Each conversation with its verdict and, when it passes, its trimmed email.
     checked: list[tuple[Conversation, Eligibility, str | None]] = []
     emails: dict[str, None] = {}
+    rule = EligibilityRule(config) if automatic else None
     for conversation in conversations:
-        if automatic:
+        if rule is not None:
             assert now is not None  # noqa: S101  # narrowed above
-            verdict = check_eligibility(conversation, config, now)
+            verdict = rule.check(conversation, now)
         else:
             verdict = check_manual(conversation, config)
         email = conversation.email
         if verdict.blockers or email is None:
             checked.append((conversation, verdict, None))
         else:
-            emails.setdefault(normalize_email(email), None)
-            checked.append((conversation, verdict, email.strip()))
+            email = email.strip()
+            emails[email.lower()] = None  # normalize_email, once trimmed
+            checked.append((conversation, verdict, email))
 
     found: dict[str, tuple[PersonRecord, ...]] = {}
     if emails:
