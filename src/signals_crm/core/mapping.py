@@ -21,9 +21,8 @@ The rule:
 from __future__ import annotations
 
 import math
-import operator
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
@@ -38,6 +37,7 @@ __all__ = [
     "CompiledFields",
     "FieldPayload",
     "FieldSlot",
+    "RowReader",
     "build_create_fields",
     "build_update_fields",
     "is_empty",
@@ -226,13 +226,17 @@ def _check_field(
 
 
 class FieldSlot(NamedTuple):
-    """One mapping, resolved against the CRM's schema once: how to read its value, and where
-    (and whether) it is written."""
+    """One mapping, resolved against the CRM's schema once: where its value comes from, and
+    where (and whether) it is written."""
 
-    read: Callable[[Any], FieldValue]
+    source: str
     target: str  # the CRM field, spelled as the schema spells it when one is known
     field: FieldSchema | None  # ``None`` when no schema is known (or the field is refused)
     problem: Reason | None  # why the CRM would refuse the field: it is never written
+
+
+RowReader = Callable[[Sequence[str]], Callable[[Any], Sequence[FieldValue]]]
+"""Given the sources of a mapping set, a function reading all their values from a subject."""
 
 
 @attrs.frozen
@@ -240,21 +244,31 @@ class CompiledFields:
     """A mapping set worked out once against a schema, then applied to many subjects.
 
     Rules 2 to 5 read the schema the same way for every conversation, so the planner compiles
-    them once per batch: each slot knows its getter, its target's spelling and its field type;
-    each applicable placeholder its reason. ``reader`` turns a mapping's source into a getter
-    of the subject (a conversation, or a mapping of source → value).
+    them once per batch: each slot knows its target's spelling, field type or refusal; each
+    applicable placeholder its reason; ``read`` (made by a :data:`RowReader`) reads every
+    source of a subject (a conversation, or a mapping of source → value) at once.
     """
 
     slots: tuple[FieldSlot, ...]
-    for_update: bool
+    read: Callable[[Any], Sequence[FieldValue]]
+    schema_free: bool  # compiled without a schema: every slot is written as it is
     email_target: str | None = None
     placeholders: tuple[tuple[str, str, str, Reason], ...] = ()  # target, lower, value, why
+    targets: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
+    # A batch changes few distinct sets of fields: each set's reason, made once.
+    _changed: dict[tuple[str, ...], Reason] = attrs.field(
+        factory=dict, init=False, eq=False, repr=False
+    )
+
+    @targets.default
+    def _targets(self) -> tuple[str, ...]:
+        return tuple(slot.target for slot in self.slots)
 
     @classmethod
     def compile(
         cls,
         mappings: Iterable[FieldMapping],
-        reader: Callable[[str], Callable[[Any], FieldValue]],
+        reader: RowReader,
         *,
         for_update: bool,
         schema: ObjectSchema | None = None,
@@ -267,7 +281,7 @@ class CompiledFields:
                 continue
             field, problem = _check_field(mapping.target, schema, for_update=for_update)
             name = field.name if field is not None else mapping.target
-            slots.append(FieldSlot(reader(mapping.source), name, field, problem))
+            slots.append(FieldSlot(mapping.source, name, field, problem))
         email_target = None
         if email_field is not None:
             email_schema = schema.get(email_field) if schema is not None else None
@@ -282,30 +296,34 @@ class CompiledFields:
                 "placeholder_used", f"{name} is required and empty; placeholder {placeholder!r}"
             )
             filled.append((name, name.lower(), placeholder, why))
-        return cls(tuple(slots), for_update, email_target, tuple(filled))
+        read = reader([slot.source for slot in slots])
+        return cls(tuple(slots), read, schema is None, email_target, tuple(filled))
 
     def values(self, subject: Any, trace: list[Reason]) -> dict[str, FieldValue]:
         """CRM field → value of every slot that applies (rules 2 and 5)."""
         out: dict[str, FieldValue] = {}
-        for read, target, field, problem in self.slots:
-            value = read(subject)
-            if value is None:
+        values = self.read(subject)
+        if self.schema_free:  # nothing to check: the hot path of a batch, kept bare
+            for target, value in zip(self.targets, values, strict=True):
+                if value.__class__ is str:
+                    value = value.strip()  # noqa: PLW2901
+                    if value:
+                        out[target] = value
+                elif value is not None:
+                    out[target] = value
+            return out
+        for value, (_, target, field, problem) in zip(values, self.slots, strict=True):
+            if is_empty(value):
                 continue
-            if value.__class__ is str:
-                value = value.strip()
-                if not value:
-                    continue
-            if field is None:
+            if field is None:  # refused by the schema
                 if problem is not None:
                     trace.append(problem)
-                else:  # no schema: nothing to check
-                    out[target] = value
                 continue
-            value, note = _fit(value, field)
+            fitted, note = _fit(value.strip() if isinstance(value, str) else value, field)
             if note is not None:
                 trace.append(note)
-            if not is_empty(value):
-                out[target] = value
+            if not is_empty(fitted):
+                out[target] = fitted
         return out
 
     def create(self, subject: Any, email: str | None = None) -> FieldPayload:
@@ -341,15 +359,20 @@ class CompiledFields:
             if not same_value(value, theirs):
                 fields[name] = value
         if fields:
-            names = sorted(fields)
-            trace.append(info("update_fields", f"overwriting {', '.join(names)}", fields=names))
+            changed = tuple(fields)
+            reason = self._changed.get(changed)
+            if reason is None:
+                names = tuple(sorted(changed))
+                reason = info("update_fields", f"overwriting {', '.join(names)}", fields=names)
+                self._changed[changed] = reason
+            trace.append(reason)
         else:
             trace.append(_UNCHANGED)
         return FieldPayload(fields, tuple(trace))
 
 
-def _from_values(source: str) -> Callable[[Mapping[str, FieldValue]], FieldValue]:
-    return operator.methodcaller("get", source)
+def _from_values(sources: Sequence[str]) -> Callable[[Mapping[str, FieldValue]], list[FieldValue]]:
+    return lambda values: [values.get(source) for source in sources]
 
 
 def build_create_fields(

@@ -64,6 +64,7 @@ def best_record(records: Iterable[PersonRecord]) -> PersonRecord:
     return max(ordered, key=lambda r: recency(r.last_modified))
 
 
+_CONTACT = PersonKind.CONTACT
 _NOTHING_FOUND = MatchDecision(
     MatchOutcome.CREATE,
     None,
@@ -84,18 +85,25 @@ def decide_match(
     if not records:
         return _NOTHING_FOUND
     key = normalize_email(email)
-    found = [r for r in records if r.email is not None and normalize_email(r.email) == key]
-    people: list[PersonRecord] = []
+    people: list[PersonRecord] = []  # rule 2's candidates
     converted: list[PersonRecord] = []
-    for record in found:
-        if record.kind is person_kind:
+    contacts: list[PersonRecord] = []
+    for record in records:
+        theirs = record.email
+        if theirs is None or normalize_email(theirs) != key:
+            continue
+        kind = record.kind
+        if kind is person_kind:
             (converted if record.is_converted else people).append(record)
+        if kind is _CONTACT:
+            contacts.append(record)
+    label = person_kind._value_  # its value, without the enum's property
     trace: list[Reason] = []
     if converted:
         trace.append(
             info(
                 "converted_ignored",
-                f"{len(converted)} converted {person_kind.value}(s) with this email ignored",
+                f"{len(converted)} converted {label}(s) with this email ignored",
             )
         )
     if people:
@@ -105,16 +113,15 @@ def decide_match(
             trace.append(
                 info(
                     "match_ambiguous",
-                    f"{len(people)} {person_kind.value}s share this email; updating the most "
+                    f"{len(people)} {label}s share this email; updating the most "
                     f"recently modified, {best.id}",
                     candidates=sorted(r.id for r in people),
                 )
             )
-        trace.append(Reason("match_update", f"existing {person_kind.value} {best.id} matched"))
+        trace.append(Reason("match_update", f"existing {label} {best.id} matched"))
         return MatchDecision(MatchOutcome.UPDATE, best, ambiguous, tuple(trace))
 
     if separate_contacts:
-        contacts = [r for r in found if r.kind is PersonKind.CONTACT]
         if not contacts and policy is ContactPolicy.ATTACH:
             contacts = [
                 PersonRecord(
@@ -131,7 +138,7 @@ def decide_match(
                     info("converted_contact", "the converted lead's contact stands for the visitor")
                 )
         if contacts:
-            best = best_record(contacts)
+            best = best_record(contacts) if len(contacts) > 1 else contacts[0]
             ambiguous = len(contacts) > 1
             if policy is ContactPolicy.ATTACH:
                 trace.append(

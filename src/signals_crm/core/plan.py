@@ -53,7 +53,7 @@ from signals_crm.core.model import (
     ObjectSchema,
     PersonKind,
     PersonRecord,
-    field_getter,
+    fields_reader,
 )
 from signals_crm.core.owner import OwnerDecision, OwnerRule
 from signals_crm.core.trace import Reason, info, warning
@@ -260,13 +260,13 @@ class _Compiled:
             mode,
             CompiledFields.compile(
                 mappings,
-                field_getter,
+                fields_reader,
                 for_update=False,
                 schema=schema,
                 placeholders=config.placeholders,
                 email_field=capabilities.email_field,
             ),
-            CompiledFields.compile(mappings, field_getter, for_update=True, schema=schema),
+            CompiledFields.compile(mappings, fields_reader, for_update=True, schema=schema),
             OwnerRule(config.owner_sources, config.users, config.default_owner),
             tuple(config.task_kinds),  # a tuple: membership by identity, no enum hashing
             config.task_kinds >= frozenset(ActivityKind),
@@ -487,10 +487,8 @@ def _plan_one(
     )
 
 
-_TASK_PLANNED = {
-    ActivityKind.CHAT_TRANSCRIPT: info("task_planned", "a task for the chat transcript"),
-    ActivityKind.MEETING_BOOKED: info("task_planned", "a task for the booked meeting"),
-}
+_TRANSCRIPT_TASK = info("task_planned", "a task for the chat transcript")
+_MEETING_TASK = info("task_planned", "a task for the booked meeting")
 _OWNER_UNTOUCHED = info("owner_untouched", "an update never changes the owner or campaign")
 _NO_TASKS_MANUAL = info("no_tasks_manual", "a manual sync creates no tasks")
 
@@ -543,6 +541,7 @@ def _tasks(
         trace.append(compiled.tasks_unsupported)
         return
     cid = conversation.id
+    prefix = f"{cid}:{_TASK}:"
     limit = capabilities.max_task_body_length
     for activity in activities:
         chosen = activity
@@ -557,7 +556,7 @@ def _tasks(
             )
         commands.append(
             Command(  # positional, in the order of Command's fields (built per task)
-                f"{cid}:{_TASK}:{activity.key}",
+                prefix + activity.key,
                 CommandKind.CREATE_TASK,
                 cid,
                 email,
@@ -568,4 +567,6 @@ def _tasks(
                 task_marker(cid, activity.key),
             )
         )
-        trace.append(_TASK_PLANNED[activity.kind])
+        trace.append(
+            _TRANSCRIPT_TASK if activity.kind is ActivityKind.CHAT_TRANSCRIPT else _MEETING_TASK
+        )
