@@ -306,8 +306,10 @@ def plan_sync(
     automatic = mode is SyncMode.AUTOMATIC
     if automatic and now is None:
         raise PlanningError("an automatic sync plan needs 'now'")
-    # Each conversation with its verdict and, when it passes, its trimmed email.
-    checked: list[tuple[Conversation, Eligibility, str | None]] = []
+    # Each conversation's verdict and, when it passes, its trimmed email (two lists, not a
+    # tuple per conversation: fewer objects for the garbage collector to track).
+    verdicts: list[Eligibility] = []
+    passing: list[str | None] = []
     emails: dict[str, None] = {}
     rule = EligibilityRule(config) if automatic else None
     for conversation in conversations:
@@ -316,21 +318,22 @@ def plan_sync(
             verdict = rule.check(conversation, now)
         else:
             verdict = check_manual(conversation, config)
+        verdicts.append(verdict)
         email = conversation.email
         if verdict.blockers or email is None:
-            checked.append((conversation, verdict, None))
+            passing.append(None)
         else:
             email = email.strip()
             emails[email.lower()] = None  # normalize_email, once trimmed
-            checked.append((conversation, verdict, email))
+            passing.append(email)
 
-    found: dict[str, tuple[PersonRecord, ...]] = {}
+    found: dict[str, Sequence[PersonRecord]] = {}
     if emails:
         request = FindPeople(tuple(emails), _person_fields(config, capabilities))
         answer = yield request
         if answer is None or len(answer) != len(request.emails):
             raise PlanningError("FindPeople must be answered with one result per email")
-        found = dict(zip(request.emails, (tuple(a) for a in answer), strict=True))
+        found = dict(zip(request.emails, answer, strict=True))
         if schema is None and capabilities.supports_describe:
             schema = yield DescribeObject(capabilities.person_object)
             if not isinstance(schema, ObjectSchema):
@@ -340,39 +343,41 @@ def plan_sync(
     resumed = created or {}
     pending: dict[str, Command] = {}  # normalized email → the create planned for it
     plans: list[Plan] = []
-    for conversation, verdict, email in checked:
+    for conversation, verdict, email in zip(conversations, verdicts, passing, strict=True):
         if email is None:
             plans.append(
-                Plan(
-                    conversation_id=conversation.id,
-                    mode=mode,
-                    email=conversation.email,
-                    eligibility=verdict,
-                    outcome=PlanOutcome.SKIPPED,
-                    trace=verdict.blockers,
+                Plan(  # positional, in the order of Plan's fields
+                    conversation.id,
+                    mode,
+                    conversation.email,
+                    verdict,
+                    PlanOutcome.SKIPPED,
+                    (),  # no commands
+                    None,  # no match
+                    None,  # no owner
+                    verdict.blockers,
                 )
             )
         else:
             plans.append(
-                _plan_one(
+                _plan_one(  # positional: called per conversation
                     conversation,
                     verdict,
                     email,
-                    found=found,
-                    pending=pending,
-                    resumed=resumed.get(conversation.id),
-                    compiled=compiled,
+                    found,
+                    pending,
+                    resumed.get(conversation.id) if resumed else None,
+                    compiled,
                 )
             )
     return tuple(plans)
 
 
-def _plan_one(
+def _plan_one(  # noqa: PLR0917  # positional: called per conversation
     conversation: Conversation,
     verdict: Eligibility,
     email: str,
-    *,
-    found: Mapping[str, tuple[PersonRecord, ...]],
+    found: Mapping[str, Sequence[PersonRecord]],
     pending: dict[str, Command],
     resumed: str | None,
     compiled: _Compiled,
@@ -402,9 +407,9 @@ def _plan_one(
             email,
             person,
             earlier.fields,
-            commands=commands,
-            trace=trace,
-            compiled=compiled,
+            commands,
+            trace,
+            compiled,
         )
     else:
         records = found.get(email_key, ())
@@ -429,9 +434,9 @@ def _plan_one(
                 email,
                 person,
                 match.record.fields,
-                commands=commands,
-                trace=trace,
-                compiled=compiled,
+                commands,
+                trace,
+                compiled,
             )
             trace.append(_OWNER_UNTOUCHED)
         elif match.outcome is MatchOutcome.ATTACH_CONTACT:
@@ -479,7 +484,7 @@ def _plan_one(
     if compiled.mode is SyncMode.MANUAL:
         trace.append(_NO_TASKS_MANUAL)
     else:
-        _tasks(conversation, email, person, commands=commands, trace=trace, compiled=compiled)
+        _tasks(conversation, email, person, commands, trace, compiled)
     # Positional arguments, in the order of Plan's fields: keyword matching costs more than
     # building the value, and this is built once per conversation.
     return Plan(
@@ -493,12 +498,11 @@ _OWNER_UNTOUCHED = info("owner_untouched", "an update never changes the owner or
 _NO_TASKS_MANUAL = info("no_tasks_manual", "a manual sync creates no tasks")
 
 
-def _update(
+def _update(  # noqa: PLR0917  # positional: called per update
     conversation: Conversation,
     email: str,
     person: PersonRef,
     current: Mapping[str, FieldValue],
-    *,
     commands: list[Command],
     trace: list[Reason],
     compiled: _Compiled,
@@ -521,11 +525,10 @@ def _update(
     return PlanOutcome.UPDATE
 
 
-def _tasks(
+def _tasks(  # noqa: PLR0917  # positional: called per conversation
     conversation: Conversation,
     email: str,
     person: PersonRef,
-    *,
     commands: list[Command],
     trace: list[Reason],
     compiled: _Compiled,
