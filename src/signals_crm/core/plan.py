@@ -146,8 +146,13 @@ class Command:
     fields: Mapping[str, FieldValue] = attrs.field(factory=dict)
     owner_id: str | None = None
     activity: Activity | None = None
-    marker: str | None = None
     campaign_id: str | None = None
+
+    @property
+    def marker(self) -> str | None:
+        """A task's marker (:func:`task_marker` of its activity); ``None`` for other kinds."""
+        activity = self.activity
+        return None if activity is None else task_marker(self.conversation_id, activity.key)
 
     @property
     def depends_on(self) -> str | None:
@@ -169,17 +174,18 @@ class Command:
         )
 
     def to_task_write(self, person_id: str) -> TaskWrite:
-        if self.activity is None or self.marker is None:
+        activity = self.activity
+        if activity is None:
             raise PlanningError(f"command {self.key} is not a task")
         return TaskWrite(
             key=self.key,
             person_id=person_id,
             person_kind=self.person.kind,
-            activity_kind=self.activity.kind,
-            subject=self.activity.subject,
-            body=self.activity.body,
-            marker=self.marker,
-            activity_date=self.activity.activity_date,
+            activity_kind=activity.kind,
+            subject=activity.subject,
+            body=activity.body,
+            marker=task_marker(self.conversation_id, activity.key),
+            activity_date=activity.activity_date,
         )
 
     def to_membership_write(self, person_id: str) -> CampaignMembershipWrite:
@@ -475,7 +481,6 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
                             _NO_FIELDS,
                             None,  # no owner
                             None,  # no activity
-                            None,  # no marker
                             config.campaign_id,
                         )
                     )
@@ -567,7 +572,6 @@ def _tasks(  # noqa: PLR0917  # positional: called per conversation
                 _NO_FIELDS,
                 None,  # no owner
                 chosen,
-                task_marker(cid, activity.key),
             )
         )
         trace.append(
