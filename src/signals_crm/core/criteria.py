@@ -73,14 +73,11 @@ class Eligibility:
         return max(b.passes_at for b in self.blockers if b.passes_at is not None)
 
 
-def _email_blocker(email: str | None) -> Reason | None:
+def _email_problem(email: str | None) -> Reason:
+    """Why ``email`` cannot be synced (it is missing or not a valid address)."""
     if email is None or not email.strip():
         return _NO_EMAIL
-    if not is_valid_email(email):
-        return blocker(
-            "invalid_email", f"the visitor's email {email.strip()!r} is not a valid address"
-        )
-    return None
+    return blocker("invalid_email", f"the visitor's email {email.strip()!r} is not a valid address")
 
 
 _DISABLED = blocker("integration_disabled", "the integration is switched off")
@@ -134,9 +131,9 @@ class EligibilityRule:
                     )
                 )
         visitor = conversation.visitor
-        email_problem = _email_blocker(visitor.email if visitor is not None else None)
-        if email_problem is not None:
-            found.append(email_problem)
+        email = visitor.email if visitor is not None else None
+        if not is_valid_email(email):
+            found.append(_email_problem(email))
         return Eligibility(tuple(found) if found else (), due_at)
 
 
@@ -152,7 +149,7 @@ def check_manual(conversation: Conversation, config: SyncConfig) -> Eligibility:
     found: list[Reason] = []
     if not config.enabled:
         found.append(_DISABLED)
-    email_problem = _email_blocker(conversation.email)
-    if email_problem is not None:
-        found.append(email_problem)
+    email = conversation.email
+    if not is_valid_email(email):
+        found.append(_email_problem(email))
     return Eligibility(tuple(found), None)

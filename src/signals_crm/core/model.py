@@ -61,9 +61,13 @@ def _fail(path: str, message: str) -> ConfigurationError:
 # ------------------------------------------------------------------------------------------------
 # Emails
 
+# The whole address at most 254 characters, the local part at most 64 (the lookaheads), then
+# a dot-atom local part and a domain of letter-digit-hyphen labels with a 2-63 letter TLD.
 _EMAIL_RE = re.compile(
-    r"""^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"""
-    r"""@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"""
+    r"""(?=.{1,254}\Z)(?=[^@]{1,64}@)"""
+    r"""[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"""
+    r"""@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}""",
+    re.DOTALL,
 )
 
 
@@ -82,14 +86,7 @@ def is_valid_email(email: str | None) -> bool:
     quoted local parts, no IP-literal domains, at most 254 characters. This is what both CRMs
     accept in their email fields.
     """
-    if email is None:
-        return False
-    candidate = email.strip()
-    if not candidate or len(candidate) > 254:
-        return False
-    if candidate.find("@") > 64:  # the local part (without an "@" the pattern fails anyway)
-        return False
-    return _EMAIL_RE.match(candidate) is not None
+    return email is not None and _EMAIL_RE.fullmatch(email.strip()) is not None
 
 
 # ------------------------------------------------------------------------------------------------
