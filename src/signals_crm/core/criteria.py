@@ -73,6 +73,18 @@ class Eligibility:
         return max(b.passes_at for b in self.blockers if b.passes_at is not None)
 
 
+_SCORES = (0, 1, 2, 3)  # the lead scores a conversation can have; None is unscored
+
+
+def _criteria_blocker(score: int | None, criteria: Criteria) -> Reason:
+    return blocker(
+        "criteria_not_met",
+        f"lead score {_stars(score)} does not meet the criteria {criteria.value!r}",
+        score=score,
+        criteria=criteria.value,
+    )
+
+
 def _email_problem(email: str | None) -> Reason:
     """Why ``email`` cannot be synced (it is missing or not a valid address)."""
     if email is None or not email.strip():
@@ -88,15 +100,19 @@ _CLOSED = ConversationStatus.CLOSED
 
 class EligibilityRule:
     """The automatic-sync rule compiled for one configuration, to check many conversations:
-    the criteria's threshold and the delay are read once."""
+    the delay is read once, and the criteria's verdict on each possible score is made once."""
 
-    __slots__ = ("_criteria", "_delay", "_enabled", "_needed")
+    __slots__ = ("_delay", "_enabled", "_short")
 
     def __init__(self, config: SyncConfig) -> None:
         self._enabled = config.enabled
-        self._criteria = config.criteria
-        self._needed = config.criteria.min_stars
         self._delay = config.delay
+        # Lead score → the criteria blocker, for the scores that fall short.
+        self._short = {
+            score: _criteria_blocker(score, config.criteria)
+            for score in (None, *_SCORES)
+            if not meets_criteria(score, config.criteria)
+        }
 
     def check(self, conversation: Conversation, now: datetime) -> Eligibility:
         """Evaluate every automatic-sync condition at ``now``; report all that fail."""
@@ -106,18 +122,9 @@ class EligibilityRule:
         closed_at = conversation.closed_at
         if closed_at is None or conversation.status is not _CLOSED:
             found.append(_OPEN)
-        score = conversation.lead_score
-        needed = self._needed
-        if needed is not None and (score is None or score < needed):
-            criteria = self._criteria.value
-            found.append(
-                blocker(
-                    "criteria_not_met",
-                    f"lead score {_stars(score)} does not meet the criteria {criteria!r}",
-                    score=score,
-                    criteria=criteria,
-                )
-            )
+        short = self._short.get(conversation.lead_score)
+        if short is not None:
+            found.append(short)
         due_at = None
         if closed_at is not None:
             due_at = closed_at + self._delay
