@@ -34,7 +34,7 @@ from signals_crm.core.model import (
     Visitor,
 )
 from signals_crm.core.ownership import OwnershipPath, OwnershipResult
-from signals_crm.core.plan import Plan, PlanOutcome, SyncMode
+from signals_crm.core.plan import Plan, Planner, PlanOutcome, SyncMode, plan_sync
 from signals_crm.engine import AsyncIntegration, DryRun, Integration, SyncReport
 from signals_crm.exceptions import (
     AdapterError,
@@ -90,6 +90,7 @@ __all__ = [
     "PersonKind",
     "Plan",
     "PlanOutcome",
+    "Planner",
     "PlanningError",
     "Problem",
     "RateLimitedError",
@@ -106,4 +107,5 @@ __all__ = [
     "__version__",
     "load_settings",
     "parse_webhook",
+    "plan_sync",
 ]

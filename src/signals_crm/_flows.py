@@ -12,7 +12,7 @@ How one batch of conversations is synced (:func:`sync_batch`):
    ambiguous answer) are looked up in the CRM — person by email, task by marker, membership by
    campaign and person — before anything else: found → CONFIRMED with its id, absent →
    PLANNED. Nothing of unknown outcome is ever sent again without this read.
-2. **Plan** with the core (:func:`~signals_crm.core.plan.plan_sync`), telling it which person
+2. **Plan** with the core (a :class:`~signals_crm.core.plan.Planner`), telling it which person
    records this very sync already created, so an interrupted sync is finished, not re-decided.
 3. **Write in dependency order**, each kind in one adapter call (adapters batch by their
    largest size): person creates, then updates, then tasks and campaign memberships (which need
@@ -58,9 +58,9 @@ from signals_crm.core.plan import (
     Command,
     CommandKind,
     Plan,
+    Planner,
     PlanOutcome,
     SyncMode,
-    plan_sync,
     task_marker,
 )
 from signals_crm.core.trace import Reason, info, warning
@@ -651,8 +651,7 @@ def write_phase(commands: Sequence[Command], batch: _Batch, caps: Capabilities) 
 
 def plan_batch(
     conversations: Sequence[Conversation],
-    config: SyncConfig,
-    caps: Capabilities,
+    planner: Planner,
     *,
     now: datetime,
     mode: SyncMode,
@@ -662,7 +661,7 @@ def plan_batch(
 ) -> Flow:
     """Plan with the core, answering its lookups through the adapter."""
     plans: tuple[Plan, ...] = yield from (reader or Reader()).lookups(
-        plan_sync(conversations, config, caps, now=now, mode=mode, schema=schema, created=created)
+        planner.plan(conversations, now=now, mode=mode, schema=schema, created=created)
     )
     return plans
 
@@ -711,8 +710,7 @@ def _adopt_match(plan: Plan, batch: _Batch) -> Plan:
 
 def sync_batch(
     conversations: Sequence[Conversation],
-    config: SyncConfig,
-    caps: Capabilities,
+    planner: Planner,
     ledger: Ledger,
     *,
     now: datetime,
@@ -724,6 +722,7 @@ def sync_batch(
     lease: timedelta = timedelta(minutes=10),
 ) -> Generator[Call | Sleep, Any, BatchResult]:
     """Sync a batch of conversations (module doc); one outcome per distinct conversation."""
+    config, caps = planner.config, planner.capabilities
     conversations = list({c.id: c for c in conversations}.values())  # a repeat: the last wins
     reader = Reader(retry, random)
     batch = _Batch(
@@ -740,8 +739,7 @@ def sync_batch(
     resumed = {key.removesuffix(":person"): crm_id for key, crm_id in batch.created.items()}
     planned: tuple[Plan, ...] = yield from plan_batch(
         conversations,
-        config,
-        caps,
+        planner,
         now=now,
         mode=mode,
         schema=schema,
@@ -755,7 +753,7 @@ def sync_batch(
     if fresh:
         # Creates the CRM just refused as duplicates: plan again, the lookup may find them now.
         replanned: tuple[Plan, ...] = yield from plan_batch(
-            fresh, config, caps, now=now, mode=mode, schema=schema, reader=reader
+            fresh, planner, now=now, mode=mode, schema=schema, reader=reader
         )
         for plan in replanned:
             plans[plan.conversation_id] = _adopt_match(_keyed_updates(plan), batch)

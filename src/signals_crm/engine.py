@@ -53,7 +53,7 @@ from signals_crm.core.crm import Capabilities, FindPeople
 from signals_crm.core.explain import Explanation, LedgerFacts, explain_plan
 from signals_crm.core.model import Company, Conversation, CRMUser, ObjectSchema, SignalsUser
 from signals_crm.core.ownership import OwnershipResult, normalize_domain
-from signals_crm.core.plan import Plan, SyncMode, plan_sync
+from signals_crm.core.plan import Plan, Planner, SyncMode, plan_sync
 from signals_crm.core.users import UserMappingProposal, propose_user_mapping
 from signals_crm.exceptions import (
     AdapterError,
@@ -253,6 +253,7 @@ class _IntegrationBase:
         self._owner_ttl = owner_cache_ttl
         self._owner_cache: dict[str, tuple[datetime, OwnershipResult]] = {}
         self._schema: ObjectSchema | None = None
+        self._planner_kept: Planner | None = None
         self._preflight: list[Problem] | None = None
         self._calls = 0
         self._reader = Reader(self.retry, self._random)
@@ -268,6 +269,14 @@ class _IntegrationBase:
     @property
     def capabilities(self) -> Capabilities:
         return self._caps
+
+    def _planner(self) -> Planner:
+        """The planner of the current configuration (kept across batches; a new one when
+        ``config`` is replaced)."""
+        planner = self._planner_kept
+        if planner is None or planner.config is not self.config:
+            planner = self._planner_kept = Planner(self.config, self._caps)
+        return planner
 
     def conversation_closed(self, conversation: Conversation) -> DueSync | None:
         """Record that ``conversation`` closed: its sync is due at ``closed_at + delay``.
@@ -382,8 +391,7 @@ class _IntegrationBase:
     ) -> Generator[Call | Sleep, Any, BatchResult]:
         result: BatchResult = yield from sync_batch(
             conversations,
-            self.config,
-            self._caps,
+            self._planner(),
             self.ledger,
             now=now,
             mode=mode,
@@ -505,8 +513,7 @@ class _IntegrationBase:
         start = self._calls
         plans: tuple[Plan, ...] = yield from plan_batch(
             conversations,
-            self.config,
-            self._caps,
+            self._planner(),
             now=now or self._clock(),
             mode=mode,
             schema=self._schema,
@@ -522,8 +529,7 @@ class _IntegrationBase:
         if lookup:
             (plan,) = yield from plan_batch(
                 [conv],
-                self.config,
-                self._caps,
+                self._planner(),
                 now=now,
                 mode=SyncMode.AUTOMATIC,
                 schema=self._schema,

@@ -11,11 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from signals_crm.core.config import FieldMapping, SyncConfig
+from signals_crm.core.config import FieldMapping, FieldMappings, SyncConfig
 from signals_crm.core.criteria import EligibilityRule, check_eligibility
 from signals_crm.core.mapping import CompiledFields, build_update_fields
 from signals_crm.core.model import (
     Conversation,
+    FieldSchema,
+    FieldType,
+    ObjectSchema,
     Role,
     Visitor,
     field_getter,
@@ -23,9 +26,9 @@ from signals_crm.core.model import (
     is_valid_email,
 )
 from signals_crm.core.owner import OwnerRule, resolve_owner
-from signals_crm.core.plan import CommandKind, plan_sync, task_marker
+from signals_crm.core.plan import CommandKind, Planner, SyncMode, plan_sync, task_marker
 from signals_crm.testing import strategies as sst
-from signals_crm.testing.static import SALESFORCE_LIKE, run_with_state
+from signals_crm.testing.static import HUBSPOT_LIKE, SALESFORCE_LIKE, run_with_state
 
 PATHS = (
     *sst.SOURCE_FIELDS,
@@ -58,12 +61,38 @@ def test_fields_reader_survives_missing_parts():
     assert list(fields_reader(paths)(bare)) == [None, None, None, "c-1"]
 
 
-@given(sst.participants(), sst.user_mappings(), st.lists(st.sampled_from(list(Role)), unique=True))
-def test_owner_rule_remembers_nothing_a_fresh_rule_would_not_decide(people, users, sources):
-    """One rule resolving many conversations (memo warm) equals a fresh resolution each."""
+_PRIORITY = (Role.MEETING_SCHEDULER, Role.LAST_ROUTED, Role.CLOSER)
+
+
+def _expected_owner_codes(people, users, sources) -> list[str]:
+    """The owner trace's codes, worked out by hand from the rule."""
+    codes = []
+    for role in _PRIORITY:
+        if role not in sources:
+            continue
+        user = people.get(role)
+        if user is None:
+            codes.append("owner_source_absent")
+        elif users.crm_user_for(user) is None:
+            codes.append("owner_source_unmapped")
+        else:
+            return [*codes, "owner_chosen"]
+    return [*codes, "owner_default"]
+
+
+@given(
+    st.lists(sst.participants(), min_size=1, max_size=6),
+    sst.user_mappings(),
+    st.lists(st.sampled_from(list(Role)), unique=True),
+)
+def test_owner_rule_remembers_nothing_a_fresh_rule_would_not_decide(crowd, users, sources):
+    """One rule resolving many conversations (memo warm) gives each the full trace of its
+    own walk, as a fresh rule does."""
     rule = OwnerRule(tuple(sources), users, "005DEFAULT")
-    for _ in range(2):  # the second pass answers from the memo
-        assert rule.resolve(people) == resolve_owner(people, tuple(sources), users, "005DEFAULT")
+    for people in crowd * 2:  # the second pass answers from the memo
+        decision = rule.resolve(people)
+        assert [r.code for r in decision.trace] == _expected_owner_codes(people, users, sources)
+        assert decision == resolve_owner(people, tuple(sources), users, "005DEFAULT")
 
 
 @given(st.lists(sst.conversations(), min_size=1, max_size=6), sst.sync_configs(ownership=False))
@@ -130,3 +159,43 @@ def test_task_marker_is_derived_from_the_activity():
     assert task.marker == task_marker("c-9", "transcript") == "signals:c-9:transcript"
     assert task.to_task_write("00Q1").marker == task.marker
     assert all(c.marker is None for c in plan.commands if c.kind is not CommandKind.CREATE_TASK)
+
+
+@given(
+    st.lists(st.lists(sst.conversations(), max_size=4), min_size=1, max_size=3),
+    sst.sync_configs(ownership=False),
+    st.lists(sst.person_records(), max_size=4),
+    st.sampled_from([SALESFORCE_LIKE, HUBSPOT_LIKE]),
+    st.sampled_from(list(SyncMode)),
+)
+def test_a_kept_planner_plans_each_batch_as_plan_sync(batches, config, people, crm, mode):
+    """What a planner keeps from batch to batch never changes a plan."""
+    planner = Planner(config, crm)
+    for batch in batches:
+        now = sst.BASE_TIME
+        kept = run_with_state(planner.plan(batch, now=now, mode=mode), people=people)
+        fresh = run_with_state(plan_sync(batch, config, crm, now=now, mode=mode), people=people)
+        assert kept == fresh
+
+
+def test_a_planner_compiles_again_for_another_schema():
+    """A field the new schema makes shorter is truncated: nothing of the old schema is kept."""
+    config = SyncConfig(
+        mappings=FieldMappings(lead=(FieldMapping("contact.first_name", "FirstName"),))
+    )
+    conversation = Conversation(
+        id="c-1",
+        closed_at=sst.BASE_TIME,
+        visitor=Visitor(email="sally@example.com", first_name="Sally-Anne"),
+    )
+
+    def schema(length: int) -> ObjectSchema:
+        return ObjectSchema("Lead", (FieldSchema("FirstName", FieldType.STRING, length=length),))
+
+    planner = Planner(config, SALESFORCE_LIKE)
+    for length, expected in ((80, "Sally-Anne"), (5, "Sally"), (80, "Sally-Anne")):
+        (plan,) = run_with_state(
+            planner.plan([conversation], now=sst.BASE_TIME, schema=schema(length))
+        )
+        (create,) = plan.commands_of(CommandKind.CREATE_PERSON)
+        assert create.fields["FirstName"] == expected

@@ -65,6 +65,7 @@ __all__ = [
     "PersonRef",
     "Plan",
     "PlanOutcome",
+    "Planner",
     "SyncMode",
     "command_key",
     "plan_sync",
@@ -229,12 +230,13 @@ class Plan:
 @attrs.frozen
 class _Compiled:
     """What every conversation of a batch needs from the configuration, the capabilities, the
-    schema and the mode, worked out once per batch: compiled field maps, the task kinds, and
-    every reason that does not depend on the conversation."""
+    schema and the mode, worked out once: compiled field maps, the task kinds, and every reason
+    that does not depend on the conversation."""
 
     config: SyncConfig
     capabilities: Capabilities
     mode: SyncMode
+    schema: ObjectSchema | None
     create_fields: CompiledFields  # every mapping, for a new record
     update_fields: CompiledFields  # the overwrite mappings: all an update reads and writes
     owner_rule: OwnerRule
@@ -251,6 +253,7 @@ class _Compiled:
         capabilities: Capabilities,
         mode: SyncMode,
         schema: ObjectSchema | None,
+        owner_rule: OwnerRule,
     ) -> _Compiled:
         mappings = mapping_set_for(config.mappings, capabilities.person_kind)
         campaign_reason = None
@@ -264,6 +267,7 @@ class _Compiled:
             config,
             capabilities,
             mode,
+            schema,
             CompiledFields.compile(
                 mappings,
                 fields_reader,
@@ -273,7 +277,7 @@ class _Compiled:
                 email_field=capabilities.email_field,
             ),
             CompiledFields.compile(mappings, fields_reader, for_update=True, schema=schema),
-            OwnerRule(config.owner_sources, config.users, config.default_owner),
+            owner_rule,
             tuple(config.task_kinds),  # a tuple: membership by identity, no enum hashing
             config.task_kinds >= frozenset(ActivityKind),
             info("eligible", f"eligible for {mode.value} sync"),
@@ -289,6 +293,122 @@ def _person_fields(config: SyncConfig, capabilities: Capabilities) -> tuple[str,
         if m.overwrite:
             names.setdefault(m.target, None)
     return tuple(names)
+
+
+class Planner:
+    """Plans the syncs of one configuration into one CRM, batch after batch.
+
+    The rules are compiled once (the field maps per schema, the eligibility and lead-owner
+    rules), and what they work out along the way is kept for later batches: the reasons of
+    each Signals user's owner step, of each set of changed fields. A team has few users and a
+    CRM few changed-field sets, so this costs little memory and saves most of the work of
+    planning. :func:`plan_sync` is the one-batch form; the engine keeps a planner.
+
+    A planner is not tied to any IO and holds no lock: use one per thread or task.
+    """
+
+    __slots__ = ("_compiled", "_eligibility", "_fields", "_owner_rule", "capabilities", "config")
+
+    def __init__(self, config: SyncConfig, capabilities: Capabilities) -> None:
+        self.config = config
+        self.capabilities = capabilities
+        self._fields = _person_fields(config, capabilities)
+        self._eligibility = EligibilityRule(config)
+        self._owner_rule = OwnerRule(config.owner_sources, config.users, config.default_owner)
+        self._compiled: dict[SyncMode, _Compiled] = {}  # the last compiled, per mode
+
+    def __repr__(self) -> str:
+        return f"Planner(crm={self.capabilities.name!r})"
+
+    def _compile(self, mode: SyncMode, schema: ObjectSchema | None) -> _Compiled:
+        compiled = self._compiled.get(mode)
+        if compiled is None or compiled.schema is not schema:
+            compiled = _Compiled.build(
+                self.config, self.capabilities, mode, schema, self._owner_rule
+            )
+            self._compiled[mode] = compiled
+        return compiled
+
+    def plan(
+        self,
+        conversations: Sequence[Conversation],
+        *,
+        now: datetime | None = None,
+        mode: SyncMode = SyncMode.AUTOMATIC,
+        schema: ObjectSchema | None = None,
+        created: Mapping[str, str] | None = None,
+    ) -> Generator[Lookup, Any, tuple[Plan, ...]]:
+        """Plan the sync of ``conversations``: see :func:`plan_sync`."""
+        config = self.config
+        capabilities = self.capabilities
+        automatic = mode is SyncMode.AUTOMATIC
+        if automatic and now is None:
+            raise PlanningError("an automatic sync plan needs 'now'")
+        # Each conversation's verdict and, when it passes, its trimmed email (two lists, not a
+        # tuple per conversation: fewer objects for the garbage collector to track).
+        verdicts: list[Eligibility] = []
+        passing: list[str | None] = []
+        emails: dict[str, None] = {}
+        rule = self._eligibility if automatic else None
+        for conversation in conversations:
+            if rule is not None:
+                assert now is not None  # noqa: S101  # narrowed above
+                verdict = rule.check(conversation, now)
+            else:
+                verdict = check_manual(conversation, config)
+            verdicts.append(verdict)
+            email = conversation.email
+            if verdict.blockers or email is None:
+                passing.append(None)
+            else:
+                email = email.strip()
+                emails[email.lower()] = None  # normalize_email, once trimmed
+                passing.append(email)
+
+        found: dict[str, Sequence[PersonRecord]] = {}
+        if emails:
+            request = FindPeople(tuple(emails), self._fields)
+            answer = yield request
+            if answer is None or len(answer) != len(request.emails):
+                raise PlanningError("FindPeople must be answered with one result per email")
+            found = dict(zip(request.emails, answer, strict=True))
+            if schema is None and capabilities.supports_describe:
+                schema = yield DescribeObject(capabilities.person_object)
+                if not isinstance(schema, ObjectSchema):
+                    raise PlanningError("DescribeObject must be answered with an ObjectSchema")
+
+        compiled = self._compile(mode, schema)
+        resumed = created or {}
+        pending: dict[str, Command] = {}  # normalized email → the create planned for it
+        plans: list[Plan] = []
+        for conversation, verdict, email in zip(conversations, verdicts, passing, strict=True):
+            if email is None:
+                plans.append(
+                    Plan(  # positional, in the order of Plan's fields
+                        conversation.id,
+                        mode,
+                        conversation.email,
+                        verdict,
+                        PlanOutcome.SKIPPED,
+                        (),  # no commands
+                        None,  # no match
+                        None,  # no owner
+                        verdict.blockers,
+                    )
+                )
+            else:
+                plans.append(
+                    _plan_one(  # positional: called per conversation
+                        conversation,
+                        verdict,
+                        email,
+                        found,
+                        pending,
+                        resumed.get(conversation.id) if resumed else None,
+                        compiled,
+                    )
+                )
+        return tuple(plans)
 
 
 def plan_sync(
@@ -308,75 +428,12 @@ def plan_sync(
     this same sync already created: that conversation is planned as the create it was (same
     keys, so the engine skips what is done and finishes the rest, campaign included) instead
     of as a match on its own record.
+
+    This compiles the rules for one batch; to plan batch after batch, keep a :class:`Planner`.
     """
-    automatic = mode is SyncMode.AUTOMATIC
-    if automatic and now is None:
-        raise PlanningError("an automatic sync plan needs 'now'")
-    # Each conversation's verdict and, when it passes, its trimmed email (two lists, not a
-    # tuple per conversation: fewer objects for the garbage collector to track).
-    verdicts: list[Eligibility] = []
-    passing: list[str | None] = []
-    emails: dict[str, None] = {}
-    rule = EligibilityRule(config) if automatic else None
-    for conversation in conversations:
-        if rule is not None:
-            assert now is not None  # noqa: S101  # narrowed above
-            verdict = rule.check(conversation, now)
-        else:
-            verdict = check_manual(conversation, config)
-        verdicts.append(verdict)
-        email = conversation.email
-        if verdict.blockers or email is None:
-            passing.append(None)
-        else:
-            email = email.strip()
-            emails[email.lower()] = None  # normalize_email, once trimmed
-            passing.append(email)
-
-    found: dict[str, Sequence[PersonRecord]] = {}
-    if emails:
-        request = FindPeople(tuple(emails), _person_fields(config, capabilities))
-        answer = yield request
-        if answer is None or len(answer) != len(request.emails):
-            raise PlanningError("FindPeople must be answered with one result per email")
-        found = dict(zip(request.emails, answer, strict=True))
-        if schema is None and capabilities.supports_describe:
-            schema = yield DescribeObject(capabilities.person_object)
-            if not isinstance(schema, ObjectSchema):
-                raise PlanningError("DescribeObject must be answered with an ObjectSchema")
-
-    compiled = _Compiled.build(config, capabilities, mode, schema)
-    resumed = created or {}
-    pending: dict[str, Command] = {}  # normalized email → the create planned for it
-    plans: list[Plan] = []
-    for conversation, verdict, email in zip(conversations, verdicts, passing, strict=True):
-        if email is None:
-            plans.append(
-                Plan(  # positional, in the order of Plan's fields
-                    conversation.id,
-                    mode,
-                    conversation.email,
-                    verdict,
-                    PlanOutcome.SKIPPED,
-                    (),  # no commands
-                    None,  # no match
-                    None,  # no owner
-                    verdict.blockers,
-                )
-            )
-        else:
-            plans.append(
-                _plan_one(  # positional: called per conversation
-                    conversation,
-                    verdict,
-                    email,
-                    found,
-                    pending,
-                    resumed.get(conversation.id) if resumed else None,
-                    compiled,
-                )
-            )
-    return tuple(plans)
+    return Planner(config, capabilities).plan(
+        conversations, now=now, mode=mode, schema=schema, created=created
+    )
 
 
 def _plan_one(  # noqa: PLR0917  # positional: called per conversation
