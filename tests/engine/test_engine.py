@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import attrs
 import pytest
 
 from signals_crm._flows import OutcomeKind, RetryPolicy
@@ -341,6 +342,16 @@ def test_dry_run_writes_nothing(crm):
     assert plan.commands[0].fields["FirstName"] == "Lena"
     assert "create_person" in dry.as_text()
     assert crm.calls["create_people"] == 0
+
+
+def test_a_replaced_config_plans_with_the_new_rules(crm):
+    """The engine keeps its planner across batches, but never past a change of ``config``."""
+    sync = integration(crm)
+    (before,) = sync.dry_run([conv()], now=LATER).plans
+    sync.config = attrs.evolve(sync.config, mappings=FieldMappings())
+    (after,) = sync.dry_run([conv()], now=LATER).plans
+    assert before.commands[0].fields["FirstName"] == "Lena"
+    assert "FirstName" not in after.commands[0].fields
 
 
 def test_backfill_batches_calls(crm):
