@@ -243,8 +243,8 @@ RowReader = Callable[[Sequence[str]], Callable[[Any], Sequence[FieldValue]]]
 class CompiledFields:
     """A mapping set worked out once against a schema, then applied to many subjects.
 
-    Rules 2 to 5 read the schema the same way for every conversation, so the planner compiles
-    them once per batch: each slot knows its target's spelling, field type or refusal; each
+    Rules 2 to 5 read the schema the same way for every conversation, so a planner compiles
+    them once per schema: each slot knows its target's spelling, field type or refusal; each
     applicable placeholder its reason; ``read`` (made by a :data:`RowReader`) reads every
     source of a subject (a conversation, or a mapping of source → value) at once.
     """
@@ -255,7 +255,7 @@ class CompiledFields:
     email_target: str | None = None
     placeholders: tuple[tuple[str, str, str, Reason], ...] = ()  # target, lower, value, why
     targets: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
-    # A batch changes few distinct sets of fields: each set's reason, made once.
+    # Updates change few distinct sets of fields: each set's reason, made once.
     _changed: dict[tuple[str, ...], Reason] = attrs.field(
         factory=dict, init=False, eq=False, repr=False
     )

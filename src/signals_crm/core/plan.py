@@ -304,7 +304,8 @@ class Planner:
     CRM few changed-field sets, so this costs little memory and saves most of the work of
     planning. :func:`plan_sync` is the one-batch form; the engine keeps a planner.
 
-    A planner is not tied to any IO and holds no lock: use one per thread or task.
+    Like the rest of the core it does no IO. Threads may share one: what it keeps is only ever
+    added, and is the same whichever thread works it out first.
     """
 
     __slots__ = ("_compiled", "_eligibility", "_fields", "_owner_rule", "capabilities", "config")
