@@ -4,7 +4,8 @@
    every one with a chat transcript, a new Lead joining the campaign) through the real
    Salesforce adapter and the local Salesforce, counting HTTP requests. The minimum that batch
    sizes allow is one request per 200 of each kind: Lead lookups, Contact lookups, creates,
-   updates, tasks and memberships (plus the two preflight reads).
+   updates, tasks and memberships, plus the three preflight reads (the campaign check, the
+   Lead describe and the CRM users).
 2. Memory: the peak traced memory of the engine backfilling 10,000 and then 100,000 visitors
    into a CRM that stores nothing, with the SQLite ledger on disk; the ratio should stay near 1.
 
@@ -131,7 +132,9 @@ def measure_calls(count: int) -> None:
         ledger.close()
     created, updated = report.counts.get("created", 0), report.counts.get("updated", 0)
     per_kind = [count, count, created, updated, count, created]  # lookups x2, writes
-    minimum = sum(math.ceil(n / BATCH) for n in per_kind) + 2
+    minimum = (
+        sum(math.ceil(n / BATCH) for n in per_kind) + 3
+    )  # + preflight: campaign, describe, users
     print(f"visitors                     : {count:,} ({created:,} created, {updated:,} updated)")
     print(f"HTTP requests                : {transport.requests:,}")
     print(f"minimum the batch sizes allow: {minimum:,}")
