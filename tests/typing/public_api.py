@@ -17,14 +17,18 @@ from signals_crm import (
     IntegrationSettings,
     OutcomeKind,
     OwnershipResult,
+    Plan,
+    Planner,
     SyncConfig,
     SyncReport,
     Visitor,
     parse_webhook,
+    plan_sync,
 )
 from signals_crm.core.plan import SyncMode
 from signals_crm.ledger import MemoryLedger
 from signals_crm.testing import InMemoryCRM
+from signals_crm.testing.static import run_with_state
 
 
 def host_flow(payload: bytes) -> None:
@@ -53,3 +57,13 @@ def host_flow(payload: bytes) -> None:
     owner: OwnershipResult = integration.account_owner(Company(domain="acme.test"))
     dry = integration.dry_run([conversation], mode=SyncMode.MANUAL)
     print(created, text, manual.kind, owner.signals_user, dry.as_text())
+
+
+def planning_without_an_engine(conversations: list[Conversation], config: SyncConfig) -> None:
+    planner = Planner(config, InMemoryCRM().capabilities)
+    for batch in (conversations[:100], conversations[100:]):
+        plans: tuple[Plan, ...] = run_with_state(planner.plan(batch, now=datetime.now(UTC)))
+        one_shot = run_with_state(
+            plan_sync(batch, config, planner.capabilities, now=datetime.now(UTC))
+        )
+        assert plans == one_shot
