@@ -304,8 +304,9 @@ class Planner:
     CRM few changed-field sets, so this costs little memory and saves most of the work of
     planning. :func:`plan_sync` is the one-batch form; the engine keeps a planner.
 
-    Like the rest of the core it does no IO. Threads may share one: what it keeps is only ever
-    added, and is the same whichever thread works it out first.
+    Like the rest of the core it does no IO. Threads may share one: what it keeps only saves
+    work (any thread would work out the same), and each batch is planned with the rules it
+    started with.
     """
 
     __slots__ = ("_compiled", "_eligibility", "_fields", "_owner_rule", "capabilities", "config")
