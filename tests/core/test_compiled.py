@@ -12,10 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from signals_crm.core.config import FieldMapping, FieldMappings, SyncConfig
-from signals_crm.core.criteria import EligibilityRule, check_eligibility
+from signals_crm.core.criteria import EligibilityRule, check_eligibility, meets_criteria
 from signals_crm.core.mapping import CompiledFields, build_update_fields
 from signals_crm.core.model import (
     Conversation,
+    ConversationStatus,
     FieldSchema,
     FieldType,
     ObjectSchema,
@@ -97,10 +98,33 @@ def test_owner_rule_remembers_nothing_a_fresh_rule_would_not_decide(crowd, users
 
 @given(st.lists(sst.conversations(), min_size=1, max_size=6), sst.sync_configs(ownership=False))
 def test_eligibility_rule_equals_check_eligibility(conversations, config):
+    """One rule checking many conversations reports, for each, exactly its failing conditions
+    (worked out here by hand), as a one-off check does."""
     rule = EligibilityRule(config)
     for conversation in conversations:
         now = sst.BASE_TIME
-        assert rule.check(conversation, now) == check_eligibility(conversation, config, now)
+        verdict = rule.check(conversation, now)
+        assert verdict == check_eligibility(conversation, config, now)
+        assert verdict.codes == _expected_blockers(conversation, config, now)
+
+
+def _expected_blockers(conversation, config, now) -> tuple[str, ...]:
+    codes = []
+    if not config.enabled:
+        codes.append("integration_disabled")
+    closed_at = conversation.closed_at
+    if closed_at is None or conversation.status is not ConversationStatus.CLOSED:
+        codes.append("conversation_open")
+    if not meets_criteria(conversation.lead_score, config.criteria):
+        codes.append("criteria_not_met")
+    if closed_at is not None and now < closed_at + config.delay:
+        codes.append("delay_pending")
+    email = conversation.email
+    if email is None or not email.strip():
+        codes.append("no_email")
+    elif not is_valid_email(email):
+        codes.append("invalid_email")
+    return tuple(codes)
 
 
 @given(

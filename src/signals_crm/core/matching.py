@@ -97,7 +97,7 @@ def decide_match(
             (converted if record.is_converted else people).append(record)
         if kind is _CONTACT:
             contacts.append(record)
-    label = person_kind._value_  # its value, without the enum's property
+    label = person_kind.value
     trace: list[Reason] = []
     if converted:
         trace.append(
