@@ -845,10 +845,13 @@ def test_full_settings_round_trip() -> None:
 
 
 def test_toml_dump_is_readable() -> None:
-    """The TOML dump uses tables and arrays of tables, quoting keys only when needed."""
+    """The TOML dump uses tables and arrays of tables (short entries inline, as tomli-w writes
+    them), quoting keys only when needed."""
     text = IntegrationSettings.from_dict(full_settings()).to_toml()
     assert 'synchronization_delay = "15m"\n' in text
-    assert "[[field_mappings.lead]]\n" in text
+    assert "[field_mappings]\n" in text
+    assert '{ source = "contact.first_name", target = "FirstName", overwrite = true },\n' in text
+    assert "[[user_mapping]]\n" in text
     assert "[[ownership_rules]]\n" in text
     assert '[segments."named accounts"]\n' in text
     assert "[[segments.enterprise.conditions]]\n" in text

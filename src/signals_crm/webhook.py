@@ -60,6 +60,7 @@ from signals_crm.core.model import (
     Visitor,
 )
 from signals_crm.exceptions import ConfigurationError, Problem, WebhookError
+from signals_crm.settings._problems import key_path, kind
 
 __all__ = ["WebhookEvent", "parse_webhook", "parse_webhook_event"]
 
@@ -92,45 +93,55 @@ class _Reader:
     def fail(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
 
-    def table(self, data: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any] | None:
+    def raise_problems(self) -> None:
+        """Raise every problem found so far as one :class:`WebhookError`."""
+        if self.problems:
+            raise WebhookError(self.problems)
+
+    def table(self, data: Mapping[str, Any], base: str, key: str) -> Mapping[str, Any] | None:
         value = data.get(key)
+        path = key_path(base, key)
         if value is None or isinstance(value, Mapping):
             return value
-        self.fail(path, f"must be an object, not {_kind(value)}")
+        self.fail(path, f"must be an object, not {kind(value)}")
         return None
 
-    def text(self, data: Mapping[str, Any], key: str, path: str) -> str | None:
+    def text(self, data: Mapping[str, Any], base: str, key: str) -> str | None:
         value = data.get(key)
+        path = key_path(base, key)
         if value is None or isinstance(value, str):
             return value
-        self.fail(path, f"must be text, not {_kind(value)}")
+        self.fail(path, f"must be text, not {kind(value)}")
         return None
 
-    def ident(self, data: Mapping[str, Any], key: str, path: str) -> str | None:
+    def ident(self, data: Mapping[str, Any], base: str, key: str) -> str | None:
         value = data.get(key)
+        path = key_path(base, key)
         if isinstance(value, int) and not isinstance(value, bool):
             return str(value)
         if value is None:
             return None
         if isinstance(value, str):
             return value.strip() or None
-        self.fail(path, f"must be an integer id, not {_kind(value)}")
+        self.fail(path, f"must be an integer id, not {kind(value)}")
         return None
 
-    def minutes(self, data: Mapping[str, Any], key: str, path: str) -> int | None:
+    def minutes(self, data: Mapping[str, Any], base: str, key: str) -> int | None:
         value = data.get(key)
+        path = key_path(base, key)
         if value is None:
             return None
         if not isinstance(value, int) or isinstance(value, bool):
-            self.fail(path, f"must be a whole number of minutes, not {_kind(value)}")
+            self.fail(path, f"must be a whole number of minutes, not {kind(value)}")
             return None
         if value < 0:
             self.fail(path, "must not be negative")
             return None
         return value
 
-    def day(self, data: Mapping[str, Any], key: str, path: str) -> date | None:
-        value = self.text(data, key, path)
+    def day(self, data: Mapping[str, Any], base: str, key: str) -> date | None:
+        path = key_path(base, key)
+        value = self.text(data, base, key)
         if not value:
             return None
         parsed = None
@@ -143,8 +154,9 @@ class _Reader:
             self.fail(path, f"must be a date as YYYY-MM-DD, not {value!r}")
         return parsed
 
-    def moment(self, data: Mapping[str, Any], key: str, path: str) -> datetime | None:
-        value = self.text(data, key, path)
+    def moment(self, data: Mapping[str, Any], base: str, key: str) -> datetime | None:
+        path = key_path(base, key)
+        value = self.text(data, base, key)
         if not value:
             return None
         try:
@@ -153,20 +165,6 @@ class _Reader:
             self.fail(path, f"must be an ISO-8601 date-time, not {value!r}")
             return None
         return parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=UTC)
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return "an array"
-    return type(value).__name__
 
 
 def _reject_constant(name: str) -> float:
@@ -180,9 +178,7 @@ def _decode(payload: Payload) -> Mapping[str, Any]:
         except (ValueError, UnicodeDecodeError) as exc:
             raise WebhookError([Problem("", f"not valid JSON: {exc}")]) from exc
     if not isinstance(payload, Mapping):
-        raise WebhookError(
-            [Problem("", f"the payload must be a JSON object, not {_kind(payload)}")]
-        )
+        raise WebhookError([Problem("", f"the payload must be a JSON object, not {kind(payload)}")])
     return payload
 
 
@@ -194,7 +190,7 @@ def _read_event(
         read.fail("event", "required")
         return None
     if not isinstance(value, str):
-        read.fail("event", f"must be text, not {_kind(value)}")
+        read.fail("event", f"must be text, not {kind(value)}")
         return None
     try:
         return WebhookEvent(value)
@@ -213,8 +209,7 @@ def parse_webhook_event(payload: Payload) -> WebhookEvent | None:
     """
     read = _Reader()
     event = _read_event(read, _decode(payload), unknown_is_problem=False)
-    if read.problems:
-        raise WebhookError(read.problems)
+    read.raise_problems()
     return event
 
 
@@ -235,14 +230,13 @@ def parse_webhook(
     data = _decode(payload)
     read = _Reader()
     event = _read_event(read, data, unknown_is_problem=True)
-    chat = read.table(data, "chat", "chat") or {}
-    transcript = read.text(chat, "transcript", "chat.transcript")
-    traffic = Traffic(**{k: read.text(chat, k, f"chat.{k}") for k in _TRAFFIC})
+    chat = read.table(data, "", "chat") or {}
+    transcript = read.text(chat, "chat", "transcript")
+    traffic = Traffic(**{k: read.text(chat, "chat", k) for k in _TRAFFIC})
     meeting = _meeting(read, chat)
     participants = _participants(read, chat)
     visitor = _visitor(read, data)
-    if read.problems:
-        raise WebhookError(read.problems)
+    read.raise_problems()
 
     closed = event is WebhookEvent.CONVERSATION_CLOSED
     _check_host(
@@ -268,15 +262,15 @@ def parse_webhook(
 
 def _meeting(read: _Reader, chat: Mapping[str, Any]) -> Meeting | None:
     base = "chat.meeting_event"
-    event = read.table(chat, "meeting_event", base)
+    event = read.table(chat, "chat", "meeting_event")
     if event is None:
         return None
-    meeting_id = read.ident(event, "id", f"{base}.id")
-    name = read.text(event, "name", f"{base}.name")
-    agent_name = read.text(event, "agent_name", f"{base}.agent_name")
-    day = read.day(event, "date", f"{base}.date")
-    duration = read.minutes(event, "duration_minutes", f"{base}.duration_minutes")
-    lead_time = read.minutes(event, "lead_time_minutes", f"{base}.lead_time_minutes")
+    meeting_id = read.ident(event, base, "id")
+    name = read.text(event, base, "name")
+    agent_name = read.text(event, base, "agent_name")
+    day = read.day(event, base, "date")
+    duration = read.minutes(event, base, "duration_minutes")
+    lead_time = read.minutes(event, base, "lead_time_minutes")
     if meeting_id is None:
         missing = isinstance(event.get("id"), str | None)  # (a wrong type is reported as such)
         if missing and any(v not in (None, "") for v in event.values()):
@@ -294,25 +288,25 @@ def _meeting(read: _Reader, chat: Mapping[str, Any]) -> Meeting | None:
 
 def _participants(read: _Reader, chat: Mapping[str, Any]) -> Participants:
     base = "chat.user_emails"
-    users = read.table(chat, "user_emails", base)
+    users = read.table(chat, "chat", "user_emails")
     if users is None:
         return Participants()
     found: dict[str, SignalsUser | None] = {}
     for key, role in _ROLES:
-        email = read.text(users, key, f"{base}.{key}")
-        user_id = read.ident(users, f"{key}_user_id", f"{base}.{key}_user_id")
+        email = read.text(users, base, key)
+        user_id = read.ident(users, base, f"{key}_user_id")
         email = email if email and email.strip() else None
         found[role] = SignalsUser(id=user_id, email=email) if user_id or email else None
     return Participants(**found)
 
 
 def _visitor(read: _Reader, data: Mapping[str, Any]) -> Visitor | None:
-    contact = read.table(data, "contact", "contact")
+    contact = read.table(data, "", "contact")
     if contact is None:
         return None
-    texts = {k: read.text(contact, k, f"contact.{k}") for k in _CONTACT_TEXT}
-    tenant = read.ident(contact, "tenant_id", "contact.tenant_id")
-    birthdate = read.moment(contact, "birthdate", "contact.birthdate")
+    texts = {k: read.text(contact, "contact", k) for k in _CONTACT_TEXT}
+    tenant = read.ident(contact, "contact", "tenant_id")
+    birthdate = read.moment(contact, "contact", "birthdate")
     known = {*_CONTACT_TEXT, "tenant_id", "birthdate"}
     extra = {k: _extra_value(v) for k, v in contact.items() if k not in known}
     return Visitor(tenant_id=tenant, birthdate=birthdate, extra=extra, **texts)
