@@ -50,8 +50,22 @@ from signals_crm._flows import (
 from signals_crm.adapters.base import AsyncCRMAdapter, CRMAdapter
 from signals_crm.core.config import SyncConfig
 from signals_crm.core.crm import Capabilities, FindPeople
-from signals_crm.core.explain import Explanation, LedgerFacts, explain_plan
-from signals_crm.core.model import Company, Conversation, CRMUser, ObjectSchema, SignalsUser
+from signals_crm.core.explain import (
+    Explanation,
+    LedgerFacts,
+    ManualPreview,
+    explain_plan,
+    explain_unplanned,
+    offline_manual_preview,
+)
+from signals_crm.core.model import (
+    Company,
+    Conversation,
+    CRMUser,
+    ObjectSchema,
+    SignalsUser,
+    normalize_email,
+)
 from signals_crm.core.ownership import OwnershipResult, normalize_domain
 from signals_crm.core.plan import Plan, Planner, SyncMode, plan_sync
 from signals_crm.core.users import UserMappingProposal, propose_user_mapping
@@ -298,13 +312,22 @@ class _IntegrationBase:
         for record in commands:
             if record.reason and record.state.value in ("failed", "unknown", "planned"):
                 last_error = last_error or record.reason
+        confirmed = [r for r in commands if r.state is CommandState.CONFIRMED]
+        person_id = next((r.crm_id for r in confirmed if r.key.endswith(":person")), None)
+        email = due.conversation.email if due is not None else None
+        if email and email.strip():
+            link = self.ledger.links_for([email]).get(normalize_email(email))
+            person_id = link.crm_id if link is not None else person_id
         return LedgerFacts(
             scheduled_for=due.due_at if due else None,
-            schedule_state=(due.outcome or due.state.value) if due else None,
+            schedule_state=due.state.value if due else None,
             attempts=max([due.attempts if due else 0, *(r.attempts for r in commands)]),
             last_error=last_error,
             command_states={r.key: r.state.value for r in commands},
             crm_ids={r.key: r.crm_id for r in commands if r.crm_id},
+            outcome=due.outcome if due else None,
+            synced_at=max((r.updated_at for r in confirmed), default=None),
+            person_id=person_id,
         )
 
     def _conversation(self, conversation: Conversation | str) -> Conversation:
@@ -524,8 +547,21 @@ class _IntegrationBase:
     def _explain_flow(
         self, conversation: Conversation | str, now: datetime | None, lookup: bool
     ) -> Generator[Call | Sleep, Any, Explanation]:
+        if isinstance(conversation, str) and self.ledger.get_due(conversation) is None:
+            # Never scheduled (closed while off, or never delivered): answer, don't raise.
+            return explain_unplanned(
+                conversation,
+                enabled=self.config.enabled,
+                ledger=self._ledger_facts(conversation),
+            )
         conv = self._conversation(conversation)
         now = now or self._clock()
+        facts = self._ledger_facts(conv.id)
+        if facts.synced:
+            # The automatic sync is final: say what a manual sync would do now instead.
+            manual = yield from self._manual_preview_flow(conv, now, lookup)
+            plan = _plan_without_crm([conv], self.config, self._caps, now)[0]
+            return explain_plan(plan, facts, manual=manual)
         if lookup:
             (plan,) = yield from plan_batch(
                 [conv],
@@ -537,7 +573,22 @@ class _IntegrationBase:
             )
         else:
             plan = _plan_without_crm([conv], self.config, self._caps, now)[0]
-        return explain_plan(plan, self._ledger_facts(conv.id))
+        return explain_plan(plan, facts)
+
+    def _manual_preview_flow(
+        self, conv: Conversation, now: datetime, lookup: bool
+    ) -> Generator[Call | Sleep, Any, ManualPreview]:
+        if not lookup or not self.config.enabled:
+            return offline_manual_preview(conv, self.config, self._caps)
+        (plan,) = yield from plan_batch(
+            [conv],
+            self._planner(),
+            now=now,
+            mode=SyncMode.MANUAL,
+            schema=self._schema,
+            reader=self._reader,
+        )
+        return ManualPreview.of(plan)
 
     def _account_owner_flow(
         self, company: Company

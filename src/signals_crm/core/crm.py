@@ -74,6 +74,10 @@ class Capabilities:
     """Seconds after a task is written during which a search for its marker may miss it
     (HubSpot's search index trails writes). The engine waits this long before reconciling a
     task whose outcome is unknown, instead of wrongly concluding it never landed."""
+    required_on_create: tuple[str, ...] | None = None
+    """The person-object fields the CRM always requires on create (Salesforce's ``LastName``
+    and ``Company``; none on HubSpot). When no schema is known, only these get placeholders;
+    ``None`` (unknown) gives every configured placeholder, as a schema-less CRM always did."""
 
 
 # ------------------------------------------------------------------------------------------------

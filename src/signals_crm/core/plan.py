@@ -256,6 +256,12 @@ class _Compiled:
         owner_rule: OwnerRule,
     ) -> _Compiled:
         mappings = mapping_set_for(config.mappings, capabilities.person_kind)
+        placeholders: Mapping[str, str] = config.placeholders
+        required = capabilities.required_on_create
+        if schema is None and required is not None:
+            # No schema to say what is required: only what this CRM always requires.
+            wanted = {name.lower() for name in required}
+            placeholders = {k: v for k, v in placeholders.items() if k.lower() in wanted}
         campaign_reason = None
         if config.campaign_id is not None:
             campaign_reason = (
@@ -273,7 +279,7 @@ class _Compiled:
                 fields_reader,
                 for_update=False,
                 schema=schema,
-                placeholders=config.placeholders,
+                placeholders=placeholders,
                 email_field=capabilities.email_field,
             ),
             CompiledFields.compile(mappings, fields_reader, for_update=True, schema=schema),

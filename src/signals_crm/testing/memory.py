@@ -345,6 +345,7 @@ def _flavour(
             campaign_kind="campaign",
             max_task_body_length=32000,
             account_object="Account",
+            required_on_create=("LastName", "Company"),
         )
         return _Flavour(
             capabilities=caps,
@@ -379,6 +380,7 @@ def _flavour(
         campaign_kind="list",
         max_task_body_length=65536,
         account_object="companies",
+        required_on_create=(),
     )
     return _Flavour(
         capabilities=caps,

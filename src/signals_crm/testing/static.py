@@ -41,6 +41,7 @@ SALESFORCE_LIKE = Capabilities(
     separate_contacts=True,
     max_task_body_length=32_000,
     supports_describe=False,
+    required_on_create=("LastName", "Company"),
 )
 """Capabilities shaped like Salesforce's (Leads, separate Contacts), without describe."""
 
@@ -56,6 +57,7 @@ HUBSPOT_LIKE = Capabilities(
     max_task_body_length=65_536,
     supports_describe=False,
     account_object="companies",
+    required_on_create=(),
 )
 """Capabilities shaped like HubSpot's (contacts are the person records), without describe."""
 

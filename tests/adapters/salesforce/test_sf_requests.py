@@ -223,7 +223,7 @@ def _task(**overrides: object) -> TaskWrite:
         "activity_kind": ActivityKind.CHAT_TRANSCRIPT,
         "subject": "Signals chat transcript",
         "body": "hello",
-        "marker": "conv-1:transcript",
+        "marker": "signals:conv-1:transcript",
         "activity_date": date(2024, 5, 17),
     }
     values.update(overrides)
@@ -231,7 +231,7 @@ def _task(**overrides: object) -> TaskWrite:
 
 
 def test_task_record_golden_with_subject_marker() -> None:
-    """By default the marker is a [signals:...] tag at the end of the Subject."""
+    """By default the core's marker, in brackets once, ends the Subject (never doubled)."""
     record = task_record(_task(owner_id="0055g0000000TIuAAM"), marker=TaskMarker())
     assert record == {
         "attributes": {"type": "Task"},
@@ -243,7 +243,8 @@ def test_task_record_golden_with_subject_marker() -> None:
         "Priority": "Normal",
         "OwnerId": "0055g0000000TIuAAM",
     }
-    assert TaskMarker().read(record) == "conv-1:transcript"
+    assert "signals:signals" not in record["Subject"]
+    assert TaskMarker().read(record) == "signals:conv-1:transcript"
 
 
 def test_task_subject_is_shortened_never_the_marker() -> None:
@@ -251,8 +252,17 @@ def test_task_subject_is_shortened_never_the_marker() -> None:
     marker = TaskMarker()
     subject = marker.subject("S" * 400, "m-1")
     assert len(subject) == 255
-    assert subject.endswith(" [signals:m-1]")
+    assert subject.endswith(" [signals-marker:m-1]")
     assert marker.read({"Subject": subject}) == "m-1"
+
+
+def test_subject_tags_read_back_as_the_marker_sent() -> None:
+    """A core marker and a bare one never share a tag: reading a tag gives the marker sent."""
+    marker = TaskMarker()
+    for sent in ("signals:c-1:transcript", "c-1:transcript", "signals-marker:x"):
+        subject = marker.subject("Chat", sent)
+        assert marker.read({"Subject": subject}) == sent
+    assert marker.read({"Subject": "Chat [other:thing]"}) is None
 
 
 def test_task_body_is_truncated_to_the_limit() -> None:
@@ -266,7 +276,7 @@ def test_task_marker_in_a_custom_field() -> None:
     marker = TaskMarker(field="Signals_Marker__c")
     record = task_record(_task(), marker=marker, status=None, priority=None)
     assert record["Subject"] == "Signals chat transcript"
-    assert record["Signals_Marker__c"] == "conv-1:transcript"
+    assert record["Signals_Marker__c"] == "signals:conv-1:transcript"
     assert "Status" not in record
     assert marker.where("a'b") == "Signals_Marker__c = 'a\\'b'"
     assert marker.read({"signals_marker__c": "m"}) == "m"
@@ -274,7 +284,7 @@ def test_task_marker_in_a_custom_field() -> None:
 
 def test_subject_marker_where_clause_escapes_like_wildcards() -> None:
     """The reconcile condition matches the tag literally, wildcards escaped."""
-    assert TaskMarker().where("c_1%") == "Subject LIKE '%[signals:c\\_1\\%]'"
+    assert TaskMarker().where("signals:c_1%") == "Subject LIKE '%[signals:c\\_1\\%]'"
 
 
 def test_campaign_member_records() -> None:

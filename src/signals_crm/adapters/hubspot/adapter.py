@@ -143,6 +143,7 @@ CAPABILITIES: Final = Capabilities(
     max_task_body_length=MAX_TASK_BODY,
     account_object="companies",
     marker_search_lag=15.0,
+    required_on_create=(),
 )
 
 

@@ -17,7 +17,8 @@ What is sent (reference §§1-4, 9):
    missing header as ``TRUE``, and an update must never move the owner.
 5. A Task is ``{WhoId, Subject, Description, ActivityDate, Status, Priority, OwnerId}``. Its
    source activity's marker is stored so a retry can find the task (see :class:`TaskMarker`):
-   by default as a tag ``[signals:<marker>]`` at the end of ``Subject`` (``Subject`` is
+   by default as a tag at the end of ``Subject``: the marker in brackets,
+   ``[signals:<conversation>:<activity>]`` (``Subject`` is
    filterable; ``Description`` is a long text area, which SOQL cannot filter), or in a custom
    text field the org adds (``marker_field``, ideally a unique External ID).
 6. A CampaignMember is ``{CampaignId, LeadId | ContactId}``; the campaign's default status
@@ -256,16 +257,22 @@ def person_update_record(update: PersonUpdate) -> dict[str, Any]:
 class TaskMarker:
     """Where a Task keeps the marker of its source activity.
 
-    ``field=None`` (the default) appends the tag ``[signals:<marker>]`` to ``Subject`` (which
-    stays within its 255 characters: the subject text is shortened, never the tag) and finds it
-    with ``Subject LIKE '%[signals:<marker>]'``. A custom text field (``field="Signals_Marker__c"``,
-    best a unique External ID) holds the bare marker instead and is matched with ``=``.
+    ``field=None`` (the default) appends a tag to ``Subject`` (which stays within its 255
+    characters: the subject text is shortened, never the tag) and finds it with
+    ``Subject LIKE '%<tag>'``. The core's markers already read
+    ``signals:<conversation>:<activity>``, so their tag is the marker in brackets,
+    ``[signals:c-1:transcript]``; any other marker is
+    tagged ``[signals-marker:<marker>]``, so reading a tag back always gives the marker sent.
+    A custom text field (``field="Signals_Marker__c"``, best a unique External ID) holds the bare
+    marker instead and is matched with ``=``.
     """
 
     field: str | None = None
 
     def tag(self, marker: str) -> str:
-        return f"[signals:{marker}]"
+        if marker.startswith(_CORE_PREFIX):
+            return f"[{marker}]"
+        return f"[{_OTHER_PREFIX}{marker}]"
 
     def subject(self, subject: str, marker: str) -> str:
         """The Task subject to send, marker tag included unless a field holds the marker."""
@@ -287,8 +294,13 @@ class TaskMarker:
         subject = _get_ci(record, "Subject")
         if not isinstance(subject, str) or not subject.endswith("]"):
             return None
-        start = subject.rfind("[signals:")
-        return subject[start + len("[signals:") : -1] if start >= 0 else None
+        start = subject.rfind("[signals")
+        if start < 0:
+            return None
+        content = subject[start + 1 : -1]
+        if content.startswith(_OTHER_PREFIX):
+            return content[len(_OTHER_PREFIX) :]
+        return content if content.startswith(_CORE_PREFIX) else None
 
     def select_fields(self) -> tuple[str, ...]:
         return ("Id", "WhoId", self.field or "Subject")
@@ -298,6 +310,10 @@ class TaskMarker:
         if self.field is not None:
             return f"{self.field} = {quote(marker)}"
         return f"Subject LIKE {like_literal(self.tag(marker), prefix='%')}"
+
+
+_CORE_PREFIX = "signals:"  # every marker the core makes starts so (core.plan.task_marker)
+_OTHER_PREFIX = "signals-marker:"
 
 
 def _get_ci(record: Mapping[str, FieldValue], name: str) -> FieldValue:

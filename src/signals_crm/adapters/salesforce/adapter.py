@@ -110,6 +110,7 @@ SALESFORCE_CAPABILITIES = Capabilities(
     write_batch_size=COLLECTION_LIMIT,
     max_task_body_length=32_000,
     account_object="Account",
+    required_on_create=("LastName", "Company"),
 )
 
 _PLACEHOLDER_INSTANCE = "https://instance.invalid"
