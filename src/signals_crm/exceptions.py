@@ -9,6 +9,7 @@
     ├── IntegrationDisabledError               a write was asked for while the integration is off
     ├── LedgerError                            the ledger cannot store or load what was asked
     │   └── InvalidTransitionError             a command state change the rules forbid
+    │       └── LeaseLostError                 the sync was claimed by another worker since
     └── AdapterError                           talking to a CRM failed
         ├── TransportError                     network-level failure (always retryable)
         └── CRMAPIError                        the CRM answered with an error
@@ -37,6 +38,7 @@ __all__ = [
     "DuplicateRecordError",
     "IntegrationDisabledError",
     "InvalidTransitionError",
+    "LeaseLostError",
     "LedgerError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -127,6 +129,21 @@ class InvalidTransitionError(LedgerError):
     def __init__(self, message: str, *, keys: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.keys: tuple[str, ...] = tuple(keys)
+
+
+class LeaseLostError(InvalidTransitionError):
+    """A write carried a fencing token that is no longer current: another claim took the sync.
+
+    ``conversation_ids`` names the syncs whose lease was taken over; ``keys`` the refused
+    command keys (empty for a sync-level write such as ``complete``). Nothing was written. The
+    worker must stop touching these syncs: their new owner reconciles and finishes them.
+    """
+
+    def __init__(
+        self, message: str, *, conversation_ids: Sequence[str], keys: Sequence[str] = ()
+    ) -> None:
+        super().__init__(message, keys=keys)
+        self.conversation_ids: tuple[str, ...] = tuple(conversation_ids)
 
 
 class AdapterError(SignalsCRMError):

@@ -1,13 +1,10 @@
-"""The ledger contract: the same behaviour from the in-memory and the SQLite ledger."""
+"""The ledger contract: the same behaviour from every ledger (fixtures in ``conftest.py``)."""
 
 from __future__ import annotations
 
 import itertools
-import shutil
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +17,7 @@ from signals_crm.ledger import (
     DueState,
     DueSync,
     Ledger,
-    MemoryLedger,
     PersonLink,
-    SQLiteLedger,
 )
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -63,30 +58,6 @@ def cmd(
         reason=reason,
         attempts=attempts,
     )
-
-
-@pytest.fixture(scope="session")
-def empty_ledger_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A freshly created, closed ledger file, copied for each test (creating one costs fsyncs)."""
-    path = tmp_path_factory.mktemp("template") / "ledger.db"
-    SQLiteLedger(path).close()
-    return path
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def ledger(
-    request: pytest.FixtureRequest, tmp_path: Path, empty_ledger_file: Path
-) -> Iterator[Ledger]:
-    """Each contract test runs against both ledgers."""
-    store: Ledger
-    if request.param == "memory":
-        store = MemoryLedger()
-    else:
-        path = tmp_path / "ledger.db"
-        shutil.copyfile(empty_ledger_file, path)
-        store = SQLiteLedger(path, synchronous="NORMAL")
-    with store:
-        yield store
 
 
 # ------------------------------------------------------------------------------------------------

@@ -24,15 +24,30 @@ token, a secret or a CRM response body):
    f. ``complete`` marks pending or dead syncs done with a short outcome ("created",
       "updated", "skipped", ...); ids it does not know are ignored.
    g. **Leases**, for several engines sharing one ledger: ``claim(now, limit, owner=...,
-      until=...)`` atomically takes what ``due`` would list, minus the syncs another owner
-      holds a lease on that has not expired, and leases them to ``owner`` until ``until``.
+      lease=...)`` atomically takes what ``due`` would list, minus the syncs another owner
+      holds a lease on that has not expired, and leases them to ``owner`` for ``lease``.
       Two owners never get the same sync while a lease runs; the lease of a crashed owner
       expires and the sync is claimed again (its SENT commands are then reconciled). An
       owner may claim its own leased syncs again. A sync whose visitor email is leased by
       another owner (through another conversation) is not claimed either, so two workers never
       create a person record for the same email at once. ``complete``, ``reschedule`` and
-      ``dead_letter`` end the lease; ``release`` gives leases back unchanged. ``due`` ignores
-      leases (a single engine needs none).
+      ``dead_letter`` end the lease; ``release`` gives leases back unchanged; ``extend``
+      renews them. ``due`` ignores leases (a single engine needs none).
+   h. **The ledger's clock judges leases.** Lease expiry is measured by the ledger's own clock
+      (the ``clock`` the ledger was built with, read inside the ledger; PostgreSQL: the
+      database's ``now()``), never by a time a worker passes, so a worker whose clock is
+      behind cannot keep a lease alive and one whose clock is ahead cannot steal one. The
+      ``now`` given to ``claim`` is only the due cut-off (default: the ledger's clock).
+      (The older call ``claim(now, limit, owner=..., until=...)`` still judges expiry by that
+      ``now``; it is kept for callers not yet moved to ``lease=``.)
+   i. **Fencing.** Every successful claim of a sync increases its ``fence`` by one (0: never
+      claimed) and hands it out on the returned :class:`DueSync`. A command recorded with a
+      ``fence``, and a ``complete`` / ``reschedule`` / ``dead_letter`` / ``release`` /
+      ``extend`` given fences, is refused with
+      :class:`~signals_crm.exceptions.LeaseLostError` (nothing of the call written) when
+      the sync's fence has moved on: a worker that was paused, partitioned or skewed past its
+      lease can no longer record a send, so it cannot make a duplicate. Writes without a
+      fence (manual syncs, backfills) are not fenced.
 
 2. **Commands**, one per idempotency key (``"conv-1:person"``, ``"conv-1:task:transcript"``,
    ``"conv-1:campaign"``): the write the engine planned and what became of it. PLANNED: decided,
@@ -65,15 +80,16 @@ token, a secret or a CRM response body):
    f. A key never changes its conversation id or kind.
    g. ``record`` applies a batch in order, atomically: if any command breaks a rule,
       :class:`~signals_crm.exceptions.InvalidTransitionError` names every offending key and
-      nothing of the batch is written.
+      nothing of the batch is written (a stale ``fence``: its subclass ``LeaseLostError``).
 
 3. **Links**: a normalised email (:func:`~signals_crm.core.model.normalize_email`) to the CRM
    person it was synced to (id and kind). The latest link for an email wins.
 
 Rules every implementation follows:
 
-- The ledger never reads the clock: due times, ``now`` and ``updated_at`` come in as
-  arguments, and must be timezone-aware. Times are returned in UTC (the same instant).
+- The ledger reads its clock only to judge leases (rule 1h); due times, ``now`` and
+  ``updated_at`` come in as arguments, and must be timezone-aware. Times are returned in UTC
+  (the same instant).
 - Every write is atomic, and a write that returned is durable (for the in-memory ledger:
   until the process ends).
 - Only :class:`~signals_crm.exceptions.SignalsCRMError` subclasses escape: storage failures
@@ -85,17 +101,24 @@ Rules every implementation follows:
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 import attrs
 
 from signals_crm.core.model import Conversation, PersonKind, normalize_email
-from signals_crm.exceptions import ConfigurationError, InvalidTransitionError, Problem
+from signals_crm.exceptions import (
+    ConfigurationError,
+    InvalidTransitionError,
+    LeaseLostError,
+    Problem,
+)
 
 __all__ = [
+    "ClaimWindow",
+    "Clock",
     "CommandRecord",
     "CommandState",
     "DueState",
@@ -104,11 +127,25 @@ __all__ = [
     "LedgerStats",
     "PersonLink",
     "apply_transitions",
+    "check_fence",
+    "check_fences",
     "check_lease",
     "check_limit",
+    "claim_window",
+    "fences_of",
+    "lease_lost",
     "retried",
     "to_utc",
+    "wall_clock",
 ]
+
+Clock = Callable[[], datetime]
+"""A ledger's clock: returns the current time, timezone-aware."""
+
+
+def wall_clock() -> datetime:
+    """The machine's wall clock in UTC: the default clock of the in-process ledgers."""
+    return datetime.now(UTC)
 
 
 class CommandState(enum.StrEnum):
@@ -166,6 +203,104 @@ def check_limit(limit: int) -> int:
 
 
 @attrs.frozen
+class ClaimWindow:
+    """What one ``claim`` call means: the due cut-off, the instant leases are judged at, and
+    the end of the new leases (all UTC)."""
+
+    cutoff: datetime
+    judged_at: datetime
+    until: datetime
+
+
+def claim_window(  # noqa: PLR0917  # mirrors claim()'s own arguments, in order
+    clock: Clock,
+    now: datetime | None,
+    limit: int,
+    owner: str,
+    lease: timedelta | None,
+    until: datetime | None,
+) -> ClaimWindow:
+    """Check a claim's arguments and resolve them against the ledger's ``clock`` (rule 1h).
+
+    ``lease`` (the current shape): leases are judged at ``clock()`` and end ``lease`` later;
+    ``now`` is only the due cut-off. ``until`` (the older shape, needs ``now``): judged at
+    ``now``, ending at ``until``. Exactly one of ``lease`` and ``until`` is given.
+    """
+    check_limit(limit)
+    if (lease is None) == (until is None):
+        raise _fail("lease", "give the lease duration (lease=...), or the older now and until")
+    if until is not None:
+        if now is None:
+            raise _fail("now", "claim(..., until=...) needs now; or pass lease=... instead")
+        start, end = check_lease(now, owner, until)
+        return ClaimWindow(start, start, end)
+    checked: object = lease
+    if not isinstance(checked, timedelta) or checked <= timedelta(0):
+        raise _fail("lease", "must be a positive timedelta")
+    at = to_utc(clock(), "clock()")
+    cutoff = at if now is None else to_utc(now, "now")
+    check_lease(at, owner, at + checked)
+    return ClaimWindow(cutoff, at, at + checked)
+
+
+def lease_lost(conversation_ids: Iterable[str], keys: Iterable[str] = ()) -> LeaseLostError:
+    """The error for writes whose fencing token is no longer current."""
+    ids = list(dict.fromkeys(conversation_ids))
+    shown = ", ".join(repr(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+    return LeaseLostError(
+        f"lease lost on {len(ids)} sync{'s' if len(ids) != 1 else ''} ({shown}): claimed by "
+        "another worker since; nothing written",
+        conversation_ids=ids,
+        keys=list(dict.fromkeys(keys)),
+    )
+
+
+def check_fences(
+    wanted: Mapping[str, int],
+    stored: Mapping[str, int],
+    keys: Mapping[str, list[str]] | None = None,
+) -> None:
+    """Raise LeaseLostError unless every conversation in ``wanted`` still has that fence.
+
+    ``stored`` maps conversation ids to their current fence (a missing id was never claimed).
+    ``keys`` optionally maps a conversation id to the command keys the write carried.
+    """
+    lost = [cid for cid, fence in wanted.items() if stored.get(cid) != fence]
+    if lost:
+        refused = [k for cid in lost for k in (keys or {}).get(cid, [])]
+        raise lease_lost(lost, refused)
+
+
+def check_fence(name: str, value: object) -> int:
+    """``value`` if it is a fencing token (a non-negative int), else a ConfigurationError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _fail(name, "a fencing token must be a non-negative integer")
+    return value
+
+
+def fences_of(commands: Sequence[CommandRecord]) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """The fence each fenced command's conversation must have, and the keys per conversation.
+
+    Two commands of one conversation with different fences are refused as a lost lease (at
+    most one of them can be current)."""
+    wanted: dict[str, int] = {}
+    keys: dict[str, list[str]] = {}
+    clash: list[str] = []
+    for command in commands:
+        if not isinstance(command, CommandRecord):
+            raise _fail("commands", "must be CommandRecord values")
+        if command.fence is None:
+            continue
+        cid = command.conversation_id
+        if wanted.setdefault(cid, command.fence) != command.fence:
+            clash.append(cid)
+        keys.setdefault(cid, []).append(command.key)
+    if clash:
+        raise lease_lost(clash, [k for cid in clash for k in keys[cid]])
+    return wanted, keys
+
+
+@attrs.frozen
 class CommandRecord:
     """One command and its state, keyed by its deterministic idempotency key.
 
@@ -188,9 +323,15 @@ class CommandRecord:
     attempts: int = 0
     payload_digest: str | None = None
     owner: str | None = None
+    fence: int | None = None
 
     def __attrs_post_init__(self) -> None:
         problems: list[Problem] = []
+        fence: object = self.fence
+        if fence is not None and (
+            isinstance(fence, bool) or not isinstance(fence, int) or fence < 0
+        ):
+            problems.append(Problem("fence", "a fencing token must be a non-negative integer"))
         for name in ("key", "conversation_id", "kind"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
@@ -214,7 +355,11 @@ class CommandRecord:
 
 @attrs.frozen
 class DueSync:
-    """A conversation's automatic sync: when it is due, its attempts, and where it stands."""
+    """A conversation's automatic sync: when it is due, its attempts, and where it stands.
+
+    ``fence`` is the fencing token of its latest claim (0: never claimed); writes made under a
+    claim carry it (rule 1i of :mod:`signals_crm.ledger.base`).
+    """
 
     conversation_id: str
     due_at: datetime
@@ -225,6 +370,7 @@ class DueSync:
     outcome: str | None = None
     lease_owner: str | None = None
     lease_until: datetime | None = None
+    fence: int = 0
 
     @property
     def email(self) -> str | None:
@@ -372,23 +518,62 @@ class Ledger(Protocol):
         """Syncs in ``state`` (for example the dead letters), by due time then id."""
         ...
 
-    def claim(self, now: datetime, limit: int, *, owner: str, until: datetime) -> list[DueSync]:
-        """Lease to ``owner`` until ``until`` the due syncs no other owner holds (at most limit)."""
+    def claim(
+        self,
+        now: datetime | None = None,
+        limit: int = 100,
+        *,
+        owner: str,
+        lease: timedelta | None = None,
+        until: datetime | None = None,
+    ) -> list[DueSync]:
+        """Lease to ``owner`` the due syncs no other owner holds (at most ``limit``; rule 1g-i).
+
+        Each returned sync carries its new ``fence``. Give ``lease`` (judged by the ledger's
+        clock); ``until`` is the older shape, judged by ``now``.
+        """
         ...
 
-    def release(self, conversation_ids: Iterable[str], owner: str) -> int:
+    def extend(
+        self,
+        conversation_ids: Iterable[str],
+        *,
+        owner: str,
+        lease: timedelta,
+        fences: Mapping[str, int] | None = None,
+    ) -> list[str]:
+        """Renew ``owner``'s pending leases for ``lease`` from the ledger's clock; ids renewed."""
+        ...
+
+    def release(
+        self,
+        conversation_ids: Iterable[str],
+        owner: str,
+        *,
+        fences: Mapping[str, int] | None = None,
+    ) -> int:
         """End ``owner``'s leases on these syncs without other change; returns how many."""
         ...
 
-    def complete(self, conversation_ids: Iterable[str], outcome: str) -> int:
+    def complete(
+        self,
+        conversation_ids: Iterable[str],
+        outcome: str,
+        *,
+        fences: Mapping[str, int] | None = None,
+    ) -> int:
         """Mark pending or dead syncs done with ``outcome``; returns how many changed."""
         ...
 
-    def reschedule(self, conversation_id: str, due_at: datetime, error: str) -> DueSync | None:
+    def reschedule(
+        self, conversation_id: str, due_at: datetime, error: str, *, fence: int | None = None
+    ) -> DueSync | None:
         """Move a pending sync to ``due_at`` after a failed attempt (attempts + 1)."""
         ...
 
-    def dead_letter(self, conversation_id: str, reason: str) -> DueSync | None:
+    def dead_letter(
+        self, conversation_id: str, reason: str, *, fence: int | None = None
+    ) -> DueSync | None:
         """Give up on a pending sync with the CRM's ``reason`` (attempts + 1)."""
         ...
 

@@ -7,8 +7,8 @@ it and the SQLite ledger) except durability: everything is gone when the object 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Self
 
@@ -17,6 +17,7 @@ import attrs
 from signals_crm.core.model import Conversation, PersonKind, normalize_email
 from signals_crm.exceptions import LedgerError
 from signals_crm.ledger.base import (
+    Clock,
     CommandRecord,
     CommandState,
     DueState,
@@ -24,10 +25,14 @@ from signals_crm.ledger.base import (
     LedgerStats,
     PersonLink,
     apply_transitions,
-    check_lease,
+    check_fence,
+    check_fences,
     check_limit,
+    claim_window,
+    fences_of,
     retried,
     to_utc,
+    wall_clock,
 )
 from signals_crm.ledger.codec import conversation_to_dict
 
@@ -35,9 +40,13 @@ __all__ = ["MemoryLedger"]
 
 
 class MemoryLedger:
-    """A :class:`~signals_crm.ledger.Ledger` kept in dicts (not durable; thread-safe)."""
+    """A :class:`~signals_crm.ledger.Ledger` kept in dicts (not durable; thread-safe).
 
-    def __init__(self) -> None:
+    ``clock`` is the ledger's own clock, which judges leases (default: the wall clock, UTC).
+    """
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or wall_clock
         self._lock = threading.RLock()
         self._closed = False
         self._syncs: dict[str, DueSync] = {}
@@ -106,36 +115,83 @@ class MemoryLedger:
         found.sort(key=lambda s: (s.due_at, s.conversation_id))
         return found[:limit]
 
-    def claim(self, now: datetime, limit: int, *, owner: str, until: datetime) -> list[DueSync]:
-        """Lease to ``owner`` until ``until`` the due syncs no other owner holds (at most limit)."""
-        now, until = check_lease(now, owner, until)
-        check_limit(limit)
+    def claim(
+        self,
+        now: datetime | None = None,
+        limit: int = 100,
+        *,
+        owner: str,
+        lease: timedelta | None = None,
+        until: datetime | None = None,
+    ) -> list[DueSync]:
+        """Lease to ``owner`` the due syncs no other owner holds (at most ``limit``)."""
         with self._lock:
             self._check_open()
+            window = claim_window(self._clock, now, limit, owner, lease, until)
+            at = window.judged_at
             busy = {
                 s.email
                 for s in self._syncs.values()
-                if s.state is DueState.PENDING and s.email and s.leased_to_other(owner, now)
+                if s.state is DueState.PENDING and s.email and s.leased_to_other(owner, at)
             }
             ready = [
                 s
                 for s in self._syncs.values()
                 if s.state is DueState.PENDING
-                and s.due_at <= now
-                and not s.leased_to_other(owner, now)
+                and s.due_at <= window.cutoff
+                and not s.leased_to_other(owner, at)
                 and s.email not in busy
             ]
             ready.sort(key=lambda s: (s.due_at, s.conversation_id))
-            claimed = [attrs.evolve(s, lease_owner=owner, lease_until=until) for s in ready[:limit]]
+            claimed = [
+                attrs.evolve(s, lease_owner=owner, lease_until=window.until, fence=s.fence + 1)
+                for s in ready[:limit]
+            ]
             for s in claimed:
                 self._syncs[s.conversation_id] = s
             return claimed
 
-    def release(self, conversation_ids: Iterable[str], owner: str) -> int:
+    def _check_fences(self, fences: Mapping[str, int] | None) -> None:
+        if fences:
+            wanted = {cid: check_fence(f"fences[{cid!r}]", f) for cid, f in fences.items()}
+            stored = {cid: self._syncs[cid].fence for cid in wanted if cid in self._syncs}
+            check_fences(wanted, stored)
+
+    def extend(
+        self,
+        conversation_ids: Iterable[str],
+        *,
+        owner: str,
+        lease: timedelta,
+        fences: Mapping[str, int] | None = None,
+    ) -> list[str]:
+        """Renew ``owner``'s pending leases for ``lease`` from the ledger's clock; ids renewed."""
+        ids = list(dict.fromkeys(conversation_ids))
+        with self._lock:
+            self._check_open()
+            window = claim_window(self._clock, None, 0, owner, lease, None)
+            self._check_fences(fences)
+            renewed: list[str] = []
+            for cid in ids:
+                old = self._syncs.get(cid)
+                if old is None or old.state is not DueState.PENDING or old.lease_owner != owner:
+                    continue
+                self._syncs[cid] = attrs.evolve(old, lease_until=window.until)
+                renewed.append(cid)
+            return renewed
+
+    def release(
+        self,
+        conversation_ids: Iterable[str],
+        owner: str,
+        *,
+        fences: Mapping[str, int] | None = None,
+    ) -> int:
         """End ``owner``'s leases on these syncs without other change; returns how many."""
         released = 0
         with self._lock:
             self._check_open()
+            self._check_fences(fences)
             for conversation_id in dict.fromkeys(conversation_ids):
                 old = self._syncs.get(conversation_id)
                 if old is not None and old.lease_owner == owner:
@@ -145,11 +201,18 @@ class MemoryLedger:
                     released += 1
         return released
 
-    def complete(self, conversation_ids: Iterable[str], outcome: str) -> int:
+    def complete(
+        self,
+        conversation_ids: Iterable[str],
+        outcome: str,
+        *,
+        fences: Mapping[str, int] | None = None,
+    ) -> int:
         """Mark pending or dead syncs done with ``outcome``; returns how many changed."""
         changed = 0
         with self._lock:
             self._check_open()
+            self._check_fences(fences)
             for conversation_id in conversation_ids:
                 old = self._syncs.get(conversation_id)
                 if old is None or old.state is DueState.DONE:
@@ -160,17 +223,19 @@ class MemoryLedger:
                 changed += 1
         return changed
 
-    def reschedule(self, conversation_id: str, due_at: datetime, error: str) -> DueSync | None:
-        """Move a pending sync to ``due_at`` after a failed attempt (attempts + 1)."""
-        due_at = to_utc(due_at, "due_at")
+    def _finish_attempt(
+        self, conversation_id: str, error: str, due_at: datetime | None, fence: int | None
+    ) -> DueSync | None:
         with self._lock:
             self._check_open()
+            self._check_fences(None if fence is None else {conversation_id: fence})
             old = self._syncs.get(conversation_id)
             if old is None or old.state is not DueState.PENDING:
                 return old
             new = attrs.evolve(
                 old,
-                due_at=due_at,
+                state=DueState.PENDING if due_at is not None else DueState.DEAD,
+                due_at=old.due_at if due_at is None else due_at,
                 attempts=old.attempts + 1,
                 last_error=error,
                 lease_owner=None,
@@ -179,23 +244,17 @@ class MemoryLedger:
             self._syncs[conversation_id] = new
             return new
 
-    def dead_letter(self, conversation_id: str, reason: str) -> DueSync | None:
+    def reschedule(
+        self, conversation_id: str, due_at: datetime, error: str, *, fence: int | None = None
+    ) -> DueSync | None:
+        """Move a pending sync to ``due_at`` after a failed attempt (attempts + 1)."""
+        return self._finish_attempt(conversation_id, error, to_utc(due_at, "due_at"), fence)
+
+    def dead_letter(
+        self, conversation_id: str, reason: str, *, fence: int | None = None
+    ) -> DueSync | None:
         """Give up on a pending sync with the CRM's ``reason`` (attempts + 1)."""
-        with self._lock:
-            self._check_open()
-            old = self._syncs.get(conversation_id)
-            if old is None or old.state is not DueState.PENDING:
-                return old
-            new = attrs.evolve(
-                old,
-                state=DueState.DEAD,
-                attempts=old.attempts + 1,
-                last_error=reason,
-                lease_owner=None,
-                lease_until=None,
-            )
-            self._syncs[conversation_id] = new
-            return new
+        return self._finish_attempt(conversation_id, reason, None, fence)
 
     # Commands --------------------------------------------------------------------------------
 
@@ -220,8 +279,13 @@ class MemoryLedger:
 
     def record(self, commands: Sequence[CommandRecord]) -> None:
         """Insert or update ``commands`` atomically, enforcing the transition rules."""
+        commands = list(commands)
         with self._lock:
             self._check_open()
+            wanted, keys = fences_of(commands)
+            if wanted:
+                stored = {cid: self._syncs[cid].fence for cid in wanted if cid in self._syncs}
+                check_fences(wanted, stored, keys)
             self._commands.update(apply_transitions(self._commands, commands))
 
     def retry_failed(self, keys: Iterable[str], now: datetime) -> list[str]:

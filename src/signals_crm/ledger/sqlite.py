@@ -16,9 +16,16 @@ How it keeps the rules of :mod:`signals_crm.ledger.base`:
 4. **One connection per object, per process.** Open a ``SQLiteLedger`` in each process (never
    share one across ``fork``). One object may be used from several threads; calls are
    serialised by a lock.
-5. **Schema.** Created on first open, in one transaction, and versioned with
-   ``PRAGMA user_version`` (``PRAGMA application_id`` marks the file as a ledger). A file that
-   holds other tables, or was written by a newer schema, is refused with a LedgerError.
+5. **Schema, migrated forward.** The schema is a ladder of numbered steps (``MIGRATIONS``;
+   step *n* takes a file from version *n* to *n + 1*; step 0 creates the tables). The
+   version lives in ``PRAGMA user_version`` (``PRAGMA application_id`` marks the file as a
+   ledger). Opening a file climbs the steps it lacks, all in one transaction, so a file is
+   either at its old version or the new one, never between. Steps are never edited or
+   removed once released, only appended; there is no way down (an older signals_crm refuses
+   a newer file). A file that holds other tables, or was written by a newer schema, is
+   refused with a LedgerError; ``migrate=False`` refuses an old file instead of upgrading.
+7. **The ledger's clock** (``clock``, default the wall clock of this process, UTC) judges
+   leases: it is read inside the ledger at each claim, never taken from a worker.
 6. **Storage.** Times are integers (microseconds since 1970-01-01 UTC), so they sort as
    instants; conversations are JSON (:mod:`signals_crm.ledger.codec`). Indexes serve
    ``due`` (state, due time, id), ``commands_in_state`` (state, updated_at, key) and
@@ -32,7 +39,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -42,6 +49,7 @@ import attrs
 from signals_crm.core.model import Conversation, PersonKind, normalize_email
 from signals_crm.exceptions import ConfigurationError, LedgerError, Problem
 from signals_crm.ledger.base import (
+    Clock,
     CommandRecord,
     CommandState,
     DueState,
@@ -49,24 +57,25 @@ from signals_crm.ledger.base import (
     LedgerStats,
     PersonLink,
     apply_transitions,
-    check_lease,
+    check_fence,
+    check_fences,
     check_limit,
+    claim_window,
+    fences_of,
     retried,
     to_utc,
+    wall_clock,
 )
 from signals_crm.ledger.codec import conversation_from_dict, conversation_to_dict
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "SQLiteLedger"]
-
-SCHEMA_VERSION = 1
-"""The schema this code writes, stored in ``PRAGMA user_version``."""
+__all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "SQLiteLedger"]
 
 APPLICATION_ID = 0x5343524D
 """``PRAGMA application_id`` of a ledger file (``"SCRM"``)."""
 
 _CHUNK = 500  # bound parameters per IN (...) query; well under SQLite's limit
 
-_SCHEMA = (
+_V1 = (
     """
     CREATE TABLE due_syncs (
         conversation_id TEXT PRIMARY KEY,
@@ -109,19 +118,34 @@ _SCHEMA = (
     """,
 )
 
+_V2_FENCES = (
+    # Fencing tokens: every claim bumps the sync's fence; a command remembers the one it was
+    # written under.
+    "ALTER TABLE due_syncs ADD COLUMN fence INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE commands ADD COLUMN fence INTEGER",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2_FENCES)
+"""The forward-only ladder: ``MIGRATIONS[n]`` takes a file from version ``n`` to ``n + 1``."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+"""The schema this code writes, stored in ``PRAGMA user_version``."""
+
 _SYNC_COLUMNS = (
     "conversation_id, due_at, state, attempts, last_error, outcome, conversation, "
-    "lease_owner, lease_until"
+    "lease_owner, lease_until, fence"
 )
 _COMMAND_COLUMNS = (
-    "key, conversation_id, kind, state, crm_id, reason, attempts, updated_at, payload_digest, owner"
+    "key, conversation_id, kind, state, crm_id, reason, attempts, updated_at, payload_digest, "
+    "owner, fence"
 )
 _UPSERT_COMMAND = f"""
-    INSERT INTO commands ({_COMMAND_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO commands ({_COMMAND_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (key) DO UPDATE SET
         state = excluded.state, crm_id = excluded.crm_id, reason = excluded.reason,
         attempts = excluded.attempts, updated_at = excluded.updated_at,
-        payload_digest = excluded.payload_digest, owner = excluded.owner
+        payload_digest = excluded.payload_digest, owner = excluded.owner,
+        fence = excluded.fence
 """  # noqa: S608  # constant column names, values bound
 _UPSERT_LINK = """
     INSERT INTO links (email, crm_id, kind) VALUES (?, ?, ?)
@@ -166,7 +190,7 @@ def _sync_from_row(row: Sequence[Any]) -> DueSync:
 
 
 def _sync_with(row: Sequence[Any], conversation: Conversation) -> DueSync:
-    conversation_id, due_at, state, attempts, last_error, outcome, _, owner, until = row
+    conversation_id, due_at, state, attempts, last_error, outcome, _, owner, until, fence = row
     return DueSync(
         conversation_id=conversation_id,
         due_at=_from_micros(due_at),
@@ -177,11 +201,24 @@ def _sync_with(row: Sequence[Any], conversation: Conversation) -> DueSync:
         outcome=outcome,
         lease_owner=owner,
         lease_until=None if until is None else _from_micros(until),
+        fence=fence,
     )
 
 
 def _command_from_row(row: Sequence[Any]) -> CommandRecord:
-    key, conversation_id, kind, state, crm_id, reason, attempts, updated_at, digest, owner = row
+    (
+        key,
+        conversation_id,
+        kind,
+        state,
+        crm_id,
+        reason,
+        attempts,
+        updated_at,
+        digest,
+        owner,
+        fence,
+    ) = row
     return CommandRecord(
         key=key,
         conversation_id=conversation_id,
@@ -193,6 +230,7 @@ def _command_from_row(row: Sequence[Any]) -> CommandRecord:
         attempts=attempts,
         payload_digest=digest,
         owner=owner,
+        fence=fence,
     )
 
 
@@ -208,6 +246,7 @@ def _command_row(record: CommandRecord) -> tuple[Any, ...]:
         _micros(record.updated_at),
         record.payload_digest,
         record.owner,
+        record.fence,
     )
 
 
@@ -215,7 +254,10 @@ class SQLiteLedger:
     """A :class:`~signals_crm.ledger.Ledger` in one SQLite file (WAL; multi-process safe).
 
     ``busy_timeout`` is how many seconds a call waits for another process's write before
-    failing; ``synchronous`` is ``"FULL"`` (survives power loss) or ``"NORMAL"``.
+    failing; ``synchronous`` is ``"FULL"`` (survives power loss) or ``"NORMAL"``. ``clock`` is
+    the ledger's own clock, which judges leases (default: this process's wall clock, UTC).
+    ``migrate`` upgrades a file written by an older schema on open (rule 5); with ``False``
+    such a file is refused.
     """
 
     def __init__(
@@ -224,6 +266,8 @@ class SQLiteLedger:
         *,
         busy_timeout: float = 10.0,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        clock: Clock | None = None,
+        migrate: bool = True,
     ) -> None:
         problems: list[Problem] = []
         if synchronous not in ("FULL", "NORMAL"):
@@ -233,6 +277,7 @@ class SQLiteLedger:
         if problems:
             raise ConfigurationError(problems)
         self._path = os.fspath(path)
+        self._clock: Clock = clock or wall_clock
         self._lock = threading.RLock()
         try:
             connection = sqlite3.connect(
@@ -246,7 +291,7 @@ class SQLiteLedger:
         self._conn: sqlite3.Connection | None = connection
         try:
             self._configure(connection, busy_timeout, synchronous)
-            self._create_schema()
+            self._migrate(allowed=migrate)
         except BaseException:
             self.close()
             raise
@@ -306,7 +351,7 @@ class SQLiteLedger:
         if str(mode).lower() != "wal" and self._path != ":memory:":
             raise LedgerError(f"cannot switch {self._path!r} to WAL (got {mode!r})")
 
-    def _create_schema(self) -> None:
+    def _migrate(self, *, allowed: bool) -> None:
         def header(conn: sqlite3.Connection) -> tuple[int, int]:
             app = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -317,7 +362,7 @@ class SQLiteLedger:
         if app == APPLICATION_ID and version == SCHEMA_VERSION:
             return
         with self._write() as conn:
-            app, version = header(conn)  # another process may have created it meanwhile
+            app, version = header(conn)  # another process may have migrated it meanwhile
             if app not in (0, APPLICATION_ID):
                 raise LedgerError(f"{self._path!r} is not a signals_crm ledger")
             if version > SCHEMA_VERSION:
@@ -327,13 +372,29 @@ class SQLiteLedger:
                 )
             if version == SCHEMA_VERSION:
                 return
-            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if version != 0 or tables:
-                raise LedgerError(f"{self._path!r} holds other data; not a signals_crm ledger")
-            for statement in _SCHEMA:
-                conn.execute(statement)
+            if version == 0:
+                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                if tables:
+                    raise LedgerError(f"{self._path!r} holds other data; not a signals_crm ledger")
+            elif not allowed:
+                raise LedgerError(
+                    f"{self._path!r} has ledger schema {version}; this version of signals_crm "
+                    f"needs schema {SCHEMA_VERSION} (open it with migrate=True to upgrade)"
+                )
+            for step in MIGRATIONS[version:]:
+                for statement in step:
+                    conn.execute(statement)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _stored_fences(self, conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
+        sql = "SELECT conversation_id, fence FROM due_syncs WHERE conversation_id IN ({})"
+        return {row[0]: row[1] for row in self._select_in(conn, sql, ids)}
+
+    def _check_fences(self, conn: sqlite3.Connection, fences: Mapping[str, int] | None) -> None:
+        if fences:
+            wanted = {cid: check_fence(f"fences[{cid!r}]", f) for cid, f in fences.items()}
+            check_fences(wanted, self._stored_fences(conn, list(wanted)))
 
     def _select_in(
         self, conn: sqlite3.Connection, sql: str, values: Sequence[str]
@@ -433,12 +494,19 @@ class SQLiteLedger:
             ).fetchall()
         return [_sync_from_row(row) for row in rows]
 
-    def claim(self, now: datetime, limit: int, *, owner: str, until: datetime) -> list[DueSync]:
-        """Lease to ``owner`` until ``until`` the due syncs no other owner holds (at most limit)."""
-        now, until = check_lease(now, owner, until)
-        check_limit(limit)
-        cutoff = _micros(now)
+    def claim(
+        self,
+        now: datetime | None = None,
+        limit: int = 100,
+        *,
+        owner: str,
+        lease: timedelta | None = None,
+        until: datetime | None = None,
+    ) -> list[DueSync]:
+        """Lease to ``owner`` the due syncs no other owner holds (at most ``limit``)."""
         with self._write() as conn:
+            window = claim_window(self._clock, now, limit, owner, lease, until)
+            cutoff, at = _micros(window.cutoff), _micros(window.judged_at)
             rows = conn.execute(
                 f"SELECT {_SYNC_COLUMNS} FROM due_syncs "  # noqa: S608
                 "WHERE state = 'pending' AND due_at <= ? AND (lease_owner IS NULL "
@@ -447,23 +515,61 @@ class SQLiteLedger:
                 "WHERE state = 'pending' AND email IS NOT NULL AND lease_owner != ? "
                 "AND lease_until > ?)) "
                 "ORDER BY due_at, conversation_id LIMIT ?",
-                (cutoff, owner, cutoff, owner, cutoff, limit),
+                (cutoff, owner, at, owner, at, limit),
             ).fetchall()
             for chunk in _chunks([row[0] for row in rows]):
                 conn.execute(
-                    "UPDATE due_syncs SET lease_owner = ?, lease_until = ? "  # noqa: S608
-                    f"WHERE conversation_id IN ({_placeholders(len(chunk))})",
-                    (owner, _micros(until), *chunk),
+                    "UPDATE due_syncs SET lease_owner = ?, lease_until = ?, "  # noqa: S608
+                    f"fence = fence + 1 WHERE conversation_id IN ({_placeholders(len(chunk))})",
+                    (owner, _micros(window.until), *chunk),
                 )
         return [
-            attrs.evolve(_sync_from_row(row), lease_owner=owner, lease_until=until) for row in rows
+            attrs.evolve(
+                _sync_from_row(row), lease_owner=owner, lease_until=window.until, fence=row[9] + 1
+            )
+            for row in rows
         ]
 
-    def release(self, conversation_ids: Iterable[str], owner: str) -> int:
+    def extend(
+        self,
+        conversation_ids: Iterable[str],
+        *,
+        owner: str,
+        lease: timedelta,
+        fences: Mapping[str, int] | None = None,
+    ) -> list[str]:
+        """Renew ``owner``'s pending leases for ``lease`` from the ledger's clock; ids renewed."""
+        ids = list(dict.fromkeys(conversation_ids))
+        renewed: list[str] = []
+        with self._write() as conn:
+            window = claim_window(self._clock, None, 0, owner, lease, None)
+            self._check_fences(conn, fences)
+            for chunk in _chunks(ids):
+                renewed.extend(
+                    row[0]
+                    for row in conn.execute(
+                        "UPDATE due_syncs SET lease_until = ? "  # noqa: S608
+                        "WHERE state = 'pending' AND lease_owner = ? "
+                        f"AND conversation_id IN ({_placeholders(len(chunk))}) "
+                        "RETURNING conversation_id",
+                        (_micros(window.until), owner, *chunk),
+                    ).fetchall()
+                )
+        order = {cid: i for i, cid in enumerate(ids)}
+        return sorted(renewed, key=order.__getitem__)
+
+    def release(
+        self,
+        conversation_ids: Iterable[str],
+        owner: str,
+        *,
+        fences: Mapping[str, int] | None = None,
+    ) -> int:
         """End ``owner``'s leases on these syncs without other change; returns how many."""
         ids = list(dict.fromkeys(conversation_ids))
         released = 0
         with self._write() as conn:
+            self._check_fences(conn, fences)
             for chunk in _chunks(ids):
                 cursor = conn.execute(
                     "UPDATE due_syncs SET lease_owner = NULL, lease_until = NULL "  # noqa: S608
@@ -473,11 +579,18 @@ class SQLiteLedger:
                 released += cursor.rowcount
         return released
 
-    def complete(self, conversation_ids: Iterable[str], outcome: str) -> int:
+    def complete(
+        self,
+        conversation_ids: Iterable[str],
+        outcome: str,
+        *,
+        fences: Mapping[str, int] | None = None,
+    ) -> int:
         """Mark pending or dead syncs done with ``outcome``; returns how many changed."""
         ids = list(dict.fromkeys(conversation_ids))
         changed = 0
         with self._write() as conn:
+            self._check_fences(conn, fences)
             for chunk in _chunks(ids):
                 cursor = conn.execute(
                     "UPDATE due_syncs SET state = 'done', outcome = ?, "  # noqa: S608
@@ -489,9 +602,10 @@ class SQLiteLedger:
         return changed
 
     def _finish_attempt(
-        self, conversation_id: str, error: str, *, due_at: datetime | None
+        self, conversation_id: str, error: str, *, due_at: datetime | None, fence: int | None
     ) -> DueSync | None:
         with self._write() as conn:
+            self._check_fences(conn, None if fence is None else {conversation_id: fence})
             row = conn.execute(
                 f"SELECT {_SYNC_COLUMNS} FROM due_syncs WHERE conversation_id = ?",  # noqa: S608
                 (conversation_id,),
@@ -517,13 +631,19 @@ class SQLiteLedger:
             )
             return new
 
-    def reschedule(self, conversation_id: str, due_at: datetime, error: str) -> DueSync | None:
+    def reschedule(
+        self, conversation_id: str, due_at: datetime, error: str, *, fence: int | None = None
+    ) -> DueSync | None:
         """Move a pending sync to ``due_at`` after a failed attempt (attempts + 1)."""
-        return self._finish_attempt(conversation_id, error, due_at=to_utc(due_at, "due_at"))
+        return self._finish_attempt(
+            conversation_id, error, due_at=to_utc(due_at, "due_at"), fence=fence
+        )
 
-    def dead_letter(self, conversation_id: str, reason: str) -> DueSync | None:
+    def dead_letter(
+        self, conversation_id: str, reason: str, *, fence: int | None = None
+    ) -> DueSync | None:
         """Give up on a pending sync with the CRM's ``reason`` (attempts + 1)."""
-        return self._finish_attempt(conversation_id, reason, due_at=None)
+        return self._finish_attempt(conversation_id, reason, due_at=None, fence=fence)
 
     # Commands --------------------------------------------------------------------------------
 
@@ -552,8 +672,11 @@ class SQLiteLedger:
         commands = list(commands)
         if not commands:
             return
+        wanted, fenced_keys = fences_of(commands)
         keys = list(dict.fromkeys(c.key for c in commands))
         with self._write() as conn:
+            if wanted:
+                check_fences(wanted, self._stored_fences(conn, list(wanted)), fenced_keys)
             final = apply_transitions(self._commands_by_key(conn, keys), commands)
             conn.executemany(_UPSERT_COMMAND, (_command_row(r) for r in final.values()))
 
