@@ -271,7 +271,7 @@ def _sync(args: argparse.Namespace) -> int:
             from signals_crm.adapters.hubspot import HubSpotAdapter, HubSpotAPI
 
             api = HubSpotAPI(base_url=args.url) if args.url else HubSpotAPI()
-            adapter = HubSpotAdapter(http, token=token, api=api)
+            adapter = HubSpotAdapter(http, token, api=api)
         with SQLiteLedger(args.ledger) as ledger:
             report = Integration(adapter, settings, ledger=ledger).run_due()
     print(report.as_text())

@@ -32,7 +32,7 @@ def test_hubspot_campaign_exists():
     hub = LocalHubSpot(burst_limit=None, search_per_second=None)
     campaign = HubSpotBackdoor(hub).seed_campaign(name="Chat")
     with httpx.Client(transport=hub.transport()) as http:
-        adapter = HubSpotAdapter(http, token="local-hubspot-token", api=API)
+        adapter = HubSpotAdapter(http, "local-hubspot-token", api=API)
         assert adapter.campaign_exists(campaign)
         assert not adapter.campaign_exists("999999")
 
@@ -48,7 +48,7 @@ async def test_async_campaign_checks():
         sf = AsyncSalesforceAdapter(http, StaticToken(org.issue_token(), org.instance_url))
         assert await sf.acampaign_exists(campaign)
     async with httpx.AsyncClient(transport=hub.transport()) as http:
-        hs = AsyncHubSpotAdapter(http, token="local-hubspot-token", api=API)
+        hs = AsyncHubSpotAdapter(http, "local-hubspot-token", api=API)
         assert not await hs.acampaign_exists(hub_list + "0")
 
 

@@ -77,7 +77,7 @@ def test_hubspot_contacts_are_created_and_updated():
         fields={"firstname": "Olga", "lastname": "Keep"},
     )
     with httpx.Client(transport=hub.transport()) as http:
-        adapter = HubSpotAdapter(http, token="local-hubspot-token", api=API)
+        adapter = HubSpotAdapter(http, "local-hubspot-token", api=API)
         sync = Integration(
             adapter,
             config(owner, campaign),
@@ -112,7 +112,7 @@ def test_hubspot_daily_budget_stops_the_run():
     hub.daily_limit = 100
     hub.daily_used = 95
     with httpx.Client(transport=hub.transport()) as http:
-        adapter = HubSpotAdapter(http, token="local-hubspot-token", api=API)
+        adapter = HubSpotAdapter(http, "local-hubspot-token", api=API)
         sync = Integration(
             adapter,
             config(owner, campaign),
@@ -132,7 +132,7 @@ async def test_async_hubspot_end_to_end():
     """The async engine over the async HubSpot adapter creates the contact and its tasks."""
     hub, door, owner, campaign = portal()
     async with httpx.AsyncClient(transport=hub.transport()) as http:
-        adapter = AsyncHubSpotAdapter(http, token="local-hubspot-token", api=API)
+        adapter = AsyncHubSpotAdapter(http, "local-hubspot-token", api=API)
         sync = AsyncIntegration(
             adapter, config(owner, campaign), ledger=MemoryLedger(), clock=lambda: NOW
         )

@@ -51,7 +51,7 @@ def test_salesforce_token_never_leaks(tmp_path):
             repr(sync),
             report.as_text(),
             explanation.as_text(),
-            repr(adapter._auth),
+            repr(adapter.auth),
         ]
         sync.ledger.close()
     assert report.count(OutcomeKind.CREATED) > 0
@@ -84,9 +84,9 @@ def test_hubspot_token_not_in_repr():
     """The HubSpot bearer token is not shown by the adapter."""
     hub = LocalHubSpot(tokens=[SECRET])
     with httpx.Client(transport=hub.transport()) as http:
-        adapter = HubSpotAdapter(http, token=SECRET, api=HubSpotAPI(base_url="https://h.test"))
+        adapter = HubSpotAdapter(http, SECRET, api=HubSpotAPI(base_url="https://h.test"))
         assert SECRET not in repr(adapter)
-        assert SECRET not in repr(adapter._auth)
+        assert SECRET not in repr(adapter.auth)
 
 
 def test_logs_carry_no_token(caplog):

@@ -35,7 +35,7 @@ def client(portal: LocalHubSpot) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def adapter(client: httpx.Client, clock: FakeClock) -> HubSpotAdapter:
-    return HubSpotAdapter(client, token=TOKEN, api=HubSpotAPI(base_url=BASE_URL), **limiters(clock))
+    return HubSpotAdapter(client, TOKEN, api=HubSpotAPI(base_url=BASE_URL), **limiters(clock))
 
 
 @pytest.fixture
@@ -43,6 +43,4 @@ async def async_adapter(
     portal: LocalHubSpot, clock: FakeClock
 ) -> AsyncIterator[AsyncHubSpotAdapter]:
     async with httpx.AsyncClient(transport=portal.transport()) as c:
-        yield AsyncHubSpotAdapter(
-            c, token=TOKEN, api=HubSpotAPI(base_url=BASE_URL), **limiters(clock)
-        )
+        yield AsyncHubSpotAdapter(c, TOKEN, api=HubSpotAPI(base_url=BASE_URL), **limiters(clock))

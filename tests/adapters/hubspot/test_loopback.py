@@ -30,7 +30,7 @@ def test_adapter_over_a_real_socket(server: LocalHubSpotServer) -> None:
     """Create, find and reconcile through a real HTTP connection on 127.0.0.1."""
     assert server.url.startswith("http://127.0.0.1:")
     with httpx.Client(timeout=5.0) as client:
-        adapter = HubSpotAdapter(client, token=TOKEN, api=HubSpotAPI(base_url=server.url))
+        adapter = HubSpotAdapter(client, TOKEN, api=HubSpotAPI(base_url=server.url))
         (created,) = adapter.create_people([person("loop@example.com")])
         ((found,),) = adapter.find_people(["LOOP@example.com"], ["firstname"])
         assert adapter.usage is not None
@@ -43,7 +43,7 @@ def test_commit_then_drop_over_a_socket(server: LocalHubSpotServer) -> None:
     """The server writes, then closes the socket: a network error, and the record exists."""
     server.portal.faults.drop_next(path="/batch/create")
     with httpx.Client(timeout=5.0) as client:
-        adapter = HubSpotAdapter(client, token=TOKEN, api=HubSpotAPI(base_url=server.url))
+        adapter = HubSpotAdapter(client, TOKEN, api=HubSpotAPI(base_url=server.url))
         with pytest.raises(TransportError) as raised:
             adapter.create_people([person("dropped@example.com")])
         (landed,) = adapter.reconcile([PersonByEmail("dropped@example.com", PersonKind.CONTACT)])
@@ -56,7 +56,7 @@ def test_commit_then_drop_over_a_socket(server: LocalHubSpotServer) -> None:
 async def test_async_adapter_over_a_real_socket(server: LocalHubSpotServer) -> None:
     """The async adapter talks to the same loopback server."""
     async with httpx.AsyncClient(timeout=5.0) as client:
-        adapter = AsyncHubSpotAdapter(client, token=TOKEN, api=HubSpotAPI(base_url=server.url))
+        adapter = AsyncHubSpotAdapter(client, TOKEN, api=HubSpotAPI(base_url=server.url))
         (created,) = await adapter.acreate_people([person("aloop@example.com")])
         users = await adapter.alist_users()
     assert created.ok
@@ -66,7 +66,7 @@ async def test_async_adapter_over_a_real_socket(server: LocalHubSpotServer) -> N
 def test_demo_portal_serves_owners_and_a_list() -> None:
     """The portal `signals-crm sandbox hubspot` serves has owners and a static list seeded."""
     with LocalHubSpotServer(demo_portal()) as running, httpx.Client(timeout=5.0) as client:
-        adapter = HubSpotAdapter(client, token=TOKEN, api=HubSpotAPI(base_url=running.url))
+        adapter = HubSpotAdapter(client, TOKEN, api=HubSpotAPI(base_url=running.url))
         emails = sorted(u.email or "" for u in adapter.list_users())
         lists = running.portal.lists
     assert emails == ["bob@example.com", "sally@example.com"]

@@ -19,8 +19,9 @@ from signals_crm.adapters.salesforce import (
     RefreshTokenFlow,
     SalesforceAdapter,
     StaticToken,
+    TokenSet,
 )
-from signals_crm.exceptions import AuthenticationError, ConfigurationError
+from signals_crm.exceptions import AuthenticationError, ConfigurationError, CRMAPIError
 from signals_crm.testing.salesforce import LocalSalesforce
 
 SECRET = "s3cr3t-client-value"
@@ -340,3 +341,61 @@ def test_requests_go_to_the_token_instance_with_its_host(org: LocalSalesforce) -
         ("login.salesforce.com", "login.salesforce.com"),
         ("local.my.salesforce.com", "local.my.salesforce.com"),
     ]
+
+
+class Saved:
+    """A token store that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.tokens: list[TokenSet] = []
+
+    def save(self, tokens: TokenSet) -> None:
+        self.tokens.append(tokens)
+
+
+def test_token_store_gets_rotated_refresh_tokens(
+    org: LocalSalesforce, client: httpx.Client
+) -> None:
+    """Every token answer reaches the store: the access token, the rotated refresh token."""
+    org.register_client("app", SECRET, rotate_refresh_tokens=True)
+    store = Saved()
+    original = org.issue_refresh_token("app")
+    flow = RefreshTokenFlow(
+        client_id="app", client_secret=SECRET, refresh_token=original, token_store=store
+    )
+    adapter = SalesforceAdapter(client, flow)
+    adapter.list_users()
+    org.expire_tokens()
+    adapter.list_users()
+    first, second = (t.refresh_token for t in store.tokens)
+    assert second == adapter.refresh_token
+    assert len({original, first, second}) == 3  # each answer rotated it
+    assert all(t.instance_url == org.instance_url for t in store.tokens)
+
+
+def test_token_store_without_rotation_keeps_the_configured_refresh_token(
+    org: LocalSalesforce, client: httpx.Client
+) -> None:
+    """Without rotation the store is told the refresh token to keep using."""
+    store = Saved()
+    flow = _refresh_flow(org)
+    flow.token_store = store
+    SalesforceAdapter(client, flow).list_users()
+    assert [t.refresh_token for t in store.tokens] == [flow.refresh_token]
+
+
+@pytest.mark.parametrize("status", [429, 502, 503])
+def test_a_failing_token_endpoint_is_transient(org: LocalSalesforce, status: int) -> None:
+    """A 429 or 5xx from the token endpoint is retryable, never bad credentials."""
+    flow = _refresh_flow(org)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/services/oauth2"):
+            return httpx.Response(status, text="<html>unavailable</html>")
+        return org.handle(request)
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        with pytest.raises(CRMAPIError) as raised:
+            SalesforceAdapter(http, flow).list_users()
+    assert not isinstance(raised.value, AuthenticationError)
+    assert raised.value.retryable

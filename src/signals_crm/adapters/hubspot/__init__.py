@@ -4,7 +4,15 @@ See :mod:`signals_crm.adapters.hubspot.adapter` for the rules it follows and ``d
 for setup.
 """
 
-from signals_crm.adapters.hubspot._auth import OAuthToken, StaticToken, TokenSource
+from signals_crm.adapters._tokens import TokenSet, TokenStore
+from signals_crm.adapters.hubspot._auth import (
+    HubSpotAuth,
+    OAuthToken,
+    RefreshTokenFlow,
+    StaticToken,
+    TokenSource,
+)
+from signals_crm.adapters.hubspot._flows import HubSpotFlows, HubSpotOptions
 from signals_crm.adapters.hubspot._limiter import RateLimiter
 from signals_crm.adapters.hubspot._requests import (
     ASSOCIATION_TYPE_IDS,
@@ -27,11 +35,17 @@ __all__ = [
     "AsyncHubSpotAdapter",
     "HubSpotAPI",
     "HubSpotAdapter",
+    "HubSpotAuth",
+    "HubSpotFlows",
+    "HubSpotOptions",
     "OAuthToken",
     "RateLimitUsage",
     "RateLimiter",
+    "RefreshTokenFlow",
     "StaticToken",
+    "TokenSet",
     "TokenSource",
+    "TokenStore",
     "marker_token",
     "membership_id",
     "normalize_domain",

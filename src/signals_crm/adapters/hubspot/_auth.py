@@ -1,111 +1,94 @@
-"""HubSpot credentials: a static bearer token, or OAuth access tokens refreshed in time.
+"""HubSpot credentials as ``httpx.Auth``: a static bearer token, or OAuth tokens refreshed in time.
 
-Theory of operation:
+Theory of operation (the shared flow of :mod:`signals_crm.adapters._tokens`):
 
-1. Every request carries ``Authorization: Bearer <token>``. Static tokens (private apps,
-   service keys) never expire and cannot be refreshed.
+1. Every request carries ``Authorization: Bearer <token>``. A :class:`StaticToken` (private
+   app, service key) never expires and cannot be refreshed.
 2. OAuth access tokens live ``expires_in`` seconds (30 minutes today). HubSpot says a 401 is
-   not the signal to refresh, so :class:`OAuthToken` refreshes *proactively*: once the injected
-   clock passes ``expires_in - refresh_margin`` the token counts as stale.
-3. The refresh itself is sans-IO: :meth:`OAuthToken.refresh_request` builds the form-encoded
-   ``refresh_token`` grant, :meth:`OAuthToken.accept` takes the answer. The adapter sends it
-   under :attr:`~OAuthToken.lock` (threads) or :meth:`~OAuthToken.alock` (asyncio) and checks
-   again after taking the lock, so concurrent callers cause exactly one refresh.
-4. A 401 ``EXPIRED_AUTHENTICATION`` anyway (clock skew, revocation) → :meth:`expire` the token
-   that was used (only if it is still the current one) and replay once.
-5. Secrets (client secret, refresh and access tokens) are never in reprs or errors.
+   not the signal to refresh, so :class:`RefreshTokenFlow` refreshes *proactively*: once the
+   injected clock passes ``expires_in - refresh_margin`` the token counts as stale.
+3. The refresh is the ``refresh_token`` grant against ``POST /oauth/v1/token`` of the
+   adapter's :class:`~signals_crm.adapters.hubspot._requests.HubSpotAPI` (or the one given),
+   sent under the auth's lock, so concurrent callers cause exactly one refresh.
+4. A 401 anyway (clock skew, revocation) → refresh once, unless another caller already did,
+   and replay once.
+5. The token endpoint's answer: 200 → new tokens (handed to ``token_store``); 429 or 5xx →
+   the transient, retryable error it is; anything else (``BAD_REFRESH_TOKEN``, a revoked
+   grant) → :class:`~signals_crm.exceptions.AuthenticationError`.
+6. Secrets (client secret, refresh and access tokens) are never in reprs or errors.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 import httpx
 
+from signals_crm.adapters._tokens import AsyncTokenStore, TokenAuth, TokenSet, TokenStore
 from signals_crm.adapters.hubspot._errors import error_from_response, json_body
 from signals_crm.adapters.hubspot._requests import HubSpotAPI
 from signals_crm.adapters.hubspot._responses import parse_token
 from signals_crm.exceptions import AuthenticationError, ConfigurationError, Problem
 
-__all__ = ["OAuthToken", "StaticToken", "TokenSource"]
+__all__ = ["HubSpotAuth", "OAuthToken", "RefreshTokenFlow", "StaticToken", "TokenSource"]
+
+Store = TokenStore | AsyncTokenStore | None
 
 
-class TokenSource(Protocol):
-    """Where the adapter gets its bearer token from."""
+class HubSpotAuth(TokenAuth):
+    """A bearer-token ``httpx.Auth`` for HubSpot; a 401 means the token is no longer good."""
 
-    lock: threading.Lock
+    def authorize(self, request: httpx.Request, token: str) -> httpx.Request:
+        request.headers["Authorization"] = f"Bearer {token}"
+        return request
 
-    @property
-    def can_refresh(self) -> bool: ...
+    def is_expired(self, response: httpx.Response) -> bool:
+        return response.status_code == 401
 
-    def token(self) -> str | None:
-        """The current token, or ``None`` when it must be refreshed first."""
-        ...
-
-    def refresh_request(self, api: HubSpotAPI) -> httpx.Request: ...
-
-    def accept(self, response: httpx.Response) -> None: ...
-
-    def expire(self, used: str) -> None: ...
-
-    def alock(self) -> asyncio.Lock: ...
+    def use_api(self, api: HubSpotAPI) -> None:
+        """Called by the adapter with its API (the token endpoint lives there)."""
 
 
-class _Locks:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self._alock: asyncio.Lock | None = None
-
-    def alock(self) -> asyncio.Lock:
-        """The asyncio lock serialising refreshes (created on first use)."""
-        if self._alock is None:
-            self._alock = asyncio.Lock()
-        return self._alock
+TokenSource = HubSpotAuth
+"""The former name of :class:`HubSpotAuth` (deprecated)."""
 
 
-class StaticToken(_Locks):
+class StaticToken(HubSpotAuth):
     """A token that does not expire (private app, static-auth app, service key)."""
 
-    def __init__(self, token: str) -> None:
-        super().__init__()
-        if not token or not token.strip():
-            raise ConfigurationError([Problem("token", "a HubSpot access token must not be empty")])
-        self._token = token.strip()
+    can_refresh = False
+
+    def __init__(self, access_token: str, *, token_store: Store = None) -> None:
+        super().__init__(token_store=token_store)
+        if not access_token or not access_token.strip():
+            raise ConfigurationError([Problem("auth", "a HubSpot access token must not be empty")])
+        self._token = access_token.strip()
 
     def __repr__(self) -> str:
-        return "StaticToken(token=<hidden>)"
+        return "StaticToken(access_token=<hidden>)"
 
-    @property
-    def can_refresh(self) -> bool:
-        return False
-
-    def token(self) -> str:
+    def fresh_token(self) -> str:
         return self._token
 
-    def refresh_request(self, api: HubSpotAPI) -> httpx.Request:  # noqa: ARG002  # protocol
+    def build_token_request(self) -> httpx.Request:
         raise AuthenticationError(
             "a static HubSpot token cannot be refreshed", error_code="EXPIRED_AUTHENTICATION"
         )
 
-    def accept(self, response: httpx.Response) -> None:  # noqa: ARG002  # protocol
-        return None
 
-    def expire(self, used: str) -> None:  # noqa: ARG002  # protocol
-        return None
+_TRANSIENT_STATUS = 500
 
 
-class OAuthToken(_Locks):
+class RefreshTokenFlow(HubSpotAuth):
     """OAuth 2.0 access tokens refreshed from a refresh token before they expire.
 
     ``clock`` returns monotonic seconds (injected in tests); ``refresh_margin`` is how long
     before expiry a token counts as stale. ``access_token``/``expires_in`` seed a known token.
+    ``api`` names the token endpoint's base (default: the adapter's).
     """
 
-    def __init__(
+    def __init__(  # the grant's own parameters
         self,
         *,
         client_id: str,
@@ -115,13 +98,16 @@ class OAuthToken(_Locks):
         expires_in: float | None = None,
         refresh_margin: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        api: HubSpotAPI | None = None,
+        token_store: Store = None,
     ) -> None:
-        super().__init__()
+        super().__init__(token_store=token_store)
         self.client_id = client_id
         self._client_secret = client_secret
         self._refresh_token = refresh_token
         self._clock = clock
         self._margin = refresh_margin
+        self._api = api
         self._access: str | None = access_token
         self._expires_at: float | None = (
             clock() + expires_in if access_token and expires_in is not None else None
@@ -130,40 +116,43 @@ class OAuthToken(_Locks):
         """How many refreshes succeeded (observability; tests pin "exactly one")."""
 
     def __repr__(self) -> str:
-        return f"OAuthToken(client_id={self.client_id!r}, secrets=<hidden>)"
+        return f"{type(self).__name__}(client_id={self.client_id!r}, secrets=<hidden>)"
 
-    @property
-    def can_refresh(self) -> bool:
-        return True
+    def use_api(self, api: HubSpotAPI) -> None:
+        if self._api is None:
+            self._api = api
 
-    def token(self) -> str | None:
+    def fresh_token(self) -> str | None:
         if self._access is None:
             return None
         if self._expires_at is not None and self._clock() >= self._expires_at - self._margin:
             return None
         return self._access
 
-    def refresh_request(self, api: HubSpotAPI) -> httpx.Request:
-        return api.refresh_token(
+    def build_token_request(self) -> httpx.Request:
+        return (self._api or HubSpotAPI()).refresh_token(
             client_id=self.client_id,
             client_secret=self._client_secret,
             refresh_token=self._refresh_token,
         )
 
-    def accept(self, response: httpx.Response) -> None:
-        """Take the token endpoint's answer; raise :class:`AuthenticationError` on refusal."""
-        if response.status_code != 200:
+    def accept_token(self, response: httpx.Response) -> TokenSet:
+        """Take the token endpoint's answer; a refused grant is an AuthenticationError."""
+        status = response.status_code
+        if status != 200:  # the one success status
             err = error_from_response(response)
+            if status == 429 or status >= _TRANSIENT_STATUS:  # HTTP's own
+                raise err
             raise AuthenticationError(
                 f"HubSpot refused to refresh the OAuth token: {err.message}",
-                status_code=response.status_code,
+                status_code=status,
                 error_code=err.error_code or "BAD_REFRESH_TOKEN",
             )
         answer = parse_token(json_body(response))
         if answer is None:
             raise AuthenticationError(
                 "HubSpot's token answer had no access token",
-                status_code=response.status_code,
+                status_code=status,
                 error_code="BAD_TOKEN_RESPONSE",
             )
         self._access = answer.access_token
@@ -171,7 +160,12 @@ class OAuthToken(_Locks):
         if answer.refresh_token:
             self._refresh_token = answer.refresh_token
         self.refreshes += 1
+        return TokenSet(
+            access_token=answer.access_token,
+            refresh_token=self._refresh_token,
+            expires_in=answer.expires_in,
+        )
 
-    def expire(self, used: str) -> None:
-        if self._access == used:
-            self._access = None
+
+OAuthToken = RefreshTokenFlow
+"""The former name of :class:`RefreshTokenFlow` (deprecated)."""

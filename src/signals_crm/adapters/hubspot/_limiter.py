@@ -16,14 +16,16 @@ Theory of operation:
 
 from __future__ import annotations
 
-import asyncio
 import math
 import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+import anyio
+
 from signals_crm.adapters.hubspot._responses import RateLimitUsage
+from signals_crm.exceptions import ConfigurationError, Problem
 
 __all__ = ["RateLimiter"]
 
@@ -39,10 +41,16 @@ class RateLimiter:
         share: float = 0.9,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        asleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        asleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         if max_requests < 1 or interval <= 0 or not 0 < share <= 1:
-            raise ValueError("max_requests >= 1, interval > 0 and 0 < share <= 1 are required")
+            raise ConfigurationError(
+                [
+                    Problem(
+                        "limiter", "max_requests >= 1, interval > 0 and 0 < share <= 1 are required"
+                    )
+                ]
+            )
         self._max = max_requests
         self.interval = interval
         self.share = share
@@ -76,24 +84,21 @@ class RateLimiter:
             return 0.0
         return max(self._sent[0] + self.interval - now, 1e-6)
 
+    def _wait(self) -> float:
+        """Take a slot and return 0, or count and return how long to wait before trying again."""
+        with self._lock:
+            wait = self._reserve()
+            self.waited += wait
+        return wait
+
     def acquire(self) -> None:
         """Block (with the injected ``sleep``) until a send is allowed, and take it."""
-        while True:
-            with self._lock:
-                wait = self._reserve()
-            if wait <= 0:
-                return
-            self.waited += wait
+        while (wait := self._wait()) > 0:
             self._sleep(wait)
 
     async def aacquire(self) -> None:
         """Wait (with the injected ``asleep``) until a send is allowed, and take it."""
-        while True:
-            with self._lock:
-                wait = self._reserve()
-            if wait <= 0:
-                return
-            self.waited += wait
+        while (wait := self._wait()) > 0:
             await self._asleep(wait)
 
     def observe(self, usage: RateLimitUsage | None) -> None:

@@ -4,13 +4,16 @@
 ``httpx.AsyncClient``) share every request builder and response parser; see ``docs/salesforce.md``.
 """
 
+from signals_crm.adapters._tokens import TokenSet, TokenStore
 from signals_crm.adapters.salesforce._auth import (
     AuthFlow,
     ClientCredentialsFlow,
     JWTBearerFlow,
     RefreshTokenFlow,
+    SalesforceAuth,
     StaticToken,
 )
+from signals_crm.adapters.salesforce._flows import SalesforceFlows, SalesforceOptions
 from signals_crm.adapters.salesforce._requests import DEFAULT_API_VERSION, TaskMarker
 from signals_crm.adapters.salesforce._responses import ApiUsage, AppApiUsage, SalesforceToken
 from signals_crm.adapters.salesforce.adapter import (
@@ -30,7 +33,12 @@ __all__ = [
     "JWTBearerFlow",
     "RefreshTokenFlow",
     "SalesforceAdapter",
+    "SalesforceAuth",
+    "SalesforceFlows",
+    "SalesforceOptions",
     "SalesforceToken",
     "StaticToken",
     "TaskMarker",
+    "TokenSet",
+    "TokenStore",
 ]

@@ -4,7 +4,7 @@
 >>> from signals_crm.adapters.hubspot import HubSpotAdapter, HubSpotAPI
 >>> portal = LocalHubSpot()
 >>> client = httpx.Client(transport=portal.transport())
->>> adapter = HubSpotAdapter(client, token="local-hubspot-token",
+>>> adapter = HubSpotAdapter(client, "local-hubspot-token",
 ...                          api=HubSpotAPI(base_url="https://api.hubapi.com"))
 >>> adapter.find_people(["nobody@example.com"])
 [()]

@@ -101,8 +101,8 @@ def test_capabilities_declare_contacts_lists_and_batches_of_100(adapter: HubSpot
 
 
 def test_exactly_one_credential_is_required(client: httpx.Client) -> None:
-    """Neither or both of token= and auth= is a configuration error."""
-    with pytest.raises(ConfigurationError, match="token"):
+    """No credential at all is a configuration error naming auth."""
+    with pytest.raises(ConfigurationError, match="auth"):
         HubSpotAdapter(client)
 
 
@@ -227,7 +227,7 @@ def test_update_never_moves_the_lifecycle_stage_backwards(
     )
     lead = door.seed_person(kind=PersonKind.CONTACT, email="l@example.com")
     with httpx.Client(transport=portal.transport()) as client:
-        adapter = HubSpotAdapter(client, token=TOKEN, **limiters(clock))
+        adapter = HubSpotAdapter(client, TOKEN, **limiters(clock))
         results = adapter.update_people(
             [
                 update(customer, lifecyclestage="lead", firstname="Cus"),
@@ -328,7 +328,7 @@ def test_task_without_a_date_uses_the_injected_now(
 ) -> None:
     """hs_timestamp is required: an undated task is stamped with the adapter's clock."""
     adapter = HubSpotAdapter(
-        client, token=TOKEN, now=lambda: datetime(2025, 1, 1, 8, 0, tzinfo=UTC), **limiters(clock)
+        client, TOKEN, now=lambda: datetime(2025, 1, 1, 8, 0, tzinfo=UTC), **limiters(clock)
     )
     person = backdoor.seed_person(kind=PersonKind.CONTACT, email="u@example.com")
     (result,) = adapter.create_tasks([task(person, "m", day=None)])
@@ -340,7 +340,7 @@ def test_notes_can_replace_tasks(
     client: httpx.Client, clock: FakeClock, portal: LocalHubSpot, backdoor: HubSpotBackdoor
 ) -> None:
     """With activity_object="notes", activities are notes (type 202) and reconcile finds them."""
-    adapter = HubSpotAdapter(client, token=TOKEN, activity_object="notes", **limiters(clock))
+    adapter = HubSpotAdapter(client, TOKEN, activity_object="notes", **limiters(clock))
     person = backdoor.seed_person(kind=PersonKind.CONTACT, email="note@example.com")
     (result,) = adapter.create_tasks([task(person, "conv-9:transcript")])
     assert result.id is not None
@@ -355,9 +355,7 @@ def test_marker_property_option(
 ) -> None:
     """With marker_property, the marker is also a property and reconcile searches it by EQ."""
     portal.add_property("tasks", "signals_marker", label="Signals marker")
-    adapter = HubSpotAdapter(
-        client, token=TOKEN, marker_property="signals_marker", **limiters(clock)
-    )
+    adapter = HubSpotAdapter(client, TOKEN, marker_property="signals_marker", **limiters(clock))
     person = backdoor.seed_person(kind=PersonKind.CONTACT, email="mp@example.com")
     (result,) = adapter.create_tasks([task(person, "Conv-7")])
     assert result.id is not None
@@ -381,7 +379,7 @@ def test_reconcile_searches_five_markers_per_call(
 def test_invalid_activity_object_is_refused(client: httpx.Client) -> None:
     """Only tasks and notes can carry activities."""
     with pytest.raises(ConfigurationError, match="activity_object"):
-        HubSpotAdapter(client, token=TOKEN, activity_object="meetings")
+        HubSpotAdapter(client, TOKEN, activity_object="meetings")
 
 
 # -- lists -------------------------------------------------------------------------------------
@@ -545,7 +543,7 @@ def test_commit_then_drop_is_unknown_and_reconciles(
 
 def test_invalid_token_raises_without_echoing_it(client: httpx.Client, clock: FakeClock) -> None:
     """A wrong static token is an AuthenticationError that never contains the token."""
-    adapter = HubSpotAdapter(client, token="pat-na1-secret-value", **limiters(clock))
+    adapter = HubSpotAdapter(client, "pat-na1-secret-value", **limiters(clock))
     with pytest.raises(AuthenticationError) as raised:
         adapter.find_people(["a@example.com"])
     assert raised.value.error_code == "INVALID_AUTHENTICATION"
@@ -577,9 +575,7 @@ def test_date_versioned_paths_work_end_to_end(
     client: httpx.Client, clock: FakeClock, portal: LocalHubSpot
 ) -> None:
     """With version="2026-03" every call uses the date-based paths, same bodies."""
-    adapter = HubSpotAdapter(
-        client, token=TOKEN, api=HubSpotAPI(version="2026-03"), **limiters(clock)
-    )
+    adapter = HubSpotAdapter(client, TOKEN, api=HubSpotAPI(version="2026-03"), **limiters(clock))
     (created,) = adapter.create_people([write("dated@example.com")])
     assert adapter.find_people(["dated@example.com"])[0][0].id == created.id
     assert all("/2026-03/" in path for _, path in portal.requests)
@@ -618,7 +614,7 @@ def test_a_wrong_path_raises_instead_of_failing_each_record(
 ) -> None:
     """A 404 for an unknown path is a whole-call error, never blamed on (or split by) records."""
     adapter = HubSpotAdapter(
-        client, token=TOKEN, api=HubSpotAPI(base_url=BASE_URL + "/typo"), **limiters(clock)
+        client, TOKEN, api=HubSpotAPI(base_url=BASE_URL + "/typo"), **limiters(clock)
     )
     with pytest.raises(NotFoundError):
         adapter.create_people([write("a@example.com"), write("b@example.com")])

@@ -102,7 +102,7 @@ def test_a_burst_of_2000_writes_sees_no_429(clock: FakeClock) -> None:
     portal = LocalHubSpot(clock=clock, sleep=clock.sleep)
     person = portal.backdoor.seed_person(kind=PersonKind.CONTACT, email="burst@example.com")
     with httpx.Client(transport=portal.transport()) as client:
-        adapter = HubSpotAdapter(client, token=TOKEN, **limiters(clock))
+        adapter = HubSpotAdapter(client, TOKEN, **limiters(clock))
         for update in _updates(person, 2000):
             (result,) = adapter.update_people([update])
             assert result.ok
@@ -117,7 +117,7 @@ def test_without_the_limiter_the_same_burst_hits_429(clock: FakeClock) -> None:
     person = portal.backdoor.seed_person(kind=PersonKind.CONTACT, email="burst@example.com")
     wide = NoLimit(clock=clock, sleep=clock.sleep)
     with httpx.Client(transport=portal.transport()) as client:
-        adapter = HubSpotAdapter(client, token=TOKEN, limiter=wide)
+        adapter = HubSpotAdapter(client, TOKEN, limiter=wide)
         updates = iter(_updates(person, 2000))
 
         def burst() -> None:
@@ -135,7 +135,7 @@ async def test_async_burst_sees_no_429(clock: FakeClock) -> None:
     portal = LocalHubSpot(clock=clock, sleep=clock.sleep)
     person = portal.backdoor.seed_person(kind=PersonKind.CONTACT, email="burst@example.com")
     async with httpx.AsyncClient(transport=portal.transport()) as client:
-        adapter = AsyncHubSpotAdapter(client, token=TOKEN, **limiters(clock))
+        adapter = AsyncHubSpotAdapter(client, TOKEN, **limiters(clock))
         for update in _updates(person, 500):
             await adapter.aupdate_people([update])
     assert portal.rate_limited == 0
@@ -147,7 +147,7 @@ def test_searches_keep_under_five_per_second(clock: FakeClock) -> None:
 
     portal = LocalHubSpot(clock=clock, sleep=clock.sleep)
     with httpx.Client(transport=portal.transport()) as client:
-        adapter = HubSpotAdapter(client, token=TOKEN, **limiters(clock))
+        adapter = HubSpotAdapter(client, TOKEN, **limiters(clock))
         answers = adapter.reconcile([TaskByMarker(f"m{n}") for n in range(100)])
     assert answers == [None] * 100
     assert portal.rate_limited == 0

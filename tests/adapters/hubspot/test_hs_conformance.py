@@ -38,7 +38,7 @@ class TestHubSpotDatedNotesConformance(AdapterConformance):
     def adapter(self, client: httpx.Client, clock: FakeClock) -> HubSpotAdapter:
         return HubSpotAdapter(
             client,
-            token=TOKEN,
+            TOKEN,
             api=HubSpotAPI(base_url=BASE_URL, version="2026-03"),
             activity_object="notes",
             **limiters(clock),
@@ -60,9 +60,7 @@ def _machine_adapter() -> HubSpotAdapter:
     clock = FakeClock()
     portal = LocalHubSpot(clock=clock, sleep=clock.sleep)
     client = httpx.Client(transport=portal.transport())
-    adapter = HubSpotAdapter(
-        client, token=TOKEN, api=HubSpotAPI(base_url=BASE_URL), **limiters(clock)
-    )
+    adapter = HubSpotAdapter(client, TOKEN, api=HubSpotAPI(base_url=BASE_URL), **limiters(clock))
     _PORTALS[id(adapter)] = (portal, client)
     return adapter
 

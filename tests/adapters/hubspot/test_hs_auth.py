@@ -14,9 +14,11 @@ from signals_crm.adapters.hubspot import (
     AsyncHubSpotAdapter,
     HubSpotAdapter,
     OAuthToken,
+    RefreshTokenFlow,
     StaticToken,
+    TokenSet,
 )
-from signals_crm.exceptions import AuthenticationError, ConfigurationError
+from signals_crm.exceptions import AuthenticationError, ConfigurationError, CRMAPIError
 from signals_crm.testing.hubspot import LocalHubSpot
 
 CLIENT_ID, SECRET, REFRESH = "client-1", "shh-client-secret", "refresh-abc"
@@ -121,7 +123,7 @@ def test_static_tokens_are_hidden_and_cannot_refresh() -> None:
     assert "pat-na1-0000" not in repr(token)
     assert token.can_refresh is False
     with pytest.raises(AuthenticationError):
-        token.refresh_request(None)  # type: ignore[arg-type]
+        token.build_token_request()
     with pytest.raises(ConfigurationError, match="token"):
         StaticToken("  ")
 
@@ -180,3 +182,83 @@ async def test_tasks_share_one_refresh(oauth_portal: LocalHubSpot, clock: FakeCl
         )
     assert answers == [[()]] * 10
     assert oauth_portal.token_requests == 1
+
+
+class Saved:
+    """A token store that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.tokens: list[TokenSet] = []
+
+    def save(self, tokens: TokenSet) -> None:
+        self.tokens.append(tokens)
+
+
+def test_token_store_gets_every_new_token(
+    recording_client: httpx.Client, oauth_portal: LocalHubSpot, clock: FakeClock
+) -> None:
+    """Each refresh hands the new access token and the refresh token to the store, hidden."""
+    store = Saved()
+    auth = OAuthToken(
+        client_id=CLIENT_ID,
+        client_secret=SECRET,
+        refresh_token=REFRESH,
+        clock=clock,
+        token_store=store,
+    )
+    adapter = HubSpotAdapter(recording_client, auth, **limiters(clock))
+    adapter.find_people(["a@example.com"])
+    oauth_portal.expire_access_tokens()
+    adapter.find_people(["a@example.com"])
+    assert len(store.tokens) == 2
+    assert store.tokens[0].access_token != store.tokens[1].access_token
+    assert all(t.refresh_token == REFRESH and t.expires_in for t in store.tokens)
+    assert REFRESH not in repr(store.tokens[0])
+
+
+@pytest.mark.anyio
+async def test_async_token_store_is_awaited(oauth_portal: LocalHubSpot, clock: FakeClock) -> None:
+    """An async adapter awaits ``asave`` of an async store."""
+    saved: list[TokenSet] = []
+
+    class AsyncSaved:
+        async def asave(self, tokens: TokenSet) -> None:
+            saved.append(tokens)
+
+    auth = RefreshTokenFlow(
+        client_id=CLIENT_ID,
+        client_secret=SECRET,
+        refresh_token=REFRESH,
+        clock=clock,
+        token_store=AsyncSaved(),
+    )
+    async with httpx.AsyncClient(transport=oauth_portal.transport()) as client:
+        await AsyncHubSpotAdapter(client, auth, **limiters(clock)).afind_people(["a@x.com"])
+    assert [t.refresh_token for t in saved] == [REFRESH]
+
+
+@pytest.mark.parametrize("status", [429, 502, 503])
+def test_a_failing_token_endpoint_is_transient(
+    oauth_portal: LocalHubSpot, clock: FakeClock, status: int
+) -> None:
+    """A 429 or 5xx from the token endpoint is retryable, never bad credentials."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/oauth"):
+            return httpx.Response(status, json={"status": "error", "message": "try later"})
+        return oauth_portal.handle(request)
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        adapter = HubSpotAdapter(client, oauth(clock), **limiters(clock))
+        with pytest.raises(CRMAPIError) as raised:
+            adapter.find_people(["a@example.com"])
+    assert not isinstance(raised.value, AuthenticationError)
+    assert raised.value.retryable
+    assert raised.value.status_code == status
+
+
+def test_deprecated_token_keyword_still_works(client: httpx.Client, clock: FakeClock) -> None:
+    """``token=`` is accepted with a DeprecationWarning and means a static token."""
+    with pytest.warns(DeprecationWarning, match="auth"):
+        adapter = HubSpotAdapter(client, token="pat-na1-0000", **limiters(clock))
+    assert isinstance(adapter.auth, StaticToken)

@@ -1,0 +1,693 @@
+"""The Salesforce adapter's pure part: one generator per operation, no IO.
+
+Theory of operation (the httpx ``auth_flow`` pattern):
+
+1. Each operation is a plain generator of :class:`SalesforceFlows`: it *yields* the
+   ``httpx.Request`` it needs (built by :mod:`._requests`), *receives* the ``httpx.Response``,
+   parses it with :mod:`._responses` and finally *returns* the result. Paging, chunking and the
+   follow-up queries all live here, once, for both the blocking and the async adapter.
+2. The adapters (:mod:`.adapter`) only drive these generators through the shared shells of
+   :mod:`signals_crm.adapters._shell`; the session (token, refresh, instance URL) is the
+   ``httpx.Auth`` of :mod:`._auth`. Every answer's ``Sforce-Limit-Info`` becomes
+   :attr:`SalesforceFlows.api_usage`.
+3. Lookups group by email case-insensitively; results come back one per input, in order.
+4. Writes use sObject Collections (200 a call, ``allOrNone: false``). Failures are per record
+   (:class:`~signals_crm.core.crm.WriteResult`); only whole-call failures raise.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias, TypedDict, TypeVar
+
+import httpx
+
+from signals_crm.adapters._shell import AdapterFlows, Flow
+from signals_crm.adapters.salesforce._auth import SalesforceAuth
+from signals_crm.adapters.salesforce._errors import (
+    error_for_code,
+    error_from_response,
+    is_already_member,
+)
+from signals_crm.adapters.salesforce._requests import (
+    COLLECTION_LIMIT,
+    DEFAULT_API_VERSION,
+    Endpoint,
+    TaskMarker,
+    campaign_member_record,
+    collection_create_request,
+    collection_update_request,
+    describe_request,
+    in_queries,
+    object_for_kind,
+    or_queries,
+    person_record,
+    person_update_record,
+    query_more_request,
+    query_request,
+    task_record,
+)
+from signals_crm.adapters.salesforce._responses import (
+    ApiUsage,
+    parse_collection_results,
+    parse_datetime,
+    parse_describe,
+    parse_limit_info,
+    parse_query,
+)
+from signals_crm.adapters.salesforce._soql import DEFAULT_MAX_URL_LENGTH, like_literal, quote
+from signals_crm.core.crm import (
+    CampaignMembershipWrite,
+    Capabilities,
+    MembershipByPerson,
+    PersonByEmail,
+    PersonUpdate,
+    PersonWrite,
+    ReconcileQuery,
+    TaskByMarker,
+    TaskWrite,
+    WriteResult,
+)
+from signals_crm.core.model import (
+    AccountRecord,
+    CRMUser,
+    FieldValue,
+    ObjectSchema,
+    PersonKind,
+    PersonRecord,
+    normalize_email,
+)
+from signals_crm.exceptions import (
+    ConfigurationError,
+    CRMAPIError,
+    DuplicateRecordError,
+    NotFoundError,
+    Problem,
+)
+
+__all__ = ["SALESFORCE_CAPABILITIES", "SalesforceFlows", "website_host"]
+
+T = TypeVar("T")
+Record: TypeAlias = Mapping[str, FieldValue]
+
+SALESFORCE_CAPABILITIES = Capabilities(
+    name="salesforce",
+    person_kind=PersonKind.LEAD,
+    person_object="Lead",
+    email_field="Email",
+    separate_contacts=True,
+    lookup_batch_size=200,
+    write_batch_size=COLLECTION_LIMIT,
+    max_task_body_length=32_000,
+    account_object="Account",
+    required_on_create=("LastName", "Company"),
+)
+
+_PLACEHOLDER_INSTANCE = "https://instance.invalid"
+_LEAD_BASE_FIELDS = (
+    "Id",
+    "Email",
+    "IsConverted",
+    "ConvertedContactId",
+    "LastModifiedDate",
+    "OwnerId",
+)
+_CONTACT_BASE_FIELDS = ("Id", "Email", "LastModifiedDate", "OwnerId")
+_ACCOUNT_BASE_FIELDS = ("Id", "Name", "Website", "LastModifiedDate")
+
+
+def _get(record: Record, name: str) -> FieldValue:
+    if name in record:
+        return record[name]
+    lowered = name.lower()
+    for key, value in record.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def _merge_fields(base: Sequence[str], extra: Sequence[str]) -> list[str]:
+    seen = {f.lower() for f in base}
+    merged = list(base)
+    for name in extra:
+        if name.lower() not in seen:
+            seen.add(name.lower())
+            merged.append(name)
+    return merged
+
+
+def _dedupe(values: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(v for v in values if v))
+
+
+def _id15(record_id: str) -> str:
+    return record_id[:15]
+
+
+def website_host(website: str) -> str:
+    """The bare host of a Website value: no scheme, path, port or ``www.``; lower case."""
+    host = website.strip().lower()
+    if "://" in host:
+        host = host.split("://", 1)[1]
+    host = host.split("/", 1)[0].split("?", 1)[0].split(":", 1)[0]
+    return host.removeprefix("www.")
+
+
+def _domain_key(domain: str) -> str:
+    return website_host(domain)
+
+
+def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class SalesforceOptions(TypedDict, total=False):
+    """The keyword options of both Salesforce adapters.
+
+    ``api_version`` of the REST API; ``task_marker`` says where a Task keeps its activity
+    marker (default: a tag in ``Subject``); ``task_status`` / ``task_priority`` are sent on
+    every Task (``None`` leaves the org's default); ``max_url_length`` bounds each query URL
+    (``IN`` lists are chunked to fit).
+    """
+
+    api_version: str
+    task_marker: TaskMarker | None
+    task_status: str | None
+    task_priority: str | None
+    max_url_length: int
+
+
+class SalesforceFlows(AdapterFlows):
+    """Everything but the IO: configuration, caches and one generator per operation."""
+
+    crm_name = "Salesforce"
+
+    def __init__(
+        self,
+        auth: SalesforceAuth,
+        *,
+        api_version: str = DEFAULT_API_VERSION,
+        task_marker: TaskMarker | None = None,
+        task_status: str | None = "Completed",
+        task_priority: str | None = "Normal",
+        max_url_length: int = DEFAULT_MAX_URL_LENGTH,
+    ) -> None:
+        if not isinstance(auth, SalesforceAuth):
+            raise ConfigurationError([Problem("auth", "must be a Salesforce auth flow")])
+        self.auth: SalesforceAuth = auth
+        self._api_version = api_version
+        self._marker = task_marker or TaskMarker()
+        self._task_status = task_status
+        self._task_priority = task_priority
+        self._max_url_length = max_url_length
+        self._describe_cache: dict[str, ObjectSchema] = {}
+        self._api_usage: ApiUsage | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(api_version={self._api_version!r}, auth={self.auth!r})"
+
+    # -- public state ------------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Salesforce: Leads are the person records; Contacts exist and are never updated."""
+        return SALESFORCE_CAPABILITIES
+
+    @property
+    def api_usage(self) -> ApiUsage | None:
+        """The org's API usage as the last ``Sforce-Limit-Info`` header reported it."""
+        return self._api_usage
+
+    @property
+    def refresh_token(self) -> str | None:
+        """The newest rotated refresh token, if the token endpoint sent one (persist it)."""
+        return self.auth.rotated_refresh_token
+
+    @property
+    def task_marker(self) -> TaskMarker:
+        return self._marker
+
+    @property
+    def endpoint(self) -> Endpoint:
+        instance = self.auth.current_instance_url or _PLACEHOLDER_INSTANCE
+        return Endpoint(instance_url=instance, api_version=self._api_version)
+
+    def observe(self, request: httpx.Request, response: httpx.Response) -> None:  # noqa: ARG002  # the hook's signature
+        usage = parse_limit_info(response.headers.get("Sforce-Limit-Info"))
+        if usage is not None:
+            self._api_usage = usage
+
+    # -- query helper ------------------------------------------------------------------------
+
+    def _query_all(self, soql: str) -> Flow[list[Record]]:
+        endpoint = self.endpoint
+        page = parse_query((yield query_request(endpoint, soql)))
+        records = list(page.records)
+        while page.next_records_url:
+            page = parse_query((yield query_more_request(endpoint, page.next_records_url)))
+            records.extend(page.records)
+        return records
+
+    def _query_many(self, queries: Sequence[str]) -> Flow[list[Record]]:
+        records: list[Record] = []
+        for soql in queries:
+            records.extend((yield from self._query_all(soql)))
+        return records
+
+    def _in(
+        self,
+        *,
+        select: Sequence[str],
+        object_name: str,
+        field: str,
+        values: Sequence[str],
+        where_extra: str | None = None,
+    ) -> list[str]:
+        return list(
+            in_queries(
+                self.endpoint,
+                select=select,
+                object_name=object_name,
+                field=field,
+                values=values,
+                where_extra=where_extra,
+                max_url_length=self._max_url_length,
+            )
+        )
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def find_people_flow(
+        self, emails: Sequence[str], fields: Sequence[str] = ()
+    ) -> Flow[list[tuple[PersonRecord, ...]]]:
+        keys = [normalize_email(e) for e in emails]
+        unique = _dedupe(keys)
+        if not unique:
+            return [() for _ in keys]
+        lead_select = _merge_fields(_LEAD_BASE_FIELDS, fields)
+        leads = yield from self._query_many(
+            self._in(select=lead_select, object_name="Lead", field="Email", values=unique)
+        )
+        contacts = yield from self._query_many(
+            self._in(
+                select=_CONTACT_BASE_FIELDS, object_name="Contact", field="Email", values=unique
+            )
+        )
+        found: dict[str, list[PersonRecord]] = {}
+        for raw in leads:
+            record = self._person(raw, PersonKind.LEAD, fields)
+            found.setdefault(normalize_email(record.email or ""), []).append(record)
+        for raw in contacts:
+            record = self._person(raw, PersonKind.CONTACT, ())
+            found.setdefault(normalize_email(record.email or ""), []).append(record)
+        return [tuple(found.get(key, ())) if key else () for key in keys]
+
+    @staticmethod
+    def _person(raw: Record, kind: PersonKind, fields: Sequence[str]) -> PersonRecord:
+        email = _get(raw, "Email")
+        converted_contact = _get(raw, "ConvertedContactId")
+        owner = _get(raw, "OwnerId")
+        return PersonRecord(
+            id=str(_get(raw, "Id")),
+            kind=kind,
+            email=str(email) if email is not None else None,
+            fields={name: _get(raw, name) for name in fields},
+            is_converted=bool(_get(raw, "IsConverted")),
+            converted_contact_id=str(converted_contact) if converted_contact else None,
+            last_modified=parse_datetime(_get(raw, "LastModifiedDate")),
+            owner_id=str(owner) if owner else None,
+        )
+
+    def find_accounts_flow(
+        self, domains: Sequence[str], fields: Sequence[str] = ()
+    ) -> Flow[list[tuple[AccountRecord, ...]]]:
+        keys = [_domain_key(d) for d in domains]
+        unique = _dedupe(keys)
+        if not unique:
+            return [() for _ in keys]
+        select = _merge_fields(_ACCOUNT_BASE_FIELDS, fields)
+        conditions = [f"Website LIKE {like_literal(d, prefix='%', suffix='%')}" for d in unique]
+        queries = or_queries(
+            self.endpoint,
+            select=select,
+            object_name="Account",
+            conditions=conditions,
+            max_url_length=self._max_url_length,
+        )
+        raws = yield from self._query_many(list(queries))
+        accounts: list[AccountRecord] = []
+        for raw in raws:
+            website = _get(raw, "Website")
+            name = _get(raw, "Name")
+            accounts.append(
+                AccountRecord(
+                    id=str(_get(raw, "Id")),
+                    domain=website_host(str(website)) if website else None,
+                    name=str(name) if name is not None else None,
+                    fields={f: _get(raw, f) for f in fields},
+                    last_modified=parse_datetime(_get(raw, "LastModifiedDate")),
+                )
+            )
+        out: list[tuple[AccountRecord, ...]] = []
+        for key in keys:
+            matches = tuple(
+                a
+                for a in accounts
+                if key and a.domain and (a.domain == key or a.domain.endswith("." + key))
+            )
+            out.append(matches)
+        return out
+
+    def list_users_flow(self) -> Flow[list[CRMUser]]:
+        raws = yield from self._query_all("SELECT Id, Name, Email, IsActive FROM User")
+        users: list[CRMUser] = []
+        for raw in raws:
+            email = _get(raw, "Email")
+            name = _get(raw, "Name")
+            users.append(
+                CRMUser(
+                    id=str(_get(raw, "Id")),
+                    email=str(email) if email else None,
+                    active=bool(_get(raw, "IsActive")),
+                    name=str(name) if name else None,
+                )
+            )
+        return users
+
+    def campaign_exists_flow(self, campaign_id: str) -> Flow[bool]:
+        found = yield from self._query_all(
+            f"SELECT Id FROM Campaign WHERE Id = {quote(campaign_id)}"  # noqa: S608  # quoted
+        )
+        return bool(found)
+
+    def describe_flow(self, object_name: str) -> Flow[ObjectSchema]:
+        key = object_name.lower()
+        cached = self._describe_cache.get(key)
+        if cached is not None:
+            return cached
+        schema = parse_describe((yield describe_request(self.endpoint, object_name)))
+        self._describe_cache[key] = schema
+        return schema
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def _collection_call(
+        self,
+        bodies: Sequence[Mapping[str, Any]],
+        *,
+        update: bool,
+        auto_assign: bool | None = None,
+    ) -> Flow[list[WriteResult]]:
+        """One Collections call for ``bodies`` (<= 200), one result per body.
+
+        Salesforce rejects a *whole* Collections request when one record names a field the
+        object lacks (``INVALID_FIELD``, a JSON deserialization failure). That is a per-record
+        problem, so the records naming the field fail alone and the others are sent again; when
+        the culprit cannot be told from the message, the batch is halved until it can.
+        """
+        build = collection_update_request if update else collection_create_request
+        results: list[WriteResult | None] = [None] * len(bodies)
+        groups: list[list[int]] = [list(range(len(bodies)))]
+        while groups:
+            group = groups.pop(0)
+            response = yield build(
+                self.endpoint, [bodies[i] for i in group], auto_assign=auto_assign
+            )
+            if response.status_code == 400:
+                error = error_from_response(response)
+                if error.error_code not in _RECORD_CONTENT_CODES:
+                    raise error
+                field = _field_in_message(error.message)
+                culprits = [
+                    i for i in group if field and any(k.lower() == field.lower() for k in bodies[i])
+                ]
+                if not culprits and len(group) > 1:
+                    half = len(group) // 2
+                    groups[:0] = [group[:half], group[half:]]
+                    continue
+                culprits = culprits or group
+                failure = error_for_code(
+                    error.error_code,
+                    error.message,
+                    status_code=None,
+                    fields=(field,) if field else error.fields,
+                )
+                for i in culprits:
+                    results[i] = WriteResult.failure(failure)
+                rest = [i for i in group if i not in culprits]
+                if rest:
+                    groups.insert(0, rest)
+                continue
+            parsed = parse_collection_results(response, len(group))
+            for i, result in zip(group, parsed, strict=True):
+                results[i] = result
+        return [r if r is not None else WriteResult.failure(_LOST) for r in results]
+
+    def create_people_flow(self, records: Sequence[PersonWrite]) -> Flow[list[WriteResult]]:
+        results: list[WriteResult | None] = [None] * len(records)
+        email_field = SALESFORCE_CAPABILITIES.email_field
+        for start in range(0, len(records), COLLECTION_LIMIT):
+            chunk = range(start, min(start + COLLECTION_LIMIT, len(records)))
+            # Owner chosen → assignment rules off; otherwise the org's rules apply as usual.
+            with_owner = [i for i in chunk if records[i].owner_id]
+            without = [i for i in chunk if not records[i].owner_id]
+            for indices, auto_assign in ((with_owner, False), (without, None)):
+                if not indices:
+                    continue
+                bodies = [person_record(records[i], email_field=email_field) for i in indices]
+                parsed = yield from self._collection_call(
+                    bodies, update=False, auto_assign=auto_assign
+                )
+                for i, result in zip(indices, parsed, strict=True):
+                    results[i] = result
+        done = [r if r is not None else WriteResult.failure(_LOST) for r in results]
+        return (yield from self._name_duplicates(records, done))
+
+    def _name_duplicates(
+        self, records: Sequence[PersonWrite], results: list[WriteResult]
+    ) -> Flow[list[WriteResult]]:
+        """Fill in the matched ids of ``DUPLICATES_DETECTED`` failures that carry none.
+
+        Collections errors may omit the ``duplicateResult`` payload; the rule that fired
+        matches on email, so the records of that kind with the same email are the duplicates.
+        """
+        unnamed = [
+            i
+            for i, r in enumerate(results)
+            if isinstance(r.error, DuplicateRecordError)
+            and r.error.error_code == "DUPLICATES_DETECTED"
+            and not r.error.matched_ids
+        ]
+        if not unnamed:
+            return results
+        found = yield from self.find_people_flow([records[i].email for i in unnamed])
+        for i, people in zip(unnamed, found, strict=True):
+            error = results[i].error
+            if not isinstance(error, DuplicateRecordError):  # pragma: no cover - filtered above
+                continue
+            ids = [p.id for p in people if p.kind is records[i].kind and not p.is_converted]
+            results[i] = WriteResult.failure(
+                DuplicateRecordError(
+                    error.message,
+                    matched_ids=ids,
+                    status_code=error.status_code,
+                    error_code=error.error_code,
+                    fields=error.fields,
+                )
+            )
+        return results
+
+    def update_people_flow(self, records: Sequence[PersonUpdate]) -> Flow[list[WriteResult]]:
+        results: list[WriteResult] = []
+        for chunk in _chunks(records, COLLECTION_LIMIT):
+            bodies = [person_update_record(r) for r in chunk]
+            # Never let an update re-run assignment rules (REST treats no header as TRUE).
+            parsed = yield from self._collection_call(bodies, update=True, auto_assign=False)
+            results.extend(_update_result(r) for r in parsed)
+        return results
+
+    def create_tasks_flow(self, tasks: Sequence[TaskWrite]) -> Flow[list[WriteResult]]:
+        results: list[WriteResult | None] = [None] * len(tasks)
+        limit = SALESFORCE_CAPABILITIES.max_task_body_length or 32_000
+        sendable: list[tuple[int, dict[str, Any]]] = []
+        for i, task in enumerate(tasks):
+            try:
+                body = task_record(
+                    task,
+                    marker=self._marker,
+                    max_body_length=limit,
+                    status=self._task_status,
+                    priority=self._task_priority,
+                )
+            except ConfigurationError as exc:  # a marker too long for Subject fails alone
+                results[i] = WriteResult.failure(
+                    CRMAPIError(str(exc.problems[0].message), error_code="MARKER_TOO_LONG")
+                )
+                continue
+            sendable.append((i, body))
+        for chunk in _chunks(sendable, COLLECTION_LIMIT):
+            parsed = yield from self._collection_call([b for _, b in chunk], update=False)
+            for (i, _), result in zip(chunk, parsed, strict=True):
+                results[i] = result
+        return [r if r is not None else WriteResult.failure(_LOST) for r in results]
+
+    def add_to_campaign_flow(
+        self, memberships: Sequence[CampaignMembershipWrite]
+    ) -> Flow[list[WriteResult]]:
+        results: list[WriteResult] = []
+        for chunk in _chunks(memberships, COLLECTION_LIMIT):
+            bodies = [campaign_member_record(m) for m in chunk]
+            results.extend((yield from self._collection_call(bodies, update=False)))
+        already = [
+            i
+            for i, r in enumerate(results)
+            if isinstance(r.error, CRMAPIError) and is_already_member(r.error)
+        ]
+        if already:
+            pairs = [(memberships[i].campaign_id, memberships[i].person_id) for i in already]
+            ids = yield from self._membership_ids(pairs)
+            for i, member_id in zip(already, ids, strict=True):
+                if member_id is not None:
+                    results[i] = WriteResult.success(member_id, created=False)
+        return results
+
+    # -- reconcile ---------------------------------------------------------------------------
+
+    def _membership_ids(self, pairs: Sequence[tuple[str, str]]) -> Flow[list[str | None]]:
+        by_campaign: dict[str, list[str]] = {}
+        for campaign_id, person_id in pairs:
+            by_campaign.setdefault(campaign_id, []).append(person_id)
+        found: dict[tuple[str, str], str] = {}
+        for campaign_id, people in by_campaign.items():
+            leads = _dedupe([p for p in people if not p.startswith("003")])
+            contacts = _dedupe([p for p in people if p.startswith("003")])
+            where = f"CampaignId = {quote(campaign_id)}"
+            for field, values in (("LeadId", leads), ("ContactId", contacts)):
+                if not values:
+                    continue
+                raws = yield from self._query_many(
+                    self._in(
+                        select=("Id", "CampaignId", "LeadId", "ContactId"),
+                        object_name="CampaignMember",
+                        field=field,
+                        values=values,
+                        where_extra=where,
+                    )
+                )
+                for raw in raws:
+                    person = _get(raw, field)
+                    if person:
+                        found[(_id15(campaign_id), _id15(str(person)))] = str(_get(raw, "Id"))
+        return [found.get((_id15(c), _id15(p))) for c, p in pairs]
+
+    def _people_ids(self, queries: Sequence[PersonByEmail]) -> Flow[list[str | None]]:
+        best: dict[tuple[PersonKind, str], tuple[bool, str, str]] = {}
+        for kind in (PersonKind.LEAD, PersonKind.CONTACT):
+            emails = _dedupe([normalize_email(q.email) for q in queries if q.kind is kind])
+            if not emails:
+                continue
+            select = ["Id", "Email", "LastModifiedDate"]
+            if kind is PersonKind.LEAD:
+                select.append("IsConverted")
+            raws = yield from self._query_many(
+                self._in(
+                    select=select, object_name=object_for_kind(kind), field="Email", values=emails
+                )
+            )
+            for raw in raws:
+                key = (kind, normalize_email(str(_get(raw, "Email") or "")))
+                # Prefer a live (not converted) record, then the most recently modified, then id.
+                rank = (
+                    not _get(raw, "IsConverted"),
+                    str(_get(raw, "LastModifiedDate") or ""),
+                    str(_get(raw, "Id")),
+                )
+                if key not in best or rank > best[key]:
+                    best[key] = rank
+        return [
+            best[(q.kind, normalize_email(q.email))][2]
+            if (q.kind, normalize_email(q.email)) in best
+            else None
+            for q in queries
+        ]
+
+    def _task_ids(self, markers: Sequence[str]) -> Flow[list[str | None]]:
+        unique = _dedupe(list(markers))
+        if not unique:
+            return [None for _ in markers]
+        select = self._marker.select_fields()
+        if self._marker.field is not None:
+            soqls = self._in(
+                select=select, object_name="Task", field=self._marker.field, values=unique
+            )
+        else:
+            soqls = list(
+                or_queries(
+                    self.endpoint,
+                    select=select,
+                    object_name="Task",
+                    conditions=[self._marker.where(m) for m in unique],
+                    max_url_length=self._max_url_length,
+                )
+            )
+        raws = yield from self._query_many(soqls)
+        found: dict[str, str] = {}
+        for raw in sorted(raws, key=lambda r: str(_get(r, "Id"))):
+            marker = self._marker.read(raw)
+            if marker is not None:
+                found.setdefault(marker, str(_get(raw, "Id")))
+        return [found.get(m) for m in markers]
+
+    def reconcile_flow(self, queries: Sequence[ReconcileQuery]) -> Flow[list[str | None]]:
+        answers: list[str | None] = [None] * len(queries)
+        people = [(i, q) for i, q in enumerate(queries) if isinstance(q, PersonByEmail)]
+        tasks = [(i, q) for i, q in enumerate(queries) if isinstance(q, TaskByMarker)]
+        members = [(i, q) for i, q in enumerate(queries) if isinstance(q, MembershipByPerson)]
+        if people:
+            ids = yield from self._people_ids([q for _, q in people])
+            for (i, _), found in zip(people, ids, strict=True):
+                answers[i] = found
+        if tasks:
+            ids = yield from self._task_ids([q.marker for _, q in tasks])
+            for (i, _), found in zip(tasks, ids, strict=True):
+                answers[i] = found
+        if members:
+            ids = yield from self._membership_ids(
+                [(q.campaign_id, q.person_id) for _, q in members]
+            )
+            for (i, _), found in zip(members, ids, strict=True):
+                answers[i] = found
+        return answers
+
+
+_RECORD_CONTENT_CODES = frozenset(
+    {"INVALID_FIELD", "INVALID_FIELD_FOR_INSERT_UPDATE", "JSON_PARSER_ERROR", "INVALID_TYPE"}
+)
+_COLUMN = re.compile(r"(?:No such column|Unable to create/update fields:?)\s*'?([A-Za-z0-9_.]+)'?")
+_LOST = CRMAPIError("Salesforce gave no result for this record")
+
+
+def _field_in_message(message: str) -> str | None:
+    match = _COLUMN.search(message)
+    return match.group(1) if match else None
+
+
+def _update_result(result: WriteResult) -> WriteResult:
+    """An update's result: ``created=False``; an unknown record id is a NotFoundError.
+
+    On update, ``INVALID_CROSS_REFERENCE_KEY`` naming no field is about the record's own id
+    (it does not exist); naming a field it is a bad lookup value and stays as it is.
+    """
+    if result.ok and result.id:
+        return WriteResult.success(result.id, created=False)
+    error = result.error
+    if (
+        isinstance(error, CRMAPIError)
+        and error.error_code == "INVALID_CROSS_REFERENCE_KEY"
+        and not error.fields
+    ):
+        return WriteResult.failure(
+            NotFoundError(error.message, error_code=error.error_code, status_code=error.status_code)
+        )
+    return result
