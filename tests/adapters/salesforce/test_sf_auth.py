@@ -394,8 +394,10 @@ def test_a_failing_token_endpoint_is_transient(org: LocalSalesforce, status: int
             return httpx.Response(status, text="<html>unavailable</html>")
         return org.handle(request)
 
-    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
-        with pytest.raises(CRMAPIError) as raised:
-            SalesforceAdapter(http, flow).list_users()
+    with (
+        httpx.Client(transport=httpx.MockTransport(handler)) as http,
+        pytest.raises(CRMAPIError) as raised,
+    ):
+        SalesforceAdapter(http, flow).list_users()
     assert not isinstance(raised.value, AuthenticationError)
     assert raised.value.retryable
