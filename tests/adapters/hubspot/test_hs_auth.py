@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 
+import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 from hubspot_support import FakeClock, limiters
@@ -169,7 +170,7 @@ async def test_tasks_share_one_refresh(oauth_portal: LocalHubSpot, clock: FakeCl
         async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
             if request.url.path.startswith("/oauth"):
                 for _ in range(5):
-                    await asyncio.sleep(0)  # let the other tasks pile up on the lock
+                    await anyio.lowlevel.checkpoint()  # let the others pile up on the lock
             response = oauth_portal.handle(request)
             return httpx.Response(
                 response.status_code, headers=response.headers, content=response.content
@@ -177,9 +178,14 @@ async def test_tasks_share_one_refresh(oauth_portal: LocalHubSpot, clock: FakeCl
 
     async with httpx.AsyncClient(transport=SlowTokenTransport()) as client:
         adapter = AsyncHubSpotAdapter(client, auth=oauth(clock), **limiters(clock))
-        answers = await asyncio.gather(
-            *(adapter.afind_people([f"a{n}@example.com"]) for n in range(10))
-        )
+        answers: list[object] = []
+
+        async def ask(n: int) -> None:
+            answers.append(await adapter.afind_people([f"a{n}@example.com"]))
+
+        async with anyio.create_task_group() as tasks:
+            for n in range(10):
+                tasks.start_soon(ask, n)
     assert answers == [[()]] * 10
     assert oauth_portal.token_requests == 1
 

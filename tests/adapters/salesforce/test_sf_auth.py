@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import anyio
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -299,10 +299,10 @@ def test_refresh_under_thread_concurrency_makes_one_token_request(org: LocalSale
 
 @pytest.mark.anyio
 async def test_refresh_under_task_concurrency_makes_one_token_request(org: LocalSalesforce) -> None:
-    """Eight asyncio tasks hitting an expired session cause exactly one token request."""
+    """Eight async tasks hitting an expired session cause exactly one token request."""
     flow = _refresh_flow(org)
     waiting = {"count": 0}
-    everyone = asyncio.Event()
+    everyone = anyio.Event()
 
     async def handler(request: httpx.Request) -> httpx.Response:
         response = org.handle(request)
@@ -318,7 +318,14 @@ async def test_refresh_under_task_concurrency_makes_one_token_request(org: Local
         await adapter.alist_users()
         before = org.token_requests
         org.expire_tokens()
-        results = await asyncio.gather(*(adapter.alist_users() for _ in range(8)))
+        results: list[list[object]] = []
+
+        async def ask() -> None:
+            results.append(list(await adapter.alist_users()))
+
+        async with anyio.create_task_group() as tasks:
+            for _ in range(8):
+                tasks.start_soon(ask)
     assert all(len(users) == 1 for users in results)
     assert org.token_requests - before == 1
 
