@@ -529,11 +529,14 @@ class InMemoryCRM:
         for schema in schemas:
             self._schemas[schema.name.lower()] = schema
         self._people: dict[str, _Person] = {}
+        self._by_email: dict[str, dict[str, None]] = {}
+        """Person ids by normalised email, in insertion order (lookups never scan)."""
         self._accounts: dict[str, _Account] = {}
         self._users: dict[str, CRMUser] = {}
         self._campaigns: dict[str, str] = {}
         self._tasks: dict[str, MemoryTask] = {}
         self._memberships: dict[tuple[str, str], MemoryMembership] = {}
+        self._task_by_marker: dict[str, str] = {}
         self._counter = itertools.count(1)
         self._faults: dict[str, deque[_Fault]] = {}
         self.calls: Counter[str] = Counter()
@@ -727,18 +730,28 @@ class InMemoryCRM:
             )
         return None
 
+    def _store_person(self, person: _Person) -> None:
+        self._people[person.id] = person
+        self._index(person)
+
+    def _index(self, person: _Person) -> None:
+        if person.email is not None:
+            self._by_email.setdefault(normalize_email(person.email), {})[person.id] = None
+
+    def _unindex(self, person: _Person) -> None:
+        if person.email is not None:
+            self._by_email.get(normalize_email(person.email), {}).pop(person.id, None)
+
+    def _with_email(self, email: str) -> list[_Person]:
+        return [self._people[i] for i in self._by_email.get(normalize_email(email), {})]
+
     def _duplicates(self, kind: PersonKind, email: str | None, *, exclude: str = "") -> list[str]:
         if email is None or not self._dedupe:
             return []
-        key = normalize_email(email)
         return [
             p.id
-            for p in self._people.values()
-            if p.kind is kind
-            and not p.is_converted
-            and p.id != exclude
-            and p.email is not None
-            and normalize_email(p.email) == key
+            for p in self._with_email(email)
+            if p.kind is kind and not p.is_converted and p.id != exclude
         ]
 
     def _duplicate_error(self, matched: list[str]) -> DuplicateRecordError:
@@ -772,14 +785,7 @@ class InMemoryCRM:
     def _find_people(
         self, emails: Sequence[str], fields: Sequence[str]
     ) -> list[tuple[PersonRecord, ...]]:
-        index: dict[str, list[_Person]] = {}
-        for person in self._people.values():
-            if person.email is not None:
-                index.setdefault(normalize_email(person.email), []).append(person)
-        return [
-            tuple(self._record(p, fields) for p in index.get(normalize_email(email), []))
-            for email in emails
-        ]
+        return [tuple(self._record(p, fields) for p in self._with_email(email)) for email in emails]
 
     def find_people(
         self, emails: Sequence[str], fields: Sequence[str] = ()
@@ -874,8 +880,14 @@ class InMemoryCRM:
             return WriteResult.failure(self._duplicate_error(matched))
         record_id = self._new_id(object_name)
         stored = {k: v for k, v in values.items() if not _blank(v)}
-        self._people[record_id] = _Person(
-            id=record_id, kind=write.kind, email=email, fields=stored, last_modified=self._clock()
+        self._store_person(
+            _Person(
+                id=record_id,
+                kind=write.kind,
+                email=email,
+                fields=stored,
+                last_modified=self._clock(),
+            )
         )
         return WriteResult.success(record_id)
 
@@ -923,7 +935,9 @@ class InMemoryCRM:
                 person.fields[name] = value
                 changed = True
         if changed:
+            self._unindex(person)
             person.email = _str_or_none(person.fields.get(email_field))
+            self._index(person)
             person.last_modified = self._clock()
         return WriteResult.success(person.id, created=False)
 
@@ -974,6 +988,7 @@ class InMemoryCRM:
             owner_id=task.owner_id,
             created_at=self._clock(),
         )
+        self._task_by_marker.setdefault(task.marker, task_id)
         return WriteResult.success(task_id)
 
     def create_tasks(self, tasks: Sequence[TaskWrite]) -> list[WriteResult]:
@@ -1019,21 +1034,17 @@ class InMemoryCRM:
 
     def _reconcile_one(self, query: ReconcileQuery) -> str | None:
         if isinstance(query, PersonByEmail):
-            key = normalize_email(query.email)
             candidates = [
                 p
-                for p in self._people.values()
-                if p.kind is query.kind
-                and not p.is_converted
-                and p.email is not None
-                and normalize_email(p.email) == key
+                for p in self._with_email(query.email)
+                if p.kind is query.kind and not p.is_converted
             ]
             if not candidates:
                 return None
             newest = max(p.last_modified for p in candidates)
             return min(p.id for p in candidates if p.last_modified == newest)
         if isinstance(query, TaskByMarker):
-            return next((t.id for t in self._tasks.values() if t.marker == query.marker), None)
+            return self._task_by_marker.get(query.marker)
         membership = self._memberships.get((query.campaign_id, query.person_id))
         return membership.id if membership is not None else None
 
@@ -1129,14 +1140,16 @@ class InMemoryCRM:
         if stored_email is not None:
             values[email_field] = stored_email
         record_id = self._new_id(object_name)
-        self._people[record_id] = _Person(
-            id=record_id,
-            kind=kind,
-            email=stored_email,
-            fields={k: v for k, v in values.items() if not _blank(v)},
-            last_modified=last_modified if last_modified is not None else self._clock(),
-            is_converted=is_converted,
-            converted_contact_id=converted_contact_id,
+        self._store_person(
+            _Person(
+                id=record_id,
+                kind=kind,
+                email=stored_email,
+                fields={k: v for k, v in values.items() if not _blank(v)},
+                last_modified=last_modified if last_modified is not None else self._clock(),
+                is_converted=is_converted,
+                converted_contact_id=converted_contact_id,
+            )
         )
         return record_id
 
@@ -1176,12 +1189,7 @@ class InMemoryCRM:
 
     def people_with_email(self, email: str) -> list[str]:
         """Ids of person records of any kind with this email, in id order."""
-        key = normalize_email(email)
-        return [
-            p.id
-            for p in self._people.values()
-            if p.email is not None and normalize_email(p.email) == key
-        ]
+        return list(self._by_email.get(normalize_email(email), {}))
 
     def task_markers(self, person_id: str) -> list[str]:
         """The markers of the tasks on that person record, oldest first."""

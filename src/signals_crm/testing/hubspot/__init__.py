@@ -11,17 +11,19 @@
 >>> client.close()
 """
 
-from signals_crm.testing.hubspot._portal import Drop, Faults, HubSpotBackdoor, LocalHubSpot
+from signals_crm.testing._loopback import ConnectionDropped, LoopbackServer
+from signals_crm.testing.hubspot._portal import Faults, HubSpotBackdoor, LocalHubSpot
 from signals_crm.testing.hubspot._schema import OBJECT_TYPE_IDS, make_property
 from signals_crm.testing.hubspot._server import LocalHubSpotServer, demo_portal, serve
 
 __all__ = [
     "OBJECT_TYPE_IDS",
-    "Drop",
+    "ConnectionDropped",
     "Faults",
     "HubSpotBackdoor",
     "LocalHubSpot",
     "LocalHubSpotServer",
+    "LoopbackServer",
     "demo_portal",
     "make_property",
     "serve",

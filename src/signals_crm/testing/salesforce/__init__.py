@@ -6,6 +6,7 @@ Use it in-process (``httpx.Client(transport=org.transport())``), over real HTTP 
 (the conformance kit's ``Backdoor``). See ``docs/salesforce.md``.
 """
 
+from signals_crm.testing._loopback import ConnectionDropped, LoopbackServer
 from signals_crm.testing.salesforce._backdoor import SalesforceBackdoor
 from signals_crm.testing.salesforce._ids import is_well_formed, to_18
 from signals_crm.testing.salesforce._org import FAULT_KINDS, Faults, LocalSalesforce
@@ -22,10 +23,12 @@ __all__ = [
     "FAULT_KINDS",
     "LOCAL_CLIENT_ID",
     "LOCAL_CLIENT_SECRET",
+    "ConnectionDropped",
     "DuplicateRule",
     "Faults",
     "FieldDef",
     "LocalSalesforce",
+    "LoopbackServer",
     "SalesforceBackdoor",
     "is_well_formed",
     "running_server",

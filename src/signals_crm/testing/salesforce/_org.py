@@ -47,6 +47,7 @@ from urllib.parse import parse_qsl
 import attrs
 import httpx
 
+from signals_crm.testing._loopback import ConnectionDropped
 from signals_crm.testing.salesforce._records import (
     ApiError,
     DuplicateRule,
@@ -73,10 +74,6 @@ _GATEWAY_PAGE = (
     "<body><h1>Bad Gateway</h1><p>The server could not reach the Salesforce instance.</p>"
     "</body></html>"
 )
-
-
-class ConnectionDropped(Exception):  # noqa: N818  # named for what happens, as httpx names its errors
-    """The server hangs up without answering (the write, if any, already landed)."""
 
 
 @attrs.define
@@ -272,24 +269,33 @@ class LocalSalesforce:
     def handle(self, request: httpx.Request) -> httpx.Response:
         """Answer one request (raises ``httpx.RemoteProtocolError`` for a dropped connection)."""
         try:
-            reply = self.dispatch(
-                request.method,
-                str(request.url),
-                dict(request.headers.items()),
-                request.read(),
-            )
+            return self.answer(request)
         except ConnectionDropped:
             msg = "Server disconnected without sending a response."
             raise httpx.RemoteProtocolError(msg, request=request) from None
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        """Answer one request; raises :class:`ConnectionDropped` to hang up (the loopback
+        server's entry point)."""
+        reply = self.dispatch(
+            request.method, str(request.url), dict(request.headers.items()), request.read()
+        )
         return httpx.Response(reply.status, headers=reply.all_headers(), content=reply.content())
 
-    @contextmanager
-    def serve(self, port: int = 0) -> Iterator[str]:
-        """Serve this org over HTTP on 127.0.0.1 in a background thread; yields the base URL."""
-        from signals_crm.testing.salesforce._server import running_server
+    def served_at(self, url: str) -> None:
+        """The org's instance URL becomes the loopback server's URL."""
+        self.instance_url = url.rstrip("/")
 
-        with running_server(self, port=port) as url:
-            yield url
+    @contextmanager
+    def serve(self, port: int = 0, *, tls: bool = False) -> Iterator[str]:
+        """Serve this org on 127.0.0.1 in a background thread; yields the base URL.
+
+        ``tls=True`` serves HTTPS from a local CA (see :class:`LoopbackServer` for its bundle).
+        """
+        from signals_crm.testing._loopback import LoopbackServer
+
+        with LoopbackServer(self, port=port, tls=tls) as server:
+            yield server.url
 
     # -- dispatch ----------------------------------------------------------------------------
 
@@ -410,7 +416,9 @@ class LocalSalesforce:
         params = dict(parse_qsl(raw_query, keep_blank_values=True))
         try:
             if route in ("/query", "/query/", "/queryAll", "/queryAll/") and method == "GET":
-                return self._query(version, params.get("q", ""))
+                return self._query(
+                    version, params.get("q", ""), include_deleted=route.startswith("/queryAll")
+                )
             more = re.match(r"^/query(?:All)?/([A-Za-z0-9]+)-(\d+)$", route)
             if more and method == "GET":
                 return self._query_more(version, more[1], int(more[2]))
@@ -435,8 +443,8 @@ class LocalSalesforce:
         except ApiError as exc:
             return _Reply(exc.status, [exc.error.as_single()])
 
-    def _query(self, version: str, soql: str) -> _Reply:
-        _, records, total, is_count = self.data.query(soql)
+    def _query(self, version: str, soql: str, *, include_deleted: bool = False) -> _Reply:
+        _, records, total, is_count = self.data.query(soql, include_deleted=include_deleted)
         if is_count:
             return _Reply(200, {"totalSize": total, "done": True, "records": []})
         return self._page(version, records, 0, new_cursor=True)
@@ -539,8 +547,7 @@ class LocalSalesforce:
                 return _Reply(_status_for(error), [error.as_single()])
             return _Reply(204)
         if method == "DELETE":
-            del self.data.records[obj.name.lower()][record["Id"]]
-            self.data.deleted.add(record["Id"])
+            self.data.delete(obj, record["Id"])
             return _Reply(204)
         return _error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed.")
 

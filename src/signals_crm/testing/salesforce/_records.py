@@ -21,6 +21,7 @@ from signals_crm.testing.salesforce._ids import IdFactory, is_well_formed, to_18
 from signals_crm.testing.salesforce._schema import FieldDef, ObjectDef, standard_objects
 from signals_crm.testing.salesforce._soql import (
     And,
+    Comparison,
     Condition,
     InList,
     Like,
@@ -125,6 +126,11 @@ class OrgData:
         self.objects: dict[str, ObjectDef] = standard_objects()
         self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.objects}
         self.deleted: set[str] = set()
+        self.seq: dict[str, int] = {}
+        self.recycle: dict[str, dict[str, dict[str, Any]]] = {}
+        """Deleted records by object (lower-case name), as the recycle bin keeps them."""
+        self.index: dict[str, dict[str, dict[str, set[str]]]] = {}
+        """Per object (lower-case name): indexed field -> key -> ids (see :meth:`lookup`)."""
         self.ids = IdFactory()
         self._clock = clock
         self._last_time: datetime | None = None
@@ -186,7 +192,79 @@ class OrgData:
         if obj.field("OwnerId") is not None and not record.get("OwnerId"):
             record["OwnerId"] = self.default_lead_owner
         self.records[obj.name.lower()][record_id] = record
+        self.seq[record_id] = len(self.seq)
+        self._index_record(obj, record, add=True)
         return record_id
+
+    def in_order(self, ids: set[str]) -> list[str]:
+        """``ids`` in creation order (the order a scan of the records would give)."""
+        return sorted(ids, key=self.seq.__getitem__)
+
+    # -- indexes -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _indexed(f: FieldDef) -> bool:
+        return f.type in ("email", "reference") or f.id_lookup
+
+    @staticmethod
+    def index_key(f: FieldDef, value: Any) -> str | None:
+        """The key a value is indexed under: an id's 15 characters, else the casefolded text."""
+        if value is None or value == "":
+            return None
+        if f.type in _ID_TYPES:
+            return str(value)[:15]
+        return str(value).casefold()
+
+    def _index_record(self, obj: ObjectDef, record: Mapping[str, Any], *, add: bool) -> None:
+        per_object = self.index.setdefault(obj.name.lower(), {})
+        for f in obj.fields.values():
+            if not self._indexed(f):
+                continue
+            key = self.index_key(f, record.get(f.name))
+            if key is None:
+                continue
+            ids = per_object.setdefault(f.name, {}).setdefault(key, set())
+            if add:
+                ids.add(record["Id"])
+            else:
+                ids.discard(record["Id"])
+
+    def rebuild_indexes(self) -> None:
+        """Index every live record again (after a restore, or a direct edit of ``records``)."""
+        self.index = {}
+        for name, records in self.records.items():
+            obj = self.objects[name]
+            for record in records.values():
+                self._index_record(obj, record, add=True)
+
+    def lookup(self, obj: ObjectDef, field_name: str, values: Sequence[Any]) -> set[str] | None:
+        """Ids of live records whose field equals one of ``values`` (``None``: not indexed)."""
+        f = obj.field(field_name)
+        if f is None or not (self._indexed(f) or f.type == "id"):
+            return None
+        if f.type == "id":
+            return {
+                to_18(str(v))
+                for v in values
+                if isinstance(v, str)
+                and is_well_formed(v)
+                and to_18(v) in self.records[obj.name.lower()]
+            }
+        per_field = self.index.get(obj.name.lower(), {}).get(f.name, {})
+        found: set[str] = set()
+        for value in values:
+            key = self.index_key(f, value)
+            if key is not None:
+                found |= per_field.get(key, set())
+        return found
+
+    def delete(self, obj: ObjectDef, record_id: str) -> None:
+        """Move a live record to the recycle bin (``queryAll`` still sees it)."""
+        record = self.records[obj.name.lower()].pop(record_id)
+        self._index_record(obj, record, add=False)
+        record["IsDeleted"] = True
+        self.recycle.setdefault(obj.name.lower(), {})[record_id] = record
+        self.deleted.add(record_id)
 
     # -- validation --------------------------------------------------------------------------
 
@@ -336,12 +414,11 @@ class OrgData:
             return None
         if rule.allow_save and allow_save:
             return None
-        key = str(email).casefold()
         matches: list[tuple[str, str]] = []
         for match_name in rule.match_objects:
-            for rid, other in self.records[match_name.lower()].items():
-                if str(other.get("Email") or "").casefold() == key:
-                    matches.append((match_name, rid))
+            match_obj = self.object(match_name)
+            found = self.lookup(match_obj, "Email", [email]) if match_obj else None
+            matches.extend((match_name, rid) for rid in self.in_order(found or set()))
         if not matches:
             return None
         message = "Use one of these records?"
@@ -410,11 +487,12 @@ class OrgData:
                     "Required fields are missing: [LeadId or ContactId]",
                     ("LeadId", "ContactId"),
                 )
-            for other in self.records["campaignmember"].values():
-                if (
-                    other["CampaignId"] == record["CampaignId"]
-                    and (other.get("LeadId") or other.get("ContactId")) == person
-                ):
+            member = self.objects["campaignmember"]
+            field = "LeadId" if record.get("LeadId") else "ContactId"
+            members = self.records["campaignmember"]
+            for other_id in self.lookup(member, field, [person]) or set():
+                other = members[other_id]
+                if str(other["CampaignId"])[:15] == str(record["CampaignId"])[:15]:
                     return RecordError("DUPLICATE_VALUE", "Already a campaign member.")
         return None
 
@@ -502,15 +580,18 @@ class OrgData:
             return None, error
         self._assign(obj, merged, auto_assign)
         merged["LastModifiedDate"] = self.now()
+        self._index_record(obj, record, add=False)
         record.clear()
         record.update(merged)
+        self._index_record(obj, record, add=True)
         return full, None
 
     def snapshot(self) -> Any:
-        return copy.deepcopy((self.records, self.deleted, self.ids._counter))  # noqa: SLF001  # the org owns its factory
+        return copy.deepcopy((self.records, self.deleted, self.recycle, self.ids._counter))  # noqa: SLF001  # the org owns its factory
 
     def restore(self, state: Any) -> None:
-        self.records, self.deleted, self.ids._counter = state  # noqa: SLF001  # the org owns its factory
+        self.records, self.deleted, self.recycle, self.ids._counter = state  # noqa: SLF001  # the org owns its factory
+        self.rebuild_indexes()
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -574,8 +655,47 @@ class OrgData:
         f = current_obj.field(path[-1])
         return current.get(f.name) if f else None
 
-    def query(self, soql: str) -> tuple[ObjectDef, list[dict[str, Any]], int, bool]:
-        """Run a query: (object, rendered records, total size, is COUNT())."""
+    def _candidates(self, obj: ObjectDef, cond: Condition | None) -> set[str] | None:
+        """Ids that can match ``cond``, from the indexes (``None``: every record may match).
+
+        ``field = literal`` and ``field IN (...)`` on an indexed field (Id, Email, references)
+        narrow; ``AND`` takes the narrowest part; ``OR`` narrows only when every part does.
+        """
+        if isinstance(cond, Comparison) and cond.op == "=" and len(cond.path) == 1:
+            return self.lookup(obj, cond.path[0], [cond.value.value])
+        if isinstance(cond, InList) and not cond.negated and len(cond.path) == 1:
+            return self.lookup(obj, cond.path[0], [v.value for v in cond.values])
+        if isinstance(cond, And):
+            narrowed = [c for c in (self._candidates(obj, p) for p in cond.parts) if c is not None]
+            return min(narrowed, key=len) if narrowed else None
+        if isinstance(cond, Or):
+            parts = [self._candidates(obj, p) for p in cond.parts]
+            if any(p is None for p in parts):
+                return None
+            return set().union(*(p for p in parts if p is not None))
+        return None
+
+    def _rows(
+        self, obj: ObjectDef, cond: Condition | None, *, include_deleted: bool
+    ) -> list[dict[str, Any]]:
+        live = self.records[obj.name.lower()]
+        candidates = self._candidates(obj, cond)
+        if candidates is None:
+            pool: list[dict[str, Any]] = list(live.values())
+        else:
+            pool = [live[i] for i in self.in_order(candidates)]
+        if include_deleted:
+            deleted = list(self.recycle.get(obj.name.lower(), {}).values())
+            pool = sorted([*pool, *deleted], key=lambda r: self.seq[r["Id"]])
+        return [r for r in pool if cond is None or self._matches(obj, r, cond)]
+
+    def query(
+        self, soql: str, *, include_deleted: bool = False
+    ) -> tuple[ObjectDef, list[dict[str, Any]], int, bool]:
+        """Run a query: (object, rendered records, total size, is COUNT()).
+
+        ``include_deleted`` (``queryAll``) also returns records in the recycle bin.
+        """
         try:
             parsed = parse(soql)
         except SoqlError as exc:
@@ -590,11 +710,7 @@ class OrgData:
             )
         select = [self._resolve(obj, p) for p in parsed.fields]
         self._check_condition(obj, parsed.where)
-        rows = [
-            r
-            for r in self.records[obj.name.lower()].values()
-            if parsed.where is None or self._matches(obj, r, parsed.where)
-        ]
+        rows = self._rows(obj, parsed.where, include_deleted=include_deleted)
         rows = self._order(obj, rows, parsed)
         rows = rows[parsed.offset :]
         if parsed.limit is not None:

@@ -1,17 +1,18 @@
-"""The local Salesforce over real HTTP on loopback (standard library ``http.server``, threaded).
+"""The local Salesforce on loopback (the shared :class:`~signals_crm.testing.LoopbackServer`).
 
-Any HTTP client can talk to it. A dropped connection (the ``drop_after_commit`` fault) closes
-the socket without an answer, so clients see a real network error.
+:func:`serve` is the ``signals-crm sandbox salesforce`` command; :func:`running_server` is the
+older spelling of ``with LoopbackServer(org) as server`` that yields the URL.
 """
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from signals_crm.testing._loopback import LoopbackServer
 
 if TYPE_CHECKING:
     from signals_crm.testing.salesforce._org import LocalSalesforce
@@ -22,60 +23,16 @@ LOCAL_CLIENT_ID = "signals-crm-local"
 LOCAL_CLIENT_SECRET = "local-secret"  # noqa: S105  # a published, sandbox-only credential
 
 
-def _handler_class(org: LocalSalesforce) -> type[BaseHTTPRequestHandler]:
-    from signals_crm.testing.salesforce._org import ConnectionDropped
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "LocalSalesforce/1.0"
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002  # the base class's name
-            """Stay quiet: tests and the CLI do their own reporting."""
-
-        def _answer(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            host = self.headers.get("Host") or "127.0.0.1"
-            url = f"http://{host}{self.path}"
-            try:
-                reply = org.dispatch(self.command, url, dict(self.headers.items()), body)
-            except ConnectionDropped:
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            content = reply.content()
-            self.send_response(reply.status)
-            for name, value in reply.all_headers().items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(content)))
-            self.end_headers()
-            self.wfile.write(content)
-
-        do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _answer  # noqa: N815  # http.server's names
-
-    return Handler
-
-
 @contextmanager
 def running_server(
-    org: LocalSalesforce, *, port: int = 0, host: str = "127.0.0.1"
+    org: LocalSalesforce, *, port: int = 0, host: str = "127.0.0.1", tls: bool = False
 ) -> Iterator[str]:
-    """Serve ``org`` in a background thread; yields ``http://127.0.0.1:<port>``; stops on exit.
+    """Serve ``org`` in a background thread; yields its base URL; stops on exit.
 
     The org's ``instance_url`` becomes that URL, so tokens it issues point clients here.
     """
-    server = ThreadingHTTPServer((host, port), _handler_class(org))
-    server.daemon_threads = True
-    url = f"http://{host}:{server.server_address[1]}"
-    org.instance_url = url
-    thread = threading.Thread(target=server.serve_forever, name="local-salesforce", daemon=True)
-    thread.start()
-    try:
-        yield url
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with LoopbackServer(org, host=host, port=port, tls=tls) as server:
+        yield server.url
 
 
 def serve(
@@ -85,38 +42,30 @@ def serve(
     org: LocalSalesforce | None = None,
     announce: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
+    tls: bool = False,
+    ca_dir: str | Path | None = None,
 ) -> None:
     """Serve a local Salesforce on ``host:port`` until interrupted (``signals-crm sandbox
     salesforce --port N``).
 
     The org's instance URL becomes the server's URL; a connected app ``signals-crm-local`` /
-    ``local-secret`` may use the client-credentials flow, and a ready access token is issued.
-    ``announce`` receives a few lines saying how to connect (the CLI prints them). Serving
-    ends on ``KeyboardInterrupt``, or when ``stop`` (if given) is set.
+    ``local-secret`` may use every OAuth flow the org serves, and a ready access token is
+    issued. ``announce`` receives a few lines saying how to connect (the CLI prints them),
+    including where the CA bundle is with ``tls=True``. Serving ends on ``KeyboardInterrupt``,
+    or when ``stop`` (if given) is set.
     """
     from signals_crm.testing.salesforce._org import LocalSalesforce
 
     org = org or LocalSalesforce()
-    server = ThreadingHTTPServer((host, port), _handler_class(org))
-    server.daemon_threads = True
-    url = f"http://{host}:{server.server_address[1]}"
-    org.instance_url = url
+    server = LoopbackServer(org, host=host, port=port, tls=tls, ca_dir=ca_dir)
     org.register_client(LOCAL_CLIENT_ID, LOCAL_CLIENT_SECRET, client_credentials=True)
     if announce is not None:
+        url = server.url
         announce(f"Local Salesforce listening on {url}")
         announce(f"  token endpoint: {url}/services/oauth2/token")
         announce(f"  client credentials: {LOCAL_CLIENT_ID} / {LOCAL_CLIENT_SECRET}")
         announce(f"  access token: {org.issue_token()}")
-    try:
-        if stop is None:
-            server.serve_forever()
-        else:
-            thread = threading.Thread(target=server.serve_forever, daemon=True)
-            thread.start()
-            stop.wait()
-            server.shutdown()
-            thread.join()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+        if server.ca_file is not None:
+            announce(f"  CA bundle: {server.ca_file}")
+            announce(f"  HTTPS proxy (for clients that build vendor URLs): {server.proxy_url}")
+    server.serve_forever(stop)

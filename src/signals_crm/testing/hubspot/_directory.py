@@ -1,0 +1,179 @@
+"""Owners, the properties API and lists (static lists stand for campaigns)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from signals_crm.testing.hubspot._core import TYPE_ALIASES, Owner, PortalCore, PortalList
+
+__all__ = ["Directory"]
+
+
+class Directory(PortalCore):
+    """Owners, properties and lists endpoints."""
+
+    def _owner_body(self, owner: Owner) -> dict[str, Any]:
+        return {
+            "id": owner.id,
+            "email": owner.email,
+            "type": "PERSON",
+            "firstName": owner.first_name,
+            "lastName": owner.last_name,
+            "userId": None if owner.archived else owner.user_id,
+            "userIdIncludingInactive": owner.user_id,
+            "createdAt": self._now_iso(owner.created),
+            "updatedAt": self._now_iso(owner.created),
+            "archived": owner.archived,
+            "teams": [],
+        }
+
+    def _owners(self, parts: list[str], params: httpx.QueryParams) -> httpx.Response:
+        archived = params.get("archived", "false") == "true"
+        if parts:
+            key = parts[0]
+            by_user = params.get("idProperty") == "userId"
+            for owner in self.owners.values():
+                if (
+                    str(owner.user_id) if by_user else owner.id
+                ) == key and owner.archived == archived:
+                    return self._json(200, self._owner_body(owner))
+            return self._error(404, "OBJECT_NOT_FOUND", "resource not found")
+        limit = min(int(params.get("limit", "100") or 100), 500)
+        after = int(params.get("after", "0") or 0)
+        email = params.get("email")
+        chosen = [
+            o
+            for o in self.owners.values()
+            if o.archived == archived and (email is None or o.email.lower() == email.lower())
+        ]
+        page = chosen[after : after + limit]
+        body: dict[str, Any] = {"results": [self._owner_body(o) for o in page]}
+        if after + limit < len(chosen):
+            body["paging"] = {"next": {"after": str(after + limit)}}
+        return self._json(200, body)
+
+    def _properties(self, parts: list[str]) -> httpx.Response:
+        kind = TYPE_ALIASES.get(parts[0].lower())
+        if kind is None:
+            return self._error(
+                400, "VALIDATION_ERROR", f"Unable to infer object type from: {parts[0]}"
+            )
+        props = self.properties[kind]
+        if len(parts) == 1:
+            return self._json(200, {"results": [json.loads(json.dumps(p)) for p in props.values()]})
+        prop = props.get(parts[1])
+        if prop is None:
+            return self._error(
+                404, "OBJECT_NOT_FOUND", f"Unable to find property {parts[1]} on {kind}"
+            )
+        return self._json(200, json.loads(json.dumps(prop)))
+
+    def _list_body(self, found: PortalList) -> dict[str, Any]:
+        return {
+            "listId": found.id,
+            "listVersion": 1,
+            "name": found.name,
+            "objectTypeId": found.object_type_id,
+            "processingType": found.processing_type,
+            "processingStatus": "COMPLETE",
+            "size": len(found.members),
+            "createdAt": self._now_iso(found.created),
+            "updatedAt": self._now_iso(found.created),
+        }
+
+    def create_list(
+        self, name: str, processing_type: str = "MANUAL", object_type_id: str = "0-1"
+    ) -> str:
+        """Create a list directly; returns its id."""
+        with self.lock:
+            list_id = str(next(self._ids))
+            self.lists[list_id] = PortalList(
+                list_id, name, object_type_id, processing_type, created=self.clock()
+            )
+            return list_id
+
+    def _lists(self, method: str, parts: list[str], request: httpx.Request) -> httpx.Response:
+        if not parts and method == "POST":
+            body = self._body(request) or {}
+            name = body.get("name")
+            if not name:
+                return self._error(400, "VALIDATION_ERROR", "name is required")
+            if any(lst.name == name for lst in self.lists.values()):
+                return self._error(409, "CONFLICT", f"A list named {name} already exists")
+            list_id = self.create_list(
+                str(name),
+                str(body.get("processingType", "MANUAL")),
+                str(body.get("objectTypeId", "0-1")),
+            )
+            return self._json(200, {"list": self._list_body(self.lists[list_id])})
+        if (
+            len(parts) == 4
+            and parts[0] == "records"
+            and parts[3] == "memberships"
+            and method == "GET"
+        ):
+            record_id = parts[2]
+            results = [
+                {
+                    "listId": lst.id,
+                    "listVersion": 1,
+                    "firstAddedTimestamp": self._now_iso(lst.members[record_id]),
+                    "lastAddedTimestamp": self._now_iso(lst.members[record_id]),
+                    "isPublicList": True,
+                }
+                for lst in self.lists.values()
+                if record_id in lst.members
+            ]
+            return self._json(200, {"results": results, "total": len(results)})
+        if not parts:
+            return self._error(405, None, "Method not allowed")
+        found = self.lists.get(parts[0])
+        if found is None:
+            return self._error(404, "OBJECT_NOT_FOUND", f"List {parts[0]} does not exist")
+        rest = parts[1:]
+        if not rest and method == "GET":
+            return self._json(200, {"list": self._list_body(found)})
+        if rest == ["memberships"] and method == "GET":
+            members = sorted(found.members, key=int)
+            results = [
+                {"recordId": m, "membershipTimestamp": self._now_iso(found.members[m])}
+                for m in members
+            ]
+            return self._json(200, {"results": results, "total": len(results)})
+        if rest in (["memberships", "add"], ["memberships", "remove"]) and method == "PUT":
+            if found.processing_type not in {"MANUAL", "SNAPSHOT"}:
+                return self._error(
+                    400,
+                    "VALIDATION_ERROR",
+                    f"List {found.id} has processingType {found.processing_type}; "
+                    "only MANUAL and SNAPSHOT lists take manual memberships",
+                )
+            ids = self._body(request)
+            if not isinstance(ids, list):
+                return self._error(400, "VALIDATION_ERROR", "Expected a JSON array of record ids")
+            kind = TYPE_ALIASES.get(found.object_type_id, "contacts")
+            added: list[str] = []
+            removed: list[str] = []
+            missing: list[str] = []
+            for raw in ids:
+                rid = str(raw)
+                if self._find(kind, rid, None) is None:
+                    missing.append(rid)
+                elif rest[1] == "add" and rid not in found.members:
+                    found.members[rid] = self.clock()
+                    added.append(rid)
+                elif rest[1] == "remove" and rid in found.members:
+                    del found.members[rid]
+                    removed.append(rid)
+            return self._json(
+                200,
+                {
+                    "recordIdsMissing": missing,
+                    "recordIdsRemoved": removed,
+                    "recordsIdsAdded": added,
+                },
+            )
+        return self._error(405, None, "Method not allowed")
