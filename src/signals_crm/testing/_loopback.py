@@ -121,9 +121,7 @@ def _maybe_tls(sock: socket.socket, authority: _Authority | None) -> socket.sock
     first = sock.recv(1, socket.MSG_PEEK)
     if first != b"\x16":
         return sock
-    wrapped = authority.context.wrap_socket(
-        sock, server_side=True, do_handshake_on_connect=False
-    )
+    wrapped = authority.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
     try:
         wrapped.do_handshake()
     except (OSError, ssl.SSLError):
