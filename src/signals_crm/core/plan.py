@@ -16,7 +16,9 @@ A plan, per conversation:
 3. Two conversations of one batch with the same email share one record: the first plans the
    create, the later ones refer to it (tasks attach to it; no second create, no second
    membership).
-4. Automatic syncs plan one task per chosen activity kind, on whichever record the visitor is.
+4. Automatic syncs plan one task per chosen activity kind, on whichever record the visitor is,
+   owned as :mod:`signals_crm.core.task_owner` says (the user who did the activity, else the
+   record's owner, else the CRM's default).
 5. Every command has a deterministic idempotency key, ``<conversation id>:<command>`` plus the
    activity for tasks, so retries and restarts find what already happened.
 """
@@ -56,6 +58,7 @@ from signals_crm.core.model import (
     fields_reader,
 )
 from signals_crm.core.owner import OwnerDecision, OwnerRule
+from signals_crm.core.task_owner import TASK_ROLES, TaskOwnerRule
 from signals_crm.core.trace import Reason, info, warning
 from signals_crm.exceptions import PlanningError
 
@@ -187,6 +190,7 @@ class Command:
             body=activity.body,
             marker=task_marker(self.conversation_id, activity.key),
             activity_date=activity.activity_date,
+            owner_id=self.owner_id,
         )
 
     def to_membership_write(self, person_id: str) -> CampaignMembershipWrite:
@@ -240,6 +244,7 @@ class _Compiled:
     create_fields: CompiledFields  # every mapping, for a new record
     update_fields: CompiledFields  # the overwrite mappings: all an update reads and writes
     owner_rule: OwnerRule
+    task_owners: TaskOwnerRule
     task_kinds: tuple[ActivityKind, ...]
     all_task_kinds: bool  # every activity becomes a task: nothing to filter
     eligible: Reason
@@ -247,13 +252,14 @@ class _Compiled:
     tasks_unsupported: Reason
 
     @classmethod
-    def build(
+    def build(  # noqa: PLR0917  # positional: the planner's compiled rules, in field order
         cls,
         config: SyncConfig,
         capabilities: Capabilities,
         mode: SyncMode,
         schema: ObjectSchema | None,
         owner_rule: OwnerRule,
+        task_owners: TaskOwnerRule,
     ) -> _Compiled:
         mappings = mapping_set_for(config.mappings, capabilities.person_kind)
         placeholders: Mapping[str, str] = config.placeholders
@@ -284,6 +290,7 @@ class _Compiled:
             ),
             CompiledFields.compile(mappings, fields_reader, for_update=True, schema=schema),
             owner_rule,
+            task_owners,
             tuple(config.task_kinds),  # a tuple: membership by identity, no enum hashing
             config.task_kinds >= frozenset(ActivityKind),
             info("eligible", f"eligible for {mode.value} sync"),
@@ -315,7 +322,15 @@ class Planner:
     started with.
     """
 
-    __slots__ = ("_compiled", "_eligibility", "_fields", "_owner_rule", "capabilities", "config")
+    __slots__ = (
+        "_compiled",
+        "_eligibility",
+        "_fields",
+        "_owner_rule",
+        "_task_owners",
+        "capabilities",
+        "config",
+    )
 
     def __init__(self, config: SyncConfig, capabilities: Capabilities) -> None:
         self.config = config
@@ -323,6 +338,7 @@ class Planner:
         self._fields = _person_fields(config, capabilities)
         self._eligibility = EligibilityRule(config)
         self._owner_rule = OwnerRule(config.owner_sources, config.users, config.default_owner)
+        self._task_owners = TaskOwnerRule(config.users, config.default_owner)
         self._compiled: dict[SyncMode, _Compiled] = {}  # the last compiled, per mode
 
     def __repr__(self) -> str:
@@ -332,7 +348,7 @@ class Planner:
         compiled = self._compiled.get(mode)
         if compiled is None or compiled.schema is not schema:
             compiled = _Compiled.build(
-                self.config, self.capabilities, mode, schema, self._owner_rule
+                self.config, self.capabilities, mode, schema, self._owner_rule, self._task_owners
             )
             self._compiled[mode] = compiled
         return compiled
@@ -463,6 +479,7 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
     owner: OwnerDecision | None = None
     match: MatchDecision | None = None
     person: PersonRef
+    record_owner: str | None = None  # the owner of the record the tasks go to (rule 4)
 
     earlier = pending.get(email_key)
     if earlier is not None:
@@ -473,6 +490,7 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
             )
         )
         person = PersonRef(kind, None, earlier.key)  # pending
+        record_owner = earlier.owner_id
         outcome = _update(
             conversation,
             email,
@@ -500,6 +518,7 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
         if match.outcome is MatchOutcome.UPDATE:
             assert match.record is not None  # noqa: S101  # an update always names its record
             person = PersonRef(kind, match.record.id)
+            record_owner = match.record.owner_id
             outcome = _update(
                 conversation,
                 email,
@@ -513,11 +532,13 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
         elif match.outcome is MatchOutcome.ATTACH_CONTACT:
             assert match.record is not None  # noqa: S101  # an attach always names its record
             person = PersonRef(PersonKind.CONTACT, match.record.id)
+            record_owner = match.record.owner_id
             outcome = PlanOutcome.ATTACH_CONTACT
         else:
             create_key = f"{cid}:{_PERSON}"
             person = PersonRef(kind, None, create_key)  # pending
             owner = compiled.owner_rule.resolve(conversation.participants)
+            record_owner = owner.owner_id
             trace.extend(owner.trace)
             payload = compiled.create_fields.create(conversation, email)
             trace.extend(payload.trace)
@@ -554,7 +575,7 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
     if compiled.mode is SyncMode.MANUAL:
         trace.append(_NO_TASKS_MANUAL)
     else:
-        _tasks(conversation, email, person, commands, trace, compiled)
+        _tasks(conversation, email, person, record_owner, commands, trace, compiled)
     # Positional arguments, in the order of Plan's fields: keyword matching costs more than
     # building the value, and this is built once per conversation.
     return Plan(
@@ -562,6 +583,10 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
     )
 
 
+_TASK_LABELS = {
+    ActivityKind.CHAT_TRANSCRIPT.value: "the transcript task",
+    ActivityKind.MEETING_BOOKED.value: "the meeting task",
+}
 _TRANSCRIPT_TASK = info("task_planned", "a task for the chat transcript")
 _MEETING_TASK = info("task_planned", "a task for the booked meeting")
 _OWNER_UNTOUCHED = info("owner_untouched", "an update never changes the owner or campaign")
@@ -599,11 +624,12 @@ def _tasks(  # noqa: PLR0917  # positional: called per conversation
     conversation: Conversation,
     email: str,
     person: PersonRef,
+    record_owner: str | None,
     commands: list[Command],
     trace: list[Reason],
     compiled: _Compiled,
 ) -> None:
-    """Plan one task per chosen activity kind (automatic syncs only)."""
+    """Plan one task per chosen activity kind (automatic syncs only), each with its owner."""
     activities = conversation.activities()
     if not compiled.all_task_kinds:
         activities = tuple(a for a in activities if a.kind in compiled.task_kinds)
@@ -616,7 +642,15 @@ def _tasks(  # noqa: PLR0917  # positional: called per conversation
     cid = conversation.id
     prefix = f"{cid}:{_TASK}:"
     limit = capabilities.max_task_body_length
+    owners = compiled.task_owners
+    participants = conversation.participants
     for activity in activities:
+        owner = owners.resolve(
+            TASK_ROLES.get(activity.kind.value, ()),
+            participants,
+            record_owner,
+            activity=_TASK_LABELS.get(activity.kind.value, "the task"),
+        )
         chosen = activity
         if limit is not None and len(activity.body) > limit:
             chosen = attrs.evolve(activity, body=activity.body[:limit])
@@ -635,10 +669,11 @@ def _tasks(  # noqa: PLR0917  # positional: called per conversation
                 email,
                 person,
                 _NO_FIELDS,
-                None,  # no owner
+                owner.owner_id,
                 chosen,
             )
         )
         trace.append(
             _TRANSCRIPT_TASK if activity.kind is ActivityKind.CHAT_TRANSCRIPT else _MEETING_TASK
         )
+        trace.extend(owner.trace)

@@ -1,0 +1,164 @@
+"""Who owns a task.
+
+The rule (automatic syncs only; a manual sync creates no tasks):
+
+1. A task belongs to the Signals user who did its activity: the **meeting's host** (the meeting
+   scheduler, on whose calendar it was booked) for a booked meeting; the **closer, else the
+   last routed** user for a chat transcript; the roles an activity kind declares, in their
+   order, for a kind the host added.
+2. Those users are walked in that order; one absent from the conversation is passed over, one
+   present but mapped to no CRM user (user mapping, by Signals id then email) is skipped with a
+   reason. The first present and mapped one owns the task.
+3. None does: the task belongs to the **owner of the person record** it is attached to (the
+   owner chosen for a new record, or the owner the CRM reports for an existing Lead or
+   Contact) — when that owner is a CRM user the integration knows (one the user mapping
+   names, or the ``default_owner``). A record owned by a queue or by a user the mapping does
+   not know (perhaps inactive) would make the CRM refuse the task, so rule 4 applies instead.
+4. No usable record owner either: no owner is sent and the CRM's default applies (on
+   Salesforce the API user, on HubSpot no owner).
+
+The lead-owner settings (``owner_sources``, ``default_owner``) do not apply to tasks: the
+record's owner, rule 3, already reflects them for a new record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from signals_crm.core.config import UserMapping
+from signals_crm.core.model import ActivityKind, Participants, Role, SignalsUser
+from signals_crm.core.trace import Reason, info
+
+__all__ = ["TASK_ROLES", "TaskOwner", "TaskOwnerRule", "resolve_task_owner"]
+
+TASK_ROLES: Mapping[str, tuple[Role, ...]] = {
+    ActivityKind.MEETING_BOOKED.value: (Role.MEETING_SCHEDULER,),
+    ActivityKind.CHAT_TRANSCRIPT.value: (Role.CLOSER, Role.LAST_ROUTED),
+}
+"""Rule 1 for the built-in kinds: who did the activity, in the order they are tried."""
+
+
+@attrs.frozen
+class TaskOwner:
+    """The CRM owner of a task (``None``: the CRM's default), the role that gave it (``None``
+    when it is the record's owner or the CRM's default), and why."""
+
+    owner_id: str | None
+    role: Role | None
+    trace: tuple[Reason, ...]
+
+
+def _who(user: SignalsUser) -> str:
+    return user.email or f"user {user.id}"
+
+
+class TaskOwnerRule:
+    """The task-owner rule compiled for one user mapping, to decide many tasks.
+
+    What each (role, user) comes to is remembered: a team has few users and a batch many
+    tasks. The memo only saves work; every answer equals the one a fresh rule would give.
+    """
+
+    __slots__ = ("_chosen", "_default", "_memo", "_record", "_users")
+
+    def __init__(self, users: UserMapping, default_owner: str | None = None) -> None:
+        self._users = users
+        self._default = default_owner
+        self._memo: dict[tuple[Role, str | None, str | None], tuple[str | None, Reason]] = {}
+        self._chosen: dict[tuple[str, Role, str | None, str | None], TaskOwner] = {}
+        self._record: dict[tuple[str, str | None], TaskOwner] = {}
+
+    def resolve(
+        self,
+        roles: tuple[Role, ...],
+        participants: Participants,
+        record_owner: str | None,
+        *,
+        activity: str = "the task",
+    ) -> TaskOwner:
+        """Apply the rule to one task: ``roles`` who did it (rule 1), in order. ``activity``
+        labels the task in the reasons (a few distinct labels: answers are remembered by it)."""
+        skipped: list[Reason] = []
+        for role in roles:
+            user = participants.get(role)
+            if user is None:
+                continue
+            key = (role, user.id, user.email)
+            step = self._memo.get(key)
+            if step is None:
+                step = self._memo[key] = self._step(role, user)
+            crm_id, reason = step
+            if crm_id is None:
+                skipped.append(reason)
+                continue
+            memo_key = (activity, *key)
+            alone = self._chosen.get(memo_key)
+            if alone is None:
+                chosen = info(
+                    "task_owner",
+                    f"{activity}: owned by the {role.value} {_who(user)} (CRM user {crm_id})",
+                    role=role.value,
+                    owner_id=crm_id,
+                )
+                alone = self._chosen[memo_key] = TaskOwner(crm_id, role, (chosen,))
+            if not skipped:
+                return alone
+            return TaskOwner(crm_id, role, (*skipped, *alone.trace))
+        fallback = self._record.get((activity, record_owner))
+        if fallback is None:
+            known = record_owner is not None and (
+                record_owner == self._default or self._users.signals_user_for(record_owner)
+            )
+            fallback = _fallback(activity, record_owner, known=bool(known))
+            self._record[activity, record_owner] = fallback
+        if not skipped:
+            return fallback
+        return TaskOwner(fallback.owner_id, None, (*skipped, *fallback.trace))
+
+    def _step(self, role: Role, user: SignalsUser) -> tuple[str | None, Reason]:
+        crm_id = self._users.crm_user_for(user)
+        if crm_id is None:
+            return None, info(
+                "task_owner_unmapped",
+                f"the {role.value} {_who(user)} is not mapped to a CRM user; skipped",
+                role=role.value,
+            )
+        return crm_id, _NO_REASON
+
+
+_NO_REASON = info("task_owner", "")
+
+
+def _fallback(activity: str, record_owner: str | None, *, known: bool) -> TaskOwner:
+    """Rules 3 and 4: the record's owner (a user the integration knows), else the CRM's
+    default."""
+    if record_owner is not None and not known:
+        reason = info(
+            "task_owner_crm_default",
+            f"{activity}: the record's owner {record_owner} is not a CRM user this integration "
+            "knows (a queue, or unmapped); the CRM's default",
+        )
+        return TaskOwner(None, None, (reason,))
+    if record_owner is not None:
+        reason = info(
+            "task_owner_record",
+            f"{activity}: owned by the record's owner {record_owner}",
+            owner_id=record_owner,
+        )
+        return TaskOwner(record_owner, None, (reason,))
+    reason = info("task_owner_crm_default", f"{activity}: no owner known; the CRM's default")
+    return TaskOwner(None, None, (reason,))
+
+
+def resolve_task_owner(
+    roles: tuple[Role, ...],
+    participants: Participants,
+    users: UserMapping,
+    record_owner: str | None,
+    *,
+    default_owner: str | None = None,
+) -> TaskOwner:
+    """Apply the task-owner rule once (to decide many tasks, keep a :class:`TaskOwnerRule`)."""
+    return TaskOwnerRule(users, default_owner).resolve(roles, participants, record_owner)
