@@ -144,7 +144,7 @@ def test_hubspot_tasks_carry_hubspot_owner_id():
     )
     with httpx.Client(transport=hub.transport()) as http:
         adapter = HubSpotAdapter(
-            http, token="local-hubspot-token", api=HubSpotAPI(base_url="https://api.hubapi.test")
+            http, "local-hubspot-token", api=HubSpotAPI(base_url="https://api.hubapi.test")
         )
         sync = Integration(
             adapter,
