@@ -971,3 +971,147 @@ def test_settings_strategy_options_pin_parts(s: IntegrationSettings) -> None:
     """The strategy's keyword options replace the strategy of the part they name."""
     assert s.criteria == "three_stars"
     assert s.lead_owner_sources == ("closer",)
+
+
+# ------------------------------------------------------------------------------------------------
+# Hostile input: only ConfigurationError, naming the field
+
+
+def test_toml_nested_too_deeply_is_a_configuration_error() -> None:
+    """TOML arrays or inline tables nested 500 levels deep (the parser recurses) are refused
+    with a ConfigurationError, not a RecursionError."""
+    for text in ("a = " + "[" * 500 + "]" * 500, "a = " + "{b = " * 500 + "1" + "}" * 500):
+        with pytest.raises(ConfigurationError) as exc:
+            IntegrationSettings.from_toml(text)
+        assert exc.value.problems[0].message == "not valid TOML: arrays or tables nested too deeply"
+
+
+def test_json_nested_too_deeply_is_a_configuration_error() -> None:
+    """JSON nested deeper than the decoder recurses is refused the same way."""
+    with pytest.raises(ConfigurationError) as exc:
+        IntegrationSettings.from_json("[" * 5000 + "]" * 5000)
+    assert exc.value.problems[0].message == "not valid JSON: arrays or objects nested too deeply"
+
+
+def test_from_toml_accepts_utf8_bytes_and_refuses_other_types() -> None:
+    """TOML bytes are read as UTF-8 (TOML's encoding); undecodable bytes and non-text values
+    are configuration errors."""
+    text = 'criteria = "two_stars"\n[placeholders]\nLastName = "Sans nom é"\n'
+    assert IntegrationSettings.from_toml(text.encode()) == IntegrationSettings.from_toml(text)
+    assert IntegrationSettings.from_toml(bytearray(text.encode())).criteria == "two_stars"
+    with pytest.raises(ConfigurationError, match="not valid TOML"):
+        IntegrationSettings.from_toml(b"criteria = '\xff'")
+    for value in (5, None, ["a"]):
+        with pytest.raises(ConfigurationError, match="TOML settings must be text or bytes"):
+            IntegrationSettings.from_toml(value)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="JSON settings must be text or bytes"):
+        IntegrationSettings.from_json(5)  # type: ignore[arg-type]
+
+
+def nested_groups(depth: int) -> dict[str, Any]:
+    """A segment of ``depth`` nested groups around one condition."""
+    group: dict[str, Any] = {"conditions": [{"attribute": "tier", "operator": "is_set"}]}
+    for _ in range(depth - 1):
+        group = {"match": "any", "conditions": [group]}
+    return group
+
+
+def test_condition_groups_nest_at_most_16_levels() -> None:
+    """Sixteen nested groups are settings; a seventeenth, or 600, are one problem at the
+    segment instead of pydantic's recursion error with a path hundreds of levels long."""
+    ok = IntegrationSettings.from_dict({"segments": {"deep": nested_groups(16)}})
+    assert ok.to_config().ownership.segments["deep"].name == "deep"
+    for depth in (17, 600):
+        assert problems_of({"segments": {"deep": nested_groups(depth)}}) == {
+            "segments.deep": "condition groups nest at most 16 levels deep"
+        }
+
+
+HUGE = 10**5000  # 5,001 digits: str() of it raises ValueError in Python
+
+
+@pytest.mark.parametrize(
+    ("data", "path", "fragment"),
+    [
+        ({"campaign_id": HUGE}, "campaign_id", "must fit in 64 bits"),
+        (
+            {"user_mapping": [{"signals_user_id": HUGE, "crm_user_id": 5}]},
+            "user_mapping[0].signals_user_id",
+            "must fit in 64 bits",
+        ),
+        ({"synchronization_delay": HUGE}, "synchronization_delay", "at most 30 days"),
+        ({"synchronization_delay": -HUGE}, "synchronization_delay", "must not be negative"),
+        ({"synchronization_delay": 1e300}, "synchronization_delay", "at most 30 days"),
+        ({"synchronization_delay": "9" * 5000}, "synchronization_delay", "at most 30 days"),
+        ({"synchronization_delay": "9" * 5000 + "d"}, "synchronization_delay", "at most 30 days"),
+        ({"synchronization_delay": "P" + "9" * 5000 + "D"}, "synchronization_delay", "30 days"),
+    ],
+)
+def test_huge_numbers_are_named_problems(data: dict[str, Any], path: str, fragment: str) -> None:
+    """Numbers far too large for an id or a delay are problems at their path, never an
+    OverflowError or a digit-limit ValueError."""
+    found = problems_of(data)
+    [message] = [m for p, m in found.items() if p.startswith(path)]
+    assert fragment in message
+
+
+def test_parse_delay_bounds_huge_numbers() -> None:
+    """parse_delay itself refuses huge numbers with its documented ValueError."""
+    for value in (HUGE, 10**12, 1e300, "9" * 5000):
+        with pytest.raises(ValueError, match="at most 30 days"):
+            parse_delay(value)
+
+
+_KEYS = st.text(max_size=12) | st.integers()
+_EXTREMES = st.sampled_from(
+    [2**63, -(2**63) - 1, 10**30, 1e300, float("inf"), float("nan"), "9" * 40, "P99999999999D"]
+)
+_JSON_LIKE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**63 - 2, max_value=2**70)
+    | _EXTREMES
+    | st.floats()
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=25,
+)
+_KNOWN = tuple(IntegrationSettings.model_fields)
+_ENTRY = st.fixed_dictionaries(
+    {},
+    optional=dict.fromkeys(
+        ("source", "target", "overwrite", "signals_user_id", "crm_user_id", "segment"), _JSON_LIKE
+    ),
+)
+_DOCUMENTS = st.fixed_dictionaries(
+    {},
+    optional={
+        **dict.fromkeys(_KNOWN, _EXTREMES | _JSON_LIKE),
+        "field_mappings": st.fixed_dictionaries(
+            {}, optional=dict.fromkeys(("lead", "contact", "account"), st.lists(_ENTRY))
+        ),
+        "user_mapping": st.lists(_ENTRY, max_size=3),
+        "ownership_rules": st.lists(_ENTRY, max_size=3),
+        "segments": st.dictionaries(
+            st.text(max_size=6),
+            _JSON_LIKE
+            | st.fixed_dictionaries(
+                {}, optional={"conditions": st.lists(_JSON_LIKE), "domains": _JSON_LIKE}
+            ),
+            max_size=2,
+        ),
+    },
+)
+
+
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_DOCUMENTS | st.dictionaries(_KEYS, _JSON_LIKE, max_size=4))
+def test_arbitrary_json_like_input_raises_only_configuration_errors(data: Any) -> None:
+    """Whatever JSON-like mapping a host passes, from_dict returns settings or raises a
+    ConfigurationError, and valid settings convert to a core value."""
+    try:
+        s = IntegrationSettings.from_dict(data)
+    except ConfigurationError:
+        return
+    assert isinstance(s.to_config(), SyncConfig)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from signals_crm.core.model import (
     Company,
+    Conversation,
     ConversationStatus,
     Meeting,
     Participants,
@@ -483,3 +484,178 @@ def test_emulated_payloads_parse_faithfully(payload: dict[str, Any], score: int 
             assert role is None
         else:
             assert role == SignalsUser(id=None if user_id is None else str(user_id), email=email)
+
+
+# ------------------------------------------------------------------------------------------------
+# Hostile input: only typed errors, naming the field (rule 9)
+
+
+def nested_list(depth: int) -> list[Any]:
+    """A list nested ``depth`` levels deep, built without recursion."""
+    root: list[Any] = []
+    node = root
+    for _ in range(depth - 1):
+        child: list[Any] = []
+        node.append(child)
+        node = child
+    return root
+
+
+def test_json_text_nested_too_deeply_is_a_webhook_error() -> None:
+    """JSON nested 2,000 levels deep (more than the decoder recurses) is a typed error."""
+    text = '{"event": "conversation-closed", "contact": {"x": ' + "[" * 2000 + "]" * 2000 + "}}"
+    with pytest.raises(WebhookError) as exc:
+        parse(text)
+    assert problems(exc) == {"": "not valid JSON: arrays or objects nested too deeply"}
+
+
+def test_deep_contact_value_in_a_mapping_is_refused_at_its_path() -> None:
+    """A host's dict with a contact value nested 2,000 levels deep names the value, at the
+    depth where it stops being kept."""
+    with pytest.raises(WebhookError) as exc:
+        parse(example(contact={"email": "a@b.test", "x": nested_list(2000)}))
+    [problem] = exc.value.problems
+    assert problem.path == "contact.x" + "[0]" * 64
+    assert "nest at most 64 levels" in problem.message
+
+
+def test_a_contact_value_at_the_depth_limit_is_kept_as_json() -> None:
+    """An unknown contact value nested as deep as allowed is kept as compact JSON text."""
+    conv = parse(example(contact={"x": nested_list(64)}))
+    assert conv.visitor.extra["x"] == "[" * 64 + "]" * 64
+
+
+HUGE = 10**5000  # 5,001 digits: str() of it raises ValueError in Python
+
+
+@pytest.mark.parametrize(
+    ("payload", "path"),
+    [
+        (example(contact={"x_score": HUGE}), "contact.x_score"),
+        (example(contact={"x": {"deep key": [1, -HUGE]}}), 'contact.x["deep key"][1]'),
+        (example(contact={"tenant_id": HUGE}), "contact.tenant_id"),
+        (example(chat={"meeting_event": {"id": HUGE}}), "chat.meeting_event.id"),
+        (
+            example(chat={"meeting_event": {"id": 1, "duration_minutes": HUGE}}),
+            "chat.meeting_event.duration_minutes",
+        ),
+        (
+            example(chat={"user_emails": {"closed_conversation_user_id": HUGE}}),
+            "chat.user_emails.closed_conversation_user_id",
+        ),
+    ],
+)
+def test_integers_beyond_64_bits_are_refused_at_their_path(
+    payload: dict[str, Any], path: str
+) -> None:
+    """A 5,000-digit integer anywhere in a host's mapping is a problem at its path, never a
+    ValueError from converting it to text."""
+    with pytest.raises(WebhookError) as exc:
+        parse(payload)
+    assert problems(exc) == {path: "number too large: at most 64-bit integers"}
+
+
+def test_64_bit_integers_are_kept() -> None:
+    """The largest 64-bit integers are still ids and extra numbers."""
+    conv = parse(example(contact={"tenant_id": 2**63 - 1, "x_n": -(2**63)}))
+    assert conv.visitor.tenant_id == str(2**63 - 1)
+    assert conv.visitor.extra["x_n"] == -(2**63)
+
+
+def test_non_text_keys_in_contact_are_refused() -> None:
+    """Mixed key types (a host's dict) are named, at the top of contact and inside a value,
+    instead of a TypeError from sorting them."""
+    with pytest.raises(WebhookError) as exc:
+        parse(example(contact={1: "a", "email": "a@b.test", "x": {2: "b", "c": 3}}))
+    assert problems(exc) == {
+        'contact["1"]': "key: must be text",
+        'contact.x["2"]': "key: must be text",
+    }
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"event": "conversation-closed", "contact": {"x": 1e400}}',
+        example(contact={"x": float("nan")}),
+        example(contact={"x": [float("-inf")]}),
+    ],
+)
+def test_non_finite_numbers_are_refused(payload: str | dict[str, Any]) -> None:
+    """JSON has no NaN or Infinity: a number that overflows to one, or a host's NaN, is named."""
+    with pytest.raises(WebhookError) as exc:
+        parse(payload)
+    [problem] = exc.value.problems
+    assert problem.path.startswith("contact.x")
+    assert "finite" in problem.message
+
+
+def test_non_json_objects_in_contact_are_refused_but_dates_are_kept_as_text() -> None:
+    """A set cannot be kept; a date inside an unknown value is written as ISO text."""
+    with pytest.raises(WebhookError) as exc:
+        parse(example(contact={"x": {1, 2}}))
+    assert problems(exc) == {"contact.x": "must be a JSON value, not set"}
+    conv = parse(example(contact={"x": {"on": date(2026, 1, 2)}}))
+    assert conv.visitor.extra["x"] == '{"on":"2026-01-02"}'
+
+
+_KEYS = st.text(max_size=12) | st.integers()
+_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**63 - 2, max_value=2**70)
+    | st.sampled_from([2**63, -(2**63) - 1, 10**30, 1e300, float("inf"), float("nan"), "9" * 40])
+    | st.floats()
+    | st.text(max_size=20)
+)
+_JSON_LIKE = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=25,
+)
+
+
+def _tables(keys: tuple[str, ...]) -> st.SearchStrategy[Any]:
+    """Objects with some of ``keys`` (and others), each holding anything JSON-like."""
+    return _JSON_LIKE | st.fixed_dictionaries({}, optional=dict.fromkeys(keys, _JSON_LIKE))
+
+
+_PAYLOADS = st.fixed_dictionaries(
+    {},
+    optional={
+        "event": st.sampled_from(["conversation-closed", "conversation-start"]) | _JSON_LIKE,
+        "chat": _JSON_LIKE
+        | st.fixed_dictionaries(
+            {},
+            optional={
+                "transcript": _JSON_LIKE,
+                "referrer": _JSON_LIKE,
+                "meeting_event": _tables(
+                    ("id", "name", "date", "duration_minutes", "lead_time_minutes")
+                ),
+                "user_emails": _tables(("last_routed", "last_routed_user_id", "closer")),
+            },
+        ),
+        "contact": _tables(("email", "tenant_id", "birthdate", "first_name", "x_extra")),
+    },
+)
+
+
+@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(payload=_PAYLOADS | _JSON_LIKE)
+def test_arbitrary_json_like_input_raises_only_webhook_errors(payload: Any) -> None:
+    """Whatever JSON-like value a host passes (as data, or as JSON text when it has one),
+    parse_webhook returns a Conversation or raises a WebhookError, nothing else."""
+    try:
+        text = json.dumps(payload)
+    except (TypeError, ValueError):  # integer keys mixed with text, digits beyond the limit
+        text = None
+    for candidate in (payload, text):
+        if candidate is None:
+            continue
+        try:
+            conv = parse(candidate)
+        except WebhookError:
+            continue
+        assert isinstance(conv, Conversation)

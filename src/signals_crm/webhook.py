@@ -36,14 +36,21 @@ The rules:
 8. ``chat.user_emails`` roles map to :class:`Participants`: ``meeting_scheduled`` → meeting
    scheduler, ``last_routed`` → last routed, ``closed_conversation`` → closer. A role with
    neither an email nor an id is absent.
+9. **Bounded input.** Whatever the payload holds, only a :class:`WebhookError` (or, for host
+   arguments, a ``ConfigurationError``) escapes: JSON nested too deeply to decode, integers
+   beyond 64 bits (ids, minutes, numbers in ``contact``), non-finite numbers and non-text keys
+   in ``contact`` (a host may pass a dict), and unknown ``contact`` values nested more than
+   :data:`MAX_DEPTH` levels are problems with their path. Dates inside such values are written
+   as ISO text; other non-JSON objects are refused.
 """
 
 from __future__ import annotations
 
 import enum
 import json
+import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -118,6 +125,9 @@ class _Reader:
         value = data.get(key)
         path = key_path(base, key)
         if isinstance(value, int) and not isinstance(value, bool):
+            if not _INT_MIN <= value <= _INT_MAX:
+                self.fail(path, _TOO_LARGE)
+                return None
             return str(value)
         if value is None:
             return None
@@ -137,7 +147,22 @@ class _Reader:
         if value < 0:
             self.fail(path, "must not be negative")
             return None
+        if value > _INT_MAX:
+            self.fail(path, _TOO_LARGE)
+            return None
         return value
+
+    def kept(self, path: str, value: Any) -> FieldValue:
+        """An unknown ``contact`` value as kept in :attr:`Visitor.extra` (rule 2): a scalar as
+        it is, an object or array as compact JSON text."""
+        problem = _json_problem(value)
+        if problem is not None:
+            where, message = problem
+            self.fail(path + where, message)
+            return None
+        if value is None or isinstance(value, str | int | float | bool):
+            return value
+        return json.dumps(value, separators=(",", ":"), sort_keys=True, default=_isoformat)
 
     def day(self, data: Mapping[str, Any], base: str, key: str) -> date | None:
         path = key_path(base, key)
@@ -167,6 +192,46 @@ class _Reader:
         return parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=UTC)
 
 
+_INT_MAX = 2**63 - 1
+_INT_MIN = -(2**63)
+_TOO_LARGE = "number too large: at most 64-bit integers"
+MAX_DEPTH = 64
+"""How deep arrays and objects may nest inside one unknown ``contact`` value."""
+
+
+def _isoformat(value: object) -> str:
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def _json_problem(value: Any) -> tuple[str, str] | None:
+    """Where and why ``value`` cannot be kept as JSON (rule 9), or ``None``; iterative, so any
+    depth is safe."""
+    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    while stack:
+        node, where, depth = stack.pop()
+        if node is None or isinstance(node, str | bool | date):
+            continue
+        if isinstance(node, int):
+            if not _INT_MIN <= node <= _INT_MAX:
+                return where, _TOO_LARGE
+        elif isinstance(node, float):
+            if not math.isfinite(node):
+                return where, "must be a finite number (JSON has no NaN or Infinity)"
+        elif isinstance(node, Mapping | list | tuple):
+            if depth >= MAX_DEPTH:
+                return where, f"arrays and objects nest at most {MAX_DEPTH} levels deep"
+            if isinstance(node, Mapping):
+                for key, item in node.items():
+                    if not isinstance(key, str):
+                        return key_path(where, key), "key: must be text"
+                    stack.append((item, key_path(where, key), depth + 1))
+            else:
+                stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(node))
+        else:
+            return where, f"must be a JSON value, not {kind(node)}"
+    return None
+
+
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -175,8 +240,12 @@ def _decode(payload: Payload) -> Mapping[str, Any]:
     if isinstance(payload, str | bytes | bytearray):
         try:
             payload = json.loads(payload, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # (UnicodeDecodeError included)
             raise WebhookError([Problem("", f"not valid JSON: {exc}")]) from exc
+        except RecursionError as exc:
+            raise WebhookError(
+                [Problem("", "not valid JSON: arrays or objects nested too deeply")]
+            ) from exc
     if not isinstance(payload, Mapping):
         raise WebhookError([Problem("", f"the payload must be a JSON object, not {kind(payload)}")])
     return payload
@@ -308,14 +377,16 @@ def _visitor(read: _Reader, data: Mapping[str, Any]) -> Visitor | None:
     tenant = read.ident(contact, "contact", "tenant_id")
     birthdate = read.moment(contact, "contact", "birthdate")
     known = {*_CONTACT_TEXT, "tenant_id", "birthdate"}
-    extra = {k: _extra_value(v) for k, v in contact.items() if k not in known}
+    extra: dict[str, FieldValue] = {}
+    entries: Iterable[tuple[object, Any]] = contact.items()  # (a host's dict may have any keys)
+    for key, value in entries:
+        if not isinstance(key, str):
+            read.fail(key_path("contact", key), "key: must be text")
+        elif key not in known:
+            extra[key] = read.kept(key_path("contact", key), value)
+    if read.problems:
+        return None
     return Visitor(tenant_id=tenant, birthdate=birthdate, extra=extra, **texts)
-
-
-def _extra_value(value: Any) -> FieldValue:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
 def _check_host(

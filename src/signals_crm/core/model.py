@@ -3,6 +3,18 @@
 Everything here is a frozen ``attrs`` class validated when built: invalid input raises
 :class:`~signals_crm.exceptions.ConfigurationError` naming the field, never a bare ``KeyError``
 or ``TypeError``. No IO, no clock, no randomness: times come in as arguments.
+
+The rules for values:
+
+1. **Types are checked when a value is built.** Every field holds the type it declares (text is
+   ``str``, a count is an ``int`` and never ``True``/``False``, a time is a ``datetime``),
+   ``None`` where it is optional. A wrong type is refused with every wrong field named
+   (``email: must be text, not int``), so it cannot fail later in ``explain`` or a sync.
+2. **Field maps** (``Visitor.extra``, ``Company.attributes``, the ``fields`` of CRM records) have
+   text keys and :data:`FieldValue` values.
+3. The checks are ``isinstance`` tests over a per-class table, run when a host or an adapter
+   builds a value; what planning builds from checked values (an :class:`Activity`) is not
+   checked again, so planning is not slowed (``benchmarks/plan_throughput.py``).
 """
 
 from __future__ import annotations
@@ -56,6 +68,60 @@ def field_map(value: Mapping[str, FieldValue]) -> dict[str, FieldValue]:
 
 def _fail(path: str, message: str) -> ConfigurationError:
     return ConfigurationError([Problem(path, message)])
+
+
+_FIELD_VALUE_TYPES = (str, int, float, bool, date, datetime)
+
+# (attribute, accepted types, None allowed, what the message calls it)
+_Spec: TypeAlias = tuple[tuple[str, type | tuple[type, ...], bool, str], ...]
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _wrong_types(obj: object, spec: _Spec) -> list[Problem]:
+    """The fields of ``obj`` whose value is not of its declared type (rule 1)."""
+    problems: list[Problem] = []
+    for name, types, optional, expected in spec:
+        value = getattr(obj, name)
+        if value is None:
+            if not optional:
+                problems.append(Problem(name, f"required: must be {expected}"))
+        elif not isinstance(value, types) or (value.__class__ is bool and types is int):
+            # (a bool is an int to isinstance; a count or an id never is true/false)
+            problems.append(Problem(name, f"must be {expected}, not {_type_name(value)}"))
+    return problems
+
+
+def _wrong_fields(name: str, fields: Mapping[Any, Any]) -> list[Problem]:
+    """The entries of a field map that are not text → :data:`FieldValue` (rule 2)."""
+    problems: list[Problem] = []
+    for key, value in fields.items():
+        if not isinstance(key, str):
+            problems.append(Problem(f"{name}[{key!r}]", "key: must be text"))
+        elif value is not None and not isinstance(value, _FIELD_VALUE_TYPES):
+            problems.append(
+                Problem(
+                    f"{name}.{key}",
+                    "must be text, a number, true/false, a date or a datetime, "
+                    f"not {_type_name(value)}",
+                )
+            )
+    return problems
+
+
+def _check(obj: object, spec: _Spec, *, fields: str | None = None) -> None:
+    """Raise one :class:`ConfigurationError` naming every field of ``obj`` of a wrong type."""
+    problems = _wrong_types(obj, spec)
+    if fields is not None:
+        value = getattr(obj, fields)
+        problems.extend(_wrong_fields(fields, value))
+    if problems:
+        raise ConfigurationError(problems)
+
+
+_TEXT = "text"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -129,8 +195,12 @@ class SignalsUser:
     email: str | None = None
 
     def __attrs_post_init__(self) -> None:
+        _check(self, _SIGNALS_USER)
         if not self.id and not self.email:
             raise _fail("user", "a Signals user needs an id or an email")
+
+
+_SIGNALS_USER: _Spec = (("id", str, True, _TEXT), ("email", str, True, _TEXT))
 
 
 @attrs.frozen
@@ -141,12 +211,21 @@ class Participants:
     last_routed: SignalsUser | None = None
     closer: SignalsUser | None = None
 
+    def __attrs_post_init__(self) -> None:
+        _check(self, _PARTICIPANTS)
+
     def get(self, role: Role) -> SignalsUser | None:
         if role is Role.MEETING_SCHEDULER:
             return self.meeting_scheduler
         if role is Role.LAST_ROUTED:
             return self.last_routed
         return self.closer
+
+
+_PARTICIPANTS: _Spec = tuple(
+    (role, SignalsUser, True, "a SignalsUser")
+    for role in ("meeting_scheduler", "last_routed", "closer")
+)
 
 
 @attrs.frozen
@@ -160,13 +239,37 @@ class Meeting:
     duration_minutes: int | None = None
     lead_time_minutes: int | None = None
 
+    def __attrs_post_init__(self) -> None:
+        _check(self, _MEETING)
+
+
+_MEETING: _Spec = (
+    ("id", str, False, _TEXT),
+    ("name", str, True, _TEXT),
+    ("agent_name", str, True, _TEXT),
+    ("date", date, True, "a date"),
+    ("duration_minutes", int, True, "a whole number of minutes"),
+    ("lead_time_minutes", int, True, "a whole number of minutes"),
+)
+
 
 @attrs.frozen
 class Traffic:
+    """Where the visitor came from (text fields of the chat)."""
+
     referrer: str | None = None
     source_type: str | None = None
     traffic_source: str | None = None
     traffic_campaign: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _check(self, _TRAFFIC)
+
+
+_TRAFFIC: _Spec = tuple(
+    (name, str, True, _TEXT)
+    for name in ("referrer", "source_type", "traffic_source", "traffic_campaign")
+)
 
 
 @attrs.frozen
@@ -190,6 +293,9 @@ class Visitor:
     tenant_id: str | None = None
     extra: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=field_map)
 
+    def __attrs_post_init__(self) -> None:
+        _check(self, _VISITOR, fields="extra")
+
 
 @attrs.frozen
 class Company:
@@ -199,10 +305,16 @@ class Company:
     name: str | None = None
     attributes: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=field_map)
 
+    def __attrs_post_init__(self) -> None:
+        _check(self, _COMPANY, fields="attributes")
+
     def with_attributes(self, extra: Mapping[str, FieldValue]) -> Company:
         """A copy whose attributes are updated with ``extra`` (pulled account fields)."""
         merged: dict[str, FieldValue] = {**self.attributes, **extra}
         return Company(domain=self.domain, name=self.name, attributes=merged)
+
+
+_COMPANY: _Spec = (("domain", str, True, _TEXT), ("name", str, True, _TEXT))
 
 
 @attrs.frozen
@@ -210,7 +322,9 @@ class Activity:
     """One conversation activity that may become a CRM task.
 
     ``key`` is stable for the conversation (``"transcript"``, ``"meeting:48213"``): with the
-    conversation id it forms the task's marker and idempotency key.
+    conversation id it forms the task's marker and idempotency key. Activities are made by
+    the core from a conversation whose types were checked, so they are not checked again
+    (planning builds one per task).
     """
 
     kind: ActivityKind
@@ -240,8 +354,10 @@ class Conversation:
     traffic: Traffic = attrs.field(factory=Traffic)
 
     def __attrs_post_init__(self) -> None:
-        problems: list[Problem] = []
-        if not str(self.id).strip():
+        problems = _wrong_types(self, _CONVERSATION)
+        if problems:  # (the checks below assume the types are right)
+            raise ConfigurationError(problems)
+        if not self.id.strip():
             problems.append(Problem("id", "a conversation needs a non-empty id"))
         score = self.lead_score
         if score is not None and (isinstance(score, bool) or score not in (0, 1, 2, 3)):
@@ -255,6 +371,7 @@ class Conversation:
 
     @property
     def email(self) -> str | None:
+        """The visitor's email, if any."""
         return self.visitor.email if self.visitor else None
 
     def activities(self) -> tuple[Activity, ...]:
@@ -326,7 +443,30 @@ class Conversation:
         return out
 
 
+_CONVERSATION: _Spec = (
+    ("id", str, False, _TEXT),
+    ("status", ConversationStatus, False, "a ConversationStatus"),
+    ("closed_at", datetime, True, "a datetime"),
+    ("lead_score", int, True, "0, 1, 2, 3 or None (unscored)"),
+    ("visitor", Visitor, True, "a Visitor"),
+    ("company", Company, True, "a Company"),
+    ("participants", Participants, False, "Participants"),
+    ("transcript", str, True, _TEXT),
+    ("meeting", Meeting, True, "a Meeting"),
+    ("traffic", Traffic, False, "Traffic"),
+)
+
 VISITOR_FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(Visitor) if a.name != "extra")
+
+_VISITOR: _Spec = tuple(
+    (
+        name,
+        datetime if name == "birthdate" else str,
+        True,
+        "a datetime" if name == "birthdate" else _TEXT,
+    )
+    for name in VISITOR_FIELDS
+)
 
 _MEETING_FIELDS = ("name", "date", "agent_name", "duration_minutes")
 
@@ -425,6 +565,20 @@ class PersonRecord:
     last_modified: datetime | None = None
     owner_id: str | None = None
 
+    def __attrs_post_init__(self) -> None:
+        _check(self, _PERSON_RECORD, fields="fields")
+
+
+_PERSON_RECORD: _Spec = (
+    ("id", str, False, _TEXT),
+    ("kind", PersonKind, False, "a PersonKind"),
+    ("email", str, True, _TEXT),
+    ("is_converted", bool, False, "true/false"),
+    ("converted_contact_id", str, True, _TEXT),
+    ("last_modified", datetime, True, "a datetime"),
+    ("owner_id", str, True, _TEXT),
+)
+
 
 @attrs.frozen
 class AccountRecord:
@@ -436,6 +590,17 @@ class AccountRecord:
     fields: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=field_map)
     last_modified: datetime | None = None
 
+    def __attrs_post_init__(self) -> None:
+        _check(self, _ACCOUNT_RECORD, fields="fields")
+
+
+_ACCOUNT_RECORD: _Spec = (
+    ("id", str, False, _TEXT),
+    ("domain", str, True, _TEXT),
+    ("name", str, True, _TEXT),
+    ("last_modified", datetime, True, "a datetime"),
+)
+
 
 @attrs.frozen
 class CRMUser:
@@ -445,6 +610,17 @@ class CRMUser:
     email: str | None = None
     active: bool = True
     name: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _check(self, _CRM_USER)
+
+
+_CRM_USER: _Spec = (
+    ("id", str, False, _TEXT),
+    ("email", str, True, _TEXT),
+    ("active", bool, False, "true/false"),
+    ("name", str, True, _TEXT),
+)
 
 
 class FieldType(enum.Enum):

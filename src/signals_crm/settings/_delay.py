@@ -38,11 +38,11 @@ def parse_delay(value: object) -> timedelta:
     if isinstance(value, timedelta):
         delay = value
     elif isinstance(value, int):
-        delay = timedelta(seconds=value)
+        delay = timedelta(seconds=_in_range(value))
     elif isinstance(value, float):
         if not math.isfinite(value) or not value.is_integer():
             raise ValueError(f"must be a whole number of seconds, not {value!r}")
-        delay = timedelta(seconds=int(value))
+        delay = timedelta(seconds=_in_range(int(value)))
     elif isinstance(value, str):
         delay = _parse_delay_text(value)
     else:
@@ -56,29 +56,53 @@ def parse_delay(value: object) -> timedelta:
     return delay
 
 
+_FAR = 10**12
+"""Seconds beyond any delay (and far inside what ``timedelta`` holds): a number this large is
+refused before it is converted, so that no overflow or digit-limit error can escape."""
+
+
+def _in_range(seconds: int) -> int:
+    if seconds >= _FAR:
+        raise ValueError(f"at most 30 days ({int(MAX_DELAY.total_seconds())} seconds)")
+    if seconds <= -_FAR:
+        raise ValueError("must not be negative")
+    return seconds
+
+
+def _number(digits: str | None) -> int:
+    """The value of one run of digits of a delay text (0 when absent), bounded."""
+    if not digits:
+        return 0
+    if len(digits.lstrip("0")) > len(str(_FAR)):
+        return _FAR  # (refused by _bounded; int() of thousands of digits would raise)
+    return int(digits)
+
+
 def _parse_delay_text(value: str) -> timedelta:
     text = value.strip()
     if text.startswith("-"):
         raise ValueError("must not be negative")
     if text.isascii() and text.isdigit():
-        return timedelta(seconds=int(text))
+        return timedelta(seconds=_in_range(_number(text)))
     compact = _COMPACT.match(text)
     if text and compact and any(compact.groups()):
-        d, h, m, s = (int(g) if g else 0 for g in compact.groups())
+        d, h, m, s = (_number(g) for g in compact.groups())
         return _bounded(days=d, hours=h, minutes=m, seconds=s)
     iso = _ISO.match(text)
     if text and iso and any(iso.groups()):
-        w, d, h, m, s = (int(g) if g else 0 for g in iso.groups())
+        w, d, h, m, s = (_number(g) for g in iso.groups())
         return _bounded(days=7 * w + d, hours=h, minutes=m, seconds=s)
     if re.match(r"^P.*[YM]", text.upper().split("T")[0]):
         raise ValueError("years and months have no fixed length: give days (P30D)")
-    raise ValueError(f"not a delay: {value!r}; {_DELAY_HINT}")
+    shown = repr(value) if len(value) <= 40 else repr(value[:40]) + "…"
+    raise ValueError(f"not a delay: {shown}; {_DELAY_HINT}")
 
 
 def _bounded(*, days: int, hours: int, minutes: int, seconds: int) -> timedelta:
     total = ((days * 24 + hours) * 60 + minutes) * 60 + seconds
     if total > MAX_DELAY.total_seconds():
-        raise ValueError(f"at most 30 days, not {total} seconds")
+        shown = f"{total} seconds" if total < _FAR else "more"
+        raise ValueError(f"at most 30 days, not {shown}")
     return timedelta(seconds=total)
 
 

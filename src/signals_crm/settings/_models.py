@@ -51,8 +51,16 @@ from signals_crm.core.config import (
 from signals_crm.core.model import ActivityKind, Role, normalize_email
 from signals_crm.exceptions import ConfigurationError, Problem
 from signals_crm.settings._delay import Delay
-from signals_crm.settings._problems import check_also, get, items, problems_error, problems_of
+from signals_crm.settings._problems import (
+    check_also,
+    get,
+    items,
+    kind,
+    problems_error,
+    problems_of,
+)
 from signals_crm.settings._values import (
+    GROUP_DEPTH,
     Attribute,
     ConditionValueField,
     CRMId,
@@ -66,7 +74,6 @@ from signals_crm.settings._values import (
     at_least_one,
     check_condition_value,
     in_order,
-    int_as_text,
     no_duplicates,
     owner_fields_count,
     refuse_many_campaigns,
@@ -193,7 +200,9 @@ def _check_users(value: Any) -> list[Problem]:
     ids: dict[str, int] = {}
     emails: dict[str, int] = {}
     for index, item in enumerate(items(value)):
-        user_id = int_as_text(get(item, "signals_user_id"))
+        user_id = get(item, "signals_user_id")
+        if isinstance(user_id, int) and not isinstance(user_id, bool) and 0 <= user_id < 2**63:
+            user_id = str(user_id)  # (as int_as_text; larger ones are reported at the entry)
         email = get(item, "signals_email")
         if user_id is None and email is None and isinstance(item, Mapping | BaseModel):
             problems.append(Problem(f"[{index}]", "needs signals_user_id or signals_email"))
@@ -395,7 +404,7 @@ class IntegrationSettings(BaseModel):
     existing_contact: ContactPolicyName = "attach"
     placeholders: dict[FieldName, Text] = Field(default_factory=lambda: dict(DEFAULT_PLACEHOLDERS))
     ownership_rules: tuple[OwnershipRuleSettings, ...] = ()
-    segments: dict[Name, SegmentSettings] = Field(default_factory=dict)
+    segments: dict[Name, Annotated[SegmentSettings, GROUP_DEPTH]] = Field(default_factory=dict)
     fallback_criteria: FallbackCriteriaSettings | None = None
     default_account_owner: SignalsUserId | None = None
 
@@ -427,20 +436,34 @@ class IntegrationSettings(BaseModel):
 
     @classmethod
     def from_json(cls, text: str | bytes) -> IntegrationSettings:
-        """Validate JSON text. Raises ``ConfigurationError``."""
+        """Validate JSON text (or bytes, in any encoding JSON allows). Raises
+        ``ConfigurationError``."""
+        if not isinstance(text, str | bytes | bytearray):
+            raise ConfigurationError(
+                [Problem("", f"JSON settings must be text or bytes, not {kind(text)}")]
+            )
         try:
             data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # (UnicodeDecodeError included)
             raise ConfigurationError([Problem("", f"not valid JSON: {exc}")]) from exc
+        except RecursionError as exc:
+            raise ConfigurationError(
+                [Problem("", "not valid JSON: arrays or objects nested too deeply")]
+            ) from exc
         return cls.from_dict(data)
 
     @classmethod
-    def from_toml(cls, text: str) -> IntegrationSettings:
-        """Validate TOML text. Raises ``ConfigurationError``."""
+    def from_toml(cls, text: str | bytes) -> IntegrationSettings:
+        """Validate TOML text (or UTF-8 bytes). Raises ``ConfigurationError``."""
+        text = _toml_text(text)
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigurationError([Problem("", f"not valid TOML: {exc}")]) from exc
+        except RecursionError as exc:
+            raise ConfigurationError(
+                [Problem("", "not valid TOML: arrays or tables nested too deeply")]
+            ) from exc
         return cls.from_dict(data)
 
     # -- dumping ------------------------------------------------------------------------------
@@ -486,6 +509,20 @@ class IntegrationSettings(BaseModel):
                 default_account_owner=self.default_account_owner,
             ),
         )
+
+
+def _toml_text(document: object) -> str:
+    """A TOML document as text: ``str``, or ``bytes`` decoded as UTF-8 (TOML's encoding)."""
+    if isinstance(document, bytes | bytearray):
+        try:
+            return bytes(document).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigurationError([Problem("", f"not valid TOML: {exc}")]) from exc
+    if not isinstance(document, str):
+        raise ConfigurationError(
+            [Problem("", f"TOML settings must be text or bytes, not {kind(document)}")]
+        )
+    return document
 
 
 _TAGGED: Mapping[str, type[BaseModel]] = {

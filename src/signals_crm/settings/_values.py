@@ -21,6 +21,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     StrictStr,
+    ValidatorFunctionWrapHandler,
     WrapValidator,
 )
 from pydantic_core import PydanticCustomError
@@ -34,7 +35,7 @@ from signals_crm.core.model import (
     is_valid_email,
 )
 from signals_crm.exceptions import Problem
-from signals_crm.settings._problems import check_also, items
+from signals_crm.settings._problems import check_also, get, items, problems_error
 
 Scalar: TypeAlias = str | int | float | bool
 ConditionValue: TypeAlias = Scalar | tuple[Scalar, ...] | None
@@ -56,7 +57,12 @@ def is_crm_id(value: str) -> bool:
 
 
 def int_as_text(value: Any) -> Any:
+    """An id written as a (64-bit, non-negative) integer, as text; anything else unchanged."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if value >= 2**63:  # (TOML integers are 64-bit; str() of thousands of digits raises)
+            raise PydanticCustomError(
+                "id_too_large", "an id written as a number must fit in 64 bits; write it as text"
+            )
         return str(value)
     return value
 
@@ -277,3 +283,34 @@ def at_least_one(what: str) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
         return value
 
     return check
+
+
+MAX_GROUP_DEPTH = 16
+"""How deep condition groups may nest inside a segment."""
+
+
+def _group_depth(value: Any) -> int:
+    """How deep the groups of a raw segment nest (iteratively: the input may be very deep)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_GROUP_DEPTH:
+            return depth
+        deepest = max(deepest, depth)
+        conditions = get(node, "conditions")
+        stack.extend((c, depth + 1) for c in items(conditions) if get(c, "conditions") is not None)
+    return deepest
+
+
+def _limit_depth(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    if _group_depth(value) > MAX_GROUP_DEPTH:
+        raise problems_error(
+            [Problem("", f"condition groups nest at most {MAX_GROUP_DEPTH} levels deep")]
+        )
+    return handler(value)
+
+
+GROUP_DEPTH = WrapValidator(_limit_depth)
+"""Refuses a segment whose groups nest deeper than :data:`MAX_GROUP_DEPTH` before pydantic
+validates it (which would otherwise recurse as deep as the input)."""
