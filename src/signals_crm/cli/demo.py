@@ -1,38 +1,24 @@
-"""``signals-crm``: the command line (also ``python -m signals_crm``).
-
-Commands:
-
-- ``demo``: the whole integration against a local Salesforce, in-process, with a SQLite ledger
-  in a temporary folder: no credentials, no network.
-- ``validate SETTINGS``: load a settings file (TOML or JSON) and list every problem.
-- ``explain --settings S --ledger L ID``: why a conversation in the ledger was or was not
-  synced (offline: reads the ledger, not the CRM).
-- ``sync --settings S --ledger L --crm salesforce|hubspot ...``: run the due syncs once
-  (the access token comes from ``SIGNALS_CRM_TOKEN``, never from the command line).
-- ``sandbox salesforce|hubspot --port N``: serve a local CRM over HTTP on loopback.
-"""
+"""``signals-crm demo``: the whole integration against a local Salesforce, in-process, with a
+SQLite ledger in a temporary folder: no credentials, no network, no extra installed."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import tempfile
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from signals_crm.cli._common import ExitCode, Output, add_json_flag
 from signals_crm.core.model import Company, Conversation, PersonKind
 from signals_crm.engine import Integration
-from signals_crm.exceptions import SignalsCRMError
 from signals_crm.ledger.sqlite import SQLiteLedger
-from signals_crm.settings import IntegrationSettings, load_settings
+from signals_crm.settings import IntegrationSettings
 from signals_crm.webhook import parse_webhook
 
-__all__ = ["main"]
+__all__ = ["demo", "register"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -99,8 +85,11 @@ def _demo_settings(priya: str, marco: str, campaign: str) -> IntegrationSettings
     )
 
 
-def demo(out: Any = None) -> int:
-    """Run the integration end to end against a local Salesforce and print what happened."""
+def demo(out: Any = None) -> dict[str, Any]:
+    """Run the integration end to end against a local Salesforce and print what happened.
+
+    Returns a summary (outcome per conversation, the manual sync, the API usage) for ``--json``.
+    """
     from signals_crm.adapters.salesforce import SalesforceAdapter, StaticToken
     from signals_crm.testing.salesforce import LocalSalesforce, SalesforceBackdoor
 
@@ -219,114 +208,24 @@ def demo(out: Any = None) -> int:
         write(integration.explain("c-1005").as_text())
         write(f"\nLocal Salesforce API usage: {adapter.api_usage}")
         ledger.close()
-    return 0
+    return {
+        "outcomes": {o.conversation_id: o.kind.value for o in report.outcomes},
+        "manual_sync": {"c-1004": outcome.kind.value, "person_id": outcome.person_id},
+        "api_usage": str(adapter.api_usage),
+    }
 
 
-# ------------------------------------------------------------------------------------------------
-# other commands
+def _run(args: argparse.Namespace, out: Output) -> ExitCode:  # noqa: ARG001  # no options
+    summary = demo(out.text)
+    out.document(summary)
+    return ExitCode.OK
 
 
-def _validate(args: argparse.Namespace) -> int:
-    settings = load_settings(args.settings)
-    config = settings.to_config()
-    print(f"{args.settings}: valid")
-    print(f"  enabled={config.enabled} criteria={config.criteria.value} delay={config.delay}")
-    return 0
-
-
-def _offline_integration(args: argparse.Namespace) -> Integration:
-    from signals_crm.testing.memory import InMemoryCRM
-
-    kind = PersonKind.CONTACT if args.crm == "hubspot" else PersonKind.LEAD
-    return Integration(
-        InMemoryCRM(person_kind=kind),
-        load_settings(args.settings),
-        ledger=SQLiteLedger(args.ledger),
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "demo",
+        help="run the integration against a local Salesforce (no credentials, no network)",
+        description=__doc__,
     )
-
-
-def _explain(args: argparse.Namespace) -> int:
-    integration = _offline_integration(args)
-    now = datetime.fromisoformat(args.now) if args.now else None
-    print(integration.explain(args.conversation_id, now=now, lookup=False).as_text())
-    return 0
-
-
-def _sync(args: argparse.Namespace) -> int:
-    token = os.environ.get("SIGNALS_CRM_TOKEN")
-    if not token:
-        print("set SIGNALS_CRM_TOKEN to the CRM access token", file=sys.stderr)
-        return 2
-    settings = load_settings(args.settings)
-    with httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0)) as http:
-        adapter: Any
-        if args.crm == "salesforce":
-            from signals_crm.adapters.salesforce import SalesforceAdapter, StaticToken
-
-            if not args.url:
-                print("--url (the instance URL) is required for Salesforce", file=sys.stderr)
-                return 2
-            adapter = SalesforceAdapter(http, StaticToken(token, args.url))
-        else:
-            from signals_crm.adapters.hubspot import HubSpotAdapter, HubSpotAPI
-
-            api = HubSpotAPI(base_url=args.url) if args.url else HubSpotAPI()
-            adapter = HubSpotAdapter(http, token, api=api)
-        with SQLiteLedger(args.ledger) as ledger:
-            report = Integration(adapter, settings, ledger=ledger).run_due()
-    print(report.as_text())
-    return 0
-
-
-def _sandbox(args: argparse.Namespace) -> int:
-    if args.crm == "salesforce":
-        from signals_crm.testing.salesforce import serve as serve_salesforce
-
-        serve_salesforce(args.port, host=args.host, announce=print)
-    else:
-        from signals_crm.testing.hubspot import serve as serve_hubspot
-
-        serve_hubspot(args.port, host=args.host, announce=print)
-    return 0
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="signals-crm", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="run the integration against a local Salesforce")
-    validate = sub.add_parser("validate", help="check a settings file")
-    validate.add_argument("settings", type=Path)
-    explain = sub.add_parser("explain", help="why a conversation was or was not synced")
-    explain.add_argument("conversation_id")
-    explain.add_argument("--settings", type=Path, required=True)
-    explain.add_argument("--ledger", type=Path, required=True)
-    explain.add_argument("--crm", choices=["salesforce", "hubspot"], default="salesforce")
-    explain.add_argument("--now", help="ISO-8601 time to evaluate at (default: now)")
-    sync = sub.add_parser("sync", help="run the due syncs once (token in SIGNALS_CRM_TOKEN)")
-    sync.add_argument("--settings", type=Path, required=True)
-    sync.add_argument("--ledger", type=Path, required=True)
-    sync.add_argument("--crm", choices=["salesforce", "hubspot"], required=True)
-    sync.add_argument("--url", help="Salesforce instance URL, or a HubSpot base URL")
-    sandbox = sub.add_parser("sandbox", help="serve a local CRM on loopback")
-    sandbox.add_argument("crm", choices=["salesforce", "hubspot"])
-    sandbox.add_argument("--port", type=int, default=8765)
-    sandbox.add_argument("--host", default="127.0.0.1")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``signals-crm``; returns the exit status."""
-    args = _parser().parse_args(argv)
-    try:
-        if args.command == "demo":
-            return demo()
-        if args.command == "validate":
-            return _validate(args)
-        if args.command == "explain":
-            return _explain(args)
-        if args.command == "sync":
-            return _sync(args)
-        return _sandbox(args)
-    except SignalsCRMError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    add_json_flag(parser)
+    parser.set_defaults(handler=_run)

@@ -1,0 +1,214 @@
+"""Building what commands run on: settings, ledgers, adapters, integrations; and turning the
+library's results (reports, explanations) into JSON-ready documents."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+import httpx
+
+from signals_crm.cli._common import CommandError, ExitCode, existing_ledger_path
+from signals_crm.cli._credentials import (
+    CREDENTIAL_FILE_VARIABLE,
+    build_adapter,
+    load_credentials,
+)
+from signals_crm.core.explain import Explanation, LedgerFacts
+from signals_crm.core.model import PersonKind
+from signals_crm.engine import Integration, SyncReport
+from signals_crm.ledger.base import CommandRecord
+from signals_crm.ledger.browse import LedgerBrowser, SyncRow
+from signals_crm.ledger.memory import MemoryLedger
+from signals_crm.ledger.sqlite import SQLiteLedger
+from signals_crm.settings import IntegrationSettings, load_settings
+
+__all__ = [
+    "add_crm_options",
+    "add_ledger_option",
+    "add_settings_option",
+    "browse",
+    "explain_offline",
+    "explanation_document",
+    "online_integration",
+    "report_document",
+]
+
+CRMS = ("salesforce", "hubspot")
+
+
+def add_settings_option(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument(
+        "--settings", type=Path, required=required, help="the settings file (.toml or .json)"
+    )
+
+
+def add_ledger_option(parser: argparse.ArgumentParser, *, read_only: bool) -> None:
+    what = "an existing ledger file (opened read-only)" if read_only else "the ledger file"
+    parser.add_argument("--ledger", type=Path, required=True, help=what)
+
+
+def add_crm_options(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    parser.add_argument("--crm", choices=CRMS, required=required, help="which CRM to talk to")
+    parser.add_argument(
+        "--credentials",
+        type=Path,
+        help=f"a credentials file (default: ${CREDENTIAL_FILE_VARIABLE}); see the list below",
+    )
+    parser.add_argument(
+        "--url", help="the Salesforce instance URL or HubSpot base URL (overrides credentials)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds per CRM request (default 30)"
+    )
+
+
+def settings_of(args: argparse.Namespace) -> IntegrationSettings:
+    return load_settings(args.settings)
+
+
+@contextmanager
+def online_integration(
+    args: argparse.Namespace,
+    *,
+    ledger: SQLiteLedger | MemoryLedger | None,
+    warn: Any,
+) -> Iterator[Integration]:
+    """An :class:`Integration` talking to the CRM named by ``--crm`` with the operator's
+    credentials, over a client the command owns."""
+    settings = settings_of(args)
+    credentials = load_credentials(args.crm, file=args.credentials, url=args.url, warn=warn)
+    if not args.timeout > 0:
+        raise CommandError("--timeout must be a positive number of seconds", ExitCode.USAGE)
+    timeout = httpx.Timeout(args.timeout, connect=min(10.0, args.timeout))
+    with httpx.Client(timeout=timeout) as http:
+        adapter = build_adapter(credentials, http)
+        yield Integration(adapter, settings, ledger=ledger)
+
+
+def writable_ledger(path: Path, integration: str = "default", **options: Any) -> SQLiteLedger:
+    """The ledger at ``path`` for a command that writes (created when missing), bound to
+    ``integration``."""
+    if integration == "default":
+        return SQLiteLedger(path, **options)
+    if "integration" not in inspect.signature(SQLiteLedger).parameters:
+        raise CommandError("this ledger version has one integration only", ExitCode.USAGE)
+    options["integration"] = integration
+    return SQLiteLedger(path, **options)
+
+
+@contextmanager
+def browse(path: Path, integration: str = "default") -> Iterator[LedgerBrowser]:
+    """A read-only browser of the existing ledger at ``path``."""
+    with LedgerBrowser(existing_ledger_path(path), integration=integration) as browser:
+        yield browser
+
+
+def ledger_facts(row: SyncRow, commands: list[CommandRecord]) -> LedgerFacts:
+    """What the ledger knows about one conversation (the engine's own summary of it)."""
+    last_error = row.last_error
+    for record in commands:
+        if record.reason and record.state.value in ("failed", "unknown", "planned"):
+            last_error = last_error or record.reason
+    return LedgerFacts(
+        scheduled_for=row.due_at,
+        schedule_state=row.outcome or row.state.value,
+        attempts=max([row.attempts, *(r.attempts for r in commands)]),
+        last_error=last_error,
+        command_states={r.key: r.state.value for r in commands},
+        crm_ids={r.key: r.crm_id for r in commands if r.crm_id},
+    )
+
+
+def explain_offline(
+    browser: LedgerBrowser,
+    settings: IntegrationSettings,
+    conversation_id: str,
+    *,
+    crm: str,
+    now: datetime | None,
+) -> Explanation:
+    """Why a conversation was or was not synced, from the ledger only (no CRM is read).
+
+    The ledger is read through ``browser`` (read-only); the plan is made against an empty
+    in-memory CRM of the right kind, so it shows every eligibility blocker but no match.
+    """
+    from signals_crm.testing.memory import InMemoryCRM
+
+    found = browser.sync(conversation_id)
+    if found is None:
+        raise CommandError(
+            f"conversation {conversation_id!r} is not in the ledger", ExitCode.NOT_FOUND
+        )
+    row, conversation = found
+    kind = PersonKind.CONTACT if crm == "hubspot" else PersonKind.LEAD
+    integration = Integration(InMemoryCRM(person_kind=kind), settings, ledger=MemoryLedger())
+    explanation = integration.explain(conversation, now=now, lookup=False)
+    facts = ledger_facts(row, browser.commands_for(conversation_id))
+    return attrs.evolve(explanation, ledger=facts)
+
+
+def _reason(reason: Any) -> dict[str, Any]:
+    return {
+        "code": reason.code,
+        "message": reason.message,
+        "level": reason.level.value,
+        "passes_at": reason.passes_at,
+    }
+
+
+def explanation_document(explanation: Explanation) -> dict[str, Any]:
+    """An explanation as JSON-ready data."""
+    facts = explanation.ledger
+    return {
+        "conversation_id": explanation.conversation_id,
+        "synced": explanation.synced,
+        "outcome": explanation.outcome.value,
+        "blockers": [_reason(b) for b in explanation.blockers],
+        "passes_at": explanation.passes_at,
+        "steps": [_reason(s) for s in explanation.steps],
+        "planned_writes": list(explanation.planned_writes),
+        "ledger": None
+        if facts is None
+        else {
+            "scheduled_for": facts.scheduled_for,
+            "state": facts.schedule_state,
+            "attempts": facts.attempts,
+            "last_error": facts.last_error,
+            "commands": dict(facts.command_states),
+            "crm_ids": dict(facts.crm_ids),
+        },
+    }
+
+
+def report_document(report: SyncReport) -> dict[str, Any]:
+    """A run's report as JSON-ready data."""
+    return {
+        "total": report.total,
+        "counts": dict(report.counts),
+        "adapter_calls": report.adapter_calls,
+        "budget_exhausted": report.budget_exhausted,
+        "admin_issues": list(report.admin_issues),
+        "outcomes": [
+            {
+                "conversation_id": o.conversation_id,
+                "kind": o.kind.value,
+                "person_id": o.person_id,
+                "error": o.error,
+                "blockers": list(o.blockers),
+            }
+            for o in report.outcomes
+        ],
+    }
+
+
+def report_failed(report: SyncReport) -> bool:
+    """Whether a run left something for a person: a failure, or an admin issue."""
+    counts: Mapping[str, int] = report.totals
+    return bool(counts.get("failed", 0) or report.admin_issues)

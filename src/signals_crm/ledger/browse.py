@@ -1,0 +1,551 @@
+"""Read-only queries over a SQLite ledger for people: the console and the command line.
+
+The engine's :class:`~signals_crm.ledger.Ledger` Protocol serves delivery; operators need other
+questions answered ("what is dead, page 3", "how many are in flight") on a ledger of millions
+of syncs without slowing the workers down. :class:`LedgerBrowser` answers them:
+
+1. **Read-only, never creating.** The file is opened with SQLite's ``mode=ro``; a missing path
+   raises :class:`~signals_crm.exceptions.LedgerError` and nothing is created, migrated or
+   changed. Readers never block the writers (WAL).
+2. **Views.** A sync is in exactly one view at ``now``:
+   ``due`` (pending, due, not leased), ``in_flight`` (pending with a lease that has not
+   expired), ``scheduled`` (pending, due later, not leased), ``done`` and ``dead``.
+3. **Keyset pages, no offsets.** A page is ordered by (due time, conversation id), ascending for
+   ``due``/``scheduled``/``in_flight``, newest first for ``done``/``dead``; the next page
+   starts strictly after the last row's key (a :class:`Cursor`), so page 1,000 costs what page
+   1 costs and rows inserted meanwhile are neither skipped twice nor repeated.
+4. **Indexed filters only**: a conversation id (primary key), a visitor email (the email index),
+   a due-time window (the state index). ``error_contains`` scans the dead letters only, and
+   at most :data:`MAX_SCAN` of them per page.
+5. **Counts come from indexes** (``count(*)`` over the state index's ranges), read in one
+   snapshot; nothing decodes a stored conversation except :meth:`LedgerBrowser.sync`.
+6. **Tenancy.** When the ledger file has an ``integration`` column every query is bound to the
+   browser's integration and :meth:`LedgerBrowser.integrations` lists them by a loose index
+   scan; an older single-tenant file has the one integration ``"default"``.
+7. Every argument is validated (a :class:`~signals_crm.exceptions.ConfigurationError` names it);
+   no value is ever formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import attrs
+
+from signals_crm.core.model import Conversation, normalize_email
+from signals_crm.exceptions import ConfigurationError, LedgerError, Problem
+from signals_crm.ledger.base import CommandRecord, CommandState, DueState, to_utc
+from signals_crm.ledger.codec import conversation_from_dict
+
+__all__ = [
+    "MAX_PAGE",
+    "MAX_SCAN",
+    "Cursor",
+    "LedgerBrowser",
+    "Page",
+    "SyncFilter",
+    "SyncRow",
+    "View",
+    "ViewCounts",
+]
+
+MAX_PAGE = 500
+"""The largest page a browser hands out."""
+
+MAX_SCAN = 20_000
+"""How many dead letters one page may read when filtering by error text."""
+
+_APPLICATION_ID = 0x5343524D
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_MAX_TEXT = 320  # longest filter text accepted (an email is at most 254)
+
+
+class View(enum.StrEnum):
+    """Which syncs a page shows (each sync is in exactly one view at a given time)."""
+
+    DUE = "due"
+    IN_FLIGHT = "in_flight"
+    SCHEDULED = "scheduled"
+    DONE = "done"
+    DEAD = "dead"
+
+
+def _micros(value: datetime) -> int:
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _from_micros(value: int) -> datetime:
+    return _EPOCH + value * _MICROSECOND
+
+
+def _fail(path: str, message: str) -> ConfigurationError:
+    return ConfigurationError([Problem(path, message)])
+
+
+def _text(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    checked: object = value
+    if not isinstance(checked, str):
+        raise _fail(name, "must be text")
+    value = value.strip()
+    if len(value) > _MAX_TEXT:
+        raise _fail(name, f"must be at most {_MAX_TEXT} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail(name, "must be valid text (no lone surrogates)") from None
+    return value or None
+
+
+@attrs.frozen
+class Cursor:
+    """Where a page ends: the last row's (due time, conversation id)."""
+
+    due_at: datetime
+    conversation_id: str
+
+    def token(self) -> str:
+        """The cursor as URL-safe text (``<microseconds>.<id>``)."""
+        return f"{_micros(self.due_at)}.{self.conversation_id}"
+
+    @classmethod
+    def parse(cls, token: str) -> Cursor:
+        """A cursor from :meth:`token`'s text; a ConfigurationError names ``after`` if bad."""
+        checked: object = token
+        if not isinstance(checked, str) or "." not in token or len(token) > 1024:
+            raise _fail("after", "not a page cursor")
+        micros, _, conversation_id = token.partition(".")
+        if not micros.lstrip("-").isdigit() or len(micros) > 19 or not conversation_id:
+            raise _fail("after", "not a page cursor")
+        try:
+            due_at = _from_micros(int(micros))
+            conversation_id.encode("utf-8")
+        except (OverflowError, UnicodeEncodeError):
+            raise _fail("after", "not a page cursor") from None
+        return cls(due_at, conversation_id)
+
+
+@attrs.frozen
+class SyncFilter:
+    """Filters of a page; every one is optional and validated when built."""
+
+    conversation_id: str | None = attrs.field(default=None)
+    email: str | None = attrs.field(default=None)
+    due_from: datetime | None = None
+    due_until: datetime | None = None
+    error_contains: str | None = attrs.field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "conversation_id", _text(self.conversation_id, "conversation"))
+        email = _text(self.email, "email")
+        object.__setattr__(self, "email", normalize_email(email) if email else None)
+        object.__setattr__(self, "error_contains", _text(self.error_contains, "error"))
+        for name in ("due_from", "due_until"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, to_utc(value, name))
+        if self.due_from and self.due_until and self.due_from > self.due_until:
+            raise _fail("due_until", "must not be before due_from")
+
+    @property
+    def active(self) -> bool:
+        return any(attrs.astuple(self))
+
+
+@attrs.frozen
+class SyncRow:
+    """One sync as a page lists it (the stored conversation is not decoded)."""
+
+    conversation_id: str
+    due_at: datetime
+    state: DueState
+    attempts: int
+    last_error: str | None
+    outcome: str | None
+    lease_owner: str | None
+    lease_until: datetime | None
+    email: str | None
+
+    def view(self, now: datetime) -> View:
+        """Which view this sync is in at ``now``."""
+        if self.state is DueState.DONE:
+            return View.DONE
+        if self.state is DueState.DEAD:
+            return View.DEAD
+        if self.lease_owner is not None and self.lease_until is not None and self.lease_until > now:
+            return View.IN_FLIGHT
+        return View.DUE if self.due_at <= now else View.SCHEDULED
+
+
+@attrs.frozen
+class Page:
+    """One page of syncs, and the cursor of the next one (``None`` on the last page)."""
+
+    view: View
+    rows: tuple[SyncRow, ...]
+    next_cursor: Cursor | None
+    scanned_out: bool = False
+    """True when an ``error_contains`` filter stopped at :data:`MAX_SCAN` rows."""
+
+
+@attrs.frozen
+class ViewCounts:
+    """How many syncs each view holds at ``now``."""
+
+    now: datetime
+    counts: Mapping[View, int]
+
+    def __getitem__(self, view: View) -> int:
+        return self.counts[view]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+_ROW_COLUMNS = (
+    "conversation_id, due_at, state, attempts, last_error, outcome, lease_owner, lease_until, email"
+)
+_COMMAND_COLUMNS = (
+    "key, conversation_id, kind, state, crm_id, reason, attempts, updated_at, payload_digest, owner"
+)
+
+
+def _row(row: Sequence[Any]) -> SyncRow:
+    cid, due_at, state, attempts, last_error, outcome, owner, until, email = row
+    return SyncRow(
+        conversation_id=cid,
+        due_at=_from_micros(due_at),
+        state=DueState(state),
+        attempts=attempts,
+        last_error=last_error,
+        outcome=outcome,
+        lease_owner=owner,
+        lease_until=None if until is None else _from_micros(until),
+        email=email,
+    )
+
+
+class LedgerBrowser:
+    """Read-only, paged, indexed queries over one SQLite ledger file (rules: module doc)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, integration: str = "default") -> None:
+        checked: object = integration
+        if not isinstance(checked, str) or not integration.strip():
+            raise _fail("integration", "must be a non-empty string")
+        self._path = os.fspath(path)
+        self.integration = integration
+        if not Path(self._path).is_file():
+            raise LedgerError(f"no ledger at {self._path!r} (nothing was created)")
+        uri = "file:" + Path(self._path).resolve().as_posix().replace("?", "%3f") + "?mode=ro"
+        try:
+            self._conn: sqlite3.Connection | None = sqlite3.connect(
+                uri, uri=True, isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+        except sqlite3.Error as error:
+            raise LedgerError(f"cannot open the ledger {self._path!r}: {error}") from error
+        self._lock = threading.Lock()
+        try:
+            with self._read() as conn:
+                app = conn.execute("PRAGMA application_id").fetchone()[0]
+                columns = {r[1] for r in conn.execute("PRAGMA table_info(due_syncs)")}
+                tables = {
+                    r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
+        except BaseException:
+            self.close()
+            raise
+        if app != _APPLICATION_ID:
+            self.close()
+            raise LedgerError(f"{self._path!r} is not a signals_crm ledger")
+        self._tenant = "integration" in columns
+        self._command_tenant = False
+        if "commands" in tables:
+            with self._read() as conn:
+                command_columns = {r[1] for r in conn.execute("PRAGMA table_info(commands)")}
+            self._command_tenant = "integration" in command_columns
+        self._tables = frozenset(tables)
+
+    def __repr__(self) -> str:
+        return f"<LedgerBrowser {self._path!r} integration={self.integration!r}>"
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    # Plumbing --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._conn is None:
+                raise LedgerError("the ledger browser is closed")
+            try:
+                yield self._conn
+            except sqlite3.Error as error:
+                raise LedgerError(f"ledger read failed on {self._path!r}: {error}") from error
+
+    def _where_tenant(self) -> tuple[str, tuple[Any, ...]]:
+        if self._tenant:
+            return "integration = ? AND ", (self.integration,)
+        return "", ()
+
+    def with_integration(self, integration: str) -> LedgerBrowser:
+        """A browser of the same file bound to another integration."""
+        return LedgerBrowser(self._path, integration=integration)
+
+    # Integrations ----------------------------------------------------------------------------
+
+    def integrations(self, limit: int = 200) -> list[str]:
+        """The integration ids that have syncs (``["default"]`` on a single-tenant file)."""
+        if not self._tenant:
+            return ["default"]
+        with self._read() as conn:
+            rows = conn.execute(
+                """
+                WITH RECURSIVE t(i, n) AS (
+                    SELECT min(integration), 1 FROM due_syncs
+                    UNION ALL
+                    SELECT (SELECT min(integration) FROM due_syncs WHERE integration > t.i), n + 1
+                    FROM t WHERE t.i IS NOT NULL AND n < ?
+                )
+                SELECT i FROM t WHERE i IS NOT NULL
+                """,
+                (limit,),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # Counts ----------------------------------------------------------------------------------
+
+    def counts(self, now: datetime) -> ViewCounts:
+        """How many syncs each view holds at ``now``, from the indexes, in one snapshot."""
+        cutoff = _micros(to_utc(now, "now"))
+        tenant, args = self._where_tenant()
+        base = f"SELECT count(*) FROM due_syncs WHERE {tenant}"  # noqa: S608  # constant text
+        with self._read() as conn:
+            conn.execute("BEGIN")  # one snapshot for every count
+            try:
+                done = conn.execute(base + "state = 'done'", args).fetchone()[0]
+                dead = conn.execute(base + "state = 'dead'", args).fetchone()[0]
+                due_all = conn.execute(
+                    base + "state = 'pending' AND due_at <= ?", (*args, cutoff)
+                ).fetchone()[0]
+                later_all = conn.execute(
+                    base + "state = 'pending' AND due_at > ?", (*args, cutoff)
+                ).fetchone()[0]
+                leased = conn.execute(
+                    f"SELECT due_at <= ?, count(*) FROM due_syncs WHERE {tenant}"  # noqa: S608
+                    "state = 'pending' AND lease_owner IS NOT NULL AND lease_until > ? "
+                    "GROUP BY 1",
+                    (cutoff, *args, cutoff),
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        # A leased sync is in flight, whether or not it was due: it leaves its own view.
+        leased_due = sum(count for is_due, count in leased if is_due)
+        leased_later = sum(count for is_due, count in leased if not is_due)
+        counts = {
+            View.DUE: due_all - leased_due,
+            View.IN_FLIGHT: leased_due + leased_later,
+            View.SCHEDULED: later_all - leased_later,
+            View.DONE: done,
+            View.DEAD: dead,
+        }
+        return ViewCounts(now=to_utc(now, "now"), counts=counts)
+
+    # Pages -----------------------------------------------------------------------------------
+
+    def page(
+        self,
+        view: View | str,
+        now: datetime,
+        *,
+        after: Cursor | None = None,
+        limit: int = 50,
+        filters: SyncFilter | None = None,
+    ) -> Page:
+        """One page of ``view`` at ``now`` (rules 3 and 4 of the module doc)."""
+        try:
+            view = View(view)
+        except ValueError:
+            raise _fail("view", f"must be one of {', '.join(v.value for v in View)}") from None
+        checked: object = limit
+        if isinstance(checked, bool) or not isinstance(checked, int) or not 1 <= limit <= MAX_PAGE:
+            raise _fail("limit", f"must be an integer from 1 to {MAX_PAGE}")
+        if after is not None and not isinstance(after, Cursor):
+            raise _fail("after", "must be a Cursor")
+        filters = filters or SyncFilter()
+        cutoff = _micros(to_utc(now, "now"))
+        tenant, args = self._where_tenant()
+        where: list[str] = []
+        params: list[Any] = list(args)
+        descending = view in (View.DONE, View.DEAD)
+        if view is View.DONE:
+            where.append("state = 'done'")
+        elif view is View.DEAD:
+            where.append("state = 'dead'")
+        else:
+            where.append("state = 'pending'")
+            leased = "(lease_owner IS NOT NULL AND lease_until > ?)"
+            if view is View.IN_FLIGHT:
+                where.append(leased)
+                params.append(cutoff)
+            else:
+                where.append("NOT " + leased)
+                where.append("due_at <= ?" if view is View.DUE else "due_at > ?")
+                params.extend([cutoff, cutoff])
+        if filters.conversation_id is not None:
+            where.append("conversation_id = ?")
+            params.append(filters.conversation_id)
+        if filters.email is not None:
+            where.append("email = ?")
+            params.append(filters.email)
+        if filters.due_from is not None:
+            where.append("due_at >= ?")
+            params.append(_micros(filters.due_from))
+        if filters.due_until is not None:
+            where.append("due_at <= ?")
+            params.append(_micros(filters.due_until))
+        if after is not None:
+            where.append("(due_at, conversation_id) " + ("< (?, ?)" if descending else "> (?, ?)"))
+            params.extend([_micros(after.due_at), after.conversation_id])
+        order = "DESC" if descending else "ASC"
+        sql = (
+            f"SELECT {_ROW_COLUMNS} FROM due_syncs WHERE {tenant}"  # noqa: S608  # constant text
+            + " AND ".join(where)
+            + f" ORDER BY due_at {order}, conversation_id {order}"
+        )
+        needle = filters.error_contains
+        with self._read() as conn:
+            if needle is None or view is not View.DEAD:
+                rows = conn.execute(sql + " LIMIT ?", (*params, limit + 1)).fetchall()
+                scanned_out = False
+                if needle is not None:  # only dead letters carry errors worth searching
+                    rows = [r for r in rows if r[4] and needle.lower() in r[4].lower()]
+            else:
+                rows, scanned_out = self._scan_errors(conn, sql, params, needle, limit)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        page_rows = tuple(_row(r) for r in rows)
+        cursor = None
+        if page_rows and (more or scanned_out):
+            last = page_rows[-1]
+            cursor = Cursor(last.due_at, last.conversation_id)
+        return Page(view=view, rows=page_rows, next_cursor=cursor, scanned_out=scanned_out)
+
+    def _scan_errors(
+        self,
+        conn: sqlite3.Connection,
+        sql: str,
+        params: Sequence[Any],
+        needle: str,
+        limit: int,
+    ) -> tuple[list[tuple[Any, ...]], bool]:
+        lowered = needle.lower()
+        found: list[tuple[Any, ...]] = []
+        scanned = 0
+        for row in conn.execute(sql + " LIMIT ?", (*params, MAX_SCAN)):
+            scanned += 1
+            if row[4] and lowered in row[4].lower():
+                found.append(row)
+                if len(found) > limit:
+                    return found, False
+        return found, scanned >= MAX_SCAN
+
+    # One conversation ------------------------------------------------------------------------
+
+    def sync(self, conversation_id: str) -> tuple[SyncRow, Conversation] | None:
+        """One sync and its stored conversation, or ``None`` when the ledger has no such id."""
+        cid = _text(conversation_id, "conversation")
+        if cid is None:
+            raise _fail("conversation", "must not be empty")
+        tenant, args = self._where_tenant()
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_ROW_COLUMNS}, conversation FROM due_syncs "  # noqa: S608
+                f"WHERE {tenant}conversation_id = ?",
+                (*args, cid),
+            ).fetchone()
+        if row is None:
+            return None
+        try:
+            data = json.loads(row[-1])
+        except ValueError as error:
+            raise LedgerError(f"cannot decode the stored conversation {cid!r}") from error
+        return _row(row[:-1]), conversation_from_dict(data)
+
+    def commands_for(self, conversation_id: str) -> list[CommandRecord]:
+        """The commands of one conversation, by key."""
+        if "commands" not in self._tables:
+            return []
+        tenant = "integration = ? AND " if self._command_tenant else ""
+        args: tuple[Any, ...] = (self.integration,) if self._command_tenant else ()
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
+                f"WHERE {tenant}conversation_id = ? ORDER BY key",
+                (*args, conversation_id),
+            ).fetchall()
+        records = []
+        for key, cid, kind, state, crm_id, reason, attempts, updated, digest, owner in rows:
+            records.append(
+                CommandRecord(
+                    key=key,
+                    conversation_id=cid,
+                    kind=kind,
+                    state=CommandState(state),
+                    updated_at=_from_micros(updated),
+                    crm_id=crm_id,
+                    reason=reason,
+                    attempts=attempts,
+                    payload_digest=digest,
+                    owner=owner,
+                )
+            )
+        return records
+
+    def command_counts(self) -> dict[CommandState, int]:
+        """Commands per state (every state present)."""
+        counts = dict.fromkeys(CommandState, 0)
+        if "commands" not in self._tables:
+            return counts
+        tenant = "WHERE integration = ? " if self._command_tenant else ""
+        args: tuple[Any, ...] = (self.integration,) if self._command_tenant else ()
+        with self._read() as conn:
+            for state, count in conn.execute(
+                f"SELECT state, count(*) FROM commands {tenant}GROUP BY state",  # noqa: S608
+                args,
+            ):
+                counts[CommandState(state)] = count
+        return counts
+
+    # Housekeeping ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the read-only connection (twice is harmless)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
