@@ -15,6 +15,7 @@ import pytest
 from signals_crm.cli import main
 from signals_crm.core.model import Conversation, Visitor
 from signals_crm.ledger import SQLiteLedger
+from signals_crm.testing.salesforce import LocalSalesforce, SalesforceBackdoor
 
 
 def test_demo_runs_the_main_job(capsys):
@@ -142,3 +143,294 @@ def test_sandbox_command_serves_on_loopback(crm, path, token_line):
         process.wait(timeout=30)
         process.stdout.close()
         process.stderr.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Read-only commands never create or change a ledger
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["explain", "c-1", "--settings", "{settings}", "--ledger", "{ledger}"],
+        ["stats", "--ledger", "{ledger}"],
+        ["dead-letters", "list", "--ledger", "{ledger}"],
+        ["dead-letters", "show", "c-1", "--ledger", "{ledger}"],
+        ["dead-letters", "retry", "c-1", "--ledger", "{ledger}"],
+    ],
+)
+def test_read_only_commands_never_create_a_ledger(tmp_path, capsys, argv):
+    """A mistyped ledger path is an error (exit 1) and no file appears."""
+    settings = tmp_path / "s.json"
+    settings.write_text("{}")
+    typo = tmp_path / "typo.sqlite3"
+    args = [a.format(settings=settings, ledger=typo) for a in argv]
+    assert main([*args, "--json"]) == 1
+    assert not typo.exists()
+    assert list(tmp_path.iterdir()) == [settings]
+    out = json.loads(capsys.readouterr().out)
+    assert out["exit_code"] == 1
+    assert "no ledger" in out["error"]
+
+
+def _closed(cid, email, *, score=3, at=datetime(2026, 11, 20, 12, tzinfo=UTC)):
+    return Conversation(id=cid, closed_at=at, lead_score=score, visitor=Visitor(email=email))
+
+
+def test_explain_and_stats_leave_the_file_unchanged(tmp_path, capsys):
+    """Reading a ledger changes no byte of it."""
+    path = tmp_path / "l.sqlite3"
+    with SQLiteLedger(path) as ledger:
+        ledger.schedule(_closed("c-1", "a@b.test"), datetime(2026, 11, 20, 12, tzinfo=UTC))
+        ledger.schedule(_closed("c-2", "c@d.test"), datetime(2026, 11, 20, 12, tzinfo=UTC))
+        ledger.dead_letter("c-2", "FIELD_CUSTOM_VALIDATION_EXCEPTION: Phone")
+    before = path.read_bytes()
+    settings = tmp_path / "s.json"
+    settings.write_text(json.dumps({"criteria": "two_stars"}))
+    assert main(["stats", "--ledger", str(path), "--json", "--now", "2026-11-21T00:00:00Z"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["syncs"] == {"due": 1, "in_flight": 0, "scheduled": 0, "done": 0, "dead": 1}
+    code = main(["explain", "c-1", "--settings", str(settings), "--ledger", str(path), "--json"])
+    assert code == 0
+    explained = json.loads(capsys.readouterr().out)
+    assert explained["conversation_id"] == "c-1"
+    assert explained["ledger"]["state"] == "pending"
+    assert main(["explain", "nope", "--settings", str(settings), "--ledger", str(path)]) == 5
+    assert path.read_bytes() == before
+
+
+# ------------------------------------------------------------------------------------------------
+# Credentials
+
+
+def test_a_bad_url_is_named_not_a_traceback(tmp_path, capsys, monkeypatch):
+    """``--url "http://[::1"`` exits 2 naming the option, with no traceback (issue 10.9)."""
+    monkeypatch.setenv("SIGNALS_CRM_SALESFORCE_ACCESS_TOKEN", "tok-secret-123")
+    settings = tmp_path / "s.json"
+    settings.write_text("{}")
+    argv = ["run", "--settings", str(settings), "--ledger", str(tmp_path / "l.sqlite3")]
+    assert main([*argv, "--crm", "salesforce", "--url", "http://[::1"]) == 2
+    err = capsys.readouterr().err
+    assert "--url: not a valid URL" in err
+    assert "Traceback" not in err
+    assert "tok-secret-123" not in err
+
+
+def test_credentials_come_from_a_file_and_variables_override_it(tmp_path, monkeypatch):
+    """File values fill in; a set variable wins; the flow is inferred; nothing leaks in reprs."""
+    from signals_crm.cli._credentials import load_credentials
+
+    file = tmp_path / "creds.toml"
+    file.write_text(
+        '[salesforce]\nclient_id = "app"\nrefresh_token = "rt-from-file"\n'
+        'login_url = "https://example.my.test"\n'
+    )
+    file.chmod(0o600)
+    creds = load_credentials(
+        "salesforce", file=file, environ={"SIGNALS_CRM_SALESFORCE_REFRESH_TOKEN": "rt-from-env"}
+    )
+    assert creds.flow == "refresh_token"
+    assert creds.get("refresh_token") == "rt-from-env"
+    assert creds.get("client_id") == "app"
+    assert "rt-from" not in repr(creds)
+    hubspot = load_credentials("hubspot", environ={"SIGNALS_CRM_TOKEN": "pat-1"})
+    assert hubspot.flow == "static"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"SIGNALS_CRM_SALESFORCE_AUTH": "jwt"}, "SIGNALS_CRM_SALESFORCE_USERNAME"),
+        ({"SIGNALS_CRM_SALESFORCE_AUTH": "password"}, "unknown salesforce auth"),
+        (
+            {
+                "SIGNALS_CRM_SALESFORCE_ACCESS_TOKEN": "t",
+                "SIGNALS_CRM_SALESFORCE_INSTANCE_URL": "ftp://x",
+            },
+            "SIGNALS_CRM_SALESFORCE_INSTANCE_URL: must be an http(s) URL",
+        ),
+        ({}, "no salesforce credentials"),
+    ],
+)
+def test_bad_credentials_name_what_to_set(environ, message):
+    """Each credentials mistake is a usage error naming the variable."""
+    from signals_crm.cli._common import CommandError
+    from signals_crm.cli._credentials import load_credentials
+
+    with pytest.raises(CommandError, match=re.escape(message)) as caught:
+        load_credentials("salesforce", environ=environ)
+    assert caught.value.code == 2
+
+
+def test_a_shared_credentials_file_is_used_with_a_warning(tmp_path):
+    """A credentials file others can read works, and says to chmod it."""
+    from signals_crm.cli._credentials import load_credentials
+
+    file = tmp_path / "creds.json"
+    file.write_text(json.dumps({"hubspot": {"access_token": "pat-xyz"}}))
+    file.chmod(0o644)
+    warnings: list[str] = []
+    creds = load_credentials("hubspot", file=file, environ={}, warn=warnings.append)
+    assert creds.get("access_token") == "pat-xyz"
+    assert any("chmod 600" in w for w in warnings)
+    assert not any("pat-xyz" in w for w in warnings)
+
+
+# ------------------------------------------------------------------------------------------------
+# Operating against a local Salesforce on loopback
+
+
+def _settings_file(tmp_path):
+    settings = tmp_path / "settings.json"
+    settings.write_text(
+        json.dumps(
+            {
+                "criteria": "two_stars",
+                "synchronization_delay": "0s",
+                "task_events": ["chat_transcript"],
+                "field_mappings": {
+                    "lead": [
+                        {"source": "contact.first_name", "target": "FirstName"},
+                        {"source": "contact.last_name", "target": "LastName"},
+                        {"source": "company.name", "target": "Company"},
+                    ]
+                },
+            }
+        )
+    )
+    return settings
+
+
+def _envelope(i, *, score=3, closed="2026-11-20T12:00:00+00:00"):
+    return json.dumps(
+        {
+            "conversation_id": f"c-{i}",
+            "lead_score": score,
+            "closed_at": closed,
+            "company": {"name": f"Company {i}"},
+            "payload": {
+                "event": "conversation-closed",
+                "chat": {"transcript": f"Visitor {i}: hello"},
+                "contact": {"first_name": f"V{i}", "last_name": "Tester", "email": f"v{i}@x.test"},
+            },
+        }
+    )
+
+
+@pytest.fixture
+def local_salesforce(monkeypatch):
+    org = LocalSalesforce()
+    with org.serve() as url:
+        monkeypatch.setenv("SIGNALS_CRM_SALESFORCE_ACCESS_TOKEN", org.issue_token())
+        monkeypatch.setenv("SIGNALS_CRM_SALESFORCE_INSTANCE_URL", url)
+        yield org
+
+
+def test_ingest_run_and_dead_letters_against_a_local_salesforce(tmp_path, capsys, local_salesforce):
+    """Webhook lines become due syncs, ``run`` syncs them, a dead letter is retried and syncs."""
+    settings = _settings_file(tmp_path)
+    ledger = tmp_path / "ledger.sqlite3"
+    lines = tmp_path / "hooks.jsonl"
+    lines.write_text(
+        "\n".join([_envelope(1), _envelope(2), "{not json", _envelope(3, score=1), ""]) + "\n"
+    )
+    code = main(
+        ["ingest", str(lines), "--settings", str(settings), "--ledger", str(ledger), "--json"]
+    )
+    assert code == 3  # one rejected line
+    ingest = json.loads(capsys.readouterr().out)
+    assert ingest["scheduled"] == 3
+    assert ingest["rejections"] == [{"line": 3, "reason": "line: not valid JSON (JSONDecodeError)"}]
+
+    with SQLiteLedger(ledger) as open_ledger:  # c-2's sync was given up on earlier
+        open_ledger.dead_letter("c-2", "UNABLE_TO_LOCK_ROW too many times")
+    run = ["run", "--settings", str(settings), "--ledger", str(ledger), "--crm", "salesforce"]
+    assert main([*run, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["counts"] == {"created": 1, "skipped": 1}
+
+    assert main(["dead-letters", "list", "--ledger", str(ledger), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [d["conversation_id"] for d in listed["dead_letters"]] == ["c-2"]
+    assert listed["dead_letters"][0]["last_error"] == "UNABLE_TO_LOCK_ROW too many times"
+
+    assert main(["dead-letters", "retry", "c-2", "c-404", "--ledger", str(ledger), "--json"]) == 5
+    retried = json.loads(capsys.readouterr().out)
+    assert retried == {"retried": ["c-2"], "not_dead": ["c-404"]}
+    assert main([*run, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"] == {"created": 1}
+    door = SalesforceBackdoor(local_salesforce)
+    assert [len(door.people_with_email(f"v{i}@x.test")) for i in (1, 2, 3)] == [1, 1, 0]
+
+
+def test_retry_all_needs_yes_when_not_at_a_terminal(tmp_path, capsys, monkeypatch):
+    """``dead-letters retry --all`` refuses to act unasked in a script."""
+    ledger = tmp_path / "l.sqlite3"
+    with SQLiteLedger(ledger) as open_ledger:
+        for i in range(3):
+            open_ledger.schedule(_closed(f"c-{i}", f"{i}@x.test"), datetime(2026, 1, 1, tzinfo=UTC))
+            open_ledger.dead_letter(f"c-{i}", "bad")
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(""))
+    assert main(["dead-letters", "retry", "--all", "--ledger", str(ledger)]) == 2
+    assert "add --yes" in capsys.readouterr().err
+    assert main(["dead-letters", "retry", "--all", "--yes", "--ledger", str(ledger), "--json"]) == 0
+    assert sorted(json.loads(capsys.readouterr().out)["retried"]) == ["c-0", "c-1", "c-2"]
+    with SQLiteLedger(ledger) as open_ledger:
+        assert open_ledger.stats().syncs["pending"] == 3
+
+
+def test_plain_progress_shows_rate_and_eta():
+    """Without rich, progress lines still say done/total, rate and ETA."""
+    import io
+
+    from signals_crm.cli._progress import Progress
+
+    now = [0.0]
+    stream = io.StringIO()
+    progress = Progress("backfill", 1000, stream, initial=100, interval=0, clock=lambda: now[0])
+    now[0] = 10.0
+    progress.update(300)  # 200 done in 10 s since the resume at 100
+    assert progress.line() == "backfill: 300/1,000 (30%) 20.0/s ETA 0:00:35"
+    assert stream.getvalue().splitlines() == [progress.line()]
+
+
+def test_backfill_resumes_after_a_kill_without_duplicates(tmp_path, local_salesforce):
+    """A backfill killed mid-way and run again ends with one Lead per visitor, and the second
+    run starts after the lines the checkpoint says are done."""
+    import os
+    import signal
+
+    settings = _settings_file(tmp_path)
+    ledger = tmp_path / "ledger.sqlite3"
+    source = tmp_path / "past.jsonl"
+    count = 4000
+    source.write_text("".join(_envelope(i) + "\n" for i in range(count)))
+    checkpoint = tmp_path / "past.jsonl.checkpoint.json"
+    argv = [
+        sys.executable, "-m", "signals_crm", "backfill", str(source), "--settings", str(settings),
+        "--ledger", str(ledger), "--crm", "salesforce", "--no-progress", "--json",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    killed_at = None
+    while time.monotonic() < deadline and first.poll() is None:
+        if checkpoint.exists():
+            state = json.loads(checkpoint.read_text())
+            if 0 < state["lines_done"] < count:
+                first.send_signal(signal.SIGKILL)
+                killed_at = state["lines_done"]
+                break
+        time.sleep(0.005)
+    first.communicate(timeout=60)
+    assert killed_at is not None, "the backfill finished before it could be killed"
+    second = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert second.returncode == 0, second.stderr
+    assert f"resuming {source} after line" in second.stderr
+    summary = json.loads(second.stdout)
+    assert summary["finished"] is True
+    assert sum(summary["counts"].values()) == count  # each line counted once over both runs
+    door = SalesforceBackdoor(local_salesforce)
+    assert all(len(door.people_with_email(f"v{i}@x.test")) == 1 for i in range(count))
+    third = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert json.loads(third.stdout)["already_done"] is True

@@ -223,8 +223,9 @@ def load_credentials(
     flow = values.pop("auth", None) or _infer(crm, values)
     if flow is None:
         raise CommandError(
-            f"no {crm} credentials: set {variable(crm, 'access_token')} or {LEGACY_TOKEN_VARIABLE} (or another flow's "
-            f"variables, see --help) or name a credentials file in {CREDENTIAL_FILE_VARIABLE}",
+            f"no {crm} credentials: set {variable(crm, 'access_token')} or "
+            f"{LEGACY_TOKEN_VARIABLE} (or another flow's variables, see --help) or name a "
+            f"credentials file in {CREDENTIAL_FILE_VARIABLE}",
             ExitCode.USAGE,
         )
     if flow not in FLOWS[crm]:
