@@ -194,7 +194,8 @@ def test_explain_and_stats_leave_the_file_unchanged(tmp_path, capsys):
     assert code == 0
     explained = json.loads(capsys.readouterr().out)
     assert explained["conversation_id"] == "c-1"
-    assert explained["ledger"]["state"] == "pending"
+    assert explained["ledger"]["schedule_state"] == "pending"
+    assert explained["status"] == "due"
     assert main(["explain", "nope", "--settings", str(settings), "--ledger", str(path)]) == 5
     assert path.read_bytes() == before
 

@@ -9,9 +9,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-import attrs
 import httpx
 
 from signals_crm.cli._common import CommandError, ExitCode, existing_ledger_path
@@ -20,11 +19,11 @@ from signals_crm.cli._credentials import (
     build_adapter,
     load_credentials,
 )
-from signals_crm.core.explain import Explanation, LedgerFacts
+from signals_crm.core.explain import Explanation
 from signals_crm.core.model import PersonKind
 from signals_crm.engine import Integration, SyncReport
-from signals_crm.ledger.base import CommandRecord
-from signals_crm.ledger.browse import LedgerBrowser, SyncRow
+from signals_crm.ledger.base import Ledger
+from signals_crm.ledger.browse import LedgerBrowser, ReadOnlyLedger
 from signals_crm.ledger.memory import MemoryLedger
 from signals_crm.ledger.sqlite import SQLiteLedger
 from signals_crm.settings import IntegrationSettings, load_settings
@@ -110,22 +109,6 @@ def browse(path: Path, integration: str = "default") -> Iterator[LedgerBrowser]:
         yield browser
 
 
-def ledger_facts(row: SyncRow, commands: list[CommandRecord]) -> LedgerFacts:
-    """What the ledger knows about one conversation (the engine's own summary of it)."""
-    last_error = row.last_error
-    for record in commands:
-        if record.reason and record.state.value in ("failed", "unknown", "planned"):
-            last_error = last_error or record.reason
-    return LedgerFacts(
-        scheduled_for=row.due_at,
-        schedule_state=row.outcome or row.state.value,
-        attempts=max([row.attempts, *(r.attempts for r in commands)]),
-        last_error=last_error,
-        command_states={r.key: r.state.value for r in commands},
-        crm_ids={r.key: r.crm_id for r in commands if r.crm_id},
-    )
-
-
 def explain_offline(
     browser: LedgerBrowser,
     settings: IntegrationSettings,
@@ -136,55 +119,24 @@ def explain_offline(
 ) -> Explanation:
     """Why a conversation was or was not synced, from the ledger only (no CRM is read).
 
-    The ledger is read through ``browser`` (read-only); the plan is made against an empty
-    in-memory CRM of the right kind, so it shows every eligibility blocker but no match.
+    The engine explains it against an empty in-memory CRM of the right kind, reading the
+    ledger through a :class:`ReadOnlyLedger` (so nothing can be written).
     """
     from signals_crm.testing.memory import InMemoryCRM
 
-    found = browser.sync(conversation_id)
-    if found is None:
+    if browser.sync(conversation_id) is None:
         raise CommandError(
             f"conversation {conversation_id!r} is not in the ledger", ExitCode.NOT_FOUND
         )
-    row, conversation = found
     kind = PersonKind.CONTACT if crm == "hubspot" else PersonKind.LEAD
-    integration = Integration(InMemoryCRM(person_kind=kind), settings, ledger=MemoryLedger())
-    explanation = integration.explain(conversation, now=now, lookup=False)
-    facts = ledger_facts(row, browser.commands_for(conversation_id))
-    return attrs.evolve(explanation, ledger=facts)
-
-
-def _reason(reason: Any) -> dict[str, Any]:
-    return {
-        "code": reason.code,
-        "message": reason.message,
-        "level": reason.level.value,
-        "passes_at": reason.passes_at,
-    }
+    ledger = cast("Ledger", ReadOnlyLedger(browser))
+    integration = Integration(InMemoryCRM(person_kind=kind), settings, ledger=ledger)
+    return integration.explain(conversation_id, now=now, lookup=False)
 
 
 def explanation_document(explanation: Explanation) -> dict[str, Any]:
-    """An explanation as JSON-ready data."""
-    facts = explanation.ledger
-    return {
-        "conversation_id": explanation.conversation_id,
-        "synced": explanation.synced,
-        "outcome": explanation.outcome.value,
-        "blockers": [_reason(b) for b in explanation.blockers],
-        "passes_at": explanation.passes_at,
-        "steps": [_reason(s) for s in explanation.steps],
-        "planned_writes": list(explanation.planned_writes),
-        "ledger": None
-        if facts is None
-        else {
-            "scheduled_for": facts.scheduled_for,
-            "state": facts.schedule_state,
-            "attempts": facts.attempts,
-            "last_error": facts.last_error,
-            "commands": dict(facts.command_states),
-            "crm_ids": dict(facts.crm_ids),
-        },
-    }
+    """An explanation as JSON-ready data (its own stable form)."""
+    return explanation.as_dict()
 
 
 def report_document(report: SyncReport) -> dict[str, Any]:

@@ -255,22 +255,23 @@ def _private_key(credentials: Credentials) -> bytes:
         ) from None
 
 
-def salesforce_auth(credentials: Credentials) -> Any:
+def salesforce_auth(credentials: Credentials, token_store: Any = None) -> Any:
     """The Salesforce auth object of ``credentials``."""
     from signals_crm.adapters import salesforce as sf
 
     v = credentials.values
     instance = v.get("instance_url")
-    login = v.get("login_url", sf.LOGIN_URL) if hasattr(sf, "LOGIN_URL") else v.get("login_url")
+    login = v.get("login_url")
     try:
         if credentials.flow == "static":
-            return sf.StaticToken(v["access_token"], v["instance_url"])
+            return sf.StaticToken(v["access_token"], v["instance_url"], token_store=token_store)
         if credentials.flow == "refresh_token":
             kwargs: dict[str, Any] = {
                 "client_id": v["client_id"],
                 "refresh_token": v["refresh_token"],
                 "client_secret": v.get("client_secret"),
                 "instance_url": instance,
+                "token_store": token_store,
             }
             if login:
                 kwargs["login_url"] = login
@@ -281,6 +282,7 @@ def salesforce_auth(credentials: Credentials) -> Any:
                 client_secret=v["client_secret"],
                 login_url=v["login_url"],
                 instance_url=instance,
+                token_store=token_store,
             )
         jwt_kwargs: dict[str, Any] = {
             "client_id": v["client_id"],
@@ -288,6 +290,7 @@ def salesforce_auth(credentials: Credentials) -> Any:
             "private_key": _private_key(credentials),
             "audience": v.get("audience"),
             "instance_url": instance,
+            "token_store": token_store,
         }
         if login:
             jwt_kwargs["login_url"] = login
@@ -296,24 +299,31 @@ def salesforce_auth(credentials: Credentials) -> Any:
         raise CommandError(f"salesforce credentials: {error}", ExitCode.USAGE) from None
 
 
-def build_adapter(credentials: Credentials, http: httpx.Client) -> Any:
-    """A blocking adapter for ``credentials`` over ``http``."""
+def build_adapter(credentials: Credentials, http: httpx.Client, *, token_store: Any = None) -> Any:
+    """A blocking adapter for ``credentials`` over ``http``; ``token_store`` receives tokens
+    whenever they change (a rotated refresh token)."""
     try:
         if credentials.crm == "salesforce":
             from signals_crm.adapters.salesforce import SalesforceAdapter
 
-            return SalesforceAdapter(http, salesforce_auth(credentials))
-        from signals_crm.adapters.hubspot import HubSpotAdapter, HubSpotAPI, OAuthToken
+            return SalesforceAdapter(http, salesforce_auth(credentials, token_store))
+        from signals_crm.adapters import hubspot as hs
 
         v = credentials.values
-        api = HubSpotAPI(base_url=v["base_url"].rstrip("/")) if "base_url" in v else HubSpotAPI()
+        api = hs.HubSpotAPI(base_url=v["base_url"].rstrip("/")) if "base_url" in v else None
+        auth: Any
         if credentials.flow == "static":
-            return HubSpotAdapter(http, token=v["access_token"], api=api)
-        auth = OAuthToken(
-            client_id=v["client_id"],
-            client_secret=v["client_secret"],
-            refresh_token=v["refresh_token"],
-        )
-        return HubSpotAdapter(http, auth=auth, api=api)
+            auth = hs.StaticToken(v["access_token"], token_store=token_store)
+        else:
+            auth = hs.RefreshTokenFlow(
+                client_id=v["client_id"],
+                client_secret=v["client_secret"],
+                refresh_token=v["refresh_token"],
+                api=api,
+                token_store=token_store,
+            )
+        if api is None:
+            return hs.HubSpotAdapter(http, auth)
+        return hs.HubSpotAdapter(http, auth, api=api)
     except ConfigurationError as error:
         raise CommandError(f"{credentials.crm} credentials: {error}", ExitCode.USAGE) from None

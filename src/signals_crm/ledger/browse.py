@@ -33,7 +33,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,9 +42,16 @@ from typing import Any, Self
 
 import attrs
 
-from signals_crm.core.model import Conversation, normalize_email
+from signals_crm.core.model import Conversation, PersonKind, normalize_email
 from signals_crm.exceptions import ConfigurationError, LedgerError, Problem
-from signals_crm.ledger.base import CommandRecord, CommandState, DueState, to_utc
+from signals_crm.ledger.base import (
+    CommandRecord,
+    CommandState,
+    DueState,
+    DueSync,
+    PersonLink,
+    to_utc,
+)
 from signals_crm.ledger.codec import conversation_from_dict
 
 __all__ = [
@@ -53,6 +60,7 @@ __all__ = [
     "Cursor",
     "LedgerBrowser",
     "Page",
+    "ReadOnlyLedger",
     "SyncFilter",
     "SyncRow",
     "View",
@@ -516,6 +524,24 @@ class LedgerBrowser:
             )
         return records
 
+    def links_for(self, emails: Iterable[str]) -> dict[str, PersonLink]:
+        """The CRM person links of ``emails``, keyed by normalised email."""
+        if "links" not in self._tables:
+            return {}
+        keys = list(dict.fromkeys(normalize_email(e) for e in emails))[:MAX_PAGE]
+        if not keys:
+            return {}
+        marks = ", ".join("?" * len(keys))
+        with self._read() as conn:
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(links)")}
+            tenant = " AND integration = ?" if "integration" in columns else ""
+            args: tuple[Any, ...] = (self.integration,) if tenant else ()
+            rows = conn.execute(
+                f"SELECT email, crm_id, kind FROM links WHERE email IN ({marks}){tenant}",  # noqa: S608
+                (*keys, *args),
+            ).fetchall()
+        return {e: PersonLink(e, crm_id, PersonKind(kind)) for e, crm_id, kind in rows}
+
     def command_counts(self) -> dict[CommandState, int]:
         """Commands per state (every state present)."""
         counts = dict.fromkeys(CommandState, 0)
@@ -549,3 +575,53 @@ class LedgerBrowser:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class ReadOnlyLedger:
+    """The reads an :class:`~signals_crm.Integration` makes to explain, from a browser.
+
+    ``get_due``, ``commands_for`` and ``links_for`` answer from the file; every other ledger
+    method raises :class:`~signals_crm.exceptions.LedgerError` ("read-only"), so a command that
+    only explains can never write, whatever the engine would otherwise do.
+    """
+
+    def __init__(self, browser: LedgerBrowser) -> None:
+        self._browser = browser
+
+    def __repr__(self) -> str:
+        return f"<ReadOnlyLedger {self._browser.path!r}>"
+
+    def get_due(self, conversation_id: str) -> DueSync | None:
+        found = self._browser.sync(conversation_id)
+        if found is None:
+            return None
+        row, conversation = found
+        return DueSync(
+            conversation_id=row.conversation_id,
+            due_at=row.due_at,
+            conversation=conversation,
+            attempts=row.attempts,
+            last_error=row.last_error,
+            state=row.state,
+            outcome=row.outcome,
+            lease_owner=row.lease_owner,
+            lease_until=row.lease_until,
+        )
+
+    def commands_for(self, conversation_id: str) -> list[CommandRecord]:
+        return self._browser.commands_for(conversation_id)
+
+    def links_for(self, emails: Iterable[str]) -> dict[str, PersonLink]:
+        return self._browser.links_for(emails)
+
+    def close(self) -> None:
+        """Nothing to release: the browser belongs to the caller."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def refuse(*_: object, **__: object) -> Any:
+            raise LedgerError(f"{name}: the ledger is open read-only")
+
+        return refuse
