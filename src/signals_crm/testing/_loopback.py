@@ -160,6 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.rfile = self.connection.makefile("rb", self.rbufsize)
         self.wfile = self.connection.makefile("wb", 0)
         self._tunnelled = True
+        self.close_connection = False  # http.client tunnels with an HTTP/1.0 CONNECT
 
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)

@@ -48,6 +48,16 @@ import attrs
 import httpx
 
 from signals_crm.testing._loopback import ConnectionDropped
+from signals_crm.testing.salesforce._composite import composite, composite_batch, composite_tree
+from signals_crm.testing.salesforce._ids import is_well_formed, to_18
+from signals_crm.testing.salesforce._login import (
+    AuthCode,
+    Login,
+    pkce_matches,
+    soap_fault,
+    soap_login_answer,
+    soap_login_request,
+)
 from signals_crm.testing.salesforce._records import (
     ApiError,
     DuplicateRule,
@@ -100,6 +110,8 @@ class _Client:
     jwt_username: str | None = None
     client_credentials: bool = False
     rotate_refresh_tokens: bool = False
+    redirect_uris: tuple[str, ...] = ()
+    password_flow: bool = True
 
 
 @attrs.define
@@ -109,10 +121,13 @@ class _Reply:
     headers: dict[str, str] = attrs.field(factory=dict)
     html: str | None = None
     drop: bool = False
+    xml: str | None = None
 
     def content(self) -> bytes:
         if self.html is not None:
             return self.html.encode()
+        if self.xml is not None:
+            return self.xml.encode()
         if self.body is None:
             return b""
         return json.dumps(self.body).encode()
@@ -121,6 +136,8 @@ class _Reply:
         headers = dict(self.headers)
         if self.html is not None:
             headers["Content-Type"] = "text/html; charset=utf-8"
+        elif self.xml is not None:
+            headers["Content-Type"] = "text/xml; charset=utf-8"
         elif self.body is not None:
             headers["Content-Type"] = "application/json;charset=UTF-8"
         return headers
@@ -177,6 +194,11 @@ class LocalSalesforce:
             },
         )
         self.data.default_lead_owner = self.integration_user_id
+        self.logins: dict[str, Login] = {}
+        self._codes: dict[str, AuthCode] = {}
+        self._access_by_refresh: dict[str, set[str]] = {}
+        self.consenting_user_id = self.integration_user_id
+        """The user who approves an authorization-code request (nobody is there to click)."""
 
     def __repr__(self) -> str:
         return f"LocalSalesforce(instance_url={self.instance_url!r})"
@@ -241,8 +263,13 @@ class LocalSalesforce:
         jwt_username: str | None = None,
         client_credentials: bool = False,
         rotate_refresh_tokens: bool = False,
+        redirect_uris: tuple[str, ...] = (),
+        password_flow: bool = True,
     ) -> None:
-        """Register a connected app (the flows it may use follow from what is given)."""
+        """Register a connected app (the flows it may use follow from what is given):
+        refresh tokens always; client credentials when ``client_credentials``; JWT bearer with
+        a ``jwt_public_key``; the username-password flow unless ``password_flow=False``; the
+        authorization-code flow (with or without PKCE) to the given ``redirect_uris``."""
         with self._lock:
             self._clients[client_id] = _Client(
                 client_id,
@@ -251,7 +278,38 @@ class LocalSalesforce:
                 jwt_username,
                 client_credentials,
                 rotate_refresh_tokens,
+                tuple(redirect_uris),
+                password_flow,
             )
+
+    def add_login(self, username: str, password: str, security_token: str = "") -> str:
+        """Let ``username`` log in (SOAP login, OAuth username-password flow) with ``password``
+        followed by ``security_token``; creates the User when there is none. Returns its id."""
+        with self._lock:
+            users = self.data.records["user"]
+            user_id = next(
+                (
+                    i
+                    for i, u in users.items()
+                    if str(u.get("Username", "")).lower() == username.lower()
+                ),
+                None,
+            )
+            if user_id is None:
+                first, _, last = username.split("@", 1)[0].partition(".")
+                user_id = self.data.insert_raw(
+                    self.data.objects["user"],
+                    {
+                        "Username": username,
+                        "Email": username,
+                        "FirstName": first.title() if last else None,
+                        "LastName": (last or first).title(),
+                        "Name": username.split("@", 1)[0],
+                        "IsActive": True,
+                    },
+                )
+            self.logins[username.lower()] = Login(username, user_id, password, security_token)
+            return user_id
 
     def issue_refresh_token(self, client_id: str) -> str:
         """A refresh token for a registered client (as a web-server flow would have given)."""
@@ -314,6 +372,16 @@ class LocalSalesforce:
         if path.rstrip("/") == "/services/oauth2/token" and method == "POST":
             with self._lock:
                 return self._token_endpoint(lowered, body)
+        if path.rstrip("/") == "/services/oauth2/authorize" and method == "GET":
+            with self._lock:
+                return self._authorize(dict(parse_qsl(raw_query, keep_blank_values=True)))
+        if path.rstrip("/") == "/services/oauth2/revoke" and method in ("GET", "POST"):
+            form = dict(parse_qsl(raw_query if method == "GET" else body.decode(errors="replace")))
+            with self._lock:
+                return self._revoke(form.get("token", ""))
+        if re.match(r"^/services/Soap/u/\d+\.\d/?", path) and method == "POST":
+            with self._lock:
+                return self._soap_login(body)
         if path.rstrip("/") == "/services/data":
             return _Reply(
                 200, [{"label": "Summer '24", "url": "/services/data/v61.0", "version": "61.0"}]
@@ -434,14 +502,217 @@ class LocalSalesforce:
                 )
             if route.rstrip("/") == "/composite/sobjects" and method in ("POST", "PATCH"):
                 return self._collections(method, headers, body, lock_fault=fault == "lock_row")
+            if route.rstrip("/") == "/composite/sobjects" and method == "DELETE":
+                return self._collections_delete(params)
+            retrieve = re.match(r"^/composite/sobjects/([A-Za-z0-9_]+)/?$", route)
+            if retrieve and method in ("GET", "POST"):
+                return self._collections_retrieve(version, retrieve[1], method, params, body)
+            if route.rstrip("/") == "/composite" and method == "POST":
+                answer = composite(self.data, _json_body(body), headers, self._subrequest)
+                return _Reply(200, answer)
+            if route.rstrip("/") == "/composite" and method == "GET":
+                return _Reply(200, self._composite_resources(version))
+            if route.rstrip("/") == "/composite/batch" and method == "POST":
+                answer = composite_batch(_json_body(body), headers, version, self._subrequest)
+                return _Reply(200, answer)
+            tree = re.match(r"^/composite/tree/([A-Za-z0-9_]+)/?$", route)
+            if tree and method == "POST":
+                status, answer = composite_tree(
+                    self.data,
+                    tree[1],
+                    _json_body(body),
+                    lambda name, values: self._tree_create(name, values, headers),
+                )
+                return _Reply(status, answer)
             sobject = re.match(r"^/sobjects/([A-Za-z0-9_]+)(?:/([^/]+))?/?$", route)
             if sobject:
                 return self._sobject(
-                    method, version, sobject[1], sobject[2], headers=headers, body=body
+                    method,
+                    version,
+                    sobject[1],
+                    sobject[2],
+                    headers=headers,
+                    body=body,
+                    params=params,
                 )
             return _error(404, "NOT_FOUND", "The requested resource does not exist")
         except ApiError as exc:
             return _Reply(exc.status, [exc.error.as_single()])
+
+    def _subrequest(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, Any, dict[str, str]]:
+        """One subrequest of a composite request: no auth, no metering of its own."""
+        parsed = httpx.URL(url)
+        match = re.match(r"^/services/data/v(\d+)\.(\d)(/.*)?$", parsed.path)
+        if not match:
+            return (
+                404,
+                [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}],
+                {},
+            )
+        version = f"{match[1]}.{match[2]}"
+        route = match[3] or "/"
+        reply = self._route(
+            method,
+            version,
+            route,
+            raw_query=parsed.query.decode("ascii", errors="replace"),
+            headers=headers,
+            body=body,
+            fault=None,
+        )
+        answer_headers = dict(reply.headers)
+        if reply.status == 201 and isinstance(reply.body, dict) and "id" in reply.body:
+            answer_headers["Location"] = (
+                f"/services/data/v{version}{route.rstrip('/')}/{reply.body['id']}"
+            )
+        return reply.status, reply.body, answer_headers
+
+    @staticmethod
+    def _composite_resources(version: str) -> dict[str, str]:
+        base = f"/services/data/v{version}/composite"
+        return {
+            "tree": f"{base}/tree",
+            "batch": f"{base}/batch",
+            "sobjects": f"{base}/sobjects",
+        }
+
+    def _tree_create(
+        self, object_name: str, values: dict[str, Any], headers: Mapping[str, str]
+    ) -> tuple[str | None, RecordError | None]:
+        obj = self.data.object(object_name)
+        if obj is None:
+            return None, RecordError(
+                "INVALID_TYPE", f"sObject type '{object_name}' is not supported."
+            )
+        try:
+            self.data.check_known_fields(obj, values)
+        except ApiError as exc:
+            return None, exc.error
+        return self.data.create(
+            obj,
+            values,
+            auto_assign=headers.get("sforce-auto-assign"),
+            allow_save=_allow_save(headers),
+        )
+
+    def _collections_retrieve(
+        self, version: str, object_name: str, method: str, params: Mapping[str, str], body: bytes
+    ) -> _Reply:
+        obj = self.data.object(object_name)
+        if obj is None:
+            return _error(404, "NOT_FOUND", "The requested resource does not exist")
+        if method == "POST":
+            payload = _json_body(body)
+            if not isinstance(payload, dict):
+                raise ApiError(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+            ids = [str(i) for i in payload.get("ids") or []]
+            fields = [str(f) for f in payload.get("fields") or []]
+        else:
+            ids = [i for i in params.get("ids", "").split(",") if i]
+            fields = [f for f in params.get("fields", "").split(",") if f]
+        if not ids or not fields:
+            raise ApiError(400, "INVALID_QUERY_PARAMETER_VALUE", "ids and fields are required")
+        if len(ids) > 2000:
+            raise ApiError(400, "EXCEEDED_ID_LIMIT", "cannot retrieve more than 2000 records")
+        paths = [self.data.resolve_field(obj, f) for f in fields]
+        out: list[Any] = []
+        for record_id in ids:
+            found = self.data.find(record_id)
+            if found is None or found[0].name != obj.name:
+                out.append(None)
+            else:
+                out.append(self.data.render(obj, found[1], paths, version=version))
+        return _Reply(200, out)
+
+    def _collections_delete(self, params: Mapping[str, str]) -> _Reply:
+        ids = [i for i in params.get("ids", "").split(",") if i]
+        if not ids:
+            raise ApiError(400, "INVALID_QUERY_PARAMETER_VALUE", "ids is required")
+        if len(ids) > 200:
+            raise ApiError(
+                400,
+                "EXCEEDED_ID_LIMIT",
+                "record limit reached. cannot submit more than 200 records into this call",
+            )
+        all_or_none = params.get("allOrNone", "false").lower() == "true"
+        snapshot = self.data.snapshot() if all_or_none else None
+        results: list[dict[str, Any]] = []
+        failed = False
+        for record_id in ids:
+            error = self._delete_one(record_id)
+            failed |= error is not None
+            if error is None:
+                results.append({"id": to_18(record_id), "success": True, "errors": []})
+            else:
+                results.append(
+                    {
+                        "id": record_id,
+                        "success": False,
+                        "errors": [error.as_collection(with_extra=False)],
+                    }
+                )
+        if all_or_none and failed and snapshot is not None:
+            self.data.restore(snapshot)
+            rolled = RecordError(
+                "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                "Record rolled back because not all records were valid and the request was "
+                "using AllOrNone header",
+            )
+            for entry in results:
+                if entry["success"]:
+                    entry.update(success=False, errors=[rolled.as_collection(with_extra=False)])
+        return _Reply(200, results)
+
+    def _delete_one(self, record_id: str) -> RecordError | None:
+        if not is_well_formed(record_id):
+            return RecordError("MALFORMED_ID", f"malformed id {record_id}", ("Id",))
+        if to_18(record_id) in self.data.deleted:
+            return RecordError("ENTITY_IS_DELETED", "entity is deleted")
+        found = self.data.find(record_id)
+        if found is None:
+            return RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id")
+        self.data.delete(found[0], found[1]["Id"])
+        return None
+
+    def _changed(
+        self, version: str, obj: ObjectDef, which: str, params: Mapping[str, str]
+    ) -> _Reply:
+        """``sobjects/X/updated`` and ``sobjects/X/deleted`` (start/end required, 30 days max)."""
+        from signals_crm.testing.salesforce._records import format_datetime, parse_datetime
+
+        start = parse_datetime(params.get("start", ""))
+        end = parse_datetime(params.get("end", ""))
+        if start is None or end is None:
+            raise ApiError(
+                400, "INVALID_QUERY_PARAMETER_VALUE", "start and end must be ISO-8601 datetimes"
+            )
+        if end < start:
+            raise ApiError(400, "INVALID_REPLICATION_DATE", "end must be after start")
+        covered = min(end, self.data.now()).replace(second=0, microsecond=0)
+        del version
+        if which == "updated":
+            ids = [
+                r["Id"]
+                for r in self.data.records[obj.name.lower()].values()
+                if start <= r["LastModifiedDate"] <= end
+            ]
+            return _Reply(200, {"ids": ids, "latestDateCovered": format_datetime(covered)})
+        deleted = [
+            {"id": rid, "deletedDate": format_datetime(stamp)}
+            for rid, stamp in self.data.deleted_at.items()
+            if start <= stamp <= end and rid in self.data.recycle.get(obj.name.lower(), {})
+        ]
+        earliest = min(self.data.deleted_at.values(), default=covered)
+        return _Reply(
+            200,
+            {
+                "deletedRecords": deleted,
+                "earliestDateAvailable": format_datetime(earliest),
+                "latestDateCovered": format_datetime(covered),
+            },
+        )
 
     def _query(self, version: str, soql: str, *, include_deleted: bool = False) -> _Reply:
         _, records, total, is_count = self.data.query(soql, include_deleted=include_deleted)
@@ -485,12 +756,15 @@ class LocalSalesforce:
         *,
         headers: Mapping[str, str],
         body: bytes,
+        params: Mapping[str, str],
     ) -> _Reply:
         obj = self.data.object(object_name)
         if obj is None:
             return _error(404, "NOT_FOUND", "The requested resource does not exist")
         if record_id == "describe" and method == "GET":
             return _Reply(200, obj.describe(f"/services/data/v{version}"))
+        if record_id in ("updated", "deleted") and method == "GET":
+            return self._changed(version, obj, record_id, params)
         if record_id is None:
             if method == "POST":
                 payload = _json_body(body)
@@ -514,8 +788,6 @@ class LocalSalesforce:
     def _record(
         self, method: str, obj: ObjectDef, record_id: str, headers: Mapping[str, str], body: bytes
     ) -> _Reply:
-        from signals_crm.testing.salesforce._ids import is_well_formed, to_18
-
         if not is_well_formed(record_id):
             return _Reply(
                 400,
@@ -666,7 +938,111 @@ class LocalSalesforce:
             return self._token_reply({})
         if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
             return self._jwt_grant(form.get("assertion", ""))
+        if grant == "password":
+            client = self._clients.get(client_id or "")
+            if client is None or not client.password_flow:
+                return _oauth_error("invalid_client_id", "client identifier invalid")
+            if client.client_secret is not None and client_secret != client.client_secret:
+                return _oauth_error("invalid_client", "invalid client credentials")
+            login = self.logins.get(form.get("username", "").lower())
+            if login is None or not login.accepts(form.get("password", "")):
+                return _oauth_error("invalid_grant", "authentication failure")
+            return self._token_reply({}, user_id=login.user_id)
+        if grant == "authorization_code":
+            return self._code_grant(form, client_id, client_secret)
         return _oauth_error("unsupported_grant_type", "grant type not supported")
+
+    def _authorize(self, params: Mapping[str, str]) -> _Reply:
+        client = self._clients.get(params.get("client_id", ""))
+        redirect = params.get("redirect_uri", "")
+        if client is None:
+            return _Reply(400, html="<html><body>error=invalid_client_id</body></html>")
+        if redirect not in client.redirect_uris:
+            return _Reply(
+                400,
+                html="<html><body>error=redirect_uri_mismatch&amp;error_description=redirect_uri "
+                "must match configuration</body></html>",
+            )
+        query: dict[str, str] = {}
+        if params.get("response_type") != "code":
+            query = {
+                "error": "unsupported_response_type",
+                "error_description": "response type not supported",
+            }
+        else:
+            code = f"aPrx{self._rng.getrandbits(128):032x}"
+            challenge = params.get("code_challenge") or None
+            self._codes[code] = AuthCode(
+                client.client_id,
+                redirect,
+                self.consenting_user_id,
+                self.data.now().timestamp() + 15 * 60,
+                challenge,
+                params.get("scope") or "api refresh_token",
+            )
+            query = {"code": code}
+        if "state" in params:
+            query["state"] = params["state"]
+        location = str(httpx.URL(redirect).copy_merge_params(query))
+        return _Reply(302, headers={"Location": location})
+
+    def _code_grant(
+        self, form: Mapping[str, str], client_id: str | None, client_secret: str | None
+    ) -> _Reply:
+        client = self._clients.get(client_id or "")
+        if client is None:
+            return _oauth_error("invalid_client_id", "client identifier invalid")
+        code = self._codes.pop(form.get("code", ""), None)
+        if (
+            code is None
+            or code.client_id != client.client_id
+            or code.expires_at <= self.data.now().timestamp()
+        ):
+            return _oauth_error("invalid_grant", "invalid authorization code")
+        if form.get("redirect_uri", "") != code.redirect_uri:
+            return _oauth_error("redirect_uri_mismatch", "redirect_uri must match configuration")
+        if code.challenge is not None:
+            if not pkce_matches(code.challenge, form.get("code_verifier", "")):
+                return _oauth_error("invalid_grant", "invalid code verifier")
+        elif client.client_secret is not None and client_secret != client.client_secret:
+            return _oauth_error("invalid_client", "invalid client credentials")
+        refresh = self.issue_refresh_token(client.client_id)
+        reply = self._token_reply({"refresh_token": refresh}, user_id=code.user_id)
+        self._access_by_refresh.setdefault(refresh, set()).add(reply.body["access_token"])
+        return reply
+
+    def _revoke(self, token: str) -> _Reply:
+        if token in self._tokens:
+            del self._tokens[token]
+            return _Reply(200)
+        if token in self._refresh_tokens:
+            del self._refresh_tokens[token]
+            for access in self._access_by_refresh.pop(token, set()):
+                self._tokens.pop(access, None)
+            return _Reply(200)
+        return _oauth_error("unsupported_token_type", "this token type is not supported")
+
+    def _soap_login(self, body: bytes) -> _Reply:
+        request = soap_login_request(body)
+        if request is None:
+            return _Reply(500, xml=soap_fault("INVALID_LOGIN", "Invalid request: no login found"))
+        username, password = request
+        login = self.logins.get(username.lower())
+        if login is None or not login.accepts(password):
+            message = "Invalid username, password, security token; or user locked out."
+            return _Reply(500, xml=soap_fault("INVALID_LOGIN", message))
+        self.token_requests += 1
+        token = self._new_token()
+        self._tokens[token] = 0
+        server_url = f"{self.instance_url}/services/Soap/u/61.0/{self.org_id}"
+        answer = soap_login_answer(
+            server_url=server_url,
+            session_id=token,
+            user_id=login.user_id,
+            org_id=self.org_id,
+            username=login.username,
+        )
+        return _Reply(200, xml=answer)
 
     def _jwt_grant(self, assertion: str) -> _Reply:
         try:
@@ -692,21 +1068,25 @@ class LocalSalesforce:
             return _oauth_error("invalid_grant", "audience is invalid")
         except jwt.PyJWTError:
             return _oauth_error("invalid_grant", "invalid assertion")
-        expires = claims.get("exp")
-        if not isinstance(expires, int) or expires <= self.data.now().timestamp():
+        try:
+            expires = float(claims.get("exp", ""))
+        except (TypeError, ValueError):
+            expires = 0.0
+        if expires <= self.data.now().timestamp():
             return _oauth_error("invalid_grant", "expired authorization code")
         if client.jwt_username is not None and claims.get("sub") != client.jwt_username:
             return _oauth_error("invalid_grant", "user hasn't approved this consumer")
         return self._token_reply({})
 
-    def _token_reply(self, extra: Mapping[str, str]) -> _Reply:
+    def _token_reply(self, extra: Mapping[str, str], *, user_id: str | None = None) -> _Reply:
         token = self._new_token()
         self._tokens[token] = 0
         issued = int(self.data.now().timestamp() * 1000)
+        who = user_id or self.integration_user_id
         body = {
             "access_token": token,
             "instance_url": self.instance_url,
-            "id": f"https://login.salesforce.com/id/{self.org_id}/{self.integration_user_id}",
+            "id": f"https://login.salesforce.com/id/{self.org_id}/{who}",
             "token_type": "Bearer",
             "issued_at": str(issued),
             "signature": base64.b64encode(f"sig-{issued}".encode()).decode(),

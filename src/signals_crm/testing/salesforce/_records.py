@@ -108,6 +108,11 @@ def json_value(value: Any) -> Any:
     return value
 
 
+def parse_datetime(value: str) -> datetime | None:
+    """An ISO-8601 datetime as Salesforce accepts it (``Z``, ``+0000`` or ``+00:00``)."""
+    return _parse_dt(value) if value else None
+
+
 def _parse_dt(value: str) -> datetime | None:
     text = value.strip().replace("Z", "+00:00")
     if re.search(r"[+-]\d{4}$", text):
@@ -127,6 +132,7 @@ class OrgData:
         self.records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.objects}
         self.deleted: set[str] = set()
         self.seq: dict[str, int] = {}
+        self.deleted_at: dict[str, datetime] = {}
         self.recycle: dict[str, dict[str, dict[str, Any]]] = {}
         """Deleted records by object (lower-case name), as the recycle bin keeps them."""
         self.index: dict[str, dict[str, dict[str, set[str]]]] = {}
@@ -265,6 +271,7 @@ class OrgData:
         record["IsDeleted"] = True
         self.recycle.setdefault(obj.name.lower(), {})[record_id] = record
         self.deleted.add(record_id)
+        self.deleted_at[record_id] = self.now()
 
     # -- validation --------------------------------------------------------------------------
 
@@ -587,10 +594,11 @@ class OrgData:
         return full, None
 
     def snapshot(self) -> Any:
-        return copy.deepcopy((self.records, self.deleted, self.recycle, self.ids._counter))  # noqa: SLF001  # the org owns its factory
+        state = (self.records, self.deleted, self.recycle, self.deleted_at, self.ids._counter)  # noqa: SLF001  # the org owns its factory
+        return copy.deepcopy(state)
 
     def restore(self, state: Any) -> None:
-        self.records, self.deleted, self.recycle, self.ids._counter = state  # noqa: SLF001  # the org owns its factory
+        self.records, self.deleted, self.recycle, self.deleted_at, self.ids._counter = state  # noqa: SLF001  # the org owns its factory
         self.rebuild_indexes()
 
     # -- queries -----------------------------------------------------------------------------
@@ -779,6 +787,22 @@ class OrgData:
             )
             rows = present + absent if nulls_last else absent + present
         return rows
+
+    def resolve_field(self, obj: ObjectDef, dotted: str) -> tuple[str, ...]:
+        """The canonical path of a (dotted) field name; ``INVALID_FIELD`` when unknown."""
+        return self._resolve(obj, tuple(dotted.strip().split(".")))
+
+    def render(
+        self,
+        obj: ObjectDef,
+        record: Mapping[str, Any],
+        select: Sequence[tuple[str, ...]],
+        *,
+        version: str = "61.0",
+    ) -> dict[str, Any]:
+        """A record with the selected paths, as query and Collections retrieve answer it."""
+        del version
+        return self._render(obj, record, select)
 
     def _render(
         self, obj: ObjectDef, record: Mapping[str, Any], select: Sequence[tuple[str, ...]]

@@ -9,7 +9,19 @@ import attrs
 
 from signals_crm.testing.salesforce._ids import KEY_PREFIXES
 
-__all__ = ["FieldDef", "ObjectDef", "standard_objects"]
+__all__ = ["CHILD_RELATIONSHIPS", "FieldDef", "ObjectDef", "standard_objects"]
+
+CHILD_RELATIONSHIPS: dict[tuple[str, str], tuple[str, str]] = {
+    ("account", "contacts"): ("Contact", "AccountId"),
+    ("account", "tasks"): ("Task", "WhatId"),
+    ("campaign", "tasks"): ("Task", "WhatId"),
+    ("lead", "tasks"): ("Task", "WhoId"),
+    ("contact", "tasks"): ("Task", "WhoId"),
+    ("campaign", "campaignmembers"): ("CampaignMember", "CampaignId"),
+    ("lead", "campaignmembers"): ("CampaignMember", "LeadId"),
+    ("contact", "campaignmembers"): ("CampaignMember", "ContactId"),
+}
+"""(parent object, child relationship name), lower-case -> (child object, its reference field)."""
 
 _TEXT_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "combobox", "picklist"})
 
@@ -116,7 +128,18 @@ class ObjectDef:
             "deletable": True,
             "queryable": True,
             "fields": [f.describe() for f in self.fields.values()],
-            "childRelationships": [],
+            "childRelationships": [
+                {
+                    "cascadeDelete": False,
+                    "childSObject": child,
+                    "deprecatedAndHidden": False,
+                    "field": field,
+                    "relationshipName": _CHILD_NAMES[relation],
+                    "restrictedDelete": False,
+                }
+                for (parent, relation), (child, field) in CHILD_RELATIONSHIPS.items()
+                if parent == self.name.lower()
+            ],
             "recordTypeInfos": [],
             "urls": {
                 "sobject": f"{instance_path}/sobjects/{self.name}",
@@ -158,6 +181,8 @@ def _owner(targets: tuple[str, ...] = ("User",)) -> FieldDef:
         relationship_name="Owner",
     )
 
+
+_CHILD_NAMES = {"contacts": "Contacts", "tasks": "Tasks", "campaignmembers": "CampaignMembers"}
 
 LEAD_STATUSES = ("Open - Not Contacted", "Working - Contacted", "Closed - Converted")
 LEAD_SOURCES = ("Web", "Chat", "Phone Inquiry", "Partner Referral", "Other")
