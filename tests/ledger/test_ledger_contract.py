@@ -553,3 +553,115 @@ class TestLifecycle:
             ledger.record([cmd("c1:person", S.PLANNED)])
         with pytest.raises(LedgerError, match="closed"), ledger:
             pass
+
+
+# ------------------------------------------------------------------------------------------------
+# Re-arming skipped syncs, requeueing dead letters
+
+
+class TestRearmAndRequeue:
+    def test_rearm_revives_only_a_skipped_done_sync(self, ledger: Ledger) -> None:
+        """A done sync whose outcome is "skipped:..." becomes pending with the new conversation;
+        a sync that wrote, a dead one, a pending one and an unknown id are left alone."""
+        ledger.schedule_many((conv(c, "a@x.io"), T0) for c in ("skip", "made", "dead", "wait"))
+        ledger.reschedule("skip", T0, "503")
+        ledger.complete(["skip"], "skipped: criteria_not_met")
+        ledger.complete(["made"], "created")
+        ledger.dead_letter("dead", "bad")
+        later = T0 + timedelta(hours=1)
+        rearmed = ledger.rearm(conv("skip", "new@x.io", score=3), later)
+        assert rearmed is not None
+        assert (rearmed.state, rearmed.due_at, rearmed.attempts) == (DueState.PENDING, later, 0)
+        assert (rearmed.last_error, rearmed.outcome) == (None, None)
+        assert rearmed.conversation == conv("skip", "new@x.io", score=3)
+        assert ledger.get_due("skip") == rearmed
+        for cid in ("made", "dead", "wait", "ghost"):
+            before = ledger.get_due(cid)
+            assert ledger.rearm(conv(cid, "new@x.io"), later) is None
+            assert ledger.get_due(cid) == before
+        assert [s.conversation_id for s in ledger.due(later, 10)] == ["wait", "skip"]
+
+    def test_requeue_dead_brings_back_dead_letters_and_their_failed_writes(
+        self, ledger: Ledger
+    ) -> None:
+        """requeue_dead makes dead syncs pending (attempts 0, no lease) and their FAILED
+        commands PLANNED, ignoring syncs in other states; it returns the ids it requeued."""
+        ledger.schedule_many((conv(c), T0) for c in ("d1", "d2", "ok"))
+        ledger.reschedule("d1", T0, "503")
+        ledger.dead_letter("d1", "INVALID_FIELD")
+        ledger.dead_letter("d2", "bad")
+        ledger.complete(["ok"], "created")
+        ledger.record(
+            [
+                cmd("d1:person", S.FAILED, reason="INVALID_FIELD"),
+                cmd("d1:task", S.CONFIRMED, kind="create_task"),
+                cmd("ok:person", S.FAILED, reason="kept"),
+            ]
+        )
+        later = T0 + timedelta(minutes=5)
+        assert ledger.requeue_dead(["ok", "d2", "ghost", "d1", "d2"], later) == ["d2", "d1"]
+        for cid in ("d1", "d2"):
+            stored = ledger.get_due(cid)
+            assert stored is not None
+            assert (stored.state, stored.due_at, stored.attempts) == (DueState.PENDING, later, 0)
+        person = ledger.get_command("d1:person")
+        assert person is not None
+        assert (person.state, person.reason) == (S.PLANNED, None)
+        assert ledger.get_command("d1:task") == cmd("d1:task", S.CONFIRMED, kind="create_task")
+        kept = ledger.get_command("ok:person")
+        assert kept is not None
+        assert kept.state is S.FAILED
+        assert ledger.requeue_dead([], later) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# Text a store cannot hold
+
+
+class TestText:
+    LONE = "\ud800"
+
+    def test_ids_with_a_lone_surrogate_are_refused_naming_the_field(self, ledger: Ledger) -> None:
+        """A conversation id, key, owner or email that is not valid Unicode is refused with a
+        ConfigurationError naming it, before anything is written."""
+        bad = f"c{self.LONE}"
+        calls: list[tuple[str, Any]] = [
+            ("conversation.id", lambda: ledger.schedule(conv(bad), T0)),
+            ("conversation_id", lambda: ledger.get_due(bad)),
+            ("conversation_ids", lambda: ledger.complete([bad], "created")),
+            ("conversation_id", lambda: ledger.dead_letter(bad, "x")),
+            ("keys", lambda: ledger.get_commands([bad])),
+            ("conversation_id", lambda: ledger.commands_for(bad)),
+            ("key", lambda: cmd(f"{bad}:person", S.SENT, conversation_id="c1")),
+            ("owner", lambda: ledger.claim(limit=1, owner=bad, lease=timedelta(minutes=1))),
+            ("email", lambda: PersonLink(f"a{self.LONE}@x.io", "00Q1", PersonKind.LEAD)),
+            ("emails", lambda: ledger.links_for([f"a{self.LONE}@x.io"])),
+        ]
+        for path, call in calls:
+            with pytest.raises(ConfigurationError) as info:
+                call()
+            assert path in info.value.paths, path
+        assert ledger.stats().syncs[DueState.PENDING] == 0
+
+    def test_free_text_is_made_valid_not_refused(self, ledger: Ledger) -> None:
+        """Errors, reasons and outcomes keep their text with each lone surrogate as U+FFFD; a
+        conversation's own text round-trips exactly."""
+        odd = conv("c1", "a@x.io")
+        odd = Conversation(
+            "c1", closed_at=odd.closed_at, lead_score=2, transcript=f"cut {self.LONE}"
+        )
+        ledger.schedule_many([(odd, T0), (conv("c2"), T0), (conv("c3"), T0)])
+        stored = ledger.get_due("c1")
+        assert stored is not None
+        assert stored.conversation.transcript == f"cut {self.LONE}"
+        dead = ledger.dead_letter("c1", f"bad {self.LONE}")
+        assert dead is not None
+        assert dead.last_error == "bad \ufffd"
+        ledger.complete(["c2"], f"created {self.LONE}")
+        done = ledger.get_due("c2")
+        assert done is not None
+        assert done.outcome == "created \ufffd"
+        ledger.record([cmd("c3:person", S.FAILED, reason=f"FIELD {self.LONE}")])
+        failed = ledger.get_command("c3:person")
+        assert failed is not None
+        assert failed.reason == "FIELD \ufffd"

@@ -49,6 +49,19 @@ token, a secret or a CRM response body):
       lease can no longer record a send, so it cannot make a duplicate. Writes without a
       fence (manual syncs, backfills) are not fenced.
 
+   j. ``rearm(conversation, due_at)``: a *done* sync whose outcome starts with ``"skipped:"``
+      (it wrote nothing, e.g. the lead score did not meet the criteria) becomes pending again
+      with the new conversation and due time, attempts 0, no last error, no lease; it returns
+      what is stored then. Any other sync is left alone and ``None`` returned. (A re-delivered
+      webhook with a new score re-arms a skipped sync; a sync that wrote is final.)
+   k. ``requeue_dead(ids, due_at)``: each *dead* sync among ``ids`` becomes pending at
+      ``due_at`` with attempts 0 and no lease, and its conversation's FAILED commands go back
+      to PLANNED, all in one transaction (an operator's "retry this dead letter"); returns the
+      ids requeued, in the order given. Other ids are ignored.
+   l. Ids, keys, owners and emails must be valid Unicode text (no lone surrogate): anything
+      else is refused with a ConfigurationError naming the field. Free text (an error, a
+      reason, an outcome) is stored with each lone surrogate replaced by U+FFFD.
+
 2. **Commands**, one per idempotency key (``"conv-1:person"``, ``"conv-1:task:transcript"``,
    ``"conv-1:campaign"``): the write the engine planned and what became of it. PLANNED: decided,
    not sent. SENT: about to be sent (recorded *before* the request). CONFIRMED: the CRM has it,
@@ -101,6 +114,7 @@ Rules every implementation follows:
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -129,9 +143,12 @@ __all__ = [
     "apply_transitions",
     "check_fence",
     "check_fences",
+    "check_ids",
     "check_lease",
     "check_limit",
+    "check_text",
     "claim_window",
+    "clean_text",
     "fences_of",
     "lease_lost",
     "retried",
@@ -168,6 +185,44 @@ class DueState(enum.StrEnum):
 
 def _fail(path: str, message: str) -> ConfigurationError:
     return ConfigurationError([Problem(path, message)])
+
+
+def check_text(name: str, value: str) -> str:
+    """``value`` if it is text a store can hold (UTF-8, so no lone surrogate), else a
+    ConfigurationError naming ``name``. For ids and keys, which must never change."""
+    checked: object = value
+    if not isinstance(checked, str):
+        raise _fail(name, "must be a string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise _fail(
+            name, f"must be valid Unicode text (a lone surrogate at position {error.start})"
+        ) from error
+    return value
+
+
+def check_ids(name: str, values: Iterable[str]) -> list[str]:
+    """Unique ids in order, each checked by :func:`check_text`."""
+    return [check_text(name, v) for v in dict.fromkeys(values)]
+
+
+def clean_text(value: str) -> str:
+    """Free text (an error message, an outcome) made storable: lone surrogates become U+FFFD."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", value)
+    except AttributeError:  # not text at all: show it, do not fail on it
+        return str(value)
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean_optional(value: str | None) -> str | None:
+    return None if value is None else clean_text(value)
 
 
 def to_utc(value: datetime, name: str) -> datetime:
@@ -227,6 +282,9 @@ def claim_window(  # noqa: PLR0917  # mirrors claim()'s own arguments, in order
     ``now``, ending at ``until``. Exactly one of ``lease`` and ``until`` is given.
     """
     check_limit(limit)
+    named: object = owner
+    if isinstance(named, str) and named:
+        check_text("owner", named)
     if (lease is None) == (until is None):
         raise _fail("lease", "give the lease duration (lease=...), or the older now and until")
     if until is not None:
@@ -319,7 +377,7 @@ class CommandRecord:
     state: CommandState
     updated_at: datetime
     crm_id: str | None = None
-    reason: str | None = None
+    reason: str | None = attrs.field(default=None, converter=_clean_optional)
     attempts: int = 0
     payload_digest: str | None = None
     owner: str | None = None
@@ -336,6 +394,15 @@ class CommandRecord:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 problems.append(Problem(name, "must be a non-empty string"))
+        for name in ("key", "conversation_id", "kind", "crm_id", "payload_digest", "owner"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    check_text(name, value)
+                except ConfigurationError as error:
+                    problems.extend(error.problems)
+            elif value is not None and name in ("crm_id", "payload_digest", "owner"):
+                problems.append(Problem(name, "must be a string"))
         state: object = self.state
         updated_at: object = self.updated_at
         attempts: object = self.attempts
@@ -399,19 +466,26 @@ class PersonLink:
     def __attrs_post_init__(self) -> None:
         if not self.email:
             raise _fail("email", "a link needs a non-empty email")
+        check_text("email", self.email)
         if not self.crm_id:
             raise _fail("crm_id", "a link needs the CRM id")
+        check_text("crm_id", self.crm_id)
         if not isinstance(self.kind, PersonKind):
             raise _fail("kind", "must be a PersonKind")
 
 
 @attrs.frozen
 class LedgerStats:
-    """Counts of what a ledger holds: syncs per state, commands per state, and links."""
+    """Counts of what a ledger holds: syncs per state, commands per state, and links.
+
+    ``damaged`` counts stored rows that cannot be read as stored (an unknown state, an
+    unreadable time); they are counted there instead of under a state.
+    """
 
     syncs: Mapping[DueState, int]
     commands: Mapping[CommandState, int]
     links: int
+    damaged: int = 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -504,6 +578,14 @@ class Ledger(Protocol):
 
     def schedule_many(self, entries: Iterable[tuple[Conversation, datetime]]) -> list[DueSync]:
         """``schedule`` for many conversations in one transaction; one result per entry."""
+        ...
+
+    def rearm(self, conversation: Conversation, due_at: datetime) -> DueSync | None:
+        """Make a done sync whose outcome starts with ``"skipped:"`` pending again (rule 1j)."""
+        ...
+
+    def requeue_dead(self, conversation_ids: Iterable[str], due_at: datetime) -> list[str]:
+        """Dead syncs back to pending at ``due_at`` with their FAILED commands (rule 1k)."""
         ...
 
     def due(self, now: datetime, limit: int) -> list[DueSync]:

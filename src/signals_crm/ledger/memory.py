@@ -1,11 +1,26 @@
-"""An in-memory ledger: plain dicts behind a lock, for tests and throw-away runs.
+"""An in-memory ledger: dicts and sorted indexes behind a lock, for tests and throw-away runs.
 
 It follows every rule of :mod:`signals_crm.ledger.base` (the same contract tests run against
 it and the SQLite ledger) except durability: everything is gone when the object is.
+
+Every operation costs time in proportion to what it touches, never to what the ledger holds:
+
+1. Syncs by state are kept in sorted lists of ``(due_at, conversation_id)``, so ``due``,
+   ``claim`` and ``syncs_in_state`` walk only from the front of their state's list.
+2. Pending syncs by visitor email, so the email rule of a claim looks at that email's syncs
+   only.
+3. Commands by conversation (``commands_for``) and, per state, a sorted list of
+   ``(updated_at, key)`` (``commands_in_state``).
+4. Counts per state come from the sizes of those indexes (``stats`` is constant time).
+
+Sorted lists use :mod:`bisect`: an insert or removal moves pointers (a ``memmove``), cheap
+next to the Python work around it at the sizes a test or a throw-away run holds.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -27,8 +42,11 @@ from signals_crm.ledger.base import (
     apply_transitions,
     check_fence,
     check_fences,
+    check_ids,
     check_limit,
+    check_text,
     claim_window,
+    clean_text,
     fences_of,
     retried,
     to_utc,
@@ -38,9 +56,77 @@ from signals_crm.ledger.codec import conversation_to_dict
 
 __all__ = ["MemoryLedger"]
 
+_SyncKey = tuple[datetime, str]
+_CommandKey = tuple[datetime, str]
+
+
+def _skey(sync: DueSync) -> _SyncKey:
+    return (sync.due_at, sync.conversation_id)
+
+
+def _due_at(key: _SyncKey) -> datetime:
+    return key[0]
+
+
+def _ckey(record: CommandRecord) -> _CommandKey:
+    return (record.updated_at, record.key)
+
+
+def _remove(index: list[tuple[datetime, str]], item: tuple[datetime, str]) -> None:
+    at = bisect.bisect_left(index, item)
+    if at < len(index) and index[at] == item:
+        del index[at]
+
+
+class _Syncs:
+    """Due syncs and their indexes (rules 1 and 2 of the module doc)."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, DueSync] = {}
+        self.by_state: dict[DueState, list[_SyncKey]] = {s: [] for s in DueState}
+        self.pending_by_email: dict[str, set[str]] = {}
+
+    def put(self, new: DueSync) -> None:
+        old = self.by_id.get(new.conversation_id)
+        if old is not None:
+            _remove(self.by_state[old.state], _skey(old))
+            if old.state is DueState.PENDING and old.email:
+                self.pending_by_email[old.email].discard(old.conversation_id)
+                if not self.pending_by_email[old.email]:
+                    del self.pending_by_email[old.email]
+        self.by_id[new.conversation_id] = new
+        bisect.insort(self.by_state[new.state], _skey(new))
+        if new.state is DueState.PENDING and new.email:
+            self.pending_by_email.setdefault(new.email, set()).add(new.conversation_id)
+
+    def email_leased_to_other(self, sync: DueSync, owner: str, at: datetime) -> bool:
+        if not sync.email:
+            return False
+        return any(
+            self.by_id[cid].leased_to_other(owner, at)
+            for cid in self.pending_by_email.get(sync.email, ())
+        )
+
+
+class _Commands:
+    """Commands and their indexes (rule 3 of the module doc)."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, CommandRecord] = {}
+        self.by_conversation: dict[str, set[str]] = {}
+        self.by_state: dict[CommandState, list[_CommandKey]] = {s: [] for s in CommandState}
+
+    def put(self, new: CommandRecord) -> None:
+        old = self.by_key.get(new.key)
+        if old is not None:
+            _remove(self.by_state[old.state], _ckey(old))
+        self.by_key[new.key] = new
+        self.by_conversation.setdefault(new.conversation_id, set()).add(new.key)
+        bisect.insort(self.by_state[new.state], _ckey(new))
+
 
 class MemoryLedger:
-    """A :class:`~signals_crm.ledger.Ledger` kept in dicts (not durable; thread-safe).
+    """A :class:`~signals_crm.ledger.Ledger` kept in memory (not durable; thread-safe).
 
     ``clock`` is the ledger's own clock, which judges leases (default: the wall clock, UTC).
     """
@@ -49,17 +135,26 @@ class MemoryLedger:
         self._clock: Clock = clock or wall_clock
         self._lock = threading.RLock()
         self._closed = False
-        self._syncs: dict[str, DueSync] = {}
-        self._commands: dict[str, CommandRecord] = {}
+        self._syncs = _Syncs()
+        self._commands = _Commands()
         self._links: dict[str, PersonLink] = {}
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self._syncs)} syncs"
+        state = "closed" if self._closed else f"{len(self._syncs.by_id)} syncs"
         return f"<MemoryLedger {state}>"
 
     def _check_open(self) -> None:
         if self._closed:
             raise LedgerError("the ledger is closed")
+
+    def _check_fences(self, fences: Mapping[str, int] | None) -> None:
+        if fences:
+            wanted = {
+                check_text("fences", cid): check_fence(f"fences[{cid!r}]", f)
+                for cid, f in fences.items()
+            }
+            by_id = self._syncs.by_id
+            check_fences(wanted, {cid: by_id[cid].fence for cid in wanted if cid in by_id})
 
     # Due syncs -------------------------------------------------------------------------------
 
@@ -71,21 +166,96 @@ class MemoryLedger:
         """``schedule`` for many conversations at once; one result per entry."""
         prepared = [(conversation, to_utc(due_at, "due_at")) for conversation, due_at in entries]
         for conversation, _ in prepared:
+            check_text("conversation.id", conversation.id)
             conversation_to_dict(conversation)  # refuse what a durable ledger could not store
         with self._lock:
             self._check_open()
             out: list[DueSync] = []
             for conversation, due_at in prepared:
-                old = self._syncs.get(conversation.id)
+                old = self._syncs.by_id.get(conversation.id)
                 if old is None:
                     new = DueSync(conversation.id, due_at, conversation)
                 elif old.state is DueState.PENDING:
                     new = attrs.evolve(old, due_at=due_at, conversation=conversation)
                 else:
                     new = old
-                self._syncs[conversation.id] = new
+                if new is not old:
+                    self._syncs.put(new)
                 out.append(new)
             return out
+
+    def rearm(self, conversation: Conversation, due_at: datetime) -> DueSync | None:
+        """Make a done sync that was skipped (outcome ``"skipped:..."``) pending again.
+
+        The new conversation and due time replace the stored ones, attempts and last error are
+        cleared. Anything else is left as it is and ``None`` returned.
+        """
+        due_at = to_utc(due_at, "due_at")
+        check_text("conversation.id", conversation.id)
+        conversation_to_dict(conversation)
+        with self._lock:
+            self._check_open()
+            old = self._syncs.by_id.get(conversation.id)
+            if old is None or not _skipped(old):
+                return None
+            new = attrs.evolve(
+                old,
+                due_at=due_at,
+                conversation=conversation,
+                state=DueState.PENDING,
+                attempts=0,
+                last_error=None,
+                outcome=None,
+                lease_owner=None,
+                lease_until=None,
+            )
+            self._syncs.put(new)
+            return new
+
+    def requeue_dead(self, conversation_ids: Iterable[str], due_at: datetime) -> list[str]:
+        """Put dead syncs back to pending at ``due_at`` (attempts 0, lease cleared), and their
+        FAILED commands back to PLANNED, at once; returns the ids requeued."""
+        ids = check_ids("conversation_ids", conversation_ids)
+        due_at = to_utc(due_at, "due_at")
+        with self._lock:
+            self._check_open()
+            done: list[str] = []
+            for cid in ids:
+                old = self._syncs.by_id.get(cid)
+                if old is None or old.state is not DueState.DEAD:
+                    continue
+                self._syncs.put(
+                    attrs.evolve(
+                        old,
+                        state=DueState.PENDING,
+                        due_at=due_at,
+                        attempts=0,
+                        lease_owner=None,
+                        lease_until=None,
+                    )
+                )
+                for key in sorted(self._commands.by_conversation.get(cid, ())):
+                    record = self._commands.by_key[key]
+                    if record.state is CommandState.FAILED:
+                        self._commands.put(retried(record, due_at))
+                done.append(cid)
+            return done
+
+    def _walk(self, state: DueState, cutoff: datetime | None = None) -> Iterable[DueSync]:
+        """Syncs in ``state`` by (due time, id), stopping after ``cutoff`` (a snapshot)."""
+        index = self._syncs.by_state[state]
+        end = len(index) if cutoff is None else bisect.bisect_right(index, cutoff, key=_due_at)
+        for _, cid in itertools.islice(index, end):
+            yield self._syncs.by_id[cid]
+
+    def _first(self, state: DueState, cutoff: datetime | None, limit: int) -> list[DueSync]:
+        out: list[DueSync] = []
+        if limit:
+            for sync in self._walk(state, cutoff):
+                out.append(sync)
+                if len(out) >= limit:
+                    break
+        return out
 
     def due(self, now: datetime, limit: int) -> list[DueSync]:
         """Pending syncs due at ``now``, by due time then id, at most ``limit``."""
@@ -93,17 +263,14 @@ class MemoryLedger:
         check_limit(limit)
         with self._lock:
             self._check_open()
-            ready = [
-                s for s in self._syncs.values() if s.state is DueState.PENDING and s.due_at <= now
-            ]
-        ready.sort(key=lambda s: (s.due_at, s.conversation_id))
-        return ready[:limit]
+            return self._first(DueState.PENDING, now, limit)
 
     def get_due(self, conversation_id: str) -> DueSync | None:
         """The stored sync of ``conversation_id``, in any state, or ``None``."""
+        check_text("conversation_id", conversation_id)
         with self._lock:
             self._check_open()
-            return self._syncs.get(conversation_id)
+            return self._syncs.by_id.get(conversation_id)
 
     def syncs_in_state(self, state: DueState, limit: int) -> list[DueSync]:
         """Syncs in ``state``, by due time then id, at most ``limit``."""
@@ -111,9 +278,7 @@ class MemoryLedger:
         check_limit(limit)
         with self._lock:
             self._check_open()
-            found = [s for s in self._syncs.values() if s.state is state]
-        found.sort(key=lambda s: (s.due_at, s.conversation_id))
-        return found[:limit]
+            return self._first(state, None, limit)
 
     def claim(
         self,
@@ -129,33 +294,24 @@ class MemoryLedger:
             self._check_open()
             window = claim_window(self._clock, now, limit, owner, lease, until)
             at = window.judged_at
-            busy = {
-                s.email
-                for s in self._syncs.values()
-                if s.state is DueState.PENDING and s.email and s.leased_to_other(owner, at)
-            }
-            ready = [
-                s
-                for s in self._syncs.values()
-                if s.state is DueState.PENDING
-                and s.due_at <= window.cutoff
-                and not s.leased_to_other(owner, at)
-                and s.email not in busy
-            ]
-            ready.sort(key=lambda s: (s.due_at, s.conversation_id))
+            claimed: list[DueSync] = []
+            if not limit:
+                return claimed
+            for sync in self._walk(DueState.PENDING, window.cutoff):
+                if sync.leased_to_other(owner, at):
+                    continue
+                if self._syncs.email_leased_to_other(sync, owner, at):
+                    continue
+                claimed.append(sync)
+                if len(claimed) >= limit:
+                    break
             claimed = [
                 attrs.evolve(s, lease_owner=owner, lease_until=window.until, fence=s.fence + 1)
-                for s in ready[:limit]
+                for s in claimed
             ]
-            for s in claimed:
-                self._syncs[s.conversation_id] = s
+            for sync in claimed:
+                self._syncs.put(sync)
             return claimed
-
-    def _check_fences(self, fences: Mapping[str, int] | None) -> None:
-        if fences:
-            wanted = {cid: check_fence(f"fences[{cid!r}]", f) for cid, f in fences.items()}
-            stored = {cid: self._syncs[cid].fence for cid in wanted if cid in self._syncs}
-            check_fences(wanted, stored)
 
     def extend(
         self,
@@ -166,17 +322,17 @@ class MemoryLedger:
         fences: Mapping[str, int] | None = None,
     ) -> list[str]:
         """Renew ``owner``'s pending leases for ``lease`` from the ledger's clock; ids renewed."""
-        ids = list(dict.fromkeys(conversation_ids))
+        ids = check_ids("conversation_ids", conversation_ids)
         with self._lock:
             self._check_open()
             window = claim_window(self._clock, None, 0, owner, lease, None)
             self._check_fences(fences)
             renewed: list[str] = []
             for cid in ids:
-                old = self._syncs.get(cid)
+                old = self._syncs.by_id.get(cid)
                 if old is None or old.state is not DueState.PENDING or old.lease_owner != owner:
                     continue
-                self._syncs[cid] = attrs.evolve(old, lease_until=window.until)
+                self._syncs.put(attrs.evolve(old, lease_until=window.until))
                 renewed.append(cid)
             return renewed
 
@@ -188,16 +344,15 @@ class MemoryLedger:
         fences: Mapping[str, int] | None = None,
     ) -> int:
         """End ``owner``'s leases on these syncs without other change; returns how many."""
+        ids = check_ids("conversation_ids", conversation_ids)
         released = 0
         with self._lock:
             self._check_open()
             self._check_fences(fences)
-            for conversation_id in dict.fromkeys(conversation_ids):
-                old = self._syncs.get(conversation_id)
+            for cid in ids:
+                old = self._syncs.by_id.get(cid)
                 if old is not None and old.lease_owner == owner:
-                    self._syncs[conversation_id] = attrs.evolve(
-                        old, lease_owner=None, lease_until=None
-                    )
+                    self._syncs.put(attrs.evolve(old, lease_owner=None, lease_until=None))
                     released += 1
         return released
 
@@ -209,16 +364,24 @@ class MemoryLedger:
         fences: Mapping[str, int] | None = None,
     ) -> int:
         """Mark pending or dead syncs done with ``outcome``; returns how many changed."""
+        ids = check_ids("conversation_ids", conversation_ids)
+        outcome = clean_text(outcome)
         changed = 0
         with self._lock:
             self._check_open()
             self._check_fences(fences)
-            for conversation_id in conversation_ids:
-                old = self._syncs.get(conversation_id)
+            for cid in ids:
+                old = self._syncs.by_id.get(cid)
                 if old is None or old.state is DueState.DONE:
                     continue
-                self._syncs[conversation_id] = attrs.evolve(
-                    old, state=DueState.DONE, outcome=outcome, lease_owner=None, lease_until=None
+                self._syncs.put(
+                    attrs.evolve(
+                        old,
+                        state=DueState.DONE,
+                        outcome=outcome,
+                        lease_owner=None,
+                        lease_until=None,
+                    )
                 )
                 changed += 1
         return changed
@@ -226,10 +389,12 @@ class MemoryLedger:
     def _finish_attempt(
         self, conversation_id: str, error: str, due_at: datetime | None, fence: int | None
     ) -> DueSync | None:
+        check_text("conversation_id", conversation_id)
+        error = clean_text(error)
         with self._lock:
             self._check_open()
             self._check_fences(None if fence is None else {conversation_id: fence})
-            old = self._syncs.get(conversation_id)
+            old = self._syncs.by_id.get(conversation_id)
             if old is None or old.state is not DueState.PENDING:
                 return old
             new = attrs.evolve(
@@ -241,7 +406,7 @@ class MemoryLedger:
                 lease_owner=None,
                 lease_until=None,
             )
-            self._syncs[conversation_id] = new
+            self._syncs.put(new)
             return new
 
     def reschedule(
@@ -260,22 +425,23 @@ class MemoryLedger:
 
     def get_command(self, key: str) -> CommandRecord | None:
         """The command stored under ``key``, or ``None``."""
-        with self._lock:
-            self._check_open()
-            return self._commands.get(key)
+        return self.get_commands([key]).get(key)
 
     def get_commands(self, keys: Iterable[str]) -> dict[str, CommandRecord]:
         """The stored commands among ``keys`` (unknown keys are absent from the result)."""
+        wanted = check_ids("keys", keys)
         with self._lock:
             self._check_open()
-            return {k: self._commands[k] for k in keys if k in self._commands}
+            by_key = self._commands.by_key
+            return {k: by_key[k] for k in wanted if k in by_key}
 
     def commands_for(self, conversation_id: str) -> list[CommandRecord]:
         """Every command of one conversation, by key."""
+        check_text("conversation_id", conversation_id)
         with self._lock:
             self._check_open()
-            found = [c for c in self._commands.values() if c.conversation_id == conversation_id]
-        return sorted(found, key=lambda c: c.key)
+            keys = sorted(self._commands.by_conversation.get(conversation_id, ()))
+            return [self._commands.by_key[k] for k in keys]
 
     def record(self, commands: Sequence[CommandRecord]) -> None:
         """Insert or update ``commands`` atomically, enforcing the transition rules."""
@@ -284,20 +450,23 @@ class MemoryLedger:
             self._check_open()
             wanted, keys = fences_of(commands)
             if wanted:
-                stored = {cid: self._syncs[cid].fence for cid in wanted if cid in self._syncs}
+                by_id = self._syncs.by_id
+                stored = {cid: by_id[cid].fence for cid in wanted if cid in by_id}
                 check_fences(wanted, stored, keys)
-            self._commands.update(apply_transitions(self._commands, commands))
+            for record in apply_transitions(self._commands.by_key, commands).values():
+                self._commands.put(record)
 
     def retry_failed(self, keys: Iterable[str], now: datetime) -> list[str]:
         """Put FAILED commands among ``keys`` back to PLANNED; returns the keys reset."""
         to_utc(now, "now")
+        wanted = check_ids("keys", keys)
         reset: list[str] = []
         with self._lock:
             self._check_open()
-            for key in keys:
-                old = self._commands.get(key)
+            for key in wanted:
+                old = self._commands.by_key.get(key)
                 if old is not None and old.state is CommandState.FAILED:
-                    self._commands[key] = retried(old, now)
+                    self._commands.put(retried(old, now))
                     reset.append(key)
         return reset
 
@@ -307,9 +476,8 @@ class MemoryLedger:
         check_limit(limit)
         with self._lock:
             self._check_open()
-            found = [c for c in self._commands.values() if c.state is state]
-        found.sort(key=lambda c: (c.updated_at, c.key))
-        return found[:limit]
+            index = self._commands.by_state[state]
+            return [self._commands.by_key[key] for _, key in itertools.islice(index, limit)]
 
     # Links -----------------------------------------------------------------------------------
 
@@ -327,7 +495,7 @@ class MemoryLedger:
 
     def links_for(self, emails: Iterable[str]) -> dict[str, PersonLink]:
         """The links of ``emails``, keyed by normalised email (unknown emails absent)."""
-        keys = [normalize_email(e) for e in emails]
+        keys = check_ids("emails", (normalize_email(e) for e in emails))
         with self._lock:
             self._check_open()
             return {k: self._links[k] for k in keys if k in self._links}
@@ -338,20 +506,18 @@ class MemoryLedger:
         """Counts per sync state and command state (every state present), and links."""
         with self._lock:
             self._check_open()
-            syncs = dict.fromkeys(DueState, 0)
-            for s in self._syncs.values():
-                syncs[s.state] += 1
-            commands = dict.fromkeys(CommandState, 0)
-            for c in self._commands.values():
-                commands[c.state] += 1
-            return LedgerStats(syncs=syncs, commands=commands, links=len(self._links))
+            return LedgerStats(
+                syncs={s: len(index) for s, index in self._syncs.by_state.items()},
+                commands={s: len(index) for s, index in self._commands.by_state.items()},
+                links=len(self._links),
+            )
 
     def close(self) -> None:
         """Drop everything; later calls raise LedgerError."""
         with self._lock:
             self._closed = True
-            self._syncs.clear()
-            self._commands.clear()
+            self._syncs = _Syncs()
+            self._commands = _Commands()
             self._links.clear()
 
     def __enter__(self) -> Self:
@@ -365,3 +531,7 @@ class MemoryLedger:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _skipped(sync: DueSync) -> bool:
+    return sync.state is DueState.DONE and (sync.outcome or "").startswith("skipped:")

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -48,6 +49,13 @@ import attrs
 
 from signals_crm.core.model import Conversation, PersonKind, normalize_email
 from signals_crm.exceptions import ConfigurationError, LedgerError, Problem
+from signals_crm.ledger._rows import (
+    MAX_MICROS,
+    MIN_MICROS,
+    micros_time,
+    read_command,
+    read_sync,
+)
 from signals_crm.ledger.base import (
     Clock,
     CommandRecord,
@@ -59,8 +67,11 @@ from signals_crm.ledger.base import (
     apply_transitions,
     check_fence,
     check_fences,
+    check_ids,
     check_limit,
+    check_text,
     claim_window,
+    clean_text,
     fences_of,
     retried,
     to_utc,
@@ -72,6 +83,8 @@ __all__ = ["APPLICATION_ID", "MIGRATIONS", "SCHEMA_VERSION", "SQLiteLedger"]
 
 APPLICATION_ID = 0x5343524D
 """``PRAGMA application_id`` of a ledger file (``"SCRM"``)."""
+
+_log = logging.getLogger("signals_crm.ledger")
 
 _CHUNK = 500  # bound parameters per IN (...) query; well under SQLite's limit
 
@@ -156,12 +169,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def _micros(value: datetime) -> int:
-    return (value - _EPOCH) // _MICROSECOND
-
-
-def _from_micros(value: int) -> datetime:
-    return _EPOCH + value * _MICROSECOND
+def _micros(value: datetime, name: str = "time") -> int:
+    micros = (value - _EPOCH) // _MICROSECOND
+    if not MIN_MICROS <= micros <= MAX_MICROS:
+        raise ConfigurationError([Problem(name, "must be between the years 1 and 9999")])
+    return micros
 
 
 def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
@@ -177,7 +189,9 @@ def _dump(conversation: Conversation) -> str:
     return json.dumps(conversation_to_dict(conversation), separators=(",", ":"), allow_nan=False)
 
 
-def _load(text: str) -> Conversation:
+def _load(text: object) -> Conversation:
+    if not isinstance(text, str):
+        raise LedgerError(f"cannot decode a stored conversation: {type(text).__name__}, not text")
     try:
         data = json.loads(text)
     except ValueError as error:
@@ -185,53 +199,39 @@ def _load(text: str) -> Conversation:
     return conversation_from_dict(data)
 
 
-def _sync_from_row(row: Sequence[Any]) -> DueSync:
-    return _sync_with(row, _load(row[6]))
+def _sync_from_row(row: Sequence[Any], conversation: Conversation | None = None) -> DueSync:
+    """The sync a row means (a damaged row reads as a dead sync, see ``_rows``)."""
+    cid, due_at, state, attempts, last_error, outcome, text, owner, until, fence = row
 
+    def stored() -> Conversation:
+        return _load(text) if conversation is None else conversation
 
-def _sync_with(row: Sequence[Any], conversation: Conversation) -> DueSync:
-    conversation_id, due_at, state, attempts, last_error, outcome, _, owner, until, fence = row
-    return DueSync(
-        conversation_id=conversation_id,
-        due_at=_from_micros(due_at),
-        conversation=conversation,
-        attempts=attempts,
-        last_error=last_error,
-        state=DueState(state),
-        outcome=outcome,
-        lease_owner=owner,
-        lease_until=None if until is None else _from_micros(until),
-        fence=fence,
+    return read_sync(
+        cid,
+        due_at,
+        state,
+        attempts,
+        last_error,
+        outcome,
+        stored,
+        owner,
+        until,
+        fence,
+        time=micros_time,
     )
 
 
 def _command_from_row(row: Sequence[Any]) -> CommandRecord:
-    (
-        key,
-        conversation_id,
-        kind,
-        state,
-        crm_id,
-        reason,
-        attempts,
-        updated_at,
-        digest,
-        owner,
-        fence,
-    ) = row
-    return CommandRecord(
-        key=key,
-        conversation_id=conversation_id,
-        kind=kind,
-        state=CommandState(state),
-        updated_at=_from_micros(updated_at),
-        crm_id=crm_id,
-        reason=reason,
-        attempts=attempts,
-        payload_digest=digest,
-        owner=owner,
-        fence=fence,
-    )
+    """The command a row means (a damaged row reads as UNKNOWN, see ``_rows``)."""
+    return read_command(*row, time=micros_time)
+
+
+def _checked_entries(
+    entries: Iterable[tuple[Conversation, datetime]],
+) -> Iterator[tuple[Conversation, datetime]]:
+    for conversation, due_at in entries:
+        check_text("conversation.id", conversation.id)
+        yield conversation, due_at
 
 
 def _command_row(record: CommandRecord) -> tuple[Any, ...]:
@@ -393,7 +393,10 @@ class SQLiteLedger:
 
     def _check_fences(self, conn: sqlite3.Connection, fences: Mapping[str, int] | None) -> None:
         if fences:
-            wanted = {cid: check_fence(f"fences[{cid!r}]", f) for cid, f in fences.items()}
+            wanted = {
+                check_text("fences", cid): check_fence(f"fences[{cid!r}]", f)
+                for cid, f in fences.items()
+            }
             check_fences(wanted, self._stored_fences(conn, list(wanted)))
 
     def _select_in(
@@ -418,7 +421,9 @@ class SQLiteLedger:
 
     def schedule_many(self, entries: Iterable[tuple[Conversation, datetime]]) -> list[DueSync]:
         """``schedule`` for many conversations in one transaction; one result per entry."""
-        prepared = [(c, to_utc(due_at, "due_at"), _dump(c)) for c, due_at in entries]
+        prepared = [
+            (c, to_utc(due_at, "due_at"), _dump(c)) for c, due_at in _checked_entries(entries)
+        ]
         if not prepared:
             return []
         ids = list(dict.fromkeys(c.id for c, _, _ in prepared))
@@ -436,7 +441,7 @@ class SQLiteLedger:
                     if row[2] != DueState.PENDING:
                         old = _sync_from_row(row)
                     else:  # pending: keep its counters, skip decoding the stored conversation
-                        old = _sync_with(row, conversation)
+                        old = _sync_from_row(row, conversation)
                 if old is None:
                     new = DueSync(cid, due_at, conversation)
                 elif old.state is DueState.PENDING:
@@ -444,7 +449,8 @@ class SQLiteLedger:
                 else:
                     new = old
                 if new is not old or old.state is DueState.PENDING:
-                    writes[cid] = (cid, _micros(due_at), dumped, new.email)
+                    email = None if new.email is None else clean_text(new.email)
+                    writes[cid] = (cid, _micros(due_at, "due_at"), dumped, email)
                 current[cid] = new
                 results.append(new)
             conn.executemany(
@@ -460,9 +466,66 @@ class SQLiteLedger:
             )
         return results
 
+    def rearm(self, conversation: Conversation, due_at: datetime) -> DueSync | None:
+        """Make a done sync that was skipped (outcome ``"skipped:..."``) pending again.
+
+        The new conversation and due time replace the stored ones, attempts and last error are
+        cleared. Anything else is left as it is and ``None`` returned.
+        """
+        due_at = to_utc(due_at, "due_at")
+        check_text("conversation.id", conversation.id)
+        dumped = _dump(conversation)
+        email = DueSync(conversation.id, due_at, conversation).email
+        with self._write() as conn:
+            row = conn.execute(
+                "UPDATE due_syncs SET state = 'pending', due_at = ?, conversation = ?, "  # noqa: S608
+                "email = ?, attempts = 0, last_error = NULL, outcome = NULL, "
+                "lease_owner = NULL, lease_until = NULL "
+                "WHERE conversation_id = ? AND state = 'done' AND outcome LIKE 'skipped:%' "
+                f"RETURNING {_SYNC_COLUMNS}",
+                (
+                    _micros(due_at, "due_at"),
+                    dumped,
+                    None if email is None else clean_text(email),
+                    conversation.id,
+                ),
+            ).fetchone()
+        return None if row is None else _sync_from_row(row, conversation)
+
+    def requeue_dead(self, conversation_ids: Iterable[str], due_at: datetime) -> list[str]:
+        """Put dead syncs back to pending at ``due_at`` (attempts 0, lease cleared), and their
+        FAILED commands back to PLANNED, in one transaction; returns the ids requeued."""
+        ids = check_ids("conversation_ids", conversation_ids)
+        at = _micros(to_utc(due_at, "due_at"), "due_at")
+        requeued: list[str] = []
+        with self._write() as conn:
+            for chunk in _chunks(ids):
+                marks = _placeholders(len(chunk))
+                requeued.extend(
+                    row[0]
+                    for row in conn.execute(
+                        "UPDATE due_syncs SET state = 'pending', due_at = ?, attempts = 0, "  # noqa: S608
+                        "lease_owner = NULL, lease_until = NULL "
+                        f"WHERE state = 'dead' AND conversation_id IN ({marks}) "
+                        "RETURNING conversation_id",
+                        (at, *chunk),
+                    )
+                )
+            for chunk in _chunks(requeued):
+                conn.execute(
+                    "UPDATE commands SET state = 'planned', reason = NULL, updated_at = ? "  # noqa: S608
+                    f"WHERE state = 'failed' AND conversation_id IN ({_placeholders(len(chunk))})",
+                    (at, *chunk),
+                )
+        order = {cid: i for i, cid in enumerate(ids)}
+        return sorted(requeued, key=order.__getitem__)
+
     def due(self, now: datetime, limit: int) -> list[DueSync]:
-        """Pending syncs due at ``now``, by due time then id, at most ``limit``."""
-        cutoff = _micros(to_utc(now, "now"))
+        """Pending syncs due at ``now``, by due time then id, at most ``limit``.
+
+        Damaged rows are left out (``claim`` dead-letters them; ``stats`` counts them).
+        """
+        cutoff = _micros(to_utc(now, "now"), "now")
         check_limit(limit)
         with self._read() as conn:
             rows = conn.execute(
@@ -471,10 +534,12 @@ class SQLiteLedger:
                 "ORDER BY due_at, conversation_id LIMIT ?",
                 (cutoff, limit),
             ).fetchall()
-        return [_sync_from_row(row) for row in rows]
+        read = [_sync_from_row(row) for row in rows]
+        return [s for s in read if s.state is DueState.PENDING]
 
     def get_due(self, conversation_id: str) -> DueSync | None:
         """The stored sync of ``conversation_id``, in any state, or ``None``."""
+        check_text("conversation_id", conversation_id)
         with self._read() as conn:
             row = conn.execute(
                 f"SELECT {_SYNC_COLUMNS} FROM due_syncs WHERE conversation_id = ?",  # noqa: S608
@@ -483,14 +548,19 @@ class SQLiteLedger:
         return None if row is None else _sync_from_row(row)
 
     def syncs_in_state(self, state: DueState, limit: int) -> list[DueSync]:
-        """Syncs in ``state``, by due time then id, at most ``limit``."""
+        """Syncs stored in ``state``, by due time then id, at most ``limit``.
+
+        The dead letters include rows whose stored state is not known (damaged rows).
+        """
         state = DueState(state)
         check_limit(limit)
+        where = "state NOT IN ('pending', 'done')" if state is DueState.DEAD else "state = ?"
+        args: tuple[object, ...] = () if state is DueState.DEAD else (state.value,)
         with self._read() as conn:
             rows = conn.execute(
-                f"SELECT {_SYNC_COLUMNS} FROM due_syncs WHERE state = ? "  # noqa: S608
+                f"SELECT {_SYNC_COLUMNS} FROM due_syncs WHERE {where} "  # noqa: S608
                 "ORDER BY due_at, conversation_id LIMIT ?",
-                (state.value, limit),
+                (*args, limit),
             ).fetchall()
         return [_sync_from_row(row) for row in rows]
 
@@ -506,29 +576,58 @@ class SQLiteLedger:
         """Lease to ``owner`` the due syncs no other owner holds (at most ``limit``)."""
         with self._write() as conn:
             window = claim_window(self._clock, now, limit, owner, lease, until)
-            cutoff, at = _micros(window.cutoff), _micros(window.judged_at)
-            rows = conn.execute(
+            cutoff, at = _micros(window.cutoff, "now"), _micros(window.judged_at, "now")
+            # Pending rows whose due time is not a storable instant (text sorts after every
+            # number) are damaged: dead-letter them so they are seen, never silently skipped.
+            damaged = conn.execute(
                 f"SELECT {_SYNC_COLUMNS} FROM due_syncs "  # noqa: S608
-                "WHERE state = 'pending' AND due_at <= ? AND (lease_owner IS NULL "
-                "OR lease_owner = ? OR lease_until IS NULL OR lease_until <= ?) "
-                "AND (email IS NULL OR email NOT IN (SELECT email FROM due_syncs "
-                "WHERE state = 'pending' AND email IS NOT NULL AND lease_owner != ? "
-                "AND lease_until > ?)) "
-                "ORDER BY due_at, conversation_id LIMIT ?",
-                (cutoff, owner, at, owner, at, limit),
+                "WHERE state = 'pending' AND due_at > ?",
+                (MAX_MICROS,),
             ).fetchall()
-            for chunk in _chunks([row[0] for row in rows]):
-                conn.execute(
-                    "UPDATE due_syncs SET lease_owner = ?, lease_until = ?, "  # noqa: S608
-                    f"fence = fence + 1 WHERE conversation_id IN ({_placeholders(len(chunk))})",
-                    (owner, _micros(window.until), *chunk),
+            self._quarantine(conn, [_sync_from_row(row) for row in damaged])
+            claimed: list[DueSync] = []
+            after: tuple[object, object] = (-(2**63), "")  # keyset: past what was read
+            while len(claimed) < limit:
+                rows = conn.execute(
+                    f"SELECT {_SYNC_COLUMNS} FROM due_syncs AS d "  # noqa: S608
+                    "WHERE state = 'pending' AND due_at <= ? "
+                    "AND (due_at, conversation_id) > (?, ?) AND (lease_owner IS NULL "
+                    "OR lease_owner = ? OR lease_until IS NULL OR lease_until <= ?) "
+                    "AND (email IS NULL OR NOT EXISTS (SELECT 1 FROM due_syncs AS o "
+                    "WHERE o.email = d.email AND o.lease_until > ? AND o.state = 'pending' "
+                    "AND o.lease_owner != ?)) "
+                    "ORDER BY due_at, conversation_id LIMIT ?",
+                    (cutoff, *after, owner, at, at, owner, limit - len(claimed)),
+                ).fetchall()
+                if rows:
+                    after = (rows[-1][1], rows[-1][0])
+                read = [_sync_from_row(row) for row in rows]
+                good = [s for s in read if s.state is DueState.PENDING]
+                self._quarantine(conn, [s for s in read if s.state is not DueState.PENDING])
+                for chunk in _chunks([s.conversation_id for s in good]):
+                    conn.execute(
+                        "UPDATE due_syncs SET lease_owner = ?, lease_until = ?, "  # noqa: S608
+                        "fence = fence + 1 "
+                        f"WHERE conversation_id IN ({_placeholders(len(chunk))})",
+                        (owner, _micros(window.until), *chunk),
+                    )
+                claimed.extend(
+                    attrs.evolve(s, lease_owner=owner, lease_until=window.until, fence=s.fence + 1)
+                    for s in good
                 )
-        return [
-            attrs.evolve(
-                _sync_from_row(row), lease_owner=owner, lease_until=window.until, fence=row[9] + 1
-            )
-            for row in rows
-        ]
+                if len(good) == len(rows):  # nothing damaged: the query found all there is
+                    break
+        return claimed
+
+    def _quarantine(self, conn: sqlite3.Connection, damaged: Sequence[DueSync]) -> None:
+        """Dead-letter damaged pending rows with their reason (they read as dead already)."""
+        if damaged:
+            _log.warning("dead-lettering %d damaged ledger row(s)", len(damaged))
+        conn.executemany(
+            "UPDATE due_syncs SET state = 'dead', last_error = ?, lease_owner = NULL, "
+            "lease_until = NULL WHERE conversation_id = ? AND state = 'pending'",
+            [(s.last_error, s.conversation_id) for s in damaged],
+        )
 
     def extend(
         self,
@@ -539,7 +638,7 @@ class SQLiteLedger:
         fences: Mapping[str, int] | None = None,
     ) -> list[str]:
         """Renew ``owner``'s pending leases for ``lease`` from the ledger's clock; ids renewed."""
-        ids = list(dict.fromkeys(conversation_ids))
+        ids = check_ids("conversation_ids", conversation_ids)
         renewed: list[str] = []
         with self._write() as conn:
             window = claim_window(self._clock, None, 0, owner, lease, None)
@@ -566,7 +665,8 @@ class SQLiteLedger:
         fences: Mapping[str, int] | None = None,
     ) -> int:
         """End ``owner``'s leases on these syncs without other change; returns how many."""
-        ids = list(dict.fromkeys(conversation_ids))
+        ids = check_ids("conversation_ids", conversation_ids)
+        check_text("owner", owner)
         released = 0
         with self._write() as conn:
             self._check_fences(conn, fences)
@@ -587,7 +687,8 @@ class SQLiteLedger:
         fences: Mapping[str, int] | None = None,
     ) -> int:
         """Mark pending or dead syncs done with ``outcome``; returns how many changed."""
-        ids = list(dict.fromkeys(conversation_ids))
+        ids = check_ids("conversation_ids", conversation_ids)
+        outcome = clean_text(outcome)
         changed = 0
         with self._write() as conn:
             self._check_fences(conn, fences)
@@ -604,6 +705,8 @@ class SQLiteLedger:
     def _finish_attempt(
         self, conversation_id: str, error: str, *, due_at: datetime | None, fence: int | None
     ) -> DueSync | None:
+        check_text("conversation_id", conversation_id)
+        error = clean_text(error)
         with self._write() as conn:
             self._check_fences(conn, None if fence is None else {conversation_id: fence})
             row = conn.execute(
@@ -653,12 +756,13 @@ class SQLiteLedger:
 
     def get_commands(self, keys: Iterable[str]) -> dict[str, CommandRecord]:
         """The stored commands among ``keys`` (unknown keys are absent from the result)."""
-        unique = list(dict.fromkeys(keys))
+        unique = check_ids("keys", keys)
         with self._read() as conn:
             return self._commands_by_key(conn, unique)
 
     def commands_for(self, conversation_id: str) -> list[CommandRecord]:
         """Every command of one conversation, by key."""
+        check_text("conversation_id", conversation_id)
         with self._read() as conn:
             rows = conn.execute(
                 f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
@@ -683,7 +787,7 @@ class SQLiteLedger:
     def retry_failed(self, keys: Iterable[str], now: datetime) -> list[str]:
         """Put FAILED commands among ``keys`` back to PLANNED; returns the keys reset."""
         to_utc(now, "now")
-        unique = list(dict.fromkeys(keys))
+        unique = check_ids("keys", keys)
         with self._write() as conn:
             stored = self._commands_by_key(conn, unique)
             reset = [
@@ -722,7 +826,7 @@ class SQLiteLedger:
 
     def links_for(self, emails: Iterable[str]) -> dict[str, PersonLink]:
         """The links of ``emails``, keyed by normalised email (unknown emails absent)."""
-        keys = list(dict.fromkeys(normalize_email(e) for e in emails))
+        keys = check_ids("emails", (normalize_email(e) for e in emails))
         sql = "SELECT email, crm_id, kind FROM links WHERE email IN ({})"
         with self._read() as conn:
             rows = self._select_in(conn, sql, keys)
@@ -731,24 +835,31 @@ class SQLiteLedger:
     # Housekeeping ----------------------------------------------------------------------------
 
     def stats(self) -> LedgerStats:
-        """Counts per sync state and command state (every state present), and links."""
+        """Counts per sync state and command state (every state present), links, damaged rows."""
         syncs = dict.fromkeys(DueState, 0)
         commands = dict.fromkeys(CommandState, 0)
+        damaged = 0
+        readable = "typeof({0}) = 'integer' AND {0} BETWEEN ? AND ?"
         with self._read() as conn:
             conn.execute("BEGIN")  # one snapshot for the three counts
             try:
-                for state, count in conn.execute(
-                    "SELECT state, count(*) FROM due_syncs GROUP BY state"
+                for table, column, counts, kind in (
+                    ("due_syncs", "due_at", syncs, DueState),
+                    ("commands", "updated_at", commands, CommandState),
                 ):
-                    syncs[DueState(state)] = count
-                for state, count in conn.execute(
-                    "SELECT state, count(*) FROM commands GROUP BY state"
-                ):
-                    commands[CommandState(state)] = count
+                    query = (
+                        f"SELECT state, {readable.format(column)}, count(*) "  # noqa: S608
+                        f"FROM {table} GROUP BY 1, 2"
+                    )
+                    for state, ok, count in conn.execute(query, (MIN_MICROS, MAX_MICROS)):
+                        if ok and state in kind._value2member_map_:
+                            counts[kind(state)] += count  # type: ignore[index]
+                        else:
+                            damaged += count
                 links = conn.execute("SELECT count(*) FROM links").fetchone()[0]
             finally:
                 conn.execute("COMMIT")
-        return LedgerStats(syncs=syncs, commands=commands, links=links)
+        return LedgerStats(syncs=syncs, commands=commands, links=links, damaged=damaged)
 
     def close(self) -> None:
         """Close the connection; later calls raise LedgerError. Closing twice is harmless."""
