@@ -50,6 +50,7 @@ from signals_crm.core.crm import (
     ReconcileQuery,
     TaskByMarker,
     WriteResult,
+    id_problems,
 )
 from signals_crm.core.mapping import mapping_set_for, validate_mappings
 from signals_crm.core.model import Company, Conversation, ObjectSchema
@@ -882,8 +883,14 @@ def preflight(
     """Every problem of ``config`` against the CRM's schema, users and (when the adapter can
     tell) campaign."""
     read = (reader or Reader()).read
-    problems: list[Problem] = []
-    if check_campaign and config.campaign_id is not None and caps.supports_campaigns:
+    problems: list[Problem] = id_problems(config, caps)  # ids this CRM cannot have
+    malformed = {p.path for p in problems}  # (not looked up: their problem is said)
+    if (
+        check_campaign
+        and config.campaign_id is not None
+        and caps.supports_campaigns
+        and "campaign_id" not in malformed
+    ):
         exists = yield from read(Call("campaign_exists", (config.campaign_id,)))
         if not exists:
             problems.append(
@@ -909,11 +916,13 @@ def preflight(
     for index, entry in enumerate(config.users.entries):
         user = by_id.get(entry.crm_user_id)
         where = f"user_mapping[{index}].crm_user_id"
+        if where in malformed:
+            continue
         if user is None:
             problems.append(Problem(where, f"no CRM user {entry.crm_user_id}"))
         elif not user.active:
             problems.append(Problem(where, f"CRM user {entry.crm_user_id} is inactive"))
-    if config.default_owner is not None:
+    if config.default_owner is not None and "default_owner" not in malformed:
         user = by_id.get(config.default_owner)
         if user is None or not user.active:
             problems.append(

@@ -12,9 +12,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import date
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import attrs
 
@@ -24,7 +25,10 @@ from signals_crm.core.model import (
     PersonKind,
     field_map,
 )
-from signals_crm.exceptions import AdapterError, DuplicateRecordError
+from signals_crm.exceptions import AdapterError, DuplicateRecordError, Problem
+
+if TYPE_CHECKING:
+    from signals_crm.core.config import SyncConfig
 
 __all__ = [
     "CampaignMembershipWrite",
@@ -42,6 +46,7 @@ __all__ = [
     "TaskByMarker",
     "TaskWrite",
     "WriteResult",
+    "id_problems",
 ]
 
 
@@ -78,6 +83,36 @@ class Capabilities:
     """The person-object fields the CRM always requires on create (Salesforce's ``LastName``
     and ``Company``; none on HubSpot). When no schema is known, only these get placeholders;
     ``None`` (unknown) gives every configured placeholder, as a schema-less CRM always did."""
+    id_pattern: str | None = None
+    """The shape of this CRM's ids (users, campaigns, records) as a regular expression an id
+    matches in full, such as ``[0-9]{1,20}``; ``None`` (the default, for a custom CRM that
+    does not say) accepts any id. Settings accept any well-formed id; preflight reports a
+    configured id of another shape (:func:`id_problems`)."""
+    id_description: str = "an id of this CRM"
+    """How a problem names the expected shape (``"a Salesforce id (15 or 18 letters and
+    digits)"``)."""
+
+    def is_id(self, value: str) -> bool:
+        """Whether ``value`` has the shape of this CRM's ids (always true without a pattern)."""
+        return self.id_pattern is None or re.fullmatch(self.id_pattern, value) is not None
+
+
+def id_problems(config: SyncConfig, caps: Capabilities) -> list[Problem]:
+    """The configured CRM ids whose shape ``caps`` says this CRM cannot have, by the settings'
+    paths (``campaign_id``, ``default_owner``, ``user_mapping[i].crm_user_id``)."""
+    named: list[tuple[str, str | None]] = [
+        ("campaign_id", config.campaign_id),
+        ("default_owner", config.default_owner),
+    ]
+    named.extend(
+        (f"user_mapping[{i}].crm_user_id", entry.crm_user_id)
+        for i, entry in enumerate(config.users.entries)
+    )
+    return [
+        Problem(path, f"malformed {caps.name} id {value!r}: expected {caps.id_description}")
+        for path, value in named
+        if value is not None and not caps.is_id(value)
+    ]
 
 
 # ------------------------------------------------------------------------------------------------

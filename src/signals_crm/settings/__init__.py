@@ -24,9 +24,12 @@ The rules:
    seconds (``"900"``) or an ISO-8601 duration (``"PT15M"``, ``"P1DT2H"``, ``"P2W"``; no years
    or months, which have no fixed length). Whole seconds only; never negative; at most 30 days.
    It is written back as the compact form (``"1h30m"``, ``"0s"``).
-5. **CRM ids** (``campaign_id``, ``default_owner``, ``user_mapping[].crm_user_id``) are a
-   HubSpot id (1 to 20 digits) or a Salesforce id (exactly 15 or 18 ASCII letters and digits).
-   Anything else (empty, spaces, punctuation, a 16-character id) is malformed.
+5. **CRM ids** (``campaign_id``, ``default_owner``, ``user_mapping[].crm_user_id``) are
+   opaque text: 1 to 255 characters, no spaces or control characters (empty, spaced or
+   multi-line ids are malformed). Their *shape* (a Salesforce id has 15 or 18 letters and
+   digits, a HubSpot id is digits, a custom CRM's may be ``usr_9f3a``) is the adapter's to
+   check: preflight reports an id the configured CRM cannot have
+   (:meth:`signals_crm.core.crm.Capabilities.is_id`).
 6. **Signals user ids** (``signals_user_id``, ``fallback_user``, ``default_account_owner``) are
    1 to 64 ASCII letters, digits, ``_`` or ``-``, starting with a letter or digit.
 7. **CRM field names** (mapping targets, owner fields, placeholder keys) are an ASCII letter

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import typing
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeAlias
@@ -52,8 +53,22 @@ _PATH_PART = re.compile(r"^[A-Za-z0-9_]+\Z")
 
 def is_crm_id(value: str) -> bool:
     """Whether ``value`` is a HubSpot id (1 to 20 digits) or a Salesforce id (15 or 18 letters and
-    digits)."""
+    digits).
+
+    Deprecated: settings accept any well-formed id (rule 5), and the shape of an id is the
+    adapter's to check (:meth:`signals_crm.core.crm.Capabilities.is_id`, run by preflight).
+    """
+    warnings.warn(
+        "is_crm_id is deprecated: the shape of a CRM id is the adapter's to check "
+        "(Capabilities.is_id, reported by preflight)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return bool(_CRM_DIGITS.match(value) or _CRM_SALESFORCE.match(value))
+
+
+MAX_ID_LENGTH = 255
+"""The longest CRM id settings accept (Salesforce ids have 18 characters, HubSpot's 20 digits)."""
 
 
 def int_as_text(value: Any) -> Any:
@@ -70,10 +85,11 @@ def int_as_text(value: Any) -> Any:
 def _check_crm_id(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
-    if not is_crm_id(value):
+    if len(value) > MAX_ID_LENGTH or not value.isprintable() or any(c.isspace() for c in value):
+        shown = repr(value) if len(value) <= 40 else repr(value[:40]) + "…"
         raise ValueError(
-            f"malformed CRM id {value!r}: expected a Salesforce id (15 or 18 letters and "
-            "digits) or a HubSpot id (digits)"
+            f"malformed CRM id {shown}: expected 1 to {MAX_ID_LENGTH} characters without "
+            "spaces or control characters"
         )
     return value
 
