@@ -1,25 +1,146 @@
-"""Development sessions: ``nox`` runs them all (tests, typing, lint)."""
+"""Development sessions: ``nox`` runs them all; ``nox -l`` lists them.
+
+- ``tests-3.X``: the whole suite, under coverage, on every Python from 3.11 up that this
+  machine has (on PATH, or installed by pyenv). A version the machine lacks is left out and
+  named in the log, so a machine with only one of them still runs green; the interpreter
+  running nox is always among them.
+- ``tests_without_extras``: the suite with none of the optional extras installed (no PyJWT,
+  psycopg, Playwright): the library must import and work without them; the tests that need
+  one are skipped there, and only there (``SIGNALS_CRM_TESTS_WITHOUT_EXTRAS``).
+- ``coverage``: combines the data of the sessions above and reports it.
+- ``docs``: runs the Python code in ``README.md`` and ``docs/*.md`` (``tests/test_docs.py``).
+- ``typing``: ``mypy --strict``; ``lint``: ruff.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import nox
 
-nox.options.sessions = ["tests", "typing", "lint"]
+nox.options.sessions = ["tests", "tests_without_extras", "coverage", "docs", "typing", "lint"]
 nox.options.reuse_existing_virtualenvs = True
-nox.options.error_on_missing_interpreters = True
+# The interpreters are found below, and a missing one is never requested: nothing is missing.
+nox.options.error_on_missing_interpreters = False
+nox.options.download_python = "never"
+
+OLDEST = 3, 11
+NEWEST_TRIED = 3, 16
+PYTEST = ("-p", "no:cacheprovider")
+DOCS_TESTS = "tests/test_docs.py"
+
+
+def _version_of(python: str) -> tuple[int, int] | None:
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sys; print(*sys.version_info[:2])"],
+            capture_output=True,
+            check=True,
+            text=True,
+            timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None  # e.g. a pyenv shim for a version that is installed but not enabled
+    major, minor = out.split()
+    return int(major), int(minor)
+
+
+def _pyenv_pythons(minor: int) -> list[Path]:
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    found = (root / "versions").glob(f"3.{minor}.*/bin/python3.{minor}")
+
+    def patch(path: Path) -> int:
+        last = path.parent.parent.name.split(".")[-1]
+        return int(last) if last.isdigit() else -1
+
+    return sorted(found, key=patch, reverse=True)
+
+
+def find_pythons() -> dict[str, str]:
+    """Each Python 3.11+ on this machine: ``{"3.12": "/path/to/python3.12", ...}``."""
+    found = {"{}.{}".format(*sys.version_info[:2]): sys.executable}
+    for minor in range(OLDEST[1], NEWEST_TRIED[1] + 1):
+        version = f"3.{minor}"
+        if version in found:
+            continue
+        candidates = [shutil.which(f"python{version}"), *map(str, _pyenv_pythons(minor))]
+        for candidate in filter(None, candidates):
+            if _version_of(candidate) == (3, minor):
+                found[version] = candidate
+                break
+    return dict(sorted(found.items(), key=lambda item: tuple(map(int, item[0].split(".")))))
+
+
+PYTHONS = find_pythons()
+MISSING = [f"3.{m}" for m in range(OLDEST[1], 14) if f"3.{m}" not in PYTHONS]
+
+
+def _coverage_env(session: nox.Session) -> dict[str, str]:
+    label = "".join(c if c.isalnum() else "-" for c in session.name).strip("-")
+    return {"COVERAGE_FILE": str(Path.cwd() / f".coverage.{label}")}
 
 
 @nox.session
+@nox.parametrize("python", [nox.param(path, id=version) for version, path in PYTHONS.items()])
 def tests(session: nox.Session) -> None:
-    """Run the whole test suite (unit, properties, adapters, conformance, engine)."""
-    session.install("-e", ".[tests]")
-    session.run("pytest", *session.posargs)
+    """The whole suite under coverage (the docs' code runs in the ``docs`` session)."""
+    if MISSING:
+        session.log(f"not on this machine, so not tested: Python {', '.join(MISSING)}")
+    session.install(".[tests]", "coverage[toml]>=7.4")
+    session.run(
+        "coverage",
+        "run",
+        "-m",
+        "pytest",
+        *PYTEST,
+        f"--ignore={DOCS_TESTS}",
+        *session.posargs,
+        env=_coverage_env(session),
+    )
+
+
+@nox.session
+def tests_without_extras(session: nox.Session) -> None:
+    """The suite with no optional extra: only the runtime and the ``testing`` extra."""
+    session.install(".[testing]", "coverage[toml]>=7.4")
+    session.run(
+        "coverage",
+        "run",
+        "-m",
+        "pytest",
+        *PYTEST,
+        f"--ignore={DOCS_TESTS}",
+        *session.posargs,
+        env={**_coverage_env(session), "SIGNALS_CRM_TESTS_WITHOUT_EXTRAS": "1"},
+    )
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    """Combine the test sessions' coverage and report it (lines and branches)."""
+    session.install("coverage[toml]>=7.4")
+    data = sorted(Path.cwd().glob(".coverage.tests*"))
+    if not data:
+        session.error("no coverage data: run the tests sessions first")
+    session.run("coverage", "combine", "--keep", *map(str, data))
+    session.run("coverage", "report", "--skip-covered", "--sort=cover")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Run every Python block of README.md and docs/*.md (a block may opt out, with a reason)."""
+    session.install(".[tests]")
+    session.run("pytest", *PYTEST, DOCS_TESTS, *session.posargs)
 
 
 @nox.session
 def typing(session: nox.Session) -> None:
     """``mypy --strict`` over the package, the typing tests and this file."""
-    session.install("-e", ".[typing]")
+    session.install(".[typing]")
     session.run("mypy", "--strict", "src", "tests/typing", "noxfile.py")
 
 
@@ -27,5 +148,6 @@ def typing(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """Ruff: lint rules and formatting."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "noxfile.py")
+    paths = ("src", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run("ruff", "check", *paths)
+    session.run("ruff", "format", "--check", *paths)
