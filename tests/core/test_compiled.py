@@ -188,12 +188,14 @@ def test_task_marker_is_derived_from_the_activity():
 @given(
     st.lists(st.lists(sst.conversations(), max_size=4), min_size=1, max_size=3),
     sst.sync_configs(ownership=False),
-    st.lists(sst.person_records(), max_size=4),
-    st.sampled_from([SALESFORCE_LIKE, HUBSPOT_LIKE]),
+    st.sampled_from([SALESFORCE_LIKE, HUBSPOT_LIKE]).flatmap(
+        lambda crm: st.tuples(st.just(crm), sst.crm_people(person_kind=crm.person_kind, max_size=4))
+    ),
     st.sampled_from(list(SyncMode)),
 )
-def test_a_kept_planner_plans_each_batch_as_plan_sync(batches, config, people, crm, mode):
+def test_a_kept_planner_plans_each_batch_as_plan_sync(batches, config, crm_state, mode):
     """What a planner keeps from batch to batch never changes a plan."""
+    crm, people = crm_state
     planner = Planner(config, crm)
     for batch in batches:
         now = sst.BASE_TIME

@@ -68,13 +68,20 @@ def test_owner_never_a_lower_priority_candidate(people, sources, users):
 @given(
     sst.conversations(closed=True),
     sst.sync_configs(enabled=True, ownership=False),
-    st.lists(sst.person_records(), max_size=4),
-    st.booleans(),
+    st.booleans().flatmap(
+        lambda hubspot: st.tuples(
+            st.just(hubspot),
+            sst.crm_people(
+                person_kind=PersonKind.CONTACT if hubspot else PersonKind.LEAD, max_size=4
+            ),
+        )
+    ),
 )
 @settings(max_examples=150)
-def test_update_never_touches_what_it_must_not(conversation, config, records, hubspot):
+def test_update_never_touches_what_it_must_not(conversation, config, crm_state):
     """An update only writes changed overwrite fields of a non-converted person record, never
     a Contact (Salesforce), the owner or the campaign."""
+    hubspot, records = crm_state
     caps = HUBSPOT_LIKE if hubspot else SALESFORCE_LIKE
     flow = plan_sync([conversation], config, caps, mode=SyncMode.MANUAL)
     (result,) = run_with_state(flow, people=records)
@@ -130,7 +137,7 @@ def test_email_variants_match_the_same_record(pair):
     assert is_valid_email(visitor)
 
 
-@given(st.lists(sst.person_records(), max_size=6), sst.emails(), st.booleans())
+@given(sst.crm_people(person_kind=PersonKind.LEAD), sst.emails(), st.booleans())
 def test_contacts_never_updated_on_salesforce(records, email, attach):
     """With separate Contacts, a Contact is never the target of an update."""
     policy = ContactPolicy.ATTACH if attach else ContactPolicy.CREATE_LEAD
@@ -207,7 +214,7 @@ def test_first_matching_rule_wins_and_fallbacks_apply_in_order(company, config, 
 @given(
     st.lists(sst.conversations(closed=True), max_size=6, unique_by=lambda c: c.id),
     sst.sync_configs(ownership=False),
-    st.lists(sst.person_records(), max_size=5),
+    sst.crm_people(person_kind=PersonKind.LEAD, max_size=5),
 )
 @settings(max_examples=100)
 def test_plans_are_deterministic(conversations, config, records):

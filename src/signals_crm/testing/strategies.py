@@ -19,10 +19,12 @@ reference's emulator checklist describes them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
+import attrs
 from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
 
 from signals_crm.core.config import (
     Condition,
@@ -55,6 +57,7 @@ from signals_crm.core.model import (
     SignalsUser,
     Traffic,
     Visitor,
+    normalize_email,
 )
 from signals_crm.testing.strategies_settings import (
     condition_group_settings,
@@ -87,12 +90,14 @@ __all__ = [  # noqa: RUF022  # grouped: domain values, then user input (re-expor
     "account_records",
     "companies",
     "conversations",
+    "crm_people",
     "email_variants",
     "emails",
     "field_mappings",
     "lead_scores",
     "ownership_configs",
     "participants",
+    "person_ids",
     "person_records",
     "segments",
     "signals_users",
@@ -443,18 +448,46 @@ def sync_configs(
     )
 
 
+def person_ids(
+    *, kind: PersonKind, person_kind: PersonKind = PersonKind.LEAD
+) -> st.SearchStrategy[str]:
+    """Record ids shaped as the CRM makes them for ``kind``.
+
+    A Salesforce-like CRM (``person_kind=LEAD``) prefixes Lead ids ``00Q`` and Contact ids
+    ``003``, so a Lead and a Contact never share an id; a HubSpot-like CRM
+    (``person_kind=CONTACT``) numbers its contacts.
+    """
+    if person_kind is PersonKind.CONTACT:
+        return st.from_regex(r"[1-9][0-9]{0,8}", fullmatch=True)
+    prefix = "00Q" if kind is PersonKind.LEAD else "003"
+    return st.from_regex(rf"{prefix}[0-9A-Z]{{4}}", fullmatch=True)
+
+
 @st.composite
 def person_records(
     draw: st.DrawFn,
     *,
     email: st.SearchStrategy[str] | None = None,
-    kinds: Sequence[PersonKind] = (PersonKind.LEAD, PersonKind.CONTACT),
+    kinds: Sequence[PersonKind] | None = None,
+    person_kind: PersonKind = PersonKind.LEAD,
 ) -> PersonRecord:
-    """A CRM person record as a lookup returns it (fields keyed by the default targets)."""
-    kind = draw(st.sampled_from(list(kinds)))
+    """A CRM person record as a lookup returns it (fields keyed by the default targets).
+
+    ``person_kind`` is the CRM's shape: ``LEAD`` (Salesforce-like: Leads, some converted, and
+    separate Contacts) or ``CONTACT`` (HubSpot-like: contacts only, never converted).
+    ``kinds`` narrows the kinds drawn; a Lead in a HubSpot-like CRM is refused.
+    """
+    possible = (PersonKind.CONTACT,) if person_kind is PersonKind.CONTACT else tuple(PersonKind)
+    chosen = tuple(possible if kinds is None else kinds)
+    if not chosen or not set(chosen) <= set(possible):
+        raise InvalidArgument(
+            f"kinds={kinds!r}: a CRM whose person object is {person_kind.value!r} "
+            f"holds only {[k.value for k in possible]}"
+        )
+    kind = draw(st.sampled_from(chosen))
     converted = kind is PersonKind.LEAD and draw(st.integers(0, 4)) == 0
     return PersonRecord(
-        id=draw(st.from_regex(r"00[3Q][0-9A-Z]{4}", fullmatch=True)),
+        id=draw(person_ids(kind=kind, person_kind=person_kind)),
         kind=kind,
         email=draw(email if email is not None else emails()),
         fields=draw(
@@ -470,6 +503,53 @@ def person_records(
                 st.integers(min_value=0, max_value=5).map(lambda d: BASE_TIME - timedelta(days=d)),
             )
         ),
+    )
+
+
+@st.composite
+def crm_people(
+    draw: st.DrawFn,
+    *,
+    person_kind: PersonKind = PersonKind.LEAD,
+    email: st.SearchStrategy[str] | None = None,
+    kinds: Sequence[PersonKind] | None = None,
+    min_size: int = 0,
+    max_size: int = 6,
+) -> tuple[PersonRecord, ...]:
+    """The person records of a CRM state that can exist, for ``run_with_state(people=...)``.
+
+    What holds in every state drawn (pinned by ``tests/properties/test_strategies.py``):
+
+    1. Ids are unique, and shaped for their kind (see ``person_ids``).
+    2. A HubSpot-like CRM (``person_kind=CONTACT``) holds contacts only, never converted, and
+       no two with the same email (compared as the CRM does: trimmed, case-insensitively).
+    3. A Salesforce-like CRM (``person_kind=LEAD``) may hold several Leads and Contacts with
+       one email; only Leads are converted, and a converted Lead's contact is a Contact of the
+       same state (or unknown, ``None``).
+    """
+    hubspot = person_kind is PersonKind.CONTACT
+    unique_by: tuple[Callable[[PersonRecord], object], ...] = (lambda r: r.id,)
+    if hubspot:
+        unique_by = (lambda r: r.id, lambda r: normalize_email(r.email or ""))
+    records = draw(
+        st.lists(
+            person_records(email=email, kinds=kinds, person_kind=person_kind),
+            min_size=min_size,
+            max_size=max_size,
+            unique_by=unique_by,
+        )
+    )
+    contacts = [r.id for r in records if r.kind is PersonKind.CONTACT]
+    return tuple(
+        attrs.evolve(
+            record,
+            converted_contact_id=draw(st.one_of(st.none(), st.sampled_from(contacts)))
+            if contacts
+            else None,
+        )
+        if record.is_converted
+        else record
+        for record in records
     )
 
 
