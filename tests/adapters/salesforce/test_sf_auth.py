@@ -9,9 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import anyio
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from _services import import_or_unavailable
 from signals_crm.adapters.salesforce import (
     AsyncSalesforceAdapter,
     ClientCredentialsFlow,
@@ -28,6 +27,9 @@ SECRET = "s3cr3t-client-value"
 
 
 def _pem_pair() -> tuple[bytes, bytes]:
+    # The JWT flow is the `jwt` extra's: absent only from the session without extras.
+    serialization = import_or_unavailable("cryptography.hazmat.primitives.serialization", "jwt")
+    rsa = import_or_unavailable("cryptography.hazmat.primitives.asymmetric.rsa", "jwt")
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(
         serialization.Encoding.PEM,
@@ -207,8 +209,7 @@ def test_jwt_bearer_flow(
 
 def test_jwt_assertion_claims(keys: tuple[bytes, bytes]) -> None:
     """The assertion is RS256 with iss, sub, aud and a short exp from the injected clock."""
-    import jwt
-
+    jwt = import_or_unavailable("jwt", "jwt")
     private, public = keys
     flow = JWTBearerFlow(
         client_id="key",
