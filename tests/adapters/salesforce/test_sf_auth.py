@@ -256,6 +256,7 @@ def test_jwt_without_pyjwt_is_a_configuration_error(
 
 def test_jwt_bad_key_does_not_leak_it() -> None:
     """A key that cannot sign is a ConfigurationError that does not quote the key."""
+    import_or_unavailable("jwt", "jwt")  # without PyJWT the error is about the missing extra
     flow = JWTBearerFlow(client_id="k", username="u", private_key="-----NOT A KEY secret-bits")
     with pytest.raises(ConfigurationError) as raised:
         flow.assertion()
