@@ -4,9 +4,10 @@
   machine has (on PATH, or installed by pyenv). A version the machine lacks is left out and
   named in the log, so a machine with only one of them still runs green; the interpreter
   running nox is always among them.
-- ``tests_without_extras``: the suite with none of the optional extras installed (no PyJWT,
-  psycopg, Playwright): the library must import and work without them; the tests that need
-  one are skipped there, and only there (``SIGNALS_CRM_TESTS_WITHOUT_EXTRAS``).
+- ``tests_without_extras``: the suite with none of the package's feature extras installed
+  (``jwt``, ``sandbox``, ...; the test tools are): the library must import and work without
+  them; the tests that need one are skipped there, and only there
+  (``SIGNALS_CRM_TESTS_WITHOUT_EXTRAS``).
 - ``coverage``: combines the data of the sessions above and reports it.
 - ``docs``: runs the Python code in ``README.md`` and ``docs/*.md`` (``tests/test_docs.py``).
 - ``typing``: ``mypy --strict``; ``lint``: ruff.
@@ -18,6 +19,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import nox
@@ -36,7 +38,7 @@ DOCS_TESTS = "tests/test_docs.py"
 
 def _version_of(python: str) -> tuple[int, int] | None:
     try:
-        out = subprocess.run(
+        out = subprocess.run(  # noqa: S603  # an interpreter found on this machine
             [python, "-c", "import sys; print(*sys.version_info[:2])"],
             capture_output=True,
             check=True,
@@ -79,6 +81,25 @@ PYTHONS = find_pythons()
 MISSING = [f"3.{m}" for m in range(OLDEST[1], 14) if f"3.{m}" not in PYTHONS]
 
 
+DEVELOPMENT_EXTRAS = frozenset({"testing", "tests", "typing", "lint", "dev"})
+
+
+def test_tools() -> list[str]:
+    """The ``tests`` extra's own tools, without the package's feature extras or their deps."""
+    extras = tomllib.loads(Path("pyproject.toml").read_text())["project"]["optional-dependencies"]
+    features = {
+        requirement
+        for name, requirements in extras.items()
+        if name not in DEVELOPMENT_EXTRAS
+        for requirement in requirements
+    }
+    return [
+        requirement
+        for requirement in extras["tests"]
+        if not requirement.startswith("signals-crm[") and requirement not in features
+    ]
+
+
 def _coverage_env(session: nox.Session) -> dict[str, str]:
     label = "".join(c if c.isalnum() else "-" for c in session.name).strip("-")
     return {"COVERAGE_FILE": str(Path.cwd() / f".coverage.{label}")}
@@ -105,8 +126,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def tests_without_extras(session: nox.Session) -> None:
-    """The suite with no optional extra: only the runtime and the ``testing`` extra."""
-    session.install(".[testing]", "coverage[toml]>=7.4")
+    """The suite with no feature extra: the runtime, the ``testing`` extra, the test tools."""
+    session.install(".[testing]", *test_tools(), "coverage[toml]>=7.4")
     session.run(
         "coverage",
         "run",
