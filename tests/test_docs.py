@@ -128,28 +128,25 @@ def test_pages_run_most_of_their_code():
 
 def test_block_reader_follows_the_rules():
     """Fences, opt-out markers, hidden setup and doctests are read as the rules say."""
-    text = "\n".join(
-        [
-            "# Page",
-            "```python",
-            "x = 1",
-            "```",
-            "<!-- not run: needs a real CRM -->",
-            "```python",
-            "connect()",
-            "```",
-            "<!-- run: python",
-            "y = x + 1",
-            "-->",
-            "```python",
-            ">>> y",
-            "2",
-            "```",
-            "```console",
-            "$ not python",
-            "```",
-        ]
-    )
+    text = """# Page
+```python
+x = 1
+```
+<!-- not run: needs a real CRM -->
+```python
+connect()
+```
+<!-- run: python
+y = x + 1
+-->
+```python
+>>> y
+2
+```
+```console
+$ not python
+```
+"""
     found = list(blocks(text, "page.md"))
     assert [(b.line, b.code, b.not_run, b.hidden, b.doctest) for b in found] == [
         (3, "x = 1\n", None, False, False),
