@@ -8,7 +8,6 @@ Rules, read from ``pyproject.toml`` and the import statements of ``src/signals_c
    dependency or a requirement of the ``testing`` extra.
 4. An import inside a function (an optional feature, imported when used) is a runtime
    dependency or a requirement of a feature extra (any extra but the development ones).
-5. Every requirement of a feature extra is imported by the package.
 """
 
 from __future__ import annotations
@@ -120,18 +119,6 @@ def test_lazy_imports_belong_to_a_feature_extra():
         if lazy and dist not in runtime() | features
     ]
     assert undeclared == []
-
-
-def test_every_feature_extra_is_used():
-    """Rule 5: each requirement of a feature extra is imported somewhere in the package."""
-    used = {dist for _, dist, _ in package_imports()}
-    unused = {
-        f"{name}: {dist}"
-        for name, reqs in extras().items()
-        if name not in DEVELOPMENT_EXTRAS
-        for dist in reqs - used
-    }
-    assert unused == set()
 
 
 def test_the_checker_sees_lazy_and_module_level_imports(tmp_path):
