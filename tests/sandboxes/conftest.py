@@ -23,6 +23,18 @@ def sf_server(org: LocalSalesforce) -> Iterator[LoopbackServer]:
 
 
 @pytest.fixture
+def sf_env(sf_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> LoopbackServer:
+    """The CA bundle and the HTTPS proxy the way ``requests`` reads them from the environment
+    (``REQUESTS_CA_BUNDLE`` overrides a session's ``verify`` anyway): nothing else."""
+    assert sf_server.ca_file is not None
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sf_server.ca_file)
+    monkeypatch.setenv("HTTPS_PROXY", sf_server.proxy_url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    return sf_server
+
+
+@pytest.fixture
 def portal() -> LocalHubSpot:
     return LocalHubSpot(burst_limit=None, search_per_second=None)
 

@@ -68,7 +68,8 @@ def test_create_read_update_roundtrip(api: httpx.Client, org: LocalSalesforce) -
     assert read["FirstName"] == "Joe"
     assert read["Email"] == "Jo@X.com"  # kept as sent
     assert read["Status"] == "Open - Not Contacted"
-    assert read["OwnerId"] == org.integration_user_id
+    assert read["OwnerId"] == org.assignment_rule_owner  # the standard rule's queue
+    assert read["OwnerId"].startswith("00G")
     assert read["LastModifiedDate"].endswith("+0000")
 
 

@@ -25,12 +25,13 @@ import httpx
 from signals_crm.core.model import normalize_email
 from signals_crm.testing.hubspot._faults import Faults
 from signals_crm.testing.hubspot._schema import (
+    ASSOCIATION_TYPES,
     OBJECT_TYPE_IDS,
+    SINGULAR,
     default_properties,
 )
 
 __all__ = [
-    "ASSOCIATION_TYPES",
     "DATE",
     "DEFAULT_PROPS",
     "MODIFIED",
@@ -48,21 +49,11 @@ __all__ = [
 TYPE_ALIASES: Final[Mapping[str, str]] = {
     **{t: t for t in OBJECT_TYPE_IDS},
     **{v: k for k, v in OBJECT_TYPE_IDS.items()},
-    "contact": "contacts",
-    "company": "companies",
-    "task": "tasks",
-    "note": "notes",
-    "meeting": "meetings",
+    **{one: many for many, one in SINGULAR.items()},
 }
 
 
-OBJECT_LABEL: Final[Mapping[str, str]] = {
-    "contacts": "CONTACT",
-    "companies": "COMPANY",
-    "tasks": "TASK",
-    "notes": "NOTE",
-    "meetings": "MEETING",
-}
+OBJECT_LABEL: Final[Mapping[str, str]] = {kind: name.upper() for kind, name in SINGULAR.items()}
 
 
 MODIFIED: Final[Mapping[str, str]] = {"contacts": "lastmodifieddate"}
@@ -71,6 +62,7 @@ MODIFIED: Final[Mapping[str, str]] = {"contacts": "lastmodifieddate"}
 DEFAULT_PROPS: Final[Mapping[str, tuple[str, ...]]] = {
     "contacts": ("firstname", "lastname", "email"),
     "companies": ("name", "domain"),
+    "deals": ("dealname", "amount", "closedate", "pipeline", "dealstage"),
 }
 
 
@@ -80,6 +72,8 @@ QUERY_PROPS: Final[Mapping[str, tuple[str, ...]]] = {
     "tasks": ("hs_task_body", "hs_task_subject"),
     "notes": ("hs_note_body",),
     "meetings": ("hs_meeting_title", "hs_meeting_body"),
+    "deals": ("dealname",),
+    "calls": ("hs_call_title", "hs_call_body"),
 }
 
 
@@ -88,18 +82,6 @@ INDEXED: Final[Mapping[str, tuple[str, ...]]] = {
     "companies": ("domain",),
 }
 """Properties looked up through an index (email includes ``hs_additional_emails``)."""
-ASSOCIATION_TYPES: Final[Mapping[tuple[str, int], str]] = {
-    ("tasks", 204): "contacts",
-    ("notes", 202): "contacts",
-    ("meetings", 200): "contacts",
-    ("tasks", 192): "companies",
-    ("notes", 190): "companies",
-    ("meetings", 188): "companies",
-    ("contacts", 279): "companies",
-    ("contacts", 1): "companies",
-    ("companies", 280): "contacts",
-    ("companies", 2): "contacts",
-}
 
 
 NUMBER = re.compile(r"^-?(\d+\.?\d*|\.\d+)$")
@@ -183,9 +165,16 @@ class PortalCore:
         self.static_tokens: set[str] = set(tokens)
         self.access_tokens: dict[str, float] = {}
         self.oauth_clients: dict[str, tuple[str, set[str]]] = {}
+        self.oauth_redirects: dict[str, tuple[str, ...]] = {}
+        self.auth_codes: dict[str, tuple[str, str, tuple[str, ...], float]] = {}
+        self.token_owner: dict[str, tuple[str, str]] = {}
+        """Access token -> (app, refresh token it came from)."""
+        self.token_scopes: dict[str, tuple[str, ...]] = {}
         self.denied_scopes: set[str] = set()
         self.properties = default_properties()
         self.objects: dict[str, dict[str, Record]] = {t: {} for t in OBJECT_TYPE_IDS}
+        self.gdpr_blocked: set[str] = set()
+        """Emails erased by a GDPR delete: a contact can no longer be created with one."""
         self.value_index: dict[tuple[str, str], dict[str, set[str]]] = {}
         """Live records by (object type, property) and lower-cased value (see ``INDEXED``)."""
         self.owners: dict[str, Owner] = {}
@@ -264,6 +253,17 @@ class PortalCore:
                 self._error(400, "VALIDATION_ERROR", "Invalid input JSON on line 1")
             ) from None
 
+    @staticmethod
+    def _association_name(kind: str, target: str, type_id: int) -> str:
+        spec = ASSOCIATION_TYPES.get((kind, type_id))
+        if spec is not None:
+            return spec.name
+        return f"{SINGULAR.get(kind, kind)}_to_{SINGULAR.get(target, target)}"
+
+    def _is_archived(self, kind: str, record_id: str) -> bool:
+        other = self.objects.get(kind, {}).get(record_id)
+        return other is None or other.archived
+
     def _reindex(self, kind: str, record: Record, *, add: bool) -> None:
         """Add ``record`` to (or remove it from) the value indexes of its type."""
         for name in INDEXED.get(kind, ()):
@@ -298,11 +298,27 @@ class PortalCore:
             record.archived = True
             record.archived_at = self.clock()
 
-    def _find(self, kind: str, key: str, id_property: str | None) -> Record | None:
+    def _find(
+        self, kind: str, key: str, id_property: str | None, *, archived: bool | None = False
+    ) -> Record | None:
+        """The record ``key`` names; ``archived`` False: live only, True: archived only,
+        None: either."""
         store = self.objects[kind]
         if id_property in (None, "hs_object_id", "id"):
             record = store.get(key)
-            return record if record is not None and not record.archived else None
+            if record is None or (archived is not None and record.archived != archived):
+                return None
+            return record
+        if archived:
+            needle = key.strip().lower()
+            return next(
+                (
+                    r
+                    for r in store.values()
+                    if r.archived and r.props.get(id_property or "", "").lower() == needle
+                ),
+                None,
+            )
         if id_property == "email" and kind == "contacts":
             return self._contact_by_email(key)
         found = self.indexed(kind, id_property or "", [key])
@@ -350,13 +366,14 @@ class PortalCore:
             for target in associations:
                 to = TYPE_ALIASES.get(target.lower())
                 links = record.assoc.get(to or "", {})
-                if links:
-                    assoc[target] = {
-                        "results": [
-                            {"id": i, "type": f"{kind[:-1]}_to_{(to or '')[:-1]}"}
-                            for i in sorted(links, key=int)
-                        ]
-                    }
+                results = [
+                    {"id": other, "type": self._association_name(kind, to or "", type_id)}
+                    for other in sorted(links, key=int)
+                    if not self._is_archived(to or "", other)
+                    for type_id in sorted(links[other] or {0})
+                ]
+                if results:
+                    assoc[target] = {"results": results}
             if assoc:
                 shaped["associations"] = assoc
         return shaped
@@ -382,10 +399,48 @@ class PortalCore:
         return record
 
     def _associate(self, kind: str, record: Record, target: str, to_id: str, type_id: int) -> None:
-        record.assoc.setdefault(target, {}).setdefault(to_id, set()).add(type_id)
+        """Link both ways: ``type_id`` from ``record`` and its inverse from the target; a
+        primary (labelled) association brings the unlabeled one with it."""
+        spec = ASSOCIATION_TYPES.get((kind, type_id))
+        ids = {type_id}
+        if spec is not None and spec.label is not None:
+            ids |= {
+                t.type_id
+                for (k, _), t in ASSOCIATION_TYPES.items()
+                if k == kind and t.to_type == target and t.default
+            }
+        record.assoc.setdefault(target, {}).setdefault(to_id, set()).update(ids)
         other = self.objects[target].get(to_id)
         if other is not None:
-            other.assoc.setdefault(kind, {}).setdefault(record.id, set())
+            inverse = {
+                ASSOCIATION_TYPES[(kind, i)].inverse_id
+                for i in ids
+                if (kind, i) in ASSOCIATION_TYPES
+            }
+            other.assoc.setdefault(kind, {}).setdefault(record.id, set()).update(inverse)
+
+    def _dissociate(
+        self, kind: str, record: Record, target: str, to_id: str, type_ids: set[int] | None = None
+    ) -> None:
+        """Remove the given association types (all when ``None``) both ways."""
+        links = record.assoc.get(target, {})
+        current = links.get(to_id, set())
+        removed = set(current) if type_ids is None else current & type_ids
+        current -= removed
+        if not current:
+            links.pop(to_id, None)
+        other = self.objects[target].get(to_id)
+        if other is not None:
+            back = other.assoc.get(kind, {})
+            inverse = {
+                ASSOCIATION_TYPES[(kind, i)].inverse_id
+                for i in removed
+                if (kind, i) in ASSOCIATION_TYPES
+            }
+            remaining = back.get(record.id, set())
+            remaining -= inverse if type_ids is not None else set(remaining)
+            if not remaining:
+                back.pop(record.id, None)
 
     def _apply(self, kind: str, record: Record, props: Mapping[str, str]) -> None:
         self._reindex(kind, record, add=False)

@@ -3,13 +3,47 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
 from signals_crm.testing.hubspot._core import TYPE_ALIASES, Owner, PortalCore, PortalList
+from signals_crm.testing.hubspot._schema import make_property
 
 __all__ = ["Directory"]
+
+_TYPES = frozenset({"string", "number", "date", "datetime", "enumeration", "bool"})
+_FIELD_TYPES = frozenset(
+    {
+        "text",
+        "textarea",
+        "html",
+        "number",
+        "date",
+        "file",
+        "select",
+        "radio",
+        "checkbox",
+        "booleancheckbox",
+        "phonenumber",
+        "calculation_equation",
+    }
+)
+
+
+def _options(raw: Any) -> list[dict[str, Any]]:
+    options = raw if isinstance(raw, list) else []
+    return [
+        {
+            "label": str(o.get("label", o.get("value", ""))),
+            "value": str(o.get("value", "")),
+            "displayOrder": int(o.get("displayOrder", i)),
+            "hidden": bool(o.get("hidden", False)),
+        }
+        for i, o in enumerate(options)
+        if isinstance(o, dict)
+    ]
 
 
 class Directory(PortalCore):
@@ -55,21 +89,89 @@ class Directory(PortalCore):
             body["paging"] = {"next": {"after": str(after + limit)}}
         return self._json(200, body)
 
-    def _properties(self, parts: list[str]) -> httpx.Response:
+    def _properties(self, method: str, parts: list[str], body: Any) -> httpx.Response:
+        """The properties API: read all or one; create (``POST``, 201; 409 when the name is
+        taken), update (``PATCH``) and archive (``DELETE``, 204) custom properties."""
         kind = TYPE_ALIASES.get(parts[0].lower())
         if kind is None:
             return self._error(
                 400, "VALIDATION_ERROR", f"Unable to infer object type from: {parts[0]}"
             )
         props = self.properties[kind]
-        if len(parts) == 1:
+        if len(parts) == 1 and method == "GET":
             return self._json(200, {"results": [json.loads(json.dumps(p)) for p in props.values()]})
+        if len(parts) == 1 and method == "POST":
+            return self._create_property(kind, body)
+        if len(parts) != 2:
+            return self._error(405, None, "Method not allowed")
         prop = props.get(parts[1])
         if prop is None:
             return self._error(
                 404, "OBJECT_NOT_FOUND", f"Unable to find property {parts[1]} on {kind}"
             )
-        return self._json(200, json.loads(json.dumps(prop)))
+        if method == "GET":
+            return self._json(200, json.loads(json.dumps(prop)))
+        if prop["hubspotDefined"] and method in ("PATCH", "DELETE"):
+            return self._error(400, "VALIDATION_ERROR", f"{parts[1]} is a HubSpot-defined property")
+        if method == "DELETE":
+            del props[parts[1]]
+            return httpx.Response(204)
+        if method == "PATCH" and isinstance(body, Mapping):
+            for key in ("label", "description", "groupName", "hidden", "displayOrder"):
+                if key in body:
+                    prop[key] = body[key]
+            if "options" in body:
+                prop["options"] = _options(body["options"])
+            prop["updatedAt"] = self._now_iso()
+            return self._json(200, json.loads(json.dumps(prop)))
+        return self._error(405, None, "Method not allowed")
+
+    def _create_property(self, kind: str, body: Any) -> httpx.Response:
+        if not isinstance(body, Mapping):
+            return self._error(400, "VALIDATION_ERROR", "Invalid input JSON")
+        missing = [
+            k for k in ("name", "label", "type", "fieldType", "groupName") if not body.get(k)
+        ]
+        if missing:
+            return self._error(
+                400,
+                "VALIDATION_ERROR",
+                f"Property is missing required fields: {missing}",
+                errors=[
+                    {
+                        "message": f"{k} is required",
+                        "code": "REQUIRED_FIELD",
+                        "context": {"propertyName": [k]},
+                    }
+                    for k in missing
+                ],
+            )
+        name = str(body["name"])
+        if name in self.properties[kind]:
+            return self._error(
+                409, "OBJECT_ALREADY_EXISTS", f"A property named '{name}' already exists."
+            )
+        ptype, field_type = str(body["type"]), str(body["fieldType"])
+        if ptype not in _TYPES or field_type not in _FIELD_TYPES:
+            return self._error(
+                400,
+                "VALIDATION_ERROR",
+                f"{ptype}/{field_type} is not a valid property type and field type",
+            )
+        prop = make_property(
+            name,
+            str(body["label"]),
+            type=ptype,
+            field_type=field_type,
+            group=str(body["groupName"]),
+            unique=bool(body.get("hasUniqueValue", False)),
+            hubspot_defined=False,
+        )
+        prop["options"] = _options(body.get("options") or [])
+        prop["description"] = str(body.get("description") or "")
+        prop["createdAt"] = prop["updatedAt"] = self._now_iso()
+        self.properties[kind][name] = prop
+        return self._json(201, json.loads(json.dumps(prop)))
 
     def _list_body(self, found: PortalList) -> dict[str, Any]:
         return {

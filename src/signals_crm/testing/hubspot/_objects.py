@@ -17,8 +17,75 @@ from signals_crm.testing.hubspot._validation import Validation
 __all__ = ["Objects"]
 
 
+def _listed(params: httpx.QueryParams, name: str) -> list[str]:
+    """Every value of a repeated and/or comma-separated parameter (``a&a=b,c``), in order."""
+    return [v for raw in params.get_list(name) for v in raw.split(",") if v]
+
+
+def _flag(params: httpx.QueryParams, name: str) -> bool:
+    return str(params.get(name, "false")).lower() == "true"
+
+
 class Objects(Validation):
     """Create, read, update, list and batch endpoints of every object type."""
+
+    def _merge(self, kind: str, body: Any) -> httpx.Response:
+        """``POST /{type}/merge``: the second record folds into the primary, which survives
+        with the other's associations (and, for contacts, its email as an additional one)."""
+        if not isinstance(body, Mapping):
+            return self._error(400, "VALIDATION_ERROR", "Invalid input JSON")
+        primary = self._find(kind, str(body.get("primaryObjectId", "")), None)
+        other = self._find(kind, str(body.get("objectIdToMerge", "")), None)
+        if primary is None or other is None:
+            return self._error(404, "OBJECT_NOT_FOUND", "resource not found")
+        if primary.id == other.id:
+            return self._error(400, "VALIDATION_ERROR", "Cannot merge an object with itself")
+        merged = {k: v for k, v in other.props.items() if k not in primary.props}
+        if kind == "contacts":
+            emails = [e for e in primary.props.get("hs_additional_emails", "").split(";") if e]
+            emails += [
+                e
+                for e in (
+                    other.props.get("email"),
+                    *other.props.get("hs_additional_emails", "").split(";"),
+                )
+                if e
+            ]
+            merged.pop("email", None)
+            merged["hs_additional_emails"] = ";".join(dict.fromkeys(emails))
+        for target, links in list(other.assoc.items()):
+            for to_id, type_ids in list(links.items()):
+                for type_id in type_ids:
+                    self._associate(kind, primary, target, to_id, type_id)
+                self._dissociate(kind, other, target, to_id)
+        self._archive(kind, other)
+        self._reindex(kind, primary, add=False)
+        primary.props.update(
+            {k: v for k, v in merged.items() if k not in ("hs_object_id", "createdate")}
+        )
+        self._apply(kind, primary, {})
+        return self._json(200, self._shape(kind, primary, None))
+
+    def _gdpr_delete(self, kind: str, body: Any) -> httpx.Response:
+        """``POST /contacts/gdpr-delete``: the record is erased for good (not restorable); an
+        unknown email is blocked from coming back. 204 either way."""
+        if not isinstance(body, Mapping) or not body.get("objectId"):
+            return self._error(400, "VALIDATION_ERROR", "objectId is required")
+        key = str(body["objectId"])
+        id_property = body.get("idProperty")
+        record = self._find(kind, key, str(id_property) if id_property else None, archived=None)
+        if record is None:
+            if id_property == "email":
+                self.gdpr_blocked.add(normalize_email(key))
+            return httpx.Response(204)
+        for target, links in list(record.assoc.items()):
+            for to_id in list(links):
+                self._dissociate(kind, record, target, to_id)
+        self._reindex(kind, record, add=False)
+        if kind == "contacts" and record.props.get("email"):
+            self.gdpr_blocked.add(normalize_email(record.props["email"]))
+        del self.objects[kind][record.id]
+        return httpx.Response(204)
 
     def _create_one(self, kind: str, body: Any) -> httpx.Response:
         props, links, error = self._prepare_create(kind, body)
@@ -32,12 +99,31 @@ class Objects(Validation):
         return self._json(201, self._shape(kind, record, list(props)))
 
     def _get_one(self, kind: str, key: str, params: httpx.QueryParams) -> httpx.Response:
-        record = self._find(kind, key, params.get("idProperty"))
+        archived = _flag(params, "archived")
+        record = self._find(kind, key, params.get("idProperty"), archived=archived)
         if record is None:
             return self._error(404, "OBJECT_NOT_FOUND", "resource not found")
-        props = [p for p in (params.get("properties") or "").split(",") if p]
-        assoc = [a for a in (params.get("associations") or "").split(",") if a]
-        return self._json(200, self._shape(kind, record, props, associations=assoc))
+        props = _listed(params, "properties")
+        assoc = _listed(params, "associations")
+        history = _listed(params, "propertiesWithHistory")
+        shaped = self._shape(kind, record, props, associations=assoc)
+        if history:
+            shaped["propertiesWithHistory"] = self._history(record, history)
+        return self._json(200, shaped)
+
+    def _history(self, record: Record, names: list[str]) -> dict[str, list[dict[str, str]]]:
+        return {
+            name: [
+                {
+                    "value": record.props[name],
+                    "timestamp": self._now_iso(record.updated),
+                    "sourceType": "API",
+                }
+            ]
+            if name in record.props
+            else []
+            for name in names
+        }
 
     def _patch_one(
         self, kind: str, key: str, params: httpx.QueryParams, body: Any
@@ -56,12 +142,23 @@ class Objects(Validation):
         return self._json(200, self._shape(kind, record, list(props)))
 
     def _list_objects(self, kind: str, params: httpx.QueryParams) -> httpx.Response:
-        limit = min(int(params.get("limit", "10") or 10), 100)
-        after = int(params.get("after", "0") or 0)
-        props = [p for p in (params.get("properties") or "").split(",") if p]
-        live = [r for r in self.objects[kind].values() if not r.archived]
+        try:
+            limit = int(params.get("limit", "10") or 10)
+            after = int(params.get("after", "0") or 0)
+        except ValueError:
+            return self._error(400, "VALIDATION_ERROR", "limit and after must be integers")
+        if limit > 100 or limit < 1:
+            return self._error(
+                400, "VALIDATION_ERROR", f"limit must be between 1 and 100, was {limit}"
+            )
+        props = _listed(params, "properties")
+        assoc = _listed(params, "associations")
+        archived = _flag(params, "archived")
+        live = [r for r in self.objects[kind].values() if r.archived == archived]
         page = live[after : after + limit]
-        body: dict[str, Any] = {"results": [self._shape(kind, r, props) for r in page]}
+        body: dict[str, Any] = {
+            "results": [self._shape(kind, r, props, associations=assoc) for r in page]
+        }
         if after + limit < len(live):
             body["paging"] = {"next": {"after": str(after + limit)}}
         return self._json(200, body)

@@ -37,6 +37,7 @@ from urllib.parse import unquote
 import httpx
 
 from signals_crm.testing._loopback import ConnectionDropped
+from signals_crm.testing.hubspot._associations import Associations
 from signals_crm.testing.hubspot._backdoor import HubSpotBackdoor
 from signals_crm.testing.hubspot._core import TYPE_ALIASES, Problem
 from signals_crm.testing.hubspot._directory import Directory
@@ -57,10 +58,11 @@ _PATHS = (
         r"^/crm/(?P<api>objects|owners|properties|lists)/\d{4}-\d{2}(?:-beta)?(?P<rest>/.*)?$"
     ),
 )
-_OAUTH = re.compile(r"^/oauth/(?:v1|v3|\d{4}-\d{2})/token$")
+_V4 = re.compile(r"^/crm/(?:v4|associations/\d{4}-\d{2})(?P<rest>/.*)$")
+_OAUTH = re.compile(r"^/oauth(?P<rest>/authorize|/(?:v1|v3|\d{4}-\d{2})/.+)$")
 
 
-class LocalHubSpot(Gate, OAuth, Objects, Search, Directory):
+class LocalHubSpot(Gate, OAuth, Objects, Search, Directory, Associations):
     """An in-memory HubSpot portal that answers HubSpot's REST subset (see module docstring).
 
     ``tokens`` are static bearer tokens (private apps); :meth:`add_oauth_client` registers an
@@ -76,12 +78,23 @@ class LocalHubSpot(Gate, OAuth, Objects, Search, Directory):
         """An in-process transport serving this portal (sync and async clients)."""
         return httpx.MockTransport(self.handle)
 
-    def add_oauth_client(self, client_id: str, client_secret: str, refresh_token: str) -> None:
-        """Register an OAuth app and one of its refresh tokens."""
+    def add_oauth_client(
+        self,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str | None = None,
+        *,
+        redirect_uris: tuple[str, ...] = (),
+    ) -> None:
+        """Register an OAuth app, optionally with one ready refresh token; ``redirect_uris``
+        are where ``/oauth/authorize`` may send its codes."""
         with self.lock:
             secret, refresh = self.oauth_clients.get(client_id, (client_secret, set()))
-            refresh.add(refresh_token)
+            if refresh_token is not None:
+                refresh.add(refresh_token)
             self.oauth_clients[client_id] = (secret, refresh)
+            known = self.oauth_redirects.get(client_id, ())
+            self.oauth_redirects[client_id] = (*known, *redirect_uris)
 
     def add_property(self, object_type: str, name: str, **options: Any) -> None:
         """Create a custom property (``make_property`` options: type, field_type, options...)."""
@@ -138,10 +151,17 @@ class LocalHubSpot(Gate, OAuth, Objects, Search, Directory):
 
     def _route(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
-        if _OAUTH.match(path):
-            if request.method != "POST":
-                return self._error(405, None, "Method not allowed")
-            return self._oauth_token(request)
+        oauth = _OAUTH.match(path)
+        if oauth:
+            return self._oauth(request, [unquote(p) for p in oauth.group("rest").split("/") if p])
+        v4 = _V4.match(path)
+        if v4:
+            parts = [unquote(p) for p in v4.group("rest").split("/") if p]
+            static = self._authenticate(request)
+            self._count(search=False)
+            response = self._v4(request, parts)
+            response.headers.update(self._limit_headers(static))
+            return response
         for pattern in _PATHS:
             found = pattern.match(path)
             if found:
@@ -166,9 +186,10 @@ class LocalHubSpot(Gate, OAuth, Objects, Search, Directory):
                 return self._error(405, None, "Method not allowed")
             return self._owners(parts, params)
         if api == "properties":
-            if method != "GET" or not parts:
+            if not parts:
                 return self._error(405, None, "Method not allowed")
-            return self._properties(parts)
+            body = self._body(request) if method in ("POST", "PATCH") else None
+            return self._properties(method, parts, body)
         if api == "lists":
             return self._lists(method, parts, request)
         if not parts:
@@ -188,6 +209,15 @@ class LocalHubSpot(Gate, OAuth, Objects, Search, Directory):
                 return self._list_objects(kind, params)
         elif rest == ["search"] and method == "POST":
             return self._search_objects(kind, request)
+        elif rest == ["merge"] and method == "POST":
+            return self._merge(kind, self._body(request))
+        elif rest == ["gdpr-delete"] and method == "POST" and kind == "contacts":
+            return self._gdpr_delete(kind, self._body(request))
+        elif len(rest) >= 3 and rest[1] == "associations":
+            record = self._find(kind, rest[0], None)
+            if record is None:
+                return self._error(404, "OBJECT_NOT_FOUND", "resource not found")
+            return self._v3_associations(method, kind, record, rest[2:])
         elif len(rest) == 2 and rest[0] == "batch" and method == "POST":
             return self._batch(kind, rest[1], self._body(request))
         elif len(rest) == 1:

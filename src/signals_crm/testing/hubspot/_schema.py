@@ -11,15 +11,94 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-__all__ = ["OBJECT_TYPE_IDS", "default_properties", "make_property"]
+import attrs
+
+__all__ = [
+    "ASSOCIATION_TYPES",
+    "OBJECT_TYPE_IDS",
+    "SINGULAR",
+    "AssociationType",
+    "default_properties",
+    "make_property",
+]
 
 OBJECT_TYPE_IDS: Final[Mapping[str, str]] = {
     "contacts": "0-1",
     "companies": "0-2",
+    "deals": "0-3",
     "tasks": "0-27",
     "notes": "0-46",
     "meetings": "0-47",
+    "calls": "0-48",
 }
+SINGULAR: Final[Mapping[str, str]] = {
+    "contacts": "contact",
+    "companies": "company",
+    "deals": "deal",
+    "tasks": "task",
+    "notes": "note",
+    "meetings": "meeting",
+    "calls": "call",
+}
+
+
+@attrs.frozen
+class AssociationType:
+    """One HUBSPOT_DEFINED association type between two object types (Associations v4)."""
+
+    from_type: str
+    to_type: str
+    type_id: int
+    inverse_id: int
+    label: str | None = None
+    default: bool = False
+
+    @property
+    def name(self) -> str:
+        """The v3 name (``contact_to_company``, ``contact_to_company_unlabeled``)."""
+        base = f"{SINGULAR[self.from_type]}_to_{SINGULAR[self.to_type]}"
+        if self.label is None and self.type_id in _HAS_PRIMARY:
+            return f"{base}_unlabeled"
+        return base
+
+
+# (from, to, typeId, inverse typeId, label, default) -- HubSpot's documented default type ids.
+_TABLE: Final = (
+    ("contacts", "companies", 279, 280, None, True),
+    ("contacts", "companies", 1, 2, "Primary", False),
+    ("deals", "contacts", 3, 4, None, True),
+    ("deals", "companies", 341, 342, None, True),
+    ("deals", "companies", 5, 6, "Primary", False),
+    ("tasks", "contacts", 204, 203, None, True),
+    ("tasks", "companies", 192, 191, None, True),
+    ("tasks", "deals", 216, 215, None, True),
+    ("notes", "contacts", 202, 201, None, True),
+    ("notes", "companies", 190, 189, None, True),
+    ("notes", "deals", 214, 213, None, True),
+    ("meetings", "contacts", 200, 199, None, True),
+    ("meetings", "companies", 188, 187, None, True),
+    ("meetings", "deals", 212, 211, None, True),
+    ("calls", "contacts", 194, 193, None, True),
+    ("calls", "companies", 182, 181, None, True),
+    ("calls", "deals", 206, 205, None, True),
+)
+_HAS_PRIMARY: Final = frozenset({279, 280, 341, 342})
+
+
+def _types() -> dict[tuple[str, int], AssociationType]:
+    out: dict[tuple[str, int], AssociationType] = {}
+    for from_type, to_type, type_id, inverse, label, default in _TABLE:
+        out[(from_type, type_id)] = AssociationType(
+            from_type, to_type, type_id, inverse, label, default
+        )
+        out[(to_type, inverse)] = AssociationType(
+            to_type, from_type, inverse, type_id, label, default
+        )
+    return out
+
+
+ASSOCIATION_TYPES: Final[Mapping[tuple[str, int], AssociationType]] = _types()
+"""(from object type, typeId) -> the association type, both directions."""
 
 LIFECYCLE_STAGES: Final = (
     "subscriber",
@@ -223,13 +302,74 @@ def default_properties() -> dict[str, dict[str, dict[str, Any]]]:
             options=("SCHEDULED", "COMPLETED", "RESCHEDULED", "NO_SHOW", "CANCELED"),
         ),
     ]
+    deals = [
+        *_system("hs_lastmodifieddate"),
+        make_property("dealname", "Deal Name"),
+        make_property("amount", "Amount", type="number", field_type="number"),
+        make_property("closedate", "Close Date", type="datetime", field_type="date"),
+        make_property(
+            "pipeline", "Pipeline", type="enumeration", field_type="select", options=("default",)
+        ),
+        make_property(
+            "dealstage",
+            "Deal Stage",
+            type="enumeration",
+            field_type="radio",
+            options=(
+                "appointmentscheduled",
+                "qualifiedtobuy",
+                "presentationscheduled",
+                "decisionmakerboughtin",
+                "contractsent",
+                "closedwon",
+                "closedlost",
+            ),
+        ),
+        make_property("description", "Deal Description", field_type="textarea"),
+    ]
+    calls = [
+        *_system("hs_lastmodifieddate"),
+        make_property("hs_timestamp", "Activity date", type="datetime", field_type="date"),
+        make_property("hs_call_title", "Call Title"),
+        make_property("hs_call_body", "Call notes", field_type="html"),
+        make_property("hs_call_duration", "Call duration", type="number", field_type="number"),
+        make_property("hs_call_from_number", "From number", field_type="phonenumber"),
+        make_property("hs_call_to_number", "To number", field_type="phonenumber"),
+        make_property(
+            "hs_call_direction",
+            "Call direction",
+            type="enumeration",
+            field_type="select",
+            options=("INBOUND", "OUTBOUND"),
+        ),
+        make_property(
+            "hs_call_status",
+            "Call status",
+            type="enumeration",
+            field_type="select",
+            options=(
+                "BUSY",
+                "CALLING_CRM_USER",
+                "CANCELED",
+                "COMPLETED",
+                "CONNECTING",
+                "FAILED",
+                "IN_PROGRESS",
+                "NO_ANSWER",
+                "QUEUED",
+                "RINGING",
+            ),
+        ),
+    ]
     return {
         name: {p["name"]: p for p in props}
         for name, props in (
             ("contacts", contacts),
             ("companies", companies),
+            ("deals", deals),
             ("tasks", tasks),
             ("notes", notes),
             ("meetings", meetings),
+            ("calls", calls),
         )
     }

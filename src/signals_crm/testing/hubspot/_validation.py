@@ -7,15 +7,15 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from signals_crm.core.model import is_valid_email
+from signals_crm.core.model import is_valid_email, normalize_email
 from signals_crm.testing.hubspot._core import (
-    ASSOCIATION_TYPES,
     DATE,
     NUMBER,
     PortalCore,
     Record,
 )
 from signals_crm.testing.hubspot._schema import (
+    ASSOCIATION_TYPES,
     LIFECYCLE_STAGES,
 )
 
@@ -133,7 +133,15 @@ class Validation(PortalCore):
     ) -> dict[str, Any]:
         message = "Property values were not valid: " + json.dumps(list(problems))
         context = {"objectWriteTraceId": [trace]} if trace is not None else None
-        return self._error_body("VALIDATION_ERROR", message, context=context)
+        errors = [
+            {
+                "message": p["message"],
+                "code": p["error"],
+                "context": {"propertyName": [p["name"]]},
+            }
+            for p in problems
+        ]
+        return self._error_body("VALIDATION_ERROR", message, context=context, errors=errors)
 
     def _check_associations(
         self, kind: str, associations: Any
@@ -150,7 +158,8 @@ class Validation(PortalCore):
                     type_id = int(t.get("associationTypeId"))
                 except (TypeError, ValueError):
                     return [], "associationTypeId must be a number"
-                target = ASSOCIATION_TYPES.get((kind, type_id))
+                spec = ASSOCIATION_TYPES.get((kind, type_id))
+                target = spec.to_type if spec is not None else None
                 if target is None:
                     return [], f"{type_id} is not a valid association type id from {kind}"
                 if self._find(target, to_id, None) is None:
@@ -181,7 +190,14 @@ class Validation(PortalCore):
                     context={"objectWriteTraceId": [trace]} if trace else None,
                 ),
             )
-        if kind in {"tasks", "notes", "meetings"} and not props.get("hs_timestamp"):
+        if kind == "contacts" and normalize_email(props.get("email", "")) in self.gdpr_blocked:
+            problem = self._invalid(
+                "email",
+                f"{props['email']} was erased by a GDPR delete and may not be added again",
+                "BLOCKED_EMAIL",
+            )
+            return {}, [], self._validation_body([problem], trace)
+        if kind in {"tasks", "notes", "meetings", "calls"} and not props.get("hs_timestamp"):
             problem = self._invalid("hs_timestamp", "hs_timestamp is required", "REQUIRED_PROPERTY")
             return {}, [], self._validation_body([problem], trace)
         links, bad = self._check_associations(kind, item.get("associations"))

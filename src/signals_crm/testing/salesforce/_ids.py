@@ -25,6 +25,13 @@ KEY_PREFIXES = {
     "Task": "00T",
     "Campaign": "701",
     "CampaignMember": "00v",
+    "Organization": "00D",
+    "RecordType": "012",
+    "LeadStatus": "01J",
+    "CampaignMemberStatus": "01Y",
+    "AssignmentRule": "01Q",
+    "DuplicateRule": "0Bm",
+    "QueueSobject": "03g",
 }
 
 

@@ -161,6 +161,7 @@ class LocalSalesforce:
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], datetime] | None = None,
         org_id: str = "00D5g000004LoCaL",
+        standard_rules: bool = True,
     ) -> None:
         self.instance_url = instance_url.rstrip("/")
         self.page_size = page_size
@@ -194,6 +195,8 @@ class LocalSalesforce:
             },
         )
         self.data.default_lead_owner = self.integration_user_id
+        self.data.acting_user = self.integration_user_id
+        self.data.seed_standard(rules=standard_rules)
         self.logins: dict[str, Login] = {}
         self._codes: dict[str, AuthCode] = {}
         self._access_by_refresh: dict[str, set[str]] = {}
@@ -207,6 +210,8 @@ class LocalSalesforce:
 
     @property
     def duplicate_rule(self) -> DuplicateRule | None:
+        """The first duplicate rule; a new org has the standard Lead and Contact rules active
+        (``standard_rules=False`` starts without them and without the assignment rule)."""
         return self.data.duplicate_rule
 
     @duplicate_rule.setter
@@ -524,6 +529,8 @@ class LocalSalesforce:
                     lambda name, values: self._tree_create(name, values, headers),
                 )
                 return _Reply(status, answer)
+            if route.rstrip("/") == "/sobjects" and method == "GET":
+                return _Reply(200, self._global_describe(version))
             sobject = re.match(r"^/sobjects/([A-Za-z0-9_]+)(?:/([^/]+))?/?$", route)
             if sobject:
                 return self._sobject(
@@ -568,6 +575,35 @@ class LocalSalesforce:
                 f"/services/data/v{version}{route.rstrip('/')}/{reply.body['id']}"
             )
         return reply.status, reply.body, answer_headers
+
+    def _global_describe(self, version: str) -> dict[str, Any]:
+        base = f"/services/data/v{version}/sobjects"
+        return {
+            "encoding": "UTF-8",
+            "maxBatchSize": 200,
+            "sobjects": [
+                {
+                    "name": obj.name,
+                    "label": obj.label or obj.name,
+                    "labelPlural": f"{obj.label or obj.name}s",
+                    "keyPrefix": obj.key_prefix,
+                    "custom": False,
+                    "createable": obj.createable,
+                    "updateable": obj.updateable,
+                    "deletable": obj.createable,
+                    "queryable": True,
+                    "searchable": obj.name in ("Lead", "Contact", "Account", "Campaign", "Task"),
+                    "retrieveable": True,
+                    "layoutable": obj.createable,
+                    "urls": {
+                        "sobject": f"{base}/{obj.name}",
+                        "describe": f"{base}/{obj.name}/describe",
+                        "rowTemplate": f"{base}/{obj.name}/{{ID}}",
+                    },
+                }
+                for obj in sorted(self.data.objects.values(), key=lambda o: o.name)
+            ],
+        }
 
     @staticmethod
     def _composite_resources(version: str) -> dict[str, str]:

@@ -18,7 +18,14 @@ import attrs
 
 from signals_crm.core.model import is_valid_email
 from signals_crm.testing.salesforce._ids import IdFactory, is_well_formed, to_18
-from signals_crm.testing.salesforce._schema import FieldDef, ObjectDef, standard_objects
+from signals_crm.testing.salesforce._schema import (
+    ADDRESSES,
+    LEAD_STATUSES,
+    NAMED,
+    FieldDef,
+    ObjectDef,
+    standard_objects,
+)
 from signals_crm.testing.salesforce._soql import (
     And,
     Comparison,
@@ -34,6 +41,17 @@ from signals_crm.testing.salesforce._soql import (
 
 __all__ = ["ApiError", "DuplicateRule", "OrgData", "RecordError"]
 
+MAX_OFFSET = 2000
+"""SOQL's largest OFFSET (SOQL and SOSL Reference, "OFFSET")."""
+_ADDRESS_PARTS = (
+    ("street", "Street"),
+    ("city", "City"),
+    ("state", "State"),
+    ("postalCode", "PostalCode"),
+    ("country", "Country"),
+    ("latitude", "Latitude"),
+    ("longitude", "Longitude"),
+)
 _TEXT_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "combobox", "picklist"})
 _ID_TYPES = frozenset({"id", "reference"})
 
@@ -92,6 +110,7 @@ class DuplicateRule:
     allow_save: bool = False
     name: str = "Standard_Lead_Duplicate_Rule"
     include_result_in_collections: bool = False
+    active: bool = True
 
 
 def format_datetime(value: datetime) -> str:
@@ -140,11 +159,41 @@ class OrgData:
         self.ids = IdFactory()
         self._clock = clock
         self._last_time: datetime | None = None
-        self.duplicate_rule: DuplicateRule | None = None
-        self.assignment_rule_owner: str | None = None
+        self.duplicate_rules: list[DuplicateRule] = []
+        self.assignment_rules: dict[str, str] = {}
+        """Active Lead assignment rules: AssignmentRule id -> the owner it gives."""
+        self.default_assignment_rule: str | None = None
+        self.acting_user: str | None = None
+        """The user the API acts as (``CreatedById``, ``LastModifiedById``)."""
         self.default_lead_owner: str | None = None
 
     # -- basics ------------------------------------------------------------------------------
+
+    @property
+    def duplicate_rule(self) -> DuplicateRule | None:
+        """The first duplicate rule (older single-rule spelling)."""
+        return self.duplicate_rules[0] if self.duplicate_rules else None
+
+    @duplicate_rule.setter
+    def duplicate_rule(self, rule: DuplicateRule | None) -> None:
+        self.duplicate_rules = [] if rule is None else [rule]
+
+    @property
+    def assignment_rule_owner(self) -> str | None:
+        """The owner the default active Lead assignment rule gives (``None``: no rule)."""
+        if self.default_assignment_rule is None:
+            return None
+        return self.assignment_rules.get(self.default_assignment_rule)
+
+    @assignment_rule_owner.setter
+    def assignment_rule_owner(self, owner_id: str | None) -> None:
+        key = self.default_assignment_rule or "default"
+        if owner_id is None:
+            self.assignment_rules.pop(key, None)
+            self.default_assignment_rule = None
+        else:
+            self.assignment_rules[key] = owner_id
+            self.default_assignment_rule = key
 
     def now(self) -> datetime:
         """The org clock, strictly increasing by at least a millisecond per call."""
@@ -197,10 +246,128 @@ class OrgData:
             record[known.name if known is not None else name] = value
         if obj.field("OwnerId") is not None and not record.get("OwnerId"):
             record["OwnerId"] = self.default_lead_owner
+        record.setdefault("CreatedById", self.acting_user or self.default_lead_owner)
+        self.derive(obj, record)
         self.records[obj.name.lower()][record_id] = record
         self.seq[record_id] = len(self.seq)
+        if obj.name == "Campaign":
+            self._default_member_statuses(record_id)
         self._index_record(obj, record, add=True)
         return record_id
+
+    def seed_standard(self, *, rules: bool) -> None:
+        """What a new org ships: its Organization record, the lead statuses and, with
+        ``rules``, the standard duplicate rules (Allow + Alert: API saves are refused unless
+        ``allowSave=true``) and an active Lead assignment rule giving new Leads to a queue."""
+        self.insert_raw(
+            self.objects["organization"],
+            {
+                "Name": "Local Sandbox Org",
+                "OrganizationType": "Developer Edition",
+                "InstanceName": "LOCAL1",
+                "IsSandbox": False,
+                "LanguageLocaleKey": "en_US",
+                "TimeZoneSidKey": "America/Los_Angeles",
+                "DefaultLocaleSidKey": "en_US",
+            },
+        )
+        for order, label in enumerate(LEAD_STATUSES, start=1):
+            self.insert_raw(
+                self.objects["leadstatus"],
+                {
+                    "MasterLabel": label,
+                    "ApiName": label,
+                    "SortOrder": order,
+                    "IsDefault": order == 1,
+                    "IsConverted": label == "Closed - Converted",
+                },
+            )
+        if not rules:
+            return
+        queue = self.insert_raw(
+            self.objects["group"],
+            {"Name": "Web Leads", "DeveloperName": "Web_Leads", "Type": "Queue"},
+        )
+        self.insert_raw(self.objects["queuesobject"], {"QueueId": queue, "SobjectType": "Lead"})
+        rule_id = self.insert_raw(
+            self.objects["assignmentrule"],
+            {"Name": "Standard", "SobjectType": "Lead", "Active": True},
+        )
+        self.assignment_rules[rule_id] = queue
+        self.default_assignment_rule = rule_id
+        for rule in (
+            DuplicateRule("Lead", ("Lead", "Contact"), allow_save=True),
+            DuplicateRule(
+                "Contact", ("Contact",), allow_save=True, name="Standard_Contact_Duplicate_Rule"
+            ),
+        ):
+            self.duplicate_rules.append(rule)
+            self.insert_raw(
+                self.objects["duplicaterule"],
+                {
+                    "DeveloperName": rule.name,
+                    "MasterLabel": rule.name.replace("_", " "),
+                    "SobjectType": rule.object_name,
+                    "IsActive": True,
+                },
+            )
+
+    def _sync_rules(self, obj: ObjectDef, record: Mapping[str, Any]) -> None:
+        """An update of a DuplicateRule or AssignmentRule record switches the rule."""
+        if obj.name == "DuplicateRule":
+            for rule in self.duplicate_rules:
+                if rule.name == record.get("DeveloperName"):
+                    rule.active = bool(record.get("IsActive"))
+        if obj.name == "AssignmentRule":
+            if record.get("Active"):
+                self.default_assignment_rule = record["Id"]
+            elif self.default_assignment_rule == record["Id"]:
+                self.default_assignment_rule = None
+
+    def derive(self, obj: ObjectDef, record: dict[str, Any]) -> None:
+        """Fields Salesforce computes: compound ``Name`` and addresses, ``SystemModstamp``,
+        ``LastModifiedById``, a campaign member's ``HasResponded``."""
+        name = obj.name.lower()
+        if name in NAMED:
+            names = [record.get("FirstName"), record.get("LastName")]
+            record["Name"] = " ".join(str(p) for p in names if p) or None
+        for prefix, compound in ADDRESSES.get(name, ()):
+            parts = {key: record.get(f"{prefix}{field}") for key, field in _ADDRESS_PARTS}
+            has_any = any(v is not None for v in parts.values())
+            record[compound] = {**parts, "geocodeAccuracy": None} if has_any else None
+        record["SystemModstamp"] = record.get("LastModifiedDate")
+        record["LastModifiedById"] = self.acting_user or record.get("CreatedById")
+        if name == "campaignmember":
+            status = self._member_status(record.get("CampaignId"), record.get("Status"))
+            record["HasResponded"] = bool(status and status.get("HasResponded"))
+
+    def _member_status(self, campaign_id: Any, label: Any) -> dict[str, Any] | None:
+        if not campaign_id:
+            return None
+        statuses = self.objects["campaignmemberstatus"]
+        for sid in self.lookup(statuses, "CampaignId", [campaign_id]) or set():
+            status = self.records["campaignmemberstatus"][sid]
+            if label is None and status.get("IsDefault"):
+                return status
+            if label is not None and str(status.get("Label")) == str(label):
+                return status
+        return None
+
+    def _default_member_statuses(self, campaign_id: str) -> None:
+        statuses = self.objects["campaignmemberstatus"]
+        for order, (label, responded, default) in enumerate(
+            (("Sent", False, True), ("Responded", True, False)), start=1
+        ):
+            self.insert_raw(
+                statuses,
+                {
+                    "CampaignId": campaign_id,
+                    "Label": label,
+                    "SortOrder": order,
+                    "HasResponded": responded,
+                    "IsDefault": default,
+                },
+            )
 
     def in_order(self, ids: set[str]) -> list[str]:
         """``ids`` in creation order (the order a scan of the records would give)."""
@@ -415,9 +582,16 @@ class OrgData:
     def _duplicates(
         self, obj: ObjectDef, record: Mapping[str, Any], allow_save: bool
     ) -> RecordError | None:
-        rule = self.duplicate_rule
         email = record.get("Email")
-        if rule is None or rule.object_name.lower() != obj.name.lower() or not email:
+        rule = next(
+            (
+                r
+                for r in self.duplicate_rules
+                if r.active and r.object_name.lower() == obj.name.lower()
+            ),
+            None,
+        )
+        if rule is None or not email:
             return None
         if rule.allow_save and allow_save:
             return None
@@ -499,8 +673,15 @@ class OrgData:
             members = self.records["campaignmember"]
             for other_id in self.lookup(member, field, [person]) or set():
                 other = members[other_id]
-                if str(other["CampaignId"])[:15] == str(record["CampaignId"])[:15]:
+                same_campaign = str(other["CampaignId"])[:15] == str(record["CampaignId"])[:15]
+                if same_campaign and other_id != record.get("Id"):
                     return RecordError("DUPLICATE_VALUE", "Already a campaign member.")
+            if self._member_status(record["CampaignId"], record.get("Status")) is None:
+                return RecordError(
+                    "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                    f"Status: bad value for restricted picklist field: {record.get('Status')}",
+                    ("Status",),
+                )
         return None
 
     def _assign(self, obj: ObjectDef, record: dict[str, Any], auto_assign: str | None) -> None:
@@ -510,8 +691,14 @@ class OrgData:
         header = (auto_assign or "TRUE").strip()
         if header.upper() == "FALSE":
             return
-        if self.assignment_rule_owner is not None:
-            record["OwnerId"] = self.assignment_rule_owner
+        if header.upper() == "TRUE":
+            owner = self.assignment_rule_owner
+        else:  # a rule id: run that rule (15 or 18 characters)
+            owner = next(
+                (o for rid, o in self.assignment_rules.items() if rid[:15] == header[:15]), None
+            )
+        if owner is not None:
+            record["OwnerId"] = owner
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -581,16 +768,18 @@ class OrgData:
             return None, error
         merged = {**record, **values}
         error = self._missing_required(obj, merged) or (
-            self._object_rules(obj, merged) if obj.name == "Task" else None
+            self._object_rules(obj, merged) if obj.name in ("Task", "CampaignMember") else None
         )
         if error is not None:
             return None, error
         self._assign(obj, merged, auto_assign)
         merged["LastModifiedDate"] = self.now()
+        self.derive(obj, merged)
         self._index_record(obj, record, add=False)
         record.clear()
         record.update(merged)
         self._index_record(obj, record, add=True)
+        self._sync_rules(obj, record)
         return full, None
 
     def snapshot(self) -> Any:
@@ -715,6 +904,12 @@ class OrgData:
                 "INVALID_TYPE",
                 f"sObject type '{parsed.object_name}' is not supported. If you are attempting to "
                 "use a custom object, be sure to append the '__c' after the entity name.",
+            )
+        if parsed.offset > MAX_OFFSET:
+            raise ApiError(
+                400,
+                "NUMBER_OUTSIDE_VALID_RANGE",
+                f"Maximum SOQL offset allowed is {MAX_OFFSET}",
             )
         select = [self._resolve(obj, p) for p in parsed.fields]
         self._check_condition(obj, parsed.where)

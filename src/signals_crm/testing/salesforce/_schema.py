@@ -24,6 +24,18 @@ CHILD_RELATIONSHIPS: dict[tuple[str, str], tuple[str, str]] = {
 """(parent object, child relationship name), lower-case -> (child object, its reference field)."""
 
 _TEXT_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "combobox", "picklist"})
+_SOAP_TYPES = {
+    "id": "tns:ID",
+    "reference": "tns:ID",
+    "boolean": "xsd:boolean",
+    "int": "xsd:int",
+    "double": "xsd:double",
+    "currency": "xsd:double",
+    "percent": "xsd:double",
+    "date": "xsd:date",
+    "datetime": "xsd:dateTime",
+    "address": "urn:address",
+}
 
 
 @attrs.define
@@ -46,6 +58,10 @@ class FieldDef:
     id_lookup: bool = False
     custom: bool = False
     filterable: bool = True
+    compound: str | None = None
+    """The compound field this one is part of (``Address``, ``Name``)."""
+    external_id: bool = False
+    unique: bool = False
 
     @property
     def required(self) -> bool:
@@ -60,7 +76,11 @@ class FieldDef:
             "type": self.type,
             "length": self.length if is_text else 0,
             "byteLength": self.length * 3 if is_text else 0,
-            "soapType": "tns:ID" if self.type in ("id", "reference") else f"xsd:{self.type}",
+            "soapType": _SOAP_TYPES.get(self.type, "xsd:string"),
+            "compoundFieldName": self.compound,
+            "precision": 18 if self.type == "currency" else 0,
+            "scale": 2 if self.type == "currency" else 0,
+            "digits": 9 if self.type == "int" else 0,
             "createable": self.createable,
             "updateable": self.updateable,
             "nillable": self.nillable,
@@ -76,8 +96,7 @@ class FieldDef:
             ],
             "restrictedPicklist": self.restricted_picklist,
             "idLookup": self.id_lookup,
-            "externalId": False,
-            "unique": False,
+            "unique": self.unique,
             "custom": self.custom,
             "calculated": False,
             "caseSensitive": False,
@@ -87,6 +106,7 @@ class FieldDef:
             "autoNumber": False,
             "htmlFormatted": False,
             "nameField": self.name == "Name",
+            "externalId": self.external_id,
         }
 
 
@@ -148,9 +168,33 @@ class ObjectDef:
         }
 
 
+def _audit(name: str, label: str, relationship: str) -> FieldDef:
+    return FieldDef(
+        name,
+        "reference",
+        18,
+        label,
+        createable=False,
+        updateable=False,
+        nillable=False,
+        defaulted_on_create=True,
+        reference_to=("User",),
+        relationship_name=relationship,
+    )
+
+
 def _system() -> list[FieldDef]:
     return [
         FieldDef("Id", "id", 18, "Record ID", createable=False, updateable=False, nillable=False),
+        _audit("CreatedById", "Created By ID", "CreatedBy"),
+        _audit("LastModifiedById", "Last Modified By ID", "LastModifiedBy"),
+        FieldDef(
+            "SystemModstamp",
+            "datetime",
+            label="System Modstamp",
+            createable=False,
+            updateable=False,
+        ),
         FieldDef(
             "CreatedDate", "datetime", label="Created Date", createable=False, updateable=False
         ),
@@ -162,6 +206,50 @@ def _system() -> list[FieldDef]:
             updateable=False,
         ),
         FieldDef("IsDeleted", "boolean", label="Deleted", createable=False, updateable=False),
+    ]
+
+
+def _address(prefix: str, compound: str) -> list[FieldDef]:
+    label = f"{prefix} " if prefix else ""
+    parts = [
+        FieldDef(f"{prefix}Street", "textarea", 255, f"{label}Street", compound=compound),
+        FieldDef(f"{prefix}City", "string", 40, f"{label}City", compound=compound),
+        FieldDef(f"{prefix}State", "string", 80, f"{label}State/Province", compound=compound),
+        FieldDef(f"{prefix}PostalCode", "string", 20, f"{label}Zip/Postal Code", compound=compound),
+        FieldDef(f"{prefix}Country", "string", 80, f"{label}Country", compound=compound),
+        FieldDef(f"{prefix}Latitude", "double", label=f"{label}Latitude", compound=compound),
+        FieldDef(f"{prefix}Longitude", "double", label=f"{label}Longitude", compound=compound),
+    ]
+    return [
+        *parts,
+        FieldDef(
+            compound,
+            "address",
+            label=f"{label}Address".strip(),
+            createable=False,
+            updateable=False,
+            filterable=False,
+        ),
+    ]
+
+
+ADDRESSES: dict[str, tuple[tuple[str, str], ...]] = {
+    "lead": (("", "Address"),),
+    "contact": (("Mailing", "MailingAddress"),),
+    "account": (("Billing", "BillingAddress"),),
+}
+"""Compound address fields per object: (component prefix, compound name)."""
+NAMED = frozenset({"lead", "contact"})
+"""Objects whose ``Name`` is compound: ``FirstName`` and ``LastName``."""
+SALUTATIONS = ("Mr.", "Ms.", "Mrs.", "Dr.", "Prof.", "Mx.")
+
+
+def _person_name() -> list[FieldDef]:
+    return [
+        FieldDef("Salutation", "picklist", 40, "Salutation", picklist=SALUTATIONS, compound="Name"),
+        FieldDef("FirstName", "string", 40, "First Name", compound="Name"),
+        FieldDef("LastName", "string", 80, "Last Name", nillable=False, compound="Name"),
+        FieldDef("Name", "string", 121, "Full Name", createable=False, updateable=False),
     ]
 
 
@@ -184,7 +272,13 @@ def _owner(targets: tuple[str, ...] = ("User",)) -> FieldDef:
 
 _CHILD_NAMES = {"contacts": "Contacts", "tasks": "Tasks", "campaignmembers": "CampaignMembers"}
 
-LEAD_STATUSES = ("Open - Not Contacted", "Working - Contacted", "Closed - Converted")
+RATINGS = ("Hot", "Warm", "Cold")
+LEAD_STATUSES = (
+    "Open - Not Contacted",
+    "Working - Contacted",
+    "Closed - Converted",
+    "Closed - Not Converted",
+)
 LEAD_SOURCES = ("Web", "Chat", "Phone Inquiry", "Partner Referral", "Other")
 INDUSTRIES = ("Agriculture", "Banking", "Technology", "Retail", "Other")
 
@@ -195,16 +289,21 @@ def standard_objects() -> dict[str, ObjectDef]:
     lead = _obj(
         "Lead",
         [
-            FieldDef("FirstName", "string", 40, "First Name"),
-            FieldDef("LastName", "string", 80, "Last Name", nillable=False),
+            *_person_name(),
             FieldDef("Company", "string", 255, "Company", nillable=False),
             FieldDef("Email", "email", 80, "Email", id_lookup=True),
             FieldDef("Phone", "phone", 40, "Phone"),
+            FieldDef("MobilePhone", "phone", 40, "Mobile Phone"),
+            FieldDef("Fax", "phone", 40, "Fax"),
             FieldDef("Title", "string", 128, "Title"),
             FieldDef("Website", "url", 255, "Website"),
-            FieldDef("City", "string", 40, "City"),
-            FieldDef("Country", "string", 80, "Country"),
+            *_address("", "Address"),
             FieldDef("Description", "textarea", 32000, "Description", filterable=False),
+            FieldDef("Rating", "picklist", 255, "Rating", picklist=RATINGS),
+            FieldDef("NumberOfEmployees", "int", label="Employees"),
+            FieldDef("AnnualRevenue", "currency", label="Annual Revenue"),
+            FieldDef("HasOptedOutOfEmail", "boolean", label="Email Opt Out"),
+            FieldDef("DoNotCall", "boolean", label="Do Not Call"),
             FieldDef("LeadSource", "picklist", 255, "Lead Source", picklist=LEAD_SOURCES),
             FieldDef("Industry", "picklist", 255, "Industry", picklist=INDUSTRIES),
             FieldDef(
@@ -250,10 +349,16 @@ def standard_objects() -> dict[str, ObjectDef]:
     contact = _obj(
         "Contact",
         [
-            FieldDef("FirstName", "string", 40, "First Name"),
-            FieldDef("LastName", "string", 80, "Last Name", nillable=False),
+            *_person_name(),
             FieldDef("Email", "email", 80, "Email", id_lookup=True),
             FieldDef("Phone", "phone", 40, "Business Phone"),
+            FieldDef("MobilePhone", "phone", 40, "Mobile Phone"),
+            FieldDef("Fax", "phone", 40, "Business Fax"),
+            FieldDef("Department", "string", 80, "Department"),
+            FieldDef("Birthdate", "date", label="Birthdate"),
+            FieldDef("LeadSource", "picklist", 255, "Lead Source", picklist=LEAD_SOURCES),
+            FieldDef("HasOptedOutOfEmail", "boolean", label="Email Opt Out"),
+            *_address("Mailing", "MailingAddress"),
             FieldDef("Title", "string", 128, "Title"),
             FieldDef("Description", "textarea", 32000, "Contact Description", filterable=False),
             FieldDef(
@@ -272,6 +377,25 @@ def standard_objects() -> dict[str, ObjectDef]:
         [
             FieldDef("Name", "string", 255, "Account Name", nillable=False),
             FieldDef("Website", "url", 255, "Website"),
+            FieldDef("Phone", "phone", 40, "Account Phone"),
+            FieldDef("Fax", "phone", 40, "Account Fax"),
+            FieldDef(
+                "Type",
+                "picklist",
+                255,
+                "Account Type",
+                picklist=(
+                    "Prospect",
+                    "Customer - Direct",
+                    "Customer - Channel",
+                    "Partner",
+                    "Other",
+                ),
+            ),
+            FieldDef("Rating", "picklist", 255, "Account Rating", picklist=RATINGS),
+            FieldDef("NumberOfEmployees", "int", label="Employees"),
+            FieldDef("AnnualRevenue", "currency", label="Annual Revenue"),
+            *_address("Billing", "BillingAddress"),
             FieldDef("Industry", "picklist", 255, "Industry", picklist=INDUSTRIES),
             FieldDef("Description", "textarea", 32000, "Account Description", filterable=False),
             _owner(),
@@ -416,14 +540,158 @@ def standard_objects() -> dict[str, ObjectDef]:
                 "Status",
                 defaulted_on_create=True,
                 default="Sent",
-                picklist=("Sent", "Responded"),
             ),
             FieldDef(
                 "HasResponded", "boolean", label="Responded", createable=False, updateable=False
             ),
         ],
     )
-    objects = [lead, contact, account, user, group, task, campaign, member]
+    organization = _obj(
+        "Organization",
+        [
+            FieldDef("Name", "string", 80, "Name", createable=False, updateable=False),
+            FieldDef(
+                "OrganizationType", "picklist", 40, "Edition", createable=False, updateable=False
+            ),
+            FieldDef(
+                "InstanceName", "string", 5, "Instance Name", createable=False, updateable=False
+            ),
+            FieldDef(
+                "IsSandbox", "boolean", label="Is Sandbox", createable=False, updateable=False
+            ),
+            FieldDef(
+                "LanguageLocaleKey", "picklist", 40, "Language", createable=False, updateable=False
+            ),
+            FieldDef(
+                "TimeZoneSidKey", "picklist", 40, "Time Zone", createable=False, updateable=False
+            ),
+            FieldDef(
+                "DefaultLocaleSidKey", "picklist", 40, "Locale", createable=False, updateable=False
+            ),
+        ],
+        createable=False,
+        updateable=False,
+    )
+    record_type = _obj(
+        "RecordType",
+        [
+            FieldDef("Name", "string", 80, "Record Type Name", createable=False, updateable=False),
+            FieldDef(
+                "DeveloperName",
+                "string",
+                80,
+                "Record Type Name",
+                createable=False,
+                updateable=False,
+            ),
+            FieldDef(
+                "SobjectType",
+                "picklist",
+                40,
+                "SObject Type Name",
+                createable=False,
+                updateable=False,
+            ),
+            FieldDef("IsActive", "boolean", label="Active", createable=False, updateable=False),
+        ],
+        createable=False,
+        updateable=False,
+    )
+    lead_status = _obj(
+        "LeadStatus",
+        [
+            FieldDef(
+                "MasterLabel", "string", 255, "Master Label", createable=False, updateable=False
+            ),
+            FieldDef("ApiName", "string", 255, "Api Name", createable=False, updateable=False),
+            FieldDef("SortOrder", "int", label="Sort Order", createable=False, updateable=False),
+            FieldDef(
+                "IsDefault", "boolean", label="Is Default", createable=False, updateable=False
+            ),
+            FieldDef(
+                "IsConverted", "boolean", label="Is Converted", createable=False, updateable=False
+            ),
+        ],
+        createable=False,
+        updateable=False,
+    )
+    member_status = _obj(
+        "CampaignMemberStatus",
+        [
+            FieldDef(
+                "CampaignId",
+                "reference",
+                18,
+                "Campaign ID",
+                nillable=False,
+                updateable=False,
+                reference_to=("Campaign",),
+                relationship_name="Campaign",
+            ),
+            FieldDef("Label", "string", 765, "Member Status", nillable=False),
+            FieldDef("SortOrder", "int", label="Sort Order"),
+            FieldDef("IsDefault", "boolean", label="Is Default"),
+            FieldDef("HasResponded", "boolean", label="Responded"),
+        ],
+    )
+    duplicate_rule = _obj(
+        "DuplicateRule",
+        [
+            FieldDef(
+                "DeveloperName", "string", 80, "Rule Name", createable=False, updateable=False
+            ),
+            FieldDef("MasterLabel", "string", 80, "Label", createable=False, updateable=False),
+            FieldDef("SobjectType", "picklist", 40, "Object", createable=False, updateable=False),
+            FieldDef("IsActive", "boolean", label="Active", createable=False),
+        ],
+        createable=False,
+    )
+    assignment_rule = _obj(
+        "AssignmentRule",
+        [
+            FieldDef("Name", "string", 120, "Name", createable=False, updateable=False),
+            FieldDef("SobjectType", "picklist", 40, "Object", createable=False, updateable=False),
+            FieldDef("Active", "boolean", label="Active", createable=False),
+        ],
+        createable=False,
+    )
+    queue_sobject = _obj(
+        "QueueSobject",
+        [
+            FieldDef(
+                "QueueId",
+                "reference",
+                18,
+                "Group ID",
+                reference_to=("Group",),
+                relationship_name="Queue",
+                createable=False,
+                updateable=False,
+            ),
+            FieldDef(
+                "SobjectType", "picklist", 40, "SObject Type", createable=False, updateable=False
+            ),
+        ],
+        createable=False,
+        updateable=False,
+    )
+    objects = [
+        lead,
+        contact,
+        account,
+        user,
+        group,
+        task,
+        campaign,
+        member,
+        organization,
+        record_type,
+        lead_status,
+        member_status,
+        duplicate_rule,
+        assignment_rule,
+        queue_sobject,
+    ]
     return {o.name.lower(): o for o in objects}
 
 
