@@ -37,10 +37,12 @@ settings.register_profile("signals", deadline=None, suppress_health_check=[Healt
 settings.load_profile("signals")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """Async tests run on asyncio (the anyio pytest plugin reads this)."""
-    return "asyncio"
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every async test runs twice, on asyncio and on trio (the anyio plugin reads this)."""
+    if request.param == "trio":
+        import_or_unavailable("trio", "tests")
+    return str(request.param)
 
 
 @pytest.fixture(scope="session")
