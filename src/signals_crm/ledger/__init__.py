@@ -1,13 +1,15 @@
 """The durable ledger: due syncs, command states and visitor links (rules in ``base``).
 
 ``SQLiteLedger`` is the embedded default (one file, WAL, several processes on one machine);
-``MemoryLedger`` is for tests. Another store implements the :class:`Ledger` Protocol and runs
-the same contract tests (see ``docs/ledger.md``).
+``MemoryLedger`` is for tests. Another store implements the :class:`Ledger` Protocol (or, for a
+store awaited over a network, :class:`AsyncLedger`) and runs the same contract tests (see
+``docs/ledger.md``). :class:`ThreadedLedger` runs any blocking ledger as an ``AsyncLedger``.
 """
 
 from __future__ import annotations
 
 from signals_crm.ledger.base import (
+    AsyncLedger,
     CommandRecord,
     CommandState,
     DueState,
@@ -18,8 +20,10 @@ from signals_crm.ledger.base import (
 )
 from signals_crm.ledger.memory import MemoryLedger
 from signals_crm.ledger.sqlite import SQLiteLedger
+from signals_crm.ledger.threaded import ThreadedLedger
 
 __all__ = [
+    "AsyncLedger",
     "CommandRecord",
     "CommandState",
     "DueState",
@@ -29,4 +33,5 @@ __all__ = [
     "MemoryLedger",
     "PersonLink",
     "SQLiteLedger",
+    "ThreadedLedger",
 ]

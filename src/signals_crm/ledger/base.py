@@ -131,6 +131,7 @@ from signals_crm.exceptions import (
 )
 
 __all__ = [
+    "AsyncLedger",
     "ClaimWindow",
     "Clock",
     "CommandRecord",
@@ -712,6 +713,161 @@ class Ledger(Protocol):
     def __enter__(self) -> Self: ...
 
     def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+@runtime_checkable
+class AsyncLedger(Protocol):
+    """:class:`Ledger` with every method a coroutine, for ledgers awaited over a network.
+
+    The same rules (module doc) and the same names; ``close`` is awaited, and the object is an
+    async context manager. :class:`ThreadedLedger` makes any blocking :class:`Ledger` one.
+    """
+
+    # Due syncs -------------------------------------------------------------------------------
+
+    async def schedule(self, conversation: Conversation, due_at: datetime) -> DueSync:
+        """Awaitable :meth:`Ledger.schedule`."""
+        ...
+
+    async def schedule_many(
+        self, entries: Iterable[tuple[Conversation, datetime]]
+    ) -> list[DueSync]:
+        """Awaitable :meth:`Ledger.schedule_many`."""
+        ...
+
+    async def rearm(self, conversation: Conversation, due_at: datetime) -> DueSync | None:
+        """Awaitable :meth:`Ledger.rearm`."""
+        ...
+
+    async def requeue_dead(self, conversation_ids: Iterable[str], due_at: datetime) -> list[str]:
+        """Awaitable :meth:`Ledger.requeue_dead`."""
+        ...
+
+    async def due(self, now: datetime, limit: int) -> list[DueSync]:
+        """Awaitable :meth:`Ledger.due`."""
+        ...
+
+    async def get_due(self, conversation_id: str) -> DueSync | None:
+        """Awaitable :meth:`Ledger.get_due`."""
+        ...
+
+    async def syncs_in_state(self, state: DueState, limit: int) -> list[DueSync]:
+        """Awaitable :meth:`Ledger.syncs_in_state`."""
+        ...
+
+    async def claim(
+        self,
+        now: datetime | None = None,
+        limit: int = 100,
+        *,
+        owner: str,
+        lease: timedelta | None = None,
+        until: datetime | None = None,
+    ) -> list[DueSync]:
+        """Awaitable :meth:`Ledger.claim`."""
+        ...
+
+    async def extend(
+        self,
+        conversation_ids: Iterable[str],
+        *,
+        owner: str,
+        lease: timedelta,
+        fences: Mapping[str, int] | None = None,
+    ) -> list[str]:
+        """Awaitable :meth:`Ledger.extend`."""
+        ...
+
+    async def release(
+        self,
+        conversation_ids: Iterable[str],
+        owner: str,
+        *,
+        fences: Mapping[str, int] | None = None,
+    ) -> int:
+        """Awaitable :meth:`Ledger.release`."""
+        ...
+
+    async def complete(
+        self,
+        conversation_ids: Iterable[str],
+        outcome: str,
+        *,
+        fences: Mapping[str, int] | None = None,
+    ) -> int:
+        """Awaitable :meth:`Ledger.complete`."""
+        ...
+
+    async def reschedule(
+        self, conversation_id: str, due_at: datetime, error: str, *, fence: int | None = None
+    ) -> DueSync | None:
+        """Awaitable :meth:`Ledger.reschedule`."""
+        ...
+
+    async def dead_letter(
+        self, conversation_id: str, reason: str, *, fence: int | None = None
+    ) -> DueSync | None:
+        """Awaitable :meth:`Ledger.dead_letter`."""
+        ...
+
+    # Commands --------------------------------------------------------------------------------
+
+    async def get_command(self, key: str) -> CommandRecord | None:
+        """Awaitable :meth:`Ledger.get_command`."""
+        ...
+
+    async def get_commands(self, keys: Iterable[str]) -> dict[str, CommandRecord]:
+        """Awaitable :meth:`Ledger.get_commands`."""
+        ...
+
+    async def commands_for(self, conversation_id: str) -> list[CommandRecord]:
+        """Awaitable :meth:`Ledger.commands_for`."""
+        ...
+
+    async def record(self, commands: Sequence[CommandRecord]) -> None:
+        """Awaitable :meth:`Ledger.record`."""
+        ...
+
+    async def retry_failed(self, keys: Iterable[str], now: datetime) -> list[str]:
+        """Awaitable :meth:`Ledger.retry_failed`."""
+        ...
+
+    async def commands_in_state(self, state: CommandState, limit: int) -> list[CommandRecord]:
+        """Awaitable :meth:`Ledger.commands_in_state`."""
+        ...
+
+    # Links -----------------------------------------------------------------------------------
+
+    async def link(self, email: str, crm_id: str, kind: PersonKind) -> None:
+        """Awaitable :meth:`Ledger.link`."""
+        ...
+
+    async def link_many(self, links: Iterable[PersonLink]) -> None:
+        """Awaitable :meth:`Ledger.link_many`."""
+        ...
+
+    async def links_for(self, emails: Iterable[str]) -> dict[str, PersonLink]:
+        """Awaitable :meth:`Ledger.links_for`."""
+        ...
+
+    # Housekeeping ----------------------------------------------------------------------------
+
+    async def stats(self) -> LedgerStats:
+        """Awaitable :meth:`Ledger.stats`."""
+        ...
+
+    async def close(self) -> None:
+        """Awaitable :meth:`Ledger.close`."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
