@@ -52,7 +52,7 @@ from signals_crm.core.crm import (
     WriteResult,
     id_problems,
 )
-from signals_crm.core.mapping import mapping_set_for, validate_mappings
+from signals_crm.core.mapping import inapplicable_mappings, mapping_set_for, validate_mappings
 from signals_crm.core.model import Company, Conversation, ObjectSchema
 from signals_crm.core.ownership import OwnershipResult, plan_account_owners
 from signals_crm.core.plan import (
@@ -881,9 +881,10 @@ def preflight(
     check_campaign: bool = False,
 ) -> Flow:
     """Every problem of ``config`` against the CRM's schema, users and (when the adapter can
-    tell) campaign."""
+    tell) campaign, and every mapping that can never apply on this CRM (mapping rule 6)."""
     read = (reader or Reader()).read
     problems: list[Problem] = id_problems(config, caps)  # ids this CRM cannot have
+    problems.extend(inapplicable_mappings(config.mappings, caps))
     malformed = {p.path for p in problems}  # (not looked up: their problem is said)
     if (
         check_campaign

@@ -58,6 +58,7 @@ from signals_crm.core.explain import (
     explain_unplanned,
     offline_manual_preview,
 )
+from signals_crm.core.mapping import blocking_mapping_problems, portable_mapping_problems
 from signals_crm.core.model import (
     Company,
     Conversation,
@@ -402,8 +403,13 @@ class _IntegrationBase:
         """Preflight once (refusing to write with a mapping it rejects), and the schema."""
         if self._preflight is None:
             yield from self._preflight_flow()
-        if self._preflight:
-            raise ConfigurationError(self._preflight)
+            for problem in portable_mapping_problems(self.config.mappings, self._caps):
+                _log.warning("mapping never applies on %s: %s", self._caps.name, problem)
+        blocking = blocking_mapping_problems(
+            self._preflight or (), self.config.mappings, self._caps
+        )
+        if blocking:
+            raise ConfigurationError(blocking)
         if self._schema is None and self._caps.supports_describe:
             self._schema = yield from self._reader.read(
                 Call("describe", (self._caps.person_object,))

@@ -16,6 +16,22 @@ The rule:
    that it will not let us create/update, is dropped with a warning; a value that does not fit
    the type or a restricted picklist is dropped with a warning; too-long text is **truncated**
    to the field's length with a warning — the CRM never sees a value it would reject.
+6. **What each tab means**, per CRM (:func:`inapplicable_mappings`, reported by preflight):
+
+   ============  ===========================================  ==============================
+   tab           Salesforce (person object: Lead)              HubSpot (person object: contact)
+   ============  ===========================================  ==============================
+   ``lead``      pushed to the Lead a sync creates or updates  never applies (no Lead object)
+   ``contact``   never applies (Contacts are never written)    pushed to the contact
+   ``account``   pulled from the Account into ``company.*``    pulled from the company
+   ============  ===========================================  ==============================
+
+   In general the pushed tab is the one named after the CRM's person object; the other person
+   tab can never apply; an ``account`` mapping whose source is not ``company.<attribute>`` can
+   never apply either. Each of those is a preflight problem, never silently ignored. They stop
+   ``run_due`` (like every preflight problem) except in one case: mappings of the *other*
+   person tab while the CRM's own tab has mappings too — settings written for both CRMs —
+   which are reported (and logged) but do not block (:func:`blocking_mapping_problems`).
 """
 
 from __future__ import annotations
@@ -29,6 +45,7 @@ from typing import Any, NamedTuple
 import attrs
 
 from signals_crm.core.config import FieldMapping, FieldMappings
+from signals_crm.core.crm import Capabilities
 from signals_crm.core.model import FieldSchema, FieldType, FieldValue, ObjectSchema, PersonKind
 from signals_crm.core.trace import Reason, info, warning
 from signals_crm.exceptions import Problem
@@ -38,10 +55,13 @@ __all__ = [
     "FieldPayload",
     "FieldSlot",
     "RowReader",
+    "blocking_mapping_problems",
     "build_create_fields",
     "build_update_fields",
+    "inapplicable_mappings",
     "is_empty",
     "mapping_set_for",
+    "portable_mapping_problems",
     "same_value",
     "validate_mappings",
 ]
@@ -433,3 +453,56 @@ def validate_mappings(
                 Problem(where, f"{field.name} cannot be updated, so it cannot be 'overwrite'")
             )
     return problems
+
+
+def inapplicable_mappings(mappings: FieldMappings, capabilities: Capabilities) -> list[Problem]:
+    """Preflight (rule 6): every mapping that can never apply on this CRM, with its path."""
+    problems: list[Problem] = []
+    pushed = capabilities.person_kind
+    crm = capabilities.name
+    person = capabilities.person_object
+    for tab, entries in (("lead", mappings.lead), ("contact", mappings.contact)):
+        if tab == pushed.value:
+            continue
+        if tab == "contact":
+            why = (
+                f"{crm} never writes Contacts (a matched Contact is attached to, never "
+                f"updated): this mapping can never apply; map {person} fields in mappings.lead"
+            )
+        else:
+            why = (
+                f"{crm} has no Lead object: the person record is its {person}, so this "
+                "mapping can never apply; map it in mappings.contact"
+            )
+        problems.extend(Problem(f"mappings.{tab}[{index}]", why) for index in range(len(entries)))
+    for index, mapping in enumerate(mappings.account):
+        if not mapping.source.startswith("company."):
+            problems.append(
+                Problem(
+                    f"mappings.account[{index}].source",
+                    "account mappings are pulled into company attributes: a source outside "
+                    "company.* can never apply",
+                )
+            )
+    return problems
+
+
+def portable_mapping_problems(mappings: FieldMappings, capabilities: Capabilities) -> list[Problem]:
+    """The inapplicable mappings that do not block (rule 6): the other person tab's, when the
+    CRM's own person tab has mappings too (settings written for both CRMs)."""
+    if not mapping_set_for(mappings, capabilities.person_kind):
+        return []
+    other = "contact" if capabilities.person_kind is PersonKind.LEAD else "lead"
+    return [
+        p
+        for p in inapplicable_mappings(mappings, capabilities)
+        if p.path.startswith(f"mappings.{other}[")
+    ]
+
+
+def blocking_mapping_problems(
+    problems: Iterable[Problem], mappings: FieldMappings, capabilities: Capabilities
+) -> list[Problem]:
+    """``problems`` (a preflight's) without those that only report (rule 6)."""
+    portable = set(portable_mapping_problems(mappings, capabilities))
+    return [p for p in problems if p not in portable]
