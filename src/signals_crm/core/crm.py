@@ -91,6 +91,12 @@ class Capabilities:
     id_description: str = "an id of this CRM"
     """How a problem names the expected shape (``"a Salesforce id (15 or 18 letters and
     digits)"``)."""
+    checks_campaigns: bool = False
+    """The adapter has ``campaign_exists`` (``acampaign_exists`` when async): preflight then
+    checks the configured campaign (the ``ChecksCampaigns`` Protocol)."""
+    reports_api_usage: bool = False
+    """The adapter has an ``api_usage`` property (``fraction_used``: the share of the CRM's API
+    limit used): the engine's ``api_budget`` then stops a run in time (``ReportsApiUsage``)."""
 
     def is_id(self, value: str) -> bool:
         """Whether ``value`` has the shape of this CRM's ids (always true without a pattern)."""

@@ -28,6 +28,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from signals_crm.core.normalize import normalize_email
 from signals_crm.exceptions import ConfigurationError, Problem
 
 __all__ = [
@@ -135,14 +136,6 @@ _EMAIL_RE = re.compile(
     r"""@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}""",
     re.DOTALL,
 )
-
-
-def normalize_email(email: str) -> str:
-    """The matching key of an email: surrounding spaces removed, lower-cased.
-
-    Emails that differ only in case or surrounding spaces are the same person.
-    """
-    return email.strip().lower()
 
 
 def is_valid_email(email: str | None) -> bool:

@@ -47,6 +47,7 @@ from signals_crm.core.crm import FindAccounts
 from signals_crm.core.mapping import is_empty
 from signals_crm.core.matching import recency
 from signals_crm.core.model import AccountRecord, Company, FieldValue
+from signals_crm.core.normalize import normalize_domain
 from signals_crm.core.trace import Reason, info
 from signals_crm.exceptions import PlanningError
 
@@ -59,15 +60,6 @@ __all__ = [
     "pull_account_fields",
     "segment_contains",
 ]
-
-
-def normalize_domain(domain: str) -> str:
-    """Lower-case, no scheme, no path, no leading ``www.``."""
-    text = domain.strip().lower()
-    for scheme in ("https://", "http://"):
-        text = text.removeprefix(scheme)
-    text = text.split("/", 1)[0]
-    return text.removeprefix("www.")
 
 
 class OwnershipPath(enum.Enum):

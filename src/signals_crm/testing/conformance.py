@@ -38,6 +38,9 @@ What the kit checks, per the rules of :mod:`signals_crm.adapters.base`:
    ``created=False``, and there is still one membership).
 6. Reconciliation finds what landed and answers ``None`` for what did not, for each query kind,
    returning the same id the write returned.
+7. The optional methods the engine uses exist exactly when the capabilities say so:
+   ``campaign_exists`` ⇔ ``checks_campaigns`` (and it tells a seeded campaign from
+   ``missing_campaign_id``), ``api_usage`` ⇔ ``reports_api_usage``.
 
 Tests that need a capability the adapter does not declare (``supports_tasks``,
 ``supports_campaigns``, ``supports_describe``, ``supports_reconcile``, ``separate_contacts``,
@@ -210,6 +213,10 @@ class _Kit:
     text_field: str
     account_field: str
     missing_person_id: str
+    missing_campaign_id: str = "999999999999"
+    adapter: object = None
+    prefix: str = ""
+    """``""`` for a blocking adapter, ``"a"`` for an async one (its method names' prefix)."""
 
     def email(self, label: str) -> str:
         return f"kit.{_unique(label)}@example.com"
@@ -296,6 +303,38 @@ def _capabilities_are_declared(kit: _Kit) -> Scenario:
     if caps.separate_contacts:
         assert caps.person_kind is PersonKind.LEAD, "separate contacts exist beside Leads"
     yield from ()
+
+
+@_scenario
+def _optional_methods_match_capabilities(kit: _Kit) -> Scenario:
+    """The optional methods the engine uses exist exactly when the capabilities declare them."""
+    caps, adapter = kit.caps, kit.adapter
+    has_check = callable(getattr(adapter, f"{kit.prefix}campaign_exists", None))
+    assert has_check == caps.checks_campaigns, (
+        f"{kit.prefix}campaign_exists present: {has_check}, but checks_campaigns="
+        f"{caps.checks_campaigns}; declare what the adapter has (the engine reads only the flag)"
+    )
+    has_usage = hasattr(type(adapter), "api_usage") or hasattr(adapter, "api_usage")
+    assert has_usage == caps.reports_api_usage, (
+        f"api_usage present: {has_usage}, but reports_api_usage={caps.reports_api_usage}"
+    )
+    if caps.reports_api_usage:
+        yield _Call("find_people", ([kit.email("usage")], ()))
+        usage = getattr(adapter, "api_usage", None)
+        if usage is not None:
+            share = usage.fraction_used
+            assert share is None or (isinstance(share, int | float) and share >= 0), (
+                f"api_usage.fraction_used must be a share >= 0 or None, got {share!r}"
+            )
+
+
+@_scenario
+def _campaign_exists_tells_known_from_unknown(kit: _Kit) -> Scenario:
+    """campaign_exists is True for a campaign the CRM has and False for an id it has not."""
+    kit.require(kit.caps.checks_campaigns, "checks_campaigns")
+    campaign = kit.backdoor.seed_campaign(name=_unique("Kit existing campaign"))
+    assert (yield _Call("campaign_exists", (campaign,))) is True
+    assert (yield _Call("campaign_exists", (kit.missing_campaign_id,))) is False
 
 
 @_scenario
@@ -833,14 +872,20 @@ class _KitSettings:
     missing_person_id: ClassVar[str] = "999999999999"
     """An id shaped like the CRM's person ids that names no record."""
 
-    def _kit(self, capabilities: Capabilities, backdoor: Backdoor) -> _Kit:
+    missing_campaign_id: ClassVar[str] = "999999999999"
+    """An id shaped like the CRM's campaign ids that names no campaign."""
+
+    def _kit(self, adapter: CRMAdapter | AsyncCRMAdapter, backdoor: Backdoor, prefix: str) -> _Kit:
         return _Kit(
-            caps=capabilities,
+            caps=adapter.capabilities,
             backdoor=backdoor,
             create_fields=self.create_fields,
             text_field=self.text_field,
             account_field=self.account_field,
             missing_person_id=self.missing_person_id,
+            missing_campaign_id=self.missing_campaign_id,
+            adapter=adapter,
+            prefix=prefix,
         )
 
 
@@ -864,7 +909,7 @@ class AsyncAdapterConformance(_KitSettings):
 
 def _sync_test(name: str, scenario: Callable[[_Kit], Scenario]) -> Callable[..., None]:
     def test(self: _KitSettings, adapter: CRMAdapter, backdoor: Backdoor) -> None:
-        _drive_sync(adapter, scenario(self._kit(adapter.capabilities, backdoor)))
+        _drive_sync(adapter, scenario(self._kit(adapter, backdoor, "")))
 
     test.__name__ = test.__qualname__ = name
     test.__doc__ = scenario.__doc__
@@ -873,7 +918,7 @@ def _sync_test(name: str, scenario: Callable[[_Kit], Scenario]) -> Callable[...,
 
 def _async_test(name: str, scenario: Callable[[_Kit], Scenario]) -> Callable[..., Awaitable[None]]:
     async def test(self: _KitSettings, adapter: AsyncCRMAdapter, backdoor: Backdoor) -> None:
-        await _drive_async(adapter, scenario(self._kit(adapter.capabilities, backdoor)))
+        await _drive_async(adapter, scenario(self._kit(adapter, backdoor, "a")))
 
     test.__name__ = test.__qualname__ = name
     test.__doc__ = scenario.__doc__

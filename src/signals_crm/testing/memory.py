@@ -86,6 +86,7 @@ from signals_crm.core.model import (
     is_valid_email,
     normalize_email,
 )
+from signals_crm.core.normalize import normalize_domain
 from signals_crm.exceptions import (
     AdapterError,
     ConfigurationError,
@@ -346,6 +347,7 @@ def _flavour(
             max_task_body_length=32000,
             account_object="Account",
             required_on_create=("LastName", "Company"),
+            checks_campaigns=True,
         )
         return _Flavour(
             capabilities=caps,
@@ -381,6 +383,7 @@ def _flavour(
         max_task_body_length=65536,
         account_object="companies",
         required_on_create=(),
+        checks_campaigns=True,
     )
     return _Flavour(
         capabilities=caps,
@@ -444,14 +447,8 @@ def _blank(value: FieldValue) -> bool:
 
 
 def _domain_key(value: str | None) -> str:
-    """A domain or website reduced to its host: no scheme, path, port or leading ``www.``."""
-    if not value:
-        return ""
-    host = value.strip().lower()
-    for scheme in ("https://", "http://"):
-        host = host.removeprefix(scheme)
-    host = host.split("/", 1)[0].split(":", 1)[0].rstrip(".")
-    return host.removeprefix("www.")
+    """A domain or website reduced to its host (the core's :func:`normalize_domain`)."""
+    return normalize_domain(value) if value else ""
 
 
 def _record_error(

@@ -19,6 +19,7 @@ from signals_crm.testing.salesforce import LocalSalesforce, SalesforceBackdoor, 
 
 CREATE_FIELDS = MappingProxyType({"LastName": "Kit", "Company": "Kit Inc."})
 MISSING_LEAD = to_18("00Q000000000000")
+MISSING_CAMPAIGN = to_18("701000000000000")
 
 
 class TestSalesforceConformance(AdapterConformance):
@@ -28,6 +29,7 @@ class TestSalesforceConformance(AdapterConformance):
     text_field = "FirstName"
     account_field = "Industry"
     missing_person_id = MISSING_LEAD
+    missing_campaign_id = MISSING_CAMPAIGN
 
     @pytest.fixture
     def adapter(self, org: LocalSalesforce) -> Iterator[SalesforceAdapter]:
@@ -42,6 +44,7 @@ class TestAsyncSalesforceConformance(AsyncAdapterConformance):
     text_field = "FirstName"
     account_field = "Industry"
     missing_person_id = MISSING_LEAD
+    missing_campaign_id = MISSING_CAMPAIGN
 
     @pytest.fixture
     async def adapter(self, org: LocalSalesforce) -> AsyncIterator[AsyncSalesforceAdapter]:

@@ -99,6 +99,7 @@ from signals_crm.core.model import (
     PersonRecord,
     normalize_email,
 )
+from signals_crm.core.normalize import normalize_domain
 from signals_crm.exceptions import (
     ConfigurationError,
     DuplicateRecordError,
@@ -140,21 +141,14 @@ CAPABILITIES: Final = Capabilities(
     account_object="companies",
     marker_search_lag=15.0,
     required_on_create=(),
+    checks_campaigns=True,
+    reports_api_usage=True,
 )
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def normalize_domain(domain: str) -> str:
-    """A company domain as HubSpot stores it: lower-case, no scheme, ``www.`` or path."""
-    text = domain.strip().lower()
-    for prefix in ("https://", "http://"):
-        text = text.removeprefix(prefix)
-    text = text.split("/", 1)[0].split("?", 1)[0]
-    return text.removeprefix("www.")
 
 
 def membership_id(list_id: str, record_id: str) -> str:

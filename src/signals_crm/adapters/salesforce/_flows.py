@@ -78,6 +78,7 @@ from signals_crm.core.model import (
     PersonRecord,
     normalize_email,
 )
+from signals_crm.core.normalize import normalize_domain
 from signals_crm.exceptions import (
     ConfigurationError,
     CRMAPIError,
@@ -102,6 +103,8 @@ SALESFORCE_CAPABILITIES = Capabilities(
     max_task_body_length=32_000,
     account_object="Account",
     required_on_create=("LastName", "Company"),
+    checks_campaigns=True,
+    reports_api_usage=True,
 )
 
 _PLACEHOLDER_INSTANCE = "https://instance.invalid"
@@ -145,17 +148,8 @@ def _id15(record_id: str) -> str:
     return record_id[:15]
 
 
-def website_host(website: str) -> str:
-    """The bare host of a Website value: no scheme, path, port or ``www.``; lower case."""
-    host = website.strip().lower()
-    if "://" in host:
-        host = host.split("://", 1)[1]
-    host = host.split("/", 1)[0].split("?", 1)[0].split(":", 1)[0]
-    return host.removeprefix("www.")
-
-
-def _domain_key(domain: str) -> str:
-    return website_host(domain)
+website_host = normalize_domain
+"""The bare host of a Website value (the core's :func:`normalize_domain`)."""
 
 
 def _chunks(items: Sequence[T], size: int) -> list[Sequence[T]]:
@@ -322,7 +316,7 @@ class SalesforceFlows(AdapterFlows):
     def find_accounts_flow(
         self, domains: Sequence[str], fields: Sequence[str] = ()
     ) -> Flow[list[tuple[AccountRecord, ...]]]:
-        keys = [_domain_key(d) for d in domains]
+        keys = [normalize_domain(d) for d in domains]
         unique = _dedupe(keys)
         if not unique:
             return [() for _ in keys]
