@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
+import attrs
 import httpx
 import pytest
 from hubspot_support import BASE_URL, TOKEN, FakeClock, limiters
@@ -16,6 +17,7 @@ from signals_crm.adapters.hubspot import (
     HubSpotAPI,
     membership_id,
 )
+from signals_crm.adapters.hubspot._requests import marker_line
 from signals_crm.core.crm import (
     CampaignMembershipWrite,
     MembershipByPerson,
@@ -374,6 +376,35 @@ def test_reconcile_searches_five_markers_per_call(
     answers = adapter.reconcile(queries)
     assert answers == [None, *[r.id for r in reversed(results)]]
     assert calls(portal, "/search") - before == 2
+
+
+def test_a_quoted_marker_never_matches_another_conversation(
+    adapter: HubSpotAdapter, backdoor: HubSpotBackdoor
+) -> None:
+    """A transcript quoting conversation B's marker line is A's task, never B's."""
+    person = backdoor.seed_person(kind=PersonKind.CONTACT, email="spoof@example.com")
+    quoted = f"Visitor: look {marker_line('signals:c-b:transcript')} ok"
+    spoofing = attrs.evolve(task(person, "signals:c-a:transcript"), body=quoted)
+    (result,) = adapter.create_tasks([spoofing])
+    answers = adapter.reconcile(
+        [TaskByMarker("signals:c-b:transcript"), TaskByMarker("signals:c-a:transcript")]
+    )
+    assert answers == [None, result.id]
+    assert backdoor.task_markers(person) == ["signals:c-a:transcript"]
+
+
+def test_a_marker_is_compared_whole(adapter: HubSpotAdapter, backdoor: HubSpotBackdoor) -> None:
+    """A marker that is a prefix or an extension of another never matches it."""
+    person = backdoor.seed_person(kind=PersonKind.CONTACT, email="whole@example.com")
+    (result,) = adapter.create_tasks([task(person, "signals:c-1:transcript")])
+    answers = adapter.reconcile(
+        [
+            TaskByMarker("signals:c-1"),
+            TaskByMarker("signals:c-1:transcript:2"),
+            TaskByMarker("signals:c-1:transcript"),
+        ]
+    )
+    assert answers == [None, None, result.id]
 
 
 def test_invalid_activity_object_is_refused(client: httpx.Client) -> None:

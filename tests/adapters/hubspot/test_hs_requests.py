@@ -13,6 +13,7 @@ from signals_crm.adapters.hubspot import HubSpotAPI, marker_token, parse_marker
 from signals_crm.adapters.hubspot._requests import (
     activity_body,
     has_marker_token,
+    marker_line,
     property_value,
     timestamp_value,
 )
@@ -163,6 +164,17 @@ def test_marker_round_trips_through_the_body() -> None:
     assert has_marker_token(text, marker)
     assert not has_marker_token(text, "other")
     assert parse_marker("no marker here") is None
+
+
+def test_the_last_marker_line_is_the_activity_s_own() -> None:
+    """A marker line quoted earlier in the body (even HTML-encoded) never wins over the last."""
+    quoted = marker_line("signals:c-b:transcript")
+    body = activity_body(f"pasted: {quoted}", "signals:c-a:transcript", None)
+    assert parse_marker(body) == "signals:c-a:transcript"
+    html_body = body.replace("\n", "<br>").replace("[", "&#91;")
+    assert parse_marker(html_body) == "signals:c-a:transcript"
+    unclosed = activity_body("[signals-marker: x", "m & n", None).replace("\n", "<br>")
+    assert parse_marker(unclosed) == "m & n"
 
 
 def test_forged_marker_lines_are_ignored() -> None:

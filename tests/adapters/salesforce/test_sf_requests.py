@@ -57,6 +57,25 @@ def test_quote_rejects_literals_over_4000_characters() -> None:
     """A string literal longer than Salesforce's 4,000 characters is refused up front."""
     with pytest.raises(ConfigurationError):
         quote("x" * 4001)
+    assert len(quote("x" * 4000)) == 4002
+
+
+def test_the_literal_limit_counts_escapes() -> None:
+    """The 4,000 characters are counted after escaping: 3,999 letters and a quote are 4,001."""
+    with pytest.raises(ConfigurationError, match="4001"):
+        quote("x" * 3999 + "'")
+    with pytest.raises(ConfigurationError, match="escaped"):
+        quote("\n" * 2001)
+    assert len(quote("x" * 3998 + "'")) == 4002
+
+
+def test_the_like_limit_counts_escapes_and_wildcards() -> None:
+    """A LIKE pattern's escaped wildcards and its added ones count toward the 4,000 too."""
+    with pytest.raises(ConfigurationError):
+        like_literal("x" * 3999, prefix="%", suffix="%")
+    with pytest.raises(ConfigurationError):
+        like_literal("_" * 2000, prefix="%")
+    assert len(like_literal("x" * 3998, prefix="%", suffix="%")) == 4002
 
 
 def test_encode_q_sends_plus_as_percent_2b() -> None:

@@ -60,8 +60,8 @@ from signals_crm.adapters.hubspot._requests import (
     HubSpotAPI,
     activity_body,
     email_id,
-    has_marker_token,
     marker_token,
+    parse_marker,
     property_value,
     timestamp_value,
 )
@@ -839,7 +839,7 @@ class HubSpotFlows(AdapterFlows):
                         if self.marker_property:
                             hit = props_of.get(self.marker_property) == m
                         else:
-                            hit = has_marker_token(props_of.get(body_prop), m)
+                            hit = parse_marker(props_of.get(body_prop)) == m
                         if hit:
                             found[m] = str(result["id"])
                 after = next_after(answer)

@@ -21,6 +21,7 @@ Theory of operation:
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
@@ -237,6 +238,7 @@ def email_id(email: str) -> str:
 # ------------------------------------------------------------------------------------------------
 # Markers
 
+_MARKER_OPEN = "[signals-marker: "
 _MARKER_LINE = re.compile(r"\[signals-marker: (?P<marker>.*?) \| (?P<token>sgnl[0-9a-f]{40})\]")
 
 
@@ -260,16 +262,28 @@ def activity_body(body: str, marker: str, max_length: int | None) -> str:
 
 
 def parse_marker(body: str | None) -> str | None:
-    """The marker carried by an activity body, or ``None`` (the token must match the marker)."""
+    """The marker of an activity body: its **last** valid marker line, or ``None``.
+
+    The adapter appends the marker line after everything else, so the last line whose token
+    hashes its marker is the activity's own; a marker line quoted inside the text (a visitor
+    pasting another conversation's line into the chat) comes before it and never counts.
+    Every ``[signals-marker:`` is tried (overlapping), and HTML entities are decoded first, in
+    case HubSpot stored the body re-encoded.
+    """
     if not body:
         return None
-    for found in _MARKER_LINE.finditer(body):
-        marker = found.group("marker")
-        if marker_token(marker) == found.group("token"):
-            return marker
-    return None
+    text = html.unescape(body)
+    found: str | None = None
+    start = text.find(_MARKER_OPEN)
+    while start >= 0:
+        match = _MARKER_LINE.match(text, start)
+        if match is not None and marker_token(match.group("marker")) == match.group("token"):
+            found = match.group("marker")
+        start = text.find(_MARKER_OPEN, start + 1)
+    return found
 
 
 def has_marker_token(body: str | None, marker: str) -> bool:
-    """Whether ``body`` carries the token of ``marker`` (robust to HTML re-encoding)."""
+    """Whether ``body`` contains the token of ``marker`` anywhere (a search pre-filter only:
+    a quoted token matches too; compare :func:`parse_marker` with the whole marker)."""
     return bool(body) and marker_token(marker) in (body or "")

@@ -14,7 +14,8 @@ Rules (Salesforce "Quoted String Escape Sequences" and "Reserved Characters"):
 4. The URI plus headers must stay under 16,384 bytes (414/431 otherwise). ``IN`` lists are
    therefore chunked by the *encoded* length of the whole URL, not by a fixed count; the default
    budget is 8,000 bytes (Salesforce recommends short URIs) and at most 200 values a chunk.
-5. One string literal may be at most 4,000 characters.
+5. One string literal may be at most 4,000 characters, counted as Salesforce reads it: after
+   escaping, wildcards included (``o'neil`` is 7 characters, not 6).
 """
 
 from __future__ import annotations
@@ -57,11 +58,19 @@ def _escape(value: str, table: dict[str, str]) -> str:
     return "".join(table.get(ch, ch) for ch in value)
 
 
-def _check_length(value: str) -> None:
-    if len(value) > MAX_LITERAL_LENGTH:
+def _checked(literal: str) -> str:
+    """``literal`` (escaped, wildcards included, quotes not) if Salesforce accepts its length."""
+    if len(literal) > MAX_LITERAL_LENGTH:
         raise ConfigurationError(
-            [Problem("soql", f"a string literal is limited to {MAX_LITERAL_LENGTH} characters")]
+            [
+                Problem(
+                    "soql",
+                    f"a string literal is limited to {MAX_LITERAL_LENGTH} characters once "
+                    f"escaped; this one has {len(literal)}",
+                )
+            ]
         )
+    return literal
 
 
 def quote(value: str) -> str:
@@ -70,8 +79,7 @@ def quote(value: str) -> str:
     >>> quote("o'neil@x.com")
     "'o\\\\'neil@x.com'"
     """
-    _check_length(value)
-    return "'" + _escape(value, _ESCAPES) + "'"
+    return "'" + _checked(_escape(value, _ESCAPES)) + "'"
 
 
 def like_literal(value: str, *, prefix: str = "", suffix: str = "") -> str:
@@ -80,8 +88,7 @@ def like_literal(value: str, *, prefix: str = "", suffix: str = "") -> str:
     >>> like_literal("50%_off", prefix="%", suffix="%")
     "'%50\\\\%\\\\_off%'"
     """
-    _check_length(value)
-    return "'" + prefix + _escape(value, _LIKE_ESCAPES) + suffix + "'"
+    return "'" + _checked(prefix + _escape(value, _LIKE_ESCAPES) + suffix) + "'"
 
 
 def encode_q(soql: str) -> str:
