@@ -18,11 +18,12 @@ Theory of operation (gidgethub's ``abc.py``, httpx's ``BaseClient``):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Hashable, Sequence
 from typing import Final, Protocol, TypeAlias, TypeVar
 
 import httpx
 
+from signals_crm.adapters._cache import MetadataCache
 from signals_crm.core.crm import (
     CampaignMembershipWrite,
     Capabilities,
@@ -98,6 +99,18 @@ class AdapterFlows:
 
     auth: httpx.Auth
     crm_name: str = "the CRM"
+    metadata_cache: MetadataCache
+
+    def cached(self, key: tuple[Hashable, ...], flow: Flow[T]) -> Flow[T]:
+        """``flow``'s answer from the metadata cache when fresh, else run it and keep it."""
+        hit, value = self.metadata_cache.get(key)
+        if hit:
+            flow.close()
+            result: T = value
+            return result
+        result = yield from flow
+        self.metadata_cache.put(key, result)
+        return result
 
     @property
     def capabilities(self) -> Capabilities:

@@ -31,6 +31,8 @@ import anyio.to_thread
 import attrs
 import httpx
 
+from signals_crm.adapters._cache import MetadataCache
+
 __all__ = ["LOCK", "UNLOCK", "AsyncTokenStore", "TokenAuth", "TokenSet", "TokenStore"]
 
 
@@ -101,6 +103,8 @@ class TokenAuth(httpx.Auth):
 
     def __init__(self, *, token_store: TokenStore | AsyncTokenStore | None = None) -> None:
         self.token_store = token_store
+        self.metadata_cache = MetadataCache()
+        """The connection's metadata cache (adapters on this auth share it by default)."""
         self._thread_lock = threading.Lock()
         self._task_lock: anyio.Lock | None = None
 

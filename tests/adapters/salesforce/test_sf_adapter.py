@@ -100,18 +100,32 @@ def test_find_people_follows_next_records_url(
 
 
 def test_find_people_chunks_in_lists_by_url_length(
-    org: LocalSalesforce, client: httpx.Client, backdoor: SalesforceBackdoor
+    org: LocalSalesforce, backdoor: SalesforceBackdoor
 ) -> None:
-    """A small URL budget splits the IN list over several queries; every email is answered."""
-    adapter = SalesforceAdapter(
-        client, StaticToken(org.issue_token(), org.instance_url), max_url_length=1200
-    )
+    """A small URL budget splits the IN lists; up to five queries share one composite call."""
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return org.handle(request)
+
     emails = [f"chunk.{n}+tag@example.com" for n in range(60)]
     last = backdoor.seed_person(kind=PersonKind.LEAD, email=emails[-1])
-    found = adapter.find_people(emails)
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        adapter = SalesforceAdapter(
+            http, StaticToken(org.issue_token(), org.instance_url), max_url_length=1200
+        )
+        found = adapter.find_people(emails)
     assert found[-1][0].id == last
     assert all(rs == () for rs in found[:-1])
-    assert _queries(org) > 2  # several Lead chunks, then the Contact chunks
+    kinds = [r.url.path.rsplit("/", 1)[-1] for r in sent]
+    assert kinds[0] == "composite"
+    subrequests = json.loads(sent[0].content)["compositeRequest"]
+    queries = len(subrequests) + kinds.count("query")
+    assert len(subrequests) == 5
+    assert queries > 5  # several Lead chunks, then the Contact chunks
+    assert len(sent) == -(-queries // 5)  # five queries a round trip
+    assert all(len(s["url"]) <= 1200 for s in subrequests)
 
 
 def test_lookup_of_no_valid_email_makes_no_call(
@@ -134,7 +148,7 @@ def test_api_usage_is_exposed(org: LocalSalesforce, sf: SalesforceAdapter) -> No
     """The adapter exposes the last Sforce-Limit-Info as api_usage."""
     before = sf.api_usage
     sf.list_users()
-    sf.list_users()
+    sf.find_people(["probe@example.com"])
     after = sf.api_usage
     assert before is None
     assert after is not None

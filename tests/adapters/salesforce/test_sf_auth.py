@@ -71,10 +71,9 @@ def test_expired_session_is_refreshed_once_and_replayed(
 ) -> None:
     """On INVALID_SESSION_ID the adapter refreshes once and replays the request."""
     adapter = SalesforceAdapter(client, _refresh_flow(org))
-    adapter.list_users()
+    adapter.find_people(["probe@example.com"])
     org.expire_tokens()
-    users = adapter.list_users()
-    assert [u.id for u in users] == [org.integration_user_id]
+    assert adapter.find_people(["probe@example.com"]) == [()]
     assert org.token_requests == 2
 
 
@@ -84,12 +83,14 @@ def test_rotated_refresh_token_is_used_next_time(
     """With rotation, the newest refresh token is kept, used, and exposed for persisting."""
     flow = _refresh_flow(org, rotate=True)
     adapter = SalesforceAdapter(client, flow)
-    adapter.list_users()
+    adapter.find_people(["probe@example.com"])
     first = adapter.refresh_token
     assert first is not None
     assert first != flow.refresh_token
     org.expire_tokens()
-    adapter.list_users()  # the original refresh token is now invalid; the rotated one works
+    adapter.find_people(
+        ["probe@example.com"]
+    )  # the original refresh token is now invalid; the rotated one works
     assert adapter.refresh_token not in (None, first)
     assert org.token_requests == 2
 
@@ -108,7 +109,7 @@ def test_second_401_after_refresh_is_terminal(org: LocalSalesforce) -> None:
     with httpx.Client(transport=httpx.MockTransport(handler)) as http:
         adapter = SalesforceAdapter(http, flow)
         with pytest.raises(AuthenticationError) as raised:
-            adapter.list_users()
+            adapter.find_people(["probe@example.com"])
     assert raised.value.error_code == "INVALID_SESSION_ID"
     assert org.token_requests == 2  # the first token, then exactly one refresh
 
@@ -118,7 +119,7 @@ def test_static_token_cannot_be_refreshed(org: LocalSalesforce, client: httpx.Cl
     adapter = SalesforceAdapter(client, StaticToken(org.issue_token(), org.instance_url))
     org.expire_tokens()
     with pytest.raises(AuthenticationError):
-        adapter.list_users()
+        adapter.find_people(["probe@example.com"])
     assert org.token_requests == 0
 
 
@@ -145,7 +146,7 @@ def test_rest_policy_401_is_not_refreshed(org: LocalSalesforce) -> None:
         httpx.Client(transport=httpx.MockTransport(handler)) as http,
         pytest.raises(AuthenticationError, match="not valid for use"),
     ):
-        SalesforceAdapter(http, flow).list_users()
+        SalesforceAdapter(http, flow).find_people(["probe@example.com"])
     assert calls["api"] == 1
     assert org.token_requests == 1
 
@@ -157,7 +158,7 @@ def test_invalid_refresh_token_is_an_authentication_error(
     org.register_client("app", SECRET)
     flow = RefreshTokenFlow(client_id="app", client_secret=SECRET, refresh_token="5Aep-revoked")
     with pytest.raises(AuthenticationError) as raised:
-        SalesforceAdapter(client, flow).list_users()
+        SalesforceAdapter(client, flow).find_people(["probe@example.com"])
     assert raised.value.error_code == "invalid_grant"
     assert "5Aep-revoked" not in str(raised.value)
     assert SECRET not in repr(raised.value)
@@ -174,7 +175,7 @@ def test_client_credentials_flow(org: LocalSalesforce, client: httpx.Client) -> 
         client_id="svc", client_secret="wrong", login_url="https://acme.my.salesforce.com"
     )
     with pytest.raises(AuthenticationError) as raised:
-        SalesforceAdapter(client, bad).list_users()
+        SalesforceAdapter(client, bad).find_people(["probe@example.com"])
     assert raised.value.error_code == "invalid_client"
 
 
@@ -204,7 +205,7 @@ def test_jwt_bearer_flow(
         client_id="jwt-app", username="other@acme.com", private_key=private, clock=lambda: 10**10
     )
     with pytest.raises(AuthenticationError, match="approved"):
-        SalesforceAdapter(client, wrong_user).list_users()
+        SalesforceAdapter(client, wrong_user).find_people(["probe@example.com"])
 
 
 def test_jwt_assertion_claims(keys: tuple[bytes, bytes]) -> None:
@@ -241,7 +242,7 @@ def test_jwt_expired_assertion_is_refused(
     org.register_client("jwt-app", jwt_public_key=public)
     flow = JWTBearerFlow(client_id="jwt-app", username="u", private_key=private, clock=lambda: 0)
     with pytest.raises(AuthenticationError, match="expired"):
-        SalesforceAdapter(client, flow).list_users()
+        SalesforceAdapter(client, flow).find_people(["probe@example.com"])
 
 
 def test_jwt_without_pyjwt_is_a_configuration_error(
@@ -290,12 +291,12 @@ def test_refresh_under_thread_concurrency_makes_one_token_request(org: LocalSale
 
     with httpx.Client(transport=httpx.MockTransport(handler)) as http:
         adapter = SalesforceAdapter(http, flow)
-        adapter.list_users()
+        adapter.find_people(["probe@example.com"])
         before = org.token_requests
         org.expire_tokens()
         with ThreadPoolExecutor(max_workers=8) as pool:
-            results = list(pool.map(lambda _: adapter.list_users(), range(8)))
-    assert all(len(users) == 1 for users in results)
+            results = list(pool.map(lambda _: adapter.find_people(["p@example.com"]), range(8)))
+    assert results == [[()]] * 8
     assert org.token_requests - before == 1
 
 
@@ -317,18 +318,18 @@ async def test_refresh_under_task_concurrency_makes_one_token_request(org: Local
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
         adapter = AsyncSalesforceAdapter(http, flow)
-        await adapter.alist_users()
+        await adapter.afind_people(["probe@example.com"])
         before = org.token_requests
         org.expire_tokens()
         results: list[list[object]] = []
 
         async def ask() -> None:
-            results.append(list(await adapter.alist_users()))
+            results.append(await adapter.afind_people(["probe@example.com"]))
 
         async with anyio.create_task_group() as tasks:
             for _ in range(8):
                 tasks.start_soon(ask)
-    assert all(len(users) == 1 for users in results)
+    assert results == [[()]] * 8
     assert org.token_requests - before == 1
 
 
@@ -345,7 +346,7 @@ def test_requests_go_to_the_token_instance_with_its_host(org: LocalSalesforce) -
         return org.handle(request)
 
     with httpx.Client(transport=httpx.MockTransport(handler)) as http:
-        SalesforceAdapter(http, flow).list_users()
+        SalesforceAdapter(http, flow).find_people(["probe@example.com"])
     assert seen == [
         ("login.salesforce.com", "login.salesforce.com"),
         ("local.my.salesforce.com", "local.my.salesforce.com"),
@@ -373,9 +374,9 @@ def test_token_store_gets_rotated_refresh_tokens(
         client_id="app", client_secret=SECRET, refresh_token=original, token_store=store
     )
     adapter = SalesforceAdapter(client, flow)
-    adapter.list_users()
+    adapter.find_people(["probe@example.com"])
     org.expire_tokens()
-    adapter.list_users()
+    adapter.find_people(["probe@example.com"])
     first, second = (t.refresh_token for t in store.tokens)
     assert second == adapter.refresh_token
     assert len({original, first, second}) == 3  # each answer rotated it
@@ -389,7 +390,7 @@ def test_token_store_without_rotation_keeps_the_configured_refresh_token(
     store = Saved()
     flow = _refresh_flow(org)
     flow.token_store = store
-    SalesforceAdapter(client, flow).list_users()
+    SalesforceAdapter(client, flow).find_people(["probe@example.com"])
     assert [t.refresh_token for t in store.tokens] == [flow.refresh_token]
 
 
@@ -407,6 +408,6 @@ def test_a_failing_token_endpoint_is_transient(org: LocalSalesforce, status: int
         httpx.Client(transport=httpx.MockTransport(handler)) as http,
         pytest.raises(CRMAPIError) as raised,
     ):
-        SalesforceAdapter(http, flow).list_users()
+        SalesforceAdapter(http, flow).find_people(["probe@example.com"])
     assert not isinstance(raised.value, AuthenticationError)
     assert raised.value.retryable

@@ -46,7 +46,7 @@ def test_html_gateway_error_is_a_retryable_server_error(
     """A 502 HTML page raises a retryable CRMServerError named by the page."""
     org.schedule_fault("gateway_html")
     with pytest.raises(CRMServerError, match="502 Bad Gateway") as raised:
-        sf.list_users()
+        sf.find_people(["probe@example.com"])
     assert raised.value.status_code == 502
     assert raised.value.retryable is True
 
@@ -55,7 +55,7 @@ def test_lock_row_on_a_query_raises_retryable(org: LocalSalesforce, sf: Salesfor
     """UNABLE_TO_LOCK_ROW on a single resource raises a retryable CRMServerError."""
     org.schedule_fault("lock_row")
     with pytest.raises(CRMServerError) as raised:
-        sf.list_users()
+        sf.find_people(["probe@example.com"])
     assert raised.value.error_code == "UNABLE_TO_LOCK_ROW"
     assert raised.value.retryable is True
 
@@ -77,7 +77,7 @@ def test_concurrent_request_limit_is_retryable(org: LocalSalesforce, sf: Salesfo
     """403 REQUEST_LIMIT_EXCEEDED (concurrent) raises a retryable RateLimitedError."""
     org.schedule_fault("request_limit")
     with pytest.raises(RateLimitedError) as raised:
-        sf.list_users()
+        sf.find_people(["probe@example.com"])
     assert raised.value.status_code == 403
     assert raised.value.retryable is True
 
@@ -87,10 +87,10 @@ def test_daily_limit_exhaustion_is_not_retryable(
 ) -> None:
     """When the daily allocation is spent the adapter raises a non-retryable RateLimitedError."""
     org.daily_limit = 2
-    sf.list_users()
-    sf.list_users()
+    sf.find_people(["probe@example.com"])
+    sf.find_people(["probe@example.com"])
     with pytest.raises(RateLimitedError) as raised:
-        sf.list_users()
+        sf.find_people(["probe@example.com"])
     assert raised.value.retryable is False
     assert sf.api_usage is not None
     assert (sf.api_usage.used, sf.api_usage.limit) == (2, 2)
@@ -100,7 +100,7 @@ def test_429_carries_retry_after(org: LocalSalesforce, sf: SalesforceAdapter) ->
     """A 429 raises a retryable RateLimitedError with Retry-After."""
     org.schedule_fault("too_many_requests")
     with pytest.raises(RateLimitedError) as raised:
-        sf.list_users()
+        sf.find_people(["probe@example.com"])
     assert raised.value.retry_after == 2.0
 
 
@@ -113,9 +113,9 @@ def test_one_shot_session_expiry_is_refreshed_transparently(
         client_id="app", client_secret="sec", refresh_token=org.issue_refresh_token("app")
     )
     adapter = SalesforceAdapter(client, flow)
-    adapter.list_users()
+    adapter.find_people(["probe@example.com"])
     org.schedule_fault("expire_session")
-    assert len(adapter.list_users()) == 1
+    assert adapter.find_people(["probe@example.com"]) == [()]
     assert org.token_requests == 2
 
 
@@ -129,7 +129,7 @@ def test_session_expiry_after_n_calls(client: httpx.Client) -> None:
     with httpx.Client(transport=org.transport()) as http:
         adapter = SalesforceAdapter(http, flow)
         for _ in range(5):
-            adapter.list_users()
+            adapter.find_people(["probe@example.com"])
     assert org.token_requests == 3
 
 
@@ -157,7 +157,7 @@ def test_connect_error_was_not_sent() -> None:
     with httpx.Client(transport=httpx.MockTransport(refuse)) as http:
         adapter = SalesforceAdapter(http, StaticToken("t", "https://x.my.salesforce.com"))
         with pytest.raises(TransportError) as raised:
-            adapter.list_users()
+            adapter.find_people(["probe@example.com"])
     assert raised.value.maybe_sent is False
 
 
@@ -166,7 +166,9 @@ def test_latency_uses_the_injected_sleep(client: httpx.Client) -> None:
     slept: list[float] = []
     org = LocalSalesforce(faults=Faults(latency=0.25), sleep=slept.append)
     with httpx.Client(transport=org.transport()) as http:
-        SalesforceAdapter(http, StaticToken(org.issue_token(), org.instance_url)).list_users()
+        SalesforceAdapter(http, StaticToken(org.issue_token(), org.instance_url)).find_people(
+            ["probe@example.com"]
+        )
     assert slept == [0.25]
 
 
@@ -177,7 +179,7 @@ def _outcomes(seed: int) -> list[str]:
         adapter = SalesforceAdapter(http, StaticToken(org.issue_token(), org.instance_url))
         for _ in range(20):
             try:
-                adapter.list_users()
+                adapter.find_people(["probe@example.com"])
                 outcomes.append("ok")
             except CRMServerError as exc:
                 outcomes.append(str(exc.status_code))
@@ -204,7 +206,7 @@ async def test_async_faults_map_the_same_way(
     """The async adapter maps faults to the same typed errors."""
     org.schedule_fault("gateway_html")
     with pytest.raises(CRMServerError):
-        await async_sf.alist_users()
+        await async_sf.afind_people(["probe@example.com"])
     org.schedule_fault("drop_after_commit")
     with pytest.raises(TransportError):
         await async_sf.acreate_people([_write("async@x.com")])

@@ -43,7 +43,7 @@ def test_adapter_over_loopback_with_client_credentials() -> None:
         (found,) = adapter.find_people(["loop+back@X.com"])
         assert [r.id for r in found] == [created.id]
         assert adapter.api_usage is not None
-        assert adapter.api_usage.used == 3  # one create, a Lead query, a Contact query
+        assert adapter.api_usage.used == 2  # one create, one composite of both lookups
 
 
 def test_dropped_connection_over_loopback() -> None:

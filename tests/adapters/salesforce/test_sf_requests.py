@@ -25,6 +25,7 @@ from signals_crm.adapters.salesforce._requests import (
     task_record,
 )
 from signals_crm.adapters.salesforce._soql import (
+    DEFAULT_MAX_URL_LENGTH,
     HARD_URI_LIMIT,
     chunk_in_clause,
     encode_q,
@@ -135,11 +136,22 @@ def test_in_queries_chunk_by_encoded_url_length() -> None:
     assert seen == emails
 
 
-def test_in_queries_default_budget_stays_far_below_the_uri_limit() -> None:
-    """With the default budget even 200 long emails never approach the 16 KB URI limit."""
+def test_in_queries_default_budget_leaves_room_for_the_headers() -> None:
+    """The default budget is the 16,384-byte URI limit less 2,048 bytes for the headers."""
+    assert DEFAULT_MAX_URL_LENGTH == HARD_URI_LIMIT - 2048
     emails = [f"{'x' * 60}{n}@{'y' * 60}.example.com" for n in range(200)]
-    for soql in in_queries(EP, select=("Id",), object_name="Lead", field="Email", values=emails):
-        assert len(str(query_request(EP, soql).url)) <= 8000 < HARD_URI_LIMIT
+    queries = list(in_queries(EP, select=("Id",), object_name="Lead", field="Email", values=emails))
+    assert len(queries) == 3  # 200 emails of 134 characters: about 14 KB of URL each chunk
+    for soql in queries:
+        assert len(str(query_request(EP, soql).url)) <= DEFAULT_MAX_URL_LENGTH
+
+
+def test_two_hundred_ordinary_emails_are_one_query() -> None:
+    """200 emails of 30 to 60 characters fit one query URL (they took two at 8,000 bytes)."""
+    emails = [f"visitor.{n:03d}.{'a' * (n % 31)}@company-{n % 7}.example.com" for n in range(200)]
+    assert all(30 <= len(e) <= 70 for e in emails)
+    queries = list(in_queries(EP, select=("Id",), object_name="Lead", field="Email", values=emails))
+    assert len(queries) == 1
 
 
 def test_chunk_in_clause_caps_values_per_chunk() -> None:

@@ -40,10 +40,12 @@ import json
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Final, TypedDict, TypeVar
 
 import httpx
 
+from signals_crm.adapters._cache import MetadataCache
 from signals_crm.adapters._shell import AdapterFlows, Flow
 from signals_crm.adapters.hubspot._auth import HubSpotAuth, StaticToken
 from signals_crm.adapters.hubspot._errors import (
@@ -196,7 +198,8 @@ class HubSpotOptions(TypedDict, total=False):
     ``api`` (base URL and API version), ``limiter`` / ``search_limiter`` (client-side rate
     limiters for the burst and the search windows), ``activity_object`` (``"tasks"`` or
     ``"notes"``), ``marker_property`` (a property holding each activity's marker),
-    ``task_status``, ``now`` (the clock for activity timestamps), and the deprecated
+    ``task_status``, ``now`` (the clock for activity timestamps), ``metadata_cache`` (schemas,
+    owners and list checks; default: the one of ``auth``, shared by its adapters), the deprecated
     ``token`` (use ``auth``).
     """
 
@@ -207,6 +210,7 @@ class HubSpotOptions(TypedDict, total=False):
     marker_property: str | None
     task_status: str
     now: Callable[[], datetime]
+    metadata_cache: MetadataCache | None
     token: str | None
 
 
@@ -227,6 +231,7 @@ class HubSpotFlows(AdapterFlows):
         marker_property: str | None = None,
         task_status: str = "NOT_STARTED",
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metadata_cache: MetadataCache | None = None,
     ) -> None:
         problems: list[Problem] = []
         if token is not None:
@@ -255,8 +260,7 @@ class HubSpotFlows(AdapterFlows):
         self.marker_property = marker_property
         self.task_status = task_status
         self._now = now
-        self._schemas: dict[str, ObjectSchema] = {}
-        self._stage_order: dict[str, int] | None = None
+        self.metadata_cache = metadata_cache or self.auth.metadata_cache
         self.usage: RateLimitUsage | None = None
         """The ``X-HubSpot-RateLimit-*`` budget of the last answer that carried it."""
 
@@ -290,6 +294,8 @@ class HubSpotFlows(AdapterFlows):
         return super().transport_error(exc)
 
     def observe(self, request: httpx.Request, response: httpx.Response) -> None:
+        if response.status_code in {207, 400} and b"PROPERTY_DOESNT_EXIST" in response.content:
+            self.metadata_cache.forget("describe")  # the schema changed: read it again
         usage = parse_rate_limit(response.headers)
         if usage is not None:
             self.usage = usage
@@ -382,6 +388,10 @@ class HubSpotFlows(AdapterFlows):
         return chunks
 
     def campaign_exists_flow(self, campaign_id: str) -> Flow[bool]:
+        check = self._campaign_exists(campaign_id)
+        return (yield from self.cached(("campaign", campaign_id), check))
+
+    def _campaign_exists(self, campaign_id: str) -> Flow[bool]:
         response = yield self.api.get_list(campaign_id)
         if response.status_code == 404:
             return False
@@ -389,6 +399,10 @@ class HubSpotFlows(AdapterFlows):
         return True
 
     def list_users_flow(self) -> Flow[list[CRMUser]]:
+        users = yield from self.cached(("users",), self._list_users())
+        return list(users)
+
+    def _list_users(self) -> Flow[tuple[CRMUser, ...]]:
         users: dict[str, CRMUser] = {}
         for archived in (False, True):
             after: str | None = None
@@ -401,25 +415,26 @@ class HubSpotFlows(AdapterFlows):
                 after = next_after(body)
                 if after is None:
                     break
-        return list(users.values())
+        return tuple(users.values())
 
     def describe_flow(self, object_name: str) -> Flow[ObjectSchema]:
-        name = object_name.strip().lower()
-        name = _OBJECT_ALIASES.get(name, name)
-        if name in self._schemas:
-            return self._schemas[name]
-        body = _expect((yield self.api.get_properties(name)), 200)
-        schema = schema_from_properties(name, body)
-        self._schemas[name] = schema
-        if name == "contacts":
-            self._stage_order = stage_order(body)
+        schema, _ = yield from self._described(object_name)
         return schema
 
-    def _stage_order_flow(self) -> Flow[dict[str, int]]:
-        if self._stage_order is None:
-            self._schemas.pop("contacts", None)
-            yield from self.describe_flow("contacts")
-        return self._stage_order or {}
+    def _described(self, object_name: str) -> Flow[tuple[ObjectSchema, Mapping[str, int]]]:
+        """The object's schema and (contacts) the lifecycle stages' order, cached together."""
+        name = object_name.strip().lower()
+        name = _OBJECT_ALIASES.get(name, name)
+        return (yield from self.cached(("describe", name), self._describe(name)))
+
+    def _describe(self, name: str) -> Flow[tuple[ObjectSchema, Mapping[str, int]]]:
+        body = _expect((yield self.api.get_properties(name)), 200)
+        order = stage_order(body) if name == "contacts" else {}
+        return schema_from_properties(name, body), MappingProxyType(dict(order))
+
+    def _stage_order_flow(self) -> Flow[Mapping[str, int]]:
+        _, order = yield from self._described("contacts")
+        return order
 
     # -- people writes -----------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import Any, TypeAlias, TypedDict, TypeVar
 
 import httpx
 
+from signals_crm.adapters._cache import MetadataCache
 from signals_crm.adapters._shell import AdapterFlows, Flow
 from signals_crm.adapters.salesforce._auth import SalesforceAuth
 from signals_crm.adapters.salesforce._errors import (
@@ -33,11 +34,13 @@ from signals_crm.adapters.salesforce._errors import (
 from signals_crm.adapters.salesforce._requests import (
     COLLECTION_LIMIT,
     DEFAULT_API_VERSION,
+    MAX_COMPOSITE_QUERIES,
     Endpoint,
     TaskMarker,
     campaign_member_record,
     collection_create_request,
     collection_update_request,
+    composite_request,
     describe_request,
     in_queries,
     object_for_kind,
@@ -46,11 +49,13 @@ from signals_crm.adapters.salesforce._requests import (
     person_update_record,
     query_more_request,
     query_request,
+    query_subrequest,
     task_record,
 )
 from signals_crm.adapters.salesforce._responses import (
     ApiUsage,
     parse_collection_results,
+    parse_composite,
     parse_datetime,
     parse_describe,
     parse_limit_info,
@@ -162,7 +167,8 @@ class SalesforceOptions(TypedDict, total=False):
     ``api_version`` of the REST API; ``task_marker`` says where a Task keeps its activity
     marker (default: a tag in ``Subject``); ``task_status`` / ``task_priority`` are sent on
     every Task (``None`` leaves the org's default); ``max_url_length`` bounds each query URL
-    (``IN`` lists are chunked to fit).
+    (``IN`` lists are chunked to fit); ``metadata_cache`` keeps describes, users and
+    campaign checks (default: the one of ``auth``, shared by adapters of one connection).
     """
 
     api_version: str
@@ -170,6 +176,7 @@ class SalesforceOptions(TypedDict, total=False):
     task_status: str | None
     task_priority: str | None
     max_url_length: int
+    metadata_cache: MetadataCache | None
 
 
 class SalesforceFlows(AdapterFlows):
@@ -186,6 +193,7 @@ class SalesforceFlows(AdapterFlows):
         task_status: str | None = "Completed",
         task_priority: str | None = "Normal",
         max_url_length: int = DEFAULT_MAX_URL_LENGTH,
+        metadata_cache: MetadataCache | None = None,
     ) -> None:
         if not isinstance(auth, SalesforceAuth):
             raise ConfigurationError([Problem("auth", "must be a Salesforce auth flow")])
@@ -195,7 +203,7 @@ class SalesforceFlows(AdapterFlows):
         self._task_status = task_status
         self._task_priority = task_priority
         self._max_url_length = max_url_length
-        self._describe_cache: dict[str, ObjectSchema] = {}
+        self.metadata_cache = metadata_cache or auth.metadata_cache
         self._api_usage: ApiUsage | None = None
 
     def __repr__(self) -> str:
@@ -244,10 +252,36 @@ class SalesforceFlows(AdapterFlows):
         return records
 
     def _query_many(self, queries: Sequence[str]) -> Flow[list[Record]]:
-        records: list[Record] = []
-        for soql in queries:
-            records.extend((yield from self._query_all(soql)))
-        return records
+        pages = yield from self._query_each(queries)
+        return [record for page in pages for record in page]
+
+    def _query_each(self, queries: Sequence[str]) -> Flow[list[list[Record]]]:
+        """Every record of each query, one list per query, in as few round trips as can be.
+
+        Up to five queries go as one ``/composite`` request (one round trip, one API call); a
+        lone query is a plain ``GET``. Further pages are read one ``queryMore`` at a time.
+        """
+        endpoint = self.endpoint
+        out: list[list[Record]] = [[] for _ in queries]
+        for group in _chunks(range(len(queries)), MAX_COMPOSITE_QUERIES):
+            if len(group) == 1:
+                pages = [parse_query((yield query_request(endpoint, queries[group[0]])))]
+            else:
+                refs = [f"q{n}" for n in range(len(group))]
+                subs = [
+                    query_subrequest(endpoint, queries[i], ref)
+                    for i, ref in zip(group, refs, strict=True)
+                ]
+                answer = yield composite_request(endpoint, subs)
+                pages = [parse_query(r) for r in parse_composite(answer, refs)]
+            for i, first in zip(group, pages, strict=True):
+                out[i].extend(first.records)
+                more = first.next_records_url
+                while more:
+                    page = parse_query((yield query_more_request(endpoint, more)))
+                    out[i].extend(page.records)
+                    more = page.next_records_url
+        return out
 
     def _in(
         self,
@@ -280,14 +314,16 @@ class SalesforceFlows(AdapterFlows):
         if not unique:
             return [() for _ in keys]
         lead_select = _merge_fields(_LEAD_BASE_FIELDS, fields)
-        leads = yield from self._query_many(
-            self._in(select=lead_select, object_name="Lead", field="Email", values=unique)
+        lead_queries = self._in(
+            select=lead_select, object_name="Lead", field="Email", values=unique
         )
-        contacts = yield from self._query_many(
-            self._in(
-                select=_CONTACT_BASE_FIELDS, object_name="Contact", field="Email", values=unique
-            )
+        contact_queries = self._in(
+            select=_CONTACT_BASE_FIELDS, object_name="Contact", field="Email", values=unique
         )
+        # Lead and Contact queries travel together: one round trip for up to five of them.
+        pages = yield from self._query_each([*lead_queries, *contact_queries])
+        leads = [r for page in pages[: len(lead_queries)] for r in page]
+        contacts = [r for page in pages[len(lead_queries) :] for r in page]
         found: dict[str, list[PersonRecord]] = {}
         for raw in leads:
             record = self._person(raw, PersonKind.LEAD, fields)
@@ -354,6 +390,15 @@ class SalesforceFlows(AdapterFlows):
         return out
 
     def list_users_flow(self) -> Flow[list[CRMUser]]:
+        users = yield from self.cached(("users",), self._list_users())
+        return list(users)
+
+    def campaign_exists_flow(self, campaign_id: str) -> Flow[bool]:
+        return (
+            yield from self.cached(("campaign", campaign_id), self._campaign_exists(campaign_id))
+        )
+
+    def _list_users(self) -> Flow[tuple[CRMUser, ...]]:
         raws = yield from self._query_all("SELECT Id, Name, Email, IsActive FROM User")
         users: list[CRMUser] = []
         for raw in raws:
@@ -367,22 +412,21 @@ class SalesforceFlows(AdapterFlows):
                     name=str(name) if name else None,
                 )
             )
-        return users
+        return tuple(users)
 
-    def campaign_exists_flow(self, campaign_id: str) -> Flow[bool]:
+    def _campaign_exists(self, campaign_id: str) -> Flow[bool]:
         found = yield from self._query_all(
             f"SELECT Id FROM Campaign WHERE Id = {quote(campaign_id)}"  # noqa: S608  # quoted
         )
         return bool(found)
 
     def describe_flow(self, object_name: str) -> Flow[ObjectSchema]:
-        key = object_name.lower()
-        cached = self._describe_cache.get(key)
-        if cached is not None:
-            return cached
-        schema = parse_describe((yield describe_request(self.endpoint, object_name)))
-        self._describe_cache[key] = schema
-        return schema
+        return (
+            yield from self.cached(("describe", object_name.lower()), self._describe(object_name))
+        )
+
+    def _describe(self, object_name: str) -> Flow[ObjectSchema]:
+        return parse_describe((yield describe_request(self.endpoint, object_name)))
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -412,6 +456,7 @@ class SalesforceFlows(AdapterFlows):
                 error = error_from_response(response)
                 if error.error_code not in _RECORD_CONTENT_CODES:
                     raise error
+                self.metadata_cache.forget("describe")  # the schema changed: read it again
                 field = _field_in_message(error.message)
                 culprits = [
                     i for i in group if field and any(k.lower() == field.lower() for k in bodies[i])
@@ -577,6 +622,8 @@ class SalesforceFlows(AdapterFlows):
 
     def _people_ids(self, queries: Sequence[PersonByEmail]) -> Flow[list[str | None]]:
         best: dict[tuple[PersonKind, str], tuple[bool, str, str]] = {}
+        soqls: list[str] = []
+        kinds: list[PersonKind] = []
         for kind in (PersonKind.LEAD, PersonKind.CONTACT):
             emails = _dedupe([normalize_email(q.email) for q in queries if q.kind is kind])
             if not emails:
@@ -584,11 +631,13 @@ class SalesforceFlows(AdapterFlows):
             select = ["Id", "Email", "LastModifiedDate"]
             if kind is PersonKind.LEAD:
                 select.append("IsConverted")
-            raws = yield from self._query_many(
-                self._in(
-                    select=select, object_name=object_for_kind(kind), field="Email", values=emails
-                )
+            chunk = self._in(
+                select=select, object_name=object_for_kind(kind), field="Email", values=emails
             )
+            soqls.extend(chunk)
+            kinds.extend(kind for _ in chunk)
+        pages = yield from self._query_each(soqls)
+        for kind, raws in zip(kinds, pages, strict=True):
             for raw in raws:
                 key = (kind, normalize_email(str(_get(raw, "Email") or "")))
                 # Prefer a live (not converted) record, then the most recently modified, then id.

@@ -27,6 +27,7 @@ What is sent (reference §§1-4, 9):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
@@ -179,6 +180,35 @@ def or_queries(
         max_url_length=max_url_length,
     ):
         yield before + " OR ".join(chunk)
+
+
+MAX_COMPOSITE_QUERIES = 5
+"""A ``/composite`` request holds at most 25 subrequests, at most 5 of them queries or
+Collections (REST API Developer Guide, "Composite"); the whole request is one API call."""
+
+
+def query_subrequest(endpoint: Endpoint, soql: str, reference: str) -> dict[str, str]:
+    """One ``GET query`` subrequest of a ``/composite`` request (its URL relative to the host)."""
+    return {
+        "method": "GET",
+        "url": f"/services/data/v{endpoint.api_version}/query?q={encode_q(soql)}",
+        "referenceId": reference,
+    }
+
+
+def composite_request(
+    endpoint: Endpoint, subrequests: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
+) -> httpx.Request:
+    """``POST composite`` with ``subrequests`` (which may refer to each other's answers)."""
+    return httpx.Request(
+        "POST",
+        f"{endpoint.base}/composite",
+        headers=endpoint.headers({"Content-Type": "application/json"}),
+        content=json.dumps(
+            {"allOrNone": all_or_none, "compositeRequest": list(subrequests)},
+            separators=(",", ":"),
+        ).encode(),
+    )
 
 
 def describe_request(endpoint: Endpoint, object_name: str) -> httpx.Request:

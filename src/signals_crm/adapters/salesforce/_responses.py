@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ __all__ = [
     "SalesforceToken",
     "flatten_record",
     "parse_collection_results",
+    "parse_composite",
     "parse_datetime",
     "parse_describe",
     "parse_limit_info",
@@ -188,6 +189,40 @@ def parse_query(response: httpx.Response) -> QueryPage:
         done=done,
         next_records_url=str(next_url) if next_url and not done else None,
     )
+
+
+def parse_composite(response: httpx.Response, references: Sequence[str]) -> list[httpx.Response]:
+    """A ``/composite`` answer → one response per subrequest, in ``references`` order.
+
+    Each subresponse becomes an ``httpx.Response`` (its status, headers and JSON body), so the
+    parsers of single requests read it unchanged; a subrequest's error is raised by them.
+    """
+    raise_for_error(response)
+    body = _json(response)
+    entries = body.get("compositeResponse") if isinstance(body, Mapping) else None
+    if not isinstance(entries, list):
+        raise CRMServerError("a composite answer without compositeResponse", status_code=200)
+    by_ref = {
+        str(e.get("referenceId")): e
+        for e in entries
+        if isinstance(e, Mapping) and isinstance(e.get("httpStatusCode"), int)
+    }
+    out: list[httpx.Response] = []
+    for ref in references:
+        entry = by_ref.get(ref)
+        if entry is None:
+            raise CRMServerError(
+                f"the composite answer has no result for {ref}", status_code=response.status_code
+            )
+        headers = entry.get("httpHeaders")
+        out.append(
+            httpx.Response(
+                entry["httpStatusCode"],
+                headers=dict(headers) if isinstance(headers, Mapping) else {},
+                json=entry.get("body"),
+            )
+        )
+    return out
 
 
 def parse_collection_results(response: httpx.Response, count: int) -> list[WriteResult]:

@@ -11,9 +11,10 @@ Rules (Salesforce "Quoted String Escape Sequences" and "Reserved Characters"):
 3. The query travels in the ``q`` parameter of a ``GET``. It is form-encoded: a space becomes
    ``+`` and a literal ``+`` (common in emails: ``jo+tag@x.com``) **must** be ``%2B``, else
    Salesforce reads a space and the lookup silently misses.
-4. The URI plus headers must stay under 16,384 bytes (414/431 otherwise). ``IN`` lists are
-   therefore chunked by the *encoded* length of the whole URL, not by a fixed count; the default
-   budget is 8,000 bytes (Salesforce recommends short URIs) and at most 200 values a chunk.
+4. The URI plus headers must stay under 16,384 bytes (414/431 otherwise; Help article
+   000386264). ``IN`` lists are therefore chunked by the *encoded* length of the whole URL, not
+   by a fixed count; the default budget is that limit less 2,048 bytes for the headers
+   (14,336), and at most 200 values a chunk.
 5. One string literal may be at most 4,000 characters, counted as Salesforce reads it: after
    escaping, wildcards included (``o'neil`` is 7 characters, not 6).
 """
@@ -37,7 +38,8 @@ __all__ = [
 ]
 
 HARD_URI_LIMIT = 16_384
-DEFAULT_MAX_URL_LENGTH = 8_000
+HEADER_ALLOWANCE = 2_048
+DEFAULT_MAX_URL_LENGTH = HARD_URI_LIMIT - HEADER_ALLOWANCE
 MAX_LITERAL_LENGTH = 4_000
 DEFAULT_MAX_VALUES = 200
 
