@@ -18,11 +18,12 @@ Theory of operation (gidgethub's ``abc.py``, httpx's ``BaseClient``):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Hashable, Sequence
+from collections.abc import Generator, Hashable, Sequence
 from typing import Final, Protocol, TypeAlias, TypeVar
 
 import httpx
 
+from signals_crm._drive import adrive, drive
 from signals_crm.adapters._cache import MetadataCache
 from signals_crm.core.crm import (
     CampaignMembershipWrite,
@@ -59,32 +60,6 @@ def request_timeout(client: httpx.Client | httpx.AsyncClient) -> httpx.Timeout:
     if all(v is None for v in (timeout.connect, timeout.read, timeout.write, timeout.pool)):
         return DEFAULT_TIMEOUT
     return timeout
-
-
-def drive(flow: Flow[T], send: Callable[[httpx.Request], httpx.Response]) -> T:
-    """Run ``flow`` to its result, sending each request it yields with ``send``."""
-    try:
-        request = next(flow)
-        while True:
-            request = flow.send(send(request))
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
-    finally:
-        flow.close()
-
-
-async def adrive(flow: Flow[T], send: Callable[[httpx.Request], Awaitable[httpx.Response]]) -> T:
-    """:func:`drive` with an ``async`` ``send``."""
-    try:
-        request = next(flow)
-        while True:
-            request = flow.send(await send(request))
-    except StopIteration as stop:
-        result: T = stop.value
-        return result
-    finally:
-        flow.close()
 
 
 def _network_error(exc: httpx.HTTPError, crm: str) -> TransportError:

@@ -74,6 +74,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from signals_crm._drive import adrive, drive
 from signals_crm.adapters.base import AsyncCRMAdapter, CRMAdapter
 from signals_crm.core.crm import (
     CampaignMembershipWrite,
@@ -828,33 +829,21 @@ def _reconcile_mixed_queries_in_order(kit: _Kit) -> Scenario:
 
 def _drive_sync(adapter: CRMAdapter, scenario: Scenario) -> None:
     """Run a scenario with blocking calls; adapter errors are thrown back into it."""
-    try:
-        call = next(scenario)
-        while True:
-            try:
-                result = getattr(adapter, call.method)(*call.args)
-            except AdapterError as exc:
-                call = scenario.throw(exc)
-            else:
-                call = scenario.send(result)
-    except StopIteration:
-        return
+
+    def call(request: _Call) -> Any:
+        return getattr(adapter, request.method)(*request.args)
+
+    drive(scenario, call, catch=(AdapterError,))
 
 
 async def _drive_async(adapter: AsyncCRMAdapter, scenario: Scenario) -> None:
     """Run a scenario with awaited ``a``-prefixed calls; adapter errors are thrown back into it."""
-    try:
-        call = next(scenario)
-        while True:
-            method: Callable[..., Awaitable[Any]] = getattr(adapter, f"a{call.method}")
-            try:
-                result = await method(*call.args)
-            except AdapterError as exc:
-                call = scenario.throw(exc)
-            else:
-                call = scenario.send(result)
-    except StopIteration:
-        return
+
+    async def call(request: _Call) -> Any:
+        method: Callable[..., Awaitable[Any]] = getattr(adapter, f"a{request.method}")
+        return await method(*request.args)
+
+    await adrive(scenario, call, catch=(AdapterError,))
 
 
 class _KitSettings:

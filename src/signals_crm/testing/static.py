@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable, Sequence
 from typing import Any, TypeVar
 
+from signals_crm._drive import drive
 from signals_crm.core.crm import (
     Capabilities,
     DescribeObject,
@@ -26,7 +27,7 @@ from signals_crm.core.model import (
     PersonRecord,
     normalize_email,
 )
-from signals_crm.core.ownership import normalize_domain
+from signals_crm.core.normalize import normalize_domain
 from signals_crm.exceptions import PlanningError
 
 __all__ = ["HUBSPOT_LIKE", "SALESFORCE_LIKE", "run_with_state"]
@@ -80,23 +81,18 @@ def run_with_state(
         if account.domain is not None:
             by_domain.setdefault(normalize_domain(account.domain), []).append(account)
     by_name = {s.name.lower(): s for s in schemas}
-    try:
-        request = next(flow)
-        while True:
-            answer: Any
-            if isinstance(request, FindPeople):
-                answer = [tuple(by_email.get(normalize_email(e), ())) for e in request.emails]
-            elif isinstance(request, FindAccounts):
-                answer = [tuple(by_domain.get(normalize_domain(d), ())) for d in request.domains]
-            elif isinstance(request, DescribeObject):
-                if request.object_name.lower() not in by_name:
-                    raise PlanningError(f"no schema given for {request.object_name}")
-                answer = by_name[request.object_name.lower()]
-            elif isinstance(request, ListUsers):
-                answer = list(users)
-            else:
-                raise PlanningError(f"unknown lookup {request!r}")
-            request = flow.send(answer)
-    except StopIteration as done:
-        result: T = done.value
-        return result
+
+    def answer(request: Any) -> Any:
+        if isinstance(request, FindPeople):
+            return [tuple(by_email.get(normalize_email(e), ())) for e in request.emails]
+        if isinstance(request, FindAccounts):
+            return [tuple(by_domain.get(normalize_domain(d), ())) for d in request.domains]
+        if isinstance(request, DescribeObject):
+            if request.object_name.lower() not in by_name:
+                raise PlanningError(f"no schema given for {request.object_name}")
+            return by_name[request.object_name.lower()]
+        if isinstance(request, ListUsers):
+            return list(users)
+        raise PlanningError(f"unknown lookup {request!r}")
+
+    return drive(flow, answer)
