@@ -231,7 +231,7 @@ def test_ids_are_deterministic_per_flavour() -> None:
         ({"FirstName": "x" * 41}, "STRING_TOO_LONG"),
         ({"LastName": None}, "REQUIRED_FIELD_MISSING"),
         ({"Company": "   "}, "REQUIRED_FIELD_MISSING"),
-        ({"LeadSource": "Carrier pigeon"}, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
+        ({"Status": "Carrier pigeon"}, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
         ({"NumberOfEmployees": "many"}, "INVALID_TYPE"),
         ({"HasOptedOutOfEmail": "yes"}, "INVALID_TYPE"),
         ({"OwnerId": "005999999999999999"}, "INVALID_CROSS_REFERENCE_KEY"),

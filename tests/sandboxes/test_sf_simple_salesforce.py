@@ -25,16 +25,9 @@ TOKEN = "TOKEN123"
 
 
 @pytest.fixture
-def session(
-    sf_server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[requests.Session]:
-    """The CA setting and the proxy, the way ``requests`` reads them from the environment
-    (``REQUESTS_CA_BUNDLE`` would override a session's ``verify`` anyway): nothing else."""
-    assert sf_server.ca_file is not None
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sf_server.ca_file)
-    monkeypatch.setenv("HTTPS_PROXY", sf_server.proxy_url)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+def session(sf_env: LoopbackServer) -> Iterator[requests.Session]:
+    """A plain session: the CA bundle and the proxy come from the environment (``sf_env``)."""
+    del sf_env
     with requests.Session() as http:
         yield http
 

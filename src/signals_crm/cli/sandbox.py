@@ -1,5 +1,6 @@
-"""``sandbox``: serve a local Salesforce or HubSpot over HTTP on loopback (the sandboxes'
-command; its body belongs to them)."""
+"""``sandbox``: serve a local Salesforce or HubSpot on loopback (the sandboxes' command; its
+body belongs to them). ``--tls`` serves HTTPS from a local CA and prints where its bundle is;
+``--ca-dir`` keeps the bundle (and the Salesforce JWT key) in a directory of your choice."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ def _sandbox(args: argparse.Namespace, out: Output) -> ExitCode:  # noqa: ARG001
     if args.crm == "salesforce":
         from signals_crm.testing.salesforce import serve as serve_salesforce
 
-        serve_salesforce(args.port, host=args.host, announce=print)
+        serve_salesforce(
+            args.port, host=args.host, announce=print, tls=args.tls, ca_dir=args.ca_dir
+        )
     else:
         from signals_crm.testing.hubspot import serve as serve_hubspot
 
-        serve_hubspot(args.port, host=args.host, announce=print)
+        serve_hubspot(args.port, host=args.host, announce=print, tls=args.tls, ca_dir=args.ca_dir)
     return ExitCode.OK
 
 
@@ -28,4 +31,12 @@ def register(sub: Any) -> None:
     sandbox.add_argument("crm", choices=["salesforce", "hubspot"])
     sandbox.add_argument("--port", type=int, default=8765)
     sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS (and plain HTTP on the same port) from a local CA",
+    )
+    sandbox.add_argument(
+        "--ca-dir", default=None, help="where to write the CA bundle (default: a temporary dir)"
+    )
     sandbox.set_defaults(handler=_sandbox)

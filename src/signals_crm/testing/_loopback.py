@@ -181,6 +181,8 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
+        except Exception as exc:  # noqa: BLE001  # a sandbox bug answers 500, never a hang-up
+            response = httpx.Response(500, text=f"sandbox error: {type(exc).__name__}: {exc}")
         content = response.content
         lines = [f"{self.protocol_version} {response.status_code} {response.reason_phrase}"]
         lines.extend(

@@ -197,123 +197,32 @@ _LIFECYCLE = (
 
 
 def _salesforce_schemas() -> list[ObjectSchema]:
-    person_common = [
-        _readonly("Id", FieldType.ID),
-        _field("FirstName", FieldType.STRING, 40),
-        _field("LastName", FieldType.STRING, 80, required=True),
-        _field("Email", FieldType.EMAIL, 80),
-        _field("Phone", FieldType.PHONE, 40),
-        _field("MobilePhone", FieldType.PHONE, 40),
-        _field("Title", FieldType.STRING, 128),
-        _field("Description", FieldType.TEXTAREA, 32000),
-        _field("HasOptedOutOfEmail", FieldType.BOOLEAN),
-        _field("OwnerId", FieldType.REFERENCE, 18),
-        _readonly("LastModifiedDate", FieldType.DATETIME),
+    """Lead, Contact, Account, Task and Campaign as the local Salesforce describes them (the
+    adapter's own describe parser reads them), plus the Task marker field."""
+    import httpx
+
+    from signals_crm.adapters.salesforce._responses import parse_describe
+    from signals_crm.testing.salesforce._schema import FieldDef, standard_objects
+
+    objects = standard_objects()
+    objects["task"].add(FieldDef("Signals_Marker__c", "string", 255, "Signals Marker", custom=True))
+    return [
+        parse_describe(httpx.Response(200, json=objects[name].describe("")))
+        for name in ("lead", "contact", "account", "task", "campaign")
     ]
-    lead = ObjectSchema(
-        name="Lead",
-        fields=[
-            *person_common,
-            _field("Company", FieldType.STRING, 255, required=True),
-            _field("Website", FieldType.URL, 255),
-            _field("LeadSource", FieldType.PICKLIST, 255, picklist=_LEAD_SOURCES, restricted=True),
-            _field("Status", FieldType.PICKLIST, 255, picklist=_LEAD_STATUSES),
-            _field("Industry", FieldType.PICKLIST, 255, picklist=_INDUSTRIES),
-            _field("NumberOfEmployees", FieldType.INTEGER),
-            _field("AnnualRevenue", FieldType.NUMBER),
-            _readonly("IsConverted", FieldType.BOOLEAN),
-            _readonly("ConvertedContactId", FieldType.REFERENCE),
-        ],
-    )
-    contact = ObjectSchema(
-        name="Contact",
-        fields=[
-            *person_common,
-            _field("AccountId", FieldType.REFERENCE, 18),
-            _field("Birthdate", FieldType.DATE),
-        ],
-    )
-    account = ObjectSchema(
-        name="Account",
-        fields=[
-            _readonly("Id", FieldType.ID),
-            _field("Name", FieldType.STRING, 255, required=True),
-            _field("Website", FieldType.URL, 255),
-            _field("Industry", FieldType.PICKLIST, 255, picklist=_INDUSTRIES),
-            _field("Type", FieldType.PICKLIST, 255, picklist=("Prospect", "Customer", "Partner")),
-            _field("NumberOfEmployees", FieldType.INTEGER),
-            _field("AnnualRevenue", FieldType.NUMBER),
-            _field("Description", FieldType.TEXTAREA, 32000),
-            _field("OwnerId", FieldType.REFERENCE, 18),
-            _readonly("LastModifiedDate", FieldType.DATETIME),
-        ],
-    )
-    task = ObjectSchema(
-        name="Task",
-        fields=[
-            _readonly("Id", FieldType.ID),
-            _field("Subject", FieldType.STRING, 255),
-            _field("Description", FieldType.TEXTAREA, 32000),
-            _field("WhoId", FieldType.REFERENCE, 18),
-            _field("OwnerId", FieldType.REFERENCE, 18),
-            _field("ActivityDate", FieldType.DATE),
-            _field("Status", FieldType.PICKLIST, 255, picklist=("Not Started", "Completed")),
-            _field("Signals_Marker__c", FieldType.STRING, 255),
-        ],
-    )
-    campaign = ObjectSchema(
-        name="Campaign",
-        fields=[_readonly("Id", FieldType.ID), _field("Name", FieldType.STRING, 80, required=True)],
-    )
-    return [lead, contact, account, task, campaign]
 
 
 def _hubspot_schemas() -> list[ObjectSchema]:
-    contacts = ObjectSchema(
-        name="contacts",
-        fields=[
-            _readonly("hs_object_id", FieldType.ID),
-            _field("email", FieldType.EMAIL),
-            _field("firstname"),
-            _field("lastname"),
-            _field("phone", FieldType.PHONE),
-            _field("mobilephone", FieldType.PHONE),
-            _field("company"),
-            _field("jobtitle"),
-            _field("website", FieldType.URL),
-            _field("city"),
-            _field("message", FieldType.TEXTAREA),
-            _field("lifecyclestage", FieldType.PICKLIST, picklist=_LIFECYCLE, restricted=True),
-            _field("hs_lead_status", FieldType.PICKLIST, picklist=("NEW", "OPEN", "IN_PROGRESS")),
-            _field("hubspot_owner_id", FieldType.REFERENCE),
-            _readonly("lastmodifieddate", FieldType.DATETIME),
-        ],
-    )
-    companies = ObjectSchema(
-        name="companies",
-        fields=[
-            _readonly("hs_object_id", FieldType.ID),
-            _field("name"),
-            _field("domain"),
-            _field("industry", FieldType.PICKLIST, picklist=_INDUSTRIES),
-            _field("numberofemployees", FieldType.NUMBER),
-            _field("annualrevenue", FieldType.NUMBER),
-            _field("description", FieldType.TEXTAREA),
-            _field("hubspot_owner_id", FieldType.REFERENCE),
-        ],
-    )
-    tasks = ObjectSchema(
-        name="tasks",
-        fields=[
-            _readonly("hs_object_id", FieldType.ID),
-            _field("hs_task_subject"),
-            _field("hs_task_body", FieldType.TEXTAREA),
-            _field("hs_timestamp", FieldType.DATETIME),
-            _field("hs_task_status", FieldType.PICKLIST, picklist=("NOT_STARTED", "COMPLETED")),
-            _field("hubspot_owner_id", FieldType.REFERENCE),
-        ],
-    )
-    return [contacts, companies, tasks]
+    """Contacts, companies and tasks as the local HubSpot's properties API answers them (read
+    by the adapter's own parser)."""
+    from signals_crm.adapters.hubspot._responses import schema_from_properties
+    from signals_crm.testing.hubspot._schema import default_properties
+
+    properties = default_properties()
+    return [
+        schema_from_properties(name, {"results": list(properties[name].values())})
+        for name in ("contacts", "companies", "tasks")
+    ]
 
 
 @attrs.frozen

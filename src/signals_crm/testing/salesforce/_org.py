@@ -42,12 +42,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 import attrs
 import httpx
 
 from signals_crm.testing._loopback import ConnectionDropped
+from signals_crm.testing.salesforce._bulk import BulkJobs
 from signals_crm.testing.salesforce._composite import composite, composite_batch, composite_tree
 from signals_crm.testing.salesforce._ids import is_well_formed, to_18
 from signals_crm.testing.salesforce._login import (
@@ -66,10 +67,13 @@ from signals_crm.testing.salesforce._records import (
     json_value,
 )
 from signals_crm.testing.salesforce._schema import FieldDef, ObjectDef
+from signals_crm.testing.salesforce._search import search
 
 __all__ = ["FAULT_KINDS", "ConnectionDropped", "Faults", "LocalSalesforce"]
 
 URI_LIMIT = 16_384
+SOQL_LIMIT = 100_000
+"""The longest SOQL statement (SOQL and SOSL Reference, "SOQL and SOSL Limits")."""
 FAULT_KINDS = (
     "server_unavailable",
     "gateway_html",
@@ -122,12 +126,15 @@ class _Reply:
     html: str | None = None
     drop: bool = False
     xml: str | None = None
+    csv: str | None = None
 
     def content(self) -> bytes:
         if self.html is not None:
             return self.html.encode()
         if self.xml is not None:
             return self.xml.encode()
+        if self.csv is not None:
+            return self.csv.encode()
         if self.body is None:
             return b""
         return json.dumps(self.body).encode()
@@ -138,6 +145,8 @@ class _Reply:
             headers["Content-Type"] = "text/html; charset=utf-8"
         elif self.xml is not None:
             headers["Content-Type"] = "text/xml; charset=utf-8"
+        elif self.csv is not None:
+            headers["Content-Type"] = "text/csv"
         elif self.body is not None:
             headers["Content-Type"] = "application/json;charset=UTF-8"
         return headers
@@ -177,6 +186,7 @@ class LocalSalesforce:
         self._refresh_tokens: dict[str, str] = {}
         self._clients: dict[str, _Client] = {}
         self._cursors: dict[str, tuple[list[dict[str, Any]], int]] = {}
+        self._cursor_sizes: dict[str, int] = {}
         self._serial = itertools.count(1)
         self.org_id = org_id
         self.token_requests = 0
@@ -197,6 +207,7 @@ class LocalSalesforce:
         self.data.default_lead_owner = self.integration_user_id
         self.data.acting_user = self.integration_user_id
         self.data.seed_standard(rules=standard_rules)
+        self.bulk = BulkJobs(self.data)
         self.logins: dict[str, Login] = {}
         self._codes: dict[str, AuthCode] = {}
         self._access_by_refresh: dict[str, set[str]] = {}
@@ -490,7 +501,10 @@ class LocalSalesforce:
         try:
             if route in ("/query", "/query/", "/queryAll", "/queryAll/") and method == "GET":
                 return self._query(
-                    version, params.get("q", ""), include_deleted=route.startswith("/queryAll")
+                    version,
+                    params.get("q", ""),
+                    include_deleted=route.startswith("/queryAll"),
+                    batch_size=_batch_size(headers.get("sforce-query-options", "")),
                 )
             more = re.match(r"^/query(?:All)?/([A-Za-z0-9]+)-(\d+)$", route)
             if more and method == "GET":
@@ -529,6 +543,11 @@ class LocalSalesforce:
                     lambda name, values: self._tree_create(name, values, headers),
                 )
                 return _Reply(status, answer)
+            jobs = re.match(r"^/jobs/(ingest|query)(?:/([A-Za-z0-9]+))?(?:/([A-Za-z]+))?/?$", route)
+            if jobs:
+                return self._jobs(method, version, (jobs[1], jobs[2], jobs[3]), params, body)
+            if route.rstrip("/") == "/search" and method == "GET":
+                return _Reply(200, search(self.data, params.get("q", "")))
             if route.rstrip("/") == "/sobjects" and method == "GET":
                 return _Reply(200, self._global_describe(version))
             sobject = re.match(r"^/sobjects/([A-Za-z0-9_]+)(?:/([^/]+))?/?$", route)
@@ -550,8 +569,9 @@ class LocalSalesforce:
         self, method: str, url: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[int, Any, dict[str, str]]:
         """One subrequest of a composite request: no auth, no metering of its own."""
-        parsed = httpx.URL(url)
-        match = re.match(r"^/services/data/v(\d+)\.(\d)(/.*)?$", parsed.path)
+        path, _, query = url.partition("?")
+        path = unquote(path)
+        match = re.match(r"^/services/data/v(\d+)\.(\d)(/.*)?$", path)
         if not match:
             return (
                 404,
@@ -564,7 +584,7 @@ class LocalSalesforce:
             method,
             version,
             route,
-            raw_query=parsed.query.decode("ascii", errors="replace"),
+            raw_query=query,
             headers=headers,
             body=body,
             fault=None,
@@ -575,6 +595,86 @@ class LocalSalesforce:
                 f"/services/data/v{version}{route.rstrip('/')}/{reply.body['id']}"
             )
         return reply.status, reply.body, answer_headers
+
+    def _jobs(
+        self,
+        method: str,
+        version: str,
+        route: tuple[str, str | None, str | None],
+        params: Mapping[str, str],
+        body: bytes,
+    ) -> _Reply:
+        """Bulk API 2.0 (``_bulk``): ``route`` is (ingest|query, job id, sub-resource)."""
+        kind, job_id, part = route
+        bulk = self.bulk
+        if job_id is None:
+            if method == "GET":
+                return _Reply(200, bulk.all(kind, version))
+            if method != "POST":
+                return _error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed.")
+            job = (
+                bulk.create_ingest(_json_body(body))
+                if kind == "ingest"
+                else bulk.create_query(_json_body(body))
+            )
+            return _Reply(200, job.info(version, self.integration_user_id))
+        if part is None:
+            if method == "GET":
+                return _Reply(200, bulk.info(job_id, kind, version))
+            if method == "DELETE":
+                bulk.delete(job_id, kind)
+                return _Reply(204)
+            if method == "PATCH":
+                payload = _json_body(body)
+                state = str(payload.get("state", "")) if isinstance(payload, dict) else ""
+                if kind == "query":
+                    info = bulk.info(job_id, kind, version)
+                    if state == "Aborted":
+                        bulk.jobs[job_id].state = "Aborted"
+                        info["state"] = "Aborted"
+                    return _Reply(200, info)
+                ingest_id = job_id
+
+                def write(
+                    operation: str, record_id: str, values: dict[str, Any]
+                ) -> tuple[str | None, bool, RecordError | None]:
+                    return self._bulk_write(ingest_id, operation, record_id, values)
+
+                done = bulk.set_state(job_id, state, write)
+                return _Reply(200, done.info(version, self.integration_user_id))
+        if kind == "ingest" and part == "batches" and method == "PUT":
+            bulk.upload(job_id, body)
+            return _Reply(201)
+        if (
+            kind == "ingest"
+            and part in ("successfulResults", "failedResults", "unprocessedrecords")
+            and method == "GET"
+        ):
+            return _Reply(200, csv=bulk.results(job_id, part))
+        if kind == "query" and part == "results" and method == "GET":
+            text, headers = bulk.query_results(job_id, params)
+            return _Reply(200, csv=text, headers=headers)
+        return _error(404, "NOT_FOUND", "The requested resource does not exist")
+
+    def _bulk_write(
+        self, job_id: str, operation: str, record_id: str, values: dict[str, Any]
+    ) -> tuple[str | None, bool, RecordError | None]:
+        obj = self.data.object(self.bulk.jobs[job_id].object)
+        if obj is None:  # pragma: no cover - jobs are created for known objects
+            return None, False, RecordError("INVALID_TYPE", "unknown object")
+        try:
+            self.data.check_known_fields(obj, values)
+            typed = self.data.from_text(obj, values)
+            if operation == "insert":
+                new_id, error = self.data.create(obj, typed)
+                return new_id, True, error
+            if operation == "update":
+                updated, error = self.data.update(obj, record_id, typed)
+                return updated, False, error
+        except ApiError as exc:
+            return None, False, exc.error
+        error = self._delete_one(record_id)
+        return (to_18(record_id) if is_well_formed(record_id) else record_id), False, error
 
     def _global_describe(self, version: str) -> dict[str, Any]:
         base = f"/services/data/v{version}/sobjects"
@@ -750,11 +850,24 @@ class LocalSalesforce:
             },
         )
 
-    def _query(self, version: str, soql: str, *, include_deleted: bool = False) -> _Reply:
+    def _query(
+        self,
+        version: str,
+        soql: str,
+        *,
+        include_deleted: bool = False,
+        batch_size: int | None = None,
+    ) -> _Reply:
+        if len(soql) > SOQL_LIMIT:
+            raise ApiError(
+                400,
+                "MALFORMED_QUERY",
+                f"SOQL statements cannot be longer than {SOQL_LIMIT} characters",
+            )
         _, records, total, is_count = self.data.query(soql, include_deleted=include_deleted)
         if is_count:
             return _Reply(200, {"totalSize": total, "done": True, "records": []})
-        return self._page(version, records, 0, new_cursor=True)
+        return self._page(version, records, 0, new_cursor=True, size=batch_size)
 
     def _page(
         self,
@@ -764,14 +877,20 @@ class LocalSalesforce:
         *,
         new_cursor: bool,
         cursor: str | None = None,
+        size: int | None = None,
     ) -> _Reply:
-        page = records[offset : offset + self.page_size]
+        if cursor is not None and cursor in self._cursor_sizes:
+            size = self._cursor_sizes[cursor]
+        page_size = size or self.page_size
+        page = records[offset : offset + page_size]
         done = offset + len(page) >= len(records)
         body: dict[str, Any] = {"totalSize": len(records), "done": done, "records": page}
         if not done:
             if new_cursor or cursor is None:
                 cursor = f"01g5g{next(self._serial):010d}AAA"
                 self._cursors[cursor] = (records, len(records))
+                if size is not None:
+                    self._cursor_sizes[cursor] = size
             body["nextRecordsUrl"] = (
                 f"/services/data/v{version}/query/{cursor}-{offset + len(page)}"
             )
@@ -1137,6 +1256,13 @@ def _json_body(body: bytes) -> Any:
         return json.loads(body or b"null")
     except ValueError:
         raise ApiError(400, "JSON_PARSER_ERROR", "The request body is not valid JSON") from None
+
+
+def _batch_size(options: str) -> int | None:
+    """``Sforce-Query-Options: batchSize=N``: 200 to 2,000 records a page (REST API guide,
+    "Query Options Header")."""
+    found = re.search(r"batchsize\s*=\s*(\d+)", options.lower())
+    return min(max(int(found[1]), 200), 2000) if found else None
 
 
 def _allow_save(headers: Mapping[str, str]) -> bool:

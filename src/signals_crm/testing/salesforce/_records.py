@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -20,6 +20,7 @@ from signals_crm.core.model import is_valid_email
 from signals_crm.testing.salesforce._ids import IdFactory, is_well_formed, to_18
 from signals_crm.testing.salesforce._schema import (
     ADDRESSES,
+    CHILD_RELATIONSHIPS,
     LEAD_STATUSES,
     NAMED,
     FieldDef,
@@ -30,6 +31,7 @@ from signals_crm.testing.salesforce._soql import (
     And,
     Comparison,
     Condition,
+    DateLiteral,
     InList,
     Like,
     Not,
@@ -452,6 +454,30 @@ class OrgData:
                     400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {obj.name}"
                 )
 
+    def from_text(self, obj: ObjectDef, values: Mapping[str, Any]) -> dict[str, Any]:
+        """CSV cells as the JSON values the field types take (numbers parsed)."""
+        out: dict[str, Any] = {}
+        for name, value in values.items():
+            f = obj.field(name)
+            if (
+                f is not None
+                and isinstance(value, str)
+                and f.type in ("int", "double", "currency", "percent")
+            ):
+                try:
+                    number = float(value)
+                except ValueError:
+                    raise ApiError(
+                        400,
+                        "INVALID_TYPE_ON_FIELD_IN_RECORD",
+                        f"{f.name}: value not of required type: {value}",
+                        (f.name,),
+                    ) from None
+                out[name] = int(number) if f.type == "int" and number.is_integer() else number
+            else:
+                out[name] = value
+        return out
+
     def _coerce(self, obj: ObjectDef, f: FieldDef, value: Any) -> tuple[Any, RecordError | None]:
         label = f.label or f.name
         if value is None or (value == "" and f.type != "boolean"):
@@ -804,6 +830,9 @@ class OrgData:
                     if f is not None:
                         names.append(f.name)
                         return tuple(names)
+                if part.lower() == "type" and len(current) > 1:  # Who.Type, What.Type
+                    names.append("Type")
+                    return tuple(names)
             else:
                 for candidate in current:
                     rel = candidate.relationship(part)
@@ -850,6 +879,8 @@ class OrgData:
                 return None
             current_obj, current = found
         f = current_obj.field(path[-1])
+        if f is None and path[-1] == "Type" and len(path) > 1:
+            return current_obj.name
         return current.get(f.name) if f else None
 
     def _candidates(self, obj: ObjectDef, cond: Condition | None) -> set[str] | None:
@@ -913,7 +944,22 @@ class OrgData:
             )
         select = [self._resolve(obj, p) for p in parsed.fields]
         self._check_condition(obj, parsed.where)
+        children = [self._child_relation(obj, sub) for sub in parsed.subqueries]
         rows = self._rows(obj, parsed.where, include_deleted=include_deleted)
+        if parsed.aggregates or parsed.group_by:
+            grouped = self._aggregate(obj, parsed, rows)
+            grouped = grouped[parsed.offset :]
+            if parsed.limit is not None:
+                grouped = grouped[: parsed.limit]
+            return obj, grouped, len(grouped), False
+        if children:
+            rendered_rows = self._order(obj, rows, parsed)[parsed.offset :]
+            if parsed.limit is not None:
+                rendered_rows = rendered_rows[: parsed.limit]
+            if parsed.count:
+                return obj, [], len(rendered_rows), True
+            out = [self._render_items(obj, r, parsed, select, children) for r in rendered_rows]
+            return obj, out, len(out), False
         rows = self._order(obj, rows, parsed)
         rows = rows[parsed.offset :]
         if parsed.limit is not None:
@@ -922,6 +968,150 @@ class OrgData:
             return obj, [], len(rows), True
         rendered = [self._render(obj, r, select) for r in rows]
         return obj, rendered, len(rendered), False
+
+    def select_rows(
+        self, obj: ObjectDef, parsed: Query, keep: Callable[[dict[str, Any]], bool]
+    ) -> list[dict[str, Any]]:
+        """Rows of ``parsed`` (its WHERE, ORDER BY, OFFSET, LIMIT) that ``keep`` accepts,
+        rendered with its select list (SOSL's RETURNING)."""
+        select = [self._resolve(obj, p) for p in parsed.fields]
+        self._check_condition(obj, parsed.where)
+        rows = [r for r in self._rows(obj, parsed.where, include_deleted=False) if keep(r)]
+        rows = self._order(obj, rows, parsed)[parsed.offset :]
+        if parsed.limit is not None:
+            rows = rows[: parsed.limit]
+        return [self._render(obj, r, select) for r in rows]
+
+    def _child_relation(
+        self, obj: ObjectDef, sub: Query
+    ) -> tuple[ObjectDef, str, str, list[tuple[str, ...]]]:
+        """The child object, its reference field and the canonical relationship name of a
+        subquery ``(SELECT ... FROM Tasks)``, with its select list resolved."""
+        relation = CHILD_RELATIONSHIPS.get((obj.name.lower(), sub.object_name.lower()))
+        child = self.object(relation[0]) if relation else None
+        if relation is None or child is None:
+            raise ApiError(
+                400,
+                "INVALID_TYPE",
+                f"Didn't understand relationship '{sub.object_name}' in FROM part of query call. "
+                "If you are attempting to use a custom relationship, be sure to append the '__r' "
+                "after the custom relationship name.",
+            )
+        if sub.subqueries or sub.aggregates:
+            raise ApiError(400, "MALFORMED_QUERY", "Nested subqueries are not supported")
+        self._check_condition(child, sub.where)
+        paths = [self._resolve(child, p) for p in sub.fields]
+        name = next(
+            r["relationshipName"]
+            for r in obj.describe("")["childRelationships"]
+            if r["relationshipName"].lower() == sub.object_name.lower()
+        )
+        return child, relation[1], name, paths
+
+    def _render_items(
+        self,
+        obj: ObjectDef,
+        record: Mapping[str, Any],
+        parsed: Query,
+        select: Sequence[tuple[str, ...]],
+        children: Sequence[tuple[ObjectDef, str, str, list[tuple[str, ...]]]],
+    ) -> dict[str, Any]:
+        out = self._render(obj, record, [])
+        for kind, index in parsed.items:
+            if kind == "field":
+                self._render_path(obj, record, select[index], out)
+            elif kind == "subquery":
+                child, field, name, paths = children[index]
+                sub = parsed.subqueries[index]
+                ids = self.lookup(child, field, [record["Id"]]) or set()
+                live = self.records[child.name.lower()]
+                rows = [live[i] for i in self.in_order(ids)]
+                rows = [r for r in rows if sub.where is None or self._matches(child, r, sub.where)]
+                rows = self._order(child, rows, sub)[sub.offset :]
+                if sub.limit is not None:
+                    rows = rows[: sub.limit]
+                out[name] = (
+                    {
+                        "totalSize": len(rows),
+                        "done": True,
+                        "records": [self._render(child, r, paths) for r in rows],
+                    }
+                    if rows
+                    else None
+                )
+        return out
+
+    def _aggregate(
+        self, obj: ObjectDef, parsed: Query, rows: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """``GROUP BY`` and aggregate functions: one ``AggregateResult`` per group."""
+        group_paths = [self._resolve(obj, p) for p in parsed.group_by]
+        select = [self._resolve(obj, p) for p in parsed.fields]
+        for path in select:
+            if path not in group_paths:
+                raise ApiError(
+                    400,
+                    "MALFORMED_QUERY",
+                    f"Field must be grouped or aggregated: {'.'.join(path)}",
+                )
+        aggregates = [
+            (a, self._resolve(obj, a.path) if a.path is not None else None)
+            for a in parsed.aggregates
+        ]
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for row in rows:
+            key = tuple(_group_key(self._value(obj, row, p)) for p in group_paths)
+            groups.setdefault(key, []).append(row)
+        if not group_paths and not groups:
+            groups[()] = []
+        out: list[dict[str, Any]] = []
+        for members in groups.values():
+            result: dict[str, Any] = {"attributes": {"type": "AggregateResult"}}
+            expressions: dict[str, Any] = {}
+            unnamed = 0
+            for kind, index in parsed.items:
+                if kind == "field":
+                    path = select[index]
+                    result[path[-1]] = json_value(self._value(obj, members[0], path))
+                elif kind == "aggregate":
+                    spec, agg_path = aggregates[index]
+                    value = _apply_aggregate(
+                        spec.function,
+                        [self._value(obj, r, agg_path) for r in members] if agg_path else members,
+                    )
+                    label = spec.alias or f"expr{unnamed}"
+                    if spec.alias is None:
+                        unnamed += 1
+                    result[label] = value
+                    dotted = ".".join(spec.path or ())
+                    expressions[f"{spec.function}({dotted})".upper()] = value
+
+            def measure(
+                name: str,
+                group: list[dict[str, Any]] = members,
+                result: dict[str, Any] = result,
+                expressions: dict[str, Any] = expressions,
+            ) -> Any:
+                found = re.fullmatch(r"([A-Z_]+)\((.*)\)", name.upper())
+                if found is None:
+                    return result.get(name)
+                if name.upper() in expressions:
+                    return expressions[name.upper()]
+                inner = name[name.index("(") + 1 : -1]
+                if not inner:
+                    return len(group)
+                path = self._resolve(obj, tuple(inner.split(".")))
+                return _apply_aggregate(found[1], [self._value(obj, r, path) for r in group])
+
+            if parsed.having is None or _having(parsed.having, measure):
+                out.append(result)
+        for order in reversed(parsed.order_by):
+            name = order.path[-1]
+            present = [r for r in out if r.get(name) is not None]
+            absent = [r for r in out if r.get(name) is None]
+            present.sort(key=lambda r: _sort_key("string", r.get(name)), reverse=order.descending)
+            out = present + absent
+        return out
 
     def _check_condition(self, obj: ObjectDef, cond: Condition | None) -> None:
         if cond is None:
@@ -960,6 +1150,9 @@ class OrgData:
         if isinstance(cond, InList):
             hit = any(_equal(ftype, value, lit.value) for lit in cond.values)
             return hit != cond.negated
+        if isinstance(cond.value.value, DateLiteral):
+            start, end = date_range(cond.value.value, self.now())
+            return _in_range(value, start, end, cond.op)
         if cond.op == "=":
             return _equal(ftype, value, cond.value.value)
         if cond.op == "!=":
@@ -1017,6 +1210,9 @@ class OrgData:
     ) -> None:
         if len(path) == 1:
             f = obj.field(path[0])
+            if f is None and path[0] == "Type":
+                out["Type"] = obj.name
+                return
             out[f.name if f else path[0]] = json_value(record.get(f.name) if f else None)
             return
         rel = obj.relationship(path[0])
@@ -1103,3 +1299,108 @@ def _ordered(ftype: str, value: Any, literal: Any, op: str) -> bool:
         return bool(left >= right)
     except TypeError:
         return False
+
+
+def _group_key(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _apply_aggregate(function: str, values: list[Any]) -> Any:
+    if function == "COUNT":
+        return sum(1 for v in values if v is not None)
+    present = [v for v in values if v is not None]
+    if function == "COUNT_DISTINCT":
+        return len({_group_key(v) for v in present})
+    if not present:
+        return None
+    if function == "SUM":
+        return sum(present)
+    if function == "AVG":
+        return sum(present) / len(present)
+    chosen = min(present) if function == "MIN" else max(present)
+    return json_value(chosen)
+
+
+def _having(cond: Condition, measure: Callable[[str], Any]) -> bool:
+    if isinstance(cond, And):
+        return all(_having(p, measure) for p in cond.parts)
+    if isinstance(cond, Or):
+        return any(_having(p, measure) for p in cond.parts)
+    if isinstance(cond, Not):
+        return not _having(cond.part, measure)
+    if not isinstance(cond, Comparison):
+        raise ApiError(400, "MALFORMED_QUERY", "HAVING takes comparisons of aggregates")
+    value = measure(".".join(cond.path))
+    literal = cond.value.value
+    if cond.op == "=":
+        return _equal("double", value, literal)
+    if cond.op == "!=":
+        return not _equal("double", value, literal)
+    return _ordered("double", value, literal, cond.op)
+
+
+def _start_of_day(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _add_months(moment: datetime, months: int) -> datetime:
+    index = moment.year * 12 + moment.month - 1 + months
+    return moment.replace(year=index // 12, month=index % 12 + 1, day=1)
+
+
+def date_range(literal: DateLiteral, now: datetime) -> tuple[datetime, datetime]:
+    """The [start, end) a relative date literal covers, in UTC (weeks start on Sunday)."""
+    today = _start_of_day(now)
+    day = timedelta(days=1)
+    week = today - timedelta(days=(today.weekday() + 1) % 7)
+    month = today.replace(day=1)
+    quarter = month.replace(month=(month.month - 1) // 3 * 3 + 1)
+    year = month.replace(month=1)
+    n = literal.n or 0
+    table: dict[str, tuple[datetime, datetime]] = {
+        "YESTERDAY": (today - day, today),
+        "TODAY": (today, today + day),
+        "TOMORROW": (today + day, today + 2 * day),
+        "LAST_WEEK": (week - 7 * day, week),
+        "THIS_WEEK": (week, week + 7 * day),
+        "NEXT_WEEK": (week + 7 * day, week + 14 * day),
+        "LAST_MONTH": (_add_months(month, -1), month),
+        "THIS_MONTH": (month, _add_months(month, 1)),
+        "NEXT_MONTH": (_add_months(month, 1), _add_months(month, 2)),
+        "LAST_90_DAYS": (today - 90 * day, today + day),
+        "NEXT_90_DAYS": (today + day, today + 91 * day),
+        "LAST_QUARTER": (_add_months(quarter, -3), quarter),
+        "THIS_QUARTER": (quarter, _add_months(quarter, 3)),
+        "NEXT_QUARTER": (_add_months(quarter, 3), _add_months(quarter, 6)),
+        "LAST_YEAR": (_add_months(year, -12), year),
+        "THIS_YEAR": (year, _add_months(year, 12)),
+        "NEXT_YEAR": (_add_months(year, 12), _add_months(year, 24)),
+        "LAST_N_DAYS": (today - n * day, today + day),
+        "NEXT_N_DAYS": (today + day, today + (n + 1) * day),
+        "N_DAYS_AGO": (today - n * day, today - (n - 1) * day),
+        "LAST_N_WEEKS": (week - 7 * n * day, week),
+        "NEXT_N_WEEKS": (week + 7 * day, week + 7 * (n + 1) * day),
+        "LAST_N_MONTHS": (_add_months(month, -n), month),
+        "NEXT_N_MONTHS": (_add_months(month, 1), _add_months(month, n + 1)),
+        "LAST_N_YEARS": (_add_months(year, -12 * n), year),
+        "NEXT_N_YEARS": (_add_months(year, 12), _add_months(year, 12 * (n + 1))),
+    }
+    return table[literal.name]
+
+
+def _in_range(value: Any, start: datetime, end: datetime, op: str) -> bool:
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        moment: datetime | None = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    else:
+        moment = value if isinstance(value, datetime) else None
+    if moment is None:
+        return op == "!="
+    checks = {
+        "=": start <= moment < end,
+        "!=": not start <= moment < end,
+        "<": moment < start,
+        "<=": moment < end,
+        ">": moment >= end,
+        ">=": moment >= start,
+    }
+    return checks[op]

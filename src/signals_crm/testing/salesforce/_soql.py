@@ -2,8 +2,11 @@
 
 Grammar (keywords in any case)::
 
-    query     := SELECT (COUNT() | path ("," path)*) FROM name
-                 [WHERE cond] [ORDER BY order ("," order)*] [LIMIT int] [OFFSET int]
+    query     := SELECT (COUNT() | item ("," item)*) FROM name
+                 [WHERE cond] [GROUP BY path ("," path)*] [HAVING cond]
+                 [ORDER BY order ("," order)*] [LIMIT int] [OFFSET int]
+    item      := path | AGG "(" [path] ")" [alias] | "(" query ")"       (a child subquery)
+    AGG       := COUNT | COUNT_DISTINCT | SUM | AVG | MIN | MAX
     path      := name ("." name)*              e.g. Owner.Email
     cond      := and (OR and)*
     and       := unary (AND unary)*
@@ -11,6 +14,7 @@ Grammar (keywords in any case)::
                  | path [NOT] LIKE string
     op        := = | != | <> | < | <= | > | >=
     value     := 'string' | number | TRUE | FALSE | NULL | date | datetime
+                 | TODAY | YESTERDAY | ... | LAST_N_DAYS ":" int | ...   (date literals)
     order     := path [ASC | DESC] [NULLS (FIRST | LAST)]
 
 String literals follow Salesforce's escape rules: ``\\'``, ``\\"``, ``\\\\``, ``\\n``,
@@ -28,8 +32,12 @@ from typing import Any, TypeAlias
 import attrs
 
 __all__ = [
+    "DATE_LITERALS",
+    "DATE_LITERALS_N",
+    "Aggregate",
     "And",
     "Comparison",
+    "DateLiteral",
     "InList",
     "Like",
     "Not",
@@ -39,6 +47,43 @@ __all__ = [
     "SoqlError",
     "parse",
 ]
+
+
+_AGGREGATES = ("COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX")
+DATE_LITERALS = frozenset(
+    {
+        "YESTERDAY",
+        "TODAY",
+        "TOMORROW",
+        "LAST_WEEK",
+        "THIS_WEEK",
+        "NEXT_WEEK",
+        "LAST_MONTH",
+        "THIS_MONTH",
+        "NEXT_MONTH",
+        "LAST_90_DAYS",
+        "NEXT_90_DAYS",
+        "THIS_QUARTER",
+        "LAST_QUARTER",
+        "NEXT_QUARTER",
+        "THIS_YEAR",
+        "LAST_YEAR",
+        "NEXT_YEAR",
+    }
+)
+DATE_LITERALS_N = frozenset(
+    {
+        "LAST_N_DAYS",
+        "NEXT_N_DAYS",
+        "N_DAYS_AGO",
+        "LAST_N_WEEKS",
+        "NEXT_N_WEEKS",
+        "LAST_N_MONTHS",
+        "NEXT_N_MONTHS",
+        "LAST_N_YEARS",
+        "NEXT_N_YEARS",
+    }
+)
 
 
 class SoqlError(Exception):
@@ -100,6 +145,23 @@ class Order:
 
 
 @attrs.frozen
+class DateLiteral:
+    """A relative date literal (``TODAY``, ``LAST_N_DAYS:30``); resolved against the org clock."""
+
+    name: str
+    n: int | None = None
+
+
+@attrs.frozen
+class Aggregate:
+    """``COUNT(Id)``, ``SUM(AnnualRevenue) total``... (``path`` is None for ``COUNT()``)."""
+
+    function: str
+    path: tuple[str, ...] | None
+    alias: str | None = None
+
+
+@attrs.frozen
 class Query:
     object_name: str
     fields: tuple[tuple[str, ...], ...]
@@ -108,6 +170,12 @@ class Query:
     order_by: tuple[Order, ...] = ()
     limit: int | None = None
     offset: int = 0
+    aggregates: tuple[Aggregate, ...] = ()
+    subqueries: tuple[Query, ...] = ()
+    group_by: tuple[tuple[str, ...], ...] = ()
+    having: Condition | None = None
+    items: tuple[tuple[str, int], ...] = ()
+    """The select list in order: ("field" | "aggregate" | "subquery", index)."""
 
 
 _TOKEN = re.compile(
@@ -120,7 +188,7 @@ _TOKEN = re.compile(
   | (?P<number>-?\d+(?:\.\d+)?)
   | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op><=|>=|!=|<>|=|<|>)
-  | (?P<punct>[(),.])
+  | (?P<punct>[(),.:])
     """,
     re.VERBOSE,
 )
@@ -266,26 +334,59 @@ class _Parser:
             parts.append(self.name())
         return tuple(parts)
 
-    def query(self) -> Query:
+    def query(self, *, nested: bool = False) -> Query:
         self.expect_keyword("SELECT")
         count = False
         fields: list[tuple[str, ...]] = []
-        if self.keyword("COUNT") and self.peek(1).text == "(":
+        aggregates: list[Aggregate] = []
+        subqueries: list[Query] = []
+        items: list[tuple[str, int]] = []
+        if self.keyword("COUNT") and self.peek(1).text == "(" and self.peek(2).text == ")":
             self.next()
             self.expect("(")
             self.expect(")")
             count = True
         else:
-            fields.append(self.path())
-            while self.peek().text == ",":
+            while True:
+                if self.peek().text == "(":
+                    self.next()
+                    subqueries.append(self.query(nested=True))
+                    self.expect(")")
+                    items.append(("subquery", len(subqueries) - 1))
+                elif self.keyword(*_AGGREGATES) and self.peek(1).text == "(":
+                    function = self.next().text.upper()
+                    self.expect("(")
+                    path = None if self.peek().text == ")" else self.path()
+                    self.expect(")")
+                    alias = None
+                    if self.peek().kind == "name" and not self.keyword("FROM"):
+                        alias = self.name()
+                    aggregates.append(Aggregate(function, path, alias))
+                    items.append(("aggregate", len(aggregates) - 1))
+                else:
+                    fields.append(self.path())
+                    items.append(("field", len(fields) - 1))
+                if self.peek().text != ",":
+                    break
                 self.next()
-                fields.append(self.path())
         self.expect_keyword("FROM")
         object_name = self.name()
         where = None
         if self.keyword("WHERE"):
             self.next()
             where = self.condition()
+        group_by: list[tuple[str, ...]] = []
+        having = None
+        if self.keyword("GROUP"):
+            self.next()
+            self.expect_keyword("BY")
+            group_by.append(self.path())
+            while self.peek().text == ",":
+                self.next()
+                group_by.append(self.path())
+            if self.keyword("HAVING"):
+                self.next()
+                having = self.condition()
         order: list[Order] = []
         if self.keyword("ORDER"):
             self.next()
@@ -303,8 +404,10 @@ class _Parser:
             self.next()
             offset = self.integer()
         tok = self.peek()
-        if tok.kind != "end":
+        if tok.kind != "end" and not (nested and tok.text == ")"):
             raise SoqlError(f"unexpected token: '{tok.text}'")
+        if aggregates and fields and not group_by:
+            raise SoqlError("Field must be grouped or aggregated")
         return Query(
             object_name=object_name,
             fields=tuple(fields),
@@ -313,6 +416,11 @@ class _Parser:
             order_by=tuple(order),
             limit=limit,
             offset=offset,
+            aggregates=tuple(aggregates),
+            subqueries=tuple(subqueries),
+            group_by=tuple(group_by),
+            having=having,
+            items=tuple(items),
         )
 
     def integer(self) -> int:
@@ -357,7 +465,14 @@ class _Parser:
             inner = self.condition()
             self.expect(")")
             return inner
-        path = self.path()
+        if self.keyword(*_AGGREGATES) and self.peek(1).text == "(":
+            function = self.next().text.upper()
+            self.expect("(")
+            argument = None if self.peek().text == ")" else self.path()
+            self.expect(")")
+            path: tuple[str, ...] = (f"{function}({'.'.join(argument or ())})",)
+        else:
+            path = self.path()
         negated = False
         if self.keyword("NOT"):
             self.next()
@@ -398,6 +513,11 @@ class _Parser:
             return Literal(tok.text.upper() == "TRUE")
         if tok.kind == "name" and tok.text.upper() == "NULL":
             return Literal(None)
+        if tok.kind == "name" and tok.text.upper() in DATE_LITERALS:
+            return Literal(DateLiteral(tok.text.upper()))
+        if tok.kind == "name" and tok.text.upper() in DATE_LITERALS_N:
+            self.expect(":")
+            return Literal(DateLiteral(tok.text.upper(), self.integer()))
         raise SoqlError(f"unexpected token: '{tok.text}'")
 
 
