@@ -15,6 +15,10 @@ Each is run in process (``httpx.MockTransport``: only the sandbox's time) and ov
 HTTP (the same requests through a real socket). The figure is wall time per visitor; the
 requests are built up front, so the client's own time is only httpx's.
 
+Then the loopback round trip itself: the mean time of 200 small sequential POSTs on one
+keep-alive connection to each sandbox over HTTP, and over HTTPS (the ~40 ms a request that
+Nagle's algorithm cost before the server set ``TCP_NODELAY`` shows up here).
+
     python benchmarks/sandbox_lookups.py [--sizes 1000 10000 100000] [--visitors 1000]
 """
 
@@ -184,6 +188,42 @@ def main() -> None:
                     _measure(lambda c=client: hubspot_visitors(c, visitors), len(visitors))
                 )
         print(f"{size:>8}" + "".join(f"  {f:>14.3f}" for f in figures))
+    round_trips()
+
+
+def round_trips(count: int = 200) -> None:
+    """Mean milliseconds of one small POST over loopback, per sandbox and scheme."""
+    print(f"loopback round trip, mean of {count} small POSTs (ms)")
+    for tls in (False, True):
+        org = LocalSalesforce(daily_limit=10**9)
+        portal = LocalHubSpot(burst_limit=None, daily_limit=None)
+        cases: list[tuple[str, LocalSalesforce | LocalHubSpot, str, dict[str, Any], str]] = [
+            ("local Salesforce", org, f"{_API}/sobjects/Account", {"Name": "A"}, org.issue_token()),
+            (
+                "local HubSpot",
+                portal,
+                "/crm/v3/objects/companies",
+                {"properties": {"name": "A"}},
+                "local-hubspot-token",
+            ),
+        ]
+        for label, app, path, body, token in cases:
+            with LoopbackServer(app, tls=tls) as server:
+                verify: Any = True
+                if server.ca_file is not None:
+                    import ssl
+
+                    verify = ssl.create_default_context(cafile=server.ca_file)
+                headers = {"Authorization": f"Bearer {token}"}
+                with httpx.Client(
+                    base_url=server.url, headers=headers, verify=verify, timeout=30
+                ) as client:
+                    _check(client.post(path, json=body))
+                    started = time.perf_counter()
+                    for _ in range(count):
+                        _check(client.post(path, json=body))
+                    mean = (time.perf_counter() - started) / count * 1000
+            print(f"  {label:<17} {'HTTPS' if tls else 'HTTP ':<5}  {mean:.2f}")
 
 
 if __name__ == "__main__":
