@@ -78,7 +78,7 @@ from signals_crm.exceptions import (
     Problem,
     RateLimitedError,
 )
-from signals_crm.ledger.base import CommandState, DueSync, Ledger
+from signals_crm.ledger.base import CommandState, DueState, DueSync, Ledger
 from signals_crm.ledger.memory import MemoryLedger
 from signals_crm.ledger.sqlite import SQLiteLedger
 
@@ -212,6 +212,20 @@ def _open_ledger(ledger: Ledger | str | os.PathLike[str] | None) -> Ledger:
 
 
 _DISABLED = "skipped:integration_disabled"
+# Skips for what the conversation itself said: a changed conversation may pass (re-armed).
+_REARM_CODES = frozenset(
+    {"criteria_not_met", "no_email", "invalid_email", "conversation_open", "delay_pending"}
+)
+
+
+def _rearmable(outcome: str | None) -> bool:
+    """Whether a finished sync's outcome is a skip a changed conversation may undo."""
+    if outcome is None or not outcome.startswith("skipped:"):
+        return False
+    codes = set(outcome.removeprefix("skipped:").split(","))
+    return bool(codes) and codes <= _REARM_CODES
+
+
 _log = logging.getLogger("signals_crm")
 
 
@@ -298,13 +312,24 @@ class _IntegrationBase:
 
         Nothing is slept. While the integration is off nothing is scheduled (turning it on does
         not replay history; :meth:`backfill` does that on request). Delivering the same
-        conversation again replaces the pending one; a finished sync is never replayed.
+        conversation again replaces the pending one; a sync that wrote is never replayed. A
+        sync that was skipped for what the conversation said (its lead score, its email, still
+        open) is re-armed when the conversation is delivered again changed — say, with a
+        higher score — and is evaluated again when due (the score counts at sync time).
         """
         if not self.config.enabled:
             return None
         if conversation.closed_at is None:
             raise ConfigurationError([Problem("closed_at", "the conversation is not closed")])
-        return self.ledger.schedule(conversation, conversation.closed_at + self.config.delay)
+        due_at = conversation.closed_at + self.config.delay
+        stored = self.ledger.schedule(conversation, due_at)
+        if (
+            stored.state is DueState.DONE
+            and _rearmable(stored.outcome)
+            and stored.conversation != conversation
+        ):
+            return self.ledger.rearm(conversation, due_at) or stored
+        return stored
 
     def _ledger_facts(self, conversation_id: str) -> LedgerFacts:
         due = self.ledger.get_due(conversation_id)
