@@ -95,7 +95,7 @@ def kill_at_commit(path: str, what: str) -> None:
     ledger.record([_cmd(f"safe:{i}", CommandState.PLANNED) for i in range(50)])
     ledger.schedule(_conv("safe"), T0)
     _say("committed")
-    ledger._conn = _KillAtCommit(ledger._conn)  # type: ignore[assignment]
+    ledger._shared.conn = _KillAtCommit(ledger._shared.conn)  # type: ignore[assignment]
     if what == "record":
         ledger.record(
             [_cmd(f"safe:{i}", CommandState.SENT) for i in range(50)]

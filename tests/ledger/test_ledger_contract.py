@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from ledger_clock import FakeClock
 
 from signals_crm.core.model import Conversation, PersonKind, Visitor
 from signals_crm.exceptions import ConfigurationError, InvalidTransitionError, LedgerError
@@ -665,3 +666,42 @@ class TestText:
         failed = ledger.get_command("c3:person")
         assert failed is not None
         assert failed.reason == "FIELD \ufffd"
+
+
+# ------------------------------------------------------------------------------------------------
+# Run reports
+
+
+class TestRuns:
+    def test_runs_come_back_newest_first_stamped_by_the_ledger(
+        self, ledger: Ledger, clock: FakeClock
+    ) -> None:
+        """record_run keeps a JSON summary with a growing id and the ledger's time."""
+        first = ledger.record_run({"counts": {"created": 2}, "adapter_calls": 3})
+        clock.advance(timedelta(minutes=1))
+        second = ledger.record_run({"counts": {}, "exhausted": True, "error": None})
+        assert second.id > first.id
+        assert (first.recorded_at, second.recorded_at) == (T0, T0 + timedelta(minutes=1))
+        assert ledger.recent_runs(10) == [second, first]
+        assert ledger.recent_runs(1) == [second]
+        assert first.summary == {"adapter_calls": 3, "counts": {"created": 2}}
+
+    def test_only_the_latest_runs_are_kept(self, ledger: Ledger) -> None:
+        """A ledger keeps its latest keep_runs reports (default 1,000) and drops older ones."""
+        small = ledger.for_integration("small-history")  # type: ignore[attr-defined]
+        for i in range(1005):
+            small.record_run({"i": i})
+        kept = small.recent_runs(2000)
+        assert len(kept) == 1000
+        assert (kept[0].summary, kept[-1].summary) == ({"i": 1004}, {"i": 5})
+
+    @pytest.mark.parametrize(
+        "summary",
+        [["not", "a", "mapping"], {"when": T0}, {"ratio": float("nan")}, {"big": "x" * 20_000}],
+    )
+    def test_summaries_must_be_small_json(self, ledger: Ledger, summary: Any) -> None:
+        """A summary is a JSON object of at most 16 KiB; anything else names the field."""
+        with pytest.raises(ConfigurationError) as info:
+            ledger.record_run(summary)
+        assert info.value.paths == ("summary",)
+        assert ledger.recent_runs(10) == []

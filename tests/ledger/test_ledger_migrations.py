@@ -83,6 +83,11 @@ def test_a_version_one_file_is_upgraded_keeping_everything(v1_file: Path) -> Non
             None,
         )
         assert ledger.links_for(["BO@x.io"])["bo@x.io"].kind is PersonKind.LEAD
+        # Rows written before tenancy belong to the default integration, and only to it.
+        assert ledger.integration == "default"
+        acme = ledger.for_integration("acme")
+        assert (acme.get_due("conv-rich"), acme.stats().links) == (None, 0)
+        assert ledger.recent_runs(5) == []
         # The migrated file works under the new rules: claims hand out fences from 1.
         claimed = ledger.claim(limit=10, owner="worker-2", lease=timedelta(minutes=10))
         assert {s.conversation_id: s.fence for s in claimed} == {"conv-rich": 1, "c-leased": 1}

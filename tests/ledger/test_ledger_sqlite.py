@@ -158,17 +158,47 @@ def test_a_locked_file_fails_with_ledger_error(tmp_path: Path) -> None:
         assert ledger.get_command("c1:person") is not None
 
 
-def test_due_query_uses_the_index(tmp_path: Path) -> None:
-    """The due() query is served by the (state, due_at, id) index, not a table scan."""
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        (
+            (
+                "SELECT conversation_id FROM due_syncs WHERE integration = 'a' "
+                "AND state = 'pending' AND due_at <= 0 ORDER BY due_at, conversation_id LIMIT 5"
+            ),
+            "due_syncs_pending|due_syncs_by_state",
+        ),
+        (
+            (
+                "SELECT conversation_id FROM due_syncs WHERE integration = 'a' AND state = 'dead' "
+                "ORDER BY due_at, conversation_id LIMIT 5"
+            ),
+            "due_syncs_by_state",
+        ),
+        (
+            (
+                "SELECT key FROM commands WHERE integration = 'a' AND state = 'sent' "
+                "ORDER BY updated_at, key LIMIT 5"
+            ),
+            "commands_by_state",
+        ),
+        (
+            (
+                "SELECT key FROM commands WHERE integration = 'a' AND conversation_id = 'c' "
+                "ORDER BY key"
+            ),
+            "commands_by_conversation",
+        ),
+    ],
+)
+def test_queries_use_their_index(tmp_path: Path, query: str, index: str) -> None:
+    """The queues' queries are served by an index in order, never a scan and a sort."""
     path = tmp_path / "ledger.db"
     SQLiteLedger(path).close()
     with _raw(path) as raw:
-        plan = raw.execute(
-            "EXPLAIN QUERY PLAN SELECT conversation_id FROM due_syncs "
-            "WHERE state = 'pending' AND due_at <= 0 ORDER BY due_at, conversation_id LIMIT 5"
-        ).fetchall()
+        plan = raw.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
     details = " ".join(str(row[-1]) for row in plan)
-    assert "due_syncs_by_state" in details
+    assert any(name in details for name in index.split("|")), details
     assert "TEMP B-TREE" not in details
 
 
@@ -302,3 +332,57 @@ def test_killed_at_a_random_instant_keeps_batches_whole(tmp_path: Path) -> None:
     assert set(sizes.values()) == {200}
     landed = sorted(int(name[1:]) for name in sizes)
     assert landed == list(range(len(landed)))  # batches land in order, none missing
+
+
+def test_read_only_reads_and_refuses_every_write(tmp_path: Path) -> None:
+    """read_only=True reads a current file while another process writes it, and every write
+    through it raises LedgerError; nothing is created for a missing path."""
+    path = tmp_path / "ledger.db"
+    with SQLiteLedger(path) as writer:
+        writer.schedule(Conversation("c1", closed_at=T0), T0)
+        with SQLiteLedger(path, read_only=True) as reader:
+            assert reader.get_due("c1") is not None
+            writer.schedule(Conversation("c2", closed_at=T0), T0)
+            assert reader.stats().syncs[DueState.PENDING] == 2
+            writes = [
+                lambda: reader.schedule(Conversation("c3", closed_at=T0), T0),
+                lambda: reader.complete(["c1"], "created"),
+                lambda: reader.record([_cmd("c1:person", CommandState.SENT)]),
+                lambda: reader.link("a@x.io", "00Q1", PersonKind.LEAD),
+                lambda: reader.record_run({"counts": {}}),
+            ]
+            for write in writes:
+                with pytest.raises(LedgerError, match="read-only"):
+                    write()
+            assert "read-only" in repr(reader)
+    missing = tmp_path / "missing.db"
+    with pytest.raises(LedgerError):
+        SQLiteLedger(missing, read_only=True)
+    assert not missing.exists()
+
+
+def test_read_only_refuses_a_file_that_needs_upgrading(tmp_path: Path) -> None:
+    """A read-only open never migrates: an older file is refused, and left as it was."""
+    path = tmp_path / "ledger.db"
+    SQLiteLedger(path).close()
+    with _raw(path) as raw:
+        raw.execute("PRAGMA user_version = 1")
+        raw.commit()
+    with pytest.raises(LedgerError, match="open it writable once"):
+        SQLiteLedger(path, read_only=True)
+    with _raw(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_siblings_share_one_connection_until_the_last_closes(tmp_path: Path) -> None:
+    """for_integration reuses the connection; it closes with the last ledger using it."""
+    first = SQLiteLedger(tmp_path / "ledger.db")
+    second = first.for_integration("acme")
+    first.close()
+    with pytest.raises(LedgerError, match="closed"):
+        first.stats()
+    second.schedule(Conversation("c1", closed_at=T0), T0)
+    assert second.stats().syncs[DueState.PENDING] == 1
+    second.close()
+    with pytest.raises(LedgerError, match="closed"):
+        second.stats()

@@ -14,9 +14,11 @@ from signals_crm.ledger.base import (
     CommandState,
     DueState,
     DueSync,
+    FleetLedger,
     Ledger,
     LedgerStats,
     PersonLink,
+    RunRecord,
 )
 from signals_crm.ledger.memory import MemoryLedger
 from signals_crm.ledger.sqlite import SQLiteLedger
@@ -28,10 +30,12 @@ __all__ = [
     "CommandState",
     "DueState",
     "DueSync",
+    "FleetLedger",
     "Ledger",
     "LedgerStats",
     "MemoryLedger",
     "PersonLink",
+    "RunRecord",
     "SQLiteLedger",
     "ThreadedLedger",
 ]

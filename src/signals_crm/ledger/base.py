@@ -98,6 +98,19 @@ token, a secret or a CRM response body):
 3. **Links**: a normalised email (:func:`~signals_crm.core.model.normalize_email`) to the CRM
    person it was synced to (id and kind). The latest link for an email wins.
 
+4. **Run reports**: ``record_run(summary)`` keeps a short JSON object describing one engine run
+   (counts per outcome, adapter calls, whether the API budget stopped it, ...), stamped with
+   the ledger's clock and a growing id; ``recent_runs(limit)`` returns the newest first. A
+   ledger keeps the latest ``keep_runs`` (default 1,000) per integration and drops older ones.
+   A summary is at most :data:`MAX_SUMMARY_BYTES` of JSON and never holds a secret.
+
+5. **Tenancy**: every row belongs to an integration (a tenant: one customer's CRM connection).
+   A ledger object is bound to one (``integration``, default ``"default"``) and no operation
+   of it reads or changes another's rows: two integrations may use the same conversation ids,
+   keys and emails without ever meeting. ``for_integration(other)`` gives a ledger bound to
+   another integration on the same store (and connection). Listing which integrations have
+   due work (``integrations_due``) is the one fleet-level read; it returns ids and times only.
+
 Rules every implementation follows:
 
 - The ledger reads its clock only to judge leases (rule 1h); due times, ``now`` and
@@ -114,11 +127,12 @@ Rules every implementation follows:
 from __future__ import annotations
 
 import enum
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 import attrs
 
@@ -131,6 +145,8 @@ from signals_crm.exceptions import (
 )
 
 __all__ = [
+    "DEFAULT_INTEGRATION",
+    "MAX_SUMMARY_BYTES",
     "AsyncLedger",
     "ClaimWindow",
     "Clock",
@@ -138,13 +154,17 @@ __all__ = [
     "CommandState",
     "DueState",
     "DueSync",
+    "FleetLedger",
     "Ledger",
     "LedgerStats",
     "PersonLink",
+    "RunRecord",
     "apply_transitions",
     "check_fence",
     "check_fences",
     "check_ids",
+    "check_integration",
+    "check_keep",
     "check_lease",
     "check_limit",
     "check_text",
@@ -153,6 +173,7 @@ __all__ = [
     "fences_of",
     "lease_lost",
     "retried",
+    "summary_json",
     "to_utc",
     "wall_clock",
 ]
@@ -489,6 +510,65 @@ class LedgerStats:
     damaged: int = 0
 
 
+DEFAULT_INTEGRATION = "default"
+"""The integration (tenant) a ledger is bound to unless told otherwise; rows a ledger wrote
+before it knew about tenants belong to it."""
+
+MAX_SUMMARY_BYTES = 16_384
+"""The largest run summary (as compact JSON) a ledger stores."""
+
+
+def check_integration(value: str) -> str:
+    """``value`` if it can name an integration (1-200 characters of text, no control
+    characters), else a ConfigurationError naming ``integration``."""
+    checked: object = value
+    if not isinstance(checked, str) or not value.strip():
+        raise _fail("integration", "must be a non-empty string")
+    check_text("integration", value)
+    if len(value) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise _fail("integration", "must be at most 200 characters, without control characters")
+    return value
+
+
+@attrs.frozen
+class RunRecord:
+    """One engine run as the ledger keeps it (``record_run`` / ``recent_runs``).
+
+    ``id`` grows with every run recorded; ``recorded_at`` is the ledger's clock when it was
+    recorded; ``summary`` is the JSON object the engine gave (counts, calls, errors), which must
+    never hold a secret.
+    """
+
+    id: int
+    integration: str
+    recorded_at: datetime
+    summary: Mapping[str, Any]
+
+
+def summary_json(summary: Mapping[str, Any]) -> str:
+    """``summary`` as compact JSON, or a ConfigurationError: it must be an object of JSON
+    values (string keys, finite numbers) of at most :data:`MAX_SUMMARY_BYTES`."""
+    checked: object = summary
+    if not isinstance(checked, Mapping):
+        raise _fail("summary", "must be a mapping of JSON values")
+    try:
+        text = json.dumps(dict(summary), separators=(",", ":"), allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as error:
+        raise _fail("summary", f"must hold JSON values only ({error})") from error
+    encoded = clean_text(text).encode("utf-8")
+    if len(encoded) > MAX_SUMMARY_BYTES:
+        raise _fail("summary", f"is {len(encoded)} bytes as JSON; at most {MAX_SUMMARY_BYTES}")
+    return encoded.decode("utf-8")
+
+
+def check_keep(keep_runs: int) -> int:
+    """``keep_runs`` (how many run reports a ledger keeps per integration), checked."""
+    checked: object = keep_runs
+    if isinstance(checked, bool) or not isinstance(checked, int) or checked < 1:
+        raise _fail("keep_runs", "must be a positive integer")
+    return keep_runs
+
+
 # ------------------------------------------------------------------------------------------------
 # Command transitions (shared by every implementation)
 
@@ -570,6 +650,11 @@ def retried(record: CommandRecord, now: datetime) -> CommandRecord:
 @runtime_checkable
 class Ledger(Protocol):
     """Durable storage of due syncs, command states and visitor links (rules: module doc)."""
+
+    @property
+    def integration(self) -> str:
+        """The integration (tenant) this ledger is bound to: it sees that one's rows only."""
+        ...
 
     # Due syncs -------------------------------------------------------------------------------
 
@@ -700,6 +785,16 @@ class Ledger(Protocol):
         """The links of ``emails``, keyed by normalised email (unknown emails absent)."""
         ...
 
+    # Run reports -----------------------------------------------------------------------------
+
+    def record_run(self, summary: Mapping[str, Any]) -> RunRecord:
+        """Keep one run's summary (a JSON object), stamped by the ledger's clock (rule 4)."""
+        ...
+
+    def recent_runs(self, limit: int) -> list[RunRecord]:
+        """The latest ``limit`` run reports, newest first."""
+        ...
+
     # Housekeeping ----------------------------------------------------------------------------
 
     def stats(self) -> LedgerStats:
@@ -721,12 +816,33 @@ class Ledger(Protocol):
 
 
 @runtime_checkable
+class FleetLedger(Ledger, Protocol):
+    """A :class:`Ledger` whose store serves many integrations, as a worker fleet needs."""
+
+    def for_integration(self, integration: str) -> FleetLedger:
+        """A ledger bound to ``integration`` on the same store (and connection)."""
+        ...
+
+    def integrations_due(
+        self, now: datetime | None = None, limit: int = 1000
+    ) -> list[tuple[str, datetime]]:
+        """Integrations with pending syncs due at ``now`` (default: the ledger's clock), each
+        with its oldest due time, oldest first (then by id), at most ``limit``."""
+        ...
+
+
+@runtime_checkable
 class AsyncLedger(Protocol):
     """:class:`Ledger` with every method a coroutine, for ledgers awaited over a network.
 
     The same rules (module doc) and the same names; ``close`` is awaited, and the object is an
     async context manager. :class:`ThreadedLedger` makes any blocking :class:`Ledger` one.
     """
+
+    @property
+    def integration(self) -> str:
+        """The integration (tenant) this ledger is bound to."""
+        ...
 
     # Due syncs -------------------------------------------------------------------------------
 
@@ -853,6 +969,16 @@ class AsyncLedger(Protocol):
 
     async def links_for(self, emails: Iterable[str]) -> dict[str, PersonLink]:
         """Awaitable :meth:`Ledger.links_for`."""
+        ...
+
+    # Run reports -----------------------------------------------------------------------------
+
+    async def record_run(self, summary: Mapping[str, Any]) -> RunRecord:
+        """Awaitable :meth:`Ledger.record_run`."""
+        ...
+
+    async def recent_runs(self, limit: int) -> list[RunRecord]:
+        """Awaitable :meth:`Ledger.recent_runs`."""
         ...
 
     # Housekeeping ----------------------------------------------------------------------------

@@ -20,18 +20,21 @@ next to the Python work around it at the sizes a test or a throw-away run holds.
 from __future__ import annotations
 
 import bisect
+import collections
 import itertools
+import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import attrs
 
 from signals_crm.core.model import Conversation, PersonKind, normalize_email
 from signals_crm.exceptions import LedgerError
 from signals_crm.ledger.base import (
+    DEFAULT_INTEGRATION,
     Clock,
     CommandRecord,
     CommandState,
@@ -39,16 +42,20 @@ from signals_crm.ledger.base import (
     DueSync,
     LedgerStats,
     PersonLink,
+    RunRecord,
     apply_transitions,
     check_fence,
     check_fences,
     check_ids,
+    check_integration,
+    check_keep,
     check_limit,
     check_text,
     claim_window,
     clean_text,
     fences_of,
     retried,
+    summary_json,
     to_utc,
     wall_clock,
 )
@@ -125,23 +132,73 @@ class _Commands:
         bisect.insort(self.by_state[new.state], _ckey(new))
 
 
+class _Tenant:
+    """One integration's rows."""
+
+    def __init__(self) -> None:
+        self.syncs = _Syncs()
+        self.commands = _Commands()
+        self.links: dict[str, PersonLink] = {}
+        self.runs: collections.deque[RunRecord] = collections.deque()
+
+
+class _Store:
+    """What every ledger bound to one store shares: the lock, the tenants, the run ids."""
+
+    def __init__(self, clock: Clock, keep_runs: int) -> None:
+        self.clock = clock
+        self.keep_runs = keep_runs
+        self.lock = threading.RLock()
+        self.tenants: dict[str, _Tenant] = {}
+        self.run_ids = itertools.count(1)
+        self.views = 0
+
+
 class MemoryLedger:
     """A :class:`~signals_crm.ledger.Ledger` kept in memory (not durable; thread-safe).
 
     ``clock`` is the ledger's own clock, which judges leases (default: the wall clock, UTC).
+    ``integration`` is the tenant it is bound to; :meth:`for_integration` gives ledgers of other
+    tenants on the same memory. ``keep_runs`` run reports are kept per integration.
     """
 
-    def __init__(self, *, clock: Clock | None = None) -> None:
-        self._clock: Clock = clock or wall_clock
-        self._lock = threading.RLock()
+    def __init__(
+        self,
+        *,
+        clock: Clock | None = None,
+        integration: str = DEFAULT_INTEGRATION,
+        keep_runs: int = 1000,
+    ) -> None:
+        self._bind(_Store(clock or wall_clock, check_keep(keep_runs)), integration)
+
+    def _bind(self, store: _Store, integration: str) -> None:
+        self._integration = check_integration(integration)
+        self._store = store
+        self._clock = store.clock
+        self._lock = store.lock
         self._closed = False
-        self._syncs = _Syncs()
-        self._commands = _Commands()
-        self._links: dict[str, PersonLink] = {}
+        with store.lock:
+            store.views += 1
+            self._tenant = store.tenants.setdefault(integration, _Tenant())
+        self._syncs = self._tenant.syncs
+        self._commands = self._tenant.commands
+        self._links = self._tenant.links
+
+    def for_integration(self, integration: str) -> MemoryLedger:
+        """A ledger bound to ``integration`` on the same memory (same clock and lock)."""
+        self._check_open()
+        other = object.__new__(MemoryLedger)
+        other._bind(self._store, integration)  # a sibling of this class
+        return other
+
+    @property
+    def integration(self) -> str:
+        """The integration (tenant) this ledger is bound to."""
+        return self._integration
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._syncs.by_id)} syncs"
-        return f"<MemoryLedger {state}>"
+        return f"<MemoryLedger {self._integration!r} {state}>"
 
     def _check_open(self) -> None:
         if self._closed:
@@ -500,6 +557,51 @@ class MemoryLedger:
             self._check_open()
             return {k: self._links[k] for k in keys if k in self._links}
 
+    # Run reports -----------------------------------------------------------------------------
+
+    def record_run(self, summary: Mapping[str, Any]) -> RunRecord:
+        """Keep one run's summary, stamped by the ledger's clock; returns what was kept."""
+        text = summary_json(summary)
+        with self._lock:
+            self._check_open()
+            record = RunRecord(
+                next(self._store.run_ids),
+                self._integration,
+                to_utc(self._clock(), "clock()"),
+                json.loads(text),
+            )
+            runs = self._tenant.runs
+            runs.append(record)
+            while len(runs) > self._store.keep_runs:
+                runs.popleft()
+            return record
+
+    def recent_runs(self, limit: int) -> list[RunRecord]:
+        """The latest ``limit`` run reports, newest first."""
+        check_limit(limit)
+        with self._lock:
+            self._check_open()
+            return list(itertools.islice(reversed(self._tenant.runs), limit))
+
+    # The fleet -------------------------------------------------------------------------------
+
+    def integrations_due(
+        self, now: datetime | None = None, limit: int = 1000
+    ) -> list[tuple[str, datetime]]:
+        """Integrations with pending syncs due at ``now`` (default: the ledger's clock), each
+        with its oldest due time, oldest first (then by id), at most ``limit``."""
+        check_limit(limit)
+        with self._lock:
+            self._check_open()
+            cutoff = to_utc(self._clock() if now is None else now, "now")
+            found = []
+            for name, tenant in self._store.tenants.items():
+                pending = tenant.syncs.by_state[DueState.PENDING]
+                if pending and pending[0][0] <= cutoff:
+                    found.append((pending[0][0], name))
+        found.sort()
+        return [(name, at) for at, name in found[:limit]]
+
     # Housekeeping ----------------------------------------------------------------------------
 
     def stats(self) -> LedgerStats:
@@ -513,12 +615,15 @@ class MemoryLedger:
             )
 
     def close(self) -> None:
-        """Drop everything; later calls raise LedgerError."""
+        """Close this ledger; later calls raise LedgerError. When the last ledger of the
+        memory closes, everything is dropped."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
-            self._syncs = _Syncs()
-            self._commands = _Commands()
-            self._links.clear()
+            self._store.views -= 1
+            if not self._store.views:
+                self._store.tenants.clear()
 
     def __enter__(self) -> Self:
         self._check_open()

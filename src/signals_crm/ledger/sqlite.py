@@ -24,12 +24,19 @@ How it keeps the rules of :mod:`signals_crm.ledger.base`:
    removed once released, only appended; there is no way down (an older signals_crm refuses
    a newer file). A file that holds other tables, or was written by a newer schema, is
    refused with a LedgerError; ``migrate=False`` refuses an old file instead of upgrading.
+6. **Storage.** Times are integers (microseconds since 1970-01-01 UTC), so they sort as
+   instants; conversations are JSON (:mod:`signals_crm.ledger.codec`). Indexes serve claims
+   (a partial index of pending rows: integration, due time, id), ``syncs_in_state``
+   (integration, state, due time, id), the email rule of claims (integration, email, lease
+   end), in-flight listings (a partial index of leased rows), ``commands_in_state`` and
+   ``commands_for``. Batches are written as multi-row statements (a few hundred rows each).
 7. **The ledger's clock** (``clock``, default the wall clock of this process, UTC) judges
    leases: it is read inside the ledger at each claim, never taken from a worker.
-6. **Storage.** Times are integers (microseconds since 1970-01-01 UTC), so they sort as
-   instants; conversations are JSON (:mod:`signals_crm.ledger.codec`). Indexes serve
-   ``due`` (state, due time, id), ``commands_in_state`` (state, updated_at, key) and
-   ``commands_for`` (conversation id).
+8. **Tenancy.** Every table's primary key starts with ``integration``; every statement of a
+   ledger names its own integration, so one file serves any number of them apart.
+   ``for_integration`` gives a ledger bound to another integration on the same connection.
+9. **Read-only.** ``read_only=True`` opens an existing file at the current schema with
+   SQLite's ``mode=ro``: nothing is created or migrated, and every write raises LedgerError.
 """
 
 from __future__ import annotations
@@ -42,21 +49,26 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 import attrs
 
 from signals_crm.core.model import Conversation, PersonKind, normalize_email
 from signals_crm.exceptions import ConfigurationError, LedgerError, Problem
 from signals_crm.ledger._rows import (
+    DAMAGED,
+    EPOCH,
     MAX_MICROS,
     MIN_MICROS,
+    Damage,
     micros_time,
     read_command,
     read_sync,
 )
 from signals_crm.ledger.base import (
+    DEFAULT_INTEGRATION,
     Clock,
     CommandRecord,
     CommandState,
@@ -64,16 +76,20 @@ from signals_crm.ledger.base import (
     DueSync,
     LedgerStats,
     PersonLink,
+    RunRecord,
     apply_transitions,
     check_fence,
     check_fences,
     check_ids,
+    check_integration,
+    check_keep,
     check_limit,
     check_text,
     claim_window,
     clean_text,
     fences_of,
     retried,
+    summary_json,
     to_utc,
     wall_clock,
 )
@@ -85,6 +101,7 @@ APPLICATION_ID = 0x5343524D
 """``PRAGMA application_id`` of a ledger file (``"SCRM"``)."""
 
 _log = logging.getLogger("signals_crm.ledger")
+_T = TypeVar("_T")
 
 _CHUNK = 500  # bound parameters per IN (...) query; well under SQLite's limit
 
@@ -138,7 +155,101 @@ _V2_FENCES = (
     "ALTER TABLE commands ADD COLUMN fence INTEGER",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2_FENCES)
+_V3_TENANTS = (
+    # Tenancy: every row belongs to an integration; rows written before belong to "default".
+    # SQLite cannot change a primary key in place, so each table is rebuilt.
+    """
+    CREATE TABLE due_syncs_v3 (
+        integration TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        due_at INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        outcome TEXT,
+        conversation TEXT NOT NULL,
+        lease_owner TEXT,
+        lease_until INTEGER,
+        email TEXT,
+        fence INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (integration, conversation_id)
+    )
+    """,
+    """
+    INSERT INTO due_syncs_v3 (integration, conversation_id, due_at, state, attempts, last_error,
+        outcome, conversation, lease_owner, lease_until, email, fence)
+    SELECT 'default', conversation_id, due_at, state, attempts, last_error, outcome,
+        conversation, lease_owner, lease_until, email, fence FROM due_syncs
+    """,
+    "DROP TABLE due_syncs",
+    "ALTER TABLE due_syncs_v3 RENAME TO due_syncs",
+    # Claims and the fleet's list of tenants with due work: pending rows only.
+    (
+        "CREATE INDEX due_syncs_pending ON due_syncs (integration, due_at, conversation_id) "
+        "WHERE state = 'pending'"
+    ),
+    "CREATE INDEX due_syncs_by_state ON due_syncs (integration, state, due_at, conversation_id)",
+    "CREATE INDEX due_syncs_by_email ON due_syncs (integration, email, lease_until)",
+    (
+        "CREATE INDEX due_syncs_in_flight ON due_syncs (integration, lease_until) "
+        "WHERE lease_owner IS NOT NULL"
+    ),
+    """
+    CREATE TABLE commands_v3 (
+        integration TEXT NOT NULL,
+        key TEXT NOT NULL,
+        conversation_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('planned', 'sent', 'confirmed', 'failed', 'unknown')),
+        crm_id TEXT,
+        reason TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        updated_at INTEGER NOT NULL,
+        payload_digest TEXT,
+        owner TEXT,
+        fence INTEGER,
+        PRIMARY KEY (integration, key)
+    )
+    """,
+    """
+    INSERT INTO commands_v3 (integration, key, conversation_id, kind, state, crm_id, reason,
+        attempts, updated_at, payload_digest, owner, fence)
+    SELECT 'default', key, conversation_id, kind, state, crm_id, reason, attempts, updated_at,
+        payload_digest, owner, fence FROM commands
+    """,
+    "DROP TABLE commands",
+    "ALTER TABLE commands_v3 RENAME TO commands",
+    "CREATE INDEX commands_by_conversation ON commands (integration, conversation_id, key)",
+    "CREATE INDEX commands_by_state ON commands (integration, state, updated_at, key)",
+    """
+    CREATE TABLE links_v3 (
+        integration TEXT NOT NULL,
+        email TEXT NOT NULL,
+        crm_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        PRIMARY KEY (integration, email)
+    ) WITHOUT ROWID
+    """,
+    (
+        "INSERT INTO links_v3 (integration, email, crm_id, kind) "
+        "SELECT 'default', email, crm_id, kind FROM links"
+    ),
+    "DROP TABLE links",
+    "ALTER TABLE links_v3 RENAME TO links",
+    # Run reports: one short JSON summary per engine run, newest last.
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        integration TEXT NOT NULL,
+        recorded_at INTEGER NOT NULL,
+        summary TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX runs_by_integration ON runs (integration, id)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2_FENCES, _V3_TENANTS)
 """The forward-only ladder: ``MIGRATIONS[n]`` takes a file from version ``n`` to ``n + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -152,18 +263,27 @@ _COMMAND_COLUMNS = (
     "key, conversation_id, kind, state, crm_id, reason, attempts, updated_at, payload_digest, "
     "owner, fence"
 )
-_UPSERT_COMMAND = f"""
-    INSERT INTO commands ({_COMMAND_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (key) DO UPDATE SET
+_COMMAND_WIDTH = 12  # integration + the command columns
+_UPSERT_COMMANDS = f"""
+    INSERT INTO commands (integration, {_COMMAND_COLUMNS}) VALUES {{}}
+    ON CONFLICT (integration, key) DO UPDATE SET
         state = excluded.state, crm_id = excluded.crm_id, reason = excluded.reason,
         attempts = excluded.attempts, updated_at = excluded.updated_at,
         payload_digest = excluded.payload_digest, owner = excluded.owner,
         fence = excluded.fence
 """  # noqa: S608  # constant column names, values bound
-_UPSERT_LINK = """
-    INSERT INTO links (email, crm_id, kind) VALUES (?, ?, ?)
-    ON CONFLICT (email) DO UPDATE SET crm_id = excluded.crm_id, kind = excluded.kind
+_UPSERT_LINKS = """
+    INSERT INTO links (integration, email, crm_id, kind) VALUES {}
+    ON CONFLICT (integration, email) DO UPDATE SET crm_id = excluded.crm_id, kind = excluded.kind
 """
+_UPSERT_SYNCS = """
+    INSERT INTO due_syncs (integration, conversation_id, due_at, state, conversation, email)
+    VALUES {}
+    ON CONFLICT (integration, conversation_id) DO UPDATE SET
+        due_at = excluded.due_at, conversation = excluded.conversation, email = excluded.email
+    WHERE due_syncs.state = 'pending'
+"""
+_ROWS_PER_STATEMENT = 400  # rows per multi-row INSERT: 400 x 12 values, under SQLite's limit
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -176,13 +296,19 @@ def _micros(value: datetime, name: str = "time") -> int:
     return micros
 
 
-def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
+def _chunks(values: Sequence[_T], size: int = _CHUNK) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def _placeholders(count: int) -> str:
     return ", ".join("?" * count)
+
+
+def _values(rows: int, width: int) -> str:
+    """``(?, ?), (?, ?)`` for a multi-row VALUES clause."""
+    one = f"({_placeholders(width)})"
+    return ", ".join([one] * rows)
 
 
 def _dump(conversation: Conversation) -> str:
@@ -234,8 +360,9 @@ def _checked_entries(
         yield conversation, due_at
 
 
-def _command_row(record: CommandRecord) -> tuple[Any, ...]:
+def _command_row(integration: str, record: CommandRecord) -> tuple[Any, ...]:
     return (
+        integration,
         record.key,
         record.conversation_id,
         record.kind,
@@ -243,31 +370,48 @@ def _command_row(record: CommandRecord) -> tuple[Any, ...]:
         record.crm_id,
         record.reason,
         record.attempts,
-        _micros(record.updated_at),
+        _micros(record.updated_at, "updated_at"),
         record.payload_digest,
         record.owner,
         record.fence,
     )
 
 
+class _Connection:
+    """One SQLite connection and its lock, shared by the ledgers of every integration opened
+    from it (``for_integration``); closed when the last of them closes."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str, *, read_only: bool) -> None:
+        self.conn: sqlite3.Connection | None = conn
+        self.path = path
+        self.read_only = read_only
+        self.lock = threading.RLock()
+        self.users = 0
+
+
 class SQLiteLedger:
     """A :class:`~signals_crm.ledger.Ledger` in one SQLite file (WAL; multi-process safe).
 
-    ``busy_timeout`` is how many seconds a call waits for another process's write before
-    failing; ``synchronous`` is ``"FULL"`` (survives power loss) or ``"NORMAL"``. ``clock`` is
-    the ledger's own clock, which judges leases (default: this process's wall clock, UTC).
-    ``migrate`` upgrades a file written by an older schema on open (rule 5); with ``False``
-    such a file is refused.
+    ``integration`` is the tenant this ledger is bound to (rule 8). ``busy_timeout`` is how
+    many seconds a call waits for another process's write before failing; ``synchronous`` is
+    ``"FULL"`` (survives power loss) or ``"NORMAL"``. ``clock`` is the ledger's own clock, which
+    judges leases (default: this process's wall clock, UTC). ``migrate`` upgrades a file
+    written by an older schema on open (rule 5); with ``False`` such a file is refused.
+    ``read_only`` opens an existing, current file for reading only (rule 9). ``keep_runs``
+    run reports are kept per integration.
     """
 
     def __init__(
         self,
         path: str | os.PathLike[str],
         *,
+        integration: str = DEFAULT_INTEGRATION,
         busy_timeout: float = 10.0,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
         clock: Clock | None = None,
         migrate: bool = True,
+        read_only: bool = False,
+        keep_runs: int = 1000,
     ) -> None:
         problems: list[Problem] = []
         if synchronous not in ("FULL", "NORMAL"):
@@ -276,19 +420,29 @@ class SQLiteLedger:
             problems.append(Problem("busy_timeout", "must be a non-negative number of seconds"))
         if problems:
             raise ConfigurationError(problems)
+        self._integration = check_integration(integration)
+        self._keep_runs = check_keep(keep_runs)
         self._path = os.fspath(path)
         self._clock: Clock = clock or wall_clock
-        self._lock = threading.RLock()
+        self._closed = False
         try:
-            connection = sqlite3.connect(
-                self._path,
-                timeout=busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-            )
+            if read_only:
+                uri = f"{Path(self._path).absolute().as_uri()}?mode=ro"
+                connection = sqlite3.connect(
+                    uri,
+                    timeout=busy_timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    uri=True,
+                )
+            else:
+                connection = sqlite3.connect(
+                    self._path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+                )
         except sqlite3.Error as error:
             raise LedgerError(f"cannot open the ledger {self._path!r}: {error}") from error
-        self._conn: sqlite3.Connection | None = connection
+        self._shared = _Connection(connection, self._path, read_only=read_only)
+        self._shared.users = 1
         try:
             self._configure(connection, busy_timeout, synchronous)
             self._migrate(allowed=migrate)
@@ -296,9 +450,27 @@ class SQLiteLedger:
             self.close()
             raise
 
+    def for_integration(self, integration: str) -> SQLiteLedger:
+        """A ledger bound to ``integration`` on the same file and connection (and clock)."""
+        check_integration(integration)
+        with self._shared.lock:
+            self._connection()
+            other = object.__new__(SQLiteLedger)
+            other.__dict__.update(self.__dict__)
+            other._integration = integration  # a sibling of this class
+            other._closed = False
+            self._shared.users += 1
+        return other
+
+    @property
+    def integration(self) -> str:
+        """The integration (tenant) this ledger is bound to."""
+        return self._integration
+
     def __repr__(self) -> str:
-        state = " closed" if self._conn is None else ""
-        return f"<SQLiteLedger {self._path!r}{state}>"
+        state = " closed" if self._closed else ""
+        mode = " read-only" if self._shared.read_only else ""
+        return f"<SQLiteLedger {self._path!r} {self._integration!r}{mode}{state}>"
 
     @property
     def path(self) -> str:
@@ -315,20 +487,23 @@ class SQLiteLedger:
             raise LedgerError(f"ledger {action} failed on {self._path!r}: {error}") from error
 
     def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
+        conn = self._shared.conn
+        if self._closed or conn is None:
             raise LedgerError("the ledger is closed")
-        return self._conn
+        return conn
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._guard("read"):
+        with self._shared.lock, self._guard("read"):
             yield self._connection()
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` transaction: committed if the body returns, else rolled back."""
-        with self._lock:
+        with self._shared.lock:
             conn = self._connection()
+            if self._shared.read_only:
+                raise LedgerError(f"the ledger {self._path!r} was opened read-only")
             with self._guard("write"):
                 conn.execute("BEGIN IMMEDIATE")
             try:
@@ -346,6 +521,8 @@ class SQLiteLedger:
     def _configure(self, conn: sqlite3.Connection, busy_timeout: float, synchronous: str) -> None:
         with self._guard("open"):
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            if self._shared.read_only:
+                return
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             conn.execute(f"PRAGMA synchronous = {synchronous}")
         if str(mode).lower() != "wal" and self._path != ":memory:":
@@ -361,6 +538,12 @@ class SQLiteLedger:
             app, version = header(conn)
         if app == APPLICATION_ID and version == SCHEMA_VERSION:
             return
+        if self._shared.read_only:
+            state = "not a signals_crm ledger" if app != APPLICATION_ID else f"schema {version}"
+            raise LedgerError(
+                f"cannot read {self._path!r} read-only: it is {state}; this version of "
+                f"signals_crm reads schema {SCHEMA_VERSION} (open it writable once to upgrade)"
+            )
         with self._write() as conn:
             app, version = header(conn)  # another process may have migrated it meanwhile
             if app not in (0, APPLICATION_ID):
@@ -387,8 +570,31 @@ class SQLiteLedger:
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
+    def _select_in(
+        self, conn: sqlite3.Connection, sql: str, values: Sequence[str], *before: object
+    ) -> list[tuple[Any, ...]]:
+        """``sql`` (with ``integration = ?`` first, then ``{}`` for an IN list) over chunks."""
+        rows: list[tuple[Any, ...]] = []
+        for chunk in _chunks(values):
+            query = sql.format(_placeholders(len(chunk)))
+            rows.extend(conn.execute(query, (self._integration, *before, *chunk)).fetchall())
+        return rows
+
+    def _update_in(
+        self, conn: sqlite3.Connection, sql: str, values: Sequence[str], *before: object
+    ) -> list[tuple[Any, ...]]:
+        """An UPDATE ... RETURNING over chunks: ``before`` values, integration, then the ids."""
+        rows: list[tuple[Any, ...]] = []
+        for chunk in _chunks(values):
+            query = sql.format(_placeholders(len(chunk)))
+            rows.extend(conn.execute(query, (*before, self._integration, *chunk)).fetchall())
+        return rows
+
     def _stored_fences(self, conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
-        sql = "SELECT conversation_id, fence FROM due_syncs WHERE conversation_id IN ({})"
+        sql = (
+            "SELECT conversation_id, fence FROM due_syncs "
+            "WHERE integration = ? AND conversation_id IN ({})"
+        )
         return {row[0]: row[1] for row in self._select_in(conn, sql, ids)}
 
     def _check_fences(self, conn: sqlite3.Connection, fences: Mapping[str, int] | None) -> None:
@@ -399,19 +605,23 @@ class SQLiteLedger:
             }
             check_fences(wanted, self._stored_fences(conn, list(wanted)))
 
-    def _select_in(
-        self, conn: sqlite3.Connection, sql: str, values: Sequence[str]
-    ) -> list[tuple[Any, ...]]:
-        rows: list[tuple[Any, ...]] = []
-        for chunk in _chunks(values):
-            rows.extend(conn.execute(sql.format(_placeholders(len(chunk))), chunk).fetchall())
-        return rows
-
     def _commands_by_key(
         self, conn: sqlite3.Connection, keys: Sequence[str]
     ) -> dict[str, CommandRecord]:
-        sql = f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE key IN ({{}})"  # noqa: S608
+        sql = (
+            f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
+            "WHERE integration = ? AND key IN ({})"
+        )
         return {row[0]: _command_from_row(row) for row in self._select_in(conn, sql, keys)}
+
+    def _upsert_commands(self, conn: sqlite3.Connection, records: Iterable[CommandRecord]) -> None:
+        rows = [_command_row(self._integration, r) for r in records]
+        for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
+            flat = [value for row in chunk for value in row]
+            conn.execute(_UPSERT_COMMANDS.format(_values(len(chunk), _COMMAND_WIDTH)), flat)
+
+    def _sync_rows(self, conn: sqlite3.Connection, sql: str, *args: object) -> list[DueSync]:
+        return [_sync_from_row(row) for row in conn.execute(sql, (self._integration, *args))]
 
     # Due syncs -------------------------------------------------------------------------------
 
@@ -427,7 +637,10 @@ class SQLiteLedger:
         if not prepared:
             return []
         ids = list(dict.fromkeys(c.id for c, _, _ in prepared))
-        sql = f"SELECT {_SYNC_COLUMNS} FROM due_syncs WHERE conversation_id IN ({{}})"  # noqa: S608
+        sql = (
+            f"SELECT {_SYNC_COLUMNS} FROM due_syncs "  # noqa: S608
+            "WHERE integration = ? AND conversation_id IN ({})"
+        )
         with self._write() as conn:
             rows = {row[0]: row for row in self._select_in(conn, sql, ids)}
             current: dict[str, DueSync] = {}
@@ -450,20 +663,13 @@ class SQLiteLedger:
                     new = old
                 if new is not old or old.state is DueState.PENDING:
                     email = None if new.email is None else clean_text(new.email)
-                    writes[cid] = (cid, _micros(due_at, "due_at"), dumped, email)
+                    at = _micros(due_at, "due_at")
+                    writes[cid] = (self._integration, cid, at, "pending", dumped, email)
                 current[cid] = new
                 results.append(new)
-            conn.executemany(
-                """
-                INSERT INTO due_syncs (conversation_id, due_at, state, conversation, email)
-                VALUES (?, ?, 'pending', ?, ?)
-                ON CONFLICT (conversation_id) DO UPDATE SET
-                    due_at = excluded.due_at, conversation = excluded.conversation,
-                    email = excluded.email
-                WHERE due_syncs.state = 'pending'
-                """,
-                writes.values(),
-            )
+            for chunk in _chunks(list(writes.values()), _ROWS_PER_STATEMENT):
+                flat = [value for row in chunk for value in row]
+                conn.execute(_UPSERT_SYNCS.format(_values(len(chunk), 6)), flat)
         return results
 
     def rearm(self, conversation: Conversation, due_at: datetime) -> DueSync | None:
@@ -481,12 +687,13 @@ class SQLiteLedger:
                 "UPDATE due_syncs SET state = 'pending', due_at = ?, conversation = ?, "  # noqa: S608
                 "email = ?, attempts = 0, last_error = NULL, outcome = NULL, "
                 "lease_owner = NULL, lease_until = NULL "
-                "WHERE conversation_id = ? AND state = 'done' AND outcome LIKE 'skipped:%' "
-                f"RETURNING {_SYNC_COLUMNS}",
+                "WHERE integration = ? AND conversation_id = ? AND state = 'done' "
+                f"AND outcome LIKE 'skipped:%' RETURNING {_SYNC_COLUMNS}",
                 (
                     _micros(due_at, "due_at"),
                     dumped,
                     None if email is None else clean_text(email),
+                    self._integration,
                     conversation.id,
                 ),
             ).fetchone()
@@ -497,26 +704,25 @@ class SQLiteLedger:
         FAILED commands back to PLANNED, in one transaction; returns the ids requeued."""
         ids = check_ids("conversation_ids", conversation_ids)
         at = _micros(to_utc(due_at, "due_at"), "due_at")
-        requeued: list[str] = []
         with self._write() as conn:
-            for chunk in _chunks(ids):
-                marks = _placeholders(len(chunk))
-                requeued.extend(
-                    row[0]
-                    for row in conn.execute(
-                        "UPDATE due_syncs SET state = 'pending', due_at = ?, attempts = 0, "  # noqa: S608
-                        "lease_owner = NULL, lease_until = NULL "
-                        f"WHERE state = 'dead' AND conversation_id IN ({marks}) "
-                        "RETURNING conversation_id",
-                        (at, *chunk),
-                    )
+            requeued = [
+                row[0]
+                for row in self._update_in(
+                    conn,
+                    "UPDATE due_syncs SET state = 'pending', due_at = ?, attempts = 0, "
+                    "lease_owner = NULL, lease_until = NULL WHERE state = 'dead' "
+                    "AND integration = ? AND conversation_id IN ({}) RETURNING conversation_id",
+                    ids,
+                    at,
                 )
-            for chunk in _chunks(requeued):
-                conn.execute(
-                    "UPDATE commands SET state = 'planned', reason = NULL, updated_at = ? "  # noqa: S608
-                    f"WHERE state = 'failed' AND conversation_id IN ({_placeholders(len(chunk))})",
-                    (at, *chunk),
-                )
+            ]
+            self._update_in(
+                conn,
+                "UPDATE commands SET state = 'planned', reason = NULL, updated_at = ? "
+                "WHERE state = 'failed' AND integration = ? AND conversation_id IN ({})",
+                requeued,
+                at,
+            )
         order = {cid: i for i, cid in enumerate(ids)}
         return sorted(requeued, key=order.__getitem__)
 
@@ -528,24 +734,27 @@ class SQLiteLedger:
         cutoff = _micros(to_utc(now, "now"), "now")
         check_limit(limit)
         with self._read() as conn:
-            rows = conn.execute(
+            read = self._sync_rows(
+                conn,
                 f"SELECT {_SYNC_COLUMNS} FROM due_syncs "  # noqa: S608
-                "WHERE state = 'pending' AND due_at <= ? "
+                "WHERE integration = ? AND state = 'pending' AND due_at <= ? "
                 "ORDER BY due_at, conversation_id LIMIT ?",
-                (cutoff, limit),
-            ).fetchall()
-        read = [_sync_from_row(row) for row in rows]
+                cutoff,
+                limit,
+            )
         return [s for s in read if s.state is DueState.PENDING]
 
     def get_due(self, conversation_id: str) -> DueSync | None:
         """The stored sync of ``conversation_id``, in any state, or ``None``."""
         check_text("conversation_id", conversation_id)
         with self._read() as conn:
-            row = conn.execute(
-                f"SELECT {_SYNC_COLUMNS} FROM due_syncs WHERE conversation_id = ?",  # noqa: S608
-                (conversation_id,),
-            ).fetchone()
-        return None if row is None else _sync_from_row(row)
+            found = self._sync_rows(
+                conn,
+                f"SELECT {_SYNC_COLUMNS} FROM due_syncs "  # noqa: S608
+                "WHERE integration = ? AND conversation_id = ?",
+                conversation_id,
+            )
+        return found[0] if found else None
 
     def syncs_in_state(self, state: DueState, limit: int) -> list[DueSync]:
         """Syncs stored in ``state``, by due time then id, at most ``limit``.
@@ -554,15 +763,19 @@ class SQLiteLedger:
         """
         state = DueState(state)
         check_limit(limit)
-        where = "state NOT IN ('pending', 'done')" if state is DueState.DEAD else "state = ?"
-        args: tuple[object, ...] = () if state is DueState.DEAD else (state.value,)
+        args: tuple[str, ...] = ()
+        if state is DueState.DEAD:
+            where = "state NOT IN ('pending', 'done')"
+        else:
+            where, args = "state = ?", (state.value,)
         with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT {_SYNC_COLUMNS} FROM due_syncs WHERE {where} "  # noqa: S608
-                "ORDER BY due_at, conversation_id LIMIT ?",
-                (*args, limit),
-            ).fetchall()
-        return [_sync_from_row(row) for row in rows]
+            return self._sync_rows(
+                conn,
+                f"SELECT {_SYNC_COLUMNS} FROM due_syncs "  # noqa: S608
+                f"WHERE integration = ? AND {where} ORDER BY due_at, conversation_id LIMIT ?",
+                *args,
+                limit,
+            )
 
     def claim(
         self,
@@ -579,38 +792,42 @@ class SQLiteLedger:
             cutoff, at = _micros(window.cutoff, "now"), _micros(window.judged_at, "now")
             # Pending rows whose due time is not a storable instant (text sorts after every
             # number) are damaged: dead-letter them so they are seen, never silently skipped.
-            damaged = conn.execute(
-                f"SELECT {_SYNC_COLUMNS} FROM due_syncs "  # noqa: S608
-                "WHERE state = 'pending' AND due_at > ?",
-                (MAX_MICROS,),
-            ).fetchall()
-            self._quarantine(conn, [_sync_from_row(row) for row in damaged])
+            self._quarantine(
+                conn,
+                self._sync_rows(
+                    conn,
+                    f"SELECT {_SYNC_COLUMNS} FROM due_syncs "  # noqa: S608
+                    "WHERE integration = ? AND state = 'pending' AND due_at > ?",
+                    MAX_MICROS,
+                ),
+            )
             claimed: list[DueSync] = []
             after: tuple[object, object] = (-(2**63), "")  # keyset: past what was read
             while len(claimed) < limit:
                 rows = conn.execute(
                     f"SELECT {_SYNC_COLUMNS} FROM due_syncs AS d "  # noqa: S608
-                    "WHERE state = 'pending' AND due_at <= ? "
+                    "WHERE integration = ? AND state = 'pending' AND due_at <= ? "
                     "AND (due_at, conversation_id) > (?, ?) AND (lease_owner IS NULL "
                     "OR lease_owner = ? OR lease_until IS NULL OR lease_until <= ?) "
                     "AND (email IS NULL OR NOT EXISTS (SELECT 1 FROM due_syncs AS o "
-                    "WHERE o.email = d.email AND o.lease_until > ? AND o.state = 'pending' "
-                    "AND o.lease_owner != ?)) "
+                    "WHERE o.integration = d.integration AND o.email = d.email "
+                    "AND o.lease_until > ? AND o.state = 'pending' AND o.lease_owner != ?)) "
                     "ORDER BY due_at, conversation_id LIMIT ?",
-                    (cutoff, *after, owner, at, at, owner, limit - len(claimed)),
+                    (self._integration, cutoff, *after, owner, at, at, owner, limit - len(claimed)),
                 ).fetchall()
                 if rows:
                     after = (rows[-1][1], rows[-1][0])
                 read = [_sync_from_row(row) for row in rows]
                 good = [s for s in read if s.state is DueState.PENDING]
                 self._quarantine(conn, [s for s in read if s.state is not DueState.PENDING])
-                for chunk in _chunks([s.conversation_id for s in good]):
-                    conn.execute(
-                        "UPDATE due_syncs SET lease_owner = ?, lease_until = ?, "  # noqa: S608
-                        "fence = fence + 1 "
-                        f"WHERE conversation_id IN ({_placeholders(len(chunk))})",
-                        (owner, _micros(window.until), *chunk),
-                    )
+                self._update_in(
+                    conn,
+                    "UPDATE due_syncs SET lease_owner = ?, lease_until = ?, fence = fence + 1 "
+                    "WHERE integration = ? AND conversation_id IN ({})",
+                    [s.conversation_id for s in good],
+                    owner,
+                    _micros(window.until),
+                )
                 claimed.extend(
                     attrs.evolve(s, lease_owner=owner, lease_until=window.until, fence=s.fence + 1)
                     for s in good
@@ -621,12 +838,14 @@ class SQLiteLedger:
 
     def _quarantine(self, conn: sqlite3.Connection, damaged: Sequence[DueSync]) -> None:
         """Dead-letter damaged pending rows with their reason (they read as dead already)."""
-        if damaged:
-            _log.warning("dead-lettering %d damaged ledger row(s)", len(damaged))
+        if not damaged:
+            return
+        _log.warning("dead-lettering %d damaged ledger row(s)", len(damaged))
         conn.executemany(
             "UPDATE due_syncs SET state = 'dead', last_error = ?, lease_owner = NULL, "
-            "lease_until = NULL WHERE conversation_id = ? AND state = 'pending'",
-            [(s.last_error, s.conversation_id) for s in damaged],
+            "lease_until = NULL WHERE integration = ? AND conversation_id = ? "
+            "AND state = 'pending'",
+            [(s.last_error, self._integration, s.conversation_id) for s in damaged],
         )
 
     def extend(
@@ -639,21 +858,21 @@ class SQLiteLedger:
     ) -> list[str]:
         """Renew ``owner``'s pending leases for ``lease`` from the ledger's clock; ids renewed."""
         ids = check_ids("conversation_ids", conversation_ids)
-        renewed: list[str] = []
         with self._write() as conn:
             window = claim_window(self._clock, None, 0, owner, lease, None)
             self._check_fences(conn, fences)
-            for chunk in _chunks(ids):
-                renewed.extend(
-                    row[0]
-                    for row in conn.execute(
-                        "UPDATE due_syncs SET lease_until = ? "  # noqa: S608
-                        "WHERE state = 'pending' AND lease_owner = ? "
-                        f"AND conversation_id IN ({_placeholders(len(chunk))}) "
-                        "RETURNING conversation_id",
-                        (_micros(window.until), owner, *chunk),
-                    ).fetchall()
+            renewed = [
+                row[0]
+                for row in self._update_in(
+                    conn,
+                    "UPDATE due_syncs SET lease_until = ? WHERE state = 'pending' "
+                    "AND lease_owner = ? AND integration = ? AND conversation_id IN ({}) "
+                    "RETURNING conversation_id",
+                    ids,
+                    _micros(window.until),
+                    owner,
                 )
+            ]
         order = {cid: i for i, cid in enumerate(ids)}
         return sorted(renewed, key=order.__getitem__)
 
@@ -667,17 +886,18 @@ class SQLiteLedger:
         """End ``owner``'s leases on these syncs without other change; returns how many."""
         ids = check_ids("conversation_ids", conversation_ids)
         check_text("owner", owner)
-        released = 0
         with self._write() as conn:
             self._check_fences(conn, fences)
-            for chunk in _chunks(ids):
-                cursor = conn.execute(
-                    "UPDATE due_syncs SET lease_owner = NULL, lease_until = NULL "  # noqa: S608
-                    f"WHERE lease_owner = ? AND conversation_id IN ({_placeholders(len(chunk))})",
-                    (owner, *chunk),
+            return len(
+                self._update_in(
+                    conn,
+                    "UPDATE due_syncs SET lease_owner = NULL, lease_until = NULL "
+                    "WHERE lease_owner = ? AND integration = ? AND conversation_id IN ({}) "
+                    "RETURNING conversation_id",
+                    ids,
+                    owner,
                 )
-                released += cursor.rowcount
-        return released
+            )
 
     def complete(
         self,
@@ -689,18 +909,19 @@ class SQLiteLedger:
         """Mark pending or dead syncs done with ``outcome``; returns how many changed."""
         ids = check_ids("conversation_ids", conversation_ids)
         outcome = clean_text(outcome)
-        changed = 0
         with self._write() as conn:
             self._check_fences(conn, fences)
-            for chunk in _chunks(ids):
-                cursor = conn.execute(
-                    "UPDATE due_syncs SET state = 'done', outcome = ?, "  # noqa: S608
-                    "lease_owner = NULL, lease_until = NULL "
-                    f"WHERE state != 'done' AND conversation_id IN ({_placeholders(len(chunk))})",
-                    (outcome, *chunk),
-                )
-                changed += cursor.rowcount
-        return changed
+            return len(self._complete(conn, ids, outcome))
+
+    def _complete(self, conn: sqlite3.Connection, ids: Sequence[str], outcome: str) -> list[Any]:
+        return self._update_in(
+            conn,
+            "UPDATE due_syncs SET state = 'done', outcome = ?, lease_owner = NULL, "
+            "lease_until = NULL WHERE state != 'done' AND integration = ? "
+            "AND conversation_id IN ({}) RETURNING conversation_id",
+            ids,
+            outcome,
+        )
 
     def _finish_attempt(
         self, conversation_id: str, error: str, *, due_at: datetime | None, fence: int | None
@@ -709,13 +930,15 @@ class SQLiteLedger:
         error = clean_text(error)
         with self._write() as conn:
             self._check_fences(conn, None if fence is None else {conversation_id: fence})
-            row = conn.execute(
-                f"SELECT {_SYNC_COLUMNS} FROM due_syncs WHERE conversation_id = ?",  # noqa: S608
-                (conversation_id,),
-            ).fetchone()
-            if row is None:
+            found = self._sync_rows(
+                conn,
+                f"SELECT {_SYNC_COLUMNS} FROM due_syncs "  # noqa: S608
+                "WHERE integration = ? AND conversation_id = ?",
+                conversation_id,
+            )
+            if not found:
                 return None
-            old = _sync_from_row(row)
+            old = found[0]
             if old.state is not DueState.PENDING:
                 return old
             new = attrs.evolve(
@@ -729,8 +952,16 @@ class SQLiteLedger:
             )
             conn.execute(
                 "UPDATE due_syncs SET state = ?, due_at = ?, attempts = ?, last_error = ?, "
-                "lease_owner = NULL, lease_until = NULL WHERE conversation_id = ?",
-                (new.state.value, _micros(new.due_at), new.attempts, error, conversation_id),
+                "lease_owner = NULL, lease_until = NULL "
+                "WHERE integration = ? AND conversation_id = ?",
+                (
+                    new.state.value,
+                    _micros(new.due_at, "due_at"),
+                    new.attempts,
+                    error,
+                    self._integration,
+                    conversation_id,
+                ),
             )
             return new
 
@@ -766,8 +997,8 @@ class SQLiteLedger:
         with self._read() as conn:
             rows = conn.execute(
                 f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
-                "WHERE conversation_id = ? ORDER BY key",
-                (conversation_id,),
+                "WHERE integration = ? AND conversation_id = ? ORDER BY key",
+                (self._integration, conversation_id),
             ).fetchall()
         return [_command_from_row(row) for row in rows]
 
@@ -782,7 +1013,7 @@ class SQLiteLedger:
             if wanted:
                 check_fences(wanted, self._stored_fences(conn, list(wanted)), fenced_keys)
             final = apply_transitions(self._commands_by_key(conn, keys), commands)
-            conn.executemany(_UPSERT_COMMAND, (_command_row(r) for r in final.values()))
+            self._upsert_commands(conn, final.values())
 
     def retry_failed(self, keys: Iterable[str], now: datetime) -> list[str]:
         """Put FAILED commands among ``keys`` back to PLANNED; returns the keys reset."""
@@ -795,7 +1026,7 @@ class SQLiteLedger:
                 for k in unique
                 if k in stored and stored[k].state is CommandState.FAILED
             ]
-            conn.executemany(_UPSERT_COMMAND, (_command_row(r) for r in reset))
+            self._upsert_commands(conn, reset)
         return [r.key for r in reset]
 
     def commands_in_state(self, state: CommandState, limit: int) -> list[CommandRecord]:
@@ -804,9 +1035,9 @@ class SQLiteLedger:
         check_limit(limit)
         with self._read() as conn:
             rows = conn.execute(
-                f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE state = ? "  # noqa: S608
-                "ORDER BY updated_at, key LIMIT ?",
-                (state.value, limit),
+                f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
+                "WHERE integration = ? AND state = ? ORDER BY updated_at, key LIMIT ?",
+                (self._integration, state.value, limit),
             ).fetchall()
         return [_command_from_row(row) for row in rows]
 
@@ -818,19 +1049,98 @@ class SQLiteLedger:
 
     def link_many(self, links: Iterable[PersonLink]) -> None:
         """``link`` for many emails in one transaction (later entries win)."""
-        rows = [(link.email, link.crm_id, link.kind.value) for link in links]
-        if not rows:
+        latest = {link.email: link for link in links}  # later entries win, one row per email
+        if not latest:
             return
         with self._write() as conn:
-            conn.executemany(_UPSERT_LINK, rows)
+            self._upsert_links(conn, latest.values())
+
+    def _upsert_links(self, conn: sqlite3.Connection, links: Iterable[PersonLink]) -> None:
+        rows = [(self._integration, link.email, link.crm_id, link.kind.value) for link in links]
+        for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
+            flat = [value for row in chunk for value in row]
+            conn.execute(_UPSERT_LINKS.format(_values(len(chunk), 4)), flat)
 
     def links_for(self, emails: Iterable[str]) -> dict[str, PersonLink]:
         """The links of ``emails``, keyed by normalised email (unknown emails absent)."""
         keys = check_ids("emails", (normalize_email(e) for e in emails))
-        sql = "SELECT email, crm_id, kind FROM links WHERE email IN ({})"
+        sql = "SELECT email, crm_id, kind FROM links WHERE integration = ? AND email IN ({})"
         with self._read() as conn:
             rows = self._select_in(conn, sql, keys)
         return {email: PersonLink(email, crm_id, PersonKind(kind)) for email, crm_id, kind in rows}
+
+    # Run reports -----------------------------------------------------------------------------
+
+    def record_run(self, summary: Mapping[str, Any]) -> RunRecord:
+        """Keep one run's summary, stamped by the ledger's clock; returns what was kept."""
+        text = summary_json(summary)
+        at = to_utc(self._clock(), "clock()")
+        with self._write() as conn:
+            (run_id,) = conn.execute(
+                "INSERT INTO runs (integration, recorded_at, summary) VALUES (?, ?, ?) "
+                "RETURNING id",
+                (self._integration, _micros(at), text),
+            ).fetchone()
+            conn.execute(
+                "DELETE FROM runs WHERE integration = ? AND id <= ?",
+                (self._integration, run_id - self._keep_runs),
+            )
+        return RunRecord(run_id, self._integration, at, json.loads(text))
+
+    def recent_runs(self, limit: int) -> list[RunRecord]:
+        """The latest ``limit`` run reports, newest first."""
+        check_limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT id, recorded_at, summary FROM runs WHERE integration = ? "
+                "ORDER BY id DESC LIMIT ?",
+                (self._integration, limit),
+            ).fetchall()
+        out: list[RunRecord] = []
+        for run_id, recorded_at, text in rows:
+            try:
+                summary = json.loads(text)
+                when = micros_time(recorded_at)
+            except (ValueError, TypeError, Damage) as error:
+                summary, when = {"damaged": f"{DAMAGED}{error}"}, EPOCH
+            out.append(RunRecord(run_id, self._integration, when, summary))
+        return out
+
+    # The fleet -------------------------------------------------------------------------------
+
+    def integrations_due(
+        self, now: datetime | None = None, limit: int = 1000
+    ) -> list[tuple[str, datetime]]:
+        """Integrations with pending syncs due at ``now`` (default: the ledger's clock), each
+        with its oldest due time, oldest first (then by id), at most ``limit``.
+
+        One index probe per integration with pending syncs (a loose scan of the pending
+        index), whatever their backlogs.
+        """
+        check_limit(limit)
+        cutoff = _micros(to_utc(self._clock() if now is None else now, "now"), "now")
+        with self._read() as conn:
+            rows = conn.execute(
+                """
+                WITH RECURSIVE tenants(name) AS (
+                    SELECT min(integration) FROM due_syncs INDEXED BY due_syncs_pending
+                    WHERE state = 'pending'
+                    UNION ALL
+                    SELECT (SELECT min(integration) FROM due_syncs INDEXED BY due_syncs_pending
+                            WHERE state = 'pending' AND integration > tenants.name)
+                    FROM tenants WHERE tenants.name IS NOT NULL
+                )
+                SELECT name, (SELECT min(due_at) FROM due_syncs INDEXED BY due_syncs_pending
+                              WHERE state = 'pending' AND integration = tenants.name) AS first
+                FROM tenants WHERE name IS NOT NULL
+                """
+            ).fetchall()
+        found = sorted(
+            (first, name)
+            for name, first in rows
+            if type(first) is int and MIN_MICROS <= first <= cutoff
+        )
+        return [(name, micros_time(first)) for first, name in found[:limit]]
 
     # Housekeeping ----------------------------------------------------------------------------
 
@@ -849,23 +1159,34 @@ class SQLiteLedger:
                 ):
                     query = (
                         f"SELECT state, {readable.format(column)}, count(*) "  # noqa: S608
-                        f"FROM {table} GROUP BY 1, 2"
+                        f"FROM {table} WHERE integration = ? GROUP BY 1, 2"
                     )
-                    for state, ok, count in conn.execute(query, (MIN_MICROS, MAX_MICROS)):
+                    for state, ok, count in conn.execute(
+                        query, (MIN_MICROS, MAX_MICROS, self._integration)
+                    ):
                         if ok and state in kind._value2member_map_:
                             counts[kind(state)] += count  # type: ignore[index]
                         else:
                             damaged += count
-                links = conn.execute("SELECT count(*) FROM links").fetchone()[0]
+                links = conn.execute(
+                    "SELECT count(*) FROM links WHERE integration = ?", (self._integration,)
+                ).fetchone()[0]
             finally:
                 conn.execute("COMMIT")
         return LedgerStats(syncs=syncs, commands=commands, links=links, damaged=damaged)
 
     def close(self) -> None:
-        """Close the connection; later calls raise LedgerError. Closing twice is harmless."""
-        with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
+        """Close this ledger; later calls raise LedgerError. Closing twice is harmless. The
+        connection closes with the last ledger of its file (see ``for_integration``)."""
+        shared = self._shared
+        with shared.lock:
+            if self._closed:
+                return
+            self._closed = True
+            shared.users -= 1
+            conn = shared.conn
+            if shared.users <= 0 and conn is not None:
+                shared.conn = None
                 with self._guard("close"):
                     conn.close()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -31,6 +31,7 @@ from signals_crm.ledger.base import (
     Ledger,
     LedgerStats,
     PersonLink,
+    RunRecord,
 )
 
 __all__ = ["ThreadedLedger"]
@@ -47,6 +48,11 @@ class ThreadedLedger:
 
     def __repr__(self) -> str:
         return f"<ThreadedLedger {self.ledger!r}>"
+
+    @property
+    def integration(self) -> str:
+        """The integration (tenant) the wrapped ledger is bound to."""
+        return self.ledger.integration
 
     async def _run(self, call: Callable[[], _T]) -> _T:
         return await anyio.to_thread.run_sync(call, limiter=self._limiter)
@@ -187,6 +193,16 @@ class ThreadedLedger:
     async def links_for(self, emails: Iterable[str]) -> dict[str, PersonLink]:
         """Awaitable :meth:`Ledger.links_for`."""
         return await self._run(lambda: self.ledger.links_for(emails))
+
+    # Run reports -----------------------------------------------------------------------------
+
+    async def record_run(self, summary: Mapping[str, Any]) -> RunRecord:
+        """Awaitable :meth:`Ledger.record_run`."""
+        return await self._run(lambda: self.ledger.record_run(summary))
+
+    async def recent_runs(self, limit: int) -> list[RunRecord]:
+        """Awaitable :meth:`Ledger.recent_runs`."""
+        return await self._run(lambda: self.ledger.recent_runs(limit))
 
     # Housekeeping ----------------------------------------------------------------------------
 
