@@ -16,7 +16,8 @@ between blocking and async code:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator
-from typing import TypeVar
+from contextlib import closing
+from typing import TypeAlias, TypeVar, cast
 
 __all__ = ["adrive", "drive"]
 
@@ -25,41 +26,52 @@ S = TypeVar("S")
 R = TypeVar("R")
 
 Catch = tuple[type[BaseException], ...]
+Outcome: TypeAlias = tuple[S | None, BaseException | None]
+"""What performing one item gave: its answer, or the caught error."""
+
+
+def _resume(flow: Generator[Y, S, R], answer: S | None, error: BaseException | None) -> Y:
+    """Send ``answer`` into the flow, or throw ``error`` into it; the next item it yields."""
+    if error is not None:
+        return flow.throw(error)
+    return flow.send(cast("S", answer))
+
+
+def _call(perform: Callable[[Y], S], item: Y, catch: Catch) -> Outcome[S]:
+    try:
+        return perform(item), None
+    except catch as exc:
+        return None, exc
+
+
+async def _acall(perform: Callable[[Y], Awaitable[S]], item: Y, catch: Catch) -> Outcome[S]:
+    try:
+        return await perform(item), None
+    except catch as exc:
+        return None, exc
 
 
 def drive(flow: Generator[Y, S, R], perform: Callable[[Y], S], *, catch: Catch = ()) -> R:
     """Run ``flow`` to its result, performing each item it yields with ``perform``."""
-    try:
-        item = next(flow)
-        while True:
-            try:
-                answer = perform(item)
-            except catch as exc:
-                item = flow.throw(exc)
-            else:
-                item = flow.send(answer)
-    except StopIteration as stop:
-        result: R = stop.value
-        return result
-    finally:
-        flow.close()
+    with closing(flow):
+        try:
+            item = next(flow)
+            while True:
+                answer, error = _call(perform, item, catch)
+                item = _resume(flow, answer, error)
+        except StopIteration as stop:
+            return cast("R", stop.value)
 
 
 async def adrive(
     flow: Generator[Y, S, R], perform: Callable[[Y], Awaitable[S]], *, catch: Catch = ()
 ) -> R:
     """:func:`drive` with an ``async`` ``perform``."""
-    try:
-        item = next(flow)
-        while True:
-            try:
-                answer = await perform(item)
-            except catch as exc:
-                item = flow.throw(exc)
-            else:
-                item = flow.send(answer)
-    except StopIteration as stop:
-        result: R = stop.value
-        return result
-    finally:
-        flow.close()
+    with closing(flow):
+        try:
+            item = next(flow)
+            while True:
+                answer, error = await _acall(perform, item, catch)
+                item = _resume(flow, answer, error)
+        except StopIteration as stop:
+            return cast("R", stop.value)
