@@ -268,3 +268,29 @@ def test_deprecated_token_keyword_still_works(client: httpx.Client, clock: FakeC
     with pytest.warns(DeprecationWarning, match="auth"):
         adapter = HubSpotAdapter(client, token="pat-na1-0000", **limiters(clock))
     assert isinstance(adapter.auth, StaticToken)
+
+
+@pytest.mark.anyio
+async def test_a_blocking_store_is_called_off_the_event_loop(
+    oauth_portal: LocalHubSpot, clock: FakeClock
+) -> None:
+    """An async adapter runs a blocking store's save in a worker thread, not on the loop."""
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+
+    class Blocking:
+        def save(self, tokens: TokenSet) -> None:
+            if tokens.access_token:
+                threads.append(threading.get_ident())
+
+    auth = RefreshTokenFlow(
+        client_id=CLIENT_ID,
+        client_secret=SECRET,
+        refresh_token=REFRESH,
+        clock=clock,
+        token_store=Blocking(),
+    )
+    async with httpx.AsyncClient(transport=oauth_portal.transport()) as client:
+        await AsyncHubSpotAdapter(client, auth, **limiters(clock)).afind_people(["a@x.com"])
+    assert len(threads) == 1
+    assert threads[0] != loop_thread
