@@ -23,6 +23,7 @@ from signals_crm.adapters.hubspot._requests import (
 from signals_crm.adapters.hubspot._responses import RateLimitUsage
 from signals_crm.adapters.hubspot.adapter import (
     CAPABILITIES,
+    HUBSPOT_CAPABILITIES,
     AsyncHubSpotAdapter,
     HubSpotAdapter,
     membership_id,
@@ -32,6 +33,7 @@ from signals_crm.adapters.hubspot.adapter import (
 __all__ = [
     "ASSOCIATION_TYPE_IDS",
     "CAPABILITIES",
+    "HUBSPOT_CAPABILITIES",
     "AsyncHubSpotAdapter",
     "HubSpotAPI",
     "HubSpotAdapter",

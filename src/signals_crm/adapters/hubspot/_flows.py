@@ -110,7 +110,14 @@ from signals_crm.exceptions import (
     TransportError,
 )
 
-__all__ = ["CAPABILITIES", "HubSpotFlows", "HubSpotOptions", "membership_id", "normalize_domain"]
+__all__ = [
+    "CAPABILITIES",
+    "HUBSPOT_CAPABILITIES",
+    "HubSpotFlows",
+    "HubSpotOptions",
+    "membership_id",
+    "normalize_domain",
+]
 
 T = TypeVar("T")
 
@@ -126,7 +133,7 @@ _OBJECT_ALIASES: Final[Mapping[str, str]] = {
     "meeting": "meetings",
 }
 
-CAPABILITIES: Final = Capabilities(
+HUBSPOT_CAPABILITIES: Final = Capabilities(
     name="hubspot",
     person_kind=PersonKind.CONTACT,
     person_object="contacts",
@@ -146,6 +153,8 @@ CAPABILITIES: Final = Capabilities(
     checks_campaigns=True,
     reports_api_usage=True,
 )
+CAPABILITIES: Final = HUBSPOT_CAPABILITIES
+"""The former name of :data:`HUBSPOT_CAPABILITIES` (deprecated)."""
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
@@ -272,7 +281,7 @@ class HubSpotFlows(AdapterFlows):
 
     @property
     def capabilities(self) -> Capabilities:
-        return CAPABILITIES
+        return HUBSPOT_CAPABILITIES
 
     @property
     def api_usage(self) -> RateLimitUsage | None:

@@ -18,6 +18,7 @@ from signals_crm.adapters._shell import AsyncAdapter, BlockingAdapter
 from signals_crm.adapters.hubspot._auth import HubSpotAuth
 from signals_crm.adapters.hubspot._flows import (
     CAPABILITIES,
+    HUBSPOT_CAPABILITIES,
     HubSpotFlows,
     HubSpotOptions,
     membership_id,
@@ -26,6 +27,7 @@ from signals_crm.adapters.hubspot._flows import (
 
 __all__ = [
     "CAPABILITIES",
+    "HUBSPOT_CAPABILITIES",
     "AsyncHubSpotAdapter",
     "HubSpotAdapter",
     "membership_id",
