@@ -26,6 +26,7 @@ import httpx
 from signals_crm._drive import adrive, drive
 from signals_crm.adapters._cache import MetadataCache
 from signals_crm.core.crm import (
+    CampaignInfo,
     CampaignMembershipWrite,
     Capabilities,
     PersonUpdate,
@@ -124,6 +125,9 @@ class AdapterFlows:
     def campaign_exists_flow(self, campaign_id: str) -> Flow[bool]:
         raise NotImplementedError
 
+    def list_campaigns_flow(self) -> Flow[list[CampaignInfo]]:
+        raise NotImplementedError
+
     def create_people_flow(self, records: Sequence[PersonWrite]) -> Flow[list[WriteResult]]:
         raise NotImplementedError
 
@@ -186,6 +190,10 @@ class BlockingAdapter(AdapterFlows):
     def campaign_exists(self, campaign_id: str) -> bool:
         """Whether the campaign exists (for preflight)."""
         return self._run(self.campaign_exists_flow(campaign_id))
+
+    def list_campaigns(self) -> list[CampaignInfo]:
+        """The campaigns a sync may join (active ones; HubSpot: static contact lists)."""
+        return self._run(self.list_campaigns_flow())
 
     def create_people(self, records: Sequence[PersonWrite]) -> list[WriteResult]:
         """Create person records; one result per record."""
@@ -252,6 +260,10 @@ class AsyncAdapter(AdapterFlows):
     async def acampaign_exists(self, campaign_id: str) -> bool:
         """Async :meth:`BlockingAdapter.campaign_exists`."""
         return await self._run(self.campaign_exists_flow(campaign_id))
+
+    async def alist_campaigns(self) -> list[CampaignInfo]:
+        """Async :meth:`BlockingAdapter.list_campaigns`."""
+        return await self._run(self.list_campaigns_flow())
 
     async def acreate_people(self, records: Sequence[PersonWrite]) -> list[WriteResult]:
         """Async :meth:`BlockingAdapter.create_people`."""

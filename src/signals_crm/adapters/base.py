@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from signals_crm.core.crm import (
+    CampaignInfo,
     CampaignMembershipWrite,
     Capabilities,
     PersonUpdate,
@@ -42,6 +43,7 @@ __all__ = [
     "CRMAdapter",
     "Capabilities",
     "ChecksCampaigns",
+    "ListsCampaigns",
     "ReportsApiUsage",
 ]
 
@@ -71,6 +73,14 @@ class ChecksCampaigns(Protocol):
     ``acampaign_exists`` when async). ``preflight`` then checks the configured campaign."""
 
     def campaign_exists(self, campaign_id: str) -> bool: ...
+
+
+@runtime_checkable
+class ListsCampaigns(Protocol):
+    """Optional: an adapter that lists the campaigns a sync may join (``list_campaigns``, and
+    ``alist_campaigns`` when async), declared by ``Capabilities.lists_campaigns``."""
+
+    def list_campaigns(self) -> list[CampaignInfo]: ...
 
 
 @runtime_checkable

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from signals_crm.core.config import SyncConfig
 
 __all__ = [
+    "CampaignInfo",
     "CampaignMembershipWrite",
     "Capabilities",
     "DescribeObject",
@@ -94,6 +95,10 @@ class Capabilities:
     checks_campaigns: bool = False
     """The adapter has ``campaign_exists`` (``acampaign_exists`` when async): preflight then
     checks the configured campaign (the ``ChecksCampaigns`` Protocol)."""
+    lists_campaigns: bool = False
+    """The adapter has ``list_campaigns`` (``alist_campaigns`` when async): the campaigns a sync
+    may join, for a settings page (Salesforce: active Campaigns; HubSpot: static contact
+    lists)."""
     reports_api_usage: bool = False
     """The adapter has an ``api_usage`` property (``fraction_used``: the share of the CRM's API
     limit used): the engine's ``api_budget`` then stops a run in time (``ReportsApiUsage``)."""
@@ -119,6 +124,15 @@ def id_problems(config: SyncConfig, caps: Capabilities) -> list[Problem]:
         for path, value in named
         if value is not None and not caps.is_id(value)
     ]
+
+
+@attrs.frozen
+class CampaignInfo:
+    """A campaign a sync can join (a HubSpot static list): its id, name and whether active."""
+
+    id: str
+    name: str | None = None
+    active: bool = True
 
 
 # ------------------------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ What the kit checks, per the rules of :mod:`signals_crm.adapters.base`:
    returning the same id the write returned.
 7. The optional methods the engine uses exist exactly when the capabilities say so:
    ``campaign_exists`` ⇔ ``checks_campaigns`` (and it tells a seeded campaign from
-   ``missing_campaign_id``), ``api_usage`` ⇔ ``reports_api_usage``.
+   ``missing_campaign_id``), ``list_campaigns`` ⇔ ``lists_campaigns`` (and it lists a seeded
+   campaign), ``api_usage`` ⇔ ``reports_api_usage``.
 
 Tests that need a capability the adapter does not declare (``supports_tasks``,
 ``supports_campaigns``, ``supports_describe``, ``supports_reconcile``, ``separate_contacts``,
@@ -77,6 +78,7 @@ from hypothesis.stateful import (
 from signals_crm._drive import adrive, drive
 from signals_crm.adapters.base import AsyncCRMAdapter, CRMAdapter
 from signals_crm.core.crm import (
+    CampaignInfo,
     CampaignMembershipWrite,
     Capabilities,
     MembershipByPerson,
@@ -315,6 +317,11 @@ def _optional_methods_match_capabilities(kit: _Kit) -> Scenario:
         f"{kit.prefix}campaign_exists present: {has_check}, but checks_campaigns="
         f"{caps.checks_campaigns}; declare what the adapter has (the engine reads only the flag)"
     )
+    has_list = callable(getattr(adapter, f"{kit.prefix}list_campaigns", None))
+    assert has_list == caps.lists_campaigns, (
+        f"{kit.prefix}list_campaigns present: {has_list}, but lists_campaigns="
+        f"{caps.lists_campaigns}"
+    )
     has_usage = hasattr(type(adapter), "api_usage") or hasattr(adapter, "api_usage")
     assert has_usage == caps.reports_api_usage, (
         f"api_usage present: {has_usage}, but reports_api_usage={caps.reports_api_usage}"
@@ -336,6 +343,20 @@ def _campaign_exists_tells_known_from_unknown(kit: _Kit) -> Scenario:
     campaign = kit.backdoor.seed_campaign(name=_unique("Kit existing campaign"))
     assert (yield _Call("campaign_exists", (campaign,))) is True
     assert (yield _Call("campaign_exists", (kit.missing_campaign_id,))) is False
+
+
+@_scenario
+def _list_campaigns_includes_a_seeded_campaign(kit: _Kit) -> Scenario:
+    """list_campaigns names a campaign the backdoor created, once, as active."""
+    kit.require(kit.caps.lists_campaigns, "lists_campaigns")
+    name = _unique("Kit listed campaign")
+    campaign = kit.backdoor.seed_campaign(name=name)
+    listed: list[CampaignInfo] = yield _Call("list_campaigns", ())
+    assert all(isinstance(c, CampaignInfo) for c in listed)
+    mine = [c for c in listed if c.id == campaign]
+    assert len(mine) == 1, f"campaign {campaign} listed {len(mine)} times"
+    assert mine[0].name == name
+    assert mine[0].active
 
 
 @_scenario

@@ -4,7 +4,7 @@ See :mod:`signals_crm.adapters.hubspot.adapter` for the rules it follows and ``d
 for setup.
 """
 
-from signals_crm.adapters._tokens import TokenSet, TokenStore
+from signals_crm.adapters._tokens import AsyncTokenStore, TokenSet, TokenStore
 from signals_crm.adapters.hubspot._auth import (
     HubSpotAuth,
     OAuthToken,
@@ -35,6 +35,7 @@ __all__ = [
     "CAPABILITIES",
     "HUBSPOT_CAPABILITIES",
     "AsyncHubSpotAdapter",
+    "AsyncTokenStore",
     "HubSpotAPI",
     "HubSpotAdapter",
     "HubSpotAuth",

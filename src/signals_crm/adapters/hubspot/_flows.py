@@ -82,6 +82,7 @@ from signals_crm.adapters.hubspot._responses import (
     stage_order,
 )
 from signals_crm.core.crm import (
+    CampaignInfo,
     CampaignMembershipWrite,
     Capabilities,
     MembershipByPerson,
@@ -124,6 +125,7 @@ T = TypeVar("T")
 MAX_TASK_BODY: Final = 65536
 _SEARCH_BODY_LIMIT: Final = 2900  # HubSpot refuses search bodies over 3,000 characters.
 _SEARCH_CAP: Final = 10_000
+_MAX_LIST_PAGES: Final = 100  # 10,000 lists: a bound, so a portal that always says hasMore ends
 _OBJECT_ALIASES: Final[Mapping[str, str]] = {
     "contact": "contacts",
     "company": "companies",
@@ -151,6 +153,7 @@ HUBSPOT_CAPABILITIES: Final = Capabilities(
     marker_search_lag=15.0,
     required_on_create=(),
     checks_campaigns=True,
+    lists_campaigns=True,
     reports_api_usage=True,
 )
 CAPABILITIES: Final = HUBSPOT_CAPABILITIES
@@ -410,6 +413,35 @@ class HubSpotFlows(AdapterFlows):
     def list_users_flow(self) -> Flow[list[CRMUser]]:
         users = yield from self.cached(("users",), self._list_users())
         return list(users)
+
+    def list_campaigns_flow(self) -> Flow[list[CampaignInfo]]:
+        campaigns = yield from self.cached(("campaigns",), self._list_campaigns())
+        return list(campaigns)
+
+    def _list_campaigns(self) -> Flow[tuple[CampaignInfo, ...]]:
+        """Static (``MANUAL``) contact lists, the only ones a sync can add contacts to."""
+        found: list[CampaignInfo] = []
+        offset = 0
+        for _ in range(_MAX_LIST_PAGES):
+            body = _expect(
+                (yield self.api.search_lists(processing_types=["MANUAL"], offset=offset)), 200
+            )
+            lists = body.get("lists") if isinstance(body, Mapping) else None
+            for entry in lists if isinstance(lists, list) else []:
+                if (
+                    isinstance(entry, Mapping)
+                    and entry.get("objectTypeId", "0-1") == "0-1"
+                    and not entry.get("deletedAt")
+                    and "listId" in entry
+                ):
+                    name = entry.get("name")
+                    found.append(
+                        CampaignInfo(id=str(entry["listId"]), name=str(name) if name else None)
+                    )
+            if not (isinstance(body, Mapping) and body.get("hasMore")):
+                break
+            offset = int(body.get("offset") or offset + len(lists or []))
+        return tuple(found)
 
     def _list_users(self) -> Flow[tuple[CRMUser, ...]]:
         users: dict[str, CRMUser] = {}

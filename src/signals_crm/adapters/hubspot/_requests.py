@@ -173,6 +173,18 @@ class HubSpotAPI:
         """``GET /crm/v3/lists/{listId}``."""
         return httpx.Request("GET", self.url(self.crm_path("lists", list_id)))
 
+    def search_lists(
+        self, *, processing_types: Sequence[str], offset: int = 0, count: int = 100
+    ) -> httpx.Request:
+        """``POST /crm/v3/lists/search`` for every list of those processing types, a page."""
+        body = {
+            "query": "",
+            "processingTypes": list(processing_types),
+            "offset": offset,
+            "count": count,
+        }
+        return self._json("POST", self.crm_path("lists", "search"), body)
+
     def add_to_list(self, list_id: str, record_ids: Sequence[str]) -> httpx.Request:
         """``PUT /crm/v3/lists/{listId}/memberships/add`` with a JSON array of record ids."""
         path = self.crm_path("lists", list_id, "memberships", "add")

@@ -4,7 +4,7 @@
 ``httpx.AsyncClient``) share every request builder and response parser; see ``docs/salesforce.md``.
 """
 
-from signals_crm.adapters._tokens import TokenSet, TokenStore
+from signals_crm.adapters._tokens import AsyncTokenStore, TokenSet, TokenStore
 from signals_crm.adapters.salesforce._auth import (
     AuthFlow,
     ClientCredentialsFlow,
@@ -28,6 +28,7 @@ __all__ = [
     "ApiUsage",
     "AppApiUsage",
     "AsyncSalesforceAdapter",
+    "AsyncTokenStore",
     "AuthFlow",
     "ClientCredentialsFlow",
     "JWTBearerFlow",

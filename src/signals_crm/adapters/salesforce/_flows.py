@@ -63,6 +63,7 @@ from signals_crm.adapters.salesforce._responses import (
 )
 from signals_crm.adapters.salesforce._soql import DEFAULT_MAX_URL_LENGTH, like_literal, quote
 from signals_crm.core.crm import (
+    CampaignInfo,
     CampaignMembershipWrite,
     Capabilities,
     MembershipByPerson,
@@ -109,6 +110,7 @@ SALESFORCE_CAPABILITIES = Capabilities(
     account_object="Account",
     required_on_create=("LastName", "Company"),
     checks_campaigns=True,
+    lists_campaigns=True,
     reports_api_usage=True,
 )
 
@@ -396,6 +398,23 @@ class SalesforceFlows(AdapterFlows):
     def campaign_exists_flow(self, campaign_id: str) -> Flow[bool]:
         return (
             yield from self.cached(("campaign", campaign_id), self._campaign_exists(campaign_id))
+        )
+
+    def list_campaigns_flow(self) -> Flow[list[CampaignInfo]]:
+        campaigns = yield from self.cached(("campaigns",), self._list_campaigns())
+        return list(campaigns)
+
+    def _list_campaigns(self) -> Flow[tuple[CampaignInfo, ...]]:
+        raws = yield from self._query_all(
+            "SELECT Id, Name, IsActive FROM Campaign WHERE IsActive = true ORDER BY Name"
+        )
+        return tuple(
+            CampaignInfo(
+                id=str(_get(raw, "Id")),
+                name=str(name) if (name := _get(raw, "Name")) is not None else None,
+                active=bool(_get(raw, "IsActive")),
+            )
+            for raw in raws
         )
 
     def _list_users(self) -> Flow[tuple[CRMUser, ...]]:

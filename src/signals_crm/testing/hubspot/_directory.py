@@ -186,6 +186,34 @@ class Directory(PortalCore):
             "updatedAt": self._now_iso(found.created),
         }
 
+    def _search_lists(self, body: Any) -> httpx.Response:
+        """``POST /crm/v3/lists/search``: by name (``query``, contains, case-insensitive),
+        ``processingTypes``, ``listIds``; paged by ``offset`` and ``count`` (at most 500)."""
+        if not isinstance(body, dict):
+            return self._error(400, "VALIDATION_ERROR", "Expected a JSON object")
+        query = str(body.get("query") or "").lower()
+        types = body.get("processingTypes") or []
+        ids = {str(i) for i in body.get("listIds") or []}
+        count = min(max(int(body.get("count") or 20), 1), 500)
+        offset = max(int(body.get("offset") or 0), 0)
+        found = [
+            lst
+            for lst in sorted(self.lists.values(), key=lambda lst: int(lst.id))
+            if query in lst.name.lower()
+            and (not types or lst.processing_type in types)
+            and (not ids or lst.id in ids)
+        ]
+        page = found[offset : offset + count]
+        return self._json(
+            200,
+            {
+                "lists": [self._list_body(lst) for lst in page],
+                "offset": offset + len(page),
+                "hasMore": offset + len(page) < len(found),
+                "total": len(found),
+            },
+        )
+
     def create_list(
         self, name: str, processing_type: str = "MANUAL", object_type_id: str = "0-1"
     ) -> str:
@@ -198,6 +226,8 @@ class Directory(PortalCore):
             return list_id
 
     def _lists(self, method: str, parts: list[str], request: httpx.Request) -> httpx.Response:
+        if parts == ["search"] and method == "POST":
+            return self._search_lists(self._body(request) or {})
         if not parts and method == "POST":
             body = self._body(request) or {}
             name = body.get("name")
