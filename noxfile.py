@@ -105,45 +105,41 @@ def _coverage_env(session: nox.Session) -> dict[str, str]:
     return {"COVERAGE_FILE": str(Path.cwd() / f".coverage.{label}")}
 
 
+def _run_suite(session: nox.Session, env: dict[str, str]) -> None:
+    """The suite on all cores (pytest-xdist), coverage kept in this session's data file."""
+    session.run(
+        "pytest",
+        *PYTEST,
+        "--numprocesses=auto",
+        "--cov",
+        "--cov-report=",
+        f"--ignore={DOCS_TESTS}",
+        *session.posargs,
+        env={**_coverage_env(session), **env},
+    )
+
+
 @nox.session
 @nox.parametrize("python", [nox.param(path, id=version) for version, path in PYTHONS.items()])
 def tests(session: nox.Session) -> None:
     """The whole suite under coverage (the docs' code runs in the ``docs`` session)."""
     if MISSING:
         session.log(f"not on this machine, so not tested: Python {', '.join(MISSING)}")
-    session.install(".[tests]", "coverage[toml]>=7.4")
-    session.run(
-        "coverage",
-        "run",
-        "-m",
-        "pytest",
-        *PYTEST,
-        f"--ignore={DOCS_TESTS}",
-        *session.posargs,
-        env=_coverage_env(session),
-    )
+    session.install(".[tests]")
+    _run_suite(session, {})
 
 
 @nox.session
 def tests_without_extras(session: nox.Session) -> None:
     """The suite with no feature extra: the runtime, the ``testing`` extra, the test tools."""
-    session.install(".[testing]", *test_tools(), "coverage[toml]>=7.4")
-    session.run(
-        "coverage",
-        "run",
-        "-m",
-        "pytest",
-        *PYTEST,
-        f"--ignore={DOCS_TESTS}",
-        *session.posargs,
-        env={**_coverage_env(session), "SIGNALS_CRM_TESTS_WITHOUT_EXTRAS": "1"},
-    )
+    session.install(".[testing]", *test_tools())
+    _run_suite(session, {"SIGNALS_CRM_TESTS_WITHOUT_EXTRAS": "1"})
 
 
 @nox.session
 def coverage(session: nox.Session) -> None:
     """Combine the test sessions' coverage and report it (lines and branches)."""
-    session.install("coverage[toml]>=7.4")
+    session.install("coverage[toml]>=7.6")
     data = sorted(Path.cwd().glob(".coverage.tests*"))
     if not data:
         session.error("no coverage data: run the tests sessions first")
