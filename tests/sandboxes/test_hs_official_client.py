@@ -321,3 +321,32 @@ def _context(ca_file: str) -> object:
     import ssl
 
     return ssl.create_default_context(cafile=ca_file)
+
+
+def test_date_based_paths_serve_the_same_objects(hs_server: LoopbackServer) -> None:
+    """The date-based API family (``/crm/objects/2026-03/...``, ``/crm/associations/2026-03/...``)
+    answers with the same schemas as ``v3``/``v4``.
+
+    https://developers.hubspot.com/docs/api-reference/legacy/migration-guide
+    """
+    assert hs_server.ca_file is not None
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(
+        base_url=hs_server.url, headers=headers, verify=_context(hs_server.ca_file)
+    ) as http:
+        contact = http.post(
+            "/crm/objects/2026-03/contacts", json={"properties": {"email": "dated@x.com"}}
+        ).json()["id"]
+        company = http.post(
+            "/crm/objects/2026-03/companies", json={"properties": {"name": "Dated"}}
+        ).json()["id"]
+        linked = http.post(
+            "/crm/associations/2026-03/contacts/companies/batch/associate/default",
+            json={"inputs": [{"from": {"id": contact}, "to": {"id": company}}]},
+        )
+        read = http.post(
+            "/crm/associations/2026-03/contacts/companies/batch/read",
+            json={"inputs": [{"id": contact}]},
+        )
+    assert linked.status_code == 201
+    assert read.json()["results"][0]["to"][0]["toObjectId"] == int(company)

@@ -58,7 +58,7 @@ _PATHS = (
         r"^/crm/(?P<api>objects|owners|properties|lists)/\d{4}-\d{2}(?:-beta)?(?P<rest>/.*)?$"
     ),
 )
-_V4 = re.compile(r"^/crm/(?:v4|associations/\d{4}-\d{2})(?P<rest>/.*)$")
+_V4 = re.compile(r"^/crm/(?:v4|(?P<dated>associations/\d{4}-\d{2}))(?P<rest>/.*)$")
 _OAUTH = re.compile(r"^/oauth(?P<rest>/authorize|/(?:v1|v3|\d{4}-\d{2})/.+)$")
 
 
@@ -157,6 +157,8 @@ class LocalHubSpot(Gate, OAuth, Objects, Search, Directory, Associations):
         v4 = _V4.match(path)
         if v4:
             parts = [unquote(p) for p in v4.group("rest").split("/") if p]
+            if v4.group("dated"):  # /crm/associations/2026-03/{from}/{to}/... is v4's shape
+                parts = ["associations", *parts]
             static = self._authenticate(request)
             self._count(search=False)
             response = self._v4(request, parts)

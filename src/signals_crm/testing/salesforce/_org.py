@@ -1,17 +1,21 @@
 """The local Salesforce: an in-memory org speaking the REST subset over HTTP semantics.
 
-Routes (reference §12)::
+Routes (each module named does the work; ``_org`` routes, meters and injects faults)::
 
-    POST /services/oauth2/token                       refresh_token, JWT bearer, client_credentials
-    GET  /services/data/                              versions (not metered)
-    GET  /services/data/vNN.N/query?q=...             SOQL subset, paginated (nextRecordsUrl)
-    GET  /services/data/vNN.N/queryAll?q=...
-    GET  /services/data/vNN.N/query/<cursor>-<offset> the next page
-    GET  /services/data/vNN.N/limits
-    GET  /services/data/vNN.N/sobjects/X/describe
-    POST /services/data/vNN.N/sobjects/X              create: 201 {id, success, errors}
-    GET|PATCH|DELETE /services/data/vNN.N/sobjects/X/{id}
-    POST|PATCH /services/data/vNN.N/composite/sobjects   Collections (<= 200 records)
+    POST /services/oauth2/token        password, refresh_token, authorization_code (PKCE),
+                                       client_credentials, JWT bearer              (_login)
+    GET  /services/oauth2/authorize    approves at once, 302 with a code           (_login)
+    POST /services/oauth2/revoke                                                   (_login)
+    POST /services/Soap/u/NN.N         SOAP login()                                (_login)
+    GET  /services/data/               versions (not metered)
+    under /services/data/vNN.N:
+    GET  query, queryAll, query/<cursor>-<offset>    SOQL                (_query, _soql)
+    GET  search?q=FIND ...                           SOSL                (_search)
+    GET  limits; sobjects (global describe); sobjects/X/describe; sobjects/X/updated|deleted
+    POST sobjects/X;  GET|PATCH|DELETE sobjects/X/{id}                   (_records)
+    POST|PATCH|DELETE composite/sobjects; GET|POST composite/sobjects/X  (_collections)
+    POST composite, composite/batch, composite/tree/X                   (_composite)
+    *    jobs/ingest[...], jobs/query[...]            Bulk API 2.0        (_bulk)
 
 Every API call needs ``Authorization: Bearer <token>`` (else 401 ``INVALID_SESSION_ID``), is
 counted against a daily limit (403 ``REQUEST_LIMIT_EXCEEDED`` when spent) and answers with
