@@ -435,3 +435,49 @@ def test_backfill_resumes_after_a_kill_without_duplicates(tmp_path, local_salesf
     assert all(len(door.people_with_email(f"v{i}@x.test")) == 1 for i in range(count))
     third = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert json.loads(third.stdout)["already_done"] is True
+
+
+def test_console_command_serves_on_loopback_behind_a_one_time_link(tmp_path):
+    """``signals-crm console`` prints a sign-in link that works once, on 127.0.0.1 only."""
+    ledger = tmp_path / "l.sqlite3"
+    with SQLiteLedger(ledger) as open_ledger:
+        open_ledger.schedule(_closed("c-1", "a@b.test"), datetime(2026, 1, 1, tzinfo=UTC))
+        open_ledger.dead_letter("c-1", "bad phone")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "signals_crm",
+            "console",
+            "--ledger",
+            str(ledger),
+            "--port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        link = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and link is None:
+            line = process.stderr.readline()
+            if not line:
+                break
+            found = re.search(r"(http://127\.0\.0\.1:\d+)/login\?token=\S+", line)
+            link = found.group(0) if found else None
+        assert link is not None, "no sign-in link printed"
+        base = re.match(r"http://127\.0\.0\.1:\d+", link).group(0)
+        with httpx.Client(base_url=base, timeout=10) as client:
+            assert client.get("/i/default/syncs?view=dead").status_code == 403
+            page = client.get(link, follow_redirects=True)
+            assert page.status_code == 200
+            assert "c-1" in client.get("/i/default/syncs?view=dead").text
+        assert httpx.get(link, timeout=10).status_code == 403  # spent
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        process.stdout.close()
+        process.stderr.close()

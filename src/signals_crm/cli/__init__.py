@@ -14,7 +14,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from signals_crm.cli import check, dead_letters, delivery, demo, ingest, inspect, sandbox
+from signals_crm.cli import (
+    check,
+    console,
+    dead_letters,
+    delivery,
+    demo,
+    ingest,
+    inspect,
+    sandbox,
+)
 from signals_crm.cli._common import CommandError, ExitCode, Output, exit_code_for
 from signals_crm.cli._credentials import environment_help
 from signals_crm.exceptions import SignalsCRMError
@@ -41,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     delivery.register(sub, epilog)
     inspect.register(sub)
     dead_letters.register(sub)
+    console.register(sub)
     sandbox.register(sub)
     return top
 

@@ -28,6 +28,7 @@ of syncs without slowing the workers down. :class:`LedgerBrowser` answers them:
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import os
@@ -541,6 +542,37 @@ class LedgerBrowser:
                 (*keys, *args),
             ).fetchall()
         return {e: PersonLink(e, crm_id, PersonKind(kind)) for e, crm_id, kind in rows}
+
+    def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The last runs' reports, newest first, as stored by a ledger that records them
+        (a table named ``runs``); JSON text columns are decoded. ``[]`` when none are kept."""
+        checked: object = limit
+        if isinstance(checked, bool) or not isinstance(checked, int) or not 1 <= limit <= MAX_PAGE:
+            raise _fail("limit", f"must be an integer from 1 to {MAX_PAGE}")
+        if "runs" not in self._tables:
+            return []
+        with self._read() as conn:
+            columns = [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
+            tenant = "WHERE integration = ? " if "integration" in columns else ""
+            args: tuple[Any, ...] = (self.integration,) if tenant else ()
+            cursor = conn.execute(
+                f"SELECT * FROM runs {tenant}ORDER BY rowid DESC LIMIT ?",  # noqa: S608
+                (*args, limit),
+            )
+            names = [d[0] for d in cursor.description]
+            rows = cursor.fetchall()
+        runs = []
+        for row in rows:
+            run: dict[str, Any] = {}
+            for name, value in zip(names, row, strict=True):
+                if name == "integration":
+                    continue
+                run[name] = value
+                if isinstance(value, str) and value[:1] in "{[":
+                    with contextlib.suppress(ValueError):
+                        run[name] = json.loads(value)
+            runs.append(run)
+        return runs
 
     def command_counts(self) -> dict[CommandState, int]:
         """Commands per state (every state present)."""
