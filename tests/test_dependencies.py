@@ -5,7 +5,8 @@ Rules, read from ``pyproject.toml`` and the import statements of ``src/signals_c
 1. Every runtime dependency is imported by the package (nothing declared and never used).
 2. A module-level import outside ``signals_crm.testing`` is a runtime dependency.
 3. A module-level import inside ``signals_crm.testing`` (the shipped kit) is a runtime
-   dependency or a requirement of the ``testing`` extra.
+   dependency or a requirement of the ``testing`` extra; likewise inside any subpackage named
+   after a feature extra (``signals_crm.console`` and the ``console`` extra).
 4. An import inside a function (an optional feature, imported when used) is a runtime
    dependency or a requirement of a feature extra (any extra but the development ones).
 """
@@ -99,10 +100,12 @@ def test_every_runtime_dependency_is_imported():
 
 def test_module_level_imports_are_declared_where_they_load():
     """Rules 2 and 3: what a module imports when it loads is installed with the package."""
-    testing = extras().get("testing", set())
+    by_extra = extras()
     undeclared = []
     for path, dist, lazy in package_imports():
-        allowed = runtime() | (testing if path.parts[0] == "testing" else set())
+        own = path.parts[0] if len(path.parts) > 1 else ""
+        feature = by_extra.get(own, set()) if own not in DEVELOPMENT_EXTRAS else set()
+        allowed = runtime() | feature
         if not lazy and dist not in allowed:
             undeclared.append(f"{path}: {dist}")
     assert undeclared == []
