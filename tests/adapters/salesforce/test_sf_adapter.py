@@ -363,7 +363,7 @@ _EMAILS = st.one_of(
         max_size=40,
     ).map(lambda s: f"{s}@x.com"),
     st.from_regex(r"[a-z'\\\"+%_ ]{1,12}@[a-z]{1,8}\.com", fullmatch=True),
-).filter(lambda e: e == e.strip())
+).filter(lambda e: e == e.strip() and e.lower() != "other@x.com")  # the decoy's email
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
