@@ -8,32 +8,51 @@ them differs. The ledger is used directly (it is local storage, not the CRM).
 
 How one batch of conversations is synced (:func:`sync_batch`):
 
-1. **Reconcile first.** Commands the ledger holds as SENT (a crash mid-request) or UNKNOWN (an
-   ambiguous answer) are looked up in the CRM — person by email, task by marker, membership by
-   campaign and person — before anything else: found → CONFIRMED with its id, absent →
-   PLANNED. Nothing of unknown outcome is ever sent again without this read.
+0. **Text is made valid first.** A string that cannot be encoded as UTF-8 (a lone surrogate
+   such as ``"\\ud800"``: half an emoji cut by a JavaScript sender) has each such code point
+   replaced by U+FFFD before anything is planned, with a ``text_repaired`` warning in the
+   plan's trace naming the field. A payload that still cannot be encoded is never sent: its
+   command fails with that reason (a dead letter of that record only).
+1. **Reconcile first, once the write has settled.** Commands the ledger holds as SENT (a crash
+   mid-request) or UNKNOWN (an ambiguous answer) are looked up in the CRM — person by email,
+   task by marker, membership by campaign and person — before anything else: found →
+   CONFIRMED with its id, absent → PLANNED. A CRM may commit a request after its client gave
+   up, so the read waits until ``settle`` has passed since the write was sent; meanwhile the
+   conversation (and any other conversation of the same email) waits and is rescheduled to
+   when the window ends, while the rest of the batch goes on. A SENT command of another
+   worker is first *adopted*: recorded UNKNOWN at this worker's clock, and its window runs
+   from then (a clock that is behind cannot shorten it). The reads go out in chunks; a chunk
+   that fails holds back only its own conversations. Nothing of unknown outcome is ever sent
+   again without this read, and the planning lookup reads the CRM once more right before.
 2. **Plan** with the core (a :class:`~signals_crm.core.plan.Planner`), telling it which person
    records this very sync already created, so an interrupted sync is finished, not re-decided.
-3. **Write in dependency order**, each kind in one adapter call (adapters batch by their
-   largest size): person creates, then updates, then tasks and campaign memberships (which need
-   the new ids). Every command is recorded SENT before its request and CONFIRMED / FAILED /
-   UNKNOWN after; commands already CONFIRMED or FAILED are skipped.
-4. **Errors are classified once**: a per-record retryable error (lock contention) is retried
-   with backoff and jitter; a whole call that may have landed (timeout, dropped connection,
-   5xx) is reconciled, then the rest retried; a 429 waits ``Retry-After``; a permanent
-   per-record error is FAILED with the CRM's reason (a dead letter, never retried); an
+3. **Write in dependency order**, each kind in calls of at most the adapter's write batch size:
+   person creates, then updates, then tasks and campaign memberships (which need the new ids).
+   Every command is recorded SENT before its request and CONFIRMED / FAILED / UNKNOWN after;
+   commands already CONFIRMED or FAILED are skipped.
+4. **Errors are classified once** (:data:`CALL_ERRORS` and :func:`classify`): a per-record
+   retryable error (lock contention) is retried with backoff and jitter; a whole call that may
+   have landed (timeout, dropped connection, 5xx) is UNKNOWN and settles (rule 1); a 429 waits
+   ``Retry-After``; a whole call the CRM refused (4xx) is split in halves until the record it
+   is about fails alone; a permanent per-record error is FAILED with the CRM's reason (a dead
+   letter, never retried); a per-record error that needs an administrator (an inactive owner)
+   keeps the command PLANNED, is reported once and the conversation is rescheduled; an
    authentication or permission failure of a whole call stops the run and is surfaced.
 5. A create refused as a **duplicate** becomes a match on the record the CRM names: its
    conversation is planned again (the lookup now finds the record), and its activities go to
    that record; never a second create.
+6. A person create is reconciled by reading the person records of the email and taking only a
+   live (not converted) record of the kind that was created, so an old converted Lead is never
+   mistaken for a create that did not land.
 """
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import re
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -46,14 +65,20 @@ from signals_crm.core.crm import (
     FindPeople,
     ListUsers,
     MembershipByPerson,
-    PersonByEmail,
     ReconcileQuery,
     TaskByMarker,
     WriteResult,
     id_problems,
 )
 from signals_crm.core.mapping import inapplicable_mappings, mapping_set_for, validate_mappings
-from signals_crm.core.model import Company, Conversation, ObjectSchema
+from signals_crm.core.model import (
+    Company,
+    Conversation,
+    ObjectSchema,
+    PersonKind,
+    PersonRecord,
+    normalize_email,
+)
 from signals_crm.core.ownership import OwnershipResult, plan_account_owners
 from signals_crm.core.plan import (
     Command,
@@ -75,11 +100,14 @@ from signals_crm.exceptions import (
     PermissionDeniedError,
     Problem,
     RateLimitedError,
+    SignalsCRMError,
     TransportError,
 )
 from signals_crm.ledger.base import CommandRecord, CommandState, Ledger, PersonLink
 
 __all__ = [
+    "CALL_ERRORS",
+    "STOPS_A_RUN",
     "BatchResult",
     "Call",
     "ConversationOutcome",
@@ -87,9 +115,14 @@ __all__ = [
     "Reader",
     "RetryPolicy",
     "Sleep",
+    "Verdict",
     "account_owners",
+    "classify",
+    "held_emails",
     "plan_batch",
     "preflight",
+    "reason_of",
+    "repair_text",
     "sync_batch",
 ]
 
@@ -135,7 +168,9 @@ class RetryPolicy:
     a jitter factor drawn in ``[1 - jitter, 1]``, or exactly the CRM's ``Retry-After`` when it
     gave one. After ``max_attempts`` tries the commands stay PLANNED and the conversation is
     rescheduled ``reschedule_after`` seconds later; after ``max_reschedules`` such runs it is
-    dead-lettered with the last error, so nothing is retried forever.
+    dead-lettered with the last error, so nothing is retried forever. A batch whose read or
+    reconcile failed as a whole is rescheduled with :meth:`reschedule_delay` (doubling per run,
+    up to 32 times ``reschedule_after``), counting the run the same way.
     """
 
     max_attempts: int = attrs.field(default=4, validator=_positive)
@@ -150,6 +185,11 @@ class RetryPolicy:
             return max(0.0, hint)
         raw = min(self.max_delay, self.base_delay * (2.0**attempt))
         return raw * (1.0 - self.jitter * random())
+
+    def reschedule_delay(self, runs: int, random: Callable[[], float]) -> float:
+        """Seconds until a batch that failed ``runs`` runs before is tried again."""
+        raw = self.reschedule_after * (2.0 ** min(max(runs, 0), 5))
+        return raw * (1.0 - self.jitter * random() / 2)
 
 
 class OutcomeKind(enum.Enum):
@@ -175,7 +215,11 @@ _FROM_PLAN = {
 
 @attrs.frozen
 class ConversationOutcome:
-    """One conversation's result: what happened, the person record, the reasons, the error."""
+    """One conversation's result: what happened, the person record, the reasons, the error.
+
+    ``retry_at`` is set on a RETRY that waits for something with a known end (an ambiguous
+    write settling): the sync is rescheduled to then, without counting a failed attempt.
+    """
 
     conversation_id: str
     kind: OutcomeKind
@@ -184,6 +228,7 @@ class ConversationOutcome:
     error: str | None = None
     needs_admin: bool = False
     plan: Plan | None = None
+    retry_at: datetime | None = None
 
     @property
     def blockers(self) -> tuple[str, ...]:
@@ -192,6 +237,15 @@ class ConversationOutcome:
 
 # ------------------------------------------------------------------------------------------------
 # Helpers
+
+
+CALL_ERRORS: tuple[type[Exception], ...] = (Exception,)
+"""What a driver throws back into a flow when an adapter call raises. Everything but
+``BaseException``s that are not ``Exception``s (a kill, ``KeyboardInterrupt``): a flow decides
+what a failure means (rule 4); one it does not handle escapes the driver unchanged."""
+
+STOPS_A_RUN: tuple[type[AdapterError], ...] = (AuthenticationError, PermissionDeniedError)
+"""Whole-call failures no retry can cure: they stop a run, typed, for someone to fix."""
 
 
 def _answer(request: Any) -> Call:
@@ -241,10 +295,88 @@ class Reader:
             return done.value
 
 
-def _reason_of(error: BaseException) -> str:
+def reason_of(error: BaseException) -> str:
     if isinstance(error, CRMAPIError):
         return str(error)
     return f"{type(error).__name__}: {error}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Valid text at the boundary (rule 0)
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _valid(text: str) -> str:
+    """``text`` with well-formed surrogate pairs joined and every lone one replaced by U+FFFD."""
+    if not _SURROGATE.search(text):
+        return text
+    joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return _SURROGATE.sub("\ufffd", joined)
+
+
+def repair_text(value: Any, path: str = "") -> tuple[Any, list[str]]:
+    """``value`` with every string made encodable as UTF-8, and the paths that were repaired.
+
+    Walks attrs instances, tuples, lists and mappings; other values are returned as they are.
+    """
+    if isinstance(value, str):
+        fixed = _valid(value)
+        return fixed, ([path or "value"] if fixed is not value else [])
+    if attrs.has(type(value)):
+        changes: dict[str, Any] = {}
+        paths: list[str] = []
+        for field in attrs.fields(type(value)):
+            if not field.init:
+                continue
+            inner, found = repair_text(
+                getattr(value, field.name), f"{path}.{field.name}" if path else field.name
+            )
+            if found:
+                changes[field.alias or field.name] = inner
+                paths.extend(found)
+        return (attrs.evolve(value, **changes) if changes else value), paths
+    if isinstance(value, tuple | list):
+        items = [repair_text(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        paths = [p for _, found in items for p in found]
+        if not paths:
+            return value, []
+        return type(value)(v for v, _ in items), paths
+    if isinstance(value, Mapping):
+        pairs = [
+            (repair_text(k, f"{path}<key>")[0], repair_text(v, f"{path}.{k}"))
+            for k, v in value.items()
+        ]
+        paths = [p for _, (_, found) in pairs for p in found]
+        paths += [f"{path}<key>" for k, _ in pairs if isinstance(k, str) and k not in value]
+        if not paths:
+            return value, []
+        return {k: v for k, (v, _) in pairs}, paths
+    return value, []
+
+
+def _unsendable(payload: Any) -> str | None:
+    """Why ``payload`` cannot be sent as UTF-8 (the field), or ``None`` when it can."""
+    _, paths = repair_text(payload)
+    if not paths:
+        return None
+    return f"text that cannot be encoded as UTF-8 in {', '.join(paths)}; not sent"
+
+
+def _repaired_note(paths: Sequence[str]) -> Reason:
+    return warning(
+        "text_repaired",
+        "text that could not be encoded as UTF-8 (a lone surrogate) was replaced by U+FFFD "
+        f"in {', '.join(paths)}",
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# One batch's bookkeeping
+
+
+_TAKEN_OVER = "settling after takeover"
+_ISOLATE = "[sent alone next] "
 
 
 @attrs.define
@@ -258,11 +390,31 @@ class _Batch:
     reader: Reader
     owner: str
     lease: timedelta
+    settle: timedelta = timedelta(0)
+    clock: Callable[[], datetime] | None = None
     records: dict[str, CommandRecord] = attrs.field(factory=dict)
     created: dict[str, str] = attrs.field(factory=dict)  # create key → CRM id
     matched: dict[str, str] = attrs.field(factory=dict)  # cid → record the CRM named
     errors: dict[str, tuple[str, bool]] = attrs.field(factory=dict)  # cid → (reason, admin)
+    waits: dict[str, datetime] = attrs.field(factory=dict)  # cid → when its writes settle
+    blocked: dict[str, str] = attrs.field(factory=dict)  # cid → why it could not go on
+    damaged: dict[str, str] = attrs.field(factory=dict)  # cid → its unreadable ledger rows
     rate_limited: bool = False
+
+    def wall(self) -> datetime:
+        """The time to stamp and judge sends by: the clock, never before the run's ``now``."""
+        if self.clock is None:
+            return self.now
+        return max(self.now, self.clock())
+
+    def window(self, kind: str, caps: Capabilities) -> timedelta:
+        """How long after a send its outcome may still change in the CRM."""
+        if kind == CommandKind.CREATE_TASK.value:
+            return max(self.settle, timedelta(seconds=caps.marker_search_lag))
+        return self.settle
+
+    def wait(self, cid: str, until: datetime) -> None:
+        self.waits[cid] = max(until, self.waits.get(cid, until))
 
     def save(self, updates: Sequence[CommandRecord]) -> list[CommandRecord]:
         """Record ``updates``; those another process raced us to are dropped and returned."""
@@ -300,14 +452,19 @@ class _Batch:
             conversation_id=command.conversation_id,
             kind=command.kind.value,
             state=state,
-            updated_at=self.now,
+            updated_at=self.wall(),
             crm_id=crm_id if crm_id is not None else (old.crm_id if old else None),
             reason=reason,
             attempts=(old.attempts if old else 0) + (1 if attempt else 0),
             owner=self.owner,
         )
 
-    def settle(self, record: CommandRecord, state: CommandState, crm_id: str | None) -> None:
+    def mark_all(
+        self, commands: Sequence[Command], state: CommandState, reason: str | None = None
+    ) -> None:
+        self.save([self.mark(c, state, reason=reason) for c in commands])
+
+    def settle_record(self, record: CommandRecord, state: CommandState, crm_id: str | None) -> None:
         """Record what reconciling ``record`` found."""
         self.save(
             [
@@ -316,25 +473,39 @@ class _Batch:
                     state=state,
                     crm_id=crm_id if crm_id is not None else record.crm_id,
                     reason=None if state is CommandState.CONFIRMED else record.reason,
-                    updated_at=self.now,
+                    updated_at=self.wall(),
                     owner=self.owner,
                 )
             ]
         )
 
-    def in_flight(self, record: CommandRecord) -> bool:
-        """A SENT command of another worker whose request may still be under way."""
-        return (
-            record.state is CommandState.SENT
-            and record.owner is not None
-            and record.owner != self.owner
-            and self.now < record.updated_at + self.lease
+    def adopt(self, record: CommandRecord) -> CommandRecord:
+        """Take over another worker's unsettled write: UNKNOWN from now, by this clock."""
+        reason = f"{_TAKEN_OVER} from {record.owner or 'an earlier worker'}"
+        if record.reason:
+            reason = f"{reason}: {record.reason}"
+        adopted = attrs.evolve(
+            record,
+            state=CommandState.UNKNOWN,
+            reason=reason,
+            updated_at=self.wall(),
+            owner=self.owner,
         )
+        self.save([adopted])
+        return self.records.get(record.key, adopted)
 
     def load(self, conversations: Sequence[Conversation]) -> None:
-        """What the ledger knows of these conversations' commands (rule 1 needs the ids)."""
+        """What the ledger knows of these conversations' commands (rule 1 needs the ids).
+
+        A conversation whose rows cannot be read is set aside as damaged; the rest go on.
+        """
         for conversation in conversations:
-            for record in self.ledger.commands_for(conversation.id):
+            try:
+                rows = self.ledger.commands_for(conversation.id)
+            except SignalsCRMError as error:
+                self.damaged[conversation.id] = f"damaged ledger row: {reason_of(error)}"
+                continue
+            for record in rows:
                 self.records[record.key] = record
         for record in self.records.values():
             if (
@@ -350,9 +521,10 @@ class _Batch:
 
 _CREATE = CommandKind.CREATE_PERSON.value
 _DUPLICATE = "duplicate of "
+_RECONCILE_CHUNK = 50
 
 
-def _answers(found: Any, asked: Sequence[object]) -> list[str | None]:
+def _answers(found: Any, asked: Sequence[object]) -> list[Any]:
     answers = list(found)
     if len(answers) != len(asked):
         msg = f"reconcile returned {len(answers)} answers for {len(asked)} queries"
@@ -360,19 +532,35 @@ def _answers(found: Any, asked: Sequence[object]) -> list[str | None]:
     return answers
 
 
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _live_person(records: Sequence[PersonRecord], kind: PersonKind) -> str | None:
+    """The id of the best live record of ``kind`` (rule 6): never a converted Lead."""
+    live = [r for r in records if r.kind is kind and not r.is_converted]
+    if not live:
+        return None
+    floor = datetime.min.replace(tzinfo=UTC)
+    return max(live, key=lambda r: (r.last_modified or floor, r.id)).id
+
+
+def _find_created(emails: Sequence[str], kinds: Sequence[PersonKind], batch: _Batch) -> Flow:
+    """For each email, the live person record of its kind (rule 6), or ``None``."""
+    found: list[tuple[PersonRecord, ...]] = _answers(
+        (yield from batch.reader.read(Call("find_people", (list(emails), [])))), emails
+    )
+    return [_live_person(rs, kind) for rs, kind in zip(found, kinds, strict=True)]
+
+
 def _reconcile_query(
     record: CommandRecord,
     conversation: Conversation,
     batch: _Batch,
-    caps: Capabilities,
     campaign: str | None,
 ) -> ReconcileQuery | None:
     kind = record.kind
     cid = conversation.id
-    if kind == _CREATE:
-        if conversation.email is None:
-            return None
-        return PersonByEmail(conversation.email.strip(), caps.person_kind)
     if kind == CommandKind.CREATE_TASK.value:
         prefix = f"{cid}:task:"
         return TaskByMarker(task_marker(cid, record.key.removeprefix(prefix)))
@@ -384,6 +572,39 @@ def _reconcile_query(
     return None
 
 
+def _reconcile_chunk(
+    asked: Sequence[tuple[CommandRecord, Any]], batch: _Batch, caps: Capabilities
+) -> Flow:
+    """Reconcile one chunk; a failure holds back only the chunk's conversations."""
+    try:
+        creates = [(r, q) for r, q in asked if r.kind == _CREATE]
+        others = [(r, q) for r, q in asked if r.kind != _CREATE]
+        found: list[tuple[CommandRecord, str | None]] = []
+        if creates:
+            ids = yield from _find_created(
+                [q for _, q in creates], [caps.person_kind for _ in creates], batch
+            )
+            found.extend(zip([r for r, _ in creates], ids, strict=True))
+        if others:
+            queries = [q for _, q in others]
+            ids = _answers((yield from batch.reader.read(Call("reconcile", (queries,)))), queries)
+            found.extend(zip([r for r, _ in others], ids, strict=True))
+    except STOPS_A_RUN:
+        raise
+    except Exception as error:  # noqa: BLE001  # rule 1: one failing read holds back its own
+        reason = f"reconcile read failed: {reason_of(error)}"
+        for record, _ in asked:
+            batch.blocked.setdefault(record.conversation_id, reason)
+        return
+    for record, crm_id in found:
+        if crm_id is None:
+            batch.settle_record(record, CommandState.PLANNED, None)
+            continue
+        batch.settle_record(record, CommandState.CONFIRMED, crm_id)
+        if record.kind == _CREATE:
+            batch.created[record.key] = crm_id
+
+
 def reconcile(
     conversations: Sequence[Conversation],
     batch: _Batch,
@@ -392,45 +613,69 @@ def reconcile(
 ) -> Flow:
     """Rule 1: settle every SENT / UNKNOWN command of these conversations by reading the CRM.
 
-    A SENT command of another worker that may still be in flight is left alone (its
-    conversation is retried later); so is a task too recent for a lagging marker search.
+    A write is read only once its settle window has passed; until then its conversation waits.
+    Another worker's SENT write is adopted first, and its window runs from now.
     """
     by_id = {c.id: c for c in conversations}
     unsettled = [
         r
         for r in batch.records.values()
-        if r.state in (CommandState.SENT, CommandState.UNKNOWN)
-        and r.conversation_id in by_id
-        and not batch.in_flight(r)
+        if r.state in (CommandState.SENT, CommandState.UNKNOWN) and r.conversation_id in by_id
     ]
     # Person creates first: memberships need their ids.
     for creates in (True, False):
         group = [r for r in unsettled if (r.kind == _CREATE) is creates]
-        queries: list[ReconcileQuery] = []
-        asked: list[CommandRecord] = []
+        asked: list[tuple[CommandRecord, Any]] = []
         for record in group:
+            cid = record.conversation_id
             if record.kind == CommandKind.UPDATE_PERSON.value:
-                batch.settle(record, CommandState.PLANNED, None)  # idempotent: send again
+                batch.settle_record(record, CommandState.PLANNED, None)  # idempotent: send again
                 continue
-            if record.kind == CommandKind.CREATE_TASK.value and (
-                (batch.now - record.updated_at).total_seconds() < caps.marker_search_lag
-            ):
-                continue  # too recent for the marker search to see it: a later run settles it
-            query = _reconcile_query(record, by_id[record.conversation_id], batch, caps, campaign)
-            if query is None or not caps.supports_reconcile:
+            current = record
+            if record.owner != batch.owner and not (record.reason or "").startswith(_TAKEN_OVER):
+                current = batch.adopt(record)
+                if current.state not in (CommandState.SENT, CommandState.UNKNOWN):
+                    continue  # the other worker settled it meanwhile
+            ready = current.updated_at + batch.window(current.kind, caps)
+            if batch.wall() < ready:
+                batch.wait(cid, ready)
+                continue
+            if not caps.supports_reconcile:
                 continue  # stays unknown; reported, never blindly re-sent
-            queries.append(query)
-            asked.append(record)
-        if not queries:
-            continue
-        found = _answers((yield from batch.reader.read(Call("reconcile", (queries,)))), queries)
-        for record, crm_id in zip(asked, found, strict=True):
-            if crm_id is None:
-                batch.settle(record, CommandState.PLANNED, None)
-                continue
-            batch.settle(record, CommandState.CONFIRMED, crm_id)
+            conversation = by_id[cid]
             if record.kind == _CREATE:
-                batch.created[record.key] = crm_id
+                if conversation.email is None:
+                    continue
+                asked.append((current, conversation.email.strip()))
+                continue
+            query = _reconcile_query(current, conversation, batch, campaign)
+            if query is not None:
+                asked.append((current, query))
+        for chunk in _chunks(asked, _RECONCILE_CHUNK):
+            yield from _reconcile_chunk(chunk, batch, caps)
+
+
+def held_emails(
+    ledger: Ledger,
+    conversations: Sequence[Conversation],
+    emails_of: Callable[[str], str | None],
+    limit: int = 10_000,
+) -> dict[str, str]:
+    """Emails of these conversations that another conversation's unsettled create may still
+    give a person record to (email → that conversation). They wait with it (rule 1)."""
+    wanted = {normalize_email(c.email) for c in conversations if c.email}
+    if not wanted:
+        return {}
+    ids = {c.id for c in conversations}
+    held: dict[str, str] = {}
+    for state in (CommandState.SENT, CommandState.UNKNOWN):
+        for record in ledger.commands_in_state(state, limit):
+            if record.kind != _CREATE or record.conversation_id in ids:
+                continue
+            email = emails_of(record.conversation_id)
+            if email is not None and email in wanted:
+                held.setdefault(email, record.conversation_id)
+    return held
 
 
 # ------------------------------------------------------------------------------------------------
@@ -461,11 +706,12 @@ def _payload(command: Command, batch: _Batch) -> Any:
 def _reconcile_sent(
     commands: Sequence[Command], payloads: Sequence[Any], batch: _Batch, caps: Capabilities
 ) -> Flow:
-    """After an ambiguous failure of a write call: which of ``commands`` landed?"""
+    """After an ambiguous failure of a write call (settle window zero): which landed?"""
+    creates = [c for c in commands if c.kind is CommandKind.CREATE_PERSON]
     queries: list[ReconcileQuery | None] = []
     for command, payload in zip(commands, payloads, strict=True):
         if command.kind is CommandKind.CREATE_PERSON:
-            queries.append(PersonByEmail(command.email, command.person.kind))
+            queries.append(None)  # read by email below (rule 6)
         elif command.kind is CommandKind.CREATE_TASK and command.marker is not None:
             # A marker search may trail the write: settle it in a later run instead.
             queries.append(None if caps.marker_search_lag > 0 else TaskByMarker(command.marker))
@@ -473,20 +719,29 @@ def _reconcile_sent(
             queries.append(MembershipByPerson(command.campaign_id, payload.person_id))
         else:
             queries.append(None)  # updates: idempotent, simply sent again
-    asked = [q for q in queries if q is not None]
-    found: list[str | None] = []
-    if asked and caps.supports_reconcile:
-        found = _answers((yield from batch.reader.read(Call("reconcile", (asked,)))), asked)
-    answers = iter(found)
     landed: dict[str, str] = {}
     unknown: list[str] = []
+    if not caps.supports_reconcile:
+        unknown.extend(
+            c.key
+            for c, q in zip(commands, queries, strict=True)
+            if q is not None or c.kind in (CommandKind.CREATE_PERSON, CommandKind.CREATE_TASK)
+        )
+        return landed, unknown
+    if creates:
+        ids = yield from _find_created(
+            [c.email for c in creates], [c.person.kind for c in creates], batch
+        )
+        landed.update({c.key: i for c, i in zip(creates, ids, strict=True) if i is not None})
+    asked = [q for q in queries if q is not None]
+    found: list[str | None] = []
+    if asked:
+        found = _answers((yield from batch.reader.read(Call("reconcile", (asked,)))), asked)
+    answers = iter(found)
     for command, query in zip(commands, queries, strict=True):
         if query is None:
             if command.kind is CommandKind.CREATE_TASK:
                 unknown.append(command.key)
-            continue
-        if not caps.supports_reconcile:
-            unknown.append(command.key)
             continue
         crm_id = next(answers)
         if crm_id is not None:
@@ -494,26 +749,83 @@ def _reconcile_sent(
     return landed, unknown
 
 
+class Verdict(enum.Enum):
+    """What one failure of a write means (rule 4): the pure half of :func:`write_phase`."""
+
+    CONFIRMED = "confirmed"  # the record is there
+    DUPLICATE = "duplicate"  # a match on the record the CRM named (rule 5)
+    RETRY = "retry"  # nothing landed: send again after a backoff
+    UNKNOWN = "unknown"  # it may have landed: settle, then reconcile
+    SPLIT = "split"  # the CRM refused the whole call: send halves to find the record
+    ISOLATE = "isolate"  # the call broke, perhaps midway: settle, then send alone
+    ADMIN = "admin"  # needs an administrator: keep it, report once, try later
+    FAILED = "failed"  # refused for good: a dead letter with the CRM's reason
+    STOP = "stop"  # the run cannot go on (authentication, permission)
+    DAILY_LIMIT = "daily_limit"  # the CRM's daily limit: nothing sent, the syncs stay due
+
+
+def classify(error: BaseException, *, records: int, per_record: bool) -> Verdict:
+    """The verdict on ``error`` for a call of ``records`` records (or one record's error)."""
+    if per_record:
+        if isinstance(error, PermissionDeniedError):
+            return Verdict.ADMIN
+        if isinstance(error, AdapterError) and error.retryable:
+            return Verdict.RETRY
+        return Verdict.FAILED
+    if isinstance(error, STOPS_A_RUN):
+        return Verdict.STOP
+    if isinstance(error, RateLimitedError):
+        return Verdict.RETRY if error.retryable else Verdict.DAILY_LIMIT
+    if isinstance(error, TransportError):
+        return Verdict.UNKNOWN if error.maybe_sent else Verdict.RETRY
+    if isinstance(error, AdapterError):
+        if error.retryable:
+            return Verdict.UNKNOWN
+        status = error.status_code if isinstance(error, CRMAPIError) else None
+        if status is not None and 400 <= status < 500:
+            return Verdict.SPLIT if records > 1 else Verdict.FAILED
+        return Verdict.ISOLATE if records > 1 else Verdict.UNKNOWN
+    return Verdict.ISOLATE if records > 1 else Verdict.FAILED
+
+
 def write_phase(commands: Sequence[Command], batch: _Batch, caps: Capabilities) -> Flow:
-    """Send one kind of command, with the retry and reconcile rules (module doc, rule 4)."""
+    """Send one kind of command, in calls of the adapter's write batch size (rule 4)."""
     todo: list[tuple[Command, Any]] = []
+    alone: list[tuple[Command, Any]] = []
     for command in commands:
-        if batch.state(command.key) in (CommandState.CONFIRMED, CommandState.FAILED):
-            if batch.state(command.key) is CommandState.CONFIRMED and (
-                command.kind is CommandKind.CREATE_PERSON
-            ):
+        state = batch.state(command.key)
+        if state in (CommandState.CONFIRMED, CommandState.FAILED):
+            if state is CommandState.CONFIRMED and command.kind is CommandKind.CREATE_PERSON:
                 crm_id = batch.records[command.key].crm_id
                 if crm_id is not None:
                     batch.created[command.key] = crm_id
             continue
-        if batch.state(command.key) is CommandState.UNKNOWN:
-            continue  # could not be reconciled: never re-sent blindly
+        if state in (CommandState.UNKNOWN, CommandState.SENT):
+            continue  # not reconciled (yet): never re-sent blindly
+        if command.conversation_id in batch.waits or command.conversation_id in batch.blocked:
+            continue
         payload = _payload(command, batch)
         if payload is None:
             continue  # its person record does not exist (yet): the conversation is retried
-        todo.append((command, payload))
-    if not todo:
-        return
+        why = _unsendable(payload)
+        if why is not None:
+            batch.save([batch.mark(command, CommandState.FAILED, reason=why)])
+            batch.errors.setdefault(command.conversation_id, (why, False))
+            continue
+        old = batch.records.get(command.key)
+        if old is not None and (old.reason or "").startswith(_ISOLATE):
+            alone.append((command, payload))
+        else:
+            todo.append((command, payload))
+    size = max(1, caps.write_batch_size)
+    for chunk in [*_chunks(todo, size), *([item] for item in alone)]:
+        if batch.rate_limited:
+            return
+        yield from _send(list(chunk), batch, caps)
+
+
+def _send(todo: list[tuple[Command, Any]], batch: _Batch, caps: Capabilities) -> Flow:
+    """Send one call's worth of commands of one kind, with the retry rules (rule 4)."""
     method = _METHODS[todo[0][0].kind]
     attempt = 0
     while todo:
@@ -524,45 +836,48 @@ def write_phase(commands: Sequence[Command], batch: _Batch, caps: Capabilities) 
             return
         commands_now = [c for c, _ in todo]
         payloads = [p for _, p in todo]
-        hint: float | None = None
         try:
             results: list[WriteResult] = list((yield Call(method, (payloads,))))
-        except (AuthenticationError, PermissionDeniedError):
-            batch.save([batch.mark(c, CommandState.PLANNED) for c in commands_now])
-            raise
-        except AdapterError as error:
-            maybe_sent = not isinstance(error, RateLimitedError) and not (
-                isinstance(error, TransportError) and not error.maybe_sent
-            )
-            if isinstance(error, RateLimitedError):
-                hint = error.retry_after
-                if not error.retryable:
-                    # A daily limit: nothing was sent. Stop; the syncs stay due.
-                    batch.save(
-                        [
-                            batch.mark(c, CommandState.PLANNED, reason=_reason_of(error))
-                            for c in commands_now
-                        ]
-                    )
-                    batch.rate_limited = True
-                    return
-            if not error.retryable:
-                batch.save(
-                    [
-                        batch.mark(c, CommandState.FAILED, reason=_reason_of(error))
-                        for c in commands_now
-                    ]
-                )
-                for c in commands_now:
-                    batch.errors.setdefault(c.conversation_id, (_reason_of(error), False))
+            if len(results) != len(todo):
+                msg = f"{method} returned {len(results)} results for {len(todo)} records"
+                raise CRMAPIError(msg)  # one verdict for every broken call
+        except CALL_ERRORS as error:
+            verdict = classify(error, records=len(todo), per_record=False)
+            reason = reason_of(error)
+            if verdict is Verdict.STOP:
+                batch.mark_all(commands_now, CommandState.PLANNED)
+                raise
+            if verdict is Verdict.DAILY_LIMIT:
+                batch.mark_all(commands_now, CommandState.PLANNED, reason)
+                batch.rate_limited = True
                 return
-            if maybe_sent:
+            if verdict is Verdict.FAILED:
+                batch.mark_all(commands_now, CommandState.FAILED, reason)
+                for c in commands_now:
+                    batch.errors.setdefault(c.conversation_id, (reason, False))
+                return
+            if verdict is Verdict.SPLIT:
+                # The CRM refused the request as a whole: nothing landed. Halves find the record.
+                batch.mark_all(commands_now, CommandState.PLANNED, reason)
+                half = len(todo) // 2
+                yield from _send(todo[:half], batch, caps)
+                if not batch.rate_limited:
+                    yield from _send(todo[half:], batch, caps)
+                return
+            if verdict in (Verdict.UNKNOWN, Verdict.ISOLATE):
+                tag = _ISOLATE if verdict is Verdict.ISOLATE else ""
                 batch.save(
                     [
-                        batch.mark(c, CommandState.UNKNOWN, reason=_reason_of(error))
+                        batch.mark(c, CommandState.UNKNOWN, reason=f"{tag}{reason}")
                         for c in commands_now
                     ]
                 )
+                window = batch.window(commands_now[0].kind.value, caps)
+                if verdict is Verdict.ISOLATE or window > timedelta(0):
+                    until = batch.wall() + window
+                    for c in commands_now:
+                        batch.wait(c.conversation_id, until)
+                    return
                 landed, unknown = yield from _reconcile_sent(commands_now, payloads, batch, caps)
                 done = []
                 for command in commands_now:
@@ -573,29 +888,20 @@ def write_phase(commands: Sequence[Command], batch: _Batch, caps: Capabilities) 
                         if command.kind is CommandKind.CREATE_PERSON:
                             batch.created[command.key] = landed[command.key]
                     elif command.key not in unknown:
-                        done.append(
-                            batch.mark(command, CommandState.PLANNED, reason=_reason_of(error))
-                        )
+                        done.append(batch.mark(command, CommandState.PLANNED, reason=reason))
                 batch.save(done)
                 todo = [(c, p) for c, p in todo if c.key not in landed and c.key not in unknown]
-            else:
-                batch.save(
-                    [
-                        batch.mark(c, CommandState.PLANNED, reason=_reason_of(error))
-                        for c in commands_now
-                    ]
-                )
+            else:  # RETRY: certainly not sent
+                batch.mark_all(commands_now, CommandState.PLANNED, reason)
             attempt += 1
             if attempt >= batch.retry.max_attempts:
                 for c, _ in todo:
-                    batch.errors.setdefault(c.conversation_id, (_reason_of(error), False))
+                    batch.errors.setdefault(c.conversation_id, (reason, False))
                 return
             if todo:
+                hint = error.retry_after if isinstance(error, RateLimitedError) else None
                 yield Sleep(batch.retry.delay(attempt - 1, batch.random, hint))
             continue
-        if len(results) != len(todo):
-            msg = f"{method} returned {len(results)} results for {len(todo)} records"
-            raise CRMAPIError(msg)
         again: list[tuple[Command, Any]] = []
         updates: list[CommandRecord] = []
         for (command, payload), result in zip(todo, results, strict=True):
@@ -623,17 +929,21 @@ def write_phase(commands: Sequence[Command], batch: _Batch, caps: Capabilities) 
                 )
                 batch.matched[command.conversation_id] = matched
                 continue
-            if failure is not None and failure.retryable:
-                updates.append(
-                    batch.mark(command, CommandState.PLANNED, reason=_reason_of(failure))
-                )
+            if failure is None:
+                verdict = Verdict.FAILED
+            else:
+                verdict = classify(failure, records=1, per_record=True)
+            reason = reason_of(failure) if failure is not None else "no id returned"
+            if verdict is Verdict.RETRY:
+                updates.append(batch.mark(command, CommandState.PLANNED, reason=reason))
                 again.append((command, payload))
                 continue
-            reason = _reason_of(failure) if failure is not None else "no id returned"
+            if verdict is Verdict.ADMIN:
+                updates.append(batch.mark(command, CommandState.PLANNED, reason=reason))
+                batch.errors.setdefault(command.conversation_id, (reason, True))
+                continue
             updates.append(batch.mark(command, CommandState.FAILED, reason=reason))
-            batch.errors.setdefault(
-                command.conversation_id, (reason, isinstance(failure, PermissionDeniedError))
-            )
+            batch.errors.setdefault(command.conversation_id, (reason, False))
         batch.save(updates)
         todo = again
         if todo:
@@ -721,10 +1031,27 @@ def sync_batch(
     random: Callable[[], float],
     owner: str = "",
     lease: timedelta = timedelta(minutes=10),
+    settle: timedelta = timedelta(0),
+    clock: Callable[[], datetime] | None = None,
+    emails_of: Callable[[str], str | None] | None = None,
 ) -> Generator[Call | Sleep, Any, BatchResult]:
-    """Sync a batch of conversations (module doc); one outcome per distinct conversation."""
+    """Sync a batch of conversations (module doc); one outcome per distinct conversation.
+
+    ``settle`` is rule 1's window, ``clock`` the wall clock sends are stamped with (never
+    before ``now``), ``emails_of`` the normalised email of a conversation id that is not in
+    the batch (to hold back the batch's visitors whose email another conversation may still
+    be creating a record for).
+    """
     config, caps = planner.config, planner.capabilities
     conversations = list({c.id: c for c in conversations}.values())  # a repeat: the last wins
+    repaired: dict[str, list[str]] = {}
+    valid: list[Conversation] = []
+    for conversation in conversations:
+        fixed, paths = repair_text(conversation)
+        if paths:
+            repaired[conversation.id] = paths
+        valid.append(fixed)
+    conversations = valid
     reader = Reader(retry, random)
     batch = _Batch(
         ledger=ledger,
@@ -734,23 +1061,32 @@ def sync_batch(
         reader=reader,
         owner=owner,
         lease=lease,
+        settle=settle,
+        clock=clock,
     )
     batch.load(conversations)
-    yield from reconcile(conversations, batch, caps, config.campaign_id)
+    healthy = [c for c in conversations if c.id not in batch.damaged]
+    yield from reconcile(healthy, batch, caps, config.campaign_id)
+    if emails_of is not None and mode is SyncMode.AUTOMATIC:
+        _hold_shared_emails(healthy, batch, emails_of)
+    waiting = set(batch.waits) | set(batch.blocked)
+    active = [c for c in healthy if c.id not in waiting]
     resumed = {key.removesuffix(":person"): crm_id for key, crm_id in batch.created.items()}
-    planned: tuple[Plan, ...] = yield from plan_batch(
-        conversations,
-        planner,
-        now=now,
-        mode=mode,
-        schema=schema,
-        created=resumed,
-        reader=reader,
-    )
+    planned: tuple[Plan, ...] = ()
+    if active:
+        planned = yield from plan_batch(
+            active,
+            planner,
+            now=now,
+            mode=mode,
+            schema=schema,
+            created=resumed,
+            reader=reader,
+        )
     plans = {p.conversation_id: _adopt_match(_keyed_updates(p), batch) for p in planned}
     before = set(batch.matched)
     yield from _write(plans.values(), batch, caps, (CommandKind.CREATE_PERSON,))
-    fresh = [c for c in conversations if c.id in batch.matched and c.id not in before]
+    fresh = [c for c in active if c.id in batch.matched and c.id not in before]
     if fresh:
         # Creates the CRM just refused as duplicates: plan again, the lookup may find them now.
         replanned: tuple[Plan, ...] = yield from plan_batch(
@@ -764,9 +1100,51 @@ def sync_batch(
         caps,
         (CommandKind.UPDATE_PERSON, CommandKind.CREATE_TASK, CommandKind.ADD_TO_CAMPAIGN),
     )
-    outcomes = [_outcome(plans[c.id], batch) for c in conversations]
+    outcomes: list[ConversationOutcome] = []
+    for conversation in conversations:
+        cid = conversation.id
+        note = (_repaired_note(repaired[cid]),) if cid in repaired else ()
+        if cid in plans:
+            outcome = _outcome(plans[cid], batch)
+        elif cid in batch.damaged:
+            outcome = ConversationOutcome(cid, OutcomeKind.FAILED, error=batch.damaged[cid])
+        elif cid in batch.blocked:
+            outcome = ConversationOutcome(cid, OutcomeKind.RETRY, error=batch.blocked[cid])
+        else:
+            outcome = _waiting(cid, batch)
+        if note:
+            outcome = attrs.evolve(outcome, reasons=(*note, *outcome.reasons))
+        outcomes.append(outcome)
     _link(outcomes, ledger)
     return BatchResult(outcomes, batch.rate_limited)
+
+
+def _hold_shared_emails(
+    conversations: Sequence[Conversation], batch: _Batch, emails_of: Callable[[str], str | None]
+) -> None:
+    """Rule 1: a visitor whose email another conversation may still be creating a record for
+    (its create is unsettled) waits with it, so a late commit never meets a second create."""
+    candidates = [c for c in conversations if c.id not in batch.waits]
+    held = held_emails(batch.ledger, candidates, emails_of)
+    if not held:
+        return
+    later = batch.wall() + max(batch.settle, timedelta(seconds=batch.retry.reschedule_after))
+    for conversation in candidates:
+        email = normalize_email(conversation.email) if conversation.email else None
+        if email is not None and email in held:
+            batch.wait(conversation.id, later)
+            batch.errors.setdefault(
+                conversation.id,
+                (f"waiting for conversation {held[email]}'s create of the same email", False),
+            )
+
+
+def _waiting(cid: str, batch: _Batch) -> ConversationOutcome:
+    until = batch.waits[cid]
+    reason = batch.errors.get(cid, (None, False))[0] or (
+        f"waiting until {until.isoformat()} for the CRM to settle an ambiguous write"
+    )
+    return ConversationOutcome(cid, OutcomeKind.RETRY, error=reason, retry_at=until)
 
 
 def _write(
@@ -827,9 +1205,16 @@ def _outcome(plan: Plan, batch: _Batch) -> ConversationOutcome:
     if any(s is not CommandState.CONFIRMED and s is not CommandState.FAILED for s in states):
         # Something can still land (planned, unknown, in flight): try again later, even when
         # another write of the conversation failed for good.
-        reason = error[0] if error else "some writes are not confirmed yet"
+        reason, admin = error or ("some writes are not confirmed yet", False)
         return ConversationOutcome(
-            cid, OutcomeKind.RETRY, person_id, tuple(reasons), reason, plan=plan
+            cid,
+            OutcomeKind.RETRY,
+            person_id,
+            tuple(reasons),
+            reason,
+            needs_admin=admin,
+            plan=plan,
+            retry_at=batch.waits.get(cid),
         )
     if any(s is CommandState.FAILED for s in states):
         failed = next(

@@ -35,6 +35,8 @@ import anyio
 import attrs
 
 from signals_crm._flows import (
+    CALL_ERRORS,
+    STOPS_A_RUN,
     BatchResult,
     Call,
     ConversationOutcome,
@@ -45,6 +47,8 @@ from signals_crm._flows import (
     account_owners,
     plan_batch,
     preflight,
+    reason_of,
+    repair_text,
     sync_batch,
 )
 from signals_crm.adapters.base import AsyncCRMAdapter, CRMAdapter
@@ -71,12 +75,12 @@ from signals_crm.core.ownership import OwnershipResult, normalize_domain
 from signals_crm.core.plan import Plan, Planner, SyncMode, plan_sync
 from signals_crm.core.users import UserMappingProposal, propose_user_mapping
 from signals_crm.exceptions import (
-    AdapterError,
     ConfigurationError,
     IntegrationDisabledError,
     PlanningError,
     Problem,
     RateLimitedError,
+    SignalsCRMError,
 )
 from signals_crm.ledger.base import CommandState, DueState, DueSync, Ledger
 from signals_crm.ledger.memory import MemoryLedger
@@ -226,6 +230,11 @@ def _rearmable(outcome: str | None) -> bool:
     return bool(codes) and codes <= _REARM_CODES
 
 
+_MIN_WAIT = timedelta(seconds=1)
+DEFAULT_SETTLE = timedelta(minutes=15)
+"""How long after an ambiguous write the engine waits before reading the CRM to settle it:
+Salesforce's REST API request time limit is 10 minutes, plus 5 minutes of margin for clock
+drift between workers (see docs/engine.md)."""
 _log = logging.getLogger("signals_crm")
 
 
@@ -261,6 +270,7 @@ class _IntegrationBase:
         owner_cache_ttl: timedelta,
         lease: timedelta,
         worker_id: str | None,
+        settle: timedelta,
     ) -> None:
         if not 0 < api_budget <= 1:
             raise ConfigurationError([Problem("api_budget", "must be in (0, 1]")])
@@ -268,6 +278,9 @@ class _IntegrationBase:
             raise ConfigurationError([Problem("batch_size", "must be at least 1")])
         if lease <= timedelta(0):
             raise ConfigurationError([Problem("lease", "must be positive")])
+        checked: object = settle
+        if not isinstance(checked, timedelta) or settle < timedelta(0):
+            raise ConfigurationError([Problem("settle", "must be a timedelta of zero or more")])
         capabilities = adapter.capabilities
         self._adapter: object = adapter
         self._caps = capabilities
@@ -287,6 +300,8 @@ class _IntegrationBase:
         self._calls = 0
         self._reader = Reader(self.retry, self._random)
         self.lease = lease
+        self.settle = settle
+        self._emails: dict[str, str | None] = {}
         self._owner = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
     def __repr__(self) -> str:
@@ -322,6 +337,17 @@ class _IntegrationBase:
         if conversation.closed_at is None:
             raise ConfigurationError([Problem("closed_at", "the conversation is not closed")])
         due_at = conversation.closed_at + self.config.delay
+        if repair_text(conversation.id)[1]:
+            raise ConfigurationError(
+                [Problem("id", "must be text that can be encoded as UTF-8 (no lone surrogate)")]
+            )
+        conversation, repaired = repair_text(conversation)
+        if repaired:
+            _log.warning(
+                "conversation %s: invalid text replaced by U+FFFD in %s",
+                conversation.id,
+                ", ".join(repaired),
+            )
         stored = self.ledger.schedule(conversation, due_at)
         if (
             stored.state is DueState.DONE
@@ -389,8 +415,11 @@ class _IntegrationBase:
                 due = self.ledger.get_due(cid)
                 if due is None:
                     continue
-                if result.rate_limited:
-                    self.ledger.schedule(due.conversation, later)  # the limit's fault, not its
+                if outcome.retry_at is not None or outcome.needs_admin or result.rate_limited:
+                    # Waiting on a settle window, an administrator or the CRM's limit: not a
+                    # failed attempt of its own. Never due again within this run.
+                    at = max(outcome.retry_at or later, now + _MIN_WAIT)
+                    self.ledger.schedule(due.conversation, at)
                 elif due.attempts + 1 >= self.retry.max_reschedules:
                     reason = f"gave up after {due.attempts + 1} runs: {outcome.error}"
                     _log.warning("conversation %s dead-lettered: %s", cid, reason)
@@ -401,6 +430,25 @@ class _IntegrationBase:
                 done.setdefault(outcome.kind.value, []).append(cid)
         for label, ids in done.items():
             self.ledger.complete(ids, label)
+
+    def _batch_failed(
+        self, now: datetime, due: Sequence[DueSync], error: Exception
+    ) -> list[ConversationOutcome]:
+        """A batch's read or reconcile failed as a whole: reschedule its syncs with backoff,
+        counting the attempt; past the cap, dead-letter them with the error (liveness)."""
+        reason = f"batch failed: {reason_of(error)}"
+        _log.warning("run_due: a batch of %d failed and is rescheduled: %s", len(due), reason)
+        outcomes: list[ConversationOutcome] = []
+        for sync in due:
+            cid = sync.conversation_id
+            if sync.attempts + 1 >= self.retry.max_reschedules:
+                self.ledger.dead_letter(cid, f"gave up after {sync.attempts + 1} runs: {reason}")
+                outcomes.append(ConversationOutcome(cid, OutcomeKind.FAILED, error=reason))
+                continue
+            delay = self.retry.reschedule_delay(sync.attempts, self._random)
+            self.ledger.reschedule(cid, now + timedelta(seconds=delay), reason)
+            outcomes.append(ConversationOutcome(cid, OutcomeKind.RETRY, error=reason))
+        return outcomes
 
     def _owner_key(self, company: Company) -> str:
         return normalize_domain(company.domain) if company.domain else f"name:{company.name}"
@@ -454,8 +502,22 @@ class _IntegrationBase:
             random=self._random,
             owner=self._owner,
             lease=self.lease,
+            settle=self.settle,
+            clock=self._clock,
+            emails_of=self._email_of,
         )
         return result
+
+    def _email_of(self, conversation_id: str) -> str | None:
+        """The normalised email of a conversation in the ledger (remembered: it rarely changes)."""
+        if conversation_id not in self._emails:
+            try:
+                due = self.ledger.get_due(conversation_id)
+            except SignalsCRMError:
+                due = None
+            email = due.conversation.email if due is not None else None
+            self._emails[conversation_id] = normalize_email(email) if email else None
+        return self._emails[conversation_id]
 
     def _lease_until(self, now: datetime) -> datetime:
         """Leases run from the clock at each claim (a long run's later batches included)."""
@@ -488,11 +550,17 @@ class _IntegrationBase:
                 result = yield from self._sync_flow(
                     [d.conversation for d in due], SyncMode.AUTOMATIC, now
                 )
+            except STOPS_A_RUN:
+                raise
             except RateLimitedError as error:
                 if error.retryable:
-                    raise
+                    outcomes.extend(self._batch_failed(now, due, error))
+                    continue
                 exhausted = True  # the CRM's daily limit, met on a read: stop, all stays due
                 break
+            except Exception as error:  # noqa: BLE001  # liveness: one batch, not the run
+                outcomes.extend(self._batch_failed(now, due, error))
+                continue
             finally:
                 self.ledger.release([d.conversation_id for d in due], self._owner)
             self._settle(now, result)
@@ -665,6 +733,7 @@ class Integration(_IntegrationBase):
         owner_cache_ttl: timedelta = timedelta(minutes=10),
         lease: timedelta = timedelta(minutes=10),
         worker_id: str | None = None,
+        settle: timedelta = DEFAULT_SETTLE,
     ) -> None:
         super().__init__(
             adapter,
@@ -678,6 +747,7 @@ class Integration(_IntegrationBase):
             owner_cache_ttl=owner_cache_ttl,
             lease=lease,
             worker_id=worker_id,
+            settle=settle,
         )
         self.adapter = adapter
         self._sleep = sleep
@@ -703,7 +773,7 @@ class Integration(_IntegrationBase):
                 self._calls += 1
                 try:
                     result = getattr(self.adapter, request.method)(*request.args)
-                except AdapterError as error:
+                except CALL_ERRORS as error:
                     request = flow.throw(error)
                     continue
                 request = flow.send(result)
@@ -794,6 +864,7 @@ class AsyncIntegration(_IntegrationBase):
         owner_cache_ttl: timedelta = timedelta(minutes=10),
         lease: timedelta = timedelta(minutes=10),
         worker_id: str | None = None,
+        settle: timedelta = DEFAULT_SETTLE,
     ) -> None:
         super().__init__(
             adapter,
@@ -807,6 +878,7 @@ class AsyncIntegration(_IntegrationBase):
             owner_cache_ttl=owner_cache_ttl,
             lease=lease,
             worker_id=worker_id,
+            settle=settle,
         )
         self.adapter = adapter
         self._asleep = sleep
@@ -832,7 +904,7 @@ class AsyncIntegration(_IntegrationBase):
                 self._calls += 1
                 try:
                     result = await getattr(self.adapter, "a" + request.method)(*request.args)
-                except AdapterError as error:
+                except CALL_ERRORS as error:
                     request = flow.throw(error)
                     continue
                 request = flow.send(result)

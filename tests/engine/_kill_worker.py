@@ -1,13 +1,15 @@
 """A sync process that may die at a chosen HTTP request (run by test_process_kill.py).
 
-usage: python _kill_worker.py URL TOKEN LEDGER OWNER CAMPAIGN KILL_AT WHEN
-KILL_AT: the 1-based number of the HTTP request to die at (0: never); WHEN: before | after.
+usage: python _kill_worker.py URL TOKEN LEDGER OWNER CAMPAIGN KILL_AT WHEN [MINUTES]
+KILL_AT: the 1-based number of the HTTP request to die at (0: never); WHEN: before | after;
+MINUTES: how long after the scenario's NOW this run happens (default 0).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -43,6 +45,7 @@ class Dying(httpx.BaseTransport):
 
 def main() -> None:
     url, token, ledger_path, owner, campaign, kill_at, when = sys.argv[1:8]
+    now = NOW + timedelta(minutes=int(sys.argv[8]) if len(sys.argv) > 8 else 0)
     transport = Dying(int(kill_at), when)
     with httpx.Client(transport=transport, timeout=10) as http, SQLiteLedger(ledger_path) as led:
         adapter = SalesforceAdapter(http, StaticToken(token, url))
@@ -52,12 +55,12 @@ def main() -> None:
             ledger=led,
             sleep=lambda _: None,
             random=lambda: 0.5,
-            clock=lambda: NOW,
+            clock=lambda: now,
             worker_id="worker-1",  # a restarted worker resumes its own leases at once
         )
         for conversation in conversations():
             integration.conversation_closed(conversation)
-        report = integration.run_due(NOW)
+        report = integration.run_due(now)
     print(report.counts)
 
 

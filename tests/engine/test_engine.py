@@ -199,23 +199,35 @@ def test_disabled_integration_writes_nothing(crm):
 
 
 def test_ambiguous_create_is_reconciled_not_resent(crm):
-    """A create that landed but whose answer was lost is found by reconciling: one Lead."""
+    """A create that landed but whose answer was lost waits out the settle window, then is
+    found by reading the CRM: one Lead, never a second create."""
     sync = integration(crm)
     crm.fail_next(
         "create_people", TransportError("connection dropped", maybe_sent=True), after=True
     )
     sync.conversation_closed(conv())
-    outcome = sync.run_due(LATER).outcome("c-1")
+    first = sync.run_due(LATER).outcome("c-1")
+    assert first.kind is OutcomeKind.RETRY
+    assert first.retry_at == LATER + sync.settle
+    assert sync.ledger.get_due("c-1").due_at == LATER + sync.settle
+    assert sync.ledger.get_due("c-1").attempts == 0  # waiting is not a failed attempt
+    reads = crm.calls["find_people"]
+    outcome = sync.run_due(LATER + sync.settle).outcome("c-1")
     assert outcome.kind is OutcomeKind.CREATED
     assert len(lead_ids(crm, "lena@brightfield.test")) == 1
     assert crm.calls["create_people"] == 1
-    assert crm.calls["reconcile"] >= 1
+    assert crm.calls["find_people"] > reads
 
 
 def test_transient_task_failure_retried_with_backoff(crm):
     """A 5xx on the task call is reconciled, then retried after a jittered backoff."""
     sleeps: list[float] = []
-    sync = integration(crm, sleep=sleeps.append, retry=RetryPolicy(base_delay=1.0, jitter=0.5))
+    sync = integration(
+        crm,
+        sleep=sleeps.append,
+        retry=RetryPolicy(base_delay=1.0, jitter=0.5),
+        settle=timedelta(0),  # the CRM commits nothing late: reconcile at once
+    )
     crm.fail_next("create_tasks", CRMServerError("unavailable", status_code=503))
     sync.conversation_closed(conv())
     outcome = sync.run_due(LATER).outcome("c-1")
@@ -255,7 +267,7 @@ def test_auth_failure_stops_the_run_and_keeps_the_sync(crm):
     assert len(lead_ids(crm, "lena@brightfield.test")) == 1
 
 
-class Crash(Exception):
+class Crash(BaseException):
     """Stands for the process dying mid-request."""
 
 
@@ -281,7 +293,8 @@ def test_crash_after_create_then_restart_is_exactly_once(crm, tmp_path):
     first.ledger.close()
     crm.create_tasks = original
     second = integration(crm, cfg, ledger=SQLiteLedger(path), worker_id="worker-1")
-    outcome = second.run_due(LATER).outcome("c-1")
+    assert second.run_due(LATER).outcome("c-1").kind is OutcomeKind.RETRY  # tasks settling
+    outcome = second.run_due(LATER + second.settle).outcome("c-1")
     assert outcome.kind is OutcomeKind.CREATED
     (lead,) = lead_ids(crm, "lena@brightfield.test")
     assert sorted(crm.task_markers(lead)) == ["signals:c-1:meeting:m1", "signals:c-1:transcript"]
@@ -395,7 +408,13 @@ async def test_async_twin_same_behaviour(crm):
         naps.append(seconds)
 
     sync = AsyncIntegration(
-        crm, cfg, ledger=MemoryLedger(), sleep=nap, random=lambda: 0.0, clock=lambda: LATER
+        crm,
+        cfg,
+        ledger=MemoryLedger(),
+        sleep=nap,
+        random=lambda: 0.0,
+        clock=lambda: LATER,
+        settle=timedelta(0),
     )
     crm.fail_next("acreate_tasks", CRMServerError("busy", status_code=503))
     sync.conversation_closed(conv())
@@ -425,7 +444,7 @@ def test_marker_search_lag_defers_task_reconciliation():
     re-sent blindly: still one task per activity."""
     crm = LaggyCRM(person_kind=PersonKind.LEAD)
     crm.seed_user(email="sally@vendor.test")
-    sync = integration(crm)
+    sync = integration(crm, settle=timedelta(0))  # the lag alone defers the read
     crm.fail_next("create_tasks", TransportError("read timeout", maybe_sent=True), after=True)
     sync.conversation_closed(conv())
     first = sync.run_due(LATER).outcome("c-1")
@@ -514,8 +533,9 @@ def test_propose_user_mapping_reads_crm_users(crm):
     assert [u.id for u in proposal.unmatched] == ["u-x"]
 
 
-def test_another_workers_unfinished_send_waits_for_its_lease(crm):
-    """SENT commands of another worker are in flight until its lease ends; then reconciled."""
+def test_another_workers_unfinished_send_is_adopted_and_settles_a_full_window(crm):
+    """SENT commands of another worker may be in flight: they are adopted (UNKNOWN from this
+    worker's clock) and read only a full settle window later, then finished."""
     ledger = MemoryLedger()
     first = integration(crm, ledger=ledger, worker_id="worker-a")
     first.conversation_closed(conv())
@@ -534,7 +554,13 @@ def test_another_workers_unfinished_send_waits_for_its_lease(crm):
     (lead,) = lead_ids(crm, "lena@brightfield.test")
     assert crm.task_markers(lead) == []
     assert crm.calls["reconcile"] == 0
-    later = second.run_due(LATER + timedelta(minutes=11)).outcome("c-1")
+    adopted = [r for r in ledger.commands_for("c-1") if r.kind == "create_task"]
+    assert {r.state.value for r in adopted} == {"unknown"}
+    assert {r.owner for r in adopted} == {"worker-b"}
+    assert ledger.get_due("c-1").due_at == LATER + second.settle  # rescheduled to the window
+    assert second.run_due(LATER + timedelta(minutes=11)).outcomes == ()
+    assert crm.calls["reconcile"] == 0
+    later = second.run_due(LATER + second.settle).outcome("c-1")
     assert later.kind is OutcomeKind.CREATED
     assert len(crm.task_markers(lead)) == 2
 

@@ -54,7 +54,6 @@ from signals_crm.exceptions import (
     CRMServerError,
     DuplicateRecordError,
     RateLimitedError,
-    SignalsCRMError,
     TransportError,
 )
 from signals_crm.ledger import MemoryLedger, SQLiteLedger
@@ -525,15 +524,19 @@ def test_transient_membership_failure_survives_a_failed_task() -> None:
     assert crm.campaign_members(campaign) == {lead}
 
 
-def test_short_reconcile_answer_raises_a_typed_error() -> None:
-    """An adapter answering reconcile with too few results surfaces as a library error."""
+def test_short_reconcile_answer_holds_back_its_conversation() -> None:
+    """An adapter answering reconcile with too few results holds that conversation back with a
+    library error as its reason; the run returns its report and nothing is re-sent."""
     crm = make_crm()
-    sync = engine(crm, config(crm))
-    crm.fail_next("create_people", TransportError("read timeout", maybe_sent=True), after=True)
+    sync = engine(crm, config(crm), settle=timedelta(0))
+    crm.fail_next("create_tasks", TransportError("read timeout", maybe_sent=True), after=True)
     crm.reconcile_answers.append([])
     sync.conversation_closed(conv())
-    with pytest.raises(SignalsCRMError):
-        sync.run_due(LATER)
+    outcome = sync.run_due(LATER).outcome("c-1")
+    assert outcome.kind is OutcomeKind.RETRY
+    assert "answers for" in (outcome.error or "")
+    assert crm.calls["create_tasks"] == 1
+    assert state_of(sync, "c-1") == "pending"
 
 
 class ClaimSpy(MemoryLedger):
@@ -603,7 +606,10 @@ def test_crash_after_tasks_landed_creates_no_second_task() -> None:
     with pytest.raises(Crash):
         first.run_due(LATER)
     second = engine(crm, cfg, ledger=ledger)
-    report = second.run_due(LATER + timedelta(minutes=11))
+    # The restart adopts the unsettled write and reads it a full settle window later.
+    adopted = second.run_due(LATER + timedelta(minutes=11))
+    assert adopted.outcome("c-1").kind is OutcomeKind.RETRY
+    report = second.run_due(LATER + timedelta(minutes=11) + second.settle)
     assert report.outcome("c-1").kind is OutcomeKind.CREATED
     (lead,) = crm.people_with_email(EMAIL)
     assert sorted(crm.task_markers(lead)) == ["signals:c-1:meeting:m1", "signals:c-1:transcript"]
@@ -625,7 +631,10 @@ def test_crash_before_create_landed_creates_exactly_one_lead() -> None:
         first.run_due(LATER)
     assert ledger.get_command("c-1:person") is not None
     second = engine(crm, cfg, ledger=ledger)
-    report = second.run_due(LATER + timedelta(minutes=11))
+    # The restart adopts the unsettled write and reads it a full settle window later.
+    adopted = second.run_due(LATER + timedelta(minutes=11))
+    assert adopted.outcome("c-1").kind is OutcomeKind.RETRY
+    report = second.run_due(LATER + timedelta(minutes=11) + second.settle)
     assert report.outcome("c-1").kind is OutcomeKind.CREATED
     (lead,) = crm.people_with_email(EMAIL)
     assert crm.campaign_members(campaign) == {lead}
@@ -732,7 +741,7 @@ def test_ambiguous_membership_write_is_reconciled_not_resent() -> None:
     """A membership whose answer was lost is found by reconciling: one membership, sync done."""
     crm = make_crm()
     campaign = crm.seed_campaign(name="Chat")
-    sync = engine(crm, config(crm, campaign))
+    sync = engine(crm, config(crm, campaign), settle=timedelta(0))
     crm.fail_next("add_to_campaign", TransportError("reset", maybe_sent=True), after=True)
     sync.conversation_closed(conv())
     assert sync.run_due(LATER).outcome("c-1").kind is OutcomeKind.CREATED

@@ -92,6 +92,7 @@ def test_faults_never_duplicate_or_lose(conversations, existing, faults, kind):
         random=lambda: 0.5,
         retry=RetryPolicy(max_attempts=2, reschedule_after=60),
         clock=lambda: sst.BASE_TIME,
+        settle=timedelta(minutes=5),
     )
     before = {
         normalize_email(e): crm.people_with_email(e) for e in {c.email for c in conversations}
@@ -101,9 +102,9 @@ def test_faults_never_duplicate_or_lose(conversations, existing, faults, kind):
     now = sst.BASE_TIME + timedelta(days=2)
     kinds: list[OutcomeKind] = []
     raised: list[AdapterError] = []
-    for step in range(10):
+    for step in range(20):
         try:
-            report = sync.run_due(now + timedelta(minutes=2 * step))
+            report = sync.run_due(now + timedelta(minutes=3 * step))
         except AdapterError as error:  # a read failing past its retries: the host runs again
             raised.append(error)
             continue
