@@ -156,7 +156,9 @@ def test_run_due_syncs_the_rest_and_dead_letters_the_damaged(damaged: Path) -> N
         placeholders={"LastName": "[none]", "Company": "[none]"},
     )
     with SQLiteLedger(damaged, synchronous="NORMAL") as ledger:
-        sync = Integration(crm, cfg, ledger=ledger, clock=lambda: T0, sleep=lambda _: None)
+        sync = Integration(
+            crm, cfg, ledger=ledger, clock=lambda: T0, sleep=lambda _: None, settle=timedelta(0)
+        )
         report = sync.run_due(T0)
         assert {o.conversation_id for o in report.outcomes} == {"g1", "g2", "g3"}
         for cid in ("g1", "g2", "g3"):
