@@ -1,9 +1,11 @@
 """The durable ledger: due syncs, command states and visitor links (rules in ``base``).
 
 ``SQLiteLedger`` is the embedded default (one file, WAL, several processes on one machine);
-``MemoryLedger`` is for tests. Another store implements the :class:`Ledger` Protocol (or, for a
-store awaited over a network, :class:`AsyncLedger`) and runs the same contract tests (see
-``docs/ledger.md``). :class:`ThreadedLedger` runs any blocking ledger as an ``AsyncLedger``.
+``PostgresLedger`` / ``AsyncPostgresLedger`` serve many workers on many machines (the
+``postgres`` extra); ``MemoryLedger`` is for tests. Another store implements the
+:class:`Ledger` Protocol (or, for a store awaited over a network, :class:`AsyncLedger`) and
+runs the same contract tests (see ``docs/ledger.md``). :class:`ThreadedLedger` runs any
+blocking ledger as an ``AsyncLedger``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from signals_crm.ledger.base import (
     RunRecord,
 )
 from signals_crm.ledger.memory import MemoryLedger
+from signals_crm.ledger.postgres import AsyncPostgresLedger, PostgresLedger
 from signals_crm.ledger.sqlite import SQLiteLedger
 from signals_crm.ledger.threaded import ThreadedLedger
 
 __all__ = [
     "AsyncLedger",
+    "AsyncPostgresLedger",
     "CommandRecord",
     "CommandState",
     "DueState",
@@ -35,6 +39,7 @@ __all__ = [
     "LedgerStats",
     "MemoryLedger",
     "PersonLink",
+    "PostgresLedger",
     "RunRecord",
     "SQLiteLedger",
     "ThreadedLedger",

@@ -1,0 +1,136 @@
+"""What only the PostgreSQL ledgers promise: the database's clock, concurrent claimers that
+never share a sync, racing first writes of which one wins, and the async twin."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from ledger_clock import T0
+
+from _services import import_or_unavailable
+from signals_crm.core.model import Conversation, Visitor
+from signals_crm.exceptions import InvalidTransitionError, LedgerError
+from signals_crm.ledger import CommandRecord, CommandState, DueState
+
+postgres = import_or_unavailable("signals_crm.ledger.postgres", "postgres")
+LEASE = timedelta(minutes=10)
+
+
+def conv(cid: str, email: str | None = None) -> Conversation:
+    """A closed conversation, due long ago."""
+    visitor = Visitor(email=email or f"{cid}@x.io")
+    return Conversation(cid, closed_at=T0, lead_score=2, visitor=visitor)
+
+
+def test_leases_run_on_the_databases_clock(postgres_schema: tuple[str, str]) -> None:
+    """Without an injected clock, lease ends come from the database's now(), not the caller."""
+    conninfo, schema = postgres_schema
+    with postgres.PostgresLedger(conninfo, schema=schema) as ledger:
+        ledger.schedule(conv("c1"), T0)
+        before = datetime.now(UTC)
+        skewed = datetime.now(UTC) - timedelta(days=3)  # a caller far behind
+        (claimed,) = ledger.claim(skewed + timedelta(days=3), 10, owner="w", lease=LEASE)
+        after = datetime.now(UTC)
+        assert claimed.lease_until is not None
+        slack = timedelta(seconds=5)  # the server and this process share the machine's clock
+        assert before + LEASE - slack <= claimed.lease_until <= after + LEASE + slack
+        assert ledger.claim(limit=10, owner="other", lease=LEASE) == []
+
+
+def test_concurrent_claimers_share_the_work_exactly(postgres_schema: tuple[str, str]) -> None:
+    """Four threads, each with its own pool, claim in small batches until nothing is left:
+    every sync is claimed exactly once (FOR UPDATE SKIP LOCKED)."""
+    conninfo, schema = postgres_schema
+    with postgres.PostgresLedger(conninfo, schema=schema) as setup:
+        setup.schedule_many((conv(f"c{i:03}"), T0) for i in range(300))
+    taken: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+
+    def work(name: str) -> None:
+        try:
+            with postgres.PostgresLedger(conninfo, schema=schema, max_connections=1) as mine:
+                got = taken.setdefault(name, [])
+                while batch := mine.claim(limit=7, owner=name, lease=LEASE):
+                    got.extend(s.conversation_id for s in batch)
+                    mine.complete([s.conversation_id for s in batch], "created")
+        except BaseException as exc:  # noqa: BLE001  # re-raised by the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors
+    every = [cid for got in taken.values() for cid in got]
+    assert sorted(every) == [f"c{i:03}" for i in range(300)]
+    with postgres.PostgresLedger(conninfo, schema=schema) as check:
+        assert check.stats().syncs[DueState.DONE] == 300
+
+
+def test_racing_first_sends_of_one_key_have_one_winner(postgres_schema: tuple[str, str]) -> None:
+    """Threads recording SENT for a key nobody has yet: exactly one succeeds, every other is
+    refused as an invalid transition (the compare-and-set holds for new keys too)."""
+    conninfo, schema = postgres_schema
+    with postgres.PostgresLedger(conninfo, schema=schema) as setup:
+        setup.schedule(conv("c1"), T0)
+    outcomes: list[str] = []
+    start = threading.Barrier(4)
+
+    def send(name: str) -> None:
+        with postgres.PostgresLedger(conninfo, schema=schema, max_connections=1) as mine:
+            record = CommandRecord(
+                "c1:person", "c1", "create_person", CommandState.SENT, T0, owner=name
+            )
+            start.wait(timeout=30)
+            try:
+                mine.record([record])
+                outcomes.append("won")
+            except InvalidTransitionError:
+                outcomes.append("refused")
+
+    threads = [threading.Thread(target=send, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["refused", "refused", "refused", "won"]
+
+
+def test_a_newer_schema_is_refused(postgres_schema: tuple[str, str]) -> None:
+    """A schema written by a newer version of signals_crm is refused, not misread."""
+    conninfo, schema = postgres_schema
+    postgres.PostgresLedger(conninfo, schema=schema).close()
+    psycopg = import_or_unavailable("psycopg", "postgres")
+    with psycopg.connect(conninfo, autocommit=True) as raw:
+        raw.execute(f"UPDATE {schema}.ledger_schema SET version = version + 1")  # noqa: S608
+    with pytest.raises(LedgerError, match="upgrade signals_crm"):
+        postgres.PostgresLedger(conninfo, schema=schema)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # psycopg's async driver is asyncio's
+async def test_the_async_ledger_runs_the_same_operations(
+    postgres_schema: tuple[str, str],
+) -> None:
+    """AsyncPostgresLedger schedules, claims with fences, records and counts as the blocking
+    one does, on psycopg's async driver."""
+    conninfo, schema = postgres_schema
+    ledger = await postgres.AsyncPostgresLedger.open(conninfo, schema=schema)
+    async with ledger:
+        await ledger.schedule_many([(conv("c1"), T0), (conv("c2"), T0)])
+        claimed = await ledger.claim(limit=10, owner="w", lease=LEASE)
+        assert [s.fence for s in claimed] == [1, 1]
+        await ledger.record(
+            [CommandRecord("c1:person", "c1", "create_person", CommandState.SENT, T0, fence=1)]
+        )
+        fences = {s.conversation_id: s.fence for s in claimed}
+        assert await ledger.complete(fences, "created", fences=fences) == 2
+        other = ledger.for_integration("acme")
+        assert await other.get_due("c1") is None
+        stats = await ledger.stats()
+        assert (stats.syncs[DueState.DONE], stats.commands[CommandState.SENT]) == (2, 1)
+        run = await ledger.record_run({"counts": {"created": 2}})
+        assert [r.id for r in await ledger.recent_runs(5)] == [run.id]
