@@ -8,6 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from signals_crm import (
+    AsyncCRMAdapter,
+    AsyncIntegration,
     Company,
     Conversation,
     ConversationOutcome,
@@ -67,3 +69,13 @@ def planning_without_an_engine(conversations: list[Conversation], config: SyncCo
             plan_sync(batch, config, planner.capabilities, now=datetime.now(UTC))
         )
         assert plans == one_shot
+
+
+async def async_host_flow(conversation: Conversation) -> None:
+    """The async engine over the in-memory CRM's async side, awaited as a host would."""
+    crm: AsyncCRMAdapter = InMemoryCRM()
+    integration = AsyncIntegration(crm, SyncConfig(), ledger=MemoryLedger())
+    integration.conversation_closed(conversation)
+    report: SyncReport = await integration.arun_due(datetime.now(UTC))
+    why: Explanation = await integration.aexplain(conversation.id)
+    print(report.as_text(), why.as_text())
