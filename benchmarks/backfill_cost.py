@@ -71,7 +71,7 @@ def config(owner: str, campaign: str) -> SyncConfig:
         criteria=Criteria.ALL,
         campaign_id=campaign,
         users=UserMapping((UserMapEntry(owner, signals_user_id="u1"),)),
-        mappings=FieldMappings(
+        field_mappings=FieldMappings(
             lead=(
                 FieldMapping("contact.first_name", "FirstName", overwrite=True),
                 FieldMapping("contact.last_name", "LastName"),

@@ -61,9 +61,9 @@ MAPPINGS = FieldMappings(
 USERS = UserMapping(tuple(UserMapEntry(f"005U{i:03d}", signals_user_id=f"u{i}") for i in range(50)))
 CONFIG = SyncConfig(
     criteria=Criteria.ONE_STAR,
-    delay=timedelta(minutes=30),
+    synchronization_delay=timedelta(minutes=30),
     campaign_id="701CAMPAIGN",
-    mappings=MAPPINGS,
+    field_mappings=MAPPINGS,
     users=USERS,
     placeholders={"LastName": "[not provided]", "Company": "[not provided]"},
 )

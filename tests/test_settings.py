@@ -141,18 +141,18 @@ def test_to_config_converts_every_setting() -> None:
     config = IntegrationSettings.from_dict(full_settings()).to_config()
     assert config.enabled is True
     assert config.criteria is Criteria.TWO_STARS
-    assert config.delay == timedelta(minutes=15)
-    assert config.task_kinds == frozenset(ActivityKind)
+    assert config.synchronization_delay == timedelta(minutes=15)
+    assert config.task_events == frozenset(ActivityKind)
     assert config.campaign_id == SF_CAMPAIGN
-    assert config.owner_sources == (Role.MEETING_SCHEDULER, Role.CLOSER)
+    assert config.lead_owner_sources == (Role.MEETING_SCHEDULER, Role.CLOSER)
     assert config.default_owner == SF_USER
-    assert config.mappings.lead == (
+    assert config.field_mappings.lead == (
         FieldMapping("contact.first_name", "FirstName", overwrite=True),
         FieldMapping("contact.last_name", "LastName"),
         FieldMapping("chat.traffic_source", "LeadSource"),
     )
-    assert config.mappings.contact == (FieldMapping("contact.email", "email"),)
-    assert config.mappings.account == (FieldMapping("company.tier", "Tier__c"),)
+    assert config.field_mappings.contact == (FieldMapping("contact.email", "email"),)
+    assert config.field_mappings.account == (FieldMapping("company.tier", "Tier__c"),)
     assert config.users.entries == (
         UserMapEntry(SF_USER, signals_user_id="5512", signals_email="Priya@X.test"),
         UserMapEntry("12345", signals_email="marco@x.test", licensed=False),
@@ -207,8 +207,8 @@ def test_owner_sources_and_task_events_are_sets_in_fixed_order() -> None:
     events = IntegrationSettings.from_dict({"task_events": ["meeting_booked", "chat_transcript"]})
     assert events.task_events == ("chat_transcript", "meeting_booked")
     none = IntegrationSettings.from_dict({"lead_owner_sources": [], "task_events": []})
-    assert none.to_config().owner_sources == ()
-    assert none.to_config().task_kinds == frozenset()
+    assert none.to_config().lead_owner_sources == ()
+    assert none.to_config().task_events == frozenset()
 
 
 def test_ids_written_as_integers_are_kept_as_text() -> None:
@@ -953,7 +953,7 @@ def test_documented_example_is_valid_and_round_trips() -> None:
     assert IntegrationSettings.from_toml(s.to_toml()) == s
     config = s.to_config()
     assert config.ownership.rules
-    assert config.mappings.lead
+    assert config.field_mappings.lead
     assert config.users.entries
 
 
@@ -974,11 +974,11 @@ def test_generated_settings_convert_consistently(s: IntegrationSettings) -> None
     """Conversion keeps counts and names: every rule's segment exists in the core config."""
     config = s.to_config()
     assert config.criteria.value == s.criteria
-    assert config.delay == s.synchronization_delay
+    assert config.synchronization_delay == s.synchronization_delay
     assert len(config.users.entries) == len(s.user_mapping)
-    assert len(config.mappings.lead) == len(s.field_mappings.lead)
-    assert [r.priority for r in config.owner_sources] == sorted(
-        r.priority for r in config.owner_sources
+    assert len(config.field_mappings.lead) == len(s.field_mappings.lead)
+    assert [r.priority for r in config.lead_owner_sources] == sorted(
+        r.priority for r in config.lead_owner_sources
     )
     for rule in config.ownership.rules:
         assert rule.segment in config.ownership.segments

@@ -1249,7 +1249,7 @@ def account_owners(
     """The ownership rules end to end: one account lookup for all the companies."""
     pulled = [
         (m.source.removeprefix("company."), m.target)
-        for m in config.mappings.account
+        for m in config.field_mappings.account
         if m.source.startswith("company.")
     ]
     results: list[OwnershipResult] = yield from (reader or Reader()).lookups(
@@ -1269,7 +1269,7 @@ def preflight(
     tell) campaign, and every mapping that can never apply on this CRM (mapping rule 6)."""
     read = (reader or Reader()).read
     problems: list[Problem] = id_problems(config, caps)  # ids this CRM cannot have
-    problems.extend(inapplicable_mappings(config.mappings, caps))
+    problems.extend(inapplicable_mappings(config.field_mappings, caps))
     malformed = {p.path for p in problems}  # (not looked up: their problem is said)
     if (
         check_campaign
@@ -1283,17 +1283,17 @@ def preflight(
                 Problem("campaign_id", f"the CRM has no {caps.campaign_kind} {config.campaign_id}")
             )
     person_set = "lead" if caps.person_kind.value == "lead" else "contact"
-    mappings = mapping_set_for(config.mappings, caps.person_kind)
+    mappings = mapping_set_for(config.field_mappings, caps.person_kind)
     if caps.supports_describe:
         schema = yield from read(Call("describe", (caps.person_object,)))
-        problems.extend(validate_mappings(mappings, schema, path=f"mappings.{person_set}"))
-        if config.mappings.account:
+        problems.extend(validate_mappings(mappings, schema, path=f"field_mappings.{person_set}"))
+        if config.field_mappings.account:
             account = yield from read(Call("describe", (caps.account_object,)))
-            for index, mapping in enumerate(config.mappings.account):
+            for index, mapping in enumerate(config.field_mappings.account):
                 if account.get(mapping.target) is None:
                     problems.append(
                         Problem(
-                            f"mappings.account[{index}].target",
+                            f"field_mappings.account[{index}].target",
                             f"{account.name} has no field {mapping.target!r}",
                         )
                     )

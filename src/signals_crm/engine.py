@@ -336,7 +336,7 @@ class _IntegrationBase:
             return None
         if conversation.closed_at is None:
             raise ConfigurationError([Problem("closed_at", "the conversation is not closed")])
-        due_at = conversation.closed_at + self.config.delay
+        due_at = conversation.closed_at + self.config.synchronization_delay
         if repair_text(conversation.id)[1]:
             raise ConfigurationError(
                 [Problem("id", "must be text that can be encoded as UTF-8 (no lone surrogate)")]
@@ -476,10 +476,10 @@ class _IntegrationBase:
         """Preflight once (refusing to write with a mapping it rejects), and the schema."""
         if self._preflight is None:
             yield from self._preflight_flow()
-            for problem in portable_mapping_problems(self.config.mappings, self._caps):
+            for problem in portable_mapping_problems(self.config.field_mappings, self._caps):
                 _log.warning("mapping never applies on %s: %s", self._caps.name, problem)
         blocking = blocking_mapping_problems(
-            self._preflight or (), self.config.mappings, self._caps
+            self._preflight or (), self.config.field_mappings, self._caps
         )
         if blocking:
             raise ConfigurationError(blocking)

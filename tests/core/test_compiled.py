@@ -117,7 +117,7 @@ def _expected_blockers(conversation, config, now) -> tuple[str, ...]:
         codes.append("conversation_open")
     if not meets_criteria(conversation.lead_score, config.criteria):
         codes.append("criteria_not_met")
-    if closed_at is not None and now < closed_at + config.delay:
+    if closed_at is not None and now < closed_at + config.synchronization_delay:
         codes.append("delay_pending")
     email = conversation.email
     if email is None or not email.strip():
@@ -207,7 +207,7 @@ def test_a_kept_planner_plans_each_batch_as_plan_sync(batches, config, crm_state
 def test_a_planner_compiles_again_for_another_schema():
     """A field the new schema makes shorter is truncated: nothing of the old schema is kept."""
     config = SyncConfig(
-        mappings=FieldMappings(lead=(FieldMapping("contact.first_name", "FirstName"),))
+        field_mappings=FieldMappings(lead=(FieldMapping("contact.first_name", "FirstName"),))
     )
     conversation = Conversation(
         id="c-1",

@@ -51,10 +51,10 @@ LEAD_MAP = (
 )
 CONFIG = SyncConfig(
     criteria=Criteria.TWO_STARS,
-    delay=timedelta(minutes=30),
+    synchronization_delay=timedelta(minutes=30),
     campaign_id="701CAMPAIGN",
     users=USERS,
-    mappings=FieldMappings(lead=LEAD_MAP),
+    field_mappings=FieldMappings(lead=LEAD_MAP),
     placeholders={"LastName": "[not provided]", "Company": "[not provided]"},
 )
 

@@ -39,8 +39,8 @@ PLACEHOLDERS = {"LastName": "[not provided]", "Company": "[not provided]"}
 def config(**changes: object) -> SyncConfig:
     base: dict[str, object] = {
         "criteria": Criteria.ONE_STAR,
-        "delay": timedelta(minutes=30),
-        "mappings": FieldMappings(
+        "synchronization_delay": timedelta(minutes=30),
+        "field_mappings": FieldMappings(
             lead=(FieldMapping("contact.first_name", "FirstName", overwrite=True),),
             contact=(FieldMapping("contact.first_name", "firstname", overwrite=True),),
         ),

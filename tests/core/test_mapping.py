@@ -134,10 +134,10 @@ def test_validate_mappings_reports_every_problem_with_its_path():
     problems = validate_mappings(
         [m("a", "FirstName"), m("b", "Missing__c"), m("c", "Rating", True), m("d", "CreatedDate")],
         LEAD,
-        path="mappings.lead",
+        path="field_mappings.lead",
     )
     assert [p.path for p in problems] == [
-        "mappings.lead[1].target",
-        "mappings.lead[2].target",
-        "mappings.lead[3].target",
+        "field_mappings.lead[1].target",
+        "field_mappings.lead[2].target",
+        "field_mappings.lead[3].target",
     ]

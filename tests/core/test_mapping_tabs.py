@@ -27,12 +27,12 @@ FIRST_NAME = FieldMapping("contact.first_name", "FirstName", overwrite=True)
 def test_a_lead_tab_on_hubspot_is_reported_not_ignored():
     """Only a lead tab on HubSpot: preflight says it can never apply, and run_due refuses."""
     crm = InMemoryCRM(person_kind=PersonKind.CONTACT)
-    config = SyncConfig(mappings=FieldMappings(lead=(FIRST_NAME,)), placeholders={})
+    config = SyncConfig(field_mappings=FieldMappings(lead=(FIRST_NAME,)), placeholders={})
     sync = Integration(crm, config)
     (problem,) = sync.preflight()
-    assert problem.path == "mappings.lead[0]"
+    assert problem.path == "field_mappings.lead[0]"
     assert "no Lead object" in problem.message
-    assert "mappings.contact" in problem.message
+    assert "field_mappings.contact" in problem.message
     with pytest.raises(ConfigurationError, match=r"mappings\.lead\[0\]"):
         sync.run_due()
 
@@ -42,7 +42,7 @@ def test_a_contact_tab_on_salesforce_is_reported_even_for_a_missing_field():
     whether or not its field exists."""
     crm = InMemoryCRM(person_kind=PersonKind.LEAD)
     config = SyncConfig(
-        mappings=FieldMappings(
+        field_mappings=FieldMappings(
             lead=(FIRST_NAME,),
             contact=(
                 FieldMapping("contact.first_name", "FirstName"),
@@ -51,7 +51,7 @@ def test_a_contact_tab_on_salesforce_is_reported_even_for_a_missing_field():
         )
     )
     problems = Integration(crm, config).preflight()
-    assert [p.path for p in problems] == ["mappings.contact[0]", "mappings.contact[1]"]
+    assert [p.path for p in problems] == ["field_mappings.contact[0]", "field_mappings.contact[1]"]
     assert all("never writes Contacts" in p.message for p in problems)
 
 
@@ -61,12 +61,14 @@ def test_each_crm_uses_its_own_person_tab_quietly():
         lead=(FIRST_NAME,),
         contact=(FieldMapping("contact.first_name", "firstname", overwrite=True),),
     )
-    assert [p.path for p in inapplicable_mappings(both, SALESFORCE_LIKE)] == ["mappings.contact[0]"]
-    assert [p.path for p in inapplicable_mappings(both, HUBSPOT_LIKE)] == ["mappings.lead[0]"]
+    assert [p.path for p in inapplicable_mappings(both, SALESFORCE_LIKE)] == [
+        "field_mappings.contact[0]"
+    ]
+    assert [p.path for p in inapplicable_mappings(both, HUBSPOT_LIKE)] == ["field_mappings.lead[0]"]
     lead_only = FieldMappings(lead=(FIRST_NAME,))
     assert (
         Integration(
-            InMemoryCRM(person_kind=PersonKind.LEAD), SyncConfig(mappings=lead_only)
+            InMemoryCRM(person_kind=PersonKind.LEAD), SyncConfig(field_mappings=lead_only)
         ).preflight()
         == []
     )
@@ -81,7 +83,7 @@ def test_an_account_mapping_outside_company_attributes_is_reported():
         )
     )
     problems = inapplicable_mappings(mappings, SALESFORCE_LIKE)
-    assert [p.path for p in problems] == ["mappings.account[1].source"]
+    assert [p.path for p in problems] == ["field_mappings.account[1].source"]
 
 
 @given(config=sst.sync_configs())
@@ -89,9 +91,9 @@ def test_every_mapping_of_the_unused_person_tab_is_reported(config):
     """On each CRM, every mapping of the other person tab is reported once, and none of the
     used tab is (the rule's invariant over the shipped strategies)."""
     for caps, unused in ((SALESFORCE_LIKE, "contact"), (HUBSPOT_LIKE, "lead")):
-        paths = [p.path for p in inapplicable_mappings(config.mappings, caps)]
-        count = len(getattr(config.mappings, unused))
-        assert paths == [f"mappings.{unused}[{i}]" for i in range(count)]
+        paths = [p.path for p in inapplicable_mappings(config.field_mappings, caps)]
+        count = len(getattr(config.field_mappings, unused))
+        assert paths == [f"field_mappings.{unused}[{i}]" for i in range(count)]
 
 
 def test_settings_for_both_crms_report_the_other_tab_but_still_sync():
@@ -102,8 +104,8 @@ def test_settings_for_both_crms_report_the_other_tab_but_still_sync():
         contact=(FieldMapping("contact.first_name", "firstname", overwrite=True),),
     )
     crm = InMemoryCRM(person_kind=PersonKind.CONTACT)
-    sync = Integration(crm, SyncConfig(mappings=both, placeholders={}))
-    assert [p.path for p in sync.preflight()] == ["mappings.lead[0]"]
+    sync = Integration(crm, SyncConfig(field_mappings=both, placeholders={}))
+    assert [p.path for p in sync.preflight()] == ["field_mappings.lead[0]"]
     now = datetime(2026, 11, 20, tzinfo=UTC)
     visitor = Visitor(email="nia@acme.test", first_name="Nia")
     sync.conversation_closed(Conversation(id="c-1", closed_at=now, visitor=visitor))
@@ -121,5 +123,5 @@ def test_the_readme_quickstart_fits_each_crm():
     assert len(tomls) == 2
     for text, caps in zip(tomls, (SALESFORCE_CAPABILITIES, HUBSPOT_CAPABILITIES), strict=True):
         config = IntegrationSettings.from_toml(text).to_config()
-        assert mapping_set_for(config.mappings, caps.person_kind)
-        assert inapplicable_mappings(config.mappings, caps) == []
+        assert mapping_set_for(config.field_mappings, caps.person_kind)
+        assert inapplicable_mappings(config.field_mappings, caps) == []

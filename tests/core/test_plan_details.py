@@ -42,7 +42,7 @@ def test_same_email_in_one_batch_shares_the_created_record():
         id="b", closed_at=CLOSED, visitor=Visitor(email=" X@Y.test", first_name="B"), transcript="2"
     )
     config = SyncConfig(
-        mappings=FieldMappings(lead=(FieldMapping("contact.first_name", "FirstName", True),))
+        field_mappings=FieldMappings(lead=(FieldMapping("contact.first_name", "FirstName", True),))
     )
     first, second = run_with_state(plan_sync([a, b], config, SALESFORCE_LIKE, now=CLOSED))
     assert first.outcome is PlanOutcome.CREATE
@@ -71,7 +71,7 @@ def test_explanation_text_lists_blockers_and_ledger():
     conv = Conversation(
         id="c-1", closed_at=CLOSED, lead_score=None, visitor=Visitor(email="a@b.test")
     )
-    config = SyncConfig(delay=timedelta(hours=1))
+    config = SyncConfig(synchronization_delay=timedelta(hours=1))
     (plan,) = run_with_state(plan_sync([conv], config, SALESFORCE_LIKE, now=CLOSED))
     facts = LedgerFacts(
         scheduled_for=CLOSED + timedelta(hours=1),

@@ -35,7 +35,9 @@ def conv(score: int | None, email: str = "lena@brightfield.test") -> Conversatio
 def integration(ledger=None) -> tuple[Integration, InMemoryCRM]:
     crm = InMemoryCRM(person_kind=PersonKind.LEAD)
     config = SyncConfig(
-        criteria=Criteria.TWO_STARS, delay=timedelta(minutes=30), placeholders=PLACEHOLDERS
+        criteria=Criteria.TWO_STARS,
+        synchronization_delay=timedelta(minutes=30),
+        placeholders=PLACEHOLDERS,
     )
     return Integration(crm, config, ledger=ledger or MemoryLedger(), clock=lambda: LATER), crm
 

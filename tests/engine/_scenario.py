@@ -48,10 +48,10 @@ def expected_tasks(conversation: Conversation) -> set[str]:
 def config(owner_id: str, campaign_id: str) -> SyncConfig:
     return SyncConfig(
         criteria=Criteria.ONE_STAR,
-        delay=timedelta(minutes=5),
+        synchronization_delay=timedelta(minutes=5),
         campaign_id=campaign_id,
         users=UserMapping((UserMapEntry(owner_id, signals_user_id="u1"),)),
-        mappings=FieldMappings(
+        field_mappings=FieldMappings(
             lead=(
                 FieldMapping("contact.first_name", "FirstName", overwrite=True),
                 FieldMapping("contact.last_name", "LastName"),

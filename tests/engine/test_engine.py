@@ -43,10 +43,10 @@ SALLY = SignalsUser(id="u-sally", email="sally@vendor.test")
 def config(**changes) -> SyncConfig:
     base = {
         "criteria": Criteria.ONE_STAR,
-        "delay": timedelta(minutes=30),
+        "synchronization_delay": timedelta(minutes=30),
         "campaign_id": None,
         "users": UserMapping((UserMapEntry("005SALLY", signals_user_id="u-sally"),)),
-        "mappings": FieldMappings(
+        "field_mappings": FieldMappings(
             lead=(
                 FieldMapping("contact.first_name", "FirstName", overwrite=True),
                 FieldMapping("contact.last_name", "LastName"),
@@ -240,7 +240,7 @@ def test_transient_task_failure_retried_with_backoff(crm):
 def test_permanent_failure_is_dead_lettered_once(crm):
     """A record the CRM rejects for good is dead-lettered with its reason and not retried."""
     cfg = config(
-        mappings=FieldMappings(lead=(FieldMapping("contact.first_name", "FirstName"),)),
+        field_mappings=FieldMappings(lead=(FieldMapping("contact.first_name", "FirstName"),)),
         default_owner="005NOBODY00000",
     )
     sync = integration(crm, cfg)
@@ -326,10 +326,12 @@ def test_duplicate_rejection_becomes_a_match(crm):
 
 def test_preflight_rejects_bad_mapping_and_run_due_refuses(crm):
     """A mapping to a missing field is reported by preflight and blocks writing."""
-    cfg = config(mappings=FieldMappings(lead=(FieldMapping("contact.first_name", "Nope__c"),)))
+    cfg = config(
+        field_mappings=FieldMappings(lead=(FieldMapping("contact.first_name", "Nope__c"),))
+    )
     sync = integration(crm, cfg)
     problems = sync.preflight()
-    assert problems[0].path == "mappings.lead[0].target"
+    assert problems[0].path == "field_mappings.lead[0].target"
     sync.conversation_closed(conv())
     with pytest.raises(ConfigurationError, match="Nope__c"):
         sync.run_due(LATER)
@@ -361,7 +363,7 @@ def test_a_replaced_config_plans_with_the_new_rules(crm):
     """The engine keeps its planner across batches, but never past a change of ``config``."""
     sync = integration(crm)
     (before,) = sync.dry_run([conv()], now=LATER).plans
-    sync.config = attrs.evolve(sync.config, mappings=FieldMappings())
+    sync.config = attrs.evolve(sync.config, field_mappings=FieldMappings())
     (after,) = sync.dry_run([conv()], now=LATER).plans
     assert before.commands[0].fields["FirstName"] == "Lena"
     assert "FirstName" not in after.commands[0].fields

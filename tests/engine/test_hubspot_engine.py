@@ -45,7 +45,7 @@ def config(owner: str, campaign: str) -> SyncConfig:
     return SyncConfig(
         campaign_id=campaign,
         users=UserMapping((UserMapEntry(owner, signals_user_id="u1"),)),
-        mappings=FieldMappings(
+        field_mappings=FieldMappings(
             contact=(
                 FieldMapping("contact.first_name", "firstname", overwrite=True),
                 FieldMapping("contact.last_name", "lastname"),

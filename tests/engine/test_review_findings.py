@@ -154,10 +154,10 @@ def config(crm: CRMAdapter, campaign: str | None = None, **changes: Any) -> Sync
     owner = crm.list_users()[0].id
     base: dict[str, Any] = {
         "criteria": Criteria.ONE_STAR,
-        "delay": timedelta(minutes=30),
+        "synchronization_delay": timedelta(minutes=30),
         "campaign_id": campaign,
         "users": UserMapping((UserMapEntry(owner, signals_user_id="u-sally"),)),
-        "mappings": FieldMappings(
+        "field_mappings": FieldMappings(
             lead=(
                 FieldMapping("contact.first_name", "FirstName", overwrite=True),
                 FieldMapping("contact.last_name", "LastName"),
@@ -696,7 +696,7 @@ def test_grown_delay_reschedules_instead_of_skipping() -> None:
     ledger = MemoryLedger()
     cfg = config(crm)
     engine(crm, cfg, ledger=ledger).conversation_closed(conv())
-    slow = engine(crm, attrs.evolve(cfg, delay=timedelta(hours=2)), ledger=ledger)
+    slow = engine(crm, attrs.evolve(cfg, synchronization_delay=timedelta(hours=2)), ledger=ledger)
     assert slow.run_due(LATER).outcome("c-1").kind is OutcomeKind.SKIPPED
     due = ledger.get_due("c-1")
     assert due is not None

@@ -150,9 +150,9 @@ def test_run_due_syncs_the_rest_and_dead_letters_the_damaged(damaged: Path) -> N
     report; the damaged syncs are dead letters with their reason."""
     crm = InMemoryCRM(person_kind=PersonKind.LEAD)
     cfg = SyncConfig(
-        delay=timedelta(0),
+        synchronization_delay=timedelta(0),
         campaign_id=None,
-        mappings=FieldMappings(lead=(FieldMapping("contact.last_name", "LastName"),)),
+        field_mappings=FieldMappings(lead=(FieldMapping("contact.last_name", "LastName"),)),
         placeholders={"LastName": "[none]", "Company": "[none]"},
     )
     with SQLiteLedger(damaged, synchronous="NORMAL") as ledger:

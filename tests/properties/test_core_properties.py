@@ -88,7 +88,7 @@ def test_update_never_touches_what_it_must_not(conversation, config, crm_state):
     by_id = {r.id: r for r in records}
     overwrite = {
         m.target
-        for m in (config.mappings.contact if hubspot else config.mappings.lead)
+        for m in (config.field_mappings.contact if hubspot else config.field_mappings.lead)
         if m.overwrite
     }
     for command in result.commands_of(CommandKind.UPDATE_PERSON):
@@ -109,8 +109,8 @@ def test_update_never_touches_what_it_must_not(conversation, config, crm_state):
 def test_no_update_when_nothing_changes(conversation, config):
     """When the CRM already holds every overwrite value, no update is planned."""
     values = conversation.field_values()
-    current = {m.target: values.get(m.source) for m in config.mappings.lead}
-    payload = build_update_fields(values, config.mappings.lead, current)
+    current = {m.target: values.get(m.source) for m in config.field_mappings.lead}
+    payload = build_update_fields(values, config.field_mappings.lead, current)
     assert dict(payload.fields) == {}
 
 
@@ -166,7 +166,10 @@ def test_explain_blockers_are_exactly_the_failing_conditions(conversation, confi
         expected.add("conversation_open")
     if not meets_criteria(conversation.lead_score, config.criteria):
         expected.add("criteria_not_met")
-    if conversation.closed_at is not None and now < conversation.closed_at + config.delay:
+    if (
+        conversation.closed_at is not None
+        and now < conversation.closed_at + config.synchronization_delay
+    ):
         expected.add("delay_pending")
     email = conversation.email
     if email is None or not email.strip():

@@ -78,7 +78,7 @@ def test_faults_never_duplicate_or_lose(conversations, existing, faults, kind):
         criteria=Criteria.ALL,
         campaign_id=campaign,
         users=UserMapping((UserMapEntry(owner, signals_user_id="u1"),)),
-        mappings=FieldMappings(
+        field_mappings=FieldMappings(
             lead=(FieldMapping(text, "FirstName", overwrite=True),),
             contact=(FieldMapping(text, target, overwrite=True),),
         ),

@@ -25,14 +25,17 @@ def _validate(args: argparse.Namespace, out: Output) -> ExitCode:
         out.error(str(error), ExitCode.ERROR)
         return ExitCode.ERROR
     out.text(f"{args.settings}: valid")
-    out.text(f"  enabled={config.enabled} criteria={config.criteria.value} delay={config.delay}")
+    out.text(
+        f"  enabled={config.enabled} criteria={config.criteria.value} "
+        f"delay={config.synchronization_delay}"
+    )
     out.document(
         {
             "valid": True,
             "settings": str(args.settings),
             "enabled": config.enabled,
             "criteria": config.criteria.value,
-            "delay_seconds": config.delay.total_seconds(),
+            "delay_seconds": config.synchronization_delay.total_seconds(),
         }
     )
     return ExitCode.OK

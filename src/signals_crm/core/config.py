@@ -8,6 +8,7 @@ only ever sees these frozen values.
 from __future__ import annotations
 
 import enum
+import warnings
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 
@@ -230,21 +231,117 @@ class OwnershipConfig:
     default_account_owner: str | None = None
 
 
-@attrs.frozen
+_ALL_KINDS = frozenset(ActivityKind)
+_ALL_SOURCES = (Role.MEETING_SCHEDULER, Role.LAST_ROUTED, Role.CLOSER)
+
+# The names SyncConfig used before it took the settings' names: old → new.
+_RENAMED = {
+    "delay": "synchronization_delay",
+    "task_kinds": "task_events",
+    "owner_sources": "lead_owner_sources",
+    "mappings": "field_mappings",
+}
+
+
+def _renamed(old: str) -> None:
+    warnings.warn(
+        f"SyncConfig.{old} is deprecated: use {_RENAMED[old]} (the settings' name)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+
+
+@attrs.frozen(init=False)
 class SyncConfig:
-    """Everything the core needs to decide a sync."""
+    """Everything the core needs to decide a sync.
+
+    Its fields have the names of :class:`~signals_crm.settings.IntegrationSettings`
+    (``synchronization_delay``, ``task_events``, ``lead_owner_sources``, ``field_mappings``).
+    The names used before (``delay``, ``task_kinds``, ``owner_sources``, ``mappings``) still
+    work, as keywords and attributes, with a ``DeprecationWarning``. Fields are given by
+    keyword.
+    """
 
     enabled: bool = True
     criteria: Criteria = Criteria.ALL
-    delay: timedelta = timedelta(0)
-    task_kinds: frozenset[ActivityKind] = attrs.field(
-        factory=lambda: frozenset(ActivityKind), converter=_kinds
-    )
+    synchronization_delay: timedelta = timedelta(0)
+    task_events: frozenset[ActivityKind] = attrs.field(default=_ALL_KINDS, converter=_kinds)
     campaign_id: str | None = None
-    owner_sources: tuple[Role, ...] = (Role.MEETING_SCHEDULER, Role.LAST_ROUTED, Role.CLOSER)
+    lead_owner_sources: tuple[Role, ...] = _ALL_SOURCES
     default_owner: str | None = None
-    mappings: FieldMappings = attrs.field(factory=FieldMappings)
+    field_mappings: FieldMappings = attrs.field(factory=FieldMappings)
     users: UserMapping = attrs.field(factory=UserMapping)
     existing_contact: ContactPolicy = ContactPolicy.ATTACH
     placeholders: Mapping[str, str] = attrs.field(factory=dict, converter=_placeholders)
     ownership: OwnershipConfig = attrs.field(factory=OwnershipConfig)
+
+    def __init__(  # one keyword per setting, and the deprecated names
+        self,
+        *,
+        enabled: bool = True,
+        criteria: Criteria = Criteria.ALL,
+        synchronization_delay: timedelta = timedelta(0),
+        task_events: Iterable[ActivityKind] = _ALL_KINDS,
+        campaign_id: str | None = None,
+        lead_owner_sources: tuple[Role, ...] = _ALL_SOURCES,
+        default_owner: str | None = None,
+        field_mappings: FieldMappings | None = None,
+        users: UserMapping | None = None,
+        existing_contact: ContactPolicy = ContactPolicy.ATTACH,
+        placeholders: Mapping[str, str] | None = None,
+        ownership: OwnershipConfig | None = None,
+        delay: timedelta | None = None,
+        task_kinds: Iterable[ActivityKind] | None = None,
+        owner_sources: tuple[Role, ...] | None = None,
+        mappings: FieldMappings | None = None,
+    ) -> None:
+        if delay is not None:
+            _renamed("delay")
+            synchronization_delay = delay
+        if task_kinds is not None:
+            _renamed("task_kinds")
+            task_events = task_kinds
+        if owner_sources is not None:
+            _renamed("owner_sources")
+            lead_owner_sources = owner_sources
+        if mappings is not None:
+            _renamed("mappings")
+            field_mappings = mappings
+        self.__attrs_init__(
+            enabled=enabled,
+            criteria=criteria,
+            synchronization_delay=synchronization_delay,
+            task_events=task_events,
+            campaign_id=campaign_id,
+            lead_owner_sources=lead_owner_sources,
+            default_owner=default_owner,
+            field_mappings=field_mappings if field_mappings is not None else FieldMappings(),
+            users=users if users is not None else UserMapping(),
+            existing_contact=existing_contact,
+            placeholders=placeholders if placeholders is not None else {},
+            ownership=ownership if ownership is not None else OwnershipConfig(),
+        )
+
+    @property
+    def delay(self) -> timedelta:
+        """Deprecated: :attr:`synchronization_delay`."""
+        _renamed("delay")
+        return self.synchronization_delay
+
+    @property
+    def task_kinds(self) -> frozenset[ActivityKind]:
+        """Deprecated: :attr:`task_events`."""
+        _renamed("task_kinds")
+        return self.task_events
+
+    @property
+    def owner_sources(self) -> tuple[Role, ...]:
+        """Deprecated: :attr:`lead_owner_sources`."""
+        _renamed("owner_sources")
+        return self.lead_owner_sources
+
+    @property
+    def mappings(self) -> FieldMappings:
+        """Deprecated: :attr:`field_mappings`."""
+        _renamed("mappings")
+        return self.field_mappings

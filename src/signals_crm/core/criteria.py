@@ -106,7 +106,7 @@ class EligibilityRule:
 
     def __init__(self, config: SyncConfig) -> None:
         self._enabled = config.enabled
-        self._delay = config.delay
+        self._delay = config.synchronization_delay
         # Lead score → the criteria blocker, for the scores that fall short.
         self._short = {
             score: _criteria_blocker(score, config.criteria)

@@ -519,7 +519,7 @@ def offline_manual_preview(
     if not is_valid_email(conversation.email):
         return ManualPreview("a manual sync is refused: the visitor has no valid email")
     email = (conversation.email or "").strip()
-    mappings = mapping_set_for(config.mappings, capabilities.person_kind)
+    mappings = mapping_set_for(config.field_mappings, capabilities.person_kind)
     overwrite = sorted({m.target for m in mappings if m.overwrite})
     fields = ", ".join(overwrite) if overwrite else "none is marked overwrite"
     return ManualPreview(

@@ -467,19 +467,22 @@ def inapplicable_mappings(mappings: FieldMappings, capabilities: Capabilities) -
         if tab == "contact":
             why = (
                 f"{crm} never writes Contacts (a matched Contact is attached to, never "
-                f"updated): this mapping can never apply; map {person} fields in mappings.lead"
+                f"updated): this mapping can never apply; map {person} fields in "
+                "field_mappings.lead"
             )
         else:
             why = (
                 f"{crm} has no Lead object: the person record is its {person}, so this "
-                "mapping can never apply; map it in mappings.contact"
+                "mapping can never apply; map it in field_mappings.contact"
             )
-        problems.extend(Problem(f"mappings.{tab}[{index}]", why) for index in range(len(entries)))
+        problems.extend(
+            Problem(f"field_mappings.{tab}[{index}]", why) for index in range(len(entries))
+        )
     for index, mapping in enumerate(mappings.account):
         if not mapping.source.startswith("company."):
             problems.append(
                 Problem(
-                    f"mappings.account[{index}].source",
+                    f"field_mappings.account[{index}].source",
                     "account mappings are pulled into company attributes: a source outside "
                     "company.* can never apply",
                 )
@@ -496,7 +499,7 @@ def portable_mapping_problems(mappings: FieldMappings, capabilities: Capabilitie
     return [
         p
         for p in inapplicable_mappings(mappings, capabilities)
-        if p.path.startswith(f"mappings.{other}[")
+        if p.path.startswith(f"field_mappings.{other}[")
     ]
 
 

@@ -261,7 +261,7 @@ class _Compiled:
         owner_rule: OwnerRule,
         task_owners: TaskOwnerRule,
     ) -> _Compiled:
-        mappings = mapping_set_for(config.mappings, capabilities.person_kind)
+        mappings = mapping_set_for(config.field_mappings, capabilities.person_kind)
         placeholders: Mapping[str, str] = config.placeholders
         required = capabilities.required_on_create
         if schema is None and required is not None:
@@ -291,8 +291,8 @@ class _Compiled:
             CompiledFields.compile(mappings, fields_reader, for_update=True, schema=schema),
             owner_rule,
             task_owners,
-            tuple(config.task_kinds),  # a tuple: membership by identity, no enum hashing
-            config.task_kinds >= frozenset(ActivityKind),
+            tuple(config.task_events),  # a tuple: membership by identity, no enum hashing
+            config.task_events >= frozenset(ActivityKind),
             info("eligible", f"eligible for {mode.value} sync"),
             campaign_reason,
             warning("tasks_unsupported", f"{capabilities.name} takes no tasks"),
@@ -300,7 +300,7 @@ class _Compiled:
 
 
 def _person_fields(config: SyncConfig, capabilities: Capabilities) -> tuple[str, ...]:
-    mappings = mapping_set_for(config.mappings, capabilities.person_kind)
+    mappings = mapping_set_for(config.field_mappings, capabilities.person_kind)
     names: dict[str, None] = {}
     for m in mappings:
         if m.overwrite:
@@ -337,7 +337,7 @@ class Planner:
         self.capabilities = capabilities
         self._fields = _person_fields(config, capabilities)
         self._eligibility = EligibilityRule(config)
-        self._owner_rule = OwnerRule(config.owner_sources, config.users, config.default_owner)
+        self._owner_rule = OwnerRule(config.lead_owner_sources, config.users, config.default_owner)
         self._task_owners = TaskOwnerRule(config.users, config.default_owner)
         self._compiled: dict[SyncMode, _Compiled] = {}  # the last compiled, per mode
 

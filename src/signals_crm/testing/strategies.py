@@ -431,16 +431,16 @@ def sync_configs(
     return SyncConfig(
         enabled=draw(st.booleans()) if enabled is None else enabled,
         criteria=draw(st.sampled_from(list(Criteria))),
-        delay=timedelta(minutes=draw(st.sampled_from([0, 5, 30, 60 * 24]))),
-        task_kinds=frozenset(draw(st.lists(st.sampled_from(list(ActivityKind)), unique=True))),
+        synchronization_delay=timedelta(minutes=draw(st.sampled_from([0, 5, 30, 60 * 24]))),
+        task_events=frozenset(draw(st.lists(st.sampled_from(list(ActivityKind)), unique=True))),
         campaign_id=(
             draw(st.one_of(st.none(), st.just("701000000000001")))
             if campaign is None
             else ("701000000000001" if campaign else None)
         ),
-        owner_sources=tuple(sources),
+        lead_owner_sources=tuple(sources),
         default_owner=draw(st.one_of(st.none(), st.just("005DEFAULT"))),
-        mappings=FieldMappings(lead=draw(field_mappings()), contact=draw(field_mappings())),
+        field_mappings=FieldMappings(lead=draw(field_mappings()), contact=draw(field_mappings())),
         users=draw(user_mappings()),
         existing_contact=draw(st.sampled_from(list(ContactPolicy))),
         placeholders={"LastName": "[not provided]", "Company": "[not provided]"},
