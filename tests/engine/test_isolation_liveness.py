@@ -66,9 +66,9 @@ def conv(cid: str, email: str, first: str = "Lena") -> Conversation:
 def config(owner: str, **changes: Any) -> SyncConfig:
     base: dict[str, Any] = {
         "criteria": Criteria.ONE_STAR,
-        "delay": timedelta(minutes=30),
+        "synchronization_delay": timedelta(minutes=30),
         "users": UserMapping((UserMapEntry(owner, signals_user_id="u-sally"),)),
-        "mappings": FieldMappings(
+        "field_mappings": FieldMappings(
             lead=(
                 FieldMapping("contact.first_name", "FirstName", overwrite=True),
                 FieldMapping("contact.last_name", "LastName"),

@@ -151,9 +151,9 @@ def test_a_file_serves_integrations_to_separate_engines(tmp_path: Path) -> None:
     their own visitors; their stats and dead letters never mix."""
     path = tmp_path / "ledger.db"
     cfg = SyncConfig(
-        delay=timedelta(0),
+        synchronization_delay=timedelta(0),
         campaign_id=None,
-        mappings=FieldMappings(lead=(FieldMapping("contact.last_name", "LastName"),)),
+        field_mappings=FieldMappings(lead=(FieldMapping("contact.last_name", "LastName"),)),
         placeholders={"LastName": "[none]", "Company": "[none]"},
     )
     crms = {name: InMemoryCRM(person_kind=PersonKind.LEAD) for name in ("north", "south")}
