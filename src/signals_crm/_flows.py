@@ -97,6 +97,7 @@ from signals_crm.exceptions import (
     CRMAPIError,
     DuplicateRecordError,
     InvalidTransitionError,
+    LeaseLostError,
     PermissionDeniedError,
     Problem,
     RateLimitedError,
@@ -399,6 +400,8 @@ class _Batch:
     waits: dict[str, datetime] = attrs.field(factory=dict)  # cid → when its writes settle
     blocked: dict[str, str] = attrs.field(factory=dict)  # cid → why it could not go on
     damaged: dict[str, str] = attrs.field(factory=dict)  # cid → its unreadable ledger rows
+    fences: Mapping[str, int] = attrs.field(factory=dict)  # cid → its claim's fencing token
+    lost: set[str] = attrs.field(factory=set)  # cids another worker has claimed since
     rate_limited: bool = False
 
     def wall(self) -> datetime:
@@ -424,7 +427,10 @@ class _Batch:
             try:
                 self.ledger.record(pending)
             except InvalidTransitionError as exc:
-                bad = set(exc.keys)
+                if isinstance(exc, LeaseLostError):
+                    # Another worker claimed these syncs: stop touching them (never send).
+                    self.lost.update(exc.conversation_ids)
+                bad = set(exc.keys) | {r.key for r in pending if r.conversation_id in self.lost}
                 lost.extend(r for r in pending if r.key in bad)
                 pending = [r for r in pending if r.key not in bad]
                 continue
@@ -457,6 +463,7 @@ class _Batch:
             reason=reason,
             attempts=(old.attempts if old else 0) + (1 if attempt else 0),
             owner=self.owner,
+            fence=self.fences.get(command.conversation_id),
         )
 
     def mark_all(
@@ -475,6 +482,7 @@ class _Batch:
                     reason=None if state is CommandState.CONFIRMED else record.reason,
                     updated_at=self.wall(),
                     owner=self.owner,
+                    fence=self.fences.get(record.conversation_id),
                 )
             ]
         )
@@ -490,6 +498,7 @@ class _Batch:
             reason=reason,
             updated_at=self.wall(),
             owner=self.owner,
+            fence=self.fences.get(record.conversation_id),
         )
         self.save([adopted])
         return self.records.get(record.key, adopted)
@@ -802,7 +811,8 @@ def write_phase(commands: Sequence[Command], batch: _Batch, caps: Capabilities) 
             continue
         if state in (CommandState.UNKNOWN, CommandState.SENT):
             continue  # not reconciled (yet): never re-sent blindly
-        if command.conversation_id in batch.waits or command.conversation_id in batch.blocked:
+        cid = command.conversation_id
+        if cid in batch.waits or cid in batch.blocked or cid in batch.lost:
             continue
         payload = _payload(command, batch)
         if payload is None:
@@ -983,6 +993,7 @@ class BatchResult:
 
     outcomes: list[ConversationOutcome]
     rate_limited: bool = False
+    lost: frozenset[str] = frozenset()
 
 
 def _digest(fields: Mapping[str, Any]) -> str:
@@ -1034,13 +1045,15 @@ def sync_batch(
     settle: timedelta = timedelta(0),
     clock: Callable[[], datetime] | None = None,
     emails_of: Callable[[str], str | None] | None = None,
+    fences: Mapping[str, int] | None = None,
 ) -> Generator[Call | Sleep, Any, BatchResult]:
     """Sync a batch of conversations (module doc); one outcome per distinct conversation.
 
     ``settle`` is rule 1's window, ``clock`` the wall clock sends are stamped with (never
     before ``now``), ``emails_of`` the normalised email of a conversation id that is not in
     the batch (to hold back the batch's visitors whose email another conversation may still
-    be creating a record for).
+    be creating a record for), ``fences`` the fencing token of each claimed conversation
+    (every command of it is recorded with it; refused ones mean another worker took over).
     """
     config, caps = planner.config, planner.capabilities
     conversations = list({c.id: c for c in conversations}.values())  # a repeat: the last wins
@@ -1063,6 +1076,7 @@ def sync_batch(
         lease=lease,
         settle=settle,
         clock=clock,
+        fences=dict(fences or {}),
     )
     batch.load(conversations)
     healthy = [c for c in conversations if c.id not in batch.damaged]
@@ -1116,7 +1130,7 @@ def sync_batch(
             outcome = attrs.evolve(outcome, reasons=(*note, *outcome.reasons))
         outcomes.append(outcome)
     _link(outcomes, ledger)
-    return BatchResult(outcomes, batch.rate_limited)
+    return BatchResult(outcomes, batch.rate_limited, frozenset(batch.lost))
 
 
 def _hold_shared_emails(

@@ -13,6 +13,7 @@ Lifecycle of an automatic sync::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random as _random
@@ -77,6 +78,7 @@ from signals_crm.core.users import UserMappingProposal, propose_user_mapping
 from signals_crm.exceptions import (
     ConfigurationError,
     IntegrationDisabledError,
+    LeaseLostError,
     PlanningError,
     Problem,
     RateLimitedError,
@@ -392,12 +394,29 @@ class _IntegrationBase:
             )
         return due.conversation
 
-    def _settle(self, now: datetime, result: BatchResult) -> None:
-        """Move each due sync on in the ledger after a batch."""
+    def _settle(
+        self, now: datetime, result: BatchResult, fences: Mapping[str, int] | None = None
+    ) -> None:
+        """Move each due sync on in the ledger after a batch.
+
+        With ``fences`` (a claimed batch), every update carries the sync's fencing token; a
+        sync another worker has claimed since is left to it (its lease was lost)."""
+        fences = fences or {}
+        try:
+            self._settle_fenced(now, result, fences)
+        except LeaseLostError:
+            for outcome in result.outcomes:  # one by one: only the lost syncs are skipped
+                with contextlib.suppress(LeaseLostError):
+                    self._settle_fenced(now, attrs.evolve(result, outcomes=[outcome]), fences)
+
+    def _settle_fenced(self, now: datetime, result: BatchResult, fences: Mapping[str, int]) -> None:
         done: dict[str, list[str]] = {}
         later = now + timedelta(seconds=self.retry.reschedule_after)
         for outcome in result.outcomes:
             cid = outcome.conversation_id
+            if cid in result.lost:
+                continue  # another worker owns it now
+            fence = fences.get(cid)
             plan = outcome.plan
             if outcome.kind is OutcomeKind.SKIPPED:
                 passes_at = plan.eligibility.passes_at if plan is not None else None
@@ -410,7 +429,7 @@ class _IntegrationBase:
                 done.setdefault(f"skipped:{codes}", []).append(cid)
             elif outcome.kind is OutcomeKind.FAILED:
                 _log.warning("conversation %s dead-lettered: %s", cid, outcome.error)
-                self.ledger.dead_letter(cid, outcome.error or "failed")
+                self.ledger.dead_letter(cid, outcome.error or "failed", fence=fence)
             elif outcome.kind is OutcomeKind.RETRY:
                 due = self.ledger.get_due(cid)
                 if due is None:
@@ -423,13 +442,14 @@ class _IntegrationBase:
                 elif due.attempts + 1 >= self.retry.max_reschedules:
                     reason = f"gave up after {due.attempts + 1} runs: {outcome.error}"
                     _log.warning("conversation %s dead-lettered: %s", cid, reason)
-                    self.ledger.dead_letter(cid, reason)
+                    self.ledger.dead_letter(cid, reason, fence=fence)
                 else:
-                    self.ledger.reschedule(cid, later, outcome.error or "retry")
+                    self.ledger.reschedule(cid, later, outcome.error or "retry", fence=fence)
             else:
                 done.setdefault(outcome.kind.value, []).append(cid)
         for label, ids in done.items():
-            self.ledger.complete(ids, label)
+            held = {cid: fences[cid] for cid in ids if cid in fences}
+            self.ledger.complete(ids, label, fences=held or None)
 
     def _batch_failed(
         self, now: datetime, due: Sequence[DueSync], error: Exception
@@ -441,12 +461,18 @@ class _IntegrationBase:
         outcomes: list[ConversationOutcome] = []
         for sync in due:
             cid = sync.conversation_id
-            if sync.attempts + 1 >= self.retry.max_reschedules:
-                self.ledger.dead_letter(cid, f"gave up after {sync.attempts + 1} runs: {reason}")
-                outcomes.append(ConversationOutcome(cid, OutcomeKind.FAILED, error=reason))
-                continue
-            delay = self.retry.reschedule_delay(sync.attempts, self._random)
-            self.ledger.reschedule(cid, now + timedelta(seconds=delay), reason)
+            try:
+                if sync.attempts + 1 >= self.retry.max_reschedules:
+                    gave_up = f"gave up after {sync.attempts + 1} runs: {reason}"
+                    self.ledger.dead_letter(cid, gave_up, fence=sync.fence)
+                    outcomes.append(ConversationOutcome(cid, OutcomeKind.FAILED, error=reason))
+                    continue
+                delay = self.retry.reschedule_delay(sync.attempts, self._random)
+                self.ledger.reschedule(
+                    cid, now + timedelta(seconds=delay), reason, fence=sync.fence
+                )
+            except LeaseLostError:
+                continue  # another worker owns it now
             outcomes.append(ConversationOutcome(cid, OutcomeKind.RETRY, error=reason))
         return outcomes
 
@@ -489,7 +515,11 @@ class _IntegrationBase:
             )
 
     def _sync_flow(
-        self, conversations: Sequence[Conversation], mode: SyncMode, now: datetime
+        self,
+        conversations: Sequence[Conversation],
+        mode: SyncMode,
+        now: datetime,
+        fences: Mapping[str, int] | None = None,
     ) -> Generator[Call | Sleep, Any, BatchResult]:
         result: BatchResult = yield from sync_batch(
             conversations,
@@ -505,6 +535,7 @@ class _IntegrationBase:
             settle=self.settle,
             clock=self._clock,
             emails_of=self._email_of,
+            fences=fences,
         )
         return result
 
@@ -519,10 +550,6 @@ class _IntegrationBase:
             self._emails[conversation_id] = normalize_email(email) if email else None
         return self._emails[conversation_id]
 
-    def _lease_until(self, now: datetime) -> datetime:
-        """Leases run from the clock at each claim (a long run's later batches included)."""
-        return max(now, self._clock()) + self.lease
-
     def _run_due_flow(
         self, now: datetime | None, limit: int | None
     ) -> Generator[Call | Sleep, Any, SyncReport]:
@@ -531,7 +558,7 @@ class _IntegrationBase:
         if not self.config.enabled:
             # Off: nothing is written, and what is due is not replayed when it is turned on.
             while due := self.ledger.claim(
-                now, self.batch_size, owner=self._owner, until=self._lease_until(now)
+                now, self.batch_size, owner=self._owner, lease=self.lease
             ):
                 self.ledger.complete([d.conversation_id for d in due], _DISABLED)
             return SyncReport()
@@ -543,12 +570,15 @@ class _IntegrationBase:
                 exhausted = True
                 break
             size = self.batch_size if limit is None else min(self.batch_size, limit - len(outcomes))
-            due = self.ledger.claim(now, size, owner=self._owner, until=self._lease_until(now))
+            # Leases are judged by the ledger's clock and fenced: a worker whose clock is off
+            # cannot keep one alive, and one that lost its lease cannot record a send.
+            due = self.ledger.claim(now, size, owner=self._owner, lease=self.lease)
             if not due:
                 break
+            fences = {d.conversation_id: d.fence for d in due}
             try:
                 result = yield from self._sync_flow(
-                    [d.conversation for d in due], SyncMode.AUTOMATIC, now
+                    [d.conversation for d in due], SyncMode.AUTOMATIC, now, fences
                 )
             except STOPS_A_RUN:
                 raise
@@ -563,7 +593,7 @@ class _IntegrationBase:
                 continue
             finally:
                 self.ledger.release([d.conversation_id for d in due], self._owner)
-            self._settle(now, result)
+            self._settle(now, result, fences)
             outcomes.extend(result.outcomes)
             if result.rate_limited:
                 exhausted = True

@@ -461,13 +461,16 @@ def test_marker_search_lag_defers_task_reconciliation():
 
 
 def test_another_workers_lease_is_respected(crm):
-    """A sync leased by another worker is left alone until its lease ends."""
-    sync = integration(crm, worker_id="worker-b")
+    """A sync leased by another worker is left alone until its lease ends by the ledger's
+    clock."""
+    wall = [LATER]
+    sync = integration(crm, worker_id="worker-b", ledger=MemoryLedger(clock=lambda: wall[0]))
     sync.conversation_closed(conv())
-    taken = sync.ledger.claim(LATER, 10, owner="worker-a", until=LATER + timedelta(minutes=5))
+    taken = sync.ledger.claim(LATER, 10, owner="worker-a", lease=timedelta(minutes=5))
     assert [d.conversation_id for d in taken] == ["c-1"]
     assert sync.run_due(LATER).outcomes == ()
     assert lead_ids(crm, "lena@brightfield.test") == []
+    wall[0] += timedelta(minutes=6)
     after = sync.run_due(LATER + timedelta(minutes=6))
     assert after.outcome("c-1").kind is OutcomeKind.CREATED
 

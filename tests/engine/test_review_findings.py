@@ -57,7 +57,7 @@ from signals_crm.exceptions import (
     TransportError,
 )
 from signals_crm.ledger import MemoryLedger, SQLiteLedger
-from signals_crm.ledger.base import CommandState, DueState, DueSync
+from signals_crm.ledger.base import CommandState, DueState
 from signals_crm.testing.memory import InMemoryCRM
 from signals_crm.testing.salesforce import LocalSalesforce, SalesforceBackdoor
 
@@ -539,43 +539,52 @@ def test_short_reconcile_answer_holds_back_its_conversation() -> None:
     assert state_of(sync, "c-1") == "pending"
 
 
-class ClaimSpy(MemoryLedger):
-    """A memory ledger that remembers each claim's lease end and the wall clock at the claim."""
+class PausingCRM(HookedCRM):
+    """Runs ``during_create`` once while a create request is on the wire (a slow request)."""
 
-    def __init__(self, clock: list[datetime]) -> None:
-        super().__init__()
-        self.wall = clock
-        self.claims: list[tuple[datetime, datetime]] = []
+    during_create: Any = None
 
-    def claim(self, now: datetime, limit: int, *, owner: str, until: datetime) -> list[DueSync]:
-        """Claim, remembering (wall clock, lease end)."""
-        self.claims.append((self.wall[0], until))
-        return super().claim(now, limit, owner=owner, until=until)
+    def create_people(self, records: Sequence[PersonWrite]) -> list[WriteResult]:
+        """Let the world move on while this request is in flight, then create."""
+        hook, self.during_create = self.during_create, None
+        if hook is not None:
+            hook()
+        return super().create_people(records)
 
 
-def test_each_batch_lease_runs_from_the_clock_at_its_claim() -> None:
-    """Every batch of a long run is leased for the full lease time from when it is claimed."""
+def test_a_worker_whose_clock_is_15_minutes_behind_makes_no_second_lead() -> None:
+    """Leases are judged by the ledger's clock and fenced: a worker 15 minutes behind loses its
+    lease while its create is slow, the worker that takes over adopts the create and reads it
+    after the settle window, and the slow worker can record nothing more. One Lead, one Task."""
     wall = [LATER]
+    ledger = MemoryLedger(clock=lambda: wall[0])
+    crm = PausingCRM(person_kind=PersonKind.LEAD)
+    crm.seed_user(email="sally@vendor.test")
+    cfg = config(crm)
+    behind = engine(
+        crm, cfg, ledger=ledger, worker_id="a", clock=lambda: wall[0] - timedelta(minutes=15)
+    )
+    on_time = engine(crm, cfg, ledger=ledger, worker_id="b", clock=lambda: wall[0])
+    behind.conversation_closed(conv())
+    taken_over: list[Any] = []
 
-    def clock() -> datetime:
-        wall[0] += timedelta(minutes=7)  # every CRM round trip of this run is slow
-        return wall[0]
+    def meanwhile() -> None:
+        wall[0] += timedelta(minutes=11)  # past the 10-minute lease, by the ledger's clock
+        taken_over.append(on_time.run_due())
 
-    class SlowCRM(HookedCRM):
-        def find_people(self, emails: Sequence[str], fields: Sequence[str] = ()) -> Any:
-            clock()
-            return super().find_people(emails, fields)
-
-    slow = SlowCRM(person_kind=PersonKind.LEAD)
-    slow.seed_user(email="sally@vendor.test")
-    ledger = ClaimSpy(wall)
-    sync = engine(slow, config(slow), ledger=ledger, batch_size=1, clock=lambda: wall[0])
-    sync.conversation_closed(conv("c-1", "one@x.test"))
-    sync.conversation_closed(conv("c-2", "two@x.test"))
-    sync.run_due()
-    assert len(ledger.claims) >= 2
-    for at, until in ledger.claims:
-        assert until > at, (at, until)
+    crm.during_create = meanwhile
+    behind.run_due()
+    assert taken_over[0].outcome("c-1").kind is OutcomeKind.RETRY  # adopted, settling
+    assert len(crm.people_with_email(EMAIL)) == 1
+    assert crm.calls["create_people"] == 1
+    assert crm.tasks() == ()  # the slow worker's later sends were refused by the fence
+    wall[0] += on_time.settle
+    done = on_time.run_due().outcome("c-1")
+    assert done.kind is OutcomeKind.CREATED
+    (lead,) = crm.people_with_email(EMAIL)
+    assert crm.task_markers(lead) == ["signals:c-1:transcript"]
+    assert crm.calls["create_people"] == 1
+    assert state_of(on_time, "c-1") == "done"
 
 
 def test_switched_off_engine_leaves_another_workers_lease_alone() -> None:
@@ -584,7 +593,7 @@ def test_switched_off_engine_leaves_another_workers_lease_alone() -> None:
     ledger = MemoryLedger()
     on = engine(crm, config(crm), ledger=ledger)
     on.conversation_closed(conv())
-    ledger.claim(LATER, 10, owner="worker-a", until=LATER + timedelta(minutes=10))
+    ledger.claim(LATER, 10, owner="worker-a", lease=timedelta(minutes=10))
     off = engine(crm, config(crm, enabled=False), ledger=ledger, worker_id="worker-b")
     off.run_due(LATER)
     assert state_of(off, "c-1") == "pending"
