@@ -350,3 +350,53 @@ def test_date_based_paths_serve_the_same_objects(hs_server: LoopbackServer) -> N
         )
     assert linked.status_code == 201
     assert read.json()["results"][0]["to"][0]["toObjectId"] == int(company)
+
+
+def test_batch_upsert_by_email_and_by_a_unique_property(client: HubSpot) -> None:
+    """Batch upsert creates (``new: true``) or updates (``new: false``) by ``email`` or by a
+    custom property with ``hasUniqueValue``; any other ``idProperty`` is refused.
+
+    https://developers.hubspot.com/docs/api/crm/contacts
+    https://developers.hubspot.com/docs/api/crm/properties
+    """
+    from hubspot.crm.contacts import BatchInputSimplePublicObjectBatchInputUpsert
+    from hubspot.crm.contacts import SimplePublicObjectBatchInputUpsert as Upsert
+
+    client.crm.properties.core_api.create(
+        "contacts",
+        PropertyCreate(
+            name="visitor_key",
+            label="Visitor key",
+            type="string",
+            field_type="text",
+            group_name="contactinformation",
+            has_unique_value=True,
+        ),
+    )
+    existing = _contact(client, "up@x.com", firstname="Old")
+    upserted = client.crm.contacts.batch_api.upsert(
+        BatchInputSimplePublicObjectBatchInputUpsert(
+            inputs=[
+                Upsert(id="up@x.com", id_property="email", properties={"firstname": "New"}),
+                Upsert(id="v-42", id_property="visitor_key", properties={"email": "v42@x.com"}),
+            ]
+        )
+    )
+    by_id = {r.id: r for r in upserted.results}
+    assert by_id[existing].new is False
+    assert by_id[existing].properties["firstname"] == "New"
+    (created,) = [r for r in upserted.results if r.id != existing]
+    assert created.new is True
+    again = client.crm.contacts.batch_api.upsert(
+        BatchInputSimplePublicObjectBatchInputUpsert(
+            inputs=[Upsert(id="v-42", id_property="visitor_key", properties={"firstname": "V"})]
+        )
+    )
+    assert [(r.id, r.new) for r in again.results] == [(created.id, False)]
+    with pytest.raises(ApiException) as raised:
+        client.crm.contacts.batch_api.upsert(
+            BatchInputSimplePublicObjectBatchInputUpsert(
+                inputs=[Upsert(id="Ada", id_property="firstname", properties={})]
+            )
+        )
+    assert raised.value.status == 400

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from simple_salesforce import Salesforce
@@ -12,7 +13,7 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from signals_crm.core.model import PersonKind
 from signals_crm.testing import LoopbackServer
-from signals_crm.testing.salesforce import LocalSalesforce, SalesforceBackdoor
+from signals_crm.testing.salesforce import FieldDef, LocalSalesforce, SalesforceBackdoor
 
 USER = "ada@local.example.com"
 PASSWORD = "correct-horse"
@@ -179,3 +180,38 @@ def test_query_options_batch_size_and_statement_limit(sf: Salesforce, org: Local
     (result,) = answer["compositeResponse"]
     assert result["httpStatusCode"] == 400
     assert "100000" in result["body"][0]["message"]
+
+
+def test_semi_join_and_anti_join(sf: Salesforce) -> None:
+    """``Id IN (SELECT LeadId FROM CampaignMember WHERE ...)`` keeps the campaign's Leads;
+    ``NOT IN`` the others.
+
+    https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_comparisonoperators.htm
+    """
+    ada, grace, alan = _leads(sf)
+    campaign = sf.Campaign.create({"Name": "Chat"})["id"]
+    sf.CampaignMember.create({"CampaignId": campaign, "LeadId": grace})
+    inner = f"SELECT LeadId FROM CampaignMember WHERE CampaignId = '{campaign}'"  # noqa: S608  # SOQL
+    members = sf.query(f"SELECT Id FROM Lead WHERE Id IN ({inner})")["records"]  # noqa: S608  # SOQL
+    others = sf.query(f"SELECT Id FROM Lead WHERE Id NOT IN ({inner})")["records"]  # noqa: S608  # SOQL
+    assert [r["Id"] for r in members] == [grace]
+    assert {r["Id"] for r in others} == {ada, alan}
+
+
+def test_describe_answers_304_when_unchanged(sf: Salesforce, org: LocalSalesforce) -> None:
+    """``If-Modified-Since`` on describe: 304 while the metadata has not changed since, the
+    full describe once a field was added.
+
+    https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_sobject_describe.htm
+    """
+    url = f"{sf.base_url}sobjects/Lead/describe"
+    first = sf.session.get(url, headers=sf.headers)
+    stamp = first.headers["Last-Modified"]
+    again = sf.session.get(url, headers={**sf.headers, "If-Modified-Since": stamp})
+    assert (first.status_code, again.status_code) == (200, 304)
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    org.data._clock = lambda: later  # HTTP dates have whole seconds: change it visibly later
+    org.add_field("Lead", FieldDef("Score__c", "double", label="Score", custom=True))
+    changed = sf.session.get(url, headers={**sf.headers, "If-Modified-Since": stamp})
+    assert changed.status_code == 200
+    assert "Score__c" in {f["name"] for f in changed.json()["fields"]}

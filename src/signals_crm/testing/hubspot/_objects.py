@@ -324,16 +324,23 @@ class Objects(Validation):
     def _batch_upsert(self, kind: str, inputs: list[Any]) -> httpx.Response:
         results: list[dict[str, Any]] = []
         for item in inputs:
-            id_property = (item or {}).get("idProperty")
+            id_property = str((item or {}).get("idProperty") or "")
             key = str((item or {}).get("id", ""))
-            if kind != "contacts" or id_property != "email":
+            prop = self.properties[kind].get(id_property)
+            unique = (kind == "contacts" and id_property == "email") or bool(
+                prop and prop.get("hasUniqueValue")
+            )
+            if not unique:
                 return self._error(
-                    400, "VALIDATION_ERROR", "Upsert needs a unique idProperty (email for contacts)"
+                    400,
+                    "VALIDATION_ERROR",
+                    f"Unable to perform upsert by non-unique {OBJECT_TYPE_IDS[kind]} property "
+                    f"{id_property or '(none)'}: use email or a property with hasUniqueValue",
                 )
-            record = self._find(kind, key, "email")
+            record = self._find(kind, key, id_property)
             raw = dict((item or {}).get("properties") or {})
             if record is None:
-                raw.setdefault("email", key)
+                raw.setdefault(id_property, key)
                 props, links, error = self._prepare_create(kind, {"properties": raw})
                 if error is not None:
                     return self._json(400, error)

@@ -43,6 +43,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from email.utils import format_datetime as format_datetime_rfc
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -115,6 +117,22 @@ class Faults:
     expire_session_after: int | None = None
 
 
+def _http_date(value: str) -> datetime | None:
+    """An RFC 1123 date (``If-Modified-Since``), or ``None``."""
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_datetime_http(moment: datetime) -> str:
+    """``Wed, 02 Dec 2026 07:00:00 GMT``."""
+    return format_datetime_rfc(moment.astimezone(UTC), usegmt=True)
+
+
 def _now_utc() -> datetime:
     return datetime.now(UTC)
 
@@ -171,6 +189,9 @@ class LocalSalesforce(Logins, Collections):
         self.data.acting_user = self.integration_user_id
         self.data.seed_standard(rules=standard_rules)
         self.bulk = BulkJobs(self.data)
+        self.created_at = self.data.now()
+        self.schema_changed: dict[str, datetime] = {}
+        """When each object's metadata last changed (``If-Modified-Since`` on describe)."""
         self.logins: dict[str, Login] = {}
         self._codes: dict[str, AuthCode] = {}
         self._access_by_refresh: dict[str, set[str]] = {}
@@ -208,6 +229,7 @@ class LocalSalesforce(Logins, Collections):
             if obj is None:
                 raise KeyError(object_name)
             obj.add(field)
+            self.schema_changed[obj.name.lower()] = self.data.now()
 
     def schedule_fault(self, kind: str, times: int = 1) -> None:
         """Make the next ``times`` API calls fail with fault ``kind`` (see :data:`FAULT_KINDS`)."""
@@ -629,7 +651,14 @@ class LocalSalesforce(Logins, Collections):
         if obj is None:
             return error_reply(404, "NOT_FOUND", "The requested resource does not exist")
         if record_id == "describe" and method == "GET":
-            return Reply(200, obj.describe(f"/services/data/v{version}"))
+            changed = self.schema_changed.get(obj.name.lower(), self.created_at)
+            since = _http_date(headers.get("if-modified-since", ""))
+            last_modified = format_datetime_http(changed)
+            if since is not None and changed.replace(microsecond=0) <= since:
+                return Reply(304, headers={"Last-Modified": last_modified})
+            answer = Reply(200, obj.describe(f"/services/data/v{version}"))
+            answer.headers["Last-Modified"] = last_modified
+            return answer
         if record_id in ("updated", "deleted") and method == "GET":
             return self._changed(version, obj, record_id, params)
         if record_id is None:

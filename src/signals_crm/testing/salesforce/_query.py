@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from signals_crm.testing.salesforce._ids import is_well_formed
 from signals_crm.testing.salesforce._schema import (
     CHILD_RELATIONSHIPS,
     FieldDef,
@@ -24,6 +25,7 @@ from signals_crm.testing.salesforce._soql import (
     Not,
     Or,
     Query,
+    SemiJoin,
     SoqlError,
     parse,
 )
@@ -114,6 +116,8 @@ class Queries(Store):
             return self.lookup(obj, cond.path[0], [cond.value.value])
         if isinstance(cond, InList) and not cond.negated and len(cond.path) == 1:
             return self.lookup(obj, cond.path[0], [v.value for v in cond.values])
+        if isinstance(cond, SemiJoin) and not cond.negated and len(cond.path) == 1:
+            return self.lookup(obj, cond.path[0], sorted(self._semi_join_values(cond)))
         if isinstance(cond, And):
             narrowed = [c for c in (self._candidates(obj, p) for p in cond.parts) if c is not None]
             return min(narrowed, key=len) if narrowed else None
@@ -334,6 +338,24 @@ class Queries(Store):
             out = present + absent
         return out
 
+    def _semi_join_values(self, cond: SemiJoin) -> set[str]:
+        """The values the inner query selects: ids as 15 characters, text casefolded."""
+        inner = cond.query
+        target = self.object(inner.object_name)
+        if target is None:
+            raise ApiError(
+                400, "INVALID_TYPE", f"sObject type '{inner.object_name}' is not supported."
+            )
+        path = self._resolve(target, inner.fields[0])
+        self._check_condition(target, inner.where)
+        rows = self._rows(target, inner.where, include_deleted=False)
+        out: set[str] = set()
+        for row in rows:
+            value = self._value(target, row, path)
+            if isinstance(value, str) and value:
+                out.add(value[:15] if is_well_formed(value) else value.casefold())
+        return out
+
     def _check_condition(self, obj: ObjectDef, cond: Condition | None) -> None:
         if cond is None:
             return
@@ -344,6 +366,8 @@ class Queries(Store):
         if isinstance(cond, Not):
             self._check_condition(obj, cond.part)
             return
+        if isinstance(cond, SemiJoin):
+            self._semi_join_values(cond)
         self._resolve(obj, cond.path)
         f = self._field_def(obj, cond.path)
         if f is not None and not f.filterable:
@@ -361,6 +385,11 @@ class Queries(Store):
         if isinstance(cond, Not):
             return not self._matches(obj, record, cond.part)
         value = self._value(obj, record, cond.path)
+        if isinstance(cond, SemiJoin):
+            values = self._semi_join_values(cond)
+            key = value[:15] if isinstance(value, str) and is_well_formed(value) else value
+            hit = isinstance(key, str) and (key in values or key.casefold() in values)
+            return hit != cond.negated
         f = self._field_def(obj, cond.path)
         ftype = f.type if f else "string"
         if isinstance(cond, Like):

@@ -11,7 +11,7 @@ Grammar (keywords in any case)::
     cond      := and (OR and)*
     and       := unary (AND unary)*
     unary     := NOT unary | "(" cond ")" | path op value | path [NOT] IN "(" value, ... ")"
-                 | path [NOT] LIKE string
+                 | path [NOT] LIKE string | path [NOT] IN "(" query ")"   (a semi-join)
     op        := = | != | <> | < | <= | > | >=
     value     := 'string' | number | TRUE | FALSE | NULL | date | datetime
                  | TODAY | YESTERDAY | ... | LAST_N_DAYS ":" int | ...   (date literals)
@@ -44,6 +44,7 @@ __all__ = [
     "Or",
     "Order",
     "Query",
+    "SemiJoin",
     "SoqlError",
     "parse",
 ]
@@ -134,7 +135,16 @@ class Not:
     part: Condition
 
 
-Condition: TypeAlias = Comparison | InList | Like | And | Or | Not
+@attrs.frozen
+class SemiJoin:
+    """``Id IN (SELECT LeadId FROM CampaignMember WHERE ...)`` (``NOT IN``: an anti-join)."""
+
+    path: tuple[str, ...]
+    query: Query
+    negated: bool = False
+
+
+Condition: TypeAlias = Comparison | InList | Like | And | Or | Not | SemiJoin
 
 
 @attrs.frozen
@@ -482,6 +492,12 @@ class _Parser:
         if self.keyword("IN"):
             self.next()
             self.expect("(")
+            if self.keyword("SELECT"):
+                nested = self.query(nested=True)
+                self.expect(")")
+                if len(nested.fields) != 1 or nested.aggregates or nested.subqueries:
+                    raise SoqlError("a semi-join selects exactly one field")
+                return SemiJoin(path, nested, negated)
             values = [self.value()]
             while self.peek().text == ",":
                 self.next()
