@@ -6,9 +6,16 @@ from collections.abc import Iterator
 
 import pytest
 
+from _services import import_or_unavailable
 from signals_crm.testing import LoopbackServer
 from signals_crm.testing.hubspot import LocalHubSpot
 from signals_crm.testing.salesforce import LocalSalesforce
+
+
+@pytest.fixture
+def tls_available() -> None:
+    """HTTPS needs the ``sandbox`` extra (trustme): skipped only in the session without it."""
+    import_or_unavailable("trustme", "sandbox")
 
 
 @pytest.fixture
@@ -17,7 +24,7 @@ def org() -> LocalSalesforce:
 
 
 @pytest.fixture
-def sf_server(org: LocalSalesforce) -> Iterator[LoopbackServer]:
+def sf_server(org: LocalSalesforce, tls_available: None) -> Iterator[LoopbackServer]:
     with LoopbackServer(org, tls=True) as server:
         yield server
 
@@ -40,6 +47,6 @@ def portal() -> LocalHubSpot:
 
 
 @pytest.fixture
-def hs_server(portal: LocalHubSpot) -> Iterator[LoopbackServer]:
+def hs_server(portal: LocalHubSpot, tls_available: None) -> Iterator[LoopbackServer]:
     with LoopbackServer(portal, tls=True) as server:
         yield server

@@ -19,7 +19,7 @@ def _trust(server: LoopbackServer) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=server.ca_file)
 
 
-def test_https_and_plain_http_on_one_port() -> None:
+def test_https_and_plain_http_on_one_port(tls_available: None) -> None:
     """A TLS client and a plain one reach the same org; the instance URL is the HTTPS one."""
     org = LocalSalesforce()
     token = org.issue_token()
@@ -36,7 +36,7 @@ def test_https_and_plain_http_on_one_port() -> None:
     assert clear.json()["DailyApiRequests"]["Remaining"] == 15_000 - 2
 
 
-def test_untrusted_certificate_is_refused() -> None:
+def test_untrusted_certificate_is_refused(tls_available: None) -> None:
     """Without the CA bundle the handshake fails: the certificate really comes from a local CA."""
     with (
         LoopbackServer(LocalHubSpot(), tls=True) as server,
@@ -46,7 +46,7 @@ def test_untrusted_certificate_is_refused() -> None:
         client.get(f"{server.url}/crm/v3/owners")
 
 
-def test_connect_proxy_serves_vendor_host_names_locally() -> None:
+def test_connect_proxy_serves_vendor_host_names_locally(tls_available: None) -> None:
     """A client whose HTTPS proxy is the sandbox reaches it under the vendor's own host name
     (the certificate covers it), so code that hard-codes vendor URLs runs unchanged."""
     portal = LocalHubSpot()

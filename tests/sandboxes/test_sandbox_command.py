@@ -43,7 +43,7 @@ def _value(lines: list[str], pattern: str) -> str:
 
 
 def test_salesforce_sandbox_announces_logins_that_work(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tls_available: None
 ) -> None:
     """The served org has the announced user (SOAP login with password and security token)
     and a connected app whose JWT key file the JWT bearer flow signs with.
@@ -72,7 +72,9 @@ def test_salesforce_sandbox_announces_logins_that_work(
         thread.join(10)
 
 
-def test_hubspot_sandbox_announces_its_token_and_bundle(tmp_path: Path) -> None:
+def test_hubspot_sandbox_announces_its_token_and_bundle(
+    tmp_path: Path, tls_available: None
+) -> None:
     """The served portal answers the announced private-app token over HTTPS.
 
     https://developers.hubspot.com/docs/api/private-apps

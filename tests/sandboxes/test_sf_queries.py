@@ -215,3 +215,27 @@ def test_describe_answers_304_when_unchanged(sf: Salesforce, org: LocalSalesforc
     changed = sf.session.get(url, headers={**sf.headers, "If-Modified-Since": stamp})
     assert changed.status_code == 200
     assert "Score__c" in {f["name"] for f in changed.json()["fields"]}
+
+
+def test_typeof_picks_fields_per_type(sf: Salesforce) -> None:
+    """``TYPEOF Who WHEN Lead THEN ... WHEN Contact THEN ... END`` selects fields by the type
+    each Task's ``Who`` points to.
+
+    https://developer.salesforce.com/docs/atlas.en-us.soql_sosl.meta/soql_sosl/sforce_api_calls_soql_select_typeof.htm
+    """
+    ada, _, _ = _leads(sf)
+    contact = sf.Contact.create({"LastName": "Babbage", "Email": "cb@engine.example"})["id"]
+    sf.Task.create({"Subject": "a", "WhoId": ada})
+    sf.Task.create({"Subject": "b", "WhoId": contact})
+    sf.Task.create({"Subject": "c"})
+    rows = sf.query(
+        "SELECT Subject, TYPEOF Who WHEN Lead THEN Company, Email WHEN Contact THEN Email "
+        "END FROM Task ORDER BY Subject"
+    )["records"]
+    assert rows[0]["Who"]["attributes"]["type"] == "Lead"
+    assert (rows[0]["Who"]["Company"], rows[0]["Who"]["Email"]) == ("C", "ada@engine.example")
+    assert rows[1]["Who"]["Email"] == "cb@engine.example"
+    assert "Company" not in rows[1]["Who"]
+    assert rows[2]["Who"] is None
+    with pytest.raises(SalesforceMalformedRequest):
+        sf.query("SELECT TYPEOF Owner WHEN User THEN Email END FROM Contact")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from signals_crm.adapters.hubspot._requests import parse_marker, property_value
 from signals_crm.core.model import FieldValue, PersonKind, normalize_email
+from signals_crm.core.normalize import normalize_domain
 from signals_crm.testing.hubspot._core import Owner
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ class HubSpotBackdoor:
         """Create a company with this domain and name; returns its id."""
         with self.portal.lock:
             props = {k: _text(v) for k, v in (fields or {}).items() if v is not None}
-            props.update(domain=domain.strip().lower(), name=name)
+            props.update(domain=normalize_domain(domain), name=name)
             return self.portal._insert("companies", props).id  # noqa: SLF001
 
     def seed_user(self, *, email: str, active: bool = True, name: str | None = None) -> str:

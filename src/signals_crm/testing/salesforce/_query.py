@@ -27,6 +27,7 @@ from signals_crm.testing.salesforce._soql import (
     Query,
     SemiJoin,
     SoqlError,
+    TypeOf,
     parse,
 )
 from signals_crm.testing.salesforce._store import ApiError, Store, json_value
@@ -177,7 +178,9 @@ class Queries(Store):
             if parsed.limit is not None:
                 grouped = grouped[: parsed.limit]
             return obj, grouped, len(grouped), False
-        if children:
+        if children or parsed.typeofs:
+            for typeof in parsed.typeofs:
+                self._typeof_fields(obj, typeof)
             rendered_rows = self._order(obj, rows, parsed)[parsed.offset :]
             if parsed.limit is not None:
                 rendered_rows = rendered_rows[: parsed.limit]
@@ -233,6 +236,51 @@ class Queries(Store):
         )
         return child, relation[1], name, paths
 
+    def _typeof_fields(
+        self, obj: ObjectDef, typeof: TypeOf
+    ) -> tuple[FieldDef, dict[str, list[tuple[str, ...]]], list[tuple[str, ...]] | None]:
+        """The polymorphic relationship of a TYPEOF and its resolved fields per type."""
+        rel = obj.relationship(typeof.relationship)
+        if rel is None or len(rel.reference_to) < 2:
+            raise ApiError(
+                400,
+                "INVALID_FIELD",
+                f"TYPEOF needs a polymorphic relationship; {typeof.relationship} is not one on "
+                f"{obj.name}",
+            )
+        per_type: dict[str, list[tuple[str, ...]]] = {}
+        for type_name, paths in typeof.branches:
+            target = self.object(type_name)
+            if target is None or target.name not in rel.reference_to:
+                raise ApiError(
+                    400,
+                    "INVALID_TYPE",
+                    f"{type_name} is not a type of {obj.name}.{typeof.relationship}",
+                )
+            per_type[target.name] = [self._resolve(target, p) for p in paths]
+        otherwise = None
+        if typeof.otherwise:
+            otherwise = []
+            for path in typeof.otherwise:
+                # ELSE fields are common to every type the relationship points to
+                resolved = [self._resolve(t, path) for t in map(self.object, rel.reference_to) if t]
+                otherwise.append(resolved[0])
+        return rel, per_type, otherwise
+
+    def _render_typeof(
+        self, obj: ObjectDef, record: Mapping[str, Any], typeof: TypeOf, out: dict[str, Any]
+    ) -> None:
+        rel, per_type, otherwise = self._typeof_fields(obj, typeof)
+        name = rel.relationship_name or typeof.relationship
+        target_id = record.get(rel.name)
+        found = self.find(target_id) if target_id else None
+        if found is None:
+            out[name] = None
+            return
+        target_obj, target = found
+        paths = per_type.get(target_obj.name, otherwise or [])
+        out[name] = self._render(target_obj, target, paths)
+
     def _render_items(
         self,
         obj: ObjectDef,
@@ -245,6 +293,8 @@ class Queries(Store):
         for kind, index in parsed.items:
             if kind == "field":
                 self._render_path(obj, record, select[index], out)
+            elif kind == "typeof":
+                self._render_typeof(obj, record, parsed.typeofs[index], out)
             elif kind == "subquery":
                 child, field, name, paths = children[index]
                 sub = parsed.subqueries[index]

@@ -6,6 +6,7 @@ Grammar (keywords in any case)::
                  [WHERE cond] [GROUP BY path ("," path)*] [HAVING cond]
                  [ORDER BY order ("," order)*] [LIMIT int] [OFFSET int]
     item      := path | AGG "(" [path] ")" [alias] | "(" query ")"       (a child subquery)
+                 | TYPEOF name (WHEN name THEN path ("," path)*)+ [ELSE path ("," path)*] END
     AGG       := COUNT | COUNT_DISTINCT | SUM | AVG | MIN | MAX
     path      := name ("." name)*              e.g. Owner.Email
     cond      := and (OR and)*
@@ -46,6 +47,7 @@ __all__ = [
     "Query",
     "SemiJoin",
     "SoqlError",
+    "TypeOf",
     "parse",
 ]
 
@@ -172,6 +174,15 @@ class Aggregate:
 
 
 @attrs.frozen
+class TypeOf:
+    """``TYPEOF What WHEN Account THEN Phone, Name ... ELSE Name END``."""
+
+    relationship: str
+    branches: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]
+    otherwise: tuple[tuple[str, ...], ...] = ()
+
+
+@attrs.frozen
 class Query:
     object_name: str
     fields: tuple[tuple[str, ...], ...]
@@ -184,8 +195,9 @@ class Query:
     subqueries: tuple[Query, ...] = ()
     group_by: tuple[tuple[str, ...], ...] = ()
     having: Condition | None = None
+    typeofs: tuple[TypeOf, ...] = ()
     items: tuple[tuple[str, int], ...] = ()
-    """The select list in order: ("field" | "aggregate" | "subquery", index)."""
+    """The select list in order: ("field" | "aggregate" | "subquery" | "typeof", index)."""
 
 
 _TOKEN = re.compile(
@@ -350,6 +362,7 @@ class _Parser:
         fields: list[tuple[str, ...]] = []
         aggregates: list[Aggregate] = []
         subqueries: list[Query] = []
+        typeofs: list[TypeOf] = []
         items: list[tuple[str, int]] = []
         if self.keyword("COUNT") and self.peek(1).text == "(" and self.peek(2).text == ")":
             self.next()
@@ -363,6 +376,9 @@ class _Parser:
                     subqueries.append(self.query(nested=True))
                     self.expect(")")
                     items.append(("subquery", len(subqueries) - 1))
+                elif self.keyword("TYPEOF"):
+                    typeofs.append(self.typeof())
+                    items.append(("typeof", len(typeofs) - 1))
                 elif self.keyword(*_AGGREGATES) and self.peek(1).text == "(":
                     function = self.next().text.upper()
                     self.expect("(")
@@ -430,8 +446,34 @@ class _Parser:
             subqueries=tuple(subqueries),
             group_by=tuple(group_by),
             having=having,
+            typeofs=tuple(typeofs),
             items=tuple(items),
         )
+
+    def typeof(self) -> TypeOf:
+        self.expect_keyword("TYPEOF")
+        relationship = self.name()
+        branches: list[tuple[str, tuple[tuple[str, ...], ...]]] = []
+        otherwise: tuple[tuple[str, ...], ...] = ()
+        while self.keyword("WHEN"):
+            self.next()
+            type_name = self.name()
+            self.expect_keyword("THEN")
+            branches.append((type_name, self.typeof_fields()))
+        if self.keyword("ELSE"):
+            self.next()
+            otherwise = self.typeof_fields()
+        self.expect_keyword("END")
+        if not branches:
+            raise SoqlError("TYPEOF needs at least one WHEN clause")
+        return TypeOf(relationship, tuple(branches), otherwise)
+
+    def typeof_fields(self) -> tuple[tuple[str, ...], ...]:
+        fields = [self.path()]
+        while self.peek().text == ",":
+            self.next()
+            fields.append(self.path())
+        return tuple(fields)
 
     def integer(self) -> int:
         tok = self.next()
