@@ -149,3 +149,20 @@ def test_requeue_moves_only_dead_letters_and_replans_their_failed_writes(console
         assert ledger.get_due("done-01").state == "done"
         assert requeue_dead(ledger, ["dead-0"], due) == []
         assert requeue_dead(ledger, [], due) == []
+
+
+def test_counts_up_to_a_limit_say_at_least(console_ledger):
+    """A limited count stops at the limit and marks the view; under it counts are exact."""
+    now = datetime.now(UTC)
+    with LedgerBrowser(console_ledger) as browser:
+        limited = browser.counts(now, limit=15)
+        assert limited[View.DONE] == 15
+        assert limited.shown(View.DONE) == "15+"
+        assert limited.shown(View.DEAD) == "3"
+        assert limited.at_least == frozenset({View.DUE, View.DONE})
+        assert limited[View.IN_FLIGHT] == 4
+        exact = browser.counts(now)
+        assert exact.at_least == frozenset()
+        assert exact.shown(View.DUE) == "60"
+        with pytest.raises(ConfigurationError, match="limit"):
+            browser.counts(now, limit=0)

@@ -130,6 +130,7 @@ class _Console:
         clock: Callable[[], datetime],
         page_size: int,
         csrf_secret: bytes | None,
+        count_limit: int | None,
     ) -> None:
         self.ledger = ledger
         self.authenticate = authenticate
@@ -139,6 +140,7 @@ class _Console:
         self.login_url = login_url
         self.clock = clock
         self.page_size = page_size
+        self.count_limit = count_limit
         self.csrf = CSRF(csrf_secret)
         self._browsers: dict[str, LedgerBrowser] = {}
         self._lock = threading.Lock()
@@ -187,7 +189,7 @@ class _Console:
         now = self.clock()
         rows = []
         for integration in self.browser("default").integrations():
-            counts = self.browser(integration).counts(now)
+            counts = self.browser(integration).counts(now, limit=self.count_limit)
             home = url(base, f"/i/{_p(integration)}/")
             rows.append(
                 [
@@ -217,7 +219,9 @@ class _Console:
                 classes.append("current")
             cards.append(
                 link(
-                    Safe(f'{esc(_VIEW_TITLES[view])}<span class="n">{counts[view]:,}</span>'),
+                    Safe(
+                        f'{esc(_VIEW_TITLES[view])}<span class="n">{esc(counts.shown(view))}</span>'
+                    ),
                     url(base, f"/i/{_p(integration)}/syncs", {"view": view.value}),
                     class_=" ".join(classes),
                     id=f"count-{view.value}",
@@ -228,7 +232,7 @@ class _Console:
     def page_integration(self, base: str, user: str, integration: str) -> str:
         browser = self.browser(integration)
         now = self.clock()
-        counts = browser.counts(now)
+        counts = browser.counts(now, limit=self.count_limit)
         runs = browser.recent_runs(10)
         body: list[object] = [
             self._cards(base, integration, counts, None),
@@ -269,7 +273,7 @@ class _Console:
             limit = int(text)
         browser = self.browser(integration)
         now = self.clock()
-        counts = browser.counts(now)
+        counts = browser.counts(now, limit=self.count_limit)
         page = browser.page(view, now, after=after, limit=limit, filters=filters)
         body = [
             self._cards(base, integration, counts, view),
@@ -623,6 +627,7 @@ def create_console(
     clock: Callable[[], datetime] | None = None,
     page_size: int = 50,
     csrf_secret: bytes | None = None,
+    count_limit: int | None = 100_000,
 ) -> Starlette:
     """The console as an ASGI application over the SQLite ledger file ``ledger``.
 
@@ -632,13 +637,17 @@ def create_console(
     conversation page explain eligibility; ``crm`` is the CRM's kind; ``crm_links`` turns CRM
     ids into links (:func:`salesforce_links`, :func:`hubspot_links`). ``csrf_secret`` signs the
     forms' tokens (default: random per console object; give one when several processes serve
-    the same console).
+    the same console). ``count_limit`` bounds each view's count (shown as "100,000+" past it;
+    ``None``: exact counts, whose cost grows with the ledger).
     """
     hook: object = authenticate
     if not callable(hook):
         raise ConfigurationError("authenticate: the console needs the host's authentication hook")
     if crm not in ("salesforce", "hubspot"):
         raise ConfigurationError("crm: 'salesforce' or 'hubspot'")
+    bound: object = count_limit
+    if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or bound < 1):
+        raise ConfigurationError("count_limit: a positive integer or None")
     size: object = page_size
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE:
         raise ConfigurationError(f"page_size: an integer from 1 to {MAX_PAGE}")
@@ -654,6 +663,7 @@ def create_console(
         clock=clock or (lambda: datetime.now(UTC)),
         page_size=page_size,
         csrf_secret=csrf_secret,
+        count_limit=count_limit,
     )
 
     def guarded(

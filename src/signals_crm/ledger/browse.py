@@ -18,7 +18,9 @@ of syncs without slowing the workers down. :class:`LedgerBrowser` answers them:
    a due-time window (the state index). ``error_contains`` scans the dead letters only, and
    at most :data:`MAX_SCAN` of them per page.
 5. **Counts come from indexes** (``count(*)`` over the state index's ranges), read in one
-   snapshot; nothing decodes a stored conversation except :meth:`LedgerBrowser.sync`.
+   snapshot, exactly or up to a limit (past it a view reads "100,000+"); nothing decodes a
+   stored conversation except :meth:`LedgerBrowser.sync`. The in-flight count reads the
+   leases of the pending rows (an index on leases, where the ledger has one, serves it).
 6. **Tenancy.** When the ledger file has an ``integration`` column every query is bound to the
    browser's integration and :meth:`LedgerBrowser.integrations` lists them by a loose index
    scan; an older single-tenant file has the one integration ``"default"``.
@@ -215,9 +217,16 @@ class ViewCounts:
 
     now: datetime
     counts: Mapping[View, int]
+    at_least: frozenset[View] = frozenset()
+    """Views counted up to a limit and found to hold at least that many (``counts`` is then a
+    lower bound)."""
 
     def __getitem__(self, view: View) -> int:
         return self.counts[view]
+
+    def shown(self, view: View) -> str:
+        """The count as people read it: ``"1,234"``, or ``"100,000+"`` past the limit."""
+        return f"{self.counts[view]:,}" + ("+" if view in self.at_least else "")
 
     @property
     def total(self) -> int:
@@ -338,22 +347,35 @@ class LedgerBrowser:
 
     # Counts ----------------------------------------------------------------------------------
 
-    def counts(self, now: datetime) -> ViewCounts:
-        """How many syncs each view holds at ``now``, from the indexes, in one snapshot."""
+    def counts(self, now: datetime, *, limit: int | None = None) -> ViewCounts:
+        """How many syncs each view holds at ``now``, from the indexes, in one snapshot.
+
+        With ``limit``, the done, dead, due and scheduled counts stop after ``limit`` index
+        entries (those views land in ``at_least``), so a count costs at most that many steps
+        however large the ledger; ``None`` counts exactly.
+        """
         cutoff = _micros(to_utc(now, "now"))
+        if limit is not None:
+            checked: object = limit
+            if isinstance(checked, bool) or not isinstance(checked, int) or limit < 1:
+                raise _fail("limit", "must be a positive integer or None")
         tenant, args = self._where_tenant()
-        base = f"SELECT count(*) FROM due_syncs WHERE {tenant}"  # noqa: S608  # constant text
+
+        def count(conn: sqlite3.Connection, where: str, values: tuple[Any, ...]) -> int:
+            inner = f"SELECT 1 FROM due_syncs WHERE {tenant}{where}"  # noqa: S608  # constant
+            if limit is None:
+                sql = f"SELECT count(*) FROM ({inner})"  # noqa: S608  # constant text
+                return int(conn.execute(sql, (*args, *values)).fetchone()[0])
+            sql = f"SELECT count(*) FROM ({inner} LIMIT ?)"  # noqa: S608  # constant text
+            return int(conn.execute(sql, (*args, *values, limit)).fetchone()[0])
+
         with self._read() as conn:
             conn.execute("BEGIN")  # one snapshot for every count
             try:
-                done = conn.execute(base + "state = 'done'", args).fetchone()[0]
-                dead = conn.execute(base + "state = 'dead'", args).fetchone()[0]
-                due_all = conn.execute(
-                    base + "state = 'pending' AND due_at <= ?", (*args, cutoff)
-                ).fetchone()[0]
-                later_all = conn.execute(
-                    base + "state = 'pending' AND due_at > ?", (*args, cutoff)
-                ).fetchone()[0]
+                done = count(conn, "state = 'done'", ())
+                dead = count(conn, "state = 'dead'", ())
+                due_all = count(conn, "state = 'pending' AND due_at <= ?", (cutoff,))
+                later_all = count(conn, "state = 'pending' AND due_at > ?", (cutoff,))
                 leased = conn.execute(
                     f"SELECT due_at <= ?, count(*) FROM due_syncs WHERE {tenant}"  # noqa: S608
                     "state = 'pending' AND lease_owner IS NOT NULL AND lease_until > ? "
@@ -363,16 +385,18 @@ class LedgerBrowser:
             finally:
                 conn.execute("COMMIT")
         # A leased sync is in flight, whether or not it was due: it leaves its own view.
-        leased_due = sum(count for is_due, count in leased if is_due)
-        leased_later = sum(count for is_due, count in leased if not is_due)
+        leased_due = sum(n for is_due, n in leased if is_due)
+        leased_later = sum(n for is_due, n in leased if not is_due)
         counts = {
-            View.DUE: due_all - leased_due,
+            View.DUE: max(due_all - leased_due, 0),
             View.IN_FLIGHT: leased_due + leased_later,
-            View.SCHEDULED: later_all - leased_later,
+            View.SCHEDULED: max(later_all - leased_later, 0),
             View.DONE: done,
             View.DEAD: dead,
         }
-        return ViewCounts(now=to_utc(now, "now"), counts=counts)
+        raw = {View.DUE: due_all, View.SCHEDULED: later_all, View.DONE: done, View.DEAD: dead}
+        at_least = frozenset(view for view, n in raw.items() if limit is not None and n >= limit)
+        return ViewCounts(now=to_utc(now, "now"), counts=counts, at_least=at_least)
 
     # Pages -----------------------------------------------------------------------------------
 
