@@ -481,3 +481,110 @@ def test_console_command_serves_on_loopback_behind_a_one_time_link(tmp_path):
         process.wait(timeout=30)
         process.stdout.close()
         process.stderr.close()
+
+
+def test_connect_salesforce_on_loopback_then_run_with_the_saved_refresh_token(tmp_path):
+    """``connect`` catches the authorization code on loopback, saves only the refresh token
+    (mode 600, never printed), and ``run`` then syncs with it."""
+    import os
+    import socket
+
+    org = LocalSalesforce()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    redirect = f"http://127.0.0.1:{port}/callback"
+    org.register_client("app-1", "shh-secret", redirect_uris=(redirect,))
+    credentials = tmp_path / "creds.toml"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "SIGNALS_CRM_SALESFORCE_CLIENT_SECRET": "shh-secret",
+    }
+    with org.serve() as url:
+        argv = [
+            sys.executable, "-u", "-m", "signals_crm", "connect", "salesforce",
+            "--client-id", "app-1", "--login-url", url, "--redirect-uri", redirect,
+            "--credentials", str(credentials), "--no-browser", "--timeout", "60", "--json",
+        ]  # fmt: skip
+        process = subprocess.Popen(
+            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            address = None
+            while address is None:
+                line = process.stderr.readline()
+                assert line, "connect printed no address"
+                if "/services/oauth2/authorize?" in line:
+                    address = line.strip()
+            assert "code_challenge_method=S256" in address
+            answer = httpx.get(address, follow_redirects=True, timeout=30)
+            assert answer.status_code == 200
+            assert "Connected" in answer.text
+            stdout, stderr = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert process.returncode == 0, stderr
+        result = json.loads(stdout)
+        assert result["connected"] is True
+        assert result["instance_url"] == url
+        saved = credentials.read_text()
+        assert "refresh_token" in saved
+        assert "shh-secret" not in saved
+        assert credentials.stat().st_mode & 0o777 == 0o600
+        refresh = re.search(r'refresh_token = "([^"]+)"', saved).group(1)
+        assert refresh not in stdout + stderr
+
+        settings = _settings_file(tmp_path)
+        ledger = tmp_path / "ledger.sqlite3"
+        hooks = tmp_path / "hooks.jsonl"
+        hooks.write_text(_envelope(7) + "\n")
+        base = ["--settings", str(settings), "--ledger", str(ledger)]
+        assert subprocess.run(
+            [sys.executable, "-m", "signals_crm", "ingest", str(hooks), *base],
+            env=env, capture_output=True, timeout=60, check=False,
+        ).returncode == 0  # fmt: skip
+        run = subprocess.run(
+            [sys.executable, "-m", "signals_crm", "run", *base, "--crm", "salesforce",
+             "--credentials", str(credentials), "--json"],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["counts"] == {"created": 1}
+        assert refresh not in run.stdout + run.stderr
+
+
+def test_a_rotated_refresh_token_is_written_back_to_its_file(tmp_path):
+    """When the CRM rotates the refresh token, the credentials file gets the new one."""
+    from signals_crm.adapters import TokenSet
+    from signals_crm.cli._context import RotatedTokenStore
+    from signals_crm.cli._credentials import load_credentials
+
+    file = tmp_path / "creds.toml"
+    file.write_text('[hubspot]\nclient_id = "a"\nclient_secret = "s"\nrefresh_token = "old"\n')
+    file.chmod(0o600)
+    notes: list[str] = []
+    store = RotatedTokenStore(load_credentials("hubspot", file=file, environ={}), notes.append)
+    store.save(TokenSet(access_token="at-1", refresh_token="old"))
+    assert 'refresh_token = "old"' in file.read_text()
+    store.save(TokenSet(access_token="at-2", refresh_token="new-1"))
+    assert load_credentials("hubspot", file=file, environ={}).get("refresh_token") == "new-1"
+    assert load_credentials("hubspot", file=file, environ={}).get("client_secret") == "s"
+    assert not any("new-1" in n or "at-2" in n for n in notes)
+    from_env = load_credentials(
+        "hubspot",
+        environ={
+            "SIGNALS_CRM_HUBSPOT_CLIENT_ID": "a",
+            "SIGNALS_CRM_HUBSPOT_CLIENT_SECRET": "s",
+            "SIGNALS_CRM_HUBSPOT_REFRESH_TOKEN": "old",
+        },
+    )
+    warnings: list[str] = []
+    RotatedTokenStore(from_env, warnings.append).save(TokenSet(access_token="x", refresh_token="n"))
+    expected = (
+        "warning: the CRM rotated the refresh token; SIGNALS_CRM_HUBSPOT_REFRESH_TOKEN now holds "
+        "a spent one. Keep credentials in a file (see connect) to have it saved."
+    )
+    assert warnings == [expected]

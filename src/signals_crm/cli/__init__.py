@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from signals_crm.cli import (
     check,
+    connect,
     console,
     dead_letters,
     delivery,
@@ -50,6 +51,7 @@ def parser() -> argparse.ArgumentParser:
     delivery.register(sub, epilog)
     inspect.register(sub)
     dead_letters.register(sub)
+    connect.register(sub)
     console.register(sub)
     sandbox.register(sub)
     return top

@@ -16,6 +16,7 @@ import httpx
 from signals_crm.cli._common import CommandError, ExitCode, existing_ledger_path
 from signals_crm.cli._credentials import (
     CREDENTIAL_FILE_VARIABLE,
+    Credentials,
     build_adapter,
     load_credentials,
 )
@@ -86,9 +87,44 @@ def online_integration(
     if not args.timeout > 0:
         raise CommandError("--timeout must be a positive number of seconds", ExitCode.USAGE)
     timeout = httpx.Timeout(args.timeout, connect=min(10.0, args.timeout))
+    store = RotatedTokenStore(credentials, warn)
     with httpx.Client(timeout=timeout) as http:
-        adapter = build_adapter(credentials, http)
+        adapter = build_adapter(credentials, http, token_store=store)
         yield Integration(adapter, settings, ledger=ledger)
+
+
+class RotatedTokenStore:
+    """Keeps a refresh token the CRM rotated: written back to the credentials file it came
+    from, or (when it came from a variable) a warning to update that variable. Never prints
+    a token."""
+
+    def __init__(self, credentials: Credentials, warn: Any) -> None:
+        self._credentials = credentials
+        self._current = credentials.get("refresh_token")
+        self._warn = warn
+        self._warned = False
+
+    def __repr__(self) -> str:
+        return "RotatedTokenStore(<hidden>)"
+
+    def save(self, tokens: Any) -> None:
+        new = getattr(tokens, "refresh_token", None)
+        if not new or new == self._current:
+            return
+        self._current = new
+        creds = self._credentials
+        if creds.file is not None and creds.from_file("refresh_token"):
+            from signals_crm.cli.connect import save_credentials
+
+            save_credentials(creds.file, creds.crm, {"refresh_token": new})
+            self._warn(f"the CRM rotated the refresh token; saved it to {creds.file}")
+        elif not self._warned:
+            self._warned = True
+            where = creds.sources.get("refresh_token", "the refresh token's variable")
+            self._warn(
+                f"warning: the CRM rotated the refresh token; {where} now holds a spent one. "
+                "Keep credentials in a file (see connect) to have it saved."
+            )
 
 
 def writable_ledger(path: Path, integration: str = "default", **options: Any) -> SQLiteLedger:

@@ -108,6 +108,12 @@ class Credentials:
     flow: str
     values: Mapping[str, str] = attrs.field(repr=False)
     sources: Mapping[str, str] = attrs.field(repr=False, factory=dict)
+    file: Path | None = None
+    """The credentials file the values were read from, if any."""
+
+    def from_file(self, key: str) -> bool:
+        """Whether ``key`` came from the credentials file (not a variable or an option)."""
+        return self.file is not None and self.sources.get(key, "").endswith(f".{key}")
 
     def get(self, key: str) -> str | None:
         return self.values.get(key)
@@ -241,7 +247,7 @@ def load_credentials(
     for key in _URLS:
         if key in values:
             _check_url(crm, key, values[key], sources)
-    return Credentials(crm=crm, flow=flow, values=values, sources=sources)
+    return Credentials(crm=crm, flow=flow, values=values, sources=sources, file=path)
 
 
 def _private_key(credentials: Credentials) -> bytes:

@@ -627,7 +627,7 @@ def create_console(
     clock: Callable[[], datetime] | None = None,
     page_size: int = 50,
     csrf_secret: bytes | None = None,
-    count_limit: int | None = 100_000,
+    count_limit: int | None = 10_000,
 ) -> Starlette:
     """The console as an ASGI application over the SQLite ledger file ``ledger``.
 
@@ -637,7 +637,7 @@ def create_console(
     conversation page explain eligibility; ``crm`` is the CRM's kind; ``crm_links`` turns CRM
     ids into links (:func:`salesforce_links`, :func:`hubspot_links`). ``csrf_secret`` signs the
     forms' tokens (default: random per console object; give one when several processes serve
-    the same console). ``count_limit`` bounds each view's count (shown as "100,000+" past it;
+    the same console). ``count_limit`` bounds each view's count (shown as "10,000+" past it;
     ``None``: exact counts, whose cost grows with the ledger).
     """
     hook: object = authenticate
