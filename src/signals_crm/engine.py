@@ -30,7 +30,7 @@ from collections.abc import (
     Sequence,
 )
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import attrs
@@ -89,6 +89,7 @@ from signals_crm.ledger.memory import MemoryLedger
 from signals_crm.ledger.sqlite import SQLiteLedger
 
 if TYPE_CHECKING:
+    from signals_crm.adapters.base import ReportsApiUsage
     from signals_crm.settings import IntegrationSettings
 
 __all__ = [
@@ -484,8 +485,10 @@ class _IntegrationBase:
     # Each yields adapter calls and sleeps, and returns its result; the twins only drive them.
 
     def _budget_exhausted(self) -> bool:
-        usage = getattr(self._adapter, "api_usage", None)
-        share = getattr(usage, "fraction_used", None)
+        if not self._caps.reports_api_usage:
+            return False
+        usage = cast("ReportsApiUsage", self._adapter).api_usage
+        share = usage.fraction_used if usage is not None else None
         return isinstance(share, int | float) and share >= self.api_budget
 
     def _preflight_flow(self) -> Generator[Call | Sleep, Any, list[Problem]]:
@@ -493,7 +496,7 @@ class _IntegrationBase:
             self.config,
             self._caps,
             self._reader,
-            check_campaign=hasattr(self._adapter, "campaign_exists"),
+            check_campaign=self._caps.checks_campaigns,
         )
         self._preflight = problems
         return list(problems)

@@ -62,6 +62,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 
+from signals_crm.adapters.base import ApiUsage
 from signals_crm.core.crm import (
     CampaignMembershipWrite,
     Capabilities,
@@ -257,6 +258,7 @@ def _flavour(
             account_object="Account",
             required_on_create=("LastName", "Company"),
             checks_campaigns=True,
+            reports_api_usage=True,
         )
         return _Flavour(
             capabilities=caps,
@@ -293,6 +295,7 @@ def _flavour(
         account_object="companies",
         required_on_create=(),
         checks_campaigns=True,
+        reports_api_usage=True,
     )
     return _Flavour(
         capabilities=caps,
@@ -406,6 +409,9 @@ class InMemoryCRM:
     :class:`TickingClock` from 2024-01-01 UTC, one second per write). ``schemas`` replace or
     add object schemas by name.
     """
+
+    api_usage: ApiUsage | None = None
+    """The API usage this CRM reports (``None``: none yet); set it to exercise ``api_budget``."""
 
     def __init__(
         self,
