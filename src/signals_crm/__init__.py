@@ -35,6 +35,7 @@ from signals_crm.core.model import (
 )
 from signals_crm.core.ownership import OwnershipPath, OwnershipResult
 from signals_crm.core.plan import Plan, Planner, PlanOutcome, SyncMode, plan_sync
+from signals_crm.core.users import UserMappingProposal
 from signals_crm.engine import AsyncIntegration, DryRun, Integration, SyncReport
 from signals_crm.exceptions import (
     AdapterError,
@@ -44,6 +45,9 @@ from signals_crm.exceptions import (
     CRMServerError,
     DuplicateRecordError,
     IntegrationDisabledError,
+    InvalidTransitionError,
+    LeaseLostError,
+    LedgerError,
     NotFoundError,
     PermissionDeniedError,
     PlanningError,
@@ -51,9 +55,11 @@ from signals_crm.exceptions import (
     RateLimitedError,
     SignalsCRMError,
     TransportError,
+    WebhookError,
 )
+from signals_crm.ledger.base import DueSync
 from signals_crm.settings import IntegrationSettings, load_settings
-from signals_crm.webhook import parse_webhook
+from signals_crm.webhook import WebhookEvent, parse_webhook, parse_webhook_event
 
 __version__ = "0.1.0.dev0"
 
@@ -75,11 +81,15 @@ __all__ = [
     "ConversationStatus",
     "Criteria",
     "DryRun",
+    "DueSync",
     "DuplicateRecordError",
     "Explanation",
     "Integration",
     "IntegrationDisabledError",
     "IntegrationSettings",
+    "InvalidTransitionError",
+    "LeaseLostError",
+    "LedgerError",
     "Meeting",
     "NotFoundError",
     "OutcomeKind",
@@ -103,9 +113,13 @@ __all__ = [
     "SyncReport",
     "Traffic",
     "TransportError",
+    "UserMappingProposal",
     "Visitor",
+    "WebhookError",
+    "WebhookEvent",
     "__version__",
     "load_settings",
     "parse_webhook",
+    "parse_webhook_event",
     "plan_sync",
 ]

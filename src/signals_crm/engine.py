@@ -20,6 +20,7 @@ import random as _random
 import socket
 import threading
 import time
+import warnings
 from collections.abc import (
     Awaitable,
     Callable,
@@ -254,6 +255,10 @@ def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def _renamed(old: str, new: str) -> None:
+    warnings.warn(f"{old} is deprecated: use {new}", DeprecationWarning, stacklevel=3)
 
 
 class _IntegrationBase:
@@ -822,9 +827,14 @@ class Integration(_IntegrationBase):
         """Sync every conversation whose sync is due at ``now`` (default: the clock)."""
         return self._drive(self._run_due_flow(now, limit))
 
-    def sync_manually(self, conversation: Conversation) -> ConversationOutcome:
+    def manual_sync(self, conversation: Conversation) -> ConversationOutcome:
         """Sync one visitor now: criteria and delay ignored, no tasks; refused when off."""
         return self._drive(self._manual_flow(conversation))
+
+    def sync_manually(self, conversation: Conversation) -> ConversationOutcome:
+        """Deprecated: :meth:`manual_sync`."""
+        _renamed("Integration.sync_manually", "manual_sync")
+        return self.manual_sync(conversation)
 
     def backfill(
         self,
@@ -955,9 +965,14 @@ class AsyncIntegration(_IntegrationBase):
         """Sync every conversation whose sync is due at ``now`` (default: the clock)."""
         return await self._adrive(self._run_due_flow(now, limit))
 
-    async def async_manually(self, conversation: Conversation) -> ConversationOutcome:
+    async def amanual_sync(self, conversation: Conversation) -> ConversationOutcome:
         """Sync one visitor now: criteria and delay ignored, no tasks; refused when off."""
         return await self._adrive(self._manual_flow(conversation))
+
+    async def async_manually(self, conversation: Conversation) -> ConversationOutcome:
+        """Deprecated: :meth:`amanual_sync`."""
+        _renamed("AsyncIntegration.async_manually", "amanual_sync")
+        return await self.amanual_sync(conversation)
 
     async def abackfill(
         self,

@@ -181,7 +181,7 @@ def test_contact_is_never_updated_activities_attach(crm):
 def test_manual_sync_ignores_criteria_and_creates_no_task(crm):
     """Manual sync of an unscored visitor creates the Lead without tasks."""
     sync = integration(crm)
-    outcome = sync.sync_manually(conv(score=None))
+    outcome = sync.manual_sync(conv(score=None))
     assert outcome.kind is OutcomeKind.CREATED
     assert crm.task_markers(outcome.person_id) == []
 
@@ -192,7 +192,7 @@ def test_disabled_integration_writes_nothing(crm):
     assert sync.conversation_closed(conv()) is None
     assert sync.run_due(LATER).outcomes == ()
     with pytest.raises(IntegrationDisabledError):
-        sync.sync_manually(conv())
+        sync.manual_sync(conv())
     with pytest.raises(IntegrationDisabledError):
         sync.backfill([conv()])
     assert crm.calls["create_people"] == 0
@@ -425,7 +425,7 @@ async def test_async_twin_same_behaviour(crm):
     (lead,) = lead_ids(crm, "lena@brightfield.test")
     assert len(crm.task_markers(lead)) == 2
     assert naps == [0.5]
-    manual = await sync.async_manually(conv("c-2", email="two@x.test", score=None))
+    manual = await sync.amanual_sync(conv("c-2", email="two@x.test", score=None))
     assert manual.kind is OutcomeKind.CREATED
     explanation = await sync.aexplain("c-1", now=LATER)
     assert explanation.ledger is not None

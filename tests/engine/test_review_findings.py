@@ -324,7 +324,7 @@ def test_manual_sync_racing_an_in_flight_automatic_create_makes_one_lead() -> No
     auto = engine(crm, cfg, ledger=ledger, worker_id="auto")
     manual = engine(crm, cfg, ledger=ledger, worker_id="ui")
     auto.conversation_closed(conv())
-    crm.during_create = lambda: manual.sync_manually(conv())
+    crm.during_create = lambda: manual.manual_sync(conv())
     auto.run_due(LATER)
     assert len(crm.people_with_email(EMAIL)) == 1
 
@@ -394,7 +394,7 @@ def test_manual_sync_after_automatic_sync_pushes_changed_values() -> None:
     sync.conversation_closed(conv())
     assert sync.run_due(LATER).outcome("c-1").kind is OutcomeKind.UPDATED
     assert (crm.person_fields(lead) or {})["FirstName"] == "Lena"
-    outcome = sync.sync_manually(conv(first="Lenora"))
+    outcome = sync.manual_sync(conv(first="Lenora"))
     assert outcome.kind is OutcomeKind.UPDATED
     assert (crm.person_fields(lead) or {})["FirstName"] == "Lenora"
 
@@ -454,7 +454,7 @@ def test_manual_sync_pushes_a_dead_lettered_visitor_again() -> None:
     sync = engine(crm, config(crm))
     sync.conversation_closed(conv())
     assert sync.run_due(LATER).outcome("c-1").kind is OutcomeKind.FAILED
-    outcome = sync.sync_manually(conv())
+    outcome = sync.manual_sync(conv())
     assert outcome.kind is OutcomeKind.CREATED
     assert len(crm.people_with_email(EMAIL)) == 1
 
@@ -687,7 +687,7 @@ def test_manual_then_automatic_sync_of_one_conversation() -> None:
     campaign = crm.seed_campaign(name="Chat")
     sync = engine(crm, config(crm, campaign))
     sync.conversation_closed(conv())
-    manual = sync.sync_manually(conv())
+    manual = sync.manual_sync(conv())
     (lead,) = crm.people_with_email(EMAIL)
     assert manual.kind is OutcomeKind.CREATED
     assert crm.task_markers(lead) == []

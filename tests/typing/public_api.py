@@ -53,7 +53,7 @@ def host_flow(payload: bytes) -> None:
     created: bool = outcome.kind is OutcomeKind.CREATED
     why: Explanation = integration.explain("c-1")
     text: str = why.as_text()
-    manual = integration.sync_manually(
+    manual = integration.manual_sync(
         Conversation(id="c-2", closed_at=datetime.now(UTC), visitor=Visitor(email="a@b.test"))
     )
     owner: OwnershipResult = integration.account_owner(Company(domain="acme.test"))

@@ -199,7 +199,7 @@ def demo(out: Any = None) -> dict[str, Any]:
             lead_score=1,
             closed_at=closed,
         )
-        outcome = integration.sync_manually(manual)
+        outcome = integration.manual_sync(manual)
         write(
             f"\nManual sync of c-1004 (below the criteria): {outcome.kind.value} "
             f"({outcome.person_id}), no tasks"
