@@ -1142,3 +1142,128 @@ def test_arbitrary_json_like_input_raises_only_configuration_errors(data: Any) -
     except ConfigurationError:
         return
     assert isinstance(s.to_config(), SyncConfig)
+
+
+# ------------------------------------------------------------------------------------------------
+# Editing settings in code: methods that return validated new settings
+
+
+def base_settings() -> IntegrationSettings:
+    """Settings with one mapping, one user and one rule, for the editing examples."""
+    return IntegrationSettings.from_dict(
+        {
+            "field_mappings": {"lead": [{"source": "contact.first_name", "target": "FirstName"}]},
+            "user_mapping": [{"signals_user_id": "5512", "crm_user_id": SF_USER}],
+            "segments": {
+                "enterprise": {"domains": ["acme.test"]},
+                "smb": {"domains": ["small.test"]},
+            },
+            "ownership_rules": [{"segment": "enterprise", "owner_fields": ["OwnerId"]}],
+        }
+    )
+
+
+def test_add_and_remove_a_field_mapping() -> None:
+    """A mapping is appended, replaced by target (any case) and removed; the original is
+    untouched and every result converts to core values."""
+    s = base_settings()
+    added = s.with_field_mapping("lead", "chat.traffic_source", "LeadSource", overwrite=True)
+    assert [m.target for m in added.field_mappings.lead] == ["FirstName", "LeadSource"]
+    assert added.field_mappings.lead[1].overwrite
+    replaced = added.with_field_mapping("lead", "contact.preferred_name", "firstname")
+    assert [(m.source, m.target) for m in replaced.field_mappings.lead] == [
+        ("contact.preferred_name", "firstname"),
+        ("chat.traffic_source", "LeadSource"),
+    ]
+    removed = replaced.without_field_mapping("lead", "LEADSOURCE")
+    assert [m.target for m in removed.field_mappings.lead] == ["firstname"]
+    assert [m.target for m in s.field_mappings.lead] == ["FirstName"]
+    assert removed.to_config().field_mappings.lead[0].source == "contact.preferred_name"
+
+
+def test_field_mapping_edits_are_validated() -> None:
+    """An invalid mapping, a pulled mapping outside company.*, an unknown tab or a missing
+    target raises ConfigurationError with the loading paths."""
+    s = base_settings()
+    with pytest.raises(ConfigurationError) as exc:
+        s.with_field_mapping("lead", "chat.trafic_source", "Bad Name")
+    assert set(exc.value.paths) == {
+        "field_mappings.lead[1].source",
+        "field_mappings.lead[1].target",
+    }
+    with pytest.raises(ConfigurationError) as exc:
+        s.with_field_mapping("account", "contact.email", "Website")
+    assert exc.value.paths == ("field_mappings.account[0].source",)
+    with pytest.raises(ConfigurationError, match="unknown tab 'deal'"):
+        s.with_field_mapping("deal", "contact.email", "Email")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="no mapping to 'Phone' to remove"):
+        s.without_field_mapping("lead", "Phone")
+
+
+def test_add_replace_and_remove_a_user_mapping() -> None:
+    """A Signals user is mapped once: a new mapping of the same id or email replaces it."""
+    s = base_settings()
+    added = s.with_user_mapping("12345", signals_email="Marco@X.test", licensed=False)
+    assert [u.crm_user_id for u in added.user_mapping] == [SF_USER, "12345"]
+    moved = added.with_user_mapping("67890", signals_email="marco@x.test")
+    assert [(u.signals_email, u.crm_user_id) for u in moved.user_mapping] == [
+        (None, SF_USER),
+        ("marco@x.test", "67890"),
+    ]
+    both = moved.with_user_mapping("11111", signals_user_id="5512", signals_email="marco@x.test")
+    assert [(u.signals_user_id, u.crm_user_id) for u in both.user_mapping] == [("5512", "11111")]
+    removed = moved.without_user_mapping(signals_user_id="5512")
+    assert [u.crm_user_id for u in removed.user_mapping] == ["67890"]
+    assert removed.to_config().users.entries[0].signals_email == "marco@x.test"
+
+
+def test_user_mapping_edits_are_validated() -> None:
+    """A malformed id, no Signals user named, or nothing to remove is a ConfigurationError."""
+    s = base_settings()
+    with pytest.raises(ConfigurationError) as exc:
+        s.with_user_mapping("12 34", signals_user_id="u-1")
+    assert exc.value.paths == ("user_mapping[1].crm_user_id",)
+    with pytest.raises(ConfigurationError, match="name the Signals user"):
+        s.with_user_mapping("12345")
+    with pytest.raises(ConfigurationError, match=r"no mapping of Signals user 'nobody@x\.test'"):
+        s.without_user_mapping(signals_email="nobody@x.test")
+
+
+def test_add_replace_and_remove_an_ownership_rule() -> None:
+    """A rule is replaced for its segment in place, inserted at a position, or removed."""
+    s = base_settings()
+    first = s.with_ownership_rule("smb", ["OwnerId"], fallback_user="5520", position=0)
+    assert [r.segment for r in first.ownership_rules] == ["smb", "enterprise"]
+    changed = first.with_ownership_rule("enterprise", ["OwnerId", "Backup__c"])
+    assert [(r.segment, r.owner_fields) for r in changed.ownership_rules] == [
+        ("smb", ("OwnerId",)),
+        ("enterprise", ("OwnerId", "Backup__c")),
+    ]
+    removed = changed.without_ownership_rule("smb")
+    assert [r.segment for r in removed.ownership_rules] == ["enterprise"]
+    assert removed.to_config().ownership.rules[0].owner_fields == ("OwnerId", "Backup__c")
+
+
+def test_ownership_rule_edits_are_validated() -> None:
+    """A rule on an unknown segment or with three owner fields, or nothing to remove, is a
+    ConfigurationError naming the place."""
+    s = base_settings()
+    with pytest.raises(ConfigurationError) as exc:
+        s.with_ownership_rule("midmarket", ["OwnerId", "A__c", "B__c"])
+    assert set(exc.value.paths) == {
+        "ownership_rules[1].segment",
+        "ownership_rules[1].owner_fields",
+    }
+    with pytest.raises(ConfigurationError, match="no rule for segment 'smb' to remove"):
+        s.without_ownership_rule("smb")
+
+
+@hsettings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(s=settings())
+def test_editing_round_trips_through_every_format(s: IntegrationSettings) -> None:
+    """Adding then removing a mapping gives back equal settings, and edited settings load back
+    equal from TOML."""
+    target = "Signals_Edit__c"
+    edited = s.with_field_mapping("lead", "conversation.lead_score", target)
+    assert IntegrationSettings.from_toml(edited.to_toml()) == edited
+    assert edited.without_field_mapping("lead", target) == s

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias, Union
@@ -481,6 +481,129 @@ class IntegrationSettings(BaseModel):
         """TOML text that loads back equal."""
         return tomli_w.dumps(self.to_dict())
 
+    # -- editing ------------------------------------------------------------------------------
+    # Each method returns new, validated settings (the settings are frozen); a change that
+    # makes them invalid raises ``ConfigurationError`` with the same paths as loading.
+
+    def _edited(self, key: str, value: Any) -> IntegrationSettings:
+        data = self.model_dump(mode="json", exclude_none=True)
+        data[key] = value
+        return type(self).from_dict(data)
+
+    def with_field_mapping(
+        self, tab: MappingTab, source: str, target: str, *, overwrite: bool = False
+    ) -> IntegrationSettings:
+        """These settings with ``source`` mapped to ``target`` in ``tab`` (``"lead"``,
+        ``"contact"`` or ``"account"``). A mapping to the same target (any case) is replaced in
+        place; otherwise the new one is appended."""
+        tabs = self.field_mappings.model_dump(mode="json")
+        entries = _tab(tabs, tab)
+        entry = {"source": source, "target": target, "overwrite": overwrite}
+        same = _index_of(entries, lambda e: str(e["target"]).lower() == target.lower())
+        if same is None:
+            entries.append(entry)
+        else:
+            entries[same] = entry
+        return self._edited("field_mappings", tabs)
+
+    def without_field_mapping(self, tab: MappingTab, target: str) -> IntegrationSettings:
+        """These settings without the mapping to ``target`` (any case) in ``tab``. Raises
+        ``ConfigurationError`` when there is none."""
+        tabs = self.field_mappings.model_dump(mode="json")
+        entries = _tab(tabs, tab)
+        same = _index_of(entries, lambda e: str(e["target"]).lower() == target.lower())
+        if same is None:
+            raise ConfigurationError(
+                [Problem(f"field_mappings.{tab}", f"no mapping to {target!r} to remove")]
+            )
+        del entries[same]
+        return self._edited("field_mappings", tabs)
+
+    def with_user_mapping(
+        self,
+        crm_user_id: str,
+        *,
+        signals_user_id: str | None = None,
+        signals_email: str | None = None,
+        licensed: bool = True,
+    ) -> IntegrationSettings:
+        """These settings with a Signals user (by id and/or email) mapped to ``crm_user_id``.
+        The entries of that Signals user (same id, or same email in any case) are replaced by
+        this one, in the place of the first; otherwise it is appended."""
+        entry: dict[str, Any] = {"crm_user_id": crm_user_id, "licensed": licensed}
+        if signals_user_id is not None:
+            entry["signals_user_id"] = signals_user_id
+        if signals_email is not None:
+            entry["signals_email"] = signals_email
+        entries = [u.model_dump(mode="json", exclude_none=True) for u in self.user_mapping]
+        same = [
+            i
+            for i, e in enumerate(entries)
+            if _same_signals_user(e, signals_user_id=signals_user_id, signals_email=signals_email)
+        ]
+        if same:
+            entries[same[0]] = entry
+            entries = [e for i, e in enumerate(entries) if i not in same[1:]]
+        else:
+            entries.append(entry)
+        return self._edited("user_mapping", entries)
+
+    def without_user_mapping(
+        self, *, signals_user_id: str | None = None, signals_email: str | None = None
+    ) -> IntegrationSettings:
+        """These settings without the entries of a Signals user (same id, or same email in any
+        case). Raises ``ConfigurationError`` when there is none (or when neither is given)."""
+        entries = [u.model_dump(mode="json", exclude_none=True) for u in self.user_mapping]
+        kept = [
+            e
+            for e in entries
+            if not _same_signals_user(
+                e, signals_user_id=signals_user_id, signals_email=signals_email
+            )
+        ]
+        if len(kept) == len(entries):
+            who = signals_user_id if signals_user_id is not None else signals_email
+            raise ConfigurationError(
+                [Problem("user_mapping", f"no mapping of Signals user {who!r} to remove")]
+            )
+        return self._edited("user_mapping", kept)
+
+    def with_ownership_rule(
+        self,
+        segment: str,
+        owner_fields: Sequence[str],
+        *,
+        fallback_user: str | None = None,
+        position: int | None = None,
+    ) -> IntegrationSettings:
+        """These settings with the rule for ``segment`` (which must be in ``segments``): read
+        ``owner_fields`` (one or two), then ``fallback_user``. The segment's rule is replaced
+        in place; a new rule goes at ``position`` (default: last, the lowest priority)."""
+        rule: dict[str, Any] = {"segment": segment, "owner_fields": list(owner_fields)}
+        if fallback_user is not None:
+            rule["fallback_user"] = fallback_user
+        rules = [r.model_dump(mode="json", exclude_none=True) for r in self.ownership_rules]
+        same = _index_of(rules, lambda r: r["segment"] == segment)
+        if same is not None:
+            rules[same] = rule
+        elif position is None:
+            rules.append(rule)
+        else:
+            rules.insert(position, rule)
+        return self._edited("ownership_rules", rules)
+
+    def without_ownership_rule(self, segment: str) -> IntegrationSettings:
+        """These settings without the rule for ``segment``. Raises ``ConfigurationError`` when
+        there is none."""
+        rules = [r.model_dump(mode="json", exclude_none=True) for r in self.ownership_rules]
+        same = _index_of(rules, lambda r: r["segment"] == segment)
+        if same is None:
+            raise ConfigurationError(
+                [Problem("ownership_rules", f"no rule for segment {segment!r} to remove")]
+            )
+        del rules[same]
+        return self._edited("ownership_rules", rules)
+
     # -- the core value -----------------------------------------------------------------------
 
     def to_config(self) -> SyncConfig:
@@ -523,6 +646,39 @@ def _toml_text(document: object) -> str:
             [Problem("", f"TOML settings must be text or bytes, not {kind(document)}")]
         )
     return document
+
+
+MappingTab: TypeAlias = Literal["lead", "contact", "account"]
+
+
+def _tab(tabs: dict[str, Any], tab: str) -> list[dict[str, Any]]:
+    if tab not in ("lead", "contact", "account"):
+        raise ConfigurationError(
+            [Problem("field_mappings", f"unknown tab {tab!r}: lead, contact or account")]
+        )
+    entries: list[dict[str, Any]] = tabs[tab]
+    return entries
+
+
+def _index_of(entries: list[dict[str, Any]], test: Callable[[dict[str, Any]], bool]) -> int | None:
+    return next((i for i, e in enumerate(entries) if test(e)), None)
+
+
+def _same_signals_user(
+    entry: Mapping[str, Any], *, signals_user_id: str | None, signals_email: str | None
+) -> bool:
+    if signals_user_id is None and signals_email is None:
+        raise ConfigurationError(
+            [Problem("user_mapping", "name the Signals user: signals_user_id or signals_email")]
+        )
+    if signals_user_id is not None and entry.get("signals_user_id") == signals_user_id:
+        return True
+    email = entry.get("signals_email")
+    return (
+        signals_email is not None
+        and isinstance(email, str)
+        and normalize_email(email) == normalize_email(signals_email)
+    )
 
 
 _TAGGED: Mapping[str, type[BaseModel]] = {
