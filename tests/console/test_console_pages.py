@@ -213,3 +213,24 @@ def test_the_local_runner_spends_its_login_token_once(console_ledger):
         with httpx.Client(base_url=base, timeout=30) as other:
             assert other.get(f"/login?token={auth.login_token}").status_code == 403
         assert client.get("/i/default/syncs?view=done").status_code == 200
+
+
+def test_the_integration_page_shows_the_last_runs_and_their_api_use(console_ledger):
+    """Runs the engine recorded appear newest first, with the API budget use of the last."""
+    with SQLiteLedger(console_ledger) as ledger:
+        ledger.record_run({"counts": {"created": 2}, "adapter_calls": 5})
+        ledger.record_run(
+            {
+                "counts": {"created": 7},
+                "adapter_calls": 9,
+                "api_usage": {"used": 130, "limit": 15000},
+            }
+        )
+    app = create_console(console_ledger, authenticate=operator_from_header)
+    with serving(app) as base, httpx.Client(base_url=base, timeout=30) as client:
+        page = client.get("/i/default/", headers=AUTH).text
+    runs = re.search(r'<div id="runs">(.*?)</div>', page, flags=re.DOTALL).group(1)
+    assert runs.index("created 7") < runs.index("created 2")
+    budget = re.search(r'<dl class="facts" id="budget">(.*?)</dl>', page, flags=re.DOTALL).group(1)
+    assert "used 130" in budget
+    assert "limit 15000" in budget

@@ -569,7 +569,8 @@ class LedgerBrowser:
 
     def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The last runs' reports, newest first, as stored by a ledger that records them
-        (a table named ``runs``); JSON text columns are decoded. ``[]`` when none are kept."""
+        (a table named ``runs``): ``id``, ``recorded_at`` and the keys of the run's summary.
+        ``[]`` when none are kept."""
         checked: object = limit
         if isinstance(checked, bool) or not isinstance(checked, int) or not 1 <= limit <= MAX_PAGE:
             raise _fail("limit", f"must be an integer from 1 to {MAX_PAGE}")
@@ -592,9 +593,16 @@ class LedgerBrowser:
                 if name == "integration":
                     continue
                 run[name] = value
+                if name.endswith("_at") and isinstance(value, int):
+                    run[name] = _from_micros(value)
                 if isinstance(value, str) and value[:1] in "{[":
                     with contextlib.suppress(ValueError):
                         run[name] = json.loads(value)
+            summary = run.pop("summary", None)
+            if isinstance(summary, dict):  # the engine's summary: its keys are the columns
+                run.update(summary)
+            elif summary is not None:
+                run["summary"] = summary
             runs.append(run)
         return runs
 
