@@ -22,9 +22,9 @@ from signals_crm.testing.memory import InMemoryCRM
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 CONFIG = SyncConfig(
-    delay=timedelta(0),
+    synchronization_delay=timedelta(0),
     campaign_id=None,
-    mappings=FieldMappings(lead=(FieldMapping("contact.last_name", "LastName"),)),
+    field_mappings=FieldMappings(lead=(FieldMapping("contact.last_name", "LastName"),)),
     placeholders={"LastName": "[none]", "Company": "[none]"},
 )
 

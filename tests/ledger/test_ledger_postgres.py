@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from ledger_clock import T0
@@ -134,3 +135,38 @@ async def test_the_async_ledger_runs_the_same_operations(
         assert (stats.syncs[DueState.DONE], stats.commands[CommandState.SENT]) == (2, 1)
         run = await ledger.record_run({"counts": {"created": 2}})
         assert [r.id for r in await ledger.recent_runs(5)] == [run.id]
+
+
+def test_a_sqlite_ledger_moves_to_postgres(
+    postgres_schema: tuple[str, str], tmp_path: Path
+) -> None:
+    """copy_from_sqlite moves every integration's syncs, commands, links and runs unchanged;
+    the moved ledger claims on with the next fence, and a second copy changes nothing."""
+    from signals_crm.core.model import PersonKind
+    from signals_crm.ledger import SQLiteLedger
+
+    path = tmp_path / "ledger.db"
+    with SQLiteLedger(path) as source:
+        acme = source.for_integration("acme")
+        source.schedule_many([(conv("c1"), T0), (conv("c2"), T0)])
+        acme.schedule(conv("c1", "acme@x.io"), T0)
+        (claimed,) = acme.claim(T0, 1, owner="w", until=T0 + LEASE)
+        source.record([CommandRecord("c1:person", "c1", "create_person", CommandState.SENT, T0)])
+        source.complete(["c2"], "created")
+        acme.link("acme@x.io", "00Q1", PersonKind.LEAD)
+        source.record_run({"counts": {"created": 1}})
+    conninfo, schema = postgres_schema
+    with postgres.PostgresLedger(conninfo, schema=schema) as target:
+        copied = postgres.copy_from_sqlite(path, target)
+        assert copied == {"due_syncs": 3, "commands": 1, "links": 1, "runs": 1}
+        assert postgres.copy_from_sqlite(path, target) == copied  # idempotent
+        stats = target.stats()
+        assert (stats.syncs[DueState.PENDING], stats.syncs[DueState.DONE]) == (1, 1)
+        assert stats.commands[CommandState.SENT] == 1
+        moved = target.for_integration("acme")
+        assert moved.links_for(["acme@x.io"])["acme@x.io"].crm_id == "00Q1"
+        (again,) = moved.claim(limit=5, owner="w2", lease=LEASE)
+        assert again.fence == claimed.fence + 1
+        assert [r.summary for r in target.recent_runs(5)] == [{"counts": {"created": 1}}]
+        later = target.record_run({"counts": {}})
+        assert later.id > target.recent_runs(5)[1].id

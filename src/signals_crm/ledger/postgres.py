@@ -33,6 +33,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -79,8 +80,15 @@ from signals_crm.ledger.base import (
     to_utc,
 )
 from signals_crm.ledger.codec import conversation_from_dict, conversation_to_dict
+from signals_crm.ledger.sqlite import SQLiteLedger
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "AsyncPostgresLedger", "PostgresLedger"]
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "AsyncPostgresLedger",
+    "PostgresLedger",
+    "copy_from_sqlite",
+]
 
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _LOCK_ID = 0x5343524D  # advisory lock of the migration ("SCRM")
@@ -1326,3 +1334,61 @@ class AsyncPostgresLedger(_Base):
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+# ------------------------------------------------------------------------------------------------
+# Moving a SQLite ledger to PostgreSQL
+
+_COPY_TABLES = {
+    "due_syncs": (
+        (
+            "integration, conversation_id, due_at, state, attempts, last_error, outcome, "
+            "conversation, lease_owner, lease_until, email, fence"
+        ),
+        "integration, conversation_id",
+    ),
+    "commands": (
+        (
+            "integration, key, conversation_id, kind, state, crm_id, reason, attempts, updated_at, "
+            "payload_digest, owner, fence"
+        ),
+        "integration, key",
+    ),
+    "links": ("integration, email, crm_id, kind", "integration, email"),
+    "runs": ("id, integration, recorded_at, summary", "id"),
+}
+
+
+def copy_from_sqlite(path: str | os.PathLike[str], target: PostgresLedger) -> dict[str, int]:
+    """Copy every row of the SQLite ledger file at ``path`` (every integration) into the
+    PostgreSQL ledger ``target``'s schema; returns the rows copied per table.
+
+    Stop every worker first. The file is opened read-only (at the current schema: open it once
+    with ``SQLiteLedger`` to upgrade it). Both stores share the column layout, so rows move
+    unchanged, fencing tokens and all. Rows already present are left as they are, so running
+    it again after a failure is safe. Each table is copied in one transaction.
+    """
+    with SQLiteLedger(path, read_only=True) as source:
+        conn = source._connection()  # noqa: SLF001  # this package's own store
+        copied: dict[str, int] = {}
+        for table, (columns, key) in _COPY_TABLES.items():
+            rows = conn.execute(f"SELECT {columns} FROM {table}").fetchall()  # noqa: S608
+            width = len(columns.split(","))
+            placeholders = ", ".join(["%s"] * width)
+            statement = (
+                f"INSERT INTO {target.schema}.{table} ({columns}) VALUES ({placeholders}) "  # noqa: S608
+                f"ON CONFLICT ({key}) DO NOTHING"
+            )
+            try:
+                pool = target._pool  # noqa: SLF001  # this module's own class
+                with pool.connection() as pg, pg.transaction(), pg.cursor() as cursor:
+                    cursor.executemany(statement, rows)
+                    if table == "runs":
+                        cursor.execute(
+                            f"SELECT setval(pg_get_serial_sequence('{target.schema}.runs', 'id'), "  # noqa: S608
+                            f"greatest((SELECT max(id) FROM {target.schema}.runs), 1))"
+                        )
+            except target._psycopg.Error as error:  # noqa: SLF001  # this module's own class
+                raise LedgerError(f"copying {table} to PostgreSQL failed: {error}") from error
+            copied[table] = len(rows)
+    return copied
