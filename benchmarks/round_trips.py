@@ -1,0 +1,502 @@
+"""Round trips at the physical limit (issue 13): every target measured side by side, one run.
+
+Workload (the "realistic mix"): visitor ``i`` closed a conversation with a chat transcript and
+a booked meeting (two activities, so two Tasks), an email of 30 to 60 characters, a name and a
+phone mapped to the Lead. Of every ten visitors seven are new, two are existing Leads (their
+first name and phone get updated) and one is an existing Contact. New Leads join a campaign.
+Everything goes through the real ``SalesforceAdapter`` and the SQLite ledger on disk
+(``synchronous=FULL``); the CRM is the local Salesforce (``signals_crm.testing.salesforce``),
+which meters API calls the way Salesforce does (a composite request counts as one).
+
+1. Backfill of N visitors (default 10,000), in-process: HTTP requests and API calls per visitor,
+   by kind, against the target of 0.012 calls per visitor. Preflight (campaign check, Lead
+   describe, users) is included and also shown apart.
+2. One new visitor's automatic sync, warm (preflight done): ``conversation_closed`` then
+   ``run_due``; its round trips, its SQLite commits (``COMMIT`` statements plus writes made
+   outside a transaction, counted with ``sqlite3.Connection.set_trace_callback``) and its wall
+   time with 20 ms added before every request.
+3. M visitors (default 1,000) at +20 ms per request against the sandbox over loopback HTTPS
+   (``signals_crm.testing.LoopbackServer``): the library's backfill against a per-record loop
+   written with simple-salesforce doing the same writes (Lead lookup, Contact lookup, create or
+   update, one Task per activity, the campaign member of a new Lead). Both run here, one after
+   the other, each against its own freshly seeded org.
+4. Client CPU per visitor in run 1: process CPU minus the CPU spent inside the sandbox's
+   handler (measured around every request by wrapping its transport). The ledger's SQLite time
+   is library time.
+5. Core planning rate: ``benchmarks/plan_throughput.py``'s measurement, called here.
+6. Bulk API 2.0 against Collections at 100,000 visitors, in API calls: the Collections figure
+   is run 1 scaled; the Bulk figure is a calculation from the measured lookups (Bulk ingest does
+   not look up by email) plus, per ingest job, create + upload + close + polls + results.
+
+    python benchmarks/round_trips.py [--visitors N] [--loopback-visitors M] [--planning N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import os
+import sqlite3
+import ssl
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import requests
+from requests.adapters import HTTPAdapter
+
+from signals_crm.adapters.salesforce import SalesforceAdapter, StaticToken
+from signals_crm.core.config import (
+    Criteria,
+    FieldMapping,
+    FieldMappings,
+    SyncConfig,
+    UserMapEntry,
+    UserMapping,
+)
+from signals_crm.core.model import (
+    Conversation,
+    Meeting,
+    Participants,
+    PersonKind,
+    SignalsUser,
+    Visitor,
+)
+from signals_crm.core.plan import Planner
+from signals_crm.engine import Integration
+from signals_crm.ledger import SQLiteLedger
+from signals_crm.testing import LoopbackServer
+from signals_crm.testing.salesforce import LocalSalesforce, SalesforceBackdoor
+from signals_crm.testing.static import SALESFORCE_LIKE
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import plan_throughput  # the sibling benchmark, reused as it is
+
+CLOSED = datetime(2026, 11, 1, 12, tzinfo=UTC)
+NOW = CLOSED + timedelta(days=1)
+DELAY = 0.020
+BULK_POLLS = 3  # polls per Bulk ingest job until JobComplete (optimistic for large jobs)
+
+
+def email(i: int) -> str:
+    """30 to 60 characters, spread evenly."""
+    domain = "@bench-company.test"
+    length = 30 + (i * 7) % 31
+    pad = max(0, length - len(f"visitor.{i}") - len(domain))
+    return f"visitor{'x' * pad}.{i}{domain}"
+
+
+def kind_of(i: int) -> str:
+    slot = i % 10
+    return "new" if slot < 7 else "lead" if slot < 9 else "contact"
+
+
+def conversations(count: int, start: int = 0) -> Iterator[Conversation]:
+    for i in range(start, start + count):
+        yield Conversation(
+            id=f"c-{i}",
+            closed_at=CLOSED,
+            lead_score=2,
+            visitor=Visitor(email=email(i), first_name=f"F{i}", last_name="L", phone="+1 555 0100"),
+            participants=Participants(last_routed=SignalsUser(id="u1")),
+            transcript=f"Visitor {i}: hello\nAgent: hi",
+            meeting=Meeting(id=f"m-{i}", name="Demo"),
+        )
+
+
+def config(owner: str, campaign: str) -> SyncConfig:
+    return SyncConfig(
+        criteria=Criteria.ALL,
+        campaign_id=campaign,
+        users=UserMapping((UserMapEntry(owner, signals_user_id="u1"),)),
+        field_mappings=FieldMappings(
+            lead=(
+                FieldMapping("contact.first_name", "FirstName", overwrite=True),
+                FieldMapping("contact.last_name", "LastName"),
+                FieldMapping("contact.phone", "Phone", overwrite=True),
+            )
+        ),
+        placeholders={"LastName": "[not provided]", "Company": "[not provided]"},
+    )
+
+
+def seeded_org(count: int) -> tuple[LocalSalesforce, str, str]:
+    org = LocalSalesforce(daily_limit=100_000_000)
+    door = SalesforceBackdoor(org)
+    owner = door.seed_user(email="owner@vendor.test")
+    campaign = door.seed_campaign(name="Backfill")
+    for i in range(count):
+        kind = kind_of(i)
+        if kind != "new":
+            door.seed_person(
+                kind=PersonKind.LEAD if kind == "lead" else PersonKind.CONTACT,
+                email=email(i),
+                fields={"FirstName": "Old", "LastName": "L", "Company": "C"},
+            )
+    return org, owner, campaign
+
+
+def request_kind(request: httpx.Request) -> str:
+    path = request.url.path.split("/services/data/", 1)[-1].split("/", 1)[-1]
+    kind = "query" if path.startswith("query") else path.split("/0", 1)[0]
+    if kind == "composite" and request.method == "POST":
+        body = json.loads(request.read() or b"{}")
+        subs = body.get("compositeRequest", [])
+        if subs and all(s.get("method") == "GET" for s in subs):
+            kind = "composite (lookups)"
+        else:
+            kind = "composite (writes)"
+    return f"{request.method} {kind}"
+
+
+class Metered(httpx.BaseTransport):
+    """Counts requests by kind and the CPU and wall time spent inside the sandbox."""
+
+    def __init__(self, inner: httpx.BaseTransport, delay: float = 0.0) -> None:
+        self.inner = inner
+        self.delay = delay
+        self.requests = 0
+        self.sandbox_cpu = 0.0
+        self.sandbox_wall = 0.0
+        self.kinds: collections.Counter[str] = collections.Counter()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.delay:
+            time.sleep(self.delay)
+        self.requests += 1
+        self.kinds[request_kind(request)] += 1
+        start, wall = time.thread_time(), time.perf_counter()
+        try:
+            response = self.inner.handle_request(request)
+            response.read()
+        finally:
+            self.sandbox_cpu += time.thread_time() - start
+            self.sandbox_wall += time.perf_counter() - wall
+        return response
+
+
+WRITES = frozenset({"INSERT", "UPDATE", "DELETE", "REPLACE"})
+
+
+class CommitCounter:
+    """SQLite commits on one connection: COMMITs plus writes outside a transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.commits = 0
+        conn.set_trace_callback(self._trace)
+
+    def _trace(self, statement: str) -> None:
+        head = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
+        autocommitted = head in WRITES and not self.conn.in_transaction
+        if head in {"COMMIT", "END"} or autocommitted:
+            self.commits += 1
+
+    def close(self) -> None:
+        self.conn.set_trace_callback(None)
+
+
+def ledger_connection(ledger: SQLiteLedger) -> sqlite3.Connection:
+    conn = ledger._shared.conn  # noqa: SLF001  # measuring, not using
+    if conn is None:
+        raise RuntimeError("the ledger is closed")
+    return conn
+
+
+# -- 1 and 4: the backfill ------------------------------------------------------------------
+
+
+def backfill(count: int) -> dict[str, float]:
+    org, owner, campaign = seeded_org(count)
+    transport = Metered(org.transport())
+    with tempfile.TemporaryDirectory() as folder, httpx.Client(transport=transport) as http:
+        adapter = SalesforceAdapter(http, StaticToken(org.issue_token(), org.instance_url))
+        ledger = SQLiteLedger(Path(folder) / "ledger.sqlite3")
+        integration = Integration(
+            adapter, config(owner, campaign), ledger=ledger, clock=lambda: NOW
+        )
+        integration.preflight()
+        preflight_requests, preflight_calls = transport.requests, org.api_used
+        preflight_kinds = dict(transport.kinds)
+        transport.kinds.clear()
+        transport.sandbox_cpu = 0.0
+        work = list(conversations(count))
+        cpu, wall = time.process_time(), time.perf_counter()
+        report = integration.backfill(work, now=NOW)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        ledger.close()
+    requests_total, calls = transport.requests, org.api_used
+    client_cpu = cpu - transport.sandbox_cpu
+    print(f"1. backfill of {count:,} visitors (in-process local Salesforce)")
+    print(f"   outcomes                     : {dict(sorted(report.counts.items()))}")
+    print(f"   HTTP requests / API calls    : {requests_total:,} / {calls:,}")
+    print(
+        f"     of which preflight         : {preflight_requests} / {preflight_calls} "
+        f"{dict(sorted(preflight_kinds.items()))}"
+    )
+    print(
+        f"   API calls per visitor        : {calls / count:.4f}  (target <= 0.012; "
+        f"{(calls - preflight_calls) / count:.4f} without preflight)"
+    )
+    print("     the backfill's requests by kind:")
+    for kind, n in sorted(transport.kinds.items()):
+        print(f"     {kind:<27}: {n:,}")
+    counts = report.counts
+    created = counts.get("created", 0)
+    synced = created + counts.get("updated", 0) + counts.get("attached_to_contact", 0)
+    per_kind = (created, counts.get("updated", 0), 2 * synced, created)
+    floor = sum(math.ceil(n / 200) for n in per_kind)
+    lookups = sum(n for k, n in transport.kinds.items() if "lookups" in k or "query" in k)
+    composed = math.ceil(floor / 5) + lookups + preflight_calls
+    print(
+        f"   write floor                  : {floor} Collections calls of 200, or "
+        f"{math.ceil(floor / 5)} composites of 5 Collections: with the {lookups} lookup calls "
+        f"and preflight, {composed / count:.4f} calls/visitor"
+    )
+    print(f"   wall time                    : {wall:.1f} s")
+    print(f"4. client CPU per visitor       : {client_cpu / count * 1e3:.3f} ms  (target <= 0.1)")
+    print(
+        f"   process CPU {cpu:.2f} s - sandbox CPU {transport.sandbox_cpu:.2f} s "
+        f"= library {client_cpu:.2f} s (engine, adapter, httpx, ledger)"
+    )
+    return {"calls": calls - preflight_calls, "lookups": lookups, "preflight": preflight_calls}
+
+
+# -- 2: one visitor, warm --------------------------------------------------------------------
+
+
+def one_visitor() -> None:
+    org, owner, campaign = seeded_org(0)
+    transport = Metered(org.transport(), delay=DELAY)
+    with tempfile.TemporaryDirectory() as folder, httpx.Client(transport=transport) as http:
+        adapter = SalesforceAdapter(http, StaticToken(org.issue_token(), org.instance_url))
+        ledger = SQLiteLedger(Path(folder) / "ledger.sqlite3")
+        integration = Integration(
+            adapter, config(owner, campaign), ledger=ledger, clock=lambda: NOW
+        )
+        integration.preflight()
+        transport.requests = 0
+        transport.sandbox_wall = 0.0
+        transport.kinds.clear()
+        counter = CommitCounter(ledger_connection(ledger))
+        (conv,) = conversations(1, start=1_000_000)
+        start = time.perf_counter()
+        integration.conversation_closed(conv)
+        closed_wall = time.perf_counter() - start
+        closed_commits = counter.commits
+        start = time.perf_counter()
+        report = integration.run_due(now=NOW)
+        due_wall = time.perf_counter() - start
+        counter.close()
+        ledger.close()
+    print("2. one new visitor, automatic sync, warm (preflight done), +20 ms per request")
+    print(f"   outcome                      : {dict(report.counts)}")
+    print(f"   round trips                  : {transport.requests}  (target <= 2)")
+    for kind, n in sorted(transport.kinds.items()):
+        print(f"     {kind:<27}: {n}")
+    print(
+        f"   ledger commits               : {counter.commits}  (target <= 3; "
+        f"{closed_commits} in conversation_closed, {counter.commits - closed_commits} in run_due)"
+    )
+    print(
+        f"   wall time                    : {(closed_wall + due_wall) * 1e3:.0f} ms  "
+        f"(target <= 50; run_due {due_wall * 1e3:.0f} ms, of which "
+        f"{transport.requests * DELAY * 1e3:.0f} ms added latency and "
+        f"{transport.sandbox_wall * 1e3:.0f} ms inside the sandbox)"
+    )
+
+
+# -- 3: over loopback, against simple-salesforce ---------------------------------------------
+
+
+class TimedApp:
+    """The org behind the loopback server, with the wall time spent answering summed."""
+
+    def __init__(self, org: LocalSalesforce) -> None:
+        self.org = org
+        self.seconds = 0.0
+        self.requests = 0
+        self._lock = threading.Lock()
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        start = time.perf_counter()
+        try:
+            return self.org.answer(request)
+        finally:
+            with self._lock:
+                self.seconds += time.perf_counter() - start
+                self.requests += 1
+
+    def served_at(self, url: str) -> None:
+        self.org.served_at(url)
+
+
+class SlowAdapter(HTTPAdapter):
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        time.sleep(DELAY)
+        return super().send(request, *args, **kwargs)
+
+
+def library_over_loopback(count: int) -> tuple[float, TimedApp]:
+    org, owner, campaign = seeded_org(count)
+    app = TimedApp(org)
+    with LoopbackServer(app, tls=True) as server, tempfile.TemporaryDirectory() as folder:
+        verify = ssl.create_default_context(cafile=server.ca_file)
+        transport = Metered(httpx.HTTPTransport(verify=verify), delay=DELAY)
+        with httpx.Client(transport=transport, trust_env=False) as http:
+            adapter = SalesforceAdapter(http, StaticToken(org.issue_token(), org.instance_url))
+            ledger = SQLiteLedger(Path(folder) / "ledger.sqlite3")
+            integration = Integration(
+                adapter, config(owner, campaign), ledger=ledger, clock=lambda: NOW
+            )
+            work = list(conversations(count))
+            start = time.perf_counter()
+            integration.backfill(work, now=NOW)  # preflight included: a fresh Integration
+            elapsed = time.perf_counter() - start
+            ledger.close()
+    return elapsed, app
+
+
+def quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def soql(sobject: str, address: str, extra: str = "") -> str:
+    where = f"Email = '{address}'{extra}"
+    return f"SELECT Id FROM {sobject} WHERE {where} LIMIT 1"  # noqa: S608  # SOQL, quoted
+
+
+def per_record_loop(count: int) -> tuple[float, TimedApp]:
+    from simple_salesforce import Salesforce
+
+    org, owner, campaign = seeded_org(count)
+    app = TimedApp(org)
+    with LoopbackServer(app, tls=True) as server, requests.Session() as session:
+        session.trust_env = False
+        session.verify = server.ca_file
+        session.mount("https://", SlowAdapter())
+        sf = Salesforce(instance_url=server.url, session_id=org.issue_token(), session=session)
+        start = time.perf_counter()
+        for conv in conversations(count):
+            address = quote(conv.visitor.email or "")
+            found = sf.query(soql("Lead", address, " AND IsConverted = false"))["records"]
+            contact = sf.query(soql("Contact", address))["records"]
+            if contact:
+                who = contact[0]["Id"]
+            elif found:
+                who = found[0]["Id"]
+                sf.Lead.update(who, {"FirstName": conv.visitor.first_name, "Phone": "+1 555 0100"})
+            else:
+                who = sf.Lead.create(
+                    {
+                        "Email": conv.visitor.email,
+                        "FirstName": conv.visitor.first_name,
+                        "LastName": "L",
+                        "Phone": "+1 555 0100",
+                        "Company": "[not provided]",
+                        "OwnerId": owner,
+                    }
+                )["id"]
+                sf.CampaignMember.create({"CampaignId": campaign, "LeadId": who})
+            for subject in ("Chat transcript", "Meeting booked: Demo"):
+                sf.Task.create(
+                    {
+                        "WhoId": who,
+                        "Subject": subject,
+                        "Description": conv.transcript,
+                        "Status": "Completed",
+                        "OwnerId": owner,
+                    }
+                )
+        elapsed = time.perf_counter() - start
+    return elapsed, app
+
+
+def loopback(count: int) -> None:
+    library, lib_app = library_over_loopback(count)
+    loop, loop_app = per_record_loop(count)
+    print(f"3. {count:,} visitors over loopback HTTPS, +20 ms per request")
+    for name, wall, app in (
+        ("library backfill", library, lib_app),
+        ("simple-salesforce loop", loop, loop_app),
+    ):
+        own = wall - app.seconds - app.requests * DELAY
+        print(
+            f"   {name:<23}: {wall:7.2f} s, {app.requests:,} requests "
+            f"(sandbox {app.seconds:.2f} s, added latency {app.requests * DELAY:.2f} s, "
+            f"the rest {own:.2f} s)"
+        )
+    print(
+        f"   ratio                        : {loop / library:.0f}x wall  (target >= 200), "
+        f"{loop_app.requests / lib_app.requests:.0f}x requests"
+    )
+
+
+# -- 5 and 6 ---------------------------------------------------------------------------------
+
+
+def planning(count: int) -> None:
+    planner = Planner(plan_throughput.CONFIG, SALESFORCE_LIKE)
+    elapsed, _ = plan_throughput.timed(count, 200, lambda b: planner.plan(b, now=NOW))
+    print(
+        f"5. core planning                : {count / elapsed:,.0f} conversations/s "
+        f"(target >= 50,000; plan_throughput's workload, {count:,} conversations)"
+    )
+
+
+def bulk_versus_collections(measured: dict[str, float], count: int) -> None:
+    visitors = 100_000
+    scale = visitors / count
+    collections_calls = measured["calls"] * scale + measured["preflight"]
+    lookups = measured["lookups"] * scale
+    created = visitors * 0.7
+    updated = visitors * 0.2
+    # Ingest jobs: Lead insert, Lead update, then (needing the new ids) Task insert and
+    # CampaignMember insert. Each: create + upload (one per 150 MB, one here) + close
+    # (PATCH UploadComplete) + polls + successfulResults + failedResults.
+    per_job = 1 + 1 + 1 + BULK_POLLS + 2
+    jobs = 4
+    bulk_calls = lookups + jobs * per_job + measured["preflight"]
+    print("6. 100,000 visitors: Collections (run 1 scaled) against Bulk API 2.0 (calculated)")
+    print(f"   Collections, as the engine does it now : {collections_calls:,.0f} API calls")
+    print(
+        f"   Bulk API 2.0 ingest                    : {bulk_calls:,.0f} API calls "
+        f"({lookups:,.0f} lookups, which Bulk ingest cannot do, + {jobs} jobs x {per_job})"
+    )
+    writes = collections_calls - lookups - measured["preflight"]
+    floor = math.ceil(created / 200) + math.ceil(updated / 200)
+    floor += math.ceil(visitors * 2 / 200) + math.ceil(created / 200)
+    print(
+        f"   write calls: Collections {writes:,.0f} (floor at 200 per call {floor:,}; "
+        f"composite of 5 Collections: {math.ceil(floor / 5):,}) against Bulk {jobs * per_job}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--visitors", type=int, default=10_000)
+    parser.add_argument("--loopback-visitors", type=int, default=1_000)
+    parser.add_argument("--planning", type=int, default=50_000)
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    print(
+        f"machine: {os.cpu_count()} cores, load average {load:.1f} at the start "
+        f"(wall-clock rates shrink when the cores are shared)"
+    )
+    measured = backfill(args.visitors)
+    one_visitor()
+    loopback(args.loopback_visitors)
+    planning(args.planning)
+    bulk_versus_collections(measured, args.visitors)
+
+
+if __name__ == "__main__":
+    main()
