@@ -113,3 +113,31 @@ def test_a_crm_without_a_pattern_checks_existence_only(person_kind: PersonKind) 
     assert [(p.path, p.message) for p in problems] == [
         ("user_mapping[0].crm_user_id", "no CRM user usr_9f3a")
     ]
+
+
+def test_the_built_in_adapters_declare_their_id_shapes() -> None:
+    """Salesforce ids are 15 or 18 letters and digits, HubSpot ids digits; preflight of either
+    CRM names the issue's custom-CRM ids as malformed, before any lookup."""
+    from signals_crm.adapters.hubspot._flows import HUBSPOT_CAPABILITIES
+    from signals_crm.adapters.salesforce._flows import SALESFORCE_CAPABILITIES
+
+    assert SALESFORCE_CAPABILITIES.is_id("0055g00000AbCdE")
+    assert SALESFORCE_CAPABILITIES.is_id("0055g00000AbCdEAAZ")
+    assert not SALESFORCE_CAPABILITIES.is_id("0055g00000AbCdEA")  # 16 characters
+    assert HUBSPOT_CAPABILITIES.is_id("12345")
+    assert not HUBSPOT_CAPABILITIES.is_id("0055g00000AbCdE")
+    config = SyncConfig(
+        campaign_id="cmp-1",
+        users=UserMapping((UserMapEntry("usr_9f3a", signals_user_id="u1"),)),
+    )
+    for caps, shape in (
+        (SALESFORCE_CAPABILITIES, "a Salesforce id (15 or 18 letters and digits)"),
+        (HUBSPOT_CAPABILITIES, "a HubSpot id (digits)"),
+    ):
+        assert [(p.path, p.message) for p in id_problems(config, caps)] == [
+            ("campaign_id", f"malformed {caps.name} id 'cmp-1': expected {shape}"),
+            (
+                "user_mapping[0].crm_user_id",
+                f"malformed {caps.name} id 'usr_9f3a': expected {shape}",
+            ),
+        ]
