@@ -105,6 +105,7 @@ from signals_crm.exceptions import (
     TransportError,
 )
 from signals_crm.ledger.base import CommandRecord, CommandState, Ledger, PersonLink
+from signals_crm.reports import _FROM_PLAN, ConversationOutcome, OutcomeKind
 
 __all__ = [
     "CALL_ERRORS",
@@ -191,49 +192,6 @@ class RetryPolicy:
         """Seconds until a batch that failed ``runs`` runs before is tried again."""
         raw = self.reschedule_after * (2.0 ** min(max(runs, 0), 5))
         return raw * (1.0 - self.jitter * random() / 2)
-
-
-class OutcomeKind(enum.Enum):
-    """What became of one conversation in a run."""
-
-    CREATED = "created"
-    UPDATED = "updated"
-    UNCHANGED = "unchanged"
-    ATTACHED_TO_CONTACT = "attached_to_contact"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-    RETRY = "retry"
-
-
-_FROM_PLAN = {
-    PlanOutcome.CREATE: OutcomeKind.CREATED,
-    PlanOutcome.UPDATE: OutcomeKind.UPDATED,
-    PlanOutcome.UNCHANGED: OutcomeKind.UNCHANGED,
-    PlanOutcome.ATTACH_CONTACT: OutcomeKind.ATTACHED_TO_CONTACT,
-    PlanOutcome.SKIPPED: OutcomeKind.SKIPPED,
-}
-
-
-@attrs.frozen
-class ConversationOutcome:
-    """One conversation's result: what happened, the person record, the reasons, the error.
-
-    ``retry_at`` is set on a RETRY that waits for something with a known end (an ambiguous
-    write settling): the sync is rescheduled to then, without counting a failed attempt.
-    """
-
-    conversation_id: str
-    kind: OutcomeKind
-    person_id: str | None = None
-    reasons: tuple[Reason, ...] = ()
-    error: str | None = None
-    needs_admin: bool = False
-    plan: Plan | None = None
-    retry_at: datetime | None = None
-
-    @property
-    def blockers(self) -> tuple[str, ...]:
-        return self.plan.eligibility.codes if self.plan is not None else ()
 
 
 # ------------------------------------------------------------------------------------------------

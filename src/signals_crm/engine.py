@@ -88,6 +88,7 @@ from signals_crm.exceptions import (
 from signals_crm.ledger.base import CommandState, DueState, DueSync, Ledger
 from signals_crm.ledger.memory import MemoryLedger
 from signals_crm.ledger.sqlite import SQLiteLedger
+from signals_crm.reports import DryRun, SyncReport, _Tally
 
 if TYPE_CHECKING:
     from signals_crm.adapters.base import ReportsApiUsage
@@ -104,105 +105,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-@attrs.frozen
-class SyncReport:
-    """The result of a run: outcomes, totals per kind, and what it cost.
-
-    ``outcomes`` holds one outcome per conversation for :meth:`Integration.run_due`; a
-    :meth:`Integration.backfill` keeps only those needing attention (failed, retry) so its
-    memory stays flat, and streams every outcome to its ``on_outcome`` callback. ``totals``
-    always counts every conversation by kind. ``adapter_calls`` counts adapter method calls (an
-    adapter may split one into several HTTP requests past its batch size). ``budget_exhausted``
-    says the run stopped early to stay under the configured share of the CRM's API limit; the
-    rest stays due. ``admin_issues`` lists, once each, errors that need an administrator.
-    """
-
-    outcomes: tuple[ConversationOutcome, ...] = ()
-    adapter_calls: int = 0
-    budget_exhausted: bool = False
-    admin_issues: tuple[str, ...] = ()
-    totals: Mapping[str, int] = attrs.field(factory=dict)
-
-    @classmethod
-    def of(cls, outcomes: Sequence[ConversationOutcome], calls: int, exhausted: bool) -> SyncReport:
-        """A report holding every outcome."""
-        tally = _Tally()
-        for outcome in outcomes:
-            tally.add(outcome, keep_all=True)
-        return tally.report(calls, exhausted)
-
-    def count(self, kind: OutcomeKind) -> int:
-        return self.totals.get(kind.value, 0)
-
-    @property
-    def total(self) -> int:
-        return sum(self.totals.values())
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return {k.value: self.count(k) for k in OutcomeKind if self.count(k)}
-
-    def outcome(self, conversation_id: str) -> ConversationOutcome:
-        for o in self.outcomes:
-            if o.conversation_id == conversation_id:
-                return o
-        raise PlanningError(f"conversation {conversation_id!r} is not in this report")
-
-    def as_text(self) -> str:
-        lines = [f"{self.total} conversation(s), {self.adapter_calls} adapter call(s)"]
-        lines.extend(f"  {kind}: {n}" for kind, n in self.counts.items())
-        for o in self.outcomes:
-            extra = f" ({o.person_id})" if o.person_id else ""
-            why = f" - {o.error}" if o.error else ""
-            if o.kind is OutcomeKind.SKIPPED and o.plan is not None:
-                why = " - " + ", ".join(o.plan.eligibility.codes)
-            lines.append(f"  {o.conversation_id}: {o.kind.value}{extra}{why}")
-        if self.budget_exhausted:
-            lines.append("  stopped early: the API budget share is used up")
-        lines.extend(f"  needs an administrator: {issue}" for issue in self.admin_issues)
-        return "\n".join(lines)
-
-
-@attrs.define
-class _Tally:
-    """Accumulates outcomes into a report; keeps few when asked to stream."""
-
-    kept: list[ConversationOutcome] = attrs.field(factory=list)
-    totals: dict[str, int] = attrs.field(factory=dict)
-    admin: dict[str, None] = attrs.field(factory=dict)
-
-    def add(self, outcome: ConversationOutcome, *, keep_all: bool) -> None:
-        self.totals[outcome.kind.value] = self.totals.get(outcome.kind.value, 0) + 1
-        if outcome.needs_admin and outcome.error:
-            self.admin.setdefault(outcome.error, None)
-        if keep_all:
-            self.kept.append(outcome)
-        elif outcome.kind in (OutcomeKind.FAILED, OutcomeKind.RETRY):
-            self.kept.append(attrs.evolve(outcome, plan=None, reasons=()))
-
-    @property
-    def count(self) -> int:
-        return sum(self.totals.values())
-
-    def report(self, calls: int, exhausted: bool) -> SyncReport:
-        return SyncReport(tuple(self.kept), calls, exhausted, tuple(self.admin), dict(self.totals))
-
-
-@attrs.frozen
-class DryRun:
-    """What a sync would write, field by field, with nothing written."""
-
-    plans: tuple[Plan, ...]
-    adapter_calls: int = 0
-
-    @property
-    def explanations(self) -> tuple[Explanation, ...]:
-        return tuple(explain_plan(p) for p in self.plans)
-
-    def as_text(self) -> str:
-        return "\n\n".join(e.as_text() for e in self.explanations)
 
 
 def _to_config(settings: IntegrationSettings | SyncConfig) -> SyncConfig:
