@@ -26,8 +26,9 @@ one). The fleet stays a thin loop; the ledger does the distribution. Rules:
    leases — and starts no new one. A fleet killed outright loses nothing either: its leases
    expire and another worker reconciles what it had sent.
 7. **Job systems.** Hosts that already run Celery, Dramatiq or arq call :func:`due_tenants`
-   from a periodic task and :func:`run_tenant` from a job per tenant id (``docs/deployment.md``);
-   the claims are the same.
+   from a periodic task and :func:`run_tenant` (:func:`arun_tenant` for an async job system)
+   from a job per tenant id (``docs/deployment.md``, ``examples/job_system.py``); the claims
+   are the same.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ __all__ = [
     "Resolver",
     "RoundReport",
     "Tenant",
+    "arun_tenant",
     "due_tenants",
     "run_tenant",
 ]
@@ -125,6 +127,20 @@ def due_tenants(
     return [name for name, _ in ledger.integrations_due(now, limit)]
 
 
+def _engine_arguments(
+    ledger: FleetLedger, resolver: Resolver, tenant_id: str, worker_id: str
+) -> tuple[tuple[Any, Any], dict[str, Any]]:
+    """The positional and keyword arguments of ``tenant_id``'s engine (either twin)."""
+    tenant = resolver(tenant_id)
+    options: dict[str, Any] = {
+        "ledger": ledger.for_integration(tenant_id),
+        "api_budget": tenant.api_budget,
+        "worker_id": worker_id,
+        **dict(tenant.options),
+    }
+    return (tenant.adapter, tenant.settings), options
+
+
 def run_tenant(
     ledger: FleetLedger,
     resolver: Resolver,
@@ -134,16 +150,21 @@ def run_tenant(
     worker_id: str | None = None,
 ) -> SyncReport:
     """One batch of one tenant's due syncs, as a job calls it (rule 7)."""
-    tenant = resolver(tenant_id)
-    engine = Integration(
-        tenant.adapter,
-        tenant.settings,
-        ledger=ledger.for_integration(tenant_id),
-        api_budget=tenant.api_budget,
-        worker_id=worker_id or _default_worker(),
-        **dict(tenant.options),
-    )
-    return engine.run_due(limit=limit)
+    args, options = _engine_arguments(ledger, resolver, tenant_id, worker_id or _default_worker())
+    return Integration(*args, **options).run_due(limit=limit)
+
+
+async def arun_tenant(
+    ledger: FleetLedger,
+    resolver: Resolver,
+    tenant_id: str,
+    *,
+    limit: int = 200,
+    worker_id: str | None = None,
+) -> SyncReport:
+    """:func:`run_tenant` for an async job system (arq): the resolver gives async adapters."""
+    args, options = _engine_arguments(ledger, resolver, tenant_id, worker_id or _default_worker())
+    return await AsyncIntegration(*args, **options).arun_due(limit=limit)
 
 
 class _Rounds:
@@ -254,15 +275,8 @@ class Fleet(_Rounds):
         with self._engines_lock:
             engine = self._engines.get(tenant_id)
         if engine is None:
-            tenant = self.resolver(tenant_id)
-            engine = Integration(
-                tenant.adapter,
-                tenant.settings,
-                ledger=self.ledger.for_integration(tenant_id),
-                api_budget=tenant.api_budget,
-                worker_id=self.worker_id,
-                **dict(tenant.options),
-            )
+            args, options = _engine_arguments(self.ledger, self.resolver, tenant_id, self.worker_id)
+            engine = Integration(*args, **options)
             with self._engines_lock:
                 self._engines[tenant_id] = engine
         return engine
@@ -340,15 +354,8 @@ class AsyncFleet(_Rounds):
     def _engine(self, tenant_id: str) -> AsyncIntegration:
         engine = self._engines.get(tenant_id)
         if engine is None:
-            tenant = self.resolver(tenant_id)
-            engine = AsyncIntegration(
-                tenant.adapter,
-                tenant.settings,
-                ledger=self.ledger.for_integration(tenant_id),
-                api_budget=tenant.api_budget,
-                worker_id=self.worker_id,
-                **dict(tenant.options),
-            )
+            args, options = _engine_arguments(self.ledger, self.resolver, tenant_id, self.worker_id)
+            engine = AsyncIntegration(*args, **options)
             self._engines[tenant_id] = engine
         return engine
 

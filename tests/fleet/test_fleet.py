@@ -16,7 +16,7 @@ import pytest
 from signals_crm.core.config import FieldMapping, FieldMappings, SyncConfig
 from signals_crm.core.model import Conversation, PersonKind, Visitor
 from signals_crm.exceptions import AuthenticationError, ConfigurationError
-from signals_crm.fleet import AsyncFleet, Fleet, Tenant, due_tenants, run_tenant
+from signals_crm.fleet import AsyncFleet, Fleet, Tenant, arun_tenant, due_tenants, run_tenant
 from signals_crm.ledger import DueState, MemoryLedger, SQLiteLedger
 from signals_crm.testing.memory import InMemoryCRM
 
@@ -197,3 +197,26 @@ async def test_the_async_fleet_serves_tenants_as_tasks(store: SQLiteLedger) -> N
     assert store.for_integration("x").stats().syncs[DueState.DONE] == 120
     fleet.stop()
     assert await fleet.run(now=T0) == 0
+
+
+@pytest.mark.anyio
+async def test_an_async_job_system_drives_the_same_claims(store: SQLiteLedger) -> None:
+    """arun_tenant (an arq job) syncs one batch of one tenant through the async engine; two
+    jobs of one tenant at once never take one sync twice."""
+    import anyio
+
+    org = Org(["east"])
+    schedule(store, "east", 80)
+    totals: list[int] = []
+
+    async def job(worker: str) -> None:
+        report = await arun_tenant(store, org, "east", limit=50, worker_id=worker)
+        totals.append(report.total)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(job, "job-1")
+        group.start_soon(job, "job-2")
+    assert sorted(totals) == [30, 50]
+    assert store.for_integration("east").stats().syncs[DueState.DONE] == 80
+    for i in range(80):
+        assert len(org.crms["east"].people_with_email(f"v{i}@east.test")) == 1
