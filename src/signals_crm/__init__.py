@@ -58,6 +58,7 @@ from signals_crm.exceptions import (
     WebhookError,
 )
 from signals_crm.ledger.base import DueSync
+from signals_crm.schemas import json_schema
 from signals_crm.settings import IntegrationSettings, load_settings
 from signals_crm.webhook import WebhookEvent, parse_webhook, parse_webhook_event
 
@@ -118,6 +119,7 @@ __all__ = [
     "WebhookError",
     "WebhookEvent",
     "__version__",
+    "json_schema",
     "load_settings",
     "parse_webhook",
     "parse_webhook_event",

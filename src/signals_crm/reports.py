@@ -5,7 +5,9 @@
 - :class:`DryRun`: the exact writes a sync would make, with nothing written.
 
 These are values the engine returns; they were importable from ``signals_crm.engine`` and
-``signals_crm._flows`` before, and still are.
+``signals_crm._flows`` before, and still are. Each has a stable JSON form, ``as_dict()``,
+described by a shipped JSON Schema (:func:`signals_crm.schemas.json_schema`: ``sync_report``,
+``dry_run``).
 """
 
 from __future__ import annotations
@@ -13,10 +15,17 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import attrs
 
-from signals_crm.core.explain import Explanation, explain_plan
+from signals_crm.core.explain import (
+    SCHEMA_VERSION,
+    Explanation,
+    explain_plan,
+    json_value,
+    reason_dict,
+)
 from signals_crm.core.plan import Plan, PlanOutcome
 from signals_crm.core.trace import Reason
 from signals_crm.exceptions import PlanningError
@@ -66,6 +75,19 @@ class ConversationOutcome:
     def blockers(self) -> tuple[str, ...]:
         return self.plan.eligibility.codes if self.plan is not None else ()
 
+    def as_dict(self) -> dict[str, Any]:
+        """This outcome in the JSON form of ``sync_report``'s ``outcomes``."""
+        return {
+            "conversation_id": self.conversation_id,
+            "kind": self.kind.value,
+            "person_id": self.person_id,
+            "error": self.error,
+            "needs_admin": self.needs_admin,
+            "retry_at": json_value(self.retry_at),
+            "blockers": list(self.blockers),
+            "reasons": [reason_dict(r) for r in self.reasons],
+        }
+
 
 @attrs.frozen
 class SyncReport:
@@ -111,6 +133,18 @@ class SyncReport:
                 return o
         raise PlanningError(f"conversation {conversation_id!r} is not in this report")
 
+    def as_dict(self) -> dict[str, Any]:
+        """The stable JSON form (schema ``sync_report``, version 1)."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "total": self.total,
+            "totals": {kind: n for kind, n in self.totals.items() if n},
+            "adapter_calls": self.adapter_calls,
+            "budget_exhausted": self.budget_exhausted,
+            "admin_issues": list(self.admin_issues),
+            "outcomes": [o.as_dict() for o in self.outcomes],
+        }
+
     def as_text(self) -> str:
         lines = [f"{self.total} conversation(s), {self.adapter_calls} adapter call(s)"]
         lines.extend(f"  {kind}: {n}" for kind, n in self.counts.items())
@@ -153,7 +187,11 @@ class _Tally:
 
 @attrs.frozen
 class DryRun:
-    """What a sync would write, field by field, with nothing written."""
+    """What a sync would write, field by field, with nothing written.
+
+    Each explanation's ``writes`` list every write with every field it sets: for an update,
+    the CRM's value now (``old``) and the value written (``new``).
+    """
 
     plans: tuple[Plan, ...]
     adapter_calls: int = 0
@@ -161,6 +199,15 @@ class DryRun:
     @property
     def explanations(self) -> tuple[Explanation, ...]:
         return tuple(explain_plan(p) for p in self.plans)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The stable JSON form (schema ``dry_run``, version 1): one explanation per
+        conversation, in input order."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "adapter_calls": self.adapter_calls,
+            "explanations": [e.as_dict() for e in self.explanations],
+        }
 
     def as_text(self) -> str:
         return "\n\n".join(e.as_text() for e in self.explanations)

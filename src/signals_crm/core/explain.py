@@ -99,7 +99,9 @@ def reason_dict(reason: Reason) -> dict[str, Any]:
 
 
 def _json_data(value: object) -> Any:
-    if isinstance(value, tuple | list | frozenset | set):
+    if isinstance(value, frozenset | set):  # (sorted: a set has no order to keep)
+        return sorted((json_value(v) for v in value), key=str)
+    if isinstance(value, tuple | list):
         return [json_value(v) for v in value]
     return json_value(value)
 
