@@ -1,6 +1,8 @@
 """``sandbox``: serve a local Salesforce or HubSpot on loopback (the sandboxes' command; its
 body belongs to them). ``--tls`` serves HTTPS from a local CA and prints where its bundle is;
-``--ca-dir`` keeps the bundle (and the Salesforce JWT key) in a directory of your choice."""
+``--ca-dir`` keeps the bundle (and the Salesforce JWT key) in a directory of your choice;
+``--external-id Lead.Signals_Sync_Key__c`` (repeatable, Salesforce) gives the org a custom
+External ID + Unique field, as an admin would create for the adapter's ``sync_key_field``."""
 
 from __future__ import annotations
 
@@ -14,10 +16,12 @@ __all__ = ["register"]
 
 def _sandbox(args: argparse.Namespace, out: Output) -> ExitCode:  # noqa: ARG001  # prints itself
     if args.crm == "salesforce":
+        from signals_crm.testing.salesforce import LocalSalesforce
         from signals_crm.testing.salesforce import serve as serve_salesforce
 
+        org = LocalSalesforce(external_id_fields=args.external_id or ())
         serve_salesforce(
-            args.port, host=args.host, announce=print, tls=args.tls, ca_dir=args.ca_dir
+            args.port, host=args.host, org=org, announce=print, tls=args.tls, ca_dir=args.ca_dir
         )
     else:
         from signals_crm.testing.hubspot import serve as serve_hubspot
@@ -38,5 +42,11 @@ def register(sub: Any) -> None:
     )
     sandbox.add_argument(
         "--ca-dir", default=None, help="where to write the CA bundle (default: a temporary dir)"
+    )
+    sandbox.add_argument(
+        "--external-id",
+        action="append",
+        metavar="OBJECT.FIELD__c",
+        help="Salesforce: add a custom External ID + Unique text field (repeatable)",
     )
     sandbox.set_defaults(handler=_sandbox)

@@ -13,7 +13,9 @@ Routes (each module named does the work; ``_org`` routes, meters and injects fau
     GET  search?q=FIND ...                           SOSL                (_search)
     GET  limits; sobjects (global describe); sobjects/X/describe; sobjects/X/updated|deleted
     POST sobjects/X;  GET|PATCH|DELETE sobjects/X/{id}                   (_records)
+    GET|PATCH|DELETE sobjects/X/{ExtIdField}/{value}  upsert by external ID  (_upsert)
     POST|PATCH|DELETE composite/sobjects; GET|POST composite/sobjects/X  (_collections)
+    PATCH composite/sobjects/X/{ExtIdField}          Collections upsert  (_upsert)
     POST composite, composite/batch, composite/tree/X                   (_composite)
     *    jobs/ingest[...], jobs/query[...]            Bulk API 2.0        (_bulk)
 
@@ -40,7 +42,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import format_datetime as format_datetime_rfc
@@ -79,6 +81,7 @@ from signals_crm.testing.salesforce._reply import (
 )
 from signals_crm.testing.salesforce._schema import FieldDef, ObjectDef
 from signals_crm.testing.salesforce._search import search
+from signals_crm.testing.salesforce._upsert import Upserts, external_id_field
 
 __all__ = ["FAULT_KINDS", "ConnectionDropped", "Faults", "LocalSalesforce"]
 
@@ -137,7 +140,7 @@ def _now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-class LocalSalesforce(Logins, Collections):
+class LocalSalesforce(Logins, Collections, Upserts):
     """An in-memory Salesforce org. Thread-safe; usable through :meth:`transport` (in-process,
     sync and async clients alike) or :meth:`serve` (real HTTP on 127.0.0.1)."""
 
@@ -152,6 +155,7 @@ class LocalSalesforce(Logins, Collections):
         clock: Callable[[], datetime] | None = None,
         org_id: str = "00D5g000004LoCaL",
         standard_rules: bool = True,
+        external_id_fields: Iterable[str] = (),
     ) -> None:
         self.instance_url = instance_url.rstrip("/")
         self.page_size = page_size
@@ -197,6 +201,12 @@ class LocalSalesforce(Logins, Collections):
         self._access_by_refresh: dict[str, set[str]] = {}
         self.consenting_user_id = self.integration_user_id
         """The user who approves an authorization-code request (nobody is there to click)."""
+        for qualified in external_id_fields:
+            object_name, _, field_name = qualified.partition(".")
+            if not field_name:
+                msg = f"an external ID field is named Object.Field__c, not {qualified!r}"
+                raise ValueError(msg)
+            self.add_external_id_field(object_name, field_name)
 
     def __repr__(self) -> str:
         return f"LocalSalesforce(instance_url={self.instance_url!r})"
@@ -230,6 +240,18 @@ class LocalSalesforce(Logins, Collections):
                 raise KeyError(object_name)
             obj.add(field)
             self.schema_changed[obj.name.lower()] = self.data.now()
+
+    def add_external_id_field(
+        self, object_name: str, field_name: str, *, length: int = 255, label: str | None = None
+    ) -> FieldDef:
+        """Add a custom text field marked External ID and Unique (as an admin does in Setup):
+        describe shows it with ``externalId``, ``unique`` and ``idLookup`` true, upserts may
+        key on it and a second record with the same value is refused (``DUPLICATE_VALUE``).
+        The constructor's ``external_id_fields=("Lead.Signals_Sync_Key__c", ...)`` and the CLI's
+        ``--external-id`` call this."""
+        field = external_id_field(field_name, length=length, label=label)
+        self.add_field(object_name, field)
+        return field
 
     def schedule_fault(self, kind: str, times: int = 1) -> None:
         """Make the next ``times`` API calls fail with fault ``kind`` (see :data:`FAULT_KINDS`)."""
@@ -435,6 +457,11 @@ class LocalSalesforce(Logins, Collections):
                 return self._collections(method, headers, body, lock_fault=fault == "lock_row")
             if route.rstrip("/") == "/composite/sobjects" and method == "DELETE":
                 return self._collections_delete(params)
+            upsert = re.match(r"^/composite/sobjects/([A-Za-z0-9_]+)/([A-Za-z0-9_]+)/?$", route)
+            if upsert and method == "PATCH":
+                return self._collections_upsert(
+                    version, upsert[1], upsert[2], headers, body, lock_fault=fault == "lock_row"
+                )
             retrieve = re.match(r"^/composite/sobjects/([A-Za-z0-9_]+)/?$", route)
             if retrieve and method in ("GET", "POST"):
                 return self._collections_retrieve(version, retrieve[1], method, params, body)
@@ -462,6 +489,18 @@ class LocalSalesforce(Logins, Collections):
                 return Reply(200, search(self.data, params.get("q", "")))
             if route.rstrip("/") == "/sobjects" and method == "GET":
                 return Reply(200, self._global_describe(version))
+            by_key = re.match(r"^/sobjects/([A-Za-z0-9_]+)/([A-Za-z0-9_]+)/(.+)$", route)
+            if by_key and (obj := self.data.object(by_key[1])) is not None:
+                return self._by_external_id(
+                    method,
+                    version,
+                    obj,
+                    by_key[2],
+                    by_key[3],
+                    headers=headers,
+                    body=body,
+                    params=params,
+                )
             sobject = re.match(r"^/sobjects/([A-Za-z0-9_]+)(?:/([^/]+))?/?$", route)
             if sobject:
                 return self._sobject(
@@ -661,6 +700,8 @@ class LocalSalesforce(Logins, Collections):
             return answer
         if record_id in ("updated", "deleted") and method == "GET":
             return self._changed(version, obj, record_id, params)
+        if record_id == "Id" and method == "POST":
+            record_id = None  # v37.0+: a create, with Id as an external ID of null value
         if record_id is None:
             if method == "POST":
                 payload = json_body(body)

@@ -276,6 +276,23 @@ class OrgData(Queries):
             )
         return None
 
+    def unique_clash(self, obj: ObjectDef, record: Mapping[str, Any]) -> RecordError | None:
+        """A Unique field whose value another live record of ``obj`` has: ``DUPLICATE_VALUE``
+        (case-insensitive, the default of Setup's "treat ABC and abc as duplicates")."""
+        for f in obj.fields.values():
+            value = record.get(f.name)
+            if not f.unique or value in (None, ""):
+                continue
+            others = (self.lookup(obj, f.name, [value]) or set()) - {record.get("Id")}
+            if others:
+                other = self.in_order(others)[0]
+                return RecordError(
+                    "DUPLICATE_VALUE",
+                    f"duplicate value found: {f.name} duplicates value on record with id: {other}",
+                    (f.name,),
+                )
+        return None
+
     def _duplicates(
         self, obj: ObjectDef, record: Mapping[str, Any], allow_save: bool
     ) -> RecordError | None:
@@ -426,7 +443,11 @@ class OrgData(Queries):
         record.update({k: v for k, v in values.items() if v is not None})
         if obj.field("OwnerId") is not None and not record.get("OwnerId"):
             record["OwnerId"] = self.default_lead_owner
-        error = self._missing_required(obj, record) or self._object_rules(obj, record)
+        error = (
+            self._missing_required(obj, record)
+            or self._object_rules(obj, record)
+            or self.unique_clash(obj, record)
+        )
         if error is None:
             error = self._duplicates(obj, record, allow_save)
         if error is not None:
@@ -462,8 +483,10 @@ class OrgData(Queries):
         if error is not None:
             return None, error
         merged = {**record, **values}
-        error = self._missing_required(obj, merged) or (
-            self._object_rules(obj, merged) if obj.name in ("Task", "CampaignMember") else None
+        error = (
+            self._missing_required(obj, merged)
+            or (self._object_rules(obj, merged) if obj.name in ("Task", "CampaignMember") else None)
+            or self.unique_clash(obj, merged)
         )
         if error is not None:
             return None, error
