@@ -281,21 +281,20 @@ def test_a_shared_credentials_file_is_used_with_a_warning(tmp_path):
 # Operating against a local Salesforce on loopback
 
 
-def _settings_file(tmp_path):
+def _settings_file(tmp_path, mappings=None):
     settings = tmp_path / "settings.json"
+    lead = [
+        {"source": "contact.first_name", "target": "FirstName"},
+        {"source": "contact.last_name", "target": "LastName"},
+        {"source": "company.name", "target": "Company"},
+    ]
     settings.write_text(
         json.dumps(
             {
                 "criteria": "two_stars",
                 "synchronization_delay": "0s",
                 "task_events": ["chat_transcript"],
-                "field_mappings": {
-                    "lead": [
-                        {"source": "contact.first_name", "target": "FirstName"},
-                        {"source": "contact.last_name", "target": "LastName"},
-                        {"source": "company.name", "target": "Company"},
-                    ]
-                },
+                "field_mappings": mappings or {"lead": lead},
             }
         )
     )
@@ -483,6 +482,59 @@ def test_console_command_serves_on_loopback_behind_a_one_time_link(tmp_path):
         process.stderr.close()
 
 
+def _connect_in_a_browser(argv, env):
+    """Run ``connect`` as a process, open the address it prints as a browser would, and
+    return (exit code, stdout, stderr, the address)."""
+    process = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        address = None
+        for _ in range(50):  # the few lines connect prints before the address
+            line = process.stderr.readline()
+            assert line, "connect printed no address"
+            if "authorize?" in line:
+                address = line.strip()
+                break
+        assert address is not None
+        answer = httpx.get(address, follow_redirects=True, timeout=30)
+        assert answer.status_code == 200
+        assert "Connected" in answer.text
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return process.returncode, stdout, stderr, address
+
+
+def _ingest_and_run(tmp_path, settings, crm, credentials, env, visitor):
+    """``ingest`` one webhook, then ``run --json`` with the saved credentials: the run."""
+    ledger = tmp_path / "ledger.sqlite3"
+    hooks = tmp_path / "hooks.jsonl"
+    hooks.write_text(_envelope(visitor) + "\n")
+    base = ["--settings", str(settings), "--ledger", str(ledger)]
+    assert subprocess.run(
+        [sys.executable, "-m", "signals_crm", "ingest", str(hooks), *base],
+        env=env, capture_output=True, timeout=60, check=False,
+    ).returncode == 0  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "signals_crm", "run", *base, "--crm", crm,
+         "--credentials", str(credentials), "--json"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return run
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_connect_salesforce_on_loopback_then_run_with_the_saved_refresh_token(tmp_path):
     """``connect`` catches the authorization code on loopback, saves only the refresh token
     (mode 600, never printed), and ``run`` then syncs with it."""
@@ -507,26 +559,10 @@ def test_connect_salesforce_on_loopback_then_run_with_the_saved_refresh_token(tm
             "--client-id", "app-1", "--login-url", url, "--redirect-uri", redirect,
             "--credentials", str(credentials), "--no-browser", "--timeout", "60", "--json",
         ]  # fmt: skip
-        process = subprocess.Popen(
-            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        try:
-            address = None
-            while address is None:
-                line = process.stderr.readline()
-                assert line, "connect printed no address"
-                if "/services/oauth2/authorize?" in line:
-                    address = line.strip()
-            assert "code_challenge_method=S256" in address
-            answer = httpx.get(address, follow_redirects=True, timeout=30)
-            assert answer.status_code == 200
-            assert "Connected" in answer.text
-            stdout, stderr = process.communicate(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-        assert process.returncode == 0, stderr
+        returncode, stdout, stderr, address = _connect_in_a_browser(argv, env)
+        assert "/services/oauth2/authorize?" in address
+        assert "code_challenge_method=S256" in address
+        assert returncode == 0, stderr
         result = json.loads(stdout)
         assert result["connected"] is True
         assert result["instance_url"] == url
@@ -537,23 +573,57 @@ def test_connect_salesforce_on_loopback_then_run_with_the_saved_refresh_token(tm
         refresh = re.search(r'refresh_token = "([^"]+)"', saved).group(1)
         assert refresh not in stdout + stderr
 
-        settings = _settings_file(tmp_path)
-        ledger = tmp_path / "ledger.sqlite3"
-        hooks = tmp_path / "hooks.jsonl"
-        hooks.write_text(_envelope(7) + "\n")
-        base = ["--settings", str(settings), "--ledger", str(ledger)]
-        assert subprocess.run(
-            [sys.executable, "-m", "signals_crm", "ingest", str(hooks), *base],
-            env=env, capture_output=True, timeout=60, check=False,
-        ).returncode == 0  # fmt: skip
-        run = subprocess.run(
-            [sys.executable, "-m", "signals_crm", "run", *base, "--crm", "salesforce",
-             "--credentials", str(credentials), "--json"],
-            env=env, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        assert run.returncode == 0, run.stderr
+        run = _ingest_and_run(tmp_path, _settings_file(tmp_path), "salesforce", credentials, env, 7)
         assert json.loads(run.stdout)["counts"] == {"created": 1}
         assert refresh not in run.stdout + run.stderr
+
+
+def test_connect_hubspot_on_loopback_then_run_with_the_saved_refresh_token(tmp_path):
+    """``connect hubspot`` installs the app through the portal's authorize page (state and
+    PKCE), saves the refresh token and the portal's URL, never the secret, and ``run`` then
+    syncs a contact with them."""
+    import os
+
+    from signals_crm.testing import LoopbackServer
+    from signals_crm.testing.hubspot import LocalHubSpot
+
+    portal = LocalHubSpot(burst_limit=None, search_per_second=None)
+    redirect = f"http://127.0.0.1:{_free_port()}/callback"
+    portal.add_oauth_client("hs-app", "hs-secret", redirect_uris=(redirect,))
+    credentials = tmp_path / "creds.toml"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "SIGNALS_CRM_HUBSPOT_CLIENT_SECRET": "hs-secret",
+    }
+    with LoopbackServer(portal) as server:
+        url = server.url
+        argv = [
+            sys.executable, "-u", "-m", "signals_crm", "connect", "hubspot",
+            "--client-id", "hs-app", "--url", url, "--redirect-uri", redirect,
+            "--credentials", str(credentials), "--no-browser", "--timeout", "60", "--json",
+        ]  # fmt: skip
+        returncode, stdout, stderr, address = _connect_in_a_browser(argv, env)
+        assert address.startswith(f"{url}/oauth/authorize?")
+        assert "code_challenge_method=S256" in address
+        assert returncode == 0, stderr
+        result = json.loads(stdout)
+        assert result["connected"] is True
+        assert result["base_url"] == url
+        assert result["account_id"] == str(portal.portal_id)
+        saved = credentials.read_text()
+        assert "hs-secret" not in saved
+        assert credentials.stat().st_mode & 0o777 == 0o600
+        refresh = re.search(r'refresh_token = "([^"]+)"', saved).group(1)
+        assert refresh not in stdout + stderr
+
+        contact = [{"source": "contact.first_name", "target": "firstname"}]
+        settings = _settings_file(tmp_path, {"contact": contact})
+        run = _ingest_and_run(tmp_path, settings, "hubspot", credentials, env, 8)
+        assert json.loads(run.stdout)["counts"] == {"created": 1}
+        assert refresh not in run.stdout + run.stderr
+    emails = [c.props.get("email") for c in portal.objects["contacts"].values()]
+    assert emails == ["v8@x.test"]
 
 
 def test_a_rotated_refresh_token_is_written_back_to_its_file(tmp_path):

@@ -17,6 +17,8 @@ from signals_crm import (
     OutcomeKind,
     Visitor,
 )
+from signals_crm.adapters import TokenSet, TokenStore
+from signals_crm.connect import Connection, HubSpotConnect, SalesforceConnect
 from signals_crm.core.users import UserMappingProposal
 from signals_crm.exceptions import (
     InvalidTransitionError,
@@ -44,6 +46,11 @@ def test_what_users_catch_or_receive_is_exported() -> None:
         "UserMappingProposal": UserMappingProposal,
         "WebhookEvent": WebhookEvent,
         "parse_webhook_event": parse_webhook_event,
+        "SalesforceConnect": SalesforceConnect,
+        "HubSpotConnect": HubSpotConnect,
+        "Connection": Connection,
+        "TokenSet": TokenSet,
+        "TokenStore": TokenStore,
     }
     for name, value in exported.items():
         assert getattr(signals_crm, name) is value

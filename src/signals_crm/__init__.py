@@ -16,7 +16,9 @@ here, are internal.
 """
 
 from signals_crm._flows import ConversationOutcome, OutcomeKind, RetryPolicy
+from signals_crm.adapters._tokens import AsyncTokenStore, TokenSet, TokenStore
 from signals_crm.adapters.base import AsyncCRMAdapter, CRMAdapter
+from signals_crm.connect import Authorization, Connection, HubSpotConnect, SalesforceConnect
 from signals_crm.core.config import ContactPolicy, Criteria, SyncConfig
 from signals_crm.core.crm import Capabilities
 from signals_crm.core.explain import Explanation
@@ -69,13 +71,16 @@ __all__ = [
     "AdapterError",
     "AsyncCRMAdapter",
     "AsyncIntegration",
+    "AsyncTokenStore",
     "AuthenticationError",
+    "Authorization",
     "CRMAPIError",
     "CRMAdapter",
     "CRMServerError",
     "Capabilities",
     "Company",
     "ConfigurationError",
+    "Connection",
     "ContactPolicy",
     "Conversation",
     "ConversationOutcome",
@@ -85,6 +90,7 @@ __all__ = [
     "DueSync",
     "DuplicateRecordError",
     "Explanation",
+    "HubSpotConnect",
     "Integration",
     "IntegrationDisabledError",
     "IntegrationSettings",
@@ -107,11 +113,14 @@ __all__ = [
     "RateLimitedError",
     "RetryPolicy",
     "Role",
+    "SalesforceConnect",
     "SignalsCRMError",
     "SignalsUser",
     "SyncConfig",
     "SyncMode",
     "SyncReport",
+    "TokenSet",
+    "TokenStore",
     "Traffic",
     "TransportError",
     "UserMappingProposal",

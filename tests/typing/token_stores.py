@@ -43,3 +43,26 @@ def both_crms(client: httpx.Client, aclient: httpx.AsyncClient) -> None:
     hs = hubspot.AsyncHubSpotAdapter(aclient, hs_flow)
     same: type[salesforce.TokenSet] = hubspot.TokenSet
     print(sf.capabilities.name, hs.capabilities.name, same)
+
+
+def connect_flows(client: httpx.Client) -> None:
+    """Both connectors take either kind of store and give adapters their auth."""
+    from signals_crm.connect import Connection, HubSpotConnect, SalesforceConnect
+
+    sf = SalesforceConnect(
+        client_id="id", redirect_uri="https://h.test/cb", token_store=FileTokenStore()
+    )
+    hs = HubSpotConnect(
+        client_id="id",
+        client_secret="cs",
+        redirect_uri="https://h.test/cb",
+        token_store=AwaitedTokenStore(),
+    )
+    started = sf.start()
+    connection: Connection = sf.finish(
+        client, started.url, state=started.state, code_verifier=started.code_verifier
+    )
+    salesforce.SalesforceAdapter(client, sf.auth(connection.tokens))
+    hubspot.HubSpotAdapter(client, hs.auth("refresh-token"), api=hs.api)
+    revoked: bool = hs.revoke(client, "refresh-token")
+    del revoked

@@ -33,7 +33,16 @@ import httpx
 
 from signals_crm.adapters._cache import MetadataCache
 
-__all__ = ["LOCK", "UNLOCK", "AsyncTokenStore", "TokenAuth", "TokenSet", "TokenStore"]
+__all__ = [
+    "LOCK",
+    "UNLOCK",
+    "AsyncTokenStore",
+    "TokenAuth",
+    "TokenSet",
+    "TokenStore",
+    "asave_tokens",
+    "save_tokens",
+]
 
 
 @attrs.frozen
@@ -215,13 +224,21 @@ class TokenAuth(httpx.Auth):
                 lock.release()
 
     def _save(self, tokens: TokenSet) -> None:
-        store = self.token_store
-        if isinstance(store, TokenStore):
-            store.save(tokens)
+        save_tokens(self.token_store, tokens)
 
     async def _asave(self, tokens: TokenSet) -> None:
-        store = self.token_store
-        if isinstance(store, AsyncTokenStore):
-            await store.asave(tokens)
-        elif isinstance(store, TokenStore):
-            await anyio.to_thread.run_sync(store.save, tokens)
+        await asave_tokens(self.token_store, tokens)
+
+
+def save_tokens(store: TokenStore | AsyncTokenStore | None, tokens: TokenSet) -> None:
+    """Hand ``tokens`` to a blocking ``store`` (an async-only store is not called here)."""
+    if isinstance(store, TokenStore):
+        store.save(tokens)
+
+
+async def asave_tokens(store: TokenStore | AsyncTokenStore | None, tokens: TokenSet) -> None:
+    """Hand ``tokens`` to ``store``: awaited when async, else in a worker thread."""
+    if isinstance(store, AsyncTokenStore):
+        await store.asave(tokens)
+    elif isinstance(store, TokenStore):
+        await anyio.to_thread.run_sync(store.save, tokens)

@@ -22,24 +22,32 @@ rotates is written back to the same file.
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
+import hmac
 import http.server
 import os
-import secrets
 import socket
 import threading
 import tomllib
 import webbrowser
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import tomli_w
 
 from signals_crm.cli._common import CommandError, ExitCode, Output, add_json_flag, positive_float
 from signals_crm.cli._credentials import CREDENTIAL_FILE_VARIABLE, variable
+from signals_crm.connect import (
+    HUBSPOT_AUTHORIZE_URL,
+    HUBSPOT_SCOPES,
+    SALESFORCE_SCOPES,
+    Connection,
+    Connector,
+    HubSpotConnect,
+    SalesforceConnect,
+)
+from signals_crm.exceptions import AuthenticationError, ConfigurationError, SignalsCRMError
 
 __all__ = ["register", "save_credentials"]
 
@@ -47,9 +55,7 @@ DEFAULT_REDIRECT = "http://localhost:1717/OauthRedirect"
 DEFAULT_FILE = "signals-crm-credentials.toml"
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 _SF_LOGIN = "https://login.salesforce.com"
-_HS_AUTHORIZE = "https://app.hubspot.com/oauth/authorize"
 _HS_API = "https://api.hubapi.com"
-_HS_SCOPES = "crm.objects.contacts.read crm.objects.contacts.write crm.lists.read crm.lists.write"
 
 
 def _check_url(value: str, name: str) -> httpx.URL:
@@ -88,13 +94,13 @@ def save_credentials(path: Path, crm: str, values: dict[str, str]) -> None:
 
 
 class _Callback:
-    """One redirect caught on the loopback URI (then the server stops)."""
+    """One redirect caught on the loopback URI (then the server stops); the library's
+    ``finish`` checks it again and exchanges its code."""
 
     def __init__(self, redirect: httpx.URL, state: str) -> None:
         self.redirect = redirect
         self.state = state
-        self.code: str | None = None
-        self.error: str | None = None
+        self.params: dict[str, str] = {}
         self.done = threading.Event()
         outer = self
 
@@ -104,19 +110,15 @@ class _Callback:
                 if split.path != outer.redirect.path:
                     self.send_error(404)
                     return
-                query = parse_qs(split.query)
-                if query.get("state", [""])[0] != outer.state:
-                    outer.error = "the answer's state does not match this connect (ignored)"
+                query = {k: v[0] for k, v in parse_qs(split.query).items()}
+                if not hmac.compare_digest(query.get("state", "").encode(), outer.state.encode()):
+                    # Not this connect's answer: refused, and the command keeps waiting.
                     self._answer(400, "This answer does not belong to this connect.")
                     return
+                outer.params = query
                 if "error" in query:
-                    reason = query.get("error_description", query["error"])[0]
-                    outer.error = f"the CRM refused: {query['error'][0]}: {reason}"[:300]
                     self._answer(400, "The CRM refused the connection. See the terminal.")
                 else:
-                    outer.code = query.get("code", [None])[0]
-                    if outer.code is None:
-                        outer.error = "the redirect carried no code"
                     self._answer(200, "Connected. You can close this tab.")
                 outer.done.set()
 
@@ -158,12 +160,6 @@ class _Callback:
         self.thread.join(timeout=10)
 
 
-def _pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
 def _secret(crm: str, args: argparse.Namespace) -> str | None:
     from signals_crm.cli._credentials import load_credentials
 
@@ -187,26 +183,37 @@ def _credentials_path(args: argparse.Namespace) -> Path:
     return Path(DEFAULT_FILE)
 
 
-def _token_answer(response: httpx.Response) -> dict[str, Any]:
+def _connector(
+    args: argparse.Namespace, client_id: str, secret: str | None, redirect: str
+) -> Connector:
+    """The library's connect flow for the command's options (``signals_crm.connect``)."""
+    from signals_crm.adapters.hubspot import HubSpotAPI
+
+    scopes = args.scope.split() if args.scope else None
     try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if response.status_code != 200 or not isinstance(body, dict):
-        code = body.get("error") or body.get("status") or response.status_code
-        detail = body.get("error_description") or body.get("message") or ""
-        raise CommandError(
-            f"the token endpoint refused the code: {code} {detail}"[:300], ExitCode.AUTH
+        if args.crm == "salesforce":
+            login = str(_check_url(args.login_url or _SF_LOGIN, "--login-url")).rstrip("/")
+            return SalesforceConnect(
+                client_id=client_id,
+                client_secret=secret,
+                redirect_uri=redirect,
+                login_url=login,
+                scopes=scopes or SALESFORCE_SCOPES,
+            )
+        api = str(_check_url(args.url or _HS_API, "--url")).rstrip("/")
+        page = args.authorize_url or (f"{api}/oauth/authorize" if args.url else None)
+        if page is not None:
+            _check_url(page, "--authorize-url")
+        return HubSpotConnect(
+            client_id=client_id,
+            client_secret=secret or "",
+            redirect_uri=redirect,
+            scopes=scopes or HUBSPOT_SCOPES,
+            api=HubSpotAPI(base_url=api),
+            authorize_url=page or HUBSPOT_AUTHORIZE_URL,
         )
-    if not isinstance(body.get("access_token"), str) or not isinstance(
-        body.get("refresh_token"), str
-    ):
-        raise CommandError(
-            "the token endpoint's answer has no refresh token (does the app have the "
-            "refresh_token / offline_access scope?)",
-            ExitCode.AUTH,
-        )
-    return body
+    except ConfigurationError as error:
+        raise CommandError(f"connect: {error}", ExitCode.USAGE) from None
 
 
 def _connect(args: argparse.Namespace, out: Output) -> ExitCode:
@@ -227,71 +234,36 @@ def _connect(args: argparse.Namespace, out: Output) -> ExitCode:
             f"HubSpot's code exchange needs the app's secret: set {variable(crm, 'client_secret')}",
             ExitCode.USAGE,
         )
-    state = secrets.token_urlsafe(24)
-    verifier, challenge = _pkce()
-    if crm == "salesforce":
-        login = _check_url(args.login_url or _SF_LOGIN, "--login-url")
-        base = str(login).rstrip("/")
-        query = {
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": str(redirect),
-            "state": state,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-            "scope": args.scope or "api refresh_token",
-        }
-        authorize = f"{base}/services/oauth2/authorize?{urlencode(query)}"
-        token_url = f"{base}/services/oauth2/token"
-    else:
-        api = str(_check_url(args.url or _HS_API, "--url")).rstrip("/")
-        page = args.authorize_url or (f"{api}/oauth/authorize" if args.url else _HS_AUTHORIZE)
-        _check_url(page, "--authorize-url")
-        query = {
-            "client_id": client_id,
-            "redirect_uri": str(redirect),
-            "scope": args.scope or _HS_SCOPES,
-            "state": state,
-        }
-        authorize = f"{page}?{urlencode(query)}"
-        token_url = f"{api}/oauth/v1/token"
-    with _Callback(redirect, state) as callback:
+    flow = _connector(args, client_id, secret, str(redirect))
+    started = flow.start()
+    with _Callback(redirect, started.state) as callback:
         out.note(f"Open this address to connect {crm} (it expires when this command ends):")
-        out.note(f"  {authorize}")
+        out.note(f"  {started.url}")
         if not args.no_browser:
-            webbrowser.open(authorize)
+            webbrowser.open(started.url)
         out.note(f"waiting up to {args.timeout:.0f} s for the CRM to answer on {redirect} ...")
         if not callback.done.wait(args.timeout):
             raise CommandError("no answer came back in time; nothing was saved", ExitCode.ERROR)
-    if callback.error or not callback.code:
-        raise CommandError(callback.error or "no code came back", ExitCode.AUTH)
-    form = {
-        "grant_type": "authorization_code",
-        "code": callback.code,
-        "client_id": client_id,
-        "redirect_uri": str(redirect),
-    }
-    if crm == "salesforce":
-        form["code_verifier"] = verifier
-    if secret:
-        form["client_secret"] = secret
     timeout = httpx.Timeout(30.0, connect=10.0)
     try:
         with httpx.Client(timeout=timeout) as http:
-            answer = _token_answer(http.post(token_url, data=form))
-            users = _check_token(crm, http, answer, api_url=None if crm == "salesforce" else api)
-    except httpx.HTTPError as error:
-        raise CommandError(
-            f"cannot reach the CRM: {type(error).__name__}", ExitCode.ERROR
-        ) from None
+            connection = flow.finish(
+                http, callback.params, state=started.state, code_verifier=started.code_verifier
+            )
+            users = _check_token(flow, http, connection)
+    except (AuthenticationError, ConfigurationError) as error:
+        raise CommandError(f"the connect failed: {error}"[:400], ExitCode.AUTH) from None
+    except SignalsCRMError as error:
+        raise CommandError(f"cannot reach the CRM: {error}"[:400], ExitCode.ERROR) from None
+    tokens = connection.tokens
     values = {"auth": "refresh_token" if crm == "salesforce" else "oauth", "client_id": client_id}
-    values["refresh_token"] = answer["refresh_token"]
-    if crm == "salesforce":
-        values["login_url"] = base
-        if isinstance(answer.get("instance_url"), str):
-            values["instance_url"] = answer["instance_url"]
+    values["refresh_token"] = tokens.refresh_token or ""
+    if isinstance(flow, SalesforceConnect):
+        values["login_url"] = flow.login_url
+        if tokens.instance_url:
+            values["instance_url"] = tokens.instance_url
     elif args.url:
-        values["base_url"] = api
+        values["base_url"] = str(_check_url(args.url, "--url")).rstrip("/")
     path = _credentials_path(args)
     save_credentials(path, crm, values)
     where = values.get("instance_url") or values.get("base_url") or crm
@@ -307,6 +279,8 @@ def _connect(args: argparse.Namespace, out: Output) -> ExitCode:
             "connected": True,
             "crm": crm,
             "instance_url": values.get("instance_url"),
+            "base_url": values.get("base_url"),
+            "account_id": connection.account_id,
             "credentials": str(path),
             "users": users,
         }
@@ -314,29 +288,19 @@ def _connect(args: argparse.Namespace, out: Output) -> ExitCode:
     return ExitCode.OK
 
 
-def _check_token(
-    crm: str, http: httpx.Client, answer: dict[str, Any], *, api_url: str | None
-) -> int:
+def _check_token(flow: Connector, http: httpx.Client, connection: Connection) -> int:
     """How many active users the new token can read (proof that it works)."""
-    from signals_crm.exceptions import SignalsCRMError
+    adapter: Any
+    if isinstance(flow, SalesforceConnect):
+        from signals_crm.adapters.salesforce import SalesforceAdapter
 
-    try:
-        if crm == "salesforce":
-            from signals_crm.adapters.salesforce import SalesforceAdapter, StaticToken
+        adapter = SalesforceAdapter(http, flow.auth(connection.tokens))
+    else:
+        from signals_crm.adapters.hubspot import HubSpotAdapter
 
-            instance = answer.get("instance_url")
-            if not isinstance(instance, str):
-                raise CommandError("the token answer names no instance_url", ExitCode.AUTH)
-            adapter: Any = SalesforceAdapter(http, StaticToken(answer["access_token"], instance))
-        else:
-            from signals_crm.adapters.hubspot import HubSpotAdapter, HubSpotAPI
-            from signals_crm.adapters.hubspot import StaticToken as HubSpotToken
-
-            auth = HubSpotToken(answer["access_token"])
-            adapter = HubSpotAdapter(http, auth, api=HubSpotAPI(base_url=api_url or _HS_API))
-        return len(adapter.list_users())
-    except SignalsCRMError as error:
-        raise CommandError(f"the new token does not work: {error}", ExitCode.AUTH) from None
+        assert isinstance(flow, HubSpotConnect)  # noqa: S101  # the two connectors
+        adapter = HubSpotAdapter(http, flow.auth(connection.tokens), api=flow.api)
+    return sum(1 for user in adapter.list_users() if user.active)
 
 
 def register(sub: Any) -> None:
@@ -352,7 +316,7 @@ def register(sub: Any) -> None:
     parser.add_argument("--redirect-uri", default=DEFAULT_REDIRECT, help="registered with the app")
     parser.add_argument("--login-url", help=f"Salesforce: default {_SF_LOGIN} (or a My Domain)")
     parser.add_argument("--url", help="HubSpot: the API base URL (a local sandbox)")
-    parser.add_argument("--authorize-url", help=f"HubSpot: default {_HS_AUTHORIZE}")
+    parser.add_argument("--authorize-url", help=f"HubSpot: default {HUBSPOT_AUTHORIZE_URL}")
     parser.add_argument("--scope", help="the scopes to ask for (space-separated)")
     parser.add_argument(
         "--credentials", type=Path, help=f"default ${CREDENTIAL_FILE_VARIABLE} or ./{DEFAULT_FILE}"

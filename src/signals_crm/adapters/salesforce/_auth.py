@@ -205,7 +205,11 @@ class StaticToken(SalesforceAuth):
 
 
 class RefreshTokenFlow(SalesforceAuth):
-    """OAuth 2.0 refresh-token grant (``login_url`` may be a My Domain or the test host)."""
+    """OAuth 2.0 refresh-token grant (``login_url`` may be a My Domain or the test host).
+
+    ``access_token`` (with ``instance_url``) seeds a token the host already holds, such as
+    the one a connect just returned; it is used until the org says it expired.
+    """
 
     def __init__(  # the grant's own parameters
         self,
@@ -216,6 +220,7 @@ class RefreshTokenFlow(SalesforceAuth):
         instance_url: str | None = None,
         *,
         token_store: Store = None,
+        access_token: str | None = None,
     ) -> None:
         super().__init__(token_store=token_store)
         self.client_id = client_id
@@ -223,6 +228,11 @@ class RefreshTokenFlow(SalesforceAuth):
         self.client_secret = client_secret
         self.login_url = login_url
         self.instance_url = instance_url
+        if access_token and instance_url:
+            # A token the host already holds (just connected): used until it expires.
+            self._token = SalesforceToken(
+                access_token=access_token, instance_url=_strip_slash(instance_url)
+            )
 
     def __repr__(self) -> str:
         return (

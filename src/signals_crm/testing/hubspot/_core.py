@@ -166,7 +166,8 @@ class PortalCore:
         self.access_tokens: dict[str, float] = {}
         self.oauth_clients: dict[str, tuple[str, set[str]]] = {}
         self.oauth_redirects: dict[str, tuple[str, ...]] = {}
-        self.auth_codes: dict[str, tuple[str, str, tuple[str, ...], float]] = {}
+        self.auth_codes: dict[str, tuple[str, str, tuple[str, ...], float, str | None]] = {}
+        """Code -> (app, redirect URI, scopes, expiry, PKCE S256 challenge or None)."""
         self.token_owner: dict[str, tuple[str, str]] = {}
         """Access token -> (app, refresh token it came from)."""
         self.token_scopes: dict[str, tuple[str, ...]] = {}

@@ -1,36 +1,51 @@
 """OAuth for the local portal: authorize, code exchange, refresh, token metadata, revoke.
 
-Rules (HubSpot "OAuth" guides, legacy v1 token API and v3 token endpoints):
+Rules (HubSpot "Working with OAuth", "Manage OAuth tokens" (legacy v1), the v3 / 2026-03 token
+API and its migration guide):
 
-1. ``GET /oauth/authorize?client_id&redirect_uri&scope[&state]`` (the install URL; served on
-   any host, e.g. ``app.hubspot.com`` through the proxy) approves at once (nobody is there to
-   click) and redirects (302) to ``redirect_uri`` with ``code`` (and ``state``). An unknown
-   app or a redirect URI it did not register is refused on the page (400).
+1. ``GET /oauth/authorize?client_id&redirect_uri&scope[&optional_scope][&state]
+   [&code_challenge&code_challenge_method=S256]`` (the install URL; served on any host, e.g.
+   ``app.hubspot.com`` through the proxy) approves at once (nobody is there to click) and
+   redirects (302) to ``redirect_uri`` with ``code`` (and ``state``). An unknown app or a
+   redirect URI it did not register is refused on the page (400).
 2. ``POST /oauth/v1/token`` (also ``/oauth/v3/token`` and ``/oauth/YYYY-MM/token``),
    form-encoded: ``authorization_code`` (``code``, ``redirect_uri``, ``client_id``,
-   ``client_secret``; the code works once, within 30 minutes) and ``refresh_token`` answer
-   ``{token_type, access_token, refresh_token, expires_in, token_use, hub_id}``. Errors are
-   400 with ``status`` ``BAD_GRANT_TYPE``, ``BAD_CLIENT_ID``, ``BAD_AUTH_CODE``,
-   ``BAD_REDIRECT_URI`` or ``BAD_REFRESH_TOKEN``.
+   ``client_secret``, and ``code_verifier`` when the authorize carried a challenge; the code
+   works once, within 30 minutes) and ``refresh_token`` answer ``{token_type, access_token,
+   refresh_token, expires_in, token_use, hub_id}``. Errors are 400 with ``status``
+   ``BAD_GRANT_TYPE``, ``BAD_CLIENT_ID``, ``BAD_AUTH_CODE``, ``BAD_REDIRECT_URI`` or
+   ``BAD_REFRESH_TOKEN`` and ``message``, plus RFC 6749's ``error`` and
+   ``error_description`` (HubSpot's changelog "New OAuth v3 API endpoints and standardized
+   error responses": both forms in every OAuth error).
 3. ``GET /oauth/v1/access-tokens/{token}`` and ``GET /oauth/v1/refresh-tokens/{token}`` tell
    what a token is (hub, app, scopes, and the seconds left of an access token);
-   ``DELETE /oauth/v1/refresh-tokens/{token}`` (or ``POST /oauth/v3/token/revoke``) revokes a
-   refresh token: 204, and it refreshes no more. Unknown tokens answer 404.
+   ``DELETE /oauth/v1/refresh-tokens/{token}`` (or ``POST /oauth/{v3|YYYY-MM}/token/revoke``)
+   deletes a refresh token: 204, and it refreshes no more. "This will only delete the refresh
+   token. Access tokens generated with the refresh token will not be affected" (Delete OAuth
+   2.0 Refresh Token): they live out their lifetime. Unknown tokens answer 404.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs
 
 import httpx
 
 from signals_crm.testing.hubspot._core import PortalCore
+from signals_crm.testing.salesforce._login import pkce_matches
 
 __all__ = ["OAuth"]
 
 _CODE_TTL = 30 * 60
+_RFC_ERROR: Final = {
+    "BAD_GRANT_TYPE": "unsupported_grant_type",
+    "BAD_CLIENT_ID": "invalid_client",
+    "BAD_AUTH_CODE": "invalid_grant",
+    "BAD_REDIRECT_URI": "invalid_grant",
+    "BAD_REFRESH_TOKEN": "invalid_grant",
+}
 
 
 class OAuth(PortalCore):
@@ -66,7 +81,8 @@ class OAuth(PortalCore):
             )
         code = f"na1-{self.rng.getrandbits(96):024x}"
         scopes = tuple(s for s in params.get("scope", "").replace(",", " ").split() if s)
-        self.auth_codes[code] = (client_id, redirect, scopes, self.clock() + _CODE_TTL)
+        challenge = params.get("code_challenge") or None
+        self.auth_codes[code] = (client_id, redirect, scopes, self.clock() + _CODE_TTL, challenge)
         query = {"code": code}
         if "state" in params:
             query["state"] = params["state"]
@@ -75,9 +91,14 @@ class OAuth(PortalCore):
         )
 
     def _bad(self, status: str, message: str) -> httpx.Response:
-        return self._json(
-            400, {"status": status, "message": message, "correlationId": self._correlation()}
-        )
+        body = {
+            "status": status,
+            "message": message,
+            "error": _RFC_ERROR.get(status, "invalid_request"),
+            "error_description": message,
+            "correlationId": self._correlation(),
+        }
+        return self._json(400, body)
 
     def _oauth_token(self, request: httpx.Request) -> httpx.Response:
         self.token_requests += 1
@@ -97,6 +118,8 @@ class OAuth(PortalCore):
                 return self._bad(
                     "BAD_REDIRECT_URI", "redirect URI does not match initial auth code URI"
                 )
+            if found[4] is not None and not pkce_matches(found[4], form.get("code_verifier", "")):
+                return self._bad("BAD_AUTH_CODE", "code_verifier does not match code_challenge")
             refresh = f"na1-{self.rng.getrandbits(128):032x}"
             client[1].add(refresh)
             self.token_scopes[refresh] = found[2]
@@ -127,11 +150,7 @@ class OAuth(PortalCore):
         client_id = self._app_of_refresh(refresh)
         if client_id is None:
             return self._error(404, "OBJECT_NOT_FOUND", "refresh token not found")
-        self.oauth_clients[client_id][1].discard(refresh)
-        for access, (_, owner) in list(self.token_owner.items()):
-            if owner == refresh:
-                self.access_tokens.pop(access, None)
-                del self.token_owner[access]
+        self.oauth_clients[client_id][1].discard(refresh)  # its access tokens live on
         return httpx.Response(204)
 
     def _info(self, client_id: str, refresh: str, kind: str) -> dict[str, Any]:

@@ -16,9 +16,13 @@ Rules:
    user (there is no one to click) and redirects (302) to ``redirect_uri`` with ``code`` and
    ``state``; an unregistered client or redirect URI is refused on the page (400), as
    Salesforce shows an error instead of redirecting. The code is good once, for 15 minutes;
-   ``grant_type=authorization_code`` exchanges it, checking ``redirect_uri`` and, when a
-   challenge was given, ``code_verifier`` (``BASE64URL(SHA256(verifier))``), for an access
-   token and a refresh token.
+   ``grant_type=authorization_code`` exchanges it, checking ``redirect_uri``, the client secret
+   (the web server flow requires it unless the app turns off "Require Secret for Web Server
+   Flow": ``register_client(..., require_secret=False)``) and, when a challenge was given,
+   ``code_verifier`` (``BASE64URL(SHA256(verifier))``): a missing verifier answers
+   ``invalid_grant``, a wrong one ``invalid_request`` (REST API Developer Guide, "Web Server
+   OAuth Authentication Flow", ``code_challenge``). The answer carries an access token and a
+   refresh token.
 4. ``POST /services/oauth2/revoke`` with ``token=`` revokes an access or refresh token (a
    refresh token takes its access tokens with it): 200; an unknown token answers 400
    ``unsupported_token_type``.
@@ -171,6 +175,7 @@ class Client:
     rotate_refresh_tokens: bool = False
     redirect_uris: tuple[str, ...] = ()
     password_flow: bool = True
+    require_secret: bool = True
 
 
 class Logins:
@@ -218,11 +223,13 @@ class Logins:
         rotate_refresh_tokens: bool = False,
         redirect_uris: tuple[str, ...] = (),
         password_flow: bool = True,
+        require_secret: bool = True,
     ) -> None:
         """Register a connected app (the flows it may use follow from what is given):
         refresh tokens always; client credentials when ``client_credentials``; JWT bearer with
         a ``jwt_public_key``; the username-password flow unless ``password_flow=False``; the
-        authorization-code flow (with or without PKCE) to the given ``redirect_uris``."""
+        authorization-code flow (with or without PKCE) to the given ``redirect_uris``, with
+        the client secret unless ``require_secret=False``."""
         with self._lock:
             self._clients[client_id] = Client(
                 client_id,
@@ -233,6 +240,7 @@ class Logins:
                 rotate_refresh_tokens,
                 tuple(redirect_uris),
                 password_flow,
+                require_secret,
             )
 
     def add_login(self, username: str, password: str, security_token: str = "") -> str:
@@ -365,9 +373,16 @@ class Logins:
         if form.get("redirect_uri", "") != code.redirect_uri:
             return oauth_error("redirect_uri_mismatch", "redirect_uri must match configuration")
         if code.challenge is not None:
-            if not pkce_matches(code.challenge, form.get("code_verifier", "")):
-                return oauth_error("invalid_grant", "invalid code verifier")
-        elif client.client_secret is not None and client_secret != client.client_secret:
+            verifier = form.get("code_verifier", "")
+            if not verifier:
+                return oauth_error("invalid_grant", "code verifier is required")
+            if not pkce_matches(code.challenge, verifier):
+                return oauth_error("invalid_request", "invalid code verifier")
+        if (
+            client.require_secret
+            and client.client_secret is not None
+            and client_secret != client.client_secret
+        ):
             return oauth_error("invalid_client", "invalid client credentials")
         refresh = self.issue_refresh_token(client.client_id)
         reply = self._token_reply({"refresh_token": refresh}, user_id=code.user_id)
