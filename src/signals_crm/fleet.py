@@ -299,15 +299,24 @@ class Fleet(_Rounds):
                     self._engines.pop(tenant, None)  # resolve it afresh next time
         return RoundReport(tuple(tenants), reports, errors)
 
-    def run(self, *, rounds: int | None = None, now: datetime | None = None) -> int:
+    def run(
+        self,
+        *,
+        rounds: int | None = None,
+        now: datetime | None = None,
+        on_round: Callable[[RoundReport], object] | None = None,
+    ) -> int:
         """Run rounds until ``stop()`` (or ``rounds`` of them); returns how many ran.
 
         An idle round (nothing due) waits ``poll_interval`` seconds, waking at once on stop.
+        ``on_round`` receives each round's report (the ``worker`` command prints them).
         """
         done = 0
         while not self.stopping and (rounds is None or done < rounds):
             report = self.run_round(now)
             done += 1
+            if on_round is not None:
+                on_round(report)
             if not report.tenants or not report.synced:
                 self._stopping.wait(self.poll_interval)
         return done
@@ -384,12 +393,20 @@ class AsyncFleet(_Rounds):
                 group.start_soon(serve, tenant)
         return RoundReport(tuple(tenants), reports, errors)
 
-    async def run(self, *, rounds: int | None = None, now: datetime | None = None) -> int:
+    async def run(
+        self,
+        *,
+        rounds: int | None = None,
+        now: datetime | None = None,
+        on_round: Callable[[RoundReport], object] | None = None,
+    ) -> int:
         """Run rounds until ``stop()`` (or ``rounds`` of them); returns how many ran."""
         done = 0
         while not self.stopping and (rounds is None or done < rounds):
             report = await self.run_round(now)
             done += 1
+            if on_round is not None:
+                on_round(report)
             if not report.tenants or not report.synced:  # idle: wait, waking at once on stop
                 await anyio.to_thread.run_sync(self._stopping.wait, self.poll_interval)
         return done

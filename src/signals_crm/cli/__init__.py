@@ -3,9 +3,9 @@
 One module per command group: :mod:`~signals_crm.cli.demo`, :mod:`~signals_crm.cli.check`
 (validate, preflight), :mod:`~signals_crm.cli.ingest`, :mod:`~signals_crm.cli.delivery` (run,
 backfill), :mod:`~signals_crm.cli.inspect` (explain, stats), :mod:`~signals_crm.cli.dead_letters`,
-:mod:`~signals_crm.cli.connect`, :mod:`~signals_crm.cli.console` and
-:mod:`~signals_crm.cli.sandbox`. Shared rules (exit codes, ``--json``, read-only ledgers) are in
-:mod:`signals_crm.cli._common`.
+:mod:`~signals_crm.cli.connect`, :mod:`~signals_crm.cli.console`,
+:mod:`~signals_crm.cli.sandbox` and :mod:`~signals_crm.cli.worker` (the fleet). Shared rules
+(exit codes, ``--json``, read-only ledgers) are in :mod:`signals_crm.cli._common`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from signals_crm.cli import (
     ingest,
     inspect,
     sandbox,
+    worker,
 )
 from signals_crm.cli._common import CommandError, ExitCode, Output, exit_code_for
 from signals_crm.cli._credentials import environment_help
@@ -54,6 +55,7 @@ def parser() -> argparse.ArgumentParser:
     connect.register(sub)
     console.register(sub)
     sandbox.register(sub)
+    worker.register(sub)
     return top
 
 

@@ -80,9 +80,13 @@ _REQUIRED: Mapping[tuple[str, str], tuple[str, ...]] = {
 _URLS = ("instance_url", "login_url", "audience", "base_url")
 
 
-def variable(crm: str, key: str) -> str:
+PREFIX = "SIGNALS_CRM_"
+"""What every credential variable's name starts with (the worker adds a tenant's part)."""
+
+
+def variable(crm: str, key: str, prefix: str = PREFIX) -> str:
     """The environment variable of one credential value."""
-    return f"SIGNALS_CRM_{crm.upper()}_{key.upper()}"
+    return f"{prefix}{crm.upper()}_{key.upper()}"
 
 
 def environment_help() -> str:
@@ -164,8 +168,8 @@ def _infer(crm: str, values: Mapping[str, str]) -> str | None:
     return None
 
 
-def _check_url(crm: str, key: str, value: str, sources: Mapping[str, str]) -> None:
-    where = sources.get(key, variable(crm, key))
+def _check_url(crm: str, key: str, value: str, sources: Mapping[str, str], prefix: str) -> None:
+    where = sources.get(key, variable(crm, key, prefix))
     try:
         url = httpx.URL(value)
     except (httpx.InvalidURL, TypeError, ValueError):
@@ -181,16 +185,23 @@ def load_credentials(
     environ: Mapping[str, str] | None = None,
     warn: Callable[[str], None] = lambda _: None,
     url: str | None = None,
+    prefix: str = PREFIX,
+    shared: bool = True,
 ) -> Credentials:
     """The credentials of ``crm`` from ``environ`` (default ``os.environ``) and ``file``.
 
     ``url`` (the ``--url`` option) overrides the Salesforce instance URL or HubSpot base URL.
+    ``prefix`` starts every variable's name (the worker gives each tenant its own); with
+    ``shared=False`` the variables every tenant would share (``SIGNALS_CRM_CREDENTIALS``,
+    ``SIGNALS_CRM_TOKEN``) are not read, so one tenant can never get another's credentials.
     """
     env = os.environ if environ is None else environ
     if crm not in KEYS:
         raise CommandError(f"unknown CRM {crm!r}", ExitCode.USAGE)
     path = file or (
-        Path(env[CREDENTIAL_FILE_VARIABLE]) if env.get(CREDENTIAL_FILE_VARIABLE) else None
+        Path(env[CREDENTIAL_FILE_VARIABLE])
+        if shared and env.get(CREDENTIAL_FILE_VARIABLE)
+        else None
     )
     table: Mapping[str, Any] = {}
     if path is not None:
@@ -210,7 +221,7 @@ def load_credentials(
     sources: dict[str, str] = {}
     where = os.fspath(path) if path is not None else ""
     for key in KEYS[crm]:
-        name = variable(crm, key)
+        name = variable(crm, key, prefix)
         if env.get(name):
             values[key], sources[key] = env[name], name
         elif key in table:
@@ -220,13 +231,19 @@ def load_credentials(
                     f"{where}: [{crm}].{key} must be a non-empty string", ExitCode.USAGE
                 )
             values[key], sources[key] = value, f"{where}: [{crm}].{key}"
-    if "access_token" not in values and env.get(LEGACY_TOKEN_VARIABLE):
+    if shared and "access_token" not in values and env.get(LEGACY_TOKEN_VARIABLE):
         values["access_token"] = env[LEGACY_TOKEN_VARIABLE]
         sources["access_token"] = LEGACY_TOKEN_VARIABLE
     if url is not None:
         key = "instance_url" if crm == "salesforce" else "base_url"
         values[key], sources[key] = url, "--url"
     flow = values.pop("auth", None) or _infer(crm, values)
+    if flow is None and not shared:
+        raise CommandError(
+            f"no {crm} credentials: set {variable(crm, 'access_token', prefix)} (or another "
+            "flow's variables, see --help) or name a credentials file",
+            ExitCode.USAGE,
+        )
     if flow is None:
         raise CommandError(
             f"no {crm} credentials: set {variable(crm, 'access_token')} or "
@@ -236,17 +253,17 @@ def load_credentials(
         )
     if flow not in FLOWS[crm]:
         raise CommandError(
-            f"{sources.get('auth', variable(crm, 'auth'))}: unknown {crm} auth {flow!r}; "
+            f"{sources.get('auth', variable(crm, 'auth', prefix))}: unknown {crm} auth {flow!r}; "
             f"one of {', '.join(FLOWS[crm])}",
             ExitCode.USAGE,
         )
     missing = [k for k in _REQUIRED[(crm, flow)] if k not in values]
     if missing:
-        names = ", ".join(variable(crm, k) for k in missing)
+        names = ", ".join(variable(crm, k, prefix) for k in missing)
         raise CommandError(f"{crm} auth {flow!r} needs {names}", ExitCode.USAGE)
     for key in _URLS:
         if key in values:
-            _check_url(crm, key, values[key], sources)
+            _check_url(crm, key, values[key], sources, prefix)
     return Credentials(crm=crm, flow=flow, values=values, sources=sources, file=path)
 
 
