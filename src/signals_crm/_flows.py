@@ -371,6 +371,8 @@ class _Batch:
     def window(self, kind: str, caps: Capabilities) -> timedelta:
         """How long after a send its outcome may still change in the CRM."""
         if kind == CommandKind.CREATE_TASK.value:
+            if caps.upserts_tasks:
+                return timedelta(0)  # an upsert by its key: sending it again is harmless
             return max(self.settle, timedelta(seconds=caps.marker_search_lag))
         return self.settle
 
@@ -595,7 +597,9 @@ def reconcile(
         asked: list[tuple[CommandRecord, Any]] = []
         for record in group:
             cid = record.conversation_id
-            if record.kind == CommandKind.UPDATE_PERSON.value:
+            if record.kind == CommandKind.UPDATE_PERSON.value or (
+                record.kind == CommandKind.CREATE_TASK.value and caps.upserts_tasks
+            ):
                 batch.settle_record(record, CommandState.PLANNED, None)  # idempotent: send again
                 continue
             current = record
@@ -679,6 +683,8 @@ def _reconcile_sent(
     for command, payload in zip(commands, payloads, strict=True):
         if command.kind is CommandKind.CREATE_PERSON:
             queries.append(None)  # read by email below (rule 6)
+        elif command.kind is CommandKind.CREATE_TASK and caps.upserts_tasks:
+            queries.append(None)  # an upsert by its key: simply sent again
         elif command.kind is CommandKind.CREATE_TASK and command.marker is not None:
             # A marker search may trail the write: settle it in a later run instead.
             queries.append(None if caps.marker_search_lag > 0 else TaskByMarker(command.marker))
@@ -692,7 +698,9 @@ def _reconcile_sent(
         unknown.extend(
             c.key
             for c, q in zip(commands, queries, strict=True)
-            if q is not None or c.kind in (CommandKind.CREATE_PERSON, CommandKind.CREATE_TASK)
+            if q is not None
+            or c.kind is CommandKind.CREATE_PERSON
+            or (c.kind is CommandKind.CREATE_TASK and not caps.upserts_tasks)
         )
         return landed, unknown
     if creates:
@@ -707,7 +715,7 @@ def _reconcile_sent(
     answers = iter(found)
     for command, query in zip(commands, queries, strict=True):
         if query is None:
-            if command.kind is CommandKind.CREATE_TASK:
+            if command.kind is CommandKind.CREATE_TASK and not caps.upserts_tasks:
                 unknown.append(command.key)
             continue
         crm_id = next(answers)
@@ -1230,6 +1238,37 @@ def account_owners(
     return results
 
 
+def _sync_key_problems(caps: Capabilities, read: Callable[[Call], Flow]) -> Flow:
+    """The adapter upserts by ``caps.sync_key_field``: it must exist on each object it upserts,
+    marked external ID and unique (else a replay could make a second record)."""
+    field = caps.sync_key_field
+    objects = [caps.person_object] if caps.upserts_people else []
+    if caps.upserts_tasks and caps.task_object:
+        objects.append(caps.task_object)
+    problems: list[Problem] = []
+    if field is None or not caps.supports_describe:
+        return problems
+    for object_name in objects:
+        schema = yield from read(Call("describe", (object_name,)))
+        found = schema.get(field)
+        if found is None:
+            why = "has no such field"
+        elif not found.external_id:
+            why = "has it, but not marked External ID"
+        elif not found.unique:
+            why = "has it, but not marked Unique"
+        else:
+            continue
+        problems.append(
+            Problem(
+                "sync_key_field",
+                f"{object_name} {why}: {field} must be a custom text field marked External ID "
+                "and Unique on it (see 'Setting up the external ID field' in the CRM's docs)",
+            )
+        )
+    return problems
+
+
 def preflight(
     config: SyncConfig,
     caps: Capabilities,
@@ -1269,6 +1308,7 @@ def preflight(
                             f"{account.name} has no field {mapping.target!r}",
                         )
                     )
+    problems.extend((yield from _sync_key_problems(caps, read)))
     users = yield from read(Call("list_users", ()))
     by_id = {u.id: u for u in users}
     for index, entry in enumerate(config.users.entries):

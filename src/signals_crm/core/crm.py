@@ -102,6 +102,23 @@ class Capabilities:
     reports_api_usage: bool = False
     """The adapter has an ``api_usage`` property (``fraction_used``: the share of the CRM's API
     limit used): the engine's ``api_budget`` then stops a run in time (``ReportsApiUsage``)."""
+    task_object: str | None = None
+    """The CRM's task object (``Task``, ``tasks``): preflight describes it to check
+    ``sync_key_field`` when ``upserts_tasks``."""
+    sync_key_field: str | None = None
+    """The field that holds each create's idempotency key (``PersonWrite.key``,
+    ``TaskWrite.key``) on the objects the adapter upserts by it (Salesforce: a custom External
+    ID + Unique field such as ``Signals_Sync_Key__c``). Preflight checks that it exists on
+    those objects, marked external ID and unique."""
+    upserts_people: bool = False
+    """Person creates are upserts by ``sync_key_field``: the same create sent twice (after a
+    lost answer, or while the first still commits late) leaves one record, the second answer
+    ``created=False``. The engine still waits out the settle window before re-planning an
+    ambiguous person create, because *another* conversation with the same email must not
+    create a Lead meanwhile."""
+    upserts_tasks: bool = False
+    """Task creates are upserts by ``sync_key_field``: the engine sends an ambiguous task create
+    again at once, without a settle window or a read (a task belongs to one conversation)."""
 
     def is_id(self, value: str) -> bool:
         """Whether ``value`` has the shape of this CRM's ids (always true without a pattern)."""

@@ -658,6 +658,11 @@ class FieldSchema:
     picklist_values: tuple[str, ...] | None = None
     restricted_picklist: bool = False
     label: str | None = None
+    external_id: bool = False
+    """Marked External ID (Salesforce): an upsert may key on it."""
+    unique: bool = False
+    """The CRM refuses a second record with the same value (Salesforce Unique, HubSpot
+    ``hasUniqueValue``)."""
 
 
 def _schema_fields(value: Any) -> dict[str, FieldSchema]:

@@ -42,6 +42,9 @@ What the kit checks, per the rules of :mod:`signals_crm.adapters.base`:
    ``campaign_exists`` ⇔ ``checks_campaigns`` (and it tells a seeded campaign from
    ``missing_campaign_id``), ``list_campaigns`` ⇔ ``lists_campaigns`` (and it lists a seeded
    campaign), ``api_usage`` ⇔ ``reports_api_usage``.
+8. An adapter that declares ``upserts_people`` / ``upserts_tasks`` names its
+   ``sync_key_field``, and the same create sent twice (one idempotency key) answers the same id,
+   ``created=False`` the second time, and leaves one record.
 
 Tests that need a capability the adapter does not declare (``supports_tasks``,
 ``supports_campaigns``, ``supports_describe``, ``supports_reconcile``, ``separate_contacts``,
@@ -305,6 +308,10 @@ def _capabilities_are_declared(kit: _Kit) -> Scenario:
     assert caps.write_batch_size >= 1
     if caps.separate_contacts:
         assert caps.person_kind is PersonKind.LEAD, "separate contacts exist beside Leads"
+    if caps.upserts_people or caps.upserts_tasks:
+        assert caps.sync_key_field, "an adapter that upserts names its sync_key_field"
+    if caps.upserts_tasks:
+        assert caps.task_object, "an adapter that upserts tasks names its task_object"
     yield from ()
 
 
@@ -709,6 +716,39 @@ def _create_tasks_with_markers(kit: _Kit) -> Scenario:
     )
     _assert_created(results, 2)
     assert sorted(kit.backdoor.task_markers(person)) == sorted(markers)
+
+
+@_scenario
+def _upserted_person_create_is_idempotent(kit: _Kit) -> Scenario:
+    """With ``upserts_people``, the same create (one key) sent twice makes one record: the
+    second answer names it with ``created=False``."""
+    kit.require(kit.caps.upserts_people, "upserts_people")
+    email = kit.email("upsert")
+    write = kit.write(email, "first")
+    (first,) = yield _Call("create_people", ([write],))
+    (again,) = yield _Call("create_people", ([write],))
+    assert first.ok, f"expected success, got {first.error!r}"
+    assert first.created is True
+    assert again.ok, f"a replayed upsert must succeed, got {again.error!r}"
+    assert again.id == first.id, "a replayed upsert names the record the first one made"
+    assert again.created is False, "a replayed upsert says it created nothing"
+    assert kit.backdoor.people_with_email(email) == [first.id]
+
+
+@_scenario
+def _upserted_task_create_is_idempotent(kit: _Kit) -> Scenario:
+    """With ``upserts_tasks``, the same task (one key) sent twice makes one task."""
+    kit.require(kit.caps.supports_tasks and kit.caps.upserts_tasks, "upserts_tasks")
+    person = kit.seed(kit.email("upsert-task"))
+    marker = f"signals:{_unique('conv')}:transcript"
+    task = kit.task(person, marker)
+    (first,) = yield _Call("create_tasks", ([task],))
+    (again,) = yield _Call("create_tasks", ([task],))
+    assert first.ok, f"expected success, got {first.error!r}"
+    assert again.ok, f"a replayed upsert must succeed, got {again.error!r}"
+    assert again.id == first.id
+    assert again.created is False
+    assert kit.backdoor.task_markers(person) == [marker]
 
 
 @_scenario

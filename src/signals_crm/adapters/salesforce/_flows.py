@@ -13,6 +13,12 @@ Theory of operation (the httpx ``auth_flow`` pattern):
 3. Lookups group by email case-insensitively; results come back one per input, in order.
 4. Writes use sObject Collections (200 a call, ``allOrNone: false``). Failures are per record
    (:class:`~signals_crm.core.crm.WriteResult`); only whole-call failures raise.
+5. With ``sync_key_field`` (a custom External ID + Unique field on Lead and Task), new Leads
+   and Tasks are Collections *upserts* by it, each record carrying its write's idempotency key:
+   a create sent again after an ambiguous outcome, or one that commits after the client gave
+   up, updates the record instead of making a second one (``created=False``). Two upserts of
+   one key racing inside Salesforce may end in ``DUPLICATE_VALUE`` naming the record the other
+   made: that is the record, not a failure.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias, TypedDict, TypeVar
 
+import attrs
 import httpx
 
 from signals_crm.adapters._cache import MetadataCache
@@ -40,6 +47,7 @@ from signals_crm.adapters.salesforce._requests import (
     campaign_member_record,
     collection_create_request,
     collection_update_request,
+    collection_upsert_request,
     composite_request,
     describe_request,
     in_queries,
@@ -90,6 +98,7 @@ from signals_crm.exceptions import (
     CRMAPIError,
     DuplicateRecordError,
     NotFoundError,
+    PermissionDeniedError,
     Problem,
 )
 
@@ -114,7 +123,10 @@ SALESFORCE_CAPABILITIES = Capabilities(
     checks_campaigns=True,
     lists_campaigns=True,
     reports_api_usage=True,
+    task_object="Task",
 )
+_SYNC_KEY_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*__c")
+_KEY_CLASH = re.compile(r"with id:\s*([A-Za-z0-9]{15,18})")
 
 _PLACEHOLDER_INSTANCE = "https://instance.invalid"
 _LEAD_BASE_FIELDS = (
@@ -172,7 +184,11 @@ class SalesforceOptions(TypedDict, total=False):
     marker (default: a tag in ``Subject``); ``task_status`` / ``task_priority`` are sent on
     every Task (``None`` leaves the org's default); ``max_url_length`` bounds each query URL
     (``IN`` lists are chunked to fit); ``metadata_cache`` keeps describes, users and
-    campaign checks (default: the one of ``auth``, shared by adapters of one connection).
+    campaign checks (default: the one of ``auth``, shared by adapters of one connection);
+    ``sync_key_field`` names a custom External ID + Unique text field on Lead and Task (such as
+    ``Signals_Sync_Key__c``): new Leads and Tasks are then upserts by each write's idempotency
+    key, so a replayed or late write can never make a second record (``docs/salesforce.md``,
+    "Setting up the external ID field"; preflight checks the field).
     """
 
     api_version: str
@@ -181,6 +197,7 @@ class SalesforceOptions(TypedDict, total=False):
     task_priority: str | None
     max_url_length: int
     metadata_cache: MetadataCache | None
+    sync_key_field: str | None
 
 
 class SalesforceFlows(AdapterFlows):
@@ -198,12 +215,16 @@ class SalesforceFlows(AdapterFlows):
         task_priority: str | None = "Normal",
         max_url_length: int = DEFAULT_MAX_URL_LENGTH,
         metadata_cache: MetadataCache | None = None,
+        sync_key_field: str | None = None,
     ) -> None:
         if not isinstance(auth, SalesforceAuth):
             raise ConfigurationError([Problem("auth", "must be a Salesforce auth flow")])
+        marker = task_marker or TaskMarker()
+        _check_sync_key_field(sync_key_field, marker)
+        self._sync_key_field = sync_key_field
         self.auth: SalesforceAuth = auth
         self._api_version = api_version
-        self._marker = task_marker or TaskMarker()
+        self._marker = marker
         self._task_status = task_status
         self._task_priority = task_priority
         self._max_url_length = max_url_length
@@ -217,8 +238,21 @@ class SalesforceFlows(AdapterFlows):
 
     @property
     def capabilities(self) -> Capabilities:
-        """Salesforce: Leads are the person records; Contacts exist and are never updated."""
-        return SALESFORCE_CAPABILITIES
+        """Salesforce: Leads are the person records; Contacts exist and are never updated. With
+        ``sync_key_field``, Lead and Task creates are upserts by it."""
+        if self._sync_key_field is None:
+            return SALESFORCE_CAPABILITIES
+        return attrs.evolve(
+            SALESFORCE_CAPABILITIES,
+            sync_key_field=self._sync_key_field,
+            upserts_people=True,
+            upserts_tasks=True,
+        )
+
+    @property
+    def sync_key_field(self) -> str | None:
+        """The External ID field new Leads and Tasks are upserted by (``None``: plain creates)."""
+        return self._sync_key_field
 
     @property
     def api_usage(self) -> ApiUsage | None:
@@ -457,22 +491,25 @@ class SalesforceFlows(AdapterFlows):
         *,
         update: bool,
         auto_assign: bool | None = None,
+        upsert: str | None = None,
     ) -> Flow[list[WriteResult]]:
-        """One Collections call for ``bodies`` (<= 200), one result per body.
+        """One Collections call for ``bodies`` (<= 200), one result per body; ``upsert`` (an
+        object name) upserts them by ``sync_key_field`` instead of creating them.
 
         Salesforce rejects a *whole* Collections request when one record names a field the
         object lacks (``INVALID_FIELD``, a JSON deserialization failure). That is a per-record
         problem, so the records naming the field fail alone and the others are sent again; when
         the culprit cannot be told from the message, the batch is halved until it can.
         """
-        build = collection_update_request if update else collection_create_request
         results: list[WriteResult | None] = [None] * len(bodies)
         groups: list[list[int]] = [list(range(len(bodies)))]
         while groups:
             group = groups.pop(0)
-            response = yield build(
-                self.endpoint, [bodies[i] for i in group], auto_assign=auto_assign
+            response = yield self._collection_request(
+                [bodies[i] for i in group], update=update, auto_assign=auto_assign, upsert=upsert
             )
+            if upsert is not None and response.status_code == 404:
+                raise self._no_key_field(upsert, error_from_response(response))
             if response.status_code == 400:
                 error = error_from_response(response)
                 if error.error_code not in _RECORD_CONTENT_CODES:
@@ -499,30 +536,80 @@ class SalesforceFlows(AdapterFlows):
                 if rest:
                     groups.insert(0, rest)
                 continue
-            parsed = parse_collection_results(response, len(group))
+            parsed = parse_collection_results(response, len(group), upsert=upsert is not None)
             for i, result in zip(group, parsed, strict=True):
-                results[i] = result
+                results[i] = self._key_clash(result) if upsert is not None else result
         return [r if r is not None else WriteResult.failure(_LOST) for r in results]
+
+    def _collection_request(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        update: bool,
+        auto_assign: bool | None,
+        upsert: str | None,
+    ) -> httpx.Request:
+        if upsert is not None and self._sync_key_field is not None:
+            return collection_upsert_request(
+                self.endpoint, upsert, self._sync_key_field, records, auto_assign=auto_assign
+            )
+        build = collection_update_request if update else collection_create_request
+        return build(self.endpoint, records, auto_assign=auto_assign)
+
+    def _no_key_field(self, object_name: str, cause: CRMAPIError) -> PermissionDeniedError:
+        """The org has no such External ID field (any more): an administrator's to fix."""
+        error = PermissionDeniedError(
+            f"Salesforce has no External ID field {object_name}.{self._sync_key_field} to "
+            "upsert by (see 'Setting up the external ID field' in docs/salesforce.md)",
+            status_code=cause.status_code,
+            error_code=cause.error_code,
+        )
+        error.__cause__ = cause
+        return error
+
+    def _key_clash(self, result: WriteResult) -> WriteResult:
+        """``DUPLICATE_VALUE`` on the sync key naming a record: the upsert's record (module
+        doc, rule 5), made by a concurrent upsert of the same key."""
+        error = result.error
+        if (
+            not isinstance(error, CRMAPIError)
+            or error.error_code != "DUPLICATE_VALUE"
+            or self._sync_key_field is None
+            or self._sync_key_field.lower() not in (f.lower() for f in error.fields)
+        ):
+            return result
+        found = _KEY_CLASH.search(error.message)
+        return WriteResult.success(found[1], created=False) if found else result
 
     def create_people_flow(self, records: Sequence[PersonWrite]) -> Flow[list[WriteResult]]:
         results: list[WriteResult | None] = [None] * len(records)
-        email_field = SALESFORCE_CAPABILITIES.email_field
         for start in range(0, len(records), COLLECTION_LIMIT):
             chunk = range(start, min(start + COLLECTION_LIMIT, len(records)))
             # Owner chosen → assignment rules off; otherwise the org's rules apply as usual.
             with_owner = [i for i in chunk if records[i].owner_id]
             without = [i for i in chunk if not records[i].owner_id]
-            for indices, auto_assign in ((with_owner, False), (without, None)):
-                if not indices:
-                    continue
-                bodies = [person_record(records[i], email_field=email_field) for i in indices]
-                parsed = yield from self._collection_call(
-                    bodies, update=False, auto_assign=auto_assign
-                )
-                for i, result in zip(indices, parsed, strict=True):
-                    results[i] = result
+            for owned, auto_assign in ((with_owner, False), (without, None)):
+                keyed = self._sync_key_field is not None
+                upserts = [i for i in owned if keyed and records[i].kind is PersonKind.LEAD]
+                plain = sorted(set(owned) - set(upserts))
+                for indices, upsert in ((upserts, "Lead"), (plain, None)):
+                    if not indices:
+                        continue
+                    bodies = [self._person_body(records[i], upsert) for i in indices]
+                    parsed = yield from self._collection_call(
+                        bodies, update=False, auto_assign=auto_assign, upsert=upsert
+                    )
+                    for i, result in zip(indices, parsed, strict=True):
+                        results[i] = result
         done = [r if r is not None else WriteResult.failure(_LOST) for r in results]
         return (yield from self._name_duplicates(records, done))
+
+    def _person_body(self, record: PersonWrite, upsert: str | None) -> dict[str, Any]:
+        body = person_record(record, email_field=SALESFORCE_CAPABILITIES.email_field)
+        if upsert is not None and self._sync_key_field is not None:
+            body = {k: v for k, v in body.items() if k.lower() != self._sync_key_field.lower()}
+            body[self._sync_key_field] = record.key
+        return body
 
     def _name_duplicates(
         self, records: Sequence[PersonWrite], results: list[WriteResult]
@@ -580,14 +667,19 @@ class SalesforceFlows(AdapterFlows):
                     status=self._task_status,
                     priority=self._task_priority,
                 )
+                if self._sync_key_field is not None:
+                    body[self._sync_key_field] = task.key
             except ConfigurationError as exc:  # a marker too long for Subject fails alone
                 results[i] = WriteResult.failure(
                     CRMAPIError(str(exc.problems[0].message), error_code="MARKER_TOO_LONG")
                 )
                 continue
             sendable.append((i, body))
+        upsert = "Task" if self._sync_key_field is not None else None
         for chunk in _chunks(sendable, COLLECTION_LIMIT):
-            parsed = yield from self._collection_call([b for _, b in chunk], update=False)
+            parsed = yield from self._collection_call(
+                [b for _, b in chunk], update=False, upsert=upsert
+            )
             for (i, _), result in zip(chunk, parsed, strict=True):
                 results[i] = result
         return [r if r is not None else WriteResult.failure(_LOST) for r in results]
@@ -730,6 +822,29 @@ _RECORD_CONTENT_CODES = frozenset(
 )
 _COLUMN = re.compile(r"(?:No such column|Unable to create/update fields:?)\s*'?([A-Za-z0-9_.]+)'?")
 _LOST = CRMAPIError("Salesforce gave no result for this record")
+
+
+def _check_sync_key_field(name: object, marker: TaskMarker) -> None:
+    if name is None:
+        return
+    if not isinstance(name, str) or _SYNC_KEY_FIELD.fullmatch(name) is None:
+        raise ConfigurationError(
+            [
+                Problem(
+                    "sync_key_field",
+                    f"must be a custom field's API name ending in __c, not {name!r}",
+                )
+            ]
+        )
+    if marker.field is not None and marker.field.lower() == name.lower():
+        raise ConfigurationError(
+            [
+                Problem(
+                    "sync_key_field",
+                    f"{name} already holds the task marker (task_marker): use another field",
+                )
+            ]
+        )
 
 
 def _field_in_message(message: str) -> str | None:

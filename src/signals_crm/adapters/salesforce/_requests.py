@@ -227,6 +227,7 @@ def _collection(
     endpoint: Endpoint,
     records: Sequence[Mapping[str, Any]],
     auto_assign: bool | None,
+    path: str = "composite/sobjects",
 ) -> httpx.Request:
     if not records or len(records) > COLLECTION_LIMIT:
         raise ConfigurationError(
@@ -237,7 +238,7 @@ def _collection(
     )
     return httpx.Request(
         method,
-        f"{endpoint.base}/composite/sobjects",
+        f"{endpoint.base}/{path}",
         headers=endpoint.headers(extra),
         json={"allOrNone": False, "records": [dict(r) for r in records]},
     )
@@ -256,6 +257,22 @@ def collection_update_request(
 ) -> httpx.Request:
     """``PATCH composite/sobjects`` with ``allOrNone: false``; each record carries its ``id``."""
     return _collection("PATCH", endpoint, records, auto_assign)
+
+
+def collection_upsert_request(
+    endpoint: Endpoint,
+    object_name: str,
+    key_field: str,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    auto_assign: bool | None = None,
+) -> httpx.Request:
+    """``PATCH composite/sobjects/{object}/{key_field}`` with ``allOrNone: false``: each record
+    created, or updated when its ``key_field`` value matches one (REST API Developer Guide,
+    "Upsert Records Using sObject Collections", v46.0+)."""
+    return _collection(
+        "PATCH", endpoint, records, auto_assign, f"composite/sobjects/{object_name}/{key_field}"
+    )
 
 
 def person_record(write: PersonWrite, *, email_field: str = "Email") -> dict[str, Any]:

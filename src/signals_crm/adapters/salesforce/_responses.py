@@ -225,8 +225,11 @@ def parse_composite(response: httpx.Response, references: Sequence[str]) -> list
     return out
 
 
-def parse_collection_results(response: httpx.Response, count: int) -> list[WriteResult]:
-    """A Collections create/update response → one :class:`WriteResult` per record sent."""
+def parse_collection_results(
+    response: httpx.Response, count: int, *, upsert: bool = False
+) -> list[WriteResult]:
+    """A Collections create/update response → one :class:`WriteResult` per record sent; an
+    upsert's UpsertResults say whether each record was ``created``."""
     raise_for_error(response)
     body = _json(response)
     if not isinstance(body, list) or len(body) != count:
@@ -238,7 +241,8 @@ def parse_collection_results(response: httpx.Response, count: int) -> list[Write
     results: list[WriteResult] = []
     for item in body:
         if isinstance(item, Mapping) and item.get("success") and item.get("id"):
-            results.append(WriteResult.success(str(item["id"]), created=True))
+            created = bool(item.get("created", True)) if upsert else True
+            results.append(WriteResult.success(str(item["id"]), created=created))
         else:
             error: CRMAPIError = error_from_record(item if isinstance(item, Mapping) else {})
             results.append(WriteResult.failure(error))
@@ -292,6 +296,8 @@ def _field_schema(raw: Mapping[str, Any]) -> FieldSchema:
         picklist_values=values if sf_type in ("picklist", "multipicklist") else None,
         restricted_picklist=bool(raw.get("restrictedPicklist", False)),
         label=str(raw["label"]) if raw.get("label") is not None else None,
+        external_id=bool(raw.get("externalId", False)),
+        unique=bool(raw.get("unique", False)),
     )
 
 

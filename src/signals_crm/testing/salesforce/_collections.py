@@ -8,7 +8,14 @@ from typing import Any
 from signals_crm.testing.salesforce._bulk import BulkJobs
 from signals_crm.testing.salesforce._ids import is_well_formed, to_18
 from signals_crm.testing.salesforce._records import ApiError, OrgData, RecordError
-from signals_crm.testing.salesforce._reply import Reply, allow_save, error_reply, json_body
+from signals_crm.testing.salesforce._reply import (
+    Reply,
+    allow_save,
+    error_reply,
+    json_body,
+    locked_rows,
+    rolled_back,
+)
 from signals_crm.testing.salesforce._schema import ObjectDef
 
 __all__ = ["Collections"]
@@ -145,17 +152,7 @@ class Collections:
             self.data.check_known_fields(obj, record)
             typed.append((obj, record))
         if lock_fault:
-            error = RecordError(
-                "UNABLE_TO_LOCK_ROW",
-                "unable to obtain exclusive access to this record or 1 records",
-            )
-            return Reply(
-                200,
-                [
-                    {"success": False, "errors": [error.as_collection(with_extra=False)]}
-                    for _ in typed
-                ],
-            )
+            return locked_rows(len(typed))
         snapshot = self.data.snapshot() if all_or_none else None
         auto_assign = headers.get("sforce-auto-assign")
         rule = self.data.duplicate_rule
@@ -177,21 +174,7 @@ class Collections:
         failed = any(error is not None for _, error in outcomes)
         if all_or_none and failed and snapshot is not None:
             self.data.restore(snapshot)
-            rolled = RecordError(
-                "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                "Record rolled back because not all records were valid and the request was "
-                "using AllOrNone header",
-            )
-            return Reply(
-                200,
-                [
-                    {
-                        "success": False,
-                        "errors": [(error or rolled).as_collection(with_extra=with_extra)],
-                    }
-                    for _, error in outcomes
-                ],
-            )
+            return rolled_back([error for _, error in outcomes], with_extra=with_extra)
         results: list[dict[str, Any]] = []
         for new_id, outcome in outcomes:
             if outcome is None:

@@ -13,13 +13,16 @@ import attrs
 from signals_crm.testing.salesforce._records import ApiError, RecordError
 
 __all__ = [
+    "ROLLED_BACK",
     "Reply",
     "allow_save",
     "basic_auth",
     "batch_size",
     "error_reply",
     "json_body",
+    "locked_rows",
     "oauth_error",
+    "rolled_back",
     "status_for",
 ]
 
@@ -56,6 +59,34 @@ class Reply:
         elif self.body is not None:
             headers["Content-Type"] = "application/json;charset=UTF-8"
         return headers
+
+
+ROLLED_BACK = RecordError(
+    "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+    "Record rolled back because not all records were valid and the request was using "
+    "AllOrNone header",
+)
+
+
+def locked_rows(count: int) -> Reply:
+    """The ``lock_row`` fault inside Collections: every record ``UNABLE_TO_LOCK_ROW``."""
+    error = RecordError(
+        "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 1 records"
+    )
+    entry = {"success": False, "errors": [error.as_collection(with_extra=False)]}
+    return Reply(200, [dict(entry) for _ in range(count)])
+
+
+def rolled_back(errors: list[RecordError | None], *, with_extra: bool) -> Reply:
+    """An ``allOrNone`` Collections answer after a failure: each failed record keeps its error,
+    the others are ``ALL_OR_NONE_OPERATION_ROLLED_BACK``."""
+    return Reply(
+        200,
+        [
+            {"success": False, "errors": [(e or ROLLED_BACK).as_collection(with_extra=with_extra)]}
+            for e in errors
+        ],
+    )
 
 
 def json_body(body: bytes) -> Any:

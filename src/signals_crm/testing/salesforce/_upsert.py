@@ -39,6 +39,8 @@ from signals_crm.testing.salesforce._reply import (
     allow_save,
     error_reply,
     json_body,
+    locked_rows,
+    rolled_back,
     status_for,
 )
 from signals_crm.testing.salesforce._schema import FieldDef, ObjectDef
@@ -47,12 +49,6 @@ __all__ = ["UPSERT_VERSION", "Upserts", "external_id_field"]
 
 UPSERT_VERSION = 46
 """The first API version whose upserts answer ``created`` (and that has Collections upsert)."""
-
-_ROLLED_BACK = RecordError(
-    "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-    "Record rolled back because not all records were valid and the request was using "
-    "AllOrNone header",
-)
 
 
 def external_id_field(name: str, *, length: int = 255, label: str | None = None) -> FieldDef:
@@ -217,17 +213,7 @@ class Upserts:
                 )
             self.data.check_known_fields(obj, record)
         if lock_fault:
-            error = RecordError(
-                "UNABLE_TO_LOCK_ROW",
-                "unable to obtain exclusive access to this record or 1 records",
-            )
-            return Reply(
-                200,
-                [
-                    {"success": False, "errors": [error.as_collection(with_extra=False)]}
-                    for _ in records
-                ],
-            )
+            return locked_rows(len(records))
         keys = [self.data.index_key(key, _value(r, key)) for r in records]
         repeated = {k for k in keys if k is not None and keys.count(k) > 1}
         all_or_none = bool(payload.get("allOrNone", False))
@@ -260,16 +246,7 @@ class Upserts:
         failed = any(error is not None for _, _, error in outcomes)
         if all_or_none and failed and snapshot is not None:
             self.data.restore(snapshot)
-            return Reply(
-                200,
-                [
-                    {
-                        "success": False,
-                        "errors": [(error or _ROLLED_BACK).as_collection(with_extra=with_extra)],
-                    }
-                    for _, _, error in outcomes
-                ],
-            )
+            return rolled_back([error for _, _, error in outcomes], with_extra=with_extra)
         results: list[dict[str, Any]] = []
         for record_id, created, failure in outcomes:
             if failure is None:
