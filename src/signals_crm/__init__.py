@@ -15,7 +15,7 @@ Everything here is stable; names starting with an underscore, and modules not re
 here, are internal.
 """
 
-from signals_crm._flows import ConversationOutcome, OutcomeKind, RetryPolicy
+from signals_crm._flows import ConversationOutcome, OutcomeKind
 from signals_crm.adapters._tokens import AsyncTokenStore, TokenSet, TokenStore
 from signals_crm.adapters.base import AsyncCRMAdapter, CRMAdapter
 from signals_crm.connect import Authorization, Connection, HubSpotConnect, SalesforceConnect
@@ -37,6 +37,7 @@ from signals_crm.core.model import (
 )
 from signals_crm.core.ownership import OwnershipPath, OwnershipResult
 from signals_crm.core.plan import Plan, Planner, PlanOutcome, SyncMode, plan_sync
+from signals_crm.core.retry import RetryPolicy
 from signals_crm.core.users import UserMappingProposal
 from signals_crm.engine import AsyncIntegration, DryRun, Integration, SyncReport
 from signals_crm.exceptions import (

@@ -7,7 +7,9 @@ between blocking and async code:
 
 1. :func:`drive` runs a flow to its return value, handing every yielded item to ``perform``
    and sending back what ``perform`` returns.
-2. :func:`adrive` does the same with an ``async`` ``perform``.
+2. :func:`adrive` does the same with an ``async`` ``perform``; :func:`nest` runs a flow inside
+   another flow, each item performed by a sub-flow (``yield from``), so flows compose without
+   a loop of their own.
 3. An exception ``perform`` raises whose type is in ``catch`` is thrown into the flow at the
    ``yield`` that asked (so the flow may expect it and go on); any other propagates.
 4. The flow is closed when the driver stops, whatever the reason.
@@ -17,9 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator
 from contextlib import closing
-from typing import TypeAlias, TypeVar, cast
+from typing import Any, TypeAlias, TypeVar, cast
 
-__all__ = ["adrive", "drive"]
+__all__ = ["adrive", "drive", "nest"]
 
 Y = TypeVar("Y")
 S = TypeVar("S")
@@ -73,5 +75,26 @@ async def adrive(
             while True:
                 answer, error = await _acall(perform, item, catch)
                 item = _resume(flow, answer, error)
+        except StopIteration as stop:
+            return cast("R", stop.value)
+
+
+def nest(
+    flow: Generator[Y, S, R],
+    perform: Callable[[Y], Generator[Any, Any, S]],
+    *,
+    catch: Catch = (),
+) -> Generator[Any, Any, R]:
+    """:func:`drive` inside a flow: each item is performed by the sub-flow ``perform`` gives."""
+    with closing(flow):
+        try:
+            item = next(flow)
+            while True:
+                try:
+                    answer = yield from perform(item)
+                except catch as exc:
+                    item = flow.throw(exc)
+                    continue
+                item = flow.send(answer)
         except StopIteration as stop:
             return cast("R", stop.value)

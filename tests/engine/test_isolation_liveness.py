@@ -15,8 +15,8 @@ import attrs
 import httpx
 import pytest
 
-from signals_crm import _flows
 from signals_crm._flows import OutcomeKind, RetryPolicy
+from signals_crm._flows import batch as batch_flows
 from signals_crm.adapters.salesforce import SalesforceAdapter, StaticToken
 from signals_crm.core.config import (
     Criteria,
@@ -290,7 +290,7 @@ def test_a_failing_reconcile_chunk_holds_back_only_its_conversations(
 ) -> None:
     """The reconcile read goes out in chunks; the chunk that fails keeps its conversation
     waiting, the others settle and finish in the same run."""
-    monkeypatch.setattr(_flows, "_RECONCILE_CHUNK", 1)
+    monkeypatch.setattr(batch_flows, "_RECONCILE_CHUNK", 1)
     crm, owner = memory_crm(ReconcileFailsFor)
     sync = engine(crm, config(owner), settle=timedelta(minutes=15))
     for i in range(3):

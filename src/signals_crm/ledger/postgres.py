@@ -42,6 +42,7 @@ from typing import Any, Self
 
 import attrs
 
+from signals_crm._drive import adrive, drive
 from signals_crm.core.model import Conversation, PersonKind, normalize_email
 from signals_crm.exceptions import ConfigurationError, LedgerError, Problem
 from signals_crm.ledger._rows import (
@@ -866,26 +867,22 @@ class _Base:
 
 def _drive_sync(conn: Any, op: _Op) -> Any:
     with conn.cursor() as cursor:
-        try:
-            statement = next(op)
-            while True:
-                cursor.execute(statement.sql, statement.params)
-                rows = cursor.fetchall() if cursor.description is not None else []
-                statement = op.send(rows)
-        except StopIteration as done:
-            return done.value
+
+        def execute(statement: _Statement) -> list[tuple[Any, ...]]:
+            cursor.execute(statement.sql, statement.params)
+            return cursor.fetchall() if cursor.description is not None else []
+
+        return drive(op, execute)
 
 
 async def _drive_async(conn: Any, op: _Op) -> Any:
     async with conn.cursor() as cursor:
-        try:
-            statement = next(op)
-            while True:
-                await cursor.execute(statement.sql, statement.params)
-                rows = await cursor.fetchall() if cursor.description is not None else []
-                statement = op.send(rows)
-        except StopIteration as done:
-            return done.value
+
+        async def execute(statement: _Statement) -> list[tuple[Any, ...]]:
+            await cursor.execute(statement.sql, statement.params)
+            return await cursor.fetchall() if cursor.description is not None else []
+
+        return await adrive(op, execute)
 
 
 class PostgresLedger(_Base):

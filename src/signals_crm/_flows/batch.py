@@ -1,10 +1,10 @@
-"""The engine's work, written once as sans-IO generators for the blocking and ``async`` engines.
+"""One batch of conversations synced: the engine's write path, as a sans-IO flow.
 
-A flow yields :class:`Call` (an adapter method and its arguments) and :class:`Sleep` (a backoff),
-receives the call's result through ``send`` — or its :class:`~signals_crm.exceptions.AdapterError`
-through ``throw`` — and returns its result. :class:`signals_crm.Integration` and
-:class:`signals_crm.AsyncIntegration` each drive flows with a ten-line loop; nothing else in
-them differs. The ledger is used directly (it is local storage, not the CRM).
+Every step yields its effects (:mod:`signals_crm._flows.effects`): CRM reads and writes as
+:class:`~signals_crm._flows.effects.Call`, ledger reads and writes as
+:class:`~signals_crm._flows.effects.LedgerOp`, backoffs as
+:class:`~signals_crm._flows.effects.Sleep`. It decides with the core (plans, error verdicts)
+and never performs IO itself.
 
 How one batch of conversations is synced (:func:`sync_batch`):
 
@@ -48,22 +48,28 @@ How one batch of conversations is synced (:func:`sync_batch`):
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import re
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 
+from signals_crm._flows.effects import (
+    CALL_ERRORS,
+    STOPS_A_RUN,
+    Call,
+    Flow,
+    Reader,
+    Sleep,
+    reason_of,
+    store,
+)
+from signals_crm._flows.verdicts import Verdict, classify
 from signals_crm.core.config import SyncConfig
 from signals_crm.core.crm import (
     Capabilities,
-    DescribeObject,
-    FindAccounts,
-    FindPeople,
-    ListUsers,
     MembershipByPerson,
     ReconcileQuery,
     TaskByMarker,
@@ -89,175 +95,31 @@ from signals_crm.core.plan import (
     SyncMode,
     task_marker,
 )
+from signals_crm.core.retry import RetryPolicy
 from signals_crm.core.trace import Reason, info, warning
 from signals_crm.exceptions import (
-    AdapterError,
-    AuthenticationError,
-    ConfigurationError,
     CRMAPIError,
     DuplicateRecordError,
     InvalidTransitionError,
     LeaseLostError,
-    PermissionDeniedError,
     Problem,
     RateLimitedError,
     SignalsCRMError,
-    TransportError,
 )
-from signals_crm.ledger.base import CommandRecord, CommandState, Ledger, PersonLink
+from signals_crm.ledger.base import CommandRecord, CommandState, PersonLink
 from signals_crm.reports import _FROM_PLAN, ConversationOutcome, OutcomeKind
 
 __all__ = [
-    "CALL_ERRORS",
-    "STOPS_A_RUN",
     "BatchResult",
-    "Call",
-    "ConversationOutcome",
-    "OutcomeKind",
-    "Reader",
-    "RetryPolicy",
-    "Sleep",
     "Verdict",
     "account_owners",
     "classify",
     "held_emails",
     "plan_batch",
     "preflight",
-    "reason_of",
     "repair_text",
     "sync_batch",
 ]
-
-
-@attrs.frozen
-class Call:
-    """Call ``method`` of the adapter with ``args`` (the async engine adds the ``a`` prefix)."""
-
-    method: str
-    args: tuple[Any, ...] = ()
-
-
-@attrs.frozen
-class Sleep:
-    """Wait ``seconds`` before going on (a backoff); drivers use their injected sleep."""
-
-    seconds: float
-
-
-Flow = Generator[Call | Sleep, Any, Any]
-
-
-def _positive(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value <= 0:
-        raise ConfigurationError([Problem(f"retry.{attribute.name}", "must be positive")])
-
-
-def _non_negative(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if value < 0:
-        raise ConfigurationError([Problem(f"retry.{attribute.name}", "must not be negative")])
-
-
-def _share(_: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not 0 <= value <= 1:
-        raise ConfigurationError([Problem(f"retry.{attribute.name}", "must be within [0, 1]")])
-
-
-@attrs.frozen
-class RetryPolicy:
-    """How transient failures are retried.
-
-    Within a run, the n-th retry waits ``min(max_delay, base_delay * 2**n)`` seconds scaled by
-    a jitter factor drawn in ``[1 - jitter, 1]``, or exactly the CRM's ``Retry-After`` when it
-    gave one. After ``max_attempts`` tries the commands stay PLANNED and the conversation is
-    rescheduled ``reschedule_after`` seconds later; after ``max_reschedules`` such runs it is
-    dead-lettered with the last error, so nothing is retried forever. A batch whose read or
-    reconcile failed as a whole is rescheduled with :meth:`reschedule_delay` (doubling per run,
-    up to 32 times ``reschedule_after``), counting the run the same way.
-    """
-
-    max_attempts: int = attrs.field(default=4, validator=_positive)
-    base_delay: float = attrs.field(default=0.5, validator=_non_negative)
-    max_delay: float = attrs.field(default=30.0, validator=_non_negative)
-    jitter: float = attrs.field(default=0.5, validator=_share)
-    reschedule_after: float = attrs.field(default=300.0, validator=_positive)
-    max_reschedules: int = attrs.field(default=24, validator=_positive)
-
-    def delay(self, attempt: int, random: Callable[[], float], hint: float | None = None) -> float:
-        if hint is not None:
-            return max(0.0, hint)
-        raw = min(self.max_delay, self.base_delay * (2.0**attempt))
-        return raw * (1.0 - self.jitter * random())
-
-    def reschedule_delay(self, runs: int, random: Callable[[], float]) -> float:
-        """Seconds until a batch that failed ``runs`` runs before is tried again."""
-        raw = self.reschedule_after * (2.0 ** min(max(runs, 0), 5))
-        return raw * (1.0 - self.jitter * random() / 2)
-
-
-# ------------------------------------------------------------------------------------------------
-# Helpers
-
-
-CALL_ERRORS: tuple[type[Exception], ...] = (Exception,)
-"""What a driver throws back into a flow when an adapter call raises. Everything but
-``BaseException``s that are not ``Exception``s (a kill, ``KeyboardInterrupt``): a flow decides
-what a failure means (rule 4); one it does not handle escapes the driver unchanged."""
-
-STOPS_A_RUN: tuple[type[AdapterError], ...] = (AuthenticationError, PermissionDeniedError)
-"""Whole-call failures no retry can cure: they stop a run, typed, for someone to fix."""
-
-
-def _answer(request: Any) -> Call:
-    """Translate a core lookup into an adapter call."""
-    if isinstance(request, FindPeople):
-        return Call("find_people", (list(request.emails), list(request.fields)))
-    if isinstance(request, FindAccounts):
-        return Call("find_accounts", (list(request.domains), list(request.fields)))
-    if isinstance(request, DescribeObject):
-        return Call("describe", (request.object_name,))
-    if isinstance(request, ListUsers):
-        return Call("list_users", ())
-    msg = f"unknown lookup {request!r}"
-    raise TypeError(msg)
-
-
-@attrs.frozen
-class Reader:
-    """Reads from the CRM, retried on transient errors (reads are always safe to repeat)."""
-
-    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
-    random: Callable[[], float] = attrs.field(default=lambda: 1.0)
-
-    def read(self, call: Call) -> Flow:
-        """Yield ``call``; on a retryable error back off and try again, up to the policy."""
-        attempt = 0
-        while True:
-            try:
-                result = yield call
-            except AdapterError as error:
-                if not error.retryable or attempt + 1 >= self.retry.max_attempts:
-                    raise
-                hint = error.retry_after if isinstance(error, RateLimitedError) else None
-                yield Sleep(self.retry.delay(attempt, self.random, hint))
-                attempt += 1
-                continue
-            return result
-
-    def lookups(self, flow: Generator[Any, Any, Any]) -> Flow:
-        """Drive a core generator, turning each lookup it yields into a (retried) call."""
-        try:
-            request = next(flow)
-            while True:
-                result = yield from self.read(_answer(request))
-                request = flow.send(result)
-        except StopIteration as done:
-            return done.value
-
-
-def reason_of(error: BaseException) -> str:
-    if isinstance(error, CRMAPIError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -342,7 +204,6 @@ _ISOLATE = "[sent alone next] "
 class _Batch:
     """Mutable bookkeeping of one batch run."""
 
-    ledger: Ledger
     now: datetime
     retry: RetryPolicy
     random: Callable[[], float]
@@ -379,13 +240,13 @@ class _Batch:
     def wait(self, cid: str, until: datetime) -> None:
         self.waits[cid] = max(until, self.waits.get(cid, until))
 
-    def save(self, updates: Sequence[CommandRecord]) -> list[CommandRecord]:
+    def save(self, updates: Sequence[CommandRecord]) -> Flow:
         """Record ``updates``; those another process raced us to are dropped and returned."""
         lost: list[CommandRecord] = []
         pending = list(updates)
         while pending:
             try:
-                self.ledger.record(pending)
+                yield from store("record", pending)
             except InvalidTransitionError as exc:
                 if isinstance(exc, LeaseLostError):
                     # Another worker claimed these syncs: stop touching them (never send).
@@ -428,12 +289,12 @@ class _Batch:
 
     def mark_all(
         self, commands: Sequence[Command], state: CommandState, reason: str | None = None
-    ) -> None:
-        self.save([self.mark(c, state, reason=reason) for c in commands])
+    ) -> Flow:
+        yield from self.save([self.mark(c, state, reason=reason) for c in commands])
 
-    def settle_record(self, record: CommandRecord, state: CommandState, crm_id: str | None) -> None:
+    def settle_record(self, record: CommandRecord, state: CommandState, crm_id: str | None) -> Flow:
         """Record what reconciling ``record`` found."""
-        self.save(
+        yield from self.save(
             [
                 attrs.evolve(
                     record,
@@ -447,7 +308,7 @@ class _Batch:
             ]
         )
 
-    def adopt(self, record: CommandRecord) -> CommandRecord:
+    def adopt(self, record: CommandRecord) -> Flow:
         """Take over another worker's unsettled write: UNKNOWN from now, by this clock."""
         reason = f"{_TAKEN_OVER} from {record.owner or 'an earlier worker'}"
         if record.reason:
@@ -460,17 +321,17 @@ class _Batch:
             owner=self.owner,
             fence=self.fences.get(record.conversation_id),
         )
-        self.save([adopted])
+        yield from self.save([adopted])
         return self.records.get(record.key, adopted)
 
-    def load(self, conversations: Sequence[Conversation]) -> None:
+    def load(self, conversations: Sequence[Conversation]) -> Flow:
         """What the ledger knows of these conversations' commands (rule 1 needs the ids).
 
         A conversation whose rows cannot be read is set aside as damaged; the rest go on.
         """
         for conversation in conversations:
             try:
-                rows = self.ledger.commands_for(conversation.id)
+                rows = yield from store("commands_for", conversation.id)
             except SignalsCRMError as error:
                 self.damaged[conversation.id] = f"damaged ledger row: {reason_of(error)}"
                 continue
@@ -567,9 +428,9 @@ def _reconcile_chunk(
         return
     for record, crm_id in found:
         if crm_id is None:
-            batch.settle_record(record, CommandState.PLANNED, None)
+            yield from batch.settle_record(record, CommandState.PLANNED, None)
             continue
-        batch.settle_record(record, CommandState.CONFIRMED, crm_id)
+        yield from batch.settle_record(record, CommandState.CONFIRMED, crm_id)
         if record.kind == _CREATE:
             batch.created[record.key] = crm_id
 
@@ -600,11 +461,12 @@ def reconcile(
             if record.kind == CommandKind.UPDATE_PERSON.value or (
                 record.kind == CommandKind.CREATE_TASK.value and caps.upserts_tasks
             ):
-                batch.settle_record(record, CommandState.PLANNED, None)  # idempotent: send again
+                # An update, or a task upserted by its key, is idempotent: simply sent again.
+                yield from batch.settle_record(record, CommandState.PLANNED, None)
                 continue
             current = record
             if record.owner != batch.owner and not (record.reason or "").startswith(_TAKEN_OVER):
-                current = batch.adopt(record)
+                current = yield from batch.adopt(record)
                 if current.state not in (CommandState.SENT, CommandState.UNKNOWN):
                     continue  # the other worker settled it meanwhile
             ready = current.updated_at + batch.window(current.kind, caps)
@@ -627,11 +489,10 @@ def reconcile(
 
 
 def held_emails(
-    ledger: Ledger,
     conversations: Sequence[Conversation],
-    emails_of: Callable[[str], str | None],
+    emails_of: Callable[[str], Flow],
     limit: int = 10_000,
-) -> dict[str, str]:
+) -> Flow:
     """Emails of these conversations that another conversation's unsettled create may still
     give a person record to (email → that conversation). They wait with it (rule 1)."""
     wanted = {normalize_email(c.email) for c in conversations if c.email}
@@ -640,10 +501,11 @@ def held_emails(
     ids = {c.id for c in conversations}
     held: dict[str, str] = {}
     for state in (CommandState.SENT, CommandState.UNKNOWN):
-        for record in ledger.commands_in_state(state, limit):
+        records: list[CommandRecord] = yield from store("commands_in_state", state, limit)
+        for record in records:
             if record.kind != _CREATE or record.conversation_id in ids:
                 continue
-            email = emails_of(record.conversation_id)
+            email = yield from emails_of(record.conversation_id)
             if email is not None and email in wanted:
                 held.setdefault(email, record.conversation_id)
     return held
@@ -724,45 +586,6 @@ def _reconcile_sent(
     return landed, unknown
 
 
-class Verdict(enum.Enum):
-    """What one failure of a write means (rule 4): the pure half of :func:`write_phase`."""
-
-    CONFIRMED = "confirmed"  # the record is there
-    DUPLICATE = "duplicate"  # a match on the record the CRM named (rule 5)
-    RETRY = "retry"  # nothing landed: send again after a backoff
-    UNKNOWN = "unknown"  # it may have landed: settle, then reconcile
-    SPLIT = "split"  # the CRM refused the whole call: send halves to find the record
-    ISOLATE = "isolate"  # the call broke, perhaps midway: settle, then send alone
-    ADMIN = "admin"  # needs an administrator: keep it, report once, try later
-    FAILED = "failed"  # refused for good: a dead letter with the CRM's reason
-    STOP = "stop"  # the run cannot go on (authentication, permission)
-    DAILY_LIMIT = "daily_limit"  # the CRM's daily limit: nothing sent, the syncs stay due
-
-
-def classify(error: BaseException, *, records: int, per_record: bool) -> Verdict:
-    """The verdict on ``error`` for a call of ``records`` records (or one record's error)."""
-    if per_record:
-        if isinstance(error, PermissionDeniedError):
-            return Verdict.ADMIN
-        if isinstance(error, AdapterError) and error.retryable:
-            return Verdict.RETRY
-        return Verdict.FAILED
-    if isinstance(error, STOPS_A_RUN):
-        return Verdict.STOP
-    if isinstance(error, RateLimitedError):
-        return Verdict.RETRY if error.retryable else Verdict.DAILY_LIMIT
-    if isinstance(error, TransportError):
-        return Verdict.UNKNOWN if error.maybe_sent else Verdict.RETRY
-    if isinstance(error, AdapterError):
-        if error.retryable:
-            return Verdict.UNKNOWN
-        status = error.status_code if isinstance(error, CRMAPIError) else None
-        if status is not None and 400 <= status < 500:
-            return Verdict.SPLIT if records > 1 else Verdict.FAILED
-        return Verdict.ISOLATE if records > 1 else Verdict.UNKNOWN
-    return Verdict.ISOLATE if records > 1 else Verdict.FAILED
-
-
 def write_phase(commands: Sequence[Command], batch: _Batch, caps: Capabilities) -> Flow:
     """Send one kind of command, in calls of the adapter's write batch size (rule 4)."""
     todo: list[tuple[Command, Any]] = []
@@ -785,7 +608,7 @@ def write_phase(commands: Sequence[Command], batch: _Batch, caps: Capabilities) 
             continue  # its person record does not exist (yet): the conversation is retried
         why = _unsendable(payload)
         if why is not None:
-            batch.save([batch.mark(command, CommandState.FAILED, reason=why)])
+            yield from batch.save([batch.mark(command, CommandState.FAILED, reason=why)])
             batch.errors.setdefault(command.conversation_id, (why, False))
             continue
         old = batch.records.get(command.key)
@@ -806,7 +629,7 @@ def _send(todo: list[tuple[Command, Any]], batch: _Batch, caps: Capabilities) ->
     attempt = 0
     while todo:
         sent = [batch.mark(c, CommandState.SENT, attempt=True) for c, _ in todo]
-        lost = {r.key for r in batch.save(sent)}
+        lost = {r.key for r in (yield from batch.save(sent))}
         todo = [(c, p) for c, p in todo if c.key not in lost]
         if not todo:
             return
@@ -821,20 +644,20 @@ def _send(todo: list[tuple[Command, Any]], batch: _Batch, caps: Capabilities) ->
             verdict = classify(error, records=len(todo), per_record=False)
             reason = reason_of(error)
             if verdict is Verdict.STOP:
-                batch.mark_all(commands_now, CommandState.PLANNED)
+                yield from batch.mark_all(commands_now, CommandState.PLANNED)
                 raise
             if verdict is Verdict.DAILY_LIMIT:
-                batch.mark_all(commands_now, CommandState.PLANNED, reason)
+                yield from batch.mark_all(commands_now, CommandState.PLANNED, reason)
                 batch.rate_limited = True
                 return
             if verdict is Verdict.FAILED:
-                batch.mark_all(commands_now, CommandState.FAILED, reason)
+                yield from batch.mark_all(commands_now, CommandState.FAILED, reason)
                 for c in commands_now:
                     batch.errors.setdefault(c.conversation_id, (reason, False))
                 return
             if verdict is Verdict.SPLIT:
                 # The CRM refused the request as a whole: nothing landed. Halves find the record.
-                batch.mark_all(commands_now, CommandState.PLANNED, reason)
+                yield from batch.mark_all(commands_now, CommandState.PLANNED, reason)
                 half = len(todo) // 2
                 yield from _send(todo[:half], batch, caps)
                 if not batch.rate_limited:
@@ -842,7 +665,7 @@ def _send(todo: list[tuple[Command, Any]], batch: _Batch, caps: Capabilities) ->
                 return
             if verdict in (Verdict.UNKNOWN, Verdict.ISOLATE):
                 tag = _ISOLATE if verdict is Verdict.ISOLATE else ""
-                batch.save(
+                yield from batch.save(
                     [
                         batch.mark(c, CommandState.UNKNOWN, reason=f"{tag}{reason}")
                         for c in commands_now
@@ -865,10 +688,10 @@ def _send(todo: list[tuple[Command, Any]], batch: _Batch, caps: Capabilities) ->
                             batch.created[command.key] = landed[command.key]
                     elif command.key not in unknown:
                         done.append(batch.mark(command, CommandState.PLANNED, reason=reason))
-                batch.save(done)
+                yield from batch.save(done)
                 todo = [(c, p) for c, p in todo if c.key not in landed and c.key not in unknown]
             else:  # RETRY: certainly not sent
-                batch.mark_all(commands_now, CommandState.PLANNED, reason)
+                yield from batch.mark_all(commands_now, CommandState.PLANNED, reason)
             attempt += 1
             if attempt >= batch.retry.max_attempts:
                 for c, _ in todo:
@@ -920,7 +743,7 @@ def _send(todo: list[tuple[Command, Any]], batch: _Batch, caps: Capabilities) ->
                 continue
             updates.append(batch.mark(command, CommandState.FAILED, reason=reason))
             batch.errors.setdefault(command.conversation_id, (reason, False))
-        batch.save(updates)
+        yield from batch.save(updates)
         todo = again
         if todo:
             attempt += 1
@@ -999,7 +822,6 @@ def _adopt_match(plan: Plan, batch: _Batch) -> Plan:
 def sync_batch(
     conversations: Sequence[Conversation],
     planner: Planner,
-    ledger: Ledger,
     *,
     now: datetime,
     mode: SyncMode,
@@ -1010,9 +832,9 @@ def sync_batch(
     lease: timedelta = timedelta(minutes=10),
     settle: timedelta = timedelta(0),
     clock: Callable[[], datetime] | None = None,
-    emails_of: Callable[[str], str | None] | None = None,
+    emails_of: Callable[[str], Flow] | None = None,
     fences: Mapping[str, int] | None = None,
-) -> Generator[Call | Sleep, Any, BatchResult]:
+) -> Flow:
     """Sync a batch of conversations (module doc); one outcome per distinct conversation.
 
     ``settle`` is rule 1's window, ``clock`` the wall clock sends are stamped with (never
@@ -1033,7 +855,6 @@ def sync_batch(
     conversations = valid
     reader = Reader(retry, random)
     batch = _Batch(
-        ledger=ledger,
         now=now,
         retry=retry,
         random=random,
@@ -1044,11 +865,11 @@ def sync_batch(
         clock=clock,
         fences=dict(fences or {}),
     )
-    batch.load(conversations)
+    yield from batch.load(conversations)
     healthy = [c for c in conversations if c.id not in batch.damaged]
     yield from reconcile(healthy, batch, caps, config.campaign_id)
     if emails_of is not None and mode is SyncMode.AUTOMATIC:
-        _hold_shared_emails(healthy, batch, emails_of)
+        yield from _hold_shared_emails(healthy, batch, emails_of)
     waiting = set(batch.waits) | set(batch.blocked)
     active = [c for c in healthy if c.id not in waiting]
     resumed = {key.removesuffix(":person"): crm_id for key, crm_id in batch.created.items()}
@@ -1095,17 +916,17 @@ def sync_batch(
         if note:
             outcome = attrs.evolve(outcome, reasons=(*note, *outcome.reasons))
         outcomes.append(outcome)
-    _link(outcomes, ledger)
+    yield from _link(outcomes)
     return BatchResult(outcomes, batch.rate_limited, frozenset(batch.lost))
 
 
 def _hold_shared_emails(
-    conversations: Sequence[Conversation], batch: _Batch, emails_of: Callable[[str], str | None]
-) -> None:
+    conversations: Sequence[Conversation], batch: _Batch, emails_of: Callable[[str], Flow]
+) -> Flow:
     """Rule 1: a visitor whose email another conversation may still be creating a record for
     (its create is unsettled) waits with it, so a late commit never meets a second create."""
     candidates = [c for c in conversations if c.id not in batch.waits]
-    held = held_emails(batch.ledger, candidates, emails_of)
+    held: dict[str, str] = yield from held_emails(candidates, emails_of)
     if not held:
         return
     later = batch.wall() + max(batch.settle, timedelta(seconds=batch.retry.reschedule_after))
@@ -1140,7 +961,7 @@ def _write(
             yield from write_phase(group, batch, caps)
 
 
-def _link(outcomes: Sequence[ConversationOutcome], ledger: Ledger) -> None:
+def _link(outcomes: Sequence[ConversationOutcome]) -> Flow:
     """Remember which CRM record each synced visitor is."""
     links: list[PersonLink] = []
     for outcome in outcomes:
@@ -1155,7 +976,7 @@ def _link(outcomes: Sequence[ConversationOutcome], ledger: Ledger) -> None:
         if kinds:
             links.append(PersonLink(plan.email, outcome.person_id, kinds[0]))
     if links:
-        ledger.link_many(links)
+        yield from store("link_many", links)
 
 
 def _settled_state(command: Command, batch: _Batch) -> CommandState | None:

@@ -1,0 +1,148 @@
+"""What a flow can ask for, and the reads every flow shares.
+
+A flow yields one of three effects and receives its answer (``send``) or its error
+(``throw``); :func:`signals_crm._drive.drive` / :func:`~signals_crm._drive.adrive` perform them:
+
+- :class:`Call`: a method of the CRM adapter (the async driver awaits the ``a``-prefixed twin);
+- :class:`LedgerOp`: a method of the ledger (the async driver awaits an
+  :class:`~signals_crm.ledger.AsyncLedger`, or runs a blocking ledger in a worker thread);
+- :class:`Sleep`: a backoff, performed with the driver's injected sleep.
+
+No flow touches an adapter, a ledger or a clock itself: that is what lets one flow serve the
+blocking and the ``async`` engine, and lets the async engine await a networked ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping
+from typing import Any, TypeAlias, TypeVar
+
+import attrs
+
+from signals_crm._drive import nest
+from signals_crm.core.crm import DescribeObject, FindAccounts, FindPeople, ListUsers
+from signals_crm.core.retry import RetryPolicy
+from signals_crm.exceptions import (
+    AdapterError,
+    AuthenticationError,
+    CRMAPIError,
+    PermissionDeniedError,
+    RateLimitedError,
+)
+
+T = TypeVar("T")
+
+__all__ = [
+    "CALL_ERRORS",
+    "STOPS_A_RUN",
+    "THROWN_IN",
+    "Call",
+    "Effect",
+    "Flow",
+    "FlowOf",
+    "LedgerOp",
+    "Reader",
+    "Sleep",
+    "reason_of",
+]
+
+
+@attrs.frozen
+class Call:
+    """Call ``method`` of the adapter with ``args`` (the async engine adds the ``a`` prefix)."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+
+
+@attrs.frozen
+class LedgerOp:
+    """Call ``method`` of the ledger with ``args`` and ``kwargs`` (awaited by the async engine)."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+
+    def on(self, ledger: object) -> Any:
+        """Perform this operation on a blocking ledger."""
+        return getattr(ledger, self.method)(*self.args, **self.kwargs)
+
+
+@attrs.frozen
+class Sleep:
+    """Wait ``seconds`` before going on (a backoff); drivers use their injected sleep."""
+
+    seconds: float
+
+
+Effect: TypeAlias = Call | LedgerOp | Sleep
+Flow: TypeAlias = Generator[Effect, Any, Any]
+FlowOf: TypeAlias = Generator[Effect, Any, T]
+"""A flow that returns a ``T``."""
+
+
+def store(method: str, *args: Any, **kwargs: Any) -> Flow:
+    """Perform one ledger operation and return its result (``yield from store(...)``)."""
+    result = yield LedgerOp(method, args, kwargs)
+    return result
+
+
+CALL_ERRORS: tuple[type[Exception], ...] = (Exception,)
+"""The failures a flow handles as failures of an effect: everything but ``BaseException``s
+that are not ``Exception``s (a kill, ``KeyboardInterrupt``, a cancellation)."""
+
+THROWN_IN: tuple[type[BaseException], ...] = (BaseException,)
+"""What a driver throws back into the flow when performing an effect raises: everything, so
+the flow unwinds through its own ``finally`` blocks (which may still yield, say to release a
+claim) and the error then escapes the driver unchanged when the flow does not handle it."""
+
+STOPS_A_RUN: tuple[type[AdapterError], ...] = (AuthenticationError, PermissionDeniedError)
+"""Whole-call failures no retry can cure: they stop a run, typed, for someone to fix."""
+
+
+def _answer(request: Any) -> Call:
+    """Translate a core lookup into an adapter call."""
+    if isinstance(request, FindPeople):
+        return Call("find_people", (list(request.emails), list(request.fields)))
+    if isinstance(request, FindAccounts):
+        return Call("find_accounts", (list(request.domains), list(request.fields)))
+    if isinstance(request, DescribeObject):
+        return Call("describe", (request.object_name,))
+    if isinstance(request, ListUsers):
+        return Call("list_users", ())
+    msg = f"unknown lookup {request!r}"
+    raise TypeError(msg)
+
+
+@attrs.frozen
+class Reader:
+    """Reads from the CRM, retried on transient errors (reads are always safe to repeat)."""
+
+    retry: RetryPolicy = attrs.field(factory=RetryPolicy)
+    random: Callable[[], float] = attrs.field(default=lambda: 1.0)
+
+    def read(self, call: Call) -> Flow:
+        """Yield ``call``; on a retryable error back off and try again, up to the policy."""
+        attempt = 0
+        while True:
+            try:
+                result = yield call
+            except AdapterError as error:
+                if not error.retryable or attempt + 1 >= self.retry.max_attempts:
+                    raise
+                hint = error.retry_after if isinstance(error, RateLimitedError) else None
+                yield Sleep(self.retry.delay(attempt, self.random, hint))
+                attempt += 1
+                continue
+            return result
+
+    def lookups(self, flow: Generator[Any, Any, Any]) -> Flow:
+        """Run a core generator inside this flow, each lookup it yields a (retried) call."""
+        return (yield from nest(flow, lambda request: self.read(_answer(request))))
+
+
+def reason_of(error: BaseException) -> str:
+    """The text a ledger row and a report keep for ``error``."""
+    if isinstance(error, CRMAPIError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,611 @@
+"""The engine's operations, one sans-IO flow each: what ``run_due``, a manual sync, a backfill,
+``explain``, preflight and the account-owner and user-mapping helpers do.
+
+:class:`Operations` holds the engine's state that is not IO (settings, caches, the retry
+policy, the worker's identity) and builds the flows; :class:`signals_crm.Integration` and
+:class:`signals_crm.AsyncIntegration` only perform their effects. Every ledger access is a
+:class:`~signals_crm._flows.effects.LedgerOp` the flow yields, so the async engine awaits its
+ledger and never blocks its event loop.
+
+Lifecycle of an automatic sync::
+
+    conversation_closed(conv)  →  ledger: due at closed_at + delay   (nothing is slept)
+    run_due(now)               →  for every due sync, in batches: claim, reconcile, plan,
+                                  write (:mod:`.batch`), then complete / reschedule /
+                                  dead-letter it in the ledger, and release the claim
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random as _random
+import socket
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, TypeVar
+
+import attrs
+
+from signals_crm._drive import drive
+from signals_crm._flows.batch import (
+    BatchResult,
+    account_owners,
+    plan_batch,
+    preflight,
+    repair_text,
+    sync_batch,
+)
+from signals_crm._flows.effects import STOPS_A_RUN, Call, Flow, FlowOf, Reader, reason_of, store
+from signals_crm.core.config import SyncConfig
+from signals_crm.core.crm import Capabilities, FindPeople
+from signals_crm.core.explain import (
+    Explanation,
+    LedgerFacts,
+    ManualPreview,
+    explain_plan,
+    explain_unplanned,
+    offline_manual_preview,
+)
+from signals_crm.core.mapping import blocking_mapping_problems, portable_mapping_problems
+from signals_crm.core.model import (
+    Company,
+    Conversation,
+    CRMUser,
+    ObjectSchema,
+    SignalsUser,
+    normalize_email,
+)
+from signals_crm.core.ownership import OwnershipResult, normalize_domain
+from signals_crm.core.plan import Plan, Planner, SyncMode, plan_sync
+from signals_crm.core.retry import RetryPolicy
+from signals_crm.core.users import UserMappingProposal, propose_user_mapping
+from signals_crm.exceptions import (
+    ConfigurationError,
+    IntegrationDisabledError,
+    LeaseLostError,
+    Problem,
+    RateLimitedError,
+    SignalsCRMError,
+)
+from signals_crm.ledger.base import CommandRecord, CommandState, DueState, DueSync, PersonLink
+from signals_crm.reports import ConversationOutcome, DryRun, OutcomeKind, SyncReport, _Tally
+
+if TYPE_CHECKING:
+    from signals_crm.adapters.base import ApiUsage
+    from signals_crm.settings import IntegrationSettings
+
+__all__ = ["DEFAULT_SETTLE", "Operations"]
+
+T = TypeVar("T")
+
+
+def _to_config(settings: IntegrationSettings | SyncConfig) -> SyncConfig:
+    if isinstance(settings, SyncConfig):
+        return settings
+    return settings.to_config()
+
+
+_DISABLED = "skipped:integration_disabled"
+# Skips for what the conversation itself said: a changed conversation may pass (re-armed).
+_REARM_CODES = frozenset(
+    {"criteria_not_met", "no_email", "invalid_email", "conversation_open", "delay_pending"}
+)
+
+
+def _rearmable(outcome: str | None) -> bool:
+    """Whether a finished sync's outcome is a skip a changed conversation may undo."""
+    if outcome is None or not outcome.startswith("skipped:"):
+        return False
+    codes = set(outcome.removeprefix("skipped:").split(","))
+    return bool(codes) and codes <= _REARM_CODES
+
+
+_MIN_WAIT = timedelta(seconds=1)
+DEFAULT_SETTLE = timedelta(minutes=15)
+"""How long after an ambiguous write the engine waits before reading the CRM to settle it:
+Salesforce's REST API request time limit is 10 minutes, plus 5 minutes of margin for clock
+drift between workers (see docs/engine.md)."""
+_log = logging.getLogger("signals_crm")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class Operations:
+    """The engine's state that is not IO, and one flow per public operation.
+
+    Each ``*_flow`` method returns a flow; the integrations drive it. ``usage`` reads the
+    adapter's API usage (``None`` when it reports none); ``calls`` counts the adapter calls a
+    driver performed (the reports' ``adapter_calls``).
+    """
+
+    def __init__(
+        self,
+        capabilities: Capabilities,
+        settings: IntegrationSettings | SyncConfig,
+        *,
+        usage: Callable[[], ApiUsage | None],
+        clock: Callable[[], datetime] | None = None,
+        random: Callable[[], float] | None = None,
+        retry: RetryPolicy | None = None,
+        api_budget: float = 0.9,
+        batch_size: int | None = None,
+        owner_cache_ttl: timedelta = timedelta(minutes=10),
+        lease: timedelta = timedelta(minutes=10),
+        worker_id: str | None = None,
+        settle: timedelta = DEFAULT_SETTLE,
+    ) -> None:
+        if not 0 < api_budget <= 1:
+            raise ConfigurationError([Problem("api_budget", "must be in (0, 1]")])
+        if batch_size is not None and batch_size < 1:
+            raise ConfigurationError([Problem("batch_size", "must be at least 1")])
+        if lease <= timedelta(0):
+            raise ConfigurationError([Problem("lease", "must be positive")])
+        checked: object = settle
+        if not isinstance(checked, timedelta) or settle < timedelta(0):
+            raise ConfigurationError([Problem("settle", "must be a timedelta of zero or more")])
+        self._caps = capabilities
+        self._usage = usage
+        self.config = _to_config(settings)
+        self._clock = clock or _utc_now
+        self._random = random or _random.Random().random  # noqa: S311  # jitter, not crypto
+        self.retry = retry or RetryPolicy()
+        self.api_budget = api_budget
+        # Five write batches per round: per-kind remainders then cost little (see docs/engine.md).
+        self.batch_size = batch_size or 5 * capabilities.write_batch_size
+        self._owner_ttl = owner_cache_ttl
+        self._owner_cache: dict[str, tuple[datetime, OwnershipResult]] = {}
+        self._schema: ObjectSchema | None = None
+        self._planner_kept: Planner | None = None
+        self._preflight: list[Problem] | None = None
+        self._calls = 0
+        self._reader = Reader(self.retry, self._random)
+        self.lease = lease
+        self.settle = settle
+        self._emails: dict[str, str | None] = {}
+        self._owner = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+
+    def _describe(self, ledger: object) -> str:
+        return (
+            f"{type(self).__name__}(crm={self._caps.name!r}, enabled={self.config.enabled!r}, "
+            f"ledger={type(ledger).__name__})"
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    def _planner(self) -> Planner:
+        """The planner of the current configuration (kept across batches; a new one when
+        ``config`` is replaced)."""
+        planner = self._planner_kept
+        if planner is None or planner.config is not self.config:
+            planner = self._planner_kept = Planner(self.config, self._caps)
+        return planner
+
+    # -- scheduling -----------------------------------------------------------------------
+
+    def _closed_flow(self, conversation: Conversation) -> FlowOf[DueSync | None]:
+        """``conversation_closed``: its sync is due at ``closed_at + delay`` (see the shells)."""
+        if not self.config.enabled:
+            return None
+        if conversation.closed_at is None:
+            raise ConfigurationError([Problem("closed_at", "the conversation is not closed")])
+        due_at = conversation.closed_at + self.config.synchronization_delay
+        if repair_text(conversation.id)[1]:
+            raise ConfigurationError(
+                [Problem("id", "must be text that can be encoded as UTF-8 (no lone surrogate)")]
+            )
+        conversation, repaired = repair_text(conversation)
+        if repaired:
+            _log.warning(
+                "conversation %s: invalid text replaced by U+FFFD in %s",
+                conversation.id,
+                ", ".join(repaired),
+            )
+        stored: DueSync = yield from store("schedule", conversation, due_at)
+        if (
+            stored.state is DueState.DONE
+            and _rearmable(stored.outcome)
+            and stored.conversation != conversation
+        ):
+            rearmed: DueSync | None = yield from store("rearm", conversation, due_at)
+            return rearmed or stored
+        return stored
+
+    # -- what the ledger knows --------------------------------------------------------------
+
+    def _ledger_facts(self, conversation_id: str) -> FlowOf[LedgerFacts]:
+        due: DueSync | None = yield from store("get_due", conversation_id)
+        commands: list[CommandRecord] = yield from store("commands_for", conversation_id)
+        last_error = due.last_error if due else None
+        for record in commands:
+            if record.reason and record.state.value in ("failed", "unknown", "planned"):
+                last_error = last_error or record.reason
+        confirmed = [r for r in commands if r.state is CommandState.CONFIRMED]
+        person_id = next((r.crm_id for r in confirmed if r.key.endswith(":person")), None)
+        email = due.conversation.email if due is not None else None
+        if email and email.strip():
+            links: dict[str, PersonLink] = yield from store("links_for", [email])
+            link = links.get(normalize_email(email))
+            person_id = link.crm_id if link is not None else person_id
+        return LedgerFacts(
+            scheduled_for=due.due_at if due else None,
+            schedule_state=due.state.value if due else None,
+            attempts=max([due.attempts if due else 0, *(r.attempts for r in commands)]),
+            last_error=last_error,
+            command_states={r.key: r.state.value for r in commands},
+            crm_ids={r.key: r.crm_id for r in commands if r.crm_id},
+            outcome=due.outcome if due else None,
+            synced_at=max((r.updated_at for r in confirmed), default=None),
+            person_id=person_id,
+        )
+
+    def _email_of(self, conversation_id: str) -> FlowOf[str | None]:
+        """The normalised email of a conversation in the ledger (remembered: it rarely changes)."""
+        if conversation_id not in self._emails:
+            try:
+                due: DueSync | None = yield from store("get_due", conversation_id)
+            except SignalsCRMError:
+                due = None
+            email = due.conversation.email if due is not None else None
+            self._emails[conversation_id] = normalize_email(email) if email else None
+        return self._emails[conversation_id]
+
+    # -- after a batch ----------------------------------------------------------------------
+
+    def _settle(
+        self, now: datetime, result: BatchResult, fences: Mapping[str, int] | None = None
+    ) -> Flow:
+        """Move each due sync on in the ledger after a batch.
+
+        With ``fences`` (a claimed batch), every update carries the sync's fencing token; a
+        sync another worker has claimed since is left to it (its lease was lost)."""
+        fences = fences or {}
+        try:
+            yield from self._settle_fenced(now, result, fences)
+        except LeaseLostError:
+            for outcome in result.outcomes:  # one by one: only the lost syncs are skipped
+                try:
+                    yield from self._settle_fenced(
+                        now, attrs.evolve(result, outcomes=[outcome]), fences
+                    )
+                except LeaseLostError:
+                    continue
+
+    def _settle_fenced(self, now: datetime, result: BatchResult, fences: Mapping[str, int]) -> Flow:
+        done: dict[str, list[str]] = {}
+        later = now + timedelta(seconds=self.retry.reschedule_after)
+        for outcome in result.outcomes:
+            cid = outcome.conversation_id
+            if cid in result.lost:
+                continue  # another worker owns it now
+            fence = fences.get(cid)
+            plan = outcome.plan
+            if outcome.kind is OutcomeKind.SKIPPED:
+                passes_at = plan.eligibility.passes_at if plan is not None else None
+                if passes_at is not None and passes_at > now:
+                    due: DueSync | None = yield from store("get_due", cid)
+                    if due is not None:
+                        yield from store("schedule", due.conversation, passes_at)
+                    continue
+                codes = ",".join(plan.eligibility.codes) if plan is not None else ""
+                done.setdefault(f"skipped:{codes}", []).append(cid)
+            elif outcome.kind is OutcomeKind.FAILED:
+                _log.warning("conversation %s dead-lettered: %s", cid, outcome.error)
+                yield from store("dead_letter", cid, outcome.error or "failed", fence=fence)
+            elif outcome.kind is OutcomeKind.RETRY:
+                due = yield from store("get_due", cid)
+                if due is None:
+                    continue
+                if outcome.retry_at is not None or outcome.needs_admin or result.rate_limited:
+                    # Waiting on a settle window, an administrator or the CRM's limit: not a
+                    # failed attempt of its own. Never due again within this run.
+                    at = max(outcome.retry_at or later, now + _MIN_WAIT)
+                    yield from store("schedule", due.conversation, at)
+                elif due.attempts + 1 >= self.retry.max_reschedules:
+                    reason = f"gave up after {due.attempts + 1} runs: {outcome.error}"
+                    _log.warning("conversation %s dead-lettered: %s", cid, reason)
+                    yield from store("dead_letter", cid, reason, fence=fence)
+                else:
+                    error = outcome.error or "retry"
+                    yield from store("reschedule", cid, later, error, fence=fence)
+            else:
+                done.setdefault(outcome.kind.value, []).append(cid)
+        for label, ids in done.items():
+            held = {cid: fences[cid] for cid in ids if cid in fences}
+            yield from store("complete", ids, label, fences=held or None)
+
+    def _batch_failed(
+        self, now: datetime, due: Sequence[DueSync], error: Exception
+    ) -> FlowOf[list[ConversationOutcome]]:
+        """A batch's read or reconcile failed as a whole: reschedule its syncs with backoff,
+        counting the attempt; past the cap, dead-letter them with the error (liveness)."""
+        reason = f"batch failed: {reason_of(error)}"
+        _log.warning("run_due: a batch of %d failed and is rescheduled: %s", len(due), reason)
+        outcomes: list[ConversationOutcome] = []
+        for sync in due:
+            cid = sync.conversation_id
+            try:
+                if sync.attempts + 1 >= self.retry.max_reschedules:
+                    gave_up = f"gave up after {sync.attempts + 1} runs: {reason}"
+                    yield from store("dead_letter", cid, gave_up, fence=sync.fence)
+                    outcomes.append(ConversationOutcome(cid, OutcomeKind.FAILED, error=reason))
+                    continue
+                delay = self.retry.reschedule_delay(sync.attempts, self._random)
+                at = now + timedelta(seconds=delay)
+                yield from store("reschedule", cid, at, reason, fence=sync.fence)
+            except LeaseLostError:
+                continue  # another worker owns it now
+            outcomes.append(ConversationOutcome(cid, OutcomeKind.RETRY, error=reason))
+        return outcomes
+
+    def _owner_key(self, company: Company) -> str:
+        return normalize_domain(company.domain) if company.domain else f"name:{company.name}"
+
+    # -- the operations, each one flow shared by both integrations ----------------------------
+
+    def _budget_exhausted(self) -> bool:
+        if not self._caps.reports_api_usage:
+            return False
+        usage = self._usage()
+        share = usage.fraction_used if usage is not None else None
+        return isinstance(share, int | float) and share >= self.api_budget
+
+    def _preflight_flow(self) -> FlowOf[list[Problem]]:
+        problems: list[Problem] = yield from preflight(
+            self.config,
+            self._caps,
+            self._reader,
+            check_campaign=self._caps.checks_campaigns,
+        )
+        self._preflight = problems
+        return list(problems)
+
+    def _ready_flow(self) -> FlowOf[None]:
+        """Preflight once (refusing to write with a mapping it rejects), and the schema."""
+        if self._preflight is None:
+            yield from self._preflight_flow()
+            for problem in portable_mapping_problems(self.config.field_mappings, self._caps):
+                _log.warning("mapping never applies on %s: %s", self._caps.name, problem)
+        blocking = blocking_mapping_problems(
+            self._preflight or (), self.config.field_mappings, self._caps
+        )
+        if blocking:
+            raise ConfigurationError(blocking)
+        if self._schema is None and self._caps.supports_describe:
+            self._schema = yield from self._reader.read(
+                Call("describe", (self._caps.person_object,))
+            )
+
+    def _sync_flow(
+        self,
+        conversations: Sequence[Conversation],
+        mode: SyncMode,
+        now: datetime,
+        fences: Mapping[str, int] | None = None,
+    ) -> FlowOf[BatchResult]:
+        result: BatchResult = yield from sync_batch(
+            conversations,
+            self._planner(),
+            now=now,
+            mode=mode,
+            schema=self._schema,
+            retry=self.retry,
+            random=self._random,
+            owner=self._owner,
+            lease=self.lease,
+            settle=self.settle,
+            clock=self._clock,
+            emails_of=self._email_of,
+            fences=fences,
+        )
+        return result
+
+    def _run_due_flow(self, now: datetime | None, limit: int | None) -> FlowOf[SyncReport]:
+        now = now or self._clock()
+        start = self._calls
+        claim = {"owner": self._owner, "lease": self.lease}
+        if not self.config.enabled:
+            # Off: nothing is written, and what is due is not replayed when it is turned on.
+            while due := (yield from store("claim", now, self.batch_size, **claim)):
+                yield from store("complete", [d.conversation_id for d in due], _DISABLED)
+            return SyncReport()
+        yield from self._ready_flow()
+        outcomes: list[ConversationOutcome] = []
+        exhausted = False
+        while limit is None or len(outcomes) < limit:
+            if self._budget_exhausted():
+                exhausted = True
+                break
+            size = self.batch_size if limit is None else min(self.batch_size, limit - len(outcomes))
+            # Leases are judged by the ledger's clock and fenced: a worker whose clock is off
+            # cannot keep one alive, and one that lost its lease cannot record a send.
+            due = yield from store("claim", now, size, **claim)
+            if not due:
+                break
+            fences = {d.conversation_id: d.fence for d in due}
+            try:
+                result = yield from self._sync_flow(
+                    [d.conversation for d in due], SyncMode.AUTOMATIC, now, fences
+                )
+            except STOPS_A_RUN:
+                raise
+            except RateLimitedError as error:
+                if error.retryable:
+                    outcomes.extend((yield from self._batch_failed(now, due, error)))
+                    continue
+                exhausted = True  # the CRM's daily limit, met on a read: stop, all stays due
+                break
+            except Exception as error:  # noqa: BLE001  # liveness: one batch, not the run
+                outcomes.extend((yield from self._batch_failed(now, due, error)))
+                continue
+            finally:
+                # Also on the way out of a crash: drivers throw every exception into the flow.
+                yield from store("release", [d.conversation_id for d in due], self._owner)
+            yield from self._settle(now, result, fences)
+            outcomes.extend(result.outcomes)
+            if result.rate_limited:
+                exhausted = True
+                break
+        report = SyncReport.of(outcomes, self._calls - start, exhausted)
+        _log.info("run_due: %s in %d adapter call(s)", report.counts, report.adapter_calls)
+        if exhausted:
+            _log.warning("run_due stopped early: the CRM's API limit (or its budget share)")
+        return report
+
+    def _manual_flow(self, conversation: Conversation) -> FlowOf[ConversationOutcome]:
+        if not self.config.enabled:
+            raise IntegrationDisabledError("the integration is switched off: no manual sync")
+        yield from self._ready_flow()
+        now = self._clock()
+        # A person asking again is the way to push a dead letter: its failed writes go again.
+        records: list[CommandRecord] = yield from store("commands_for", conversation.id)
+        failed = [r.key for r in records if r.state is CommandState.FAILED]
+        if failed:
+            yield from store("retry_failed", failed, now)
+        result: BatchResult = yield from self._sync_flow([conversation], SyncMode.MANUAL, now)
+        return result.outcomes[0]
+
+    def _backfill_flow(
+        self,
+        conversations: Iterable[Conversation],
+        now: datetime | None,
+        progress: Callable[[int], None] | None,
+        on_outcome: Callable[[ConversationOutcome], None] | None,
+    ) -> FlowOf[SyncReport]:
+        if not self.config.enabled:
+            raise IntegrationDisabledError("the integration is switched off: no backfill")
+        yield from self._ready_flow()
+        now = now or self._clock()
+        start = self._calls
+        tally = _Tally()
+        exhausted = False
+        for batch in _batches(conversations, self.batch_size):
+            if self._budget_exhausted():
+                exhausted = True
+                break
+            result: BatchResult = yield from self._sync_flow(batch, SyncMode.AUTOMATIC, now)
+            retry_later = [
+                o.conversation_id for o in result.outcomes if o.kind is OutcomeKind.RETRY
+            ]
+            if retry_later:  # finished later by run_due, like any automatic sync
+                by_id = {c.id: c for c in batch}
+                later = now + timedelta(seconds=self.retry.reschedule_after)
+                yield from store("schedule_many", [(by_id[cid], later) for cid in retry_later])
+            for outcome in result.outcomes:
+                tally.add(outcome, keep_all=False)
+                if on_outcome is not None:
+                    on_outcome(outcome)
+            if result.rate_limited:
+                exhausted = True
+                break
+            if progress is not None:
+                progress(tally.count)
+        return tally.report(self._calls - start, exhausted)
+
+    def _dry_run_flow(
+        self, conversations: Sequence[Conversation], now: datetime | None, mode: SyncMode
+    ) -> FlowOf[DryRun]:
+        start = self._calls
+        plans: tuple[Plan, ...] = yield from plan_batch(
+            conversations,
+            self._planner(),
+            now=now or self._clock(),
+            mode=mode,
+            schema=self._schema,
+            reader=self._reader,
+        )
+        return DryRun(plans, self._calls - start)
+
+    def _explain_flow(
+        self, conversation: Conversation | str, now: datetime | None, lookup: bool
+    ) -> FlowOf[Explanation]:
+        if isinstance(conversation, str):
+            due: DueSync | None = yield from store("get_due", conversation)
+            if due is None:
+                # Never scheduled (closed while off, or never delivered): answer, don't raise.
+                return explain_unplanned(
+                    conversation,
+                    enabled=self.config.enabled,
+                    ledger=(yield from self._ledger_facts(conversation)),
+                )
+            conv = due.conversation
+        else:
+            conv = conversation
+        now = now or self._clock()
+        facts: LedgerFacts = yield from self._ledger_facts(conv.id)
+        if facts.synced:
+            # The automatic sync is final: say what a manual sync would do now instead.
+            manual = yield from self._manual_preview_flow(conv, now, lookup)
+            plan = _plan_without_crm([conv], self.config, self._caps, now)[0]
+            return explain_plan(plan, facts, manual=manual)
+        if lookup:
+            (plan,) = yield from plan_batch(
+                [conv],
+                self._planner(),
+                now=now,
+                mode=SyncMode.AUTOMATIC,
+                schema=self._schema,
+                reader=self._reader,
+            )
+        else:
+            plan = _plan_without_crm([conv], self.config, self._caps, now)[0]
+        return explain_plan(plan, facts)
+
+    def _manual_preview_flow(
+        self, conv: Conversation, now: datetime, lookup: bool
+    ) -> FlowOf[ManualPreview]:
+        if not lookup or not self.config.enabled:
+            return offline_manual_preview(conv, self.config, self._caps)
+        (plan,) = yield from plan_batch(
+            [conv],
+            self._planner(),
+            now=now,
+            mode=SyncMode.MANUAL,
+            schema=self._schema,
+            reader=self._reader,
+        )
+        return ManualPreview.of(plan)
+
+    def _account_owner_flow(self, company: Company) -> FlowOf[OwnershipResult]:
+        now = self._clock()
+        key = self._owner_key(company)
+        hit = self._owner_cache.get(key)
+        if hit is not None and now - hit[0] < self._owner_ttl:
+            return hit[1]
+        results: list[OwnershipResult] = yield from account_owners(
+            [company], self.config, self._reader
+        )
+        self._owner_cache[key] = (now, results[0])
+        return results[0]
+
+    def _propose_flow(self, signals_users: Iterable[SignalsUser]) -> FlowOf[UserMappingProposal]:
+        crm_users: list[CRMUser] = yield from self._reader.read(Call("list_users", ()))
+        return propose_user_mapping(signals_users, crm_users)
+
+
+def _plan_without_crm(
+    conversations: Sequence[Conversation], config: SyncConfig, caps: Capabilities, now: datetime
+) -> tuple[Plan, ...]:
+    """Plan as if the CRM held nothing: eligibility and owner rules only, no CRM reads."""
+    flow = plan_sync(conversations, config, attrs.evolve(caps, supports_describe=False), now=now)
+
+    def nothing(request: object) -> list[tuple[()]]:
+        return [() for _ in (request.emails if isinstance(request, FindPeople) else ())]
+
+    plans: tuple[Plan, ...] = drive(flow, nothing)
+    return plans
