@@ -1,4 +1,5 @@
-"""The multi-request resources of the local org: Composite, Composite Batch, sObject Tree.
+"""The multi-request resources of the local org: Composite, Composite Graph, Composite Batch,
+sObject Tree.
 
 Rules (REST API Developer Guide, "Composite", "Composite Batch", "sObject Tree",
 "allOrNone Parameters in Composite and Collections Requests"):
@@ -25,6 +26,20 @@ Rules (REST API Developer Guide, "Composite", "Composite Batch", "sObject Tree",
    parent's child-relationship name, at most 5 levels); all are saved or none: 201
    ``{"hasErrors": false, "results": [{referenceId, id}]}`` or 400 with the errors by
    ``referenceId``.
+7. ``POST /composite/graph`` (API version 50.0+; pages "Composite Graph", "Using Composite
+   Graphs" and "Composite Graph Limits",
+   https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_graph_limits.htm):
+   ``{"graphs": [{"graphId", "compositeRequest": [...]}]}``. Each graph runs as a composite
+   request with ``allOrNone`` (all its nodes saved or none) and answers ``{"graphId",
+   "graphResponse": {"compositeResponse": [...]}, "isSuccessful"}``; references stay inside
+   their graph. Nodes may only be sObject resources: ``POST sobjects/X``, ``GET|PATCH|DELETE
+   sobjects/X/{id}`` and ``DELETE|GET|PATCH|POST sobjects/X/{Field}/{value}``. Limits: 75
+   graphs, 500 nodes per graph and per payload, a graph at most 15 nodes deep (by its
+   references), 15 different nodes per payload (API version, HTTP method, object), a
+   ``graphId`` unique, starting with a letter or digit and shorter than 40 characters; a
+   request over a limit is a 400 and nothing runs (the guide does not say how the limits are
+   reported: this is the sandbox's choice). Once more than 14 graphs have failed, the rest are
+   not run: each of their nodes answers 400 ``PROCESSING_HALTED``.
 """
 
 from __future__ import annotations
@@ -38,7 +53,7 @@ from urllib.parse import quote
 from signals_crm.testing.salesforce._records import ApiError, OrgData, RecordError
 from signals_crm.testing.salesforce._schema import CHILD_RELATIONSHIPS
 
-__all__ = ["SubAnswer", "composite", "composite_batch", "composite_tree"]
+__all__ = ["SubAnswer", "composite", "composite_batch", "composite_graph", "composite_tree"]
 
 SubAnswer = tuple[int, Any, dict[str, str]]
 """A subrequest's answer: status, JSON body, headers."""
@@ -49,6 +64,16 @@ MAX_SUBREQUESTS = 25
 MAX_QUERIES_AND_COLLECTIONS = 5
 MAX_TREE_RECORDS = 200
 MAX_TREE_DEPTH = 5
+MAX_GRAPHS = 75
+MAX_GRAPH_NODES = 500
+MAX_GRAPH_DEPTH = 15
+MAX_NODE_KINDS = 15
+MAX_GRAPH_FAILURES = 14
+GRAPH_VERSION = 50
+_GRAPH_ID = re.compile(r"^[A-Za-z0-9][^\s]{0,38}$")
+_GRAPH_NODE = re.compile(
+    r"^/services/data/v(\d+\.\d)/sobjects/([A-Za-z0-9_]+)(?:/([A-Za-z0-9_]+)(?:/([^/?]+))?)?/?(?:\?.*)?$"
+)
 
 _REFERENCE = re.compile(r"@\{([A-Za-z0-9_]+)((?:\.[A-Za-z0-9_]+|\[\d+\])*)\}")
 _REFERENCE_ID = re.compile(r"^[A-Za-z0-9_]+$")
@@ -148,20 +173,9 @@ def composite(
             f"Composite request may not contain more than {MAX_SUBREQUESTS} subrequests",
             "LIMIT_EXCEEDED",
         )
-    seen: set[str] = set()
+    _check_subrequests(subrequests, "compositeRequest")
     heavy = 0
     for sub in subrequests:
-        if not isinstance(sub, Mapping):
-            raise _request_error("Each subrequest must be a JSON object", "JSON_PARSER_ERROR")
-        for key in ("method", "url", "referenceId"):
-            if not isinstance(sub.get(key), str) or not sub[key]:
-                raise _request_error(f"Subrequest is missing the required field {key}")
-        ref = sub["referenceId"]
-        if not _REFERENCE_ID.match(ref):
-            raise _request_error(f"Invalid referenceId: {ref}")
-        if ref in seen:
-            raise _request_error(f"Duplicate referenceId provided in the request: {ref}")
-        seen.add(ref)
         if "/composite" in sub["url"] and "/composite/sobjects" not in sub["url"]:
             raise _request_error(f"Subrequest url is not supported inside composite: {sub['url']}")
         heavy += _is_heavy(sub["method"].upper(), sub["url"])
@@ -171,7 +185,26 @@ def composite(
             "Collections or query operations",
             "LIMIT_EXCEEDED",
         )
-    all_or_none = bool(payload.get("allOrNone", False))
+    return {
+        "compositeResponse": _run(
+            data,
+            subrequests,
+            headers,
+            dispatch,
+            all_or_none=bool(payload.get("allOrNone", False)),
+        )
+    }
+
+
+def _run(
+    data: OrgData,
+    subrequests: list[Any],
+    headers: Mapping[str, str],
+    dispatch: Dispatch,
+    *,
+    all_or_none: bool,
+) -> list[dict[str, Any]]:
+    """Run checked subrequests in order (rules 2-4); their answers."""
     snapshot = data.snapshot() if all_or_none else None
     answers: dict[str, Any] = {}
     out: list[dict[str, Any]] = []
@@ -210,7 +243,139 @@ def composite(
             code = entry["httpStatusCode"]
             if code < 400 and not _collections_failed(code, entry["body"]):
                 entry.update(body=_halted(_ROLLED_BACK), httpHeaders={}, httpStatusCode=400)
-    return {"compositeResponse": out}
+    return out
+
+
+def _check_subrequests(subrequests: Any, where: str) -> None:
+    """Every subrequest an object with a method, a url and a unique, well-formed referenceId."""
+    if not isinstance(subrequests, list) or not subrequests:
+        raise _request_error(f"{where} needs a non-empty compositeRequest array")
+    seen: set[str] = set()
+    for sub in subrequests:
+        if not isinstance(sub, Mapping):
+            raise _request_error("Each subrequest must be a JSON object", "JSON_PARSER_ERROR")
+        for key in ("method", "url", "referenceId"):
+            if not isinstance(sub.get(key), str) or not sub[key]:
+                raise _request_error(f"Subrequest is missing the required field {key}")
+        ref = sub["referenceId"]
+        if not _REFERENCE_ID.match(ref):
+            raise _request_error(f"Invalid referenceId: {ref}")
+        if ref in seen:
+            raise _request_error(f"Duplicate referenceId provided in the request: {ref}")
+        seen.add(ref)
+
+
+def _node_kind(sub: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(API version, method, object) of a graph node; a url it may not have is refused."""
+    method = str(sub["method"]).upper()
+    found = _GRAPH_NODE.match(str(sub["url"]))
+    if found is not None:
+        parts = sum(1 for p in found.groups()[2:] if p)
+        allowed = {
+            0: {"POST"},
+            1: {"GET", "PATCH", "DELETE"},
+            2: {"GET", "PATCH", "DELETE", "POST"},
+        }
+        if method in allowed[parts]:
+            return found[1], method, found[2].lower()
+    raise _request_error(
+        f"{method} {sub['url']} is not supported in a composite graph: only sObject resources",
+        "INVALID_GRAPH",
+    )
+
+
+def _depth(subrequests: list[Any]) -> int:
+    """The longest chain of references among a graph's nodes (a node alone is depth 1)."""
+    depths: dict[str, int] = {}
+    for sub in subrequests:
+        text = json.dumps([sub.get("url"), sub.get("body")])
+        refs = {m[1] for m in _REFERENCE.finditer(text)}
+        depths[sub["referenceId"]] = 1 + max((depths.get(r, 0) for r in refs), default=0)
+    return max(depths.values(), default=0)
+
+
+def composite_graph(
+    data: OrgData,
+    payload: Any,
+    headers: Mapping[str, str],
+    version: str,
+    dispatch: Dispatch,
+) -> dict[str, Any]:
+    """Run a ``/composite/graph`` request (rule 7); raises :class:`ApiError` for a bad one."""
+    if int(version.split(".", 1)[0]) < GRAPH_VERSION:
+        raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
+    if not isinstance(payload, Mapping) or not isinstance(payload.get("graphs"), list):
+        raise _request_error("The request body needs a graphs array", "JSON_PARSER_ERROR")
+    graphs: list[Any] = payload["graphs"]
+    if not graphs:
+        raise _request_error("graphs must contain at least one graph")
+    if len(graphs) > MAX_GRAPHS:
+        raise _request_error(
+            f"A composite graph request may contain at most {MAX_GRAPHS} graphs", "LIMIT_EXCEEDED"
+        )
+    ids: set[str] = set()
+    kinds: set[tuple[str, str, str]] = set()
+    nodes = 0
+    for graph in graphs:
+        if not isinstance(graph, Mapping):
+            raise _request_error("Each graph must be a JSON object", "JSON_PARSER_ERROR")
+        graph_id = graph.get("graphId")
+        if not isinstance(graph_id, str) or not _GRAPH_ID.match(graph_id) or graph_id in ids:
+            raise _request_error(
+                f"Invalid graphId {graph_id!r}: unique, starting with a letter or digit, "
+                "fewer than 40 characters"
+            )
+        ids.add(graph_id)
+        subrequests = graph.get("compositeRequest")
+        _check_subrequests(subrequests, f"Graph {graph_id}")
+        assert isinstance(subrequests, list)  # noqa: S101  # checked just above
+        if len(subrequests) > MAX_GRAPH_NODES:
+            raise _request_error(
+                f"Graph {graph_id} has more than {MAX_GRAPH_NODES} nodes", "LIMIT_EXCEEDED"
+            )
+        if _depth(subrequests) > MAX_GRAPH_DEPTH:
+            raise _request_error(
+                f"Graph {graph_id} is deeper than {MAX_GRAPH_DEPTH} nodes", "LIMIT_EXCEEDED"
+            )
+        kinds.update(_node_kind(sub) for sub in subrequests)
+        nodes += len(subrequests)
+    if nodes > MAX_GRAPH_NODES:
+        raise _request_error(
+            f"A composite graph request may contain at most {MAX_GRAPH_NODES} nodes",
+            "LIMIT_EXCEEDED",
+        )
+    if len(kinds) > MAX_NODE_KINDS:
+        raise _request_error(
+            f"A composite graph request may contain at most {MAX_NODE_KINDS} different nodes "
+            "(API version, HTTP method, object)",
+            "LIMIT_EXCEEDED",
+        )
+    out: list[dict[str, Any]] = []
+    failures = 0
+    for graph in graphs:
+        subrequests = graph["compositeRequest"]
+        if failures > MAX_GRAPH_FAILURES:
+            halted = [
+                _sub(
+                    s["referenceId"], 400, _halted("Processing halted: too many graphs failed"), {}
+                )
+                for s in subrequests
+            ]
+            out.append(_graph(graph["graphId"], halted, ok=False))
+            continue
+        answers = _run(data, subrequests, headers, dispatch, all_or_none=True)
+        ok = all(a["httpStatusCode"] < 400 for a in answers)
+        failures += not ok
+        out.append(_graph(graph["graphId"], answers, ok=ok))
+    return {"graphs": out}
+
+
+def _graph(graph_id: str, answers: list[dict[str, Any]], *, ok: bool) -> dict[str, Any]:
+    return {
+        "graphId": graph_id,
+        "graphResponse": {"compositeResponse": answers},
+        "isSuccessful": ok,
+    }
 
 
 def _sub(ref: str, status: int, body: Any, headers: Mapping[str, str]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ Routes (each module named does the work; ``_org`` routes, meters and injects fau
     GET|PATCH|DELETE sobjects/X/{ExtIdField}/{value}  upsert by external ID  (_upsert)
     POST|PATCH|DELETE composite/sobjects; GET|POST composite/sobjects/X  (_collections)
     PATCH composite/sobjects/X/{ExtIdField}          Collections upsert  (_upsert)
-    POST composite, composite/batch, composite/tree/X                   (_composite)
+    POST composite, composite/graph, composite/batch, composite/tree/X  (_composite)
     *    jobs/ingest[...], jobs/query[...]            Bulk API 2.0        (_bulk)
 
 Every API call needs ``Authorization: Bearer <token>`` (else 401 ``INVALID_SESSION_ID``), is
@@ -56,7 +56,12 @@ import httpx
 from signals_crm.testing._loopback import ConnectionDropped
 from signals_crm.testing.salesforce._bulk import BulkJobs
 from signals_crm.testing.salesforce._collections import Collections
-from signals_crm.testing.salesforce._composite import composite, composite_batch, composite_tree
+from signals_crm.testing.salesforce._composite import (
+    composite,
+    composite_batch,
+    composite_graph,
+    composite_tree,
+)
 from signals_crm.testing.salesforce._ids import is_well_formed, to_18
 from signals_crm.testing.salesforce._login import (
     AuthCode,
@@ -470,6 +475,11 @@ class LocalSalesforce(Logins, Collections, Upserts):
                 return Reply(200, answer)
             if route.rstrip("/") == "/composite" and method == "GET":
                 return Reply(200, self._composite_resources(version))
+            if route.rstrip("/") == "/composite/graph" and method == "POST":
+                answer = composite_graph(
+                    self.data, json_body(body), headers, version, self._subrequest
+                )
+                return Reply(200, answer)
             if route.rstrip("/") == "/composite/batch" and method == "POST":
                 answer = composite_batch(json_body(body), headers, version, self._subrequest)
                 return Reply(200, answer)
@@ -581,6 +591,7 @@ class LocalSalesforce(Logins, Collections, Upserts):
         base = f"/services/data/v{version}/composite"
         return {
             "tree": f"{base}/tree",
+            "graph": f"{base}/graph",
             "batch": f"{base}/batch",
             "sobjects": f"{base}/sobjects",
         }
