@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 
 from signals_crm.testing.hubspot._core import TYPE_ALIASES, Owner, PortalCore, PortalList
-from signals_crm.testing.hubspot._schema import make_property
+from signals_crm.testing.hubspot._schema import (
+    MAX_UNIQUE_PROPERTIES,
+    UNIQUE_VALUE_OBJECTS,
+    make_property,
+)
 
-__all__ = ["Directory"]
+__all__ = ["Directory", "unique_refusal"]
 
 _TYPES = frozenset({"string", "number", "date", "datetime", "enumeration", "bool"})
 _FIELD_TYPES = frozenset(
@@ -146,6 +150,9 @@ class Directory(PortalCore):
                     for k in missing
                 ],
             )
+        refused = unique_refusal(kind, body, self.properties[kind].values())
+        if refused is not None:
+            return self._error(400, "VALIDATION_ERROR", refused)
         name = str(body["name"])
         if name in self.properties[kind]:
             return self._error(
@@ -309,3 +316,19 @@ class Directory(PortalCore):
                 },
             )
         return self._error(405, None, "Method not allowed")
+
+
+def unique_refusal(kind: str, body: Mapping[str, Any], existing: Iterable[Any]) -> str | None:
+    """Why a new property may not be ``hasUniqueValue`` on ``kind`` (``UNIQUE_VALUE_OBJECTS``,
+    at most ``MAX_UNIQUE_PROPERTIES`` of them per object), or ``None``. The wording is the
+    sandbox's: HubSpot documents the rule, not its error text."""
+    if not body.get("hasUniqueValue"):
+        return None
+    if kind not in UNIQUE_VALUE_OBJECTS:
+        return f"Unique value properties are not supported on {kind}: hasUniqueValue must be false"
+    unique = sum(1 for p in existing if isinstance(p, Mapping) and p.get("hasUniqueValue"))
+    if unique >= MAX_UNIQUE_PROPERTIES:
+        return (
+            f"{kind} already has {MAX_UNIQUE_PROPERTIES} unique value properties, the most allowed"
+        )
+    return None

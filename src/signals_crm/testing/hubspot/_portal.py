@@ -40,7 +40,7 @@ from signals_crm.testing._loopback import ConnectionDropped
 from signals_crm.testing.hubspot._associations import Associations
 from signals_crm.testing.hubspot._backdoor import HubSpotBackdoor
 from signals_crm.testing.hubspot._core import TYPE_ALIASES, Problem
-from signals_crm.testing.hubspot._directory import Directory
+from signals_crm.testing.hubspot._directory import Directory, unique_refusal
 from signals_crm.testing.hubspot._faults import FaultPlan, Faults
 from signals_crm.testing.hubspot._gate import Gate
 from signals_crm.testing.hubspot._oauth import OAuth
@@ -100,6 +100,11 @@ class LocalHubSpot(Gate, OAuth, Objects, Search, Directory, Associations):
         """Create a custom property (``make_property`` options: type, field_type, options...)."""
         with self.lock:
             kind = TYPE_ALIASES[object_type]
+            refused = unique_refusal(
+                kind, {"hasUniqueValue": options.get("unique")}, self.properties[kind].values()
+            )
+            if refused is not None:
+                raise ValueError(refused)
             label = str(options.pop("label", name))
             self.properties[kind][name] = make_property(
                 name, label, hubspot_defined=False, **options

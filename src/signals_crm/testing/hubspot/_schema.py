@@ -15,8 +15,10 @@ import attrs
 
 __all__ = [
     "ASSOCIATION_TYPES",
+    "MAX_UNIQUE_PROPERTIES",
     "OBJECT_TYPE_IDS",
     "SINGULAR",
+    "UNIQUE_VALUE_OBJECTS",
     "AssociationType",
     "default_properties",
     "make_property",
@@ -31,6 +33,16 @@ OBJECT_TYPE_IDS: Final[Mapping[str, str]] = {
     "meetings": "0-47",
     "calls": "0-48",
 }
+UNIQUE_VALUE_OBJECTS: Final = frozenset({"contacts", "companies", "deals", "calls"})
+"""The portal's objects whose custom properties may be ``hasUniqueValue`` (served ones only).
+
+HubSpot's developer changelog "Unique Properties support for newly created Contact properties"
+(https://developers.hubspot.com/changelog/unique-properties-for-contacts) says unique
+properties exist for companies, deals, tickets and custom objects, and from then on for
+contacts ("only net new properties", "a maximum of 10 unique properties" per object); a later
+product update (reported by HubSpot partners) added further objects, calls among them. Tasks,
+notes and meetings are in neither list: the portal refuses ``hasUniqueValue`` on them."""
+MAX_UNIQUE_PROPERTIES: Final = 10
 SINGULAR: Final[Mapping[str, str]] = {
     "contacts": "contact",
     "companies": "company",
