@@ -354,3 +354,80 @@ def test_simple_salesforce_upserts_by_external_id(upsert_sf: Salesforce) -> None
         json=_upsert_body(_lead(**{KEY: "ss-2"}), {KEY: "ss-1", "Title": "Countess"}),
     )
     assert [r["created"] for r in answer] == [True, False]
+
+
+def _custom_field(name: str, **metadata: Any) -> dict[str, Any]:
+    return {
+        "FullName": name,
+        "Metadata": {
+            "label": "Signals Sync Key",
+            "type": "Text",
+            "length": 255,
+            "externalId": True,
+            "unique": True,
+            "caseSensitive": False,
+            **metadata,
+        },
+    }
+
+
+def test_a_custom_field_created_over_the_tooling_api() -> None:
+    """``POST tooling/sobjects/CustomField`` (Tooling API "CustomField") adds the field: 201
+    with an ``00N`` id, the describe shows it External ID and Unique, upserts key on it.
+
+    https://developer.salesforce.com/docs/atlas.en-us.api_tooling.meta/api_tooling/tooling_api_objects_customfield.htm
+    """
+    org = LocalSalesforce()
+    with _client(org) as http:
+        made = http.post(f"{BASE}/tooling/sobjects/CustomField", json=_custom_field(f"Lead.{KEY}"))
+        assert made.status_code == 201
+        assert made.json()["id"].startswith("00N")
+        assert made.json()["success"] is True
+        fields = http.get(f"{BASE}/sobjects/Lead/describe").json()["fields"]
+        field = next(f for f in fields if f["name"] == KEY)
+        assert (field["externalId"], field["unique"], field["custom"]) == (True, True, True)
+        upsert = http.patch(f"{BASE}/sobjects/Lead/{KEY}/k-1", json=_lead())
+        assert upsert.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (_custom_field(f"Nope.{KEY}"), "INVALID_FIELD"),
+        (_custom_field("Lead.NoSuffix"), "INVALID_FIELD"),
+        (_custom_field("Lead.Email__c", type="Date"), "FIELD_INTEGRITY_EXCEPTION"),
+        (_custom_field("Lead.Flag__c", type="Checkbox"), "FIELD_INTEGRITY_EXCEPTION"),
+        (_custom_field("Lead.Long__c", length=256), "FIELD_INTEGRITY_EXCEPTION"),
+        ({"FullName": f"Lead.{KEY}"}, "REQUIRED_FIELD_MISSING"),
+    ],
+    ids=["unknown-object", "no-__c", "type-not-served", "checkbox-key", "too-long", "no-metadata"],
+)
+def test_tooling_custom_field_errors(body: dict[str, Any], code: str) -> None:
+    """A bad CustomField create is a 400 and the org's schema is unchanged."""
+    org = LocalSalesforce()
+    with _client(org) as http:
+        answer = http.post(f"{BASE}/tooling/sobjects/CustomField", json=body)
+    assert answer.status_code == 400
+    assert answer.json()[0]["errorCode"] == code
+
+
+def test_a_field_cannot_be_created_twice() -> None:
+    """The same field again is ``DUPLICATE_DEVELOPER_NAME``."""
+    org = _org()
+    with _client(org) as http:
+        answer = http.post(
+            f"{BASE}/tooling/sobjects/CustomField", json=_custom_field(f"Task.{KEY}")
+        )
+    assert answer.status_code == 400
+    assert answer.json()[0]["errorCode"] == "DUPLICATE_DEVELOPER_NAME"
+
+
+def test_simple_salesforce_creates_the_field_with_toolingexecute(upsert_sf: Salesforce) -> None:
+    """simple-salesforce's ``toolingexecute("sobjects/CustomField", method="POST", data=...)``
+    creates a field that its ``SFType.describe()`` then shows."""
+    made = upsert_sf.toolingexecute(
+        "sobjects/CustomField", method="POST", data=_custom_field("Contact.Signals_Key__c")
+    )
+    assert made["success"] is True
+    fields = {f["name"]: f for f in upsert_sf.Contact.describe()["fields"]}
+    assert fields["Signals_Key__c"]["externalId"] is True

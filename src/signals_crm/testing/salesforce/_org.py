@@ -16,6 +16,7 @@ Routes (each module named does the work; ``_org`` routes, meters and injects fau
     GET|PATCH|DELETE sobjects/X/{ExtIdField}/{value}  upsert by external ID  (_upsert)
     POST|PATCH|DELETE composite/sobjects; GET|POST composite/sobjects/X  (_collections)
     PATCH composite/sobjects/X/{ExtIdField}          Collections upsert  (_upsert)
+    POST tooling/sobjects/CustomField                a custom field      (_tooling)
     POST composite, composite/graph, composite/batch, composite/tree/X  (_composite)
     *    jobs/ingest[...], jobs/query[...]            Bulk API 2.0        (_bulk)
 
@@ -62,7 +63,7 @@ from signals_crm.testing.salesforce._composite import (
     composite_graph,
     composite_tree,
 )
-from signals_crm.testing.salesforce._ids import is_well_formed, to_18
+from signals_crm.testing.salesforce._ids import IdFactory, is_well_formed, to_18
 from signals_crm.testing.salesforce._login import (
     AuthCode,
     Client,
@@ -86,6 +87,7 @@ from signals_crm.testing.salesforce._reply import (
 )
 from signals_crm.testing.salesforce._schema import FieldDef, ObjectDef
 from signals_crm.testing.salesforce._search import search
+from signals_crm.testing.salesforce._tooling import Tooling
 from signals_crm.testing.salesforce._upsert import Upserts, external_id_field
 
 __all__ = ["FAULT_KINDS", "ConnectionDropped", "Faults", "LocalSalesforce"]
@@ -145,7 +147,7 @@ def _now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-class LocalSalesforce(Logins, Collections, Upserts):
+class LocalSalesforce(Logins, Collections, Upserts, Tooling):
     """An in-memory Salesforce org. Thread-safe; usable through :meth:`transport` (in-process,
     sync and async clients alike) or :meth:`serve` (real HTTP on 127.0.0.1)."""
 
@@ -178,6 +180,7 @@ class LocalSalesforce(Logins, Collections, Upserts):
         self._cursors: dict[str, tuple[list[dict[str, Any]], int]] = {}
         self._cursor_sizes: dict[str, int] = {}
         self._serial = itertools.count(1)
+        self._tooling_ids = IdFactory()
         self.org_id = org_id
         self.token_requests = 0
         self.calls: list[tuple[str, str]] = []
@@ -495,6 +498,8 @@ class LocalSalesforce(Logins, Collections, Upserts):
             jobs = re.match(r"^/jobs/(ingest|query)(?:/([A-Za-z0-9]+))?(?:/([A-Za-z]+))?/?$", route)
             if jobs:
                 return self._jobs(method, version, (jobs[1], jobs[2], jobs[3]), params, body)
+            if route.rstrip("/") == "/tooling/sobjects/CustomField" and method == "POST":
+                return self._create_custom_field(body)
             if route.rstrip("/") == "/search" and method == "GET":
                 return Reply(200, search(self.data, params.get("q", "")))
             if route.rstrip("/") == "/sobjects" and method == "GET":
