@@ -18,6 +18,7 @@ here, are internal.
 from signals_crm._flows import ConversationOutcome, OutcomeKind
 from signals_crm.adapters._tokens import AsyncTokenStore, TokenSet, TokenStore
 from signals_crm.adapters.base import AsyncCRMAdapter, CRMAdapter
+from signals_crm.catalogs import SettingsCatalog, asettings_catalog, settings_catalog
 from signals_crm.connect import Authorization, Connection, HubSpotConnect, SalesforceConnect
 from signals_crm.core.config import ContactPolicy, Criteria, SyncConfig
 from signals_crm.core.crm import Capabilities
@@ -115,6 +116,7 @@ __all__ = [
     "RetryPolicy",
     "Role",
     "SalesforceConnect",
+    "SettingsCatalog",
     "SignalsCRMError",
     "SignalsUser",
     "SyncConfig",
@@ -129,9 +131,11 @@ __all__ = [
     "WebhookError",
     "WebhookEvent",
     "__version__",
+    "asettings_catalog",
     "json_schema",
     "load_settings",
     "parse_webhook",
     "parse_webhook_event",
     "plan_sync",
+    "settings_catalog",
 ]

@@ -17,7 +17,7 @@ from signals_crm.core.crm import (
     PersonWrite,
     WriteResult,
 )
-from signals_crm.core.model import FieldValue, PersonKind, PersonRecord
+from signals_crm.core.model import FieldValue, ObjectSchema, PersonKind, PersonRecord
 from signals_crm.exceptions import AdapterError, CRMAPIError, DuplicateRecordError
 from signals_crm.testing import InMemoryCRM
 from signals_crm.testing.conformance import (
@@ -32,6 +32,7 @@ class Kit(AdapterConformance):
 
     create_fields: ClassVar[dict[str, FieldValue]] = {"LastName": "Kit", "Company": "Kit Inc"}
     text_field = "FirstName"
+    account_owner_field = "OwnerId"
 
 
 class CaseSensitiveCRM(InMemoryCRM):
@@ -94,6 +95,15 @@ class NoTasksCRM(InMemoryCRM):
         return attrs.evolve(super().capabilities, supports_tasks=False)
 
 
+class OwnerBlindCRM(InMemoryCRM):
+    """Describes its objects without saying which fields hold a user's id."""
+
+    def describe(self, object_name: str) -> ObjectSchema:
+        schema = super().describe(object_name)
+        fields = [attrs.evolve(f, names_user=False) for f in schema.fields.values()]
+        return ObjectSchema(name=schema.name, fields=fields)
+
+
 class LostUpdateCRM(InMemoryCRM):
     """Answers updates with success without writing anything."""
 
@@ -110,6 +120,7 @@ class LostUpdateCRM(InMemoryCRM):
         (ForgetfulMembershipCRM, "test_campaign_membership_is_idempotent"),
         (AnonymousDuplicatesCRM, "test_duplicate_create_names_existing_record"),
         (LostUpdateCRM, "test_update_people_changes_values"),
+        (OwnerBlindCRM, "test_describe_account_names_its_owner_field"),
     ],
 )
 def test_kit_fails_buggy_adapters(crm_class: type[InMemoryCRM], test_name: str) -> None:
@@ -128,6 +139,7 @@ def test_kit_passes_the_honest_adapter_on_the_same_tests() -> None:
         "test_campaign_membership_is_idempotent",
         "test_duplicate_create_names_existing_record",
         "test_update_people_changes_values",
+        "test_describe_account_names_its_owner_field",
     ):
         crm = InMemoryCRM()
         getattr(Kit(), name)(crm, crm.backdoor())

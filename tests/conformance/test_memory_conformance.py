@@ -36,6 +36,7 @@ class TestLeadFlavour(AdapterConformance):
 
     create_fields: ClassVar[dict[str, FieldValue]] = LEAD_CREATE_FIELDS
     text_field = "FirstName"
+    account_owner_field = "OwnerId"
 
     @pytest.fixture
     def adapter(self, crm_lead: InMemoryCRM) -> InMemoryCRM:
@@ -51,6 +52,7 @@ class TestContactFlavour(AdapterConformance):
 
     text_field = "firstname"
     account_field = "industry"
+    account_owner_field = "hubspot_owner_id"
 
     @pytest.fixture
     def adapter(self, crm_contact: InMemoryCRM) -> InMemoryCRM:
@@ -66,6 +68,7 @@ class TestAsyncLeadFlavour(AsyncAdapterConformance):
 
     create_fields: ClassVar[dict[str, FieldValue]] = LEAD_CREATE_FIELDS
     text_field = "FirstName"
+    account_owner_field = "OwnerId"
 
     @pytest.fixture
     def adapter(self, crm_lead: InMemoryCRM) -> InMemoryCRM:
@@ -81,6 +84,7 @@ class TestAsyncContactFlavour(AsyncAdapterConformance):
 
     text_field = "firstname"
     account_field = "industry"
+    account_owner_field = "hubspot_owner_id"
 
     @pytest.fixture
     def adapter(self, crm_contact: InMemoryCRM) -> InMemoryCRM:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from signals_crm import (
     AsyncCRMAdapter,
@@ -21,11 +22,16 @@ from signals_crm import (
     OwnershipResult,
     Plan,
     Planner,
+    SettingsCatalog,
+    SignalsUser,
     SyncConfig,
     SyncReport,
     Visitor,
+    asettings_catalog,
+    json_schema,
     parse_webhook,
     plan_sync,
+    settings_catalog,
 )
 from signals_crm.core.plan import SyncMode
 from signals_crm.ledger import MemoryLedger
@@ -79,3 +85,22 @@ async def async_host_flow(conversation: Conversation) -> None:
     report: SyncReport = await integration.arun_due(datetime.now(UTC))
     why: Explanation = await integration.aexplain(conversation.id)
     print(report.as_text(), why.as_text())
+
+
+def settings_page_flow() -> None:
+    """A settings page: the catalog, a proposal into settings, the JSON forms and their schemas."""
+    crm = InMemoryCRM()
+    catalog: SettingsCatalog = settings_catalog(crm, signals_users=[SignalsUser(email="a@b.test")])
+    page: dict[str, Any] = catalog.as_dict()
+    names: list[str] = [f.name for f in catalog.push_tab.targets_for("contact.first_name")]
+    settings = IntegrationSettings.from_dict({})
+    if catalog.user_mapping is not None:
+        settings = settings.with_user_mapping_proposal(catalog.user_mapping)
+    integration = Integration(crm, settings)
+    report: dict[str, Any] = integration.run_due().as_dict()
+    schema: dict[str, Any] = json_schema("sync_report")
+    print(page, names, report, schema)
+
+
+async def async_settings_page(crm: AsyncCRMAdapter) -> SettingsCatalog:
+    return await asettings_catalog(crm)

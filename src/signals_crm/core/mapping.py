@@ -55,6 +55,7 @@ __all__ = [
     "FieldPayload",
     "FieldSlot",
     "RowReader",
+    "TabMeaning",
     "blocking_mapping_problems",
     "build_create_fields",
     "build_update_fields",
@@ -63,6 +64,7 @@ __all__ = [
     "mapping_set_for",
     "portable_mapping_problems",
     "same_value",
+    "tab_meaning",
     "validate_mappings",
 ]
 
@@ -455,28 +457,62 @@ def validate_mappings(
     return problems
 
 
+class TabMeaning(NamedTuple):
+    """What one mapping tab means on one CRM (rule 6): whether it ever applies, which way
+    (``push``: written to the person record; ``pull``: read from the account into
+    ``company.*``), the CRM object, and a sentence saying so."""
+
+    tab: str
+    applies: bool
+    direction: str | None
+    object_name: str | None
+    note: str
+
+
+def tab_meaning(tab: str, capabilities: Capabilities) -> TabMeaning:
+    """Rule 6 for one tab (``lead``, ``contact`` or ``account``) on this CRM."""
+    crm = capabilities.name
+    person = capabilities.person_object
+    if tab == "account":
+        return TabMeaning(
+            tab,
+            applies=True,
+            direction="pull",
+            object_name=capabilities.account_object,
+            note=f"pulled from the {capabilities.account_object} into company attributes "
+            "(source company.<attribute>)",
+        )
+    if tab == capabilities.person_kind.value:
+        return TabMeaning(
+            tab,
+            applies=True,
+            direction="push",
+            object_name=person,
+            note=f"pushed to the {person} a sync creates or updates",
+        )
+    if tab == "contact":
+        why = (
+            f"{crm} never writes Contacts (a matched Contact is attached to, never "
+            f"updated): this mapping can never apply; map {person} fields in "
+            "field_mappings.lead"
+        )
+    else:
+        why = (
+            f"{crm} has no Lead object: the person record is its {person}, so this "
+            "mapping can never apply; map it in field_mappings.contact"
+        )
+    return TabMeaning(tab, applies=False, direction=None, object_name=None, note=why)
+
+
 def inapplicable_mappings(mappings: FieldMappings, capabilities: Capabilities) -> list[Problem]:
     """Preflight (rule 6): every mapping that can never apply on this CRM, with its path."""
     problems: list[Problem] = []
-    pushed = capabilities.person_kind
-    crm = capabilities.name
-    person = capabilities.person_object
     for tab, entries in (("lead", mappings.lead), ("contact", mappings.contact)):
-        if tab == pushed.value:
+        meaning = tab_meaning(tab, capabilities)
+        if meaning.applies:
             continue
-        if tab == "contact":
-            why = (
-                f"{crm} never writes Contacts (a matched Contact is attached to, never "
-                f"updated): this mapping can never apply; map {person} fields in "
-                "field_mappings.lead"
-            )
-        else:
-            why = (
-                f"{crm} has no Lead object: the person record is its {person}, so this "
-                "mapping can never apply; map it in field_mappings.contact"
-            )
         problems.extend(
-            Problem(f"field_mappings.{tab}[{index}]", why) for index in range(len(entries))
+            Problem(f"field_mappings.{tab}[{index}]", meaning.note) for index in range(len(entries))
         )
     for index, mapping in enumerate(mappings.account):
         if not mapping.source.startswith("company."):

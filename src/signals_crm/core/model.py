@@ -647,7 +647,12 @@ _TEXT_TYPES = frozenset(
 
 @attrs.frozen
 class FieldSchema:
-    """What the CRM says about one field (Salesforce describe, HubSpot properties)."""
+    """What the CRM says about one field (Salesforce describe, HubSpot properties).
+
+    ``names_user`` says the field holds a CRM user's id, so it can name an owner: on
+    Salesforce a reference to ``User`` (``referenceTo``), on HubSpot an owner property
+    (``referencedObjectType: "OWNER"``).
+    """
 
     name: str
     type: FieldType = FieldType.STRING
@@ -663,6 +668,7 @@ class FieldSchema:
     unique: bool = False
     """The CRM refuses a second record with the same value (Salesforce Unique, HubSpot
     ``hasUniqueValue``)."""
+    names_user: bool = False
 
 
 def _schema_fields(value: Any) -> dict[str, FieldSchema]:

@@ -15,10 +15,12 @@ The rule:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
 from signals_crm.core.config import UserMapEntry, UserMapping
+from signals_crm.core.explain import reason_dict
 from signals_crm.core.model import CRMUser, SignalsUser, normalize_email
 from signals_crm.core.trace import Reason, info, warning
 
@@ -27,12 +29,43 @@ __all__ = ["UserMappingProposal", "propose_user_mapping"]
 
 @attrs.frozen
 class UserMappingProposal:
-    """A proposed user mapping and what it could not decide."""
+    """A proposed user mapping and what it could not decide.
+
+    :meth:`as_settings` gives the proposal as the settings' ``user_mapping`` entries (for
+    ``IntegrationSettings.with_user_mapping_proposal``, or to save as they are);
+    :meth:`as_dict` is its JSON form for a settings page.
+    """
 
     mapping: UserMapping
     unmatched: tuple[SignalsUser, ...]
     ambiguous: tuple[SignalsUser, ...]
     trace: tuple[Reason, ...]
+
+    def as_settings(self) -> list[dict[str, Any]]:
+        """The proposed entries as the settings' ``user_mapping`` list (``None`` left out)."""
+        out: list[dict[str, Any]] = []
+        for entry in self.mapping.entries:
+            item: dict[str, Any] = {"crm_user_id": entry.crm_user_id}
+            if entry.signals_user_id is not None:
+                item["signals_user_id"] = entry.signals_user_id
+            if entry.signals_email is not None:
+                item["signals_email"] = entry.signals_email
+            item["licensed"] = entry.licensed
+            out.append(item)
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form: the entries, who is unmatched or ambiguous, and why."""
+
+        def user(u: SignalsUser) -> dict[str, Any]:
+            return {"id": u.id, "email": u.email}
+
+        return {
+            "user_mapping": self.as_settings(),
+            "unmatched": [user(u) for u in self.unmatched],
+            "ambiguous": [user(u) for u in self.ambiguous],
+            "reasons": [reason_dict(r) for r in self.trace],
+        }
 
 
 def propose_user_mapping(

@@ -6,6 +6,7 @@ name                   what it describes                                the valu
 ``explanation``        why a visitor was, or wasn't, synced             ``Explanation.as_dict``
 ``dry_run``            the exact writes a sync would make (old → new)   ``DryRun.as_dict``
 ``sync_report``        a run's outcomes, totals and cost                ``SyncReport.as_dict``
+``settings_catalog``   what a settings page offers (fields, users...)   ``SettingsCatalog.as_dict``
 =====================  ===============================================  ====================
 
 Rules:
@@ -33,7 +34,7 @@ from signals_crm.exceptions import ConfigurationError, Problem
 
 __all__ = ["SCHEMA_NAMES", "SchemaName", "json_schema"]
 
-SchemaName = Literal["dry_run", "explanation", "sync_report"]
+SchemaName = Literal["dry_run", "explanation", "settings_catalog", "sync_report"]
 SCHEMA_NAMES: Final[tuple[SchemaName, ...]] = get_args(SchemaName)
 _PREFIX: Final = "urn:signals-crm:schema:"
 

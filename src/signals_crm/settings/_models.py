@@ -49,6 +49,7 @@ from signals_crm.core.config import (
     UserMapping,
 )
 from signals_crm.core.model import ActivityKind, Role, normalize_email
+from signals_crm.core.users import UserMappingProposal
 from signals_crm.exceptions import ConfigurationError, Problem
 from signals_crm.settings._delay import Delay
 from signals_crm.settings._problems import (
@@ -536,16 +537,16 @@ class IntegrationSettings(BaseModel):
         if signals_email is not None:
             entry["signals_email"] = signals_email
         entries = [u.model_dump(mode="json", exclude_none=True) for u in self.user_mapping]
-        same = [
-            i
-            for i, e in enumerate(entries)
-            if _same_signals_user(e, signals_user_id=signals_user_id, signals_email=signals_email)
-        ]
-        if same:
-            entries[same[0]] = entry
-            entries = [e for i, e in enumerate(entries) if i not in same[1:]]
-        else:
-            entries.append(entry)
+        return self._edited("user_mapping", _put_user(entries, entry))
+
+    def with_user_mapping_proposal(self, proposal: UserMappingProposal) -> IntegrationSettings:
+        """These settings with every entry of a proposed user mapping (from
+        ``Integration.propose_user_mapping`` or a settings catalog), as
+        :meth:`with_user_mapping` would add each one: a Signals user already mapped gets the
+        proposed CRM user instead. Users the proposal left unmatched keep their entries."""
+        entries = [u.model_dump(mode="json", exclude_none=True) for u in self.user_mapping]
+        for proposed in proposal.as_settings():
+            entries = _put_user(entries, proposed)
         return self._edited("user_mapping", entries)
 
     def without_user_mapping(
@@ -662,6 +663,25 @@ def _tab(tabs: dict[str, Any], tab: str) -> list[dict[str, Any]]:
 
 def _index_of(entries: list[dict[str, Any]], test: Callable[[dict[str, Any]], bool]) -> int | None:
     return next((i for i, e in enumerate(entries) if test(e)), None)
+
+
+def _put_user(entries: list[dict[str, Any]], entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """``entries`` with ``entry`` in the place of the first entry of its Signals user (same id,
+    or same email in any case; the others dropped), or appended."""
+    same = [
+        i
+        for i, e in enumerate(entries)
+        if _same_signals_user(
+            e,
+            signals_user_id=entry.get("signals_user_id"),
+            signals_email=entry.get("signals_email"),
+        )
+    ]
+    if not same:
+        return [*entries, entry]
+    kept = [e for i, e in enumerate(entries) if i not in same[1:]]
+    kept[same[0]] = entry
+    return kept
 
 
 def _same_signals_user(

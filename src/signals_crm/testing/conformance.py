@@ -11,8 +11,8 @@ An adapter author subclasses :class:`AdapterConformance` (blocking adapters) or
   bypassing the adapter, so the tests can seed records and check what really landed;
 - the class attributes ``text_field`` (a creatable, updatable text field of the person object)
   and, where the CRM needs them, ``create_fields`` (values a create needs besides the email),
-  ``account_field`` (a field of the account object) and ``missing_person_id`` (an id shaped
-  like the CRM's that names no record).
+  ``account_field`` (a field of the account object), ``account_owner_field`` (its owner
+  field) and ``missing_person_id`` (an id shaped like the CRM's that names no record).
 
 Every test is written once, as a *scenario*: a generator that yields the adapter calls it
 wants (``_Call("find_people", (emails, fields))``) and receives their results, the sans-IO
@@ -45,6 +45,8 @@ What the kit checks, per the rules of :mod:`signals_crm.adapters.base`:
 8. An adapter that declares ``upserts_people`` / ``upserts_tasks`` names its
    ``sync_key_field``, and the same create sent twice (one idempotency key) answers the same id,
    ``created=False`` the second time, and leaves one record.
+9. describe marks the fields that hold a CRM user's id (``FieldSchema.names_user``), the
+   account's owner field among them: the settings catalog offers those for ownership rules.
 
 Tests that need a capability the adapter does not declare (``supports_tasks``,
 ``supports_campaigns``, ``supports_describe``, ``supports_reconcile``, ``separate_contacts``,
@@ -220,6 +222,7 @@ class _Kit:
     account_field: str
     missing_person_id: str
     missing_campaign_id: str = "999999999999"
+    account_owner_field: str | None = None
     adapter: object = None
     prefix: str = ""
     """``""`` for a blocking adapter, ``"a"`` for an async one (its method names' prefix)."""
@@ -562,6 +565,22 @@ def _describe_person_object(kit: _Kit) -> Scenario:
             assert field.length is None or field.length > 0
         if field.type in (FieldType.PICKLIST, FieldType.MULTIPICKLIST):
             assert field.picklist_values is not None, f"{field.name} lists no values"
+
+
+@_scenario
+def _describe_account_names_its_owner_field(kit: _Kit) -> Scenario:
+    """describe of the account object marks the owner field as naming a user (``names_user``),
+    so a settings page can offer it for ownership rules; fields that name a user are no text."""
+    kit.require(kit.caps.supports_describe, "supports_describe")
+    if kit.account_owner_field is None:
+        pytest.skip("no account_owner_field given: set it to the account object's owner field")
+    schema: ObjectSchema = yield _Call("describe", (kit.caps.account_object,))
+    owner = schema.get(kit.account_owner_field)
+    assert owner is not None, f"{kit.account_owner_field} missing from {kit.caps.account_object}"
+    assert owner.names_user, f"{owner.name} holds a user id but names_user is false"
+    text = schema.get(kit.account_field)
+    assert text is not None, f"{kit.account_field} missing from {kit.caps.account_object}"
+    assert not text.names_user, f"{text.name} is not a user reference but names_user is true"
 
 
 @_scenario
@@ -925,6 +944,10 @@ class _KitSettings:
     missing_campaign_id: ClassVar[str] = "999999999999"
     """An id shaped like the CRM's campaign ids that names no campaign."""
 
+    account_owner_field: ClassVar[str | None] = None
+    """The account object's owner field (``OwnerId``, ``hubspot_owner_id``): describe must mark
+    it ``names_user``. ``None`` skips that test."""
+
     def _kit(self, adapter: CRMAdapter | AsyncCRMAdapter, backdoor: Backdoor, prefix: str) -> _Kit:
         return _Kit(
             caps=adapter.capabilities,
@@ -934,6 +957,7 @@ class _KitSettings:
             account_field=self.account_field,
             missing_person_id=self.missing_person_id,
             missing_campaign_id=self.missing_campaign_id,
+            account_owner_field=self.account_owner_field,
             adapter=adapter,
             prefix=prefix,
         )

@@ -64,6 +64,7 @@ import attrs
 
 from signals_crm.adapters.base import ApiUsage
 from signals_crm.core.crm import (
+    CampaignInfo,
     CampaignMembershipWrite,
     Capabilities,
     PersonByEmail,
@@ -258,6 +259,7 @@ def _flavour(
             account_object="Account",
             required_on_create=("LastName", "Company"),
             checks_campaigns=True,
+            lists_campaigns=True,
             reports_api_usage=True,
         )
         return _Flavour(
@@ -295,6 +297,7 @@ def _flavour(
         account_object="companies",
         required_on_create=(),
         checks_campaigns=True,
+        lists_campaigns=True,
         reports_api_usage=True,
     )
     return _Flavour(
@@ -350,6 +353,7 @@ _METHODS = frozenset(
         "create_tasks",
         "add_to_campaign",
         "reconcile",
+        "list_campaigns",
     }
 )
 
@@ -446,6 +450,7 @@ class InMemoryCRM:
         self._accounts: dict[str, _Account] = {}
         self._users: dict[str, CRMUser] = {}
         self._campaigns: dict[str, str] = {}
+        self._inactive_campaigns: set[str] = set()
         self._tasks: dict[str, MemoryTask] = {}
         self._memberships: dict[tuple[str, str], MemoryMembership] = {}
         self._task_by_marker: dict[str, str] = {}
@@ -747,6 +752,20 @@ class InMemoryCRM:
         """Whether the campaign exists (the optional preflight check)."""
         return campaign_id in self._campaigns
 
+    def list_campaigns(self) -> list[CampaignInfo]:
+        """The campaigns a sync may join, in the order they were made: the active ones (as
+        Salesforce lists active Campaigns; every HubSpot static list is usable)."""
+        return self._run(
+            "list_campaigns",
+            None,
+            1,
+            lambda: [
+                CampaignInfo(campaign_id, name, active=True)
+                for campaign_id, name in self._campaigns.items()
+                if campaign_id not in self._inactive_campaigns
+            ],
+        )
+
     def list_users(self) -> list[CRMUser]:
         """Every user, inactive ones flagged, in id order."""
         return self._run("list_users", None, 1, lambda: list(self._users.values()))
@@ -973,6 +992,10 @@ class InMemoryCRM:
         """:meth:`campaign_exists`, awaitable."""
         return self.campaign_exists(campaign_id)
 
+    async def alist_campaigns(self) -> list[CampaignInfo]:
+        """:meth:`list_campaigns`, awaitable."""
+        return self.list_campaigns()
+
     async def afind_people(
         self, emails: Sequence[str], fields: Sequence[str] = ()
     ) -> list[tuple[PersonRecord, ...]]:
@@ -1088,10 +1111,13 @@ class InMemoryCRM:
         self._users[user_id] = CRMUser(id=user_id, email=email.strip(), active=active, name=name)
         return user_id
 
-    def seed_campaign(self, *, name: str) -> str:
-        """Store a campaign (a list, in the HubSpot flavour); returns its id."""
+    def seed_campaign(self, *, name: str, active: bool = True) -> str:
+        """Store a campaign (a list, in the HubSpot flavour); returns its id. An inactive one
+        exists but is not listed by :meth:`list_campaigns`."""
         campaign_id = self._new_id("Campaign")
         self._campaigns[campaign_id] = name
+        if not active:
+            self._inactive_campaigns.add(campaign_id)
         return campaign_id
 
     def person_fields(self, record_id: str) -> Mapping[str, FieldValue] | None:

@@ -22,6 +22,7 @@ class TestHubSpotConformance(AdapterConformance):
 
     text_field = "firstname"
     account_field = "description"
+    account_owner_field = "hubspot_owner_id"
 
     @pytest.fixture
     def adapter(self, adapter: HubSpotAdapter) -> HubSpotAdapter:
@@ -33,6 +34,7 @@ class TestHubSpotDatedNotesConformance(AdapterConformance):
 
     text_field = "firstname"
     account_field = "description"
+    account_owner_field = "hubspot_owner_id"
 
     @pytest.fixture
     def adapter(self, client: httpx.Client, clock: FakeClock) -> HubSpotAdapter:
@@ -50,6 +52,7 @@ class TestAsyncHubSpotConformance(AsyncAdapterConformance):
 
     text_field = "firstname"
     account_field = "description"
+    account_owner_field = "hubspot_owner_id"
 
     @pytest.fixture
     def adapter(self, async_adapter: AsyncHubSpotAdapter) -> AsyncHubSpotAdapter:

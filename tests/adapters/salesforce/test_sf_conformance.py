@@ -28,6 +28,7 @@ class TestSalesforceConformance(AdapterConformance):
     create_fields = CREATE_FIELDS
     text_field = "FirstName"
     account_field = "Industry"
+    account_owner_field = "OwnerId"
     missing_person_id = MISSING_LEAD
     missing_campaign_id = MISSING_CAMPAIGN
 
@@ -43,6 +44,7 @@ class TestAsyncSalesforceConformance(AsyncAdapterConformance):
     create_fields = CREATE_FIELDS
     text_field = "FirstName"
     account_field = "Industry"
+    account_owner_field = "OwnerId"
     missing_person_id = MISSING_LEAD
     missing_campaign_id = MISSING_CAMPAIGN
 

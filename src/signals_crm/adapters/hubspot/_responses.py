@@ -286,7 +286,10 @@ def _field_type(prop: Mapping[str, Any]) -> FieldType:
 
 
 def field_from_property(prop: Mapping[str, Any]) -> FieldSchema:
-    """One ``Property`` as a :class:`FieldSchema`."""
+    """One ``Property`` as a :class:`FieldSchema`. An owner property (``referencedObjectType:
+    "OWNER"``, as ``hubspot_owner_id``) holds an owner's id (``names_user``): HubSpot, *CRM API:
+    Properties*, "Read all properties",
+    <https://developers.hubspot.com/docs/api-reference/latest/crm/properties/get-properties>."""
     meta = prop.get("modificationMetadata")
     read_only = bool(meta.get("readOnlyValue")) if isinstance(meta, Mapping) else False
     writable = not (read_only or bool(prop.get("calculated")))
@@ -310,6 +313,7 @@ def field_from_property(prop: Mapping[str, Any]) -> FieldSchema:
         picklist_values=picklist,
         restricted_picklist=picklist is not None,
         label=_str_or_none(prop.get("label")),
+        names_user=str(prop.get("referencedObjectType", "")).upper() == "OWNER",
     )
 
 

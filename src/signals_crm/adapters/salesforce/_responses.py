@@ -273,6 +273,10 @@ _LENGTH_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "combo
 
 
 def _field_schema(raw: Mapping[str, Any]) -> FieldSchema:
+    """One describe field. A ``reference`` whose ``referenceTo`` names ``User`` holds a user's
+    id (``names_user``); ``referenceTo`` lists the objects a reference field points to
+    (Salesforce, *SOAP API Developer Guide*, DescribeSObjectResult, its Field type),
+    <https://developer.salesforce.com/docs/atlas.en-us.api.meta/api/sforce_api_calls_describesobjects_describesobjectresult.htm>."""
     sf_type = str(raw.get("type", "string"))
     createable = bool(raw.get("createable", False))
     picklist = raw.get("picklistValues") or []
@@ -298,7 +302,13 @@ def _field_schema(raw: Mapping[str, Any]) -> FieldSchema:
         label=str(raw["label"]) if raw.get("label") is not None else None,
         external_id=bool(raw.get("externalId", False)),
         unique=bool(raw.get("unique", False)),
+        names_user=sf_type == "reference" and "User" in _names(raw.get("referenceTo")),
     )
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """The object names of a describe's ``referenceTo`` (a list; anything else: none)."""
+    return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
 def parse_describe(response: httpx.Response) -> ObjectSchema:
