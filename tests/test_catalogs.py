@@ -268,6 +268,20 @@ class NoAccounts(InMemoryCRM):
         return super().describe(object_name)
 
 
+class KeyedCRM(InMemoryCRM):
+    """A CRM whose creates are upserts keyed on a text field of the person object."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return attrs.evolve(super().capabilities, sync_key_field="Title")
+
+
+def test_the_sync_key_field_is_not_offered():
+    """The field the sync writes its idempotency key to is no mapping target."""
+    assert settings_catalog(InMemoryCRM()).push_tab.field("Title") is not None
+    assert settings_catalog(KeyedCRM()).push_tab.field("Title") is None
+
+
 def test_a_crm_that_cannot_describe_or_list_campaigns_gets_an_honest_catalog():
     """No schema: tabs list no fields and say so; campaigns unknown (null, not empty)."""
     crm = Undescribed()

@@ -25,8 +25,9 @@ The rules (``docs/settings-page.md`` shows them at work):
    warning: the catalog lists the picklist's values so the page can say so.
 3. **Push tab** (``lead`` on Salesforce, ``contact`` on HubSpot): the person object's fields
    that can be set on create, that receive at least one Signals field, except the email field
-   (the sync always writes the visitor's email) and fields holding a user id (the owner rules
-   set the owner). ``updateable`` says whether ``overwrite`` can be offered.
+   (the sync always writes the visitor's email), the adapter's ``sync_key_field`` (the sync
+   writes its idempotency key there) and fields holding a user id (the owner rules set the
+   owner). ``updateable`` says whether ``overwrite`` can be offered.
 4. **The tab that never applies** on this CRM is listed with ``applies`` false and the reason
    (``core/mapping.py`` rule 6), and no fields.
 5. **Account tab** (pulled): every field of the account object but its ids, each with a
@@ -337,10 +338,10 @@ def suggested_attribute(field_name: str) -> str:
 
 
 def _push_fields(schema: ObjectSchema, caps: Capabilities) -> tuple[CRMFieldOption, ...]:
-    email = caps.email_field.lower()
+    written = {caps.email_field.lower(), (caps.sync_key_field or "").lower()}
     offered = []
     for field in sorted(schema.fields.values(), key=lambda f: f.name.lower()):
-        if not field.createable or field.names_user or field.name.lower() == email:
+        if not field.createable or field.names_user or field.name.lower() in written:
             continue
         accepts = tuple(s.path for s in SIGNALS_FIELDS if receives(field.type, s.type))
         if accepts:
