@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
 import pytest
@@ -344,3 +345,39 @@ def test_updated_and_deleted_windows(org: LocalSalesforce, sf: httpx.Client) -> 
     assert updated["ids"] == [kept]
     assert [d["id"] for d in deleted["deletedRecords"]] == [gone]
     assert sf.get(f"{V}/sobjects/Lead/updated/").status_code == 400
+
+
+def test_queries_in_a_composite_body_are_bounded_by_the_statement_limit(
+    org: LocalSalesforce, sf: httpx.Client
+) -> None:
+    """A query too long for a URL is answered as a composite subrequest (Help article
+    000386264: "incorporate the SOQL statement into the body of a Composite API request");
+    the statement limit (100,000 characters, "SOQL and SOSL Limits for Search Queries") still
+    holds, failing only its own subrequest.
+
+    https://help.salesforce.com/s/articleView?id=000386264&type=1
+    https://developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_soslsoql.htm
+    """
+    lead = SalesforceBackdoor(org).seed_person(kind=PersonKind.LEAD, email="found@x.com")
+
+    def soql(count: int) -> str:
+        pad = "x" * 30
+        emails = ", ".join(f"'visitor.{n:06d}.{pad}@example.com'" for n in range(count))
+        return f"SELECT Id FROM Lead WHERE Email IN ('found@x.com', {emails})"  # noqa: S608
+
+    fits, too_long = soql(1_000), soql(1_700)
+    assert 16_384 < len(fits) <= 100_000 < len(too_long)
+    assert len(f"{V}/query?q={quote_plus(fits)}") > 16_384  # a GET would be a 414
+    answer = _composite(
+        sf,
+        [
+            {"method": "GET", "url": f"{V}/query?q={quote_plus(fits)}", "referenceId": "fits"},
+            {"method": "GET", "url": f"{V}/query?q={quote_plus(too_long)}", "referenceId": "long"},
+        ],
+    )
+    assert answer.status_code == 200
+    first, second = answer.json()["compositeResponse"]
+    assert first["httpStatusCode"] == 200
+    assert [r["Id"] for r in first["body"]["records"]] == [lead]
+    assert second["httpStatusCode"] == 400
+    assert second["body"][0]["errorCode"] == "MALFORMED_QUERY"

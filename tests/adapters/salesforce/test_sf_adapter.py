@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from urllib.parse import unquote_plus
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from signals_crm.adapters.salesforce import (
     StaticToken,
     TaskMarker,
 )
-from signals_crm.adapters.salesforce._soql import quote
+from signals_crm.adapters.salesforce._soql import HARD_URI_LIMIT, quote
 from signals_crm.core.crm import (
     CampaignMembershipWrite,
     MembershipByPerson,
@@ -99,10 +100,10 @@ def test_find_people_follows_next_records_url(
     assert any("/query/01g" in path for _, path in org.calls)
 
 
-def test_find_people_chunks_in_lists_by_url_length(
+def test_find_people_chunks_in_lists_by_statement_length(
     org: LocalSalesforce, backdoor: SalesforceBackdoor
 ) -> None:
-    """A small URL budget splits the IN lists; up to five queries share one composite call."""
+    """A small statement budget splits the IN lists; up to five queries share one composite."""
     sent: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -113,19 +114,58 @@ def test_find_people_chunks_in_lists_by_url_length(
     last = backdoor.seed_person(kind=PersonKind.LEAD, email=emails[-1])
     with httpx.Client(transport=httpx.MockTransport(handler)) as http:
         adapter = SalesforceAdapter(
-            http, StaticToken(org.issue_token(), org.instance_url), max_url_length=1200
+            http, StaticToken(org.issue_token(), org.instance_url), max_query_length=800
         )
         found = adapter.find_people(emails)
     assert found[-1][0].id == last
     assert all(rs == () for rs in found[:-1])
-    kinds = [r.url.path.rsplit("/", 1)[-1] for r in sent]
-    assert kinds[0] == "composite"
-    subrequests = json.loads(sent[0].content)["compositeRequest"]
-    queries = len(subrequests) + kinds.count("query")
-    assert len(subrequests) == 5
-    assert queries > 5  # several Lead chunks, then the Contact chunks
-    assert len(sent) == -(-queries // 5)  # five queries a round trip
-    assert all(len(s["url"]) <= 1200 for s in subrequests)
+    urls = [
+        sub["url"]
+        for r in sent
+        for sub in (
+            json.loads(r.content)["compositeRequest"]
+            if r.url.path.endswith("/composite")
+            else [{"url": str(r.url)}]  # a lone last query that fits a URL: a plain GET
+        )
+    ]
+    assert len(urls) > 5  # several Lead chunks, then the Contact chunks
+    assert len(sent) == -(-len(urls) // 5)  # five queries a round trip
+    for url in urls:
+        assert len(unquote_plus(url.split("?q=", 1)[1])) <= 800
+
+
+def test_a_batch_of_lookups_is_one_round_trip_past_the_uri_limit(
+    org: LocalSalesforce, backdoor: SalesforceBackdoor
+) -> None:
+    """1,000 emails of 60 characters (about 66,000 characters of SOQL a query, four times what
+    a URI may hold) are one composite call: a Lead query and a Contact query in its body."""
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return org.handle(request)
+
+    emails = [f"visitor.{n:04d}.{'x' * 28}@bench-company.test" for n in range(1000)]
+    assert {len(e) for e in emails} == {60}
+    lead = backdoor.seed_person(kind=PersonKind.LEAD, email=emails[10])
+    contact = backdoor.seed_person(kind=PersonKind.CONTACT, email=emails[999])
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        adapter = SalesforceAdapter(http, StaticToken(org.issue_token(), org.instance_url))
+        found = adapter.find_people(emails)
+    assert [r.id for r in found[10]] == [lead]
+    assert [r.id for r in found[999]] == [contact]
+    assert sum(1 for rs in found if rs) == 2
+    assert len(sent) == 1
+    assert org.api_used == 1
+    (subrequests,) = [json.loads(r.content)["compositeRequest"] for r in sent]
+    assert [s["method"] for s in subrequests] == ["GET", "GET"]
+    assert all(len(s["url"]) > HARD_URI_LIMIT for s in subrequests)
+
+
+def test_a_lone_short_query_is_a_plain_get(org: LocalSalesforce, sf: SalesforceAdapter) -> None:
+    """A reconcile by task marker (one query that fits a URL) is a GET, not a composite."""
+    sf.reconcile([TaskByMarker("signals:c-1:transcript")])
+    assert [(m, p.rsplit("/", 1)[-1]) for m, p in org.calls] == [("GET", "query")]
 
 
 def test_lookup_of_no_valid_email_makes_no_call(

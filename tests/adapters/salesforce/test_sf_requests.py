@@ -27,6 +27,7 @@ from signals_crm.adapters.salesforce._requests import (
 from signals_crm.adapters.salesforce._soql import (
     DEFAULT_MAX_URL_LENGTH,
     HARD_URI_LIMIT,
+    MAX_SOQL_LENGTH,
     chunk_in_clause,
     encode_q,
     like_literal,
@@ -152,6 +153,46 @@ def test_two_hundred_ordinary_emails_are_one_query() -> None:
     assert all(30 <= len(e) <= 70 for e in emails)
     queries = list(in_queries(EP, select=("Id",), object_name="Lead", field="Email", values=emails))
     assert len(queries) == 1
+
+
+def test_in_body_queries_chunk_by_statement_length_alone() -> None:
+    """In a request body a statement may take 100,000 characters (Salesforce, "SOQL and SOSL
+    Limits for Search Queries"), measured as written, not encoded, with no cap on values."""
+    assert MAX_SOQL_LENGTH == 100_000
+    emails = [f"o'neil+{n:04d}.{'x' * 40}@example.com" for n in range(2500)]
+    queries = list(
+        in_queries(
+            EP,
+            select=("Id", "Email"),
+            object_name="Lead",
+            field="Email",
+            values=emails,
+            in_body=True,
+        )
+    )
+    assert len(queries) == 2  # 2,500 literals of 69 characters with their separators
+    assert all(len(q) <= MAX_SOQL_LENGTH for q in queries)
+    assert len(queries[0]) > MAX_SOQL_LENGTH - 70  # filled up to the limit, not by a count
+    seen = [v for q in queries for v in q.split("IN (", 1)[1][:-1].split(", ")]
+    assert seen == [quote(e) for e in emails]
+
+
+def test_in_body_or_queries_honour_a_smaller_budget() -> None:
+    """max_query_length bounds OR-joined statements in a body the same way."""
+    conditions = [f"Website LIKE {like_literal(f'site{n}.example', prefix='%')}" for n in range(50)]
+    queries = list(
+        or_queries(
+            EP,
+            select=("Id",),
+            object_name="Account",
+            conditions=conditions,
+            in_body=True,
+            max_query_length=300,
+        )
+    )
+    assert len(queries) > 1
+    assert all(len(q) <= 300 for q in queries)
+    assert sum(q.count("LIKE") for q in queries) == 50
 
 
 def test_chunk_in_clause_caps_values_per_chunk() -> None:

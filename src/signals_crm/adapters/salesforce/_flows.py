@@ -69,7 +69,12 @@ from signals_crm.adapters.salesforce._responses import (
     parse_limit_info,
     parse_query,
 )
-from signals_crm.adapters.salesforce._soql import DEFAULT_MAX_URL_LENGTH, like_literal, quote
+from signals_crm.adapters.salesforce._soql import (
+    DEFAULT_MAX_URL_LENGTH,
+    MAX_SOQL_LENGTH,
+    like_literal,
+    quote,
+)
 from signals_crm.core.crm import (
     CampaignInfo,
     CampaignMembershipWrite,
@@ -182,8 +187,11 @@ class SalesforceOptions(TypedDict, total=False):
 
     ``api_version`` of the REST API; ``task_marker`` says where a Task keeps its activity
     marker (default: a tag in ``Subject``); ``task_status`` / ``task_priority`` are sent on
-    every Task (``None`` leaves the org's default); ``max_url_length`` bounds each query URL
-    (``IN`` lists are chunked to fit); ``metadata_cache`` keeps describes, users and
+    every Task (``None`` leaves the org's default); ``max_query_length`` bounds each SOQL
+    statement of a lookup, which travels in a ``/composite`` body (``IN`` lists are chunked to
+    fit; default 100,000 characters, Salesforce's statement limit); ``max_url_length`` bounds a
+    query sent in a URL (a lone lookup query that fits goes as a plain ``GET``);
+    ``metadata_cache`` keeps describes, users and
     campaign checks (default: the one of ``auth``, shared by adapters of one connection);
     ``sync_key_field`` names a custom External ID + Unique text field on Lead and Task (such as
     ``Signals_Sync_Key__c``): new Leads and Tasks are then upserts by each write's idempotency
@@ -196,6 +204,7 @@ class SalesforceOptions(TypedDict, total=False):
     task_status: str | None
     task_priority: str | None
     max_url_length: int
+    max_query_length: int
     metadata_cache: MetadataCache | None
     sync_key_field: str | None
 
@@ -214,6 +223,7 @@ class SalesforceFlows(AdapterFlows):
         task_status: str | None = "Completed",
         task_priority: str | None = "Normal",
         max_url_length: int = DEFAULT_MAX_URL_LENGTH,
+        max_query_length: int = MAX_SOQL_LENGTH,
         metadata_cache: MetadataCache | None = None,
         sync_key_field: str | None = None,
     ) -> None:
@@ -228,6 +238,7 @@ class SalesforceFlows(AdapterFlows):
         self._task_status = task_status
         self._task_priority = task_priority
         self._max_url_length = max_url_length
+        self._max_query_length = max_query_length
         self.metadata_cache = metadata_cache or auth.metadata_cache
         self._api_usage: ApiUsage | None = None
 
@@ -296,14 +307,18 @@ class SalesforceFlows(AdapterFlows):
     def _query_each(self, queries: Sequence[str]) -> Flow[list[list[Record]]]:
         """Every record of each query, one list per query, in as few round trips as can be.
 
-        Up to five queries go as one ``/composite`` request (one round trip, one API call); a
-        lone query is a plain ``GET``. Further pages are read one ``queryMore`` at a time.
+        The queries travel in ``/composite`` bodies, five a request (one round trip, one API
+        call), so their length is bounded by the SOQL statement limit, not the URI's (Help
+        article 000386264 gives this as the way round the URI limit). A lone query whose URL
+        fits ``max_url_length`` is a plain ``GET``. Further pages are read one ``queryMore`` at
+        a time.
         """
         endpoint = self.endpoint
         out: list[list[Record]] = [[] for _ in queries]
         for group in _chunks(range(len(queries)), MAX_COMPOSITE_QUERIES):
-            if len(group) == 1:
-                pages = [parse_query((yield query_request(endpoint, queries[group[0]])))]
+            alone = query_request(endpoint, queries[group[0]]) if len(group) == 1 else None
+            if alone is not None and len(str(alone.url)) <= self._max_url_length:
+                pages = [parse_query((yield alone))]
             else:
                 refs = [f"q{n}" for n in range(len(group))]
                 subs = [
@@ -338,7 +353,8 @@ class SalesforceFlows(AdapterFlows):
                 field=field,
                 values=values,
                 where_extra=where_extra,
-                max_url_length=self._max_url_length,
+                in_body=True,
+                max_query_length=self._max_query_length,
             )
         )
 
@@ -401,7 +417,8 @@ class SalesforceFlows(AdapterFlows):
             select=select,
             object_name="Account",
             conditions=conditions,
-            max_url_length=self._max_url_length,
+            in_body=True,
+            max_query_length=self._max_query_length,
         )
         raws = yield from self._query_many(list(queries))
         accounts: list[AccountRecord] = []
@@ -784,7 +801,8 @@ class SalesforceFlows(AdapterFlows):
                     select=select,
                     object_name="Task",
                     conditions=[self._marker.where(m) for m in unique],
-                    max_url_length=self._max_url_length,
+                    in_body=True,
+                    max_query_length=self._max_query_length,
                 )
             )
         raws = yield from self._query_many(soqls)

@@ -6,9 +6,10 @@ What is sent (reference §§1-4, 9):
    version (default 61.0; ≥ 46.0 is needed for Collections results). Every request carries
    ``Accept: application/json`` and ``Sforce-Call-Options: client=signals-crm``; the
    ``Authorization`` header is added at send time, never here.
-2. Lookups are ``GET query?q=<SOQL>`` with the SOQL form-encoded (``+`` → ``%2B``, see
-   :mod:`._soql`) and ``IN`` lists chunked by encoded URL length; later pages follow
-   ``nextRecordsUrl`` verbatim, with no query parameters.
+2. A query is ``GET query?q=<SOQL>`` with the SOQL form-encoded (``+`` → ``%2B``, see
+   :mod:`._soql`), or the same URL as a subrequest in a ``/composite`` body. ``IN`` lists are
+   chunked by encoded URL length for the first, by statement length (100,000 characters) for
+   the second; later pages follow ``nextRecordsUrl`` verbatim, with no query parameters.
 3. Writes go through sObject Collections: ``POST composite/sobjects`` (create) and
    ``PATCH composite/sobjects`` (update), at most 200 records, ``allOrNone: false`` so one bad
    record never sinks the others. Every record names its type in ``attributes``.
@@ -37,6 +38,7 @@ import httpx
 
 from signals_crm.adapters.salesforce._soql import (
     DEFAULT_MAX_URL_LENGTH,
+    MAX_SOQL_LENGTH,
     chunk_in_clause,
     chunk_terms,
     encode_q,
@@ -144,20 +146,34 @@ def in_queries(
     values: Sequence[str],
     where_extra: str | None = None,
     max_url_length: int = DEFAULT_MAX_URL_LENGTH,
+    in_body: bool = False,
+    max_query_length: int = MAX_SOQL_LENGTH,
 ) -> Iterator[str]:
     """SOQL statements ``SELECT ... FROM object WHERE field IN (...)``, chunked so each query's
-    URL stays within ``max_url_length`` bytes once encoded."""
+    URL stays within ``max_url_length`` bytes once encoded, or (``in_body``: the queries travel
+    in a ``/composite`` body) so each statement has at most ``max_query_length`` characters."""
     # Every value below is a quoted, escaped literal (see _soql.quote).
     before = f"SELECT {', '.join(select)} FROM {object_name} WHERE "  # noqa: S608
     if where_extra:
         before += f"({where_extra}) AND "
     before += f"{field} IN ("
     yield from chunk_in_clause(
-        values,
-        before=before,
-        fixed_length=len(f"{endpoint.base}/query?q="),
-        max_url_length=max_url_length,
+        values, before=before, **_budget(endpoint, max_url_length, in_body, max_query_length)
     )
+
+
+def _budget(
+    endpoint: Endpoint, max_url_length: int, in_body: bool, max_query_length: int
+) -> dict[str, Any]:
+    """The chunking budget of a query sent in a URL, or in a request body (``in_body``)."""
+    if in_body:
+        return {
+            "fixed_length": 0,
+            "max_url_length": max_query_length,
+            "max_values": None,
+            "encoded": False,
+        }
+    return {"fixed_length": len(f"{endpoint.base}/query?q="), "max_url_length": max_url_length}
 
 
 def or_queries(
@@ -167,8 +183,11 @@ def or_queries(
     object_name: str,
     conditions: Sequence[str],
     max_url_length: int = DEFAULT_MAX_URL_LENGTH,
+    in_body: bool = False,
+    max_query_length: int = MAX_SOQL_LENGTH,
 ) -> Iterator[str]:
-    """SOQL statements ``SELECT ... FROM object WHERE c1 OR c2 ...``, chunked by URL length."""
+    """SOQL statements ``SELECT ... FROM object WHERE c1 OR c2 ...``, chunked by URL length
+    (or by statement length, ``in_body``: see :func:`in_queries`)."""
     # Conditions are built from escaped literals (see _soql.quote / like_literal).
     before = f"SELECT {', '.join(select)} FROM {object_name} WHERE "  # noqa: S608
     for chunk in chunk_terms(
@@ -176,8 +195,7 @@ def or_queries(
         before=before,
         after="",
         separator=" OR ",
-        fixed_length=len(f"{endpoint.base}/query?q="),
-        max_url_length=max_url_length,
+        **_budget(endpoint, max_url_length, in_body, max_query_length),
     ):
         yield before + " OR ".join(chunk)
 

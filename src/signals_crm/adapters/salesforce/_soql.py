@@ -11,10 +11,14 @@ Rules (Salesforce "Quoted String Escape Sequences" and "Reserved Characters"):
 3. The query travels in the ``q`` parameter of a ``GET``. It is form-encoded: a space becomes
    ``+`` and a literal ``+`` (common in emails: ``jo+tag@x.com``) **must** be ``%2B``, else
    Salesforce reads a space and the lookup silently misses.
-4. The URI plus headers must stay under 16,384 bytes (414/431 otherwise; Help article
-   000386264). ``IN`` lists are therefore chunked by the *encoded* length of the whole URL, not
-   by a fixed count; the default budget is that limit less 2,048 bytes for the headers
-   (14,336), and at most 200 values a chunk.
+4. A query sent in a URL (``GET query?q=``) must keep the URI plus headers under 16,384 bytes
+   (414/431 otherwise; Help article 000386264). Such ``IN`` lists are chunked by the *encoded*
+   length of the whole URL, not by a fixed count; the default budget is that limit less 2,048
+   bytes for the headers (14,336), and at most 200 values a chunk.
+4a. A query sent in a request *body* (a ``/composite`` subrequest: the same article's advice for
+   SOQL too long for a URL) is bounded by the statement limit instead: 100,000 characters of
+   SOQL as Salesforce reads it, decoded ("SOQL and SOSL Limits for Search Queries"). No limit on
+   the number of ``IN`` values is documented, so such chunks are bounded by length alone.
 5. One string literal may be at most 4,000 characters, counted as Salesforce reads it: after
    escaping, wildcards included (``o'neil`` is 7 characters, not 6).
 """
@@ -30,6 +34,7 @@ __all__ = [
     "DEFAULT_MAX_URL_LENGTH",
     "HARD_URI_LIMIT",
     "MAX_LITERAL_LENGTH",
+    "MAX_SOQL_LENGTH",
     "chunk_in_clause",
     "chunk_terms",
     "encode_q",
@@ -41,6 +46,7 @@ HARD_URI_LIMIT = 16_384
 HEADER_ALLOWANCE = 2_048
 DEFAULT_MAX_URL_LENGTH = HARD_URI_LIMIT - HEADER_ALLOWANCE
 MAX_LITERAL_LENGTH = 4_000
+MAX_SOQL_LENGTH = 100_000
 DEFAULT_MAX_VALUES = 200
 
 _ESCAPES = {
@@ -106,26 +112,30 @@ def chunk_terms(
     separator: str,
     fixed_length: int,
     max_url_length: int = DEFAULT_MAX_URL_LENGTH,
-    max_values: int = DEFAULT_MAX_VALUES,
+    max_values: int | None = DEFAULT_MAX_VALUES,
+    encoded: bool = True,
 ) -> Iterator[list[str]]:
     """Split already-rendered SOQL ``terms`` into chunks whose query URL fits the budget.
 
     A chunk's query is ``before + separator.join(chunk) + after``; ``fixed_length`` is the
     length of the URL without the ``q`` value (scheme, host, path and ``?q=``). Form encoding
     works character by character, so encoded lengths add up and each term is measured once.
+    ``encoded=False`` measures the statement itself (rule 4a: a query in a request body, with
+    ``max_url_length`` the statement budget and ``fixed_length`` 0); ``max_values=None``
+    bounds a chunk by length alone.
     """
-    base = fixed_length + len(encode_q(before)) + len(encode_q(after))
-    sep_cost = len(encode_q(separator))
+    measure = (lambda text: len(encode_q(text))) if encoded else len
+    base = fixed_length + measure(before) + measure(after)
+    sep_cost = measure(separator)
     chunk: list[str] = []
     used = base
     for term in terms:
-        cost = len(encode_q(term))
+        cost = measure(term)
         if base + cost > max_url_length:
-            raise ConfigurationError(
-                [Problem("soql", "one value is too long to fit in a query URL")]
-            )
+            raise ConfigurationError([Problem("soql", "one value is too long to fit in one query")])
         extra = cost + (sep_cost if chunk else 0)
-        if chunk and (used + extra > max_url_length or len(chunk) >= max_values):
+        full = max_values is not None and len(chunk) >= max_values
+        if chunk and (used + extra > max_url_length or full):
             yield chunk
             chunk, used, extra = [], base, cost
         chunk.append(term)
@@ -141,10 +151,12 @@ def chunk_in_clause(
     after: str = ")",
     fixed_length: int,
     max_url_length: int = DEFAULT_MAX_URL_LENGTH,
-    max_values: int = DEFAULT_MAX_VALUES,
+    max_values: int | None = DEFAULT_MAX_VALUES,
+    encoded: bool = True,
 ) -> Iterator[str]:
     """SOQL statements ``before + 'v1', 'v2', ... + after`` for an ``IN`` list, each fitting
-    in ``max_url_length`` bytes of URL once encoded (see :func:`chunk_terms`)."""
+    in ``max_url_length`` bytes of URL once encoded (see :func:`chunk_terms`; ``encoded=False``
+    bounds the statement's own length instead)."""
     for chunk in chunk_terms(
         (quote(v) for v in values),
         before=before,
@@ -153,5 +165,6 @@ def chunk_in_clause(
         fixed_length=fixed_length,
         max_url_length=max_url_length,
         max_values=max_values,
+        encoded=encoded,
     ):
         yield before + ", ".join(chunk) + after
