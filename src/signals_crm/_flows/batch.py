@@ -872,6 +872,10 @@ def sync_batch(
         yield from _hold_shared_emails(healthy, batch, emails_of)
     waiting = set(batch.waits) | set(batch.blocked)
     active = [c for c in healthy if c.id not in waiting]
+    if caps.upserts_people:
+        # A visitor's create that went out before goes out again from the same conversation,
+        # so with the same key: its late request and the resend are one upsert, one record.
+        active.sort(key=lambda c: f"{c.id}:person" not in batch.records)
     resumed = {key.removesuffix(":person"): crm_id for key, crm_id in batch.created.items()}
     planned: tuple[Plan, ...] = ()
     if active:

@@ -38,6 +38,11 @@ Rules the records follow:
 4. ``last_modified`` comes from the injected ``clock`` (by default a :class:`TickingClock`,
    which needs no real time) and moves only when a write changes something.
 5. Adding a member again is a success with ``created=False`` and the existing membership id.
+6. ``upserts=True`` makes person and task creates upserts by each write's idempotency key (as
+   the Salesforce adapter's ``sync_key_field`` does): the same key again answers the record it
+   made with ``created=False``. The capabilities then declare ``upserts_people`` and
+   ``upserts_tasks`` by :data:`SYNC_KEY_FIELD`, which the person and task schemas carry
+   (external ID, unique).
 6. Reconciliation answers: ``PersonByEmail`` → the best non-converted record of that kind (most
    recently modified, ties broken by the smaller id); ``TaskByMarker`` → the oldest task with the
    marker; ``MembershipByPerson`` → the membership id.
@@ -102,11 +107,13 @@ from signals_crm.exceptions import (
 if TYPE_CHECKING:
     from signals_crm.testing.conformance import Backdoor
 
-__all__ = ["InMemoryCRM", "MemoryMembership", "MemoryTask", "TickingClock"]
+__all__ = ["SYNC_KEY_FIELD", "InMemoryCRM", "MemoryMembership", "MemoryTask", "TickingClock"]
 
 _T = TypeVar("_T")
 
 _EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
+SYNC_KEY_FIELD = "Signals_Sync_Key__c"
+"""The field ``InMemoryCRM(upserts=True)`` upserts people and tasks by (rule 6)."""
 
 
 class TickingClock:
@@ -261,6 +268,7 @@ def _flavour(
             checks_campaigns=True,
             lists_campaigns=True,
             reports_api_usage=True,
+            task_object="Task",
         )
         return _Flavour(
             capabilities=caps,
@@ -299,6 +307,7 @@ def _flavour(
         checks_campaigns=True,
         lists_campaigns=True,
         reports_api_usage=True,
+        task_object="tasks",
     )
     return _Flavour(
         capabilities=caps,
@@ -426,6 +435,7 @@ class InMemoryCRM:
         lookup_batch_size: int | None = None,
         write_batch_size: int | None = None,
         schemas: Iterable[ObjectSchema] = (),
+        upserts: bool = False,
     ) -> None:
         problems = [
             Problem(name, "must be at least 1")
@@ -444,6 +454,11 @@ class InMemoryCRM:
         self._schemas: dict[str, ObjectSchema] = {s.name.lower(): s for s in base}
         for schema in schemas:
             self._schemas[schema.name.lower()] = schema
+        self._upserts = upserts
+        if upserts:
+            self._add_sync_key_field()
+        self._person_by_key: dict[str, str] = {}
+        self._task_by_key: dict[str, str] = {}
         self._people: dict[str, _Person] = {}
         self._by_email: dict[str, dict[str, None]] = {}
         """Person ids by normalised email, in insertion order (lookups never scan)."""
@@ -473,7 +488,24 @@ class InMemoryCRM:
     @property
     def capabilities(self) -> Capabilities:
         """What this CRM can do and how its person record is shaped."""
-        return self._flavour.capabilities
+        caps = self._flavour.capabilities
+        if not self._upserts:
+            return caps
+        return attrs.evolve(
+            caps, sync_key_field=SYNC_KEY_FIELD, upserts_people=True, upserts_tasks=True
+        )
+
+    def _add_sync_key_field(self) -> None:
+        """``upserts=True``: the person and task objects have the unique external-ID field."""
+        caps = self._flavour.capabilities
+        key = FieldSchema(
+            name=SYNC_KEY_FIELD, length=255, label=SYNC_KEY_FIELD, external_id=True, unique=True
+        )
+        for name in (caps.person_object, caps.task_object or ""):
+            schema = self._schemas.get(name.lower())
+            if schema is not None:
+                fields = {**schema.fields, SYNC_KEY_FIELD.lower(): key}
+                self._schemas[name.lower()] = ObjectSchema(name=schema.name, fields=fields)
 
     def fail_next(self, method: str, error: AdapterError, *, after: bool = False) -> None:
         """Make the next call of ``method`` raise ``error`` once (queued when called again).
@@ -787,6 +819,9 @@ class InMemoryCRM:
     # -- the adapter: writes --------------------------------------------------------------------
 
     def _create_person(self, write: PersonWrite) -> WriteResult:
+        known = self._person_by_key.get(write.key) if self._upserts else None
+        if known is not None and known in self._people:
+            return WriteResult.success(known, created=False)  # an upsert by its key
         object_name = self._object(write.kind)
         if object_name is None:
             return WriteResult.failure(
@@ -820,6 +855,8 @@ class InMemoryCRM:
                 last_modified=self._clock(),
             )
         )
+        if self._upserts:
+            self._person_by_key[write.key] = record_id
         return WriteResult.success(record_id)
 
     def create_people(self, records: Sequence[PersonWrite]) -> list[WriteResult]:
@@ -892,6 +929,9 @@ class InMemoryCRM:
         return None
 
     def _create_task(self, task: TaskWrite) -> WriteResult:
+        known = self._task_by_key.get(task.key) if self._upserts else None
+        if known is not None and known in self._tasks:
+            return WriteResult.success(known, created=False)  # an upsert by its key
         missing = self._missing_person(task.person_id, task.person_kind)
         if missing is not None:
             return WriteResult.failure(missing)
@@ -920,6 +960,8 @@ class InMemoryCRM:
             created_at=self._clock(),
         )
         self._task_by_marker.setdefault(task.marker, task_id)
+        if self._upserts:
+            self._task_by_key[task.key] = task_id
         return WriteResult.success(task_id)
 
     def create_tasks(self, tasks: Sequence[TaskWrite]) -> list[WriteResult]:

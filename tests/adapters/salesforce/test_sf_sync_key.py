@@ -23,7 +23,7 @@ from signals_crm.adapters.salesforce import (
 )
 from signals_crm.core.crm import PersonWrite, TaskWrite
 from signals_crm.core.model import ActivityKind, PersonKind
-from signals_crm.exceptions import ConfigurationError, PermissionDeniedError
+from signals_crm.exceptions import ConfigurationError, PermissionDeniedError, TransportError
 from signals_crm.testing.conformance import (
     AdapterConformance,
     AsyncAdapterConformance,
@@ -282,3 +282,20 @@ def test_a_field_without_external_id_or_unique_shows_in_describe() -> None:
         field = _adapter(org, client).describe("Lead").get(KEY)
     assert field is not None
     assert (field.external_id, field.unique) == (False, True)
+
+
+def test_an_upsert_that_landed_before_the_connection_dropped_is_not_made_twice(
+    org: LocalSalesforce,
+) -> None:
+    """The org's ``drop_after_commit`` fault applies to upserts: the Lead lands, the client
+    sees a dropped connection (a retryable ``TransportError``), and the resend names that Lead
+    with ``created=False``."""
+    org.schedule_fault("drop_after_commit")
+    with httpx.Client(transport=org.transport()) as client:
+        sf = _adapter(org, client)
+        with pytest.raises(TransportError):
+            sf.create_people([_write("c-5:person", "e@x.io")])
+        (again,) = sf.create_people([_write("c-5:person", "e@x.io")])
+    assert again.ok
+    assert again.created is False
+    assert SalesforceBackdoor(org).people_with_email("e@x.io") == [again.id]
