@@ -1267,3 +1267,30 @@ def test_editing_round_trips_through_every_format(s: IntegrationSettings) -> Non
     edited = s.with_field_mapping("lead", "conversation.lead_score", target)
     assert IntegrationSettings.from_toml(edited.to_toml()) == edited
     assert edited.without_field_mapping("lead", target) == s
+
+
+def test_settings_nesting_limit_is_the_same_on_every_python() -> None:
+    """A document nested deeper than MAX_DECODED_DEPTH is refused for its depth whatever the
+    decoder's own recursion allows on this Python; one level less is judged as settings."""
+    from signals_crm._nesting import MAX_DECODED_DEPTH
+
+    def toml_at(depth: int) -> str:  # the root table is the first level
+        return "a = " + "[" * (depth - 1) + "]" * (depth - 1)
+
+    def json_at(depth: int) -> str:
+        return '{"a": ' + "[" * (depth - 1) + "]" * (depth - 1) + "}"
+
+    too_deep = {
+        "not valid TOML: arrays or tables nested too deeply",
+        "not valid JSON: arrays or objects nested too deeply",
+    }
+    for read, text in (
+        (IntegrationSettings.from_toml, toml_at),
+        (IntegrationSettings.from_json, json_at),
+    ):
+        with pytest.raises(ConfigurationError) as exc:
+            read(text(MAX_DECODED_DEPTH + 1))
+        assert exc.value.problems[0].message in too_deep
+        with pytest.raises(ConfigurationError) as exc:
+            read(text(MAX_DECODED_DEPTH))
+        assert {p.message for p in exc.value.problems}.isdisjoint(too_deep)

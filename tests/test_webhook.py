@@ -659,3 +659,24 @@ def test_arbitrary_json_like_input_raises_only_webhook_errors(payload: Any) -> N
         except WebhookError:
             continue
         assert isinstance(conv, Conversation)
+
+
+def test_json_text_nesting_limit_is_the_same_on_every_python() -> None:
+    """Text nested deeper than MAX_DECODED_DEPTH is refused whole, whatever this Python's
+    decoder allows; at the limit it is read, and the deep contact value named at its path."""
+    from signals_crm._nesting import MAX_DECODED_DEPTH
+
+    def text(depth: int) -> str:  # the payload and its contact are the first two levels
+        inner = depth - 2
+        return (
+            '{"event": "conversation-closed", "contact": {"x": ' + "[" * inner + "]" * inner + "}}"
+        )
+
+    with pytest.raises(WebhookError) as exc:
+        parse(text(MAX_DECODED_DEPTH + 1))
+    assert problems(exc) == {"": "not valid JSON: arrays or objects nested too deeply"}
+    with pytest.raises(WebhookError) as exc:
+        parse(text(MAX_DECODED_DEPTH))
+    [(where, message)] = problems(exc).items()
+    assert where.startswith("contact.x[0]")
+    assert message == "arrays and objects nest at most 64 levels deep"

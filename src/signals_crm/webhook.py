@@ -54,6 +54,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
+from signals_crm._nesting import nested_too_deeply
 from signals_crm.core.model import (
     VISITOR_FIELDS,
     Company,
@@ -240,12 +241,13 @@ def _decode(payload: Payload) -> Mapping[str, Any]:
     if isinstance(payload, str | bytes | bytearray):
         try:
             payload = json.loads(payload, parse_constant=_reject_constant)
+            too_deep = nested_too_deeply(payload)
         except ValueError as exc:  # (UnicodeDecodeError included)
             raise WebhookError([Problem("", f"not valid JSON: {exc}")]) from exc
-        except RecursionError as exc:
-            raise WebhookError(
-                [Problem("", "not valid JSON: arrays or objects nested too deeply")]
-            ) from exc
+        except RecursionError:  # the decoder's own limit, lower on some Pythons than ours
+            too_deep = True
+        if too_deep:
+            raise WebhookError([Problem("", "not valid JSON: arrays or objects nested too deeply")])
     if not isinstance(payload, Mapping):
         raise WebhookError([Problem("", f"the payload must be a JSON object, not {kind(payload)}")])
     return payload

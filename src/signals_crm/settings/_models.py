@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from signals_crm._nesting import nested_too_deeply
 from signals_crm.core.config import (
     Condition,
     ConditionGroup,
@@ -445,12 +446,15 @@ class IntegrationSettings(BaseModel):
             )
         try:
             data = json.loads(text)
+            too_deep = nested_too_deeply(data)
         except ValueError as exc:  # (UnicodeDecodeError included)
             raise ConfigurationError([Problem("", f"not valid JSON: {exc}")]) from exc
-        except RecursionError as exc:
+        except RecursionError:  # the decoder's own limit, lower on some Pythons than ours
+            too_deep = True
+        if too_deep:
             raise ConfigurationError(
                 [Problem("", "not valid JSON: arrays or objects nested too deeply")]
-            ) from exc
+            )
         return cls.from_dict(data)
 
     @classmethod
@@ -459,12 +463,15 @@ class IntegrationSettings(BaseModel):
         text = _toml_text(text)
         try:
             data = tomllib.loads(text)
+            too_deep = nested_too_deeply(data)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigurationError([Problem("", f"not valid TOML: {exc}")]) from exc
-        except RecursionError as exc:
+        except RecursionError:  # the parser's own limit, lower on some Pythons than ours
+            too_deep = True
+        if too_deep:
             raise ConfigurationError(
                 [Problem("", "not valid TOML: arrays or tables nested too deeply")]
-            ) from exc
+            )
         return cls.from_dict(data)
 
     # -- dumping ------------------------------------------------------------------------------
