@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sqlite3
 import subprocess
@@ -386,3 +387,17 @@ def test_siblings_share_one_connection_until_the_last_closes(tmp_path: Path) -> 
     second.close()
     with pytest.raises(LedgerError, match="closed"):
         second.stats()
+
+
+def test_a_sibling_never_closed_does_not_keep_the_file_open(tmp_path: Path) -> None:
+    """A sibling dropped without close() releases its use when it is collected, so closing
+    the ledger that opened the file closes the connection (no leaked sqlite3 handle)."""
+    first = SQLiteLedger(tmp_path / "ledger.db")
+    first.for_integration("acme").schedule(Conversation("c1", closed_at=T0), T0)
+    kept = first.for_integration("kept")
+    first.close()
+    assert first._shared.conn is not None  # "kept" still uses it
+    assert kept.stats().syncs[DueState.PENDING] == 0
+    del kept
+    gc.collect()
+    assert first._shared.conn is None

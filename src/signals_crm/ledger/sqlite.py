@@ -47,6 +47,7 @@ import logging
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -388,6 +389,22 @@ class _Connection:
         self.lock = threading.RLock()
         self.users = 0
 
+    def use(self, ledger: SQLiteLedger) -> weakref.finalize[[], SQLiteLedger]:
+        """Count ``ledger`` as a user until it closes or is garbage-collected, whichever comes
+        first (a sibling a caller never closed must not keep the file open); the returned
+        finalizer releases the use, once."""
+        with self.lock:
+            self.users += 1
+        return weakref.finalize(ledger, self.release)
+
+    def release(self) -> None:
+        with self.lock:
+            self.users -= 1
+            conn = self.conn
+            if self.users <= 0 and conn is not None:
+                self.conn = None
+                conn.close()
+
 
 class SQLiteLedger:
     """A :class:`~signals_crm.ledger.Ledger` in one SQLite file (WAL; multi-process safe).
@@ -442,7 +459,7 @@ class SQLiteLedger:
         except sqlite3.Error as error:
             raise LedgerError(f"cannot open the ledger {self._path!r}: {error}") from error
         self._shared = _Connection(connection, self._path, read_only=read_only)
-        self._shared.users = 1
+        self._release = self._shared.use(self)
         try:
             self._configure(connection, busy_timeout, synchronous)
             self._migrate(allowed=migrate)
@@ -459,7 +476,7 @@ class SQLiteLedger:
             other.__dict__.update(self.__dict__)
             other._integration = integration  # a sibling of this class
             other._closed = False
-            self._shared.users += 1
+            other._release = self._shared.use(other)
         return other
 
     @property
@@ -1178,17 +1195,12 @@ class SQLiteLedger:
     def close(self) -> None:
         """Close this ledger; later calls raise LedgerError. Closing twice is harmless. The
         connection closes with the last ledger of its file (see ``for_integration``)."""
-        shared = self._shared
-        with shared.lock:
+        with self._shared.lock:
             if self._closed:
                 return
             self._closed = True
-            shared.users -= 1
-            conn = shared.conn
-            if shared.users <= 0 and conn is not None:
-                shared.conn = None
-                with self._guard("close"):
-                    conn.close()
+            with self._guard("close"):
+                self._release()
 
     def __enter__(self) -> Self:
         self._connection()
