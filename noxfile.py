@@ -24,17 +24,11 @@ from pathlib import Path
 
 import nox
 
-# The default run (the README's test command, and CI): the suite under coverage on the Python
-# running nox, the docs' code, typing and lint. The newer Pythons and the run without feature
-# extras are sessions of their own (``nox -s tests tests_without_extras``): they are not yet
-# green on every machine, and together they would take CI past its time budget.
-nox.options.sessions = [
-    "tests({}.{})".format(*sys.version_info[:2]),
-    "coverage",
-    "docs",
-    "typing",
-    "lint",
-]
+# The default run (the README's test command, and CI) is every session: the suite on each
+# Python the machine has (under coverage on the one running nox, so that figure is measured
+# once and the other runs stay quick), the suite without feature extras, the coverage report,
+# the docs' code, typing and lint.
+RUNNING = "{}.{}".format(*sys.version_info[:2])
 nox.options.reuse_existing_virtualenvs = True
 # The interpreters are found below, and a missing one is never requested: nothing is missing.
 nox.options.error_on_missing_interpreters = False
@@ -115,28 +109,30 @@ def _coverage_env(session: nox.Session) -> dict[str, str]:
     return {"COVERAGE_FILE": str(Path.cwd() / f".coverage.{label}")}
 
 
-def _run_suite(session: nox.Session, env: dict[str, str]) -> None:
-    """The suite on all cores (pytest-xdist), coverage kept in this session's data file."""
+def _run_suite(session: nox.Session, env: dict[str, str], *, coverage: bool = False) -> None:
+    """The suite on all cores (pytest-xdist); with ``coverage``, measured into this session's
+    data file."""
+    measure = ("--cov", "--cov-report=") if coverage else ()
     session.run(
         "pytest",
         *PYTEST,
         "--numprocesses=auto",
-        "--cov",
-        "--cov-report=",
+        *measure,
         f"--ignore={DOCS_TESTS}",
         *session.posargs,
-        env={**_coverage_env(session), **env},
+        env={**_coverage_env(session), **env} if coverage else env,
     )
 
 
 @nox.session
 @nox.parametrize("python", [nox.param(path, id=version) for version, path in PYTHONS.items()])
 def tests(session: nox.Session) -> None:
-    """The whole suite under coverage (the docs' code runs in the ``docs`` session)."""
+    """The whole suite (under coverage on the Python running nox; the docs' code runs in the
+    ``docs`` session)."""
     if MISSING:
         session.log(f"not on this machine, so not tested: Python {', '.join(MISSING)}")
     session.install(".[tests]")
-    _run_suite(session, {})
+    _run_suite(session, {}, coverage=session.python == PYTHONS[RUNNING])
 
 
 @nox.session

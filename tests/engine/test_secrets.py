@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import sys
 from pathlib import Path
@@ -59,7 +60,7 @@ def test_salesforce_token_never_leaks(tmp_path):
         assert token not in text
     raw = path.read_bytes()
     assert token.encode() not in raw
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         dump = "\n".join(db.iterdump())
     assert token not in dump
 

@@ -36,6 +36,7 @@ import json
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -274,6 +275,9 @@ class LedgerBrowser:
             )
         except sqlite3.Error as error:
             raise LedgerError(f"cannot open the ledger {self._path!r}: {error}") from error
+        # A browser dropped without close() (a console app never shut down) still closes its
+        # connection when collected.
+        self._closer = weakref.finalize(self, self._conn.close)
         self._lock = threading.Lock()
         try:
             with self._read() as conn:
@@ -627,7 +631,7 @@ class LedgerBrowser:
         """Close the read-only connection (twice is harmless)."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn.close()
+            self._closer()
 
     def __enter__(self) -> Self:
         return self
