@@ -1,14 +1,14 @@
-"""Development sessions: ``nox`` runs the default set below; ``nox -l`` lists them all.
+"""Development sessions: ``nox`` runs them all, in this order; ``nox -l`` lists them.
 
-- ``tests-3.X``: the whole suite, under coverage, on every Python from 3.11 up that this
-  machine has (on PATH, or installed by pyenv). A version the machine lacks is left out and
-  named in the log, so a machine with only one of them still runs green; the interpreter
-  running nox is always among them.
+- ``tests-3.X``: the whole suite on every Python from 3.11 up that this machine has (on PATH,
+  or installed by pyenv), under coverage on the Python running nox. A version the machine
+  lacks is left out and named in the log, so a machine with only one of them still runs
+  green; the interpreter running nox is always among them.
 - ``tests_without_extras``: the suite with none of the package's feature extras installed
   (``jwt``, ``sandbox``, ...; the test tools are): the library must import and work without
   them; the tests that need one are skipped there, and only there
   (``SIGNALS_CRM_TESTS_WITHOUT_EXTRAS``).
-- ``coverage``: combines the data of the sessions above and reports it.
+- ``coverage``: reports the coverage measured above (lines and branches).
 - ``docs``: runs the Python code in ``README.md`` and ``docs/*.md`` (``tests/test_docs.py``).
 - ``typing``: ``mypy --strict``; ``lint``: ruff.
 """

@@ -78,7 +78,10 @@ def import_or_unavailable(module: str, extra: str) -> Any:
         return __import__(module, fromlist=["_"])
     except ImportError as exc:
         if without_extras():
-            pytest.skip(f"{module} is not installed (session without the {extra!r} extra)")
+            pytest.skip(
+                f"{module} is not installed (session without the {extra!r} extra)",
+                allow_module_level=True,
+            )
         unavailable(module, f"not installed ({exc}); install signals-crm[{extra}]")
 
 

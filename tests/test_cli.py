@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from _services import import_or_unavailable
 from signals_crm.cli import main
 from signals_crm.core.model import Conversation, Visitor
 from signals_crm.ledger import SQLiteLedger
@@ -438,6 +439,7 @@ def test_backfill_resumes_after_a_kill_without_duplicates(tmp_path, local_salesf
 
 def test_console_command_serves_on_loopback_behind_a_one_time_link(tmp_path):
     """``signals-crm console`` prints a sign-in link that works once, on 127.0.0.1 only."""
+    import_or_unavailable("starlette", "console")
     ledger = tmp_path / "l.sqlite3"
     with SQLiteLedger(ledger) as open_ledger:
         open_ledger.schedule(_closed("c-1", "a@b.test"), datetime(2026, 1, 1, tzinfo=UTC))
