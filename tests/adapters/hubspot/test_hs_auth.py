@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Iterator
 
@@ -294,3 +295,32 @@ async def test_a_blocking_store_is_called_off_the_event_loop(
         await AsyncHubSpotAdapter(client, auth, **limiters(clock)).afind_people(["a@x.com"])
     assert len(threads) == 1
     assert threads[0] != loop_thread
+
+
+class _Draws(random.Random):
+    """A generator whose ``random()`` gives the scripted draws first (ids stay random)."""
+
+    def __init__(self, draws: list[float]) -> None:
+        super().__init__(0)
+        self.draws = draws
+
+    def random(self) -> float:
+        return self.draws.pop(0) if self.draws else 0.99
+
+
+def test_random_token_expiry_fault_is_survived_with_a_refresh(
+    recording_client: httpx.Client,
+    oauth_portal: LocalHubSpot,
+    clock: FakeClock,
+    statuses: list[int],
+) -> None:
+    """``expire_rate``: a call that draws under the rate finds its access token expired
+    (401 EXPIRED_AUTHENTICATION); the adapter refreshes once and replays."""
+    adapter = HubSpotAdapter(recording_client, auth=oauth(clock), **limiters(clock))
+    adapter.find_people(["a@example.com"])
+    oauth_portal.faults.expire_rate = 0.1
+    oauth_portal.rng = _Draws([0.05])  # the next authenticated call: expired
+    statuses.clear()
+    assert adapter.find_people(["a@example.com"]) == [()]
+    assert statuses.count(401) == 1
+    assert oauth_portal.token_requests == 2

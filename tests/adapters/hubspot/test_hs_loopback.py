@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import httpx
@@ -71,3 +72,25 @@ def test_demo_portal_serves_owners_and_a_list() -> None:
         lists = running.portal.lists
     assert emails == ["bob@example.com", "sally@example.com"]
     assert [lst.name for lst in lists.values()] == ["Signals chat leads"]
+
+
+def test_late_commit_fault_commits_after_the_client_gave_up() -> None:
+    """A held write times out at the client and commits once the hold ends; reads and
+    searches are never held."""
+    release = threading.Event()
+    portal = LocalHubSpot(sleep=lambda _: release.wait(10))
+    portal.faults.late_commit_rate = 1.0
+    with LocalHubSpotServer(portal) as running, httpx.Client(timeout=0.3) as client:
+        adapter = HubSpotAdapter(client, TOKEN, api=HubSpotAPI(base_url=running.url))
+        assert adapter.find_people(["late@example.com"]) == [()]  # a search: answered at once
+        with pytest.raises(TransportError) as raised:
+            adapter.create_people([person("late@example.com")])
+        assert raised.value.maybe_sent is True
+        assert portal.backdoor.people_with_email("late@example.com") == []
+        release.set()
+        for _ in range(200):  # the held request commits (bounded wait)
+            if portal.backdoor.people_with_email("late@example.com"):
+                break
+            threading.Event().wait(0.02)
+    assert len(portal.backdoor.people_with_email("late@example.com")) == 1
+    assert portal.late_commits == 1

@@ -10,7 +10,7 @@ import urllib.request
 import httpx
 import pytest
 
-from signals_crm.adapters.salesforce import ClientCredentialsFlow, SalesforceAdapter
+from signals_crm.adapters.salesforce import ClientCredentialsFlow, SalesforceAdapter, StaticToken
 from signals_crm.core.crm import PersonByEmail, PersonWrite
 from signals_crm.core.model import PersonKind
 from signals_crm.exceptions import TransportError
@@ -109,3 +109,26 @@ def test_serve_entry_point_speaks_to_any_http_client() -> None:
         stop.set()
         thread.join(5)
     assert not thread.is_alive()
+
+
+def test_late_commit_fault_commits_after_the_client_gave_up() -> None:
+    """A held write times out at the client and commits once the hold ends; reads are never
+    held (Salesforce keeps processing a request up to its 10-minute API timeout)."""
+    release = threading.Event()
+    org = LocalSalesforce(sleep=lambda _: release.wait(10))
+    org.faults.late_commit = 1.0
+    door = SalesforceBackdoor(org)
+    with org.serve() as url, httpx.Client(timeout=0.3) as http:
+        adapter = SalesforceAdapter(http, StaticToken(org.issue_token(), url))
+        assert adapter.find_people(["late@x.com"]) == [()]  # a read: answered at once
+        with pytest.raises(TransportError) as raised:
+            adapter.create_people([_write("late@x.com")])
+        assert raised.value.maybe_sent is True
+        assert door.people_with_email("late@x.com") == []  # not committed yet
+        release.set()
+        for _ in range(200):  # the held request commits (bounded wait)
+            if door.people_with_email("late@x.com"):
+                break
+            threading.Event().wait(0.02)
+    assert len(door.people_with_email("late@x.com")) == 1
+    assert org.late_commits == 1

@@ -189,6 +189,8 @@ class PortalCore:
         self.authenticated_calls = 0
         self.token_requests = 0
         self.rate_limited = 0
+        self.late_commits = 0
+        """Write requests held by the ``late_commit_rate`` fault (they commit after the hold)."""
         self.served_url: str | None = None
         self.requests: list[tuple[str, str]] = []
         """``(method, path)`` of every request received (observability for tests)."""

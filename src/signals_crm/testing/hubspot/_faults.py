@@ -33,7 +33,15 @@ class Faults:
     ``latency`` (seconds, through the portal's injected ``sleep``) applies to every request;
     ``error_rate`` and ``drop_rate`` are probabilities drawn from the portal's seeded random
     generator; ``expire_tokens_after`` expires every OAuth access token after that many
-    authenticated calls.
+    authenticated calls; ``expire_rate`` is the chance that an authenticated call finds every
+    OAuth access token expired (a token that ran out early).
+
+    ``late_commit_rate`` (for the served portal) holds a write request ``late_commit_hold``
+    seconds before the portal processes it, so a client whose read timeout is shorter gives up
+    and the write commits after it. HubSpot publishes no server-side request time limit (its
+    *Error handling* page, https://developers.hubspot.com/docs/api-reference/error-handling,
+    lists the error answers only), so a request the client abandoned may still be processed.
+    Reads (GET, search, batch read) are never held.
     """
 
     def __init__(self) -> None:
@@ -42,6 +50,9 @@ class Faults:
         self.error_rate = 0.0
         self.drop_rate = 0.0
         self.expire_tokens_after: int | None = None
+        self.expire_rate = 0.0
+        self.late_commit_rate = 0.0
+        self.late_commit_hold = 30.0
 
     def fail_next(self, status: int = 503, *, count: int = 1, path: str | None = None) -> None:
         """Answer the next ``count`` requests (whose path contains ``path``) with ``status``."""

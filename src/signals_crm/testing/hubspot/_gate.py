@@ -77,6 +77,15 @@ class Gate(PortalCore):
                 )
             )
         self.authenticated_calls += 1
+        if self.faults.expire_rate and self.rng.random() < self.faults.expire_rate:
+            self.expire_access_tokens()
+            raise Problem(
+                self._error(
+                    401,
+                    "EXPIRED_AUTHENTICATION",
+                    "The OAuth token used to make this call expired 1 second(s) ago.",
+                )
+            )
         limit = self.faults.expire_tokens_after
         if limit is not None and self.authenticated_calls >= limit:
             self.faults.expire_tokens_after = None

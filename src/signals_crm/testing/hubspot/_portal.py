@@ -62,6 +62,14 @@ _V4 = re.compile(r"^/crm/(?:v4|(?P<dated>associations/\d{4}-\d{2}))(?P<rest>/.*)
 _OAUTH = re.compile(r"^/oauth(?P<rest>/authorize|/(?:v1|v3|\d{4}-\d{2})/.+)$")
 
 
+def _writes(request: httpx.Request) -> bool:
+    """Whether a request may change data (a POST search or batch read does not)."""
+    path = request.url.path.rstrip("/")
+    if request.method in ("GET", "HEAD") or path.startswith("/oauth"):
+        return False
+    return not path.endswith(("/search", "/batch/read"))
+
+
 class LocalHubSpot(Gate, OAuth, Objects, Search, Directory, Associations):
     """An in-memory HubSpot portal that answers HubSpot's REST subset (see module docstring).
 
@@ -127,6 +135,12 @@ class LocalHubSpot(Gate, OAuth, Objects, Search, Directory, Associations):
         unanswered (the loopback server's entry point)."""
         if self.faults.latency > 0:
             self.sleep(self.faults.latency)
+        if self.faults.late_commit_rate and _writes(request):
+            with self.lock:
+                held = self.rng.random() < self.faults.late_commit_rate
+                self.late_commits += held
+            if held:
+                self.sleep(self.faults.late_commit_hold)  # the client gives up meanwhile
         with self.lock:
             self.calls += 1
             path = request.url.path

@@ -33,12 +33,25 @@ one-shot with :meth:`LocalSalesforce.schedule_fault`: ``latency`` (an injected `
 ``expire_session`` (a one-shot 401) and ``drop_after_commit`` (the write lands, then the
 connection drops without an answer). ``expire_session_after=N`` expires each token after N
 calls.
+
+``late_commit`` (a rate, for the served org) holds a write request ``late_commit_hold``
+seconds before the org processes it, so a client whose read timeout is shorter gives up first
+and the write commits after it: what Salesforce does with a slow request, which it keeps
+processing up to its API timeout of 10 minutes (*Salesforce Developer Limits and
+Allocations*, "API Timeout Limits",
+https://developer.salesforce.com/docs/platform/salesforce-app-limits-cheatsheet/guide/salesforce-app-limits-platform-api.html;
+a composite subrequest "commits its data" as it executes, *REST API Developer Guide*,
+"Batch", https://developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/resources_composite_batch.htm).
+The hold is slept outside the org's lock, so other requests go on meanwhile. Reads (GET, and a
+composite request made only of GET subrequests) are never held. ``late_commits`` counts the
+requests held.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+import json
 import random
 import re
 import threading
@@ -125,6 +138,28 @@ class Faults:
     expire_session: float = 0.0
     drop_after_commit: float = 0.0
     expire_session_after: int | None = None
+    late_commit: float = 0.0
+    late_commit_hold: float = 30.0
+
+
+def _writes(route: str, body: bytes) -> bool:
+    """Whether a non-GET request may change data: a composite request made only of GET
+    subrequests (the lookups) does not."""
+    if not route.rstrip("/").endswith(("/composite", "/composite/batch")):
+        return True
+    try:
+        parsed = json.loads(body or b"{}")
+    except ValueError:
+        return True
+    if not isinstance(parsed, dict):
+        return True
+    subrequests = parsed.get("compositeRequest") or parsed.get("batchRequests") or []
+    if not isinstance(subrequests, list):
+        return True
+    return any(
+        not isinstance(sub, dict) or str(sub.get("method", "")).upper() != "GET"
+        for sub in subrequests
+    )
 
 
 def _http_date(value: str) -> datetime | None:
@@ -183,6 +218,8 @@ class LocalSalesforce(Logins, Collections, Upserts, Tooling):
         self._tooling_ids = IdFactory()
         self.org_id = org_id
         self.token_requests = 0
+        self.late_commits = 0
+        """Write requests held by the ``late_commit`` fault (they commit after the hold)."""
         self.calls: list[tuple[str, str]] = []
         """Every API call as ``(method, path)`` — count round trips with it."""
         self.login_audiences = {"https://login.salesforce.com", "https://test.salesforce.com"}
@@ -350,6 +387,8 @@ class LocalSalesforce(Logins, Collections, Upserts, Tooling):
             )
         if self.faults.latency:
             self._sleep(self.faults.latency)
+        if self.faults.late_commit and self._held(method, match[3] or "/", body):
+            self._sleep(self.faults.late_commit_hold)  # the client gives up meanwhile
         with self._lock:
             return self._api(
                 method, version, match[3] or "/", raw_query=raw_query, headers=lowered, body=body
@@ -392,6 +431,15 @@ class LocalSalesforce(Logins, Collections, Upserts, Tooling):
         if fault == "drop_after_commit":
             raise ConnectionDropped
         return reply
+
+    def _held(self, method: str, route: str, body: bytes) -> bool:
+        """Whether the ``late_commit`` fault holds this request (writes only; drawn)."""
+        if method in ("GET", "HEAD") or not _writes(route, body):
+            return False
+        with self._lock:
+            held = self._rng.random() < self.faults.late_commit
+            self.late_commits += held
+        return held
 
     def _draw_fault(self) -> str | None:
         if self._scheduled:
