@@ -307,6 +307,47 @@ def test_a_failing_reconcile_chunk_holds_back_only_its_conversations(
     assert len(crm.task_markers(lead)) == 1  # landed once, never re-sent
 
 
+class ManyRequestsCRM(InMemoryCRM):
+    """A read of more than four items takes several requests, one of which always fails (a
+    CRM failing a share of its requests, at its worst)."""
+
+    def find_people(
+        self, emails: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[tuple[PersonRecord, ...]]:
+        """Fail a lookup of more than four emails (transient)."""
+        if len(emails) > 4:
+            self.calls["find_people"] += 1
+            raise TransportError("one of the lookup's requests failed", maybe_sent=False)
+        return super().find_people(emails, fields)
+
+    def reconcile(self, queries: Sequence[ReconcileQuery]) -> list[str | None]:
+        """Fail a reconcile read of more than four queries (transient)."""
+        if len(queries) > 4:
+            self.calls["reconcile"] += 1
+            raise CRMAPIError("one of the searches failed", status_code=503, retryable=True)
+        return super().reconcile(queries)
+
+
+def test_a_read_of_many_requests_that_keeps_failing_is_read_in_halves() -> None:
+    """A lookup or reconcile read that fails as a whole however often it is retried (found by
+    benchmarks/chaos.py: a HubSpot reconcile chunk is dozens of requests) is read again in
+    halves, so the batch plans and settles in the same run instead of stalling."""
+    crm, owner = memory_crm(ManyRequestsCRM)
+    sync = engine(crm, config(owner), settle=timedelta(minutes=15))
+    for i in range(12):
+        sync.conversation_closed(conv(f"c-{i}", f"v{i}@x.test"))
+    crm.fail_next("create_tasks", TransportError("read timeout", maybe_sent=True), after=True)
+    first = sync.run_due(LATER)
+    assert first.count(OutcomeKind.RETRY) == 12  # the tasks' outcome settles later
+    assert all(len(crm.people_with_email(f"v{i}@x.test")) == 1 for i in range(12))
+    second = sync.run_due(LATER + timedelta(minutes=15))
+    assert second.count(OutcomeKind.CREATED) == 12
+    for i in range(12):
+        (lead,) = crm.people_with_email(f"v{i}@x.test")
+        assert crm.task_markers(lead) == [f"signals:c-{i}:transcript"]  # found, not re-sent
+    assert {sync.ledger.get_due(f"c-{i}").attempts for i in range(12)} == {0}
+
+
 class ExpiredCRM(InMemoryCRM):
     """Every lookup is refused: the credentials are bad."""
 

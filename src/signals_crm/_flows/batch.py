@@ -378,7 +378,7 @@ def _live_person(records: Sequence[PersonRecord], kind: PersonKind) -> str | Non
 def _find_created(emails: Sequence[str], kinds: Sequence[PersonKind], batch: _Batch) -> Flow:
     """For each email, the live person record of its kind (rule 6), or ``None``."""
     found: list[tuple[PersonRecord, ...]] = _answers(
-        (yield from batch.reader.read(Call("find_people", (list(emails), [])))), emails
+        (yield from batch.reader.read_each("find_people", list(emails), [])), emails
     )
     return [_live_person(rs, kind) for rs, kind in zip(found, kinds, strict=True)]
 
@@ -417,7 +417,7 @@ def _reconcile_chunk(
             found.extend(zip([r for r, _ in creates], ids, strict=True))
         if others:
             queries = [q for _, q in others]
-            ids = _answers((yield from batch.reader.read(Call("reconcile", (queries,)))), queries)
+            ids = _answers((yield from batch.reader.read_each("reconcile", queries)), queries)
             found.extend(zip([r for r, _ in others], ids, strict=True))
     except STOPS_A_RUN:
         raise

@@ -14,7 +14,7 @@ blocking and the ``async`` engine, and lets the async engine await a networked l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import attrs
@@ -136,9 +136,38 @@ class Reader:
                 continue
             return result
 
+    def read_each(self, method: str, items: Sequence[Any], *rest: Any) -> Flow:
+        """``method(items, *rest)``, one answer per item, read so that one failing request
+        costs only its own items (liveness). An adapter call of many items may be many
+        requests; while the CRM fails a share of its requests such a call rarely succeeds as
+        a whole, however often it is retried. So a call of several items that fails
+        transiently is not retried whole: its halves are read instead, down to single items,
+        which get the policy's retries. A rate limit is waited out (``Retry-After``) instead."""
+        if len(items) <= 1:
+            return list((yield from self.read(Call(method, (list(items), *rest)))))
+        try:
+            return list((yield Call(method, (list(items), *rest))))
+        except AdapterError as error:
+            if not error.retryable:
+                raise
+            if isinstance(error, RateLimitedError):
+                return list((yield from self.read(Call(method, (list(items), *rest)))))
+        half = len(items) // 2
+        first = yield from self.read_each(method, items[:half], *rest)
+        second = yield from self.read_each(method, items[half:], *rest)
+        return [*first, *second]
+
     def lookups(self, flow: Generator[Any, Any, Any]) -> Flow:
-        """Run a core generator inside this flow, each lookup it yields a (retried) call."""
-        return (yield from nest(flow, lambda request: self.read(_answer(request))))
+        """Run a core generator inside this flow, each lookup it yields a (retried) call; a
+        person lookup of many emails is read with :meth:`read_each`."""
+        return (yield from nest(flow, self._lookup))
+
+    def _lookup(self, request: Any) -> Flow:
+        if isinstance(request, FindPeople) and len(request.emails) > 1:
+            return (
+                yield from self.read_each("find_people", list(request.emails), list(request.fields))
+            )
+        return (yield from self.read(_answer(request)))
 
 
 def reason_of(error: BaseException) -> str:
