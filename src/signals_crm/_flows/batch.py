@@ -221,6 +221,7 @@ class _Batch:
     damaged: dict[str, str] = attrs.field(factory=dict)  # cid → its unreadable ledger rows
     fences: Mapping[str, int] = attrs.field(factory=dict)  # cid → its claim's fencing token
     lost: set[str] = attrs.field(factory=set)  # cids another worker has claimed since
+    inactive: set[str] = attrs.field(factory=set)  # owners the CRM refused as inactive
     rate_limited: bool = False
 
     def wall(self) -> datetime:
@@ -738,6 +739,11 @@ def _send(todo: list[tuple[Command, Any]], batch: _Batch, caps: Capabilities) ->
                 again.append((command, payload))
                 continue
             if verdict is Verdict.ADMIN:
+                owner = _inactive_owner(failure, payload)
+                if owner is not None:
+                    # Surfaced once, and planned again without that owner (its next source).
+                    batch.inactive.add(owner)
+                    reason = _inactive_issue(owner)
                 updates.append(batch.mark(command, CommandState.PLANNED, reason=reason))
                 batch.errors.setdefault(command.conversation_id, (reason, True))
                 continue
@@ -753,6 +759,25 @@ def _send(todo: list[tuple[Command, Any]], batch: _Batch, caps: Capabilities) ->
                     batch.errors.setdefault(command.conversation_id, (reason, False))
                 return
             yield Sleep(batch.retry.delay(attempt - 1, batch.random))
+
+
+INACTIVE_OWNER = "INACTIVE_OWNER_OR_USER"
+
+
+def _inactive_owner(failure: BaseException | None, payload: Any) -> str | None:
+    """The owner a per-record refusal says is inactive (the CRM's ``INACTIVE_OWNER_OR_USER``
+    on a write that named an owner), or ``None``."""
+    if not isinstance(failure, CRMAPIError) or failure.error_code != INACTIVE_OWNER:
+        return None
+    owner = getattr(payload, "owner_id", None)
+    return owner if isinstance(owner, str) else None
+
+
+def _inactive_issue(owner: str) -> str:
+    return (
+        f"CRM user {owner} is inactive: what it would own goes to the next owner source (then "
+        "the default owner, then the CRM's default) until the user or the user mapping is fixed"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -783,6 +808,8 @@ class BatchResult:
     outcomes: list[ConversationOutcome]
     rate_limited: bool = False
     lost: frozenset[str] = frozenset()
+    inactive: frozenset[str] = frozenset()
+    """CRM users the CRM refused as inactive owners in this batch."""
 
 
 def _digest(fields: Mapping[str, Any]) -> str:
@@ -921,7 +948,9 @@ def sync_batch(
             outcome = attrs.evolve(outcome, reasons=(*note, *outcome.reasons))
         outcomes.append(outcome)
     yield from _link(outcomes)
-    return BatchResult(outcomes, batch.rate_limited, frozenset(batch.lost))
+    return BatchResult(
+        outcomes, batch.rate_limited, frozenset(batch.lost), frozenset(batch.inactive)
+    )
 
 
 def _hold_shared_emails(
@@ -1100,9 +1129,12 @@ def preflight(
     reader: Reader | None = None,
     *,
     check_campaign: bool = False,
+    inactive: dict[str, Problem] | None = None,
 ) -> Flow:
     """Every problem of ``config`` against the CRM's schema, users and (when the adapter can
-    tell) campaign, and every mapping that can never apply on this CRM (mapping rule 6)."""
+    tell) campaign, and every mapping that can never apply on this CRM (mapping rule 6).
+    ``inactive``, when given, receives the configured CRM users that are inactive, each with
+    the problem that reports it (the owner rules pass over them, so it is not blocking)."""
     read = (reader or Reader()).read
     problems: list[Problem] = id_problems(config, caps)  # ids this CRM cannot have
     problems.extend(inapplicable_mappings(config.field_mappings, caps))
@@ -1145,10 +1177,14 @@ def preflight(
             problems.append(Problem(where, f"no CRM user {entry.crm_user_id}"))
         elif not user.active:
             problems.append(Problem(where, f"CRM user {entry.crm_user_id} is inactive"))
+            if inactive is not None:
+                inactive[entry.crm_user_id] = problems[-1]
     if config.default_owner is not None and "default_owner" not in malformed:
         user = by_id.get(config.default_owner)
         if user is None or not user.active:
             problems.append(
                 Problem("default_owner", f"{config.default_owner} is not an active CRM user")
             )
+        if user is not None and not user.active and inactive is not None:
+            inactive[config.default_owner] = problems[-1]
     return problems

@@ -176,6 +176,8 @@ class Operations:
         self.lease = lease
         self.settle = settle
         self._emails: dict[str, str | None] = {}
+        self._inactive: frozenset[str] = frozenset()
+        self._advisory: list[Problem] = []
         self._owner = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
     def _describe(self, ledger: object) -> str:
@@ -192,9 +194,21 @@ class Operations:
         """The planner of the current configuration (kept across batches; a new one when
         ``config`` is replaced)."""
         planner = self._planner_kept
-        if planner is None or planner.config is not self.config:
-            planner = self._planner_kept = Planner(self.config, self._caps)
+        if (
+            planner is None
+            or planner.config is not self.config
+            or planner.inactive != self._inactive
+        ):
+            planner = self._planner_kept = Planner(self.config, self._caps, inactive=self._inactive)
         return planner
+
+    def _learn_inactive(self, result: BatchResult) -> None:
+        """CRM users the CRM refused as inactive owners: the owner rules pass over them from
+        now on (logged once; the run's report lists each once in ``admin_issues``)."""
+        new = result.inactive - self._inactive
+        for owner in sorted(new):
+            _log.warning("CRM user %s is inactive: the owner rules pass over it now", owner)
+        self._inactive |= new
 
     # -- scheduling -----------------------------------------------------------------------
 
@@ -366,13 +380,19 @@ class Operations:
         return isinstance(share, int | float) and share >= self.api_budget
 
     def _preflight_flow(self) -> FlowOf[list[Problem]]:
+        inactive: dict[str, Problem] = {}
         problems: list[Problem] = yield from preflight(
             self.config,
             self._caps,
             self._reader,
             check_campaign=self._caps.checks_campaigns,
+            inactive=inactive,
         )
         self._preflight = problems
+        # As the CRM says now (a reactivated user too). The owner rules pass over them, so
+        # preflight reports them without stopping the sync (docs/engine.md).
+        self._inactive = frozenset(inactive)
+        self._advisory = list(inactive.values())
         return list(problems)
 
     def _ready_flow(self) -> FlowOf[None]:
@@ -381,9 +401,13 @@ class Operations:
             yield from self._preflight_flow()
             for problem in portable_mapping_problems(self.config.field_mappings, self._caps):
                 _log.warning("mapping never applies on %s: %s", self._caps.name, problem)
-        blocking = blocking_mapping_problems(
-            self._preflight or (), self.config.field_mappings, self._caps
-        )
+        blocking = [
+            p
+            for p in blocking_mapping_problems(
+                self._preflight or (), self.config.field_mappings, self._caps
+            )
+            if p not in self._advisory
+        ]
         if blocking:
             raise ConfigurationError(blocking)
         if self._schema is None and self._caps.supports_describe:
@@ -457,6 +481,7 @@ class Operations:
                 # Also on the way out of a crash: drivers throw every exception into the flow.
                 yield from store("release", [d.conversation_id for d in due], self._owner)
             yield from self._settle(now, result, fences)
+            self._learn_inactive(result)
             outcomes.extend(result.outcomes)
             if result.rate_limited:
                 exhausted = True
@@ -478,6 +503,7 @@ class Operations:
         if failed:
             yield from store("retry_failed", failed, now)
         result: BatchResult = yield from self._sync_flow([conversation], SyncMode.MANUAL, now)
+        self._learn_inactive(result)
         return result.outcomes[0]
 
     def _backfill_flow(
@@ -499,6 +525,7 @@ class Operations:
                 exhausted = True
                 break
             result: BatchResult = yield from self._sync_flow(batch, SyncMode.AUTOMATIC, now)
+            self._learn_inactive(result)
             retry_later = [
                 o.conversation_id for o in result.outcomes if o.kind is OutcomeKind.RETRY
             ]

@@ -7,10 +7,12 @@ The rule (new person records only; updates never touch the owner):
    were configured in.
 2. A candidate absent from the conversation is passed over.
 3. A present candidate that maps to no CRM user (user mapping, by Signals id then email) is
-   skipped, with a reason in the trace.
+   skipped, with a reason in the trace; so is one that maps to a CRM user known to be
+   inactive (``inactive``: the engine learns it from preflight and from the CRM refusing an
+   inactive owner), which cannot own records.
 4. The first present and mapped candidate wins.
-5. None wins: the ``default_owner`` if one is configured, else no owner is sent and the CRM's
-   own defaults (assignment rules, default lead owner) apply.
+5. None wins: the ``default_owner`` if one is configured (and not inactive), else no owner is
+   sent and the CRM's own defaults (assignment rules, default lead owner) apply.
 
 Example: a meeting on Sally's calendar, Bob last routed, Jill closed, all mapped → Sally.
 """
@@ -69,15 +71,19 @@ class OwnerRule:
     decision equals the one a fresh rule would make.
     """
 
-    __slots__ = ("_default", "_fallback", "_steps", "_users")
+    __slots__ = ("_default", "_fallback", "_inactive", "_steps", "_users")
 
     def __init__(
         self,
         sources: tuple[Role, ...] | frozenset[Role],
         users: UserMapping,
         default_owner: str | None = None,
+        inactive: frozenset[str] = frozenset(),
     ) -> None:
         self._users = users
+        self._inactive = inactive
+        if default_owner is not None and default_owner in inactive:
+            default_owner = None  # an inactive default cannot own records: the CRM decides
         self._steps: tuple[_Step, ...] = tuple(
             (role, label, attrgetter(label), _absent(label), {})
             for role, label in _PRIORITY
@@ -125,6 +131,14 @@ class OwnerRule:
                 f"{label} {_who(user)} is not mapped to a CRM user; skipped",
                 role=label,
             )
+        elif crm_id in self._inactive:
+            reason = info(
+                "owner_source_inactive",
+                f"{label} {_who(user)} maps to CRM user {crm_id}, which is inactive; skipped",
+                role=label,
+                owner_id=crm_id,
+            )
+            crm_id = None
         else:
             reason = info(
                 "owner_chosen",
@@ -144,10 +158,11 @@ def resolve_owner(
     sources: tuple[Role, ...] | frozenset[Role],
     users: UserMapping,
     default_owner: str | None = None,
+    inactive: frozenset[str] = frozenset(),
 ) -> OwnerDecision:
     """Apply the lead-owner rule (to decide many conversations, compile an
     :class:`OwnerRule` once)."""
-    return OwnerRule(sources, users, default_owner).resolve(participants)
+    return OwnerRule(sources, users, default_owner, inactive).resolve(participants)
 
 
 _CRM_DEFAULT = info(

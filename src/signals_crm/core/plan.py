@@ -317,6 +317,9 @@ class Planner:
     CRM few changed-field sets, so this costs little memory and saves most of the work of
     planning. :func:`plan_sync` is the one-batch form; the engine keeps a planner.
 
+    ``inactive`` names CRM users known to be inactive: the owner rules pass over them (a
+    mapped user who was deactivated is skipped like an unmapped one, with its own reason).
+
     Like the rest of the core it does no IO. Threads may share one: what it keeps only saves
     work (any thread would work out the same), and each batch is planned with the rules it
     started with.
@@ -330,15 +333,25 @@ class Planner:
         "_task_owners",
         "capabilities",
         "config",
+        "inactive",
     )
 
-    def __init__(self, config: SyncConfig, capabilities: Capabilities) -> None:
+    def __init__(
+        self,
+        config: SyncConfig,
+        capabilities: Capabilities,
+        *,
+        inactive: frozenset[str] = frozenset(),
+    ) -> None:
         self.config = config
         self.capabilities = capabilities
+        self.inactive = inactive
         self._fields = _person_fields(config, capabilities)
         self._eligibility = EligibilityRule(config)
-        self._owner_rule = OwnerRule(config.lead_owner_sources, config.users, config.default_owner)
-        self._task_owners = TaskOwnerRule(config.users, config.default_owner)
+        self._owner_rule = OwnerRule(
+            config.lead_owner_sources, config.users, config.default_owner, inactive
+        )
+        self._task_owners = TaskOwnerRule(config.users, config.default_owner, inactive)
         self._compiled: dict[SyncMode, _Compiled] = {}  # the last compiled, per mode
 
     def __repr__(self) -> str:

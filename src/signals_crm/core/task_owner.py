@@ -7,8 +7,9 @@ The rule (automatic syncs only; a manual sync creates no tasks):
    last routed** user for a chat transcript; the roles an activity kind declares, in their
    order, for a kind the host added.
 2. Those users are walked in that order; one absent from the conversation is passed over, one
-   present but mapped to no CRM user (user mapping, by Signals id then email) is skipped with a
-   reason. The first present and mapped one owns the task.
+   present but mapped to no CRM user (user mapping, by Signals id then email), or mapped to a
+   CRM user known to be inactive, is skipped with a reason. The first present and mapped one
+   owns the task.
 3. None does: the task belongs to the **owner of the person record** it is attached to (the
    owner chosen for a new record, or the owner the CRM reports for an existing Lead or
    Contact) — when that owner is a CRM user the integration knows (one the user mapping
@@ -61,11 +62,17 @@ class TaskOwnerRule:
     tasks. The memo only saves work; every answer equals the one a fresh rule would give.
     """
 
-    __slots__ = ("_chosen", "_default", "_memo", "_record", "_users")
+    __slots__ = ("_chosen", "_default", "_inactive", "_memo", "_record", "_users")
 
-    def __init__(self, users: UserMapping, default_owner: str | None = None) -> None:
+    def __init__(
+        self,
+        users: UserMapping,
+        default_owner: str | None = None,
+        inactive: frozenset[str] = frozenset(),
+    ) -> None:
         self._users = users
-        self._default = default_owner
+        self._inactive = inactive
+        self._default = default_owner if default_owner not in inactive else None
         self._memo: dict[tuple[Role, str | None, str | None], tuple[str | None, Reason]] = {}
         self._chosen: dict[tuple[str, Role, str | None, str | None], TaskOwner] = {}
         self._record: dict[tuple[str, str | None], TaskOwner] = {}
@@ -108,8 +115,10 @@ class TaskOwnerRule:
             return TaskOwner(crm_id, role, (*skipped, *alone.trace))
         fallback = self._record.get((activity, record_owner))
         if fallback is None:
-            known = record_owner is not None and (
-                record_owner == self._default or self._users.signals_user_for(record_owner)
+            known = (
+                record_owner is not None
+                and record_owner not in self._inactive
+                and (record_owner == self._default or self._users.signals_user_for(record_owner))
             )
             fallback = _fallback(activity, record_owner, known=bool(known))
             self._record[activity, record_owner] = fallback
@@ -123,6 +132,13 @@ class TaskOwnerRule:
             return None, info(
                 "task_owner_unmapped",
                 f"the {role.value} {_who(user)} is not mapped to a CRM user; skipped",
+                role=role.value,
+            )
+        if crm_id in self._inactive:
+            return None, info(
+                "task_owner_inactive",
+                f"the {role.value} {_who(user)} maps to CRM user {crm_id}, which is inactive; "
+                "skipped",
                 role=role.value,
             )
         return crm_id, _NO_REASON

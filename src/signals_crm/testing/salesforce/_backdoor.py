@@ -84,6 +84,15 @@ class SalesforceBackdoor:
             },
         )
 
+    def set_user_active(self, user_id: str, active: bool) -> None:
+        """Activate or deactivate a User, as an administrator does in Setup (Salesforce then
+        refuses it as a record's owner with ``INACTIVE_OWNER_OR_USER``)."""
+        with self.org._lock:  # noqa: SLF001  # the backdoor is part of the org
+            found = self.org.data.find(user_id)
+            if found is None or found[0].name != "User":
+                raise KeyError(user_id)
+            found[1]["IsActive"] = active
+
     def seed_campaign(self, *, name: str) -> str:
         """Create an active Campaign."""
         return self._insert("Campaign", {"Name": name, "IsActive": True})
