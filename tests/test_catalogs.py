@@ -148,12 +148,15 @@ def test_salesforce_catalog_owner_fields_users_and_active_campaigns(org, salesfo
 
 def test_a_catalog_then_a_preflight_cost_one_round_of_requests(org, salesforce):
     """The catalog reads what preflight reads, through the adapter's metadata cache: the
-    preflight that follows the settings page sends no describe and no user list again."""
-    priya = SalesforceBackdoor(org).seed_user(email="priya@vendor.test")
+    preflight that follows the settings page sends no describe, user list or campaign check
+    again (a listed campaign exists)."""
+    door = SalesforceBackdoor(org)
+    priya = door.seed_user(email="priya@vendor.test")
+    campaign = door.seed_campaign(name="Chat leads")
     catalog = settings_catalog(salesforce, signals_users=[PRIYA])
     assert catalog.user_mapping is not None
     settings = (
-        IntegrationSettings.from_dict({})
+        IntegrationSettings.from_dict({"campaign_id": campaign})
         .with_field_mapping("lead", "contact.first_name", "FirstName", overwrite=True)
         .with_user_mapping_proposal(catalog.user_mapping)
     )
@@ -165,6 +168,18 @@ def test_a_catalog_then_a_preflight_cost_one_round_of_requests(org, salesforce):
     assert integration.preflight() == []
     assert len(org.calls) == before
     assert integration.config.users.crm_user_for(PRIYA) == priya
+
+
+def test_hubspot_preflight_after_a_catalog_checks_a_listed_campaign_for_free(portal, hubspot):
+    """On HubSpot too, a campaign (static list) the catalog listed needs no second request;
+    an id it did not list is still asked about, and reported when missing."""
+    listed = portal.backdoor.seed_campaign(name="Chat leads")
+    settings_catalog(hubspot)
+    before = len(portal.requests)
+    assert hubspot.campaign_exists(listed) is True
+    assert len(portal.requests) == before
+    assert hubspot.campaign_exists("999999") is False
+    assert len(portal.requests) == before + 1
 
 
 # -- HubSpot -------------------------------------------------------------------------------------

@@ -88,6 +88,12 @@ class AdapterFlows:
         self.metadata_cache.put(key, result)
         return result
 
+    def listed_campaign(self, campaign_id: str) -> bool:
+        """Whether a fresh cached campaign list (``list_campaigns``, read by a settings
+        catalog) holds ``campaign_id``: then it exists, and asking the CRM again is waste."""
+        hit, listed = self.metadata_cache.get(("campaigns",))
+        return hit and any(c.id == campaign_id for c in listed)
+
     @property
     def capabilities(self) -> Capabilities:
         raise NotImplementedError

@@ -402,6 +402,8 @@ class HubSpotFlows(AdapterFlows):
         return chunks
 
     def campaign_exists_flow(self, campaign_id: str) -> Flow[bool]:
+        if self.listed_campaign(campaign_id):
+            return True
         check = self._campaign_exists(campaign_id)
         return (yield from self.cached(("campaign", campaign_id), check))
 

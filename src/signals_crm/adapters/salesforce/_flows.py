@@ -449,6 +449,8 @@ class SalesforceFlows(AdapterFlows):
         return list(users)
 
     def campaign_exists_flow(self, campaign_id: str) -> Flow[bool]:
+        if self.listed_campaign(campaign_id):
+            return True
         return (
             yield from self.cached(("campaign", campaign_id), self._campaign_exists(campaign_id))
         )
