@@ -39,6 +39,7 @@ from signals_crm.core.model import (
 from signals_crm.core.ownership import OwnershipPath, OwnershipResult
 from signals_crm.core.plan import Plan, Planner, PlanOutcome, SyncMode, plan_sync
 from signals_crm.core.retry import RetryPolicy
+from signals_crm.core.routing import VisitorOwner, VisitorOwnerPath
 from signals_crm.core.users import UserMappingProposal
 from signals_crm.engine import AsyncIntegration, DryRun, Integration, SyncReport
 from signals_crm.exceptions import (
@@ -128,6 +129,8 @@ __all__ = [
     "TransportError",
     "UserMappingProposal",
     "Visitor",
+    "VisitorOwner",
+    "VisitorOwnerPath",
     "WebhookError",
     "WebhookEvent",
     "__version__",

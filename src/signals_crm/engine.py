@@ -37,6 +37,7 @@ from signals_crm.core.model import Company, Conversation, SignalsUser
 from signals_crm.core.ownership import OwnershipResult
 from signals_crm.core.plan import SyncMode
 from signals_crm.core.retry import RetryPolicy
+from signals_crm.core.routing import VisitorOwner
 from signals_crm.core.users import UserMappingProposal
 from signals_crm.exceptions import ConfigurationError, Problem
 from signals_crm.ledger.base import AsyncLedger, DueSync, Ledger
@@ -222,6 +223,11 @@ class Integration(Operations):
         """The account-ownership rules end to end against the CRM (cached for a while)."""
         return self._drive(self._account_owner_flow(company))
 
+    def visitor_owner(self, email: str) -> VisitorOwner:
+        """The Signals user owning a returning visitor's Lead, Contact or its Account, with
+        the path (which record, which field); cached like :meth:`account_owner`."""
+        return self._drive(self._visitor_owner_flow(email))
+
 
 class AsyncIntegration(Operations):
     """The integration over an :class:`~signals_crm.adapters.AsyncCRMAdapter`.
@@ -354,3 +360,7 @@ class AsyncIntegration(Operations):
     async def aaccount_owner(self, company: Company) -> OwnershipResult:
         """The account-ownership rules end to end against the CRM (cached for a while)."""
         return await self._adrive(self._account_owner_flow(company))
+
+    async def avisitor_owner(self, email: str) -> VisitorOwner:
+        """Async :meth:`Integration.visitor_owner`."""
+        return await self._adrive(self._visitor_owner_flow(email))

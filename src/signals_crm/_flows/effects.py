@@ -20,7 +20,7 @@ from typing import Any, TypeAlias, TypeVar
 import attrs
 
 from signals_crm._drive import nest
-from signals_crm.core.crm import DescribeObject, FindAccounts, FindPeople, ListUsers
+from signals_crm.core.crm import DescribeObject, FindAccounts, FindPeople, ListUsers, ReadAccounts
 from signals_crm.core.retry import RetryPolicy
 from signals_crm.exceptions import (
     AdapterError,
@@ -106,6 +106,8 @@ def _answer(request: Any) -> Call:
         return Call("find_people", (list(request.emails), list(request.fields)))
     if isinstance(request, FindAccounts):
         return Call("find_accounts", (list(request.domains), list(request.fields)))
+    if isinstance(request, ReadAccounts):
+        return Call("read_accounts", (list(request.ids), list(request.fields)))
     if isinstance(request, DescribeObject):
         return Call("describe", (request.object_name,))
     if isinstance(request, ListUsers):

@@ -59,6 +59,7 @@ from signals_crm.core.model import (
 from signals_crm.core.ownership import OwnershipResult, normalize_domain
 from signals_crm.core.plan import Plan, Planner, SyncMode, plan_sync
 from signals_crm.core.retry import RetryPolicy
+from signals_crm.core.routing import VisitorOwner, plan_visitor_owners
 from signals_crm.core.users import UserMappingProposal, propose_user_mapping
 from signals_crm.exceptions import (
     ConfigurationError,
@@ -168,6 +169,7 @@ class Operations:
         self.batch_size = batch_size or 5 * capabilities.write_batch_size
         self._owner_ttl = owner_cache_ttl
         self._owner_cache: dict[str, tuple[datetime, OwnershipResult]] = {}
+        self._visitor_cache: dict[str, tuple[datetime, VisitorOwner]] = {}
         self._schema: ObjectSchema | None = None
         self._planner_kept: Planner | None = None
         self._preflight: list[Problem] | None = None
@@ -618,6 +620,22 @@ class Operations:
             [company], self.config, self._reader
         )
         self._owner_cache[key] = (now, results[0])
+        return results[0]
+
+    def _visitor_owner_flow(self, email: str) -> FlowOf[VisitorOwner]:
+        now = self._clock()
+        key = normalize_email(email)
+        hit = self._visitor_cache.get(key)
+        if hit is not None and now - hit[0] < self._owner_ttl:
+            return hit[1]
+        plan = plan_visitor_owners(
+            [email],
+            self.config.users,
+            owner_field=self._caps.owner_field,
+            read_accounts=self._caps.reads_accounts,
+        )
+        results: list[VisitorOwner] = yield from self._reader.lookups(plan)
+        self._visitor_cache[key] = (now, results[0])
         return results[0]
 
     def _propose_flow(self, signals_users: Iterable[SignalsUser]) -> FlowOf[UserMappingProposal]:

@@ -122,6 +122,11 @@ class AdapterFlows:
     ) -> Flow[list[tuple[AccountRecord, ...]]]:
         raise NotImplementedError
 
+    def read_accounts_flow(
+        self, ids: Sequence[str], fields: Sequence[str] = ()
+    ) -> Flow[list[AccountRecord | None]]:
+        raise NotImplementedError
+
     def list_users_flow(self) -> Flow[list[CRMUser]]:
         raise NotImplementedError
 
@@ -184,6 +189,12 @@ class BlockingAdapter(AdapterFlows):
     ) -> list[tuple[AccountRecord, ...]]:
         """Accounts per domain (the domain or a subdomain of it), each carrying ``fields``."""
         return self._run(self.find_accounts_flow(domains, fields))
+
+    def read_accounts(
+        self, ids: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[AccountRecord | None]:
+        """Accounts by id, each carrying ``fields``; ``None`` for an unknown id."""
+        return self._run(self.read_accounts_flow(ids, fields))
 
     def list_users(self) -> list[CRMUser]:
         """Every user that can own records, inactive ones flagged."""
@@ -258,6 +269,12 @@ class AsyncAdapter(AdapterFlows):
     async def alist_users(self) -> list[CRMUser]:
         """Async :meth:`BlockingAdapter.list_users`."""
         return await self._run(self.list_users_flow())
+
+    async def aread_accounts(
+        self, ids: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[AccountRecord | None]:
+        """Async :meth:`BlockingAdapter.read_accounts`."""
+        return await self._run(self.read_accounts_flow(ids, fields))
 
     async def adescribe(self, object_name: str) -> ObjectSchema:
         """Async :meth:`BlockingAdapter.describe`."""

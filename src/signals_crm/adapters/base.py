@@ -44,6 +44,7 @@ __all__ = [
     "Capabilities",
     "ChecksCampaigns",
     "ListsCampaigns",
+    "ReadsAccounts",
     "ReportsApiUsage",
 ]
 
@@ -81,6 +82,18 @@ class ListsCampaigns(Protocol):
     ``alist_campaigns`` when async), declared by ``Capabilities.lists_campaigns``."""
 
     def list_campaigns(self) -> list[CampaignInfo]: ...
+
+
+@runtime_checkable
+class ReadsAccounts(Protocol):
+    """Optional: an adapter that reads accounts by id (``read_accounts``, and
+    ``aread_accounts`` when async), declared by ``Capabilities.reads_accounts``: one
+    ``AccountRecord`` per id, in order, ``None`` for an id the CRM does not have. A routing pull
+    then reads the owner of a returning visitor's Account."""
+
+    def read_accounts(
+        self, ids: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[AccountRecord | None]: ...
 
 
 @runtime_checkable

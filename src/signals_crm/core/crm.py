@@ -43,6 +43,7 @@ __all__ = [
     "PersonByEmail",
     "PersonUpdate",
     "PersonWrite",
+    "ReadAccounts",
     "ReconcileQuery",
     "TaskByMarker",
     "TaskWrite",
@@ -99,6 +100,13 @@ class Capabilities:
     """The adapter has ``list_campaigns`` (``alist_campaigns`` when async): the campaigns a sync
     may join, for a settings page (Salesforce: active Campaigns; HubSpot: static contact
     lists)."""
+    owner_field: str = "OwnerId"
+    """The field holding a record's owner (a CRM user id) on the person records and accounts
+    (Salesforce ``OwnerId``; HubSpot ``hubspot_owner_id``): routing pulls name it in their
+    path."""
+    reads_accounts: bool = False
+    """The adapter has ``read_accounts`` (``aread_accounts`` when async): accounts by id, so a
+    routing pull can read the owner of a Contact's Account (the ``ReadsAccounts`` Protocol)."""
     reports_api_usage: bool = False
     """The adapter has an ``api_usage`` property (``fraction_used``: the share of the CRM's API
     limit used): the engine's ``api_budget`` then stops a run in time (``ReportsApiUsage``)."""
@@ -180,6 +188,18 @@ class FindAccounts:
 
 
 @attrs.frozen
+class ReadAccounts:
+    """Read CRM accounts by id, with ``fields``.
+
+    Answer: one :class:`~signals_crm.core.model.AccountRecord` per id, in order, ``None`` for
+    an id the CRM does not have (or no longer has).
+    """
+
+    ids: tuple[str, ...]
+    fields: tuple[str, ...] = ()
+
+
+@attrs.frozen
 class DescribeObject:
     """Describe one CRM object. Answer: an :class:`~signals_crm.core.model.ObjectSchema`."""
 
@@ -191,7 +211,7 @@ class ListUsers:
     """List the CRM's users. Answer: a sequence of :class:`~signals_crm.core.model.CRMUser`."""
 
 
-Lookup: TypeAlias = FindPeople | FindAccounts | DescribeObject | ListUsers
+Lookup: TypeAlias = FindPeople | FindAccounts | ReadAccounts | DescribeObject | ListUsers
 
 
 # ------------------------------------------------------------------------------------------------

@@ -557,6 +557,9 @@ class PersonRecord:
     converted_contact_id: str | None = None
     last_modified: datetime | None = None
     owner_id: str | None = None
+    account_id: str | None = None
+    """The account a Contact belongs to (Salesforce ``AccountId``; HubSpot's primary company,
+    ``associatedcompanyid``), when the CRM says."""
 
     def __attrs_post_init__(self) -> None:
         _check(self, _PERSON_RECORD, fields="fields")
@@ -570,6 +573,7 @@ _PERSON_RECORD: _Spec = (
     ("converted_contact_id", str, True, _TEXT),
     ("last_modified", datetime, True, "a datetime"),
     ("owner_id", str, True, _TEXT),
+    ("account_id", str, True, _TEXT),
 )
 
 

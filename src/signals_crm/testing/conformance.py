@@ -41,7 +41,8 @@ What the kit checks, per the rules of :mod:`signals_crm.adapters.base`:
 7. The optional methods the engine uses exist exactly when the capabilities say so:
    ``campaign_exists`` ⇔ ``checks_campaigns`` (and it tells a seeded campaign from
    ``missing_campaign_id``), ``list_campaigns`` ⇔ ``lists_campaigns`` (and it lists a seeded
-   campaign), ``api_usage`` ⇔ ``reports_api_usage``.
+   campaign), ``read_accounts`` ⇔ ``reads_accounts`` (and it reads seeded accounts by id,
+   in order, with ``None`` for ``missing_account_id``), ``api_usage`` ⇔ ``reports_api_usage``.
 8. An adapter that declares ``upserts_people`` / ``upserts_tasks`` names its
    ``sync_key_field``, and the same create sent twice (one idempotency key) answers the same id,
    ``created=False`` the second time, and leaves one record.
@@ -223,6 +224,7 @@ class _Kit:
     missing_person_id: str
     missing_campaign_id: str = "999999999999"
     account_owner_field: str | None = None
+    missing_account_id: str = "999999999999"
     adapter: object = None
     prefix: str = ""
     """``""`` for a blocking adapter, ``"a"`` for an async one (its method names' prefix)."""
@@ -332,6 +334,10 @@ def _optional_methods_match_capabilities(kit: _Kit) -> Scenario:
         f"{kit.prefix}list_campaigns present: {has_list}, but lists_campaigns="
         f"{caps.lists_campaigns}"
     )
+    has_read = callable(getattr(adapter, f"{kit.prefix}read_accounts", None))
+    assert has_read == caps.reads_accounts, (
+        f"{kit.prefix}read_accounts present: {has_read}, but reads_accounts={caps.reads_accounts}"
+    )
     has_usage = hasattr(type(adapter), "api_usage") or hasattr(adapter, "api_usage")
     assert has_usage == caps.reports_api_usage, (
         f"api_usage present: {has_usage}, but reports_api_usage={caps.reports_api_usage}"
@@ -367,6 +373,29 @@ def _list_campaigns_includes_a_seeded_campaign(kit: _Kit) -> Scenario:
     assert len(mine) == 1, f"campaign {campaign} listed {len(mine)} times"
     assert mine[0].name == name
     assert mine[0].active
+
+
+@_scenario
+def _read_accounts_reads_by_id_in_order(kit: _Kit) -> Scenario:
+    """read_accounts answers one record per id, in input order, with the asked field, and
+    ``None`` for an id the CRM does not have."""
+    kit.require(kit.caps.reads_accounts, "reads_accounts")
+    first_domain, second_domain = f"{_unique('kit-a')}.example", f"{_unique('kit-b')}.example"
+    first = kit.backdoor.seed_account(
+        domain=first_domain, name="Kit First", fields={kit.account_field: "Energy"}
+    )
+    second = kit.backdoor.seed_account(domain=second_domain, name="Kit Second")
+    ids = [second, kit.missing_account_id, first]
+    read: list[AccountRecord | None] = yield _Call("read_accounts", (ids, [kit.account_field]))
+    assert len(read) == 3, f"read_accounts answered {len(read)} results for 3 ids"
+    got_second, missing, got_first = read
+    assert missing is None, f"{kit.missing_account_id} should read as None, got {missing!r}"
+    assert got_first is not None
+    assert got_first.id == first
+    assert got_second is not None
+    assert got_second.id == second
+    assert got_first.fields.get(kit.account_field) == "Energy"
+    assert (yield _Call("read_accounts", ((), ()))) == []
 
 
 @_scenario
@@ -947,6 +976,8 @@ class _KitSettings:
     account_owner_field: ClassVar[str | None] = None
     """The account object's owner field (``OwnerId``, ``hubspot_owner_id``): describe must mark
     it ``names_user``. ``None`` skips that test."""
+    missing_account_id: ClassVar[str] = "999999999999"
+    """An id shaped like the CRM's account ids that names no account."""
 
     def _kit(self, adapter: CRMAdapter | AsyncCRMAdapter, backdoor: Backdoor, prefix: str) -> _Kit:
         return _Kit(
@@ -958,6 +989,7 @@ class _KitSettings:
             missing_person_id=self.missing_person_id,
             missing_campaign_id=self.missing_campaign_id,
             account_owner_field=self.account_owner_field,
+            missing_account_id=self.missing_account_id,
             adapter=adapter,
             prefix=prefix,
         )

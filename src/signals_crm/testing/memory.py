@@ -241,6 +241,7 @@ class _Flavour:
     capabilities: Capabilities
     objects: Mapping[PersonKind, str]
     owner_field: str
+    account_link_field: str
     account_name_field: str
     account_domain_field: str
     required_defaults: Mapping[str, Mapping[str, FieldValue]]
@@ -267,6 +268,7 @@ def _flavour(
             required_on_create=("LastName", "Company"),
             checks_campaigns=True,
             lists_campaigns=True,
+            reads_accounts=True,
             reports_api_usage=True,
             task_object="Task",
         )
@@ -274,6 +276,7 @@ def _flavour(
             capabilities=caps,
             objects={PersonKind.LEAD: "Lead", PersonKind.CONTACT: "Contact"},
             owner_field="OwnerId",
+            account_link_field="AccountId",
             account_name_field="Name",
             account_domain_field="Website",
             required_defaults={
@@ -306,6 +309,8 @@ def _flavour(
         required_on_create=(),
         checks_campaigns=True,
         lists_campaigns=True,
+        owner_field="hubspot_owner_id",
+        reads_accounts=True,
         reports_api_usage=True,
         task_object="tasks",
     )
@@ -313,6 +318,7 @@ def _flavour(
         capabilities=caps,
         objects={PersonKind.CONTACT: "contacts"},
         owner_field="hubspot_owner_id",
+        account_link_field="associatedcompanyid",
         account_name_field="name",
         account_domain_field="domain",
         required_defaults={},
@@ -355,6 +361,7 @@ _METHODS = frozenset(
     {
         "find_people",
         "find_accounts",
+        "read_accounts",
         "list_users",
         "describe",
         "create_people",
@@ -729,6 +736,11 @@ class InMemoryCRM:
             converted_contact_id=person.converted_contact_id,
             last_modified=person.last_modified,
             owner_id=_str_or_none(person.fields.get(self._flavour.owner_field)),
+            account_id=(
+                _str_or_none(self._read(person.fields, self._flavour.account_link_field))
+                if person.kind is PersonKind.CONTACT
+                else None
+            ),
         )
 
     def _find_people(
@@ -749,17 +761,10 @@ class InMemoryCRM:
         self, domains: Sequence[str], fields: Sequence[str]
     ) -> list[tuple[AccountRecord, ...]]:
         out: list[tuple[AccountRecord, ...]] = []
-        name_field = self._flavour.account_name_field
         for domain in domains:
             key = _domain_key(domain)
             found = [
-                AccountRecord(
-                    id=a.id,
-                    domain=a.domain,
-                    name=_str_or_none(self._read(a.fields, name_field)),
-                    fields={name: self._read(a.fields, name) for name in fields},
-                    last_modified=a.last_modified,
-                )
+                self._account_record(a, fields)
                 for a in self._accounts.values()
                 if key
                 and key
@@ -770,6 +775,27 @@ class InMemoryCRM:
             ]
             out.append(tuple(found))
         return out
+
+    def _account_record(self, account: _Account, fields: Sequence[str]) -> AccountRecord:
+        return AccountRecord(
+            id=account.id,
+            domain=account.domain,
+            name=_str_or_none(self._read(account.fields, self._flavour.account_name_field)),
+            fields={name: self._read(account.fields, name) for name in fields},
+            last_modified=account.last_modified,
+        )
+
+    def read_accounts(
+        self, ids: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[AccountRecord | None]:
+        """Accounts by id, with ``fields`` read; ``None`` for an unknown id."""
+        batch = self.capabilities.lookup_batch_size
+
+        def read() -> list[AccountRecord | None]:
+            found = [self._accounts.get(i) for i in ids]
+            return [self._account_record(a, fields) if a else None for a in found]
+
+        return self._run("read_accounts", len(ids), batch, read)
 
     def find_accounts(
         self, domains: Sequence[str], fields: Sequence[str] = ()
@@ -1049,6 +1075,12 @@ class InMemoryCRM:
     ) -> list[tuple[AccountRecord, ...]]:
         """:meth:`find_accounts`, awaitable."""
         return self.find_accounts(domains, fields)
+
+    async def aread_accounts(
+        self, ids: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[AccountRecord | None]:
+        """:meth:`read_accounts`, awaitable."""
+        return self.read_accounts(ids, fields)
 
     async def alist_users(self) -> list[CRMUser]:
         """:meth:`list_users`, awaitable."""

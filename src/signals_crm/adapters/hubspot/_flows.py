@@ -156,6 +156,8 @@ HUBSPOT_CAPABILITIES: Final = Capabilities(
     id_description="a HubSpot id (digits)",
     checks_campaigns=True,
     lists_campaigns=True,
+    owner_field="hubspot_owner_id",
+    reads_accounts=True,
     reports_api_usage=True,
 )
 CAPABILITIES: Final = HUBSPOT_CAPABILITIES
@@ -334,7 +336,8 @@ class HubSpotFlows(AdapterFlows):
         self, keys: Sequence[str], fields: Sequence[str]
     ) -> Flow[dict[str, list[PersonRecord]]]:
         unique = [k for k in dict.fromkeys(keys) if k]
-        props = list(dict.fromkeys(["email", "lastmodifieddate", "hubspot_owner_id", *fields]))
+        base = ["email", "lastmodifieddate", "hubspot_owner_id", "associatedcompanyid"]
+        props = list(dict.fromkeys([*base, *fields]))
         found: dict[str, list[PersonRecord]] = {}
         for chunk in _chunks(unique, MAX_BATCH):
             response = yield self.api.batch_read("contacts", chunk, props, id_property="email")
@@ -348,6 +351,23 @@ class HubSpotFlows(AdapterFlows):
                 if key in wanted and all(r.id != record.id for r in found.get(key, [])):
                     found.setdefault(key, []).append(record)
         return found
+
+    def read_accounts_flow(
+        self, ids: Sequence[str], fields: Sequence[str] = ()
+    ) -> Flow[list[AccountRecord | None]]:
+        unique = [i for i in dict.fromkeys(ids) if i]
+        props = list(
+            dict.fromkeys(["domain", "name", "hs_lastmodifieddate", "hubspot_owner_id", *fields])
+        )
+        by_id: dict[str, AccountRecord] = {}
+        for chunk in _chunks(unique, MAX_BATCH):
+            response = yield self.api.batch_read("companies", chunk, props)
+            if _not_found(response):
+                continue  # none of them exists
+            for obj in parse_batch(_expect(response, 200, 207)).results:
+                record = account_from_object(obj, fields)
+                by_id[record.id] = record
+        return [by_id.get(i) if i else None for i in ids]
 
     def find_accounts_flow(
         self, domains: Sequence[str], fields: Sequence[str] = ()

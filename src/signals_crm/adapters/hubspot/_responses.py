@@ -164,6 +164,7 @@ def person_from_object(obj: Mapping[str, Any], fields: Sequence[str]) -> PersonR
         fields={f: _str_or_none(props.get(f)) for f in fields},
         last_modified=modified,
         owner_id=_str_or_none(props.get("hubspot_owner_id")) or None,
+        account_id=_str_or_none(props.get("associatedcompanyid")) or None,
     )
 
 

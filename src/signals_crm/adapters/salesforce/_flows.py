@@ -127,6 +127,7 @@ SALESFORCE_CAPABILITIES = Capabilities(
     id_description="a Salesforce id (15 or 18 letters and digits)",
     checks_campaigns=True,
     lists_campaigns=True,
+    reads_accounts=True,
     reports_api_usage=True,
     task_object="Task",
 )
@@ -142,7 +143,7 @@ _LEAD_BASE_FIELDS = (
     "LastModifiedDate",
     "OwnerId",
 )
-_CONTACT_BASE_FIELDS = ("Id", "Email", "LastModifiedDate", "OwnerId")
+_CONTACT_BASE_FIELDS = ("Id", "Email", "LastModifiedDate", "OwnerId", "AccountId")
 _ACCOUNT_BASE_FIELDS = ("Id", "Name", "Website", "LastModifiedDate")
 
 
@@ -392,6 +393,7 @@ class SalesforceFlows(AdapterFlows):
         email = _get(raw, "Email")
         converted_contact = _get(raw, "ConvertedContactId")
         owner = _get(raw, "OwnerId")
+        account = _get(raw, "AccountId") if kind is PersonKind.CONTACT else None
         return PersonRecord(
             id=str(_get(raw, "Id")),
             kind=kind,
@@ -401,7 +403,42 @@ class SalesforceFlows(AdapterFlows):
             converted_contact_id=str(converted_contact) if converted_contact else None,
             last_modified=parse_datetime(_get(raw, "LastModifiedDate")),
             owner_id=str(owner) if owner else None,
+            account_id=str(account) if account else None,
         )
+
+    @staticmethod
+    def _account(raw: Record, fields: Sequence[str]) -> AccountRecord:
+        website = _get(raw, "Website")
+        name = _get(raw, "Name")
+        return AccountRecord(
+            id=str(_get(raw, "Id")),
+            domain=website_host(str(website)) if website else None,
+            name=str(name) if name is not None else None,
+            fields={f: _get(raw, f) for f in fields},
+            last_modified=parse_datetime(_get(raw, "LastModifiedDate")),
+        )
+
+    def read_accounts_flow(
+        self, ids: Sequence[str], fields: Sequence[str] = ()
+    ) -> Flow[list[AccountRecord | None]]:
+        # An id of another shape names no account (and would fail the whole query).
+        unique = _dedupe([i for i in ids if i and SALESFORCE_CAPABILITIES.is_id(i)])
+        if not unique:
+            return [None for _ in ids]
+        queries = self._in(
+            select=_merge_fields(_ACCOUNT_BASE_FIELDS, fields),
+            object_name="Account",
+            field="Id",
+            values=unique,
+        )
+        pages = yield from self._query_each(queries)
+        by_id: dict[str, AccountRecord] = {}
+        for page in pages:
+            for raw in page:
+                record = self._account(raw, fields)
+                by_id[record.id] = record
+                by_id.setdefault(record.id[:15], record)  # a 15-letter id names it too
+        return [(by_id.get(i) or by_id.get(i[:15])) if i else None for i in ids]
 
     def find_accounts_flow(
         self, domains: Sequence[str], fields: Sequence[str] = ()
@@ -421,19 +458,7 @@ class SalesforceFlows(AdapterFlows):
             max_query_length=self._max_query_length,
         )
         raws = yield from self._query_many(list(queries))
-        accounts: list[AccountRecord] = []
-        for raw in raws:
-            website = _get(raw, "Website")
-            name = _get(raw, "Name")
-            accounts.append(
-                AccountRecord(
-                    id=str(_get(raw, "Id")),
-                    domain=website_host(str(website)) if website else None,
-                    name=str(name) if name is not None else None,
-                    fields={f: _get(raw, f) for f in fields},
-                    last_modified=parse_datetime(_get(raw, "LastModifiedDate")),
-                )
-            )
+        accounts = [self._account(raw, fields) for raw in raws]
         out: list[tuple[AccountRecord, ...]] = []
         for key in keys:
             matches = tuple(

@@ -40,13 +40,19 @@ class HubSpotBackdoor:
         converted_contact_id: str | None = None,
         last_modified: datetime | None = None,
     ) -> str:
-        """Create a contact (HubSpot has no other person kind); returns its id."""
+        """Create a contact (HubSpot has no other person kind); returns its id.
+
+        ``associatedcompanyid`` in ``fields`` makes that company the contact's primary one
+        (an association, as HubSpot sets that property)."""
         del kind, is_converted, converted_contact_id
         portal = self.portal
         with portal.lock:
             props = {k: _text(v) for k, v in (fields or {}).items() if v is not None}
+            company = props.pop("associatedcompanyid", None)
             props["email"] = email.strip()
             record = portal._insert("contacts", props)  # noqa: SLF001  # the backdoor is the portal's
+            if company is not None:
+                portal._associate("contacts", record, "companies", company, 1)  # noqa: SLF001
             if last_modified is not None:
                 stamp = last_modified.timestamp()
                 record.updated = stamp

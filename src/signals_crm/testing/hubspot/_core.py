@@ -413,6 +413,7 @@ class PortalCore:
                 if k == kind and t.to_type == target and t.default
             }
         record.assoc.setdefault(target, {}).setdefault(to_id, set()).update(ids)
+        self._primary_company(kind, record, target)
         other = self.objects[target].get(to_id)
         if other is not None:
             inverse = {
@@ -444,6 +445,17 @@ class PortalCore:
             remaining -= inverse if type_ids is not None else set(remaining)
             if not remaining:
                 back.pop(record.id, None)
+        self._primary_company(kind, record, target)
+
+    def _primary_company(self, kind: str, record: Record, target: str) -> None:
+        """Keep a contact's ``associatedcompanyid`` on its primary company (type 1)."""
+        if (kind, target) != ("contacts", "companies"):
+            return
+        primary = [cid for cid, types in record.assoc.get(target, {}).items() if 1 in types]
+        if primary:
+            record.props["associatedcompanyid"] = primary[-1]
+        else:
+            record.props.pop("associatedcompanyid", None)
 
     def _apply(self, kind: str, record: Record, props: Mapping[str, str]) -> None:
         self._reindex(kind, record, add=False)

@@ -191,6 +191,15 @@ def default_properties() -> dict[str, dict[str, dict[str, Any]]]:
     contacts = [
         *_system("lastmodifieddate"),
         make_property("email", "Email"),
+        # Set by HubSpot from the primary company association; read-only since 2019 (changelog
+        # "The associatedcompanyid contact property will become read-only").
+        make_property(
+            "associatedcompanyid",
+            "Primary Associated Company ID",
+            type="number",
+            field_type="number",
+            read_only=True,
+        ),
         make_property("firstname", "First Name"),
         make_property("lastname", "Last Name"),
         make_property("phone", "Phone Number", field_type="phonenumber"),
