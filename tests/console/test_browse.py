@@ -1,4 +1,5 @@
-"""``LedgerBrowser``: read-only, keyset-paged, indexed queries over a SQLite ledger."""
+"""``LedgerBrowser``: read-only, keyset-paged, indexed queries over a SQLite or PostgreSQL ledger
+(the tests taking ``console_store`` run on both)."""
 
 from __future__ import annotations
 
@@ -26,9 +27,9 @@ def test_a_missing_or_foreign_file_is_refused_and_never_created(tmp_path):
         LedgerBrowser(other)
 
 
-def test_counts_put_each_sync_in_one_view(console_ledger):
+def test_counts_put_each_sync_in_one_view(console_store):
     """Due, in flight, scheduled, done and dead add up to every sync, each counted once."""
-    with LedgerBrowser(console_ledger) as browser:
+    with LedgerBrowser(console_store.source) as browser:
         counts = browser.counts(datetime.now(UTC))
         assert {v.value: counts[v] for v in View} == {
             "due": 60,
@@ -51,10 +52,10 @@ def test_the_browser_cannot_write(console_ledger):
         conn.execute("DELETE FROM due_syncs")
 
 
-def test_pages_are_ordered_and_dead_letters_newest_first(console_ledger):
+def test_pages_are_ordered_and_dead_letters_newest_first(console_store):
     """Pending views go oldest first; done and dead newest first; cursors continue exactly."""
     now = datetime.now(UTC)
-    with LedgerBrowser(console_ledger) as browser:
+    with LedgerBrowser(console_store.source) as browser:
         first = browser.page(View.DUE, now, limit=7)
         assert [r.conversation_id for r in first.rows] == [f"due-{i:03}" for i in range(7)]
         rest = browser.page(View.DUE, now, after=first.next_cursor, limit=MAX_PAGE)
@@ -70,11 +71,11 @@ def test_pages_are_ordered_and_dead_letters_newest_first(console_ledger):
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=25)
 @given(limit=st.integers(1, 40))
-def test_walking_any_page_size_lists_each_sync_once(console_ledger, limit):
+def test_walking_any_page_size_lists_each_sync_once(console_store, limit):
     """Whatever the page size, following cursors yields every sync of a view exactly once
     (the ledger is only read, so sharing the fixture between examples is sound)."""
     now = datetime.now(UTC)
-    with LedgerBrowser(console_ledger) as browser:
+    with LedgerBrowser(console_store.source) as browser:
         for view in View:
             seen, cursor = [], None
             while True:
@@ -86,10 +87,10 @@ def test_walking_any_page_size_lists_each_sync_once(console_ledger, limit):
             assert len(seen) == len(set(seen)) == browser.counts(now)[view]
 
 
-def test_filters_narrow_and_bad_input_is_named(console_ledger):
+def test_filters_narrow_and_bad_input_is_named(console_store):
     """Email, id, window and error filters use what is stored; bad values name the field."""
     now = datetime.now(UTC)
-    with LedgerBrowser(console_ledger) as browser:
+    with LedgerBrowser(console_store.source) as browser:
         by_email = browser.page(View.DUE, now, filters=SyncFilter(email="  Due3@X.test "))
         assert [r.conversation_id for r in by_email.rows] == ["due-003"]
         by_id = browser.page(View.DONE, now, filters=SyncFilter(conversation_id="done-05"))
@@ -120,7 +121,7 @@ def test_filters_narrow_and_bad_input_is_named(console_ledger):
         with pytest.raises(ConfigurationError) as caught:
             build()
         assert caught.value.paths == (path,)
-    with LedgerBrowser(console_ledger) as browser:
+    with LedgerBrowser(console_store.source) as browser:
         for limit in (0, MAX_PAGE + 1, True):
             with pytest.raises(ConfigurationError, match="limit"):
                 browser.page(View.DUE, now, limit=limit)

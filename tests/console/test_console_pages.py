@@ -11,7 +11,6 @@ from _console_helpers import HEADER, OPERATOR, operator_from_header, serving
 
 from signals_crm.console import create_console, salesforce_links
 from signals_crm.exceptions import ConfigurationError, LedgerError
-from signals_crm.ledger import SQLiteLedger
 from signals_crm.settings import IntegrationSettings
 
 SETTINGS = IntegrationSettings.from_dict({"criteria": "two_stars"})
@@ -19,9 +18,10 @@ AUTH = {HEADER: OPERATOR}
 
 
 @pytest.fixture
-def console(console_ledger):
+def console(console_store):
+    """The console over the filled ledger, on SQLite and on PostgreSQL."""
     app = create_console(
-        console_ledger,
+        console_store.source,
         authenticate=operator_from_header,
         settings=SETTINGS,
         crm_links=salesforce_links("https://acme.my.salesforce.test"),
@@ -137,7 +137,7 @@ def _token(console, cid):
     return re.search(r'name="csrf" value="([^"]+)"', confirm.text).group(1)
 
 
-def test_retry_needs_a_fresh_token_from_the_same_operator_and_origin(console, console_ledger):
+def test_retry_needs_a_fresh_token_from_the_same_operator_and_origin(console, console_store):
     """Forged, cross-site or missing tokens change nothing; a good one requeues the sync."""
     token = _token(console, "dead-0")
     path = "/i/default/conversations/dead-0/retry"
@@ -147,12 +147,12 @@ def test_retry_needs_a_fresh_token_from_the_same_operator_and_origin(console, co
     assert console.post(path, headers=cross, data={"csrf": token}).status_code == 403
     evil = {**AUTH, "origin": "https://evil.test"}
     assert console.post(path, headers=evil, data={"csrf": token}).status_code == 403
-    with SQLiteLedger(console_ledger) as ledger:
+    with console_store.open() as ledger:
         assert ledger.get_due("dead-0").state == "dead"
     done = console.post(path, headers=AUTH, data={"csrf": token}, follow_redirects=False)
     assert done.status_code == 303
     assert done.headers["location"] == "/i/default/conversations/dead-0?done=retried"
-    with SQLiteLedger(console_ledger) as ledger:
+    with console_store.open() as ledger:
         sync = ledger.get_due("dead-0")
         assert (sync.state, sync.attempts) == ("pending", 0)
         assert sync.due_at <= datetime.now(UTC)
@@ -215,9 +215,9 @@ def test_the_local_runner_spends_its_login_token_once(console_ledger):
         assert client.get("/i/default/syncs?view=done").status_code == 200
 
 
-def test_the_integration_page_shows_the_last_runs_and_their_api_use(console_ledger):
+def test_the_integration_page_shows_the_last_runs_and_their_api_use(console_store):
     """Runs the engine recorded appear newest first, with the API budget use of the last."""
-    with SQLiteLedger(console_ledger) as ledger:
+    with console_store.open() as ledger:
         ledger.record_run({"counts": {"created": 2}, "adapter_calls": 5})
         ledger.record_run(
             {
@@ -226,7 +226,7 @@ def test_the_integration_page_shows_the_last_runs_and_their_api_use(console_ledg
                 "api_usage": {"used": 130, "limit": 15000},
             }
         )
-    app = create_console(console_ledger, authenticate=operator_from_header)
+    app = create_console(console_store.source, authenticate=operator_from_header)
     with serving(app) as base, httpx.Client(base_url=base, timeout=30) as client:
         page = client.get("/i/default/", headers=AUTH).text
     runs = re.search(r'<div id="runs">(.*?)</div>', page, flags=re.DOTALL).group(1)

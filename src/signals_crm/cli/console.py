@@ -17,7 +17,12 @@ __all__ = ["register"]
 
 
 def _console(args: argparse.Namespace, out: Output) -> ExitCode:
-    existing_ledger_path(args.ledger)
+    from signals_crm.ledger.browse import is_conninfo
+
+    ledger: str | Path = args.ledger
+    where = "PostgreSQL" if is_conninfo(args.ledger) else args.ledger
+    if not is_conninfo(args.ledger):
+        ledger = existing_ledger_path(Path(args.ledger))
     try:
         from signals_crm.console import create_console, hubspot_links, salesforce_links
         from signals_crm.console._local import LocalTokenAuth, local_app, serve_local
@@ -33,11 +38,11 @@ def _console(args: argparse.Namespace, out: Output) -> ExitCode:
         links = hubspot_links(args.hubspot_portal)
     auth = LocalTokenAuth()
     console = create_console(
-        args.ledger, authenticate=auth, settings=settings, crm=args.crm, crm_links=links
+        ledger, authenticate=auth, settings=settings, crm=args.crm, crm_links=links
     )
 
     def announce(address: str) -> None:
-        out.note(f"signals_crm console for {args.ledger} on {address} (this machine only)")
+        out.note(f"signals_crm console for {where} on {address} (this machine only)")
         out.note(f"open this link once to sign in: {address}/login?token={auth.login_token}")
         out.note("the link works once; Ctrl-C stops the console")
 
@@ -53,7 +58,12 @@ def register(sub: Any) -> None:
         "console extra.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--ledger", type=Path, required=True, help="an existing ledger file")
+    parser.add_argument(
+        "--ledger",
+        required=True,
+        help="an existing ledger file, or a PostgreSQL conninfo (postgresql://... or "
+        "'host=... dbname=...'; the password in PGPASSWORD or a PGPASSFILE)",
+    )
     parser.add_argument("--settings", type=Path, help="settings, to explain eligibility")
     parser.add_argument("--crm", choices=CRMS, default="salesforce", help="the CRM's kind")
     parser.add_argument("--instance-url", help="link CRM ids into this Salesforce org")

@@ -50,6 +50,7 @@ from signals_crm.cli._credentials import KEYS, build_adapter, load_credentials
 from signals_crm.exceptions import ConfigurationError
 from signals_crm.fleet import Fleet, RoundReport, Tenant
 from signals_crm.ledger.base import FleetLedger, check_integration
+from signals_crm.ledger.browse import is_conninfo
 from signals_crm.settings import IntegrationSettings, load_settings
 
 __all__ = ["WorkerConfig", "load_config", "register"]
@@ -257,10 +258,7 @@ def _ledger(data: Mapping[str, Any], base: Path, override: str | None, problems:
 
 def is_postgres(ledger: str) -> bool:
     """Whether ``ledger`` names a PostgreSQL database (rule 3)."""
-    text = ledger.strip()
-    return text.startswith(("postgresql://", "postgres://")) or bool(
-        re.match(r"^[a-z_]+\s*=", text)
-    )
+    return is_conninfo(ledger)
 
 
 def _has_password(conninfo: str) -> bool:

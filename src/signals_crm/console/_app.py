@@ -30,7 +30,9 @@ from signals_crm.ledger.browse import (
     SyncRow,
     View,
     ViewCounts,
+    is_conninfo,
 )
+from signals_crm.ledger.postgres import PostgresLedger
 from signals_crm.settings import IntegrationSettings
 
 __all__ = ["CRMLinks", "create_console", "hubspot_links", "salesforce_links"]
@@ -120,7 +122,7 @@ def _time_param(value: str | None, name: str) -> datetime | None:
 class _Console:
     def __init__(
         self,
-        ledger: Path,
+        ledger: Path | str | PostgresLedger,
         *,
         authenticate: Authenticate,
         settings: IntegrationSettings | Mapping[str, IntegrationSettings] | None,
@@ -142,25 +144,29 @@ class _Console:
         self.page_size = page_size
         self.count_limit = count_limit
         self.csrf = CSRF(csrf_secret)
+        self._root: LedgerBrowser | None = None
         self._browsers: dict[str, LedgerBrowser] = {}
         self._lock = threading.Lock()
 
     # -- plumbing -----------------------------------------------------------------------------
 
     def browser(self, integration: str) -> LedgerBrowser:
+        """A browser bound to ``integration``; every one shares one connection (SQLite) or
+        pool (PostgreSQL), opened on first use."""
         with self._lock:
             found = self._browsers.get(integration)
             if found is None:
-                found = self._browsers[integration] = LedgerBrowser(
-                    self.ledger, integration=integration
-                )
+                if self._root is None:
+                    self._root = LedgerBrowser(self.ledger)
+                found = self._browsers[integration] = self._root.with_integration(integration)
             return found
 
     def close(self) -> None:
         with self._lock:
-            for browser in self._browsers.values():
-                browser.close()
+            root, self._root = self._root, None
             self._browsers.clear()
+            if root is not None:
+                root.close()
 
     async def user(self, request: Request) -> str | None:
         answer: object = self.authenticate(request)
@@ -427,8 +433,15 @@ class _Console:
         from signals_crm.cli._context import writable_ledger
         from signals_crm.ledger.requeue import requeue_dead
 
-        with writable_ledger(self.ledger, integration) as ledger:
-            return requeue_dead(ledger, [conversation_id], self.clock())
+        if isinstance(self.ledger, PostgresLedger):  # the host's own ledger: its pool
+            bound = self.ledger.for_integration(integration)
+            return requeue_dead(bound, [conversation_id], self.clock())
+        if is_conninfo(self.ledger):
+            with PostgresLedger(self.ledger, max_connections=1) as ledger:
+                bound = ledger.for_integration(integration)
+                return requeue_dead(bound, [conversation_id], self.clock())
+        with writable_ledger(Path(self.ledger), integration) as sqlite_ledger:
+            return requeue_dead(sqlite_ledger, [conversation_id], self.clock())
 
 
 def _auth_warning() -> Safe:
@@ -617,7 +630,7 @@ def _problem_page(base: str, user: str | None, status: int, message: str) -> HTM
 
 
 def create_console(
-    ledger: str | Path,
+    ledger: str | Path | PostgresLedger,
     *,
     authenticate: Authenticate,
     settings: IntegrationSettings | Mapping[str, IntegrationSettings] | None = None,
@@ -629,7 +642,10 @@ def create_console(
     csrf_secret: bytes | None = None,
     count_limit: int | None = 10_000,
 ) -> Starlette:
-    """The console as an ASGI application over the SQLite ledger file ``ledger``.
+    """The console as an ASGI application over ``ledger``: a SQLite ledger file's path, a
+    PostgreSQL conninfo (``postgresql://...`` or ``host=... dbname=...``), or the host's open
+    :class:`~signals_crm.ledger.PostgresLedger` (its pool serves the pages and the retries).
+    Pages only read (read-only connections or transactions); a retry is the one write.
 
     ``authenticate(request)`` (required; sync or async) returns the operator's name or
     ``None``: every request is refused (403, or a redirect to ``login_url``) unless it returns
@@ -651,10 +667,12 @@ def create_console(
     size: object = page_size
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE:
         raise ConfigurationError(f"page_size: an integer from 1 to {MAX_PAGE}")
-    path = Path(ledger)
-    LedgerBrowser(path).close()  # fails now, not on the first request, when there is no ledger
+    source: Path | str | PostgresLedger = ledger
+    if not isinstance(ledger, PostgresLedger) and not is_conninfo(ledger):
+        source = Path(ledger)
+    LedgerBrowser(source).close()  # fails now, not on the first request, when there is none
     console = _Console(
-        path,
+        source,
         authenticate=authenticate,
         settings=settings,
         crm=crm,

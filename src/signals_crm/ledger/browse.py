@@ -1,29 +1,34 @@
-"""Read-only queries over a SQLite ledger for people: the console and the command line.
+"""Read-only queries over a ledger for people: the console and the command line.
 
 The engine's :class:`~signals_crm.ledger.Ledger` Protocol serves delivery; operators need other
 questions answered ("what is dead, page 3", "how many are in flight") on a ledger of millions
 of syncs without slowing the workers down. :class:`LedgerBrowser` answers them:
 
-1. **Read-only, never creating.** The file is opened with SQLite's ``mode=ro``; a missing path
-   raises :class:`~signals_crm.exceptions.LedgerError` and nothing is created, migrated or
-   changed. Readers never block the writers (WAL).
+1. **Read-only, never creating.** A SQLite file is opened with SQLite's ``mode=ro``; a missing
+   path raises :class:`~signals_crm.exceptions.LedgerError` and nothing is created, migrated or
+   changed. Readers never block the writers (WAL). On PostgreSQL (a conninfo, or an open
+   :class:`~signals_crm.ledger.PostgresLedger` whose pool it shares) every query runs in a
+   ``READ ONLY`` transaction, and a database without the ledger's schema is refused the same
+   way. The queries are the same on both stores.
 2. **Views.** A sync is in exactly one view at ``now``:
    ``due`` (pending, due, not leased), ``in_flight`` (pending with a lease that has not
    expired), ``scheduled`` (pending, due later, not leased), ``done`` and ``dead``.
 3. **Keyset pages, no offsets.** A page is ordered by (due time, conversation id), ascending for
-   ``due``/``scheduled``/``in_flight``, newest first for ``done``/``dead``; the next page
-   starts strictly after the last row's key (a :class:`Cursor`), so page 1,000 costs what page
-   1 costs and rows inserted meanwhile are neither skipped twice nor repeated.
+   ``due``/``scheduled``, newest first for ``done``/``dead``; ``in_flight`` is ordered by
+   (lease end, conversation id), the leases nearest their end first, along the in-flight index.
+   The next page starts strictly after the last row's key (a :class:`Cursor`), so page 1,000
+   costs what page 1 costs and rows inserted meanwhile are neither skipped twice nor repeated.
 4. **Indexed filters only**: a conversation id (primary key), a visitor email (the email index),
    a due-time window (the state index). ``error_contains`` scans the dead letters only, and
    at most :data:`MAX_SCAN` of them per page.
 5. **Counts come from indexes** (``count(*)`` over the state index's ranges), read in one
    snapshot, exactly or up to a limit (past it a view reads "100,000+"); nothing decodes a
-   stored conversation except :meth:`LedgerBrowser.sync`. The in-flight count reads the
-   leases of the pending rows (an index on leases, where the ledger has one, serves it).
-6. **Tenancy.** When the ledger file has an ``integration`` column every query is bound to the
-   browser's integration and :meth:`LedgerBrowser.integrations` lists them by a loose index
-   scan; an older single-tenant file has the one integration ``"default"``.
+   stored conversation except :meth:`LedgerBrowser.sync`. The in-flight count and page read
+   the in-flight index (leased rows only; a file older than schema 4 lacks it and is scanned).
+6. **Tenancy.** When the ledger has an ``integration`` column (every PostgreSQL ledger does)
+   every query is bound to the browser's integration and :meth:`LedgerBrowser.integrations`
+   lists them by a loose index scan; an older single-tenant file has the one integration
+   ``"default"``.
 7. Every argument is validated (a :class:`~signals_crm.exceptions.ConfigurationError` names it);
    no value is ever formatted into SQL.
 """
@@ -34,10 +39,11 @@ import contextlib
 import enum
 import json
 import os
+import re
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,6 +63,7 @@ from signals_crm.ledger.base import (
     to_utc,
 )
 from signals_crm.ledger.codec import conversation_from_dict
+from signals_crm.ledger.postgres import PostgresLedger, _check_schema, _import_psycopg
 
 __all__ = [
     "MAX_PAGE",
@@ -69,6 +76,7 @@ __all__ = [
     "SyncRow",
     "View",
     "ViewCounts",
+    "is_conninfo",
 ]
 
 MAX_PAGE = 500
@@ -257,67 +265,217 @@ def _row(row: Sequence[Any]) -> SyncRow:
     )
 
 
-class LedgerBrowser:
-    """Read-only, paged, indexed queries over one SQLite ledger file (rules: module doc)."""
+def is_conninfo(ledger: object) -> bool:
+    """Whether ``ledger`` names a PostgreSQL database rather than a SQLite file: a
+    ``postgresql://``/``postgres://`` URL or a libpq ``key=value`` conninfo."""
+    if not isinstance(ledger, str):
+        return False
+    text = ledger.strip()
+    return text.startswith(("postgresql://", "postgres://")) or bool(
+        re.match(r"^[a-z_]+\s*=", text)
+    )
 
-    def __init__(self, path: str | os.PathLike[str], *, integration: str = "default") -> None:
-        checked: object = integration
-        if not isinstance(checked, str) or not integration.strip():
-            raise _fail("integration", "must be a non-empty string")
-        self._path = os.fspath(path)
-        self.integration = integration
-        if not Path(self._path).is_file():
-            raise LedgerError(f"no ledger at {self._path!r} (nothing was created)")
-        uri = "file:" + Path(self._path).resolve().as_posix().replace("?", "%3f") + "?mode=ro"
+
+Query = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
+"""Runs one statement (``?`` placeholders, table names as ``{t}name``) and returns its rows."""
+
+
+class _SQLiteStore:
+    """One read-only SQLite connection (``mode=ro``), serialised by a lock."""
+
+    prefix = ""
+
+    def __init__(self, path: str) -> None:
+        self.where = path
+        if not Path(path).is_file():
+            raise LedgerError(f"no ledger at {path!r} (nothing was created)")
+        uri = "file:" + Path(path).resolve().as_posix().replace("?", "%3f") + "?mode=ro"
         try:
-            self._conn: sqlite3.Connection | None = sqlite3.connect(
+            self.conn: sqlite3.Connection | None = sqlite3.connect(
                 uri, uri=True, isolation_level=None, check_same_thread=False, timeout=5.0
             )
         except sqlite3.Error as error:
-            raise LedgerError(f"cannot open the ledger {self._path!r}: {error}") from error
+            raise LedgerError(f"cannot open the ledger {path!r}: {error}") from error
         # A browser dropped without close() (a console app never shut down) still closes its
         # connection when collected.
-        self._closer = weakref.finalize(self, self._conn.close)
-        self._lock = threading.Lock()
+        self._closer = weakref.finalize(self, self.conn.close)
+        self.lock = threading.Lock()
         try:
-            with self._read() as conn:
+            with self.read() as conn:
                 app = conn.execute("PRAGMA application_id").fetchone()[0]
-                columns = {r[1] for r in conn.execute("PRAGMA table_info(due_syncs)")}
                 tables = {
                     r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                }
+                self.columns = {
+                    table: {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                    for table in tables & {"due_syncs", "commands", "links", "runs"}
                 }
         except BaseException:
             self.close()
             raise
         if app != _APPLICATION_ID:
             self.close()
-            raise LedgerError(f"{self._path!r} is not a signals_crm ledger")
-        self._tenant = "integration" in columns
-        self._command_tenant = False
-        if "commands" in tables:
-            with self._read() as conn:
-                command_columns = {r[1] for r in conn.execute("PRAGMA table_info(commands)")}
-            self._command_tenant = "integration" in command_columns
-        self._tables = frozenset(tables)
+            raise LedgerError(f"{path!r} is not a signals_crm ledger")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            if self.conn is None:
+                raise LedgerError("the ledger browser is closed")
+            try:
+                yield self.conn
+            except sqlite3.Error as error:
+                raise LedgerError(f"ledger read failed on {self.where!r}: {error}") from error
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Query]:
+        with self.read() as conn:
+            conn.execute("BEGIN")  # one snapshot for every statement
+            try:
+                yield lambda sql, params: conn.execute(sql, params).fetchall()
+            finally:
+                conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self.read() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def named(self, sql: str, params: Sequence[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        with self.read() as conn:
+            cursor = conn.execute(sql, params)
+            return [d[0] for d in cursor.description], cursor.fetchall()
+
+    def close(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            self._closer()
+
+
+class _PostgresStore:
+    """Read-only transactions on a PostgreSQL pool (its own, or a PostgresLedger's)."""
+
+    def __init__(self, source: Any, schema: str) -> None:
+        self._psycopg, pool_module = _import_psycopg()
+        if isinstance(source, PostgresLedger):
+            self.pool, self.owns, schema = source._pool, False, source.schema  # noqa: SLF001
+            self.where = f"PostgreSQL schema {schema!r}"
+        else:
+            _check_schema(schema)
+            self.where = f"PostgreSQL schema {schema!r}"
+            self.pool = pool_module.ConnectionPool(source, min_size=1, max_size=4, open=False)
+            self.owns = True
+            try:
+                self.pool.open(wait=True, timeout=30)
+            except (self._psycopg.Error, pool_module.PoolTimeout) as error:
+                self.pool.close()
+                raise LedgerError(f"cannot connect to PostgreSQL: {error}") from error
+        self.prefix = schema + "."
+        self.closed = False
+        try:
+            with self.snapshot() as run:
+                found = run(
+                    "SELECT table_name, column_name FROM information_schema.columns "
+                    "WHERE table_schema = ?",
+                    (schema,),
+                )
+        except BaseException:
+            self.close()
+            raise
+        self.columns: dict[str, set[str]] = {}
+        for table, column in found:
+            self.columns.setdefault(table, set()).add(column)
+        if "ledger_schema" not in self.columns or "due_syncs" not in self.columns:
+            self.close()
+            raise LedgerError(f"no signals_crm ledger in {self.where} (nothing was created)")
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        if self.closed:
+            raise LedgerError("the ledger browser is closed")
+        try:
+            with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                yield cursor
+        except self._psycopg.Error as error:
+            raise LedgerError(f"ledger read failed on {self.where}: {error}") from error
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Query]:
+        with self._cursor() as cursor:
+
+            def run(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+                cursor.execute(sql.replace("?", "%s"), params)
+                return list(cursor.fetchall()) if cursor.description is not None else []
+
+            yield run
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self.snapshot() as run:
+            return run(sql, params)
+
+    def named(self, sql: str, params: Sequence[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
+        with self._cursor() as cursor:
+            cursor.execute(sql.replace("?", "%s"), params)
+            return [c.name for c in cursor.description], list(cursor.fetchall())
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.owns:
+                self.pool.close()
+
+
+class LedgerBrowser:
+    """Read-only, paged, indexed queries over one ledger (rules: module doc).
+
+    ``source`` is a SQLite file's path, a PostgreSQL conninfo (``postgresql://...`` or
+    ``host=... dbname=...``; ``schema`` names the ledger's PostgreSQL schema), or an open
+    :class:`~signals_crm.ledger.PostgresLedger` (its pool is shared, never closed here).
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str] | Any,
+        *,
+        integration: str = "default",
+        schema: str = "signals_crm",
+    ) -> None:
+        checked: object = integration
+        if not isinstance(checked, str) or not integration.strip():
+            raise _fail("integration", "must be a non-empty string")
+        self.integration = integration
+        self._root: LedgerBrowser | None = None
+        self._store: _SQLiteStore | _PostgresStore
+        if is_conninfo(source) or isinstance(source, PostgresLedger):
+            self._store = _PostgresStore(source, schema)
+            self._path = self._store.where
+        else:
+            self._path = os.fspath(source)
+            self._store = _SQLiteStore(self._path)
+        columns = self._store.columns
+        self._tenant = "integration" in columns.get("due_syncs", set())
+        self._command_tenant = "integration" in columns.get("commands", set())
+        self._links_tenant = "integration" in columns.get("links", set())
+        self._tables = frozenset(columns)
+        self._t = self._store.prefix
 
     def __repr__(self) -> str:
         return f"<LedgerBrowser {self._path!r} integration={self.integration!r}>"
 
     @property
     def path(self) -> str:
+        """The SQLite file, or which PostgreSQL schema is read."""
         return self._path
 
     # Plumbing --------------------------------------------------------------------------------
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            if self._conn is None:
-                raise LedgerError("the ledger browser is closed")
-            try:
-                yield self._conn
-            except sqlite3.Error as error:
-                raise LedgerError(f"ledger read failed on {self._path!r}: {error}") from error
+        """The SQLite connection itself (tests check that it refuses writes)."""
+        if not isinstance(self._store, _SQLiteStore):
+            raise LedgerError("a PostgreSQL browser has no SQLite connection")
+        with self._store.read() as conn:
+            yield conn
 
     def _where_tenant(self) -> tuple[str, tuple[Any, ...]]:
         if self._tenant:
@@ -325,8 +483,16 @@ class LedgerBrowser:
         return "", ()
 
     def with_integration(self, integration: str) -> LedgerBrowser:
-        """A browser of the same file bound to another integration."""
-        return LedgerBrowser(self._path, integration=integration)
+        """A browser of the same ledger bound to another integration (sharing its connection;
+        closing it leaves this one open)."""
+        checked: object = integration
+        if not isinstance(checked, str) or not integration.strip():
+            raise _fail("integration", "must be a non-empty string")
+        other = object.__new__(type(self))
+        other.__dict__.update(self.__dict__)
+        other.integration = integration
+        other._root = self._root or self
+        return other
 
     # Integrations ----------------------------------------------------------------------------
 
@@ -334,19 +500,19 @@ class LedgerBrowser:
         """The integration ids that have syncs (``["default"]`` on a single-tenant file)."""
         if not self._tenant:
             return ["default"]
-        with self._read() as conn:
-            rows = conn.execute(
-                """
-                WITH RECURSIVE t(i, n) AS (
-                    SELECT min(integration), 1 FROM due_syncs
-                    UNION ALL
-                    SELECT (SELECT min(integration) FROM due_syncs WHERE integration > t.i), n + 1
-                    FROM t WHERE t.i IS NOT NULL AND n < ?
-                )
-                SELECT i FROM t WHERE i IS NOT NULL
-                """,
-                (limit,),
-            ).fetchall()
+        t = self._t
+        rows = self._store.query(
+            f"""
+            WITH RECURSIVE t(i, n) AS (
+                SELECT min(integration), 1 FROM {t}due_syncs
+                UNION ALL
+                SELECT (SELECT min(integration) FROM {t}due_syncs WHERE integration > t.i), n + 1
+                FROM t WHERE t.i IS NOT NULL AND n < ?
+            )
+            SELECT i FROM t WHERE i IS NOT NULL
+            """,  # noqa: S608  # constant names
+            (limit,),
+        )
         return [r[0] for r in rows]
 
     # Counts ----------------------------------------------------------------------------------
@@ -364,30 +530,27 @@ class LedgerBrowser:
             if isinstance(checked, bool) or not isinstance(checked, int) or limit < 1:
                 raise _fail("limit", "must be a positive integer or None")
         tenant, args = self._where_tenant()
+        t = self._t
 
-        def count(conn: sqlite3.Connection, where: str, values: tuple[Any, ...]) -> int:
-            inner = f"SELECT 1 FROM due_syncs WHERE {tenant}{where}"  # noqa: S608  # constant
+        def count(run: Query, where: str, values: tuple[Any, ...]) -> int:
+            inner = f"SELECT 1 FROM {t}due_syncs WHERE {tenant}{where}"  # noqa: S608  # constant
             if limit is None:
-                sql = f"SELECT count(*) FROM ({inner})"  # noqa: S608  # constant text
-                return int(conn.execute(sql, (*args, *values)).fetchone()[0])
-            sql = f"SELECT count(*) FROM ({inner} LIMIT ?)"  # noqa: S608  # constant text
-            return int(conn.execute(sql, (*args, *values, limit)).fetchone()[0])
+                sql = f"SELECT count(*) FROM ({inner}) AS v"  # noqa: S608  # constant text
+                return int(run(sql, (*args, *values))[0][0])
+            sql = f"SELECT count(*) FROM ({inner} LIMIT ?) AS v"  # noqa: S608  # constant text
+            return int(run(sql, (*args, *values, limit))[0][0])
 
-        with self._read() as conn:
-            conn.execute("BEGIN")  # one snapshot for every count
-            try:
-                done = count(conn, "state = 'done'", ())
-                dead = count(conn, "state = 'dead'", ())
-                due_all = count(conn, "state = 'pending' AND due_at <= ?", (cutoff,))
-                later_all = count(conn, "state = 'pending' AND due_at > ?", (cutoff,))
-                leased = conn.execute(
-                    f"SELECT due_at <= ?, count(*) FROM due_syncs WHERE {tenant}"  # noqa: S608
-                    "state = 'pending' AND lease_owner IS NOT NULL AND lease_until > ? "
-                    "GROUP BY 1",
-                    (cutoff, *args, cutoff),
-                ).fetchall()
-            finally:
-                conn.execute("COMMIT")
+        with self._store.snapshot() as run:
+            done = count(run, "state = 'done'", ())
+            dead = count(run, "state = 'dead'", ())
+            due_all = count(run, "state = 'pending' AND due_at <= ?", (cutoff,))
+            later_all = count(run, "state = 'pending' AND due_at > ?", (cutoff,))
+            leased = run(
+                f"SELECT due_at <= ?, count(*) FROM {t}due_syncs WHERE {tenant}"  # noqa: S608
+                "state = 'pending' AND lease_owner IS NOT NULL AND lease_until > ? "
+                "GROUP BY 1",
+                (cutoff, *args, cutoff),
+            )
         # A leased sync is in flight, whether or not it was due: it leaves its own view.
         leased_due = sum(n for is_due, n in leased if is_due)
         leased_later = sum(n for is_due, n in leased if not is_due)
@@ -429,6 +592,7 @@ class LedgerBrowser:
         where: list[str] = []
         params: list[Any] = list(args)
         descending = view in (View.DONE, View.DEAD)
+        key = "lease_until" if view is View.IN_FLIGHT else "due_at"
         if view is View.DONE:
             where.append("state = 'done'")
         elif view is View.DEAD:
@@ -437,7 +601,7 @@ class LedgerBrowser:
             where.append("state = 'pending'")
             leased = "(lease_owner IS NOT NULL AND lease_until > ?)"
             if view is View.IN_FLIGHT:
-                where.append(leased)
+                where.append("lease_owner IS NOT NULL AND lease_until > ?")  # the index's range
                 params.append(cutoff)
             else:
                 where.append("NOT " + leased)
@@ -456,49 +620,60 @@ class LedgerBrowser:
             where.append("due_at <= ?")
             params.append(_micros(filters.due_until))
         if after is not None:
-            where.append("(due_at, conversation_id) " + ("< (?, ?)" if descending else "> (?, ?)"))
+            where.append(f"({key}, conversation_id) " + ("< (?, ?)" if descending else "> (?, ?)"))
             params.extend([_micros(after.due_at), after.conversation_id])
         order = "DESC" if descending else "ASC"
         sql = (
-            f"SELECT {_ROW_COLUMNS} FROM due_syncs WHERE {tenant}"  # noqa: S608  # constant text
+            f"SELECT {_ROW_COLUMNS} FROM {self._t}due_syncs WHERE {tenant}"  # noqa: S608
             + " AND ".join(where)
-            + f" ORDER BY due_at {order}, conversation_id {order}"
+            + f" ORDER BY {key} {order}, conversation_id {order}"
         )
         needle = filters.error_contains
-        with self._read() as conn:
-            if needle is None or view is not View.DEAD:
-                rows = conn.execute(sql + " LIMIT ?", (*params, limit + 1)).fetchall()
-                scanned_out = False
-                if needle is not None:  # only dead letters carry errors worth searching
-                    rows = [r for r in rows if r[4] and needle.lower() in r[4].lower()]
-            else:
-                rows, scanned_out = self._scan_errors(conn, sql, params, needle, limit)
+        if needle is None or view is not View.DEAD:
+            rows = self._store.query(sql + " LIMIT ?", (*params, limit + 1))
+            scanned_out = False
+            if needle is not None:  # only dead letters carry errors worth searching
+                rows = [r for r in rows if r[4] and needle.lower() in r[4].lower()]
+        else:
+            rows, scanned_out = self._scan_errors(sql, params, needle, limit)
         more = len(rows) > limit
         rows = rows[:limit]
         page_rows = tuple(_row(r) for r in rows)
         cursor = None
         if page_rows and (more or scanned_out):
             last = page_rows[-1]
-            cursor = Cursor(last.due_at, last.conversation_id)
+            at = last.lease_until if view is View.IN_FLIGHT and last.lease_until else last.due_at
+            cursor = Cursor(at, last.conversation_id)
         return Page(view=view, rows=page_rows, next_cursor=cursor, scanned_out=scanned_out)
 
     def _scan_errors(
-        self,
-        conn: sqlite3.Connection,
-        sql: str,
-        params: Sequence[Any],
-        needle: str,
-        limit: int,
+        self, sql: str, params: Sequence[Any], needle: str, limit: int
     ) -> tuple[list[tuple[Any, ...]], bool]:
         lowered = needle.lower()
         found: list[tuple[Any, ...]] = []
         scanned = 0
-        for row in conn.execute(sql + " LIMIT ?", (*params, MAX_SCAN)):
-            scanned += 1
-            if row[4] and lowered in row[4].lower():
-                found.append(row)
-                if len(found) > limit:
-                    return found, False
+        chunk = 1000
+        after: tuple[Any, ...] | None = None
+        # Read the dead letters newest first in chunks (keyset, like pages), up to MAX_SCAN.
+        while scanned < MAX_SCAN:
+            extra = ""
+            values: tuple[Any, ...] = tuple(params)
+            if after is not None:
+                extra = " AND (due_at, conversation_id) < (?, ?)"
+                values = (*values, after[1], after[0])
+            head, _, tail = sql.partition(" ORDER BY ")
+            rows = self._store.query(
+                f"{head}{extra} ORDER BY {tail} LIMIT ?", (*values, min(chunk, MAX_SCAN - scanned))
+            )
+            for row in rows:
+                scanned += 1
+                if row[4] and lowered in row[4].lower():
+                    found.append(row)
+                    if len(found) > limit:
+                        return found, False
+            if len(rows) < chunk:
+                return found, False
+            after = (rows[-1][0], rows[-1][1])
         return found, scanned >= MAX_SCAN
 
     # One conversation ------------------------------------------------------------------------
@@ -509,14 +684,14 @@ class LedgerBrowser:
         if cid is None:
             raise _fail("conversation", "must not be empty")
         tenant, args = self._where_tenant()
-        with self._read() as conn:
-            row = conn.execute(
-                f"SELECT {_ROW_COLUMNS}, conversation FROM due_syncs "  # noqa: S608
-                f"WHERE {tenant}conversation_id = ?",
-                (*args, cid),
-            ).fetchone()
-        if row is None:
+        rows = self._store.query(
+            f"SELECT {_ROW_COLUMNS}, conversation FROM {self._t}due_syncs "  # noqa: S608
+            f"WHERE {tenant}conversation_id = ?",
+            (*args, cid),
+        )
+        if not rows:
             return None
+        row = rows[0]
         try:
             data = json.loads(row[-1])
         except ValueError as error:
@@ -529,12 +704,11 @@ class LedgerBrowser:
             return []
         tenant = "integration = ? AND " if self._command_tenant else ""
         args: tuple[Any, ...] = (self.integration,) if self._command_tenant else ()
-        with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
-                f"WHERE {tenant}conversation_id = ? ORDER BY key",
-                (*args, conversation_id),
-            ).fetchall()
+        rows = self._store.query(
+            f"SELECT {_COMMAND_COLUMNS} FROM {self._t}commands "  # noqa: S608
+            f"WHERE {tenant}conversation_id = ? ORDER BY key",
+            (*args, conversation_id),
+        )
         records = []
         for key, cid, kind, state, crm_id, reason, attempts, updated, digest, owner in rows:
             records.append(
@@ -561,14 +735,13 @@ class LedgerBrowser:
         if not keys:
             return {}
         marks = ", ".join("?" * len(keys))
-        with self._read() as conn:
-            columns = {r[1] for r in conn.execute("PRAGMA table_info(links)")}
-            tenant = " AND integration = ?" if "integration" in columns else ""
-            args: tuple[Any, ...] = (self.integration,) if tenant else ()
-            rows = conn.execute(
-                f"SELECT email, crm_id, kind FROM links WHERE email IN ({marks}){tenant}",  # noqa: S608
-                (*keys, *args),
-            ).fetchall()
+        tenant = " AND integration = ?" if self._links_tenant else ""
+        args: tuple[Any, ...] = (self.integration,) if tenant else ()
+        rows = self._store.query(
+            f"SELECT email, crm_id, kind FROM {self._t}links "  # noqa: S608
+            f"WHERE email IN ({marks}){tenant}",
+            (*keys, *args),
+        )
         return {e: PersonLink(e, crm_id, PersonKind(kind)) for e, crm_id, kind in rows}
 
     def recent_runs(self, limit: int = 20) -> list[dict[str, Any]]:
@@ -580,16 +753,12 @@ class LedgerBrowser:
             raise _fail("limit", f"must be an integer from 1 to {MAX_PAGE}")
         if "runs" not in self._tables:
             return []
-        with self._read() as conn:
-            columns = [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
-            tenant = "WHERE integration = ? " if "integration" in columns else ""
-            args: tuple[Any, ...] = (self.integration,) if tenant else ()
-            cursor = conn.execute(
-                f"SELECT * FROM runs {tenant}ORDER BY rowid DESC LIMIT ?",  # noqa: S608
-                (*args, limit),
-            )
-            names = [d[0] for d in cursor.description]
-            rows = cursor.fetchall()
+        tenant = "WHERE integration = ? " if "integration" in self._store.columns["runs"] else ""
+        args: tuple[Any, ...] = (self.integration,) if tenant else ()
+        names, rows = self._store.named(
+            f"SELECT * FROM {self._t}runs {tenant}ORDER BY id DESC LIMIT ?",  # noqa: S608
+            (*args, limit),
+        )
         runs = []
         for row in rows:
             run: dict[str, Any] = {}
@@ -617,21 +786,20 @@ class LedgerBrowser:
             return counts
         tenant = "WHERE integration = ? " if self._command_tenant else ""
         args: tuple[Any, ...] = (self.integration,) if self._command_tenant else ()
-        with self._read() as conn:
-            for state, count in conn.execute(
-                f"SELECT state, count(*) FROM commands {tenant}GROUP BY state",  # noqa: S608
-                args,
-            ):
-                counts[CommandState(state)] = count
+        for state, count in self._store.query(
+            f"SELECT state, count(*) FROM {self._t}commands {tenant}GROUP BY state",  # noqa: S608
+            args,
+        ):
+            counts[CommandState(state)] = count
         return counts
 
     # Housekeeping ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the read-only connection (twice is harmless)."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            self._closer()
+        """Close the read-only connection (twice is harmless); a browser made by
+        :meth:`with_integration` leaves its parent's open."""
+        if self._root is None:
+            self._store.close()
 
     def __enter__(self) -> Self:
         return self

@@ -163,6 +163,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX runs_by_integration ON {s}.runs (integration, id)",
     ),
+    (
+        # The console's in-flight page walks leases in order of their end (then id).
+        (
+            "CREATE INDEX due_syncs_in_flight ON {s}.due_syncs "
+            "(integration, lease_until, conversation_id) WHERE lease_owner IS NOT NULL"
+        ),
+    ),
 )
 """The forward-only ladder: ``MIGRATIONS[n]`` takes a schema from version ``n`` to ``n + 1``."""
 

@@ -250,7 +250,16 @@ _V3_TENANTS = (
     "CREATE INDEX runs_by_integration ON runs (integration, id)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2_FENCES, _V3_TENANTS)
+_V4_IN_FLIGHT = (
+    # The console's in-flight page walks leases in order of their end (then id), from the index.
+    "DROP INDEX IF EXISTS due_syncs_in_flight",
+    (
+        "CREATE INDEX due_syncs_in_flight ON due_syncs (integration, lease_until, conversation_id) "
+        "WHERE lease_owner IS NOT NULL"
+    ),
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2_FENCES, _V3_TENANTS, _V4_IN_FLIGHT)
 """The forward-only ladder: ``MIGRATIONS[n]`` takes a file from version ``n`` to ``n + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
