@@ -56,6 +56,7 @@ from typing import Any
 
 import attrs
 
+from signals_crm._flows.carry import carried
 from signals_crm._flows.effects import (
     CALL_ERRORS,
     STOPS_A_RUN,
@@ -810,6 +811,7 @@ class BatchResult:
     lost: frozenset[str] = frozenset()
     inactive: frozenset[str] = frozenset()
     """CRM users the CRM refused as inactive owners in this batch."""
+    carried: tuple[str, ...] = ()  # conversations left for the next round (backfill only)
 
 
 def _digest(fields: Mapping[str, Any]) -> str:
@@ -861,6 +863,7 @@ def sync_batch(
     clock: Callable[[], datetime] | None = None,
     emails_of: Callable[[str], Flow] | None = None,
     fences: Mapping[str, int] | None = None,
+    carry: bool = False,
 ) -> Flow:
     """Sync a batch of conversations (module doc); one outcome per distinct conversation.
 
@@ -869,6 +872,9 @@ def sync_batch(
     the batch (to hold back the batch's visitors whose email another conversation may still
     be creating a record for), ``fences`` the fencing token of each claimed conversation
     (every command of it is recorded with it; refused ones mean another worker took over).
+    ``carry`` (a backfill's rounds but the last) lets the conversations whose writes would
+    only part-fill a call wait for the next round (:mod:`signals_crm._flows.carry`). They get
+    no outcome here: ``BatchResult.carried`` lists them.
     """
     config, caps = planner.config, planner.capabilities
     conversations = list({c.id: c for c in conversations}.values())  # a repeat: the last wins
@@ -916,6 +922,14 @@ def sync_batch(
             reader=reader,
         )
     plans = {p.conversation_id: _adopt_match(_keyed_updates(p), batch) for p in planned}
+    later: set[str] = set()
+    if carry:
+        later = carried(
+            list(plans.values()),
+            size=caps.write_batch_size,
+            pending=lambda c: batch.state(c.key) in (None, CommandState.PLANNED),
+        )
+        plans = {cid: plan for cid, plan in plans.items() if cid not in later}
     before = set(batch.matched)
     yield from _write(plans.values(), batch, caps, (CommandKind.CREATE_PERSON,))
     fresh = [c for c in active if c.id in batch.matched and c.id not in before]
@@ -935,6 +949,8 @@ def sync_batch(
     outcomes: list[ConversationOutcome] = []
     for conversation in conversations:
         cid = conversation.id
+        if cid in later:
+            continue
         note = (_repaired_note(repaired[cid]),) if cid in repaired else ()
         if cid in plans:
             outcome = _outcome(plans[cid], batch)
@@ -949,7 +965,11 @@ def sync_batch(
         outcomes.append(outcome)
     yield from _link(outcomes)
     return BatchResult(
-        outcomes, batch.rate_limited, frozenset(batch.lost), frozenset(batch.inactive)
+        outcomes,
+        batch.rate_limited,
+        frozenset(batch.lost),
+        frozenset(batch.inactive),
+        tuple(c.id for c in conversations if c.id in later),
     )
 
 

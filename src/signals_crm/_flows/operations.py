@@ -17,13 +17,14 @@ Lifecycle of an automatic sync::
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import random as _random
 import socket
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -78,8 +79,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_SETTLE", "Operations"]
 
-T = TypeVar("T")
-
 
 def _to_config(settings: IntegrationSettings | SyncConfig) -> SyncConfig:
     if isinstance(settings, SyncConfig):
@@ -108,21 +107,11 @@ DEFAULT_SETTLE = timedelta(minutes=15)
 Salesforce's REST API request time limit is 10 minutes, plus 5 minutes of margin for clock
 drift between workers (see docs/engine.md)."""
 _log = logging.getLogger("signals_crm")
+_NOT_REACHED = "carried into a round the backfill did not reach (the CRM's API limit or budget)"
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 class Operations:
@@ -423,6 +412,7 @@ class Operations:
         mode: SyncMode,
         now: datetime,
         fences: Mapping[str, int] | None = None,
+        carry: bool = False,
     ) -> FlowOf[BatchResult]:
         result: BatchResult = yield from sync_batch(
             conversations,
@@ -438,6 +428,7 @@ class Operations:
             clock=self._clock,
             emails_of=self._email_of,
             fences=fences,
+            carry=carry,
         )
         return result
 
@@ -522,17 +513,30 @@ class Operations:
         start = self._calls
         tally = _Tally()
         exhausted = False
-        for batch in _batches(conversations, self.batch_size):
+        # Each round but the last carries the conversations whose writes would only part-fill
+        # a call into the next one (signals_crm._flows.carry), so the rounds send full calls.
+        # A round is batch_size new conversations plus those carried (at most half a round),
+        # and the stream is read one ahead so the last round is known as such.
+        stream = iter(conversations)
+        ahead = list(itertools.islice(stream, 1))
+        carried: list[Conversation] = []
+        while ahead or carried:
+            fresh = [*ahead, *itertools.islice(stream, self.batch_size - len(ahead))]
+            ahead = list(itertools.islice(stream, 1))
+            batch = [*carried, *fresh]
             if self._budget_exhausted():
                 exhausted = True
                 break
-            result: BatchResult = yield from self._sync_flow(batch, SyncMode.AUTOMATIC, now)
+            result: BatchResult = yield from self._sync_flow(
+                batch, SyncMode.AUTOMATIC, now, carry=bool(ahead)
+            )
+            by_id = {c.id: c for c in batch}
+            carried = [by_id[cid] for cid in result.carried]
             self._learn_inactive(result)
             retry_later = [
                 o.conversation_id for o in result.outcomes if o.kind is OutcomeKind.RETRY
             ]
             if retry_later:  # finished later by run_due, like any automatic sync
-                by_id = {c.id: c for c in batch}
                 later = now + timedelta(seconds=self.retry.reschedule_after)
                 yield from store("schedule_many", [(by_id[cid], later) for cid in retry_later])
             for outcome in result.outcomes:
@@ -544,6 +548,16 @@ class Operations:
                 break
             if progress is not None:
                 progress(tally.count)
+        if carried:  # the run stopped early: run_due finishes them, like any automatic sync
+            later = now + timedelta(seconds=self.retry.reschedule_after)
+            yield from store("schedule_many", [(c, later) for c in carried])
+            for conversation in carried:
+                outcome = ConversationOutcome(
+                    conversation.id, OutcomeKind.RETRY, error=_NOT_REACHED, retry_at=later
+                )
+                tally.add(outcome, keep_all=False)
+                if on_outcome is not None:
+                    on_outcome(outcome)
         return tally.report(self._calls - start, exhausted)
 
     def _dry_run_flow(
