@@ -660,3 +660,24 @@ def test_a_rotated_refresh_token_is_written_back_to_its_file(tmp_path):
         "a spent one. Keep credentials in a file (see connect) to have it saved."
     )
     assert warnings == [expected]
+
+
+def test_sandbox_external_id_option_gives_the_org_the_field(monkeypatch):
+    """``signals-crm sandbox salesforce --external-id Lead.Signals_Sync_Key__c`` (repeatable)
+    serves an org whose Lead and Task have the custom External ID + Unique field."""
+    import signals_crm.testing.salesforce as local_salesforce
+
+    served = []
+    monkeypatch.setattr(local_salesforce, "serve", lambda *_a, **kw: served.append(kw["org"]))
+    argv = ["sandbox", "salesforce", "--port", "0"]
+    argv += [
+        "--external-id",
+        "Lead.Signals_Sync_Key__c",
+        "--external-id",
+        "Task.Signals_Sync_Key__c",
+    ]
+    assert main(argv) == 0
+    (org,) = served
+    for name in ("Lead", "Task"):
+        field = org.data.object(name).field("Signals_Sync_Key__c")
+        assert (field.external_id, field.unique, field.custom) == (True, True, True)
