@@ -18,6 +18,7 @@ from signals_crm.ledger import (
     DueState,
     DueSync,
     Ledger,
+    Operation,
     PersonLink,
 )
 
@@ -705,3 +706,66 @@ class TestRuns:
             ledger.record_run(summary)
         assert info.value.paths == ("summary",)
         assert ledger.recent_runs(10) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# Batches of operations (rule 6)
+
+
+class TestBatches:
+    def test_commands_of_reads_many_conversations_at_once(self, ledger: Ledger) -> None:
+        """commands_of gives each asked id its commands by key, and an empty list for an id
+        without commands; another integration's commands are not seen."""
+        ledger.record([cmd("c1:task:b", S.PLANNED, kind="create_task"), cmd("c1:person", S.SENT)])
+        ledger.record([cmd("c2:person", S.PLANNED)])
+        found = ledger.commands_of(["c1", "c2", "c3"])
+        assert {cid: [r.key for r in rs] for cid, rs in found.items()} == {
+            "c1": ["c1:person", "c1:task:b"],
+            "c2": ["c2:person"],
+            "c3": [],
+        }
+        assert found["c1"] == ledger.commands_for("c1")
+        other = getattr(ledger, "for_integration", None)
+        if other is not None:
+            assert other("acme").commands_of(["c1"]) == {"c1": []}
+
+    def test_perform_runs_operations_in_order_and_returns_each_result(self, ledger: Ledger) -> None:
+        """perform applies its operations in order, returning each one's result."""
+        results = ledger.perform(
+            [
+                Operation("schedule", (conv("c1", "a@x.io"), T0)),
+                Operation("record", ([cmd("c1:person", S.SENT)],)),
+                Operation("record", ([cmd("c1:person", S.CONFIRMED)],)),
+                Operation("complete", (["c1"], "created")),
+                Operation("get_due", ("c1",)),
+            ]
+        )
+        assert [error for _, error in results] == [None] * 5
+        assert results[3][0] == 1
+        assert results[4][0].state is DueState.DONE
+        assert ledger.get_command("c1:person").state is S.CONFIRMED
+
+    def test_a_failed_operation_is_undone_alone(self, ledger: Ledger) -> None:
+        """An operation of perform that breaks a rule returns its error and writes nothing;
+        the operations before and after it are kept."""
+        ledger.record([cmd("c1:person", S.SENT)])
+        results = ledger.perform(
+            [
+                Operation("record", ([cmd("c2:person", S.SENT)],)),
+                Operation("record", ([cmd("c3:person", S.PLANNED), cmd("c1:person", S.SENT)],)),
+                Operation("link_many", ([PersonLink("a@x.io", "00Q1", PersonKind.LEAD)],)),
+            ]
+        )
+        assert results[0][1] is None
+        assert isinstance(results[1][1], InvalidTransitionError)
+        assert results[2][1] is None
+        assert ledger.get_command("c2:person").state is S.SENT
+        assert ledger.get_command("c3:person") is None
+        assert ledger.links_for(["a@x.io"])["a@x.io"].crm_id == "00Q1"
+
+    def test_an_operation_names_a_ledger_method(self) -> None:
+        """An Operation of a method the Ledger Protocol lacks is refused, naming the field."""
+        with pytest.raises(ConfigurationError, match="method"):
+            Operation("drop_everything")
+        with pytest.raises(ConfigurationError, match="method"):
+            Operation("close")

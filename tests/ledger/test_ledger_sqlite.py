@@ -401,3 +401,32 @@ def test_a_sibling_never_closed_does_not_keep_the_file_open(tmp_path: Path) -> N
     del kept
     gc.collect()
     assert first._shared.conn is None
+
+
+def test_perform_commits_once_for_all_its_operations(tmp_path: Path) -> None:
+    """perform runs its writes in one BEGIN IMMEDIATE ... COMMIT (each a savepoint): one
+    commit however many operations, and a failed one rolled back to its savepoint alone."""
+    from signals_crm.ledger import Operation
+
+    with SQLiteLedger(tmp_path / "ledger.db") as ledger:
+        conn = ledger._shared.conn  # counting the commits it makes
+        assert conn is not None
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        sent = CommandRecord("c1:person", "c1", "create_person", CommandState.SENT, T0)
+        results = ledger.perform(
+            [
+                Operation("schedule", (Conversation("c1", closed_at=T0), T0)),
+                Operation("record", ([sent],)),
+                Operation("record", ([sent],)),  # SENT again: refused, undone alone
+                Operation("complete", (["c1"], "created")),
+            ]
+        )
+        conn.set_trace_callback(None)
+        assert [error is None for _, error in results] == [True, True, False, True]
+        assert [s for s in statements if s.split()[0] in {"BEGIN", "COMMIT"}] == [
+            "BEGIN IMMEDIATE",
+            "COMMIT",
+        ]
+        assert ledger.get_due("c1").state is DueState.DONE
+        assert ledger.get_command("c1:person").state is CommandState.SENT

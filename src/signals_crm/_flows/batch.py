@@ -62,6 +62,7 @@ from signals_crm._flows.effects import (
     STOPS_A_RUN,
     Call,
     Flow,
+    LedgerOp,
     Reader,
     Sleep,
     reason_of,
@@ -107,7 +108,7 @@ from signals_crm.exceptions import (
     RateLimitedError,
     SignalsCRMError,
 )
-from signals_crm.ledger.base import CommandRecord, CommandState, PersonLink
+from signals_crm.ledger.base import CommandRecord, CommandState, Performed, PersonLink
 from signals_crm.reports import _FROM_PLAN, ConversationOutcome, OutcomeKind
 
 __all__ = [
@@ -115,6 +116,7 @@ __all__ = [
     "Verdict",
     "account_owners",
     "classify",
+    "finish_batch",
     "held_emails",
     "plan_batch",
     "preflight",
@@ -223,6 +225,8 @@ class _Batch:
     fences: Mapping[str, int] = attrs.field(factory=dict)  # cid → its claim's fencing token
     lost: set[str] = attrs.field(factory=set)  # cids another worker has claimed since
     inactive: set[str] = attrs.field(factory=set)  # owners the CRM refused as inactive
+    pending: list[CommandRecord] = attrs.field(factory=list)  # outcomes not written yet
+    before_send: dict[str, CommandRecord | None] = attrs.field(factory=dict)  # key → as it was
     rate_limited: bool = False
 
     def wall(self) -> datetime:
@@ -242,24 +246,21 @@ class _Batch:
     def wait(self, cid: str, until: datetime) -> None:
         self.waits[cid] = max(until, self.waits.get(cid, until))
 
+    def defer(self, updates: Sequence[CommandRecord]) -> None:
+        """Outcomes of a call: known now, written with the next commit (the next SENT, or the
+        batch's end). A crash before then leaves them SENT, reconciled like any crash."""
+        for record in updates:
+            self.records[record.key] = record
+        self.pending.extend(updates)
+
     def save(self, updates: Sequence[CommandRecord]) -> Flow:
-        """Record ``updates``; those another process raced us to are dropped and returned."""
-        lost: list[CommandRecord] = []
-        pending = list(updates)
-        while pending:
-            try:
-                yield from store("record", pending)
-            except InvalidTransitionError as exc:
-                if isinstance(exc, LeaseLostError):
-                    # Another worker claimed these syncs: stop touching them (never send).
-                    self.lost.update(exc.conversation_ids)
-                bad = set(exc.keys) | {r.key for r in pending if r.conversation_id in self.lost}
-                lost.extend(r for r in pending if r.key in bad)
-                pending = [r for r in pending if r.key not in bad]
-                continue
-            for record in pending:
-                self.records[record.key] = record
-            break
+        """Record the deferred outcomes and ``updates`` now, in one commit; those another
+        process raced us to are dropped and returned."""
+        pending = [*self.pending, *updates]
+        self.pending = []
+        saved, lost = yield from _record(pending, self.lost)
+        for record in saved:
+            self.records[record.key] = record
         return lost
 
     def state(self, key: str) -> CommandState | None:
@@ -291,8 +292,8 @@ class _Batch:
 
     def mark_all(
         self, commands: Sequence[Command], state: CommandState, reason: str | None = None
-    ) -> Flow:
-        yield from self.save([self.mark(c, state, reason=reason) for c in commands])
+    ) -> None:
+        self.defer([self.mark(c, state, reason=reason) for c in commands])
 
     def settle_record(self, record: CommandRecord, state: CommandState, crm_id: str | None) -> Flow:
         """Record what reconciling ``record`` found."""
@@ -331,12 +332,17 @@ class _Batch:
 
         A conversation whose rows cannot be read is set aside as damaged; the rest go on.
         """
-        for conversation in conversations:
-            try:
-                rows = yield from store("commands_for", conversation.id)
-            except SignalsCRMError as error:
-                self.damaged[conversation.id] = f"damaged ledger row: {reason_of(error)}"
-                continue
+        ids = [c.id for c in conversations]
+        try:
+            found: dict[str, list[CommandRecord]] = yield from store("commands_of", ids)
+        except SignalsCRMError:
+            found = {}  # one of them cannot be read: one by one, to set only it aside
+            for cid in ids:
+                try:
+                    found[cid] = yield from store("commands_for", cid)
+                except SignalsCRMError as error:
+                    self.damaged[cid] = f"damaged ledger row: {reason_of(error)}"
+        for rows in found.values():
             for record in rows:
                 self.records[record.key] = record
         for record in self.records.values():
@@ -349,6 +355,27 @@ class _Batch:
                     self.matched[record.conversation_id] = record.crm_id
                 else:
                     self.created[record.key] = record.crm_id
+
+
+def _record(records: Sequence[CommandRecord], lost_ids: set[str]) -> Flow:
+    """Record ``records``, dropping those the ledger refuses (raced by another process, or of
+    a conversation whose lease is lost: added to ``lost_ids``, never sent). Returns what was
+    saved and what was dropped."""
+    dropped: list[CommandRecord] = []
+    pending = list(records)
+    while pending:
+        try:
+            yield from store("record", pending)
+        except InvalidTransitionError as exc:
+            if isinstance(exc, LeaseLostError):
+                # Another worker claimed these syncs: stop touching them (never send).
+                lost_ids.update(exc.conversation_ids)
+            bad = set(exc.keys) | {r.key for r in pending if r.conversation_id in lost_ids}
+            dropped.extend(r for r in pending if r.key in bad)
+            pending = [r for r in pending if r.key not in bad]
+            continue
+        break
+    return pending, dropped
 
 
 _CREATE = CommandKind.CREATE_PERSON.value
@@ -588,10 +615,44 @@ def _reconcile_sent(
     return landed, unknown
 
 
-def write_phase(commands: Sequence[Command], batch: _Batch, caps: Capabilities) -> Flow:
-    """Send one kind of command, in calls of the adapter's write batch size (rule 4)."""
-    todo: list[tuple[Command, Any]] = []
-    alone: list[tuple[Command, Any]] = []
+Todo = list[tuple[Command, Any]]
+"""Commands of one kind with their payloads, about to go out in one call."""
+
+
+def write_phase(
+    plans: Iterable[Plan], batch: _Batch, caps: Capabilities, kinds: Sequence[CommandKind]
+) -> Flow:
+    """Send the plans' commands of ``kinds``, one kind after the other (dependency order).
+
+    Every command about to go out is recorded SENT first, all of the phase in one commit
+    (together with the outcomes of earlier calls not yet written); a command recorded SENT
+    that the phase then does not send (the CRM's daily limit, a run stopped) is put back.
+    """
+    commands = [c for p in plans for c in p.commands]
+    calls: list[Todo] = []
+    for kind in kinds:
+        calls.extend(_calls([c for c in commands if c.kind is kind], batch, caps))
+    if not calls or batch.rate_limited:
+        return
+    marked = yield from _mark_sent([item for call in calls for item in call], batch, {})
+    unsent = {c.key: batch.before_send[c.key] for c, _ in marked}
+    try:
+        for call in calls:
+            todo = [(c, p) for c, p in call if c.key in unsent]
+            if todo and not batch.rate_limited:
+                yield from _send(todo, batch, caps, unsent)
+    except STOPS_A_RUN:
+        _put_back(unsent, batch)
+        yield from batch.save([])
+        raise
+    _put_back(unsent, batch)
+
+
+def _calls(commands: Sequence[Command], batch: _Batch, caps: Capabilities) -> list[Todo]:
+    """The calls that send ``commands`` (one kind), in the adapter's write batch size; a
+    command whose last call broke perhaps midway goes alone."""
+    todo: Todo = []
+    alone: Todo = []
     for command in commands:
         state = batch.state(command.key)
         if state in (CommandState.CONFIRMED, CommandState.FAILED):
@@ -610,7 +671,7 @@ def write_phase(commands: Sequence[Command], batch: _Batch, caps: Capabilities) 
             continue  # its person record does not exist (yet): the conversation is retried
         why = _unsendable(payload)
         if why is not None:
-            yield from batch.save([batch.mark(command, CommandState.FAILED, reason=why)])
+            batch.defer([batch.mark(command, CommandState.FAILED, reason=why)])
             batch.errors.setdefault(command.conversation_id, (why, False))
             continue
         old = batch.records.get(command.key)
@@ -619,147 +680,216 @@ def write_phase(commands: Sequence[Command], batch: _Batch, caps: Capabilities) 
         else:
             todo.append((command, payload))
     size = max(1, caps.write_batch_size)
-    for chunk in [*_chunks(todo, size), *([item] for item in alone)]:
-        if batch.rate_limited:
-            return
-        yield from _send(list(chunk), batch, caps)
+    return [list(chunk) for chunk in _chunks(todo, size)] + [[item] for item in alone]
 
 
-def _send(todo: list[tuple[Command, Any]], batch: _Batch, caps: Capabilities) -> Flow:
-    """Send one call's worth of commands of one kind, with the retry rules (rule 4)."""
-    method = _METHODS[todo[0][0].kind]
+def _mark_sent(todo: Todo, batch: _Batch, unsent: dict[str, CommandRecord | None]) -> Flow:
+    """Record ``todo`` SENT (those of ``unsent`` already are: they only leave it); the ones
+    another process raced us to are dropped. Returns what may go out."""
+    for command, _ in todo:
+        batch.before_send.setdefault(command.key, batch.records.get(command.key))
+    fresh = [c for c, _ in todo if c.key not in unsent]
+    for command, _ in todo:
+        unsent.pop(command.key, None)
+    if not fresh:
+        return todo  # all recorded SENT already (the outcomes before stay deferred)
+    sent = [batch.mark(c, CommandState.SENT, attempt=True) for c in fresh]
+    lost = {r.key for r in (yield from batch.save(sent))}
+    return [(c, p) for c, p in todo if c.key not in lost]
+
+
+def _put_back(unsent: Mapping[str, CommandRecord | None], batch: _Batch) -> None:
+    """Commands recorded SENT that never went out: back to what they were (PLANNED)."""
+    back: list[CommandRecord] = []
+    for key, old in unsent.items():
+        record = batch.records[key]
+        back.append(
+            attrs.evolve(
+                record,
+                state=CommandState.PLANNED,
+                reason=old.reason if old is not None else None,
+                attempts=old.attempts if old is not None else 0,
+                updated_at=batch.wall(),
+            )
+        )
+    batch.defer(back)
+
+
+def _send(todo: Todo, batch: _Batch, caps: Capabilities, unsent: dict[str, Any]) -> Flow:
+    """Send one call's worth of commands of one kind until each has an outcome (rule 4):
+    the verdict on a failure (:mod:`.verdicts`) picks what is done, the loop only repeats."""
     attempt = 0
     while todo:
-        sent = [batch.mark(c, CommandState.SENT, attempt=True) for c, _ in todo]
-        lost = {r.key for r in (yield from batch.save(sent))}
-        todo = [(c, p) for c, p in todo if c.key not in lost]
+        todo = yield from _mark_sent(todo, batch, unsent)
         if not todo:
             return
-        commands_now = [c for c, _ in todo]
-        payloads = [p for _, p in todo]
+        hint: float | None = None
+        reason: str | None = None
         try:
-            results: list[WriteResult] = list((yield Call(method, (payloads,))))
-            if len(results) != len(todo):
-                msg = f"{method} returned {len(results)} results for {len(todo)} records"
-                raise CRMAPIError(msg)  # one verdict for every broken call
+            results = yield from _write_call(todo)
         except CALL_ERRORS as error:
             verdict = classify(error, records=len(todo), per_record=False)
+            todo = yield from _ON_FAILED_CALL[verdict](todo, error, batch, caps)
             reason = reason_of(error)
-            if verdict is Verdict.STOP:
-                yield from batch.mark_all(commands_now, CommandState.PLANNED)
-                raise
-            if verdict is Verdict.DAILY_LIMIT:
-                yield from batch.mark_all(commands_now, CommandState.PLANNED, reason)
-                batch.rate_limited = True
-                return
-            if verdict is Verdict.FAILED:
-                yield from batch.mark_all(commands_now, CommandState.FAILED, reason)
-                for c in commands_now:
-                    batch.errors.setdefault(c.conversation_id, (reason, False))
-                return
-            if verdict is Verdict.SPLIT:
-                # The CRM refused the request as a whole: nothing landed. Halves find the record.
-                yield from batch.mark_all(commands_now, CommandState.PLANNED, reason)
-                half = len(todo) // 2
-                yield from _send(todo[:half], batch, caps)
-                if not batch.rate_limited:
-                    yield from _send(todo[half:], batch, caps)
-                return
-            if verdict in (Verdict.UNKNOWN, Verdict.ISOLATE):
-                tag = _ISOLATE if verdict is Verdict.ISOLATE else ""
-                yield from batch.save(
-                    [
-                        batch.mark(c, CommandState.UNKNOWN, reason=f"{tag}{reason}")
-                        for c in commands_now
-                    ]
-                )
-                window = batch.window(commands_now[0].kind.value, caps)
-                if verdict is Verdict.ISOLATE or window > timedelta(0):
-                    until = batch.wall() + window
-                    for c in commands_now:
-                        batch.wait(c.conversation_id, until)
-                    return
-                landed, unknown = yield from _reconcile_sent(commands_now, payloads, batch, caps)
-                done = []
-                for command in commands_now:
-                    if command.key in landed:
-                        done.append(
-                            batch.mark(command, CommandState.CONFIRMED, crm_id=landed[command.key])
-                        )
-                        if command.kind is CommandKind.CREATE_PERSON:
-                            batch.created[command.key] = landed[command.key]
-                    elif command.key not in unknown:
-                        done.append(batch.mark(command, CommandState.PLANNED, reason=reason))
-                yield from batch.save(done)
-                todo = [(c, p) for c, p in todo if c.key not in landed and c.key not in unknown]
-            else:  # RETRY: certainly not sent
-                yield from batch.mark_all(commands_now, CommandState.PLANNED, reason)
-            attempt += 1
-            if attempt >= batch.retry.max_attempts:
-                for c, _ in todo:
-                    batch.errors.setdefault(c.conversation_id, (reason, False))
-                return
-            if todo:
-                hint = error.retry_after if isinstance(error, RateLimitedError) else None
-                yield Sleep(batch.retry.delay(attempt - 1, batch.random, hint))
+            hint = error.retry_after if isinstance(error, RateLimitedError) else None
+        else:
+            todo = _answered(todo, results, batch)
+        if not todo:
+            return
+        attempt += 1
+        if attempt >= batch.retry.max_attempts:
+            for command, _ in todo:
+                why = reason or batch.records[command.key].reason or "retries exhausted"
+                batch.errors.setdefault(command.conversation_id, (why, False))
+            return
+        yield Sleep(batch.retry.delay(attempt - 1, batch.random, hint))
+
+
+def _write_call(todo: Todo) -> Flow:
+    """The adapter call for ``todo``; one answer per record, or the call counts as broken."""
+    method = _METHODS[todo[0][0].kind]
+    results: list[WriteResult] = list((yield Call(method, ([p for _, p in todo],))))
+    if len(results) != len(todo):
+        msg = f"{method} returned {len(results)} results for {len(todo)} records"
+        raise CRMAPIError(msg)  # one verdict for every broken call
+    return results
+
+
+# -- what a failed call leads to, by verdict: each returns what is still to send ---------------
+
+
+def _stop(todo: Todo, error: BaseException, batch: _Batch, _caps: Capabilities) -> Flow:
+    """Authentication or permission: nothing landed; the run stops with the error."""
+    yield from ()  # a flow like the others, with nothing to ask
+    batch.mark_all([c for c, _ in todo], CommandState.PLANNED)
+    raise error
+
+
+def _daily_limit(todo: Todo, error: BaseException, batch: _Batch, _caps: Capabilities) -> Flow:
+    """The CRM's daily limit: nothing sent; the batch stops, its syncs stay due."""
+    yield from ()  # a flow like the others, with nothing to ask
+    batch.mark_all([c for c, _ in todo], CommandState.PLANNED, reason_of(error))
+    batch.rate_limited = True
+    return []
+
+
+def _failed(todo: Todo, error: BaseException, batch: _Batch, _caps: Capabilities) -> Flow:
+    """Refused for good: a dead letter with the CRM's reason."""
+    yield from ()  # a flow like the others, with nothing to ask
+    reason = reason_of(error)
+    batch.mark_all([c for c, _ in todo], CommandState.FAILED, reason)
+    for command, _ in todo:
+        batch.errors.setdefault(command.conversation_id, (reason, False))
+    return []
+
+
+def _split(todo: Todo, error: BaseException, batch: _Batch, caps: Capabilities) -> Flow:
+    """The CRM refused the request as a whole: nothing landed. Halves find the record."""
+    batch.mark_all([c for c, _ in todo], CommandState.PLANNED, reason_of(error))
+    half = len(todo) // 2
+    yield from _send(todo[:half], batch, caps, {})
+    if not batch.rate_limited:
+        yield from _send(todo[half:], batch, caps, {})
+    return []
+
+
+def _retry(todo: Todo, error: BaseException, batch: _Batch, _caps: Capabilities) -> Flow:
+    """Certainly not sent: all of it again, after a backoff."""
+    yield from ()  # a flow like the others, with nothing to ask
+    batch.mark_all([c for c, _ in todo], CommandState.PLANNED, reason_of(error))
+    return todo
+
+
+def _isolate(todo: Todo, error: BaseException, batch: _Batch, caps: Capabilities) -> Flow:
+    """The call broke, perhaps midway: settle, then send each record alone."""
+    return (yield from _unknown(todo, error, batch, caps, isolate=True))
+
+
+def _unknown(
+    todo: Todo, error: BaseException, batch: _Batch, caps: Capabilities, *, isolate: bool = False
+) -> Flow:
+    """It may have landed: UNKNOWN; read back now (no settle window) or after the window."""
+    reason = reason_of(error)
+    tag = _ISOLATE if isolate else ""
+    commands = [c for c, _ in todo]
+    batch.defer([batch.mark(c, CommandState.UNKNOWN, reason=f"{tag}{reason}") for c in commands])
+    window = batch.window(commands[0].kind.value, caps)
+    if isolate or window > timedelta(0):
+        until = batch.wall() + window
+        for command in commands:
+            batch.wait(command.conversation_id, until)
+        return []
+    payloads = [p for _, p in todo]
+    landed, unknown = yield from _reconcile_sent(commands, payloads, batch, caps)
+    done = []
+    for command in commands:
+        if command.key in landed:
+            done.append(batch.mark(command, CommandState.CONFIRMED, crm_id=landed[command.key]))
+            if command.kind is CommandKind.CREATE_PERSON:
+                batch.created[command.key] = landed[command.key]
+        elif command.key not in unknown:
+            done.append(batch.mark(command, CommandState.PLANNED, reason=reason))
+    batch.defer(done)
+    return [(c, p) for c, p in todo if c.key not in landed and c.key not in unknown]
+
+
+_ON_FAILED_CALL: Mapping[Verdict, Callable[[Todo, BaseException, _Batch, Capabilities], Flow]] = {
+    Verdict.STOP: _stop,
+    Verdict.DAILY_LIMIT: _daily_limit,
+    Verdict.FAILED: _failed,
+    Verdict.SPLIT: _split,
+    Verdict.RETRY: _retry,
+    Verdict.UNKNOWN: _unknown,
+    Verdict.ISOLATE: _isolate,
+}
+"""What a whole call's verdict leads to (the table of :mod:`.verdicts` says which verdict)."""
+
+
+def _answered(todo: Todo, results: Sequence[WriteResult], batch: _Batch) -> Todo:
+    """Each record's outcome of an answered call; returns the records to send again."""
+    again: Todo = []
+    updates: list[CommandRecord] = []
+    for (command, payload), result in zip(todo, results, strict=True):
+        if result.ok:
+            assert result.id is not None  # noqa: S101  # ok implies an id
+            updates.append(batch.mark(command, CommandState.CONFIRMED, crm_id=result.id))
+            if command.kind is CommandKind.CREATE_PERSON:
+                batch.created[command.key] = result.id
             continue
-        again: list[tuple[Command, Any]] = []
-        updates: list[CommandRecord] = []
-        for (command, payload), result in zip(todo, results, strict=True):
-            if result.ok:
-                assert result.id is not None  # noqa: S101  # ok implies an id
-                updates.append(batch.mark(command, CommandState.CONFIRMED, crm_id=result.id))
-                if command.kind is CommandKind.CREATE_PERSON:
-                    batch.created[command.key] = result.id
-                continue
-            failure = result.error
-            if (
-                isinstance(failure, DuplicateRecordError)
-                and command.kind is CommandKind.CREATE_PERSON
-                and failure.matched_ids
-            ):
-                # Rule 5: a match on the record the CRM names, never a second create.
-                matched = failure.matched_ids[0]
-                updates.append(
-                    batch.mark(
-                        command,
-                        CommandState.CONFIRMED,
-                        crm_id=matched,
-                        reason=f"{_DUPLICATE}{matched}",
-                    )
-                )
-                batch.matched[command.conversation_id] = matched
-                continue
-            if failure is None:
-                verdict = Verdict.FAILED
-            else:
-                verdict = classify(failure, records=1, per_record=True)
-            reason = reason_of(failure) if failure is not None else "no id returned"
-            if verdict is Verdict.RETRY:
-                updates.append(batch.mark(command, CommandState.PLANNED, reason=reason))
-                again.append((command, payload))
-                continue
-            if verdict is Verdict.ADMIN:
-                owner = _inactive_owner(failure, payload)
-                if owner is not None:
-                    # Surfaced once, and planned again without that owner (its next source).
-                    batch.inactive.add(owner)
-                    reason = _inactive_issue(owner)
-                updates.append(batch.mark(command, CommandState.PLANNED, reason=reason))
-                batch.errors.setdefault(command.conversation_id, (reason, True))
-                continue
+        failure = result.error
+        if (
+            isinstance(failure, DuplicateRecordError)
+            and command.kind is CommandKind.CREATE_PERSON
+            and failure.matched_ids
+        ):
+            # Rule 5: a match on the record the CRM names, never a second create.
+            matched = failure.matched_ids[0]
+            reason = f"{_DUPLICATE}{matched}"
+            updates.append(
+                batch.mark(command, CommandState.CONFIRMED, crm_id=matched, reason=reason)
+            )
+            batch.matched[command.conversation_id] = matched
+            continue
+        verdict = Verdict.FAILED
+        if failure is not None:
+            verdict = classify(failure, records=1, per_record=True)
+        reason = reason_of(failure) if failure is not None else "no id returned"
+        if verdict is Verdict.RETRY:
+            updates.append(batch.mark(command, CommandState.PLANNED, reason=reason))
+            again.append((command, payload))
+        elif verdict is Verdict.ADMIN:
+            owner = _inactive_owner(failure, payload)
+            if owner is not None:
+                # Surfaced once, and planned again without that owner (its next source).
+                batch.inactive.add(owner)
+                reason = _inactive_issue(owner)
+            updates.append(batch.mark(command, CommandState.PLANNED, reason=reason))
+            batch.errors.setdefault(command.conversation_id, (reason, True))
+        else:
             updates.append(batch.mark(command, CommandState.FAILED, reason=reason))
             batch.errors.setdefault(command.conversation_id, (reason, False))
-        yield from batch.save(updates)
-        todo = again
-        if todo:
-            attempt += 1
-            if attempt >= batch.retry.max_attempts:
-                for command, _ in todo:
-                    reason = batch.records[command.key].reason or "retries exhausted"
-                    batch.errors.setdefault(command.conversation_id, (reason, False))
-                return
-            yield Sleep(batch.retry.delay(attempt - 1, batch.random))
+    batch.defer(updates)
+    return again
 
 
 INACTIVE_OWNER = "INACTIVE_OWNER_OR_USER"
@@ -812,6 +942,8 @@ class BatchResult:
     inactive: frozenset[str] = frozenset()
     """CRM users the CRM refused as inactive owners in this batch."""
     carried: tuple[str, ...] = ()  # conversations left for the next round (backfill only)
+    writes: tuple[LedgerOp, ...] = ()
+    """What is left to write (the last outcomes, the links): :func:`finish_batch` does."""
 
 
 def _digest(fields: Mapping[str, Any]) -> str:
@@ -898,78 +1030,89 @@ def sync_batch(
         clock=clock,
         fences=dict(fences or {}),
     )
-    yield from batch.load(conversations)
-    healthy = [c for c in conversations if c.id not in batch.damaged]
-    yield from reconcile(healthy, batch, caps, config.campaign_id)
-    if emails_of is not None and mode is SyncMode.AUTOMATIC:
-        yield from _hold_shared_emails(healthy, batch, emails_of)
-    waiting = set(batch.waits) | set(batch.blocked)
-    active = [c for c in healthy if c.id not in waiting]
-    if caps.upserts_people:
-        # A visitor's create that went out before goes out again from the same conversation,
-        # so with the same key: its late request and the resend are one upsert, one record.
-        active.sort(key=lambda c: f"{c.id}:person" not in batch.records)
-    resumed = {key.removesuffix(":person"): crm_id for key, crm_id in batch.created.items()}
-    planned: tuple[Plan, ...] = ()
-    if active:
-        planned = yield from plan_batch(
-            active,
-            planner,
-            now=now,
-            mode=mode,
-            schema=schema,
-            created=resumed,
-            reader=reader,
+    try:
+        yield from batch.load(conversations)
+        healthy = [c for c in conversations if c.id not in batch.damaged]
+        yield from reconcile(healthy, batch, caps, config.campaign_id)
+        if emails_of is not None and mode is SyncMode.AUTOMATIC:
+            yield from _hold_shared_emails(healthy, batch, emails_of)
+        waiting = set(batch.waits) | set(batch.blocked)
+        active = [c for c in healthy if c.id not in waiting]
+        if caps.upserts_people:
+            # A visitor's create that went out before goes out again from the same
+            # conversation, so with the same key: its late request and the resend are one
+            # upsert, one record.
+            active.sort(key=lambda c: f"{c.id}:person" not in batch.records)
+        resumed = {key.removesuffix(":person"): crm_id for key, crm_id in batch.created.items()}
+        planned: tuple[Plan, ...] = ()
+        if active:
+            planned = yield from plan_batch(
+                active,
+                planner,
+                now=now,
+                mode=mode,
+                schema=schema,
+                created=resumed,
+                reader=reader,
+            )
+        plans = {p.conversation_id: _adopt_match(_keyed_updates(p), batch) for p in planned}
+        later: set[str] = set()
+        if carry:
+            later = carried(
+                list(plans.values()),
+                size=caps.write_batch_size,
+                pending=lambda c: batch.state(c.key) in (None, CommandState.PLANNED),
+            )
+            plans = {cid: plan for cid, plan in plans.items() if cid not in later}
+        before = set(batch.matched)
+        yield from write_phase(plans.values(), batch, caps, (CommandKind.CREATE_PERSON,))
+        fresh = [c for c in active if c.id in batch.matched and c.id not in before]
+        if fresh:
+            # Creates the CRM just refused as duplicates: plan again, the lookup may find them now.
+            replanned: tuple[Plan, ...] = yield from plan_batch(
+                fresh, planner, now=now, mode=mode, schema=schema, reader=reader
+            )
+            for plan in replanned:
+                plans[plan.conversation_id] = _adopt_match(_keyed_updates(plan), batch)
+        yield from write_phase(
+            plans.values(),
+            batch,
+            caps,
+            (CommandKind.UPDATE_PERSON, CommandKind.CREATE_TASK, CommandKind.ADD_TO_CAMPAIGN),
         )
-    plans = {p.conversation_id: _adopt_match(_keyed_updates(p), batch) for p in planned}
-    later: set[str] = set()
-    if carry:
-        later = carried(
-            list(plans.values()),
-            size=caps.write_batch_size,
-            pending=lambda c: batch.state(c.key) in (None, CommandState.PLANNED),
-        )
-        plans = {cid: plan for cid, plan in plans.items() if cid not in later}
-    before = set(batch.matched)
-    yield from _write(plans.values(), batch, caps, (CommandKind.CREATE_PERSON,))
-    fresh = [c for c in active if c.id in batch.matched and c.id not in before]
-    if fresh:
-        # Creates the CRM just refused as duplicates: plan again, the lookup may find them now.
-        replanned: tuple[Plan, ...] = yield from plan_batch(
-            fresh, planner, now=now, mode=mode, schema=schema, reader=reader
-        )
-        for plan in replanned:
-            plans[plan.conversation_id] = _adopt_match(_keyed_updates(plan), batch)
-    yield from _write(
-        plans.values(),
-        batch,
-        caps,
-        (CommandKind.UPDATE_PERSON, CommandKind.CREATE_TASK, CommandKind.ADD_TO_CAMPAIGN),
-    )
-    outcomes: list[ConversationOutcome] = []
-    for conversation in conversations:
-        cid = conversation.id
-        if cid in later:
-            continue
-        note = (_repaired_note(repaired[cid]),) if cid in repaired else ()
-        if cid in plans:
-            outcome = _outcome(plans[cid], batch)
-        elif cid in batch.damaged:
-            outcome = ConversationOutcome(cid, OutcomeKind.FAILED, error=batch.damaged[cid])
-        elif cid in batch.blocked:
-            outcome = ConversationOutcome(cid, OutcomeKind.RETRY, error=batch.blocked[cid])
-        else:
-            outcome = _waiting(cid, batch)
-        if note:
-            outcome = attrs.evolve(outcome, reasons=(*note, *outcome.reasons))
-        outcomes.append(outcome)
-    yield from _link(outcomes)
+        outcomes: list[ConversationOutcome] = []
+        for conversation in conversations:
+            cid = conversation.id
+            if cid in later:
+                continue
+            note = (_repaired_note(repaired[cid]),) if cid in repaired else ()
+            if cid in plans:
+                outcome = _outcome(plans[cid], batch)
+            elif cid in batch.damaged:
+                outcome = ConversationOutcome(cid, OutcomeKind.FAILED, error=batch.damaged[cid])
+            elif cid in batch.blocked:
+                outcome = ConversationOutcome(cid, OutcomeKind.RETRY, error=batch.blocked[cid])
+            else:
+                outcome = _waiting(cid, batch)
+            if note:
+                outcome = attrs.evolve(outcome, reasons=(*note, *outcome.reasons))
+            outcomes.append(outcome)
+    except Exception:
+        # What is known is written before the error goes on: an outcome is never lost to it.
+        if batch.pending:
+            yield from batch.save([])
+        raise
+    writes = [LedgerOp("record", (batch.pending,))] if batch.pending else []
+    links = _links(outcomes)
+    if links:
+        writes.append(LedgerOp("link_many", (links,)))
     return BatchResult(
         outcomes,
         batch.rate_limited,
         frozenset(batch.lost),
         frozenset(batch.inactive),
         tuple(c.id for c in conversations if c.id in later),
+        tuple(writes),
     )
 
 
@@ -1001,21 +1144,8 @@ def _waiting(cid: str, batch: _Batch) -> ConversationOutcome:
     return ConversationOutcome(cid, OutcomeKind.RETRY, error=reason, retry_at=until)
 
 
-def _write(
-    plans: Iterable[Plan], batch: _Batch, caps: Capabilities, kinds: Sequence[CommandKind]
-) -> Flow:
-    """Send the plans' commands of ``kinds``, one kind after the other (dependency order)."""
-    commands = [c for p in plans for c in p.commands]
-    for kind in kinds:
-        if batch.rate_limited:
-            return
-        group = [c for c in commands if c.kind is kind]
-        if group:
-            yield from write_phase(group, batch, caps)
-
-
-def _link(outcomes: Sequence[ConversationOutcome]) -> Flow:
-    """Remember which CRM record each synced visitor is."""
+def _links(outcomes: Sequence[ConversationOutcome]) -> list[PersonLink]:
+    """Which CRM record each synced visitor is (remembered in the ledger)."""
     links: list[PersonLink] = []
     for outcome in outcomes:
         plan = outcome.plan
@@ -1028,8 +1158,25 @@ def _link(outcomes: Sequence[ConversationOutcome]) -> Flow:
             kinds.append(plan.match.record.kind)
         if kinds:
             links.append(PersonLink(plan.email, outcome.person_id, kinds[0]))
-    if links:
-        yield from store("link_many", links)
+    return links
+
+
+def finish_batch(result: BatchResult, more: Sequence[LedgerOp] = ()) -> Flow:
+    """Write what a batch left to write (its last outcomes, its links) and the caller's
+    ``more`` operations in one transaction: one commit. Returns what each of ``more`` gave.
+
+    A record the ledger refuses (another process raced us to it) is dropped and the rest
+    recorded again; any other failure of the batch's own writes is raised."""
+    own = list(result.writes)
+    performed: list[Performed] = yield LedgerOp("perform", ([*own, *more],))
+    for operation, (_, error) in zip(own, performed, strict=False):
+        if error is None:
+            continue
+        if operation.method == "record" and isinstance(error, InvalidTransitionError):
+            yield from _record(operation.args[0], set())
+            continue
+        raise error
+    return performed[len(own) :]
 
 
 def _settled_state(command: Command, batch: _Batch) -> CommandState | None:

@@ -14,7 +14,7 @@ blocking and the ``async`` engine, and lets the async engine await a networked l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import attrs
@@ -29,6 +29,7 @@ from signals_crm.exceptions import (
     PermissionDeniedError,
     RateLimitedError,
 )
+from signals_crm.ledger.base import Operation
 
 T = TypeVar("T")
 
@@ -55,17 +56,9 @@ class Call:
     args: tuple[Any, ...] = ()
 
 
-@attrs.frozen
-class LedgerOp:
-    """Call ``method`` of the ledger with ``args`` and ``kwargs`` (awaited by the async engine)."""
-
-    method: str
-    args: tuple[Any, ...] = ()
-    kwargs: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
-
-    def on(self, ledger: object) -> Any:
-        """Perform this operation on a blocking ledger."""
-        return getattr(ledger, self.method)(*self.args, **self.kwargs)
+LedgerOp = Operation
+"""A ledger operation (:class:`signals_crm.ledger.Operation`): ``method`` of the ledger with
+``args`` and ``kwargs``; ``LedgerOp("perform", (operations,))`` runs several in one commit."""
 
 
 @attrs.frozen

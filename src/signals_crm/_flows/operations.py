@@ -32,12 +32,21 @@ from signals_crm._drive import drive
 from signals_crm._flows.batch import (
     BatchResult,
     account_owners,
+    finish_batch,
     plan_batch,
     preflight,
     repair_text,
     sync_batch,
 )
-from signals_crm._flows.effects import STOPS_A_RUN, Call, Flow, FlowOf, Reader, reason_of, store
+from signals_crm._flows.effects import (
+    STOPS_A_RUN,
+    Call,
+    FlowOf,
+    LedgerOp,
+    Reader,
+    reason_of,
+    store,
+)
 from signals_crm.core.config import SyncConfig
 from signals_crm.core.crm import Capabilities, FindPeople
 from signals_crm.core.explain import (
@@ -273,25 +282,54 @@ class Operations:
     # -- after a batch ----------------------------------------------------------------------
 
     def _settle(
-        self, now: datetime, result: BatchResult, fences: Mapping[str, int] | None = None
-    ) -> Flow:
-        """Move each due sync on in the ledger after a batch.
+        self, now: datetime, result: BatchResult, fences: Mapping[str, int], release: LedgerOp
+    ) -> FlowOf[None]:
+        """Write a claimed batch's last outcomes and links, release its claims and move each
+        due sync on, all in one commit.
 
-        With ``fences`` (a claimed batch), every update carries the sync's fencing token; a
-        sync another worker has claimed since is left to it (its lease was lost)."""
-        fences = fences or {}
-        try:
-            yield from self._settle_fenced(now, result, fences)
-        except LeaseLostError:
-            for outcome in result.outcomes:  # one by one: only the lost syncs are skipped
-                try:
-                    yield from self._settle_fenced(
-                        now, attrs.evolve(result, outcomes=[outcome]), fences
-                    )
+        Every update carries the sync's fencing token; a sync another worker has claimed
+        since is left to it (its lease was lost): its updates are retried one by one, and
+        the lost ones skipped."""
+        dues: dict[str, DueSync | None] = {}
+        for outcome in result.outcomes:
+            if self._reads_due(now, outcome) and outcome.conversation_id not in result.lost:
+                dues[outcome.conversation_id] = yield from store("get_due", outcome.conversation_id)
+        moves = self._moves(now, result, fences, dues)
+        performed = yield from finish_batch(result, [release, *(op for op, _ in moves)])
+        if performed[0][1] is not None:
+            raise performed[0][1]
+        lost: list[str] = []
+        for (_, ids), (_, error) in zip(moves, performed[1:], strict=True):
+            if isinstance(error, LeaseLostError):
+                lost.extend(ids)
+            elif error is not None:
+                raise error
+        for outcome in (o for o in result.outcomes if o.conversation_id in lost):
+            alone = attrs.evolve(result, outcomes=[outcome], writes=())
+            for operation, _ in self._moves(now, alone, fences, dues):
+                try:  # one by one: only the lost syncs are skipped
+                    yield operation
                 except LeaseLostError:
-                    continue
+                    break
 
-    def _settle_fenced(self, now: datetime, result: BatchResult, fences: Mapping[str, int]) -> Flow:
+    def _reads_due(self, now: datetime, outcome: ConversationOutcome) -> bool:
+        """Whether moving this sync on needs what the ledger holds of it now."""
+        if outcome.kind is OutcomeKind.RETRY:
+            return True
+        plan = outcome.plan
+        passes_at = plan.eligibility.passes_at if plan is not None else None
+        return outcome.kind is OutcomeKind.SKIPPED and passes_at is not None and passes_at > now
+
+    def _moves(
+        self,
+        now: datetime,
+        result: BatchResult,
+        fences: Mapping[str, int],
+        dues: Mapping[str, DueSync | None],
+    ) -> list[tuple[LedgerOp, list[str]]]:
+        """The ledger updates that move each due sync of ``result`` on, with the syncs each
+        one moves (pure: ``dues`` holds what was read of the syncs that need it)."""
+        moves: list[tuple[LedgerOp, list[str]]] = []
         done: dict[str, list[str]] = {}
         later = now + timedelta(seconds=self.retry.reschedule_after)
         for outcome in result.outcomes:
@@ -300,39 +338,41 @@ class Operations:
                 continue  # another worker owns it now
             fence = fences.get(cid)
             plan = outcome.plan
+            due = dues.get(cid)
             if outcome.kind is OutcomeKind.SKIPPED:
-                passes_at = plan.eligibility.passes_at if plan is not None else None
-                if passes_at is not None and passes_at > now:
-                    due: DueSync | None = yield from store("get_due", cid)
+                if self._reads_due(now, outcome):
+                    passes_at = plan.eligibility.passes_at if plan is not None else None
                     if due is not None:
-                        yield from store("schedule", due.conversation, passes_at)
+                        moves.append((LedgerOp("schedule", (due.conversation, passes_at)), [cid]))
                     continue
                 codes = ",".join(plan.eligibility.codes) if plan is not None else ""
                 done.setdefault(f"skipped:{codes}", []).append(cid)
             elif outcome.kind is OutcomeKind.FAILED:
                 _log.warning("conversation %s dead-lettered: %s", cid, outcome.error)
-                yield from store("dead_letter", cid, outcome.error or "failed", fence=fence)
+                dead = LedgerOp("dead_letter", (cid, outcome.error or "failed"), {"fence": fence})
+                moves.append((dead, [cid]))
             elif outcome.kind is OutcomeKind.RETRY:
-                due = yield from store("get_due", cid)
                 if due is None:
                     continue
                 if outcome.retry_at is not None or outcome.needs_admin or result.rate_limited:
                     # Waiting on a settle window, an administrator or the CRM's limit: not a
                     # failed attempt of its own. Never due again within this run.
                     at = max(outcome.retry_at or later, now + _MIN_WAIT)
-                    yield from store("schedule", due.conversation, at)
+                    moves.append((LedgerOp("schedule", (due.conversation, at)), [cid]))
                 elif due.attempts + 1 >= self.retry.max_reschedules:
                     reason = f"gave up after {due.attempts + 1} runs: {outcome.error}"
                     _log.warning("conversation %s dead-lettered: %s", cid, reason)
-                    yield from store("dead_letter", cid, reason, fence=fence)
+                    moves.append((LedgerOp("dead_letter", (cid, reason), {"fence": fence}), [cid]))
                 else:
-                    error = outcome.error or "retry"
-                    yield from store("reschedule", cid, later, error, fence=fence)
+                    args = (cid, later, outcome.error or "retry")
+                    moves.append((LedgerOp("reschedule", args, {"fence": fence}), [cid]))
             else:
                 done.setdefault(outcome.kind.value, []).append(cid)
         for label, ids in done.items():
             held = {cid: fences[cid] for cid in ids if cid in fences}
-            yield from store("complete", ids, label, fences=held or None)
+            complete = LedgerOp("complete", (ids, label), {"fences": held or None})
+            moves.append((complete, ids))
+        return moves
 
     def _batch_failed(
         self, now: datetime, due: Sequence[DueSync], error: Exception
@@ -455,10 +495,13 @@ class Operations:
             if not due:
                 break
             fences = {d.conversation_id: d.fence for d in due}
+            ids = [d.conversation_id for d in due]
+            released = False
             try:
                 result = yield from self._sync_flow(
                     [d.conversation for d in due], SyncMode.AUTOMATIC, now, fences
                 )
+                released = True  # with the batch's last writes, by _settle below
             except STOPS_A_RUN:
                 raise
             except RateLimitedError as error:
@@ -472,8 +515,9 @@ class Operations:
                 continue
             finally:
                 # Also on the way out of a crash: drivers throw every exception into the flow.
-                yield from store("release", [d.conversation_id for d in due], self._owner)
-            yield from self._settle(now, result, fences)
+                if not released:
+                    yield from store("release", ids, self._owner)
+            yield from self._settle(now, result, fences, LedgerOp("release", (ids, self._owner)))
             self._learn_inactive(result)
             outcomes.extend(result.outcomes)
             if result.rate_limited:
@@ -496,6 +540,7 @@ class Operations:
         if failed:
             yield from store("retry_failed", failed, now)
         result: BatchResult = yield from self._sync_flow([conversation], SyncMode.MANUAL, now)
+        yield from finish_batch(result)
         self._learn_inactive(result)
         return result.outcomes[0]
 
@@ -536,9 +581,14 @@ class Operations:
             retry_later = [
                 o.conversation_id for o in result.outcomes if o.kind is OutcomeKind.RETRY
             ]
+            more: list[LedgerOp] = []
             if retry_later:  # finished later by run_due, like any automatic sync
                 later = now + timedelta(seconds=self.retry.reschedule_after)
-                yield from store("schedule_many", [(by_id[cid], later) for cid in retry_later])
+                entries = [(by_id[cid], later) for cid in retry_later]
+                more.append(LedgerOp("schedule_many", (entries,)))
+            for _, error in (yield from finish_batch(result, more)):
+                if error is not None:
+                    raise error
             for outcome in result.outcomes:
                 tally.add(outcome, keep_all=False)
                 if on_outcome is not None:

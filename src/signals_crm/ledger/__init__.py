@@ -19,6 +19,7 @@ from signals_crm.ledger.base import (
     FleetLedger,
     Ledger,
     LedgerStats,
+    Operation,
     PersonLink,
     RunRecord,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Ledger",
     "LedgerStats",
     "MemoryLedger",
+    "Operation",
     "PersonLink",
     "PostgresLedger",
     "RunRecord",

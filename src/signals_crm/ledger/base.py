@@ -111,6 +111,13 @@ token, a secret or a CRM response body):
    another integration on the same store (and connection). Listing which integrations have
    due work (``integrations_due``) is the one fleet-level read; it returns ids and times only.
 
+6. **Batches of operations**: ``commands_of(ids)`` reads the commands of many conversations
+   at once (one query per batch, not one per conversation), and ``perform(operations)`` runs
+   several :class:`Operation` values in one transaction, one commit for all: each operation's
+   result or the error it raised is returned in order, and an operation that raised is undone
+   alone (the others still commit). The engine writes a batch's outcomes, links, releases and
+   completions this way.
+
 Rules every implementation follows:
 
 - The ledger reads its clock only to judge leases (rule 1h); due times, ``now`` and
@@ -157,8 +164,11 @@ __all__ = [
     "FleetLedger",
     "Ledger",
     "LedgerStats",
+    "Operation",
+    "Performed",
     "PersonLink",
     "RunRecord",
+    "aperform_each",
     "apply_transitions",
     "check_fence",
     "check_fences",
@@ -172,6 +182,7 @@ __all__ = [
     "clean_text",
     "fences_of",
     "lease_lost",
+    "perform_each",
     "retried",
     "summary_json",
     "to_utc",
@@ -180,6 +191,56 @@ __all__ = [
 
 Clock = Callable[[], datetime]
 """A ledger's clock: returns the current time, timezone-aware."""
+
+
+@attrs.frozen
+class Operation:
+    """One ledger operation as a value: ``method`` with ``args`` and ``kwargs`` (rule 6).
+
+    The engine's flows yield these and their driver performs them, one at a time or several
+    in one transaction (:meth:`Ledger.perform`).
+    """
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = attrs.field(factory=dict, hash=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.method not in _OPERATIONS:
+            raise _fail("method", f"{self.method!r} is not a ledger operation")
+
+    def on(self, ledger: object) -> Any:
+        """Perform this operation on ``ledger`` (awaitable when the ledger is async)."""
+        return getattr(ledger, self.method)(*self.args, **self.kwargs)
+
+
+Performed = tuple[Any, Exception | None]
+"""What one operation of :meth:`Ledger.perform` gave: its result, or the error it raised."""
+
+
+def perform_each(ledger: object, operations: Sequence[Operation]) -> list[Performed]:
+    """Perform ``operations`` on ``ledger`` in order, each one's result or error (rule 6).
+
+    The caller makes it one transaction; an implementation undoes a failed operation alone.
+    """
+    results: list[Performed] = []
+    for operation in operations:
+        try:
+            results.append((operation.on(ledger), None))
+        except Exception as error:  # noqa: BLE001  # returned, in order, to the caller
+            results.append((None, error))
+    return results
+
+
+async def aperform_each(ledger: object, operations: Sequence[Operation]) -> list[Performed]:
+    """:func:`perform_each` on an async ledger: each operation awaited in order."""
+    results: list[Performed] = []
+    for operation in operations:
+        try:
+            results.append((await operation.on(ledger), None))
+        except Exception as error:  # noqa: BLE001  # returned, in order, to the caller
+            results.append((None, error))
+    return results
 
 
 def wall_clock() -> datetime:
@@ -759,6 +820,15 @@ class Ledger(Protocol):
         """Every command of one conversation, by key."""
         ...
 
+    def commands_of(self, conversation_ids: Iterable[str]) -> dict[str, list[CommandRecord]]:
+        """``commands_for`` of many conversations in one read: id → its commands, by key
+        (every asked id is a key of the result, with no commands when it has none)."""
+        ...
+
+    def perform(self, operations: Sequence[Operation]) -> list[Performed]:
+        """Perform ``operations`` in one transaction (rule 6): each one's result or error."""
+        ...
+
     def record(self, commands: Sequence[CommandRecord]) -> None:
         """Insert or update ``commands`` in one transaction, enforcing the transition rules."""
         ...
@@ -945,6 +1015,14 @@ class AsyncLedger(Protocol):
         """Awaitable :meth:`Ledger.commands_for`."""
         ...
 
+    async def commands_of(self, conversation_ids: Iterable[str]) -> dict[str, list[CommandRecord]]:
+        """Awaitable :meth:`Ledger.commands_of`."""
+        ...
+
+    async def perform(self, operations: Sequence[Operation]) -> list[Performed]:
+        """Awaitable :meth:`Ledger.perform` (each operation awaited in one transaction)."""
+        ...
+
     async def record(self, commands: Sequence[CommandRecord]) -> None:
         """Awaitable :meth:`Ledger.record`."""
         ...
@@ -999,3 +1077,12 @@ class AsyncLedger(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+
+_OPERATIONS = frozenset(
+    name
+    for name in vars(Ledger)
+    if not name.startswith("_") and name not in {"close", "integration"}
+)
+"""The methods an :class:`Operation` may name: the Ledger Protocol's (``perform`` too: a
+nested one joins the outer transaction)."""

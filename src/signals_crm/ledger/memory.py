@@ -41,6 +41,8 @@ from signals_crm.ledger.base import (
     DueState,
     DueSync,
     LedgerStats,
+    Operation,
+    Performed,
     PersonLink,
     RunRecord,
     apply_transitions,
@@ -54,6 +56,7 @@ from signals_crm.ledger.base import (
     claim_window,
     clean_text,
     fences_of,
+    perform_each,
     retried,
     summary_json,
     to_utc,
@@ -499,6 +502,18 @@ class MemoryLedger:
             self._check_open()
             keys = sorted(self._commands.by_conversation.get(conversation_id, ()))
             return [self._commands.by_key[k] for k in keys]
+
+    def commands_of(self, conversation_ids: Iterable[str]) -> dict[str, list[CommandRecord]]:
+        """``commands_for`` of many conversations at once."""
+        ids = check_ids("conversation_ids", conversation_ids)
+        with self._lock:
+            return {cid: self.commands_for(cid) for cid in ids}
+
+    def perform(self, operations: Sequence[Operation]) -> list[Performed]:
+        """Perform ``operations`` under the ledger's lock, each one's result or error (every
+        operation is atomic on its own; there is no commit to save)."""
+        with self._lock:
+            return perform_each(self, list(operations))
 
     def record(self, commands: Sequence[CommandRecord]) -> None:
         """Insert or update ``commands`` atomically, enforcing the transition rules."""

@@ -32,6 +32,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import re
@@ -63,8 +64,11 @@ from signals_crm.ledger.base import (
     DueState,
     DueSync,
     LedgerStats,
+    Operation,
+    Performed,
     PersonLink,
     RunRecord,
+    aperform_each,
     apply_transitions,
     check_fence,
     check_fences,
@@ -76,6 +80,7 @@ from signals_crm.ledger.base import (
     check_text,
     clean_text,
     fences_of,
+    perform_each,
     retried,
     summary_json,
     to_utc,
@@ -623,6 +628,18 @@ class _Ops:
         )
         return [_command(r) for r in rows]
 
+    def commands_of(self, conversation_ids: Iterable[str]) -> _Op:
+        ids = check_ids("conversation_ids", conversation_ids)
+        rows = yield self.q(
+            f"SELECT {_COMMAND_COLUMNS} FROM {{s}}.commands WHERE integration = %s "  # noqa: S608
+            "AND conversation_id = ANY(%s) ORDER BY key",
+            (self.i, ids),
+        )
+        found: dict[str, list[CommandRecord]] = {cid: [] for cid in ids}
+        for row in rows:
+            found[row[1]].append(_command(row))
+        return found
+
     def _upsert(self, records: Iterable[CommandRecord]) -> Generator[_Statement, Any, None]:
         rows = [
             (
@@ -872,6 +889,11 @@ class _Base:
             raise LedgerError("the ledger is closed")
 
 
+_BATCH: contextvars.ContextVar[Any] = contextvars.ContextVar("signals_crm_pg_batch", default=None)
+_ABATCH: contextvars.ContextVar[Any] = contextvars.ContextVar("signals_crm_apg_batch", default=None)
+"""The connection of the ``perform`` under way in this thread or task (its transaction)."""
+
+
 def _drive_sync(conn: Any, op: _Op) -> Any:
     with conn.cursor() as cursor:
 
@@ -947,8 +969,29 @@ class PostgresLedger(_Base):
     def _run(self, op: _Op) -> Any:
         self._ensure_open()
         try:
+            batch = _BATCH.get()
+            if batch is not None:  # inside perform(): a savepoint of its transaction
+                with batch.transaction():
+                    return _drive_sync(batch, op)
             with self._pool.connection() as conn, conn.transaction():
                 return _drive_sync(conn, op)
+        except self._psycopg.Error as error:
+            raise LedgerError(f"PostgreSQL ledger failed: {error}") from error
+
+    def perform(self, operations: Sequence[Operation]) -> list[Performed]:
+        """Perform ``operations`` in one transaction on one connection, one commit for all;
+        each one's result or error (a failed one is rolled back alone, to its savepoint)."""
+        self._ensure_open()
+        operations = list(operations)
+        if _BATCH.get() is not None or not operations:
+            return perform_each(self, operations)
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                token = _BATCH.set(conn)
+                try:
+                    return perform_each(self, operations)
+                finally:
+                    _BATCH.reset(token)
         except self._psycopg.Error as error:
             raise LedgerError(f"PostgreSQL ledger failed: {error}") from error
 
@@ -1048,6 +1091,10 @@ class PostgresLedger(_Base):
     def get_commands(self, keys: Iterable[str]) -> dict[str, CommandRecord]:
         """The stored commands among ``keys`` (unknown keys are absent from the result)."""
         return self._run(self._ops.get_commands(keys))  # type: ignore[no-any-return]
+
+    def commands_of(self, conversation_ids: Iterable[str]) -> dict[str, list[CommandRecord]]:
+        """``commands_for`` of many conversations in one query."""
+        return self._run(self._ops.commands_of(conversation_ids))  # type: ignore[no-any-return]
 
     def commands_for(self, conversation_id: str) -> list[CommandRecord]:
         """Every command of one conversation, by key."""
@@ -1174,8 +1221,28 @@ class AsyncPostgresLedger(_Base):
     async def _run(self, op: _Op) -> Any:
         self._ensure_open()
         try:
+            batch = _ABATCH.get()
+            if batch is not None:  # inside perform(): a savepoint of its transaction
+                async with batch.transaction():
+                    return await _drive_async(batch, op)
             async with self._pool.connection() as conn, conn.transaction():
                 return await _drive_async(conn, op)
+        except self._psycopg.Error as error:
+            raise LedgerError(f"PostgreSQL ledger failed: {error}") from error
+
+    async def perform(self, operations: Sequence[Operation]) -> list[Performed]:
+        """Awaitable :meth:`PostgresLedger.perform`."""
+        self._ensure_open()
+        operations = list(operations)
+        if _ABATCH.get() is not None or not operations:
+            return await aperform_each(self, operations)
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                token = _ABATCH.set(conn)
+                try:
+                    return await aperform_each(self, operations)
+                finally:
+                    _ABATCH.reset(token)
         except self._psycopg.Error as error:
             raise LedgerError(f"PostgreSQL ledger failed: {error}") from error
 
@@ -1273,6 +1340,10 @@ class AsyncPostgresLedger(_Base):
     async def get_commands(self, keys: Iterable[str]) -> dict[str, CommandRecord]:
         """Awaitable :meth:`PostgresLedger.get_commands`."""
         return await self._run(self._ops.get_commands(keys))  # type: ignore[no-any-return]
+
+    async def commands_of(self, conversation_ids: Iterable[str]) -> dict[str, list[CommandRecord]]:
+        """Awaitable :meth:`PostgresLedger.commands_of`."""
+        return await self._run(self._ops.commands_of(conversation_ids))  # type: ignore[no-any-return]
 
     async def commands_for(self, conversation_id: str) -> list[CommandRecord]:
         """Awaitable :meth:`PostgresLedger.commands_for`."""

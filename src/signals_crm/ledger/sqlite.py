@@ -76,6 +76,8 @@ from signals_crm.ledger.base import (
     DueState,
     DueSync,
     LedgerStats,
+    Operation,
+    Performed,
     PersonLink,
     RunRecord,
     apply_transitions,
@@ -89,6 +91,7 @@ from signals_crm.ledger.base import (
     claim_window,
     clean_text,
     fences_of,
+    perform_each,
     retried,
     summary_json,
     to_utc,
@@ -397,6 +400,7 @@ class _Connection:
         self.read_only = read_only
         self.lock = threading.RLock()
         self.users = 0
+        self.batched = False  # inside perform(): each write is a savepoint of its transaction
 
     def use(self, ledger: SQLiteLedger) -> weakref.finalize[[], SQLiteLedger]:
         """Count ``ledger`` as a user until it closes or is garbage-collected, whichever comes
@@ -530,6 +534,10 @@ class SQLiteLedger:
             conn = self._connection()
             if self._shared.read_only:
                 raise LedgerError(f"the ledger {self._path!r} was opened read-only")
+            if self._shared.batched:
+                with self._savepoint(conn) as inner:
+                    yield inner
+                return
             with self._guard("write"):
                 conn.execute("BEGIN IMMEDIATE")
             try:
@@ -543,6 +551,47 @@ class SQLiteLedger:
                     message = f"ledger write failed on {self._path!r}: {error}"
                     raise LedgerError(message) from error
                 raise
+
+    @contextlib.contextmanager
+    def _savepoint(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """One write inside :meth:`perform`'s transaction: undone alone if it fails."""
+        with self._guard("write"):
+            conn.execute("SAVEPOINT operation")
+        try:
+            yield conn
+        except BaseException as error:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK TO operation")
+                conn.execute("RELEASE operation")
+            if isinstance(error, sqlite3.Error):
+                raise LedgerError(f"ledger write failed on {self._path!r}: {error}") from error
+            raise
+        with self._guard("write"):
+            conn.execute("RELEASE operation")
+
+    def perform(self, operations: Sequence[Operation]) -> list[Performed]:
+        """Perform ``operations`` in one ``BEGIN IMMEDIATE`` transaction, one commit for all;
+        each one's result or error (a failed one is rolled back alone, to its savepoint)."""
+        operations = list(operations)
+        with self._shared.lock:
+            if self._shared.read_only or self._shared.batched or not operations:
+                return perform_each(self, operations)  # (writes refuse; nested: already one)
+            conn = self._connection()
+            with self._guard("write"):
+                conn.execute("BEGIN IMMEDIATE")
+            self._shared.batched = True
+            try:
+                results = perform_each(self, operations)
+                self._shared.batched = False
+                with self._guard("write"):
+                    conn.execute("COMMIT")
+            except BaseException:
+                self._shared.batched = False
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+            return results
 
     def _configure(self, conn: sqlite3.Connection, busy_timeout: float, synchronous: str) -> None:
         with self._guard("open"):
@@ -1027,6 +1076,20 @@ class SQLiteLedger:
                 (self._integration, conversation_id),
             ).fetchall()
         return [_command_from_row(row) for row in rows]
+
+    def commands_of(self, conversation_ids: Iterable[str]) -> dict[str, list[CommandRecord]]:
+        """``commands_for`` of many conversations in one read (per few hundred ids)."""
+        ids = check_ids("conversation_ids", conversation_ids)
+        sql = (
+            f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
+            "WHERE integration = ? AND conversation_id IN ({}) ORDER BY key"
+        )
+        with self._read() as conn:
+            rows = self._select_in(conn, sql, ids)
+        found: dict[str, list[CommandRecord]] = {cid: [] for cid in ids}
+        for row in sorted(rows, key=lambda row: row[0]):
+            found[row[1]].append(_command_from_row(row))
+        return found
 
     def record(self, commands: Sequence[CommandRecord]) -> None:
         """Insert or update ``commands`` in one transaction, enforcing the transition rules."""

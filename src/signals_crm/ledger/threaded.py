@@ -30,6 +30,8 @@ from signals_crm.ledger.base import (
     DueSync,
     Ledger,
     LedgerStats,
+    Operation,
+    Performed,
     PersonLink,
     RunRecord,
 )
@@ -167,6 +169,14 @@ class ThreadedLedger:
     async def commands_for(self, conversation_id: str) -> list[CommandRecord]:
         """Awaitable :meth:`Ledger.commands_for`."""
         return await self._run(lambda: self.ledger.commands_for(conversation_id))
+
+    async def commands_of(self, conversation_ids: Iterable[str]) -> dict[str, list[CommandRecord]]:
+        """Awaitable :meth:`Ledger.commands_of`."""
+        return await self._run(lambda: self.ledger.commands_of(conversation_ids))
+
+    async def perform(self, operations: Sequence[Operation]) -> list[Performed]:
+        """Awaitable :meth:`Ledger.perform`: all the operations in one worker thread."""
+        return await self._run(lambda: self.ledger.perform(operations))
 
     async def record(self, commands: Sequence[CommandRecord]) -> None:
         """Awaitable :meth:`Ledger.record`."""
