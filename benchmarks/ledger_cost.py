@@ -119,7 +119,9 @@ def backfill(count: int, open_ledger: Callable[[], Any]) -> None:
         start = time.perf_counter()
         report = engine.backfill(list(round_trips.conversations(count)), now=round_trips.NOW)
         wall = time.perf_counter() - start
-        statements, commits, writing = (a - b for a, b in zip(counter.snapshot(), before))
+        statements, commits, writing = (
+            a - b for a, b in zip(counter.snapshot(), before, strict=True)
+        )
     print(f"   backfill of {count:,} visitors: {dict(sorted(report.counts.items()))}")
     print(
         f"     statements per visitor   : {statements / count:.3f}  (target <= 2; "
@@ -141,7 +143,7 @@ def one_visitor(kind: str, open_ledger: Callable[[], Any]) -> None:
         (conv,) = round_trips.conversations(1, start=start_at)
         s0, c0, w0 = counter.snapshot()
         engine.conversation_closed(conv)
-        s1, c1, w1 = counter.snapshot()
+        _, c1, w1 = counter.snapshot()
         report = engine.run_due(now=round_trips.NOW)
         s2, c2, w2 = counter.snapshot()
     label = "new visitor (Lead, 2 Tasks, membership)" if kind == "new" else "existing Lead"
