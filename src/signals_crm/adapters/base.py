@@ -18,6 +18,10 @@ checks them):
 5. A create refused as a duplicate yields a :class:`~signals_crm.exceptions.DuplicateRecordError`
    carrying the matched ids; already-a-campaign-member is a success with ``created=False``.
 6. Secrets never appear in reprs, logs or errors.
+
+In the data flow (``host → engine → flows → core → plan → adapter → CRM``) an adapter is the
+last step before the CRM: the engine's driver calls it for each ``Call`` a flow yields, and
+it answers with core values; it never calls back into the engine or the flows.
 """
 
 from __future__ import annotations

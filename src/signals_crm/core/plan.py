@@ -1,5 +1,9 @@
 """The plan: what a sync of some conversations writes, and why.
 
+In the data flow (``host → engine → flows → core → plan → adapter → CRM``) a plan is the
+core's answer to the flows: its commands, each with a deterministic key, are what the flows
+record in the ledger and turn into adapter calls.
+
 :func:`plan_sync` is a sans-IO generator (the pattern of h11 and httpx's ``auth_flow``): it
 yields the CRM lookups it needs — one :class:`~signals_crm.core.crm.FindPeople` for *all* the
 conversations' emails, and a :class:`~signals_crm.core.crm.DescribeObject` when no schema was

@@ -6,6 +6,10 @@
 :class:`Ledger` Protocol (or, for a store awaited over a network, :class:`AsyncLedger`) and
 runs the same contract tests (see ``docs/ledger.md``). :class:`ThreadedLedger` runs any
 blocking ledger as an ``AsyncLedger``.
+
+The engine's flows never hold a ledger: they yield ledger operations
+(:class:`~signals_crm.ledger.Operation`) that the engine's driver performs, blocking or
+awaited; a ledger never calls back into the engine.
 """
 
 from __future__ import annotations
