@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_SETTLE",
     "AsyncIntegration",
+    "BackfillOptions",
     "ConversationOutcome",
     "DryRun",
     "EngineOptions",
@@ -79,6 +80,15 @@ class EngineOptions(TypedDict, total=False):
     lease: timedelta
     worker_id: str | None
     settle: timedelta
+
+
+class BackfillOptions(TypedDict, total=False):
+    """The options of ``backfill`` / ``abackfill``: ``now`` (default: the clock), ``progress``
+    (the count done after each batch), ``on_outcome`` (each outcome as it is known)."""
+
+    now: datetime | None
+    progress: Callable[[int], None] | None
+    on_outcome: Callable[[ConversationOutcome], None] | None
 
 
 def _open_ledger(ledger: Ledger | str | os.PathLike[str] | None) -> Ledger:
@@ -176,12 +186,7 @@ class Integration(Operations):
         return self.manual_sync(conversation)
 
     def backfill(
-        self,
-        conversations: Iterable[Conversation],
-        *,
-        now: datetime | None = None,
-        progress: Callable[[int], None] | None = None,
-        on_outcome: Callable[[ConversationOutcome], None] | None = None,
+        self, conversations: Iterable[Conversation], **options: Unpack[BackfillOptions]
     ) -> SyncReport:
         """Sync past conversations by the automatic rules, streaming in batches.
 
@@ -189,7 +194,7 @@ class Integration(Operations):
         outcome goes to ``on_outcome`` as it is known, and the report keeps totals plus the
         outcomes that need attention. ``progress`` receives the count done after each batch.
         """
-        return self._drive(self._backfill_flow(conversations, now, progress, on_outcome))
+        return self._drive(self._backfill_of(conversations, options))
 
     def dry_run(
         self,
@@ -321,15 +326,10 @@ class AsyncIntegration(Operations):
         return await self.amanual_sync(conversation)
 
     async def abackfill(
-        self,
-        conversations: Iterable[Conversation],
-        *,
-        now: datetime | None = None,
-        progress: Callable[[int], None] | None = None,
-        on_outcome: Callable[[ConversationOutcome], None] | None = None,
+        self, conversations: Iterable[Conversation], **options: Unpack[BackfillOptions]
     ) -> SyncReport:
         """Sync past conversations by the automatic rules (see :meth:`Integration.backfill`)."""
-        return await self._adrive(self._backfill_flow(conversations, now, progress, on_outcome))
+        return await self._adrive(self._backfill_of(conversations, options))
 
     async def adry_run(
         self,

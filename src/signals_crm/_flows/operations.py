@@ -24,7 +24,7 @@ import random as _random
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -609,6 +609,14 @@ class Operations:
                 if on_outcome is not None:
                     on_outcome(outcome)
         return tally.report(self._calls - start, exhausted)
+
+    def _backfill_of(
+        self, conversations: Iterable[Conversation], options: Mapping[str, Any]
+    ) -> FlowOf[SyncReport]:
+        """The backfill flow of ``backfill(conversations, **options)``."""
+        return self._backfill_flow(
+            conversations, options.get("now"), options.get("progress"), options.get("on_outcome")
+        )
 
     def _dry_run_flow(
         self, conversations: Sequence[Conversation], now: datetime | None, mode: SyncMode
