@@ -24,6 +24,7 @@ from signals_crm.core.mapping import build_create_fields, validate_mappings
 from signals_crm.core.model import (
     Company,
     Conversation,
+    FieldSchema,
     FieldType,
     FieldValue,
     Meeting,
@@ -450,3 +451,51 @@ def test_a_proposal_goes_straight_into_settings():
         (bob, "u-bob"),
     ]
     assert IntegrationSettings.from_dict(after.to_dict()) == after
+
+
+# -- preflight agrees with the catalog's owner fields -------------------------------------------
+
+
+def _with_owner_rules(*fields: str, fallback: tuple[str, ...] = ()) -> IntegrationSettings:
+    settings = IntegrationSettings.from_dict(
+        {
+            "segments": {"named": {"domains": ["acme.test"]}},
+            "fallback_criteria": {"owner_fields": list(fallback)},
+        }
+    )
+    return settings.with_ownership_rule("named", list(fields))
+
+
+def test_preflight_reports_owner_fields_the_catalog_would_not_offer():
+    """An owner field the Account lacks, or one that holds no user, is a preflight problem
+    with its path; the catalog's owner fields pass."""
+    crm = InMemoryCRM()
+    offered = [f.name for f in settings_catalog(crm).owner_fields]
+    assert Integration(crm, _with_owner_rules(*offered)).preflight() == []
+    problems = Integration(
+        crm, _with_owner_rules("OwnerId", "Industry", fallback=("Nope__c",))
+    ).preflight()
+    assert [(p.path, p.message.split(" ")[0]) for p in problems] == [
+        ("ownership_rules[0].owner_fields[1]", "Industry"),
+        ("fallback_criteria.owner_fields[0]", "Account"),
+    ]
+    assert "does not hold a CRM user" in problems[0].message
+    assert "has no field 'Nope__c'" in problems[1].message
+
+
+def test_preflight_checks_only_existence_when_the_crm_marks_no_user_fields():
+    """A describe that never says which fields hold a user (a custom CRM) is not second-guessed:
+    only a missing owner field is reported."""
+    plain = ObjectSchema(
+        "Account",
+        [
+            FieldSchema("Name"),
+            FieldSchema("Website", FieldType.URL),
+            FieldSchema("Industry"),
+            FieldSchema("OwnerId", FieldType.REFERENCE),
+        ],
+    )
+    crm = InMemoryCRM(schemas=[plain])
+    assert not any(f.names_user for f in crm.describe("Account").fields.values())
+    problems = Integration(crm, _with_owner_rules("Industry", "Gone__c")).preflight()
+    assert [p.path for p in problems] == ["ownership_rules[0].owner_fields[1]"]

@@ -87,7 +87,12 @@ from signals_crm.core.model import (
     PersonRecord,
     normalize_email,
 )
-from signals_crm.core.ownership import OwnershipResult, plan_account_owners
+from signals_crm.core.ownership import (
+    OwnershipResult,
+    owner_field_paths,
+    owner_field_problems,
+    plan_account_owners,
+)
 from signals_crm.core.plan import (
     Command,
     CommandKind,
@@ -1322,7 +1327,7 @@ def preflight(
     if caps.supports_describe:
         schema = yield from read(Call("describe", (caps.person_object,)))
         problems.extend(validate_mappings(mappings, schema, path=f"field_mappings.{person_set}"))
-        if config.field_mappings.account:
+        if config.field_mappings.account or owner_field_paths(config.ownership):
             account = yield from read(Call("describe", (caps.account_object,)))
             for index, mapping in enumerate(config.field_mappings.account):
                 if account.get(mapping.target) is None:
@@ -1332,6 +1337,7 @@ def preflight(
                             f"{account.name} has no field {mapping.target!r}",
                         )
                     )
+            problems.extend(owner_field_problems(config.ownership, account))
     problems.extend((yield from _sync_key_problems(caps, read)))
     users = yield from read(Call("list_users", ()))
     by_id = {u.id: u for u in users}

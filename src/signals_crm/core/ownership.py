@@ -46,16 +46,18 @@ from signals_crm.core.config import (
 from signals_crm.core.crm import FindAccounts
 from signals_crm.core.mapping import is_empty
 from signals_crm.core.matching import recency
-from signals_crm.core.model import AccountRecord, Company, FieldValue
+from signals_crm.core.model import AccountRecord, Company, FieldValue, ObjectSchema
 from signals_crm.core.normalize import normalize_domain
 from signals_crm.core.trace import Reason, info
-from signals_crm.exceptions import PlanningError
+from signals_crm.exceptions import PlanningError, Problem
 
 __all__ = [
     "OwnershipPath",
     "OwnershipResult",
     "decide_account_owner",
     "normalize_domain",
+    "owner_field_paths",
+    "owner_field_problems",
     "plan_account_owners",
     "pull_account_fields",
     "segment_contains",
@@ -377,3 +379,42 @@ def plan_account_owners(
         enriched = company.with_attributes(pull_account_fields(account, pulled))
         results.append(decide_account_owner(enriched, account, config, users))
     return results
+
+
+def owner_field_paths(config: OwnershipConfig) -> list[tuple[str, str]]:
+    """Every owner field the rules and the fallback criteria read, with its settings path."""
+    named = [
+        (f"ownership_rules[{i}].owner_fields[{j}]", field)
+        for i, rule in enumerate(config.rules)
+        for j, field in enumerate(rule.owner_fields)
+    ]
+    if config.fallback is not None:
+        named.extend(
+            (f"fallback_criteria.owner_fields[{j}]", field)
+            for j, field in enumerate(config.fallback.owner_fields)
+        )
+    return named
+
+
+def owner_field_problems(config: OwnershipConfig, account: ObjectSchema) -> list[Problem]:
+    """Preflight: each owner field the account object lacks, or that holds no user id.
+
+    The second check applies when the schema says which fields hold a user id at all
+    (``FieldSchema.names_user`` on some field, as the built-in adapters describe): a custom
+    adapter that never marks one is not second-guessed.
+    """
+    marks_users = any(f.names_user for f in account.fields.values())
+    problems: list[Problem] = []
+    for path, name in owner_field_paths(config):
+        field = account.get(name)
+        if field is None:
+            problems.append(Problem(path, f"{account.name} has no field {name!r}"))
+        elif marks_users and not field.names_user:
+            problems.append(
+                Problem(
+                    path,
+                    f"{field.name} does not hold a CRM user, so it cannot name an owner (the "
+                    "settings catalog's owner_fields lists those that can)",
+                )
+            )
+    return problems
