@@ -176,7 +176,8 @@ class BlockingAdapter(AdapterFlows):
         return response
 
     def _run(self, flow: Flow[T]) -> T:
-        return drive(flow, self._send)
+        # A transport error is thrown into the flow, which may know what it means there.
+        return drive(flow, self._send, catch=(TransportError,))
 
     def find_people(
         self, emails: Sequence[str], fields: Sequence[str] = ()
@@ -252,7 +253,7 @@ class AsyncAdapter(AdapterFlows):
         return response
 
     async def _run(self, flow: Flow[T]) -> T:
-        return await adrive(flow, self._send)
+        return await adrive(flow, self._send, catch=(TransportError,))
 
     async def afind_people(
         self, emails: Sequence[str], fields: Sequence[str] = ()

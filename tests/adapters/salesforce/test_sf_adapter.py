@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
+from typing import Any
 from urllib.parse import unquote_plus
 
 import httpx
@@ -29,7 +31,12 @@ from signals_crm.core.crm import (
     TaskWrite,
 )
 from signals_crm.core.model import ActivityKind, PersonKind, normalize_email
-from signals_crm.exceptions import ConfigurationError, CRMAPIError, DuplicateRecordError
+from signals_crm.exceptions import (
+    ConfigurationError,
+    CRMAPIError,
+    DuplicateRecordError,
+    TransportError,
+)
 from signals_crm.testing.salesforce import (
     DuplicateRule,
     FieldDef,
@@ -84,7 +91,7 @@ def test_adapter_satisfies_the_protocol(sf: SalesforceAdapter) -> None:
         "Email",
     )
     assert caps.separate_contacts is True
-    assert caps.write_batch_size == 200
+    assert caps.write_batch_size == 1_000  # five Collections of 200 in one composite call
     assert caps.max_task_body_length == 32_000
 
 
@@ -168,6 +175,16 @@ def test_a_lone_short_query_is_a_plain_get(org: LocalSalesforce, sf: SalesforceA
     assert [(m, p.rsplit("/", 1)[-1]) for m, p in org.calls] == [("GET", "query")]
 
 
+def test_a_lone_long_query_goes_in_a_composite_body(
+    org: LocalSalesforce, sf: SalesforceAdapter
+) -> None:
+    """A reconcile by 1,500 markers is one statement far longer than any URL (httpx refuses
+    URLs over 65,536 characters): it travels in a composite body, one API call."""
+    markers = [f"signals:c-{n}:transcript" for n in range(1_500)]
+    assert sf.reconcile([TaskByMarker(m) for m in markers]) == [None] * 1_500
+    assert [p.rsplit("/", 1)[-1] for _, p in org.calls] == ["composite"]
+
+
 def test_lookup_of_no_valid_email_makes_no_call(
     org: LocalSalesforce, sf: SalesforceAdapter
 ) -> None:
@@ -207,7 +224,7 @@ def test_owner_set_switches_assignment_rules_off(
     )
     owners = [backdoor.record(r.id or "")["OwnerId"] for r in results]  # type: ignore[index]
     assert owners == [chosen, rule_owner, chosen]
-    assert [m for m, p in org.calls if p.endswith("/composite/sobjects")] == ["POST", "POST"]
+    assert [m for m, p in org.calls] == ["POST"]  # one composite: two Collections subrequests
 
 
 def test_updates_never_move_the_owner(
@@ -264,20 +281,66 @@ def test_unknown_field_fails_only_its_records(
     assert len([p for _, p in org.calls if p.endswith("/composite/sobjects")]) == 2
 
 
-def test_unidentifiable_whole_request_failure_is_bisected(org: LocalSalesforce) -> None:
-    """If the failing record cannot be told from the message, the batch is halved."""
-    token = org.issue_token()
+Override = Callable[[list[dict[str, Any]]], "tuple[int, Any] | None"]
+
+
+def _answering(
+    org: LocalSalesforce, override: Override
+) -> Callable[[httpx.Request], httpx.Response]:
+    """The org, but a Collections call whose records ``override`` answers (status, body) gets
+    that answer and does not run, alone or as a composite subrequest (the others of the
+    composite answered by the org as if sent alone)."""
 
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.path.endswith("/composite/sobjects"):
-            records = json.loads(request.content)["records"]
-            if any(r.get("Email") == "poison@x.com" for r in records):
-                return httpx.Response(
-                    400, json=[{"errorCode": "JSON_PARSER_ERROR", "message": "Unexpected token"}]
+        path = request.url.path
+        if path.endswith("/composite/sobjects"):
+            answer = override(json.loads(request.content)["records"])
+            if answer is not None:
+                return httpx.Response(answer[0], json=answer[1])
+        if path.endswith("/composite"):
+            answers = []
+            for sub in json.loads(request.content)["compositeRequest"]:
+                answer = override(sub["body"]["records"])
+                if answer is None:
+                    alone = org.handle(
+                        httpx.Request(
+                            sub["method"],
+                            org.instance_url + sub["url"],
+                            headers={**request.headers, **sub.get("httpHeaders", {})},
+                            json=sub["body"],
+                        )
+                    )
+                    answer = (alone.status_code, alone.json())
+                answers.append(
+                    {
+                        "body": answer[1],
+                        "httpHeaders": {},
+                        "httpStatusCode": answer[0],
+                        "referenceId": sub["referenceId"],
+                    }
                 )
+            return httpx.Response(200, json={"compositeResponse": answers})
         return org.handle(request)
 
-    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+    return handler
+
+
+def _poisoned(org: LocalSalesforce) -> Callable[[httpx.Request], httpx.Response]:
+    """A Collections create naming poison@x.com is refused whole with JSON_PARSER_ERROR."""
+    error = [{"errorCode": "JSON_PARSER_ERROR", "message": "Unexpected token"}]
+    return _answering(
+        org,
+        lambda records: (
+            (400, error) if any(r.get("Email") == "poison@x.com" for r in records) else None
+        ),
+    )
+
+
+def test_unidentifiable_whole_request_failure_is_bisected(org: LocalSalesforce) -> None:
+    """If the failing record cannot be told from the message, the batch is halved (the halves
+    travel together in one composite, each answered on its own)."""
+    token = org.issue_token()
+    with httpx.Client(transport=httpx.MockTransport(_poisoned(org))) as http:
         adapter = SalesforceAdapter(http, StaticToken(token, org.instance_url))
         emails = ["a@x.com", "b@x.com", "poison@x.com", "d@x.com", "e@x.com"]
         results = adapter.create_people([_write(e) for e in emails])
@@ -289,13 +352,104 @@ def test_unidentifiable_whole_request_failure_is_bisected(org: LocalSalesforce) 
 def test_large_batches_are_split_by_200(
     org: LocalSalesforce, sf: SalesforceAdapter, backdoor: SalesforceBackdoor
 ) -> None:
-    """201 tasks take two Collections calls and keep their order."""
+    """201 tasks take two Collections subrequests of one composite and keep their order."""
     person = backdoor.seed_person(kind=PersonKind.LEAD, email="t@x.com")
     results = sf.create_tasks([_task(person, f"m-{n}") for n in range(201)])
     assert len(results) == 201
     assert all(r.ok for r in results)
-    assert len([p for _, p in org.calls if p.endswith("/composite/sobjects")]) == 2
+    assert [p.rsplit("/", 1)[-1] for _, p in org.calls] == ["composite"]
     assert len(backdoor.task_markers(person)) == 201
+
+
+def test_a_thousand_records_are_one_api_call(
+    org: LocalSalesforce, sf: SalesforceAdapter, backdoor: SalesforceBackdoor
+) -> None:
+    """1,000 tasks are five Collections subrequests of one composite request: one round trip,
+    one API call, results in order (REST API Developer Guide, "Composite": 25 subrequests, 5 of
+    them Collections or queries; the whole request counts as one call)."""
+    person = backdoor.seed_person(kind=PersonKind.LEAD, email="t@x.com")
+    results = sf.create_tasks([_task(person, f"m-{n}") for n in range(1_000)])
+    assert all(r.ok for r in results)
+    assert org.api_used == 1
+    markers = {backdoor.record(r.id or "")["Subject"] for r in results}  # type: ignore[index]
+    assert len(markers) == 1_000
+    assert [r.id for r in results] == sorted(r.id for r in results if r.id)  # created in order
+
+
+def test_a_subrequest_refused_beside_landed_ones_is_sent_again(org: LocalSalesforce) -> None:
+    """A Collections subrequest refused whole (a 4xx) while the others of its composite landed
+    fails its records with a retryable error (nothing of them landed: the engine sends them
+    again, alone); the others keep their results and nothing is raised."""
+    denied = [{"errorCode": "INSUFFICIENT_ACCESS_OR_READONLY", "message": "no access"}]
+    handler = _answering(
+        org, lambda records: (403, denied) if records[0].get("Email") == "v200@x.com" else None
+    )
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        adapter = SalesforceAdapter(http, StaticToken(org.issue_token(), org.instance_url))
+        results = adapter.create_people([_write(f"v{n}@x.com") for n in range(600)])
+    assert all(r.ok for r in results[:200] + results[400:])
+    refused = results[200:400]
+    assert all(r.error is not None and r.error.retryable for r in refused)
+    assert all(
+        not SalesforceBackdoor(org).people_with_email(f"v{n}@x.com") for n in range(200, 400)
+    )
+
+
+def test_a_subrequest_that_may_have_landed_makes_the_call_ambiguous(org: LocalSalesforce) -> None:
+    """A Collections subrequest answered 5xx may have saved some of its records: the whole
+    call raises a retryable error (the engine reads the CRM before sending any of it again)."""
+    broken = [{"errorCode": "UNKNOWN_EXCEPTION", "message": "An unexpected error occurred."}]
+    handler = _answering(
+        org, lambda records: (500, broken) if records[0].get("Email") == "v200@x.com" else None
+    )
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        adapter = SalesforceAdapter(http, StaticToken(org.issue_token(), org.instance_url))
+        with pytest.raises(CRMAPIError) as raised:
+            adapter.create_people([_write(f"v{n}@x.com") for n in range(600)])
+    assert raised.value.retryable is True
+
+
+@pytest.mark.parametrize("timeout", [False, True])
+def test_a_later_round_trip_failing_after_one_landed(org: LocalSalesforce, timeout: bool) -> None:
+    """1,100 records take two round trips. When the second fails after the first landed, a
+    request that certainly never went out fails its records retryably (the first keep their
+    results); one that may have gone out (a timeout) raises, so the call is read back."""
+    calls: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 2:
+            if timeout:
+                raise httpx.ReadTimeout("timed out", request=request)
+            raise httpx.ConnectError("refused", request=request)
+        return org.handle(request)
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        adapter = SalesforceAdapter(http, StaticToken(org.issue_token(), org.instance_url))
+        writes = [_write(f"v{n}@x.com") for n in range(1_100)]
+        if timeout:
+            with pytest.raises(TransportError):
+                adapter.create_people(writes)
+            return
+        results = adapter.create_people(writes)
+    assert all(r.ok for r in results[:1_000])
+    assert all(r.error is not None and r.error.retryable for r in results[1_000:])
+
+
+def test_lock_contention_in_a_composite_fails_each_record_retryably(
+    org: LocalSalesforce, sf: SalesforceAdapter, backdoor: SalesforceBackdoor
+) -> None:
+    """UNABLE_TO_LOCK_ROW on a composite of Collections hits their records, as it would a
+    lone Collections call's: each fails retryably, nothing is saved."""
+    person = backdoor.seed_person(kind=PersonKind.LEAD, email="t@x.com")
+    org.schedule_fault("lock_row")
+    results = sf.create_tasks([_task(person, f"m-{n}") for n in range(300)])
+    assert all(
+        isinstance(r.error, CRMAPIError) and r.error.error_code == "UNABLE_TO_LOCK_ROW"
+        for r in results
+    )
+    assert all(r.error is not None and r.error.retryable for r in results)
+    assert backdoor.task_markers(person) == []
 
 
 def test_task_on_a_converted_lead_fails_alone(

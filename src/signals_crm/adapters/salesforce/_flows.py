@@ -11,14 +11,24 @@ Theory of operation (the httpx ``auth_flow`` pattern):
    ``httpx.Auth`` of :mod:`._auth`. Every answer's ``Sforce-Limit-Info`` becomes
    :attr:`SalesforceFlows.api_usage`.
 3. Lookups group by email case-insensitively; results come back one per input, in order.
-4. Writes use sObject Collections (200 a call, ``allOrNone: false``). Failures are per record
-   (:class:`~signals_crm.core.crm.WriteResult`); only whole-call failures raise.
+4. Writes use sObject Collections (200 records a request, ``allOrNone: false``). Failures are
+   per record (:class:`~signals_crm.core.crm.WriteResult`); only whole-call failures raise.
 5. With ``sync_key_field`` (a custom External ID + Unique field on Lead and Task), new Leads
    and Tasks are Collections *upserts* by it, each record carrying its write's idempotency key:
    a create sent again after an ambiguous outcome, or one that commits after the client gave
    up, updates the record instead of making a second one (``created=False``). Two upserts of
    one key racing inside Salesforce may end in ``DUPLICATE_VALUE`` naming the record the other
    made: that is the record, not a failure.
+6. Up to five Collections requests of one write travel as the subrequests of one
+   ``/composite`` request: one round trip, one API call, so one write call takes 1,000 records
+   (``write_batch_size``). Each subrequest is answered as if it had been sent alone, so the
+   rules above hold per subrequest. A composite whose subrequests fared differently is read so
+   that nothing that landed is ever reported as not sent: a subrequest the CRM refused (a 4xx)
+   beside others that landed fails its records with a retryable error, so the engine sends them
+   again (alone, where the refusal is their own); one that may have landed in part (a 5xx,
+   lock contention) makes the whole call ambiguous (a retryable error raised: the engine
+   reconciles it); a later round trip of the same write that fails after an earlier one landed
+   does the same.
 """
 
 from __future__ import annotations
@@ -41,13 +51,13 @@ from signals_crm.adapters.salesforce._errors import (
 from signals_crm.adapters.salesforce._requests import (
     COLLECTION_LIMIT,
     DEFAULT_API_VERSION,
+    MAX_COMPOSITE_COLLECTIONS,
     MAX_COMPOSITE_QUERIES,
     Endpoint,
     TaskMarker,
     campaign_member_record,
-    collection_create_request,
-    collection_update_request,
-    collection_upsert_request,
+    collection_request,
+    collection_subrequest,
     composite_request,
     describe_request,
     in_queries,
@@ -72,6 +82,7 @@ from signals_crm.adapters.salesforce._responses import (
 from signals_crm.adapters.salesforce._soql import (
     DEFAULT_MAX_URL_LENGTH,
     MAX_SOQL_LENGTH,
+    encode_q,
     like_literal,
     quote,
 )
@@ -99,12 +110,15 @@ from signals_crm.core.model import (
 )
 from signals_crm.core.normalize import normalize_domain
 from signals_crm.exceptions import (
+    AdapterError,
     ConfigurationError,
     CRMAPIError,
     DuplicateRecordError,
     NotFoundError,
     PermissionDeniedError,
     Problem,
+    RateLimitedError,
+    TransportError,
 )
 
 __all__ = ["SALESFORCE_CAPABILITIES", "SalesforceFlows", "website_host"]
@@ -119,7 +133,7 @@ SALESFORCE_CAPABILITIES = Capabilities(
     email_field="Email",
     separate_contacts=True,
     lookup_batch_size=200,
-    write_batch_size=COLLECTION_LIMIT,
+    write_batch_size=COLLECTION_LIMIT * MAX_COMPOSITE_COLLECTIONS,
     max_task_body_length=32_000,
     account_object="Account",
     required_on_create=("LastName", "Company"),
@@ -317,9 +331,9 @@ class SalesforceFlows(AdapterFlows):
         endpoint = self.endpoint
         out: list[list[Record]] = [[] for _ in queries]
         for group in _chunks(range(len(queries)), MAX_COMPOSITE_QUERIES):
-            alone = query_request(endpoint, queries[group[0]]) if len(group) == 1 else None
-            if alone is not None and len(str(alone.url)) <= self._max_url_length:
-                pages = [parse_query((yield alone))]
+            lone = queries[group[0]] if len(group) == 1 else None
+            if lone is not None and self._fits_url(endpoint, lone):
+                pages = [parse_query((yield query_request(endpoint, lone)))]
             else:
                 refs = [f"q{n}" for n in range(len(group))]
                 subs = [
@@ -336,6 +350,13 @@ class SalesforceFlows(AdapterFlows):
                     out[i].extend(page.records)
                     more = page.next_records_url
         return out
+
+    def _fits_url(self, endpoint: Endpoint, soql: str) -> bool:
+        """Whether ``soql`` may go as a plain ``GET`` (measured before any URL is built)."""
+        fixed = len(endpoint.base) + len("/query?q=")
+        return fixed + len(soql) <= self._max_url_length and (
+            fixed + len(encode_q(soql)) <= self._max_url_length
+        )
 
     def _in(
         self,
@@ -537,68 +558,142 @@ class SalesforceFlows(AdapterFlows):
         auto_assign: bool | None = None,
         upsert: str | None = None,
     ) -> Flow[list[WriteResult]]:
-        """One Collections call for ``bodies`` (<= 200), one result per body; ``upsert`` (an
-        object name) upserts them by ``sync_key_field`` instead of creating them.
+        """One result per body, sent in Collections calls of 200 (see :meth:`_collections`)."""
+        (results,) = yield from self._collections(
+            [_Call(bodies, update=update, auto_assign=auto_assign, upsert=upsert)]
+        )
+        return results
+
+    def _collections(self, calls: Sequence[_Call]) -> Flow[list[list[WriteResult]]]:
+        """Every call's bodies sent in Collections groups of at most 200, up to five groups a
+        round trip (module doc, rule 6); one result list per call, one result per body.
 
         Salesforce rejects a *whole* Collections request when one record names a field the
         object lacks (``INVALID_FIELD``, a JSON deserialization failure). That is a per-record
         problem, so the records naming the field fail alone and the others are sent again; when
-        the culprit cannot be told from the message, the batch is halved until it can.
+        the culprit cannot be told from the message, the group is halved until it can.
         """
-        results: list[WriteResult | None] = [None] * len(bodies)
-        groups: list[list[int]] = [list(range(len(bodies)))]
-        while groups:
-            group = groups.pop(0)
-            response = yield self._collection_request(
-                [bodies[i] for i in group], update=update, auto_assign=auto_assign, upsert=upsert
-            )
-            if upsert is not None and response.status_code == 404:
-                raise self._no_key_field(upsert, error_from_response(response))
-            if response.status_code == 400:
-                error = error_from_response(response)
-                if error.error_code not in _RECORD_CONTENT_CODES:
-                    raise error
-                self.metadata_cache.forget("describe")  # the schema changed: read it again
-                field = _field_in_message(error.message)
-                culprits = [
-                    i for i in group if field and any(k.lower() == field.lower() for k in bodies[i])
-                ]
-                if not culprits and len(group) > 1:
-                    half = len(group) // 2
-                    groups[:0] = [group[:half], group[half:]]
+        results: list[list[WriteResult | None]] = [[None] * len(c.bodies) for c in calls]
+        queue: list[_Group] = [
+            _Group(n, list(chunk))
+            for n, call in enumerate(calls)
+            for chunk in _chunks(range(len(call.bodies)), COLLECTION_LIMIT)
+        ]
+        landed = False
+        while queue:
+            trip, queue = queue[:MAX_COMPOSITE_COLLECTIONS], queue[MAX_COMPOSITE_COLLECTIONS:]
+            try:
+                responses = yield from self._send_groups(calls, trip)
+            except AdapterError as error:
+                # Nothing of this trip has an answer. Before anything landed the error is the
+                # call's, as for one request; after, only an ambiguous one may stand for it all.
+                if not landed or _ambiguous(error):
+                    raise
+                for group in [*trip, *queue]:
+                    for i in group.indices:
+                        results[group.call][i] = WriteResult.failure(_send_again(error))
+                queue = []
+                break
+            again: list[_Group] = []
+            for group, response in zip(trip, responses, strict=True):
+                call = calls[group.call]
+                outcome = self._group_outcome(call, group, response)
+                if isinstance(outcome, _Retry):
+                    again.extend(outcome.groups)
+                    for i, result in outcome.failed.items():
+                        results[group.call][i] = result
                     continue
-                culprits = culprits or group
-                failure = error_for_code(
-                    error.error_code,
-                    error.message,
-                    status_code=None,
-                    fields=(field,) if field else error.fields,
-                )
-                for i in culprits:
-                    results[i] = WriteResult.failure(failure)
-                rest = [i for i in group if i not in culprits]
-                if rest:
-                    groups.insert(0, rest)
-                continue
-            parsed = parse_collection_results(response, len(group), upsert=upsert is not None)
-            for i, result in zip(group, parsed, strict=True):
-                results[i] = self._key_clash(result) if upsert is not None else result
-        return [r if r is not None else WriteResult.failure(_LOST) for r in results]
+                if isinstance(outcome, AdapterError):
+                    if not landed and len(trip) == 1:
+                        raise outcome
+                    if _ambiguous(outcome):
+                        raise outcome  # may have landed in part: the whole call settles
+                    for i in group.indices:  # refused, nothing landed: each sent again
+                        results[group.call][i] = WriteResult.failure(_send_again(outcome))
+                    continue
+                landed = True
+                for i, result in zip(group.indices, outcome, strict=True):
+                    results[group.call][i] = result
+            queue[:0] = again
+        return [[r if r is not None else WriteResult.failure(_LOST) for r in rs] for rs in results]
 
-    def _collection_request(
-        self,
-        records: Sequence[Mapping[str, Any]],
-        *,
-        update: bool,
-        auto_assign: bool | None,
-        upsert: str | None,
-    ) -> httpx.Request:
-        if upsert is not None and self._sync_key_field is not None:
-            return collection_upsert_request(
-                self.endpoint, upsert, self._sync_key_field, records, auto_assign=auto_assign
+    def _send_groups(
+        self, calls: Sequence[_Call], trip: Sequence[_Group]
+    ) -> Flow[list[httpx.Response]]:
+        """One round trip: a lone group as its Collections request, several as the subrequests
+        of one ``/composite`` request (each answered as if it had been sent alone)."""
+        endpoint = self.endpoint
+        parts = []
+        for group in trip:
+            call = calls[group.call]
+            method, path = self._collection_target(update=call.update, upsert=call.upsert)
+            parts.append((method, path, [call.bodies[i] for i in group.indices], call.auto_assign))
+        if len(parts) == 1:
+            method, path, records, auto_assign = parts[0]
+            request = collection_request(endpoint, method, path, records, auto_assign=auto_assign)
+            return [(yield request)]
+        refs = [f"w{n}" for n in range(len(parts))]
+        subs = [
+            collection_subrequest(
+                endpoint, method, path, records, auto_assign=auto_assign, reference=ref
             )
-        build = collection_update_request if update else collection_create_request
-        return build(self.endpoint, records, auto_assign=auto_assign)
+            for (method, path, records, auto_assign), ref in zip(parts, refs, strict=True)
+        ]
+        return parse_composite((yield composite_request(endpoint, subs)), refs)
+
+    def _group_outcome(
+        self, call: _Call, group: _Group, response: httpx.Response
+    ) -> list[WriteResult] | AdapterError | _Retry:
+        """What one Collections answer says of its group: per-record results, the error of the
+        whole group, or (a record-content refusal) the records that failed and the rest to send
+        again."""
+        upsert = call.upsert
+        if upsert is not None and response.status_code == 404:
+            return self._no_key_field(upsert, error_from_response(response))
+        if response.status_code == 400:
+            error = error_from_response(response)
+            if error.error_code not in _RECORD_CONTENT_CODES:
+                return error
+            self.metadata_cache.forget("describe")  # the schema changed: read it again
+            field = _field_in_message(error.message)
+            indices = group.indices
+            culprits = [
+                i
+                for i in indices
+                if field and any(k.lower() == field.lower() for k in call.bodies[i])
+            ]
+            if not culprits and len(indices) > 1:
+                half = len(indices) // 2
+                return _Retry(
+                    {}, [_Group(group.call, indices[:half]), _Group(group.call, indices[half:])]
+                )
+            culprits = culprits or indices
+            failure = error_for_code(
+                error.error_code,
+                error.message,
+                status_code=None,
+                fields=(field,) if field else error.fields,
+            )
+            rest = [i for i in indices if i not in culprits]
+            return _Retry(
+                {i: WriteResult.failure(failure) for i in culprits},
+                [_Group(group.call, rest)] if rest else [],
+            )
+        try:
+            parsed = parse_collection_results(
+                response, len(group.indices), upsert=upsert is not None
+            )
+        except AdapterError as error:
+            return error
+        if upsert is None:
+            return parsed
+        return [self._key_clash(result) for result in parsed]
+
+    def _collection_target(self, *, update: bool, upsert: str | None) -> tuple[str, str]:
+        """The method and path (under the version) of a Collections call."""
+        if upsert is not None and self._sync_key_field is not None:
+            return "PATCH", f"composite/sobjects/{upsert}/{self._sync_key_field}"
+        return ("PATCH" if update else "POST"), "composite/sobjects"
 
     def _no_key_field(self, object_name: str, cause: CRMAPIError) -> PermissionDeniedError:
         """The org has no such External ID field (any more): an administrator's to fix."""
@@ -627,24 +722,26 @@ class SalesforceFlows(AdapterFlows):
 
     def create_people_flow(self, records: Sequence[PersonWrite]) -> Flow[list[WriteResult]]:
         results: list[WriteResult | None] = [None] * len(records)
-        for start in range(0, len(records), COLLECTION_LIMIT):
-            chunk = range(start, min(start + COLLECTION_LIMIT, len(records)))
-            # Owner chosen → assignment rules off; otherwise the org's rules apply as usual.
-            with_owner = [i for i in chunk if records[i].owner_id]
-            without = [i for i in chunk if not records[i].owner_id]
-            for owned, auto_assign in ((with_owner, False), (without, None)):
-                keyed = self._sync_key_field is not None
-                upserts = [i for i in owned if keyed and records[i].kind is PersonKind.LEAD]
-                plain = sorted(set(owned) - set(upserts))
-                for indices, upsert in ((upserts, "Lead"), (plain, None)):
-                    if not indices:
-                        continue
+        calls: list[_Call] = []
+        placed: list[list[int]] = []
+        # Owner chosen → assignment rules off; otherwise the org's rules apply as usual.
+        with_owner = [i for i in range(len(records)) if records[i].owner_id]
+        without = [i for i in range(len(records)) if not records[i].owner_id]
+        keyed = self._sync_key_field is not None
+        for owned, auto_assign in ((with_owner, False), (without, None)):
+            upserts = [i for i in owned if keyed and records[i].kind is PersonKind.LEAD]
+            plain = sorted(set(owned) - set(upserts))
+            for indices, upsert in ((upserts, "Lead"), (plain, None)):
+                if indices:
                     bodies = [self._person_body(records[i], upsert) for i in indices]
-                    parsed = yield from self._collection_call(
-                        bodies, update=False, auto_assign=auto_assign, upsert=upsert
+                    calls.append(
+                        _Call(bodies, update=False, auto_assign=auto_assign, upsert=upsert)
                     )
-                    for i, result in zip(indices, parsed, strict=True):
-                        results[i] = result
+                    placed.append(indices)
+        answered = yield from self._collections(calls)
+        for indices, parsed in zip(placed, answered, strict=True):
+            for i, result in zip(indices, parsed, strict=True):
+                results[i] = result
         done = [r if r is not None else WriteResult.failure(_LOST) for r in results]
         return (yield from self._name_duplicates(records, done))
 
@@ -690,13 +787,12 @@ class SalesforceFlows(AdapterFlows):
         return results
 
     def update_people_flow(self, records: Sequence[PersonUpdate]) -> Flow[list[WriteResult]]:
-        results: list[WriteResult] = []
-        for chunk in _chunks(records, COLLECTION_LIMIT):
-            bodies = [person_update_record(r) for r in chunk]
-            # Never let an update re-run assignment rules (REST treats no header as TRUE).
-            parsed = yield from self._collection_call(bodies, update=True, auto_assign=False)
-            results.extend(_update_result(r) for r in parsed)
-        return results
+        if not records:
+            return []
+        bodies = [person_update_record(r) for r in records]
+        # Never let an update re-run assignment rules (REST treats no header as TRUE).
+        parsed = yield from self._collection_call(bodies, update=True, auto_assign=False)
+        return [_update_result(r) for r in parsed]
 
     def create_tasks_flow(self, tasks: Sequence[TaskWrite]) -> Flow[list[WriteResult]]:
         results: list[WriteResult | None] = [None] * len(tasks)
@@ -720,11 +816,11 @@ class SalesforceFlows(AdapterFlows):
                 continue
             sendable.append((i, body))
         upsert = "Task" if self._sync_key_field is not None else None
-        for chunk in _chunks(sendable, COLLECTION_LIMIT):
+        if sendable:
             parsed = yield from self._collection_call(
-                [b for _, b in chunk], update=False, upsert=upsert
+                [b for _, b in sendable], update=False, upsert=upsert
             )
-            for (i, _), result in zip(chunk, parsed, strict=True):
+            for (i, _), result in zip(sendable, parsed, strict=True):
                 results[i] = result
         return [r if r is not None else WriteResult.failure(_LOST) for r in results]
 
@@ -732,9 +828,9 @@ class SalesforceFlows(AdapterFlows):
         self, memberships: Sequence[CampaignMembershipWrite]
     ) -> Flow[list[WriteResult]]:
         results: list[WriteResult] = []
-        for chunk in _chunks(memberships, COLLECTION_LIMIT):
-            bodies = [campaign_member_record(m) for m in chunk]
-            results.extend((yield from self._collection_call(bodies, update=False)))
+        if memberships:
+            bodies = [campaign_member_record(m) for m in memberships]
+            results = yield from self._collection_call(bodies, update=False)
         already = [
             i
             for i, r in enumerate(results)
@@ -860,6 +956,52 @@ class SalesforceFlows(AdapterFlows):
             for (i, _), found in zip(members, ids, strict=True):
                 answers[i] = found
         return answers
+
+
+@attrs.frozen
+class _Call:
+    """One Collections call's worth of bodies (any number: sent in groups of 200)."""
+
+    bodies: Sequence[Mapping[str, Any]]
+    update: bool
+    auto_assign: bool | None = None
+    upsert: str | None = None  # the object upserted by sync_key_field, or a plain write
+
+
+@attrs.frozen
+class _Group:
+    """The bodies of one Collections request: indices into ``calls[call].bodies``."""
+
+    call: int
+    indices: list[int]
+
+
+@attrs.frozen
+class _Retry:
+    """A record-content refusal: the records it was about, and the groups to send again."""
+
+    failed: dict[int, WriteResult]
+    groups: list[_Group]
+
+
+def _ambiguous(error: AdapterError) -> bool:
+    """Whether a failed request may have landed, in part (then only a read can tell)."""
+    if isinstance(error, TransportError):
+        return error.maybe_sent
+    if isinstance(error, RateLimitedError):
+        return False  # refused before anything ran
+    return error.retryable  # a server error or lock contention midway
+
+
+def _send_again(error: AdapterError) -> CRMAPIError:
+    """A record's failure when its request was refused beside others that landed: it did not
+    land, and is sent again (alone, where the refusal is its own)."""
+    code = error.error_code if isinstance(error, CRMAPIError) else None
+    return CRMAPIError(
+        f"refused with records sent beside it, to be sent again: {error}",
+        error_code=code,
+        retryable=True,
+    )
 
 
 _RECORD_CONTENT_CODES = frozenset(

@@ -12,7 +12,9 @@ What is sent (reference §§1-4, 9):
    the second; later pages follow ``nextRecordsUrl`` verbatim, with no query parameters.
 3. Writes go through sObject Collections: ``POST composite/sobjects`` (create) and
    ``PATCH composite/sobjects`` (update), at most 200 records, ``allOrNone: false`` so one bad
-   record never sinks the others. Every record names its type in ``attributes``.
+   record never sinks the others. Every record names its type in ``attributes``. Up to five
+   such calls travel as the subrequests of one ``POST composite`` (one round trip, one API
+   call), ``Sforce-Auto-Assign`` in each subrequest's ``httpHeaders``.
 4. A Lead write whose owner ``signals_crm`` chose carries ``Sforce-Auto-Assign: FALSE`` so the
    org's assignment rules cannot overwrite it. Lead *updates* always carry it too: REST treats a
    missing header as ``TRUE``, and an update must never move the owner.
@@ -203,6 +205,7 @@ def or_queries(
 MAX_COMPOSITE_QUERIES = 5
 """A ``/composite`` request holds at most 25 subrequests, at most 5 of them queries or
 Collections (REST API Developer Guide, "Composite"); the whole request is one API call."""
+MAX_COMPOSITE_COLLECTIONS = MAX_COMPOSITE_QUERIES
 
 
 def query_subrequest(endpoint: Endpoint, soql: str, reference: str) -> dict[str, str]:
@@ -240,6 +243,21 @@ def describe_request(endpoint: Endpoint, object_name: str) -> httpx.Request:
 # Collections
 
 
+def collection_body(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A Collections body: 1 to 200 typed records, ``allOrNone: false``."""
+    if not records or len(records) > COLLECTION_LIMIT:
+        raise ConfigurationError(
+            [Problem("records", f"a Collections call takes 1 to {COLLECTION_LIMIT} records")]
+        )
+    return {"allOrNone": False, "records": [dict(r) for r in records]}
+
+
+def _assign_header(auto_assign: bool | None) -> dict[str, str]:
+    if auto_assign is None:
+        return {}
+    return {"Sforce-Auto-Assign": "TRUE" if auto_assign else "FALSE"}
+
+
 def _collection(
     method: str,
     endpoint: Endpoint,
@@ -247,19 +265,50 @@ def _collection(
     auto_assign: bool | None,
     path: str = "composite/sobjects",
 ) -> httpx.Request:
-    if not records or len(records) > COLLECTION_LIMIT:
-        raise ConfigurationError(
-            [Problem("records", f"a Collections call takes 1 to {COLLECTION_LIMIT} records")]
-        )
-    extra = (
-        {} if auto_assign is None else {"Sforce-Auto-Assign": "TRUE" if auto_assign else "FALSE"}
-    )
+    body = collection_body(records)
     return httpx.Request(
         method,
         f"{endpoint.base}/{path}",
-        headers=endpoint.headers(extra),
-        json={"allOrNone": False, "records": [dict(r) for r in records]},
+        headers=endpoint.headers(_assign_header(auto_assign)),
+        json=body,
     )
+
+
+def collection_request(
+    endpoint: Endpoint,
+    method: str,
+    path: str,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    auto_assign: bool | None,
+) -> httpx.Request:
+    """One Collections call (``path`` under the version) sent alone."""
+    return _collection(method, endpoint, records, auto_assign, path)
+
+
+def collection_subrequest(
+    endpoint: Endpoint,
+    method: str,
+    path: str,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    auto_assign: bool | None,
+    reference: str,
+) -> dict[str, Any]:
+    """One Collections call (``path`` under the version, such as ``composite/sobjects``) as a
+    subrequest of a ``/composite`` request; ``Sforce-Auto-Assign`` goes in its own
+    ``httpHeaders`` (subrequests may carry any header of their resource but ``Accept``,
+    ``Authorization`` and ``Content-Type``: REST API Developer Guide, "Composite")."""
+    sub: dict[str, Any] = {
+        "method": method,
+        "url": f"/services/data/v{endpoint.api_version}/{path}",
+        "referenceId": reference,
+        "body": collection_body(records),
+    }
+    header = _assign_header(auto_assign)
+    if header:
+        sub["httpHeaders"] = header
+    return sub
 
 
 def collection_create_request(

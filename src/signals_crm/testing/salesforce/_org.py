@@ -50,6 +50,7 @@ requests held.
 from __future__ import annotations
 
 import collections
+import functools
 import itertools
 import json
 import random
@@ -122,6 +123,20 @@ _GATEWAY_PAGE = (
     "<body><h1>Bad Gateway</h1><p>The server could not reach the Salesforce instance.</p>"
     "</body></html>"
 )
+
+
+def _locked() -> Reply:
+    return error_reply(
+        400, "UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 1 records"
+    )
+
+
+def _has_collections(payload: Any) -> bool:
+    subrequests = payload.get("compositeRequest") if isinstance(payload, Mapping) else None
+    return isinstance(subrequests, list) and any(
+        isinstance(sub, Mapping) and "/composite/sobjects" in str(sub.get("url", ""))
+        for sub in subrequests
+    )
 
 
 @attrs.define
@@ -466,12 +481,9 @@ class LocalSalesforce(Logins, Collections, Upserts, Tooling):
             reply = error_reply(429, "REQUEST_LIMIT_EXCEEDED", "Too many requests")
             reply.headers["Retry-After"] = "2"
             return reply
-        if fault == "lock_row" and not route.startswith("/composite/sobjects"):
-            return error_reply(
-                400,
-                "UNABLE_TO_LOCK_ROW",
-                "unable to obtain exclusive access to this record or 1 records",
-            )
+        collections = route.startswith("/composite/sobjects") or route.rstrip("/") == "/composite"
+        if fault == "lock_row" and not collections:
+            return _locked()
         return None
 
     # -- routes ------------------------------------------------------------------------------
@@ -522,7 +534,15 @@ class LocalSalesforce(Logins, Collections, Upserts, Tooling):
             if retrieve and method in ("GET", "POST"):
                 return self._collections_retrieve(version, retrieve[1], method, params, body)
             if route.rstrip("/") == "/composite" and method == "POST":
-                answer = composite(self.data, json_body(body), headers, self._subrequest)
+                # Lock contention hits the records of its Collections subrequests, as it would
+                # the records of a lone Collections call.
+                payload = json_body(body)
+                dispatch = self._subrequest
+                if fault == "lock_row":
+                    if not _has_collections(payload):
+                        return _locked()  # nothing to lock row by row: the request fails
+                    dispatch = functools.partial(self._subrequest, fault="lock_row")
+                answer = composite(self.data, payload, headers, dispatch)
                 return Reply(200, answer)
             if route.rstrip("/") == "/composite" and method == "GET":
                 return Reply(200, self._composite_resources(version))
@@ -580,7 +600,13 @@ class LocalSalesforce(Logins, Collections, Upserts, Tooling):
             return Reply(exc.status, [exc.error.as_single()])
 
     def _subrequest(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        fault: str | None = None,
     ) -> tuple[int, Any, dict[str, str]]:
         """One subrequest of a composite request: no auth, no metering of its own."""
         path, _, query = url.partition("?")
@@ -601,7 +627,7 @@ class LocalSalesforce(Logins, Collections, Upserts, Tooling):
             raw_query=query,
             headers=headers,
             body=body,
-            fault=None,
+            fault=fault,
         )
         answer_headers = dict(reply.headers)
         if reply.status == 201 and isinstance(reply.body, dict) and "id" in reply.body:
