@@ -410,6 +410,7 @@ def test_backfill_resumes_after_a_kill_without_duplicates(tmp_path, local_salesf
     argv = [
         sys.executable, "-m", "signals_crm", "backfill", str(source), "--settings", str(settings),
         "--ledger", str(ledger), "--crm", "salesforce", "--no-progress", "--json",
+        "--batch-size", "1000",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -192,7 +192,8 @@ class Integration(Operations):
 
         Memory stays flat however many conversations come: they are read batch by batch, each
         outcome goes to ``on_outcome`` as it is known, and the report keeps totals plus the
-        outcomes that need attention. ``progress`` receives the count done after each batch.
+        outcomes that need attention. ``progress`` receives, after each batch, how many of the
+        first conversations are all done (a resume may skip that many).
         """
         return self._drive(self._backfill_of(conversations, options))
 

@@ -229,3 +229,26 @@ def test_the_rule_holds_back_the_later_conversations_of_a_carried_visitor() -> N
     # c-21's own writes not counted: carrying c-20 alone leaves 20 creates and 40 tasks.
     out = carried(plans, size=20, pending=lambda c: c.conversation_id != "c-21")
     assert out == {"c-20", "c-21"}
+
+
+def test_progress_counts_only_the_first_conversations_all_done() -> None:
+    """progress(n) means the stream's first n conversations are all done, so a resume after n
+    (the CLI's checkpoint) never skips a carried conversation; it ends at the total."""
+    count = 430
+    crm, cfg = mixed_crm(count)
+    done: set[str] = set()
+    seen: list[int] = []
+
+    def progress(n: int) -> None:
+        assert all(f"c-{i}" in done for i in range(n))
+        seen.append(n)
+
+    integration(crm, cfg, batch_size=100).backfill(
+        (conv(i) for i in range(count)),
+        now=LATER,
+        progress=progress,
+        on_outcome=lambda o: done.add(o.conversation_id),
+    )
+    assert seen[-1] == count
+    assert seen == sorted(seen)
+    assert any(n % 100 for n in seen[:-1])  # some round carried conversations: it held back

@@ -564,11 +564,15 @@ class Operations:
         # and the stream is read one ahead so the last round is known as such.
         stream = iter(conversations)
         ahead = list(itertools.islice(stream, 1))
-        carried: list[Conversation] = []
+        read = 0  # conversations taken from the stream
+        carried: list[tuple[int, Conversation]] = []  # with their place in the stream
         while ahead or carried:
             fresh = [*ahead, *itertools.islice(stream, self.batch_size - len(ahead))]
             ahead = list(itertools.islice(stream, 1))
-            batch = [*carried, *fresh]
+            places = {c.id: read + n for n, c in enumerate(fresh)}
+            read += len(fresh)
+            places.update({c.id: place for place, c in carried})
+            batch = [*(c for _, c in carried), *fresh]
             if self._budget_exhausted():
                 exhausted = True
                 break
@@ -576,7 +580,7 @@ class Operations:
                 batch, SyncMode.AUTOMATIC, now, carry=bool(ahead)
             )
             by_id = {c.id: c for c in batch}
-            carried = [by_id[cid] for cid in result.carried]
+            carried = [(places[cid], by_id[cid]) for cid in result.carried]
             self._learn_inactive(result)
             retry_later = [
                 o.conversation_id for o in result.outcomes if o.kind is OutcomeKind.RETRY
@@ -597,11 +601,13 @@ class Operations:
                 exhausted = True
                 break
             if progress is not None:
-                progress(tally.count)
+                # How many of the stream's first conversations are all done: a carried one
+                # holds the count back, so a resume after it never skips what is not done.
+                progress(min((place for place, _ in carried), default=read))
         if carried:  # the run stopped early: run_due finishes them, like any automatic sync
             later = now + timedelta(seconds=self.retry.reschedule_after)
-            yield from store("schedule_many", [(c, later) for c in carried])
-            for conversation in carried:
+            yield from store("schedule_many", [(c, later) for _, c in carried])
+            for _, conversation in carried:
                 outcome = ConversationOutcome(
                     conversation.id, OutcomeKind.RETRY, error=_NOT_REACHED, retry_at=later
                 )

@@ -90,7 +90,10 @@ def online_integration(
     store = RotatedTokenStore(credentials, warn)
     with httpx.Client(timeout=timeout) as http:
         adapter = build_adapter(credentials, http, token_store=store)
-        yield Integration(adapter, settings, ledger=ledger)
+        batch_size = getattr(args, "batch_size", None)
+        if batch_size is not None and batch_size < 1:
+            raise CommandError("--batch-size must be a positive number", ExitCode.USAGE)
+        yield Integration(adapter, settings, ledger=ledger, batch_size=batch_size)
 
 
 class RotatedTokenStore:

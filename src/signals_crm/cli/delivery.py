@@ -264,6 +264,12 @@ def register(sub: Any, epilog: str) -> None:
     add_crm_options(backfill)
     backfill.add_argument("--checkpoint", type=Path, help="default: INPUT.checkpoint.json")
     backfill.add_argument(
+        "--batch-size",
+        type=int,
+        help="conversations per round (default: five of the CRM's write calls; 5,000 on "
+        "Salesforce, 500 on HubSpot); the checkpoint is written after each",
+    )
+    backfill.add_argument(
         "--restart", action="store_true", help="ignore the checkpoint and start over"
     )
     backfill.add_argument(
