@@ -1,18 +1,21 @@
-"""How long the console's pages take on a large SQLite ledger.
+"""How long the console's pages take on a large ledger, on SQLite and on PostgreSQL.
 
 Workload: a ledger of N syncs (default 1,000,000) for one integration — 70% done, 20% due,
 5% scheduled, 4% dead letters (each with a CRM error), 1% in flight (leased) — and 100,000
-confirmed commands. The ledger is built once by a bulk insert (one transaction per 50,000 rows,
-``synchronous=OFF`` while building: a benchmark file, not a production one) and reused when
-it already exists with the same N.
+confirmed commands. The schema is created through the library, then the rows are bulk-loaded:
+SQLite by inserts (one transaction per 50,000 rows, ``synchronous=OFF`` while building: a
+benchmark file, not a production one; reused when it already exists with the same N),
+PostgreSQL by ``COPY`` into a throwaway cluster (``initdb`` into a temporary folder, on a Unix
+socket, as ``tests/_services.py`` does), then ``VACUUM ANALYZE``.
 
-For each page it prints the median and 95th percentile of ``--repeat`` requests, twice:
-``query`` is the read-only browser's queries alone (what the page costs the ledger), ``page``
-is the whole HTTP round trip to the console served by uvicorn on loopback (queries, rendering,
-the server). Run::
+For each store and each page it prints the median and 95th percentile of ``--repeat``
+requests, twice: ``query`` is the read-only browser's queries alone (what the page costs the
+ledger), ``page`` is the whole HTTP round trip to the console served by uvicorn on loopback
+(queries, rendering, the server). Run::
 
-    python benchmarks/console_pages.py                 # 1,000,000 syncs
-    python benchmarks/console_pages.py --syncs 100000  # quicker
+    python benchmarks/console_pages.py                      # 1,000,000 syncs, both stores
+    python benchmarks/console_pages.py --syncs 100000       # quicker
+    python benchmarks/console_pages.py --store sqlite       # or postgres
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -41,16 +45,27 @@ from signals_crm.settings import IntegrationSettings
 
 CHUNK = 50_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+SYNC_COLUMNS = (
+    "conversation_id",
+    "due_at",
+    "state",
+    "attempts",
+    "last_error",
+    "outcome",
+    "conversation",
+    "lease_owner",
+    "lease_until",
+    "email",
+)
 
 
 def micros(value: datetime) -> int:
     return (value - EPOCH) // timedelta(microseconds=1)
 
 
-def build(path: Path, count: int, now: datetime) -> float:
-    """Create the ledger's schema through the library, then bulk-insert ``count`` syncs."""
-    started = time.perf_counter()
-    SQLiteLedger(path).close()
+def sync_rows(count: int, now: datetime) -> Iterator[tuple[object, ...]]:
+    """The workload's syncs, as the columns of :data:`SYNC_COLUMNS`."""
     template = json.dumps(
         conversation_to_dict(
             Conversation(
@@ -62,26 +77,6 @@ def build(path: Path, count: int, now: datetime) -> float:
         ),
         separators=(",", ":"),
     )
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("PRAGMA synchronous = OFF")
-    columns = {r[1] for r in conn.execute("PRAGMA table_info(due_syncs)")}
-    tenant = "integration" in columns
-    names = [
-        "conversation_id",
-        "due_at",
-        "state",
-        "attempts",
-        "last_error",
-        "outcome",
-        "conversation",
-        "lease_owner",
-        "lease_until",
-        "email",
-    ] + (["integration"] if tenant else [])
-    sql = (
-        f"INSERT INTO due_syncs ({', '.join(names)}) "  # noqa: S608  # constant names
-        f"VALUES ({', '.join('?' * len(names))})"
-    )
     base = micros(now - timedelta(days=30))
     lease_until = micros(now + timedelta(days=365))
     errors = (
@@ -90,8 +85,7 @@ def build(path: Path, count: int, now: datetime) -> float:
         "INVALID_EMAIL_ADDRESS: bad address",
         "STRING_TOO_LONG: Company",
     )
-
-    def row(i: int) -> tuple[object, ...]:
+    for i in range(count):
         cid = f"c-{i:07}"
         email = f"visitor{i}@bench.test"
         slot = i % 100
@@ -110,40 +104,72 @@ def build(path: Path, count: int, now: datetime) -> float:
             state, due = "pending", base + i * 1_000_000
             owner, until = f"worker-{i % 4}", lease_until
         conversation = template.replace("CID", cid).replace("EMAIL", email)
-        values: tuple[object, ...] = (
-            cid,
-            due,
-            state,
-            attempts,
-            error,
-            outcome,
-            conversation,
-            owner,
-            until,
-            email,
-        )
-        return (*values, "default") if tenant else values
+        yield (cid, due, state, attempts, error, outcome, conversation, owner, until, email)
 
+
+def command_rows(count: int, now: datetime) -> Iterator[tuple[object, ...]]:
+    """(key, conversation id, CRM id, updated at) of the confirmed commands."""
+    base = micros(now - timedelta(days=30))
+    for i in range(0, count, max(1, count // 100_000)):
+        yield (f"c-{i:07}:person", f"c-{i:07}", f"00Q{i:015}", base)
+
+
+def build_sqlite(path: Path, count: int, now: datetime) -> float:
+    """Create the ledger's schema through the library, then bulk-insert ``count`` syncs."""
+    started = time.perf_counter()
+    SQLiteLedger(path).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous = OFF")
+    names = [*SYNC_COLUMNS, "integration"]
+    sql = (
+        f"INSERT INTO due_syncs ({', '.join(names)}) "  # noqa: S608  # constant names
+        f"VALUES ({', '.join('?' * len(names))})"
+    )
+    rows = sync_rows(count, now)
     for start in range(0, count, CHUNK):
         conn.execute("BEGIN")
-        conn.executemany(sql, (row(i) for i in range(start, min(start + CHUNK, count))))
+        conn.executemany(sql, ((*next(rows), "default") for _ in range(min(CHUNK, count - start))))
         conn.execute("COMMIT")
-    command_columns = {r[1] for r in conn.execute("PRAGMA table_info(commands)")}
-    extra = ", integration" if "integration" in command_columns else ""
-    marks = ", ?" if extra else ""
     conn.execute("BEGIN")
     conn.executemany(
-        "INSERT INTO commands (key, conversation_id, kind, state, crm_id, attempts, "  # noqa: S608
-        f"updated_at{extra}) VALUES (?, ?, 'create_person', 'confirmed', ?, 1, ?{marks})",
-        (
-            (f"c-{i:07}:person", f"c-{i:07}", f"00Q{i:015}", base, *(("default",) if extra else ()))
-            for i in range(0, count, max(1, count // 100_000))
-        ),
+        "INSERT INTO commands (key, conversation_id, kind, state, crm_id, attempts, updated_at, "
+        "integration) VALUES (?, ?, 'create_person', 'confirmed', ?, 1, ?, 'default')",
+        command_rows(count, now),
     )
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
+    return time.perf_counter() - started
+
+
+def build_postgres(conninfo: str, count: int, now: datetime) -> float:
+    """The same rows on PostgreSQL: the schema through the library, then COPY."""
+    import psycopg
+
+    from signals_crm.ledger.postgres import PostgresLedger
+
+    started = time.perf_counter()
+    PostgresLedger(conninfo).close()
+    with psycopg.connect(conninfo) as conn:
+        columns = ", ".join([*SYNC_COLUMNS, "integration"])
+        with (
+            conn.cursor() as cursor,
+            cursor.copy(f"COPY signals_crm.due_syncs ({columns}) FROM STDIN") as copy,
+        ):
+            for row in sync_rows(count, now):
+                copy.write_row((*row, "default"))
+        with (
+            conn.cursor() as cursor,
+            cursor.copy(
+                "COPY signals_crm.commands (key, conversation_id, crm_id, updated_at, kind, state, "
+                "attempts, integration) FROM STDIN"
+            ) as copy,
+        ):
+            for row in command_rows(count, now):
+                copy.write_row((*row, "create_person", "confirmed", 1, "default"))
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
     return time.perf_counter() - started
 
 
@@ -178,27 +204,14 @@ def serve(app: object) -> tuple[str, Callable[[], None]]:
     return f"http://127.0.0.1:{sock.getsockname()[1]}", stop
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--syncs", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=30)
-    parser.add_argument("--ledger", type=Path, help="where to keep the ledger (default: temp)")
-    args = parser.parse_args()
-    now = datetime.now(UTC)
-    folder = Path(tempfile.gettempdir()) / "signals-crm-bench"
-    folder.mkdir(exist_ok=True)
-    path = args.ledger or folder / f"console-{args.syncs}.sqlite3"
-    if not path.exists():
-        seconds = build(path, args.syncs, now)
-        size = path.stat().st_size / 2**20
-        print(f"built {args.syncs:,} syncs in {seconds:.1f} s ({size:,.0f} MiB): {path}")
-    else:
-        print(f"reusing {path}")
-
-    browser = LedgerBrowser(path)
+def measure(source: Any, syncs: int, repeat: int, now: datetime) -> int:
+    """Print the queries' and the pages' times over ``source`` (a path or a conninfo)."""
+    browser = LedgerBrowser(source)
     deep = browser.page(View.DONE, now, limit=1, filters=SyncFilter(conversation_id="c-0500001"))
     deep_cursor = deep.rows[0] if deep.rows else browser.page(View.DONE, now, limit=500).rows[-1]
     cursor = Cursor(deep_cursor.due_at, deep_cursor.conversation_id)
+    flying = browser.page(View.IN_FLIGHT, now, limit=50)
+    flying_cursor = flying.next_cursor
     queries: dict[str, Callable[[], object]] = {
         "counts, exact (every view)": lambda: browser.counts(now),
         "counts, up to 10,000 (the console)": lambda: browser.counts(now, limit=10_000),
@@ -206,6 +219,7 @@ def main() -> int:
         "done, a page half way down": lambda: browser.page(View.DONE, now, after=cursor),
         "dead letters, first page": lambda: browser.page(View.DEAD, now),
         "in flight, first page": lambda: browser.page(View.IN_FLIGHT, now),
+        "in flight, second page": lambda: browser.page(View.IN_FLIGHT, now, after=flying_cursor),
         "due, filtered by email": lambda: browser.page(
             View.DUE, now, filters=SyncFilter(email="visitor700071@bench.test")
         ),
@@ -213,17 +227,17 @@ def main() -> int:
             View.DEAD, now, filters=SyncFilter(error_contains="STRING_TOO_LONG")
         ),
         "one conversation + its writes": lambda: (
-            browser.sync(f"c-{args.syncs // 2:07}"),
-            browser.commands_for(f"c-{args.syncs // 2:07}"),
+            browser.sync(f"c-{syncs // 2:07}"),
+            browser.commands_for(f"c-{syncs // 2:07}"),
         ),
     }
-    print(f"\nledger queries alone ({args.repeat} runs each), ms: median / p95")
+    print(f"\n  ledger queries alone ({repeat} runs each), ms: median / p95")
     for name, action in queries.items():
-        median, p95 = timed(action, args.repeat)
-        print(f"  {name:<38} {median:8.2f} / {p95:8.2f}")
+        median, p95 = timed(action, repeat)
+        print(f"    {name:<38} {median:8.2f} / {p95:8.2f}")
 
     app = create_console(
-        path,
+        source,
         authenticate=lambda _request: "bench",  # a benchmark on loopback; never in a host
         settings=IntegrationSettings.from_dict({"criteria": "two_stars"}),
         crm_links=salesforce_links("https://bench.my.salesforce.test"),
@@ -239,23 +253,61 @@ def main() -> int:
         "in flight": "/i/default/syncs?view=in_flight",
         "filter by email": "/i/default/syncs?view=due&email=visitor700071@bench.test",
         "filter dead by error": "/i/default/syncs?view=dead&error=STRING_TOO_LONG",
-        "conversation + explanation": f"/i/default/conversations/c-{args.syncs // 2:07}",
+        "conversation + explanation": f"/i/default/conversations/c-{syncs // 2:07}",
         "retry confirmation": "/i/default/conversations/c-0000095/retry",
     }
-    print(f"\nwhole pages over HTTP on loopback ({args.repeat} runs each), ms: median / p95")
+    print(f"\n  whole pages over HTTP on loopback ({repeat} runs each), ms: median / p95")
     try:
         with httpx.Client(base_url=base, timeout=60) as client:
             for name, page in pages.items():
                 status = client.get(page).status_code
                 if status != 200:
-                    print(f"  {name}: HTTP {status}", file=sys.stderr)
+                    print(f"    {name}: HTTP {status}", file=sys.stderr)
                     return 1
-                median, p95 = timed(lambda page=page: client.get(page), args.repeat)
-                print(f"  {name:<38} {median:8.2f} / {p95:8.2f}")
+                median, p95 = timed(lambda page=page: client.get(page), repeat)
+                print(f"    {name:<38} {median:8.2f} / {p95:8.2f}")
     finally:
         stop()
         browser.close()
     return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--syncs", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--store", choices=["both", "sqlite", "postgres"], default="both")
+    parser.add_argument("--ledger", type=Path, help="where to keep the SQLite ledger")
+    args = parser.parse_args()
+    now = datetime.now(UTC)
+    failed = 0
+    if args.store in ("both", "sqlite"):
+        folder = Path(tempfile.gettempdir()) / "signals-crm-bench"
+        folder.mkdir(exist_ok=True)
+        path = args.ledger or folder / f"console-v4-{args.syncs}.sqlite3"
+        print(f"SQLite, {args.syncs:,} syncs")
+        if not path.exists():
+            seconds = build_sqlite(path, args.syncs, now)
+            size = path.stat().st_size / 2**20
+            print(f"  built in {seconds:.1f} s ({size:,.0f} MiB): {path}")
+        else:
+            print(f"  reusing {path}")
+        failed |= measure(path, args.syncs, args.repeat, now)
+    if args.store in ("both", "postgres"):
+        sys.path.insert(0, str(TESTS))
+        from _services import PostgresCluster  # the tests' throwaway cluster
+
+        print(f"\nPostgreSQL, {args.syncs:,} syncs")
+        with PostgresCluster() as cluster:
+            import psycopg
+
+            with psycopg.connect(cluster.conninfo, autocommit=True) as conn:
+                conn.execute("CREATE DATABASE console_bench")
+            conninfo = cluster.database("console_bench")
+            seconds = build_postgres(conninfo, args.syncs, now)
+            print(f"  built in {seconds:.1f} s (COPY, then VACUUM ANALYZE)")
+            failed |= measure(conninfo, args.syncs, args.repeat, now)
+    return failed
 
 
 if __name__ == "__main__":
