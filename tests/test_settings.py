@@ -527,7 +527,8 @@ def test_task_event_problems() -> None:
     """Unknown and duplicate task events are errors."""
     found = problems_of({"task_events": ["chat_transcript", "email", "chat_transcript"]})
     assert found == {
-        "task_events[1]": "Input should be 'chat_transcript' or 'meeting_booked'",
+        "task_events[1]": "unknown event 'email': chat_transcript, meeting_booked or a kind "
+        "declared in activity_kinds",
         "task_events[2]": "duplicate event 'chat_transcript'",
     }
 

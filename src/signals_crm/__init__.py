@@ -20,7 +20,7 @@ from signals_crm.adapters._tokens import AsyncTokenStore, TokenSet, TokenStore
 from signals_crm.adapters.base import AsyncCRMAdapter, CRMAdapter
 from signals_crm.catalogs import SettingsCatalog, asettings_catalog, settings_catalog
 from signals_crm.connect import Authorization, Connection, HubSpotConnect, SalesforceConnect
-from signals_crm.core.config import ContactPolicy, Criteria, SyncConfig
+from signals_crm.core.config import ActivityTemplate, ContactPolicy, Criteria, SyncConfig
 from signals_crm.core.crm import Capabilities
 from signals_crm.core.explain import Explanation
 from signals_crm.core.model import (
@@ -28,6 +28,7 @@ from signals_crm.core.model import (
     Company,
     Conversation,
     ConversationStatus,
+    CustomActivity,
     Meeting,
     Participants,
     PersonKind,
@@ -71,6 +72,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "ActivityKind",
+    "ActivityTemplate",
     "AdapterError",
     "AsyncCRMAdapter",
     "AsyncIntegration",
@@ -89,6 +91,7 @@ __all__ = [
     "ConversationOutcome",
     "ConversationStatus",
     "Criteria",
+    "CustomActivity",
     "DryRun",
     "DueSync",
     "DuplicateRecordError",

@@ -60,6 +60,7 @@ from signals_crm.core.model import (
     Company,
     Conversation,
     ConversationStatus,
+    CustomActivity,
     FieldValue,
     Meeting,
     Participants,
@@ -70,7 +71,7 @@ from signals_crm.core.model import (
 from signals_crm.exceptions import ConfigurationError, Problem, WebhookError
 from signals_crm.settings._problems import key_path, kind
 
-__all__ = ["WebhookEvent", "parse_webhook", "parse_webhook_event"]
+__all__ = ["WebhookEvent", "custom_activities_of", "parse_webhook", "parse_webhook_event"]
 
 
 class WebhookEvent(enum.Enum):
@@ -291,9 +292,14 @@ def parse_webhook(
     lead_score: int | None,
     closed_at: datetime | None = None,
     company: Company | None = None,
+    activities: Iterable[CustomActivity | Mapping[str, Any]] = (),
 ) -> Conversation:
     """The :class:`Conversation` a ``conversation-start``/``conversation-closed`` payload
     describes (a mapping, or JSON as text or bytes), completed by the host's values.
+
+    ``activities`` are the conversation's activities of host-declared kinds (the payload has
+    none): :class:`~signals_crm.core.model.CustomActivity` values, or JSON-ready mappings
+    ``{"kind", "id", "occurred_on" (ISO date, optional), "data" (optional)}``.
 
     Raises :class:`~signals_crm.exceptions.WebhookError` listing every problem of a malformed
     payload, then :class:`~signals_crm.exceptions.ConfigurationError` for wrong host arguments.
@@ -328,7 +334,56 @@ def parse_webhook(
         transcript=transcript,
         meeting=meeting,
         traffic=traffic,
+        custom_activities=custom_activities_of(activities),
     )
+
+
+_ACTIVITY_KEYS = frozenset({"kind", "id", "occurred_on", "data"})
+
+
+def custom_activities_of(
+    activities: Iterable[CustomActivity | Mapping[str, Any]],
+) -> tuple[CustomActivity, ...]:
+    """Host-declared-kind activities from values or JSON-ready mappings; a
+    :class:`~signals_crm.exceptions.ConfigurationError` names every bad ``activities[i]``."""
+    out: list[CustomActivity] = []
+    problems: list[Problem] = []
+    listed: Iterable[object] = activities
+    for index, item in enumerate(listed):
+        where = f"activities[{index}]"
+        if isinstance(item, CustomActivity):
+            out.append(item)
+            continue
+        if not isinstance(item, Mapping):
+            problems.append(Problem(where, "an object with kind and id"))
+            continue
+        unknown = sorted(set(item) - _ACTIVITY_KEYS)
+        if unknown:
+            problems.append(Problem(where, f"unknown keys {unknown}: kind, id, occurred_on, data"))
+            continue
+        raw_day = item.get("occurred_on")
+        day: date | None = None
+        if raw_day is not None:
+            try:
+                day = date.fromisoformat(str(raw_day))
+            except ValueError:
+                problems.append(Problem(f"{where}.occurred_on", "an ISO date (YYYY-MM-DD)"))
+                continue
+        data = item.get("data") or {}
+        if not isinstance(data, Mapping):
+            problems.append(Problem(f"{where}.data", "an object of values"))
+            continue
+        try:
+            out.append(
+                CustomActivity(
+                    kind=item.get("kind", ""), id=item.get("id", ""), occurred_on=day, data=data
+                )
+            )
+        except ConfigurationError as error:
+            problems.extend(Problem(f"{where}.{p.path}", p.message) for p in error.problems)
+    if problems:
+        raise ConfigurationError(problems)
+    return tuple(out)
 
 
 def _meeting(read: _Reader, chat: Mapping[str, Any]) -> Meeting | None:

@@ -4,13 +4,16 @@ Each line is an *envelope*: the Signals webhook body the host received (``payloa
 the host adds because the payload lacks it::
 
     {"conversation_id": "c-42", "lead_score": 3, "closed_at": "2026-11-20T12:00:00Z",
-     "company": {"name": "Globex", "domain": "globex.test"}, "payload": {...}}
+     "company": {"name": "Globex", "domain": "globex.test"}, "payload": {...},
+     "activities": [{"kind": "form_submitted", "id": "f-1", "data": {"form": "Pricing"}}]}
 
 Rules:
 
 1. ``conversation_id`` and ``payload`` are required; ``lead_score`` (0..3 or null) and
    ``company`` (``name``, ``domain``, ``attributes``) are optional; ``closed_at`` is required for
-   a ``conversation-closed`` payload. Any other key is refused (a typo fails loudly).
+   a ``conversation-closed`` payload; ``activities`` (activities of kinds declared in the
+   settings' ``activity_kinds``: ``kind``, ``id``, ``occurred_on``, ``data``) is optional. Any
+   other key is refused (a typo fails loudly).
 2. A line longer than :data:`MAX_LINE` bytes, a line that is not UTF-8 JSON, or one whose
    values are refused by the library is *rejected* with its line number and reason; the lines
    around it go on. Blank lines are skipped.
@@ -36,7 +39,9 @@ __all__ = ["MAX_LINE", "Rejected", "read_envelopes"]
 MAX_LINE = 1 << 20
 """The longest line accepted, in bytes (1 MiB)."""
 
-_KEYS = frozenset({"conversation_id", "lead_score", "closed_at", "company", "payload"})
+_KEYS = frozenset(
+    {"conversation_id", "lead_score", "closed_at", "company", "payload", "activities"}
+)
 _COMPANY_KEYS = frozenset({"name", "domain", "attributes"})
 
 
@@ -102,7 +107,16 @@ def conversation_of(envelope: dict[str, Any]) -> Conversation:
         lead_score=score,
         closed_at=_closed_at(envelope.get("closed_at")),
         company=_company(envelope.get("company")),
+        activities=_activities(envelope.get("activities")),
     )
+
+
+def _activities(value: object) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise CommandError("activities: must be a list of objects")
+    return value
 
 
 def read_envelopes(

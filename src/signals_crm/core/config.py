@@ -14,9 +14,19 @@ from datetime import timedelta
 
 import attrs
 
-from signals_crm.core.model import ActivityKind, FieldValue, Role, SignalsUser, normalize_email
+from signals_crm.core.activities import template_problems
+from signals_crm.core.model import (
+    ActivityKind,
+    FieldValue,
+    Role,
+    SignalsUser,
+    check_kind_name,
+    normalize_email,
+)
+from signals_crm.exceptions import ConfigurationError, Problem
 
 __all__ = [
+    "ActivityTemplate",
     "Condition",
     "ConditionGroup",
     "ContactPolicy",
@@ -177,8 +187,37 @@ def _domains(value: Iterable[str]) -> frozenset[str]:
     return frozenset(value)
 
 
-def _kinds(value: Iterable[ActivityKind]) -> frozenset[ActivityKind]:
+def _kinds(value: Iterable[ActivityKind | str]) -> frozenset[ActivityKind | str]:
     return frozenset(value)
+
+
+@attrs.frozen
+class ActivityTemplate:
+    """An activity kind the host declares: its name, the task's subject and body templates
+    (``{activity.<key>}`` and Signals field placeholders; see :mod:`signals_crm.core.activities`)
+    and the conversation roles that did it, tried in order for the task's owner."""
+
+    name: str
+    subject: str
+    body: str
+    owner_roles: tuple[Role, ...] = (Role.CLOSER, Role.LAST_ROUTED)
+
+    def __attrs_post_init__(self) -> None:
+        problems = check_kind_name(self.name, "name")
+        problems += template_problems(self.subject, "subject")
+        problems += template_problems(self.body, "body")
+        roles: tuple[object, ...] = self.owner_roles
+        problems += [
+            Problem(f"owner_roles[{i}]", "a Role")
+            for i, r in enumerate(roles)
+            if not isinstance(r, Role)
+        ]
+        if problems:
+            raise ConfigurationError(problems)
+
+
+def _templates(value: Iterable[ActivityTemplate]) -> tuple[ActivityTemplate, ...]:
+    return tuple(value)
 
 
 @attrs.frozen
@@ -265,7 +304,7 @@ class SyncConfig:
     enabled: bool = True
     criteria: Criteria = Criteria.ALL
     synchronization_delay: timedelta = timedelta(0)
-    task_events: frozenset[ActivityKind] = attrs.field(default=_ALL_KINDS, converter=_kinds)
+    task_events: frozenset[ActivityKind | str] = attrs.field(default=_ALL_KINDS, converter=_kinds)
     campaign_id: str | None = None
     lead_owner_sources: tuple[Role, ...] = _ALL_SOURCES
     default_owner: str | None = None
@@ -274,6 +313,29 @@ class SyncConfig:
     existing_contact: ContactPolicy = ContactPolicy.ATTACH
     placeholders: Mapping[str, str] = attrs.field(factory=dict, converter=_placeholders)
     ownership: OwnershipConfig = attrs.field(factory=OwnershipConfig)
+    activity_kinds: tuple[ActivityTemplate, ...] = attrs.field(default=(), converter=_templates)
+    """Activity kinds the host declared; ``task_events`` chooses them by name."""
+
+    def __attrs_post_init__(self) -> None:
+        problems: list[Problem] = []
+        names: set[str] = set()
+        for index, template in enumerate(self.activity_kinds):
+            if template.name in names:
+                problems.append(
+                    Problem(f"activity_kinds[{index}]", f"{template.name!r} is declared twice")
+                )
+            names.add(template.name)
+        for event in sorted(e for e in self.task_events if isinstance(e, str)):
+            if event not in names:
+                msg = f"task event {event!r} is not a declared activity kind"
+                problems.append(Problem("task_events", msg))
+        if problems:
+            raise ConfigurationError(problems)
+
+    @property
+    def templates(self) -> Mapping[str, ActivityTemplate]:
+        """The declared activity kinds by name."""
+        return {t.name: t for t in self.activity_kinds}
 
     def __init__(  # one keyword per setting, and the deprecated names
         self,
@@ -281,7 +343,7 @@ class SyncConfig:
         enabled: bool = True,
         criteria: Criteria = Criteria.ALL,
         synchronization_delay: timedelta = timedelta(0),
-        task_events: Iterable[ActivityKind] = _ALL_KINDS,
+        task_events: Iterable[ActivityKind | str] | None = None,
         campaign_id: str | None = None,
         lead_owner_sources: tuple[Role, ...] = _ALL_SOURCES,
         default_owner: str | None = None,
@@ -290,6 +352,7 @@ class SyncConfig:
         existing_contact: ContactPolicy = ContactPolicy.ATTACH,
         placeholders: Mapping[str, str] | None = None,
         ownership: OwnershipConfig | None = None,
+        activity_kinds: Iterable[ActivityTemplate] = (),
         delay: timedelta | None = None,
         task_kinds: Iterable[ActivityKind] | None = None,
         owner_sources: tuple[Role, ...] | None = None,
@@ -301,6 +364,9 @@ class SyncConfig:
         if task_kinds is not None:
             _renamed("task_kinds")
             task_events = task_kinds
+        declared = tuple(activity_kinds)
+        if task_events is None:  # every event: the built-in kinds and every declared one
+            task_events = (*_ALL_KINDS, *(t.name for t in declared))
         if owner_sources is not None:
             _renamed("owner_sources")
             lead_owner_sources = owner_sources
@@ -320,6 +386,7 @@ class SyncConfig:
             existing_contact=existing_contact,
             placeholders=placeholders if placeholders is not None else {},
             ownership=ownership if ownership is not None else OwnershipConfig(),
+            activity_kinds=declared,
         )
 
     @property
@@ -329,7 +396,7 @@ class SyncConfig:
         return self.synchronization_delay
 
     @property
-    def task_kinds(self) -> frozenset[ActivityKind]:
+    def task_kinds(self) -> frozenset[ActivityKind | str]:
         """Deprecated: :attr:`task_events`."""
         _renamed("task_kinds")
         return self.task_events

@@ -246,7 +246,7 @@ class TaskWrite:
     key: str
     person_id: str
     person_kind: PersonKind
-    activity_kind: ActivityKind
+    activity_kind: ActivityKind | str
     subject: str
     body: str
     marker: str

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from operator import attrgetter
 from typing import Any, TypeAlias
@@ -32,6 +32,7 @@ from signals_crm.core.normalize import normalize_email
 from signals_crm.exceptions import ConfigurationError, Problem
 
 __all__ = [
+    "BUILT_IN_KINDS",
     "AccountRecord",
     "Activity",
     "ActivityKind",
@@ -39,6 +40,7 @@ __all__ = [
     "Company",
     "Conversation",
     "ConversationStatus",
+    "CustomActivity",
     "FieldSchema",
     "FieldType",
     "FieldValue",
@@ -51,10 +53,12 @@ __all__ = [
     "SignalsUser",
     "Traffic",
     "Visitor",
+    "check_kind_name",
     "field_getter",
     "field_map",
     "fields_reader",
     "is_valid_email",
+    "kind_name",
     "normalize_email",
 ]
 
@@ -320,11 +324,63 @@ class Activity:
     (planning builds one per task).
     """
 
-    kind: ActivityKind
+    kind: ActivityKind | str
+    """A built-in kind, or the name of a kind the host declared (``SyncConfig.activity_kinds``)."""
     key: str
     subject: str
     body: str
     activity_date: date | None = None
+
+
+_KIND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+BUILT_IN_KINDS: frozenset[str] = frozenset(k.value for k in ActivityKind)
+
+
+def kind_name(kind: ActivityKind | str) -> str:
+    """The name of an activity kind: a built-in's value, or a declared kind's own name."""
+    return kind.value if isinstance(kind, ActivityKind) else kind
+
+
+def check_kind_name(name: object, path: str) -> list[Problem]:
+    """Why ``name`` cannot name a host-declared activity kind (empty when it can)."""
+    if not isinstance(name, str) or not _KIND_NAME.match(name):
+        return [Problem(path, "a kind name is a lower-case letter, then letters, digits or _")]
+    if name in BUILT_IN_KINDS:
+        return [Problem(path, f"{name!r} is a built-in kind; declare another name")]
+    return []
+
+
+@attrs.frozen
+class CustomActivity:
+    """An activity of a kind the host declared (a form filled, a file shared, a call logged).
+
+    ``kind`` names a declared kind (``SyncConfig.activity_kinds``); ``id`` is stable for the
+    conversation (with the kind it makes the task's marker, so a redelivery never makes a second
+    task); ``occurred_on`` dates the task (else the close date); ``data`` holds the values its
+    templates name as ``{activity.<key>}``.
+    """
+
+    kind: str
+    id: str
+    occurred_on: date | None = None
+    data: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=field_map)
+
+    def __attrs_post_init__(self) -> None:
+        problems = check_kind_name(self.kind, "kind")
+        given: object = self.id
+        if not isinstance(given, str) or not given.strip():
+            problems.append(Problem("id", "an activity needs a non-empty id"))
+        occurred: object = self.occurred_on
+        wrong_type = not isinstance(occurred, date) or isinstance(occurred, datetime)
+        if occurred is not None and wrong_type:
+            problems.append(Problem("occurred_on", "must be a date"))
+        problems.extend(_wrong_fields("data", self.data))
+        if problems:
+            raise ConfigurationError(problems)
+
+
+def _activities(value: Iterable[CustomActivity]) -> tuple[CustomActivity, ...]:
+    return tuple(value)
 
 
 @attrs.frozen
@@ -345,9 +401,22 @@ class Conversation:
     transcript: str | None = None
     meeting: Meeting | None = None
     traffic: Traffic = attrs.field(factory=Traffic)
+    custom_activities: tuple[CustomActivity, ...] = attrs.field(default=(), converter=_activities)
+    """Activities of host-declared kinds (the host supplies them; see ``docs/activities.md``)."""
 
     def __attrs_post_init__(self) -> None:
         problems = _wrong_types(self, _CONVERSATION)
+        listed: tuple[object, ...] = self.custom_activities
+        for index, item in enumerate(listed):
+            if not isinstance(item, CustomActivity):
+                problems.append(Problem(f"custom_activities[{index}]", "a CustomActivity"))
+        seen: set[tuple[str, str]] = set()
+        for index, activity in enumerate(self.custom_activities):
+            if isinstance(activity, CustomActivity):  # (others are reported above)
+                if (activity.kind, activity.id) in seen:
+                    msg = f"a second {activity.kind} activity with id {activity.id!r}"
+                    problems.append(Problem(f"custom_activities[{index}]", msg))
+                seen.add((activity.kind, activity.id))
         if problems:  # (the checks below assume the types are right)
             raise ConfigurationError(problems)
         if not self.id.strip():

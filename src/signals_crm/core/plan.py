@@ -37,7 +37,8 @@ from typing import Any
 
 import attrs
 
-from signals_crm.core.config import SyncConfig
+from signals_crm.core.activities import custom_activities
+from signals_crm.core.config import ActivityTemplate, SyncConfig
 from signals_crm.core.criteria import Eligibility, EligibilityRule, check_manual
 from signals_crm.core.crm import (
     CampaignMembershipWrite,
@@ -59,7 +60,9 @@ from signals_crm.core.model import (
     ObjectSchema,
     PersonKind,
     PersonRecord,
+    Role,
     fields_reader,
+    kind_name,
 )
 from signals_crm.core.owner import OwnerDecision, OwnerRule
 from signals_crm.core.task_owner import TASK_ROLES, TaskOwnerRule
@@ -249,8 +252,10 @@ class _Compiled:
     update_fields: CompiledFields  # the overwrite mappings: all an update reads and writes
     owner_rule: OwnerRule
     task_owners: TaskOwnerRule
-    task_kinds: tuple[ActivityKind, ...]
+    task_kinds: tuple[ActivityKind | str, ...]
     all_task_kinds: bool  # every activity becomes a task: nothing to filter
+    templates: Mapping[str, ActivityTemplate]  # the declared activity kinds, by name
+    task_roles: Mapping[str, tuple[Role, ...]]  # who did each kind, for the task's owner
     eligible: Reason
     campaign_reason: Reason | None
     tasks_unsupported: Reason
@@ -296,7 +301,9 @@ class _Compiled:
             owner_rule,
             task_owners,
             tuple(config.task_events),  # a tuple: membership by identity, no enum hashing
-            config.task_events >= frozenset(ActivityKind),
+            config.task_events >= {*ActivityKind, *(t.name for t in config.activity_kinds)},
+            config.templates,
+            {**TASK_ROLES, **{t.name: t.owner_roles for t in config.activity_kinds}},
             info("eligible", f"eligible for {mode.value} sync"),
             campaign_reason,
             warning("tasks_unsupported", f"{capabilities.name} takes no tasks"),
@@ -648,6 +655,10 @@ def _tasks(  # noqa: PLR0917  # positional: called per conversation
 ) -> None:
     """Plan one task per chosen activity kind (automatic syncs only), each with its owner."""
     activities = conversation.activities()
+    if conversation.custom_activities:
+        declared, skipped = custom_activities(conversation, compiled.templates)
+        activities = (*activities, *declared)
+        trace.extend(skipped)
     if not compiled.all_task_kinds:
         activities = tuple(a for a in activities if a.kind in compiled.task_kinds)
     if not activities:
@@ -662,11 +673,12 @@ def _tasks(  # noqa: PLR0917  # positional: called per conversation
     owners = compiled.task_owners
     participants = conversation.participants
     for activity in activities:
+        name = kind_name(activity.kind)
         owner = owners.resolve(
-            TASK_ROLES.get(activity.kind.value, ()),
+            compiled.task_roles.get(name, ()),
             participants,
             record_owner,
-            activity=_TASK_LABELS.get(activity.kind.value, "the task"),
+            activity=_TASK_LABELS.get(name) or f"the {name} task",
         )
         chosen = activity
         if limit is not None and len(activity.body) > limit:
@@ -690,7 +702,10 @@ def _tasks(  # noqa: PLR0917  # positional: called per conversation
                 chosen,
             )
         )
-        trace.append(
-            _TRANSCRIPT_TASK if activity.kind is ActivityKind.CHAT_TRANSCRIPT else _MEETING_TASK
-        )
+        if activity.kind is ActivityKind.CHAT_TRANSCRIPT:
+            trace.append(_TRANSCRIPT_TASK)
+        elif activity.kind is ActivityKind.MEETING_BOOKED:
+            trace.append(_MEETING_TASK)
+        else:
+            trace.append(info("task_planned", f"a task for the {name} activity {activity.key}"))
         trace.extend(owner.trace)

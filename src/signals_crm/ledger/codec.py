@@ -33,6 +33,7 @@ from signals_crm.core.model import (
     Company,
     Conversation,
     ConversationStatus,
+    CustomActivity,
     FieldValue,
     Meeting,
     Participants,
@@ -171,7 +172,31 @@ def conversation_to_dict(conversation: Conversation) -> dict[str, Any]:
         "transcript": c.transcript,
         "meeting": _optional(c.meeting, "meeting"),
         "traffic": _encode_flat(c.traffic, "traffic"),
+        "custom_activities": [_encode_activity(a) for a in c.custom_activities],
     }
+
+
+def _encode_activity(activity: CustomActivity) -> dict[str, Any]:
+    where = f"custom_activities.{activity.kind}:{activity.id}"
+    return {
+        "kind": activity.kind,
+        "id": activity.id,
+        "occurred_on": _encode_value(activity.occurred_on, f"{where}.occurred_on"),
+        "data": _encode_mapping(activity.data, f"{where}.data"),
+    }
+
+
+def _decode_activity(data: Any, index: int) -> CustomActivity:
+    where = f"custom_activities[{index}]"
+    if not isinstance(data, dict) or set(data) != {"kind", "id", "occurred_on", "data"}:
+        raise LedgerError(f"cannot decode {where}: unexpected fields")
+    occurred = _decode_value(data["occurred_on"], f"{where}.occurred_on")
+    return CustomActivity(
+        kind=data["kind"],
+        id=data["id"],
+        occurred_on=occurred if isinstance(occurred, date) else None,
+        data=_decode_mapping(data["data"], f"{where}.data"),
+    )
 
 
 _CONVERSATION_KEYS = frozenset(
@@ -187,6 +212,7 @@ _CONVERSATION_KEYS = frozenset(
         "transcript",
         "meeting",
         "traffic",
+        "custom_activities",
     }
 )
 
@@ -230,4 +256,7 @@ def _decode_conversation(data: Mapping[str, Any]) -> Conversation:
         transcript=data.get("transcript"),
         meeting=_decode_optional(Meeting, data.get("meeting"), "meeting"),
         traffic=_decode_flat(Traffic, data.get("traffic") or {}, "traffic"),
+        custom_activities=[
+            _decode_activity(item, i) for i, item in enumerate(data.get("custom_activities") or [])
+        ],
     )

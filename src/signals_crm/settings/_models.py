@@ -24,6 +24,7 @@ from pydantic import (
     Discriminator,
     Field,
     StrictBool,
+    StrictStr,
     Tag,
     ValidationError,
     ValidatorFunctionWrapHandler,
@@ -32,7 +33,9 @@ from pydantic import (
 )
 
 from signals_crm._nesting import nested_too_deeply
+from signals_crm.core.activities import template_problems
 from signals_crm.core.config import (
+    ActivityTemplate,
     Condition,
     ConditionGroup,
     ContactPolicy,
@@ -49,7 +52,7 @@ from signals_crm.core.config import (
     UserMapEntry,
     UserMapping,
 )
-from signals_crm.core.model import ActivityKind, Role, normalize_email
+from signals_crm.core.model import ActivityKind, Role, check_kind_name, normalize_email
 from signals_crm.core.users import UserMappingProposal
 from signals_crm.exceptions import ConfigurationError, Problem
 from signals_crm.settings._delay import Delay
@@ -101,6 +104,52 @@ _OWNER_PRIORITY: tuple[OwnerSource, ...] = ("meeting_scheduler", "last_routed", 
 _TASK_EVENTS: tuple[TaskEvent, ...] = ("chat_transcript", "meeting_booked")
 
 _CONFIG = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _kind_name(value: str) -> str:
+    problems = check_kind_name(value, "")
+    if problems:
+        raise ValueError(problems[0].message)
+    return value
+
+
+def _template(value: str) -> str:
+    problems = template_problems(value, "")
+    if problems:
+        raise ValueError("; ".join(p.message for p in problems))
+    return value
+
+
+KindName = Annotated[StrictStr, AfterValidator(_kind_name)]
+Template = Annotated[StrictStr, AfterValidator(_template)]
+EventName = Name
+
+
+def _events_in_order(value: tuple[str, ...]) -> tuple[str, ...]:
+    """The built-in events in their fixed order, then the declared kinds as written."""
+    built_in = tuple(e for e in _TASK_EVENTS if e in value)
+    return (*built_in, *(e for e in value if e not in _TASK_EVENTS))
+
+
+class ActivityKindSettings(BaseModel):
+    """An activity kind the host declares: a name, the task's subject and body templates, and
+    the roles that did it (the task's owner, tried in order)."""
+
+    model_config = _CONFIG
+
+    name: KindName
+    subject: Template
+    body: Template
+    owner_roles: Annotated[tuple[OwnerSource, ...], no_duplicates("role")] = (
+        "closer",
+        "last_routed",
+    )
+
+    def to_core(self) -> ActivityTemplate:
+        """The core value."""
+        return ActivityTemplate(
+            self.name, self.subject, self.body, tuple(Role(r) for r in self.owner_roles)
+        )
 
 
 class FieldMappingSettings(BaseModel):
@@ -380,6 +429,30 @@ def _check_across(data: Any) -> list[Problem]:
                 )
             )
         used.setdefault(segment, index)
+    problems.extend(_check_events(data))
+    return problems
+
+
+def _check_events(data: Any) -> list[Problem]:
+    """Every task event is a built-in one or a declared kind; no kind is declared twice."""
+    problems: list[Problem] = []
+    declared: dict[str, int] = {}
+    for index, declared_kind in enumerate(items(get(data, "activity_kinds"))):
+        name = get(declared_kind, "name")
+        if isinstance(name, str):
+            if name in declared:
+                msg = f"kind {name!r} is already declared at activity_kinds[{declared[name]}]"
+                problems.append(Problem(f"activity_kinds[{index}].name", msg))
+            declared.setdefault(name, index)
+    for index, event in enumerate(items(get(data, "task_events"))):
+        if isinstance(event, str) and event not in _TASK_EVENTS and event not in declared:
+            problems.append(
+                Problem(
+                    f"task_events[{index}]",
+                    f"unknown event {event!r}: chat_transcript, meeting_booked or a kind "
+                    "declared in activity_kinds",
+                )
+            )
     return problems
 
 
@@ -392,8 +465,9 @@ class IntegrationSettings(BaseModel):
     criteria: CriteriaName = "all"
     synchronization_delay: Delay = timedelta(0)
     task_events: Annotated[
-        tuple[TaskEvent, ...], no_duplicates("event"), in_order(_TASK_EVENTS)
+        tuple[EventName, ...], no_duplicates("event"), AfterValidator(_events_in_order)
     ] = _TASK_EVENTS
+    activity_kinds: tuple[ActivityKindSettings, ...] = ()
     campaign_id: Annotated[CRMId | None, BeforeValidator(refuse_many_campaigns)] = None
     lead_owner_sources: Annotated[
         tuple[OwnerSource, ...], no_duplicates("source"), in_order(_OWNER_PRIORITY)
@@ -414,6 +488,11 @@ class IntegrationSettings(BaseModel):
     @classmethod
     def _every_problem(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         problems = _check_across(data) if isinstance(data, Mapping) else []
+        if isinstance(data, Mapping) and "task_events" not in data and data.get("activity_kinds"):
+            # Every event by default: the built-in kinds and every declared one.
+            names = [get(k, "name") for k in items(data["activity_kinds"])]
+            events = [*_TASK_EVENTS, *(n for n in names if isinstance(n, str))]
+            data = {**data, "task_events": list(dict.fromkeys(events))}
         try:
             result = handler(data)
         except ValidationError as exc:
@@ -617,7 +696,9 @@ class IntegrationSettings(BaseModel):
     def to_config(self) -> SyncConfig:
         """The frozen core value the sync decides with."""
         # ``Any``: mypy cannot type attrs' ``converter=frozenset`` (core/config.py).
-        task_kinds: Any = frozenset(ActivityKind(e) for e in self.task_events)
+        task_kinds: Any = frozenset(
+            ActivityKind(e) if e in _TASK_EVENTS else e for e in self.task_events
+        )
         return SyncConfig(
             enabled=self.enabled,
             criteria=Criteria(self.criteria),
@@ -639,6 +720,7 @@ class IntegrationSettings(BaseModel):
                 fallback=self.fallback_criteria.to_core() if self.fallback_criteria else None,
                 default_account_owner=self.default_account_owner,
             ),
+            activity_kinds=tuple(k.to_core() for k in self.activity_kinds),
         )
 
 

@@ -139,7 +139,7 @@ class MemoryTask:
     id: str
     person_id: str
     person_kind: PersonKind
-    activity_kind: ActivityKind
+    activity_kind: ActivityKind | str
     subject: str
     body: str
     marker: str

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from signals_crm.core.config import (
+    ActivityTemplate,
     Condition,
     ConditionGroup,
     ContactPolicy,
@@ -49,6 +50,7 @@ from signals_crm.core.model import (
     Company,
     Conversation,
     ConversationStatus,
+    CustomActivity,
     Meeting,
     Participants,
     PersonKind,
@@ -85,12 +87,15 @@ from signals_crm.testing.strategies_webhook import (
 )
 
 __all__ = [  # noqa: RUF022  # grouped: domain values, then user input (re-exported)
+    "CUSTOM_KINDS",
     "EMAIL_POOL",
     "SIGNALS_USERS",
     "account_records",
+    "activity_templates",
     "companies",
     "conversations",
     "crm_people",
+    "custom_activities",
     "email_variants",
     "emails",
     "field_mappings",
@@ -248,6 +253,52 @@ def companies(*, domains: Sequence[str] | None = None) -> st.SearchStrategy[Comp
     )
 
 
+CUSTOM_KINDS: tuple[str, ...] = ("form_submitted", "file_shared", "call_logged")
+"""Host-declared activity kind names the strategies use (``sync_configs(activity_kinds=True)``
+declares some of them; ``conversations(custom_kinds=...)`` draws activities of any)."""
+
+
+def activity_templates(
+    *, kinds: Sequence[str] = CUSTOM_KINDS
+) -> st.SearchStrategy[tuple[ActivityTemplate, ...]]:
+    """Declarations of some of ``kinds``, each with templates naming activity data and
+    Signals fields, and the roles that own its task."""
+
+    def declare(name: str, roles: tuple[Role, ...]) -> ActivityTemplate:
+        return ActivityTemplate(
+            name,
+            f"{name}: {{activity.title}}",
+            "{contact.first_name} {{at}} {company.name}: {activity.note} ({activity.date})",
+            roles,
+        )
+
+    one = st.tuples(
+        st.sampled_from(list(kinds)), st.lists(st.sampled_from(list(Role)), unique=True)
+    ).map(lambda pair: declare(pair[0], tuple(pair[1])))
+    return st.lists(one, max_size=len(kinds), unique_by=lambda t: t.name).map(tuple)
+
+
+def custom_activities(
+    *, kinds: Sequence[str] = (*CUSTOM_KINDS, "never_declared"), max_size: int = 4
+) -> st.SearchStrategy[tuple[CustomActivity, ...]]:
+    """Activities of host-declared kinds (and one kind no strategy declares), unique by kind
+    and id, with data the templates of :func:`activity_templates` name."""
+    one = st.builds(
+        CustomActivity,
+        kind=st.sampled_from(list(kinds)),
+        id=st.from_regex(r"[a-z0-9]{1,6}", fullmatch=True),
+        occurred_on=st.one_of(st.none(), st.dates(date(2026, 11, 1), date(2026, 11, 28))),
+        data=st.fixed_dictionaries(
+            {},
+            optional={
+                "title": st.text(min_size=1, max_size=20),
+                "note": st.one_of(st.none(), st.text(max_size=30), st.integers(0, 99)),
+            },
+        ),
+    )
+    return st.lists(one, max_size=max_size, unique_by=lambda a: (a.kind, a.id)).map(tuple)
+
+
 @st.composite
 def conversations(
     draw: st.DrawFn,
@@ -257,8 +308,10 @@ def conversations(
     visitor: st.SearchStrategy[Visitor | None] | None = None,
     lead_score: st.SearchStrategy[int | None] | None = None,
     transcript_max: int = 80,
+    custom_kinds: Sequence[str] = (),
 ) -> Conversation:
-    """Conversations: open or closed, scored or not, with or without meeting and transcript."""
+    """Conversations: open or closed, scored or not, with or without meeting and transcript;
+    with activities of ``custom_kinds`` (host-declared kinds) when any are given."""
     is_closed = draw(st.booleans()) if closed is None else closed
     closed_at = (
         BASE_TIME + timedelta(minutes=draw(st.integers(min_value=0, max_value=60 * 24)))
@@ -290,6 +343,7 @@ def conversations(
             traffic_source=draw(st.one_of(st.none(), st.sampled_from(["bing", "google"]))),
             referrer=draw(st.one_of(st.none(), st.just("Direct"))),
         ),
+        custom_activities=draw(custom_activities(kinds=custom_kinds)) if custom_kinds else (),
     )
 
 
@@ -422,17 +476,23 @@ def sync_configs(
     enabled: bool | None = None,
     campaign: bool | None = None,
     ownership: bool = True,
+    activity_kinds: bool = False,
 ) -> SyncConfig:
     """Integration configurations covering every setting the core reads.
 
-    ``ownership=False`` leaves the account-ownership rules empty (faster to draw).
+    ``ownership=False`` leaves the account-ownership rules empty (faster to draw);
+    ``activity_kinds=True`` declares some host activity kinds (:data:`CUSTOM_KINDS`), and the
+    task events then choose among them too.
     """
     sources = draw(st.lists(st.sampled_from(list(Role)), unique=True, max_size=3))
+    declared = draw(activity_templates()) if activity_kinds else ()
+    events: list[ActivityKind | str] = [*ActivityKind, *(t.name for t in declared)]
     return SyncConfig(
         enabled=draw(st.booleans()) if enabled is None else enabled,
         criteria=draw(st.sampled_from(list(Criteria))),
         synchronization_delay=timedelta(minutes=draw(st.sampled_from([0, 5, 30, 60 * 24]))),
-        task_events=frozenset(draw(st.lists(st.sampled_from(list(ActivityKind)), unique=True))),
+        task_events=frozenset(draw(st.lists(st.sampled_from(events), unique=True))),
+        activity_kinds=declared,
         campaign_id=(
             draw(st.one_of(st.none(), st.just("701000000000001")))
             if campaign is None
