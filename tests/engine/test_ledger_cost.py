@@ -4,6 +4,7 @@ request goes out). Counts are deterministic: these are not timed tests."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -154,7 +155,7 @@ class Checking(InMemoryCRM):
     seen: list[tuple[str, str]]
 
     def _committed(self, prefix: str) -> None:
-        with sqlite3.connect(self.path) as conn:
+        with contextlib.closing(sqlite3.connect(self.path)) as conn:
             rows = conn.execute(
                 "SELECT key, state FROM commands WHERE key LIKE ?", (f"%{prefix}%",)
             ).fetchall()
