@@ -38,6 +38,7 @@ OAuth" and "Manage OAuth tokens" (developers.hubspot.com/docs/api/oauth/tokens).
 
 from __future__ import annotations
 
+import abc
 import base64
 import hashlib
 import secrets
@@ -203,7 +204,7 @@ def _held(tokens: TokenSet | str) -> tuple[TokenSet, str]:
     return held, refresh
 
 
-class Connector:
+class Connector(abc.ABC):
     """The connect steps of one CRM app (see the module docstring).
 
     Subclasses say only what is particular to their CRM, all pure: the authorize URL, the
@@ -235,35 +236,35 @@ class Connector:
 
     # -- what a CRM says (pure) -----------------------------------------------------------------
 
+    @abc.abstractmethod
     def authorize_url(self, query: dict[str, str]) -> str:
         """The authorize page with ``query`` (state, PKCE challenge) and the CRM's own keys."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def code_request(self, code: str, code_verifier: str) -> httpx.Request:
         """The token endpoint request exchanging ``code``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def refresh_request(self, refresh_token: str) -> httpx.Request:
         """The token endpoint request trading ``refresh_token`` for a new access token."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def revoke_request(self, token: str) -> httpx.Request:
         """The request revoking ``token``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def accept(self, response: httpx.Response, *, refresh_token: str | None) -> Connection:
         """Read a token answer (raise the typed error it means); ``refresh_token`` is the one
         traded, kept when the CRM does not rotate it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def revoked(self, response: httpx.Response) -> bool:
         """Whether the revoke answer revoked the token (``False``: the CRM did not know it)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def auth(self, tokens: TokenSet | str) -> httpx.Auth:
         """The adapter's ``httpx.Auth`` for stored ``tokens`` (or just the refresh token),
         refreshing on its own and telling this connector's ``token_store``."""
-        raise NotImplementedError
 
     # -- the steps ------------------------------------------------------------------------------
 
