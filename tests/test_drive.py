@@ -6,7 +6,7 @@ from collections.abc import Generator
 
 import pytest
 
-from signals_crm._drive import adrive, drive
+from signals_crm._drive import adrive, arelay, drive, relay
 
 
 class Refused(Exception):
@@ -60,3 +60,68 @@ async def test_adrive_is_the_same_loop_with_await() -> None:
     assert log == ["refused", "closed"]
     with pytest.raises(Refused):
         await adrive(flow([]), adouble)
+
+
+def relayed(log: list[str]) -> Generator[int | str, int | str, None]:
+    """Yields text to send out (answered by whoever runs the relay) and numbers to perform."""
+    try:
+        reply = yield "ask"
+        log.append(f"reply {reply}")
+        doubled = yield 21
+        log.append(f"doubled {doubled}")
+        yield "again"
+    finally:
+        log.append("closed")
+
+
+def test_relay_passes_outward_items_out_and_performs_the_rest() -> None:
+    """Outward items go to the outer driver; their answers are received, then sent back in."""
+    log: list[str] = []
+    outer: Generator[str, str, None] = relay(
+        relayed(log),
+        lambda n: n * 2,
+        outward=str,
+        received=lambda answer: log.append(f"received {answer}"),
+        cleanup=lambda: log.append("cleanup"),
+    )
+    assert next(outer) == "ask"
+    assert outer.send("yes") == "again"
+    with pytest.raises(StopIteration):
+        outer.send("done")
+    assert log == ["received yes", "reply yes", "doubled 42", "received done", "closed", "cleanup"]
+
+
+def test_relay_cleans_up_when_the_outer_driver_stops_early() -> None:
+    """Closing the relay mid-flow closes the flow and runs ``cleanup`` (a held lock let go)."""
+    log: list[str] = []
+    outer: Generator[str, str, None] = relay(
+        relayed(log), lambda n: n, outward=str, cleanup=lambda: log.append("cleanup")
+    )
+    assert next(outer) == "ask"
+    outer.close()
+    assert log == ["closed", "cleanup"]
+
+
+@pytest.mark.anyio
+async def test_arelay_is_the_same_relay_as_an_async_generator() -> None:
+    """Same outward passing, awaited performs and receives, and cleanup."""
+    log: list[str] = []
+
+    async def perform(n: int | str) -> int | str:
+        return int(n) * 2
+
+    async def received(answer: object) -> None:
+        log.append(f"received {answer}")
+
+    outer = arelay(
+        relayed(log),
+        perform,
+        outward=str,
+        received=received,
+        cleanup=lambda: log.append("cleanup"),
+    )
+    assert await outer.asend(None) == "ask"
+    assert await outer.asend("yes") == "again"
+    with pytest.raises(StopAsyncIteration):
+        await outer.asend("done")
+    assert log == ["received yes", "reply yes", "doubled 42", "received done", "closed", "cleanup"]

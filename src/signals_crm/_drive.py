@@ -9,7 +9,9 @@ between blocking and async code:
    and sending back what ``perform`` returns.
 2. :func:`adrive` does the same with an ``async`` ``perform``; :func:`nest` runs a flow inside
    another flow, each item performed by a sub-flow (``yield from``), so flows compose without
-   a loop of their own.
+   a loop of their own. :func:`relay` and :func:`arelay` run a flow inside a generator that
+   someone else drives (an ``httpx.Auth`` flow): items of the ``outward`` type are yielded out
+   and their answers sent back in; every other item is performed here.
 3. An exception ``perform`` raises whose type is in ``catch`` is thrown into the flow at the
    ``yield`` that asked (so the flow may expect it and go on); any other propagates.
 4. The flow is closed when the driver stops, whatever the reason.
@@ -17,15 +19,17 @@ between blocking and async code:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from contextlib import closing
 from typing import Any, TypeAlias, TypeVar, cast
 
-__all__ = ["adrive", "drive", "nest"]
+__all__ = ["adrive", "arelay", "drive", "nest", "relay"]
 
 Y = TypeVar("Y")
 S = TypeVar("S")
 R = TypeVar("R")
+Out = TypeVar("Out")
+A = TypeVar("A")
 
 Catch = tuple[type[BaseException], ...]
 Outcome: TypeAlias = tuple[S | None, BaseException | None]
@@ -98,3 +102,61 @@ def nest(
                 item = flow.send(answer)
         except StopIteration as stop:
             return cast("R", stop.value)
+
+
+def relay(
+    flow: Generator[Y, S, None],
+    perform: Callable[[Y], S],
+    *,
+    outward: type[Out],
+    received: Callable[[A], object] | None = None,
+    cleanup: Callable[[], object] | None = None,
+) -> Generator[Out, A, None]:
+    """Run ``flow`` inside a generator: ``outward`` items go out, the rest are performed.
+
+    The answer to an outward item is handed to ``received`` (to read a response body, say)
+    and then sent into the flow; ``cleanup`` runs once the relay ends, however it ends.
+    """
+    try:
+        with closing(flow):
+            item = next(flow)
+            while True:
+                if isinstance(item, outward):
+                    answer: Any = yield item
+                    if received is not None:
+                        received(answer)
+                else:
+                    answer = perform(item)
+                item = flow.send(answer)
+    except StopIteration:
+        return
+    finally:
+        if cleanup is not None:
+            cleanup()
+
+
+async def arelay(
+    flow: Generator[Y, S, None],
+    perform: Callable[[Y], Awaitable[S]],
+    *,
+    outward: type[Out],
+    received: Callable[[A], Awaitable[object]] | None = None,
+    cleanup: Callable[[], object] | None = None,
+) -> AsyncGenerator[Out, A]:
+    """:func:`relay` as an async generator, with an ``async`` ``perform`` and ``received``."""
+    try:
+        with closing(flow):
+            item = next(flow)
+            while True:
+                if isinstance(item, outward):
+                    answer: Any = yield item
+                    if received is not None:
+                        await received(answer)
+                else:
+                    answer = await perform(item)
+                item = flow.send(answer)
+    except StopIteration:
+        return
+    finally:
+        if cleanup is not None:
+            cleanup()

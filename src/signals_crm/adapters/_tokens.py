@@ -23,7 +23,7 @@ Theory of operation (the shape of httpx's ``_auth.py``):
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Final, Protocol, runtime_checkable
 
 import anyio
@@ -31,6 +31,7 @@ import anyio.to_thread
 import attrs
 import httpx
 
+from signals_crm._drive import arelay, relay
 from signals_crm.adapters._cache import MetadataCache
 
 __all__ = [
@@ -100,6 +101,22 @@ def _answer(response: httpx.Response | None) -> httpx.Response:
         msg = "the auth flow was sent no response for a request"
         raise RuntimeError(msg)
     return response
+
+
+class _Hold:
+    """Whether the flow holds the refresh lock, so a driver that stops early releases it."""
+
+    def __init__(self, release: Callable[[], object]) -> None:
+        self._release = release
+        self._held = False
+
+    def took(self) -> None:
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._release()
 
 
 class TokenAuth(httpx.Auth):
@@ -175,53 +192,49 @@ class TokenAuth(httpx.Auth):
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        flow, reply, held = self.steps(request), None, False
-        try:
-            while True:
-                step = flow.send(reply)
-                reply = None
-                if step is LOCK:
-                    held = self._thread_lock.acquire()
-                elif step is UNLOCK:
-                    self._thread_lock.release()
-                    held = False
-                elif isinstance(step, TokenSet):
-                    self._save(step)
-                elif isinstance(step, httpx.Request):
-                    reply = yield step
-                    reply.read()
-        except StopIteration:
-            return
-        finally:
-            if held:
-                self._thread_lock.release()
+        hold = _Hold(self._thread_lock.release)
 
-    async def async_auth_flow(
+        def perform(step: Step) -> None:
+            if step is LOCK:
+                self._thread_lock.acquire()
+                hold.took()
+            elif step is UNLOCK:
+                hold.release()
+            elif isinstance(step, TokenSet):
+                self._save(step)
+
+        return relay(
+            self.steps(request),
+            perform,
+            outward=httpx.Request,
+            received=httpx.Response.read,
+            cleanup=hold.release,
+        )
+
+    def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         if self._task_lock is None:
             self._task_lock = anyio.Lock()
-        lock, flow, reply, held = self._task_lock, self.steps(request), None, False
-        try:
-            while True:
-                step = flow.send(reply)
-                reply = None
-                if step is LOCK:
-                    await lock.acquire()
-                    held = True
-                elif step is UNLOCK:
-                    lock.release()
-                    held = False
-                elif isinstance(step, TokenSet):
-                    await self._asave(step)
-                elif isinstance(step, httpx.Request):
-                    reply = yield step
-                    await reply.aread()
-        except StopIteration:
-            return
-        finally:
-            if held:
-                lock.release()
+        lock = self._task_lock
+        hold = _Hold(lock.release)
+
+        async def perform(step: Step) -> None:
+            if step is LOCK:
+                await lock.acquire()
+                hold.took()
+            elif step is UNLOCK:
+                hold.release()
+            elif isinstance(step, TokenSet):
+                await self._asave(step)
+
+        return arelay(
+            self.steps(request),
+            perform,
+            outward=httpx.Request,
+            received=httpx.Response.aread,
+            cleanup=hold.release,
+        )
 
     def _save(self, tokens: TokenSet) -> None:
         save_tokens(self.token_store, tokens)
