@@ -113,7 +113,14 @@ from signals_crm.exceptions import (
     RateLimitedError,
     SignalsCRMError,
 )
-from signals_crm.ledger.base import CommandRecord, CommandState, Performed, PersonLink
+from signals_crm.ledger.base import (
+    CommandRecord,
+    CommandState,
+    Performed,
+    PersonLink,
+    sound_text,
+    trusted_command,
+)
 from signals_crm.reports import _FROM_PLAN, ConversationOutcome, OutcomeKind
 
 __all__ = [
@@ -144,11 +151,60 @@ def _valid(text: str) -> str:
     return _SURROGATE.sub("\ufffd", joined)
 
 
+_INIT_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def _init_fields(cls: type) -> tuple[str, ...] | None:
+    """The names of ``cls``'s ``__init__`` fields when it is an attrs class, else ``None``."""
+    try:
+        return _INIT_FIELDS[cls]
+    except KeyError:
+        names = tuple(f.name for f in attrs.fields(cls) if f.init) if attrs.has(cls) else None
+        _INIT_FIELDS[cls] = names
+        return names
+
+
+def _sound(value: Any) -> bool:
+    """Whether :func:`repair_text` would leave ``value`` as it is: every string reachable
+    the way it walks is free of lone surrogates. (``False`` only means "look closer".)"""
+    if isinstance(value, str):
+        return value.isascii() or not _SURROGATE.search(value)
+    if value is None or type(value) in _SCALARS:
+        return True
+    names = _init_fields(type(value))
+    if names is not None:
+        return _sound_items([getattr(value, name) for name in names])
+    if isinstance(value, tuple | list):
+        return _sound_items(value)
+    if isinstance(value, Mapping):
+        return all((not isinstance(k, str) or _sound(k)) and _sound(v) for k, v in value.items())
+    return True
+
+
+def _sound_items(items: Iterable[Any]) -> bool:
+    for item in items:
+        if type(item) is str:
+            if not item.isascii() and _SURROGATE.search(item):
+                return False
+        elif item is not None and type(item) not in _SCALARS and not _sound(item):
+            return False
+    return True
+
+
+_SCALARS = frozenset({int, float, bool, datetime, timedelta})
+
+
 def repair_text(value: Any, path: str = "") -> tuple[Any, list[str]]:
     """``value`` with every string made encodable as UTF-8, and the paths that were repaired.
 
     Walks attrs instances, tuples, lists and mappings; other values are returned as they are.
     """
+    if _sound(value):
+        return value, []  # the common case, found without building anything
+    return _repair(value, path)
+
+
+def _repair(value: Any, path: str) -> tuple[Any, list[str]]:
     if isinstance(value, str):
         fixed = _valid(value)
         return fixed, ([path or "value"] if fixed is not value else [])
@@ -158,7 +214,7 @@ def repair_text(value: Any, path: str = "") -> tuple[Any, list[str]]:
         for field in attrs.fields(type(value)):
             if not field.init:
                 continue
-            inner, found = repair_text(
+            inner, found = _repair(
                 getattr(value, field.name), f"{path}.{field.name}" if path else field.name
             )
             if found:
@@ -166,15 +222,14 @@ def repair_text(value: Any, path: str = "") -> tuple[Any, list[str]]:
                 paths.extend(found)
         return (attrs.evolve(value, **changes) if changes else value), paths
     if isinstance(value, tuple | list):
-        items = [repair_text(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        items = [_repair(v, f"{path}[{i}]") for i, v in enumerate(value)]
         paths = [p for _, found in items for p in found]
         if not paths:
             return value, []
         return type(value)(v for v, _ in items), paths
     if isinstance(value, Mapping):
         pairs = [
-            (repair_text(k, f"{path}<key>")[0], repair_text(v, f"{path}.{k}"))
-            for k, v in value.items()
+            (_repair(k, f"{path}<key>")[0], _repair(v, f"{path}.{k}")) for k, v in value.items()
         ]
         paths = [p for _, (_, found) in pairs for p in found]
         paths += [f"{path}<key>" for k, _ in pairs if isinstance(k, str) and k not in value]
@@ -186,7 +241,9 @@ def repair_text(value: Any, path: str = "") -> tuple[Any, list[str]]:
 
 def _unsendable(payload: Any) -> str | None:
     """Why ``payload`` cannot be sent as UTF-8 (the field), or ``None`` when it can."""
-    _, paths = repair_text(payload)
+    if _sound(payload):
+        return None
+    _, paths = _repair(payload, "")
     if not paths:
         return None
     return f"text that cannot be encoded as UTF-8 in {', '.join(paths)}; not sent"
@@ -233,6 +290,11 @@ class _Batch:
     pending: list[CommandRecord] = attrs.field(factory=list)  # outcomes not written yet
     before_send: dict[str, CommandRecord | None] = attrs.field(factory=dict)  # key → as it was
     rate_limited: bool = False
+    owner_sound: bool = attrs.field(init=False)  # the owner is text a record can hold
+
+    def __attrs_post_init__(self) -> None:
+        owner: object = self.owner
+        self.owner_sound = type(owner) is str and sound_text(owner)
 
     def wall(self) -> datetime:
         """The time to stamp and judge sends by: the clock, never before the run's ``now``."""
@@ -282,13 +344,36 @@ class _Batch:
         attempt: bool = False,
     ) -> CommandRecord:
         old = self.records.get(command.key)
+        at = self.wall()
+        kept = crm_id if crm_id is not None else (old.crm_id if old else None)
+        if (
+            reason is None
+            and self.owner_sound
+            and (crm_id is None or (type(crm_id) is str and crm_id and sound_text(crm_id)))
+            and (kept or state is not CommandState.CONFIRMED)
+            and at.utcoffset() is not None
+        ):
+            # Every value is the engine's own, already checked: not validated again.
+            return trusted_command(
+                command.key,
+                command.conversation_id,
+                command.kind.value,
+                state,
+                at,
+                kept,
+                None,
+                (old.attempts if old else 0) + (1 if attempt else 0),
+                None,
+                self.owner,
+                self.fences.get(command.conversation_id),
+            )
         return CommandRecord(
             key=command.key,
             conversation_id=command.conversation_id,
             kind=command.kind.value,
             state=state,
-            updated_at=self.wall(),
-            crm_id=crm_id if crm_id is not None else (old.crm_id if old else None),
+            updated_at=at,
+            crm_id=kept,
             reason=reason,
             attempts=(old.attempts if old else 0) + (1 if attempt else 0),
             owner=self.owner,

@@ -184,8 +184,10 @@ __all__ = [
     "lease_lost",
     "perform_each",
     "retried",
+    "sound_text",
     "summary_json",
     "to_utc",
+    "trusted_command",
     "wall_clock",
 ]
 
@@ -503,6 +505,53 @@ class CommandRecord:
             raise ConfigurationError(problems)
 
 
+_new_record = object.__new__
+_set_field = object.__setattr__  # a frozen class: fields are set once, here, as attrs would
+
+
+def trusted_command(  # noqa: PLR0917  # one parameter per field, in order
+    key: str,
+    conversation_id: str,
+    kind: str,
+    state: CommandState,
+    updated_at: datetime,
+    crm_id: str | None = None,
+    reason: str | None = None,
+    attempts: int = 0,
+    payload_digest: str | None = None,
+    owner: str | None = None,
+    fence: int | None = None,
+) -> CommandRecord:
+    """A :class:`CommandRecord` of values its caller has already checked (built by the engine
+    from checked values, or read from a stored row whose columns were checked): the same
+    value as ``CommandRecord(...)``, without validating it again. ``reason`` must already be
+    clean (``clean_text``). Values a user builds go through the validating constructor."""
+    record = _new_record(CommandRecord)
+    _set_field(record, "key", key)
+    _set_field(record, "conversation_id", conversation_id)
+    _set_field(record, "kind", kind)
+    _set_field(record, "state", state)
+    _set_field(record, "updated_at", updated_at)
+    _set_field(record, "crm_id", crm_id)
+    _set_field(record, "reason", reason)
+    _set_field(record, "attempts", attempts)
+    _set_field(record, "payload_digest", payload_digest)
+    _set_field(record, "owner", owner)
+    _set_field(record, "fence", fence)
+    return record
+
+
+def sound_text(value: str) -> bool:
+    """Whether ``value`` is text a store can hold as it is (ASCII, or UTF-8 encodable)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @attrs.frozen
 class DueSync:
     """A conversation's automatic sync: when it is due, its attempts, and where it stands.
@@ -687,9 +736,12 @@ def apply_transitions(
             if command.key not in bad_keys:
                 bad_keys.append(command.key)
             continue
-        current[command.key] = attrs.evolve(
-            command, updated_at=to_utc(command.updated_at, "updated_at")
-        )
+        if command.updated_at.tzinfo is UTC:
+            current[command.key] = command  # already in UTC: the same value
+        else:
+            current[command.key] = attrs.evolve(
+                command, updated_at=to_utc(command.updated_at, "updated_at")
+            )
     if problems:
         count = len(problems)
         head = f"{count} invalid command transition{'s' if count != 1 else ''}; nothing written"

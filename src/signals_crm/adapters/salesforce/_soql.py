@@ -62,8 +62,12 @@ _ESCAPES = {
 _LIKE_ESCAPES = {**_ESCAPES, "%": "\\%", "_": "\\_"}
 
 
-def _escape(value: str, table: dict[str, str]) -> str:
-    return "".join(table.get(ch, ch) for ch in value)
+_QUOTE_TABLE = str.maketrans(_ESCAPES)
+_LIKE_TABLE = str.maketrans(_LIKE_ESCAPES)
+
+
+def _escape(value: str, table: dict[int, str]) -> str:
+    return value.translate(table)
 
 
 def _checked(literal: str) -> str:
@@ -87,7 +91,7 @@ def quote(value: str) -> str:
     >>> quote("o'neil@x.com")
     "'o\\\\'neil@x.com'"
     """
-    return "'" + _checked(_escape(value, _ESCAPES)) + "'"
+    return "'" + _checked(_escape(value, _QUOTE_TABLE)) + "'"
 
 
 def like_literal(value: str, *, prefix: str = "", suffix: str = "") -> str:
@@ -96,7 +100,7 @@ def like_literal(value: str, *, prefix: str = "", suffix: str = "") -> str:
     >>> like_literal("50%_off", prefix="%", suffix="%")
     "'%50\\\\%\\\\_off%'"
     """
-    return "'" + _checked(prefix + _escape(value, _LIKE_ESCAPES) + suffix) + "'"
+    return "'" + _checked(prefix + _escape(value, _LIKE_TABLE) + suffix) + "'"
 
 
 def encode_q(soql: str) -> str:

@@ -1,0 +1,61 @@
+"""``repair_text`` first asks whether a value needs repairing at all (``_sound``): whatever
+the value, the answer must be the one the full walk gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from signals_crm._flows import batch
+from signals_crm._flows.batch import repair_text
+from signals_crm.core.crm import PersonWrite
+from signals_crm.core.model import Conversation, ConversationStatus, PersonKind, Visitor
+from signals_crm.testing.strategies import conversations
+
+# Text that is ASCII, other Unicode, or carries lone / paired surrogates.
+texts = st.text(
+    alphabet=st.sampled_from(["a", "é", "\u2603", "\ud800", "\udc00", "\U0001f600", " "]),
+    max_size=6,
+)
+leaves = st.one_of(texts, st.none(), st.integers(), st.booleans(), st.floats(allow_nan=False))
+values = st.recursive(
+    leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.tuples(inner, inner),
+        st.dictionaries(st.one_of(texts, st.integers()), inner, max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+def full_walk(value: Any) -> tuple[Any, list[str]]:
+    return batch._repair(value, "")  # the walk the shortcut stands for
+
+
+@given(values)
+def test_any_value_is_repaired_as_the_full_walk_does(value: Any) -> None:
+    fixed, paths = repair_text(value)
+    expected, expected_paths = full_walk(value)
+    assert paths == expected_paths
+    assert repr(fixed) == repr(expected)
+    if not paths:
+        assert fixed is value  # untouched: the same object, nothing copied
+
+
+@given(texts, texts, values)
+def test_attrs_values_are_repaired_as_the_full_walk_does(name: str, email: str, field: Any) -> None:
+    write = PersonWrite(key="c:person", kind=PersonKind.LEAD, email=email, fields={"F": field})
+    conversation = Conversation(
+        "c-1", status=ConversationStatus.OPEN, visitor=Visitor(first_name=name, email=None)
+    )
+    for value in (write, conversation, [write, conversation]):
+        assert repair_text(value) == full_walk(value)
+
+
+@given(conversations())
+def test_generated_conversations_are_left_as_they_are(conversation: Conversation) -> None:
+    fixed, paths = repair_text(conversation)
+    assert (fixed, paths) == full_walk(conversation)
