@@ -101,7 +101,10 @@ def test_an_owner_deactivated_mid_run_is_surfaced_once_and_the_next_source_owns(
     transport = DeactivateAfterFirstLeads(org, sally)
     with httpx.Client(transport=transport) as http:
         sync = Integration(
-            SalesforceAdapter(http, StaticToken(org.issue_token(), org.instance_url)),
+            # Kind by kind (Leads, then Tasks), so the deactivation falls between the two.
+            SalesforceAdapter(
+                http, StaticToken(org.issue_token(), org.instance_url), chain_writes=False
+            ),
             config(sally, bob),
             ledger=MemoryLedger(),
             batch_size=2,

@@ -384,7 +384,9 @@ class Gateway502(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Fail the first composite create once, forward everything else."""
-        if self.armed and request.method == "POST" and b'"Lead"' in request.read():
+        body = request.read()
+        creates = b'"Lead"' in body or b"/sobjects/Lead" in body  # Collections or a chain
+        if self.armed and request.method == "POST" and creates:
             self.armed = False
             return httpx.Response(502, text="<html>Bad Gateway</html>")
         return self.inner.handle_request(request)

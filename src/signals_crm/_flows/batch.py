@@ -75,6 +75,8 @@ from signals_crm.core.crm import (
     MembershipByPerson,
     ReconcileQuery,
     TaskByMarker,
+    WriteChain,
+    WriteChainResult,
     WriteResult,
     id_problems,
 )
@@ -600,6 +602,13 @@ def reconcile(
                     continue
                 asked.append((current, conversation.email.strip()))
                 continue
+            if batch.state(f"{cid}:person") is CommandState.PLANNED and record.kind in (
+                CommandKind.ADD_TO_CAMPAIGN.value,
+                CommandKind.CREATE_TASK.value,
+            ):
+                # Sent chained with its create, which did not land: it cannot have either.
+                yield from batch.settle_record(current, CommandState.PLANNED, None)
+                continue
             query = _reconcile_query(current, conversation, batch, campaign)
             if query is not None:
                 asked.append((current, query))
@@ -658,30 +667,21 @@ def _payload(command: Command, batch: _Batch) -> Any:
 def _reconcile_sent(
     commands: Sequence[Command], payloads: Sequence[Any], batch: _Batch, caps: Capabilities
 ) -> Flow:
-    """After an ambiguous failure of a write call (settle window zero): which landed?"""
+    """After an ambiguous failure of a write call (settle window zero): which landed?
+
+    Person creates are read first (by email, rule 6): a chained task or membership refers to
+    its create, so it is looked for on the record the create made, and when the create did not
+    land it certainly did not either."""
     creates = [c for c in commands if c.kind is CommandKind.CREATE_PERSON]
-    queries: list[ReconcileQuery | None] = []
-    for command, payload in zip(commands, payloads, strict=True):
-        if command.kind is CommandKind.CREATE_PERSON:
-            queries.append(None)  # read by email below (rule 6)
-        elif command.kind is CommandKind.CREATE_TASK and caps.upserts_tasks:
-            queries.append(None)  # an upsert by its key: simply sent again
-        elif command.kind is CommandKind.CREATE_TASK and command.marker is not None:
-            # A marker search may trail the write: settle it in a later run instead.
-            queries.append(None if caps.marker_search_lag > 0 else TaskByMarker(command.marker))
-        elif command.kind is CommandKind.ADD_TO_CAMPAIGN and command.campaign_id is not None:
-            queries.append(MembershipByPerson(command.campaign_id, payload.person_id))
-        else:
-            queries.append(None)  # updates: idempotent, simply sent again
     landed: dict[str, str] = {}
     unknown: list[str] = []
     if not caps.supports_reconcile:
         unknown.extend(
             c.key
-            for c, q in zip(commands, queries, strict=True)
-            if q is not None
-            or c.kind is CommandKind.CREATE_PERSON
+            for c, p in zip(commands, payloads, strict=True)
+            if c.kind is CommandKind.CREATE_PERSON
             or (c.kind is CommandKind.CREATE_TASK and not caps.upserts_tasks)
+            or (c.kind is CommandKind.ADD_TO_CAMPAIGN and c.campaign_id is not None)
         )
         return landed, unknown
     if creates:
@@ -689,6 +689,36 @@ def _reconcile_sent(
             [c.email for c in creates], [c.person.kind for c in creates], batch
         )
         landed.update({c.key: i for c, i in zip(creates, ids, strict=True) if i is not None})
+    sent_creates = {c.key for c in creates}
+    queries: list[ReconcileQuery | None] = []
+    for command, payload in zip(commands, payloads, strict=True):
+        person_id = getattr(payload, "person_id", None)
+        if _is_chained(command, payload) or (
+            command.depends_on in sent_creates and person_id == _CHAINED
+        ):
+            person_id = landed.get(command.depends_on or "")
+            if person_id is None:
+                queries.append(None)  # its create did not land: neither did it
+                continue
+        if command.kind is CommandKind.CREATE_PERSON:
+            queries.append(None)  # read by email above (rule 6)
+        elif command.kind is CommandKind.CREATE_TASK and caps.upserts_tasks:
+            queries.append(None)  # an upsert by its key: simply sent again
+        elif command.kind is CommandKind.CREATE_TASK:
+            if command.marker is None or caps.marker_search_lag > 0:
+                # A marker search may trail the write: settle it in a later run instead.
+                unknown.append(command.key)
+                queries.append(None)
+            else:
+                queries.append(TaskByMarker(command.marker))
+        elif (
+            command.kind is CommandKind.ADD_TO_CAMPAIGN
+            and command.campaign_id is not None
+            and person_id
+        ):
+            queries.append(MembershipByPerson(command.campaign_id, person_id))
+        else:
+            queries.append(None)  # updates: idempotent, simply sent again
     asked = [q for q in queries if q is not None]
     found: list[str | None] = []
     if asked:
@@ -696,8 +726,6 @@ def _reconcile_sent(
     answers = iter(found)
     for command, query in zip(commands, queries, strict=True):
         if query is None:
-            if command.kind is CommandKind.CREATE_TASK and not caps.upserts_tasks:
-                unknown.append(command.key)
             continue
         crm_id = next(answers)
         if crm_id is not None:
@@ -810,7 +838,7 @@ def _send(todo: Todo, batch: _Batch, caps: Capabilities, unsent: dict[str, Any])
     the verdict on a failure (:mod:`.verdicts`) picks what is done, the loop only repeats."""
     attempt = 0
     while todo:
-        todo = yield from _mark_sent(todo, batch, unsent)
+        todo = yield from _mark_sent(_refresh(todo, batch), batch, unsent)
         if not todo:
             return
         hint: float | None = None
@@ -826,6 +854,9 @@ def _send(todo: Todo, batch: _Batch, caps: Capabilities, unsent: dict[str, Any])
             todo = _answered(todo, results, batch)
         if not todo:
             return
+        todo = _refresh(todo, batch)  # a chained dependent of a failed create: left PLANNED
+        if not todo:
+            return
         attempt += 1
         if attempt >= batch.retry.max_attempts:
             for command, _ in todo:
@@ -837,12 +868,210 @@ def _send(todo: Todo, batch: _Batch, caps: Capabilities, unsent: dict[str, Any])
 
 def _write_call(todo: Todo) -> Flow:
     """The adapter call for ``todo``; one answer per record, or the call counts as broken."""
+    if _needs_chain(todo):
+        return (yield from _chain_call(todo))
     method = _METHODS[todo[0][0].kind]
     results: list[WriteResult] = list((yield Call(method, ([p for _, p in todo],))))
     if len(results) != len(todo):
         msg = f"{method} returned {len(results)} results for {len(todo)} records"
         raise CRMAPIError(msg)  # one verdict for every broken call
     return results
+
+
+# -- chained writes: a person's write and its dependents in one call (rule 3) ------------------
+
+_CHAINED = ""
+"""The ``person_id`` of a task or membership sent in the same chain as its person's create:
+the adapter refers it to the create's answer (``WriteChain``)."""
+
+
+def _is_chained(command: Command, payload: Any) -> bool:
+    return command.kind in (CommandKind.CREATE_TASK, CommandKind.ADD_TO_CAMPAIGN) and (
+        getattr(payload, "person_id", None) == _CHAINED
+    )
+
+
+def _needs_chain(todo: Todo) -> bool:
+    """Whether ``todo`` must go as chains: several kinds, or a dependent of a create in it."""
+    kind = todo[0][0].kind
+    return any(c.kind is not kind or _is_chained(c, p) for c, p in todo)
+
+
+def _chain_of(command: Command, payload: Any) -> str:
+    """Which chain a write belongs to: its person's create (the writes of every conversation
+    of one visitor that wait for it), else its own conversation."""
+    if command.kind is CommandKind.CREATE_PERSON:
+        return command.key
+    if _is_chained(command, payload) and command.depends_on is not None:
+        return command.depends_on
+    return f"{command.conversation_id}\x00"
+
+
+def _groups(todo: Todo) -> list[Todo]:
+    """``todo`` by chain (:func:`_chain_of`), in order."""
+    by_chain: dict[str, Todo] = {}
+    for command, payload in todo:
+        by_chain.setdefault(_chain_of(command, payload), []).append((command, payload))
+    return list(by_chain.values())
+
+
+_PERSON_WRITES = (CommandKind.CREATE_PERSON, CommandKind.UPDATE_PERSON)
+
+
+def _chain_call(todo: Todo) -> Flow:
+    """``todo`` sent as chains in one ``write_chains`` call; one result per record."""
+    groups = _groups(todo)
+    chains: list[WriteChain] = []
+    for group in groups:
+        person = next((p for c, p in group if c.kind in _PERSON_WRITES), None)
+        tasks = tuple(p for c, p in group if c.kind is CommandKind.CREATE_TASK)
+        member = next((p for c, p in group if c.kind is CommandKind.ADD_TO_CAMPAIGN), None)
+        chains.append(WriteChain(person, tasks, member))
+    answers: list[WriteChainResult] = list((yield Call("write_chains", (chains,))))
+    if len(answers) != len(chains) or any(
+        len(a.tasks) != len(c.tasks)
+        or (a.person is None) != (c.person is None)
+        or (a.membership is None) != (c.membership is None)
+        for a, c in zip(answers, chains, strict=False)
+    ):
+        msg = f"write_chains returned results that do not match its {len(chains)} chains"
+        raise CRMAPIError(msg)  # one verdict for every broken call
+    results: dict[str, WriteResult] = {}
+    for group, answer in zip(groups, answers, strict=True):
+        task_results = iter(answer.tasks)
+        create_ok = True
+        for command, _ in group:
+            if command.kind in (CommandKind.CREATE_PERSON, CommandKind.UPDATE_PERSON):
+                assert answer.person is not None  # noqa: S101  # checked above
+                results[command.key] = answer.person
+                if command.kind is CommandKind.CREATE_PERSON:
+                    create_ok = answer.person.ok
+            elif command.kind is CommandKind.CREATE_TASK:
+                results[command.key] = next(task_results)
+            else:
+                assert answer.membership is not None  # noqa: S101  # checked above
+                results[command.key] = answer.membership
+        for command, payload in group:
+            if not create_ok and _is_chained(command, payload):
+                # Its create did not succeed: whatever the adapter says, it was not executed.
+                results[command.key] = WriteResult.failure(_not_executed())
+    return [results[c.key] for c, _ in todo]
+
+
+def _not_executed() -> CRMAPIError:
+    return CRMAPIError(
+        "not executed: its person record was not created in the same request",
+        error_code="PROCESSING_HALTED",
+        retryable=True,
+    )
+
+
+def _refresh(todo: Todo, batch: _Batch) -> Todo:
+    """Chained dependents whose create is no longer in ``todo``: with the id it got now, or
+    left out (still PLANNED) when it has none."""
+    keys = {c.key for c, _ in todo}
+    out: Todo = []
+    for command, sent in todo:
+        payload = sent
+        if _is_chained(command, sent) and command.depends_on not in keys:
+            payload = _payload(command, batch)
+            if payload is None:
+                continue
+        out.append((command, payload))
+    return out
+
+
+def chain_todo(plans: Iterable[Plan], batch: _Batch, caps: Capabilities) -> list[Todo] | None:
+    """The batch's writes as one chain per conversation (its person write first), when the
+    adapter chains writes and that costs fewer calls than writing kind by kind; else
+    ``None`` (rule 3). Backfills, whose calls are full, stay kind by kind."""
+    if not caps.chains_writes or caps.max_chain_writes < 1:
+        return None
+    order = {
+        CommandKind.CREATE_PERSON: 0,
+        CommandKind.UPDATE_PERSON: 1,
+        CommandKind.CREATE_TASK: 2,
+        CommandKind.ADD_TO_CAMPAIGN: 3,
+    }
+    by_chain: dict[str, Todo] = {}
+    counts: dict[CommandKind, int] = {}
+    creating: set[str] = set()
+    for plan in plans:
+        commands = sorted(plan.commands, key=lambda c: order[c.kind])
+        for command in commands:
+            state = batch.state(command.key)
+            if state in (CommandState.CONFIRMED, CommandState.FAILED):
+                if state is CommandState.CONFIRMED and command.kind is CommandKind.CREATE_PERSON:
+                    crm_id = batch.records[command.key].crm_id
+                    if crm_id is not None:
+                        batch.created[command.key] = crm_id
+                continue
+            if state in (CommandState.UNKNOWN, CommandState.SENT):
+                continue  # not reconciled (yet): never re-sent blindly
+            cid = command.conversation_id
+            if cid in batch.waits or cid in batch.blocked or cid in batch.lost:
+                continue
+            old = batch.records.get(command.key)
+            if old is not None and (old.reason or "").startswith(_ISOLATE):
+                return None  # a call broke midway: its records go alone, kind by kind
+            payload = _payload(command, batch)
+            if payload is None and command.depends_on in creating:
+                if command.kind is CommandKind.CREATE_TASK:
+                    payload = command.to_task_write(_CHAINED)
+                elif command.kind is CommandKind.ADD_TO_CAMPAIGN:
+                    payload = command.to_membership_write(_CHAINED)
+                else:
+                    return None  # an update of a record made in this batch: after it, by kind
+            if payload is None:
+                continue  # its person record does not exist (yet): the conversation is retried
+            why = _unsendable(payload)
+            if why is not None:
+                batch.defer([batch.mark(command, CommandState.FAILED, reason=why)])
+                batch.errors.setdefault(command.conversation_id, (why, False))
+                continue
+            if command.kind is CommandKind.CREATE_PERSON:
+                creating.add(command.key)
+            by_chain.setdefault(_chain_of(command, payload), []).append((command, payload))
+            counts[command.kind] = counts.get(command.kind, 0) + 1
+    chains = list(by_chain.values())
+    if not chains or any(len(chain) > caps.max_chain_writes for chain in chains):
+        return None
+    size = max(1, caps.write_batch_size)
+    phased = sum(-(-n // size) for n in counts.values())
+    if len(_pack(chains, caps.max_chain_writes)) >= phased:
+        return None
+    return chains
+
+
+def _pack(chains: Sequence[Todo], limit: int) -> list[Todo]:
+    """Chains in calls of at most ``limit`` writes, in order; a chain is never split."""
+    calls: list[Todo] = []
+    for chain in chains:
+        if not calls or len(calls[-1]) + len(chain) > limit:
+            calls.append([])
+        calls[-1].extend(chain)
+    return calls
+
+
+def chain_phase(chains: Sequence[Todo], batch: _Batch, caps: Capabilities) -> Flow:
+    """Send the chains (:func:`chain_todo`): every write of them recorded SENT in one commit
+    (with the outcomes not written yet), then the calls; a write recorded SENT that did not go
+    out is put back to PLANNED, like :func:`write_phase`."""
+    if batch.rate_limited:
+        return
+    items = [item for chain in chains for item in chain]
+    marked = yield from _mark_sent(items, batch, {})
+    unsent = {c.key: batch.before_send[c.key] for c, _ in marked}
+    try:
+        for call in _pack(chains, caps.max_chain_writes):
+            todo = _refresh([(c, p) for c, p in call if c.key in unsent], batch)
+            if todo and not batch.rate_limited:
+                yield from _send(todo, batch, caps, unsent)
+    except STOPS_A_RUN:
+        _put_back(unsent, batch)
+        yield from batch.save([])
+        raise
+    _put_back(unsent, batch)
 
 
 # -- what a failed call leads to, by verdict: each returns what is still to send ---------------
@@ -874,12 +1103,27 @@ def _failed(todo: Todo, error: BaseException, batch: _Batch, _caps: Capabilities
 
 
 def _split(todo: Todo, error: BaseException, batch: _Batch, caps: Capabilities) -> Flow:
-    """The CRM refused the request as a whole: nothing landed. Halves find the record."""
+    """The CRM refused the request as a whole: nothing landed. Halves find the record (a
+    chain stays whole; one chain alone goes kind by kind, its person write first)."""
     batch.mark_all([c for c, _ in todo], CommandState.PLANNED, reason_of(error))
-    half = len(todo) // 2
-    yield from _send(todo[:half], batch, caps, {})
-    if not batch.rate_limited:
-        yield from _send(todo[half:], batch, caps, {})
+    parts: list[Todo]
+    if _needs_chain(todo):
+        groups = _groups(todo)
+        if len(groups) > 1:
+            half = len(groups) // 2
+            parts = [
+                [i for g in groups[:half] for i in g],
+                [i for g in groups[half:] for i in g],
+            ]
+        else:
+            kinds = list(dict.fromkeys(c.kind for c, _ in todo))
+            parts = [[(c, p) for c, p in todo if c.kind is k] for k in kinds]
+    else:
+        half = len(todo) // 2
+        parts = [todo[:half], todo[half:]]
+    for part in parts:
+        if part and not batch.rate_limited:
+            yield from _send(part, batch, caps, {})
     return []
 
 
@@ -903,7 +1147,7 @@ def _unknown(
     tag = _ISOLATE if isolate else ""
     commands = [c for c, _ in todo]
     batch.defer([batch.mark(c, CommandState.UNKNOWN, reason=f"{tag}{reason}") for c in commands])
-    window = batch.window(commands[0].kind.value, caps)
+    window = max(batch.window(c.kind.value, caps) for c in commands)
     if isolate or window > timedelta(0):
         until = batch.wall() + window
         for command in commands:
@@ -1155,7 +1399,11 @@ def sync_batch(
             )
             plans = {cid: plan for cid, plan in plans.items() if cid not in later}
         before = set(batch.matched)
-        yield from write_phase(plans.values(), batch, caps, (CommandKind.CREATE_PERSON,))
+        chains = chain_todo(plans.values(), batch, caps)
+        if chains is not None:
+            yield from chain_phase(chains, batch, caps)
+        else:
+            yield from write_phase(plans.values(), batch, caps, (CommandKind.CREATE_PERSON,))
         fresh = [c for c in active if c.id in batch.matched and c.id not in before]
         if fresh:
             # Creates the CRM just refused as duplicates: plan again, the lookup may find them now.
@@ -1164,12 +1412,17 @@ def sync_batch(
             )
             for plan in replanned:
                 plans[plan.conversation_id] = _adopt_match(_keyed_updates(plan), batch)
-        yield from write_phase(
-            plans.values(),
-            batch,
-            caps,
-            (CommandKind.UPDATE_PERSON, CommandKind.CREATE_TASK, CommandKind.ADD_TO_CAMPAIGN),
+        dependents = (
+            CommandKind.UPDATE_PERSON,
+            CommandKind.CREATE_TASK,
+            CommandKind.ADD_TO_CAMPAIGN,
         )
+        if chains is None:
+            yield from write_phase(plans.values(), batch, caps, dependents)
+        elif fresh:
+            # Chained: only the duplicates' activities are left, for the records they matched.
+            again = [plans[c.id] for c in fresh if c.id in plans]
+            yield from write_phase(again, batch, caps, dependents)
         outcomes: list[ConversationOutcome] = []
         for conversation in conversations:
             cid = conversation.id
@@ -1274,8 +1527,12 @@ def _settled_state(command: Command, batch: _Batch) -> CommandState | None:
     failed with it (it can never be sent)."""
     state = batch.state(command.key)
     dependency = command.depends_on
-    if state is None and dependency is not None and batch.state(dependency) is CommandState.FAILED:
-        return CommandState.FAILED
+    if (
+        state in (None, CommandState.PLANNED)
+        and dependency is not None
+        and batch.state(dependency) is CommandState.FAILED
+    ):
+        return CommandState.FAILED  # never sent, and it never can be
     return state
 
 

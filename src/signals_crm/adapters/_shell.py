@@ -33,6 +33,8 @@ from signals_crm.core.crm import (
     PersonWrite,
     ReconcileQuery,
     TaskWrite,
+    WriteChain,
+    WriteChainResult,
     WriteResult,
 )
 from signals_crm.core.model import AccountRecord, CRMUser, ObjectSchema, PersonRecord
@@ -156,6 +158,9 @@ class AdapterFlows:
     def reconcile_flow(self, queries: Sequence[ReconcileQuery]) -> Flow[list[str | None]]:
         raise NotImplementedError
 
+    def write_chains_flow(self, chains: Sequence[WriteChain]) -> Flow[list[WriteChainResult]]:
+        raise NotImplementedError
+
 
 class BlockingAdapter(AdapterFlows):
     """The blocking shell: the :class:`~signals_crm.adapters.base.CRMAdapter` methods."""
@@ -232,6 +237,10 @@ class BlockingAdapter(AdapterFlows):
     def reconcile(self, queries: Sequence[ReconcileQuery]) -> list[str | None]:
         """For each query, the id of the record it asks about, or ``None``."""
         return self._run(self.reconcile_flow(queries))
+
+    def write_chains(self, chains: Sequence[WriteChain]) -> list[WriteChainResult]:
+        """Each chain's writes in one round trip (``Capabilities.chains_writes``)."""
+        return self._run(self.write_chains_flow(chains))
 
 
 class AsyncAdapter(AdapterFlows):
@@ -310,3 +319,7 @@ class AsyncAdapter(AdapterFlows):
     async def areconcile(self, queries: Sequence[ReconcileQuery]) -> list[str | None]:
         """Async :meth:`BlockingAdapter.reconcile`."""
         return await self._run(self.reconcile_flow(queries))
+
+    async def awrite_chains(self, chains: Sequence[WriteChain]) -> list[WriteChainResult]:
+        """Async :meth:`BlockingAdapter.write_chains`."""
+        return await self._run(self.write_chains_flow(chains))

@@ -37,6 +37,8 @@ from signals_crm.core.crm import (
     PersonWrite,
     ReconcileQuery,
     TaskWrite,
+    WriteChain,
+    WriteChainResult,
     WriteResult,
 )
 from signals_crm.core.model import AccountRecord, CRMUser, ObjectSchema, PersonRecord
@@ -46,6 +48,7 @@ __all__ = [
     "AsyncCRMAdapter",
     "CRMAdapter",
     "Capabilities",
+    "ChainsWrites",
     "ChecksCampaigns",
     "ListsCampaigns",
     "ReadsAccounts",
@@ -98,6 +101,24 @@ class ReadsAccounts(Protocol):
     def read_accounts(
         self, ids: Sequence[str], fields: Sequence[str] = ()
     ) -> list[AccountRecord | None]: ...
+
+
+@runtime_checkable
+class ChainsWrites(Protocol):
+    """Optional: an adapter that sends one person's dependent writes in one round trip
+    (``write_chains``, and ``awrite_chains`` when async), declared by
+    ``Capabilities.chains_writes``.
+
+    One :class:`~signals_crm.core.crm.WriteChainResult` per chain, in order, with one result
+    per write of the chain. Rules: a chain's tasks and membership refer to the record its
+    person write makes (their ``person_id`` is ignored then); a dependent of a create that did
+    not succeed is *not executed* and answers a failure (the engine puts it back to PLANNED);
+    otherwise each write succeeds or fails on its own (a per-record failure never fails the
+    call); a call takes at most ``Capabilities.max_chain_writes`` writes in all, and a chain
+    is never split across round trips. Whole-call failures raise, as for every method.
+    """
+
+    def write_chains(self, chains: Sequence[WriteChain]) -> list[WriteChainResult]: ...
 
 
 @runtime_checkable

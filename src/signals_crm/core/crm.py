@@ -47,6 +47,8 @@ __all__ = [
     "ReconcileQuery",
     "TaskByMarker",
     "TaskWrite",
+    "WriteChain",
+    "WriteChainResult",
     "WriteResult",
     "id_problems",
 ]
@@ -127,6 +129,14 @@ class Capabilities:
     upserts_tasks: bool = False
     """Task creates are upserts by ``sync_key_field``: the engine sends an ambiguous task create
     again at once, without a settle window or a read (a task belongs to one conversation)."""
+    chains_writes: bool = False
+    """The adapter has ``write_chains`` (``awrite_chains`` when async; the ``ChainsWrites``
+    Protocol): one person's write and the tasks and membership that depend on it in one round
+    trip (:class:`WriteChain`). The engine uses it when it costs fewer calls than writing kind
+    by kind; adapters that do not declare it are written kind by kind."""
+    max_chain_writes: int = 25
+    """The most writes (person, tasks, membership, of any number of chains) one chained call
+    takes: Salesforce's 25 subrequests of a composite request."""
 
     def is_id(self, value: str) -> bool:
         """Whether ``value`` has the shape of this CRM's ids (always true without a pattern)."""
@@ -293,6 +303,37 @@ class WriteResult:
     @classmethod
     def failure(cls, error: AdapterError) -> WriteResult:
         return cls(id=None, error=error, created=False)
+
+
+@attrs.frozen
+class WriteChain:
+    """One person's writes in one round trip: the person record (created, updated, or
+    ``None`` when it exists already), then the tasks and the campaign membership on it.
+
+    When ``person`` is a :class:`PersonWrite`, the dependents' ``person_id`` is not known yet
+    and is ignored: the adapter makes them refer to the record the create makes (or finds, for
+    an upsert). A dependent of a create that did not succeed is never executed; its result is a
+    failure (Salesforce: ``PROCESSING_HALTED``). Otherwise the writes succeed or fail each on
+    its own, as in the batch methods.
+    """
+
+    person: PersonWrite | PersonUpdate | None = None
+    tasks: tuple[TaskWrite, ...] = ()
+    membership: CampaignMembershipWrite | None = None
+
+    @property
+    def size(self) -> int:
+        """How many writes the chain holds (Salesforce: subrequests)."""
+        return (self.person is not None) + len(self.tasks) + (self.membership is not None)
+
+
+@attrs.frozen
+class WriteChainResult:
+    """The outcome of one :class:`WriteChain`: one result per write, in the chain's order."""
+
+    person: WriteResult | None = None
+    tasks: tuple[WriteResult, ...] = ()
+    membership: WriteResult | None = None
 
 
 # ------------------------------------------------------------------------------------------------

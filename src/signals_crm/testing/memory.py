@@ -48,6 +48,11 @@ Rules the records follow:
    marker; ``MembershipByPerson`` → the membership id.
 7. Requested fields that a record does not have (or the schema does not know) read as ``None``;
    lookups never fail on field names.
+8. ``chains=True`` declares ``Capabilities.chains_writes`` (25 writes a call, like Salesforce's
+   composite request): ``write_chains`` applies each chain's person write, then its tasks and
+   membership on that record; the dependents of a create that failed are not executed and
+   answer ``PROCESSING_HALTED`` (retryable). ``fail_next("write_chains", ...)`` fails a whole
+   call (with ``after=True``: applied, answer lost).
 
 For engine tests: ``crm.calls`` counts calls per (blocking) method name, async calls included;
 ``crm.round_trips`` counts the API requests a real CRM would need (inputs split by the declared
@@ -78,6 +83,8 @@ from signals_crm.core.crm import (
     ReconcileQuery,
     TaskByMarker,
     TaskWrite,
+    WriteChain,
+    WriteChainResult,
     WriteResult,
 )
 from signals_crm.core.model import (
@@ -370,6 +377,7 @@ _METHODS = frozenset(
         "add_to_campaign",
         "reconcile",
         "list_campaigns",
+        "write_chains",
     }
 )
 
@@ -443,6 +451,7 @@ class InMemoryCRM:
         write_batch_size: int | None = None,
         schemas: Iterable[ObjectSchema] = (),
         upserts: bool = False,
+        chains: bool = False,
     ) -> None:
         problems = [
             Problem(name, "must be at least 1")
@@ -462,6 +471,7 @@ class InMemoryCRM:
         for schema in schemas:
             self._schemas[schema.name.lower()] = schema
         self._upserts = upserts
+        self._chains = chains
         if upserts:
             self._add_sync_key_field()
         self._person_by_key: dict[str, str] = {}
@@ -496,6 +506,8 @@ class InMemoryCRM:
     def capabilities(self) -> Capabilities:
         """What this CRM can do and how its person record is shaped."""
         caps = self._flavour.capabilities
+        if self._chains:
+            caps = attrs.evolve(caps, chains_writes=True, max_chain_writes=25)
         if not self._upserts:
             return caps
         return attrs.evolve(
@@ -1054,6 +1066,53 @@ class InMemoryCRM:
             "reconcile", len(queries), batch, lambda: [self._reconcile_one(q) for q in queries]
         )
 
+    def _chain(self, chain: WriteChain) -> WriteChainResult:
+        person: WriteResult | None = None
+        person_id: str | None = None
+        write = chain.person
+        if isinstance(write, PersonWrite):
+            person = self._create_person(write)
+            person_id = person.id if person.ok else None
+            if person_id is None:
+                halted = WriteResult.failure(
+                    CRMAPIError(
+                        "not executed: the record it refers to was not created",
+                        error_code="PROCESSING_HALTED",
+                        retryable=True,
+                    )
+                )
+                return WriteChainResult(
+                    person,
+                    tuple(halted for _ in chain.tasks),
+                    halted if chain.membership is not None else None,
+                )
+        elif isinstance(write, PersonUpdate):
+            person = self._update_person(write)
+        tasks = tuple(
+            self._create_task(t if person_id is None else attrs.evolve(t, person_id=person_id))
+            for t in chain.tasks
+        )
+        membership: WriteResult | None = None
+        if chain.membership is not None:
+            member = chain.membership
+            if person_id is not None:
+                member = attrs.evolve(member, person_id=person_id)
+            membership = self._add_member(member)
+        return WriteChainResult(person, tasks, membership)
+
+    def write_chains(self, chains: Sequence[WriteChain]) -> list[WriteChainResult]:
+        """Each chain's person write, then its tasks and membership on that record (rule 7)."""
+        limit = self.capabilities.max_chain_writes
+        if not self._chains:
+            raise ConfigurationError([Problem("chains", "this CRM was built without chains")])
+        for chain in chains:
+            if chain.size > limit:
+                raise ConfigurationError(
+                    [Problem("chains", f"a chain holds at most {limit} writes, not {chain.size}")]
+                )
+        writes = sum(c.size for c in chains)
+        return self._run("write_chains", writes, limit, lambda: [self._chain(c) for c in chains])
+
     # -- the async adapter ----------------------------------------------------------------------
 
     async def acampaign_exists(self, campaign_id: str) -> bool:
@@ -1111,6 +1170,10 @@ class InMemoryCRM:
     async def areconcile(self, queries: Sequence[ReconcileQuery]) -> list[str | None]:
         """:meth:`reconcile`, awaitable."""
         return self.reconcile(queries)
+
+    async def awrite_chains(self, chains: Sequence[WriteChain]) -> list[WriteChainResult]:
+        """:meth:`write_chains`, awaitable."""
+        return self.write_chains(chains)
 
     # -- the backdoor (direct reads and writes, no validation, not counted) ----------------------
 

@@ -29,6 +29,18 @@ Theory of operation (the httpx ``auth_flow`` pattern):
    lock contention) makes the whole call ambiguous (a retryable error raised: the engine
    reconciles it); a later round trip of the same write that fails after an earlier one landed
    does the same.
+7. **Chained writes** (``write_chains``): a person's create (or update), its Tasks and its
+   CampaignMember travel as single-record subrequests of one ``/composite`` request
+   (``allOrNone: false``, ``collateSubrequests: false``), the dependents referring to the
+   create's answer (``"WhoId": "@{p0.id}"``), at most 25 subrequests a request, several chains
+   a request. Single-record subrequests, never Collections, because a reference into a
+   Collections answer for a record that failed there has no documented value. With
+   ``sync_key_field`` the create is an upsert by it (``PATCH sobjects/Lead/{field}/{key}``,
+   the REST API's "Upsert a Record Using an External ID", which composite subrequests may
+   use), and so are the Tasks. A dependent of a create that did not succeed was not executed
+   (Salesforce: "Dependent subrequests aren't executed", REST API Developer Guide,
+   "Composite Request Body"): it answers ``PROCESSING_HALTED``, retryable, whatever the
+   subrequest said.
 """
 
 from __future__ import annotations
@@ -61,6 +73,7 @@ from signals_crm.adapters.salesforce._requests import (
     composite_request,
     describe_request,
     in_queries,
+    key_path,
     object_for_kind,
     or_queries,
     person_record,
@@ -68,6 +81,7 @@ from signals_crm.adapters.salesforce._requests import (
     query_more_request,
     query_request,
     query_subrequest,
+    record_subrequest,
     task_record,
 )
 from signals_crm.adapters.salesforce._responses import (
@@ -97,6 +111,8 @@ from signals_crm.core.crm import (
     ReconcileQuery,
     TaskByMarker,
     TaskWrite,
+    WriteChain,
+    WriteChainResult,
     WriteResult,
 )
 from signals_crm.core.model import (
@@ -143,8 +159,11 @@ SALESFORCE_CAPABILITIES = Capabilities(
     lists_campaigns=True,
     reads_accounts=True,
     reports_api_usage=True,
+    chains_writes=True,
+    max_chain_writes=25,
     task_object="Task",
 )
+_UNCHAINED = attrs.evolve(SALESFORCE_CAPABILITIES, chains_writes=False)
 _SYNC_KEY_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*__c")
 _KEY_CLASH = re.compile(r"with id:\s*([A-Za-z0-9]{15,18})")
 
@@ -211,7 +230,10 @@ class SalesforceOptions(TypedDict, total=False):
     ``sync_key_field`` names a custom External ID + Unique text field on Lead and Task (such as
     ``Signals_Sync_Key__c``): new Leads and Tasks are then upserts by each write's idempotency
     key, so a replayed or late write can never make a second record (``docs/salesforce.md``,
-    "Setting up the external ID field"; preflight checks the field).
+    "Setting up the external ID field"; preflight checks the field). ``chain_writes``
+    (default ``True``) declares ``Capabilities.chains_writes``: a small batch's Lead, its Tasks
+    and its campaign member go in one composite request (module doc, rule 7); ``False`` keeps
+    every write kind in its own Collections call.
     """
 
     api_version: str
@@ -222,6 +244,7 @@ class SalesforceOptions(TypedDict, total=False):
     max_query_length: int
     metadata_cache: MetadataCache | None
     sync_key_field: str | None
+    chain_writes: bool
 
 
 class SalesforceFlows(AdapterFlows):
@@ -241,12 +264,14 @@ class SalesforceFlows(AdapterFlows):
         max_query_length: int = MAX_SOQL_LENGTH,
         metadata_cache: MetadataCache | None = None,
         sync_key_field: str | None = None,
+        chain_writes: bool = True,
     ) -> None:
         if not isinstance(auth, SalesforceAuth):
             raise ConfigurationError([Problem("auth", "must be a Salesforce auth flow")])
         marker = task_marker or TaskMarker()
         _check_sync_key_field(sync_key_field, marker)
         self._sync_key_field = sync_key_field
+        self._chain_writes = bool(chain_writes)
         self.auth: SalesforceAuth = auth
         self._api_version = api_version
         self._marker = marker
@@ -266,10 +291,13 @@ class SalesforceFlows(AdapterFlows):
     def capabilities(self) -> Capabilities:
         """Salesforce: Leads are the person records; Contacts exist and are never updated. With
         ``sync_key_field``, Lead and Task creates are upserts by it."""
+        caps = SALESFORCE_CAPABILITIES
+        if not self._chain_writes:
+            caps = _UNCHAINED
         if self._sync_key_field is None:
-            return SALESFORCE_CAPABILITIES
+            return caps
         return attrs.evolve(
-            SALESFORCE_CAPABILITIES,
+            caps,
             sync_key_field=self._sync_key_field,
             upserts_people=True,
             upserts_tasks=True,
@@ -844,6 +872,153 @@ class SalesforceFlows(AdapterFlows):
                     results[i] = WriteResult.success(member_id, created=False)
         return results
 
+    # -- chained writes (rule 7) ----------------------------------------------------------------
+
+    def write_chains_flow(self, chains: Sequence[WriteChain]) -> Flow[list[WriteChainResult]]:
+        """Each chain's writes as single-record subrequests of one ``/composite`` request
+        (module doc, rule 7), as many chains a request as fit in 25 subrequests."""
+        limit = SALESFORCE_CAPABILITIES.max_chain_writes
+        for chain in chains:
+            if chain.size > limit:
+                raise ConfigurationError(
+                    [Problem("chains", f"a chain holds at most {limit} writes, not {chain.size}")]
+                )
+        trips: list[list[int]] = []
+        used = limit
+        for n, chain in enumerate(chains):
+            if not chain.size:
+                continue
+            if used + chain.size > limit:
+                trips.append([])
+                used = 0
+            trips[-1].append(n)
+            used += chain.size
+        results: list[WriteChainResult] = [WriteChainResult() for _ in chains]
+        for trip in trips:
+            subs: list[dict[str, Any]] = []
+            slots: dict[int, list[tuple[str, int, str, WriteResult | None]]] = {}
+            for n in trip:
+                slots[n] = self._chain_subrequests(n, chains[n], subs)
+            refs = [sub["referenceId"] for sub in subs]
+            request = composite_request(self.endpoint, subs, collate=False)
+            answers = dict(zip(refs, parse_composite((yield request), refs), strict=True))
+            for n in trip:
+                results[n] = yield from self._chain_result(chains[n], slots[n], answers)
+        return results
+
+    def _chain_subrequests(
+        self, n: int, chain: WriteChain, subs: list[dict[str, Any]]
+    ) -> list[tuple[str, int, str, WriteResult | None]]:
+        """Append chain ``n``'s subrequests to ``subs``; each write's (part, index, reference,
+        result when it is not sent at all)."""
+        endpoint = self.endpoint
+        slots: list[tuple[str, int, str, WriteResult | None]] = []
+        person = chain.person
+        who: str | None = None
+        if isinstance(person, PersonWrite):
+            ref = f"p{n}"
+            upsert = self._sync_key_field is not None and person.kind is PersonKind.LEAD
+            body = self._person_body(person, "Lead" if upsert else None)
+            object_name = object_for_kind(person.kind)
+            if upsert and self._sync_key_field is not None:
+                method = "PATCH"
+                path = key_path(object_name, self._sync_key_field, person.key)
+                body.pop(self._sync_key_field, None)
+            else:
+                method, path = "POST", f"sobjects/{object_name}"
+            auto_assign = False if person.owner_id else None
+            subs.append(
+                record_subrequest(
+                    endpoint, method, path, body, reference=ref, auto_assign=auto_assign
+                )
+            )
+            slots.append(("person", 0, ref, None))
+            who = f"@{{{ref}.id}}"
+        elif isinstance(person, PersonUpdate):
+            ref = f"p{n}"
+            body = person_update_record(person)
+            body.pop("id", None)
+            path = f"sobjects/{object_for_kind(person.kind)}/{person.record_id}"
+            subs.append(record_subrequest(endpoint, "PATCH", path, body, reference=ref))
+            slots.append(("person", 0, ref, None))
+        limit = SALESFORCE_CAPABILITIES.max_task_body_length or 32_000
+        for j, task in enumerate(chain.tasks):
+            ref = f"t{n}x{j}"
+            try:
+                body = task_record(
+                    task,
+                    marker=self._marker,
+                    max_body_length=limit,
+                    status=self._task_status,
+                    priority=self._task_priority,
+                )
+            except ConfigurationError as exc:  # a marker too long for Subject fails alone
+                failure = CRMAPIError(str(exc.problems[0].message), error_code="MARKER_TOO_LONG")
+                slots.append(("task", j, ref, WriteResult.failure(failure)))
+                continue
+            if who is not None:
+                body["WhoId"] = who
+            method, path = "POST", "sobjects/Task"
+            if self._sync_key_field is not None:
+                method, path = "PATCH", key_path("Task", self._sync_key_field, task.key)
+            subs.append(record_subrequest(endpoint, method, path, body, reference=ref))
+            slots.append(("task", j, ref, None))
+        membership = chain.membership
+        if membership is not None:
+            ref = f"m{n}"
+            body = campaign_member_record(membership)
+            if who is not None:
+                field = "LeadId" if membership.person_kind is PersonKind.LEAD else "ContactId"
+                body[field] = who
+            path = "sobjects/CampaignMember"
+            subs.append(record_subrequest(endpoint, "POST", path, body, reference=ref))
+            slots.append(("membership", 0, ref, None))
+        return slots
+
+    def _chain_result(
+        self,
+        chain: WriteChain,
+        slots: Sequence[tuple[str, int, str, WriteResult | None]],
+        answers: Mapping[str, httpx.Response],
+    ) -> Flow[WriteChainResult]:
+        """One chain's results from its subrequests' answers."""
+        person: WriteResult | None = None
+        tasks: list[WriteResult] = [WriteResult.failure(_LOST) for _ in chain.tasks]
+        membership: WriteResult | None = None
+        for part, index, ref, preset in slots:
+            result = preset if preset is not None else _record_result(answers[ref])
+            if part == "person":
+                person = result
+            elif part == "task":
+                tasks[index] = result
+            else:
+                membership = result
+        write = chain.person
+        if isinstance(write, PersonWrite) and person is not None:
+            if self._sync_key_field is not None and write.kind is PersonKind.LEAD:
+                person = self._key_clash(person)
+            (person,) = yield from self._name_duplicates([write], [person])
+        elif isinstance(write, PersonUpdate) and person is not None:
+            if person.ok or person.error is None:
+                person = WriteResult.success(write.record_id, created=False)
+            else:
+                person = _update_result(person)
+        if isinstance(write, PersonWrite) and (person is None or not person.ok):
+            # Its dependents referred to a record that was not made: never executed.
+            halted = WriteResult.failure(_halted())
+            tasks = [halted for _ in tasks]
+            membership = halted if membership is not None else None
+        elif membership is not None and chain.membership is not None:
+            error = membership.error
+            if isinstance(error, CRMAPIError) and is_already_member(error):
+                pair = (chain.membership.campaign_id, chain.membership.person_id)
+                if isinstance(write, PersonWrite) and person is not None and person.id:
+                    pair = (pair[0], person.id)
+                (found,) = yield from self._membership_ids([pair])
+                if found is not None:
+                    membership = WriteResult.success(found, created=False)
+        return WriteChainResult(person, tuple(tasks), membership)
+
     # -- reconcile ---------------------------------------------------------------------------
 
     def _membership_ids(self, pairs: Sequence[tuple[str, str]]) -> Flow[list[str | None]]:
@@ -982,6 +1157,30 @@ class _Retry:
 
     failed: dict[int, WriteResult]
     groups: list[_Group]
+
+
+def _record_result(response: httpx.Response) -> WriteResult:
+    """A single-record write's answer: 201 / 200 with the id (``created`` for an upsert), 204
+    (an update: the caller knows the id), or the typed error."""
+    if response.status_code >= 300:
+        return WriteResult.failure(error_from_response(response))
+    if response.status_code == 204 or not response.content:
+        return WriteResult()  # no body: the caller fills in the id it sent
+    body = response.json()
+    record_id = body.get("id") if isinstance(body, Mapping) else None
+    if not isinstance(record_id, str) or not record_id:
+        return WriteResult.failure(_LOST)
+    created = body.get("created", True) if isinstance(body, Mapping) else True
+    return WriteResult.success(record_id, created=created is not False)
+
+
+def _halted() -> CRMAPIError:
+    """The failure of a chained write that was not executed (its create did not succeed)."""
+    return CRMAPIError(
+        "not executed: the record it refers to was not created in the same request",
+        error_code="PROCESSING_HALTED",
+        retryable=True,
+    )
 
 
 def _ambiguous(error: AdapterError) -> bool:

@@ -34,6 +34,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import quote as url_quote
 
 import attrs
 import httpx
@@ -62,12 +63,14 @@ __all__ = [
     "describe_request",
     "in_queries",
     "json_value",
+    "key_path",
     "object_for_kind",
     "or_queries",
     "person_record",
     "person_update_record",
     "query_more_request",
     "query_request",
+    "record_subrequest",
     "task_record",
 ]
 
@@ -218,18 +221,54 @@ def query_subrequest(endpoint: Endpoint, soql: str, reference: str) -> dict[str,
 
 
 def composite_request(
-    endpoint: Endpoint, subrequests: Sequence[Mapping[str, Any]], *, all_or_none: bool = False
+    endpoint: Endpoint,
+    subrequests: Sequence[Mapping[str, Any]],
+    *,
+    all_or_none: bool = False,
+    collate: bool | None = None,
 ) -> httpx.Request:
-    """``POST composite`` with ``subrequests`` (which may refer to each other's answers)."""
+    """``POST composite`` with ``subrequests`` (which may refer to each other's answers);
+    ``collate=False`` asks Salesforce to run them strictly in order (``collateSubrequests``)."""
+    body: dict[str, Any] = {"allOrNone": all_or_none, "compositeRequest": list(subrequests)}
+    if collate is not None:
+        body["collateSubrequests"] = collate
     return httpx.Request(
         "POST",
         f"{endpoint.base}/composite",
         headers=endpoint.headers({"Content-Type": "application/json"}),
-        content=json.dumps(
-            {"allOrNone": all_or_none, "compositeRequest": list(subrequests)},
-            separators=(",", ":"),
-        ).encode(),
+        content=json.dumps(body, separators=(",", ":")).encode(),
     )
+
+
+def record_subrequest(
+    endpoint: Endpoint,
+    method: str,
+    path: str,
+    record: Mapping[str, Any],
+    *,
+    reference: str,
+    auto_assign: bool | None = None,
+) -> dict[str, Any]:
+    """One single-record sObject write (``POST sobjects/Lead``, ``PATCH sobjects/Lead/{id}``,
+    ``PATCH sobjects/Lead/{Field}/{value}``: ``path`` under the version) as a subrequest of a
+    ``/composite`` request. The record's ``attributes`` (a Collections shape) are left out;
+    its values may be references to earlier subrequests (``"@{p0.id}"``)."""
+    sub: dict[str, Any] = {
+        "method": method,
+        "url": f"/services/data/v{endpoint.api_version}/{path}",
+        "referenceId": reference,
+        "body": {k: v for k, v in record.items() if k != "attributes"},
+    }
+    header = _assign_header(auto_assign)
+    if header:
+        sub["httpHeaders"] = header
+    return sub
+
+
+def key_path(object_name: str, key_field: str, value: str) -> str:
+    """``sobjects/{object}/{key_field}/{value}``: the upsert of one record by an external ID,
+    the value URL-encoded (``:``, ``@`` and ``/`` included)."""
+    return f"sobjects/{object_name}/{key_field}/{url_quote(value, safe='')}"
 
 
 def describe_request(endpoint: Endpoint, object_name: str) -> httpx.Request:
