@@ -10,11 +10,14 @@ import sys as _sys
 from datetime import timedelta
 from pathlib import Path
 
+import attrs
 import httpx
 import pytest
 
 from signals_crm._flows import OutcomeKind
 from signals_crm.adapters.salesforce import SalesforceAdapter, StaticToken
+from signals_crm.core.crm import Capabilities
+from signals_crm.core.model import PersonKind
 from signals_crm.exceptions import (
     TransportError,
 )
@@ -28,6 +31,7 @@ from _hooked import (
     LATER,
     Crash,
     DyingTransport,
+    HookedCRM,
     async_engine,
     config,
     conv,
@@ -115,10 +119,9 @@ def test_crash_after_tasks_landed_creates_no_second_task() -> None:
     with pytest.raises(Crash):
         first.run_due(LATER)
     second = engine(crm, cfg, ledger=ledger)
-    # The restart adopts the unsettled write and reads it a full settle window later.
-    adopted = second.run_due(LATER + timedelta(minutes=11))
-    assert adopted.outcome("c-1").kind is OutcomeKind.RETRY
-    report = second.run_due(LATER + timedelta(minutes=11) + second.settle)
+    # The restart adopts the unsettled write and reads it at once: found, it is confirmed
+    # (only a write not found waits out the settle window before it counts as absent).
+    report = second.run_due(LATER + timedelta(minutes=11))
     assert report.outcome("c-1").kind is OutcomeKind.CREATED
     (lead,) = crm.people_with_email(EMAIL)
     assert sorted(crm.task_markers(lead)) == ["signals:c-1:meeting:m1", "signals:c-1:transcript"]
@@ -150,9 +153,34 @@ def test_crash_before_create_landed_creates_exactly_one_lead() -> None:
     assert crm.task_markers(lead) == ["signals:c-1:transcript"]
 
 
-def test_ambiguous_membership_write_is_reconciled_not_resent() -> None:
-    """A membership whose answer was lost is found by reconciling: one membership, sync done."""
+def test_ambiguous_membership_write_is_sent_again_where_the_crm_keeps_one() -> None:
+    """A membership whose answer was lost is simply sent again where the CRM keeps one
+    membership per person (``idempotent_memberships``): one membership, sync done."""
     crm = make_crm()
+    campaign = crm.seed_campaign(name="Chat")
+    sync = engine(crm, config(crm, campaign), settle=timedelta(0))
+    crm.fail_next("add_to_campaign", TransportError("reset", maybe_sent=True), after=True)
+    sync.conversation_closed(conv())
+    assert sync.run_due(LATER).outcome("c-1").kind is OutcomeKind.CREATED
+    (lead,) = crm.people_with_email(EMAIL)
+    assert crm.campaign_members(campaign) == {lead}
+    assert crm.calls["add_to_campaign"] == 2
+    assert state_of(sync, "c-1") == "done"
+
+
+class _CheckingCRM(HookedCRM):
+    """A CRM whose membership add is not idempotent on the CRM's side (undeclared)."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return attrs.evolve(super().capabilities, idempotent_memberships=False)
+
+
+def test_ambiguous_membership_write_is_reconciled_not_resent() -> None:
+    """Without ``idempotent_memberships``, a membership whose answer was lost is found by
+    reconciling: never sent again, one membership, sync done."""
+    crm = _CheckingCRM(person_kind=PersonKind.LEAD)
+    crm.seed_user(email="sally@vendor.test")
     campaign = crm.seed_campaign(name="Chat")
     sync = engine(crm, config(crm, campaign), settle=timedelta(0))
     crm.fail_next("add_to_campaign", TransportError("reset", maybe_sent=True), after=True)

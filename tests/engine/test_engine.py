@@ -199,24 +199,62 @@ def test_disabled_integration_writes_nothing(crm):
 
 
 def test_ambiguous_create_is_reconciled_not_resent(crm):
-    """A create that landed but whose answer was lost waits out the settle window, then is
-    found by reading the CRM: one Lead, never a second create."""
+    """A create that landed but whose answer was lost is read back at once and found: one
+    Lead, never a second create, and its tasks go in the same run (a write found cannot
+    un-land, so the settle window matters only for one not found yet)."""
     sync = integration(crm)
     crm.fail_next(
         "create_people", TransportError("connection dropped", maybe_sent=True), after=True
     )
+    sync.conversation_closed(conv())
+    outcome = sync.run_due(LATER).outcome("c-1")
+    assert outcome.kind is OutcomeKind.CREATED
+    (lead,) = lead_ids(crm, "lena@brightfield.test")
+    assert crm.calls["create_people"] == 1
+    assert len(crm.task_markers(lead)) == 2
+    assert sync.ledger.get_due("c-1").attempts == 0
+
+
+def test_ambiguous_create_not_found_waits_out_the_window_before_any_resend(crm):
+    """A create whose answer was lost and that is not found at once (it may still commit)
+    is not sent again before the settle window passes: the sync waits (no failed attempt),
+    is read again at the window's end, and only then sent again."""
+    sync = integration(crm)
+    crm.fail_next("create_people", TransportError("timed out", maybe_sent=True))
     sync.conversation_closed(conv())
     first = sync.run_due(LATER).outcome("c-1")
     assert first.kind is OutcomeKind.RETRY
     assert first.retry_at == LATER + sync.settle
     assert sync.ledger.get_due("c-1").due_at == LATER + sync.settle
     assert sync.ledger.get_due("c-1").attempts == 0  # waiting is not a failed attempt
+    assert crm.calls["create_people"] == 1
+    assert lead_ids(crm, "lena@brightfield.test") == []
     reads = crm.calls["find_people"]
     outcome = sync.run_due(LATER + sync.settle).outcome("c-1")
     assert outcome.kind is OutcomeKind.CREATED
     assert len(lead_ids(crm, "lena@brightfield.test")) == 1
-    assert crm.calls["create_people"] == 1
+    assert crm.calls["create_people"] == 2
     assert crm.calls["find_people"] > reads
+
+
+def test_ambiguous_membership_is_sent_again_at_once_when_the_crm_keeps_one(crm):
+    """With ``idempotent_memberships`` (the CRM keeps one membership per person), an
+    ambiguous campaign add is sent again in the same run instead of waiting the window, and
+    one membership remains even though both adds landed."""
+    assert crm.capabilities.idempotent_memberships
+    campaign = crm.seed_campaign(name="Chat leads")
+    users = crm.list_users()
+    mapping = UserMapping((UserMapEntry(users[0].id, signals_user_id="u-sally"),))
+    sync = integration(crm, config(campaign_id=campaign, users=mapping))
+    crm.fail_next(
+        "add_to_campaign", TransportError("connection dropped", maybe_sent=True), after=True
+    )
+    sync.conversation_closed(conv())
+    outcome = sync.run_due(LATER).outcome("c-1")
+    assert outcome.kind is OutcomeKind.CREATED
+    assert crm.calls["add_to_campaign"] == 2
+    (lead,) = lead_ids(crm, "lena@brightfield.test")
+    assert crm.campaign_members(campaign) == {lead}
 
 
 def test_transient_task_failure_retried_with_backoff(crm):
@@ -540,7 +578,8 @@ def test_propose_user_mapping_reads_crm_users(crm):
 
 def test_another_workers_unfinished_send_is_adopted_and_settles_a_full_window(crm):
     """SENT commands of another worker may be in flight: they are adopted (UNKNOWN from this
-    worker's clock) and read only a full settle window later, then finished."""
+    worker's clock); read at once and not found, they are taken as absent only a full settle
+    window later, then finished."""
     ledger = MemoryLedger()
     first = integration(crm, ledger=ledger, worker_id="worker-a")
     first.conversation_closed(conv())
@@ -558,13 +597,14 @@ def test_another_workers_unfinished_send_is_adopted_and_settles_a_full_window(cr
     assert waiting.kind is OutcomeKind.RETRY  # worker-a's tasks may still be on the wire
     (lead,) = lead_ids(crm, "lena@brightfield.test")
     assert crm.task_markers(lead) == []
-    assert crm.calls["reconcile"] == 0
+    assert crm.calls["reconcile"] == 1  # read at once: not found, so not taken as absent
+    assert crm.calls["create_tasks"] == 0  # never sent again before the window
     adopted = [r for r in ledger.commands_for("c-1") if r.kind == "create_task"]
     assert {r.state.value for r in adopted} == {"unknown"}
     assert {r.owner for r in adopted} == {"worker-b"}
     assert ledger.get_due("c-1").due_at == LATER + second.settle  # rescheduled to the window
     assert second.run_due(LATER + timedelta(minutes=11)).outcomes == ()
-    assert crm.calls["reconcile"] == 0
+    assert crm.calls["reconcile"] == 1
     later = second.run_due(LATER + second.settle).outcome("c-1")
     assert later.kind is OutcomeKind.CREATED
     assert len(crm.task_markers(lead)) == 2
@@ -583,3 +623,22 @@ def test_engine_options_are_validated(crm):
     with pytest.raises(ConfigurationError) as caught:
         RetryPolicy(reschedule_after=0)
     assert caught.value.paths == ("retry.reschedule_after",)
+
+
+def test_a_sync_waiting_for_its_window_stays_with_the_worker_that_sent_the_write(crm):
+    """A sync waiting for a settle window keeps its lease: at the window's end the worker
+    that sent the write reads it back, while another worker cannot take it over (it would
+    have to adopt the write and wait a full window more by its own clock)."""
+    ledger = MemoryLedger()
+    first = integration(crm, ledger=ledger, worker_id="worker-a")
+    other = integration(crm, ledger=ledger, worker_id="worker-b")
+    crm.fail_next("create_people", TransportError("timed out", maybe_sent=True))
+    first.conversation_closed(conv())
+    assert first.run_due(LATER).outcome("c-1").kind is OutcomeKind.RETRY
+    assert ledger.get_due("c-1").lease_owner == "worker-a"
+    assert other.run_due(LATER + first.settle).outcomes == ()
+    done = first.run_due(LATER + first.settle).outcome("c-1")
+    assert done.kind is OutcomeKind.CREATED
+    assert crm.calls["create_people"] == 2
+    assert len(lead_ids(crm, "lena@brightfield.test")) == 1
+    assert ledger.get_due("c-1").lease_owner is None

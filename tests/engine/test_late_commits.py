@@ -143,11 +143,11 @@ def test_a_task_committed_after_the_timeout_is_found_not_sent_again(kind: str) -
     assert sync.ledger.get_due("c-1").state.value == "done"
 
 
-@pytest.mark.parametrize("kind", ["salesforce"])
+@pytest.mark.parametrize("kind", ["salesforce", "hubspot"])
 def test_without_a_settle_window_the_late_commit_is_a_duplicate(kind: str) -> None:
     """The control: reconciling at once finds nothing, the task is sent again, and the late
     commit then makes a second task (what the settle window exists to prevent). HubSpot's
-    marker-search lag alone already defers its task reads, so the control is Salesforce's."""
+    task is read from its contact, where no search lag applies, so it has no other delay."""
     minute = [0.0]
     faults: list[LateCommits] = []
 
@@ -173,3 +173,45 @@ def test_without_a_settle_window_the_late_commit_is_a_duplicate(kind: str) -> No
         minute[0] = 120.0
         assert faults[0].deliver() == 1
     assert markers(door) == ["signals:c-1:transcript", "signals:c-1:transcript"]
+
+
+def test_hubspot_finds_the_late_task_through_its_contact_while_search_lags() -> None:
+    """The late HubSpot task is found once the settle window passes, by the contact's task
+    associations, though the search index has not seen it yet (a lag far longer than the
+    adapter's 15 s): the read does not wait for, or depend on, search."""
+    minute = [0.0]
+    faults: list[LateCommits] = []
+
+    def late(inner: httpx.BaseTransport) -> LateCommits:
+        faults.append(
+            LateCommits(
+                inner, rate=1.0, delay=60, clock=lambda: minute[0], match=first_task_create()
+            )
+        )
+        return faults[0]
+
+    hub = LocalHubSpot(burst_limit=None, search_per_second=None, search_lag=10**9)
+    door = HubSpotBackdoor(hub)
+    owner = door.seed_user(email="owner@vendor.test")
+    api = HubSpotAPI(base_url="https://api.hubapi.test")
+    settle = timedelta(seconds=5)  # shorter than the adapter's 15 s marker-search lag
+    with httpx.Client(transport=late(hub.transport())) as http:
+        adapter = HubSpotAdapter(http, "local-hubspot-token", api=api)
+        sync = Integration(
+            adapter,
+            config(owner),
+            ledger=MemoryLedger(),
+            sleep=lambda _: None,
+            clock=lambda: NOW,
+            settle=settle,
+        )
+        sync.conversation_closed(conversation())
+        first = sync.run_due(NOW).outcome("c-1")
+        assert first.kind is OutcomeKind.RETRY
+        assert first.retry_at == NOW + settle  # the settle window, not the search lag
+        minute[0] = 120.0  # the CRM commits the slow request meanwhile
+        done = sync.run_due(NOW + settle).outcome("c-1")
+    assert faults[0].delivered == 1
+    assert done.kind is OutcomeKind.CREATED
+    assert markers(door) == ["signals:c-1:transcript"]
+    assert not any(path.endswith("/tasks/search") for _, path in hub.requests)

@@ -304,12 +304,17 @@ class _Batch:
             return self.now
         return max(self.now, self.clock())
 
-    def window(self, kind: str, caps: Capabilities) -> timedelta:
-        """How long after a send its outcome may still change in the CRM."""
+    def window(self, kind: str, caps: Capabilities, *, read_by_person: bool = False) -> timedelta:
+        """How long after a send its outcome may still change in the CRM (or, for a task
+        found by a lagging marker search, still be missed by the read)."""
         if kind == CommandKind.CREATE_TASK.value:
             if caps.upserts_tasks:
                 return timedelta(0)  # an upsert by its key: sending it again is harmless
+            if read_by_person and caps.reads_tasks_by_person:
+                return self.settle  # read from its person record: no search lag
             return max(self.settle, timedelta(seconds=caps.marker_search_lag))
+        if kind == CommandKind.ADD_TO_CAMPAIGN.value and caps.idempotent_memberships:
+            return timedelta(0)  # the CRM keeps one membership: sending it again is harmless
         return self.settle
 
     def wait(self, cid: str, until: datetime) -> None:
@@ -514,7 +519,11 @@ def _reconcile_query(
     cid = conversation.id
     if kind == CommandKind.CREATE_TASK.value:
         prefix = f"{cid}:task:"
-        return TaskByMarker(task_marker(cid, record.key.removeprefix(prefix)))
+        person = batch.created.get(f"{cid}:person") or batch.matched.get(cid)
+        email = conversation.email.strip() if conversation.email else None
+        return TaskByMarker(
+            task_marker(cid, record.key.removeprefix(prefix)), person_id=person, email=email
+        )
     if kind == CommandKind.ADD_TO_CAMPAIGN.value:
         person = batch.created.get(f"{cid}:person")
         if person is None or campaign is None:
@@ -524,9 +533,18 @@ def _reconcile_query(
 
 
 def _reconcile_chunk(
-    asked: Sequence[tuple[CommandRecord, Any]], batch: _Batch, caps: Capabilities
+    asked: Sequence[tuple[CommandRecord, Any]],
+    batch: _Batch,
+    caps: Capabilities,
+    early: Mapping[str, datetime] | None = None,
 ) -> Flow:
-    """Reconcile one chunk; a failure holds back only the chunk's conversations."""
+    """Reconcile one chunk; a failure holds back only the chunk's conversations.
+
+    ``early`` holds the writes read before their settle window ends (key → when it ends): one
+    found is CONFIRMED (a write that has landed cannot un-land, and it was sent once); one not
+    found, or whose read fails, waits for the window's end, when it is read again.
+    """
+    early = early or {}
     try:
         creates = [(r, q) for r, q in asked if r.kind == _CREATE]
         others = [(r, q) for r, q in asked if r.kind != _CREATE]
@@ -545,10 +563,16 @@ def _reconcile_chunk(
     except Exception as error:  # noqa: BLE001  # rule 1: one failing read holds back its own
         reason = f"reconcile read failed: {reason_of(error)}"
         for record, _ in asked:
-            batch.blocked.setdefault(record.conversation_id, reason)
+            if record.key in early:
+                batch.wait(record.conversation_id, early[record.key])
+            else:
+                batch.blocked.setdefault(record.conversation_id, reason)
         return
     for record, crm_id in found:
         if crm_id is None:
+            if record.key in early:
+                batch.wait(record.conversation_id, early[record.key])  # may still land
+                continue
             yield from batch.settle_record(record, CommandState.PLANNED, None)
             continue
         yield from batch.settle_record(record, CommandState.CONFIRMED, crm_id)
@@ -564,8 +588,9 @@ def reconcile(
 ) -> Flow:
     """Rule 1: settle every SENT / UNKNOWN command of these conversations by reading the CRM.
 
-    A write is read only once its settle window has passed; until then its conversation waits.
-    Another worker's SENT write is adopted first, and its window runs from now.
+    A write not found is taken as absent only once its settle window has passed; before
+    that it is read too (found: CONFIRMED), and if absent its conversation waits for the
+    window's end. Another worker's SENT write is adopted first, and its window runs from now.
     """
     by_id = {c.id: c for c in conversations}
     unsettled = [
@@ -577,12 +602,18 @@ def reconcile(
     for creates in (True, False):
         group = [r for r in unsettled if (r.kind == _CREATE) is creates]
         asked: list[tuple[CommandRecord, Any]] = []
+        early: dict[str, datetime] = {}
         for record in group:
             cid = record.conversation_id
-            if record.kind == CommandKind.UPDATE_PERSON.value or (
-                record.kind == CommandKind.CREATE_TASK.value and caps.upserts_tasks
+            if (
+                record.kind == CommandKind.UPDATE_PERSON.value
+                or (record.kind == CommandKind.CREATE_TASK.value and caps.upserts_tasks)
+                or (
+                    record.kind == CommandKind.ADD_TO_CAMPAIGN.value and caps.idempotent_memberships
+                )
             ):
-                # An update, or a task upserted by its key, is idempotent: simply sent again.
+                # An update, a task upserted by its key, or a membership the CRM keeps one of
+                # is idempotent: simply sent again.
                 yield from batch.settle_record(record, CommandState.PLANNED, None)
                 continue
             current = record
@@ -590,30 +621,28 @@ def reconcile(
                 current = yield from batch.adopt(record)
                 if current.state not in (CommandState.SENT, CommandState.UNKNOWN):
                     continue  # the other worker settled it meanwhile
-            ready = current.updated_at + batch.window(current.kind, caps)
-            if batch.wall() < ready:
-                batch.wait(cid, ready)
-                continue
-            if not caps.supports_reconcile:
-                continue  # stays unknown; reported, never blindly re-sent
             conversation = by_id[cid]
+            query: Any = _reconcile_query(current, conversation, batch, campaign)
+            by_person = isinstance(query, TaskByMarker) and bool(query.person_id or query.email)
+            ready = current.updated_at + batch.window(current.kind, caps, read_by_person=by_person)
             if record.kind == _CREATE:
-                if conversation.email is None:
-                    continue
-                asked.append((current, conversation.email.strip()))
-                continue
-            if batch.state(f"{cid}:person") is CommandState.PLANNED and record.kind in (
+                query = conversation.email.strip() if conversation.email else None
+            elif batch.state(f"{cid}:person") is CommandState.PLANNED and record.kind in (
                 CommandKind.ADD_TO_CAMPAIGN.value,
                 CommandKind.CREATE_TASK.value,
             ):
                 # Sent chained with its create, which did not land: it cannot have either.
                 yield from batch.settle_record(current, CommandState.PLANNED, None)
                 continue
-            query = _reconcile_query(current, conversation, batch, campaign)
-            if query is not None:
-                asked.append((current, query))
+            if not caps.supports_reconcile or query is None:
+                if batch.wall() < ready:
+                    batch.wait(cid, ready)
+                continue  # stays unknown; reported, never blindly re-sent
+            if batch.wall() < ready:
+                early[current.key] = ready
+            asked.append((current, query))
         for chunk in _chunks(asked, _RECONCILE_CHUNK):
-            yield from _reconcile_chunk(chunk, batch, caps)
+            yield from _reconcile_chunk(chunk, batch, caps, early)
 
 
 def held_emails(
@@ -622,12 +651,13 @@ def held_emails(
     limit: int = 10_000,
 ) -> Flow:
     """Emails of these conversations that another conversation's unsettled create may still
-    give a person record to (email → that conversation). They wait with it (rule 1)."""
+    give a person record to (email → that conversation, and when its create was last sent or
+    adopted). They wait with it (rule 1)."""
     wanted = {normalize_email(c.email) for c in conversations if c.email}
     if not wanted:
         return {}
     ids = {c.id for c in conversations}
-    held: dict[str, str] = {}
+    held: dict[str, tuple[str, datetime]] = {}
     for state in (CommandState.SENT, CommandState.UNKNOWN):
         records: list[CommandRecord] = yield from store("commands_in_state", state, limit)
         for record in records:
@@ -635,7 +665,7 @@ def held_emails(
                 continue
             email = yield from emails_of(record.conversation_id)
             if email is not None and email in wanted:
-                held.setdefault(email, record.conversation_id)
+                held.setdefault(email, (record.conversation_id, record.updated_at))
     return held
 
 
@@ -681,7 +711,11 @@ def _reconcile_sent(
             for c, p in zip(commands, payloads, strict=True)
             if c.kind is CommandKind.CREATE_PERSON
             or (c.kind is CommandKind.CREATE_TASK and not caps.upserts_tasks)
-            or (c.kind is CommandKind.ADD_TO_CAMPAIGN and c.campaign_id is not None)
+            or (
+                c.kind is CommandKind.ADD_TO_CAMPAIGN
+                and c.campaign_id is not None
+                and not caps.idempotent_memberships
+            )
         )
         return landed, unknown
     if creates:
@@ -705,12 +739,17 @@ def _reconcile_sent(
         elif command.kind is CommandKind.CREATE_TASK and caps.upserts_tasks:
             queries.append(None)  # an upsert by its key: simply sent again
         elif command.kind is CommandKind.CREATE_TASK:
-            if command.marker is None or caps.marker_search_lag > 0:
+            if command.marker is not None and caps.reads_tasks_by_person and person_id:
+                # Read from the person record the task was written on: no search lag.
+                queries.append(TaskByMarker(command.marker, person_id=str(person_id)))
+            elif command.marker is None or caps.marker_search_lag > 0:
                 # A marker search may trail the write: settle it in a later run instead.
                 unknown.append(command.key)
                 queries.append(None)
             else:
                 queries.append(TaskByMarker(command.marker))
+        elif command.kind is CommandKind.ADD_TO_CAMPAIGN and caps.idempotent_memberships:
+            queries.append(None)  # the CRM keeps one membership: simply sent again
         elif (
             command.kind is CommandKind.ADD_TO_CAMPAIGN
             and command.campaign_id is not None
@@ -1146,12 +1185,23 @@ def _unknown(
     reason = reason_of(error)
     tag = _ISOLATE if isolate else ""
     commands = [c for c, _ in todo]
-    batch.defer([batch.mark(c, CommandState.UNKNOWN, reason=f"{tag}{reason}") for c in commands])
-    window = max(batch.window(c.kind.value, caps) for c in commands)
+    # The settle window runs from the send (the SENT record's time), not from the answer.
+    sent = {
+        c.key: r.updated_at
+        for c in commands
+        if (r := batch.records.get(c.key)) is not None and r.state is CommandState.SENT
+    }
+    marked = [batch.mark(c, CommandState.UNKNOWN, reason=f"{tag}{reason}") for c in commands]
+    batch.defer([attrs.evolve(r, updated_at=sent.get(r.key, r.updated_at)) for r in marked])
+    # A task is read back from the person record it was written on (its payload names it).
+    window = max(batch.window(c.kind.value, caps, read_by_person=True) for c in commands)
     if isolate or window > timedelta(0):
-        until = batch.wall() + window
+        if not isolate:
+            yield from _probe(todo, batch, caps)
         for command in commands:
-            batch.wait(command.conversation_id, until)
+            if batch.state(command.key) is CommandState.UNKNOWN:
+                since = sent.get(command.key, batch.wall())
+                batch.wait(command.conversation_id, since + window)
         return []
     payloads = [p for _, p in todo]
     landed, unknown = yield from _reconcile_sent(commands, payloads, batch, caps)
@@ -1165,6 +1215,27 @@ def _unknown(
             done.append(batch.mark(command, CommandState.PLANNED, reason=reason))
     batch.defer(done)
     return [(c, p) for c, p in todo if c.key not in landed and c.key not in unknown]
+
+
+def _probe(todo: Todo, batch: _Batch, caps: Capabilities) -> Flow:
+    """Read an ambiguous call's writes back at once, before their settle window ends: those
+    found are CONFIRMED (a write that has landed cannot un-land, and it was sent once), so
+    their dependents go on in this run; the rest stay UNKNOWN and wait for the window. A
+    failing read leaves them all waiting."""
+    commands = [c for c, _ in todo]
+    try:
+        landed, _ = yield from _reconcile_sent(commands, [p for _, p in todo], batch, caps)
+    except STOPS_A_RUN:
+        raise
+    except Exception:  # noqa: BLE001  # only a shortcut: the window's read decides
+        return
+    done = []
+    for command in commands:
+        if command.key in landed:
+            done.append(batch.mark(command, CommandState.CONFIRMED, crm_id=landed[command.key]))
+            if command.kind is CommandKind.CREATE_PERSON:
+                batch.created[command.key] = landed[command.key]
+    batch.defer(done)
 
 
 _ON_FAILED_CALL: Mapping[Verdict, Callable[[Todo, BaseException, _Batch, Capabilities], Flow]] = {
@@ -1465,17 +1536,18 @@ def _hold_shared_emails(
     """Rule 1: a visitor whose email another conversation may still be creating a record for
     (its create is unsettled) waits with it, so a late commit never meets a second create."""
     candidates = [c for c in conversations if c.id not in batch.waits]
-    held: dict[str, str] = yield from held_emails(candidates, emails_of)
+    held: dict[str, tuple[str, datetime]] = yield from held_emails(candidates, emails_of)
     if not held:
         return
-    later = batch.wall() + max(batch.settle, timedelta(seconds=batch.retry.reschedule_after))
+    soonest = batch.wall() + timedelta(seconds=batch.retry.reschedule_after)
     for conversation in candidates:
         email = normalize_email(conversation.email) if conversation.email else None
         if email is not None and email in held:
-            batch.wait(conversation.id, later)
+            # Until the other create's window ends (when it is read back), or a retry's delay.
+            batch.wait(conversation.id, max(held[email][1] + batch.settle, soonest))
             batch.errors.setdefault(
                 conversation.id,
-                (f"waiting for conversation {held[email]}'s create of the same email", False),
+                (f"waiting for conversation {held[email][0]}'s create of the same email", False),
             )
 
 

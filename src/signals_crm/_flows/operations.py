@@ -295,11 +295,13 @@ class Operations:
             if self._reads_due(now, outcome) and outcome.conversation_id not in result.lost:
                 dues[outcome.conversation_id] = yield from store("get_due", outcome.conversation_id)
         moves = self._moves(now, result, fences, dues)
-        performed = yield from finish_batch(result, [release, *(op for op, _ in moves)])
-        if performed[0][1] is not None:
-            raise performed[0][1]
+        leases = self._leases(now, result, fences, release)
+        performed = yield from finish_batch(result, [*leases, *(op for op, _ in moves)])
+        for _, error in performed[: len(leases)]:
+            if error is not None:
+                raise error
         lost: list[str] = []
-        for (_, ids), (_, error) in zip(moves, performed[1:], strict=True):
+        for (_, ids), (_, error) in zip(moves, performed[len(leases) :], strict=True):
             if isinstance(error, LeaseLostError):
                 lost.extend(ids)
             elif error is not None:
@@ -311,6 +313,35 @@ class Operations:
                     yield operation
                 except LeaseLostError:
                     break
+
+    def _leases(
+        self, now: datetime, result: BatchResult, fences: Mapping[str, int], release: LedgerOp
+    ) -> list[LedgerOp]:
+        """The batch's claims given back, but for the syncs waiting for a settle window: those
+        stay leased to this worker until the window's end (and a lease more), so the worker
+        that sent the write reads it back when the window passes. Another worker would first
+        have to adopt the write, and wait a full window more by its own clock."""
+        ids, owner = release.args
+        waiting: dict[str, datetime] = {
+            o.conversation_id: o.retry_at
+            for o in result.outcomes
+            if o.kind is OutcomeKind.RETRY
+            and o.retry_at is not None
+            and not o.needs_admin
+            and not result.rate_limited
+            and o.conversation_id not in result.lost
+        }
+        if not waiting:
+            return [release]
+        rest = [cid for cid in ids if cid not in waiting]
+        longest = max(waiting.values()) - now
+        held = {cid: fences[cid] for cid in waiting if cid in fences}
+        keep = LedgerOp(
+            "extend",
+            (list(waiting),),
+            {"owner": owner, "lease": max(longest, timedelta(0)) + self.lease, "fences": held},
+        )
+        return [LedgerOp("release", (rest, owner)), keep]
 
     def _reads_due(self, now: datetime, outcome: ConversationOutcome) -> bool:
         """Whether moving this sync on needs what the ledger holds of it now."""

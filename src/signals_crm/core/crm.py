@@ -83,6 +83,17 @@ class Capabilities:
     """Seconds after a task is written during which a search for its marker may miss it
     (HubSpot's search index trails writes). The engine waits this long before reconciling a
     task whose outcome is unknown, instead of wrongly concluding it never landed."""
+    idempotent_memberships: bool = False
+    """Whether the CRM itself keeps one campaign membership per person and campaign, so a
+    second add changes nothing even when it commits late (Salesforce refuses a second
+    CampaignMember, HubSpot list adds ignore members). The engine then sends an ambiguous
+    membership again at once instead of waiting out the settle window. Leave it off when the
+    adapter only checks before adding: a late add could then make a second membership."""
+    reads_tasks_by_person: bool = False
+    """Whether a :class:`TaskByMarker` that names the task's person record (``person_id``
+    or ``email``) is answered by reads that see every committed write (HubSpot: the contact's
+    task associations, then a batch read of those tasks), so ``marker_search_lag`` does not
+    apply to it; the engine then reads such a task back once its settle window has passed."""
     required_on_create: tuple[str, ...] | None = None
     """The person-object fields the CRM always requires on create (Salesforce's ``LastName``
     and ``Company``; none on HubSpot). When no schema is known, only these get placeholders;
@@ -350,9 +361,17 @@ class PersonByEmail:
 
 @attrs.frozen
 class TaskByMarker:
-    """Is there a task carrying ``marker``? Answer: its id or ``None``."""
+    """Is there a task carrying ``marker``? Answer: its id or ``None``.
+
+    ``person_id`` and ``email`` say, when the caller knows, which person record the task was
+    written on (its id; the email of the person records it may be). An adapter that declares
+    ``Capabilities.reads_tasks_by_person`` reads that record's tasks instead of searching;
+    others ignore them. Either way the answer is a task whose marker is ``marker`` exactly.
+    """
 
     marker: str
+    person_id: str | None = None
+    email: str | None = None
 
 
 @attrs.frozen

@@ -278,6 +278,7 @@ def _flavour(
             reads_accounts=True,
             reports_api_usage=True,
             task_object="Task",
+            idempotent_memberships=True,  # one membership per (campaign, person), as Salesforce
         )
         return _Flavour(
             capabilities=caps,
@@ -320,6 +321,7 @@ def _flavour(
         reads_accounts=True,
         reports_api_usage=True,
         task_object="tasks",
+        idempotent_memberships=True,  # one membership per (list, contact), as HubSpot
     )
     return _Flavour(
         capabilities=caps,

@@ -407,6 +407,81 @@ def test_a_marker_is_compared_whole(adapter: HubSpotAdapter, backdoor: HubSpotBa
     assert answers == [None, None, result.id]
 
 
+def test_a_task_is_read_from_its_contact_while_search_still_lags(
+    adapter: HubSpotAdapter, backdoor: HubSpotBackdoor, portal: LocalHubSpot
+) -> None:
+    """A TaskByMarker naming its contact (by id or by email) is answered from the contact's
+    task associations and a batch read of those tasks, never by search: found while the
+    search index still trails the write."""
+    portal.search_lag = 3600.0  # the search index has not seen the new task yet
+    person = backdoor.seed_person(kind=PersonKind.CONTACT, email="assoc@example.com")
+    (result,) = adapter.create_tasks([task(person, "signals:c-1:transcript")])
+    assert adapter.reconcile([TaskByMarker("signals:c-1:transcript")]) == [None]  # search lags
+    before = calls(portal, "/search")
+    answers = adapter.reconcile(
+        [
+            TaskByMarker("signals:c-1:transcript", person_id=person),
+            TaskByMarker("signals:c-1:transcript", email=" Assoc@Example.com "),
+            TaskByMarker("signals:c-1:meeting:m-1", person_id=person),
+            TaskByMarker("signals:c-1:transcript", email="nobody@example.com"),
+        ]
+    )
+    assert answers == [result.id, result.id, None, None]
+    assert calls(portal, "/search") == before
+    assert calls(portal, "/crm/v4/associations/contacts/tasks/batch/read") >= 1
+    assert CAPABILITIES.reads_tasks_by_person
+
+
+def test_a_quoted_marker_never_matches_through_the_contact_either(
+    adapter: HubSpotAdapter, backdoor: HubSpotBackdoor
+) -> None:
+    """Read from the contact, a task quoting conversation B's marker line (or token) is A's
+    task only: the marker is compared whole, as for a search hit."""
+    person = backdoor.seed_person(kind=PersonKind.CONTACT, email="spoof2@example.com")
+    quoted = f"Visitor: look {marker_line('signals:c-b:transcript')} ok"
+    spoofing = attrs.evolve(task(person, "signals:c-a:transcript"), body=quoted)
+    (result,) = adapter.create_tasks([spoofing])
+    answers = adapter.reconcile(
+        [
+            TaskByMarker("signals:c-b:transcript", person_id=person),
+            TaskByMarker("signals:c-a:transcript", person_id=person),
+            TaskByMarker("signals:c-a", person_id=person),
+        ]
+    )
+    assert answers == [None, result.id, None]
+
+
+def test_a_task_on_another_contact_is_not_found_through_this_one(
+    adapter: HubSpotAdapter, backdoor: HubSpotBackdoor
+) -> None:
+    """Read from the contact named, a task with the marker on some other contact is not it."""
+    one = backdoor.seed_person(kind=PersonKind.CONTACT, email="one@example.com")
+    other = backdoor.seed_person(kind=PersonKind.CONTACT, email="other@example.com")
+    (result,) = adapter.create_tasks([task(other, "signals:c-9:transcript")])
+    answers = adapter.reconcile(
+        [
+            TaskByMarker("signals:c-9:transcript", person_id=one),
+            TaskByMarker("signals:c-9:transcript", person_id=other),
+        ]
+    )
+    assert answers == [None, result.id]
+
+
+def test_tasks_of_a_contact_are_read_page_by_page(
+    adapter: HubSpotAdapter, backdoor: HubSpotBackdoor, portal: LocalHubSpot
+) -> None:
+    """A contact with more associated tasks than one association page holds is read to its
+    last page, and its tasks in batches of 100."""
+    portal.association_page_size = 3
+    person = backdoor.seed_person(kind=PersonKind.CONTACT, email="pages@example.com")
+    results = adapter.create_tasks([task(person, f"signals:c-{n}:transcript") for n in range(7)])
+    answers = adapter.reconcile(
+        [TaskByMarker(f"signals:c-{n}:transcript", person_id=person) for n in (6, 0, 3)]
+    )
+    assert answers == [results[6].id, results[0].id, results[3].id]
+    assert calls(portal, "/crm/v4/associations/contacts/tasks/batch/read") == 3
+
+
 def test_invalid_activity_object_is_refused(client: httpx.Client) -> None:
     """Only tasks and notes can carry activities."""
     with pytest.raises(ConfigurationError, match="activity_object"):

@@ -57,6 +57,7 @@ from signals_crm.adapters.hubspot._errors import (
 from signals_crm.adapters.hubspot._limiter import RateLimiter
 from signals_crm.adapters.hubspot._requests import (
     ASSOCIATION_TYPE_IDS,
+    MAX_ASSOCIATION_READ,
     MAX_BATCH,
     MAX_SEARCH_LIMIT,
     HubSpotAPI,
@@ -125,6 +126,7 @@ T = TypeVar("T")
 MAX_TASK_BODY: Final = 65536
 _SEARCH_BODY_LIMIT: Final = 2900  # HubSpot refuses search bodies over 3,000 characters.
 _SEARCH_CAP: Final = 10_000
+_MAX_ASSOCIATION_PAGES: Final = 1000  # a bound on pages read, so a portal always paging ends
 _MAX_LIST_PAGES: Final = 100  # 10,000 lists: a bound, so a portal that always says hasMore ends
 _OBJECT_ALIASES: Final[Mapping[str, str]] = {
     "contact": "contacts",
@@ -151,6 +153,8 @@ HUBSPOT_CAPABILITIES: Final = Capabilities(
     max_task_body_length=MAX_TASK_BODY,
     account_object="companies",
     marker_search_lag=15.0,
+    reads_tasks_by_person=True,
+    idempotent_memberships=True,  # a list add ignores records that are already members
     required_on_create=(),
     id_pattern="[0-9]{1,20}",
     id_description="a HubSpot id (digits)",
@@ -852,7 +856,13 @@ class HubSpotFlows(AdapterFlows):
             for i, q in contacts:
                 records = sorted(found.get(normalize_email(q.email), []), key=_recency)
                 out[i] = records[0].id if records else None
-        markers = [(i, q.marker) for i, q in enumerate(queries) if isinstance(q, TaskByMarker)]
+        tasks = [(i, q) for i, q in enumerate(queries) if isinstance(q, TaskByMarker)]
+        hinted = [(i, q) for i, q in tasks if q.person_id or q.email]
+        if hinted:
+            answers = yield from self._tasks_of_people([q for _, q in hinted])
+            for (i, _), answer in zip(hinted, answers, strict=True):
+                out[i] = answer
+        markers = [(i, q.marker) for i, q in tasks if not (q.person_id or q.email)]
         if markers:
             ids = yield from self._tasks_by_marker(list(dict.fromkeys(m for _, m in markers)))
             for i, marker in markers:
@@ -871,6 +881,74 @@ class HubSpotFlows(AdapterFlows):
             if str(query.campaign_id) in lists[pid]:
                 out[i] = membership_id(str(query.campaign_id), pid)
         return out
+
+    def _tasks_of_people(self, queries: Sequence[TaskByMarker]) -> Flow[list[str | None]]:
+        """Each query's task among the activities associated with its person record (by id;
+        else the contacts of its email): read, never searched, so no search lag applies. The
+        marker is compared whole, as in a search hit."""
+        emails = [normalize_email(q.email) for q in queries if q.email and not q.person_id]
+        by_email: dict[str, list[PersonRecord]] = {}
+        if emails:
+            by_email = yield from self._contacts_by_email(emails, [])
+        people: list[list[str]] = []
+        for query in queries:
+            if query.person_id:  # the record it was written on: exactly where to look
+                people.append([str(query.person_id)])
+                continue
+            email = normalize_email(query.email or "")
+            people.append(list(dict.fromkeys(r.id for r in by_email.get(email, []))))
+        contacts = list(dict.fromkeys(p for ids in people for p in ids))
+        linked = yield from self._associated(contacts)
+        activities = list(dict.fromkeys(a for p in contacts for a in linked.get(p, ())))
+        markers = yield from self._markers_of(activities)
+        out: list[str | None] = []
+        for query, ids in zip(queries, people, strict=True):
+            hits = {a for p in ids for a in linked.get(p, ()) if markers.get(a) == query.marker}
+            out.append(min(hits, key=lambda a: (len(a), a)) if hits else None)
+        return out
+
+    def _associated(self, contact_ids: Sequence[str]) -> Flow[dict[str, list[str]]]:
+        """The activities (``activity_object``) associated with each contact: the v4 batch
+        read, every page of every input."""
+        found: dict[str, list[str]] = {c: [] for c in contact_ids}
+        pending: list[tuple[str, str | None]] = [(c, None) for c in contact_ids]
+        pages = 0
+        while pending:
+            chunk, pending = pending[:MAX_ASSOCIATION_READ], pending[MAX_ASSOCIATION_READ:]
+            request = self.api.read_associations("contacts", self.activity_object, chunk)
+            response = yield request
+            if _not_found(response):
+                continue  # none of these contacts exists (any more)
+            answer = _expect(response, 200, 207)
+            for result in results(answer):
+                source = str((result.get("from") or {}).get("id", ""))
+                if source not in found:
+                    continue
+                for link in result.get("to") or ():
+                    if isinstance(link, Mapping) and link.get("toObjectId") is not None:
+                        found[source].append(str(link["toObjectId"]))
+                after = next_after(result)
+                pages += 1
+                if after is not None and pages < _MAX_ASSOCIATION_PAGES:
+                    pending.append((source, after))
+        return found
+
+    def _markers_of(self, activity_ids: Sequence[str]) -> Flow[dict[str, str | None]]:
+        """The marker of each live activity (``marker_property``, else its body's marker line)."""
+        body_prop = "hs_task_body" if self.activity_object == "tasks" else "hs_note_body"
+        props = [body_prop] + ([self.marker_property] if self.marker_property else [])
+        markers: dict[str, str | None] = {}
+        for chunk in _chunks(list(activity_ids), MAX_BATCH):
+            response = yield self.api.batch_read(self.activity_object, chunk, props)
+            if _not_found(response):
+                continue  # archived or gone
+            for obj in parse_batch(_expect(response, 200, 207)).results:
+                values = obj.get("properties") or {}
+                if self.marker_property:
+                    markers[str(obj["id"])] = values.get(self.marker_property)
+                else:
+                    markers[str(obj["id"])] = parse_marker(values.get(body_prop))
+        return markers
 
     def _tasks_by_marker(self, markers: Sequence[str]) -> Flow[dict[str, str]]:
         obj = self.activity_object

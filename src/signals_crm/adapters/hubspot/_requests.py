@@ -38,6 +38,7 @@ from signals_crm.exceptions import ConfigurationError, Problem
 __all__ = [
     "ASSOCIATION_TYPE_IDS",
     "CONTACT_OBJECT_TYPE_ID",
+    "MAX_ASSOCIATION_READ",
     "MAX_BATCH",
     "MAX_SEARCH_LIMIT",
     "HubSpotAPI",
@@ -53,6 +54,10 @@ MAX_BATCH: Final = 100
 
 MAX_SEARCH_LIMIT: Final = 200
 """The largest page a search returns."""
+
+MAX_ASSOCIATION_READ: Final = 100
+"""The inputs one v4 association batch read is sent with (kept at the batch size of the other
+batch endpoints: a bound well inside what HubSpot takes)."""
 
 CONTACT_OBJECT_TYPE_ID: Final = "0-1"
 
@@ -194,6 +199,28 @@ class HubSpotAPI:
         """``GET /crm/v3/lists/records/{objectTypeId}/{recordId}/memberships``."""
         path = self.crm_path("lists", "records", object_type_id, record_id, "memberships")
         return httpx.Request("GET", self.url(path))
+
+    def association_path(self, from_type: str, to_type: str, *parts: str) -> str:
+        """``/crm/v4/associations/{from}/{to}/...`` (date versions:
+        ``/crm/associations/{date}/{from}/{to}/...``)."""
+        head = f"/crm/associations/{self.version}" if self.dated else "/crm/v4/associations"
+        tail = "".join("/" + quote(p, safe="") for p in (from_type, to_type, *parts) if p)
+        return head + tail
+
+    def read_associations(
+        self, from_type: str, to_type: str, inputs: Sequence[tuple[str, str | None]]
+    ) -> httpx.Request:
+        """``POST /crm/v4/associations/{from}/{to}/batch/read``: the records of ``to_type``
+        associated with each ``(id, after)`` input (``after``: the cursor of its next page)."""
+        if len(inputs) > MAX_ASSOCIATION_READ:
+            msg = f"at most {MAX_ASSOCIATION_READ} inputs per association read"
+            raise ConfigurationError([Problem("inputs", msg)])
+        body = {
+            "inputs": [
+                {"id": i} if after is None else {"id": i, "after": after} for i, after in inputs
+            ]
+        }
+        return self._json("POST", self.association_path(from_type, to_type, "batch", "read"), body)
 
     def refresh_token(
         self, *, client_id: str, client_secret: str, refresh_token: str

@@ -162,6 +162,7 @@ SALESFORCE_CAPABILITIES = Capabilities(
     chains_writes=True,
     max_chain_writes=25,
     task_object="Task",
+    idempotent_memberships=True,  # a second CampaignMember is refused (DUPLICATE_VALUE)
 )
 _UNCHAINED = attrs.evolve(SALESFORCE_CAPABILITIES, chains_writes=False)
 _SYNC_KEY_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*__c")

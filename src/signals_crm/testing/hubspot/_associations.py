@@ -290,9 +290,19 @@ class Associations(PortalCore):
                 if record is None:
                     missing.append(str(item.get("id", "")))
                     continue
-                results.append(
-                    {"from": {"id": record.id}, "to": self._listing(kind, record, target)}
-                )
+                try:
+                    start = int(item.get("after") or 0)
+                except (TypeError, ValueError):
+                    return self._error(400, "VALIDATION_ERROR", "after must be a paging cursor")
+                links = self._listing(kind, record, target)
+                size = self.association_page_size
+                page: dict[str, Any] = {
+                    "from": {"id": record.id},
+                    "to": links[start : start + size],
+                }
+                if start + size < len(links):
+                    page["paging"] = {"next": {"after": str(start + size)}}
+                results.append(page)
                 continue
             from_id = str((item.get("from") or {}).get("id", ""))
             to_id = str((item.get("to") or {}).get("id", ""))

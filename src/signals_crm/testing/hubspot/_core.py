@@ -161,6 +161,11 @@ class PortalCore:
         self.access_token_ttl = access_token_ttl
         self.backward_lifecycle = backward_lifecycle
         self.search_lag = search_lag
+        """Seconds a write takes to reach the search index (search only: reads by id or
+        ``idProperty`` and association reads see every committed write at once)."""
+        self.association_page_size = 500
+        """Associations per input on one page of the v4 batch read (HubSpot documents the
+        paging, not the page size; 500 is the single-record read's documented maximum)."""
         self.send_retry_after = send_retry_after
         self.static_tokens: set[str] = set(tokens)
         self.access_tokens: dict[str, float] = {}
