@@ -58,11 +58,13 @@ import json
 import logging
 import os
 import random
+import re
 import resource
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import Counter
@@ -124,11 +126,12 @@ class Options:
     workers: int = 2
     seed: int = 1
     time_limit: float = 1800.0
-    client_timeout: float = 2.0
-    hold: float = 3.0
-    settle: float = 8.0
+    client_timeout: float = 1.0
+    hold: float = 1.5
+    settle: float = 2.5
     reschedule: float = 1.0
     sync_key: bool = True
+    search_lag: float = 5.0
 
     def __attrs_post_init__(self) -> None:
         if self.settle <= self.hold or self.hold <= self.client_timeout:
@@ -136,7 +139,35 @@ class Options:
             raise ValueError(msg)
 
     def fault_free(self) -> Options:
-        return attrs.evolve(self, faults=0.0, late=0.0, expiry=0.0, kills=0)
+        """The same run without faults; a generous client timeout keeps it free of any."""
+        return attrs.evolve(
+            self,
+            faults=0.0,
+            late=0.0,
+            expiry=0.0,
+            kills=0,
+            client_timeout=FAULT_FREE_TIMEOUT,
+            hold=FAULT_FREE_TIMEOUT + 1,
+            settle=FAULT_FREE_TIMEOUT + 2,
+        )
+
+
+FAULT_FREE_TIMEOUT = 30.0
+DEFAULTS = Options()
+
+
+def time_scale(slowest: float) -> tuple[float, float, float]:
+    """The chaos run's client timeout, late-commit hold and settle window, from the slowest
+    request of the fault-free run (the sandbox's own processing time on this machine now).
+
+    In the order of the real defaults (a 15-minute settle window over Salesforce's 10-minute
+    request limit): no ordinary request times out (the timeout is 1.5 times the slowest, at
+    least 1 s), a late write outlasts the client (held half a second longer), and it commits
+    within the window (which adds the slowest request's time again, at least 1 s).
+    """
+    client = max(1.0, round(1.5 * slowest, 1))
+    hold = client + 0.5
+    return client, hold, round(hold + max(1.0, 1.5 * slowest), 1)
 
 
 @attrs.frozen
@@ -278,7 +309,13 @@ def _salesforce(options: Options, specs: Sequence[Spec]) -> tuple[Any, Any, list
 def _hubspot(options: Options, specs: Sequence[Spec]) -> tuple[Any, Any, list[str], str]:
     from signals_crm.testing.hubspot import LocalHubSpot
 
-    portal = LocalHubSpot(seed=options.seed, burst_limit=None, search_per_second=None)
+    # HubSpot's search index trails writes ("a few moments"): emulated for search only.
+    portal = LocalHubSpot(
+        seed=options.seed,
+        burst_limit=None,
+        search_per_second=None,
+        search_lag=options.search_lag,
+    )
     portal.faults.error_rate = 0.6 * options.faults
     portal.faults.drop_rate = 0.4 * options.faults
     portal.faults.expire_rate = options.expiry
@@ -343,6 +380,15 @@ def _campaign_rows(crm: str, app: Any, campaign: str) -> list[str]:
     return sorted(app.backdoor.campaign_members(campaign))
 
 
+def _paths(crm: str, app: Any) -> dict[str, int]:
+    """API calls by kind (HubSpot: method and path with ids left out)."""
+    if crm != "hubspot":
+        return {}
+    with app.lock:
+        seen = list(app.requests)
+    return dict(Counter(f"{m} {re.sub(r'/[0-9][0-9-]*', '/N', p)}" for m, p in seen).most_common())
+
+
 def _dump(crm: str, app: Any, door: Any, campaign: str, specs: Sequence[Spec]) -> dict[str, Any]:
     cpu = time.process_time()  # before the audit's own reads
     people = _people(crm, app, door)
@@ -352,8 +398,36 @@ def _dump(crm: str, app: Any, door: Any, campaign: str, specs: Sequence[Spec]) -
         "late_commits": app.late_commits,
         "api_calls": app.api_used if crm == "salesforce" else app.calls,
         "token_requests": app.token_requests,
+        "paths": _paths(crm, app),
         "cpu": cpu,
     }
+
+
+class _Timed:
+    """The sandbox app, timed: how long each request took from arrival to answer (a held
+    late write: the hold plus its processing, i.e. when it committed)."""
+
+    def __init__(self, app: Any, hold: float) -> None:
+        self.app = app
+        self.hold = hold
+        self.lock = threading.Lock()
+        self.slowest = 0.0  # of every request that was not held
+        self.slowest_late = 0.0  # of the held ones: arrival to commit
+
+    def served_at(self, url: str) -> None:
+        self.app.served_at(url)
+
+    def answer(self, request: httpx.Request) -> Any:
+        began = time.monotonic()
+        try:
+            return self.app.answer(request)
+        finally:
+            took = time.monotonic() - began
+            with self.lock:
+                if took >= self.hold:
+                    self.slowest_late = max(self.slowest_late, took)
+                else:
+                    self.slowest = max(self.slowest, took)
 
 
 def serve(options: Options) -> None:
@@ -363,13 +437,16 @@ def serve(options: Options) -> None:
     specs = workload(options)
     make = _salesforce if options.crm == "salesforce" else _hubspot
     app, door, owners, campaign = make(options, specs)
-    with LoopbackServer(app) as server:
+    timed = _Timed(app, options.hold)
+    with LoopbackServer(timed) as server:
         ready = {"url": server.url, "owners": owners, "campaign": campaign}
         print(json.dumps({**ready, "cpu": time.process_time()}), flush=True)
         for line in sys.stdin:
             command, _, arg = line.strip().partition(" ")
             if command == "dump":
-                Path(arg).write_text(json.dumps(_dump(options.crm, app, door, campaign, specs)))
+                dump = _dump(options.crm, app, door, campaign, specs)
+                dump.update(slowest=timed.slowest, slowest_late=timed.slowest_late)
+                Path(arg).write_text(json.dumps(dump))
                 print("dumped", flush=True)
             elif command == "quit":
                 print(json.dumps({"cpu": time.process_time()}), flush=True)
@@ -409,10 +486,48 @@ def _integration(
         sync_config(options.crm, site["owners"], site["campaign"]),
         ledger=ledger,
         worker_id=worker_id,
+        sleep=_slept,
         settle=timedelta(seconds=options.settle),
         retry=RetryPolicy(base_delay=0.05, max_delay=1.0, reschedule_after=options.reschedule),
         random=rng.random,
     )
+
+
+_SLEPT: Counter[str] = Counter()
+_SLOW: list[tuple[str, float, str]] = []
+
+
+class _TimedTransport(httpx.BaseTransport):
+    """The workers' transport, noting requests slower than half a second (for the log)."""
+
+    def __init__(self, inner: httpx.BaseTransport) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        began = time.monotonic()
+        outcome = "answered"
+        try:
+            response = self.inner.handle_request(request)
+        except httpx.HTTPError as error:
+            outcome = type(error).__name__
+            raise
+        else:
+            outcome = str(response.status_code)
+            return response
+        finally:
+            took = time.monotonic() - began
+            if took > 0.5:
+                _SLOW.append((request.url.path[-40:], round(took, 2), outcome))
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _slept(seconds: float) -> None:
+    """The engine's sleeps (backoffs, ``Retry-After``), slept and counted for the log."""
+    _SLEPT["seconds"] += seconds  # type: ignore[assignment]  # a float tally
+    _SLEPT["count"] += 1
+    time.sleep(seconds)
 
 
 def work(
@@ -423,11 +538,16 @@ def work(
     deadline = time.monotonic() + options.time_limit
     with (
         Path(log_path).open("a", encoding="utf-8") as log,
-        httpx.Client(timeout=options.client_timeout) as http,
+        httpx.Client(
+            timeout=options.client_timeout, transport=_TimedTransport(httpx.HTTPTransport())
+        ) as http,
         SQLiteLedger(ledger_path) as ledger,
     ):
         sync = _integration(options, site, http, ledger, worker_id=worker_id, rng=rng)
         while time.monotonic() < deadline:
+            began = time.time()
+            _SLEPT.clear()
+            _SLOW.clear()
             try:
                 report = sync.run_due()
             except Exception as error:  # noqa: BLE001  # an escape is a finding: logged, counted
@@ -449,13 +569,42 @@ def work(
                     for o in report.outcomes
                     if o.kind.value == "retry"
                 )
-                entry = {"at": time.time(), "counts": dict(report.counts), "waits": dict(waits)}
+                entry = {
+                    "began": began,
+                    "at": time.time(),
+                    "counts": dict(report.counts),
+                    "slept": [round(_SLEPT["seconds"], 2), _SLEPT["count"]],
+                    "slow": _SLOW[:6],
+                    "waits": dict(waits),
+                    "retry_in": sorted(
+                        {
+                            round((o.retry_at.timestamp() - began), 1)
+                            for o in report.outcomes
+                            if o.retry_at is not None
+                        }
+                    )[:5],
+                }
                 log.write(json.dumps(entry) + "\n")
                 log.flush()
             if ledger.stats().syncs.get(DueState.PENDING, 0) == 0:
                 return
             if not report.outcomes:
-                time.sleep(0.2)
+                time.sleep(_until_next_due(ledger))
+
+
+def _until_next_due(ledger: Any) -> float:
+    """Seconds until the earliest pending sync is due (a settle window's end, a retry): the
+    worker sleeps until then, not on a fixed poll. Bounded below (a due sync another worker
+    holds) and above (syncs another worker reschedules meanwhile)."""
+    first = ledger.syncs_in_state(DueState.PENDING, 1)
+    if not first:
+        return _IDLE_MAX
+    wait = float((first[0].due_at - datetime.now(UTC)).total_seconds())
+    return min(max(wait, _IDLE_MIN), _IDLE_MAX)
+
+
+_IDLE_MIN = 0.05
+_IDLE_MAX = 1.0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -694,6 +843,12 @@ def _describe(result: RunResult) -> str:
             + (f", workers that died on their own {result.restarts}" if result.restarts else "")
         ),
         (
+            f"  slowest request {result.dump['slowest']:.2f} s (client timeout "
+            f"{result.options.client_timeout:g} s); late commits committed at most "
+            f"{result.dump['slowest_late']:.2f} s after they arrived (settle window "
+            f"{result.options.settle:g} s)"
+        ),
+        (
             f"  duplicates {a['duplicates']}, lost {a['lost']}, dead-lettered with reason "
             f"{a['dead_lettered']}/{a['permanent_failures']}"
             + (", TIMED OUT" if result.timed_out else "")
@@ -729,9 +884,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--time-limit", type=float, default=1800.0, help="seconds per run")
-    parser.add_argument("--client-timeout", type=float, default=2.0)
-    parser.add_argument("--hold", type=float, default=3.0, help="seconds a late write is held")
-    parser.add_argument("--settle", type=float, default=8.0, help="the engine's settle window")
+    scaled = "default: from the fault-free run's slowest request"
+    parser.add_argument(
+        "--client-timeout", type=float, default=None, help=f"read timeout; {scaled}"
+    )
+    parser.add_argument("--hold", type=float, default=None, help=f"late write held; {scaled}")
+    parser.add_argument("--settle", type=float, default=None, help=f"settle window; {scaled}")
     parser.add_argument(
         "--no-sync-key",
         action="store_true",
@@ -764,9 +922,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
             seed=args.seed,
             time_limit=args.time_limit,
-            client_timeout=args.client_timeout,
-            hold=args.hold,
-            settle=args.settle,
+            client_timeout=args.client_timeout or DEFAULTS.client_timeout,
+            hold=args.hold or DEFAULTS.hold,
+            settle=args.settle or DEFAULTS.settle,
             reschedule=args.reschedule,
             sync_key=not args.no_sync_key,
         )
@@ -775,6 +933,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             base = run_chaos(options.fault_free(), keep=_kept(args.keep, crm, "fault-free"))
             print(
                 f"{crm}, {options.visitors:,} visitors, fault-free:\n{_describe(base)}", flush=True
+            )
+            client, hold, settle = time_scale(base.dump["slowest"])
+            options = attrs.evolve(
+                options,
+                client_timeout=args.client_timeout or client,
+                hold=args.hold or hold,
+                settle=args.settle or settle,
+            )
+            print(
+                f"  time scale from its slowest request ({base.dump['slowest']:.2f} s): client "
+                f"timeout {options.client_timeout:g} s, late writes held {options.hold:g} s, "
+                f"settle window {options.settle:g} s",
+                flush=True,
             )
         chaos = run_chaos(
             options, scale=base.seconds if base else None, keep=_kept(args.keep, crm, "chaos")
