@@ -896,6 +896,12 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="Salesforce without the external-ID sync key field (no upserts)",
     )
     parser.add_argument("--reschedule", type=float, default=1.0)
+    parser.add_argument(
+        "--search-lag",
+        type=float,
+        default=5.0,
+        help="seconds the local HubSpot's search index trails writes (search only)",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the fault-free run")
     parser.add_argument("--keep", type=Path, default=None, help="keep ledgers and logs here")
     return parser.parse_args(argv)
@@ -927,6 +933,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settle=args.settle or DEFAULTS.settle,
             reschedule=args.reschedule,
             sync_key=not args.no_sync_key,
+            search_lag=args.search_lag,
         )
         base = None
         if not args.no_baseline:
