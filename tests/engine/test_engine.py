@@ -642,3 +642,21 @@ def test_a_sync_waiting_for_its_window_stays_with_the_worker_that_sent_the_write
     assert crm.calls["create_people"] == 2
     assert len(lead_ids(crm, "lena@brightfield.test")) == 1
     assert ledger.get_due("c-1").lease_owner is None
+
+
+def test_a_5xx_answer_is_not_read_back_before_the_window(crm):
+    """A 5xx answer seldom means the write landed, so it is not read back at once (that read
+    would mostly spend the CRM's rate limit): the sync waits the settle window, then finds
+    the create that did land — one Lead, no second create."""
+    sync = integration(crm)
+    crm.fail_next("create_people", CRMServerError("unavailable", status_code=503), after=True)
+    sync.conversation_closed(conv())
+    reads = crm.calls["find_people"]
+    first = sync.run_due(LATER).outcome("c-1")
+    assert first.kind is OutcomeKind.RETRY
+    assert first.retry_at == LATER + sync.settle
+    assert crm.calls["find_people"] == reads + 1  # the planning lookup only
+    done = sync.run_due(LATER + sync.settle).outcome("c-1")
+    assert done.kind is OutcomeKind.CREATED
+    assert crm.calls["create_people"] == 1
+    assert len(lead_ids(crm, "lena@brightfield.test")) == 1

@@ -114,6 +114,7 @@ from signals_crm.exceptions import (
     Problem,
     RateLimitedError,
     SignalsCRMError,
+    TransportError,
 )
 from signals_crm.ledger.base import (
     CommandRecord,
@@ -1196,7 +1197,10 @@ def _unknown(
     # A task is read back from the person record it was written on (its payload names it).
     window = max(batch.window(c.kind.value, caps, read_by_person=True) for c in commands)
     if isolate or window > timedelta(0):
-        if not isolate:
+        if not isolate and isinstance(error, TransportError):
+            # No answer at all (a dropped connection, a timeout): the write may well have
+            # landed, so read it back now. A 5xx answer seldom means it did; reading would
+            # mostly spend calls of the CRM's rate limit.
             yield from _probe(todo, batch, caps)
         for command in commands:
             if batch.state(command.key) is CommandState.UNKNOWN:
