@@ -538,6 +538,7 @@ def _reconcile_chunk(
     batch: _Batch,
     caps: Capabilities,
     early: Mapping[str, datetime] | None = None,
+    absent: dict[str, datetime] | None = None,
 ) -> Flow:
     """Reconcile one chunk; a failure holds back only the chunk's conversations.
 
@@ -574,6 +575,8 @@ def _reconcile_chunk(
             if record.key in early:
                 batch.wait(record.conversation_id, early[record.key])  # may still land
                 continue
+            if record.kind == _CREATE and absent is not None:
+                absent[record.conversation_id] = record.updated_at  # when it was sent
             yield from batch.settle_record(record, CommandState.PLANNED, None)
             continue
         yield from batch.settle_record(record, CommandState.CONFIRMED, crm_id)
@@ -600,6 +603,7 @@ def reconcile(
         if r.state in (CommandState.SENT, CommandState.UNKNOWN) and r.conversation_id in by_id
     ]
     # Person creates first: memberships need their ids.
+    absent: dict[str, datetime] = {}  # cid → when its create, read just now as absent, was sent
     for creates in (True, False):
         group = [r for r in unsettled if (r.kind == _CREATE) is creates]
         asked: list[tuple[CommandRecord, Any]] = []
@@ -628,11 +632,13 @@ def reconcile(
             ready = current.updated_at + batch.window(current.kind, caps, read_by_person=by_person)
             if record.kind == _CREATE:
                 query = conversation.email.strip() if conversation.email else None
-            elif batch.state(f"{cid}:person") is CommandState.PLANNED and record.kind in (
+            elif absent.get(cid) == current.updated_at and record.kind in (
                 CommandKind.ADD_TO_CAMPAIGN.value,
                 CommandKind.CREATE_TASK.value,
             ):
-                # Sent chained with its create, which did not land: it cannot have either.
+                # Sent chained with its create (one request, one time), which did not land:
+                # it cannot have either. (A task of this conversation sent on to another
+                # record, its create never re-sent, is read like any other.)
                 yield from batch.settle_record(current, CommandState.PLANNED, None)
                 continue
             if not caps.supports_reconcile or query is None:
@@ -643,7 +649,7 @@ def reconcile(
                 early[current.key] = ready
             asked.append((current, query))
         for chunk in _chunks(asked, _RECONCILE_CHUNK):
-            yield from _reconcile_chunk(chunk, batch, caps, early)
+            yield from _reconcile_chunk(chunk, batch, caps, early, absent)
 
 
 def held_emails(
