@@ -161,13 +161,16 @@ def time_scale(slowest: float) -> tuple[float, float, float]:
     request of the fault-free run (the sandbox's own processing time on this machine now).
 
     In the order of the real defaults (a 15-minute settle window over Salesforce's 10-minute
-    request limit): no ordinary request times out (the timeout is 1.5 times the slowest, at
-    least 1 s), a late write outlasts the client (held half a second longer), and it commits
-    within the window (which adds the slowest request's time again, at least 1 s).
+    request limit): no ordinary request times out (the timeout is twice the slowest, at least
+    1 s), a late write outlasts the client (held half a second longer), and it commits within
+    the window, which adds three times the slowest request (at least 1 s): under chaos the
+    sandbox is busier and a held request's processing was measured at up to twice the
+    fault-free run's slowest. The run reports how late the late commits really committed, and
+    counts one after the window as a finding.
     """
-    client = max(1.0, round(1.5 * slowest, 1))
+    client = max(1.0, round(2 * slowest, 1))
     hold = client + 0.5
-    return client, hold, round(hold + max(1.0, 1.5 * slowest), 1)
+    return client, hold, round(hold + max(1.0, 3 * slowest), 1)
 
 
 @attrs.frozen
@@ -495,6 +498,7 @@ def _integration(
 
 _SLEPT: Counter[str] = Counter()
 _SLOW: list[tuple[str, float, str]] = []
+_PATHS: Counter[str] = Counter()
 
 
 class _TimedTransport(httpx.BaseTransport):
@@ -516,6 +520,7 @@ class _TimedTransport(httpx.BaseTransport):
             return response
         finally:
             took = time.monotonic() - began
+            _PATHS[re.sub(r"/[0-9][0-9-]*", "/N", request.url.path)[-34:]] += 1
             if took > 0.5:
                 _SLOW.append((request.url.path[-40:], round(took, 2), outcome))
 
@@ -548,6 +553,7 @@ def work(
             began = time.time()
             _SLEPT.clear()
             _SLOW.clear()
+            _PATHS.clear()
             try:
                 report = sync.run_due()
             except Exception as error:  # noqa: BLE001  # an escape is a finding: logged, counted
@@ -575,6 +581,7 @@ def work(
                     "counts": dict(report.counts),
                     "slept": [round(_SLEPT["seconds"], 2), _SLEPT["count"]],
                     "slow": _SLOW[:6],
+                    "calls": dict(_PATHS),
                     "waits": dict(waits),
                     "retry_in": sorted(
                         {
@@ -846,7 +853,13 @@ def _describe(result: RunResult) -> str:
             f"  slowest request {result.dump['slowest']:.2f} s (client timeout "
             f"{result.options.client_timeout:g} s); late commits committed at most "
             f"{result.dump['slowest_late']:.2f} s after they arrived (settle window "
-            f"{result.options.settle:g} s)"
+            f"{result.options.settle:g} s"
+            + (
+                ": LATER THAN THE WINDOW, the time scale is off"
+                if result.dump["slowest_late"] >= result.options.settle
+                else ""
+            )
+            + ")"
         ),
         (
             f"  duplicates {a['duplicates']}, lost {a['lost']}, dead-lettered with reason "
@@ -967,6 +980,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         clean = clean and chaos.audit["duplicates"] == 0 and chaos.audit["lost"] == 0
         clean = clean and not chaos.audit["findings"] and not chaos.timed_out
         clean = clean and not chaos.escaped and not chaos.restarts
+        clean = clean and chaos.dump["slowest_late"] < options.settle
     print()
     print(
         "| CRM | visitors | faults | late | kills | workers | duplicates | lost | "
