@@ -549,8 +549,10 @@ def work(
         SQLiteLedger(ledger_path) as ledger,
     ):
         sync = _integration(options, site, http, ledger, worker_id=worker_id, rng=rng)
+        limiter = getattr(sync.adapter, "limiter", None)  # HubSpot's client-side burst limiter
         while time.monotonic() < deadline:
             began = time.time()
+            waited = limiter.waited if limiter is not None else 0.0
             _SLEPT.clear()
             _SLOW.clear()
             _PATHS.clear()
@@ -582,6 +584,7 @@ def work(
                     "slept": [round(_SLEPT["seconds"], 2), _SLEPT["count"]],
                     "slow": _SLOW[:6],
                     "calls": dict(_PATHS),
+                    "limiter": round((limiter.waited if limiter else 0.0) - waited, 2),
                     "waits": dict(waits),
                     "retry_in": sorted(
                         {
@@ -631,6 +634,7 @@ class RunResult:
     dump: dict[str, Any]
     escaped: list[str]
     timed_out: bool
+    limited: float = 0.0  # seconds the workers' client-side rate limiters waited (HubSpot)
 
 
 def _child(role: str, options: Options, *extra: str) -> list[str]:
@@ -739,11 +743,13 @@ def run_chaos(
                     stream.close()
         children = _children_cpu() - cpu_before
         escaped = []
+        limited = 0.0
         for path in logs.values():
             for line in Path(path).read_text().splitlines() if Path(path).exists() else []:
                 entry = json.loads(line)
                 if "escaped" in entry:
                     escaped.append(entry["escaped"])
+                limited += entry.get("limiter", 0.0)
         with SQLiteLedger(ledger_path) as ledger:
             audit = _audit(options, specs, dump, ledger)
     return RunResult(
@@ -758,6 +764,7 @@ def run_chaos(
         dump,
         escaped,
         timed_out,
+        limited,
     )
 
 
@@ -848,6 +855,12 @@ def _describe(result: RunResult) -> str:
             f"{result.dump['token_requests']}, late commits {result.dump['late_commits']}, "
             f"kills {result.kills}"
             + (f", workers that died on their own {result.restarts}" if result.restarts else "")
+            + (
+                f"; the workers' rate limiters (HubSpot's 100 requests per 10 s) waited "
+                f"{result.limited:.1f} s in all"
+                if result.options.crm == "hubspot"
+                else ""
+            )
         ),
         (
             f"  slowest request {result.dump['slowest']:.2f} s (client timeout "

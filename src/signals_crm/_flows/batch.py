@@ -1192,14 +1192,10 @@ def _unknown(
     reason = reason_of(error)
     tag = _ISOLATE if isolate else ""
     commands = [c for c, _ in todo]
-    # The settle window runs from the send (the SENT record's time), not from the answer.
-    sent = {
-        c.key: r.updated_at
-        for c in commands
-        if (r := batch.records.get(c.key)) is not None and r.state is CommandState.SENT
-    }
-    marked = [batch.mark(c, CommandState.UNKNOWN, reason=f"{tag}{reason}") for c in commands]
-    batch.defer([attrs.evolve(r, updated_at=sent.get(r.key, r.updated_at)) for r in marked])
+    # The settle window runs from the ambiguous answer: the request went out before it (a
+    # phase records its commands SENT before its first call, and a later call of the phase
+    # may leave long after that, behind a rate limiter's wait).
+    batch.defer([batch.mark(c, CommandState.UNKNOWN, reason=f"{tag}{reason}") for c in commands])
     # A task is read back from the person record it was written on (its payload names it).
     window = max(batch.window(c.kind.value, caps, read_by_person=True) for c in commands)
     if isolate or window > timedelta(0):
@@ -1208,10 +1204,10 @@ def _unknown(
             # landed, so read it back now. A 5xx answer seldom means it did; reading would
             # mostly spend calls of the CRM's rate limit.
             yield from _probe(todo, batch, caps)
+        until = batch.wall() + window
         for command in commands:
             if batch.state(command.key) is CommandState.UNKNOWN:
-                since = sent.get(command.key, batch.wall())
-                batch.wait(command.conversation_id, since + window)
+                batch.wait(command.conversation_id, until)
         return []
     payloads = [p for _, p in todo]
     landed, unknown = yield from _reconcile_sent(commands, payloads, batch, caps)
