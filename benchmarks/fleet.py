@@ -19,8 +19,15 @@ For 1, 2, 4 and 8 worker processes (``--workers``), each a ``signals_crm.fleet.F
 - **fairness**: the longest wait of a one-visitor tenant (from due to its Lead confirmed in
   the ledger) next to the longest claim round any worker ran: "within one round" holds when the
   first is not longer than the second;
-- CPU seconds of the workers (the library, ledger driver included) apart from the sandbox's
-  process (the orgs) and PostgreSQL's (the server).
+- CPU seconds of the workers (the library, ledger driver included; start-up excluded) apart
+  from the sandbox's process (the orgs) and PostgreSQL's (the server), from "all due" to the
+  end;
+- **the ceiling**: that CPU per visitor, split worker / PostgreSQL / sandbox, and the rate this
+  machine's cores (``os.cpu_count()``) could reach at it if they did nothing else; and, for a
+  run, the share of its wall time its workers spent on the CPU and the share the 20 ms round
+  trips alone would take (HTTP requests x latency / threads): a run is latency-bound when the
+  second is large and the first small. The target "8 workers >= 5x one" is judged against the
+  ceiling: it is reachable only where 5x the one-worker rate is below it.
 
 Then a **kill run** (``--kill-workers`` processes, default 4): a random worker is SIGKILLed
 every 0.5-1.5 s and replaced at once (``--kills`` times); the engine's lease is
@@ -177,6 +184,7 @@ def worker_main(args: argparse.Namespace) -> int:
         last[0] = now
 
     print("ready", flush=True)
+    started = time.process_time()  # imports and start-up are not the workload's CPU
     try:
         fleet.run(on_round=on_round)
     finally:
@@ -186,7 +194,7 @@ def worker_main(args: argparse.Namespace) -> int:
     print(
         json.dumps(
             {
-                "cpu": time.process_time(),
+                "cpu": time.process_time() - started,
                 "rounds": len(rounds),
                 "longest_round": max(rounds, default=0.0),
             }
@@ -438,12 +446,22 @@ def run(
         "sandbox_cpu": report["cpu"] - sandbox_cpu0,
         "postgres_cpu": pg_cpu,
         "kills": killed,
+        "concurrency": args.concurrency,
+        "latency": args.latency,
     }
 
 
 def show(result: dict[str, Any], base: float | None) -> None:
     speedup = "" if base is None else f" ({result['rate'] / base:.1f}x one worker)"
     fair = result["longest_single_wait"] <= result["longest_round"]
+    n = max(result["visitors"], 1)
+    per = {k: result[f"{k}_cpu"] * 1000 / n for k in ("worker", "postgres", "sandbox")}
+    cpu_ms = sum(per.values())
+    cores = os.cpu_count() or 1
+    ceiling = cores * 1000 / cpu_ms if cpu_ms else float("inf")
+    threads = result["workers"] * result["concurrency"]
+    waiting = result["requests"] * result["latency"] / threads / result["seconds"]
+    busy = result["worker_cpu"] / result["workers"] / result["seconds"]
     print(
         f"  {result['workers']} worker(s): {result['rate']:,.0f} visitors/s{speedup} "
         f"in {result['seconds']:.1f} s; API calls {result['api_calls']:,} "
@@ -458,6 +476,18 @@ def show(result: dict[str, Any], base: float | None) -> None:
         f"PostgreSQL {result['postgres_cpu']:.1f}"
         + (f"; {result['kills']} workers SIGKILLed" if result["kills"] else "")
     )
+    print(
+        f"      CPU per visitor {cpu_ms:.2f} ms (worker {per['worker']:.2f}, PostgreSQL "
+        f"{per['postgres']:.2f}, sandbox {per['sandbox']:.2f}) -> ceiling on {cores} cores "
+        f"{ceiling:,.0f} visitors/s; per worker: {busy:.0%} of the wall time on the CPU, "
+        f"round trips alone {waiting:.0%} of it"
+    )
+    if base is None and not result["kills"]:
+        verdict = "reachable" if 5 * result["rate"] <= ceiling else "NOT reachable"
+        print(
+            f"      5x this rate = {5 * result['rate']:,.0f} visitors/s: {verdict} under the "
+            f"ceiling of {ceiling:,.0f} on {cores} cores"
+        )
 
 
 def main() -> int:
@@ -494,6 +524,7 @@ def main() -> int:
         f"{max(counts.values()):,}; {sum(1 for n in counts.values() if n == 1)} one-visitor "
         f"tenants); local Salesforce over HTTP, +{args.latency * 1000:.0f} ms per request; "
         f"each worker process: {args.concurrency} threads, {args.per_tenant} per tenant per round"
+        f"; load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
     )
     with PostgresCluster() as cluster:
         base = None
@@ -514,6 +545,7 @@ def main() -> int:
             result = run(args, cluster, args.kill_workers, number, kills=args.kills)
             show(result, None)
             results.append(result)
+    print("load average at the end: " + " ".join(f"{x:.1f}" for x in os.getloadavg()))
     ok = all(r["duplicates"] == 0 and r["lost"] == 0 and r["finished"] for r in results)
     return 0 if ok else 1
 

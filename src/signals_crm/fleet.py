@@ -39,16 +39,17 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from types import FrameType
-from typing import Any
+from typing import Any, ClassVar, Final, Literal
 
 import anyio
 import anyio.to_thread
 import attrs
 
+from signals_crm._drive import adrive, drive
 from signals_crm.core.config import SyncConfig
 from signals_crm.engine import AsyncIntegration, Integration, SyncReport
 from signals_crm.exceptions import ConfigurationError, Problem, SignalsCRMError
@@ -167,22 +168,36 @@ async def arun_tenant(
     return await AsyncIntegration(*args, **options).arun_due(limit=limit)
 
 
+_ROUND: Final = "round"
+_IDLE: Final = "idle"
+_Step = Literal["round", "idle"]
+
+
 class _Rounds:
-    """The bookkeeping both fleets share: stopping, backoff of failing tenants, round reports."""
+    """What both fleets share: options, stopping, backoff of failing tenants, the round loop.
+
+    ``per_tenant`` is the batch one tenant gets per round; ``max_tenants`` bounds a round;
+    ``poll_interval`` is how long an idle fleet waits before asking again; ``concurrency``
+    defaults to the class's ``default_concurrency``.
+    """
+
+    default_concurrency: ClassVar[int]
 
     def __init__(
         self,
         ledger: FleetLedger,
         resolver: Resolver,
         *,
-        concurrency: int,
-        per_tenant: int,
-        max_tenants: int,
-        poll_interval: float,
-        error_backoff: float,
-        worker_id: str | None,
-        monotonic: Callable[[], float],
+        concurrency: int | None = None,
+        per_tenant: int = 200,
+        max_tenants: int = 1000,
+        poll_interval: float = 5.0,
+        error_backoff: float = 60.0,
+        worker_id: str | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
+        if concurrency is None:
+            concurrency = self.default_concurrency
         _check(concurrency, per_tenant, max_tenants)
         self.ledger = ledger
         self.resolver = resolver
@@ -195,6 +210,10 @@ class _Rounds:
         self._monotonic = monotonic
         self._resting: dict[str, float] = {}
         self._stopping = threading.Event()
+        self._setup()
+
+    def _setup(self) -> None:
+        """The twin's own state (its engines, its threads)."""
 
     @property
     def stopping(self) -> bool:
@@ -235,41 +254,55 @@ class _Rounds:
         _log.warning("tenant %r failed; resting it %.0fs: %s", tenant, self.error_backoff, error)
         return f"{type(error).__name__}: {error}"
 
+    def _report(
+        self, tenants: list[str], outcomes: Mapping[str, SyncReport | SignalsCRMError]
+    ) -> RoundReport:
+        """The round's report from each tenant's report or error (a failed one is rested)."""
+        reports: dict[str, SyncReport] = {}
+        errors: dict[str, str] = {}
+        for tenant in tenants:
+            outcome = outcomes[tenant]
+            if isinstance(outcome, SignalsCRMError):
+                errors[tenant] = self.failed(tenant, outcome)
+                self._forget(tenant)  # resolve it afresh next time
+            else:
+                reports[tenant] = outcome
+        return RoundReport(tuple(tenants), reports, errors)
+
+    def _forget(self, tenant: str) -> None:
+        """Drop the engine of ``tenant``."""
+
+    def _loop(
+        self, rounds: int | None, on_round: Callable[[RoundReport], object] | None
+    ) -> Generator[_Step, RoundReport | None, int]:
+        """The run loop as a flow: yields ``"round"`` (answered with its report) and ``"idle"``
+        (wait ``poll_interval``, waking at once on stop); returns how many rounds ran."""
+        done = 0
+        while not self.stopping and (rounds is None or done < rounds):
+            report = yield _ROUND
+            assert report is not None  # noqa: S101  # the drivers answer a round with its report
+            done += 1
+            if on_round is not None:
+                on_round(report)
+            if not report.tenants or not report.synced:
+                yield _IDLE
+        return done
+
 
 class Fleet(_Rounds):
-    """Syncs many tenants' due work from one ledger with ``concurrency`` threads (module doc).
+    """Syncs many tenants' due work from one ledger with ``concurrency`` threads (default 4;
+    module doc). The options are :class:`_Rounds`'s."""
 
-    ``per_tenant`` is the batch one tenant gets per round; ``max_tenants`` bounds a round;
-    ``poll_interval`` is how long an idle fleet waits before asking again.
-    """
+    default_concurrency = 4
 
-    def __init__(
-        self,
-        ledger: FleetLedger,
-        resolver: Resolver,
-        *,
-        concurrency: int = 4,
-        per_tenant: int = 200,
-        max_tenants: int = 1000,
-        poll_interval: float = 5.0,
-        error_backoff: float = 60.0,
-        worker_id: str | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(
-            ledger,
-            resolver,
-            concurrency=concurrency,
-            per_tenant=per_tenant,
-            max_tenants=max_tenants,
-            poll_interval=poll_interval,
-            error_backoff=error_backoff,
-            worker_id=worker_id,
-            monotonic=monotonic,
-        )
+    def _setup(self) -> None:
         self._engines: dict[str, Integration] = {}
         self._engines_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="signals-fleet")
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="signals-fleet")
+
+    def _forget(self, tenant: str) -> None:
+        with self._engines_lock:
+            self._engines.pop(tenant, None)
 
     def _engine(self, tenant_id: str) -> Integration:
         with self._engines_lock:
@@ -288,16 +321,13 @@ class Fleet(_Rounds):
         """One fair round: one batch for each tenant with due work (rules 2 to 5)."""
         tenants = self.pick(self.ledger.integrations_due(now, self.max_tenants))
         futures = {t: self._pool.submit(self._serve, t, now) for t in tenants}
-        reports: dict[str, SyncReport] = {}
-        errors: dict[str, str] = {}
+        outcomes: dict[str, SyncReport | SignalsCRMError] = {}
         for tenant, future in futures.items():
             try:
-                reports[tenant] = future.result()
+                outcomes[tenant] = future.result()
             except SignalsCRMError as error:
-                errors[tenant] = self.failed(tenant, error)
-                with self._engines_lock:
-                    self._engines.pop(tenant, None)  # resolve it afresh next time
-        return RoundReport(tuple(tenants), reports, errors)
+                outcomes[tenant] = error
+        return self._report(tenants, outcomes)
 
     def run(
         self,
@@ -311,15 +341,14 @@ class Fleet(_Rounds):
         An idle round (nothing due) waits ``poll_interval`` seconds, waking at once on stop.
         ``on_round`` receives each round's report (the ``worker`` command prints them).
         """
-        done = 0
-        while not self.stopping and (rounds is None or done < rounds):
-            report = self.run_round(now)
-            done += 1
-            if on_round is not None:
-                on_round(report)
-            if not report.tenants or not report.synced:
-                self._stopping.wait(self.poll_interval)
-        return done
+
+        def step(what: _Step) -> RoundReport | None:
+            if what == _ROUND:
+                return self.run_round(now)
+            self._stopping.wait(self.poll_interval)
+            return None
+
+        return drive(self._loop(rounds, on_round), step)
 
     def close(self) -> None:
         """Stop, wait for the batches under way, and release the threads."""
@@ -332,33 +361,16 @@ class AsyncFleet(_Rounds):
 
     The resolver returns tenants whose adapter is an async adapter. The ledger's own calls
     (``integrations_due``) run in a worker thread when the ledger is a blocking one.
+    ``concurrency`` defaults to 16.
     """
 
-    def __init__(
-        self,
-        ledger: FleetLedger,
-        resolver: Resolver,
-        *,
-        concurrency: int = 16,
-        per_tenant: int = 200,
-        max_tenants: int = 1000,
-        poll_interval: float = 5.0,
-        error_backoff: float = 60.0,
-        worker_id: str | None = None,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(
-            ledger,
-            resolver,
-            concurrency=concurrency,
-            per_tenant=per_tenant,
-            max_tenants=max_tenants,
-            poll_interval=poll_interval,
-            error_backoff=error_backoff,
-            worker_id=worker_id,
-            monotonic=monotonic,
-        )
+    default_concurrency = 16
+
+    def _setup(self) -> None:
         self._engines: dict[str, AsyncIntegration] = {}
+
+    def _forget(self, tenant: str) -> None:
+        self._engines.pop(tenant, None)
 
     def _engine(self, tenant_id: str) -> AsyncIntegration:
         engine = self._engines.get(tenant_id)
@@ -374,24 +386,22 @@ class AsyncFleet(_Rounds):
             lambda: self.ledger.integrations_due(now, self.max_tenants)
         )
         tenants = self.pick(found)
-        reports: dict[str, SyncReport] = {}
-        errors: dict[str, str] = {}
+        outcomes: dict[str, SyncReport | SignalsCRMError] = {}
         limiter = anyio.CapacityLimiter(self.concurrency)
 
         async def serve(tenant: str) -> None:
             async with limiter:
                 try:
-                    reports[tenant] = await self._engine(tenant).arun_due(
+                    outcomes[tenant] = await self._engine(tenant).arun_due(
                         now, limit=self.per_tenant
                     )
                 except SignalsCRMError as error:
-                    errors[tenant] = self.failed(tenant, error)
-                    self._engines.pop(tenant, None)
+                    outcomes[tenant] = error
 
         async with anyio.create_task_group() as group:
             for tenant in tenants:
                 group.start_soon(serve, tenant)
-        return RoundReport(tuple(tenants), reports, errors)
+        return self._report(tenants, outcomes)
 
     async def run(
         self,
@@ -401,12 +411,11 @@ class AsyncFleet(_Rounds):
         on_round: Callable[[RoundReport], object] | None = None,
     ) -> int:
         """Run rounds until ``stop()`` (or ``rounds`` of them); returns how many ran."""
-        done = 0
-        while not self.stopping and (rounds is None or done < rounds):
-            report = await self.run_round(now)
-            done += 1
-            if on_round is not None:
-                on_round(report)
-            if not report.tenants or not report.synced:  # idle: wait, waking at once on stop
-                await anyio.to_thread.run_sync(self._stopping.wait, self.poll_interval)
-        return done
+
+        async def step(what: _Step) -> RoundReport | None:
+            if what == _ROUND:
+                return await self.run_round(now)
+            await anyio.to_thread.run_sync(self._stopping.wait, self.poll_interval)
+            return None
+
+        return await adrive(self._loop(rounds, on_round), step)
