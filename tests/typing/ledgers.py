@@ -17,3 +17,19 @@ async def both_protocols() -> None:
     await awaited.complete(fences, "created", fences=fences)
     memory.close()
     await awaited.close()
+
+
+async def postgres_protocols() -> None:
+    """Both PostgreSQL ledgers satisfy the fleet's Protocols: their methods are made once,
+    from the shared operations, and still carry the Protocols' signatures."""
+    from signals_crm.ledger.base import FleetLedger
+    from signals_crm.ledger.postgres import AsyncPostgresLedger, PostgresLedger
+
+    blocking: FleetLedger = PostgresLedger("dbname=signals")
+    claimed = blocking.claim(limit=10, owner="worker", lease=timedelta(minutes=5))
+    blocking.complete([s.conversation_id for s in claimed], "created")
+    awaited: AsyncLedger = await AsyncPostgresLedger.open("dbname=signals")
+    taken = await awaited.claim(limit=10, owner="worker", lease=timedelta(minutes=5))
+    await awaited.release([s.conversation_id for s in taken], "worker")
+    blocking.close()
+    await awaited.close()

@@ -33,13 +33,15 @@
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import os
 import re
-from collections.abc import Generator, Iterable, Mapping, Sequence
+import types
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeAlias, TypeVar, overload
 
 import attrs
 
@@ -96,6 +98,8 @@ __all__ = [
     "copy_from_sqlite",
 ]
 
+P = ParamSpec("P")
+R = TypeVar("R")
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _LOCK_ID = 0x5343524D  # advisory lock of the migration ("SCRM")
 _MICROSECOND = timedelta(microseconds=1)
@@ -197,7 +201,8 @@ class _Statement:
     params: Sequence[Any] | Mapping[str, Any] = ()
 
 
-_Op = Generator[_Statement, list[tuple[Any, ...]], Any]
+_Op: TypeAlias = Generator[_Statement, list[tuple[Any, ...]], R]
+"""One ledger operation: yields statements, receives their rows, returns its result."""
 
 
 def _micros(value: datetime, name: str) -> int:
@@ -274,7 +279,7 @@ class _Ops:
 
     # -- migration -----------------------------------------------------------------------------
 
-    def migrate(self) -> _Op:
+    def migrate(self) -> _Op[None]:
         yield self.q("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
         yield self.q("CREATE SCHEMA IF NOT EXISTS {s}")
         yield self.q("CREATE TABLE IF NOT EXISTS {s}.ledger_schema (version integer NOT NULL)")
@@ -316,7 +321,12 @@ class _Ops:
 
     # -- due syncs -----------------------------------------------------------------------------
 
-    def schedule_many(self, entries: Iterable[tuple[Conversation, datetime]]) -> _Op:
+    def schedule(self, conversation: Conversation, due_at: datetime) -> _Op[DueSync]:
+        """Record that ``conversation`` is due at ``due_at``; returns what is now stored."""
+        return (yield from self.schedule_many([(conversation, due_at)]))[0]
+
+    def schedule_many(self, entries: Iterable[tuple[Conversation, datetime]]) -> _Op[list[DueSync]]:
+        """``schedule`` for many conversations in one transaction; one result per entry."""
         prepared = []
         for conversation, due_at in entries:
             check_text("conversation.id", conversation.id)
@@ -365,7 +375,8 @@ class _Ops:
             )
         return results
 
-    def rearm(self, conversation: Conversation, due_at: datetime) -> _Op:
+    def rearm(self, conversation: Conversation, due_at: datetime) -> _Op[DueSync | None]:
+        """Make a done sync that was skipped (outcome ``"skipped:..."``) pending again."""
         at = _micros(due_at, "due_at")
         check_text("conversation.id", conversation.id)
         email = DueSync(conversation.id, EPOCH, conversation).email
@@ -384,7 +395,8 @@ class _Ops:
         )
         return _sync(rows[0], conversation) if rows else None
 
-    def requeue_dead(self, conversation_ids: Iterable[str], due_at: datetime) -> _Op:
+    def requeue_dead(self, conversation_ids: Iterable[str], due_at: datetime) -> _Op[list[str]]:
+        """Dead syncs back to pending at ``due_at`` with their FAILED commands."""
         ids = check_ids("conversation_ids", conversation_ids)
         at = _micros(due_at, "due_at")
         rows = yield self.q(
@@ -402,7 +414,8 @@ class _Ops:
             )
         return _ordered(requeued, ids)
 
-    def due(self, now: datetime, limit: int) -> _Op:
+    def due(self, now: datetime, limit: int) -> _Op[list[DueSync]]:
+        """Pending syncs due at ``now``, by due time then id, at most ``limit``."""
         cutoff = _micros(now, "now")
         check_limit(limit)
         rows = yield self.q(
@@ -412,7 +425,8 @@ class _Ops:
         )
         return [s for s in map(_sync, rows) if s.state is DueState.PENDING]
 
-    def get_due(self, conversation_id: str) -> _Op:
+    def get_due(self, conversation_id: str) -> _Op[DueSync | None]:
+        """The stored sync of ``conversation_id``, in any state, or ``None``."""
         check_text("conversation_id", conversation_id)
         rows = yield self.q(
             f"SELECT {_SYNC_COLUMNS} FROM {{s}}.due_syncs "  # noqa: S608
@@ -421,7 +435,8 @@ class _Ops:
         )
         return _sync(rows[0]) if rows else None
 
-    def syncs_in_state(self, state: DueState, limit: int) -> _Op:
+    def syncs_in_state(self, state: DueState, limit: int) -> _Op[list[DueSync]]:
+        """Syncs in ``state``, by due time then id, at most ``limit``."""
         state = DueState(state)
         check_limit(limit)
         rows = yield self.q(
@@ -431,20 +446,23 @@ class _Ops:
         )
         return [_sync(r) for r in rows]
 
-    def claim(  # claim()'s own arguments
+    def claim(
         self,
-        now: datetime | None,
-        limit: int,
+        now: datetime | None = None,
+        limit: int = 100,
+        *,
         owner: str,
-        lease: timedelta | None,
-        until: datetime | None,
-    ) -> _Op:
+        lease: timedelta | None = None,
+        until: datetime | None = None,
+    ) -> _Op[list[DueSync]]:
+        """Lease to ``owner`` the due syncs no other owner holds (``FOR UPDATE SKIP LOCKED``)."""
         check_limit(limit)
         if (lease is None) == (until is None):
             raise ConfigurationError(
                 [
                     Problem(
-                        "lease", "give the lease duration (lease=...), or the older now and until"
+                        "lease",
+                        "give the lease duration (lease=...), or the older now and until",
                     )
                 ]
             )
@@ -508,17 +526,23 @@ class _Ops:
                 "UPDATE {s}.due_syncs AS u SET state = 'dead', last_error = v.e, "
                 "lease_owner = NULL, lease_until = NULL FROM unnest(%s::text[], %s::text[]) "
                 "AS v(c, e) WHERE u.integration = %s AND u.conversation_id = v.c",
-                ([s.conversation_id for s in damaged], [s.last_error for s in damaged], self.i),
+                (
+                    [s.conversation_id for s in damaged],
+                    [s.last_error for s in damaged],
+                    self.i,
+                ),
             )
         return [s for s in read if s.state is DueState.PENDING]
 
     def extend(
         self,
         conversation_ids: Iterable[str],
+        *,
         owner: str,
         lease: timedelta,
-        fences: Mapping[str, int] | None,
-    ) -> _Op:
+        fences: Mapping[str, int] | None = None,
+    ) -> _Op[list[str]]:
+        """Renew ``owner``'s pending leases for ``lease`` from the database's clock."""
         ids = check_ids("conversation_ids", conversation_ids)
         length = _lease_micros(lease)
         named: object = owner
@@ -534,8 +558,13 @@ class _Ops:
         return _ordered([r[0] for r in rows], ids)
 
     def release(
-        self, conversation_ids: Iterable[str], owner: str, fences: Mapping[str, int] | None
-    ) -> _Op:
+        self,
+        conversation_ids: Iterable[str],
+        owner: str,
+        *,
+        fences: Mapping[str, int] | None = None,
+    ) -> _Op[int]:
+        """End ``owner``'s leases on these syncs without other change; returns how many."""
         ids = check_ids("conversation_ids", conversation_ids)
         check_text("owner", owner)
         yield from self._check(fences)
@@ -548,8 +577,13 @@ class _Ops:
         return len(rows)
 
     def complete(
-        self, conversation_ids: Iterable[str], outcome: str, fences: Mapping[str, int] | None
-    ) -> _Op:
+        self,
+        conversation_ids: Iterable[str],
+        outcome: str,
+        *,
+        fences: Mapping[str, int] | None = None,
+    ) -> _Op[int]:
+        """Mark pending or dead syncs done with ``outcome``; returns how many changed."""
         ids = check_ids("conversation_ids", conversation_ids)
         outcome = clean_text(outcome)
         yield from self._check(fences)
@@ -561,9 +595,31 @@ class _Ops:
         )
         return len(rows)
 
-    def finish_attempt(
-        self, conversation_id: str, error: str, due_at: datetime | None, fence: int | None
-    ) -> _Op:
+    def reschedule(
+        self,
+        conversation_id: str,
+        due_at: datetime,
+        error: str,
+        *,
+        fence: int | None = None,
+    ) -> _Op[DueSync | None]:
+        """Move a pending sync to ``due_at`` after a failed attempt (attempts + 1)."""
+        to_utc(due_at, "due_at")
+        return (yield from self._finish_attempt(conversation_id, error, due_at, fence))
+
+    def dead_letter(
+        self, conversation_id: str, reason: str, *, fence: int | None = None
+    ) -> _Op[DueSync | None]:
+        """Give up on a pending sync with the CRM's ``reason`` (attempts + 1)."""
+        return (yield from self._finish_attempt(conversation_id, reason, None, fence))
+
+    def _finish_attempt(
+        self,
+        conversation_id: str,
+        error: str,
+        due_at: datetime | None,
+        fence: int | None,
+    ) -> _Op[DueSync | None]:
         check_text("conversation_id", conversation_id)
         error = clean_text(error)
         at = None if due_at is None else _micros(due_at, "due_at")
@@ -616,10 +672,16 @@ class _Ops:
         )
         return {r[0]: _command(r) for r in rows}
 
-    def get_commands(self, keys: Iterable[str]) -> _Op:
+    def get_command(self, key: str) -> _Op[CommandRecord | None]:
+        """The command stored under ``key``, or ``None``."""
+        return (yield from self.get_commands([key])).get(key)
+
+    def get_commands(self, keys: Iterable[str]) -> _Op[dict[str, CommandRecord]]:
+        """The stored commands among ``keys`` (unknown keys are absent from the result)."""
         return (yield from self._commands(check_ids("keys", keys), lock=False))
 
-    def commands_for(self, conversation_id: str) -> _Op:
+    def commands_for(self, conversation_id: str) -> _Op[list[CommandRecord]]:
+        """Every command of one conversation, by key."""
         check_text("conversation_id", conversation_id)
         rows = yield self.q(
             f"SELECT {_COMMAND_COLUMNS} FROM {{s}}.commands WHERE integration = %s "  # noqa: S608
@@ -628,7 +690,8 @@ class _Ops:
         )
         return [_command(r) for r in rows]
 
-    def commands_of(self, conversation_ids: Iterable[str]) -> _Op:
+    def commands_of(self, conversation_ids: Iterable[str]) -> _Op[dict[str, list[CommandRecord]]]:
+        """``commands_for`` of many conversations in one query."""
         ids = check_ids("conversation_ids", conversation_ids)
         rows = yield self.q(
             f"SELECT {_COMMAND_COLUMNS} FROM {{s}}.commands WHERE integration = %s "  # noqa: S608
@@ -672,7 +735,8 @@ class _Ops:
             [self.i, *columns],
         )
 
-    def record(self, commands: Sequence[CommandRecord]) -> _Op:
+    def record(self, commands: Sequence[CommandRecord]) -> _Op[None]:
+        """Insert or update ``commands`` in one transaction, enforcing the transition rules."""
         commands = list(commands)
         if not commands:
             return None
@@ -705,7 +769,8 @@ class _Ops:
         yield from self._upsert(final.values())
         return None
 
-    def retry_failed(self, keys: Iterable[str], now: datetime) -> _Op:
+    def retry_failed(self, keys: Iterable[str], now: datetime) -> _Op[list[str]]:
+        """Put FAILED commands among ``keys`` back to PLANNED; returns the keys reset."""
         to_utc(now, "now")
         unique = check_ids("keys", keys)
         stored = yield from self._commands(unique, lock=True)
@@ -717,7 +782,8 @@ class _Ops:
         yield from self._upsert(reset)
         return [r.key for r in reset]
 
-    def commands_in_state(self, state: CommandState, limit: int) -> _Op:
+    def commands_in_state(self, state: CommandState, limit: int) -> _Op[list[CommandRecord]]:
+        """Commands in ``state``, oldest ``updated_at`` first (then by key), at most ``limit``."""
         state = CommandState(state)
         check_limit(limit)
         rows = yield self.q(
@@ -729,7 +795,12 @@ class _Ops:
 
     # -- links ---------------------------------------------------------------------------------
 
-    def link_many(self, links: Iterable[PersonLink]) -> _Op:
+    def link(self, email: str, crm_id: str, kind: PersonKind) -> _Op[None]:
+        """Remember that ``email`` was synced to the CRM person ``crm_id``."""
+        yield from self.link_many([PersonLink(email, crm_id, kind)])
+
+    def link_many(self, links: Iterable[PersonLink]) -> _Op[None]:
+        """``link`` for many emails in one transaction (later entries win)."""
         latest = {link.email: link for link in links}
         if latest:
             values = list(latest.values())
@@ -746,7 +817,8 @@ class _Ops:
                 ),
             )
 
-    def links_for(self, emails: Iterable[str]) -> _Op:
+    def links_for(self, emails: Iterable[str]) -> _Op[dict[str, PersonLink]]:
+        """The links of ``emails``, keyed by normalised email (unknown emails absent)."""
         keys = check_ids("emails", (normalize_email(e) for e in emails))
         if not keys:
             return {}
@@ -758,7 +830,8 @@ class _Ops:
 
     # -- runs, the fleet, stats ----------------------------------------------------------------
 
-    def record_run(self, summary: Mapping[str, Any]) -> _Op:
+    def record_run(self, summary: Mapping[str, Any]) -> _Op[RunRecord]:
+        """Keep one run's summary, stamped by the database's clock."""
         text = summary_json(summary)
         rows = yield self.q(
             "INSERT INTO {s}.runs (integration, recorded_at, summary) "
@@ -772,7 +845,8 @@ class _Ops:
         )
         return RunRecord(run_id, self.i, micros_time(at), json.loads(text))
 
-    def recent_runs(self, limit: int) -> _Op:
+    def recent_runs(self, limit: int) -> _Op[list[RunRecord]]:
+        """The latest ``limit`` run reports, newest first."""
         check_limit(limit)
         rows = yield self.q(
             "SELECT id, recorded_at, summary FROM {s}.runs WHERE integration = %s "
@@ -787,7 +861,10 @@ class _Ops:
                 out.append(RunRecord(run_id, self.i, EPOCH, {"damaged": f"{DAMAGED}{error}"}))
         return out
 
-    def integrations_due(self, now: datetime | None, limit: int) -> _Op:
+    def integrations_due(
+        self, now: datetime | None = None, limit: int = 1000
+    ) -> _Op[list[tuple[str, datetime]]]:
+        """Integrations with pending syncs due at ``now`` (default: the database's clock)."""
         check_limit(limit)
         cutoff = self._now() if now is None else _micros(now, "now")
         rows = yield self.q(
@@ -811,7 +888,8 @@ class _Ops:
         )
         return [(name, micros_time(first)) for name, first in rows]
 
-    def stats(self) -> _Op:
+    def stats(self) -> _Op[LedgerStats]:
+        """Counts per sync state and command state (every state present), links, damaged rows."""
         syncs = dict.fromkeys(DueState, 0)
         commands = dict.fromkeys(CommandState, 0)
         damaged = 0
@@ -837,7 +915,12 @@ def _check_schema(schema: str) -> str:
     checked: object = schema
     if not isinstance(checked, str) or not _NAME.fullmatch(schema):
         raise ConfigurationError(
-            [Problem("schema", "must be a lower-case SQL name (letters, digits, underscores)")]
+            [
+                Problem(
+                    "schema",
+                    "must be a lower-case SQL name (letters, digits, underscores)",
+                )
+            ]
         )
     return schema
 
@@ -852,6 +935,42 @@ def _import_psycopg() -> Any:
     return psycopg, psycopg_pool
 
 
+class _Method(Generic[P, R]):
+    """A ledger method running one operation of :class:`_Ops` (rule 1): read on a
+    :class:`PostgresLedger` it is a blocking method, on an :class:`AsyncPostgresLedger` a
+    coroutine method; both take the operation's own arguments and docstring."""
+
+    def __init__(self, op: Callable[Concatenate[_Ops, P], _Op[R]]) -> None:
+        @functools.wraps(op)
+        def blocking(ledger: PostgresLedger, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            return ledger._run(op(ledger._ops, *args, **kwargs))  # noqa: SLF001  # its own class
+
+        @functools.wraps(op)
+        async def awaited(ledger: AsyncPostgresLedger, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            return await ledger._run(op(ledger._ops, *args, **kwargs))  # noqa: SLF001  # its own class
+
+        awaited.__doc__ = f"Awaitable :meth:`PostgresLedger.{op.__name__}`."
+        self._blocking = blocking
+        self._awaited = awaited
+
+    @overload
+    def __get__(self, ledger: PostgresLedger, owner: type[Any]) -> Callable[P, R]: ...
+
+    @overload
+    def __get__(
+        self, ledger: AsyncPostgresLedger, owner: type[Any]
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+    @overload
+    def __get__(self, ledger: None, owner: type[Any]) -> Callable[..., Any]: ...
+
+    def __get__(self, ledger: object, owner: type[Any]) -> Callable[..., Any]:
+        function: Callable[..., Any] = (
+            self._awaited if issubclass(owner, AsyncPostgresLedger) else self._blocking
+        )
+        return function if ledger is None else types.MethodType(function, ledger)
+
+
 class _Base:
     """What both PostgreSQL ledgers share: options, binding, and error mapping."""
 
@@ -860,9 +979,41 @@ class _Base:
     _closed: bool
     _psycopg: Any
 
+    # Every Ledger method, once for both ledgers: an operation of _Ops (rule 1).
+    schedule = _Method(_Ops.schedule)
+    schedule_many = _Method(_Ops.schedule_many)
+    rearm = _Method(_Ops.rearm)
+    requeue_dead = _Method(_Ops.requeue_dead)
+    due = _Method(_Ops.due)
+    get_due = _Method(_Ops.get_due)
+    syncs_in_state = _Method(_Ops.syncs_in_state)
+    claim = _Method(_Ops.claim)
+    extend = _Method(_Ops.extend)
+    release = _Method(_Ops.release)
+    complete = _Method(_Ops.complete)
+    reschedule = _Method(_Ops.reschedule)
+    dead_letter = _Method(_Ops.dead_letter)
+    get_command = _Method(_Ops.get_command)
+    get_commands = _Method(_Ops.get_commands)
+    commands_of = _Method(_Ops.commands_of)
+    commands_for = _Method(_Ops.commands_for)
+    record = _Method(_Ops.record)
+    retry_failed = _Method(_Ops.retry_failed)
+    commands_in_state = _Method(_Ops.commands_in_state)
+    link = _Method(_Ops.link)
+    link_many = _Method(_Ops.link_many)
+    links_for = _Method(_Ops.links_for)
+    record_run = _Method(_Ops.record_run)
+    recent_runs = _Method(_Ops.recent_runs)
+    integrations_due = _Method(_Ops.integrations_due)
+    stats = _Method(_Ops.stats)
+
     def _setup(self, schema: str, integration: str, clock: Clock | None, keep_runs: int) -> None:
         self._ops = _Ops(
-            _check_schema(schema), check_integration(integration), clock, check_keep(keep_runs)
+            _check_schema(schema),
+            check_integration(integration),
+            clock,
+            check_keep(keep_runs),
         )
         self._closed = False
 
@@ -894,7 +1045,7 @@ _ABATCH: contextvars.ContextVar[Any] = contextvars.ContextVar("signals_crm_apg_b
 """The connection of the ``perform`` under way in this thread or task (its transaction)."""
 
 
-def _drive_sync(conn: Any, op: _Op) -> Any:
+def _drive_sync(conn: Any, op: _Op[R]) -> R:
     with conn.cursor() as cursor:
 
         def execute(statement: _Statement) -> list[tuple[Any, ...]]:
@@ -904,7 +1055,7 @@ def _drive_sync(conn: Any, op: _Op) -> Any:
         return drive(op, execute)
 
 
-async def _drive_async(conn: Any, op: _Op) -> Any:
+async def _drive_async(conn: Any, op: _Op[R]) -> R:
     async with conn.cursor() as cursor:
 
         async def execute(statement: _Statement) -> list[tuple[Any, ...]]:
@@ -966,7 +1117,7 @@ class PostgresLedger(_Base):
         self._ensure_open()
         return self._sibling(integration)
 
-    def _run(self, op: _Op) -> Any:
+    def _run(self, op: _Op[R]) -> R:
         self._ensure_open()
         try:
             batch = _BATCH.get()
@@ -994,157 +1145,6 @@ class PostgresLedger(_Base):
                     _BATCH.reset(token)
         except self._psycopg.Error as error:
             raise LedgerError(f"PostgreSQL ledger failed: {error}") from error
-
-    # Due syncs -------------------------------------------------------------------------------
-
-    def schedule(self, conversation: Conversation, due_at: datetime) -> DueSync:
-        """Record that ``conversation`` is due at ``due_at``; returns what is now stored."""
-        result: list[DueSync] = self._run(self._ops.schedule_many([(conversation, due_at)]))
-        return result[0]
-
-    def schedule_many(self, entries: Iterable[tuple[Conversation, datetime]]) -> list[DueSync]:
-        """``schedule`` for many conversations in one transaction; one result per entry."""
-        return self._run(self._ops.schedule_many(list(entries)))  # type: ignore[no-any-return]
-
-    def rearm(self, conversation: Conversation, due_at: datetime) -> DueSync | None:
-        """Make a done sync that was skipped (outcome ``"skipped:..."``) pending again."""
-        return self._run(self._ops.rearm(conversation, due_at))  # type: ignore[no-any-return]
-
-    def requeue_dead(self, conversation_ids: Iterable[str], due_at: datetime) -> list[str]:
-        """Dead syncs back to pending at ``due_at`` with their FAILED commands."""
-        return self._run(self._ops.requeue_dead(conversation_ids, due_at))  # type: ignore[no-any-return]
-
-    def due(self, now: datetime, limit: int) -> list[DueSync]:
-        """Pending syncs due at ``now``, by due time then id, at most ``limit``."""
-        return self._run(self._ops.due(now, limit))  # type: ignore[no-any-return]
-
-    def get_due(self, conversation_id: str) -> DueSync | None:
-        """The stored sync of ``conversation_id``, in any state, or ``None``."""
-        return self._run(self._ops.get_due(conversation_id))  # type: ignore[no-any-return]
-
-    def syncs_in_state(self, state: DueState, limit: int) -> list[DueSync]:
-        """Syncs in ``state``, by due time then id, at most ``limit``."""
-        return self._run(self._ops.syncs_in_state(state, limit))  # type: ignore[no-any-return]
-
-    def claim(
-        self,
-        now: datetime | None = None,
-        limit: int = 100,
-        *,
-        owner: str,
-        lease: timedelta | None = None,
-        until: datetime | None = None,
-    ) -> list[DueSync]:
-        """Lease to ``owner`` the due syncs no other owner holds (``FOR UPDATE SKIP LOCKED``)."""
-        return self._run(self._ops.claim(now, limit, owner, lease, until))  # type: ignore[no-any-return]
-
-    def extend(
-        self,
-        conversation_ids: Iterable[str],
-        *,
-        owner: str,
-        lease: timedelta,
-        fences: Mapping[str, int] | None = None,
-    ) -> list[str]:
-        """Renew ``owner``'s pending leases for ``lease`` from the database's clock."""
-        return self._run(self._ops.extend(conversation_ids, owner, lease, fences))  # type: ignore[no-any-return]
-
-    def release(
-        self,
-        conversation_ids: Iterable[str],
-        owner: str,
-        *,
-        fences: Mapping[str, int] | None = None,
-    ) -> int:
-        """End ``owner``'s leases on these syncs without other change; returns how many."""
-        return self._run(self._ops.release(conversation_ids, owner, fences))  # type: ignore[no-any-return]
-
-    def complete(
-        self,
-        conversation_ids: Iterable[str],
-        outcome: str,
-        *,
-        fences: Mapping[str, int] | None = None,
-    ) -> int:
-        """Mark pending or dead syncs done with ``outcome``; returns how many changed."""
-        return self._run(self._ops.complete(conversation_ids, outcome, fences))  # type: ignore[no-any-return]
-
-    def reschedule(
-        self, conversation_id: str, due_at: datetime, error: str, *, fence: int | None = None
-    ) -> DueSync | None:
-        """Move a pending sync to ``due_at`` after a failed attempt (attempts + 1)."""
-        to_utc(due_at, "due_at")
-        return self._run(self._ops.finish_attempt(conversation_id, error, due_at, fence))  # type: ignore[no-any-return]
-
-    def dead_letter(
-        self, conversation_id: str, reason: str, *, fence: int | None = None
-    ) -> DueSync | None:
-        """Give up on a pending sync with the CRM's ``reason`` (attempts + 1)."""
-        return self._run(self._ops.finish_attempt(conversation_id, reason, None, fence))  # type: ignore[no-any-return]
-
-    # Commands --------------------------------------------------------------------------------
-
-    def get_command(self, key: str) -> CommandRecord | None:
-        """The command stored under ``key``, or ``None``."""
-        return self.get_commands([key]).get(key)
-
-    def get_commands(self, keys: Iterable[str]) -> dict[str, CommandRecord]:
-        """The stored commands among ``keys`` (unknown keys are absent from the result)."""
-        return self._run(self._ops.get_commands(keys))  # type: ignore[no-any-return]
-
-    def commands_of(self, conversation_ids: Iterable[str]) -> dict[str, list[CommandRecord]]:
-        """``commands_for`` of many conversations in one query."""
-        return self._run(self._ops.commands_of(conversation_ids))  # type: ignore[no-any-return]
-
-    def commands_for(self, conversation_id: str) -> list[CommandRecord]:
-        """Every command of one conversation, by key."""
-        return self._run(self._ops.commands_for(conversation_id))  # type: ignore[no-any-return]
-
-    def record(self, commands: Sequence[CommandRecord]) -> None:
-        """Insert or update ``commands`` in one transaction, enforcing the transition rules."""
-        self._run(self._ops.record(commands))
-
-    def retry_failed(self, keys: Iterable[str], now: datetime) -> list[str]:
-        """Put FAILED commands among ``keys`` back to PLANNED; returns the keys reset."""
-        return self._run(self._ops.retry_failed(keys, now))  # type: ignore[no-any-return]
-
-    def commands_in_state(self, state: CommandState, limit: int) -> list[CommandRecord]:
-        """Commands in ``state``, oldest ``updated_at`` first (then by key), at most ``limit``."""
-        return self._run(self._ops.commands_in_state(state, limit))  # type: ignore[no-any-return]
-
-    # Links -----------------------------------------------------------------------------------
-
-    def link(self, email: str, crm_id: str, kind: PersonKind) -> None:
-        """Remember that ``email`` was synced to the CRM person ``crm_id``."""
-        self.link_many([PersonLink(email, crm_id, kind)])
-
-    def link_many(self, links: Iterable[PersonLink]) -> None:
-        """``link`` for many emails in one transaction (later entries win)."""
-        self._run(self._ops.link_many(list(links)))
-
-    def links_for(self, emails: Iterable[str]) -> dict[str, PersonLink]:
-        """The links of ``emails``, keyed by normalised email (unknown emails absent)."""
-        return self._run(self._ops.links_for(emails))  # type: ignore[no-any-return]
-
-    # Run reports, the fleet, housekeeping ------------------------------------------------------
-
-    def record_run(self, summary: Mapping[str, Any]) -> RunRecord:
-        """Keep one run's summary, stamped by the database's clock."""
-        return self._run(self._ops.record_run(summary))  # type: ignore[no-any-return]
-
-    def recent_runs(self, limit: int) -> list[RunRecord]:
-        """The latest ``limit`` run reports, newest first."""
-        return self._run(self._ops.recent_runs(limit))  # type: ignore[no-any-return]
-
-    def integrations_due(
-        self, now: datetime | None = None, limit: int = 1000
-    ) -> list[tuple[str, datetime]]:
-        """Integrations with pending syncs due at ``now`` (default: the database's clock)."""
-        return self._run(self._ops.integrations_due(now, limit))  # type: ignore[no-any-return]
-
-    def stats(self) -> LedgerStats:
-        """Counts per sync state and command state (every state present), links, damaged rows."""
-        return self._run(self._ops.stats())  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Close the ledger (and its pool, if it opened one); closing twice is harmless."""
@@ -1218,7 +1218,7 @@ class AsyncPostgresLedger(_Base):
         self._ensure_open()
         return self._sibling(integration)
 
-    async def _run(self, op: _Op) -> Any:
+    async def _run(self, op: _Op[R]) -> R:
         self._ensure_open()
         try:
             batch = _ABATCH.get()
@@ -1245,151 +1245,6 @@ class AsyncPostgresLedger(_Base):
                     _ABATCH.reset(token)
         except self._psycopg.Error as error:
             raise LedgerError(f"PostgreSQL ledger failed: {error}") from error
-
-    async def schedule(self, conversation: Conversation, due_at: datetime) -> DueSync:
-        """Awaitable :meth:`PostgresLedger.schedule`."""
-        result: list[DueSync] = await self._run(self._ops.schedule_many([(conversation, due_at)]))
-        return result[0]
-
-    async def schedule_many(
-        self, entries: Iterable[tuple[Conversation, datetime]]
-    ) -> list[DueSync]:
-        """Awaitable :meth:`PostgresLedger.schedule_many`."""
-        return await self._run(self._ops.schedule_many(list(entries)))  # type: ignore[no-any-return]
-
-    async def rearm(self, conversation: Conversation, due_at: datetime) -> DueSync | None:
-        """Awaitable :meth:`PostgresLedger.rearm`."""
-        return await self._run(self._ops.rearm(conversation, due_at))  # type: ignore[no-any-return]
-
-    async def requeue_dead(self, conversation_ids: Iterable[str], due_at: datetime) -> list[str]:
-        """Awaitable :meth:`PostgresLedger.requeue_dead`."""
-        return await self._run(self._ops.requeue_dead(conversation_ids, due_at))  # type: ignore[no-any-return]
-
-    async def due(self, now: datetime, limit: int) -> list[DueSync]:
-        """Awaitable :meth:`PostgresLedger.due`."""
-        return await self._run(self._ops.due(now, limit))  # type: ignore[no-any-return]
-
-    async def get_due(self, conversation_id: str) -> DueSync | None:
-        """Awaitable :meth:`PostgresLedger.get_due`."""
-        return await self._run(self._ops.get_due(conversation_id))  # type: ignore[no-any-return]
-
-    async def syncs_in_state(self, state: DueState, limit: int) -> list[DueSync]:
-        """Awaitable :meth:`PostgresLedger.syncs_in_state`."""
-        return await self._run(self._ops.syncs_in_state(state, limit))  # type: ignore[no-any-return]
-
-    async def claim(
-        self,
-        now: datetime | None = None,
-        limit: int = 100,
-        *,
-        owner: str,
-        lease: timedelta | None = None,
-        until: datetime | None = None,
-    ) -> list[DueSync]:
-        """Awaitable :meth:`PostgresLedger.claim`."""
-        return await self._run(self._ops.claim(now, limit, owner, lease, until))  # type: ignore[no-any-return]
-
-    async def extend(
-        self,
-        conversation_ids: Iterable[str],
-        *,
-        owner: str,
-        lease: timedelta,
-        fences: Mapping[str, int] | None = None,
-    ) -> list[str]:
-        """Awaitable :meth:`PostgresLedger.extend`."""
-        return await self._run(self._ops.extend(conversation_ids, owner, lease, fences))  # type: ignore[no-any-return]
-
-    async def release(
-        self,
-        conversation_ids: Iterable[str],
-        owner: str,
-        *,
-        fences: Mapping[str, int] | None = None,
-    ) -> int:
-        """Awaitable :meth:`PostgresLedger.release`."""
-        return await self._run(self._ops.release(conversation_ids, owner, fences))  # type: ignore[no-any-return]
-
-    async def complete(
-        self,
-        conversation_ids: Iterable[str],
-        outcome: str,
-        *,
-        fences: Mapping[str, int] | None = None,
-    ) -> int:
-        """Awaitable :meth:`PostgresLedger.complete`."""
-        return await self._run(self._ops.complete(conversation_ids, outcome, fences))  # type: ignore[no-any-return]
-
-    async def reschedule(
-        self, conversation_id: str, due_at: datetime, error: str, *, fence: int | None = None
-    ) -> DueSync | None:
-        """Awaitable :meth:`PostgresLedger.reschedule`."""
-        to_utc(due_at, "due_at")
-        return await self._run(self._ops.finish_attempt(conversation_id, error, due_at, fence))  # type: ignore[no-any-return]
-
-    async def dead_letter(
-        self, conversation_id: str, reason: str, *, fence: int | None = None
-    ) -> DueSync | None:
-        """Awaitable :meth:`PostgresLedger.dead_letter`."""
-        return await self._run(self._ops.finish_attempt(conversation_id, reason, None, fence))  # type: ignore[no-any-return]
-
-    async def get_command(self, key: str) -> CommandRecord | None:
-        """Awaitable :meth:`PostgresLedger.get_command`."""
-        return (await self.get_commands([key])).get(key)
-
-    async def get_commands(self, keys: Iterable[str]) -> dict[str, CommandRecord]:
-        """Awaitable :meth:`PostgresLedger.get_commands`."""
-        return await self._run(self._ops.get_commands(keys))  # type: ignore[no-any-return]
-
-    async def commands_of(self, conversation_ids: Iterable[str]) -> dict[str, list[CommandRecord]]:
-        """Awaitable :meth:`PostgresLedger.commands_of`."""
-        return await self._run(self._ops.commands_of(conversation_ids))  # type: ignore[no-any-return]
-
-    async def commands_for(self, conversation_id: str) -> list[CommandRecord]:
-        """Awaitable :meth:`PostgresLedger.commands_for`."""
-        return await self._run(self._ops.commands_for(conversation_id))  # type: ignore[no-any-return]
-
-    async def record(self, commands: Sequence[CommandRecord]) -> None:
-        """Awaitable :meth:`PostgresLedger.record`."""
-        await self._run(self._ops.record(commands))
-
-    async def retry_failed(self, keys: Iterable[str], now: datetime) -> list[str]:
-        """Awaitable :meth:`PostgresLedger.retry_failed`."""
-        return await self._run(self._ops.retry_failed(keys, now))  # type: ignore[no-any-return]
-
-    async def commands_in_state(self, state: CommandState, limit: int) -> list[CommandRecord]:
-        """Awaitable :meth:`PostgresLedger.commands_in_state`."""
-        return await self._run(self._ops.commands_in_state(state, limit))  # type: ignore[no-any-return]
-
-    async def link(self, email: str, crm_id: str, kind: PersonKind) -> None:
-        """Awaitable :meth:`PostgresLedger.link`."""
-        await self.link_many([PersonLink(email, crm_id, kind)])
-
-    async def link_many(self, links: Iterable[PersonLink]) -> None:
-        """Awaitable :meth:`PostgresLedger.link_many`."""
-        await self._run(self._ops.link_many(list(links)))
-
-    async def links_for(self, emails: Iterable[str]) -> dict[str, PersonLink]:
-        """Awaitable :meth:`PostgresLedger.links_for`."""
-        return await self._run(self._ops.links_for(emails))  # type: ignore[no-any-return]
-
-    async def record_run(self, summary: Mapping[str, Any]) -> RunRecord:
-        """Awaitable :meth:`PostgresLedger.record_run`."""
-        return await self._run(self._ops.record_run(summary))  # type: ignore[no-any-return]
-
-    async def recent_runs(self, limit: int) -> list[RunRecord]:
-        """Awaitable :meth:`PostgresLedger.recent_runs`."""
-        return await self._run(self._ops.recent_runs(limit))  # type: ignore[no-any-return]
-
-    async def integrations_due(
-        self, now: datetime | None = None, limit: int = 1000
-    ) -> list[tuple[str, datetime]]:
-        """Awaitable :meth:`PostgresLedger.integrations_due`."""
-        return await self._run(self._ops.integrations_due(now, limit))  # type: ignore[no-any-return]
-
-    async def stats(self) -> LedgerStats:
-        """Awaitable :meth:`PostgresLedger.stats`."""
-        return await self._run(self._ops.stats())  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Close the ledger (and its pool, if it opened one); closing twice is harmless."""
