@@ -812,23 +812,29 @@ def write_phase(
     _put_back(unsent, batch)
 
 
+def _sendable(command: Command, batch: _Batch) -> bool:
+    """Whether ``command`` may go out now: not settled (a confirmed create's id is noted),
+    not unsettled (never re-sent blindly), and its conversation neither waits nor stopped."""
+    state = batch.state(command.key)
+    if state in (CommandState.CONFIRMED, CommandState.FAILED):
+        if state is CommandState.CONFIRMED and command.kind is CommandKind.CREATE_PERSON:
+            crm_id = batch.records[command.key].crm_id
+            if crm_id is not None:
+                batch.created[command.key] = crm_id
+        return False
+    if state in (CommandState.UNKNOWN, CommandState.SENT):
+        return False  # not reconciled (yet): never re-sent blindly
+    cid = command.conversation_id
+    return not (cid in batch.waits or cid in batch.blocked or cid in batch.lost)
+
+
 def _calls(commands: Sequence[Command], batch: _Batch, caps: Capabilities) -> list[Todo]:
     """The calls that send ``commands`` (one kind), in the adapter's write batch size; a
     command whose last call broke perhaps midway goes alone."""
     todo: Todo = []
     alone: Todo = []
     for command in commands:
-        state = batch.state(command.key)
-        if state in (CommandState.CONFIRMED, CommandState.FAILED):
-            if state is CommandState.CONFIRMED and command.kind is CommandKind.CREATE_PERSON:
-                crm_id = batch.records[command.key].crm_id
-                if crm_id is not None:
-                    batch.created[command.key] = crm_id
-            continue
-        if state in (CommandState.UNKNOWN, CommandState.SENT):
-            continue  # not reconciled (yet): never re-sent blindly
-        cid = command.conversation_id
-        if cid in batch.waits or cid in batch.blocked or cid in batch.lost:
+        if not _sendable(command, batch):
             continue
         payload = _payload(command, batch)
         if payload is None:
@@ -1045,17 +1051,7 @@ def chain_todo(plans: Iterable[Plan], batch: _Batch, caps: Capabilities) -> list
     for plan in plans:
         commands = sorted(plan.commands, key=lambda c: order[c.kind])
         for command in commands:
-            state = batch.state(command.key)
-            if state in (CommandState.CONFIRMED, CommandState.FAILED):
-                if state is CommandState.CONFIRMED and command.kind is CommandKind.CREATE_PERSON:
-                    crm_id = batch.records[command.key].crm_id
-                    if crm_id is not None:
-                        batch.created[command.key] = crm_id
-                continue
-            if state in (CommandState.UNKNOWN, CommandState.SENT):
-                continue  # not reconciled (yet): never re-sent blindly
-            cid = command.conversation_id
-            if cid in batch.waits or cid in batch.blocked or cid in batch.lost:
+            if not _sendable(command, batch):
                 continue
             old = batch.records.get(command.key)
             if old is not None and (old.reason or "").startswith(_ISOLATE):

@@ -823,19 +823,22 @@ class SalesforceFlows(AdapterFlows):
         parsed = yield from self._collection_call(bodies, update=True, auto_assign=False)
         return [_update_result(r) for r in parsed]
 
+    def _task_body(self, task: TaskWrite) -> dict[str, Any]:
+        """The Task record of ``task`` with this adapter's marker, status and priority."""
+        return task_record(
+            task,
+            marker=self._marker,
+            max_body_length=SALESFORCE_CAPABILITIES.max_task_body_length or 32_000,
+            status=self._task_status,
+            priority=self._task_priority,
+        )
+
     def create_tasks_flow(self, tasks: Sequence[TaskWrite]) -> Flow[list[WriteResult]]:
         results: list[WriteResult | None] = [None] * len(tasks)
-        limit = SALESFORCE_CAPABILITIES.max_task_body_length or 32_000
         sendable: list[tuple[int, dict[str, Any]]] = []
         for i, task in enumerate(tasks):
             try:
-                body = task_record(
-                    task,
-                    marker=self._marker,
-                    max_body_length=limit,
-                    status=self._task_status,
-                    priority=self._task_priority,
-                )
+                body = self._task_body(task)
                 if self._sync_key_field is not None:
                     body[self._sync_key_field] = task.key
             except ConfigurationError as exc:  # a marker too long for Subject fails alone
@@ -942,17 +945,10 @@ class SalesforceFlows(AdapterFlows):
             path = f"sobjects/{object_for_kind(person.kind)}/{person.record_id}"
             subs.append(record_subrequest(endpoint, "PATCH", path, body, reference=ref))
             slots.append(("person", 0, ref, None))
-        limit = SALESFORCE_CAPABILITIES.max_task_body_length or 32_000
         for j, task in enumerate(chain.tasks):
             ref = f"t{n}x{j}"
             try:
-                body = task_record(
-                    task,
-                    marker=self._marker,
-                    max_body_length=limit,
-                    status=self._task_status,
-                    priority=self._task_priority,
-                )
+                body = self._task_body(task)
             except ConfigurationError as exc:  # a marker too long for Subject fails alone
                 failure = CRMAPIError(str(exc.problems[0].message), error_code="MARKER_TOO_LONG")
                 slots.append(("task", j, ref, WriteResult.failure(failure)))
