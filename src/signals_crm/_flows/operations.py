@@ -511,6 +511,8 @@ class Operations:
             # Off: nothing is written, and what is due is not replayed when it is turned on.
             while due := (yield from store("claim", now, self.batch_size, **claim)):
                 yield from store("complete", [d.conversation_id for d in due], _DISABLED)
+                if len(due) < self.batch_size:
+                    break  # all there was (what becomes due meanwhile waits for the next run)
             return SyncReport()
         yield from self._ready_flow()
         outcomes: list[ConversationOutcome] = []
@@ -525,6 +527,9 @@ class Operations:
             due = yield from store("claim", now, size, **claim)
             if not due:
                 break
+            # Fewer than asked: that was all there was, so no claim again in this run (an empty
+            # claim is one more commit). Work that becomes due during the run waits for the next.
+            last = len(due) < size
             fences = {d.conversation_id: d.fence for d in due}
             ids = [d.conversation_id for d in due]
             released = False
@@ -538,11 +543,15 @@ class Operations:
             except RateLimitedError as error:
                 if error.retryable:
                     outcomes.extend((yield from self._batch_failed(now, due, error)))
+                    if last:
+                        break
                     continue
                 exhausted = True  # the CRM's daily limit, met on a read: stop, all stays due
                 break
             except Exception as error:  # noqa: BLE001  # liveness: one batch, not the run
                 outcomes.extend((yield from self._batch_failed(now, due, error)))
+                if last:
+                    break
                 continue
             finally:
                 # Also on the way out of a crash: drivers throw every exception into the flow.
@@ -553,6 +562,8 @@ class Operations:
             outcomes.extend(result.outcomes)
             if result.rate_limited:
                 exhausted = True
+                break
+            if last:
                 break
         report = SyncReport.of(outcomes, self._calls - start, exhausted)
         _log.info("run_due: %s in %d adapter call(s)", report.counts, report.adapter_calls)
