@@ -20,8 +20,9 @@ For 1, 2, 4 and 8 worker processes (``--workers``), each a ``signals_crm.fleet.F
   the ledger) next to the longest claim round any worker ran: "within one round" holds when the
   first is not longer than the second;
 - CPU seconds of the workers (the library, ledger driver included; start-up excluded) apart
-  from the sandbox's process (the orgs) and PostgreSQL's (the server), from "all due" to the
-  end;
+  from the sandbox's process (the orgs) and PostgreSQL's (the server, but for the server
+  process of the driver's own polls: one connection, one cheap probe every 0.2 s), from "all
+  due" to the end;
 - **the ceiling**: that CPU per visitor, split worker / PostgreSQL / sandbox, and the rate this
   machine's cores (``os.cpu_count()``) could reach at it if they did nothing else; and, for a
   run, the share of its wall time its workers spent on the CPU and the share the 20 ms round
@@ -33,6 +34,11 @@ Then a **kill run** (``--kill-workers`` processes, default 4): a random worker i
 every 0.5-1.5 s and replaced at once (``--kills`` times); the engine's lease is
 ``--lease`` seconds so another worker takes over the dead one's syncs; at the end duplicates
 and lost must both be 0.
+
+``--statements N`` loads ``pg_stat_statements`` into the cluster and prints, after each run,
+the N statements that cost PostgreSQL the most time (execution plus planning), per visitor:
+calls, milliseconds, rows, and the shared buffers hit and dirtied. (The extension's own
+bookkeeping costs a little CPU, so leave it off for the throughput figures.)
 
 Run (the full size takes a few minutes on two cores)::
 
@@ -48,6 +54,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -293,14 +300,61 @@ def server_cpu(data: Path) -> float:
     return total
 
 
-def fresh_database(cluster: Any, number: int) -> str:
+def fresh_database(cluster: Any, number: int, *, statements: bool = False) -> str:
     import psycopg
 
     name = f"fleet_bench_{number}"
     with psycopg.connect(cluster.conninfo, autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.execute(f'CREATE DATABASE "{name}"')
-    return str(cluster.database(name))
+    conninfo = str(cluster.database(name))
+    if statements:
+        with psycopg.connect(conninfo, autocommit=True) as connection:
+            connection.execute("CREATE EXTENSION pg_stat_statements")
+    return conninfo
+
+
+STATEMENT_SETTINGS = {
+    "shared_preload_libraries": "pg_stat_statements",
+    "pg_stat_statements.track_planning": "on",
+    "pg_stat_statements.max": "1000",
+}
+
+
+def reset_statements(conninfo: str) -> None:
+    import psycopg
+
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        connection.execute("SELECT pg_stat_statements_reset()")
+
+
+def top_statements(conninfo: str, count: int, visitors: int) -> list[str]:
+    """The ``count`` statements of this database that took PostgreSQL the most time."""
+    import psycopg
+
+    with psycopg.connect(conninfo, autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT calls, total_exec_time + total_plan_time, rows, shared_blks_hit, "
+            "shared_blks_dirtied, regexp_replace(query, '\\s+', ' ', 'g') "
+            "FROM pg_stat_statements "
+            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "ORDER BY 2 DESC"
+        ).fetchall()
+    total = sum(r[1] for r in rows) or 1.0
+    n = max(visitors, 1)
+    head = (
+        f"      statements: {sum(r[0] for r in rows) / n:.1f} per visitor, "
+        f"{total / n:.3f} ms per visitor in PostgreSQL (execution + planning)"
+    )
+    lines = [head]
+    for calls, ms, found, hit, dirtied, text in rows[:count]:
+        query = re.sub(r"(SELECT|RETURNING) ([^()]{40,}?) FROM", r"\1 ... FROM", text)
+        lines.append(
+            f"      {ms / total:4.0%} {calls / n:5.2f} calls {ms / n:6.3f} ms "
+            f"{found / n:5.2f} rows {hit / n:6.1f} hit {dirtied / n:5.2f} dirtied /visitor: "
+            f"{query[:150]}"
+        )
+    return lines
 
 
 def load(conninfo: str, counts: dict[str, int]) -> None:
@@ -377,10 +431,44 @@ def tally(report: dict[str, Any], counts: dict[str, int]) -> tuple[int, int, int
     return duplicates, lost, calls, requests
 
 
-def wait_done(conninfo: str, total: int, deadline: float, tick: Any = None) -> bool:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user and system) of one live process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in fields[11:13]) / os.sysconf("SC_CLK_TCK")
+
+
+class Watch:
+    """The driver's one connection that waits for the run to end. Each poll is one cheap
+    probe (is any sync still pending?), and the CPU of its server process is measured so that
+    it can be left out of PostgreSQL's figure: the workers' load, not the benchmark's."""
+
+    def __init__(self, conninfo: str) -> None:
+        import psycopg
+
+        self.connection = psycopg.connect(conninfo, autocommit=True)
+        row = self.connection.execute("SELECT pg_backend_pid()").fetchone()
+        self.pid = int(row[0]) if row else 0
+        self.cpu0 = process_cpu(self.pid)
+
+    def pending(self) -> bool:
+        row = self.connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM signals_crm.due_syncs WHERE state = 'pending')"
+        ).fetchone()
+        return bool(row and row[0])
+
+    def cpu(self) -> float:
+        return process_cpu(self.pid) - self.cpu0
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def wait_done(watch: Watch, deadline: float, tick: Any = None) -> bool:
     while time.monotonic() < deadline:
-        done, _ = progress(conninfo)
-        if done >= total:
+        if not watch.pending():
             return True
         if tick is not None:
             tick()
@@ -393,7 +481,7 @@ def run(
 ) -> dict[str, Any]:
     counts = plan(args.tenants, args.kill_visitors if kills else args.visitors)
     total = sum(counts.values())
-    conninfo = fresh_database(cluster, number)
+    conninfo = fresh_database(cluster, number, statements=bool(args.statements))
     folder = Path(tempfile.mkdtemp(prefix="fleet-bench-"))
     orgs_file = folder / "orgs.json"
     sandbox = Sandbox(args.tenants, args.latency, orgs_file)
@@ -402,6 +490,9 @@ def run(
     for worker in pool:
         worker.wait_ready()
     sandbox_cpu0 = sandbox.report()["cpu"]
+    if args.statements:
+        reset_statements(conninfo)
+    watch = Watch(conninfo)
     pg_cpu0 = server_cpu(cluster.data)
     start = go(conninfo)
     started = time.monotonic()
@@ -420,16 +511,19 @@ def run(
         killed += 1
         next_kill[0] = time.monotonic() + random.uniform(0.5, 1.5)
 
-    finished = wait_done(conninfo, total, started + args.timeout, killer if kills else None)
+    finished = wait_done(watch, started + args.timeout, killer if kills else None)
     seconds = time.monotonic() - started
     stats = [worker.stop() for worker in pool]
-    pg_cpu = server_cpu(cluster.data) - pg_cpu0
+    pg_cpu = server_cpu(cluster.data) - pg_cpu0 - watch.cpu()
+    watch.close()
     report = sandbox.report()
     sandbox.close()
     done, _ = progress(conninfo)
     duplicates, no_lead, calls, requests = tally(report, counts)
     waits = single_waits(conninfo, counts, start)
+    statements = top_statements(conninfo, args.statements, total) if args.statements else []
     return {
+        "statements": statements,
         "workers": workers,
         "visitors": total,
         "finished": finished,
@@ -482,6 +576,8 @@ def show(result: dict[str, Any], base: float | None) -> None:
         f"{ceiling:,.0f} visitors/s; per worker: {busy:.0%} of the wall time on the CPU, "
         f"round trips alone {waiting:.0%} of it"
     )
+    for line in result["statements"]:
+        print(line)
     if base is None and not result["kills"]:
         verdict = "reachable" if 5 * result["rate"] <= ceiling else "NOT reachable"
         print(
@@ -507,6 +603,7 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=6)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument("--statements", type=int, default=0)
     parser.add_argument("--conninfo")
     parser.add_argument("--orgs")
     args = parser.parse_args()
@@ -526,7 +623,7 @@ def main() -> int:
         f"each worker process: {args.concurrency} threads, {args.per_tenant} per tenant per round"
         f"; load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
     )
-    with PostgresCluster() as cluster:
+    with PostgresCluster(STATEMENT_SETTINGS if args.statements else None) as cluster:
         base = None
         number = 0
         results = []

@@ -115,7 +115,8 @@ class PostgresCluster:
     database, ``database(name)`` one for another database on the same server.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
+        self.settings = dict(settings or {})  # further server settings (``-c name=value``)
         self.bindir = postgres_bindir()
         self.folder = Path(tempfile.mkdtemp(prefix="signals-pg-"))
         self.data = self.folder / "data"
@@ -190,6 +191,7 @@ class PostgresCluster:
                 "-c full_page_writes=off",
                 "-c max_connections=120",
                 "-c shared_buffers=32MB",
+                *(f"-c {name}={value}" for name, value in self.settings.items()),
             )
         )
         self._started = True

@@ -71,6 +71,25 @@ def test_concurrent_claimers_share_the_work_exactly(postgres_schema: tuple[str, 
         assert check.stats().syncs[DueState.DONE] == 300
 
 
+def test_a_claim_under_way_locks_only_what_it_takes(postgres_schema: tuple[str, str]) -> None:
+    """While one worker's claim of 2 from a backlog of 40 is still in its transaction, another
+    worker claims the other 38: the first one read and locked (rows and email locks) only the
+    syncs it took, in claim order, not the tenant's whole backlog."""
+    conninfo, schema = postgres_schema
+    psycopg = import_or_unavailable("psycopg", "postgres")
+    with postgres.PostgresLedger(conninfo, schema=schema) as ledger:
+        ledger.schedule_many((conv(f"c{i:02}"), T0) for i in range(40))
+        with psycopg.connect(conninfo, autocommit=True) as admin:  # planner statistics
+            admin.execute(f"ANALYZE {schema}.due_syncs")
+        with psycopg.connect(conninfo) as first:  # a transaction left open after the claim
+            mine = postgres._drive_sync(first, ledger._ops.claim(limit=2, owner="a", lease=LEASE))
+            assert [s.conversation_id for s in mine] == ["c00", "c01"]
+            others = ledger.claim(limit=100, owner="b", lease=LEASE)
+            assert [s.conversation_id for s in others] == [f"c{i:02}" for i in range(2, 40)]
+            first.commit()
+        assert ledger.claim(limit=100, owner="c", lease=LEASE) == []
+
+
 def test_racing_first_sends_of_one_key_have_one_winner(postgres_schema: tuple[str, str]) -> None:
     """Threads recording SENT for a key nobody has yet: exactly one succeeds, every other is
     refused as an invalid transition (the compare-and-set holds for new keys too)."""

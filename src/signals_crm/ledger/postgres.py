@@ -13,6 +13,9 @@
 3. **Claims with ``FOR UPDATE SKIP LOCKED``.** Concurrent claimers never wait for each other
    and never take one row twice; the email rule takes a transaction-scoped advisory lock per
    (integration, email), so two workers cannot claim two conversations of one visitor at once.
+   A claim walks the pending index in claim order and stops at ``limit`` candidates; only those
+   take email locks (a sync whose email another claimer holds is left out of this batch), so
+   its cost and its locks follow the batch, not the tenant's backlog.
    Every claim bumps the fencing token; fenced writes lock their syncs' rows (``FOR SHARE``)
    before checking the token, so no claim can slip between the check and the write.
 4. **Transitions under row locks.** ``record`` reads the current commands with ``FOR
@@ -104,6 +107,11 @@ _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _LOCK_ID = 0x5343524D  # advisory lock of the migration ("SCRM")
 _MICROSECOND = timedelta(microseconds=1)
 _DB_NOW = "(extract(epoch from now()) * 1000000)::bigint"
+_CLAIM_CLOCK = "coalesce(%(at)s::bigint, {now})"
+"""A claim's clock: the injected one, else the database's (now(): one value per transaction).
+An expression, not a joined one-row CTE: joined, it kept the planner from walking the pending
+index in claim order, so a claim read and filtered a tenant's whole backlog before sorting it
+and keeping ``limit`` rows."""
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -486,27 +494,30 @@ class _Ops:
             return []
         rows = yield self.q(
             f"""
-            WITH clock AS (SELECT coalesce(%(at)s::bigint, {{now}}) AS at),
-            picked AS (
-                SELECT d.conversation_id FROM {{s}}.due_syncs AS d, clock
+            WITH candidates AS (
+                SELECT d.conversation_id, d.email FROM {{s}}.due_syncs AS d
                 WHERE d.integration = %(i)s AND d.state = 'pending'
-                  AND d.due_at <= coalesce(%(cutoff)s::bigint, clock.at)
+                  AND d.due_at <= coalesce(%(cutoff)s::bigint, {_CLAIM_CLOCK})
                   AND (d.lease_owner IS NULL OR d.lease_owner = %(owner)s
-                       OR d.lease_until IS NULL OR d.lease_until <= clock.at)
-                  AND (d.email IS NULL OR (
-                       NOT EXISTS (SELECT 1 FROM {{s}}.due_syncs AS o
-                                   WHERE o.integration = d.integration AND o.email = d.email
-                                     AND o.state = 'pending' AND o.lease_owner <> %(owner)s
-                                     AND o.lease_until > clock.at)
-                       AND pg_try_advisory_xact_lock(
-                           hashtextextended(d.integration || chr(1) || d.email, 1))))
+                       OR d.lease_until IS NULL OR d.lease_until <= {_CLAIM_CLOCK})
+                  AND (d.email IS NULL OR NOT EXISTS (
+                       SELECT 1 FROM {{s}}.due_syncs AS o
+                       WHERE o.integration = d.integration AND o.email = d.email
+                         AND o.state = 'pending' AND o.lease_owner <> %(owner)s
+                         AND o.lease_until > {_CLAIM_CLOCK}))
                 ORDER BY d.due_at, d.conversation_id
                 LIMIT %(limit)s
                 FOR UPDATE OF d SKIP LOCKED
+            ),
+            picked AS (
+                SELECT conversation_id FROM candidates
+                WHERE email IS NULL OR pg_try_advisory_xact_lock(
+                    hashtextextended(%(i)s || chr(1) || email, 1))
             )
             UPDATE {{s}}.due_syncs AS u
-            SET lease_owner = %(owner)s, lease_until = clock.at + %(length)s, fence = u.fence + 1
-            FROM picked, clock
+            SET lease_owner = %(owner)s, lease_until = {_CLAIM_CLOCK} + %(length)s,
+                fence = u.fence + 1
+            FROM picked
             WHERE u.integration = %(i)s AND u.conversation_id = picked.conversation_id
             RETURNING {", ".join("u." + c.strip() for c in _SYNC_COLUMNS.split(","))}
             """,  # noqa: S608  # constant names; values bound
