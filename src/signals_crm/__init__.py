@@ -46,6 +46,7 @@ from signals_crm.engine import AsyncIntegration, DryRun, Integration, SyncReport
 from signals_crm.exceptions import (
     AdapterError,
     AuthenticationError,
+    ClaimRefusedError,
     ConfigurationError,
     CRMAPIError,
     CRMServerError,
@@ -83,6 +84,7 @@ __all__ = [
     "CRMAdapter",
     "CRMServerError",
     "Capabilities",
+    "ClaimRefusedError",
     "Company",
     "ConfigurationError",
     "Connection",

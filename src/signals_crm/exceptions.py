@@ -10,6 +10,7 @@
     ├── LedgerError                            the ledger cannot store or load what was asked
     │   └── InvalidTransitionError             a command state change the rules forbid
     │       └── LeaseLostError                 the sync was claimed by another worker since
+    │           └── ClaimRefusedError          syncs read to be claimed changed before the claim
     └── AdapterError                           talking to a CRM failed
         ├── TransportError                     network-level failure (always retryable)
         └── CRMAPIError                        the CRM answered with an error
@@ -34,6 +35,7 @@ __all__ = [
     "AuthenticationError",
     "CRMAPIError",
     "CRMServerError",
+    "ClaimRefusedError",
     "ConfigurationError",
     "DuplicateRecordError",
     "IntegrationDisabledError",
@@ -144,6 +146,15 @@ class LeaseLostError(InvalidTransitionError):
     ) -> None:
         super().__init__(message, keys=keys)
         self.conversation_ids: tuple[str, ...] = tuple(conversation_ids)
+
+
+class ClaimRefusedError(LeaseLostError):
+    """An optimistic claim (``Ledger.claim_unchanged``) was refused: a sync read to be claimed
+    changed before the claim committed (another worker claimed it or its email, it was
+    completed or rescheduled). ``conversation_ids`` names the syncs that changed. Nothing was
+    written: neither the claim nor anything of the transaction it opened
+    (``perform(..., atomic=True)``). The engine then claims explicitly, and plans again.
+    """
 
 
 class AdapterError(SignalsCRMError):

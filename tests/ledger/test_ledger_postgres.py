@@ -189,3 +189,30 @@ def test_a_sqlite_ledger_moves_to_postgres(
         assert [r.summary for r in target.recent_runs(5)] == [{"counts": {"created": 1}}]
         later = target.record_run({"counts": {}})
         assert later.id > target.recent_runs(5)[1].id
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # psycopg's async driver is asyncio's
+async def test_the_async_ledger_claims_optimistically(postgres_schema: tuple[str, str]) -> None:
+    """AsyncPostgresLedger's claimable / claim_unchanged / perform(atomic=True), on the
+    database's clock: a claim by another worker between the read and the commit refuses the
+    whole commit; an unchanged read is claimed with the next fences."""
+    from signals_crm.exceptions import ClaimRefusedError
+    from signals_crm.ledger import Operation
+
+    conninfo, schema = postgres_schema
+    ledger = await postgres.AsyncPostgresLedger.open(conninfo, schema=schema)
+    async with ledger:
+        await ledger.schedule_many([(conv("c1"), T0), (conv("c2"), T0)])
+        seen = {s.conversation_id: s.fence for s in await ledger.claimable(limit=10, owner="a")}
+        assert seen == {"c1": 0, "c2": 0}
+        await ledger.claim(limit=1, owner="b", lease=LEASE)
+        record = CommandRecord("c2:person", "c2", "create_person", CommandState.SENT, T0, fence=1)
+        claim = Operation("claim_unchanged", (seen,), {"owner": "a", "lease": LEASE})
+        with pytest.raises(ClaimRefusedError):
+            await ledger.perform([claim, Operation("record", ([record],))], atomic=True)
+        assert await ledger.get_command("c2:person") is None
+        (claimed,) = await ledger.claim_unchanged({"c2": 0}, owner="a", lease=LEASE)
+        assert (claimed.fence, claimed.lease_owner) == (1, "a")
+        assert claimed.lease_until is not None
+        assert claimed.lease_until > datetime.now(UTC) + LEASE - timedelta(seconds=5)

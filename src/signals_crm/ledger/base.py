@@ -61,6 +61,18 @@ token, a secret or a CRM response body):
    l. Ids, keys, owners and emails must be valid Unicode text (no lone surrogate): anything
       else is refused with a ConfigurationError naming the field. Free text (an error, a
       reason, an outcome) is stored with each lone surrogate replaced by U+FFFD.
+   m. **Optimistic claims**, so one small run's claim costs no commit of its own:
+      ``claimable(now, limit, owner=...)`` reads what ``claim`` would take (the same rules:
+      pending, due, no other owner's live lease on the sync or on its email), leasing nothing
+      (a read, no commit). ``claim_unchanged(seen, owner=..., lease=..., now=...)`` then leases
+      exactly the syncs of ``seen`` (conversation id → the fence read) if none changed since:
+      each still pending and due at ``now`` (default: the ledger's clock), its fence the one
+      read, no other owner holding a live lease on it or on its visitor email. Each fence grows
+      by one, as with ``claim``, and the syncs are returned in the order of ``seen``.
+      Otherwise it raises :class:`~signals_crm.exceptions.ClaimRefusedError` (a
+      ``LeaseLostError``) naming the syncs that changed, and writes nothing. Put first in
+      ``perform(..., atomic=True)`` (rule 6), it fences the rest of that transaction: a
+      refused claim leaves nothing of it written.
 
 2. **Commands**, one per idempotency key (``"conv-1:person"``, ``"conv-1:task:transcript"``,
    ``"conv-1:campaign"``): the write the engine planned and what became of it. PLANNED: decided,
@@ -116,7 +128,11 @@ token, a secret or a CRM response body):
    several :class:`Operation` values in one transaction, one commit for all: each operation's
    result or the error it raised is returned in order, and an operation that raised is undone
    alone (the others still commit). The engine writes a batch's outcomes, links, releases and
-   completions this way.
+   completions this way. ``perform(operations, atomic=True)`` is all-or-nothing instead: the
+   first operation that raises undoes every operation of the call (those before it too), the
+   ones after it are not run, and its error is raised; otherwise each result is returned
+   (with no error). An operation may itself be a ``perform``: it joins the transaction (a
+   non-atomic one inside an atomic one still undoes its failing operations alone).
 
 Rules every implementation follows:
 
@@ -145,6 +161,7 @@ import attrs
 
 from signals_crm.core.model import Conversation, PersonKind, normalize_email
 from signals_crm.exceptions import (
+    ClaimRefusedError,
     ConfigurationError,
     InvalidTransitionError,
     LeaseLostError,
@@ -168,6 +185,7 @@ __all__ = [
     "Performed",
     "PersonLink",
     "RunRecord",
+    "aperform_all",
     "aperform_each",
     "apply_transitions",
     "check_fence",
@@ -177,11 +195,14 @@ __all__ = [
     "check_keep",
     "check_lease",
     "check_limit",
+    "check_seen",
     "check_text",
+    "claim_refused",
     "claim_window",
     "clean_text",
     "fences_of",
     "lease_lost",
+    "perform_all",
     "perform_each",
     "retried",
     "sound_text",
@@ -218,6 +239,17 @@ class Operation:
 
 Performed = tuple[Any, Exception | None]
 """What one operation of :meth:`Ledger.perform` gave: its result, or the error it raised."""
+
+
+def perform_all(ledger: object, operations: Sequence[Operation]) -> list[Performed]:
+    """Perform ``operations`` on ``ledger`` in order, stopping at the first error, which is
+    raised (rule 6, ``atomic=True``): the caller undoes the whole transaction then."""
+    return [(operation.on(ledger), None) for operation in operations]
+
+
+async def aperform_all(ledger: object, operations: Sequence[Operation]) -> list[Performed]:
+    """:func:`perform_all` on an async ledger: each operation awaited in order."""
+    return [(await operation.on(ledger), None) for operation in operations]
 
 
 def perform_each(ledger: object, operations: Sequence[Operation]) -> list[Performed]:
@@ -384,6 +416,28 @@ def claim_window(  # noqa: PLR0917  # mirrors claim()'s own arguments, in order
     cutoff = at if now is None else to_utc(now, "now")
     check_lease(at, owner, at + checked)
     return ClaimWindow(cutoff, at, at + checked)
+
+
+def check_seen(seen: Mapping[str, int]) -> dict[str, int]:
+    """``claim_unchanged``'s ``seen`` (conversation id → the fence read), checked."""
+    checked: object = seen
+    if not isinstance(checked, Mapping):
+        raise _fail("seen", "must map conversation ids to the fences read")
+    return {
+        check_text("seen", cid): check_fence(f"seen[{cid!r}]", fence) for cid, fence in seen.items()
+    }
+
+
+def claim_refused(conversation_ids: Iterable[str]) -> ClaimRefusedError:
+    """The error of an optimistic claim whose syncs changed since they were read (rule 1m)."""
+    ids = list(dict.fromkeys(conversation_ids))
+    shown = ", ".join(repr(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
+    return ClaimRefusedError(
+        f"claim refused: {len(ids)} sync{'s' if len(ids) != 1 else ''} ({shown}) changed since "
+        "they were read (claimed by another worker, or no longer pending and due); nothing "
+        "written",
+        conversation_ids=ids,
+    )
 
 
 def lease_lost(conversation_ids: Iterable[str], keys: Iterable[str] = ()) -> LeaseLostError:
@@ -815,6 +869,25 @@ class Ledger(Protocol):
         """
         ...
 
+    def claimable(
+        self, now: datetime | None = None, limit: int = 100, *, owner: str
+    ) -> list[DueSync]:
+        """What ``claim(now, limit, owner=owner, ...)`` would take, as stored, leasing nothing
+        (a read; rule 1m)."""
+        ...
+
+    def claim_unchanged(
+        self,
+        seen: Mapping[str, int],
+        *,
+        owner: str,
+        lease: timedelta,
+        now: datetime | None = None,
+    ) -> list[DueSync]:
+        """Lease to ``owner`` exactly the syncs of ``seen`` (id → the fence read) if none
+        changed since the read, else raise ``ClaimRefusedError`` writing nothing (rule 1m)."""
+        ...
+
     def extend(
         self,
         conversation_ids: Iterable[str],
@@ -877,8 +950,9 @@ class Ledger(Protocol):
         (every asked id is a key of the result, with no commands when it has none)."""
         ...
 
-    def perform(self, operations: Sequence[Operation]) -> list[Performed]:
-        """Perform ``operations`` in one transaction (rule 6): each one's result or error."""
+    def perform(self, operations: Sequence[Operation], *, atomic: bool = False) -> list[Performed]:
+        """Perform ``operations`` in one transaction (rule 6): each one's result or error;
+        ``atomic``: all or nothing, the first error raised."""
         ...
 
     def record(self, commands: Sequence[CommandRecord]) -> None:
@@ -1010,6 +1084,23 @@ class AsyncLedger(Protocol):
         """Awaitable :meth:`Ledger.claim`."""
         ...
 
+    async def claimable(
+        self, now: datetime | None = None, limit: int = 100, *, owner: str
+    ) -> list[DueSync]:
+        """Awaitable :meth:`Ledger.claimable`."""
+        ...
+
+    async def claim_unchanged(
+        self,
+        seen: Mapping[str, int],
+        *,
+        owner: str,
+        lease: timedelta,
+        now: datetime | None = None,
+    ) -> list[DueSync]:
+        """Awaitable :meth:`Ledger.claim_unchanged`."""
+        ...
+
     async def extend(
         self,
         conversation_ids: Iterable[str],
@@ -1071,7 +1162,9 @@ class AsyncLedger(Protocol):
         """Awaitable :meth:`Ledger.commands_of`."""
         ...
 
-    async def perform(self, operations: Sequence[Operation]) -> list[Performed]:
+    async def perform(
+        self, operations: Sequence[Operation], *, atomic: bool = False
+    ) -> list[Performed]:
         """Awaitable :meth:`Ledger.perform` (each operation awaited in one transaction)."""
         ...
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import bisect
 import collections
+import functools
 import itertools
 import json
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -35,6 +36,7 @@ from signals_crm.core.model import Conversation, PersonKind, normalize_email
 from signals_crm.exceptions import LedgerError
 from signals_crm.ledger.base import (
     DEFAULT_INTEGRATION,
+    ClaimWindow,
     Clock,
     CommandRecord,
     CommandState,
@@ -52,10 +54,13 @@ from signals_crm.ledger.base import (
     check_integration,
     check_keep,
     check_limit,
+    check_seen,
     check_text,
+    claim_refused,
     claim_window,
     clean_text,
     fences_of,
+    perform_all,
     perform_each,
     retried,
     summary_json,
@@ -91,23 +96,35 @@ def _remove(index: list[tuple[datetime, str]], item: tuple[datetime, str]) -> No
 class _Syncs:
     """Due syncs and their indexes (rules 1 and 2 of the module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: _Journal) -> None:
         self.by_id: dict[str, DueSync] = {}
         self.by_state: dict[DueState, list[_SyncKey]] = {s: [] for s in DueState}
         self.pending_by_email: dict[str, set[str]] = {}
+        self.journal = journal
 
     def put(self, new: DueSync) -> None:
-        old = self.by_id.get(new.conversation_id)
+        old = self._drop(new.conversation_id)
+        if self.journal.undo is not None:
+            self.journal.note(functools.partial(self._undo, new.conversation_id, old))
+        self.by_id[new.conversation_id] = new
+        bisect.insort(self.by_state[new.state], _skey(new))
+        if new.state is DueState.PENDING and new.email:
+            self.pending_by_email.setdefault(new.email, set()).add(new.conversation_id)
+
+    def _drop(self, cid: str) -> DueSync | None:
+        old = self.by_id.pop(cid, None)
         if old is not None:
             _remove(self.by_state[old.state], _skey(old))
             if old.state is DueState.PENDING and old.email:
                 self.pending_by_email[old.email].discard(old.conversation_id)
                 if not self.pending_by_email[old.email]:
                     del self.pending_by_email[old.email]
-        self.by_id[new.conversation_id] = new
-        bisect.insort(self.by_state[new.state], _skey(new))
-        if new.state is DueState.PENDING and new.email:
-            self.pending_by_email.setdefault(new.email, set()).add(new.conversation_id)
+        return old
+
+    def _undo(self, cid: str, old: DueSync | None) -> None:
+        self._drop(cid)
+        if old is not None:
+            self.put(old)
 
     def email_leased_to_other(self, sync: DueSync, owner: str, at: datetime) -> bool:
         if not sync.email:
@@ -121,26 +138,54 @@ class _Syncs:
 class _Commands:
     """Commands and their indexes (rule 3 of the module doc)."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: _Journal) -> None:
         self.by_key: dict[str, CommandRecord] = {}
         self.by_conversation: dict[str, set[str]] = {}
         self.by_state: dict[CommandState, list[_CommandKey]] = {s: [] for s in CommandState}
+        self.journal = journal
 
     def put(self, new: CommandRecord) -> None:
         old = self.by_key.get(new.key)
         if old is not None:
             _remove(self.by_state[old.state], _ckey(old))
+        if self.journal.undo is not None:
+            self.journal.note(functools.partial(self._undo, new, old))
         self.by_key[new.key] = new
         self.by_conversation.setdefault(new.conversation_id, set()).add(new.key)
         bisect.insort(self.by_state[new.state], _ckey(new))
+
+    def _undo(self, new: CommandRecord, old: CommandRecord | None) -> None:
+        _remove(self.by_state[new.state], _ckey(new))
+        if old is None:
+            del self.by_key[new.key]
+            keys = self.by_conversation[new.conversation_id]
+            keys.discard(new.key)
+            if not keys:
+                del self.by_conversation[new.conversation_id]
+            return
+        self.by_key[old.key] = old
+        bisect.insort(self.by_state[old.state], _ckey(old))
+
+
+class _Journal:
+    """How to undo the writes of an atomic ``perform`` under way (rule 6), newest last; off
+    (``None``) otherwise, so a write costs nothing more outside one."""
+
+    def __init__(self) -> None:
+        self.undo: list[Callable[[], None]] | None = None
+
+    def note(self, undo: Callable[[], None]) -> None:
+        if self.undo is not None:
+            self.undo.append(undo)
 
 
 class _Tenant:
     """One integration's rows."""
 
     def __init__(self) -> None:
-        self.syncs = _Syncs()
-        self.commands = _Commands()
+        self.journal = _Journal()
+        self.syncs = _Syncs(self.journal)
+        self.commands = _Commands(self.journal)
         self.links: dict[str, PersonLink] = {}
         self.runs: collections.deque[RunRecord] = collections.deque()
 
@@ -353,21 +398,75 @@ class MemoryLedger:
         with self._lock:
             self._check_open()
             window = claim_window(self._clock, now, limit, owner, lease, until)
-            at = window.judged_at
-            claimed: list[DueSync] = []
-            if not limit:
-                return claimed
-            for sync in self._walk(DueState.PENDING, window.cutoff):
-                if sync.leased_to_other(owner, at):
-                    continue
-                if self._syncs.email_leased_to_other(sync, owner, at):
-                    continue
-                claimed.append(sync)
-                if len(claimed) >= limit:
-                    break
             claimed = [
                 attrs.evolve(s, lease_owner=owner, lease_until=window.until, fence=s.fence + 1)
-                for s in claimed
+                for s in self._claimable(window, limit, owner)
+            ]
+            for sync in claimed:
+                self._syncs.put(sync)
+            return claimed
+
+    def claimable(
+        self, now: datetime | None = None, limit: int = 100, *, owner: str
+    ) -> list[DueSync]:
+        """What ``claim(now, limit, owner=owner)`` would take, leasing nothing (a read)."""
+        with self._lock:
+            self._check_open()
+            window = claim_window(self._clock, now, limit, owner, timedelta(seconds=1), None)
+            return self._claimable(window, limit, owner)
+
+    def _claimable(self, window: ClaimWindow, limit: int, owner: str) -> list[DueSync]:
+        at = window.judged_at
+        found: list[DueSync] = []
+        if not limit:
+            return found
+        for sync in self._walk(DueState.PENDING, window.cutoff):
+            if sync.leased_to_other(owner, at):
+                continue
+            if self._syncs.email_leased_to_other(sync, owner, at):
+                continue
+            found.append(sync)
+            if len(found) >= limit:
+                break
+        return found
+
+    def claim_unchanged(
+        self,
+        seen: Mapping[str, int],
+        *,
+        owner: str,
+        lease: timedelta,
+        now: datetime | None = None,
+    ) -> list[DueSync]:
+        """Lease to ``owner`` exactly the syncs of ``seen`` (id → the fence read) if none
+        changed since the read, else raise ``ClaimRefusedError`` writing nothing (rule 1m)."""
+        wanted = check_seen(seen)
+        with self._lock:
+            self._check_open()
+            window = claim_window(self._clock, now, 0, owner, lease, None)
+            at = window.judged_at
+            changed = []
+            for cid, fence in wanted.items():
+                sync = self._syncs.by_id.get(cid)
+                if (
+                    sync is None
+                    or sync.state is not DueState.PENDING
+                    or sync.due_at > window.cutoff
+                    or sync.fence != fence
+                    or sync.leased_to_other(owner, at)
+                    or self._syncs.email_leased_to_other(sync, owner, at)
+                ):
+                    changed.append(cid)
+            if changed:
+                raise claim_refused(changed)
+            claimed = [
+                attrs.evolve(
+                    self._syncs.by_id[cid],
+                    lease_owner=owner,
+                    lease_until=window.until,
+                    fence=fence + 1,
+                )
+                for cid, fence in wanted.items()
             ]
             for sync in claimed:
                 self._syncs.put(sync)
@@ -509,11 +608,27 @@ class MemoryLedger:
         with self._lock:
             return {cid: self.commands_for(cid) for cid in ids}
 
-    def perform(self, operations: Sequence[Operation]) -> list[Performed]:
+    def perform(self, operations: Sequence[Operation], *, atomic: bool = False) -> list[Performed]:
         """Perform ``operations`` under the ledger's lock, each one's result or error (every
-        operation is atomic on its own; there is no commit to save)."""
+        operation is atomic on its own; there is no commit to save). ``atomic``: all or
+        nothing; the writes made before an operation raised are undone (from a journal)."""
+        operations = list(operations)
         with self._lock:
-            return perform_each(self, list(operations))
+            journal = self._tenant.journal
+            if not atomic:
+                return perform_each(self, operations)
+            if journal.undo is not None:  # inside an atomic one: its journal undoes all
+                return perform_all(self, operations)
+            journal.undo = []
+            try:
+                return perform_all(self, operations)
+            except BaseException:
+                steps, journal.undo = journal.undo, None
+                for undo in reversed(steps):
+                    undo()
+                raise
+            finally:
+                journal.undo = None
 
     def record(self, commands: Sequence[CommandRecord]) -> None:
         """Insert or update ``commands`` atomically, enforcing the transition rules."""
@@ -562,7 +677,11 @@ class MemoryLedger:
         links = list(links)
         with self._lock:
             self._check_open()
+            journal = self._tenant.journal
             for link in links:
+                if journal.undo is not None:
+                    old = self._links.get(link.email)
+                    journal.note(functools.partial(_restore, self._links, link.email, old))
                 self._links[link.email] = link
 
     def links_for(self, emails: Iterable[str]) -> dict[str, PersonLink]:
@@ -586,6 +705,8 @@ class MemoryLedger:
                 json.loads(text),
             )
             runs = self._tenant.runs
+            if self._tenant.journal.undo is not None:
+                self._tenant.journal.note(functools.partial(_restore_runs, runs, list(runs)))
             runs.append(record)
             while len(runs) > self._store.keep_runs:
                 runs.popleft()
@@ -655,3 +776,15 @@ class MemoryLedger:
 
 def _skipped(sync: DueSync) -> bool:
     return sync.state is DueState.DONE and (sync.outcome or "").startswith("skipped:")
+
+
+def _restore(links: dict[str, PersonLink], email: str, old: PersonLink | None) -> None:
+    if old is None:
+        links.pop(email, None)
+    else:
+        links[email] = old
+
+
+def _restore_runs(runs: collections.deque[RunRecord], old: list[RunRecord]) -> None:
+    runs.clear()
+    runs.extend(old)

@@ -73,6 +73,7 @@ from signals_crm.ledger.base import (
     Performed,
     PersonLink,
     RunRecord,
+    aperform_all,
     aperform_each,
     apply_transitions,
     check_fence,
@@ -82,9 +83,12 @@ from signals_crm.ledger.base import (
     check_keep,
     check_lease,
     check_limit,
+    check_seen,
     check_text,
+    claim_refused,
     clean_text,
     fences_of,
+    perform_all,
     perform_each,
     retried,
     summary_json,
@@ -545,6 +549,102 @@ class _Ops:
             )
         return [s for s in read if s.state is DueState.PENDING]
 
+    def claimable(
+        self, now: datetime | None = None, limit: int = 100, *, owner: str
+    ) -> _Op[list[DueSync]]:
+        """What ``claim(now, limit, owner=owner)`` would take, leasing nothing (a read)."""
+        check_limit(limit)
+        named: object = owner
+        if not isinstance(named, str) or not named:
+            raise ConfigurationError([Problem("owner", "must be a non-empty string")])
+        check_text("owner", owner)
+        if not limit:
+            return []
+        rows = yield self.q(
+            f"""
+            WITH clock AS (SELECT coalesce(%(at)s::bigint, {{now}}) AS at)
+            SELECT {", ".join("d." + c.strip() for c in _SYNC_COLUMNS.split(","))}
+            FROM {{s}}.due_syncs AS d, clock
+            WHERE d.integration = %(i)s AND d.state = 'pending'
+              AND d.due_at <= coalesce(%(cutoff)s::bigint, clock.at)
+              AND (d.lease_owner IS NULL OR d.lease_owner = %(owner)s
+                   OR d.lease_until IS NULL OR d.lease_until <= clock.at)
+              AND (d.email IS NULL OR NOT EXISTS (
+                   SELECT 1 FROM {{s}}.due_syncs AS o
+                   WHERE o.integration = d.integration AND o.email = d.email
+                     AND o.state = 'pending' AND o.lease_owner <> %(owner)s
+                     AND o.lease_until > clock.at))
+            ORDER BY d.due_at, d.conversation_id
+            LIMIT %(limit)s
+            """,  # noqa: S608  # constant names; values bound
+            {
+                "at": self._now(),
+                "cutoff": None if now is None else _micros(now, "now"),
+                "i": self.i,
+                "owner": owner,
+                "limit": limit,
+            },
+        )
+        return [s for s in map(_sync, rows) if s.state is DueState.PENDING]
+
+    def claim_unchanged(
+        self,
+        seen: Mapping[str, int],
+        *,
+        owner: str,
+        lease: timedelta,
+        now: datetime | None = None,
+    ) -> _Op[list[DueSync]]:
+        """Lease to ``owner`` exactly the syncs of ``seen`` (id → the fence read) if none
+        changed since the read, else raise ``ClaimRefusedError`` writing nothing (rule 1m).
+
+        One ``UPDATE ... RETURNING`` takes the rows still as read (their row locks held, the
+        email's advisory lock taken as ``claim`` does); if one is missing, raising rolls the
+        transaction back."""
+        wanted = check_seen(seen)
+        length = _lease_micros(lease)
+        named: object = owner
+        if not isinstance(named, str) or not named:
+            raise ConfigurationError([Problem("owner", "must be a non-empty string")])
+        check_text("owner", owner)
+        if not wanted:
+            return []
+        rows = yield self.q(
+            f"""
+            WITH clock AS (SELECT coalesce(%(at)s::bigint, {{now}}) AS at),
+            seen AS (SELECT * FROM unnest(%(ids)s::text[], %(fences)s::bigint[]) AS v(c, f))
+            UPDATE {{s}}.due_syncs AS u
+            SET lease_owner = %(owner)s, lease_until = clock.at + %(length)s, fence = u.fence + 1
+            FROM seen, clock
+            WHERE u.integration = %(i)s AND u.conversation_id = seen.c AND u.fence = seen.f
+              AND u.state = 'pending' AND u.due_at <= coalesce(%(cutoff)s::bigint, clock.at)
+              AND (u.lease_owner IS NULL OR u.lease_owner = %(owner)s
+                   OR u.lease_until IS NULL OR u.lease_until <= clock.at)
+              AND (u.email IS NULL OR (
+                   NOT EXISTS (SELECT 1 FROM {{s}}.due_syncs AS o
+                               WHERE o.integration = u.integration AND o.email = u.email
+                                 AND o.state = 'pending' AND o.lease_owner <> %(owner)s
+                                 AND o.lease_until > clock.at)
+                   AND pg_try_advisory_xact_lock(
+                       hashtextextended(u.integration || chr(1) || u.email, 1))))
+            RETURNING {", ".join("u." + c.strip() for c in _SYNC_COLUMNS.split(","))}
+            """,  # noqa: S608  # constant names; values bound
+            {
+                "at": self._now(),
+                "cutoff": None if now is None else _micros(now, "now"),
+                "i": self.i,
+                "owner": owner,
+                "length": length,
+                "ids": list(wanted),
+                "fences": list(wanted.values()),
+            },
+        )
+        claimed = {s.conversation_id: s for s in map(_sync, rows)}
+        changed = [cid for cid in wanted if cid not in claimed]
+        if changed:
+            raise claim_refused(changed)  # the transaction (or its savepoint) is rolled back
+        return [claimed[cid] for cid in wanted]
+
     def extend(
         self,
         conversation_ids: Iterable[str],
@@ -999,6 +1099,8 @@ class _Base:
     get_due = _Method(_Ops.get_due)
     syncs_in_state = _Method(_Ops.syncs_in_state)
     claim = _Method(_Ops.claim)
+    claimable = _Method(_Ops.claimable)
+    claim_unchanged = _Method(_Ops.claim_unchanged)
     extend = _Method(_Ops.extend)
     release = _Method(_Ops.release)
     complete = _Method(_Ops.complete)
@@ -1140,18 +1242,27 @@ class PostgresLedger(_Base):
         except self._psycopg.Error as error:
             raise LedgerError(f"PostgreSQL ledger failed: {error}") from error
 
-    def perform(self, operations: Sequence[Operation]) -> list[Performed]:
+    def perform(self, operations: Sequence[Operation], *, atomic: bool = False) -> list[Performed]:
         """Perform ``operations`` in one transaction on one connection, one commit for all;
-        each one's result or error (a failed one is rolled back alone, to its savepoint)."""
+        each one's result or error (a failed one is rolled back alone, to its savepoint).
+        ``atomic``: all or nothing, the first error rolls the whole call back and is raised."""
         self._ensure_open()
         operations = list(operations)
-        if _BATCH.get() is not None or not operations:
-            return perform_each(self, operations)
+        each = perform_all if atomic else perform_each
+        batch = _BATCH.get()
+        if batch is not None and atomic and operations:
+            try:
+                with batch.transaction():  # nested: one savepoint for all of them
+                    return perform_all(self, operations)
+            except self._psycopg.Error as error:
+                raise LedgerError(f"PostgreSQL ledger failed: {error}") from error
+        if batch is not None or not operations:
+            return each(self, operations)
         try:
             with self._pool.connection() as conn, conn.transaction():
                 token = _BATCH.set(conn)
                 try:
-                    return perform_each(self, operations)
+                    return each(self, operations)
                 finally:
                     _BATCH.reset(token)
         except self._psycopg.Error as error:
@@ -1241,17 +1352,27 @@ class AsyncPostgresLedger(_Base):
         except self._psycopg.Error as error:
             raise LedgerError(f"PostgreSQL ledger failed: {error}") from error
 
-    async def perform(self, operations: Sequence[Operation]) -> list[Performed]:
+    async def perform(
+        self, operations: Sequence[Operation], *, atomic: bool = False
+    ) -> list[Performed]:
         """Awaitable :meth:`PostgresLedger.perform`."""
         self._ensure_open()
         operations = list(operations)
-        if _ABATCH.get() is not None or not operations:
-            return await aperform_each(self, operations)
+        each = aperform_all if atomic else aperform_each
+        batch = _ABATCH.get()
+        if batch is not None and atomic and operations:
+            try:
+                async with batch.transaction():  # nested: one savepoint for all of them
+                    return await aperform_all(self, operations)
+            except self._psycopg.Error as error:
+                raise LedgerError(f"PostgreSQL ledger failed: {error}") from error
+        if batch is not None or not operations:
+            return await each(self, operations)
         try:
             async with self._pool.connection() as conn, conn.transaction():
                 token = _ABATCH.set(conn)
                 try:
-                    return await aperform_each(self, operations)
+                    return await each(self, operations)
                 finally:
                     _ABATCH.reset(token)
         except self._psycopg.Error as error:

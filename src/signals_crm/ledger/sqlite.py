@@ -87,10 +87,13 @@ from signals_crm.ledger.base import (
     check_integration,
     check_keep,
     check_limit,
+    check_seen,
     check_text,
+    claim_refused,
     claim_window,
     clean_text,
     fences_of,
+    perform_all,
     perform_each,
     retried,
     summary_json,
@@ -569,19 +572,24 @@ class SQLiteLedger:
         with self._guard("write"):
             conn.execute("RELEASE operation")
 
-    def perform(self, operations: Sequence[Operation]) -> list[Performed]:
+    def perform(self, operations: Sequence[Operation], *, atomic: bool = False) -> list[Performed]:
         """Perform ``operations`` in one ``BEGIN IMMEDIATE`` transaction, one commit for all;
-        each one's result or error (a failed one is rolled back alone, to its savepoint)."""
+        each one's result or error (a failed one is rolled back alone, to its savepoint).
+        ``atomic``: all or nothing, the first error rolls the whole call back and is raised."""
         operations = list(operations)
+        each = perform_all if atomic else perform_each
         with self._shared.lock:
+            if self._shared.batched and atomic and operations:
+                with self._savepoint(self._connection()):  # nested: undone as a whole
+                    return perform_all(self, operations)
             if self._shared.read_only or self._shared.batched or not operations:
-                return perform_each(self, operations)  # (writes refuse; nested: already one)
+                return each(self, operations)  # (writes refuse; nested: already one)
             conn = self._connection()
             with self._guard("write"):
                 conn.execute("BEGIN IMMEDIATE")
             self._shared.batched = True
             try:
-                results = perform_each(self, operations)
+                results = each(self, operations)
                 self._shared.batched = False
                 with self._guard("write"):
                     conn.execute("COMMIT")
@@ -910,6 +918,84 @@ class SQLiteLedger:
                 if len(good) == len(rows):  # nothing damaged: the query found all there is
                     break
         return claimed
+
+    def claimable(
+        self, now: datetime | None = None, limit: int = 100, *, owner: str
+    ) -> list[DueSync]:
+        """What ``claim(now, limit, owner=owner)`` would take, leasing nothing (a read)."""
+        window = claim_window(self._clock, now, limit, owner, timedelta(seconds=1), None)
+        if not limit:
+            return []
+        cutoff, at = _micros(window.cutoff, "now"), _micros(window.judged_at, "now")
+        with self._read() as conn:
+            read = self._sync_rows(
+                conn,
+                f"SELECT {_SYNC_COLUMNS} FROM due_syncs AS d "  # noqa: S608
+                "WHERE integration = ? AND state = 'pending' AND due_at <= ? "
+                "AND (lease_owner IS NULL OR lease_owner = ? OR lease_until IS NULL "
+                "OR lease_until <= ?) AND (email IS NULL OR NOT EXISTS (SELECT 1 FROM "
+                "due_syncs AS o WHERE o.integration = d.integration AND o.email = d.email "
+                "AND o.lease_until > ? AND o.state = 'pending' AND o.lease_owner != ?)) "
+                "ORDER BY due_at, conversation_id LIMIT ?",
+                cutoff,
+                owner,
+                at,
+                at,
+                owner,
+                limit,
+            )
+        return [s for s in read if s.state is DueState.PENDING]  # damaged rows: claim's
+
+    def claim_unchanged(
+        self,
+        seen: Mapping[str, int],
+        *,
+        owner: str,
+        lease: timedelta,
+        now: datetime | None = None,
+    ) -> list[DueSync]:
+        """Lease to ``owner`` exactly the syncs of ``seen`` (id → the fence read) if none
+        changed since the read, else raise ``ClaimRefusedError`` writing nothing (rule 1m).
+
+        One ``UPDATE ... RETURNING`` (per 500 syncs) takes those still as read; if one is
+        missing, raising rolls the transaction back."""
+        wanted = check_seen(seen)
+        with self._write() as conn:
+            window = claim_window(self._clock, now, 0, owner, lease, None)
+            cutoff, at = _micros(window.cutoff, "now"), _micros(window.judged_at, "now")
+            rows: list[Any] = []
+            for chunk in _chunks(list(wanted.items())):
+                pairs = ", ".join(["(?, ?)"] * len(chunk))
+                rows.extend(
+                    conn.execute(
+                        "UPDATE due_syncs SET lease_owner = ?, lease_until = ?, "  # noqa: S608
+                        "fence = fence + 1 WHERE integration = ? "
+                        f"AND (conversation_id, fence) IN (VALUES {pairs}) "
+                        "AND state = 'pending' AND due_at <= ? AND (lease_owner IS NULL "
+                        "OR lease_owner = ? OR lease_until IS NULL OR lease_until <= ?) "
+                        "AND (email IS NULL OR NOT EXISTS (SELECT 1 FROM due_syncs AS o "
+                        "WHERE o.integration = due_syncs.integration "
+                        "AND o.email = due_syncs.email AND o.lease_until > ? "
+                        "AND o.state = 'pending' AND o.lease_owner != ?)) "
+                        f"RETURNING {_SYNC_COLUMNS}",
+                        (
+                            owner,
+                            _micros(window.until),
+                            self._integration,
+                            *(v for pair in chunk for v in pair),
+                            cutoff,
+                            owner,
+                            at,
+                            at,
+                            owner,
+                        ),
+                    ).fetchall()
+                )
+            claimed = {row[0]: _sync_from_row(row) for row in rows}
+            changed = [cid for cid in wanted if cid not in claimed]
+            if changed:
+                raise claim_refused(changed)  # the transaction is rolled back
+        return [claimed[cid] for cid in wanted]
 
     def _quarantine(self, conn: sqlite3.Connection, damaged: Sequence[DueSync]) -> None:
         """Dead-letter damaged pending rows with their reason (they read as dead already)."""

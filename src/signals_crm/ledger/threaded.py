@@ -105,6 +105,25 @@ class ThreadedLedger:
             lambda: self.ledger.claim(now, limit, owner=owner, lease=lease, until=until)
         )
 
+    async def claimable(
+        self, now: datetime | None = None, limit: int = 100, *, owner: str
+    ) -> list[DueSync]:
+        """Awaitable :meth:`Ledger.claimable`."""
+        return await self._run(lambda: self.ledger.claimable(now, limit, owner=owner))
+
+    async def claim_unchanged(
+        self,
+        seen: Mapping[str, int],
+        *,
+        owner: str,
+        lease: timedelta,
+        now: datetime | None = None,
+    ) -> list[DueSync]:
+        """Awaitable :meth:`Ledger.claim_unchanged`."""
+        return await self._run(
+            lambda: self.ledger.claim_unchanged(seen, owner=owner, lease=lease, now=now)
+        )
+
     async def extend(
         self,
         conversation_ids: Iterable[str],
@@ -174,9 +193,11 @@ class ThreadedLedger:
         """Awaitable :meth:`Ledger.commands_of`."""
         return await self._run(lambda: self.ledger.commands_of(conversation_ids))
 
-    async def perform(self, operations: Sequence[Operation]) -> list[Performed]:
+    async def perform(
+        self, operations: Sequence[Operation], *, atomic: bool = False
+    ) -> list[Performed]:
         """Awaitable :meth:`Ledger.perform`: all the operations in one worker thread."""
-        return await self._run(lambda: self.ledger.perform(operations))
+        return await self._run(lambda: self.ledger.perform(operations, atomic=atomic))
 
     async def record(self, commands: Sequence[CommandRecord]) -> None:
         """Awaitable :meth:`Ledger.record`."""
