@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import attrs
 import pytest
@@ -15,6 +15,8 @@ from signals_crm.core.crm import (
     Capabilities,
     PersonUpdate,
     PersonWrite,
+    WriteChain,
+    WriteChainResult,
     WriteResult,
 )
 from signals_crm.core.model import FieldValue, ObjectSchema, PersonKind, PersonRecord
@@ -111,6 +113,44 @@ class LostUpdateCRM(InMemoryCRM):
         return [WriteResult.success(r.record_id, created=False) for r in records]
 
 
+class _ChainingCRM(InMemoryCRM):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(chains=True, **kwargs)
+
+
+class UnreferencedChainCRM(_ChainingCRM):
+    """Sends a chain's dependents with the ``person_id`` they carry, not the create's id."""
+
+    def write_chains(self, chains: Sequence[WriteChain]) -> list[WriteChainResult]:
+        out: list[WriteChainResult] = []
+        for chain in chains:
+            person: WriteResult | None = None
+            if isinstance(chain.person, PersonWrite):
+                (person,) = self.create_people([chain.person])
+            elif isinstance(chain.person, PersonUpdate):
+                (person,) = self.update_people([chain.person])
+            tasks = tuple(self.create_tasks(list(chain.tasks))) if chain.tasks else ()
+            member = self.add_to_campaign([chain.membership])[0] if chain.membership else None
+            out.append(WriteChainResult(person, tasks, member))
+        return out
+
+
+class UnsplitChainCRM(_ChainingCRM):
+    """Refuses a call of more writes than one request takes instead of splitting it."""
+
+    def write_chains(self, chains: Sequence[WriteChain]) -> list[WriteChainResult]:
+        if sum(c.size for c in chains) > self.capabilities.max_chain_writes:
+            raise CRMAPIError("EXCEEDED_MAX_SUBREQUESTS", retryable=False)
+        return super().write_chains(chains)
+
+
+class ShortChainAnswerCRM(_ChainingCRM):
+    """Answers a chain without its membership's result."""
+
+    def write_chains(self, chains: Sequence[WriteChain]) -> list[WriteChainResult]:
+        return [attrs.evolve(r, membership=None) for r in super().write_chains(chains)]
+
+
 @pytest.mark.parametrize(
     ("crm_class", "test_name"),
     [
@@ -121,6 +161,9 @@ class LostUpdateCRM(InMemoryCRM):
         (AnonymousDuplicatesCRM, "test_duplicate_create_names_existing_record"),
         (LostUpdateCRM, "test_update_people_changes_values"),
         (OwnerBlindCRM, "test_describe_account_names_its_owner_field"),
+        (UnreferencedChainCRM, "test_chain_creates_a_person_then_its_dependents"),
+        (UnsplitChainCRM, "test_chains_beyond_one_call_are_split_in_order"),
+        (ShortChainAnswerCRM, "test_chain_creates_a_person_then_its_dependents"),
     ],
 )
 def test_kit_fails_buggy_adapters(crm_class: type[InMemoryCRM], test_name: str) -> None:
@@ -140,8 +183,10 @@ def test_kit_passes_the_honest_adapter_on_the_same_tests() -> None:
         "test_duplicate_create_names_existing_record",
         "test_update_people_changes_values",
         "test_describe_account_names_its_owner_field",
+        "test_chain_creates_a_person_then_its_dependents",
+        "test_chains_beyond_one_call_are_split_in_order",
     ):
-        crm = InMemoryCRM()
+        crm = InMemoryCRM(chains=True)
         getattr(Kit(), name)(crm, crm.backdoor())
 
 

@@ -95,6 +95,46 @@ class TestAsyncContactFlavour(AsyncAdapterConformance):
         return crm_contact.backdoor()
 
 
+class TestLeadFlavourWithChains(AdapterConformance):
+    """The blocking kit against the Salesforce-like flavour that chains writes."""
+
+    create_fields: ClassVar[dict[str, FieldValue]] = LEAD_CREATE_FIELDS
+    text_field = "FirstName"
+    account_owner_field = "OwnerId"
+
+    @pytest.fixture
+    def crm(self) -> InMemoryCRM:
+        return InMemoryCRM(person_kind=PersonKind.LEAD, chains=True)
+
+    @pytest.fixture
+    def adapter(self, crm: InMemoryCRM) -> InMemoryCRM:
+        return crm
+
+    @pytest.fixture
+    def backdoor(self, crm: InMemoryCRM) -> Backdoor:
+        return crm.backdoor()
+
+
+class TestAsyncContactFlavourWithChains(AsyncAdapterConformance):
+    """The async kit against the HubSpot-like flavour that chains writes."""
+
+    text_field = "firstname"
+    account_field = "industry"
+    account_owner_field = "hubspot_owner_id"
+
+    @pytest.fixture
+    def crm(self) -> InMemoryCRM:
+        return InMemoryCRM(person_kind=PersonKind.CONTACT, chains=True)
+
+    @pytest.fixture
+    def adapter(self, crm: InMemoryCRM) -> InMemoryCRM:
+        return crm
+
+    @pytest.fixture
+    def backdoor(self, crm: InMemoryCRM) -> Backdoor:
+        return crm.backdoor()
+
+
 _machine_settings = settings(
     max_examples=25,
     stateful_step_count=12,

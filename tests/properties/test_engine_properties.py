@@ -29,7 +29,14 @@ from signals_crm.ledger import MemoryLedger
 from signals_crm.testing import strategies as sst
 from signals_crm.testing.memory import InMemoryCRM
 
-WRITES = ("create_people", "update_people", "create_tasks", "add_to_campaign", "reconcile")
+WRITES = (
+    "create_people",
+    "update_people",
+    "create_tasks",
+    "add_to_campaign",
+    "write_chains",
+    "reconcile",
+)
 # A fault strikes before the CRM did the work, or after it (the answer is lost). Only faults
 # that can really come after the work may: a dropped connection and a 5xx; a 429 or a connect
 # timeout always means nothing was done.
@@ -75,6 +82,9 @@ class LateCRM(InMemoryCRM):
     def add_to_campaign(self, memberships):
         return self._late("add_to_campaign", (memberships,))
 
+    def write_chains(self, chains):
+        return self._late("write_chains", (chains,))
+
 
 def error_for(kind: str):
     if kind == "dropped":
@@ -97,17 +107,22 @@ def error_for(kind: str):
     existing=st.lists(sst.person_records(kinds=(PersonKind.LEAD,)), max_size=3),
     faults=st.lists(FAULTS, max_size=6),
     late=st.lists(
-        st.sampled_from(["create_people", "create_tasks", "add_to_campaign"]), max_size=3
+        st.sampled_from(["create_people", "create_tasks", "add_to_campaign", "write_chains"]),
+        max_size=3,
     ),
     poison=st.lists(st.booleans(), max_size=8),
     kind=st.sampled_from([PersonKind.LEAD, PersonKind.CONTACT]),
+    chains=st.booleans(),
 )
-def test_faults_never_duplicate_or_lose(conversations, existing, faults, late, poison, kind):
+def test_faults_never_duplicate_or_lose(
+    conversations, existing, faults, late, poison, kind, chains
+):
     """Whatever transient faults, late commits (a write applied after the client timed out)
-    and poison text (a lone surrogate in a mapped field) strike, once the runs settle every
+    and poison text (a lone surrogate in a mapped field) strike, with writes chained or kind by
+    kind, once the runs settle every
     qualifying visitor has exactly one person record, one task per activity, and each created
     record one membership."""
-    crm = LateCRM(person_kind=kind)
+    crm = LateCRM(person_kind=kind, chains=chains)
     crm.late_calls.extend(late)
     conversations = [
         attrs.evolve(c, visitor=attrs.evolve(c.visitor, first_name="Ana\ud800"))

@@ -1200,11 +1200,12 @@ def _unknown(
             # landed, so read it back now. A 5xx answer seldom means it did; reading would
             # mostly spend calls of the CRM's rate limit.
             yield from _probe(todo, batch, caps)
+        again = [] if isolate else _harmless_again(todo, batch, caps, reason)
         until = batch.wall() + window
         for command in commands:
             if batch.state(command.key) is CommandState.UNKNOWN:
                 batch.wait(command.conversation_id, until)
-        return []
+        return again
     payloads = [p for _, p in todo]
     landed, unknown = yield from _reconcile_sent(commands, payloads, batch, caps)
     done = []
@@ -1217,6 +1218,24 @@ def _unknown(
             done.append(batch.mark(command, CommandState.PLANNED, reason=reason))
     batch.defer(done)
     return [(c, p) for c, p in todo if c.key not in landed and c.key not in unknown]
+
+
+def _harmless_again(todo: Todo, batch: _Batch, caps: Capabilities, reason: str) -> Todo:
+    """The writes of an ambiguous call that are harmless to send again (no window of their
+    own: a membership the CRM keeps one of, an upserted task), once the record they refer to
+    is known: back to PLANNED, to go again in this run. A chained call's window is its
+    create's; without this they would wait it out with their create long confirmed."""
+    again: Todo = []
+    for command, payload in todo:
+        if batch.state(command.key) is not CommandState.UNKNOWN:
+            continue
+        if batch.window(command.kind.value, caps, read_by_person=True) > timedelta(0):
+            continue
+        if _is_chained(command, payload) and command.depends_on not in batch.created:
+            continue  # its create is not known to have landed: it waits with it
+        again.append((command, payload))
+    batch.defer([batch.mark(c, CommandState.PLANNED, reason=reason) for c, _ in again])
+    return again
 
 
 def _probe(todo: Todo, batch: _Batch, caps: Capabilities) -> Flow:

@@ -48,6 +48,12 @@ What the kit checks, per the rules of :mod:`signals_crm.adapters.base`:
    ``created=False`` the second time, and leaves one record.
 9. describe marks the fields that hold a CRM user's id (``FieldSchema.names_user``), the
    account's owner field among them: the settings catalog offers those for ownership rules.
+10. An adapter that declares ``chains_writes`` has ``write_chains`` (``awrite_chains``): a
+    chain's tasks and membership land on the record its create makes (whatever ``person_id``
+    they carry), or on the record it updates; the dependents of a create that failed are not
+    executed and answer a failure while the call's other chains go on; chains come back one
+    result each, in order, with one result per write; more writes than
+    ``max_chain_writes`` are split by the adapter, never a chain.
 
 Tests that need a capability the adapter does not declare (``supports_tasks``,
 ``supports_campaigns``, ``supports_describe``, ``supports_reconcile``, ``separate_contacts``,
@@ -94,6 +100,8 @@ from signals_crm.core.crm import (
     ReconcileQuery,
     TaskByMarker,
     TaskWrite,
+    WriteChain,
+    WriteChainResult,
     WriteResult,
 )
 from signals_crm.core.model import (
@@ -317,6 +325,8 @@ def _capabilities_are_declared(kit: _Kit) -> Scenario:
         assert caps.sync_key_field, "an adapter that upserts names its sync_key_field"
     if caps.upserts_tasks:
         assert caps.task_object, "an adapter that upserts tasks names its task_object"
+    if caps.chains_writes:
+        assert caps.max_chain_writes >= 1, "an adapter that chains writes takes one at least"
     yield from ()
 
 
@@ -338,6 +348,10 @@ def _optional_methods_match_capabilities(kit: _Kit) -> Scenario:
     assert has_read == caps.reads_accounts, (
         f"{kit.prefix}read_accounts present: {has_read}, but reads_accounts={caps.reads_accounts}"
     )
+    if caps.chains_writes:
+        assert callable(getattr(adapter, f"{kit.prefix}write_chains", None)), (
+            f"chains_writes is declared but {kit.prefix}write_chains is missing"
+        )
     has_usage = hasattr(type(adapter), "api_usage") or hasattr(adapter, "api_usage")
     assert has_usage == caps.reports_api_usage, (
         f"api_usage present: {has_usage}, but reports_api_usage={caps.reports_api_usage}"
@@ -846,6 +860,148 @@ def _campaign_membership_is_idempotent(kit: _Kit) -> Scenario:
     assert again[1].ok
     assert again[1].created is True
     assert kit.backdoor.campaign_members(campaign) == {person_1, person_2}
+
+
+# -- chained writes -----------------------------------------------------------------------------
+
+
+def _dependents(
+    kit: _Kit, person_id: str, label: str, campaign: str | None
+) -> tuple[tuple[TaskWrite, ...], CampaignMembershipWrite | None, list[str]]:
+    """Two tasks and a membership (where the CRM has them) on ``person_id``, and the markers."""
+    markers = [_unique(f"marker-{label}-transcript"), _unique(f"marker-{label}-meeting")]
+    tasks = tuple(kit.task(person_id, m) for m in markers) if kit.caps.supports_tasks else ()
+    member = None
+    if campaign is not None:
+        member = CampaignMembershipWrite(
+            key=_unique("member"),
+            campaign_id=campaign,
+            person_id=person_id,
+            person_kind=kit.caps.person_kind,
+        )
+    return tasks, member, markers if tasks else []
+
+
+def _chain_campaign(kit: _Kit) -> str | None:
+    if not kit.caps.supports_campaigns:
+        return None
+    return kit.backdoor.seed_campaign(name=_unique("Kit chain campaign"))
+
+
+def _assert_chain_shape(results: Sequence[WriteChainResult], chains: Sequence[WriteChain]) -> None:
+    assert len(results) == len(chains), "one result per chain"
+    for result, chain in zip(results, chains, strict=True):
+        assert isinstance(result, WriteChainResult), f"not a WriteChainResult: {result!r}"
+        assert (result.person is None) == (chain.person is None), "a person result iff a write"
+        assert len(result.tasks) == len(chain.tasks), "one result per task of the chain"
+        assert (result.membership is None) == (chain.membership is None)
+
+
+@_scenario
+def _chain_creates_a_person_then_its_dependents(kit: _Kit) -> Scenario:
+    """A chain's create lands, and its tasks and membership land on the new record, whatever
+    ``person_id`` they carry (the adapter refers them to the create's answer)."""
+    kit.require(kit.caps.chains_writes, "chains_writes")
+    campaign = _chain_campaign(kit)
+    email = kit.email("chain")
+    tasks, member, markers = _dependents(kit, kit.missing_person_id, "chain", campaign)
+    chain = WriteChain(kit.write(email, "Cy"), tasks, member)
+    results: list[WriteChainResult] = yield _Call("write_chains", ([chain],))
+    _assert_chain_shape(results, [chain])
+    (result,) = results
+    assert result.person is not None
+    assert result.person.ok, f"expected success, got {result.person.error!r}"
+    assert result.person.created is True
+    person_id = result.person.id
+    assert person_id is not None
+    assert kit.backdoor.people_with_email(email) == [person_id]
+    for task in result.tasks:
+        assert task.ok, f"a chained task failed: {task.error!r}"
+    assert sorted(kit.backdoor.task_markers(person_id)) == sorted(markers)
+    if campaign is not None:
+        assert result.membership is not None
+        assert result.membership.ok, f"a chained membership failed: {result.membership.error!r}"
+        assert kit.backdoor.campaign_members(campaign) == {person_id}
+
+
+@_scenario
+def _chain_halts_the_dependents_of_a_failed_create(kit: _Kit) -> Scenario:
+    """The dependents of a create that failed are not executed and answer a typed failure;
+    the other chains of the call (here: tasks on an existing record) go on."""
+    kit.require(kit.caps.chains_writes, "chains_writes")
+    kit.require(kit.caps.supports_tasks, "supports_tasks")
+    campaign = _chain_campaign(kit)
+    halted_tasks, halted_member, _ = _dependents(kit, kit.missing_person_id, "halted", campaign)
+    existing = kit.seed(kit.email("chain-neighbour"), "Ned")
+    tasks, _, markers = _dependents(kit, existing, "neighbour", None)
+    chains = [
+        WriteChain(kit.write("not-an-email", "Bad"), halted_tasks, halted_member),
+        WriteChain(None, tasks),
+    ]
+    results: list[WriteChainResult] = yield _Call("write_chains", (chains,))
+    _assert_chain_shape(results, chains)
+    failed, neighbour = results
+    assert failed.person is not None
+    _assert_validation_failure(failed.person)
+    halted = [*failed.tasks, *([failed.membership] if failed.membership is not None else [])]
+    for result in halted:
+        assert not result.ok, f"a dependent of a failed create was executed: {result!r}"
+        assert result.id is None
+        assert isinstance(result.error, CRMAPIError), f"untyped error {result.error!r}"
+    if campaign is not None:
+        assert kit.backdoor.campaign_members(campaign) == set()
+    for result in neighbour.tasks:
+        assert result.ok, f"a call-mate of a failed chain failed: {result.error!r}"
+    assert sorted(kit.backdoor.task_markers(existing)) == sorted(markers)
+
+
+@_scenario
+def _chain_updates_a_person_then_writes_on_it(kit: _Kit) -> Scenario:
+    """A chain's update is applied, and its dependents land on the updated record."""
+    kit.require(kit.caps.chains_writes, "chains_writes")
+    existing = kit.seed(kit.email("chain-update"), "Before")
+    update = PersonUpdate(
+        key=_unique("update"),
+        record_id=existing,
+        kind=kit.caps.person_kind,
+        fields={kit.text_field: "After"},
+    )
+    tasks, _, markers = _dependents(kit, existing, "update", None)
+    chain = WriteChain(update, tasks)
+    results: list[WriteChainResult] = yield _Call("write_chains", ([chain],))
+    _assert_chain_shape(results, [chain])
+    (result,) = results
+    assert result.person is not None
+    assert result.person.ok, f"expected success, got {result.person.error!r}"
+    assert result.person.id == existing
+    assert result.person.created is False
+    assert kit.stored(existing, kit.text_field) == "After"
+    assert all(t.ok for t in result.tasks)
+    assert sorted(kit.backdoor.task_markers(existing)) == sorted(markers)
+
+
+@_scenario
+def _chains_beyond_one_call_are_split_in_order(kit: _Kit) -> Scenario:
+    """More writes than ``max_chain_writes`` are split by the adapter (never a chain): each
+    chain's dependents land on its own record, one result per chain, in order."""
+    kit.require(kit.caps.chains_writes, "chains_writes")
+    size = 1 + (2 if kit.caps.supports_tasks else 0)
+    count = kit.caps.max_chain_writes // size + 1
+    emails = [kit.email("chain-many") for _ in range(count)]
+    chains: list[WriteChain] = []
+    expected: list[list[str]] = []
+    for email in emails:
+        tasks, _, markers = _dependents(kit, kit.missing_person_id, "many", None)
+        chains.append(WriteChain(kit.write(email, "Many"), tasks))
+        expected.append(markers)
+    results: list[WriteChainResult] = yield _Call("write_chains", (chains,))
+    _assert_chain_shape(results, chains)
+    for email, result, markers in zip(emails, results, expected, strict=True):
+        assert result.person is not None
+        assert result.person.ok, f"expected success, got {result.person.error!r}"
+        assert kit.backdoor.people_with_email(email) == [result.person.id]
+        assert result.person.id is not None
+        assert sorted(kit.backdoor.task_markers(result.person.id)) == sorted(markers)
 
 
 # -- reconciliation -----------------------------------------------------------------------------

@@ -43,12 +43,12 @@ Rules the records follow:
    made with ``created=False``. The capabilities then declare ``upserts_people`` and
    ``upserts_tasks`` by :data:`SYNC_KEY_FIELD`, which the person and task schemas carry
    (external ID, unique).
-6. Reconciliation answers: ``PersonByEmail`` → the best non-converted record of that kind (most
+7. Reconciliation answers: ``PersonByEmail`` → the best non-converted record of that kind (most
    recently modified, ties broken by the smaller id); ``TaskByMarker`` → the oldest task with the
    marker; ``MembershipByPerson`` → the membership id.
-7. Requested fields that a record does not have (or the schema does not know) read as ``None``;
+8. Requested fields that a record does not have (or the schema does not know) read as ``None``;
    lookups never fail on field names.
-8. ``chains=True`` declares ``Capabilities.chains_writes`` (25 writes a call, like Salesforce's
+9. ``chains=True`` declares ``Capabilities.chains_writes`` (25 writes a call, like Salesforce's
    composite request): ``write_chains`` applies each chain's person write, then its tasks and
    membership on that record; the dependents of a create that failed are not executed and
    answer ``PROCESSING_HALTED`` (retryable). ``fail_next("write_chains", ...)`` fails a whole
@@ -1103,7 +1103,7 @@ class InMemoryCRM:
         return WriteChainResult(person, tasks, membership)
 
     def write_chains(self, chains: Sequence[WriteChain]) -> list[WriteChainResult]:
-        """Each chain's person write, then its tasks and membership on that record (rule 7)."""
+        """Each chain's person write, then its tasks and membership on that record (rule 9)."""
         limit = self.capabilities.max_chain_writes
         if not self._chains:
             raise ConfigurationError([Problem("chains", "this CRM was built without chains")])
