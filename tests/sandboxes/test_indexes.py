@@ -87,6 +87,18 @@ def test_salesforce_index_answers_as_a_scan_would(
     assert found == [e for e in seeded if e.casefold() in keys]
 
 
+def test_salesforce_text_in_list_matches_case_insensitively_and_not_in_keeps_the_rest() -> None:
+    """A text ``IN`` that no index narrows (``LastName``, and ``NOT IN``) matches the value
+    casefolded (``Straße`` is ``STRASSE``), as comparing one literal at a time would."""
+    org, client = _sf()
+    door = SalesforceBackdoor(org)
+    for email, last in (("a@x.com", "Straße"), ("b@x.com", "SMITH"), ("c@x.com", "Jones")):
+        door.seed_person(kind=PersonKind.LEAD, email=email, fields={"LastName": last})
+    query = "SELECT Email FROM Lead WHERE LastName {} ('STRASSE', 'smith', 'Nobody')"
+    assert _emails(client, query.format("IN")) == ["a@x.com", "b@x.com"]
+    assert _emails(client, query.format("NOT IN")) == ["c@x.com"]
+
+
 def test_hubspot_email_index_follows_patch_archive_and_additional_emails() -> None:
     """A contact is found by its new email after a PATCH, not by the old one; an archived one
     is not found; an additional email finds its contact."""

@@ -448,7 +448,15 @@ class Queries(Store):
             hit = cond.pattern.fullmatch(str(value).casefold()) is not None
             return hit != cond.negated
         if isinstance(cond, InList):
-            hit = any(_equal(ftype, value, lit.value) for lit in cond.values)
+            folded = cond.folded
+            if folded is not None and ftype not in _ID_TYPES:
+                # Every literal a string, as _equal compares them: the text casefolded.
+                if value is None or isinstance(value, bool):
+                    hit = False
+                else:
+                    hit = str(value).casefold() in folded
+            else:
+                hit = any(_equal(ftype, value, lit.value) for lit in cond.values)
             return hit != cond.negated
         if isinstance(cond.value.value, DateLiteral):
             start, end = date_range(cond.value.value, self.now())

@@ -110,9 +110,20 @@ class Comparison:
 
 @attrs.frozen
 class InList:
+    """``path [NOT] IN (values)``. ``folded`` holds the casefolded values when every one is a
+    string (``None`` otherwise): a text field is then matched by one set lookup."""
+
     path: tuple[str, ...]
     values: tuple[Literal, ...]
     negated: bool = False
+    folded: frozenset[str] | None = attrs.field(init=False, eq=False, repr=False)
+
+    @folded.default
+    def _fold(self) -> frozenset[str] | None:
+        texts = [v.value for v in self.values]
+        if all(isinstance(t, str) for t in texts):
+            return frozenset(t.casefold() for t in texts)
+        return None
 
 
 @attrs.frozen
