@@ -447,7 +447,7 @@ def planning(count: int) -> None:
     planner = Planner(plan_throughput.CONFIG, SALESFORCE_LIKE)
     elapsed, _ = plan_throughput.timed(count, 200, lambda b: planner.plan(b, now=NOW))
     print(
-        f"5. core planning                : {count / elapsed:,.0f} conversations/s "
+        f"5. core planning                : {count / elapsed:,.0f} conversations/s of CPU "
         f"(target >= 50,000; plan_throughput's workload, {count:,} conversations)"
     )
 
