@@ -255,7 +255,9 @@ class _Compiled:
     task_kinds: tuple[ActivityKind | str, ...]
     all_task_kinds: bool  # every activity becomes a task: nothing to filter
     templates: Mapping[str, ActivityTemplate]  # the declared activity kinds, by name
-    task_roles: Mapping[str, tuple[Role, ...]]  # who did each kind, for the task's owner
+    # Per kind name: who did it (for the task's owner), its label in reasons, and its
+    # "task_planned" reason (None for a declared kind: that reason names the activity).
+    task_specs: Mapping[str, _TaskSpec]
     eligible: Reason
     campaign_reason: Reason | None
     tasks_unsupported: Reason
@@ -303,11 +305,23 @@ class _Compiled:
             tuple(config.task_events),  # a tuple: membership by identity, no enum hashing
             config.task_events >= {*ActivityKind, *(t.name for t in config.activity_kinds)},
             config.templates,
-            {**TASK_ROLES, **{t.name: t.owner_roles for t in config.activity_kinds}},
+            _task_specs(config),
             info("eligible", f"eligible for {mode.value} sync"),
             campaign_reason,
             warning("tasks_unsupported", f"{capabilities.name} takes no tasks"),
         )
+
+
+_TaskSpec = tuple[tuple[Role, ...], str, Reason | None]
+
+
+def _task_specs(config: SyncConfig) -> dict[str, _TaskSpec]:
+    specs: dict[str, _TaskSpec] = {
+        name: (roles, _TASK_LABELS[name], _TASK_PLANNED[name]) for name, roles in TASK_ROLES.items()
+    }
+    for template in config.activity_kinds:
+        specs[template.name] = (template.owner_roles, f"the {template.name} task", None)
+    return specs
 
 
 def _person_fields(config: SyncConfig, capabilities: Capabilities) -> tuple[str, ...]:
@@ -611,8 +625,10 @@ _TASK_LABELS = {
     ActivityKind.CHAT_TRANSCRIPT.value: "the transcript task",
     ActivityKind.MEETING_BOOKED.value: "the meeting task",
 }
-_TRANSCRIPT_TASK = info("task_planned", "a task for the chat transcript")
-_MEETING_TASK = info("task_planned", "a task for the booked meeting")
+_TASK_PLANNED = {
+    ActivityKind.CHAT_TRANSCRIPT.value: info("task_planned", "a task for the chat transcript"),
+    ActivityKind.MEETING_BOOKED.value: info("task_planned", "a task for the booked meeting"),
+}
 _OWNER_UNTOUCHED = info("owner_untouched", "an update never changes the owner or campaign")
 _NO_TASKS_MANUAL = info("no_tasks_manual", "a manual sync creates no tasks")
 
@@ -672,14 +688,14 @@ def _tasks(  # noqa: PLR0917  # positional: called per conversation
     limit = capabilities.max_task_body_length
     owners = compiled.task_owners
     participants = conversation.participants
+    specs = compiled.task_specs
     for activity in activities:
         name = kind_name(activity.kind)
-        owner = owners.resolve(
-            compiled.task_roles.get(name, ()),
-            participants,
-            record_owner,
-            activity=_TASK_LABELS.get(name) or f"the {name} task",
-        )
+        spec = specs.get(name)  # one lookup: roles, label, reason
+        if spec is None:  # an activity of a kind the settings do not declare
+            spec = ((), f"the {name} task", None)
+        roles, label, planned = spec
+        owner = owners.resolve(roles, participants, record_owner, activity=label)
         chosen = activity
         if limit is not None and len(activity.body) > limit:
             chosen = attrs.evolve(activity, body=activity.body[:limit])
@@ -702,10 +718,7 @@ def _tasks(  # noqa: PLR0917  # positional: called per conversation
                 chosen,
             )
         )
-        if activity.kind is ActivityKind.CHAT_TRANSCRIPT:
-            trace.append(_TRANSCRIPT_TASK)
-        elif activity.kind is ActivityKind.MEETING_BOOKED:
-            trace.append(_MEETING_TASK)
-        else:
-            trace.append(info("task_planned", f"a task for the {name} activity {activity.key}"))
+        if planned is None:
+            planned = info("task_planned", f"a task for the {name} activity {activity.key}")
+        trace.append(planned)
         trace.extend(owner.trace)
