@@ -3,6 +3,7 @@ the value, the answer must be the one the full walk gives."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from hypothesis import given
@@ -11,7 +12,15 @@ from hypothesis import strategies as st
 from signals_crm._flows import batch
 from signals_crm._flows.batch import repair_text
 from signals_crm.core.crm import PersonWrite
-from signals_crm.core.model import Conversation, ConversationStatus, PersonKind, Visitor
+from signals_crm.core.model import (
+    Activity,
+    ActivityKind,
+    Conversation,
+    ConversationStatus,
+    PersonKind,
+    Visitor,
+)
+from signals_crm.core.plan import Command, CommandKind, PersonRef
 from signals_crm.testing.strategies import conversations
 
 # Text that is ASCII, other Unicode, or carries lone / paired surrogates.
@@ -59,3 +68,35 @@ def test_attrs_values_are_repaired_as_the_full_walk_does(name: str, email: str, 
 def test_generated_conversations_are_left_as_they_are(conversation: Conversation) -> None:
     fixed, paths = repair_text(conversation)
     assert (fixed, paths) == full_walk(conversation)
+
+
+@given(texts, texts, texts, texts, st.sampled_from(list(CommandKind)))
+def test_a_write_is_unsendable_exactly_when_its_full_walk_says_so(
+    body: str, field: str, campaign: str, person_id: str, kind: CommandKind
+) -> None:
+    """The shortcut (the command's soundness, kept per batch, and its person's id) gives the
+    verdict the walk of the whole write gives, for every kind of write, asked twice."""
+    activity = Activity(ActivityKind.CHAT_TRANSCRIPT, "transcript", f"Chat {body}", body)
+    command = Command(
+        f"c-1:{kind.value}",
+        kind,
+        "c-1",
+        "a@x.test",
+        PersonRef(PersonKind.LEAD, None, "c-1:person"),
+        {"FirstName": field},
+        None,
+        activity if kind is CommandKind.CREATE_TASK else None,
+        campaign if kind is CommandKind.ADD_TO_CAMPAIGN else None,
+    )
+    write: Any
+    if kind is CommandKind.CREATE_PERSON:
+        write = command.to_person_write()
+    elif kind is CommandKind.UPDATE_PERSON:
+        write = command.to_person_update(person_id)
+    elif kind is CommandKind.CREATE_TASK:
+        write = command.to_task_write(person_id)
+    else:
+        write = command.to_membership_write(person_id)
+    known = SimpleNamespace(sound={})  # the one part of a batch the shortcut keeps
+    for _ in range(2):
+        assert batch._unsendable_write(command, write, known) == batch._unsendable(write)  # type: ignore[arg-type]

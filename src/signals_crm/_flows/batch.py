@@ -51,7 +51,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -154,47 +154,64 @@ def _valid(text: str) -> str:
     return _SURROGATE.sub("\ufffd", joined)
 
 
-_INIT_FIELDS: dict[type, tuple[str, ...] | None] = {}
+# How _sound walks a value of each type (worked out once per type): text, a leaf (no text it
+# walks into: None, numbers, times, enums that are not str), a tuple or list, a mapping, or an
+# attrs class (the names of its __init__ fields).
+_TEXT, _LEAF, _SEQUENCE, _MAPPING = 0, 1, 2, 3
+_Shape = int | tuple[str, ...]
+_SHAPES: dict[type, _Shape] = {
+    str: _TEXT,
+    **dict.fromkeys((type(None), int, float, bool, date, datetime, timedelta), _LEAF),
+}
 
 
-def _init_fields(cls: type) -> tuple[str, ...] | None:
-    """The names of ``cls``'s ``__init__`` fields when it is an attrs class, else ``None``."""
-    try:
-        return _INIT_FIELDS[cls]
-    except KeyError:
-        names = tuple(f.name for f in attrs.fields(cls) if f.init) if attrs.has(cls) else None
-        _INIT_FIELDS[cls] = names
-        return names
+def _shape(cls: type) -> _Shape:
+    shape = _SHAPES.get(cls)
+    if shape is None:
+        if issubclass(cls, str):
+            shape = _TEXT
+        elif attrs.has(cls):
+            shape = tuple(f.name for f in attrs.fields(cls) if f.init)
+        elif issubclass(cls, tuple | list):
+            shape = _SEQUENCE
+        elif issubclass(cls, Mapping):
+            shape = _MAPPING
+        else:
+            shape = _LEAF
+        _SHAPES[cls] = shape
+    return shape
 
 
 def _sound(value: Any) -> bool:
     """Whether :func:`repair_text` would leave ``value`` as it is: every string reachable
     the way it walks is free of lone surrogates. (``False`` only means "look closer".)"""
-    if isinstance(value, str):
+    shape = _SHAPES.get(type(value))
+    if shape is None:
+        shape = _shape(type(value))
+    if shape == _TEXT:
         return value.isascii() or not _SURROGATE.search(value)
-    if value is None or type(value) in _SCALARS:
+    if shape == _LEAF:
         return True
-    names = _init_fields(type(value))
-    if names is not None:
-        return _sound_items([getattr(value, name) for name in names])
-    if isinstance(value, tuple | list):
+    if shape == _SEQUENCE:
         return _sound_items(value)
-    if isinstance(value, Mapping):
+    if shape == _MAPPING:
         return all((not isinstance(k, str) or _sound(k)) and _sound(v) for k, v in value.items())
-    return True
+    assert isinstance(shape, tuple)  # noqa: S101  # an attrs class: its fields' names
+    return _sound_items([getattr(value, name) for name in shape])
 
 
 def _sound_items(items: Iterable[Any]) -> bool:
+    shapes = _SHAPES
     for item in items:
-        if type(item) is str:
+        shape = shapes.get(type(item))
+        if shape == _LEAF:
+            continue
+        if shape == _TEXT:
             if not item.isascii() and _SURROGATE.search(item):
                 return False
-        elif item is not None and type(item) not in _SCALARS and not _sound(item):
+        elif not _sound(item):
             return False
     return True
-
-
-_SCALARS = frozenset({int, float, bool, datetime, timedelta})
 
 
 def repair_text(value: Any, path: str = "") -> tuple[Any, list[str]]:
@@ -252,6 +269,21 @@ def _unsendable(payload: Any) -> str | None:
     return f"text that cannot be encoded as UTF-8 in {', '.join(paths)}; not sent"
 
 
+def _unsendable_write(command: Command, payload: Any, batch: _Batch) -> str | None:
+    """:func:`_unsendable` of ``payload``, the write of ``command``, known sooner: every text
+    a write holds is the command's (whole, cut, or joined) or its person's id, so a sound
+    command with a sound person id makes a sound write. A command's soundness is worked out
+    once per batch (the chained and the kind-by-kind paths both ask)."""
+    known = batch.sound.get(command.key)
+    if known is None or known[0] is not command:
+        known = batch.sound[command.key] = (command, _sound(command))
+    if known[1]:
+        person: object = getattr(payload, "person_id", None) or getattr(payload, "record_id", "")
+        if _sound(person):
+            return None
+    return _unsendable(payload)
+
+
 def _repaired_note(paths: Sequence[str]) -> Reason:
     return warning(
         "text_repaired",
@@ -292,6 +324,7 @@ class _Batch:
     inactive: set[str] = attrs.field(factory=set)  # owners the CRM refused as inactive
     pending: list[CommandRecord] = attrs.field(factory=list)  # outcomes not written yet
     before_send: dict[str, CommandRecord | None] = attrs.field(factory=dict)  # key → as it was
+    sound: dict[str, tuple[Command, bool]] = attrs.field(factory=dict)  # key → its text sound?
     rate_limited: bool = False
     owner_sound: bool = attrs.field(init=False)  # the owner is text a record can hold
 
@@ -839,7 +872,7 @@ def _calls(commands: Sequence[Command], batch: _Batch, caps: Capabilities) -> li
         payload = _payload(command, batch)
         if payload is None:
             continue  # its person record does not exist (yet): the conversation is retried
-        why = _unsendable(payload)
+        why = _unsendable_write(command, payload, batch)
         if why is not None:
             batch.defer([batch.mark(command, CommandState.FAILED, reason=why)])
             batch.errors.setdefault(command.conversation_id, (why, False))
@@ -1039,6 +1072,18 @@ def chain_todo(plans: Iterable[Plan], batch: _Batch, caps: Capabilities) -> list
     ``None`` (rule 3). Backfills, whose calls are full, stay kind by kind."""
     if not caps.chains_writes or caps.max_chain_writes < 1:
         return None
+    plans = list(plans)
+    size = max(1, caps.write_batch_size)
+    # Kind by kind would cost at most ``ceiling`` calls (every command sent), and chains never
+    # fewer than their writes over max_chain_writes: once that many writes are chained the
+    # answer is None (writing kind by kind), and what is left unread is left to that path.
+    planned: dict[CommandKind, int] = {}
+    for plan in plans:
+        for command in plan.commands:
+            planned[command.kind] = planned.get(command.kind, 0) + 1
+    ceiling = sum(-(-n // size) for n in planned.values())
+    enough = ceiling * caps.max_chain_writes
+    chained = 0
     order = {
         CommandKind.CREATE_PERSON: 0,
         CommandKind.UPDATE_PERSON: 1,
@@ -1066,7 +1111,7 @@ def chain_todo(plans: Iterable[Plan], batch: _Batch, caps: Capabilities) -> list
                     return None  # an update of a record made in this batch: after it, by kind
             if payload is None:
                 continue  # its person record does not exist (yet): the conversation is retried
-            why = _unsendable(payload)
+            why = _unsendable_write(command, payload, batch)
             if why is not None:
                 batch.defer([batch.mark(command, CommandState.FAILED, reason=why)])
                 batch.errors.setdefault(command.conversation_id, (why, False))
@@ -1075,10 +1120,12 @@ def chain_todo(plans: Iterable[Plan], batch: _Batch, caps: Capabilities) -> list
                 creating.add(command.key)
             by_chain.setdefault(_chain_of(command, payload), []).append((command, payload))
             counts[command.kind] = counts.get(command.kind, 0) + 1
+            chained += 1
+        if chained >= enough:
+            return None  # kind by kind costs fewer calls, whatever the rest of the batch holds
     chains = list(by_chain.values())
     if not chains or any(len(chain) > caps.max_chain_writes for chain in chains):
         return None
-    size = max(1, caps.write_batch_size)
     phased = sum(-(-n // size) for n in counts.values())
     if len(_pack(chains, caps.max_chain_writes)) >= phased:
         return None
