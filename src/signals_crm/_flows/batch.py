@@ -538,7 +538,12 @@ def _live_person(records: Sequence[PersonRecord], kind: PersonKind) -> str | Non
 def _find_created(emails: Sequence[str], kinds: Sequence[PersonKind], batch: _Batch) -> Flow:
     """For each email, the live person record of its kind (rule 6), or ``None``."""
     found: list[tuple[PersonRecord, ...]] = _answers(
-        (yield from batch.reader.read_each("find_people", list(emails), [])), emails
+        (
+            yield from batch.reader.read_each(
+                "find_people", list(emails), [], size=batch.reader.lookup_size
+            )
+        ),
+        emails,
     )
     return [_live_person(rs, kind) for rs, kind in zip(found, kinds, strict=True)]
 
@@ -681,7 +686,9 @@ def reconcile(
             if batch.wall() < ready:
                 early[current.key] = ready
             asked.append((current, query))
-        for chunk in _chunks(asked, _RECONCILE_CHUNK):
+        # Creates are read by email, as many a chunk as one lookup request takes.
+        size = max(1, caps.lookup_batch_size) if creates else _RECONCILE_CHUNK
+        for chunk in _chunks(asked, size):
             yield from _reconcile_chunk(chunk, batch, caps, early, absent)
 
 
@@ -1491,7 +1498,7 @@ def sync_batch(
             repaired[conversation.id] = paths
         valid.append(fixed)
     conversations = valid
-    reader = Reader(retry, random)
+    reader = Reader(retry, random, caps.lookup_batch_size)
     batch = _Batch(
         now=now,
         retry=retry,

@@ -115,6 +115,9 @@ class Reader:
 
     retry: RetryPolicy = attrs.field(factory=RetryPolicy)
     random: Callable[[], float] = attrs.field(default=lambda: 1.0)
+    lookup_size: int | None = None
+    """Emails per request of the adapter's person lookup (``lookup_batch_size``): a failed
+    lookup of more is read again in pieces of this size (:meth:`read_each`)."""
 
     def read(self, call: Call) -> Flow:
         """Yield ``call``; on a retryable error back off and try again, up to the policy."""
@@ -131,13 +134,19 @@ class Reader:
                 continue
             return result
 
-    def read_each(self, method: str, items: Sequence[Any], *rest: Any) -> Flow:
+    def read_each(
+        self, method: str, items: Sequence[Any], *rest: Any, size: int | None = None
+    ) -> Flow:
         """``method(items, *rest)``, one answer per item, read so that one failing request
         costs only its own items (liveness). An adapter call of many items may be many
         requests; while the CRM fails a share of its requests such a call rarely succeeds as
         a whole, however often it is retried. So a call of several items that fails
-        transiently is not retried whole: its halves are read instead, down to single items,
-        which get the policy's retries. A rate limit is waited out (``Retry-After``) instead."""
+        transiently is not retried whole: it is read again in pieces, each read the same way
+        down to single items, which get the policy's retries. The pieces are of ``size``
+        items (the adapter's items per request, ``lookup_batch_size``) while the call is
+        larger than that, so each is one request, retried alone (halving instead re-reads
+        pieces of several requests, each as likely to fail); halves below it. A rate limit is
+        waited out (``Retry-After``) instead."""
         if len(items) <= 1:
             return list((yield from self.read(Call(method, (list(items), *rest)))))
         try:
@@ -147,10 +156,12 @@ class Reader:
                 raise
             if isinstance(error, RateLimitedError):
                 return list((yield from self.read(Call(method, (list(items), *rest)))))
-        half = len(items) // 2
-        first = yield from self.read_each(method, items[:half], *rest)
-        second = yield from self.read_each(method, items[half:], *rest)
-        return [*first, *second]
+        step = size if size is not None and 1 <= size < len(items) else (len(items) + 1) // 2
+        found: list[Any] = []
+        for start in range(0, len(items), step):
+            piece = items[start : start + step]
+            found.extend((yield from self.read_each(method, piece, *rest, size=size)))
+        return found
 
     def lookups(self, flow: Generator[Any, Any, Any]) -> Flow:
         """Run a core generator inside this flow, each lookup it yields a (retried) call; a
@@ -160,7 +171,12 @@ class Reader:
     def _lookup(self, request: Any) -> Flow:
         if isinstance(request, FindPeople) and len(request.emails) > 1:
             return (
-                yield from self.read_each("find_people", list(request.emails), list(request.fields))
+                yield from self.read_each(
+                    "find_people",
+                    list(request.emails),
+                    list(request.fields),
+                    size=self.lookup_size,
+                )
             )
         return (yield from self.read(_answer(request)))
 
