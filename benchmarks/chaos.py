@@ -499,6 +499,39 @@ def _integration(
 _SLEPT: Counter[str] = Counter()
 _SLOW: list[tuple[str, float, str]] = []
 _PATHS: Counter[str] = Counter()
+_ITEMS: Counter[str] = Counter()  # items asked for, by adapter method
+_DOING: list[str] = []  # the adapter method under way (its requests are counted under it)
+_METHODS = (
+    "find_people",
+    "reconcile",
+    "create_people",
+    "update_people",
+    "create_tasks",
+    "add_to_campaign",
+    "list_users",
+    "describe",
+    "campaign_exists",
+)
+
+
+def _counted(adapter: Any) -> None:
+    """Count each request under the adapter method that sent it (for the log)."""
+    for name in _METHODS:
+        method = getattr(adapter, name, None)
+        if method is None:
+            continue
+
+        def wrapped(*args: Any, _method: Any = method, _name: str = name, **kw: Any) -> Any:
+            if _name == "find_people" and not (args[1:] and args[1]):
+                _name = "find_people (reconcile)"  # the engine's reads of its own creates
+            _ITEMS[_name] += len(args[0]) if args else 0
+            _DOING.insert(0, _name)
+            try:
+                return _method(*args, **kw)
+            finally:
+                _DOING.pop(0)
+
+        setattr(adapter, name, wrapped)
 
 
 class _TimedTransport(httpx.BaseTransport):
@@ -520,7 +553,8 @@ class _TimedTransport(httpx.BaseTransport):
             return response
         finally:
             took = time.monotonic() - began
-            _PATHS[re.sub(r"/[0-9][0-9-]*", "/N", request.url.path)[-34:]] += 1
+            path = re.sub(r"/[0-9][0-9-]*", "/N", request.url.path)[-34:]
+            _PATHS[f"{_DOING[0]} {path}" if _DOING else path] += 1
             if took > 0.5:
                 _SLOW.append((request.url.path[-40:], round(took, 2), outcome))
 
@@ -549,6 +583,7 @@ def work(
         SQLiteLedger(ledger_path) as ledger,
     ):
         sync = _integration(options, site, http, ledger, worker_id=worker_id, rng=rng)
+        _counted(sync.adapter)
         limiter = getattr(sync.adapter, "limiter", None)  # HubSpot's client-side burst limiter
         while time.monotonic() < deadline:
             began = time.time()
@@ -556,6 +591,9 @@ def work(
             _SLEPT.clear()
             _SLOW.clear()
             _PATHS.clear()
+            _ITEMS.clear()
+            log.write(json.dumps({"run": began, "pid": os.getpid()}) + "\n")
+            log.flush()
             try:
                 report = sync.run_due()
             except Exception as error:  # noqa: BLE001  # an escape is a finding: logged, counted
@@ -584,6 +622,7 @@ def work(
                     "slept": [round(_SLEPT["seconds"], 2), _SLEPT["count"]],
                     "slow": _SLOW[:6],
                     "calls": dict(_PATHS),
+                    "items": dict(_ITEMS),
                     "limiter": round((limiter.waited if limiter else 0.0) - waited, 2),
                     "waits": dict(waits),
                     "retry_in": sorted(
@@ -683,7 +722,10 @@ def run_chaos(
             kill_at = sorted(rng.uniform(0.05, 0.8) * span for _ in range(options.kills))
             logs = {f"w{n}": str(folder / f"w{n}.jsonl") for n in range(options.workers)}
 
+            events: list[dict[str, Any]] = []
+
             def start(name: str) -> None:
+                events.append({"at": time.time(), "start": name})
                 workers[name] = subprocess.Popen(  # noqa: S603  # this script, by path
                     _child("_work", options, json.dumps(site), ledger_path, name, logs[name])
                 )
@@ -704,6 +746,7 @@ def run_chaos(
                     alive = [n for n, p in workers.items() if n not in done and p.poll() is None]
                     if alive:
                         victim = rng.choice(alive)
+                        events.append({"at": time.time(), "kill": victim})
                         workers[victim].send_signal(signal.SIGKILL)
                         workers[victim].wait()
                         kills += 1
@@ -718,6 +761,8 @@ def run_chaos(
                         start(name)
                 time.sleep(0.05)
             seconds = time.monotonic() - began
+            events.append({"at": time.time(), "end": seconds})
+            (folder / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
             for proc in workers.values():
                 if proc.poll() is None:
                     proc.kill()

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
 import httpx
 import pytest
 from hubspot_support import FakeClock, limiters
 
 from signals_crm.adapters.hubspot import (
     AsyncHubSpotAdapter,
+    FileWindow,
     HubSpotAdapter,
+    LocalWindow,
     RateLimiter,
     RateLimitUsage,
 )
@@ -151,3 +157,127 @@ def test_searches_keep_under_five_per_second(clock: FakeClock) -> None:
         answers = adapter.reconcile([TaskByMarker(f"m{n}") for n in range(100)])
     assert answers == [None] * 100
     assert portal.rate_limited == 0
+
+
+# ------------------------------------------------------------------------------------------------
+# One portal, one window: the limiters of several workers share it (issue 13 item 6)
+
+
+def test_limiters_sharing_a_window_keep_the_portal_under_its_limit(clock: FakeClock) -> None:
+    """Two limiters (two workers) given one window send at most the share together, in any
+    rolling window; each alone would have allowed the full share."""
+    window = LocalWindow()
+    first = RateLimiter(clock=clock, sleep=clock.sleep, window=window)
+    second = RateLimiter(clock=clock, sleep=clock.sleep, window=window)
+    sent: list[float] = []
+    for n in range(270):
+        (first if n % 2 else second).acquire()
+        sent.append(clock.now)
+    for i, start in enumerate(sent):
+        assert sum(1 for t in sent[i:] if t < start + 10.0) <= 90
+    assert clock.slept == pytest.approx(20.0)  # 90 at 0 s, 90 at 10 s, 90 at 20 s
+    assert first.waited + second.waited == pytest.approx(20.0)  # no wait beyond the window's
+
+
+def test_a_limit_that_drops_waits_for_enough_sends_to_leave(clock: FakeClock) -> None:
+    """When HubSpot reports a smaller window than the log holds, the next send waits until
+    enough of the oldest sends have left it, not merely the oldest one."""
+    limiter = RateLimiter(max_requests=100, share=1.0, clock=clock, sleep=clock.sleep)
+    for _ in range(100):
+        limiter.acquire()
+        clock.now += 0.05  # sends at 0.00, 0.05, ... 4.95 s
+    limiter.observe(RateLimitUsage(interval_ms=10_000, max=60, remaining=20))
+    start = clock.now
+    limiter.acquire()
+    # 60 may be in the window: the 41st oldest send (at 2.00 s) must leave, at 12.00 s.
+    assert clock.now == pytest.approx(start - 5.0 + 12.0)
+
+
+def test_a_pause_one_limiter_learns_holds_back_the_others(clock: FakeClock) -> None:
+    """A 429's Retry-After (or Remaining: 0) seen by one worker pauses every limiter of the
+    window: the others would meet the same full window."""
+    window = LocalWindow()
+    first = RateLimiter(clock=clock, sleep=clock.sleep, window=window)
+    second = RateLimiter(clock=clock, sleep=clock.sleep, window=window)
+    first.pause(4.0)
+    second.acquire()
+    assert clock.slept == pytest.approx(4.0)
+    second.observe(RateLimitUsage(interval_ms=10_000, max=110, remaining=0))
+    first.acquire()
+    assert clock.slept == pytest.approx(14.0)
+
+
+def test_file_window_is_one_log_for_every_handle(tmp_path: Path, clock: FakeClock) -> None:
+    """Two FileWindows on one path (two processes' handles) see each other's sends."""
+    path = tmp_path / "portal.window"
+    first = RateLimiter(
+        max_requests=10, share=1.0, clock=clock, sleep=clock.sleep, window=FileWindow(path)
+    )
+    second = RateLimiter(
+        max_requests=10, share=1.0, clock=clock, sleep=clock.sleep, window=FileWindow(path)
+    )
+    for _ in range(5):
+        first.acquire()
+        second.acquire()
+    assert clock.slept == 0.0
+    second.acquire()
+    assert clock.slept == pytest.approx(10.0)
+    path.write_text("not json")  # a damaged file starts a fresh log, never raises
+    first.acquire()
+    assert clock.slept == pytest.approx(10.0)
+
+
+def _grab(path: str, attempts: int, out: Any) -> None:
+    window = FileWindow(path)
+    out.put(sum(window.reserve(0.0, 10.0, 100) == 0.0 for _ in range(attempts)))
+
+
+def test_file_window_grants_no_more_than_the_limit_across_processes(tmp_path: Path) -> None:
+    """Four processes racing for slots of one window at one instant are granted exactly the
+    limit between them: the file lock makes each reservation atomic."""
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    path = str(tmp_path / "portal.window")
+    workers = [context.Process(target=_grab, args=(path, 60, out)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    granted = [out.get(timeout=30) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    assert sum(granted) == 100
+
+
+def test_two_workers_on_one_portal_see_no_429_only_with_a_shared_window(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Two adapters (two workers) writing to one portal of 110 requests per 10 s (an OAuth
+    app's): with one shared window, 600 writes see no 429; with a window each (each keeps
+    itself at 99 per 10 s), together they pass the portal's limit."""
+    for shared in (True, False):
+        portal = LocalHubSpot(clock=clock, sleep=clock.sleep, burst_limit=110)
+        person = portal.backdoor.seed_person(kind=PersonKind.CONTACT, email="two@example.com")
+        path = tmp_path / f"window-{shared}"
+        with httpx.Client(transport=portal.transport()) as client:
+            adapters = [
+                HubSpotAdapter(
+                    client,
+                    TOKEN,
+                    limiter=RateLimiter(
+                        clock=clock,
+                        sleep=clock.sleep,
+                        window=FileWindow(path if shared else f"{path}-{n}"),
+                    ),
+                )
+                for n in range(2)
+            ]
+            refused = 0
+            for n, update in enumerate(_updates(person, 600)):
+                try:
+                    adapters[n % 2].update_people([update])
+                except RateLimitedError:
+                    refused += 1
+        if shared:
+            assert (refused, portal.rate_limited) == (0, 0)
+            assert adapters[0].limiter.limit == 99  # the portal's reported 110, at 0.9
+        else:
+            assert refused > 0

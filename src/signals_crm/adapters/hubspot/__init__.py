@@ -13,7 +13,7 @@ from signals_crm.adapters.hubspot._auth import (
     TokenSource,
 )
 from signals_crm.adapters.hubspot._flows import HubSpotFlows, HubSpotOptions
-from signals_crm.adapters.hubspot._limiter import RateLimiter
+from signals_crm.adapters.hubspot._limiter import FileWindow, LocalWindow, RateLimiter, RateWindow
 from signals_crm.adapters.hubspot._requests import (
     ASSOCIATION_TYPE_IDS,
     HubSpotAPI,
@@ -36,14 +36,17 @@ __all__ = [
     "HUBSPOT_CAPABILITIES",
     "AsyncHubSpotAdapter",
     "AsyncTokenStore",
+    "FileWindow",
     "HubSpotAPI",
     "HubSpotAdapter",
     "HubSpotAuth",
     "HubSpotFlows",
     "HubSpotOptions",
+    "LocalWindow",
     "OAuthToken",
     "RateLimitUsage",
     "RateLimiter",
+    "RateWindow",
     "RefreshTokenFlow",
     "StaticToken",
     "TokenSet",
