@@ -119,3 +119,41 @@ def test_manual_plan_has_no_tasks_but_same_person_key():
 def test_field_getter_matches_field_values(conversation, path):
     """The compiled getter reads exactly what field_values() holds for the path."""
     assert field_getter(path)(conversation) == conversation.field_values().get(path)
+
+
+def test_resumed_creates_are_not_looked_up_again():
+    """A conversation whose create an earlier run already made (``created``) is planned from
+    that record: its email is not looked up (the answer would be ignored), while an email that
+    another, fresh conversation of the batch shares still is."""
+    from signals_crm.core.crm import FindPeople
+
+    def conversation(cid: str, email: str) -> Conversation:
+        return Conversation(id=cid, closed_at=CLOSED, visitor=Visitor(email=email), transcript="t")
+
+    batch = [
+        conversation("done", "done@x.test"),
+        conversation("fresh", "fresh@x.test"),
+        conversation("done-2", "shared@x.test"),
+        conversation("fresh-2", "Shared@x.test"),
+    ]
+    flow = plan_sync(
+        batch,
+        SyncConfig(),
+        HUBSPOT_LIKE,
+        now=CLOSED,
+        created={"done": "101", "done-2": "102"},
+    )
+    asked = []
+    request = next(flow)
+    while True:
+        assert isinstance(request, FindPeople)  # HUBSPOT_LIKE describes nothing
+        asked.append(request.emails)
+        try:
+            request = flow.send([() for _ in request.emails])
+        except StopIteration as stop:
+            plans = stop.value
+            break
+    assert asked == [("fresh@x.test", "shared@x.test")]
+    assert [p.outcome for p in plans] == [PlanOutcome.CREATE] * 3 + [PlanOutcome.UNCHANGED]
+    assert "resumed_create" in {r.code for r in plans[0].trace}
+    assert "resumed_create" not in {r.code for r in plans[1].trace}

@@ -348,6 +348,36 @@ def test_a_read_of_many_requests_that_keeps_failing_is_read_in_halves() -> None:
     assert {sync.ledger.get_due(f"c-{i}").attempts for i in range(12)} == {0}
 
 
+class SizedLookupsCRM(InMemoryCRM):
+    """Notes the number of emails of every person lookup it is asked."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.lookup_sizes: list[int] = []
+
+    def find_people(
+        self, emails: Sequence[str], fields: Sequence[str] = ()
+    ) -> list[tuple[PersonRecord, ...]]:
+        """Note the lookup's size, then answer (or fail, as queued)."""
+        self.lookup_sizes.append(len(emails))
+        return super().find_people(emails, fields)
+
+
+def test_a_failed_lookup_is_read_again_in_pieces_of_one_request() -> None:
+    """A lookup of 250 emails (three requests of 100) that fails once is read again as 100,
+    100 and 50: each piece one request, so a failure costs only that request again. Halves
+    (125 each, two requests apiece) would each be as likely to fail as a whole."""
+    crm = SizedLookupsCRM(person_kind=PersonKind.LEAD, lookup_batch_size=100)
+    owner = crm.seed_user(email="sally@vendor.test")
+    sync = engine(crm, config(owner))
+    for i in range(250):
+        sync.conversation_closed(conv(f"c-{i}", f"v{i}@x.test"))
+    crm.fail_next("find_people", TransportError("one request failed", maybe_sent=False))
+    report = sync.run_due(LATER)
+    assert report.count(OutcomeKind.CREATED) == 250
+    assert crm.lookup_sizes == [250, 100, 100, 50]
+
+
 class ExpiredCRM(InMemoryCRM):
     """Every lookup is refused: the credentials are bad."""
 

@@ -411,6 +411,9 @@ class Planner:
         verdicts: list[Eligibility] = []
         passing: list[str | None] = []
         emails: dict[str, None] = {}
+        # Emails only resumed creates have: their record is known (``created``) and a lookup
+        # would be ignored, so they are not looked up.
+        resumed_only: set[str] = set()
         rule = self._eligibility if automatic else None
         for conversation in conversations:
             if rule is not None:
@@ -424,16 +427,24 @@ class Planner:
                 passing.append(None)
             else:
                 email = email.strip()
-                emails[email.lower()] = None  # normalize_email, once trimmed
+                key = email.lower()  # normalize_email, once trimmed
+                if created and conversation.id in created:
+                    if key not in emails:
+                        resumed_only.add(key)
+                else:
+                    resumed_only.discard(key)
+                emails[key] = None
                 passing.append(email)
 
         found: dict[str, Sequence[PersonRecord]] = {}
         if emails:
-            request = FindPeople(tuple(emails), self._fields)
-            answer = yield request
-            if answer is None or len(answer) != len(request.emails):
-                raise PlanningError("FindPeople must be answered with one result per email")
-            found = dict(zip(request.emails, answer, strict=True))
+            wanted = tuple(e for e in emails if e not in resumed_only)
+            if wanted:
+                request = FindPeople(wanted, self._fields)
+                answer = yield request
+                if answer is None or len(answer) != len(request.emails):
+                    raise PlanningError("FindPeople must be answered with one result per email")
+                found = dict(zip(request.emails, answer, strict=True))
             if schema is None and capabilities.supports_describe:
                 schema = yield DescribeObject(capabilities.person_object)
                 if not isinstance(schema, ObjectSchema):
