@@ -76,7 +76,13 @@ from typing import Any
 import attrs
 import httpx
 
-from signals_crm.adapters.hubspot import HubSpotAdapter, HubSpotAPI, RefreshTokenFlow
+from signals_crm.adapters.hubspot import (
+    FileWindow,
+    HubSpotAdapter,
+    HubSpotAPI,
+    RateLimiter,
+    RefreshTokenFlow,
+)
 from signals_crm.adapters.salesforce import ClientCredentialsFlow, SalesforceAdapter
 from signals_crm.core.config import (
     Criteria,
@@ -132,6 +138,8 @@ class Options:
     reschedule: float = 1.0
     sync_key: bool = True
     search_lag: float = 5.0
+    portal_limit: int = 110  # HubSpot: requests per 10 s of the portal's window (0: none)
+    shared_window: bool = True  # HubSpot: the workers draw from one window (a FileWindow)
 
     def __attrs_post_init__(self) -> None:
         if self.settle <= self.hold or self.hold <= self.client_timeout:
@@ -315,7 +323,7 @@ def _hubspot(options: Options, specs: Sequence[Spec]) -> tuple[Any, Any, list[st
     # HubSpot's search index trails writes ("a few moments"): emulated for search only.
     portal = LocalHubSpot(
         seed=options.seed,
-        burst_limit=None,
+        burst_limit=options.portal_limit or None,
         search_per_second=None,
         search_lag=options.search_lag,
     )
@@ -401,6 +409,7 @@ def _dump(crm: str, app: Any, door: Any, campaign: str, specs: Sequence[Spec]) -
         "late_commits": app.late_commits,
         "api_calls": app.api_used if crm == "salesforce" else app.calls,
         "token_requests": app.token_requests,
+        "rate_limited": app.rate_limited if crm == "hubspot" else 0,
         "paths": _paths(crm, app),
         "cpu": cpu,
     }
@@ -468,6 +477,7 @@ def _integration(
     *,
     worker_id: str,
     rng: random.Random,
+    window: str | None = None,
 ) -> Integration:
     url = site["url"]
     adapter: Any
@@ -483,7 +493,8 @@ def _integration(
         auth = RefreshTokenFlow(
             client_id=CLIENT_ID, client_secret=CLIENT_SECRET, refresh_token=REFRESH_TOKEN, api=api
         )
-        adapter = HubSpotAdapter(http, auth, api=api)
+        shared = FileWindow(window) if window is not None and options.shared_window else None
+        adapter = HubSpotAdapter(http, auth, api=api, limiter=RateLimiter(window=shared))
     return Integration(
         adapter,
         sync_config(options.crm, site["owners"], site["campaign"]),
@@ -582,7 +593,15 @@ def work(
         ) as http,
         SQLiteLedger(ledger_path) as ledger,
     ):
-        sync = _integration(options, site, http, ledger, worker_id=worker_id, rng=rng)
+        sync = _integration(
+            options,
+            site,
+            http,
+            ledger,
+            worker_id=worker_id,
+            rng=rng,
+            window=f"{ledger_path}.hubspot-window",  # one portal: one window for all workers
+        )
         _counted(sync.adapter)
         limiter = getattr(sync.adapter, "limiter", None)  # HubSpot's client-side burst limiter
         while time.monotonic() < deadline:
@@ -901,7 +920,9 @@ def _describe(result: RunResult) -> str:
             f"kills {result.kills}"
             + (f", workers that died on their own {result.restarts}" if result.restarts else "")
             + (
-                f"; the workers' rate limiters (HubSpot's 100 requests per 10 s) waited "
+                f"; portal window {result.options.portal_limit or 'none'} per 10 s, "
+                f"{'one shared by the workers' if result.options.shared_window else 'one each'}"
+                f", 429s {result.dump['rate_limited']}; the workers' rate limiters waited "
                 f"{result.limited:.1f} s in all"
                 if result.options.crm == "hubspot"
                 else ""
@@ -930,6 +951,25 @@ def _describe(result: RunResult) -> str:
     if result.escaped:
         common = Counter(result.escaped).most_common(3)
         lines.append(f"    errors that escaped run_due: {len(result.escaped)}: {common}")
+    return "\n".join(lines)
+
+
+def _paths_table(base: RunResult | None, chaos: RunResult) -> str:
+    """HubSpot's requests by method and path, fault-free and chaos side by side (the token
+    endpoint is not counted in the portal's window)."""
+    before = base.dump["paths"] if base else {}
+    after = chaos.dump["paths"]
+    lines = ["  requests by path (fault-free -> chaos):"]
+    lines.extend(
+        f"    {before.get(path, 0):4d} -> {after.get(path, 0):4d}  {path}"
+        for path in sorted(set(before) | set(after), key=lambda p: -after.get(p, 0))
+    )
+    tokens = (base.dump["token_requests"] if base else 0, chaos.dump["token_requests"])
+    counted = (
+        base.dump["api_calls"] - tokens[0] if base else 0,
+        chaos.dump["api_calls"] - tokens[1],
+    )
+    lines.append(f"    {counted[0]:4d} -> {counted[1]:4d}  in the portal's window (all but tokens)")
     return "\n".join(lines)
 
 
@@ -973,6 +1013,18 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         default=5.0,
         help="seconds the local HubSpot's search index trails writes (search only)",
     )
+    parser.add_argument(
+        "--portal-limit",
+        type=int,
+        default=110,
+        help="HubSpot: the portal's requests per 10 s (110: an OAuth app's; 0: unlimited)",
+    )
+    parser.add_argument(
+        "--window-per-worker",
+        action="store_true",
+        help="HubSpot: each worker keeps its own rate window (not shared: they may pass the "
+        "portal's limit together)",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the fault-free run")
     parser.add_argument("--keep", type=Path, default=None, help="keep ledgers and logs here")
     return parser.parse_args(argv)
@@ -1005,6 +1057,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             reschedule=args.reschedule,
             sync_key=not args.no_sync_key,
             search_lag=args.search_lag,
+            portal_limit=args.portal_limit,
+            shared_window=not args.window_per_worker,
         )
         base = None
         if not args.no_baseline:
@@ -1034,6 +1088,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{options.workers} workers:\n{_describe(chaos)}",
             flush=True,
         )
+        if crm == "hubspot":
+            print(_paths_table(base, chaos), flush=True)
         rows.append(_row(chaos, base))
         clean = clean and chaos.audit["duplicates"] == 0 and chaos.audit["lost"] == 0
         clean = clean and not chaos.audit["findings"] and not chaos.timed_out

@@ -378,6 +378,37 @@ def test_a_failed_lookup_is_read_again_in_pieces_of_one_request() -> None:
     assert crm.lookup_sizes == [250, 100, 100, 50]
 
 
+class SizedReconcileCRM(InMemoryCRM):
+    """Notes the number of queries of every reconcile read it is asked."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.reconcile_sizes: list[int] = []
+
+    def reconcile(self, queries: Sequence[ReconcileQuery]) -> list[str | None]:
+        """Note the read's size, then answer."""
+        self.reconcile_sizes.append(len(queries))
+        return super().reconcile(queries)
+
+
+def test_settled_task_reads_go_in_chunks_of_one_lookup_request() -> None:
+    """150 ambiguous task writes (a timeout: not found at once, but they might still land) are
+    read back once their window has passed in chunks of the adapter's lookup size (100 and
+    50), not of 50: fewer, fuller requests; then sent once more, each exactly once."""
+    crm = SizedReconcileCRM(person_kind=PersonKind.LEAD, lookup_batch_size=100)
+    owner = crm.seed_user(email="sally@vendor.test")
+    sync = engine(crm, config(owner), settle=timedelta(minutes=15))
+    for i in range(150):
+        sync.conversation_closed(conv(f"c-{i}", f"v{i}@x.test"))
+    crm.fail_next("create_tasks", TransportError("read timeout", maybe_sent=True))
+    assert sync.run_due(LATER).count(OutcomeKind.RETRY) == 150
+    crm.reconcile_sizes.clear()
+    assert sync.run_due(LATER + timedelta(minutes=15)).count(OutcomeKind.CREATED) == 150
+    assert crm.reconcile_sizes == [100, 50]
+    (lead,) = crm.people_with_email("v7@x.test")
+    assert crm.task_markers(lead) == ["signals:c-7:transcript"]  # absent, so sent once more
+
+
 class ExpiredCRM(InMemoryCRM):
     """Every lookup is refused: the credentials are bad."""
 

@@ -511,7 +511,7 @@ def _record(records: Sequence[CommandRecord], lost_ids: set[str]) -> Flow:
 
 _CREATE = CommandKind.CREATE_PERSON.value
 _DUPLICATE = "duplicate of "
-_RECONCILE_CHUNK = 50
+_RECONCILE_CHUNK = 200  # queries per reconcile read at most (a failing one holds back these)
 
 
 def _answers(found: Any, asked: Sequence[object]) -> list[Any]:
@@ -686,8 +686,10 @@ def reconcile(
             if batch.wall() < ready:
                 early[current.key] = ready
             asked.append((current, query))
-        # Creates are read by email, as many a chunk as one lookup request takes.
-        size = max(1, caps.lookup_batch_size) if creates else _RECONCILE_CHUNK
+        # As many a chunk as one lookup request takes: creates are read by email; a chunk
+        # of tasks read from their people is one association read and its activities' reads
+        # (HubSpot: about three requests per hundred).
+        size = max(1, min(caps.lookup_batch_size, _RECONCILE_CHUNK))
         for chunk in _chunks(asked, size):
             yield from _reconcile_chunk(chunk, batch, caps, early, absent)
 
