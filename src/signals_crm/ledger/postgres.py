@@ -50,7 +50,12 @@ import attrs
 
 from signals_crm._drive import adrive, drive
 from signals_crm.core.model import Conversation, PersonKind, normalize_email
-from signals_crm.exceptions import ConfigurationError, LedgerError, Problem
+from signals_crm.exceptions import (
+    ConfigurationError,
+    InvalidTransitionError,
+    LedgerError,
+    Problem,
+)
 from signals_crm.ledger._rows import (
     DAMAGED,
     EPOCH,
@@ -814,7 +819,12 @@ class _Ops:
             found[row[1]].append(_command(row))
         return found
 
-    def _upsert(self, records: Iterable[CommandRecord]) -> Generator[_Statement, Any, None]:
+    def _upsert(
+        self, records: Iterable[CommandRecord], *, only_new: bool = False
+    ) -> Generator[_Statement, Any, list[str]]:
+        """Write ``records``; with ``only_new``, insert those whose key is not stored yet
+        (waiting for a racing insert to commit) and leave the others: returns the keys written
+        (every key, without ``only_new``)."""
         rows = [
             (
                 r.key,
@@ -832,19 +842,24 @@ class _Ops:
             for r in records
         ]
         if not rows:
-            return
+            return []
         columns = [list(c) for c in zip(*rows, strict=True)]
-        yield self.q(
+        conflict = (
+            "DO NOTHING RETURNING key"
+            if only_new
+            else "DO UPDATE SET state = excluded.state, crm_id = excluded.crm_id, "
+            "reason = excluded.reason, attempts = excluded.attempts, "
+            "updated_at = excluded.updated_at, payload_digest = excluded.payload_digest, "
+            "owner = excluded.owner, fence = excluded.fence"
+        )
+        written = yield self.q(
             f"INSERT INTO {{s}}.commands (integration, {_COMMAND_COLUMNS}) "  # noqa: S608
             "SELECT %s, * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], "
             "%s::text[], %s::text[], %s::integer[], %s::bigint[], %s::text[], %s::text[], "
-            "%s::bigint[]) ON CONFLICT (integration, key) DO UPDATE SET "
-            "state = excluded.state, crm_id = excluded.crm_id, reason = excluded.reason, "
-            "attempts = excluded.attempts, updated_at = excluded.updated_at, "
-            "payload_digest = excluded.payload_digest, owner = excluded.owner, "
-            "fence = excluded.fence",
+            f"%s::bigint[]) ON CONFLICT (integration, key) {conflict}",
             [self.i, *columns],
         )
+        return [r[0] for r in written] if only_new else [r[0] for r in rows]
 
     def record(self, commands: Sequence[CommandRecord]) -> _Op[None]:
         """Insert or update ``commands`` in one transaction, enforcing the transition rules."""
@@ -856,28 +871,47 @@ class _Ops:
             check_fences(wanted, (yield from self._fences(list(wanted))), fenced_keys)
         firsts = {c.key: c for c in reversed(commands)}  # each key's first command
         keys = list(firsts)
-        # Lock the keys' rows. A key nobody has yet is taken by inserting a placeholder (ON
-        # CONFLICT DO NOTHING waits for a racing insert to commit); a key another transaction
-        # inserted meanwhile is then read, locked, as it was stored (rule 4).
+        # Lock the keys' rows (rule 4). A key nobody has yet is written by inserting its record
+        # with ON CONFLICT DO NOTHING, which waits for a racing insert of that key to commit; a
+        # key another transaction inserted meanwhile is then read, locked, as it was stored,
+        # and every transition judged again. Where the rules refuse a new key, placeholders
+        # take the missing keys first, so that the refusal is judged on what is stored.
         stored = yield from self._commands(keys, lock=True)
         missing = [k for k in keys if k not in stored]
+        final: dict[str, CommandRecord] | None
+        try:
+            final = apply_transitions(stored, commands)
+        except InvalidTransitionError:
+            if not missing:
+                raise
+            final = None
+        inserted: set[str] = set()
         if missing:
-            rows = yield self.q(
-                "INSERT INTO {s}.commands (integration, key, conversation_id, kind, state, "
-                "updated_at) SELECT %s, k, c, t, 'planned', 0 FROM unnest(%s::text[], "
-                "%s::text[], %s::text[]) AS u(k, c, t) ON CONFLICT (integration, key) DO NOTHING "
-                "RETURNING key",
-                (
-                    self.i,
-                    missing,
-                    [firsts[k].conversation_id for k in missing],
-                    [firsts[k].kind for k in missing],
-                ),
-            )
-            raced = sorted(set(missing) - {r[0] for r in rows})
-            stored.update((yield from self._commands(raced, lock=True)))
-        final = apply_transitions(stored, commands)
-        yield from self._upsert(final.values())
+            if final is None:
+                rows = yield self.q(
+                    "INSERT INTO {s}.commands (integration, key, conversation_id, kind, state, "
+                    "updated_at) SELECT %s, k, c, t, 'planned', 0 FROM unnest(%s::text[], "
+                    "%s::text[], %s::text[]) AS u(k, c, t) ON CONFLICT (integration, key) "
+                    "DO NOTHING RETURNING key",
+                    (
+                        self.i,
+                        missing,
+                        [firsts[k].conversation_id for k in missing],
+                        [firsts[k].kind for k in missing],
+                    ),
+                )
+                taken = {r[0] for r in rows}
+            else:
+                new = [final[k] for k in missing]
+                inserted = set((yield from self._upsert(new, only_new=True)))
+                taken = inserted
+            raced = sorted(set(missing) - taken)
+            if raced or final is None:
+                stored.update((yield from self._commands(raced, lock=True)))
+                final = None  # judged again on what is stored now
+        if final is None:
+            final = apply_transitions(stored, commands)
+        yield from self._upsert(r for k, r in final.items() if k not in inserted)
         return None
 
     def retry_failed(self, keys: Iterable[str], now: datetime) -> _Op[list[str]]:
