@@ -37,7 +37,8 @@ and lost must both be 0.
 
 ``--statements N`` loads ``pg_stat_statements`` into the cluster and prints, after each run,
 the N statements that cost PostgreSQL the most time (execution plus planning), per visitor:
-calls, milliseconds, rows, and the shared buffers hit and dirtied. (The extension's own
+calls, milliseconds, rows, and the shared buffers hit and dirtied (and, for all statements,
+buffers hit and WAL bytes written per visitor: figures that the load leaves alone). (Its own
 bookkeeping costs a little CPU, so leave it off for the throughput figures.)
 
 Run (the full size takes a few minutes on two cores)::
@@ -335,7 +336,7 @@ def top_statements(conninfo: str, count: int, visitors: int) -> list[str]:
     with psycopg.connect(conninfo, autocommit=True) as connection:
         rows = connection.execute(
             "SELECT calls, total_exec_time + total_plan_time, rows, shared_blks_hit, "
-            "shared_blks_dirtied, regexp_replace(query, '\\s+', ' ', 'g') "
+            "shared_blks_dirtied, regexp_replace(query, '\\s+', ' ', 'g'), wal_bytes "
             "FROM pg_stat_statements "
             "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             "ORDER BY 2 DESC"
@@ -343,11 +344,13 @@ def top_statements(conninfo: str, count: int, visitors: int) -> list[str]:
     total = sum(r[1] for r in rows) or 1.0
     n = max(visitors, 1)
     head = (
-        f"      statements: {sum(r[0] for r in rows) / n:.1f} per visitor, "
-        f"{total / n:.3f} ms per visitor in PostgreSQL (execution + planning)"
+        f"      statements: {sum(r[0] for r in rows) / n:.2f} per visitor, "
+        f"{total / n:.3f} ms per visitor in PostgreSQL (execution + planning), "
+        f"{sum(r[3] for r in rows) / n:.0f} buffers hit, "
+        f"{sum(int(r[6]) for r in rows) / n:,.0f} WAL bytes"
     )
     lines = [head]
-    for calls, ms, found, hit, dirtied, text in rows[:count]:
+    for calls, ms, found, hit, dirtied, text, _ in rows[:count]:
         query = re.sub(r"(SELECT|RETURNING) ([^()]{40,}?) FROM", r"\1 ... FROM", text)
         lines.append(
             f"      {ms / total:4.0%} {calls / n:5.2f} calls {ms / n:6.3f} ms "

@@ -130,6 +130,31 @@ def test_a_newer_schema_is_refused(postgres_schema: tuple[str, str]) -> None:
         postgres.PostgresLedger(conninfo, schema=schema)
 
 
+@pytest.mark.parametrize("version", range(1, postgres.SCHEMA_VERSION))
+def test_an_older_schema_is_migrated_forward(
+    postgres_schema: tuple[str, str], version: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A schema an older version wrote (every earlier step of the ladder) is brought to this
+    version on open, its rows kept, the newer indexes built."""
+    conninfo, schema = postgres_schema
+    with monkeypatch.context() as older:
+        older.setattr(postgres, "MIGRATIONS", postgres.MIGRATIONS[:version])
+        older.setattr(postgres, "SCHEMA_VERSION", version)
+        with postgres.PostgresLedger(conninfo, schema=schema) as ledger:
+            ledger.schedule_many([(conv("c1"), T0), (conv("c2"), T0)])
+    with postgres.PostgresLedger(conninfo, schema=schema) as ledger:
+        claimed = ledger.claim(limit=10, owner="w", lease=LEASE)
+        assert [s.conversation_id for s in claimed] == ["c1", "c2"]
+    psycopg = import_or_unavailable("psycopg", "postgres")
+    with psycopg.connect(conninfo) as raw:
+        (stored,) = raw.execute(f"SELECT version FROM {schema}.ledger_schema").fetchall()  # noqa: S608
+        indexes = raw.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (schema,)
+        ).fetchall()
+    assert stored == (postgres.SCHEMA_VERSION,)
+    assert ("due_syncs_leased_email",) in indexes
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])  # psycopg's async driver is asyncio's
 async def test_the_async_ledger_runs_the_same_operations(
