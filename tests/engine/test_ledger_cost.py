@@ -48,6 +48,7 @@ class Commits:
         assert conn is not None
         self.conn = conn
         self.writing = 0
+        self.commits = 0
         self.statements: list[str] = []
         self._wrote = False
         conn.set_trace_callback(self._trace)
@@ -58,6 +59,7 @@ class Commits:
         if head in WRITES:
             self._wrote = True
         elif head == "COMMIT":
+            self.commits += 1
             self.writing += int(self._wrote)
             self._wrote = False
 
@@ -104,24 +106,51 @@ def sync(crm: InMemoryCRM, tmp_path: Path) -> Iterator[Integration]:
     engine_.ledger.close()
 
 
-def test_a_new_visitors_run_makes_four_writing_commits(sync: Integration) -> None:
-    """A new Lead with two Tasks and a campaign membership: conversation_closed commits once;
-    run_due four times: the claim, the create's SENT, the create's outcome with every
-    dependent write's SENT, and the rest (outcomes, link, release, completion) together."""
+def test_a_new_visitors_run_makes_three_writing_commits(sync: Integration) -> None:
+    """A new Lead with two Tasks and a campaign membership, written kind by kind:
+    conversation_closed commits once; run_due three times: the claim with the create's SENT,
+    the create's outcome with every dependent write's SENT, and the rest (outcomes, link,
+    release, completion) together. No commit writes nothing (no empty final claim)."""
     assert isinstance(sync.ledger, SQLiteLedger)
     counter = Commits(sync.ledger)
     sync.conversation_closed(conv("c-1", "lena@brightfield.test"))
     assert counter.writing == 1
     report = sync.run_due(LATER)
     assert report.outcome("c-1").kind is OutcomeKind.CREATED
-    assert counter.writing == 1 + 4
+    assert counter.writing == 1 + 3
+    assert counter.commits == counter.writing
 
 
-def test_an_existing_leads_run_makes_three_writing_commits(
+def test_a_chained_new_visitors_sync_makes_three_commits_in_all(tmp_path: Path) -> None:
+    """The same visitor on a CRM that chains writes (one request for the Lead, its Tasks and
+    its campaign membership): conversation_closed, then the claim with every SENT, then the
+    rest: three commits in all, and each write was SENT before its request."""
+    crm = InMemoryCRM(person_kind=PersonKind.LEAD, chains=True)
+    crm.seed_user(email="sally@vendor.test")
+    sync = engine(crm, tmp_path / "ledger.db")
+    assert isinstance(sync.ledger, SQLiteLedger)
+    try:
+        counter = Commits(sync.ledger)
+        sync.conversation_closed(conv("c-1", "lena@brightfield.test"))
+        report = sync.run_due(LATER)
+        assert report.outcome("c-1").kind is OutcomeKind.CREATED
+        assert (counter.commits, counter.writing) == (3, 3)
+        assert crm.calls["write_chains"] == 1
+        stored = sync.ledger.get_due("c-1")
+        assert stored is not None
+        assert (stored.state.value, stored.fence, stored.lease_owner) == ("done", 1, None)
+        records = sync.ledger.commands_for("c-1")
+        assert {r.state.value for r in records} == {"confirmed"}
+        assert {r.fence for r in records} == {1}
+    finally:
+        sync.ledger.close()
+
+
+def test_an_existing_leads_run_makes_two_writing_commits(
     crm: InMemoryCRM, sync: Integration
 ) -> None:
     """An existing Lead (an update and two Tasks, all independent of each other): run_due
-    commits three times: the claim, every write's SENT, and the rest together."""
+    commits twice: the claim with every write's SENT, and the rest together."""
     assert isinstance(sync.ledger, SQLiteLedger)
     crm.seed_person(
         kind=PersonKind.LEAD, email="lena@brightfield.test", fields={"FirstName": "Old"}
@@ -130,7 +159,8 @@ def test_an_existing_leads_run_makes_three_writing_commits(
     sync.conversation_closed(conv("c-1", "lena@brightfield.test"))
     report = sync.run_due(LATER)
     assert report.outcome("c-1").kind is OutcomeKind.UPDATED
-    assert counter.writing == 1 + 3
+    assert counter.writing == 1 + 2
+    assert counter.commits == counter.writing
 
 
 def test_a_backfill_reads_the_commands_once_per_batch(sync: Integration) -> None:

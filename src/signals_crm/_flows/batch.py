@@ -107,6 +107,7 @@ from signals_crm.core.plan import (
 from signals_crm.core.retry import RetryPolicy
 from signals_crm.core.trace import Reason, info, warning
 from signals_crm.exceptions import (
+    ClaimRefusedError,
     CRMAPIError,
     DuplicateRecordError,
     InvalidTransitionError,
@@ -128,6 +129,7 @@ from signals_crm.reports import _FROM_PLAN, ConversationOutcome, OutcomeKind
 
 __all__ = [
     "BatchResult",
+    "OptimisticClaim",
     "Verdict",
     "account_owners",
     "classify",
@@ -296,6 +298,21 @@ def _repaired_note(paths: Sequence[str]) -> Reason:
 # One batch's bookkeeping
 
 
+@attrs.define
+class OptimisticClaim:
+    """``run_due``'s claim of syncs it only read (``claim_unchanged``, rule 1m of
+    :mod:`signals_crm.ledger.base`), not written yet: the batch's first commit starts with it,
+    all or nothing (``perform(..., atomic=True)``), so no SENT is recorded unless it holds.
+    ``committed`` turns true with that commit; a refusal raises ``ClaimRefusedError``."""
+
+    op: LedgerOp
+    committed: bool = False
+
+    def first(self, operations: Sequence[LedgerOp]) -> LedgerOp:
+        """``operations`` as one commit behind the claim."""
+        return LedgerOp("perform", ([self.op, *operations],), {"atomic": True})
+
+
 _TAKEN_OVER = "settling after takeover"
 _ISOLATE = "[sent alone next] "
 
@@ -326,6 +343,7 @@ class _Batch:
     before_send: dict[str, CommandRecord | None] = attrs.field(factory=dict)  # key → as it was
     sound: dict[str, tuple[Command, bool]] = attrs.field(factory=dict)  # key → its text sound?
     rate_limited: bool = False
+    claim: OptimisticClaim | None = None  # written with the first commit, if not yet
     owner_sound: bool = attrs.field(init=False)  # the owner is text a record can hold
 
     def __attrs_post_init__(self) -> None:
@@ -366,7 +384,7 @@ class _Batch:
         process raced us to are dropped and returned."""
         pending = [*self.pending, *updates]
         self.pending = []
-        saved, lost = yield from _record(pending, self.lost)
+        saved, lost = yield from _record(pending, self.lost, self.claim)
         for record in saved:
             self.records[record.key] = record
         return lost
@@ -488,15 +506,24 @@ class _Batch:
                     self.created[record.key] = record.crm_id
 
 
-def _record(records: Sequence[CommandRecord], lost_ids: set[str]) -> Flow:
+def _record(
+    records: Sequence[CommandRecord], lost_ids: set[str], claim: OptimisticClaim | None = None
+) -> Flow:
     """Record ``records``, dropping those the ledger refuses (raced by another process, or of
     a conversation whose lease is lost: added to ``lost_ids``, never sent). Returns what was
-    saved and what was dropped."""
+    saved and what was dropped. A ``claim`` not written yet goes first, in the same commit;
+    its refusal (``ClaimRefusedError``) is raised, with nothing written."""
     dropped: list[CommandRecord] = []
     pending = list(records)
     while pending:
         try:
-            yield from store("record", pending)
+            if claim is not None and not claim.committed:
+                yield claim.first([LedgerOp("record", (pending,))])
+                claim.committed = True
+            else:
+                yield from store("record", pending)
+        except ClaimRefusedError:
+            raise  # the syncs changed since they were read: nothing of the commit written
         except InvalidTransitionError as exc:
             if isinstance(exc, LeaseLostError):
                 # Another worker claimed these syncs: stop touching them (never send).
@@ -1426,6 +1453,9 @@ class BatchResult:
     carried: tuple[str, ...] = ()  # conversations left for the next round (backfill only)
     writes: tuple[LedgerOp, ...] = ()
     """What is left to write (the last outcomes, the links): :func:`finish_batch` does."""
+    claim: OptimisticClaim | None = None
+    """``run_due``'s optimistic claim, when nothing was written yet: the settle commit
+    (:func:`finish_batch`) starts with it."""
 
 
 def _digest(fields: Mapping[str, Any]) -> str:
@@ -1478,6 +1508,7 @@ def sync_batch(
     emails_of: Callable[[str], Flow] | None = None,
     fences: Mapping[str, int] | None = None,
     carry: bool = False,
+    claim: OptimisticClaim | None = None,
 ) -> Flow:
     """Sync a batch of conversations (module doc); one outcome per distinct conversation.
 
@@ -1488,7 +1519,10 @@ def sync_batch(
     (every command of it is recorded with it; refused ones mean another worker took over).
     ``carry`` (a backfill's rounds but the last) lets the conversations whose writes would
     only part-fill a call wait for the next round (:mod:`signals_crm._flows.carry`). They get
-    no outcome here: ``BatchResult.carried`` lists them.
+    no outcome here: ``BatchResult.carried`` lists them. ``claim`` (``run_due``'s optimistic
+    claim of syncs it read) goes first in the batch's first commit, ``fences`` being the
+    fences it will hand out; if it is refused, ``ClaimRefusedError`` is raised with nothing
+    written (nothing was sent: every request follows a commit).
     """
     config, caps = planner.config, planner.capabilities
     conversations = list({c.id: c for c in conversations}.values())  # a repeat: the last wins
@@ -1511,6 +1545,7 @@ def sync_batch(
         settle=settle,
         clock=clock,
         fences=dict(fences or {}),
+        claim=claim,
     )
     try:
         yield from batch.load(conversations)
@@ -1590,7 +1625,8 @@ def sync_batch(
             outcomes.append(outcome)
     except Exception:
         # What is known is written before the error goes on: an outcome is never lost to it.
-        if batch.pending:
+        # (With an optimistic claim not written yet nothing was sent: nothing to keep.)
+        if batch.pending and (claim is None or claim.committed):
             yield from batch.save([])
         raise
     writes = [LedgerOp("record", (batch.pending,))] if batch.pending else []
@@ -1604,6 +1640,7 @@ def sync_batch(
         frozenset(batch.inactive),
         tuple(c.id for c in conversations if c.id in later),
         tuple(writes),
+        claim if claim is not None and not claim.committed else None,
     )
 
 
@@ -1660,7 +1697,15 @@ def finish_batch(result: BatchResult, more: Sequence[LedgerOp] = ()) -> Flow:
     A record the ledger refuses (another process raced us to it) is dropped and the rest
     recorded again; any other failure of the batch's own writes is raised."""
     own = list(result.writes)
-    performed: list[Performed] = yield LedgerOp("perform", ([*own, *more],))
+    writes = LedgerOp("perform", ([*own, *more],))
+    performed: list[Performed]
+    if result.claim is not None and not result.claim.committed:
+        # The optimistic claim first, all or nothing with the rest: a refusal writes nothing.
+        claimed: list[Performed] = yield result.claim.first([writes])
+        result.claim.committed = True
+        performed = claimed[1][0]
+    else:
+        performed = yield writes
     for operation, (_, error) in zip(own, performed, strict=False):
         if error is None:
             continue

@@ -31,6 +31,7 @@ import attrs
 from signals_crm._drive import drive
 from signals_crm._flows.batch import (
     BatchResult,
+    OptimisticClaim,
     account_owners,
     finish_batch,
     plan_batch,
@@ -72,6 +73,7 @@ from signals_crm.core.retry import RetryPolicy
 from signals_crm.core.routing import VisitorOwner, plan_visitor_owners
 from signals_crm.core.users import UserMappingProposal, propose_user_mapping
 from signals_crm.exceptions import (
+    ClaimRefusedError,
     ConfigurationError,
     IntegrationDisabledError,
     LeaseLostError,
@@ -483,7 +485,9 @@ class Operations:
         mode: SyncMode,
         now: datetime,
         fences: Mapping[str, int] | None = None,
+        *,
         carry: bool = False,
+        claim: OptimisticClaim | None = None,
     ) -> FlowOf[BatchResult]:
         result: BatchResult = yield from sync_batch(
             conversations,
@@ -500,6 +504,7 @@ class Operations:
             emails_of=self._email_of,
             fences=fences,
             carry=carry,
+            claim=claim,
         )
         return result
 
@@ -517,59 +522,98 @@ class Operations:
         yield from self._ready_flow()
         outcomes: list[ConversationOutcome] = []
         exhausted = False
+        first = True
         while limit is None or len(outcomes) < limit:
             if self._budget_exhausted():
                 exhausted = True
                 break
             size = self.batch_size if limit is None else min(self.batch_size, limit - len(outcomes))
-            # Leases are judged by the ledger's clock and fenced: a worker whose clock is off
-            # cannot keep one alive, and one that lost its lease cannot record a send.
-            due = yield from store("claim", now, size, **claim)
-            if not due:
-                break
-            # Fewer than asked: that was all there was, so no claim again in this run (an empty
-            # claim is one more commit). Work that becomes due during the run waits for the next.
-            last = len(due) < size
-            fences = {d.conversation_id: d.fence for d in due}
-            ids = [d.conversation_id for d in due]
-            released = False
-            try:
-                result = yield from self._sync_flow(
-                    [d.conversation for d in due], SyncMode.AUTOMATIC, now, fences
-                )
-                released = True  # with the batch's last writes, by _settle below
-            except STOPS_A_RUN:
-                raise
-            except RateLimitedError as error:
-                if error.retryable:
-                    outcomes.extend((yield from self._batch_failed(now, due, error)))
-                    if last:
-                        break
-                    continue
-                exhausted = True  # the CRM's daily limit, met on a read: stop, all stays due
-                break
-            except Exception as error:  # noqa: BLE001  # liveness: one batch, not the run
-                outcomes.extend((yield from self._batch_failed(now, due, error)))
-                if last:
+            optimistic: OptimisticClaim | None = None
+            if first:
+                # A run's first batch is read, not claimed: fewer than a full batch (a run
+                # seconds after one visitor's delay, the latency case) is claimed optimistically
+                # with the batch's first commit, sparing the claim's own. A full batch (a
+                # backlog, a fleet) is claimed explicitly, so workers never plan the same rows.
+                first = False
+                due = yield from store("claimable", now, size, owner=self._owner)
+                if not due:
                     break
-                continue
-            finally:
-                # Also on the way out of a crash: drivers throw every exception into the flow.
-                if not released:
-                    yield from store("release", ids, self._owner)
-            yield from self._settle(now, result, fences, LedgerOp("release", (ids, self._owner)))
-            self._learn_inactive(result)
-            outcomes.extend(result.outcomes)
-            if result.rate_limited:
+                if len(due) < size:
+                    seen = {d.conversation_id: d.fence for d in due}
+                    optimistic = OptimisticClaim(
+                        LedgerOp("claim_unchanged", (seen,), {**claim, "now": now})
+                    )
+            if optimistic is None:
+                # Leases are judged by the ledger's clock and fenced: a worker whose clock is
+                # off cannot keep one alive, and one that lost its lease cannot record a send.
+                due = yield from store("claim", now, size, **claim)
+                if not due:
+                    break
+            try:
+                done, stop = yield from self._due_batch(now, due, optimistic)
+            except ClaimRefusedError as refused:
+                # Another worker took one of them (or it changed) between the read and the
+                # commit: nothing of the batch was written, nothing sent. Claim, plan again.
+                _log.info("run_due: optimistic claim refused, claiming explicitly: %s", refused)
+                due = yield from store("claim", now, size, **claim)
+                if not due:
+                    break
+                done, stop = yield from self._due_batch(now, due, None)
+            outcomes.extend(done)
+            if stop:
                 exhausted = True
                 break
-            if last:
+            if len(due) < size:
+                # That was all there was: no claim again in this run (an empty claim is one
+                # more commit). Work that becomes due during the run waits for the next.
                 break
         report = SyncReport.of(outcomes, self._calls - start, exhausted)
         _log.info("run_due: %s in %d adapter call(s)", report.counts, report.adapter_calls)
         if exhausted:
             _log.warning("run_due stopped early: the CRM's API limit (or its budget share)")
         return report
+
+    def _due_batch(
+        self, now: datetime, due: Sequence[DueSync], optimistic: OptimisticClaim | None
+    ) -> FlowOf[tuple[list[ConversationOutcome], bool]]:
+        """Sync one batch of due syncs, claimed (or, with ``optimistic``, only read: the
+        claim goes with the batch's first commit, and its refusal is raised as
+        ``ClaimRefusedError`` with nothing written). Returns the outcomes, and whether the
+        CRM's API limit stops the run."""
+        bump = 0 if optimistic is None else 1  # the fences the optimistic claim hands out
+        fences = {d.conversation_id: d.fence + bump for d in due}
+        ids = [d.conversation_id for d in due]
+        released = False
+
+        def held() -> list[DueSync]:
+            """The syncs with the fences this worker holds them by now."""
+            if optimistic is None or not optimistic.committed:
+                return list(due)  # claimed explicitly, or not claimed at all (as read)
+            return [attrs.evolve(d, fence=fences[d.conversation_id]) for d in due]
+
+        try:
+            result = yield from self._sync_flow(
+                [d.conversation for d in due], SyncMode.AUTOMATIC, now, fences, claim=optimistic
+            )
+            released = True  # with the batch's last writes, by _settle below
+        except STOPS_A_RUN:
+            raise
+        except ClaimRefusedError:
+            released = True  # nothing was claimed
+            raise
+        except RateLimitedError as error:
+            if error.retryable:
+                return (yield from self._batch_failed(now, held(), error)), False
+            return [], True  # the CRM's daily limit, met on a read: stop, all stays due
+        except Exception as error:  # noqa: BLE001  # liveness: one batch, not the run
+            return (yield from self._batch_failed(now, held(), error)), False
+        finally:
+            # Also on the way out of a crash: drivers throw every exception into the flow.
+            if not released and (optimistic is None or optimistic.committed):
+                yield from store("release", ids, self._owner)
+        yield from self._settle(now, result, fences, LedgerOp("release", (ids, self._owner)))
+        self._learn_inactive(result)
+        return result.outcomes, result.rate_limited
 
     def _manual_flow(self, conversation: Conversation) -> FlowOf[ConversationOutcome]:
         if not self.config.enabled:
