@@ -577,18 +577,17 @@ class _Ops:
             return []
         rows = yield self.q(
             f"""
-            WITH clock AS (SELECT coalesce(%(at)s::bigint, {{now}}) AS at)
             SELECT {", ".join("d." + c.strip() for c in _SYNC_COLUMNS.split(","))}
-            FROM {{s}}.due_syncs AS d, clock
+            FROM {{s}}.due_syncs AS d
             WHERE d.integration = %(i)s AND d.state = 'pending'
-              AND d.due_at <= coalesce(%(cutoff)s::bigint, clock.at)
+              AND d.due_at <= coalesce(%(cutoff)s::bigint, {_CLAIM_CLOCK})
               AND (d.lease_owner IS NULL OR d.lease_owner = %(owner)s
-                   OR d.lease_until IS NULL OR d.lease_until <= clock.at)
+                   OR d.lease_until IS NULL OR d.lease_until <= {_CLAIM_CLOCK})
               AND (d.email IS NULL OR NOT EXISTS (
                    SELECT 1 FROM {{s}}.due_syncs AS o
                    WHERE o.integration = d.integration AND o.email = d.email
                      AND o.state = 'pending' AND o.lease_owner <> %(owner)s
-                     AND o.lease_until > clock.at))
+                     AND o.lease_until > {_CLAIM_CLOCK}))
             ORDER BY d.due_at, d.conversation_id
             LIMIT %(limit)s
             """,  # noqa: S608  # constant names; values bound
@@ -626,20 +625,20 @@ class _Ops:
             return []
         rows = yield self.q(
             f"""
-            WITH clock AS (SELECT coalesce(%(at)s::bigint, {{now}}) AS at),
-            seen AS (SELECT * FROM unnest(%(ids)s::text[], %(fences)s::bigint[]) AS v(c, f))
             UPDATE {{s}}.due_syncs AS u
-            SET lease_owner = %(owner)s, lease_until = clock.at + %(length)s, fence = u.fence + 1
-            FROM seen, clock
+            SET lease_owner = %(owner)s, lease_until = {_CLAIM_CLOCK} + %(length)s,
+                fence = u.fence + 1
+            FROM unnest(%(ids)s::text[], %(fences)s::bigint[]) AS seen(c, f)
             WHERE u.integration = %(i)s AND u.conversation_id = seen.c AND u.fence = seen.f
-              AND u.state = 'pending' AND u.due_at <= coalesce(%(cutoff)s::bigint, clock.at)
+              AND u.state = 'pending'
+              AND u.due_at <= coalesce(%(cutoff)s::bigint, {_CLAIM_CLOCK})
               AND (u.lease_owner IS NULL OR u.lease_owner = %(owner)s
-                   OR u.lease_until IS NULL OR u.lease_until <= clock.at)
+                   OR u.lease_until IS NULL OR u.lease_until <= {_CLAIM_CLOCK})
               AND (u.email IS NULL OR (
                    NOT EXISTS (SELECT 1 FROM {{s}}.due_syncs AS o
                                WHERE o.integration = u.integration AND o.email = u.email
                                  AND o.state = 'pending' AND o.lease_owner <> %(owner)s
-                                 AND o.lease_until > clock.at)
+                                 AND o.lease_until > {_CLAIM_CLOCK})
                    AND pg_try_advisory_xact_lock(
                        hashtextextended(u.integration || chr(1) || u.email, 1))))
             RETURNING {", ".join("u." + c.strip() for c in _SYNC_COLUMNS.split(","))}
