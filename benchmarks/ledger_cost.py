@@ -222,9 +222,9 @@ def patch_postgres(counter: PostgresCounter) -> Callable[[], None]:
     postgres.PostgresLedger._run = counted_run  # type: ignore[method-assign]  # noqa: SLF001
     if perform is not None:
 
-        def counted_perform(self: Any, operations: Any) -> Any:
+        def counted_perform(self: Any, operations: Any, **options: Any) -> Any:
             with counter.transaction():
-                return perform(self, operations)
+                return perform(self, operations, **options)
 
         postgres.PostgresLedger.perform = counted_perform  # type: ignore[method-assign]
 
