@@ -111,6 +111,22 @@ def test_claims_dead_letter_damaged_rows_and_take_the_rest(ledger: SQLiteLedger)
     assert ledger.stats().syncs[DueState.DEAD] == 1  # d4: dead now, and readable as such
 
 
+def test_a_claimable_read_dead_letters_damaged_rows_as_a_claim_does(
+    ledger: SQLiteLedger,
+) -> None:
+    """The optimistic read of run_due meets the damaged rows a claim would: it dead-letters
+    them with their reason (so a run that only reads never leaves them pending unseen), leases
+    nothing, and lists the good rows."""
+    found = ledger.claimable(limit=10, owner="w")
+    assert {s.conversation_id for s in found} == {"g1", "g2", "g3"}
+    assert all(s.lease_owner is None and s.fence == 0 for s in found)
+    dead = {s.conversation_id for s in ledger.syncs_in_state(DueState.DEAD, 10)}
+    assert dead == {"d1", "d2", "d3", "d4"}
+    assert ledger.claim_unchanged(
+        {s.conversation_id: s.fence for s in found}, owner="w", lease=timedelta(minutes=5)
+    )
+
+
 def test_a_damaged_command_reads_as_unknown_until_rewritten(ledger: SQLiteLedger) -> None:
     """A command that cannot be read is UNKNOWN (reconcile before any resend); the next
     record of its key replaces it."""

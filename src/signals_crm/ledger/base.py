@@ -64,8 +64,9 @@ token, a secret or a CRM response body):
    m. **Optimistic claims**, so one small run's claim costs no commit of its own:
       ``claimable(now, limit, owner=...)`` reads what ``claim`` would take (the same rules:
       pending, due, no other owner's live lease on the sync or on its email), leasing nothing
-      (a read, no commit). ``claim_unchanged(seen, owner=..., lease=..., now=...)`` then leases
-      exactly the syncs of ``seen`` (conversation id → the fence read) if none changed since:
+      (a read, no commit; damaged rows it meets are dead-lettered as ``claim`` does).
+      ``claim_unchanged(seen, owner=..., lease=..., now=...)`` then leases exactly the syncs
+      of ``seen`` (conversation id → the fence read) if none changed since:
       each still pending and due at ``now`` (default: the ledger's clock), its fence the one
       read, no other owner holding a live lease on it or on its visitor email. Each fence grows
       by one, as with ``claim``, and the syncs are returned in the order of ``seen``.

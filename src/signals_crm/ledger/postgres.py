@@ -567,7 +567,8 @@ class _Ops:
     def claimable(
         self, now: datetime | None = None, limit: int = 100, *, owner: str
     ) -> _Op[list[DueSync]]:
-        """What ``claim(now, limit, owner=owner)`` would take, leasing nothing (a read)."""
+        """What ``claim(now, limit, owner=owner)`` would take, leasing nothing (a read; damaged
+        rows it meets are dead-lettered, as ``claim`` does)."""
         check_limit(limit)
         named: object = owner
         if not isinstance(named, str) or not named:
@@ -599,7 +600,20 @@ class _Ops:
                 "limit": limit,
             },
         )
-        return [s for s in map(_sync, rows) if s.state is DueState.PENDING]
+        read = list(map(_sync, rows))
+        damaged = [s for s in read if s.state is not DueState.PENDING]
+        if damaged:  # dead-lettered as claim does: seen, never silently skipped
+            yield self.q(
+                "UPDATE {s}.due_syncs AS u SET state = 'dead', last_error = v.e, "
+                "lease_owner = NULL, lease_until = NULL FROM unnest(%s::text[], %s::text[]) "
+                "AS v(c, e) WHERE u.integration = %s AND u.conversation_id = v.c",
+                (
+                    [s.conversation_id for s in damaged],
+                    [s.last_error for s in damaged],
+                    self.i,
+                ),
+            )
+        return [s for s in read if s.state is DueState.PENDING]
 
     def claim_unchanged(
         self,

@@ -922,12 +922,21 @@ class SQLiteLedger:
     def claimable(
         self, now: datetime | None = None, limit: int = 100, *, owner: str
     ) -> list[DueSync]:
-        """What ``claim(now, limit, owner=owner)`` would take, leasing nothing (a read)."""
+        """What ``claim(now, limit, owner=owner)`` would take, leasing nothing (a read).
+
+        Damaged pending rows it meets are dead-lettered as ``claim`` does (the one write it may
+        make, never on a healthy ledger), so they are seen, never silently skipped."""
         window = claim_window(self._clock, now, limit, owner, timedelta(seconds=1), None)
         if not limit:
             return []
         cutoff, at = _micros(window.cutoff, "now"), _micros(window.judged_at, "now")
         with self._read() as conn:
+            damaged = self._sync_rows(
+                conn,
+                f"SELECT {_SYNC_COLUMNS} FROM due_syncs "  # noqa: S608
+                "WHERE integration = ? AND state = 'pending' AND due_at > ?",
+                MAX_MICROS,
+            )
             read = self._sync_rows(
                 conn,
                 f"SELECT {_SYNC_COLUMNS} FROM due_syncs AS d "  # noqa: S608
@@ -944,7 +953,11 @@ class SQLiteLedger:
                 owner,
                 limit,
             )
-        return [s for s in read if s.state is DueState.PENDING]  # damaged rows: claim's
+        damaged.extend(s for s in read if s.state is not DueState.PENDING)
+        if damaged:
+            with self._write() as conn:
+                self._quarantine(conn, damaged)
+        return [s for s in read if s.state is DueState.PENDING]
 
     def claim_unchanged(
         self,
