@@ -42,6 +42,7 @@ How it keeps the rules of :mod:`signals_crm.ledger.base`:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -382,7 +383,7 @@ def _command_row(integration: str, record: CommandRecord) -> tuple[Any, ...]:
         record.key,
         record.conversation_id,
         record.kind,
-        record.state.value,
+        record.state._value_,  # the enum's value, without the property's lookup
         record.crm_id,
         record.reason,
         record.attempts,
@@ -700,7 +701,7 @@ class SQLiteLedger:
     def _upsert_commands(self, conn: sqlite3.Connection, records: Iterable[CommandRecord]) -> None:
         rows = [_command_row(self._integration, r) for r in records]
         for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
-            flat = [value for row in chunk for value in row]
+            flat = list(itertools.chain.from_iterable(chunk))
             conn.execute(_UPSERT_COMMANDS.format(_values(len(chunk), _COMMAND_WIDTH)), flat)
 
     def _sync_rows(self, conn: sqlite3.Connection, sql: str, *args: object) -> list[DueSync]:
