@@ -52,6 +52,7 @@ import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 import attrs
@@ -82,6 +83,8 @@ from signals_crm.core.crm import (
 )
 from signals_crm.core.mapping import inapplicable_mappings, mapping_set_for, validate_mappings
 from signals_crm.core.model import (
+    Activity,
+    ActivityKind,
     Company,
     Conversation,
     ObjectSchema,
@@ -98,6 +101,7 @@ from signals_crm.core.ownership import (
 from signals_crm.core.plan import (
     Command,
     CommandKind,
+    PersonRef,
     Plan,
     Planner,
     PlanOutcome,
@@ -271,6 +275,56 @@ def _unsendable(payload: Any) -> str | None:
     return f"text that cannot be encoded as UTF-8 in {', '.join(paths)}; not sent"
 
 
+_LEAF_VALUES = frozenset({type(None), int, float, bool, date, datetime})
+_FIELD_MAPS = (dict, MappingProxyType)
+
+
+def _command_sound(command: Command) -> bool:
+    """``_sound(command)``, for a command of the shape the planner builds, by one check of its
+    texts joined (a text has no surrogate exactly when none of its parts has one); any other
+    shape is walked as :func:`_sound` walks it."""
+    person = command.person
+    activity = command.activity
+    fields = command.fields
+    if (
+        type(command) is not Command
+        or type(command.kind) is not CommandKind
+        or type(person) is not PersonRef
+        or type(person.kind) is not PersonKind
+        or type(fields) not in _FIELD_MAPS
+    ):
+        return _sound(command)
+    texts = [
+        command.key,
+        command.conversation_id,
+        command.email,
+        command.owner_id or "",
+        command.campaign_id or "",
+        person.id or "",
+        person.pending or "",
+        *fields,
+    ]
+    for value in fields.values():
+        if type(value) is str:
+            texts.append(value)
+        elif type(value) not in _LEAF_VALUES:
+            return _sound(command)
+    if activity is not None:
+        kind = activity.kind
+        if type(activity) is not Activity or type(activity.activity_date) not in _LEAF_VALUES:
+            return _sound(command)
+        if type(kind) is str:
+            texts.append(kind)
+        elif type(kind) is not ActivityKind:
+            return _sound(command)
+        texts += (activity.key, activity.subject, activity.body)
+    try:
+        text = "".join(texts)
+    except TypeError:  # a part that is not text: walked as it is
+        return _sound(command)
+    return text.isascii() or not _SURROGATE.search(text)
+
+
 def _unsendable_write(command: Command, payload: Any, batch: _Batch) -> str | None:
     """:func:`_unsendable` of ``payload``, the write of ``command``, known sooner: every text
     a write holds is the command's (whole, cut, or joined) or its person's id, so a sound
@@ -278,7 +332,7 @@ def _unsendable_write(command: Command, payload: Any, batch: _Batch) -> str | No
     once per batch (the chained and the kind-by-kind paths both ask)."""
     known = batch.sound.get(command.key)
     if known is None or known[0] is not command:
-        known = batch.sound[command.key] = (command, _sound(command))
+        known = batch.sound[command.key] = (command, _command_sound(command))
     if known[1]:
         person: object = getattr(payload, "person_id", None) or getattr(payload, "record_id", "")
         if _sound(person):
