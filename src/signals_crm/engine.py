@@ -80,6 +80,7 @@ class EngineOptions(TypedDict, total=False):
     lease: timedelta
     worker_id: str | None
     settle: timedelta
+    optimistic_claims: bool
 
 
 class BackfillOptions(TypedDict, total=False):

@@ -137,6 +137,9 @@ def _engine_arguments(
         "ledger": ledger.for_integration(tenant_id),
         "api_budget": tenant.api_budget,
         "worker_id": worker_id,
+        # Every worker serves every due tenant each round: a tenant's short batch is contended,
+        # so it is claimed before it is planned (SKIP LOCKED), never read by all and planned twice.
+        "optimistic_claims": False,
         **dict(tenant.options),
     }
     return (tenant.adapter, tenant.settings), options

@@ -165,3 +165,36 @@ def test_a_full_batch_is_claimed_explicitly(ledger: Any) -> None:
     assert {o.kind for o in report.outcomes} == {OutcomeKind.CREATED}
     assert ledger.reads == 1
     assert claims == [2, 2, 1]
+
+
+def test_after_a_refusal_the_worker_claims_explicitly_for_a_lease(ledger: Any) -> None:
+    """A refused optimistic claim means other workers take the same syncs: for a lease's time
+    the worker claims before planning (no CRM reads spent on others' work), then reads again."""
+    crm = make_crm()
+    now = [LATER]
+    a = engine(crm, config(crm), ledger=ledger, worker_id="a", clock=lambda: now[0])
+    a.conversation_closed(conv())
+
+    def claim_and_release() -> None:
+        ledger.claim(limit=10, owner="b", lease=a.lease)
+        ledger.release(["c-1"], "b")
+
+    ledger.race = claim_and_release
+    a.run_due(LATER)
+    assert ledger.reads == 1
+    a.conversation_closed(conv("c-2", "other@x.test"))
+    assert [o.kind for o in a.run_due(LATER).outcomes] == [OutcomeKind.CREATED]
+    assert ledger.reads == 1  # claimed explicitly
+    now[0] = LATER + a.lease
+    a.conversation_closed(conv("c-3", "third@x.test"))
+    assert [o.kind for o in a.run_due(LATER).outcomes] == [OutcomeKind.CREATED]
+    assert ledger.reads == 2  # optimistic again
+
+
+def test_optimistic_claims_can_be_switched_off(ledger: Any) -> None:
+    """optimistic_claims=False: every batch is claimed before it is planned."""
+    crm = make_crm()
+    a = engine(crm, config(crm), ledger=ledger, worker_id="a", optimistic_claims=False)
+    a.conversation_closed(conv())
+    assert [o.kind for o in a.run_due(LATER).outcomes] == [OutcomeKind.CREATED]
+    assert ledger.reads == 0

@@ -220,3 +220,32 @@ async def test_an_async_job_system_drives_the_same_claims(store: SQLiteLedger) -
     assert store.for_integration("east").stats().syncs[DueState.DONE] == 80
     for i in range(80):
         assert len(org.crms["east"].people_with_email(f"v{i}@east.test")) == 1
+
+
+def test_fleet_engines_claim_before_planning(
+    store: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every worker of a fleet serves every due tenant each round, so a tenant's short batch
+    is contended: fleet engines claim it (SKIP LOCKED on PostgreSQL) before reading the CRM,
+    never read it optimistically, and a tenant's option can say otherwise."""
+    read: list[str] = []
+    claimable = SQLiteLedger.claimable
+
+    def spy(self: SQLiteLedger, *args: Any, **kwargs: Any) -> Any:
+        read.append(self.integration)
+        return claimable(self, *args, **kwargs)
+
+    monkeypatch.setattr(SQLiteLedger, "claimable", spy)
+    org = Org(["north"])
+    schedule(store, "north", 3)
+    report = run_tenant(store, org, "north", limit=50, worker_id="w1")
+    assert len(report.outcomes) == 3
+    assert read == []
+    fleet = Fleet(store, org, concurrency=1, per_tenant=50, worker_id="w2")
+    try:
+        schedule(store, "north", 5)  # three of them done already; two more
+        fleet.run_round(T0)
+        assert read == []
+        assert store.for_integration("north").stats().syncs[DueState.DONE] == 5
+    finally:
+        fleet.close()

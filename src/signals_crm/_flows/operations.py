@@ -148,6 +148,7 @@ class Operations:
         lease: timedelta = timedelta(minutes=10),
         worker_id: str | None = None,
         settle: timedelta = DEFAULT_SETTLE,
+        optimistic_claims: bool = True,
     ) -> None:
         if not 0 < api_budget <= 1:
             raise ConfigurationError([Problem("api_budget", "must be in (0, 1]")])
@@ -181,6 +182,8 @@ class Operations:
         self._inactive: frozenset[str] = frozenset()
         self._advisory: list[Problem] = []
         self._owner = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.optimistic_claims = optimistic_claims
+        self._explicit_until: datetime | None = None  # after a refused optimistic claim
 
     def _describe(self, ledger: object) -> str:
         return (
@@ -529,7 +532,7 @@ class Operations:
                 break
             size = self.batch_size if limit is None else min(self.batch_size, limit - len(outcomes))
             optimistic: OptimisticClaim | None = None
-            if first:
+            if first and self._optimistic():
                 # A run's first batch is read, not claimed: fewer than a full batch (a run
                 # seconds after one visitor's delay, the latency case) is claimed optimistically
                 # with the batch's first commit, sparing the claim's own. A full batch (a
@@ -555,6 +558,9 @@ class Operations:
                 # Another worker took one of them (or it changed) between the read and the
                 # commit: nothing of the batch was written, nothing sent. Claim, plan again.
                 _log.info("run_due: optimistic claim refused, claiming explicitly: %s", refused)
+                # Other workers take the same syncs: claim explicitly for a lease's time, so
+                # they stop spending CRM reads on each other's work.
+                self._explicit_until = self._clock() + self.lease
                 due = yield from store("claim", now, size, **claim)
                 if not due:
                     break
@@ -572,6 +578,14 @@ class Operations:
         if exhausted:
             _log.warning("run_due stopped early: the CRM's API limit (or its budget share)")
         return report
+
+    def _optimistic(self) -> bool:
+        """Whether a run may claim its first batch optimistically: unless switched off
+        (``optimistic_claims=False``, a fleet's default), or refused within a lease's time."""
+        if not self.optimistic_claims:
+            return False
+        until = self._explicit_until
+        return until is None or self._clock() >= until
 
     def _due_batch(
         self, now: datetime, due: Sequence[DueSync], optimistic: OptimisticClaim | None
