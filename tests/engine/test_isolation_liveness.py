@@ -409,6 +409,23 @@ def test_settled_task_reads_go_in_chunks_of_one_lookup_request() -> None:
     assert crm.task_markers(lead) == ["signals:c-7:transcript"]  # absent, so sent once more
 
 
+def test_a_failed_read_of_one_request_is_tried_again_before_its_halves() -> None:
+    """A reconcile read of one chunk that fails once is tried again whole, not split: each
+    half of a HubSpot task read costs as many requests as the whole (contacts, associations,
+    tasks), so halves would only double them."""
+    crm = SizedReconcileCRM(person_kind=PersonKind.LEAD, lookup_batch_size=100)
+    owner = crm.seed_user(email="sally@vendor.test")
+    sync = engine(crm, config(owner), settle=timedelta(minutes=15))
+    for i in range(150):
+        sync.conversation_closed(conv(f"c-{i}", f"v{i}@x.test"))
+    crm.fail_next("create_tasks", TransportError("read timeout", maybe_sent=True))
+    sync.run_due(LATER)
+    crm.reconcile_sizes.clear()
+    crm.fail_next("reconcile", CRMAPIError("one request failed", status_code=503, retryable=True))
+    assert sync.run_due(LATER + timedelta(minutes=15)).count(OutcomeKind.CREATED) == 150
+    assert crm.reconcile_sizes == [100, 100, 50]
+
+
 class ExpiredCRM(InMemoryCRM):
     """Every lookup is refused: the credentials are bad."""
 

@@ -141,22 +141,30 @@ class Reader:
         costs only its own items (liveness). An adapter call of many items may be many
         requests; while the CRM fails a share of its requests such a call rarely succeeds as
         a whole, however often it is retried. So a call of several items that fails
-        transiently is not retried whole: it is read again in pieces, each read the same way
-        down to single items, which get the policy's retries. The pieces are of ``size``
-        items (the adapter's items per request, ``lookup_batch_size``) while the call is
-        larger than that, so each is one request, retried alone (halving instead re-reads
-        pieces of several requests, each as likely to fail); halves below it. A rate limit is
-        waited out (``Retry-After``) instead."""
+        transiently is not retried until it succeeds: it is read again in pieces, each read
+        the same way down to single items, which get the policy's retries. While the call is
+        larger than ``size`` (the adapter's items per request, ``lookup_batch_size``) the
+        pieces are of ``size`` items, each one request, at once. A call of at most ``size``
+        is tried once more (after the policy's first backoff) before its halves are read:
+        halves of a read whose every step is one request (a HubSpot task reconcile: contacts,
+        their associations, the tasks) each cost as many requests as the whole. A rate limit
+        is waited out (``Retry-After``) instead."""
         if len(items) <= 1:
             return list((yield from self.read(Call(method, (list(items), *rest)))))
-        try:
-            return list((yield Call(method, (list(items), *rest))))
-        except AdapterError as error:
-            if not error.retryable:
-                raise
-            if isinstance(error, RateLimitedError):
-                return list((yield from self.read(Call(method, (list(items), *rest)))))
-        step = size if size is not None and 1 <= size < len(items) else (len(items) + 1) // 2
+        larger = size is not None and 1 <= size < len(items)
+        for attempt in range(1 if larger else 2):
+            try:
+                return list((yield Call(method, (list(items), *rest))))
+            except AdapterError as error:
+                if not error.retryable:
+                    raise
+                if isinstance(error, RateLimitedError):
+                    return list((yield from self.read(Call(method, (list(items), *rest)))))
+                if not larger and attempt == 0 and self.retry.max_attempts > 1:
+                    yield Sleep(self.retry.delay(0, self.random, None))
+                    continue
+                break
+        step = size if larger and size is not None else (len(items) + 1) // 2
         found: list[Any] = []
         for start in range(0, len(items), step):
             piece = items[start : start + step]
