@@ -693,6 +693,7 @@ class RunResult:
     escaped: list[str]
     timed_out: bool
     limited: float = 0.0  # seconds the workers' client-side rate limiters waited (HubSpot)
+    finished_calls: int = 0  # requests (tokens included) of the runs that finished
 
 
 def _child(role: str, options: Options, *extra: str) -> list[str]:
@@ -808,12 +809,14 @@ def run_chaos(
         children = _children_cpu() - cpu_before
         escaped = []
         limited = 0.0
+        finished = 0  # requests of the runs that finished (a killed run's are never logged)
         for path in logs.values():
             for line in Path(path).read_text().splitlines() if Path(path).exists() else []:
                 entry = json.loads(line)
                 if "escaped" in entry:
                     escaped.append(entry["escaped"])
                 limited += entry.get("limiter", 0.0)
+                finished += sum(entry.get("calls", {}).values())
         with SQLiteLedger(ledger_path) as ledger:
             audit = _audit(options, specs, dump, ledger)
     return RunResult(
@@ -829,6 +832,7 @@ def run_chaos(
         escaped,
         timed_out,
         limited,
+        finished,
     )
 
 
@@ -918,6 +922,12 @@ def _describe(result: RunResult) -> str:
             f"  API calls {result.dump['api_calls']}, token requests "
             f"{result.dump['token_requests']}, late commits {result.dump['late_commits']}, "
             f"kills {result.kills}"
+            + (
+                f" (runs killed before finishing sent "
+                f"{result.dump['api_calls'] - result.finished_calls} of the requests)"
+                if result.options.crm == "hubspot" and result.kills
+                else ""
+            )
             + (f", workers that died on their own {result.restarts}" if result.restarts else "")
             + (
                 f"; portal window {result.options.portal_limit or 'none'} per 10 s, "
