@@ -17,7 +17,7 @@ from signals_crm.reports import OutcomeKind
 
 _sys.path.insert(0, str(Path(__file__).parent))
 
-from _hooked import EMAIL, LATER, config, conv, engine, make_crm
+from _hooked import EMAIL, LATER, async_engine, config, conv, engine, make_crm
 
 
 class RacedMemory(MemoryLedger):
@@ -198,3 +198,25 @@ def test_optimistic_claims_can_be_switched_off(ledger: Any) -> None:
     a.conversation_closed(conv())
     assert [o.kind for o in a.run_due(LATER).outcomes] == [OutcomeKind.CREATED]
     assert ledger.reads == 0
+
+
+@pytest.mark.anyio
+async def test_the_async_engine_falls_back_the_same_way() -> None:
+    """AsyncIntegration runs the same flow: b finishes the sync between a's read and a's
+    first commit; a writes nothing, claims, gets nothing. One Lead."""
+    ledger = RacedMemory()
+    crm = make_crm()
+    cfg = config(crm)
+    a = async_engine(crm, cfg, ledger=ledger, worker_id="a")
+    b = engine(crm, cfg, ledger=ledger, worker_id="b")
+    await a.aconversation_closed(conv())
+    finished = []
+    ledger.race = lambda: finished.append(b.run_due(LATER))
+    report = await a.arun_due(LATER)
+    assert report.outcomes == ()
+    assert [o.kind for o in finished[0].outcomes] == [OutcomeKind.CREATED]
+    assert len(crm.people_with_email(EMAIL)) == 1
+    assert {r.owner for r in ledger.commands_for("c-1")} == {"b"}
+    stored = ledger.get_due("c-1")
+    assert stored is not None
+    assert (stored.state.value, stored.fence) == ("done", 1)

@@ -241,3 +241,35 @@ async def test_the_async_ledger_claims_optimistically(postgres_schema: tuple[str
         assert (claimed.fence, claimed.lease_owner) == (1, "a")
         assert claimed.lease_until is not None
         assert claimed.lease_until > datetime.now(UTC) + LEASE - timedelta(seconds=5)
+
+
+def test_an_optimistic_claim_meets_a_claim_under_way_of_the_same_email(
+    postgres_schema: tuple[str, str],
+) -> None:
+    """Another worker's claim of another conversation of the same visitor, still in its
+    transaction (its lease not visible yet), holds the email's advisory lock: the optimistic
+    claim is refused, nothing written; a sync of another email is claimed meanwhile."""
+    from signals_crm.exceptions import ClaimRefusedError
+
+    conninfo, schema = postgres_schema
+    psycopg = import_or_unavailable("psycopg", "postgres")
+    with postgres.PostgresLedger(conninfo, schema=schema) as ledger:
+        ledger.schedule_many(
+            [(conv("c0", "ann@x.io"), T0), (conv("c1", "ann@x.io"), T0), (conv("c2"), T0)]
+        )
+        ledger.claim(limit=1, owner="z", lease=LEASE)  # c0 leased and given back: fence 1
+        ledger.release(["c0"], "z")
+        seen = {s.conversation_id: s.fence for s in ledger.claimable(limit=10, owner="a")}
+        assert seen == {"c0": 1, "c1": 0, "c2": 0}
+        with psycopg.connect(conninfo) as first:  # b's claim of c0, not committed yet
+            taken = postgres._drive_sync(first, ledger._ops.claim(limit=1, owner="b", lease=LEASE))
+            assert [s.conversation_id for s in taken] == ["c0"]
+            with pytest.raises(ClaimRefusedError) as info:
+                ledger.claim_unchanged({"c1": 0}, owner="a", lease=LEASE)
+            assert info.value.conversation_ids == ("c1",)
+            (other,) = ledger.claim_unchanged({"c2": 0}, owner="a", lease=LEASE)
+            assert other.fence == 1
+            first.commit()
+        stored = ledger.get_due("c1")
+        assert stored is not None
+        assert (stored.lease_owner, stored.fence) == (None, 0)
