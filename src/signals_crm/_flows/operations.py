@@ -112,6 +112,7 @@ def _rearmable(outcome: str | None) -> bool:
     return bool(codes) and codes <= _REARM_CODES
 
 
+_ENDS_LEASE = frozenset({"complete", "reschedule", "dead_letter"})
 _MIN_WAIT = timedelta(seconds=1)
 DEFAULT_SETTLE = timedelta(minutes=15)
 """How long after an ambiguous write the engine waits before reading the CRM to settle it:
@@ -300,7 +301,9 @@ class Operations:
             if self._reads_due(now, outcome) and outcome.conversation_id not in result.lost:
                 dues[outcome.conversation_id] = yield from store("get_due", outcome.conversation_id)
         moves = self._moves(now, result, fences, dues)
-        leases = self._leases(now, result, fences, release)
+        # Completing, rescheduling or dead-lettering a sync ends its lease: no release of it.
+        ending = {cid for op, ids in moves if op.method in _ENDS_LEASE for cid in ids}
+        leases = self._leases(now, result, fences, release, ending)
         performed = yield from finish_batch(result, [*leases, *(op for op, _ in moves)])
         for _, error in performed[: len(leases)]:
             if error is not None:
@@ -319,14 +322,25 @@ class Operations:
                 except LeaseLostError:
                     break
 
-    def _leases(
-        self, now: datetime, result: BatchResult, fences: Mapping[str, int], release: LedgerOp
+    def _leases(  # the batch's parts, in the order _settle has them
+        self,
+        now: datetime,
+        result: BatchResult,
+        fences: Mapping[str, int],
+        release: LedgerOp,
+        ending: Iterable[str] = (),
     ) -> list[LedgerOp]:
         """The batch's claims given back, but for the syncs waiting for a settle window: those
         stay leased to this worker until the window's end (and a lease more), so the worker
         that sent the write reads it back when the window passes. Another worker would first
-        have to adopt the write, and wait a full window more by its own clock."""
+        have to adopt the write, and wait a full window more by its own clock. The syncs of
+        ``ending`` (completed, rescheduled or dead-lettered in the same commit, which ends
+        their leases) are not released again."""
         ids, owner = release.args
+        ended = set(ending)
+        if ended:
+            ids = [cid for cid in ids if cid not in ended]
+            release = LedgerOp("release", (ids, owner))
         waiting: dict[str, datetime] = {
             o.conversation_id: o.retry_at
             for o in result.outcomes
@@ -337,7 +351,7 @@ class Operations:
             and o.conversation_id not in result.lost
         }
         if not waiting:
-            return [release]
+            return [release] if ids else []
         rest = [cid for cid in ids if cid not in waiting]
         longest = max(waiting.values()) - now
         held = {cid: fences[cid] for cid in waiting if cid in fences}
@@ -346,7 +360,7 @@ class Operations:
             (list(waiting),),
             {"owner": owner, "lease": max(longest, timedelta(0)) + self.lease, "fences": held},
         )
-        return [LedgerOp("release", (rest, owner)), keep]
+        return [LedgerOp("release", (rest, owner)), keep] if rest else [keep]
 
     def _reads_due(self, now: datetime, outcome: ConversationOutcome) -> bool:
         """Whether moving this sync on needs what the ledger holds of it now."""
