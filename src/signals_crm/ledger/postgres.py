@@ -6,7 +6,9 @@
 1. **One logic, two drivers.** Each operation is a generator in :class:`_Ops` that yields the
    statements it needs and receives their rows (as psycopg's own protocol generators do);
    the blocking and the async ledger only drive it, on one pooled connection inside one
-   transaction per call. Nothing else differs between them.
+   transaction per call. Nothing else differs between them. (A read of one statement needs no
+   transaction: on the ledger's own pool, whose connections are in autocommit mode, it is sent
+   alone, without a BEGIN and a COMMIT round trip around it.)
 2. **The database's clock.** Due cut-offs (when ``now`` is not given), lease ends and lease
    expiry are computed from ``now()`` of the database inside the statement, never from a
    worker's clock. (A ``clock`` may be injected for tests; it then replaces ``now()``.)
@@ -1108,14 +1110,15 @@ class _Method(Generic[P, R]):
     :class:`PostgresLedger` it is a blocking method, on an :class:`AsyncPostgresLedger` a
     coroutine method; both take the operation's own arguments and docstring."""
 
-    def __init__(self, op: Callable[Concatenate[_Ops, P], _Op[R]]) -> None:
+    def __init__(self, op: Callable[Concatenate[_Ops, P], _Op[R]], *, read: bool = False) -> None:
+        # ``read``: the operation runs at most one statement and writes nothing (rule 1).
         @functools.wraps(op)
         def blocking(ledger: PostgresLedger, /, *args: P.args, **kwargs: P.kwargs) -> R:
-            return ledger._run(op(ledger._ops, *args, **kwargs))  # noqa: SLF001  # its own class
+            return ledger._run(op(ledger._ops, *args, **kwargs), read=read)  # noqa: SLF001  # its own class
 
         @functools.wraps(op)
         async def awaited(ledger: AsyncPostgresLedger, /, *args: P.args, **kwargs: P.kwargs) -> R:
-            return await ledger._run(op(ledger._ops, *args, **kwargs))  # noqa: SLF001  # its own class
+            return await ledger._run(op(ledger._ops, *args, **kwargs), read=read)  # noqa: SLF001  # its own class
 
         awaited.__doc__ = f"Awaitable :meth:`PostgresLedger.{op.__name__}`."
         self._blocking = blocking
@@ -1152,9 +1155,9 @@ class _Base:
     schedule_many = _Method(_Ops.schedule_many)
     rearm = _Method(_Ops.rearm)
     requeue_dead = _Method(_Ops.requeue_dead)
-    due = _Method(_Ops.due)
-    get_due = _Method(_Ops.get_due)
-    syncs_in_state = _Method(_Ops.syncs_in_state)
+    due = _Method(_Ops.due, read=True)
+    get_due = _Method(_Ops.get_due, read=True)
+    syncs_in_state = _Method(_Ops.syncs_in_state, read=True)
     claim = _Method(_Ops.claim)
     claimable = _Method(_Ops.claimable)
     claim_unchanged = _Method(_Ops.claim_unchanged)
@@ -1163,19 +1166,19 @@ class _Base:
     complete = _Method(_Ops.complete)
     reschedule = _Method(_Ops.reschedule)
     dead_letter = _Method(_Ops.dead_letter)
-    get_command = _Method(_Ops.get_command)
-    get_commands = _Method(_Ops.get_commands)
-    commands_of = _Method(_Ops.commands_of)
-    commands_for = _Method(_Ops.commands_for)
+    get_command = _Method(_Ops.get_command, read=True)
+    get_commands = _Method(_Ops.get_commands, read=True)
+    commands_of = _Method(_Ops.commands_of, read=True)
+    commands_for = _Method(_Ops.commands_for, read=True)
     record = _Method(_Ops.record)
     retry_failed = _Method(_Ops.retry_failed)
-    commands_in_state = _Method(_Ops.commands_in_state)
+    commands_in_state = _Method(_Ops.commands_in_state, read=True)
     link = _Method(_Ops.link)
     link_many = _Method(_Ops.link_many)
-    links_for = _Method(_Ops.links_for)
+    links_for = _Method(_Ops.links_for, read=True)
     record_run = _Method(_Ops.record_run)
-    recent_runs = _Method(_Ops.recent_runs)
-    integrations_due = _Method(_Ops.integrations_due)
+    recent_runs = _Method(_Ops.recent_runs, read=True)
+    integrations_due = _Method(_Ops.integrations_due, read=True)
     stats = _Method(_Ops.stats)
 
     def _setup(self, schema: str, integration: str, clock: Clock | None, keep_runs: int) -> None:
@@ -1260,7 +1263,11 @@ class PostgresLedger(_Base):
         self._psycopg, pool_module = _import_psycopg()
         if isinstance(conninfo, str):
             self._pool = pool_module.ConnectionPool(
-                conninfo, min_size=1, max_size=max_connections, open=False
+                conninfo,
+                min_size=1,
+                max_size=max_connections,
+                open=False,
+                kwargs={"autocommit": True},  # transactions are explicit (rule 1)
             )
             self._owns_pool = True
             try:
@@ -1287,15 +1294,18 @@ class PostgresLedger(_Base):
         self._ensure_open()
         return self._sibling(integration)
 
-    def _run(self, op: _Op[R]) -> R:
+    def _run(self, op: _Op[R], *, read: bool = False) -> R:
         self._ensure_open()
         try:
             batch = _BATCH.get()
             if batch is not None:  # inside perform(): a savepoint of its transaction
                 with batch.transaction():
                     return _drive_sync(batch, op)
-            with self._pool.connection() as conn, conn.transaction():
-                return _drive_sync(conn, op)
+            with self._pool.connection() as conn:
+                if read and conn.autocommit:  # one statement: no BEGIN and COMMIT around it
+                    return _drive_sync(conn, op)
+                with conn.transaction():
+                    return _drive_sync(conn, op)
         except self._psycopg.Error as error:
             raise LedgerError(f"PostgreSQL ledger failed: {error}") from error
 
@@ -1371,7 +1381,11 @@ class AsyncPostgresLedger(_Base):
         self._psycopg, pool_module = _import_psycopg()
         if isinstance(conninfo, str):
             self._pool = pool_module.AsyncConnectionPool(
-                conninfo, min_size=1, max_size=max_connections, open=False
+                conninfo,
+                min_size=1,
+                max_size=max_connections,
+                open=False,
+                kwargs={"autocommit": True},  # transactions are explicit (rule 1)
             )
             self._owns_pool = True
             try:
@@ -1397,15 +1411,18 @@ class AsyncPostgresLedger(_Base):
         self._ensure_open()
         return self._sibling(integration)
 
-    async def _run(self, op: _Op[R]) -> R:
+    async def _run(self, op: _Op[R], *, read: bool = False) -> R:
         self._ensure_open()
         try:
             batch = _ABATCH.get()
             if batch is not None:  # inside perform(): a savepoint of its transaction
                 async with batch.transaction():
                     return await _drive_async(batch, op)
-            async with self._pool.connection() as conn, conn.transaction():
-                return await _drive_async(conn, op)
+            async with self._pool.connection() as conn:
+                if read and conn.autocommit:  # one statement: no BEGIN and COMMIT around it
+                    return await _drive_async(conn, op)
+                async with conn.transaction():
+                    return await _drive_async(conn, op)
         except self._psycopg.Error as error:
             raise LedgerError(f"PostgreSQL ledger failed: {error}") from error
 
