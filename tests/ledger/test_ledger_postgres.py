@@ -273,3 +273,45 @@ def test_an_optimistic_claim_meets_a_claim_under_way_of_the_same_email(
         stored = ledger.get_due("c1")
         assert stored is not None
         assert (stored.lease_owner, stored.fence) == (None, 0)
+
+
+def test_an_optimistic_claim_never_waits_for_a_row_under_claim(
+    postgres_schema: tuple[str, str],
+) -> None:
+    """A row another transaction holds (a claim under way) is contention: the optimistic
+    claim is refused at once (SKIP LOCKED), not left waiting, so two optimistic claimers
+    cannot deadlock; once the other commits it is refused by the fence as well."""
+    from signals_crm.exceptions import ClaimRefusedError
+
+    conninfo, schema = postgres_schema
+    psycopg = import_or_unavailable("psycopg", "postgres")
+    with postgres.PostgresLedger(conninfo, schema=schema) as ledger:
+        no_email = [Conversation(cid, closed_at=T0, lead_score=2) for cid in ("c1", "c2")]
+        ledger.schedule_many([(c, T0) for c in no_email])  # no email lock: the rows alone
+        seen = {s.conversation_id: s.fence for s in ledger.claimable(limit=10, owner="a")}
+        outcome: list[BaseException | None] = []
+
+        def optimistic() -> None:
+            try:
+                ledger.claim_unchanged(seen, owner="a", lease=LEASE)
+            except BaseException as error:  # noqa: BLE001  # handed to the test's thread
+                outcome.append(error)
+            else:
+                outcome.append(None)
+
+        with psycopg.connect(conninfo) as first:  # b's claim of c1, not committed yet
+            postgres._drive_sync(first, ledger._ops.claim(limit=1, owner="b", lease=LEASE))
+            worker = threading.Thread(target=optimistic)
+            worker.start()
+            worker.join(timeout=10)
+            waited = worker.is_alive()
+            first.commit()
+        worker.join()
+        assert not waited
+        assert isinstance(outcome[0], ClaimRefusedError)
+        assert outcome[0].conversation_ids == ("c1",)
+        stored = ledger.get_due("c2")
+        assert stored is not None
+        assert (stored.lease_owner, stored.fence) == (None, 0)
+        with pytest.raises(ClaimRefusedError):
+            ledger.claim_unchanged(seen, owner="a", lease=LEASE)

@@ -628,9 +628,10 @@ class _Ops:
         """Lease to ``owner`` exactly the syncs of ``seen`` (id → the fence read) if none
         changed since the read, else raise ``ClaimRefusedError`` writing nothing (rule 1m).
 
-        One ``UPDATE ... RETURNING`` takes the rows still as read (their row locks held, the
-        email's advisory lock taken as ``claim`` does); if one is missing, raising rolls the
-        transaction back."""
+        One statement: the rows still as read are locked ``FOR UPDATE SKIP LOCKED`` (a row
+        another transaction holds is contention: refused at once, never waited for, so two
+        optimistic claimers cannot deadlock), their emails' advisory locks taken as ``claim``
+        does, and updated; if one is missing, raising rolls the transaction back."""
         wanted = check_seen(seen)
         length = _lease_micros(lease)
         named: object = owner
@@ -641,22 +642,32 @@ class _Ops:
             return []
         rows = yield self.q(
             f"""
+            WITH candidates AS (
+                SELECT d.conversation_id, d.email FROM {{s}}.due_syncs AS d
+                JOIN unnest(%(ids)s::text[], %(fences)s::bigint[]) AS seen(c, f)
+                  ON d.conversation_id = seen.c AND d.fence = seen.f
+                WHERE d.integration = %(i)s AND d.state = 'pending'
+                  AND d.due_at <= coalesce(%(cutoff)s::bigint, {_CLAIM_CLOCK})
+                  AND (d.lease_owner IS NULL OR d.lease_owner = %(owner)s
+                       OR d.lease_until IS NULL OR d.lease_until <= {_CLAIM_CLOCK})
+                  AND (d.email IS NULL OR NOT EXISTS (
+                       SELECT 1 FROM {{s}}.due_syncs AS o
+                       WHERE o.integration = d.integration AND o.email = d.email
+                         AND o.state = 'pending' AND o.lease_owner <> %(owner)s
+                         AND o.lease_until > {_CLAIM_CLOCK}))
+                ORDER BY d.conversation_id
+                FOR UPDATE OF d SKIP LOCKED
+            ),
+            picked AS (
+                SELECT conversation_id FROM candidates
+                WHERE email IS NULL OR pg_try_advisory_xact_lock(
+                    hashtextextended(%(i)s || chr(1) || email, 1))
+            )
             UPDATE {{s}}.due_syncs AS u
             SET lease_owner = %(owner)s, lease_until = {_CLAIM_CLOCK} + %(length)s,
                 fence = u.fence + 1
-            FROM unnest(%(ids)s::text[], %(fences)s::bigint[]) AS seen(c, f)
-            WHERE u.integration = %(i)s AND u.conversation_id = seen.c AND u.fence = seen.f
-              AND u.state = 'pending'
-              AND u.due_at <= coalesce(%(cutoff)s::bigint, {_CLAIM_CLOCK})
-              AND (u.lease_owner IS NULL OR u.lease_owner = %(owner)s
-                   OR u.lease_until IS NULL OR u.lease_until <= {_CLAIM_CLOCK})
-              AND (u.email IS NULL OR (
-                   NOT EXISTS (SELECT 1 FROM {{s}}.due_syncs AS o
-                               WHERE o.integration = u.integration AND o.email = u.email
-                                 AND o.state = 'pending' AND o.lease_owner <> %(owner)s
-                                 AND o.lease_until > {_CLAIM_CLOCK})
-                   AND pg_try_advisory_xact_lock(
-                       hashtextextended(u.integration || chr(1) || u.email, 1))))
+            FROM picked
+            WHERE u.integration = %(i)s AND u.conversation_id = picked.conversation_id
             RETURNING {", ".join("u." + c.strip() for c in _SYNC_COLUMNS.split(","))}
             """,  # noqa: S608  # constant names; values bound
             {
