@@ -8,6 +8,7 @@ accepts either form; both forms name the same record.
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = ["KEY_PREFIXES", "IdFactory", "is_well_formed", "to_18"]
@@ -35,6 +36,7 @@ KEY_PREFIXES = {
 }
 
 
+@functools.lru_cache(maxsize=1 << 16)  # ids are checked again and again
 def _suffix(id15: str) -> str:
     out = []
     for start in (0, 5, 10):

@@ -254,15 +254,14 @@ class _Tok:
 def _read_string(text: str, start: int) -> tuple[str, int]:
     """The raw (still escaped) body of the literal opening at ``start`` and the index after it."""
     i = start + 1
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == "'":
-            return text[start + 1 : i], i + 1
-        i += 1
-    raise SoqlError(f"unterminated string literal at column {start + 1}")
+    while True:
+        quote = text.find("'", i)
+        if quote < 0:
+            raise SoqlError(f"unterminated string literal at column {start + 1}")
+        escape = text.find("\\", i, quote)
+        if escape < 0:
+            return text[start + 1 : quote], quote + 1
+        i = escape + 2  # the escaped character (perhaps a quote) is part of the body
 
 
 def unescape(raw: str, *, like: bool) -> list[tuple[str, bool]]:
@@ -571,7 +570,10 @@ class _Parser:
     def value(self) -> Literal:
         tok = self.next()
         if tok.kind == "string":
-            return Literal("".join(ch for ch, _ in unescape(tok.text, like=False)), tok.text)
+            raw = tok.text
+            if "\\" not in raw:  # nothing escaped: the body is the value
+                return Literal(raw, raw)
+            return Literal("".join(ch for ch, _ in unescape(raw, like=False)), raw)
         if tok.kind == "number":
             return Literal(float(tok.text) if "." in tok.text else int(tok.text))
         if tok.kind == "date":
