@@ -150,6 +150,7 @@ class Store:
         self.index: dict[str, dict[str, dict[str, set[str]]]] = {}
         """Per object (lower-case name): indexed field -> key -> ids (see :meth:`lookup`)."""
         self.ids = IdFactory()
+        self._by_prefix: dict[str, ObjectDef] = {}  # what object_of_id found for a prefix
         self._clock = clock
         self._last_time: datetime | None = None
         self.duplicate_rules: list[DuplicateRule] = []
@@ -199,8 +200,14 @@ class Store:
         return self.objects.get(name.lower())
 
     def object_of_id(self, record_id: str) -> ObjectDef | None:
+        prefix = record_id[:3]
+        known = self._by_prefix.get(prefix)
+        if known is not None and self.objects.get(known.name.lower()) is known:
+            return known  # still the first object with this prefix: objects are only added
         for obj in self.objects.values():
             if record_id.startswith(obj.key_prefix):
+                if obj.key_prefix == prefix:
+                    self._by_prefix[prefix] = obj
                 return obj
         return None
 
