@@ -214,9 +214,11 @@ def patch_postgres(counter: PostgresCounter) -> Callable[[], None]:
 
         return drive_sync(conn, statements())
 
-    def counted_run(self: Any, op: Any) -> Any:
+    def counted_run(self: Any, op: Any, **options: Any) -> Any:
+        if options.get("read"):  # a read on the ledger's autocommit pool: no transaction
+            return run(self, op, **options)
         with counter.transaction():
-            return run(self, op)
+            return run(self, op, **options)
 
     postgres._drive_sync = counted_drive  # noqa: SLF001
     postgres.PostgresLedger._run = counted_run  # type: ignore[method-assign]  # noqa: SLF001

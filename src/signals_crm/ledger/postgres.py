@@ -1170,7 +1170,7 @@ class _Base:
     get_due = _Method(_Ops.get_due, read=True)
     syncs_in_state = _Method(_Ops.syncs_in_state, read=True)
     claim = _Method(_Ops.claim)
-    claimable = _Method(_Ops.claimable)
+    claimable = _Method(_Ops.claimable, read=True)  # its rare quarantine: autocommitted
     claim_unchanged = _Method(_Ops.claim_unchanged)
     extend = _Method(_Ops.extend)
     release = _Method(_Ops.release)
