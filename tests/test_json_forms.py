@@ -19,6 +19,7 @@ from signals_crm.core.explain import ExplainStatus, explain_plan
 from signals_crm.core.model import Conversation, ConversationStatus, PersonKind, Visitor
 from signals_crm.core.plan import SyncMode, plan_sync
 from signals_crm.engine import Integration
+from signals_crm.exceptions import TransportError
 from signals_crm.ledger import MemoryLedger
 from signals_crm.schemas import SCHEMA_NAMES, json_schema
 from signals_crm.testing import strategies as sst
@@ -221,6 +222,18 @@ def test_sync_reports_validate():
     by_id = {o["conversation_id"]: o for o in data["outcomes"]}
     assert by_id["c-1"]["person_id"]
     assert by_id["c-2"]["blockers"] == ["criteria_not_met"]
+
+
+def test_a_stopped_report_validates():
+    """A run the CRM stopped in its preflight: ``stopped`` holds why, in valid JSON."""
+    sync, crm = integration()
+    sync.conversation_closed(conv())
+    for _ in range(sync.retry.max_attempts):
+        crm.fail_next("list_users", TransportError("connection dropped"))
+    data = checked(sync.run_due(LATER).as_dict(), REPORT)
+    assert data["total"] == 0
+    assert "connection dropped" in data["stopped"]
+    assert checked(sync.run_due(LATER).as_dict(), REPORT)["stopped"] is None
 
 
 @given(

@@ -100,6 +100,9 @@ class SyncReport:
     adapter may split one into several HTTP requests past its batch size). ``budget_exhausted``
     says the run stopped early to stay under the configured share of the CRM's API limit; the
     rest stays due. ``admin_issues`` lists, once each, errors that need an administrator.
+    ``stopped`` says why a run synced nothing it was due, when the CRM failed it before any
+    batch (``run_due``'s preflight reads failing after their retries): every due sync stays due,
+    no attempt counted, and the next run tries again; ``None`` otherwise.
     """
 
     outcomes: tuple[ConversationOutcome, ...] = ()
@@ -107,6 +110,7 @@ class SyncReport:
     budget_exhausted: bool = False
     admin_issues: tuple[str, ...] = ()
     totals: Mapping[str, int] = attrs.field(factory=dict)
+    stopped: str | None = None
 
     @classmethod
     def of(cls, outcomes: Sequence[ConversationOutcome], calls: int, exhausted: bool) -> SyncReport:
@@ -143,6 +147,7 @@ class SyncReport:
             "budget_exhausted": self.budget_exhausted,
             "admin_issues": list(self.admin_issues),
             "outcomes": [o.as_dict() for o in self.outcomes],
+            "stopped": self.stopped,
         }
 
     def as_text(self) -> str:
@@ -156,6 +161,8 @@ class SyncReport:
             lines.append(f"  {o.conversation_id}: {o.kind.value}{extra}{why}")
         if self.budget_exhausted:
             lines.append("  stopped early: the API budget share is used up")
+        if self.stopped is not None:
+            lines.append(f"  stopped before syncing: {self.stopped} (all stays due)")
         lines.extend(f"  needs an administrator: {issue}" for issue in self.admin_issues)
         return "\n".join(lines)
 

@@ -492,3 +492,69 @@ def test_create_lead_policy_never_reconciles_onto_an_old_converted_lead() -> Non
     leads = set(door.people_with_email(email)) - {contact, converted}
     assert len(leads) == 1
     assert outcome.person_id in leads
+
+
+def test_a_preflight_read_failing_past_its_retries_returns_a_report_not_an_error() -> None:
+    """run_due's preflight reads (owners, schema, campaign) failing on every retry stop that
+    run with a report saying why (``stopped``), nothing claimed: the sync stays due with no
+    attempt counted, and the next run preflights again and syncs it."""
+    crm = InMemoryCRM(person_kind=PersonKind.LEAD)
+    owner = crm.seed_user(email="sally@vendor.test")
+    sync = Integration(
+        crm,
+        SyncConfig(
+            criteria=Criteria.ONE_STAR,
+            synchronization_delay=timedelta(minutes=30),
+            users=UserMapping((UserMapEntry(owner, signals_user_id="u-sally"),)),
+            field_mappings=FieldMappings(lead=(FieldMapping("contact.first_name", "FirstName"),)),
+            placeholders={"LastName": "[not provided]", "Company": "[not provided]"},
+        ),
+        ledger=MemoryLedger(),
+        sleep=lambda _seconds: None,
+        random=lambda: 0.5,
+        clock=lambda: LATER,
+        retry=RetryPolicy(max_attempts=2),
+    )
+    sync.conversation_closed(conv("c-1", "lena@brightfield.test"))
+    for _ in range(2):
+        crm.fail_next("list_users", TransportError("connection dropped"))
+    report = sync.run_due(LATER)
+    assert report.outcomes == ()
+    assert report.stopped is not None
+    assert "preflight failed" in report.stopped
+    assert "connection dropped" in report.stopped
+    assert "stopped before syncing" in report.as_text()
+    assert report.as_dict()["stopped"] == report.stopped
+    due = sync.ledger.get_due("c-1")
+    assert due is not None
+    assert due.state.value == "pending"
+    assert due.attempts == 0
+    assert due.lease_owner is None
+    again = sync.run_due(LATER)
+    assert again.stopped is None
+    assert again.outcome("c-1").kind is OutcomeKind.CREATED
+    assert len(crm.people_with_email("lena@brightfield.test")) == 1
+
+
+def test_an_authentication_failure_in_preflight_still_stops_the_run() -> None:
+    """Bad credentials are not a transient failure: they raise, typed, from run_due."""
+    crm = InMemoryCRM(person_kind=PersonKind.LEAD)
+    owner = crm.seed_user(email="sally@vendor.test")
+    sync = Integration(
+        crm,
+        SyncConfig(
+            criteria=Criteria.ONE_STAR,
+            users=UserMapping((UserMapEntry(owner, signals_user_id="u-sally"),)),
+            placeholders={"LastName": "[not provided]", "Company": "[not provided]"},
+        ),
+        ledger=MemoryLedger(),
+        sleep=lambda _seconds: None,
+        clock=lambda: LATER,
+    )
+    sync.conversation_closed(conv("c-1", "lena@brightfield.test"))
+    crm.fail_next("list_users", AuthenticationError("invalid_grant"))
+    with pytest.raises(AuthenticationError):
+        sync.run_due(LATER)
+    due = sync.ledger.get_due("c-1")
+    assert due is not None
+    assert due.state.value == "pending"

@@ -73,6 +73,7 @@ from signals_crm.core.retry import RetryPolicy
 from signals_crm.core.routing import VisitorOwner, plan_visitor_owners
 from signals_crm.core.users import UserMappingProposal, propose_user_mapping
 from signals_crm.exceptions import (
+    AdapterError,
     ClaimRefusedError,
     ConfigurationError,
     IntegrationDisabledError,
@@ -536,7 +537,20 @@ class Operations:
                 if len(due) < self.batch_size:
                     break  # all there was (what becomes due meanwhile waits for the next run)
             return SyncReport()
-        yield from self._ready_flow()
+        try:
+            yield from self._ready_flow()
+        except STOPS_A_RUN:
+            raise
+        except AdapterError as error:
+            # The preflight reads failed past their retries: nothing is claimed yet, so all
+            # stays due for the next run (liveness: a run returns its report).
+            calls = self._calls - start
+            if isinstance(error, RateLimitedError) and not error.retryable:
+                _log.warning("run_due stopped early: the CRM's API limit (in its preflight)")
+                return SyncReport(adapter_calls=calls, budget_exhausted=True)
+            reason = f"preflight failed: {reason_of(error)}"
+            _log.warning("run_due: %s; the due syncs wait for the next run", reason)
+            return SyncReport(adapter_calls=calls, stopped=reason)
         outcomes: list[ConversationOutcome] = []
         exhausted = False
         first = True

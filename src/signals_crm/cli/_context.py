@@ -186,6 +186,7 @@ def report_document(report: SyncReport) -> dict[str, Any]:
         "adapter_calls": report.adapter_calls,
         "budget_exhausted": report.budget_exhausted,
         "admin_issues": list(report.admin_issues),
+        "stopped": report.stopped,
         "outcomes": [
             {
                 "conversation_id": o.conversation_id,
@@ -200,6 +201,7 @@ def report_document(report: SyncReport) -> dict[str, Any]:
 
 
 def report_failed(report: SyncReport) -> bool:
-    """Whether a run left something for a person: a failure, or an admin issue."""
+    """Whether a run left something for a person: a failure, an admin issue, or a run the CRM
+    stopped before it synced anything (``SyncReport.stopped``)."""
     counts: Mapping[str, int] = report.totals
-    return bool(counts.get("failed", 0) or report.admin_issues)
+    return bool(counts.get("failed", 0) or report.admin_issues or report.stopped)
