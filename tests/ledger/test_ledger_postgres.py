@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from ledger_clock import T0
@@ -315,3 +316,61 @@ def test_an_optimistic_claim_never_waits_for_a_row_under_claim(
         assert (stored.lease_owner, stored.fence) == (None, 0)
         with pytest.raises(ClaimRefusedError):
             ledger.claim_unchanged(seen, owner="a", lease=LEASE)
+
+
+@pytest.mark.parametrize("optimistic", [False, True], ids=["claim", "claim_unchanged"])
+def test_a_lease_on_the_email_committed_during_a_claim_is_seen(
+    postgres_schema: tuple[str, str], optimistic: bool
+) -> None:
+    """Another worker's lease on the same visitor email, committed after this claim read its
+    candidates but before it leased them (the candidates' snapshot cannot see it), still keeps
+    the other conversation of that email out of this claim: two workers never hold two
+    conversations of one visitor. A sync of another email is claimed as usual."""
+    from signals_crm._drive import drive
+
+    conninfo, schema = postgres_schema
+    psycopg = import_or_unavailable("psycopg", "postgres")
+    with postgres.PostgresLedger(conninfo, schema=schema) as ledger:
+        later = T0 + timedelta(hours=1)  # c0 is not due for b's claim: never its candidate
+        ledger.schedule_many(
+            [(conv("c0", "ann@x.io"), later), (conv("c1", "ann@x.io"), T0), (conv("c2"), T0)]
+        )
+        # Worker a leases c0 (ann), committed between b's two statements.
+        until = int((datetime.now(UTC) + timedelta(hours=1)).timestamp() * 1_000_000)
+        steal = (
+            f"UPDATE {schema}.due_syncs SET lease_owner = 'a', "  # noqa: S608  # test schema
+            f"lease_until = {until}, fence = fence + 1 WHERE conversation_id = 'c0'"
+        )
+        if optimistic:
+            op = ledger._ops.claim_unchanged({"c1": 0, "c2": 0}, owner="b", lease=LEASE, now=T0)
+        else:
+            op = ledger._ops.claim(T0, limit=2, owner="b", lease=LEASE)
+        statements: list[str] = []
+        with psycopg.connect(conninfo) as mine, mine.cursor() as cursor:
+
+            def execute(statement: Any) -> list[tuple[Any, ...]]:
+                if statements:  # after the candidates' statement: a's claim commits
+                    with psycopg.connect(conninfo, autocommit=True) as other:
+                        other.execute(steal)
+                statements.append(statement.sql)
+                cursor.execute(statement.sql, statement.params)
+                return cursor.fetchall() if cursor.description is not None else []
+
+            if optimistic:
+                from signals_crm.exceptions import ClaimRefusedError
+
+                with pytest.raises(ClaimRefusedError) as info:
+                    drive(op, execute)
+                assert info.value.conversation_ids == ("c1",)
+                mine.rollback()
+            else:
+                taken = drive(op, execute)
+                mine.commit()
+                assert [s.conversation_id for s in taken] == ["c2"]
+        assert len(statements) >= 2
+        c1 = ledger.get_due("c1")
+        assert c1 is not None
+        assert (c1.lease_owner, c1.fence) == (None, 0)
+        c0 = ledger.get_due("c0")
+        assert c0 is not None
+        assert c0.lease_owner == "a"

@@ -17,7 +17,11 @@
    (integration, email), so two workers cannot claim two conversations of one visitor at once.
    A claim walks the pending index in claim order and stops at ``limit`` candidates; only those
    take email locks (a sync whose email another claimer holds is left out of this batch), so
-   its cost and its locks follow the batch, not the tenant's backlog.
+   its cost and its locks follow the batch, not the tenant's backlog. The leases are then
+   written by a second statement that checks the email rule again: the first one's snapshot
+   may predate another claimer's commit of a lease on the same email (that claimer let the
+   email's lock go by committing), and a statement begun once this transaction holds the lock
+   sees every such lease.
    Every claim bumps the fencing token; fenced writes lock their syncs' rows (``FOR SHARE``)
    before checking the token, so no claim can slip between the check and the write.
 4. **Transitions under row locks.** ``record`` reads the current commands with ``FOR
@@ -475,6 +479,35 @@ class _Ops:
         )
         return [_sync(r) for r in rows]
 
+    def _lease_picked(
+        self, ids: Sequence[str], owner: str, length: int, at: int | None
+    ) -> _Op[list[tuple[Any, ...]]]:
+        """Lease ``ids`` (rows this transaction has locked, their emails' advisory locks held)
+        to ``owner``, but for a sync whose email another owner holds a live lease on: checked
+        again here, in a statement of its own. The candidates' statement judged the email rule
+        by its snapshot, which may predate another claimer's commit of a lease on the same
+        email: that claimer let go of the email's advisory lock only by committing, so a
+        statement begun after this transaction took the lock sees the lease."""
+        if not ids:
+            return []
+        rows: list[tuple[Any, ...]] = yield self.q(
+            f"""
+            UPDATE {{s}}.due_syncs AS u
+            SET lease_owner = %(owner)s, lease_until = {_CLAIM_CLOCK} + %(length)s,
+                fence = u.fence + 1
+            FROM unnest(%(ids)s::text[]) AS p(c)
+            WHERE u.integration = %(i)s AND u.conversation_id = p.c
+              AND (u.email IS NULL OR NOT EXISTS (
+                   SELECT 1 FROM {{s}}.due_syncs AS o
+                   WHERE o.integration = u.integration AND o.email = u.email
+                     AND o.state = 'pending' AND o.lease_owner <> %(owner)s
+                     AND o.lease_until > {_CLAIM_CLOCK}))
+            RETURNING {", ".join("u." + c.strip() for c in _SYNC_COLUMNS.split(","))}
+            """,  # noqa: S608  # constant names; values bound
+            {"at": at, "i": self.i, "owner": owner, "length": length, "ids": list(ids)},
+        )
+        return rows
+
     def claim(
         self,
         now: datetime | None = None,
@@ -513,7 +546,7 @@ class _Ops:
             cutoff = None if now is None else _micros(now, "now")
         if not limit:
             return []
-        rows = yield self.q(
+        picked = yield self.q(
             f"""
             WITH candidates AS (
                 SELECT d.conversation_id, d.email FROM {{s}}.due_syncs AS d
@@ -529,28 +562,14 @@ class _Ops:
                 ORDER BY d.due_at, d.conversation_id
                 LIMIT %(limit)s
                 FOR UPDATE OF d SKIP LOCKED
-            ),
-            picked AS (
-                SELECT conversation_id FROM candidates
-                WHERE email IS NULL OR pg_try_advisory_xact_lock(
-                    hashtextextended(%(i)s || chr(1) || email, 1))
             )
-            UPDATE {{s}}.due_syncs AS u
-            SET lease_owner = %(owner)s, lease_until = {_CLAIM_CLOCK} + %(length)s,
-                fence = u.fence + 1
-            FROM picked
-            WHERE u.integration = %(i)s AND u.conversation_id = picked.conversation_id
-            RETURNING {", ".join("u." + c.strip() for c in _SYNC_COLUMNS.split(","))}
+            SELECT conversation_id FROM candidates
+            WHERE email IS NULL OR pg_try_advisory_xact_lock(
+                hashtextextended(%(i)s || chr(1) || email, 1))
             """,  # noqa: S608  # constant names; values bound
-            {
-                "at": at,
-                "cutoff": cutoff,
-                "i": self.i,
-                "owner": owner,
-                "length": length,
-                "limit": limit,
-            },
+            {"at": at, "cutoff": cutoff, "i": self.i, "owner": owner, "limit": limit},
         )
+        rows = yield from self._lease_picked([r[0] for r in picked], owner, length, at)
         read = sorted(map(_sync, rows), key=lambda s: (s.due_at, s.conversation_id))
         damaged = [s for s in read if s.state is not DueState.PENDING]
         if damaged:
@@ -640,7 +659,8 @@ class _Ops:
         check_text("owner", owner)
         if not wanted:
             return []
-        rows = yield self.q(
+        at = self._now()
+        picked = yield self.q(
             f"""
             WITH candidates AS (
                 SELECT d.conversation_id, d.email FROM {{s}}.due_syncs AS d
@@ -657,29 +677,21 @@ class _Ops:
                          AND o.lease_until > {_CLAIM_CLOCK}))
                 ORDER BY d.conversation_id
                 FOR UPDATE OF d SKIP LOCKED
-            ),
-            picked AS (
-                SELECT conversation_id FROM candidates
-                WHERE email IS NULL OR pg_try_advisory_xact_lock(
-                    hashtextextended(%(i)s || chr(1) || email, 1))
             )
-            UPDATE {{s}}.due_syncs AS u
-            SET lease_owner = %(owner)s, lease_until = {_CLAIM_CLOCK} + %(length)s,
-                fence = u.fence + 1
-            FROM picked
-            WHERE u.integration = %(i)s AND u.conversation_id = picked.conversation_id
-            RETURNING {", ".join("u." + c.strip() for c in _SYNC_COLUMNS.split(","))}
+            SELECT conversation_id FROM candidates
+            WHERE email IS NULL OR pg_try_advisory_xact_lock(
+                hashtextextended(%(i)s || chr(1) || email, 1))
             """,  # noqa: S608  # constant names; values bound
             {
-                "at": self._now(),
+                "at": at,
                 "cutoff": None if now is None else _micros(now, "now"),
                 "i": self.i,
                 "owner": owner,
-                "length": length,
                 "ids": list(wanted),
                 "fences": list(wanted.values()),
             },
         )
+        rows = yield from self._lease_picked([r[0] for r in picked], owner, length, at)
         claimed = {s.conversation_id: s for s in map(_sync, rows)}
         changed = [cid for cid in wanted if cid not in claimed]
         if changed:
