@@ -19,16 +19,16 @@ from signals_crm.testing.conformance import (
 LEAD_CREATE_FIELDS: dict[str, FieldValue] = {"LastName": "Kit", "Company": "Kit Inc"}
 
 
-@pytest.fixture
-def crm_lead() -> InMemoryCRM:
-    """A fresh Salesforce-like CRM."""
-    return InMemoryCRM(person_kind=PersonKind.LEAD)
+@pytest.fixture(params=[False, True], ids=["kind-by-kind", "chains"])
+def crm_lead(request: pytest.FixtureRequest) -> InMemoryCRM:
+    """A fresh Salesforce-like CRM, with and without chained writes."""
+    return InMemoryCRM(person_kind=PersonKind.LEAD, chains=request.param)
 
 
-@pytest.fixture
-def crm_contact() -> InMemoryCRM:
-    """A fresh HubSpot-like CRM."""
-    return InMemoryCRM(person_kind=PersonKind.CONTACT)
+@pytest.fixture(params=[False, True], ids=["kind-by-kind", "chains"])
+def crm_contact(request: pytest.FixtureRequest) -> InMemoryCRM:
+    """A fresh HubSpot-like CRM, with and without chained writes."""
+    return InMemoryCRM(person_kind=PersonKind.CONTACT, chains=request.param)
 
 
 class TestLeadFlavour(AdapterConformance):
@@ -93,46 +93,6 @@ class TestAsyncContactFlavour(AsyncAdapterConformance):
     @pytest.fixture
     def backdoor(self, crm_contact: InMemoryCRM) -> Backdoor:
         return crm_contact.backdoor()
-
-
-class TestLeadFlavourWithChains(AdapterConformance):
-    """The blocking kit against the Salesforce-like flavour that chains writes."""
-
-    create_fields: ClassVar[dict[str, FieldValue]] = LEAD_CREATE_FIELDS
-    text_field = "FirstName"
-    account_owner_field = "OwnerId"
-
-    @pytest.fixture
-    def crm(self) -> InMemoryCRM:
-        return InMemoryCRM(person_kind=PersonKind.LEAD, chains=True)
-
-    @pytest.fixture
-    def adapter(self, crm: InMemoryCRM) -> InMemoryCRM:
-        return crm
-
-    @pytest.fixture
-    def backdoor(self, crm: InMemoryCRM) -> Backdoor:
-        return crm.backdoor()
-
-
-class TestAsyncContactFlavourWithChains(AsyncAdapterConformance):
-    """The async kit against the HubSpot-like flavour that chains writes."""
-
-    text_field = "firstname"
-    account_field = "industry"
-    account_owner_field = "hubspot_owner_id"
-
-    @pytest.fixture
-    def crm(self) -> InMemoryCRM:
-        return InMemoryCRM(person_kind=PersonKind.CONTACT, chains=True)
-
-    @pytest.fixture
-    def adapter(self, crm: InMemoryCRM) -> InMemoryCRM:
-        return crm
-
-    @pytest.fixture
-    def backdoor(self, crm: InMemoryCRM) -> Backdoor:
-        return crm.backdoor()
 
 
 _machine_settings = settings(

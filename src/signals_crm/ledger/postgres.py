@@ -123,6 +123,33 @@ _LOCK_ID = 0x5343524D  # advisory lock of the migration ("SCRM")
 _MICROSECOND = timedelta(microseconds=1)
 _DB_NOW = "(extract(epoch from now()) * 1000000)::bigint"
 _CLAIM_CLOCK = "coalesce(%(at)s::bigint, {now})"
+
+
+def _email_free(row: str) -> str:
+    """SQL: the sync ``row`` has no email, or no other owner holds a live lease on a pending
+    sync of that email (the one-visitor-one-worker rule)."""
+    return (
+        f"({row}.email IS NULL OR NOT EXISTS (SELECT 1 FROM {{s}}.due_syncs AS o "  # noqa: S608  # a constant alias
+        f"WHERE o.integration = {row}.integration AND o.email = {row}.email "
+        "AND o.state = 'pending' AND o.lease_owner <> %(owner)s "
+        f"AND o.lease_until > {_CLAIM_CLOCK}))"
+    )
+
+
+_CLAIMABLE = (
+    "d.integration = %(i)s AND d.state = 'pending' "
+    f"AND d.due_at <= coalesce(%(cutoff)s::bigint, {_CLAIM_CLOCK}) "
+    "AND (d.lease_owner IS NULL OR d.lease_owner = %(owner)s "
+    f"OR d.lease_until IS NULL OR d.lease_until <= {_CLAIM_CLOCK}) AND {_email_free('d')}"
+)
+"""SQL: the sync ``d`` is one ``claim`` may take (pending, due, no other owner's live lease on
+it or on its email)."""
+
+_PICK = (
+    "SELECT conversation_id FROM candidates WHERE email IS NULL OR "
+    "pg_try_advisory_xact_lock(hashtextextended(%(i)s || chr(1) || email, 1))"
+)
+"""SQL: the candidates whose email's advisory lock this transaction takes (or has)."""
 """A claim's clock: the injected one, else the database's (now(): one value per transaction).
 An expression, not a joined one-row CTE: joined, it kept the planner from walking the pending
 index in claim order, so a claim read and filtered a tenant's whole backlog before sorting it
@@ -479,6 +506,15 @@ class _Ops:
         )
         return [_sync(r) for r in rows]
 
+    def _bury(self, damaged: Sequence[DueSync]) -> _Statement:
+        """Dead-letter the damaged rows a claim met, each with the reason it was read with."""
+        return self.q(
+            "UPDATE {s}.due_syncs AS u SET state = 'dead', last_error = v.e, "
+            "lease_owner = NULL, lease_until = NULL FROM unnest(%s::text[], %s::text[]) "
+            "AS v(c, e) WHERE u.integration = %s AND u.conversation_id = v.c",
+            ([s.conversation_id for s in damaged], [s.last_error for s in damaged], self.i),
+        )
+
     def _lease_picked(
         self, ids: Sequence[str], owner: str, length: int, at: int | None
     ) -> _Op[list[tuple[Any, ...]]]:
@@ -497,11 +533,7 @@ class _Ops:
                 fence = u.fence + 1
             FROM unnest(%(ids)s::text[]) AS p(c)
             WHERE u.integration = %(i)s AND u.conversation_id = p.c
-              AND (u.email IS NULL OR NOT EXISTS (
-                   SELECT 1 FROM {{s}}.due_syncs AS o
-                   WHERE o.integration = u.integration AND o.email = u.email
-                     AND o.state = 'pending' AND o.lease_owner <> %(owner)s
-                     AND o.lease_until > {_CLAIM_CLOCK}))
+              AND {_email_free("u")}
             RETURNING {", ".join("u." + c.strip() for c in _SYNC_COLUMNS.split(","))}
             """,  # noqa: S608  # constant names; values bound
             {"at": at, "i": self.i, "owner": owner, "length": length, "ids": list(ids)},
@@ -550,22 +582,12 @@ class _Ops:
             f"""
             WITH candidates AS (
                 SELECT d.conversation_id, d.email FROM {{s}}.due_syncs AS d
-                WHERE d.integration = %(i)s AND d.state = 'pending'
-                  AND d.due_at <= coalesce(%(cutoff)s::bigint, {_CLAIM_CLOCK})
-                  AND (d.lease_owner IS NULL OR d.lease_owner = %(owner)s
-                       OR d.lease_until IS NULL OR d.lease_until <= {_CLAIM_CLOCK})
-                  AND (d.email IS NULL OR NOT EXISTS (
-                       SELECT 1 FROM {{s}}.due_syncs AS o
-                       WHERE o.integration = d.integration AND o.email = d.email
-                         AND o.state = 'pending' AND o.lease_owner <> %(owner)s
-                         AND o.lease_until > {_CLAIM_CLOCK}))
+                WHERE {_CLAIMABLE}
                 ORDER BY d.due_at, d.conversation_id
                 LIMIT %(limit)s
                 FOR UPDATE OF d SKIP LOCKED
             )
-            SELECT conversation_id FROM candidates
-            WHERE email IS NULL OR pg_try_advisory_xact_lock(
-                hashtextextended(%(i)s || chr(1) || email, 1))
+            {_PICK}
             """,  # noqa: S608  # constant names; values bound
             {"at": at, "cutoff": cutoff, "i": self.i, "owner": owner, "limit": limit},
         )
@@ -573,16 +595,7 @@ class _Ops:
         read = sorted(map(_sync, rows), key=lambda s: (s.due_at, s.conversation_id))
         damaged = [s for s in read if s.state is not DueState.PENDING]
         if damaged:
-            yield self.q(
-                "UPDATE {s}.due_syncs AS u SET state = 'dead', last_error = v.e, "
-                "lease_owner = NULL, lease_until = NULL FROM unnest(%s::text[], %s::text[]) "
-                "AS v(c, e) WHERE u.integration = %s AND u.conversation_id = v.c",
-                (
-                    [s.conversation_id for s in damaged],
-                    [s.last_error for s in damaged],
-                    self.i,
-                ),
-            )
+            yield self._bury(damaged)
         return [s for s in read if s.state is DueState.PENDING]
 
     def claimable(
@@ -601,15 +614,7 @@ class _Ops:
             f"""
             SELECT {", ".join("d." + c.strip() for c in _SYNC_COLUMNS.split(","))}
             FROM {{s}}.due_syncs AS d
-            WHERE d.integration = %(i)s AND d.state = 'pending'
-              AND d.due_at <= coalesce(%(cutoff)s::bigint, {_CLAIM_CLOCK})
-              AND (d.lease_owner IS NULL OR d.lease_owner = %(owner)s
-                   OR d.lease_until IS NULL OR d.lease_until <= {_CLAIM_CLOCK})
-              AND (d.email IS NULL OR NOT EXISTS (
-                   SELECT 1 FROM {{s}}.due_syncs AS o
-                   WHERE o.integration = d.integration AND o.email = d.email
-                     AND o.state = 'pending' AND o.lease_owner <> %(owner)s
-                     AND o.lease_until > {_CLAIM_CLOCK}))
+            WHERE {_CLAIMABLE}
             ORDER BY d.due_at, d.conversation_id
             LIMIT %(limit)s
             """,  # noqa: S608  # constant names; values bound
@@ -624,16 +629,7 @@ class _Ops:
         read = list(map(_sync, rows))
         damaged = [s for s in read if s.state is not DueState.PENDING]
         if damaged:  # dead-lettered as claim does: seen, never silently skipped
-            yield self.q(
-                "UPDATE {s}.due_syncs AS u SET state = 'dead', last_error = v.e, "
-                "lease_owner = NULL, lease_until = NULL FROM unnest(%s::text[], %s::text[]) "
-                "AS v(c, e) WHERE u.integration = %s AND u.conversation_id = v.c",
-                (
-                    [s.conversation_id for s in damaged],
-                    [s.last_error for s in damaged],
-                    self.i,
-                ),
-            )
+            yield self._bury(damaged)
         return [s for s in read if s.state is DueState.PENDING]
 
     def claim_unchanged(
@@ -647,10 +643,11 @@ class _Ops:
         """Lease to ``owner`` exactly the syncs of ``seen`` (id → the fence read) if none
         changed since the read, else raise ``ClaimRefusedError`` writing nothing (rule 1m).
 
-        One statement: the rows still as read are locked ``FOR UPDATE SKIP LOCKED`` (a row
+        As ``claim``: the rows still as read are locked ``FOR UPDATE SKIP LOCKED`` (a row
         another transaction holds is contention: refused at once, never waited for, so two
-        optimistic claimers cannot deadlock), their emails' advisory locks taken as ``claim``
-        does, and updated; if one is missing, raising rolls the transaction back."""
+        optimistic claimers cannot deadlock) and their emails' advisory locks taken, then
+        leased by a statement that checks the email rule again; if one is missing, raising
+        rolls the transaction back."""
         wanted = check_seen(seen)
         length = _lease_micros(lease)
         named: object = owner
@@ -666,21 +663,11 @@ class _Ops:
                 SELECT d.conversation_id, d.email FROM {{s}}.due_syncs AS d
                 JOIN unnest(%(ids)s::text[], %(fences)s::bigint[]) AS seen(c, f)
                   ON d.conversation_id = seen.c AND d.fence = seen.f
-                WHERE d.integration = %(i)s AND d.state = 'pending'
-                  AND d.due_at <= coalesce(%(cutoff)s::bigint, {_CLAIM_CLOCK})
-                  AND (d.lease_owner IS NULL OR d.lease_owner = %(owner)s
-                       OR d.lease_until IS NULL OR d.lease_until <= {_CLAIM_CLOCK})
-                  AND (d.email IS NULL OR NOT EXISTS (
-                       SELECT 1 FROM {{s}}.due_syncs AS o
-                       WHERE o.integration = d.integration AND o.email = d.email
-                         AND o.state = 'pending' AND o.lease_owner <> %(owner)s
-                         AND o.lease_until > {_CLAIM_CLOCK}))
+                WHERE {_CLAIMABLE}
                 ORDER BY d.conversation_id
                 FOR UPDATE OF d SKIP LOCKED
             )
-            SELECT conversation_id FROM candidates
-            WHERE email IS NULL OR pg_try_advisory_xact_lock(
-                hashtextextended(%(i)s || chr(1) || email, 1))
+            {_PICK}
             """,  # noqa: S608  # constant names; values bound
             {
                 "at": at,
