@@ -234,3 +234,46 @@ def test_the_integration_page_shows_the_last_runs_and_their_api_use(console_stor
     budget = re.search(r'<dl class="facts" id="budget">(.*?)</dl>', page, flags=re.DOTALL).group(1)
     assert "used 130" in budget
     assert "limit 15000" in budget
+
+
+def test_the_local_runner_accepts_connections_once_it_announces_its_address(console_ledger):
+    """``signals-crm console`` prints its link only once its socket listens: a client that
+    connects at once (inside the announcement, before the server runs) is queued, not refused,
+    and its request is answered once the server runs."""
+    import socket
+    import threading
+
+    from signals_crm.console._local import LocalTokenAuth, local_app, serve_local
+
+    auth = LocalTokenAuth()
+    app = local_app(create_console(console_ledger, authenticate=auth), auth)
+    early: list[socket.socket] = []
+    servers: list[object] = []
+    announced = threading.Event()
+
+    def announce(address: str) -> None:
+        port = int(address.rsplit(":", 1)[1])
+        try:
+            early.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        finally:
+            announced.set()
+
+    def ready(server: object) -> None:
+        servers.append(server)
+
+    thread = threading.Thread(
+        target=serve_local, kwargs={"app": app, "announce": announce, "ready": ready}
+    )
+    thread.start()
+    try:
+        assert announced.wait(timeout=30)
+        (conn,) = early  # the connection made inside the announcement was not refused
+        with conn:
+            conn.sendall(b"GET /login?token=wrong HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = conn.recv(64)
+        assert answer.startswith(b"HTTP/1.1 403")
+    finally:
+        for server in servers:
+            server.should_exit = True  # type: ignore[attr-defined]
+        thread.join(timeout=30)
+    assert not thread.is_alive()

@@ -99,6 +99,9 @@ def serve_local(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by each connection
     sock.bind(("127.0.0.1", port))
+    # Listening before the address is announced: a client that follows the link at once is
+    # queued until uvicorn accepts, never refused (it listens on this socket again, harmless).
+    sock.listen(2048)
     config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
     server = uvicorn.Server(config)
     announce(f"http://127.0.0.1:{sock.getsockname()[1]}")
