@@ -20,14 +20,14 @@ _sys.path.insert(0, str(Path(__file__).parent))
 from _hooked import EMAIL, LATER, async_engine, config, conv, engine, make_crm
 
 
-class RacedMemory(MemoryLedger):
-    """An in-memory ledger that runs ``race`` once, right after a ``claimable`` read."""
+class Raced:
+    """A ledger mixin that runs ``race`` once, right after a ``claimable`` read."""
 
     race: Callable[[], None] | None = None
     reads = 0
 
     def claimable(self, *args: Any, **kwargs: Any) -> list[DueSync]:
-        found = super().claimable(*args, **kwargs)
+        found: list[DueSync] = super().claimable(*args, **kwargs)  # type: ignore[misc]
         self.reads += 1
         race, self.race = self.race, None
         if race is not None:
@@ -35,19 +35,12 @@ class RacedMemory(MemoryLedger):
         return found
 
 
-class RacedSQLite(SQLiteLedger):
-    """:class:`RacedMemory` on a SQLite file."""
+class RacedMemory(Raced, MemoryLedger):
+    """:class:`Raced` in memory."""
 
-    race: Callable[[], None] | None = None
-    reads = 0
 
-    def claimable(self, *args: Any, **kwargs: Any) -> list[DueSync]:
-        found = super().claimable(*args, **kwargs)
-        self.reads += 1
-        race, self.race = self.race, None
-        if race is not None:
-            race()
-        return found
+class RacedSQLite(Raced, SQLiteLedger):
+    """:class:`Raced` on a SQLite file."""
 
 
 @pytest.fixture(params=["memory", "sqlite"])

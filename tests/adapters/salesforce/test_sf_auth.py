@@ -411,3 +411,14 @@ def test_a_failing_token_endpoint_is_transient(org: LocalSalesforce, status: int
         SalesforceAdapter(http, flow).find_people(["probe@example.com"])
     assert not isinstance(raised.value, AuthenticationError)
     assert raised.value.retryable
+
+
+def test_a_flow_must_say_how_it_asks_for_a_token() -> None:
+    """SalesforceAuth is abstract: a subclass without token_request cannot be built."""
+    from signals_crm.adapters.salesforce._auth import SalesforceAuth
+
+    class Incomplete(SalesforceAuth):
+        pass
+
+    with pytest.raises(TypeError, match="token_request"):
+        Incomplete()  # type: ignore[abstract]

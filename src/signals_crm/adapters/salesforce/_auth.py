@@ -31,6 +31,7 @@ Each is an ``httpx.Auth`` over the shared flow of :mod:`signals_crm.adapters._to
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Callable
 
@@ -82,7 +83,7 @@ _PLACEHOLDER_HOST = "instance.invalid"
 Store = TokenStore | AsyncTokenStore | None
 
 
-class SalesforceAuth(TokenAuth):
+class SalesforceAuth(TokenAuth, metaclass=abc.ABCMeta):
     """A way to obtain Salesforce access tokens, as an ``httpx.Auth`` that holds the session.
 
     Subclasses say how to ask for a token (:meth:`token_request`); this class keeps the
@@ -98,12 +99,12 @@ class SalesforceAuth(TokenAuth):
         self._token: SalesforceToken | None = None
         self._rotated: str | None = None
 
+    @abc.abstractmethod
     def token_request(self, refresh_token: str | None = None) -> httpx.Request | None:
         """The token endpoint request, or ``None`` when this flow cannot fetch tokens.
 
         ``refresh_token`` is the newest rotated refresh token, if the endpoint sent one.
         """
-        raise NotImplementedError
 
     @property
     def token(self) -> SalesforceToken | None:
