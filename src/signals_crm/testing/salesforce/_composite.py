@@ -51,6 +51,7 @@ from typing import Any
 from urllib.parse import quote
 
 from signals_crm.testing.salesforce._records import ApiError, OrgData, RecordError
+from signals_crm.testing.salesforce._reply import ParsedJson
 from signals_crm.testing.salesforce._schema import CHILD_RELATIONSHIPS
 
 __all__ = ["SubAnswer", "composite", "composite_batch", "composite_graph", "composite_tree"]
@@ -161,8 +162,14 @@ def composite(
     payload: Any,
     headers: Mapping[str, str],
     dispatch: Dispatch,
+    *,
+    references: bool = True,
 ) -> dict[str, Any]:
-    """Run a ``/composite`` request (rules 1-4); raises :class:`ApiError` for a bad request."""
+    """Run a ``/composite`` request (rules 1-4); raises :class:`ApiError` for a bad request.
+
+    ``references=False`` says the request's text holds no ``@{`` (nor a ``\\u`` escape that
+    could spell one): subrequests then run as they are, with nothing to resolve, and their
+    bodies reach their resources already parsed (:class:`~._reply.ParsedJson`)."""
     if not isinstance(payload, Mapping) or not isinstance(payload.get("compositeRequest"), list):
         raise _request_error("The request body needs a compositeRequest array", "JSON_PARSER_ERROR")
     subrequests: list[Any] = payload["compositeRequest"]
@@ -192,6 +199,7 @@ def composite(
             headers,
             dispatch,
             all_or_none=bool(payload.get("allOrNone", False)),
+            references=references,
         )
     }
 
@@ -203,6 +211,7 @@ def _run(
     dispatch: Dispatch,
     *,
     all_or_none: bool,
+    references: bool = True,
 ) -> list[dict[str, Any]]:
     """Run checked subrequests in order (rules 2-4); their answers."""
     snapshot = data.snapshot() if all_or_none else None
@@ -216,8 +225,11 @@ def _run(
             out.append(_sub(ref, 400, _halted(_ROLLED_BACK), {}))
             continue
         try:
-            url = _resolve_text(sub["url"], answers, in_url=True)
-            body = _resolve_json(sub.get("body"), answers)
+            if references:
+                url = _resolve_text(sub["url"], answers, in_url=True)
+                body = _resolve_json(sub.get("body"), answers)
+            else:
+                url, body = sub["url"], sub.get("body")
         except _Unresolved as exc:
             expr = exc.args[0] if exc.args else ref
             message = f"Invalid reference specified. No value for {expr.strip('@{}')} found."
@@ -229,7 +241,12 @@ def _run(
         sub_headers = dict(headers)
         for name, value in (sub.get("httpHeaders") or {}).items():
             sub_headers[str(name).lower()] = str(value)
-        content = b"" if body is None else json.dumps(body).encode()
+        if body is None:
+            content = b""
+        elif references:
+            content = json.dumps(body).encode()
+        else:
+            content = ParsedJson(body)  # as parsed from the request: no reference put in
         status, answer, answer_headers = dispatch(method, str(url), sub_headers, content)
         answer_headers = {k: v for k, v in answer_headers.items() if k != "Sforce-Limit-Info"}
         out.append(_sub(ref, status, answer, answer_headers))
@@ -422,7 +439,7 @@ def composite_batch(
         if not url.startswith("services/data/"):
             url = "services/data/" + (url if url.startswith("v") else f"v{version}/{url}")
         body = item.get("richInput")
-        content = b"" if body is None else json.dumps(body).encode()
+        content = b"" if body is None else ParsedJson(body)  # as parsed: no references here
         method = str(item.get("method", "GET")).upper()
         status, answer, _ = dispatch(method, "/" + url, headers, content)
         errors |= status >= 400

@@ -542,7 +542,10 @@ class LocalSalesforce(Logins, Collections, Upserts, Tooling):
                     if not _has_collections(payload):
                         return _locked()  # nothing to lock row by row: the request fails
                     dispatch = functools.partial(self._subrequest, fault="lock_row")
-                answer = composite(self.data, payload, headers, dispatch)
+                # Nothing to resolve unless "@{" is in the text, or could be spelled with a
+                # \u escape inside a JSON string.
+                references = b"@{" in body or b"\\u" in body
+                answer = composite(self.data, payload, headers, dispatch, references=references)
                 return Reply(200, answer)
             if route.rstrip("/") == "/composite" and method == "GET":
                 return Reply(200, self._composite_resources(version))

@@ -119,10 +119,11 @@ class OrgData(Queries):
 
     def check_known_fields(self, obj: ObjectDef, body: Mapping[str, Any]) -> None:
         """A field the object does not have fails the whole request (JSON deserialization)."""
+        fields = obj.fields
         for name in body:
             if name in ("attributes", "id", "Id"):
                 continue
-            if obj.field(name) is None:
+            if fields.get(name.lower()) is None:
                 raise ApiError(
                     400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {obj.name}"
                 )
@@ -156,7 +157,7 @@ class OrgData(Queries):
         if value is None or (value == "" and f.type != "boolean"):
             return None, None
         if f.type in _TEXT_TYPES:
-            if isinstance(value, bool) or not isinstance(value, str | int | float):
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
                 raise ApiError(
                     400,
                     "JSON_PARSER_ERROR",
@@ -187,7 +188,7 @@ class OrgData(Queries):
                 return value.lower() == "true", None
             raise ApiError(400, "JSON_PARSER_ERROR", f"Cannot deserialize boolean from {value!r}")
         if f.type in ("int", "double", "currency", "percent"):
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ApiError(
                     400, "JSON_PARSER_ERROR", f"Cannot deserialize number from {value!r}"
                 )
@@ -213,19 +214,19 @@ class OrgData(Queries):
             return None, RecordError(
                 "MALFORMED_ID", f"{label}: id value of incorrect type: {value}", (f.name,)
             )
-        target_obj = self.object_of_id(to_18(value))
+        full = to_18(value)
+        target_obj = self.object_of_id(full)
         if target_obj is None or target_obj.name not in f.reference_to:
             return None, RecordError(
                 "FIELD_INTEGRITY_EXCEPTION",
                 f"{label}: id value of incorrect type: {value}",
                 (f.name,),
             )
-        found = self.find(value)
-        if found is None:
+        target = self.records[target_obj.name.lower()].get(full)  # what find(value) gives
+        if target is None:
             return None, RecordError(
                 "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id", (f.name,)
             )
-        target_obj, target = found
         if f.name == "OwnerId" and target_obj.name == "User" and not target.get("IsActive"):
             return None, RecordError(
                 "INACTIVE_OWNER_OR_USER",
@@ -239,10 +240,11 @@ class OrgData(Queries):
         self, obj: ObjectDef, body: Mapping[str, Any], *, creating: bool
     ) -> tuple[dict[str, Any], RecordError | None]:
         values: dict[str, Any] = {}
+        fields = obj.fields
         for name, raw in body.items():
             if name in ("attributes", "id", "Id"):
                 continue
-            f = obj.field(name)
+            f = fields.get(name.lower())
             if f is None:  # check_known_fields normally ran first
                 raise ApiError(
                     400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {obj.name}"
@@ -263,11 +265,7 @@ class OrgData(Queries):
 
     @staticmethod
     def _missing_required(obj: ObjectDef, record: Mapping[str, Any]) -> RecordError | None:
-        missing = [
-            f.name
-            for f in obj.fields.values()
-            if f.createable and not f.nillable and record.get(f.name) in (None, "")
-        ]
+        missing = [name for name in obj.plan().required if record.get(name) in (None, "")]
         if missing:
             return RecordError(
                 "REQUIRED_FIELD_MISSING",
@@ -279,9 +277,9 @@ class OrgData(Queries):
     def unique_clash(self, obj: ObjectDef, record: Mapping[str, Any]) -> RecordError | None:
         """A Unique field whose value another live record of ``obj`` has: ``DUPLICATE_VALUE``
         (case-insensitive, the default of Setup's "treat ABC and abc as duplicates")."""
-        for f in obj.fields.values():
+        for f in obj.plan().unique:
             value = record.get(f.name)
-            if not f.unique or value in (None, ""):
+            if value in (None, ""):
                 continue
             others = (self.lookup(obj, f.name, [value]) or set()) - {record.get("Id")}
             if others:
@@ -434,14 +432,9 @@ class OrgData(Queries):
         values, error = self._apply_fields(obj, body, creating=True)
         if error is not None:
             return None, error
-        record: dict[str, Any] = {}
-        for f in obj.fields.values():
-            if f.defaulted_on_create and f.default is not None:
-                record[f.name] = f.default
-            elif f.type == "boolean":
-                record[f.name] = False
+        record: dict[str, Any] = dict(obj.plan().blank)
         record.update({k: v for k, v in values.items() if v is not None})
-        if obj.field("OwnerId") is not None and not record.get("OwnerId"):
+        if obj.plan().owned and not record.get("OwnerId"):
             record["OwnerId"] = self.default_lead_owner
         error = (
             self._missing_required(obj, record)
@@ -453,7 +446,7 @@ class OrgData(Queries):
         if error is not None:
             return None, error
         self._assign(obj, record, auto_assign)
-        return self.insert_raw(obj, record), None
+        return self.insert_raw(obj, record, canonical=True), None
 
     def update(
         self,

@@ -6,7 +6,7 @@ import base64
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 import attrs
 
@@ -14,6 +14,7 @@ from signals_crm.testing.salesforce._records import ApiError, RecordError
 
 __all__ = [
     "ROLLED_BACK",
+    "ParsedJson",
     "Reply",
     "allow_save",
     "basic_auth",
@@ -89,7 +90,22 @@ def rolled_back(errors: list[RecordError | None], *, with_extra: bool) -> Reply:
     )
 
 
+class ParsedJson(bytes):
+    """A composite subrequest's body: the JSON bytes of ``value``, which :func:`json_body`
+    returns as it is instead of parsing the bytes it was just encoded to (``value`` holds only
+    what ``json.loads`` makes, so parsing the bytes would give an equal value)."""
+
+    value: Any
+
+    def __new__(cls, value: Any) -> Self:
+        made = super().__new__(cls, json.dumps(value).encode())
+        made.value = value
+        return made
+
+
 def json_body(body: bytes) -> Any:
+    if isinstance(body, ParsedJson):
+        return body.value
     try:
         return json.loads(body or b"null")
     except ValueError:

@@ -38,7 +38,16 @@ _SOAP_TYPES = {
 }
 
 
-@attrs.define
+_GENERATION = [0]
+"""Bumped whenever a field definition changes (see :meth:`ObjectDef.plan`)."""
+
+
+def _changed(_instance: Any, _attribute: Any, value: Any) -> Any:
+    _GENERATION[0] += 1
+    return value
+
+
+@attrs.define(on_setattr=_changed)
 class FieldDef:
     """One field: its describe metadata and what validation reads from it."""
 
@@ -119,6 +128,7 @@ class ObjectDef:
     createable: bool = True
     updateable: bool = True
     label: str | None = None
+    _plan: FieldPlan | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @property
     def key_prefix(self) -> str:
@@ -129,6 +139,16 @@ class ObjectDef:
 
     def add(self, field: FieldDef) -> None:
         self.fields[field.name.lower()] = field
+        self._plan = None
+
+    def plan(self) -> FieldPlan:
+        """What every write reads from the fields, worked out once: it is worked out again
+        when a field is added (:meth:`add`, or an entry put in :attr:`fields`) or any
+        :class:`FieldDef` attribute is set."""
+        plan = self._plan
+        if plan is None or plan.generation != _GENERATION[0] or plan.size != len(self.fields):
+            plan = self._plan = FieldPlan.of(self.fields)
+        return plan
 
     def relationship(self, name: str) -> FieldDef | None:
         lowered = name.lower()
@@ -166,6 +186,44 @@ class ObjectDef:
                 "describe": f"{instance_path}/sobjects/{self.name}/describe",
             },
         }
+
+
+@attrs.frozen
+class FieldPlan:
+    """An object's fields as writes read them, in field order (see :meth:`ObjectDef.plan`).
+
+    ``blank`` is a new record before its values: each field defaulted on create with a
+    default has it, every other boolean is false. ``required`` are the createable fields that
+    may not be null; ``unique`` the Unique ones; ``indexed`` the fields the store indexes
+    (email, references and id lookups); ``owned``: the object has an ``OwnerId``.
+    """
+
+    generation: int
+    size: int
+    blank: Mapping[str, Any]
+    required: tuple[str, ...]
+    unique: tuple[FieldDef, ...]
+    indexed: tuple[FieldDef, ...]
+    owned: bool
+
+    @classmethod
+    def of(cls, fields: Mapping[str, FieldDef]) -> FieldPlan:
+        blank: dict[str, Any] = {}
+        for f in fields.values():
+            if f.defaulted_on_create and f.default is not None:
+                blank[f.name] = f.default
+            elif f.type == "boolean":
+                blank[f.name] = False
+        values = list(fields.values())
+        return cls(
+            generation=_GENERATION[0],
+            size=len(fields),
+            blank=blank,
+            required=tuple(f.name for f in values if f.createable and not f.nillable),
+            unique=tuple(f for f in values if f.unique),
+            indexed=tuple(f for f in values if f.type in ("email", "reference") or f.id_lookup),
+            owned="ownerid" in fields,
+        )
 
 
 def _audit(name: str, label: str, relationship: str) -> FieldDef:

@@ -223,9 +223,15 @@ class Store:
         return (obj, record) if record is not None else None
 
     def insert_raw(
-        self, obj: ObjectDef, values: Mapping[str, Any], *, when: datetime | None = None
+        self,
+        obj: ObjectDef,
+        values: Mapping[str, Any],
+        *,
+        when: datetime | None = None,
+        canonical: bool = False,
     ) -> str:
-        """Store a record without validation (the backdoor); returns its id."""
+        """Store a record without validation (the backdoor); returns its id. ``canonical``:
+        every name in ``values`` is already its field's own spelling (a validated create)."""
         record_id = self.ids.new(obj.key_prefix)
         stamp = when or self.now()
         record: dict[str, Any] = {
@@ -234,15 +240,16 @@ class Store:
             "LastModifiedDate": stamp,
             "IsDeleted": False,
         }
-        for f in obj.fields.values():
-            if f.default is not None and f.defaulted_on_create:
-                record[f.name] = f.default
-            if f.type == "boolean" and f.name not in record:
-                record[f.name] = False
-        for name, value in values.items():
-            known = obj.field(name)
-            record[known.name if known is not None else name] = value
-        if obj.field("OwnerId") is not None and not record.get("OwnerId"):
+        plan = obj.plan()
+        record.update(plan.blank)
+        if canonical:
+            record.update(values)
+        else:
+            fields = obj.fields
+            for name, value in values.items():
+                known = fields.get(name.lower())
+                record[known.name if known is not None else name] = value
+        if plan.owned and not record.get("OwnerId"):
             record["OwnerId"] = self.default_lead_owner
         record.setdefault("CreatedById", self.acting_user or self.default_lead_owner)
         self.derive(obj, record)
@@ -317,9 +324,7 @@ class Store:
 
     def _index_record(self, obj: ObjectDef, record: Mapping[str, Any], *, add: bool) -> None:
         per_object = self.index.setdefault(obj.name.lower(), {})
-        for f in obj.fields.values():
-            if not self._indexed(f):
-                continue
+        for f in obj.plan().indexed:
             key = self.index_key(f, record.get(f.name))
             if key is None:
                 continue
