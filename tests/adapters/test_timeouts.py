@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -26,8 +27,25 @@ def _answer(request: httpx.Request) -> httpx.Response:
     if request.url.path.endswith("/oauth2/token"):
         return httpx.Response(200, json={"access_token": "t", "instance_url": SF_INSTANCE})
     if "salesforce" in request.url.host:
+        if request.url.path.endswith("/composite"):  # preflight's metadata, read together
+            subs = json.loads(request.content)["compositeRequest"]
+            return httpx.Response(200, json={"compositeResponse": [_sub(s) for s in subs]})
         return httpx.Response(200, json={"totalSize": 0, "done": True, "records": []})
     return httpx.Response(200, json={"results": [], "paging": None})
+
+
+def _sub(subrequest: dict[str, str]) -> dict[str, object]:
+    body = (
+        {"name": "Lead", "fields": []}
+        if subrequest["url"].endswith("/describe")
+        else {"totalSize": 0, "done": True, "records": []}
+    )
+    return {
+        "body": body,
+        "httpHeaders": {},
+        "httpStatusCode": 200,
+        "referenceId": subrequest["referenceId"],
+    }
 
 
 def _recording(seen: list[dict[str, float | None]]) -> Callable[[httpx.Request], httpx.Response]:
@@ -64,7 +82,7 @@ def test_every_request_and_token_request_has_a_timeout(
     with httpx.Client(transport=transport, **options) as http:  # type: ignore[arg-type]
         for adapter in _sync_adapters(http):
             adapter.list_users()
-    assert len(seen) >= 3  # a token request, a query, the owners
+    assert len(seen) >= 3  # a token request, the metadata composite, the owners
     assert all(timeout == expected for timeout in seen)
 
 

@@ -463,7 +463,8 @@ class Gateway502(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         """Fail the first composite create once, forward everything else."""
         body = request.read()
-        creates = b'"Lead"' in body or b"/sobjects/Lead" in body  # Collections or a chain
+        # Collections or a chain (not preflight's describe of the Lead)
+        creates = b'"Lead"' in body or (b"/sobjects/Lead" in body and b"/describe" not in body)
         if self.armed and request.method == "POST" and creates:
             self.armed = False
             return httpx.Response(502, text="<html>Bad Gateway</html>")

@@ -53,6 +53,12 @@ class MetadataCache:
             self.hits += 1
             return True, entry[1]
 
+    def fresh(self, key: tuple[Hashable, ...]) -> bool:
+        """Whether ``key`` has a fresh entry (not counted as a hit)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry is not None and self._clock() - entry[0] < self.ttl
+
     def put(self, key: tuple[Hashable, ...], value: Any) -> None:
         with self._lock:
             self._entries[key] = (self._clock(), value)

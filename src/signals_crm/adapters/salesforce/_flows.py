@@ -41,12 +41,19 @@ Theory of operation (the httpx ``auth_flow`` pattern):
    (Salesforce: "Dependent subrequests aren't executed", REST API Developer Guide,
    "Composite Request Body"): it answers ``PROCESSING_HALTED``, retryable, whatever the
    subrequest said.
+8. **Metadata is read together.** Preflight needs the campaign check, the Lead's schema (and
+   the Task's, with ``sync_key_field``) and the users, one after another. A miss on any of
+   them reads every one of them the metadata cache lacks in one ``/composite`` request (GET
+   query and sObject describe subrequests: one round trip, one API call) and keeps each
+   answer; the calls that follow are answered from the cache. A part that failed there is
+   not kept: its own call reads it again alone and reports its error. One missing part alone
+   goes as a plain request, as before.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, TypeAlias, TypedDict, TypeVar
 
 import attrs
@@ -86,6 +93,7 @@ from signals_crm.adapters.salesforce._requests import (
 )
 from signals_crm.adapters.salesforce._responses import (
     ApiUsage,
+    QueryPage,
     parse_collection_results,
     parse_composite,
     parse_datetime,
@@ -169,6 +177,48 @@ _SYNC_KEY_FIELD = re.compile(r"[A-Za-z][A-Za-z0-9_]*__c")
 _KEY_CLASH = re.compile(r"with id:\s*([A-Za-z0-9]{15,18})")
 
 _PLACEHOLDER_INSTANCE = "https://instance.invalid"
+_TASK_OBJECT = "Task"
+_PERSON_OBJECT = SALESFORCE_CAPABILITIES.person_object.lower()
+_USERS_SOQL = "SELECT Id, Name, Email, IsActive FROM User"
+
+
+def _campaign_soql(campaign_id: str) -> str:
+    return f"SELECT Id FROM Campaign WHERE Id = {quote(campaign_id)}"  # noqa: S608  # quoted
+
+
+def _crm_users(raws: Sequence[Record]) -> tuple[CRMUser, ...]:
+    users: list[CRMUser] = []
+    for raw in raws:
+        email = _get(raw, "Email")
+        name = _get(raw, "Name")
+        users.append(
+            CRMUser(
+                id=str(_get(raw, "Id")),
+                email=str(email) if email else None,
+                active=bool(_get(raw, "IsActive")),
+                name=str(name) if name else None,
+            )
+        )
+    return tuple(users)
+
+
+_Parse: TypeAlias = Callable[["SalesforceFlows", httpx.Response], Generator[Any, Any, Any]]
+"""How one answered part of the metadata composite becomes the value its cache entry keeps."""
+
+
+def _found(flows: SalesforceFlows, response: httpx.Response) -> Flow[bool]:
+    return bool((yield from flows._pages_from(parse_query(response))))  # noqa: SLF001  # its own
+
+
+def _schema(_: SalesforceFlows, response: httpx.Response) -> Flow[ObjectSchema]:
+    yield from ()  # nothing more to read: a flow like its siblings
+    return parse_describe(response)
+
+
+def _users(flows: SalesforceFlows, response: httpx.Response) -> Flow[tuple[CRMUser, ...]]:
+    return _crm_users((yield from flows._pages_from(parse_query(response))))  # noqa: SLF001
+
+
 _LEAD_BASE_FIELDS = (
     "Id",
     "Email",
@@ -336,8 +386,12 @@ class SalesforceFlows(AdapterFlows):
     # -- query helper ------------------------------------------------------------------------
 
     def _query_all(self, soql: str) -> Flow[list[Record]]:
+        first = parse_query((yield query_request(self.endpoint, soql)))
+        return (yield from self._pages_from(first))
+
+    def _pages_from(self, page: QueryPage) -> Flow[list[Record]]:
+        """The records of ``page`` and of every page after it."""
         endpoint = self.endpoint
-        page = parse_query((yield query_request(endpoint, soql)))
         records = list(page.records)
         while page.next_records_url:
             page = parse_query((yield query_more_request(endpoint, page.next_records_url)))
@@ -520,15 +574,50 @@ class SalesforceFlows(AdapterFlows):
         return out
 
     def list_users_flow(self) -> Flow[list[CRMUser]]:
+        yield from self._read_metadata()
         users = yield from self.cached(("users",), self._list_users())
         return list(users)
 
     def campaign_exists_flow(self, campaign_id: str) -> Flow[bool]:
         if self.listed_campaign(campaign_id):
             return True
+        yield from self._read_metadata(campaign_id)
         return (
             yield from self.cached(("campaign", campaign_id), self._campaign_exists(campaign_id))
         )
+
+    def _read_metadata(self, campaign_id: str | None = None) -> Flow[None]:
+        """Every part of preflight's metadata the cache lacks, read in one composite request
+        when more than one is missing (module doc, rule 8); answers that failed are not kept."""
+        endpoint = self.endpoint
+        version = endpoint.api_version
+        cache = self.metadata_cache
+        objects = [SALESFORCE_CAPABILITIES.person_object]  # preflight's describes
+        if self._sync_key_field is not None:
+            objects.append(_TASK_OBJECT)
+        missing: list[tuple[tuple[str, ...], dict[str, str], _Parse]] = []
+        if campaign_id is not None and not cache.fresh(("campaign", campaign_id)):
+            soql = _campaign_soql(campaign_id)
+            missing.append(
+                (("campaign", campaign_id), query_subrequest(endpoint, soql, "c"), _found)
+            )
+        for n, object_name in enumerate(objects):
+            if not cache.fresh(("describe", object_name.lower())):
+                url = f"/services/data/v{version}/sobjects/{object_name}/describe"
+                sub = {"method": "GET", "url": url, "referenceId": f"d{n}"}
+                missing.append((("describe", object_name.lower()), sub, _schema))
+        if not cache.fresh(("users",)):
+            missing.append((("users",), query_subrequest(endpoint, _USERS_SOQL, "u"), _users))
+        if len(missing) < 2:
+            return  # one part alone goes as it always did
+        refs = [sub["referenceId"] for _, sub, _ in missing]
+        answer = yield composite_request(endpoint, [sub for _, sub, _ in missing])
+        for (key, _, parse), response in zip(missing, parse_composite(answer, refs), strict=True):
+            try:
+                value = yield from parse(self, response)
+            except AdapterError:
+                continue  # its own call reads it again alone and reports what is wrong
+            cache.put(key, value)
 
     def list_campaigns_flow(self) -> Flow[list[CampaignInfo]]:
         campaigns = yield from self.cached(("campaigns",), self._list_campaigns())
@@ -548,28 +637,14 @@ class SalesforceFlows(AdapterFlows):
         )
 
     def _list_users(self) -> Flow[tuple[CRMUser, ...]]:
-        raws = yield from self._query_all("SELECT Id, Name, Email, IsActive FROM User")
-        users: list[CRMUser] = []
-        for raw in raws:
-            email = _get(raw, "Email")
-            name = _get(raw, "Name")
-            users.append(
-                CRMUser(
-                    id=str(_get(raw, "Id")),
-                    email=str(email) if email else None,
-                    active=bool(_get(raw, "IsActive")),
-                    name=str(name) if name else None,
-                )
-            )
-        return tuple(users)
+        return _crm_users((yield from self._query_all(_USERS_SOQL)))
 
     def _campaign_exists(self, campaign_id: str) -> Flow[bool]:
-        found = yield from self._query_all(
-            f"SELECT Id FROM Campaign WHERE Id = {quote(campaign_id)}"  # noqa: S608  # quoted
-        )
-        return bool(found)
+        return bool((yield from self._query_all(_campaign_soql(campaign_id))))
 
     def describe_flow(self, object_name: str) -> Flow[ObjectSchema]:
+        if object_name.lower() in (_PERSON_OBJECT, _TASK_OBJECT.lower()):
+            yield from self._read_metadata()
         return (
             yield from self.cached(("describe", object_name.lower()), self._describe(object_name))
         )
