@@ -9,13 +9,17 @@ at once and that a reference is still found however the JSON spells it.
 from __future__ import annotations
 
 import json
+import string
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from signals_crm.testing.salesforce import FieldDef, LocalSalesforce
+from signals_crm.testing.salesforce._ids import _suffix
 from signals_crm.testing.salesforce._reply import ParsedJson, json_body
 
 V = "/services/data/v61.0"
@@ -134,3 +138,31 @@ def test_parsed_json_is_its_bytes_and_its_value() -> None:
     assert bytes(body) == json.dumps(value).encode()
     assert json_body(body) is value
     assert json_body(bytes(body)) == value
+
+
+def test_text_values_keep_their_checks(sf: httpx.Client) -> None:
+    """A text value at its field's length is stored as sent, one character more is
+    ``STRING_TOO_LONG``; a number sent to a text field is stored as its text; a bad email and
+    a non-text value are still refused."""
+    at_limit = _create(sf, _lead("t1@x.com", FirstName="F" * 40))
+    assert at_limit.status_code == 201, at_limit.text
+    lead = sf.get(f"{V}/sobjects/Lead/{at_limit.json()['id']}").json()
+    assert lead["FirstName"] == "F" * 40
+    over = _create(sf, _lead("t2@x.com", FirstName="F" * 41))
+    assert over.json()[0]["errorCode"] == "STRING_TOO_LONG"
+    numbered = _create(sf, _lead("t3@x.com", Phone=5550100)).json()["id"]
+    assert sf.get(f"{V}/sobjects/Lead/{numbered}").json()["Phone"] == "5550100"
+    assert _create(sf, _lead("not-an-email")).json()[0]["errorCode"] == "INVALID_EMAIL_ADDRESS"
+    listed = _create(sf, _lead("t4@x.com", FirstName=["F"]))
+    assert listed.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
+
+
+@given(st.text(alphabet=string.ascii_letters + string.digits + "é_", min_size=15, max_size=15))
+def test_the_id_suffix_is_the_documented_one(id15: str) -> None:
+    """Each 5-character chunk's uppercase letters, bit i for character i, through
+    ``A``-``Z0``-``5`` (the loop the reference describes)."""
+    expected = ""
+    for start in (0, 5, 10):
+        bits = sum(1 << i for i, ch in enumerate(id15[start : start + 5]) if "A" <= ch <= "Z")
+        expected += "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits]
+    assert _suffix.__wrapped__(id15) == expected

@@ -158,12 +158,11 @@ class Collections:
         rule = self.data.duplicate_rule
         with_extra = rule is not None and rule.include_result_in_collections
         outcomes: list[tuple[str | None, RecordError | None]] = []
+        saving = allow_save(headers)
         for obj, record in typed:
             if method == "POST":
                 outcomes.append(
-                    self.data.create(
-                        obj, record, auto_assign=auto_assign, allow_save=allow_save(headers)
-                    )
+                    self.data.create(obj, record, auto_assign=auto_assign, allow_save=saving)
                 )
             else:
                 outcomes.append(

@@ -36,8 +36,20 @@ KEY_PREFIXES = {
 }
 
 
+_FLAGS = str.maketrans({chr(c): "1" if "A" <= chr(c) <= "Z" else "0" for c in range(128)})
+"""An ASCII character to "1" when it is an uppercase letter, else "0"."""
+
+
 @functools.lru_cache(maxsize=1 << 16)  # ids are checked again and again
 def _suffix(id15: str) -> str:
+    flags = id15.translate(_FLAGS)
+    if len(flags) == 15 and flags.isascii() and not flags.strip("01"):
+        # bit i of a chunk is its character i: read each chunk's flags backwards, in base 2
+        return (
+            _SUFFIX_CHARS[int(flags[4::-1], 2)]
+            + _SUFFIX_CHARS[int(flags[9:4:-1], 2)]
+            + _SUFFIX_CHARS[int(flags[14:9:-1], 2)]
+        )
     out = []
     for start in (0, 5, 10):
         bits = 0

@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 _TEXT_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "combobox", "picklist"})
+_PLAIN_TEXT = _TEXT_TYPES - {"email", "picklist"}
+"""Text types checked for their length alone."""
 _ID_TYPES = frozenset({"id", "reference"})
 
 
@@ -157,6 +159,9 @@ class OrgData(Queries):
         if value is None or (value == "" and f.type != "boolean"):
             return None, None
         if f.type in _TEXT_TYPES:
+            plain = type(value) is str and f.type in _PLAIN_TEXT
+            if plain and (not f.length or len(value) <= f.length):
+                return value, None  # what the checks below let through unchanged
             if isinstance(value, bool) or not isinstance(value, (str, int, float)):
                 raise ApiError(
                     400,

@@ -324,15 +324,22 @@ class Store:
 
     def _index_record(self, obj: ObjectDef, record: Mapping[str, Any], *, add: bool) -> None:
         per_object = self.index.setdefault(obj.name.lower(), {})
+        record_id = record["Id"]
         for f in obj.plan().indexed:
-            key = self.index_key(f, record.get(f.name))
-            if key is None:
+            value = record.get(f.name)
+            if value is None or value == "":
                 continue
-            ids = per_object.setdefault(f.name, {}).setdefault(key, set())
+            key = str(value)[:15] if f.type in _ID_TYPES else str(value).casefold()  # index_key
+            per_field = per_object.get(f.name)
+            if per_field is None:
+                per_field = per_object[f.name] = {}
+            ids = per_field.get(key)
+            if ids is None:
+                ids = per_field[key] = set()
             if add:
-                ids.add(record["Id"])
+                ids.add(record_id)
             else:
-                ids.discard(record["Id"])
+                ids.discard(record_id)
 
     def rebuild_indexes(self) -> None:
         """Index every live record again (after a restore, or a direct edit of ``records``)."""
