@@ -17,7 +17,7 @@ import pytest
 from ledger_strategies import assert_identical
 
 from signals_crm.core.model import Company, Conversation, Meeting, PersonKind, Visitor
-from signals_crm.exceptions import ConfigurationError, LedgerError
+from signals_crm.exceptions import ConfigurationError, InvalidTransitionError, LedgerError
 from signals_crm.ledger import CommandRecord, CommandState, DueState, SQLiteLedger
 from signals_crm.ledger.sqlite import APPLICATION_ID, SCHEMA_VERSION
 
@@ -213,6 +213,35 @@ def test_two_connections_see_each_other(tmp_path: Path) -> None:
         done = first.get_due("c1")
         assert done is not None
         assert done.state == DueState.DONE
+
+
+def test_a_command_changed_since_this_ledger_wrote_it_is_judged_as_stored(
+    tmp_path: Path,
+) -> None:
+    """A ledger reuses the records of its own latest write when their rows read back unchanged;
+    a row another writer changed since (or damaged) is judged on what it holds now."""
+    path = tmp_path / "ledger.db"
+    with SQLiteLedger(path) as ledger, SQLiteLedger(path) as other:
+        ledger.record([_cmd("c1:person", CommandState.SENT), _cmd("c2:person", CommandState.SENT)])
+        other.record([_cmd("c1:person", CommandState.CONFIRMED, crm_id="00Q1")])
+        with _raw(path) as raw, raw:
+            raw.execute("UPDATE commands SET updated_at = 'noon' WHERE key = 'c2:person'")
+        with pytest.raises(InvalidTransitionError) as caught:
+            ledger.record(
+                [
+                    _cmd("c1:person", CommandState.CONFIRMED, crm_id="00Q2"),
+                    _cmd("c2:person", CommandState.SENT),
+                ]
+            )
+        assert caught.value.keys == ("c1:person", "c2:person")  # unknown: reconcile first
+        damaged = ledger.get_command("c2:person")
+        assert damaged is not None
+        assert damaged.state is CommandState.UNKNOWN
+        ledger.record([_cmd("c3:person", CommandState.SENT)])
+        ledger.record([_cmd("c3:person", CommandState.CONFIRMED, crm_id="00Q3")])
+        assert other.get_command("c3:person") == _cmd(
+            "c3:person", CommandState.CONFIRMED, crm_id="00Q3"
+        )
 
 
 def test_usable_from_another_thread(tmp_path: Path) -> None:

@@ -377,7 +377,14 @@ def _checked_entries(
         yield conversation, due_at
 
 
-def _command_row(integration: str, record: CommandRecord) -> tuple[Any, ...]:
+def _command_row(
+    integration: str, record: CommandRecord, micros: dict[datetime, int]
+) -> tuple[Any, ...]:
+    """The row of ``record``; ``micros`` remembers the times converted so far (the records of
+    one batch share a few)."""
+    at = micros.get(record.updated_at)
+    if at is None:
+        at = micros[record.updated_at] = _micros(record.updated_at, "updated_at")
     return (
         integration,
         record.key,
@@ -387,7 +394,7 @@ def _command_row(integration: str, record: CommandRecord) -> tuple[Any, ...]:
         record.crm_id,
         record.reason,
         record.attempts,
-        _micros(record.updated_at, "updated_at"),
+        at,
         record.payload_digest,
         record.owner,
         record.fence,
@@ -459,6 +466,12 @@ class SQLiteLedger:
         self._path = os.fspath(path)
         self._clock: Clock = clock or wall_clock
         self._closed = False
+        # The command rows of the latest write, as written (without the integration), and the
+        # records they were written from. A row read back unchanged means exactly that record
+        # (reading a row is a function of its columns), so the next write's transition check
+        # (SENT, then its outcome) takes it as it is instead of decoding the row again. Any
+        # other row (changed since, by anyone; or never written here) is decoded as usual.
+        self._written: dict[str, tuple[tuple[Any, ...], CommandRecord]] = {}
         try:
             if read_only:
                 uri = f"{Path(self._path).absolute().as_uri()}?mode=ro"
@@ -492,6 +505,7 @@ class SQLiteLedger:
             other = object.__new__(SQLiteLedger)
             other.__dict__.update(self.__dict__)
             other._integration = integration  # a sibling of this class
+            other._written = {}
             other._closed = False
             other._release = self._shared.use(other)
         return other
@@ -696,13 +710,24 @@ class SQLiteLedger:
             f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
             "WHERE integration = ? AND key IN ({})"
         )
-        return {row[0]: _command_from_row(row) for row in self._select_in(conn, sql, keys)}
+        written = self._written
+        found: dict[str, CommandRecord] = {}
+        for row in self._select_in(conn, sql, keys):
+            known = written.get(row[0])
+            if known is not None and known[0] == row:
+                found[row[0]] = known[1]  # the row as this ledger wrote it
+            else:
+                found[row[0]] = _command_from_row(row)
+        return found
 
     def _upsert_commands(self, conn: sqlite3.Connection, records: Iterable[CommandRecord]) -> None:
-        rows = [_command_row(self._integration, r) for r in records]
+        records = list(records)
+        micros: dict[datetime, int] = {}
+        rows = [_command_row(self._integration, r, micros) for r in records]
         for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
             flat = list(itertools.chain.from_iterable(chunk))
             conn.execute(_UPSERT_COMMANDS.format(_values(len(chunk), _COMMAND_WIDTH)), flat)
+        self._written = {r.key: (row[1:], r) for row, r in zip(rows, records, strict=True)}
 
     def _sync_rows(self, conn: sqlite3.Connection, sql: str, *args: object) -> list[DueSync]:
         return [_sync_from_row(row) for row in conn.execute(sql, (self._integration, *args))]
@@ -1371,6 +1396,7 @@ class SQLiteLedger:
             if self._closed:
                 return
             self._closed = True
+            self._written = {}
             with self._guard("close"):
                 self._release()
 
