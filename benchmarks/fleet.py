@@ -169,9 +169,15 @@ def worker_main(args: argparse.Namespace) -> int:
         "settle": timedelta(seconds=1),
         "retry": retry,
     }
-    http = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=args.concurrency * 4))
+    # One client per org, its connections kept alive, as a host keeps them to each CRM it
+    # serves: one client whose pool is smaller than the tenants would reconnect (a TCP
+    # handshake, a sandbox thread) for most requests, a cost of the pool and not of the library.
+    limits = httpx.Limits(
+        max_connections=args.concurrency, max_keepalive_connections=args.concurrency
+    )
+    clients = {name: httpx.Client(timeout=30, limits=limits) for name in orgs}
     adapters = {
-        name: SalesforceAdapter(http, StaticToken(org["token"], org["url"]))
+        name: SalesforceAdapter(clients[name], StaticToken(org["token"], org["url"]))
         for name, org in orgs.items()
     }
 
@@ -197,6 +203,13 @@ def worker_main(args: argparse.Namespace) -> int:
             rounds.append(now - last[0])
         last[0] = now
 
+    if args.warm:
+        # Start-up, like the imports: each tenant's engine is built and has run its preflight
+        # (the CRM's schema and users), as in a fleet that has been up for a while.
+        for name in orgs:
+            engine = fleet._engine(name)  # noqa: SLF001  # the fleet's engine of this tenant
+            engine._drive(engine._ready_flow())  # noqa: SLF001  # its preflight, once
+    profiles = profile_threads(fleet) if args.profile else []
     print("ready", flush=True)
     started = time.process_time()  # imports and start-up are not the workload's CPU
     try:
@@ -204,7 +217,10 @@ def worker_main(args: argparse.Namespace) -> int:
     finally:
         fleet.close()
         ledger.close()
-        http.close()
+        for client in clients.values():
+            client.close()
+        if profiles:
+            dump_profiles(profiles, Path(args.profile) / f"worker-{os.getpid()}.prof")
     print(
         json.dumps(
             {
@@ -216,6 +232,54 @@ def worker_main(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
+
+
+def profile_threads(fleet: Any) -> list[Any]:
+    """cProfile the fleet's round loop (this thread) and each of its sync threads, by each
+    thread's CPU time (``FLEET_PROFILE_WALL=1``: by wall time, waits included)."""
+    import cProfile
+    import threading
+
+    timer = time.perf_counter if os.environ.get("FLEET_PROFILE_WALL") else time.thread_time
+
+    profiles: list[Any] = []
+    local = threading.local()
+    serve = fleet._serve  # noqa: SLF001  # wrapped to profile the pool's threads
+
+    def profiled(*call: Any) -> Any:
+        profile = getattr(local, "profile", None)
+        if profile is None:
+            profile = local.profile = cProfile.Profile(timer)
+            profiles.append(profile)
+        profile.enable()
+        try:
+            return serve(*call)
+        finally:
+            profile.disable()
+
+    fleet._serve = profiled  # noqa: SLF001
+    main = cProfile.Profile(timer)
+    profiles.append(main)
+    run = fleet.run_round
+
+    def round_profiled(*call: Any) -> Any:
+        main.enable()
+        try:
+            return run(*call)
+        finally:
+            main.disable()
+
+    fleet.run_round = round_profiled
+    return profiles
+
+
+def dump_profiles(profiles: list[Any], path: Path) -> None:
+    import pstats
+
+    stats = pstats.Stats(profiles[0])
+    for profile in profiles[1:]:
+        stats.add(profile)
+    stats.dump_stats(str(path))
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -259,11 +323,16 @@ class Sandbox:
 
 
 class Worker:
-    def __init__(self, args: argparse.Namespace, conninfo: str, orgs_file: Path) -> None:
+    def __init__(
+        self, args: argparse.Namespace, conninfo: str, orgs_file: Path, *, warm: bool = True
+    ) -> None:
         command = [sys.executable, str(HERE), "_worker", "--conninfo", conninfo]
         options = ["--orgs", str(orgs_file), "--concurrency", str(args.concurrency)]
+        if warm and not args.cold:
+            options.append("--warm")
         self.process = subprocess.Popen(  # noqa: S603  # this script, as a child
-            [*command, *options, "--per-tenant", str(args.per_tenant), "--lease", str(args.lease)],
+            [*command, *options, "--per-tenant", str(args.per_tenant), "--lease", str(args.lease)]
+            + (["--profile", args.profile] if args.profile else []),
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -427,16 +496,19 @@ def single_waits(conninfo: str, counts: dict[str, int], start: datetime) -> list
     return [(at - micros(start)) / 1e6 for _, at in rows]
 
 
-def tally(report: dict[str, Any], counts: dict[str, int]) -> tuple[int, int, int, int]:
-    """(duplicates, visitors without a Lead, API calls, HTTP requests) from the orgs."""
+def tally(
+    report: dict[str, Any], counts: dict[str, int], before: dict[str, Any]
+) -> tuple[int, int, int, int]:
+    """(duplicates, visitors without a Lead, API calls, HTTP requests) from the orgs; the
+    calls and requests since ``before`` (the orgs' report when the clock started)."""
     duplicates = lost = calls = requests = 0
     for tenant, count in counts.items():
-        found = report["tenants"][tenant]
+        found, start = report["tenants"][tenant], before["tenants"][tenant]
         emails = set(found["emails"])
         duplicates += found["leads"] - len(emails)
         lost += sum(1 for i in range(count) if f"v{i}@{tenant}.test" not in emails)
-        calls += found["api_calls"]
-        requests += found["requests"]
+        calls += found["api_calls"] - start["api_calls"]
+        requests += found["requests"] - start["requests"]
     return duplicates, lost, calls, requests
 
 
@@ -498,7 +570,7 @@ def run(
     pool = [Worker(args, conninfo, orgs_file) for _ in range(workers)]
     for worker in pool:
         worker.wait_ready()
-    sandbox_cpu0 = sandbox.report()["cpu"]
+    before = sandbox.report()  # the workers' start-up requests (their preflights) left out
     if args.statements:
         reset_statements(conninfo)
     watch = Watch(conninfo)
@@ -515,7 +587,7 @@ def run(
             return
         victim = random.randrange(len(pool))
         pool[victim].kill()
-        pool[victim] = Worker(args, conninfo, orgs_file)
+        pool[victim] = Worker(args, conninfo, orgs_file, warm=False)  # preflights as it goes
         pool[victim].wait_ready()
         killed += 1
         next_kill[0] = time.monotonic() + random.uniform(0.5, 1.5)
@@ -528,7 +600,7 @@ def run(
     report = sandbox.report()
     sandbox.close()
     done, _ = progress(conninfo)
-    duplicates, no_lead, calls, requests = tally(report, counts)
+    duplicates, no_lead, calls, requests = tally(report, counts, before)
     waits = single_waits(conninfo, counts, start)
     statements = top_statements(conninfo, args.statements, total) if args.statements else []
     return {
@@ -546,7 +618,7 @@ def run(
         "longest_round": max(s["longest_round"] for s in stats),
         "rounds": sum(s["rounds"] for s in stats),
         "worker_cpu": sum(s["cpu"] for s in stats) + dead_cpu,
-        "sandbox_cpu": report["cpu"] - sandbox_cpu0,
+        "sandbox_cpu": report["cpu"] - before["cpu"],
         "postgres_cpu": pg_cpu,
         "kills": killed,
         "concurrency": args.concurrency,
@@ -615,6 +687,9 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--statements", type=int, default=0)
+    parser.add_argument("--cold", action="store_true", help="no preflight before the clock")
+    parser.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)  # a worker's
+    parser.add_argument("--profile", help="a folder for each worker's cProfile statistics")
     parser.add_argument("--conninfo")
     parser.add_argument("--orgs")
     args = parser.parse_args()
