@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import attrs
 import pytest
 from ledger_clock import T0, FakeClock
 
@@ -148,6 +149,51 @@ class TestFencing:
         assert stored is not None
         assert (stored.fence, stored.lease_owner) == (3, None)
         assert ledger.claim(limit=1, owner="b", lease=LEASE)[0].fence == 4
+
+    def test_a_changed_conversation_for_a_held_sync_moves_its_fence(self, ledger: Ledger) -> None:
+        """A webhook delivered again with changes while a worker holds the sync (rule 1b): the
+        fence moves, so the holder can neither record a send nor settle the sync with what it
+        read; the lease stays (its email too), and the holder's next claim takes the newer
+        conversation. The same conversation delivered again moves nothing."""
+        ledger.schedule(conv("c1", "ann@x.io"), T0 - timedelta(hours=1))
+        (held,) = ledger.claim(limit=10, owner="a", lease=LEASE)
+        assert ledger.schedule(conv("c1", "ann@x.io"), T0 - timedelta(hours=1)).fence == held.fence
+        newer = attrs.evolve(conv("c1", "ann@x.io"), lead_score=3)
+        moved = ledger.schedule(newer, T0 - timedelta(hours=1))
+        assert (moved.fence, moved.lease_owner) == (held.fence + 1, "a")
+        stored = ledger.get_due("c1")
+        assert stored is not None
+        assert (stored.fence, stored.conversation) == (held.fence + 1, newer)
+        with pytest.raises(LeaseLostError):
+            ledger.record([cmd("c1:person", S.SENT, fence=held.fence)])
+        with pytest.raises(LeaseLostError):
+            ledger.complete(["c1"], "skipped:criteria_not_met", fences={"c1": held.fence})
+        ledger.schedule(conv("c2", "ANN@x.io"), T0 - timedelta(hours=1))
+        assert ledger.claim(limit=10, owner="b", lease=LEASE) == []  # a's lease, a's email
+        (again,) = ledger.claim(limit=1, owner="a", lease=LEASE)
+        assert (again.conversation_id, again.conversation, again.fence) == (
+            "c1",
+            newer,
+            held.fence + 2,
+        )
+
+    def test_one_call_compares_with_the_sync_as_it_was_stored(self, ledger: Ledger) -> None:
+        """``schedule_many`` with a change and then the stored conversation again ends where
+        it began: the fence it returns last is the one stored."""
+        ledger.schedule(conv("c1"), T0 - timedelta(hours=1))
+        (held,) = ledger.claim(limit=10, owner="a", lease=LEASE)
+        newer = attrs.evolve(conv("c1"), lead_score=3)
+        due = T0 - timedelta(hours=1)
+        results = ledger.schedule_many([(newer, due), (conv("c1"), due)])
+        assert [r.fence for r in results] == [held.fence + 1, held.fence]
+        stored = ledger.get_due("c1")
+        assert stored is not None
+        assert stored.fence == held.fence
+        results = ledger.schedule_many([(conv("c1"), due), (newer, due)])
+        assert [r.fence for r in results] == [held.fence, held.fence + 1]
+        stored = ledger.get_due("c1")
+        assert stored is not None
+        assert stored.fence == held.fence + 1
 
     def test_a_taken_over_worker_cannot_record_a_send(
         self, ledger: Ledger, clock: FakeClock

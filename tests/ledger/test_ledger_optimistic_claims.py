@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import attrs
 import pytest
 from ledger_clock import T0, FakeClock
 
@@ -137,6 +138,22 @@ class TestClaimUnchanged:
         stored = ledger.get_due("c1")
         assert stored is not None
         assert (stored.lease_owner, stored.fence) == (None, other.fence)
+
+    def test_a_webhook_with_a_changed_conversation_came_in_between(self, ledger: Ledger) -> None:
+        """The conversation read was replaced by a newer one (rule 1b moved the fence): the
+        claim is refused, so the run plans again with the newer conversation."""
+        ledger.schedule(conv("c1"), DUE)
+        seen = seen_of(ledger.claimable(limit=10, owner="a"))
+        ledger.schedule(conv("c1"), DUE)  # the same conversation again: nothing moves
+        ledger.claim_unchanged(seen, owner="a", lease=LEASE)
+        ledger.release(["c1"], "a")
+        seen = seen_of(ledger.claimable(limit=10, owner="a"))
+        newer = attrs.evolve(conv("c1"), lead_score=3)
+        ledger.schedule(newer, DUE)
+        with pytest.raises(ClaimRefusedError):
+            ledger.claim_unchanged(seen, owner="a", lease=LEASE)
+        (claimed,) = ledger.claim(limit=10, owner="a", lease=LEASE)
+        assert claimed.conversation == newer
 
     def test_only_the_email_is_leased_by_another_owner(self, ledger: Ledger) -> None:
         """The sync itself is as read, but another conversation of its email is b's now."""

@@ -13,8 +13,13 @@ token, a secret or a CRM response body):
 
    a. ``schedule`` of a new id inserts a pending sync with zero attempts.
    b. ``schedule`` of an id that is still *pending* replaces the stored conversation and due
-      time (a re-delivered or updated webhook); attempts and last error are kept. There is never
-      more than one sync per conversation id.
+      time (a re-delivered or updated webhook); attempts, last error and any lease are kept.
+      When the conversation differs from the one stored, its ``fence`` grows by one (rule i):
+      a worker holding the sync, or about to claim what it read (rule m), can then neither
+      record a send nor settle the sync with the conversation it read, and the newer one is
+      planned by the next claim. The same conversation delivered again moves nothing. (Within
+      one ``schedule_many`` the comparison is with the sync as stored before the call.) There
+      is never more than one sync per conversation id.
    c. ``schedule`` of an id that is *done* or *dead* changes nothing: a re-delivered webhook
       never replays a finished sync (a manual sync is the way to push it again).
    d. ``due(now, limit)`` lists pending syncs whose ``due_at <= now``, ordered by due time then
@@ -41,7 +46,8 @@ token, a secret or a CRM response body):
       (The older call ``claim(now, limit, owner=..., until=...)`` still judges expiry by that
       ``now``; it is kept for callers not yet moved to ``lease=``.)
    i. **Fencing.** Every successful claim of a sync increases its ``fence`` by one (0: never
-      claimed) and hands it out on the returned :class:`DueSync`. A command recorded with a
+      claimed) and hands it out on the returned :class:`DueSync`; so does a change of its
+      conversation (rule b). A command recorded with a
       ``fence``, and a ``complete`` / ``reschedule`` / ``dead_letter`` / ``release`` /
       ``extend`` given fences, is refused with
       :class:`~signals_crm.exceptions.LeaseLostError` (nothing of the call written) when

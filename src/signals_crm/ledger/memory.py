@@ -276,12 +276,17 @@ class MemoryLedger:
         with self._lock:
             self._check_open()
             out: list[DueSync] = []
+            before: dict[str, DueSync | None] = {}  # each sync as stored before this call
             for conversation, due_at in prepared:
                 old = self._syncs.by_id.get(conversation.id)
+                first = before.setdefault(conversation.id, old)
                 if old is None:
                     new = DueSync(conversation.id, due_at, conversation)
                 elif old.state is DueState.PENDING:
-                    new = attrs.evolve(old, due_at=due_at, conversation=conversation)
+                    # Rule 1b: a different conversation than the one stored moves the fence.
+                    fence = old.fence if first is None else first.fence
+                    fence += first is not None and first.conversation != conversation
+                    new = attrs.evolve(old, due_at=due_at, conversation=conversation, fence=fence)
                 else:
                     new = old
                 if new is not old:

@@ -400,6 +400,8 @@ class _Ops:
             (self.i, ids),
         )
         stored = {r[0]: r for r in rows}
+        texts = {cid: row[6] for cid, row in stored.items()}  # as stored
+        fences = {cid: row[9] for cid, row in stored.items()}
         current: dict[str, DueSync] = {}
         results: list[DueSync] = []
         writes: dict[str, tuple[Any, ...]] = {}
@@ -413,7 +415,10 @@ class _Ops:
             if old is None:
                 new = DueSync(cid, when, conversation)
             elif old.state is DueState.PENDING:
-                new = attrs.evolve(old, due_at=when, conversation=conversation)
+                # Rule 1b: a different conversation moves the fence (compared with the row as
+                # stored before this call, as the statement does).
+                fence = fences[cid] + (texts[cid] != dumped) if cid in texts else old.fence
+                new = attrs.evolve(old, due_at=when, conversation=conversation, fence=fence)
             else:
                 new = old
             if new is not old or old.state is DueState.PENDING:
@@ -429,7 +434,8 @@ class _Ops:
                 "%s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[]) "
                 "AS u(i, c, d, v, e) ON CONFLICT (integration, conversation_id) DO UPDATE "
                 "SET due_at = excluded.due_at, conversation = excluded.conversation, "
-                "email = excluded.email "
+                "email = excluded.email, fence = due_syncs.fence + CASE WHEN "
+                "due_syncs.conversation IS DISTINCT FROM excluded.conversation THEN 1 ELSE 0 END "
                 "WHERE due_syncs.state = 'pending'",
                 [list(col) for col in columns],
             )

@@ -297,7 +297,8 @@ _UPSERT_SYNCS = """
     INSERT INTO due_syncs (integration, conversation_id, due_at, state, conversation, email)
     VALUES {}
     ON CONFLICT (integration, conversation_id) DO UPDATE SET
-        due_at = excluded.due_at, conversation = excluded.conversation, email = excluded.email
+        due_at = excluded.due_at, conversation = excluded.conversation, email = excluded.email,
+        fence = due_syncs.fence + (due_syncs.conversation IS NOT excluded.conversation)
     WHERE due_syncs.state = 'pending'
 """
 _ROWS_PER_STATEMENT = 400  # rows per multi-row INSERT: 400 x 12 values, under SQLite's limit
@@ -753,6 +754,8 @@ class SQLiteLedger:
         with self._write() as conn:
             rows = {row[0]: row for row in self._select_in(conn, sql, ids)}
             current: dict[str, DueSync] = {}
+            texts = {cid: row[6] for cid, row in rows.items()}  # as stored
+            fences = {cid: row[9] for cid, row in rows.items()}
             results: list[DueSync] = []
             writes: dict[str, tuple[Any, ...]] = {}
             for conversation, due_at, dumped in prepared:
@@ -767,7 +770,10 @@ class SQLiteLedger:
                 if old is None:
                     new = DueSync(cid, due_at, conversation)
                 elif old.state is DueState.PENDING:
-                    new = attrs.evolve(old, due_at=due_at, conversation=conversation)
+                    # Rule 1b: a different conversation moves the fence (compared with the row as
+                    # stored before this call, as the statement does).
+                    fence = fences[cid] + (texts[cid] != dumped) if cid in texts else old.fence
+                    new = attrs.evolve(old, due_at=due_at, conversation=conversation, fence=fence)
                 else:
                     new = old
                 if new is not old or old.state is DueState.PENDING:
