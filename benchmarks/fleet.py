@@ -9,7 +9,12 @@ tenant). The ledger is one throwaway PostgreSQL cluster (``initdb`` into a tempo
 Unix socket, as ``tests/_services.py`` does); each run gets a fresh database and fresh orgs.
 
 For 1, 2, 4 and 8 worker processes (``--workers``), each a ``signals_crm.fleet.Fleet`` with
-``--concurrency`` threads and ``--per-tenant`` syncs per tenant per round, it prints:
+``--concurrency`` threads and ``--per-tenant`` syncs per tenant per round, it prints the figures
+below. Each worker holds one HTTP client per org, its connections kept alive (as a host keeps
+them to each CRM it serves), and starts up as a fleet that has been running for a while: it
+builds every tenant's engine and runs its preflight (the CRM's schema and users) before it
+reports ready (``--cold`` leaves that in the measured window; the kill run's replacement
+workers always start cold). API calls and requests are counted from "all due".
 
 - **visitors/s**: visitors over the time from "all due" to "all done" (the clock starts once
   every worker is up and the visitors are in the ledger; their due time is then set to now);
@@ -21,8 +26,8 @@ For 1, 2, 4 and 8 worker processes (``--workers``), each a ``signals_crm.fleet.F
   first is not longer than the second;
 - CPU seconds of the workers (the library, ledger driver included; start-up excluded) apart
   from the sandbox's process (the orgs) and PostgreSQL's (the server, but for the server
-  process of the driver's own polls: one connection, one cheap probe every 0.2 s), from "all
-  due" to the end;
+  process of the driver's own connection: the one update that makes every visitor due, then
+  one cheap probe every 0.2 s), from "all due" to the end;
 - **the ceiling**: that CPU per visitor, split worker / PostgreSQL / sandbox, and the rate this
   machine's cores (``os.cpu_count()``) could reach at it if they did nothing else; and, for a
   run, the share of its wall time its workers spent on the CPU and the share the 20 ms round
@@ -40,6 +45,9 @@ Then a **kill run** (``--kill-workers`` processes, default 4): a random worker i
 every 0.5-1.5 s and replaced at once (``--kills`` times); the engine's lease is
 ``--lease`` seconds so another worker takes over the dead one's syncs; at the end duplicates
 and lost must both be 0.
+
+``--profile DIR`` writes each worker's cProfile statistics there (its round loop and sync
+threads, by thread CPU time; ``FLEET_PROFILE_WALL=1``: by wall time).
 
 ``--statements N`` loads ``pg_stat_statements`` into the cluster and prints, after each run,
 the N statements that cost PostgreSQL the most time (execution plus planning), per visitor:
@@ -397,13 +405,6 @@ STATEMENT_SETTINGS = {
 }
 
 
-def reset_statements(conninfo: str) -> None:
-    import psycopg
-
-    with psycopg.connect(conninfo, autocommit=True) as connection:
-        connection.execute("SELECT pg_stat_statements_reset()")
-
-
 def top_statements(conninfo: str, count: int, visitors: int) -> list[str]:
     """The ``count`` statements of this database that took PostgreSQL the most time."""
     import psycopg
@@ -461,13 +462,14 @@ def load(conninfo: str, counts: dict[str, int]) -> None:
                 )
 
 
-def go(conninfo: str) -> datetime:
-    """Make every visitor due now; returns that moment."""
-    import psycopg
-
+def go(watch: Watch, *, statements: bool = False) -> datetime:
+    """Make every visitor due now; returns that moment. On the watch's connection, so that
+    its server CPU is left out with the polls' (and, with ``statements``, the statement
+    counts start after it): the benchmark's own update of every row, not the workers' load."""
     now = datetime.now(UTC)
-    with psycopg.connect(conninfo) as connection:
-        connection.execute("UPDATE signals_crm.due_syncs SET due_at = %s", (micros(now),))
+    watch.connection.execute("UPDATE signals_crm.due_syncs SET due_at = %s", (micros(now),))
+    if statements:
+        watch.connection.execute("SELECT pg_stat_statements_reset()")
     return now
 
 
@@ -571,11 +573,9 @@ def run(
     for worker in pool:
         worker.wait_ready()
     before = sandbox.report()  # the workers' start-up requests (their preflights) left out
-    if args.statements:
-        reset_statements(conninfo)
     watch = Watch(conninfo)
     pg_cpu0 = server_cpu(cluster.data)
-    start = go(conninfo)
+    start = go(watch, statements=bool(args.statements))
     started = time.monotonic()
     killed = 0
     next_kill = [started + random.uniform(0.5, 1.5)]

@@ -146,6 +146,30 @@ def test_the_fleet_lists_integrations_with_due_work(
     assert [name for name, _ in ledger.integrations_due()] == ["zeta", "default", "acme", "later"]
 
 
+def test_an_integration_is_due_from_its_earliest_pending_sync(
+    ledger: Ledger, other: FleetLedger
+) -> None:
+    """An integration's first due time is its earliest *pending* sync, whichever conversation
+    it is and whatever is leased or done before it; the integrations come in that order."""
+    assert isinstance(ledger, FleetLedger)
+    ledger.schedule_many((conv(f"c{i}"), EARLY + timedelta(minutes=i)) for i in range(5))
+    ledger.schedule(conv("z9"), EARLY - timedelta(minutes=30))  # the last id, the earliest due
+    ledger.complete(["z9"], "created")  # done: no longer counts
+    other.schedule_many((conv(f"a{i}"), EARLY - timedelta(minutes=i)) for i in range(3))
+    (leased,) = other.claim(limit=1, owner="w", lease=LEASE)  # leased, still pending
+    assert leased.conversation_id == "a2"
+    assert ledger.integrations_due() == [
+        ("acme", EARLY - timedelta(minutes=2)),
+        ("default", EARLY),
+    ]
+    other.complete(["a2"], "created", fences={"a2": leased.fence})
+    ledger.complete(["c0", "c1"], "created")
+    assert ledger.integrations_due() == [
+        ("acme", EARLY - timedelta(minutes=1)),
+        ("default", EARLY + timedelta(minutes=2)),
+    ]
+
+
 def test_a_file_serves_integrations_to_separate_engines(tmp_path: Path) -> None:
     """Two engines on one SQLite file, bound to two integrations, each sync and explain only
     their own visitors; their stats and dead letters never mix."""

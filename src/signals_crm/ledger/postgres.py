@@ -1053,20 +1053,22 @@ class _Ops:
         """Integrations with pending syncs due at ``now`` (default: the database's clock)."""
         check_limit(limit)
         cutoff = self._now() if now is None else _micros(now, "now")
+        # A loose scan of the pending index, one descent per tenant: the first entry past the
+        # previous tenant is the next tenant's earliest pending sync (the index is ordered by
+        # integration, then due_at), so its name and its first due time come from one lookup.
         rows = yield self.q(
             """
-            WITH RECURSIVE tenants(name) AS (
-                SELECT min(integration) FROM {s}.due_syncs WHERE state = 'pending'
+            WITH RECURSIVE tenants(name, first) AS (
+                (SELECT integration, due_at FROM {s}.due_syncs WHERE state = 'pending'
+                 ORDER BY integration, due_at LIMIT 1)
                 UNION ALL
-                SELECT (SELECT min(integration) FROM {s}.due_syncs
-                        WHERE state = 'pending' AND integration > tenants.name)
-                FROM tenants WHERE tenants.name IS NOT NULL
+                SELECT later.integration, later.due_at FROM tenants, LATERAL (
+                    SELECT integration, due_at FROM {s}.due_syncs
+                    WHERE state = 'pending' AND integration > tenants.name
+                    ORDER BY integration, due_at LIMIT 1
+                ) AS later
             )
-            SELECT name, first FROM (
-                SELECT name, (SELECT min(due_at) FROM {s}.due_syncs
-                              WHERE state = 'pending' AND integration = tenants.name) AS first
-                FROM tenants WHERE name IS NOT NULL
-            ) AS t
+            SELECT name, first FROM tenants
             WHERE first <= coalesce(%s::bigint, {now}) AND first >= %s
             ORDER BY first, name LIMIT %s
             """,
