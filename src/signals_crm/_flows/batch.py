@@ -49,6 +49,7 @@ How one batch of conversations is synced (:func:`sync_batch`):
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -162,9 +163,10 @@ def _valid(text: str) -> str:
 
 # How _sound walks a value of each type (worked out once per type): text, a leaf (no text it
 # walks into: None, numbers, times, enums that are not str), a tuple or list, a mapping, or an
-# attrs class (the names of its __init__ fields).
+# attrs class (a getter of its __init__ fields' values, all in one call).
 _TEXT, _LEAF, _SEQUENCE, _MAPPING = 0, 1, 2, 3
-_Shape = int | tuple[str, ...]
+_Fields = Callable[[Any], tuple[Any, ...]]
+_Shape = int | _Fields
 _SHAPES: dict[type, _Shape] = {
     str: _TEXT,
     **dict.fromkeys((type(None), int, float, bool, date, datetime, timedelta), _LEAF),
@@ -177,7 +179,7 @@ def _shape(cls: type) -> _Shape:
         if issubclass(cls, str):
             shape = _TEXT
         elif attrs.has(cls):
-            shape = tuple(f.name for f in attrs.fields(cls) if f.init)
+            shape = _fields_getter(tuple(f.name for f in attrs.fields(cls) if f.init))
         elif issubclass(cls, tuple | list):
             shape = _SEQUENCE
         elif issubclass(cls, Mapping):
@@ -186,6 +188,16 @@ def _shape(cls: type) -> _Shape:
             shape = _LEAF
         _SHAPES[cls] = shape
     return shape
+
+
+def _fields_getter(names: tuple[str, ...]) -> _Fields:
+    """The values of the fields ``names`` of an instance, as a tuple."""
+    if len(names) > 1:
+        return operator.attrgetter(*names)
+    if names:
+        one = operator.attrgetter(names[0])
+        return lambda value: (one(value),)
+    return lambda _: ()
 
 
 def _sound(value: Any) -> bool:
@@ -202,8 +214,8 @@ def _sound(value: Any) -> bool:
         return _sound_items(value)
     if shape == _MAPPING:
         return all((not isinstance(k, str) or _sound(k)) and _sound(v) for k, v in value.items())
-    assert isinstance(shape, tuple)  # noqa: S101  # an attrs class: its fields' names
-    return _sound_items([getattr(value, name) for name in shape])
+    assert callable(shape)  # noqa: S101  # an attrs class: the getter of its fields' values
+    return _sound_items(shape(value))
 
 
 def _sound_items(items: Iterable[Any]) -> bool:
