@@ -166,3 +166,18 @@ def test_the_id_suffix_is_the_documented_one(id15: str) -> None:
         bits = sum(1 << i for i, ch in enumerate(id15[start : start + 5]) if "A" <= ch <= "Z")
         expected += "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits]
     assert _suffix.__wrapped__(id15) == expected
+
+
+def test_a_date_is_checked_and_a_task_without_email_is_no_duplicate(
+    org: LocalSalesforce, sf: httpx.Client
+) -> None:
+    """``ActivityDate`` takes ``YYYY-MM-DD`` only (else the request fails as unreadable JSON);
+    two identical Tasks are both saved (no duplicate rule looks at a record without Email)."""
+    lead = _create(sf, _lead("w@x.com")).json()["id"]
+    task = {"Subject": "Chat", "WhoId": lead, "OwnerId": org.integration_user_id}
+    bad = sf.post(f"{V}/sobjects/Task", json={**task, "ActivityDate": "2026-11-1"})
+    assert bad.status_code == 400
+    assert bad.json()[0]["errorCode"] == "JSON_PARSER_ERROR"
+    for _ in range(2):
+        good = sf.post(f"{V}/sobjects/Task", json={**task, "ActivityDate": "2026-11-01"})
+        assert good.status_code == 201, good.text

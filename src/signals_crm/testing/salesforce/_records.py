@@ -43,6 +43,7 @@ __all__ = [
 
 _TEXT_TYPES = frozenset({"string", "textarea", "email", "phone", "url", "combobox", "picklist"})
 _PLAIN_TEXT = _TEXT_TYPES - {"email", "picklist"}
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 """Text types checked for their length alone."""
 _ID_TYPES = frozenset({"id", "reference"})
 
@@ -199,7 +200,7 @@ class OrgData(Queries):
                 )
             return value, None
         if f.type == "date":
-            if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            if not isinstance(value, str) or not _DATE.fullmatch(value):
                 raise ApiError(400, "JSON_PARSER_ERROR", f"Cannot deserialize date from {value!r}")
             return value, None
         if f.type == "datetime":
@@ -300,6 +301,8 @@ class OrgData(Queries):
         self, obj: ObjectDef, record: Mapping[str, Any], allow_save: bool
     ) -> RecordError | None:
         email = record.get("Email")
+        if not email:
+            return None
         rule = next(
             (
                 r
@@ -308,7 +311,7 @@ class OrgData(Queries):
             ),
             None,
         )
-        if rule is None or not email:
+        if rule is None:
             return None
         if rule.allow_save and allow_save:
             return None

@@ -231,7 +231,8 @@ class Store:
         canonical: bool = False,
     ) -> str:
         """Store a record without validation (the backdoor); returns its id. ``canonical``:
-        every name in ``values`` is already its field's own spelling (a validated create)."""
+        ``values`` is a validated create's record, every name its field's own spelling and the
+        object's blank record (:attr:`FieldPlan.blank`) already in it."""
         record_id = self.ids.new(obj.key_prefix)
         stamp = when or self.now()
         record: dict[str, Any] = {
@@ -241,10 +242,10 @@ class Store:
             "IsDeleted": False,
         }
         plan = obj.plan()
-        record.update(plan.blank)
         if canonical:
-            record.update(values)
+            record.update(values)  # the blank first, in field order, as below
         else:
+            record.update(plan.blank)
             fields = obj.fields
             for name, value in values.items():
                 known = fields.get(name.lower())
