@@ -4,7 +4,7 @@ which a fresh engine reopens the same ledger)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,7 +41,7 @@ from signals_crm.exceptions import (
     CRMAPIError,
     DuplicateRecordError,
 )
-from signals_crm.ledger import MemoryLedger
+from signals_crm.ledger import DueSync, MemoryLedger, SQLiteLedger
 from signals_crm.testing.memory import InMemoryCRM
 
 CLOSED = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
@@ -255,3 +255,38 @@ class PausingCRM(HookedCRM):
         if hook is not None:
             hook()
         return super().create_people(records)
+
+
+class Raced:
+    """A ledger mixin that runs ``race`` once, right after the first ``claimable`` read (or,
+    with ``race_on = "claim"``, the first ``claim``); ``reads`` counts the ``claimable``
+    reads."""
+
+    race: Callable[[], object] | None = None
+    race_on = "claimable"
+    reads = 0
+
+    def _raced(self, method: str) -> None:
+        if method == self.race_on:
+            race, self.race = self.race, None
+            if race is not None:
+                race()
+
+    def claimable(self, *args: Any, **kwargs: Any) -> list[DueSync]:
+        found: list[DueSync] = super().claimable(*args, **kwargs)  # type: ignore[misc]
+        self.reads += 1
+        self._raced("claimable")
+        return found
+
+    def claim(self, *args: Any, **kwargs: Any) -> list[DueSync]:
+        claimed: list[DueSync] = super().claim(*args, **kwargs)  # type: ignore[misc]
+        self._raced("claim")
+        return claimed
+
+
+class RacedMemory(Raced, MemoryLedger):
+    """:class:`Raced` in memory."""
+
+
+class RacedSQLite(Raced, SQLiteLedger):
+    """:class:`Raced` on a SQLite file."""

@@ -6,41 +6,28 @@ Never a duplicate, and the sync completes once."""
 from __future__ import annotations
 
 import sys as _sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from signals_crm.ledger import CommandState, DueSync, MemoryLedger, SQLiteLedger
+from signals_crm.ledger import CommandState, DueSync
 from signals_crm.reports import OutcomeKind
 
 _sys.path.insert(0, str(Path(__file__).parent))
 
-from _hooked import EMAIL, LATER, async_engine, config, conv, engine, make_crm
-
-
-class Raced:
-    """A ledger mixin that runs ``race`` once, right after a ``claimable`` read."""
-
-    race: Callable[[], None] | None = None
-    reads = 0
-
-    def claimable(self, *args: Any, **kwargs: Any) -> list[DueSync]:
-        found: list[DueSync] = super().claimable(*args, **kwargs)  # type: ignore[misc]
-        self.reads += 1
-        race, self.race = self.race, None
-        if race is not None:
-            race()
-        return found
-
-
-class RacedMemory(Raced, MemoryLedger):
-    """:class:`Raced` in memory."""
-
-
-class RacedSQLite(Raced, SQLiteLedger):
-    """:class:`Raced` on a SQLite file."""
+from _hooked import (
+    EMAIL,
+    LATER,
+    RacedMemory,
+    RacedSQLite,
+    async_engine,
+    config,
+    conv,
+    engine,
+    make_crm,
+)
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -15,53 +15,29 @@ import pytest
 
 from signals_crm.core.crm import PersonWrite, WriteResult
 from signals_crm.core.model import PersonKind
-from signals_crm.ledger import DueSync, MemoryLedger, SQLiteLedger
 from signals_crm.reports import OutcomeKind
 
 _sys.path.insert(0, str(Path(__file__).parent))
 
-from _hooked import EMAIL, LATER, HookedCRM, config, conv, engine, make_crm
-
-
-class Redelivered:
-    """A ledger mixin that runs ``race`` once, right after the first ``claimable`` read or
-    ``claim`` (``race_on``) that returns something."""
-
-    race: Callable[[], None] | None = None
-    race_on = "claimable"
-
-    def _after(self, method: str, found: list[DueSync]) -> None:
-        if method != self.race_on or not found:
-            return
-        race, self.race = self.race, None
-        if race is not None:
-            race()
-
-    def claimable(self, *args: Any, **kwargs: Any) -> list[DueSync]:
-        found: list[DueSync] = super().claimable(*args, **kwargs)  # type: ignore[misc]
-        self._after("claimable", found)
-        return found
-
-    def claim(self, *args: Any, **kwargs: Any) -> list[DueSync]:
-        claimed: list[DueSync] = super().claim(*args, **kwargs)  # type: ignore[misc]
-        self._after("claim", claimed)
-        return claimed
-
-
-class RedeliveredMemory(Redelivered, MemoryLedger):
-    """:class:`Redelivered` in memory."""
-
-
-class RedeliveredSQLite(Redelivered, SQLiteLedger):
-    """:class:`Redelivered` on a SQLite file."""
+from _hooked import (
+    EMAIL,
+    LATER,
+    HookedCRM,
+    RacedMemory,
+    RacedSQLite,
+    config,
+    conv,
+    engine,
+    make_crm,
+)
 
 
 @pytest.fixture(params=["memory", "sqlite"])
 def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
     store: Any = (
-        RedeliveredMemory()
+        RacedMemory()
         if request.param == "memory"
-        else RedeliveredSQLite(tmp_path / "ledger.db", synchronous="NORMAL")
+        else RacedSQLite(tmp_path / "ledger.db", synchronous="NORMAL")
     )
     with store:
         yield store
@@ -106,7 +82,7 @@ def test_the_same_conversation_delivered_again_changes_nothing(ledger: Any) -> N
 class RedeliverDuringCreate(HookedCRM):
     """Delivers the newer webhook while the Lead create is in flight (after it landed)."""
 
-    deliver: Callable[[], None] | None = None
+    deliver: Callable[[], object] | None = None
 
     def create_people(self, records: Sequence[PersonWrite]) -> list[WriteResult]:
         results = super().create_people(records)
