@@ -467,9 +467,13 @@ class _Batch:
         crm_id: str | None = None,
         reason: str | None = None,
         attempt: bool = False,
+        at: datetime | None = None,
     ) -> CommandRecord:
+        """The record of ``command`` in ``state``, stamped ``at`` (default: :meth:`wall`; the
+        records of one call or one commit share a stamp, read once)."""
         old = self.records.get(command.key)
-        at = self.wall()
+        if at is None:
+            at = self.wall()
         kept = crm_id if crm_id is not None else (old.crm_id if old else None)
         if (
             reason is None
@@ -482,7 +486,7 @@ class _Batch:
             return trusted_command(
                 command.key,
                 command.conversation_id,
-                command.kind.value,
+                command.kind._value_,  # the enum's value, without the property's lookup
                 state,
                 at,
                 kept,
@@ -508,7 +512,8 @@ class _Batch:
     def mark_all(
         self, commands: Sequence[Command], state: CommandState, reason: str | None = None
     ) -> None:
-        self.defer([self.mark(c, state, reason=reason) for c in commands])
+        at = self.wall()
+        self.defer([self.mark(c, state, reason=reason, at=at) for c in commands])
 
     def settle_record(self, record: CommandRecord, state: CommandState, crm_id: str | None) -> Flow:
         """Record what reconciling ``record`` found."""
@@ -998,7 +1003,8 @@ def _mark_sent(todo: Todo, batch: _Batch, unsent: dict[str, CommandRecord | None
         unsent.pop(command.key, None)
     if not fresh:
         return todo  # all recorded SENT already (the outcomes before stay deferred)
-    sent = [batch.mark(c, CommandState.SENT, attempt=True) for c in fresh]
+    at = batch.wall()
+    sent = [batch.mark(c, CommandState.SENT, attempt=True, at=at) for c in fresh]
     lost = {r.key for r in (yield from batch.save(sent))}
     return [(c, p) for c, p in todo if c.key not in lost]
 
@@ -1424,10 +1430,11 @@ def _answered(todo: Todo, results: Sequence[WriteResult], batch: _Batch) -> Todo
     """Each record's outcome of an answered call; returns the records to send again."""
     again: Todo = []
     updates: list[CommandRecord] = []
+    at = batch.wall()  # one stamp for the call's outcomes
     for (command, payload), result in zip(todo, results, strict=True):
         if result.ok:
             assert result.id is not None  # noqa: S101  # ok implies an id
-            updates.append(batch.mark(command, CommandState.CONFIRMED, crm_id=result.id))
+            updates.append(batch.mark(command, CommandState.CONFIRMED, crm_id=result.id, at=at))
             if command.kind is CommandKind.CREATE_PERSON:
                 batch.created[command.key] = result.id
             continue
@@ -1441,7 +1448,7 @@ def _answered(todo: Todo, results: Sequence[WriteResult], batch: _Batch) -> Todo
             matched = failure.matched_ids[0]
             reason = f"{_DUPLICATE}{matched}"
             updates.append(
-                batch.mark(command, CommandState.CONFIRMED, crm_id=matched, reason=reason)
+                batch.mark(command, CommandState.CONFIRMED, crm_id=matched, reason=reason, at=at)
             )
             batch.matched[command.conversation_id] = matched
             continue
@@ -1450,7 +1457,7 @@ def _answered(todo: Todo, results: Sequence[WriteResult], batch: _Batch) -> Todo
             verdict = classify(failure, records=1, per_record=True)
         reason = reason_of(failure) if failure is not None else "no id returned"
         if verdict is Verdict.RETRY:
-            updates.append(batch.mark(command, CommandState.PLANNED, reason=reason))
+            updates.append(batch.mark(command, CommandState.PLANNED, reason=reason, at=at))
             again.append((command, payload))
         elif verdict is Verdict.ADMIN:
             owner = _inactive_owner(failure, payload)
@@ -1458,10 +1465,10 @@ def _answered(todo: Todo, results: Sequence[WriteResult], batch: _Batch) -> Todo
                 # Surfaced once, and planned again without that owner (its next source).
                 batch.inactive.add(owner)
                 reason = _inactive_issue(owner)
-            updates.append(batch.mark(command, CommandState.PLANNED, reason=reason))
+            updates.append(batch.mark(command, CommandState.PLANNED, reason=reason, at=at))
             batch.errors.setdefault(command.conversation_id, (reason, True))
         else:
-            updates.append(batch.mark(command, CommandState.FAILED, reason=reason))
+            updates.append(batch.mark(command, CommandState.FAILED, reason=reason, at=at))
             batch.errors.setdefault(command.conversation_id, (reason, False))
     batch.defer(updates)
     return again
