@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 import attrs
 from hypothesis import given, settings
@@ -17,7 +19,7 @@ from signals_crm.core.config import (
     UserMapEntry,
     UserMapping,
 )
-from signals_crm.core.model import PersonKind, normalize_email
+from signals_crm.core.model import Conversation, PersonKind, normalize_email
 from signals_crm.engine import Integration
 from signals_crm.exceptions import (
     AdapterError,
@@ -200,3 +202,109 @@ def test_faults_never_duplicate_or_lose(
         assert set(markers) == expected
         joined = [p for p in people if p in members]
         assert joined == ([] if before[email] else people)
+
+
+class RedeliveringLedger(MemoryLedger):
+    """A ledger on which webhooks arrive *during* runs: each ``(at, deliver)`` of ``pending``
+    runs right after the ledger's ``at``-th claim, claimable read or perform returns, between
+    the engine's reads and its writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[tuple[int, Callable[[], object]]] = []
+        self.steps = 0
+
+    def _step(self) -> None:
+        self.steps += 1
+        due = [deliver for at, deliver in self.pending if at <= self.steps]
+        self.pending = [(at, d) for at, d in self.pending if at > self.steps]
+        for deliver in due:
+            deliver()
+
+    def claim(self, *args: Any, **kwargs: Any) -> Any:
+        found = super().claim(*args, **kwargs)
+        self._step()
+        return found
+
+    def claimable(self, *args: Any, **kwargs: Any) -> Any:
+        found = super().claimable(*args, **kwargs)
+        self._step()
+        return found
+
+    def perform(self, *args: Any, **kwargs: Any) -> Any:
+        done = super().perform(*args, **kwargs)
+        self._step()
+        return done
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    conversations=st.lists(
+        sst.conversations(closed=True, visitor=sst.visitors(email=sst.emails())),
+        min_size=1,
+        max_size=6,
+        unique_by=lambda c: c.id,
+    ),
+    redeliveries=st.lists(
+        st.tuples(
+            st.integers(min_value=0, max_value=5),  # which conversation
+            st.sampled_from([None, 0, 1, 2, 3]),  # its new lead score
+            st.integers(min_value=1, max_value=12),  # after which ledger step
+        ),
+        max_size=6,
+    ),
+    chains=st.booleans(),
+)
+def test_webhooks_delivered_during_runs_are_never_lost(conversations, redeliveries, chains):
+    """Webhooks delivered again with a new lead score at any moment of the runs (between a
+    claim or read and the writes): once the runs settle, a visitor whose latest conversation
+    meets the criteria has exactly one record, no visitor has two, and no sync is left due."""
+    crm = InMemoryCRM(person_kind=PersonKind.LEAD, chains=chains)
+    owner = crm.seed_user(email="owner@vendor.test")
+    config = SyncConfig(
+        criteria=Criteria.TWO_STARS,
+        users=UserMapping((UserMapEntry(owner, signals_user_id="u1"),)),
+        field_mappings=FieldMappings(lead=(FieldMapping("contact.first_name", "FirstName"),)),
+        placeholders={"LastName": "[not provided]", "Company": "[not provided]"},
+    )
+    ledger = RedeliveringLedger()
+    sync = Integration(
+        crm,
+        config,
+        ledger=ledger,
+        sleep=lambda _: None,
+        random=lambda: 0.5,
+        clock=lambda: sst.BASE_TIME,
+        settle=timedelta(minutes=5),
+    )
+    latest = {c.id: c for c in conversations}
+    for conversation in conversations:
+        sync.conversation_closed(conversation)
+
+    def deliver(changed: Conversation) -> Callable[[], object]:
+        def now() -> object:
+            latest[changed.id] = changed
+            return sync.conversation_closed(changed)
+
+        return now
+
+    for index, score, at in redeliveries:
+        if index < len(conversations):
+            changed = attrs.evolve(conversations[index], lead_score=score)
+            ledger.pending.append((at, deliver(changed)))
+    start = sst.BASE_TIME + timedelta(days=2)
+    for step in range(12):
+        sync.run_due(start + timedelta(minutes=7 * step))
+    for _, late in ledger.pending:  # any the runs did not reach: delivered after them
+        late()
+    for step in range(12, 16):
+        sync.run_due(start + timedelta(minutes=7 * step))
+    assert sync.ledger.due(start + timedelta(days=30), 100) == []
+    for email in {normalize_email(c.email) for c in conversations}:
+        people = crm.people_with_email(email)
+        assert len(people) <= 1, (email, people)
+        qualifies = any(
+            normalize_email(c.email) == email and (c.lead_score or 0) >= 2 for c in latest.values()
+        )
+        if qualifies:
+            assert len(people) == 1, (email, people)
