@@ -1236,12 +1236,20 @@ _ABATCH: contextvars.ContextVar[Any] = contextvars.ContextVar("signals_crm_apg_b
 """The connection of the ``perform`` under way in this thread or task (its transaction)."""
 
 
+def _has_rows(cursor: Any) -> bool:
+    """Whether the cursor's last statement returned a result set (rows, maybe none): read from
+    its result's column count, as ``cursor.description`` is without building a column list for
+    each statement (every statement of the ledger is a SELECT, a DML statement or DDL)."""
+    result = cursor.pgresult
+    return result is not None and result.nfields > 0
+
+
 def _drive_sync(conn: Any, op: _Op[R]) -> R:
     with conn.cursor() as cursor:
 
         def execute(statement: _Statement) -> list[tuple[Any, ...]]:
             cursor.execute(statement.sql, statement.params)
-            return cursor.fetchall() if cursor.description is not None else []
+            return cursor.fetchall() if _has_rows(cursor) else []
 
         return drive(op, execute)
 
@@ -1251,7 +1259,7 @@ async def _drive_async(conn: Any, op: _Op[R]) -> R:
 
         async def execute(statement: _Statement) -> list[tuple[Any, ...]]:
             await cursor.execute(statement.sql, statement.params)
-            return await cursor.fetchall() if cursor.description is not None else []
+            return await cursor.fetchall() if _has_rows(cursor) else []
 
         return await adrive(op, execute)
 
