@@ -60,6 +60,32 @@ def test_parse_datetime_salesforce_format() -> None:
     assert parse_datetime(None) is None
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-05-01T12:00:00.1234567+0000",  # more digits than microseconds
+        "2024-05-01T12:00:00.000+0060",  # an offset's minutes past 59
+        "2024-02-30T12:00:00.000+0000",
+        "2024-05-01T24:00:00.000+0000",
+    ],
+)
+def test_parse_datetime_refuses_what_is_not_a_time(text: str) -> None:
+    """What is not a valid instant is refused (not read some other way)."""
+    with pytest.raises(ValueError, match=r"does not match|out of range|must be in"):
+        parse_datetime(text)
+
+
+def test_parse_datetime_reads_short_fractions_and_offsets() -> None:
+    """Fractions of one to six digits and offsets with or without a colon."""
+    assert parse_datetime("2024-05-01T12:00:00.5-05:30") == datetime(
+        2024, 5, 1, 17, 30, 0, 500000, tzinfo=UTC
+    )
+    assert parse_datetime("2024-05-01T12:00:00.123456+1400") == datetime(
+        2024, 4, 30, 22, 0, 0, 123456, tzinfo=UTC
+    )
+    assert parse_datetime("2024-05-01T12:00:00") == datetime(2024, 5, 1, 12, tzinfo=UTC)
+
+
 def test_flatten_record_nests_parents_as_dotted_keys() -> None:
     """attributes are dropped; parent objects become dotted keys; a null parent stays None."""
     record = {

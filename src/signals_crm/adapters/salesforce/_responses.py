@@ -144,8 +144,14 @@ def parse_datetime(value: object) -> datetime | None:
     if zone == "Z":
         zone = "+0000"
     text = base + (fraction or ".0") + zone.replace(":", "")
-    parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z")
+    if len(fraction or "") <= _MICROSECOND_DIGITS and zone[-2:] < "60":
+        # The same reading as strptime's below, about ten times sooner.
+        return datetime.fromisoformat(text).astimezone(UTC)
+    parsed = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%z")  # refuses what is left
     return parsed.astimezone(UTC)
+
+
+_MICROSECOND_DIGITS = len(".123456")  # strptime's %f reads at most six digits
 
 
 def _scalar(value: Any) -> FieldValue:
