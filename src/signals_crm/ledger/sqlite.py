@@ -281,6 +281,7 @@ _COMMAND_COLUMNS = (
     "owner, fence"
 )
 _COMMAND_WIDTH = 12  # integration + the command columns
+_SENT = CommandState.SENT
 _UPSERT_COMMANDS = f"""
     INSERT INTO commands (integration, {_COMMAND_COLUMNS}) VALUES {{}}
     ON CONFLICT (integration, key) DO UPDATE SET
@@ -467,12 +468,16 @@ class SQLiteLedger:
         self._path = os.fspath(path)
         self._clock: Clock = clock or wall_clock
         self._closed = False
-        # The command rows of the latest write, as written (without the integration), and the
-        # records they were written from. A row read back unchanged means exactly that record
-        # (reading a row is a function of its columns), so the next write's transition check
-        # (SENT, then its outcome) takes it as it is instead of decoding the row again. Any
-        # other row (changed since, by anyone; or never written here) is decoded as usual.
-        self._written: dict[str, tuple[tuple[Any, ...], CommandRecord]] = {}
+        # The SENT command rows of the latest write, as written (without the integration), and
+        # the records they were written from. A row read back unchanged means exactly that
+        # record (reading a row is a function of its columns), so the write of its outcome
+        # checks the transition against it without decoding the row again. Any other row
+        # (changed since, by anyone; or never written here) is decoded as usual. Only SENT
+        # rows are kept: an outcome's row is seldom read again, and keeping it would keep a
+        # finished batch's records alive. (Two dicts rather than one of pairs: no extra
+        # object per row for the collector.)
+        self._written_rows: dict[str, tuple[Any, ...]] = {}
+        self._written_records: dict[str, CommandRecord] = {}
         try:
             if read_only:
                 uri = f"{Path(self._path).absolute().as_uri()}?mode=ro"
@@ -506,7 +511,7 @@ class SQLiteLedger:
             other = object.__new__(SQLiteLedger)
             other.__dict__.update(self.__dict__)
             other._integration = integration  # a sibling of this class
-            other._written = {}
+            other._written_rows, other._written_records = {}, {}
             other._closed = False
             other._release = self._shared.use(other)
         return other
@@ -711,12 +716,11 @@ class SQLiteLedger:
             f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
             "WHERE integration = ? AND key IN ({})"
         )
-        written = self._written
+        written = self._written_rows
         found: dict[str, CommandRecord] = {}
         for row in self._select_in(conn, sql, keys):
-            known = written.get(row[0])
-            if known is not None and known[0] == row:
-                found[row[0]] = known[1]  # the row as this ledger wrote it
+            if written.get(row[0]) == row:
+                found[row[0]] = self._written_records[row[0]]  # as this ledger wrote it
             else:
                 found[row[0]] = _command_from_row(row)
         return found
@@ -728,7 +732,9 @@ class SQLiteLedger:
         for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
             flat = list(itertools.chain.from_iterable(chunk))
             conn.execute(_UPSERT_COMMANDS.format(_values(len(chunk), _COMMAND_WIDTH)), flat)
-        self._written = {r.key: (row[1:], r) for row, r in zip(rows, records, strict=True)}
+        sent = [(row, r) for row, r in zip(rows, records, strict=True) if r.state is _SENT]
+        self._written_rows = {r.key: row[1:] for row, r in sent}
+        self._written_records = {r.key: r for _, r in sent}
 
     def _sync_rows(self, conn: sqlite3.Connection, sql: str, *args: object) -> list[DueSync]:
         return [_sync_from_row(row) for row in conn.execute(sql, (self._integration, *args))]
@@ -1402,7 +1408,7 @@ class SQLiteLedger:
             if self._closed:
                 return
             self._closed = True
-            self._written = {}
+            self._written_rows, self._written_records = {}, {}
             with self._guard("close"):
                 self._release()
 
