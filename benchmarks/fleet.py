@@ -42,7 +42,8 @@ set by the round trips it waits for rather than by the CPU, as the issue's targe
 Its "5x one worker" is judged against the ceiling in the same way.
 
 Then a **kill run** (``--kill-workers`` processes, default 4, on ``--kill-visitors``, default
-12,000: enough for every kill to land before the run ends): a random worker is SIGKILLed
+30,000: enough for every kill to land before the run ends, each replacement's start-up
+holding the next kill back): a random worker is SIGKILLed
 every 0.5-1.5 s and replaced at once (``--kills`` times); the engine's lease is
 ``--lease`` seconds so another worker takes over the dead one's syncs; at the end duplicates
 and lost must both be 0.
@@ -683,7 +684,7 @@ def main() -> int:
     parser.add_argument("--bound-per-tenant", type=int, default=10)
     parser.add_argument("--lease", type=float, default=5.0)
     parser.add_argument("--kill-workers", type=int, default=4)
-    parser.add_argument("--kill-visitors", type=int, default=12_000)
+    parser.add_argument("--kill-visitors", type=int, default=30_000)
     parser.add_argument("--kills", type=int, default=6)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--seed", type=int, default=16)
