@@ -478,6 +478,44 @@ class TestCommands:
         assert stored.updated_at == datetime(2026, 11, 29, 12, 0, 0, 123456, tzinfo=UTC)
 
 
+class TestCreatesInFlight:
+    def test_unsettled_creates_by_their_syncs_email(self, ledger: Ledger) -> None:
+        """Rule 2h: SENT and UNKNOWN person creates whose sync has one of the emails (any
+        case), SENT first, each oldest first; not tasks, not settled creates, not commands
+        without a due sync, not other emails."""
+        due = T0 - timedelta(hours=1)
+        ledger.schedule_many(
+            [
+                (conv("c1", "ann@x.io"), due),
+                (conv("c2", "ANN@x.io"), due),
+                (conv("c3", "bob@x.io"), due),
+                (conv("c4", "ann@x.io"), due),
+                (conv("c5", "zed@x.io"), due),
+            ]
+        )
+        ledger.record(
+            [
+                cmd("c1:person", S.SENT, at=T0 + timedelta(minutes=1)),
+                cmd("c2:person", S.UNKNOWN, at=T0 - timedelta(minutes=5)),
+                cmd("c3:person", S.SENT, at=T0),
+                cmd("c3:task:transcript", S.SENT, kind="create_task"),
+                cmd("c4:person", S.CONFIRMED),
+                cmd("c5:person", S.SENT),
+                cmd("ghost:person", S.SENT),
+            ]
+        )
+        found = ledger.creates_in_flight(["Ann@X.io", "bob@x.io", "nobody@x.io"])
+        assert [(f.email, f.conversation_id) for f in found] == [
+            ("bob@x.io", "c3"),
+            ("ann@x.io", "c1"),
+            ("ann@x.io", "c2"),
+        ]
+        assert found[1].updated_at == T0 + timedelta(minutes=1)
+        assert ledger.creates_in_flight([]) == []
+        ledger.record([cmd("c1:person", S.CONFIRMED, at=T0 + timedelta(minutes=2))])
+        assert [f.conversation_id for f in ledger.creates_in_flight(["ann@x.io"])] == ["c2"]
+
+
 class TestCommandRecordValues:
     def test_confirmed_needs_a_crm_id(self) -> None:
         """A CONFIRMED command without a CRM id cannot be built."""

@@ -88,6 +88,9 @@ def test_the_same_ids_never_meet(ledger: Ledger, other: FleetLedger) -> None:
     assert ledger.requeue_dead(["c2"], T0) == []
     assert other.retry_failed(["c1:person"], T0) == ["c1:person"]
     assert [c.state for c in ledger.commands_for("c1")] == [S.CONFIRMED]
+    other.record([cmd("c1:person", S.SENT)])
+    assert [f.conversation_id for f in other.creates_in_flight(["bo@x.io"])] == ["c1"]
+    assert ledger.creates_in_flight(["bo@x.io", "ann@x.io"]) == []
 
 
 def test_claims_and_fences_stay_within_an_integration(

@@ -125,6 +125,7 @@ from signals_crm.exceptions import (
 from signals_crm.ledger.base import (
     CommandRecord,
     CommandState,
+    CreateInFlight,
     Performed,
     PersonLink,
     sound_text,
@@ -792,27 +793,19 @@ def reconcile(
             yield from _reconcile_chunk(chunk, batch, caps, early, absent)
 
 
-def held_emails(
-    conversations: Sequence[Conversation],
-    emails_of: Callable[[str], Flow],
-    limit: int = 10_000,
-) -> Flow:
+def held_emails(conversations: Sequence[Conversation]) -> Flow:
     """Emails of these conversations that another conversation's unsettled create may still
     give a person record to (email → that conversation, and when its create was last sent or
-    adopted). They wait with it (rule 1)."""
+    adopted). They wait with it (rule 1). One ledger read (``creates_in_flight``)."""
     wanted = {normalize_email(c.email) for c in conversations if c.email}
     if not wanted:
         return {}
     ids = {c.id for c in conversations}
     held: dict[str, tuple[str, datetime]] = {}
-    for state in (CommandState.SENT, CommandState.UNKNOWN):
-        records: list[CommandRecord] = yield from store("commands_in_state", state, limit)
-        for record in records:
-            if record.kind != _CREATE or record.conversation_id in ids:
-                continue
-            email = yield from emails_of(record.conversation_id)
-            if email is not None and email in wanted:
-                held.setdefault(email, (record.conversation_id, record.updated_at))
+    creates: list[CreateInFlight] = yield from store("creates_in_flight", sorted(wanted))
+    for create in creates:
+        if create.conversation_id not in ids:
+            held.setdefault(create.email, (create.conversation_id, create.updated_at))
     return held
 
 
@@ -1578,7 +1571,7 @@ def sync_batch(
     lease: timedelta = timedelta(minutes=10),
     settle: timedelta = timedelta(0),
     clock: Callable[[], datetime] | None = None,
-    emails_of: Callable[[str], Flow] | None = None,
+    hold_emails: bool = False,
     fences: Mapping[str, int] | None = None,
     carry: bool = False,
     claim: OptimisticClaim | None = None,
@@ -1586,10 +1579,10 @@ def sync_batch(
     """Sync a batch of conversations (module doc); one outcome per distinct conversation.
 
     ``settle`` is rule 1's window, ``clock`` the wall clock sends are stamped with (never
-    before ``now``), ``emails_of`` the normalised email of a conversation id that is not in
-    the batch (to hold back the batch's visitors whose email another conversation may still
-    be creating a record for), ``fences`` the fencing token of each claimed conversation
-    (every command of it is recorded with it; refused ones mean another worker took over).
+    before ``now``), ``hold_emails`` whether to hold back the batch's visitors whose email
+    another conversation may still be creating a record for (rule 1), ``fences`` the fencing
+    token of each claimed conversation (every command of it is recorded with it; refused ones
+    mean another worker took over).
     ``carry`` (a backfill's rounds but the last) lets the conversations whose writes would
     only part-fill a call wait for the next round (:mod:`signals_crm._flows.carry`). They get
     no outcome here: ``BatchResult.carried`` lists them. ``claim`` (``run_due``'s optimistic
@@ -1624,8 +1617,8 @@ def sync_batch(
         yield from batch.load(conversations)
         healthy = [c for c in conversations if c.id not in batch.damaged]
         yield from reconcile(healthy, batch, caps, config.campaign_id)
-        if emails_of is not None and mode is SyncMode.AUTOMATIC:
-            yield from _hold_shared_emails(healthy, batch, emails_of)
+        if hold_emails and mode is SyncMode.AUTOMATIC:
+            yield from _hold_shared_emails(healthy, batch)
         waiting = set(batch.waits) | set(batch.blocked)
         active = [c for c in healthy if c.id not in waiting]
         if caps.upserts_people:
@@ -1717,13 +1710,11 @@ def sync_batch(
     )
 
 
-def _hold_shared_emails(
-    conversations: Sequence[Conversation], batch: _Batch, emails_of: Callable[[str], Flow]
-) -> Flow:
+def _hold_shared_emails(conversations: Sequence[Conversation], batch: _Batch) -> Flow:
     """Rule 1: a visitor whose email another conversation may still be creating a record for
     (its create is unsettled) waits with it, so a late commit never meets a second create."""
     candidates = [c for c in conversations if c.id not in batch.waits]
-    held: dict[str, tuple[str, datetime]] = yield from held_emails(candidates, emails_of)
+    held: dict[str, tuple[str, datetime]] = yield from held_emails(candidates)
     if not held:
         return
     soonest = batch.wall() + timedelta(seconds=batch.retry.reschedule_after)

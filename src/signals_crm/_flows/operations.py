@@ -80,7 +80,6 @@ from signals_crm.exceptions import (
     LeaseLostError,
     Problem,
     RateLimitedError,
-    SignalsCRMError,
 )
 from signals_crm.ledger.base import CommandRecord, CommandState, DueState, DueSync, PersonLink
 from signals_crm.reports import ConversationOutcome, DryRun, OutcomeKind, SyncReport, _Tally
@@ -180,7 +179,6 @@ class Operations:
         self._reader = Reader(self.retry, self._random)
         self.lease = lease
         self.settle = settle
-        self._emails: dict[str, str | None] = {}
         self._inactive: frozenset[str] = frozenset()
         self._advisory: list[Problem] = []
         self._owner = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
@@ -274,17 +272,6 @@ class Operations:
             synced_at=max((r.updated_at for r in confirmed), default=None),
             person_id=person_id,
         )
-
-    def _email_of(self, conversation_id: str) -> FlowOf[str | None]:
-        """The normalised email of a conversation in the ledger (remembered: it rarely changes)."""
-        if conversation_id not in self._emails:
-            try:
-                due: DueSync | None = yield from store("get_due", conversation_id)
-            except SignalsCRMError:
-                due = None
-            email = due.conversation.email if due is not None else None
-            self._emails[conversation_id] = normalize_email(email) if email else None
-        return self._emails[conversation_id]
 
     # -- after a batch ----------------------------------------------------------------------
 
@@ -519,7 +506,7 @@ class Operations:
             lease=self.lease,
             settle=self.settle,
             clock=self._clock,
-            emails_of=self._email_of,
+            hold_emails=True,
             fences=fences,
             carry=carry,
             claim=claim,

@@ -113,6 +113,12 @@ token, a secret or a CRM response body):
    g. ``record`` applies a batch in order, atomically: if any command breaks a rule,
       :class:`~signals_crm.exceptions.InvalidTransitionError` names every offending key and
       nothing of the batch is written (a stale ``fence``: its subclass ``LeaseLostError``).
+   h. ``creates_in_flight(emails)``: the ``create_person`` commands in SENT or UNKNOWN whose
+      conversation has a due sync with one of ``emails`` as its visitor email, as
+      :class:`CreateInFlight` (email, conversation id, ``updated_at``), SENT first, each state
+      oldest first: the engine holds back another conversation of such an email until the
+      create is settled (one statement, where reading every unsettled command and each one's
+      sync cost a read a create).
 
 3. **Links**: a normalised email (:func:`~signals_crm.core.model.normalize_email`) to the CRM
    person it was synced to (id and kind). The latest link for an email wins.
@@ -183,6 +189,7 @@ __all__ = [
     "Clock",
     "CommandRecord",
     "CommandState",
+    "CreateInFlight",
     "DueState",
     "DueSync",
     "FleetLedger",
@@ -649,6 +656,16 @@ class DueSync:
 
 
 @attrs.frozen
+class CreateInFlight:
+    """An unsettled person create (SENT or UNKNOWN) of a due sync, by that sync's visitor
+    email (normalised): another conversation of that email waits for it (rule 2h)."""
+
+    email: str
+    conversation_id: str
+    updated_at: datetime
+
+
+@attrs.frozen
 class PersonLink:
     """A visitor's email (normalised) linked to the CRM person record it was synced to."""
 
@@ -974,6 +991,12 @@ class Ledger(Protocol):
         """Commands in ``state``, oldest ``updated_at`` first (then by key), at most ``limit``."""
         ...
 
+    def creates_in_flight(self, emails: Iterable[str]) -> list[CreateInFlight]:
+        """The unsettled person creates (rule 2h) of the due syncs whose visitor email is among
+        ``emails`` (normalised): SENT ones first, then UNKNOWN, each oldest ``updated_at``
+        first (then by key)."""
+        ...
+
     # Links -----------------------------------------------------------------------------------
 
     def link(self, email: str, crm_id: str, kind: PersonKind) -> None:
@@ -1185,6 +1208,10 @@ class AsyncLedger(Protocol):
 
     async def commands_in_state(self, state: CommandState, limit: int) -> list[CommandRecord]:
         """Awaitable :meth:`Ledger.commands_in_state`."""
+        ...
+
+    async def creates_in_flight(self, emails: Iterable[str]) -> list[CreateInFlight]:
+        """Awaitable :meth:`Ledger.creates_in_flight`."""
         ...
 
     # Links -----------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from signals_crm.ledger.base import (
     Clock,
     CommandRecord,
     CommandState,
+    CreateInFlight,
     DueState,
     DueSync,
     LedgerStats,
@@ -670,6 +671,25 @@ class MemoryLedger:
             self._check_open()
             index = self._commands.by_state[state]
             return [self._commands.by_key[key] for _, key in itertools.islice(index, limit)]
+
+    def creates_in_flight(self, emails: Iterable[str]) -> list[CreateInFlight]:
+        """The unsettled person creates of the syncs of ``emails`` (rule 2h)."""
+        wanted = {normalize_email(e) for e in emails}
+        with self._lock:
+            self._check_open()
+            found: list[CreateInFlight] = []
+            for state in (CommandState.SENT, CommandState.UNKNOWN):
+                for _, key in self._commands.by_state[state]:
+                    record = self._commands.by_key[key]
+                    if record.kind != "create_person":
+                        continue
+                    sync = self._syncs.by_id.get(record.conversation_id)
+                    email = sync.email if sync is not None else None
+                    if email is not None and email in wanted:
+                        found.append(
+                            CreateInFlight(email, record.conversation_id, record.updated_at)
+                        )
+            return found
 
     # Links -----------------------------------------------------------------------------------
 

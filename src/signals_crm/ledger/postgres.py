@@ -77,6 +77,7 @@ from signals_crm.ledger.base import (
     Clock,
     CommandRecord,
     CommandState,
+    CreateInFlight,
     DueState,
     DueSync,
     LedgerStats,
@@ -979,6 +980,22 @@ class _Ops:
         )
         return [_command(r) for r in rows]
 
+    def creates_in_flight(self, emails: Iterable[str]) -> _Op[list[CreateInFlight]]:
+        """The unsettled person creates of the syncs of ``emails`` (rule 2h), one statement."""
+        wanted = sorted({normalize_email(e) for e in emails})
+        if not wanted:
+            return []
+        rows = yield self.q(
+            "SELECT s.email, c.conversation_id, c.updated_at FROM {s}.commands c "
+            "JOIN {s}.due_syncs s ON s.integration = c.integration "
+            "AND s.conversation_id = c.conversation_id "
+            "WHERE c.integration = %s AND c.state IN ('sent', 'unknown') "
+            "AND c.kind = 'create_person' AND s.email = ANY(%s) "
+            "ORDER BY c.state <> 'sent', c.updated_at, c.key",
+            (self.i, wanted),
+        )
+        return [CreateInFlight(r[0], r[1], micros_time(r[2])) for r in rows]
+
     # -- links ---------------------------------------------------------------------------------
 
     def link(self, email: str, crm_id: str, kind: PersonKind) -> _Op[None]:
@@ -1191,6 +1208,7 @@ class _Base:
     record = _Method(_Ops.record)
     retry_failed = _Method(_Ops.retry_failed)
     commands_in_state = _Method(_Ops.commands_in_state, read=True)
+    creates_in_flight = _Method(_Ops.creates_in_flight, read=True)
     link = _Method(_Ops.link)
     link_many = _Method(_Ops.link_many)
     links_for = _Method(_Ops.links_for, read=True)

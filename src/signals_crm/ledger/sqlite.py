@@ -74,6 +74,7 @@ from signals_crm.ledger.base import (
     Clock,
     CommandRecord,
     CommandState,
+    CreateInFlight,
     DueState,
     DueSync,
     LedgerStats,
@@ -1266,6 +1267,24 @@ class SQLiteLedger:
                 (self._integration, state.value, limit),
             ).fetchall()
         return [_command_from_row(row) for row in rows]
+
+    def creates_in_flight(self, emails: Iterable[str]) -> list[CreateInFlight]:
+        """The unsettled person creates of the syncs of ``emails`` (rule 2h), one statement
+        a chunk of emails (through the commands' state index, each sync by its key)."""
+        wanted = sorted({normalize_email(e) for e in emails})
+        if not wanted:
+            return []
+        sql = (
+            "SELECT s.email, c.conversation_id, c.updated_at, c.state, c.key FROM commands c "
+            "JOIN due_syncs s ON s.integration = c.integration "
+            "AND s.conversation_id = c.conversation_id "
+            "WHERE c.integration = ? AND c.state IN ('sent', 'unknown') "
+            "AND c.kind = 'create_person' AND s.email IN ({})"
+        )
+        with self._read() as conn:
+            rows = self._select_in(conn, sql, wanted)
+        rows.sort(key=lambda r: (r[3] != "sent", r[2], r[4]))
+        return [CreateInFlight(r[0], r[1], micros_time(r[2])) for r in rows]
 
     # Links -----------------------------------------------------------------------------------
 

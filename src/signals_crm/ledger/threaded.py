@@ -26,6 +26,7 @@ from signals_crm.core.model import Conversation, PersonKind
 from signals_crm.ledger.base import (
     CommandRecord,
     CommandState,
+    CreateInFlight,
     DueState,
     DueSync,
     Ledger,
@@ -210,6 +211,10 @@ class ThreadedLedger:
     async def commands_in_state(self, state: CommandState, limit: int) -> list[CommandRecord]:
         """Awaitable :meth:`Ledger.commands_in_state`."""
         return await self._run(lambda: self.ledger.commands_in_state(state, limit))
+
+    async def creates_in_flight(self, emails: Iterable[str]) -> list[CreateInFlight]:
+        """Awaitable :meth:`Ledger.creates_in_flight`."""
+        return await self._run(lambda: self.ledger.creates_in_flight(emails))
 
     # Links -----------------------------------------------------------------------------------
 
