@@ -469,14 +469,14 @@ class SQLiteLedger:
         self._path = os.fspath(path)
         self._clock: Clock = clock or wall_clock
         self._closed = False
-        # The SENT command rows of the latest write, as written (without the integration), and
+        # The SENT command rows of the latest write, as written (the integration first), and
         # the records they were written from. A row read back unchanged means exactly that
         # record (reading a row is a function of its columns), so the write of its outcome
         # checks the transition against it without decoding the row again. Any other row
         # (changed since, by anyone; or never written here) is decoded as usual. Only SENT
         # rows are kept: an outcome's row is seldom read again, and keeping it would keep a
-        # finished batch's records alive. (Two dicts rather than one of pairs: no extra
-        # object per row for the collector.)
+        # finished batch's records alive. (The rows are the very tuples written, in two dicts
+        # rather than one of pairs: no extra object per row for the collector.)
         self._written_rows: dict[str, tuple[Any, ...]] = {}
         self._written_records: dict[str, CommandRecord] = {}
         try:
@@ -720,7 +720,8 @@ class SQLiteLedger:
         written = self._written_rows
         found: dict[str, CommandRecord] = {}
         for row in self._select_in(conn, sql, keys):
-            if written.get(row[0]) == row:
+            known = written.get(row[0])
+            if known is not None and known[1:] == row:
                 found[row[0]] = self._written_records[row[0]]  # as this ledger wrote it
             else:
                 found[row[0]] = _command_from_row(row)
@@ -734,7 +735,7 @@ class SQLiteLedger:
             flat = list(itertools.chain.from_iterable(chunk))
             conn.execute(_UPSERT_COMMANDS.format(_values(len(chunk), _COMMAND_WIDTH)), flat)
         sent = [(row, r) for row, r in zip(rows, records, strict=True) if r.state is _SENT]
-        self._written_rows = {r.key: row[1:] for row, r in sent}
+        self._written_rows = {r.key: row for row, r in sent}
         self._written_records = {r.key: r for _, r in sent}
 
     def _sync_rows(self, conn: sqlite3.Connection, sql: str, *args: object) -> list[DueSync]:
