@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 
 import httpx
 import pytest
@@ -110,11 +111,17 @@ def test_accepted_sockets_disable_nagle() -> None:
     server = LoopbackServer(Probe())
     original = server._server.finish_request
 
+    finished = threading.Event()
+
     def spy(sock: socket.socket, address: object) -> None:
         original(sock, address)
         seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        finished.set()
 
     server._server.finish_request = spy  # type: ignore[method-assign]
     with server, httpx.Client() as client:
         assert client.get(f"{server.url}/").text == "ok"
+        client.close()  # the server's handler returns once the client hangs up
+        # The client has its answer before the server's thread leaves finish_request.
+        assert finished.wait(10)
     assert seen == [1]
