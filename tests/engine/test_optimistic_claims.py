@@ -6,7 +6,6 @@ Never a duplicate, and the sync completes once."""
 from __future__ import annotations
 
 import sys as _sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,24 +20,12 @@ from _hooked import (
     EMAIL,
     LATER,
     RacedMemory,
-    RacedSQLite,
     async_engine,
     config,
     conv,
     engine,
     make_crm,
 )
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
-    store: Any = (
-        RacedMemory()
-        if request.param == "memory"
-        else RacedSQLite(tmp_path / "ledger.db", synchronous="NORMAL")
-    )
-    with store:
-        yield store
 
 
 def test_another_worker_finishing_the_sync_between_read_and_commit(ledger: Any) -> None:
