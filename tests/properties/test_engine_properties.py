@@ -253,13 +253,21 @@ class RedeliveringLedger(MemoryLedger):
         ),
         max_size=6,
     ),
+    faults=st.lists(FAULTS, max_size=4),
+    late=st.lists(st.sampled_from(["create_people", "create_tasks", "write_chains"]), max_size=2),
     chains=st.booleans(),
 )
-def test_webhooks_delivered_during_runs_are_never_lost(conversations, redeliveries, chains):
+def test_webhooks_delivered_during_runs_are_never_lost(
+    conversations, redeliveries, faults, late, chains
+):
     """Webhooks delivered again with a new lead score at any moment of the runs (between a
-    claim or read and the writes): once the runs settle, a visitor whose latest conversation
-    meets the criteria has exactly one record, no visitor has two, and no sync is left due."""
-    crm = InMemoryCRM(person_kind=PersonKind.LEAD, chains=chains)
+    claim or read and the writes), among transient faults and late commits: once the runs
+    settle, a visitor whose latest conversation meets the criteria has exactly one record, no
+    visitor has two, and no sync is left due."""
+    crm = LateCRM(person_kind=PersonKind.LEAD, chains=chains)
+    crm.late_calls.extend(late)
+    for method, fault, after in faults:
+        crm.fail_next(method, error_for(fault), after=after)
     owner = crm.seed_user(email="owner@vendor.test")
     config = SyncConfig(
         criteria=Criteria.TWO_STARS,
@@ -274,6 +282,7 @@ def test_webhooks_delivered_during_runs_are_never_lost(conversations, redeliveri
         ledger=ledger,
         sleep=lambda _: None,
         random=lambda: 0.5,
+        retry=RetryPolicy(max_attempts=2, reschedule_after=60),
         clock=lambda: sst.BASE_TIME,
         settle=timedelta(minutes=5),
     )
@@ -293,12 +302,22 @@ def test_webhooks_delivered_during_runs_are_never_lost(conversations, redeliveri
             changed = attrs.evolve(conversations[index], lead_score=score)
             ledger.pending.append((at, deliver(changed)))
     start = sst.BASE_TIME + timedelta(days=2)
+    raised: list[AdapterError] = []
+
+    def run(step: int) -> None:
+        crm.commit_late()  # within the CRM's time limit: before any settle window ends
+        try:
+            sync.run_due(start + timedelta(minutes=7 * step))
+        except AdapterError as error:  # a read failing past its retries: the host runs again
+            raised.append(error)
+
     for step in range(12):
-        sync.run_due(start + timedelta(minutes=7 * step))
-    for _, late in ledger.pending:  # any the runs did not reach: delivered after them
-        late()
-    for step in range(12, 16):
-        sync.run_due(start + timedelta(minutes=7 * step))
+        run(step)
+    for _, after_runs in ledger.pending:  # any the runs did not reach: delivered after them
+        after_runs()
+    for step in range(12, 20):
+        run(step)
+    assert all(error.retryable for error in raised)
     assert sync.ledger.due(start + timedelta(days=30), 100) == []
     for email in {normalize_email(c.email) for c in conversations}:
         people = crm.people_with_email(email)

@@ -293,8 +293,13 @@ class Operations:
         ending = {cid for op, ids in moves if op.method in _ENDS_LEASE for cid in ids}
         leases = self._leases(now, result, fences, release, ending)
         performed = yield from finish_batch(result, [*leases, *(op for op, _ in moves)])
-        for _, error in performed[: len(leases)]:
-            if error is not None:
+        for lease_op, (_, error) in zip(leases, performed[: len(leases)], strict=True):
+            if isinstance(error, LeaseLostError) and lease_op.method == "extend":
+                # A sync's fence moved since its claim (taken over, or its conversation
+                # replaced: ledger rule 1b): the lease it keeps is not this run's to extend.
+                # The others are kept one by one.
+                yield from self._each_kept(lease_op)
+            elif error is not None:
                 raise error
         lost: list[str] = []
         for (_, ids), (_, error) in zip(moves, performed[len(leases) :], strict=True):
@@ -309,6 +314,18 @@ class Operations:
                     yield operation
                 except LeaseLostError:
                     break
+
+    def _each_kept(self, keep: LedgerOp) -> FlowOf[None]:
+        """``keep`` (an ``extend`` of several syncs, refused as a whole) sync by sync, the
+        lost ones skipped."""
+        (ids,) = keep.args
+        fences: Mapping[str, int] = keep.kwargs.get("fences") or {}
+        for cid in ids:
+            alone = {cid: fences[cid]} if cid in fences else None
+            try:
+                yield LedgerOp("extend", ([cid],), {**keep.kwargs, "fences": alone})
+            except LeaseLostError:
+                continue
 
     def _leases(  # the batch's parts, in the order _settle has them
         self,
