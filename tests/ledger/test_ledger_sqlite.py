@@ -459,3 +459,27 @@ def test_perform_commits_once_for_all_its_operations(tmp_path: Path) -> None:
         ]
         assert ledger.get_due("c1").state is DueState.DONE
         assert ledger.get_command("c1:person").state is CommandState.SENT
+
+
+def test_commands_of_probes_each_conversation(tmp_path: Path) -> None:
+    """``commands_of`` reads through ``commands_by_conversation``, one probe per conversation:
+    it never walks every command of the integration (an ``ORDER BY key`` in the statement
+    made SQLite walk the primary key instead; the rows are sorted in Python)."""
+    path = tmp_path / "ledger.db"
+    statements: list[str] = []
+    with SQLiteLedger(path) as ledger:
+        ledger.record([_cmd("c2:b", CommandState.SENT), _cmd("c1:a", CommandState.SENT)])
+        conn = ledger._shared.conn  # the statement it runs, explained
+        assert conn is not None
+        conn.set_trace_callback(statements.append)
+        found = ledger.commands_of(["c2", "c1", "c3"])
+        conn.set_trace_callback(None)
+        assert {cid: [c.key for c in cs] for cid, cs in found.items()} == {
+            "c2": ["c2:b"],
+            "c1": ["c1:a"],
+            "c3": [],
+        }
+        (query,) = [s for s in statements if s.lstrip().startswith("SELECT")]
+        plan = conn.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
+    details = " ".join(str(row[-1]) for row in plan)
+    assert "commands_by_conversation" in details, details

@@ -291,6 +291,13 @@ _UPSERT_COMMANDS = f"""
         payload_digest = excluded.payload_digest, owner = excluded.owner,
         fence = excluded.fence
 """  # noqa: S608  # constant column names, values bound
+_COMMANDS_OF = (
+    # No ORDER BY: the rows are sorted by key in Python. Ordered here, SQLite would walk the
+    # primary key (every command of the integration) instead of probing each conversation in
+    # commands_by_conversation.
+    f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
+    "WHERE integration = ? AND conversation_id IN ({})"
+)
 _UPSERT_LINKS = """
     INSERT INTO links (integration, email, crm_id, kind) VALUES {}
     ON CONFLICT (integration, email) DO UPDATE SET crm_id = excluded.crm_id, kind = excluded.kind
@@ -1219,12 +1226,8 @@ class SQLiteLedger:
     def commands_of(self, conversation_ids: Iterable[str]) -> dict[str, list[CommandRecord]]:
         """``commands_for`` of many conversations in one read (per few hundred ids)."""
         ids = check_ids("conversation_ids", conversation_ids)
-        sql = (
-            f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
-            "WHERE integration = ? AND conversation_id IN ({}) ORDER BY key"
-        )
         with self._read() as conn:
-            rows = self._select_in(conn, sql, ids)
+            rows = self._select_in(conn, _COMMANDS_OF, ids)
         found: dict[str, list[CommandRecord]] = {cid: [] for cid in ids}
         for row in sorted(rows, key=lambda row: row[0]):
             found[row[1]].append(_command_from_row(row))
