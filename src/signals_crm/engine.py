@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, cast
 
 import anyio
 
+from signals_crm._collector import Pause
 from signals_crm._drive import adrive, drive
-from signals_crm._flows.effects import THROWN_IN, Effect, FlowOf, LedgerOp, Sleep
+from signals_crm._flows.effects import THROWN_IN, Collector, Effect, FlowOf, LedgerOp, Sleep
 from signals_crm._flows.operations import DEFAULT_SETTLE, Operations
 from signals_crm.adapters.base import AsyncCRMAdapter, CRMAdapter
 from signals_crm.core.config import SyncConfig
@@ -81,6 +82,7 @@ class EngineOptions(TypedDict, total=False):
     worker_id: str | None
     settle: timedelta
     optimistic_claims: bool
+    pause_gc: bool
 
 
 class BackfillOptions(TypedDict, total=False):
@@ -134,6 +136,7 @@ class Integration(Operations):
         self.ledger = _open_ledger(ledger)
         self._sleep = sleep
         self._lock = threading.RLock()
+        self._gc = Pause()
 
     def __repr__(self) -> str:
         return self._describe(self.ledger)
@@ -145,6 +148,9 @@ class Integration(Operations):
         if isinstance(effect, Sleep):
             self._sleep(effect.seconds)
             return None
+        if isinstance(effect, Collector):
+            self._gc.set(effect.paused)
+            return None
         self._calls += 1
         return getattr(self.adapter, effect.method)(*effect.args)
 
@@ -155,7 +161,10 @@ class Integration(Operations):
         runs of one worker never handle the same conversation at once.
         """
         with self._lock:
-            return drive(flow, self._perform, catch=THROWN_IN)
+            try:
+                return drive(flow, self._perform, catch=THROWN_IN)
+            finally:
+                self._gc.end()
 
     def conversation_closed(self, conversation: Conversation) -> DueSync | None:
         """Record that ``conversation`` closed: its sync is due at ``closed_at + delay``.
@@ -267,6 +276,7 @@ class AsyncIntegration(Operations):
             self._aledger = None if isinstance(blocking, MemoryLedger) else ThreadedLedger(blocking)
         self._asleep = sleep
         self._alock = anyio.Lock()
+        self._gc = Pause()
 
     def __repr__(self) -> str:
         return self._describe(self.ledger)
@@ -281,6 +291,9 @@ class AsyncIntegration(Operations):
         if isinstance(effect, Sleep):
             await self._asleep(effect.seconds)
             return None
+        if isinstance(effect, Collector):
+            self._gc.set(effect.paused)
+            return None
         self._calls += 1
         return await getattr(self.adapter, "a" + effect.method)(*effect.args)
 
@@ -291,7 +304,10 @@ class AsyncIntegration(Operations):
         overlapping runs of one worker never handle the same conversation at once.
         """
         async with self._alock:
-            return await adrive(flow, self._aperform, catch=THROWN_IN)
+            try:
+                return await adrive(flow, self._aperform, catch=THROWN_IN)
+            finally:
+                self._gc.end()
 
     async def aconversation_closed(self, conversation: Conversation) -> DueSync | None:
         """Record that ``conversation`` closed (see :meth:`Integration.conversation_closed`)."""

@@ -10,8 +10,8 @@ The data flows one way (``docs/concepts.md`` draws it)::
 A *flow* is a generator that yields effects (:mod:`.effects`) and receives their answers.
 Modules:
 
-- :mod:`.effects`: the three effects (an adapter ``Call``, a ``LedgerOp``, a ``Sleep``) and
-  the retried CRM reads every flow shares;
+- :mod:`.effects`: the four effects (an adapter ``Call``, a ``LedgerOp``, a ``Sleep``, a
+  ``Collector`` pause) and the retried CRM reads every flow shares;
 - :mod:`.operations`: one flow per public operation (``run_due``, manual sync, backfill,
   explain, preflight, ...), holding the engine's state that is not IO;
 - :mod:`.batch`: one batch synced (reconcile, plan, write in dependency order);
@@ -33,6 +33,7 @@ from signals_crm._flows.effects import (
     CALL_ERRORS,
     STOPS_A_RUN,
     Call,
+    Collector,
     Effect,
     Flow,
     LedgerOp,
@@ -49,6 +50,7 @@ __all__ = [
     "STOPS_A_RUN",
     "BatchResult",
     "Call",
+    "Collector",
     "ConversationOutcome",
     "Effect",
     "Flow",

@@ -1,12 +1,14 @@
 """What a flow can ask for, and the reads every flow shares.
 
-A flow yields one of three effects and receives its answer (``send``) or its error
+A flow yields one of four effects and receives its answer (``send``) or its error
 (``throw``); :func:`signals_crm._drive.drive` / :func:`~signals_crm._drive.adrive` perform them:
 
 - :class:`Call`: a method of the CRM adapter (the async driver awaits the ``a``-prefixed twin);
 - :class:`LedgerOp`: a method of the ledger (the async driver awaits an
   :class:`~signals_crm.ledger.AsyncLedger`, or runs a blocking ledger in a worker thread);
-- :class:`Sleep`: a backoff, performed with the driver's injected sleep.
+- :class:`Sleep`: a backoff, performed with the driver's injected sleep;
+- :class:`Collector`: pause Python's garbage collector for a bulk round, or resume it
+  (``signals_crm._collector``; the engine's ``pause_gc`` option may ignore it).
 
 No flow touches an adapter, a ledger or a clock itself: that is what lets one flow serve the
 blocking and the ``async`` engine, and lets the async engine await a networked ledger.
@@ -38,6 +40,7 @@ __all__ = [
     "STOPS_A_RUN",
     "THROWN_IN",
     "Call",
+    "Collector",
     "Effect",
     "Flow",
     "FlowOf",
@@ -68,7 +71,15 @@ class Sleep:
     seconds: float
 
 
-Effect: TypeAlias = Call | LedgerOp | Sleep
+@attrs.frozen
+class Collector:
+    """Pause the cyclic garbage collector (``paused``) for a round whose objects form no
+    cycles, or resume it; a driver resumes it anyway when its flow ends."""
+
+    paused: bool
+
+
+Effect: TypeAlias = Call | LedgerOp | Sleep | Collector
 Flow: TypeAlias = Generator[Effect, Any, Any]
 FlowOf: TypeAlias = Generator[Effect, Any, T]
 """A flow that returns a ``T``."""

@@ -42,6 +42,7 @@ from signals_crm._flows.batch import (
 from signals_crm._flows.effects import (
     STOPS_A_RUN,
     Call,
+    Collector,
     FlowOf,
     LedgerOp,
     Reader,
@@ -150,6 +151,7 @@ class Operations:
         worker_id: str | None = None,
         settle: timedelta = DEFAULT_SETTLE,
         optimistic_claims: bool = True,
+        pause_gc: bool = True,
     ) -> None:
         if not 0 < api_budget <= 1:
             raise ConfigurationError([Problem("api_budget", "must be in (0, 1]")])
@@ -183,6 +185,7 @@ class Operations:
         self._advisory: list[Problem] = []
         self._owner = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.optimistic_claims = optimistic_claims
+        self.pause_gc = pause_gc
         self._explicit_until: datetime | None = None  # after a refused optimistic claim
 
     def _describe(self, ledger: object) -> str:
@@ -708,6 +711,8 @@ class Operations:
             if self._budget_exhausted():
                 exhausted = True
                 break
+            if self.pause_gc:  # the round's objects form no cycles (signals_crm._collector)
+                yield Collector(paused=True)
             result: BatchResult = yield from self._sync_flow(
                 batch, SyncMode.AUTOMATIC, now, carry=bool(ahead)
             )
@@ -725,6 +730,8 @@ class Operations:
             for _, error in (yield from finish_batch(result, more)):
                 if error is not None:
                     raise error
+            if self.pause_gc:
+                yield Collector(paused=False)
             for outcome in result.outcomes:
                 tally.add(outcome, keep_all=False)
                 if on_outcome is not None:
