@@ -65,7 +65,8 @@ import httpx
 import requests
 from requests.adapters import HTTPAdapter
 
-from signals_crm._flows.effects import Collector, LedgerOp, Sleep
+from signals_crm._flows.effects import Collector as CollectorPause
+from signals_crm._flows.effects import LedgerOp, Sleep
 from signals_crm.adapters.salesforce import SalesforceAdapter, StaticToken
 from signals_crm.core.config import (
     Criteria,
@@ -259,7 +260,7 @@ class Split:
                 spent = time.thread_time() - start
                 if isinstance(effect, LedgerOp):
                     self.ledger += spent
-                elif not isinstance(effect, Sleep | Collector):
+                elif not isinstance(effect, Sleep | CollectorPause):
                     self.adapter += spent
 
         integration._perform = timed  # type: ignore[method-assign]  # noqa: SLF001
