@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from signals_crm.adapters.salesforce._requests import (
     Endpoint,
@@ -29,6 +33,7 @@ from signals_crm.adapters.salesforce._soql import (
     HARD_URI_LIMIT,
     MAX_SOQL_LENGTH,
     chunk_in_clause,
+    chunk_terms,
     encode_q,
     like_literal,
     quote,
@@ -83,6 +88,19 @@ def test_the_like_limit_counts_escapes_and_wildcards() -> None:
 def test_encode_q_sends_plus_as_percent_2b() -> None:
     """A literal + is %2B and a space is +, so Salesforce never reads a + as a space."""
     assert encode_q("a+b c") == "a%2Bb+c"
+
+
+_SOQL_TEXT = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)) | st.sampled_from("'\\\"@+ ,.%_-~\n\t"),
+    max_size=60,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_SOQL_TEXT)
+def test_encode_q_is_quote_plus(text: str) -> None:
+    """encode_q encodes runs of characters at a time: the same text as quote_plus."""
+    assert encode_q(text) == quote_plus(text, safe="")
 
 
 def test_query_request_golden() -> None:
@@ -201,6 +219,48 @@ def test_chunk_in_clause_caps_values_per_chunk() -> None:
         chunk_in_clause([str(n) for n in range(5)], before="X IN (", fixed_length=10, max_values=2)
     )
     assert chunks == ["X IN ('0', '1')", "X IN ('2', '3')", "X IN ('4')"]
+
+
+def _chunked_one_by_one(values: list[str], **budget: Any) -> list[str] | str:
+    """chunk_in_clause's statements as the general path makes them (each value quoted and
+    measured), or the error's message."""
+    before, after = budget.pop("before"), ")"
+    try:
+        return [
+            before + ", ".join(chunk) + after
+            for chunk in chunk_terms(
+                (quote(v) for v in values), before=before, after=after, separator=", ", **budget
+            )
+        ]
+    except ConfigurationError as exc:
+        return str(exc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(_SOQL_TEXT | st.text(alphabet="ab@.", max_size=30), max_size=40),
+    st.integers(1, 400),
+    st.sampled_from([None, 0, 1, 3, 200]),
+    st.integers(0, 20),
+)
+def test_in_body_chunks_of_plain_values_are_those_of_the_general_path(
+    values: list[str], max_length: int, max_values: int | None, fixed: int
+) -> None:
+    """Values needing no escape are chunked for the whole list at once (statement length,
+    as in a composite body): the same statements as quoting and measuring each, and the same
+    errors."""
+    budget: dict[str, Any] = {
+        "before": "SELECT Id FROM Lead WHERE Email IN (",
+        "fixed_length": fixed,
+        "max_url_length": max_length,
+        "max_values": max_values,
+        "encoded": False,
+    }
+    try:
+        got: list[str] | str = list(chunk_in_clause(values, **budget))
+    except ConfigurationError as exc:
+        got = str(exc)
+    assert got == _chunked_one_by_one(values, **budget)
 
 
 def test_chunk_in_clause_refuses_a_value_that_cannot_fit() -> None:

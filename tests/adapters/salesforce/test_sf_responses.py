@@ -12,6 +12,7 @@ from signals_crm.adapters.salesforce._responses import (
     AppApiUsage,
     flatten_record,
     parse_collection_results,
+    parse_composite,
     parse_datetime,
     parse_describe,
     parse_limit_info,
@@ -156,6 +157,64 @@ def test_parse_collection_results_per_record() -> None:
     assert isinstance(results[2].error, NotFoundError)
     assert isinstance(results[3].error, CRMServerError)
     assert results[3].error.retryable is True
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [{"id": "00Q1", "success": True, "errors": [], "created": False}],
+        [{"errorCode": "INVALID_FIELD", "message": "No such column 'Bad__c' on Lead"}],
+        {"id": "00Q1", "success": True, "errors": [], "name": "Zoë \u2603"},
+        "plain text",
+        0,
+        None,
+    ],
+)
+def test_composite_subresponses_read_as_the_responses_they_were(body: object) -> None:
+    """A subrequest's answer keeps its decoded body instead of encoding it to be decoded
+    again; anything reading its bytes still gets those of ``httpx.Response(json=body)``."""
+    status = 200 if body != 0 else 400
+    answer = httpx.Response(
+        200,
+        json={
+            "compositeResponse": [
+                {
+                    "body": body,
+                    "httpHeaders": {"Retry-After": "3"},
+                    "httpStatusCode": status,
+                    "referenceId": "w0",
+                }
+            ]
+        },
+    )
+    (sub,) = parse_composite(answer, ["w0"])
+    reference = httpx.Response(status, headers={"Retry-After": "3"}, json=body)
+    assert sub.status_code == status
+    assert sub.headers["Retry-After"] == "3"
+    assert sub.headers.get("Content-Type") == reference.headers.get("Content-Type")
+    assert sub.content == reference.content
+    assert sub.read() == reference.content
+    assert sub.text == reference.text
+    if body is not None:
+        assert sub.json() == reference.json()
+
+
+def test_collection_results_from_a_composite_as_from_their_own_request() -> None:
+    """parse_collection_results reads a composite subresponse as it reads a whole answer."""
+    items = [
+        {"id": "00Q1", "success": True, "errors": [], "created": False},
+        {"success": False, "errors": [{"statusCode": "UNABLE_TO_LOCK_ROW", "message": "lock"}]},
+        "not a record",
+    ]
+    entry = {"body": items, "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "w0"}
+    (sub,) = parse_composite(httpx.Response(200, json={"compositeResponse": [entry]}), ["w0"])
+    for upsert in (False, True):
+        alone = parse_collection_results(httpx.Response(200, json=items), 3, upsert=upsert)
+        within = parse_collection_results(sub, 3, upsert=upsert)
+        assert [(r.id, r.created, type(r.error), str(r.error)) for r in within] == [
+            (r.id, r.created, type(r.error), str(r.error)) for r in alone
+        ]
+    assert within[0].created is False
 
 
 def test_parse_collection_results_count_mismatch_is_a_server_error() -> None:

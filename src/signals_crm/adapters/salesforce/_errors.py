@@ -40,13 +40,13 @@ headers (and so tokens) are never read here.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
+from signals_crm.adapters.salesforce._bodies import json_body
 from signals_crm.exceptions import (
     AuthenticationError,
     CRMAPIError,
@@ -221,7 +221,7 @@ def error_from_record(item: Mapping[str, Any]) -> CRMAPIError:
 
 def _body(response: httpx.Response) -> Any:
     try:
-        return json.loads(response.content)
+        return json_body(response)
     except (ValueError, UnicodeDecodeError):
         return None
 

@@ -62,6 +62,7 @@ import httpx
 from signals_crm.adapters._cache import MetadataCache
 from signals_crm.adapters._shell import AdapterFlows, Flow
 from signals_crm.adapters.salesforce._auth import SalesforceAuth
+from signals_crm.adapters.salesforce._bodies import SubResponse
 from signals_crm.adapters.salesforce._errors import (
     error_for_code,
     error_from_response,
@@ -1236,9 +1237,16 @@ def _record_result(response: httpx.Response) -> WriteResult:
     (an update: the caller knows the id), or the typed error."""
     if response.status_code >= 300:
         return WriteResult.failure(error_from_response(response))
-    if response.status_code == 204 or not response.content:
+    if response.status_code == 204:
         return WriteResult()  # no body: the caller fills in the id it sent
-    body = response.json()
+    if isinstance(response, SubResponse):
+        if response.body is None:
+            return WriteResult()
+        body = response.body
+    elif not response.content:
+        return WriteResult()
+    else:
+        body = response.json()
     record_id = body.get("id") if isinstance(body, Mapping) else None
     if not isinstance(record_id, str) or not record_id:
         return WriteResult.failure(_LOST)

@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import httpx
 
+from signals_crm.adapters.salesforce._bodies import SubResponse, json_body
 from signals_crm.adapters.salesforce._errors import error_from_record, error_from_response
 from signals_crm.core.crm import WriteResult
 from signals_crm.core.model import FieldSchema, FieldType, FieldValue, ObjectSchema
@@ -116,7 +117,7 @@ class QueryPage:
 
 def _json(response: httpx.Response) -> Any:
     try:
-        return json.loads(response.content)
+        return json_body(response)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CRMServerError(
             "Salesforce answered a body that is not JSON", status_code=response.status_code
@@ -200,8 +201,10 @@ def parse_query(response: httpx.Response) -> QueryPage:
 def parse_composite(response: httpx.Response, references: Sequence[str]) -> list[httpx.Response]:
     """A ``/composite`` answer → one response per subrequest, in ``references`` order.
 
-    Each subresponse becomes an ``httpx.Response`` (its status, headers and JSON body), so the
-    parsers of single requests read it unchanged; a subrequest's error is raised by them.
+    Each subresponse becomes an ``httpx.Response`` (its status, headers and JSON body: a
+    :class:`~signals_crm.adapters.salesforce._bodies.SubResponse`, whose body is not encoded
+    to be decoded again), so the parsers of single requests read it unchanged; a subrequest's
+    error is raised by them.
     """
     raise_for_error(response)
     body = _json(response)
@@ -222,10 +225,10 @@ def parse_composite(response: httpx.Response, references: Sequence[str]) -> list
             )
         headers = entry.get("httpHeaders")
         out.append(
-            httpx.Response(
+            SubResponse(
                 entry["httpStatusCode"],
-                headers=dict(headers) if isinstance(headers, Mapping) else {},
-                json=entry.get("body"),
+                dict(headers) if isinstance(headers, Mapping) else {},
+                entry.get("body"),
             )
         )
     return out
@@ -245,13 +248,21 @@ def parse_collection_results(
             status_code=response.status_code,
         )
     results: list[WriteResult] = []
+    append = results.append
     for item in body:
-        if isinstance(item, Mapping) and item.get("success") and item.get("id"):
-            created = bool(item.get("created", True)) if upsert else True
-            results.append(WriteResult.success(str(item["id"]), created=created))
-        else:
-            error: CRMAPIError = error_from_record(item if isinstance(item, Mapping) else {})
-            results.append(WriteResult.failure(error))
+        # JSON objects decode as dicts: the exact type test is the cheap one, per record.
+        if type(item) is dict or isinstance(item, Mapping):
+            record_id = item.get("id")
+            if record_id and item.get("success"):
+                created = bool(item.get("created", True)) if upsert else True
+                append(
+                    WriteResult(
+                        record_id if type(record_id) is str else str(record_id), None, created
+                    )
+                )
+                continue
+        error: CRMAPIError = error_from_record(item if isinstance(item, Mapping) else {})
+        append(WriteResult.failure(error))
     return results
 
 
