@@ -19,6 +19,7 @@ from ledger_strategies import assert_identical
 from signals_crm.core.model import Company, Conversation, Meeting, PersonKind, Visitor
 from signals_crm.exceptions import ConfigurationError, InvalidTransitionError, LedgerError
 from signals_crm.ledger import CommandRecord, CommandState, DueState, SQLiteLedger
+from signals_crm.ledger.base import apply_transitions
 from signals_crm.ledger.sqlite import APPLICATION_ID, SCHEMA_VERSION
 
 WORKERS = Path(__file__).with_name("ledger_workers.py")
@@ -218,8 +219,8 @@ def test_two_connections_see_each_other(tmp_path: Path) -> None:
 def test_a_command_changed_since_this_ledger_wrote_it_is_judged_as_stored(
     tmp_path: Path,
 ) -> None:
-    """A ledger reuses the records of its own latest write when their rows read back unchanged;
-    a row another writer changed since (or damaged) is judged on what it holds now."""
+    """A row another writer changed since this ledger wrote it (or damaged) is judged on what
+    it holds now."""
     path = tmp_path / "ledger.db"
     with SQLiteLedger(path) as ledger, SQLiteLedger(path) as other:
         ledger.record([_cmd("c1:person", CommandState.SENT), _cmd("c2:person", CommandState.SENT)])
@@ -483,3 +484,82 @@ def test_commands_of_probes_each_conversation(tmp_path: Path) -> None:
         plan = conn.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
     details = " ".join(str(row[-1]) for row in plan)
     assert "commands_by_conversation" in details, details
+
+
+_STORED_ROWS: dict[str, tuple[str | None, bool]] = {
+    # A stored row of c1:person, as SQL assignments over a sound SENT row (None: no row), and
+    # whether the write judges an outcome (not SENT) over it itself, without reading it.
+    "absent": (None, True),
+    **{
+        state.value: (
+            f"state = '{state.value}', crm_id = '00Q1'",
+            state in {CommandState.PLANNED, CommandState.SENT, CommandState.UNKNOWN},
+        )
+        for state in CommandState
+    },
+    "sent, time as text": ("updated_at = 'noon'", True),
+    "planned, time as text": ("state = 'planned', updated_at = 'noon'", True),
+    "unknown, attempts negative": ("state = 'unknown', attempts = -1", True),
+    "confirmed without crm id": ("state = 'confirmed', crm_id = NULL", False),
+    "failed, time as text": ("state = 'failed', updated_at = 'noon'", False),
+    "sent, other conversation": ("conversation_id = 'c9'", False),
+    "planned, other kind": ("state = 'planned', kind = 'create_task'", False),
+    "unknown, other conversation by a space": ("state = 'unknown', conversation_id = 'c1 '", False),
+}
+
+
+@pytest.mark.parametrize("new", list(CommandState))
+@pytest.mark.parametrize("stored", list(_STORED_ROWS))
+def test_a_write_judges_as_a_read_and_apply_transitions_would(
+    tmp_path: Path, stored: str, new: CommandState
+) -> None:
+    """``record`` writes new keys and outcomes without reading their rows first (the upsert
+    itself judges them; anything else is read and judged as before): for every stored row,
+    sound or damaged, and every new state, the result is what reading the row and
+    ``apply_transitions`` decide: the same records written, or the same refusal and nothing
+    of the batch written."""
+    path = tmp_path / "ledger.db"
+    change, judged = _STORED_ROWS[stored]
+    later = T0 + timedelta(seconds=1)
+    with SQLiteLedger(path) as ledger:
+        if change is not None:
+            ledger.record([_cmd("c1:person", CommandState.SENT)])
+            with _raw(path) as raw, raw:
+                raw.execute(f"UPDATE commands SET {change} WHERE key = 'c1:person'")  # noqa: S608
+        before = ledger.get_commands(["c1:person"])
+        batch = [
+            CommandRecord("c2:person", "c2", "create_person", CommandState.SENT, later),
+            CommandRecord(
+                "c1:person",
+                "c1",
+                "create_person",
+                new,
+                later,
+                "00Q1" if new is CommandState.CONFIRMED else None,
+                attempts=2,
+            ),
+        ]
+        try:
+            expected: dict[str, CommandRecord] | InvalidTransitionError = apply_transitions(
+                before, batch
+            )
+        except InvalidTransitionError as refused:
+            expected = refused
+        statements: list[str] = []
+        conn = ledger._shared.conn  # the statements it runs
+        assert conn is not None
+        conn.set_trace_callback(statements.append)
+        if isinstance(expected, InvalidTransitionError):
+            with pytest.raises(InvalidTransitionError) as caught:
+                ledger.record(batch)
+            conn.set_trace_callback(None)
+            assert str(caught.value) == str(expected)
+            assert caught.value.keys == expected.keys
+            assert ledger.get_commands(["c1:person"]) == before
+            assert ledger.get_command("c2:person") is None
+        else:
+            ledger.record(batch)
+            conn.set_trace_callback(None)
+            assert ledger.get_commands(["c1:person", "c2:person"]) == expected
+        read = any("SELECT key" in s and "FROM commands" in s for s in statements)
+        assert read is not (judged and (change is None or new is not CommandState.SENT))

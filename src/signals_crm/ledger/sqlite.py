@@ -6,7 +6,10 @@ How it keeps the rules of :mod:`signals_crm.ledger.base`:
    readers. The file (plus its ``-wal`` and ``-shm`` companions while open) is the whole store.
 2. **Short write transactions.** Every write method is one ``BEGIN IMMEDIATE`` ... ``COMMIT``:
    the write lock is taken up front, the current rows are read, the rules are checked and the
-   new rows written, all under that lock. Two processes can therefore never both move one
+   new rows written, all under that lock. (``record`` lets its upsert judge the common
+   transitions itself, new keys and outcomes, without reading the rows first; when the
+   statement's count says a row was not one of those, the write is undone to a savepoint and
+   every row read and judged.) Two processes can therefore never both move one
    command from PLANNED to SENT, and a batch lands whole or not at all (a process killed at any
    instant leaves either the old rows or the new ones). A busy file is waited for up to
    ``busy_timeout`` seconds, then :class:`~signals_crm.exceptions.LedgerError` is raised.
@@ -42,6 +45,7 @@ How it keeps the rules of :mod:`signals_crm.ledger.base`:
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -51,6 +55,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -281,16 +286,32 @@ _COMMAND_COLUMNS = (
     "key, conversation_id, kind, state, crm_id, reason, attempts, updated_at, payload_digest, "
     "owner, fence"
 )
-_COMMAND_WIDTH = 12  # integration + the command columns
-_SENT = CommandState.SENT
 _UPSERT_COMMANDS = f"""
-    INSERT INTO commands (integration, {_COMMAND_COLUMNS}) VALUES {{}}
+    INSERT INTO commands (integration, {_COMMAND_COLUMNS}) SELECT {{}} FROM (VALUES {{}}) WHERE true
     ON CONFLICT (integration, key) DO UPDATE SET
         state = excluded.state, crm_id = excluded.crm_id, reason = excluded.reason,
         attempts = excluded.attempts, updated_at = excluded.updated_at,
         payload_digest = excluded.payload_digest, owner = excluded.owner,
         fence = excluded.fence
 """  # noqa: S608  # constant column names, values bound
+# The transitions a write judges itself (rule: a stored row changed by anyone is judged as it
+# is): a key nobody has is inserted whatever its state; a stored key is updated only to a
+# state other than SENT, from a stored PLANNED, SENT or UNKNOWN with the same conversation
+# and kind. Each of these is allowed by the rules whether the row is sound or damaged (a
+# damaged row reads as UNKNOWN, which allows the same), and the upsert leaves the row exactly
+# as the record. Anything else is not written, and the statement's count says so.
+_JUDGED = """
+    WHERE excluded.state != 'sent' AND commands.state IN ('planned', 'sent', 'unknown')
+    AND commands.conversation_id = excluded.conversation_id AND commands.kind = excluded.kind
+"""
+_COMMAND_FIELDS = tuple(
+    attrgetter(name)
+    for name in (
+        "key", "conversation_id", "kind", "state", "crm_id", "reason", "attempts",
+        "updated_at", "payload_digest", "owner", "fence",
+    )
+)  # fmt: skip
+_STATE_COLUMN, _TIME_COLUMN = 4, 8  # in a command row: integration first
 _COMMANDS_OF = (
     # No ORDER BY: the rows are sorted by key in Python. Ordered here, SQLite would walk the
     # primary key (every command of the integration) instead of probing each conversation in
@@ -387,28 +408,48 @@ def _checked_entries(
         yield conversation, due_at
 
 
-def _command_row(
-    integration: str, record: CommandRecord, micros: dict[datetime, int]
-) -> tuple[Any, ...]:
-    """The row of ``record``; ``micros`` remembers the times converted so far (the records of
-    one batch share a few)."""
-    at = micros.get(record.updated_at)
-    if at is None:
-        at = micros[record.updated_at] = _micros(record.updated_at, "updated_at")
-    return (
-        integration,
-        record.key,
-        record.conversation_id,
-        record.kind,
-        record.state._value_,  # the enum's value, without the property's lookup
-        record.crm_id,
-        record.reason,
-        record.attempts,
-        at,
-        record.payload_digest,
-        record.owner,
-        record.fence,
+def _command_columns(
+    integration: str, records: Sequence[CommandRecord], micros: dict[datetime, int]
+) -> list[list[Any]]:
+    """The columns of ``records``' rows (the integration first); ``micros`` remembers the times
+    converted so far (the records of one batch share a few)."""
+    columns: list[list[Any]] = [[integration] * len(records)]
+    columns.extend(list(map(field, records)) for field in _COMMAND_FIELDS)
+    columns[_STATE_COLUMN] = [state._value_ for state in columns[_STATE_COLUMN]]
+    times = columns[_TIME_COLUMN]
+    for when in set(times).difference(micros):
+        micros[when] = _micros(when, "updated_at")
+    columns[_TIME_COLUMN] = list(map(micros.__getitem__, times))
+    return columns
+
+
+@functools.lru_cache(maxsize=64)
+def _upsert_sql(shared: tuple[bool, ...], rows: int, judged: bool) -> str:
+    """The upsert of ``rows`` command rows: a column ``shared`` by every row is bound once,
+    the others once per row in a VALUES list (fewer values to bind: most columns of a batch
+    hold one value, its integration, owner, time, attempts...)."""
+    picks, width = [], 0
+    for one in shared:
+        if one:
+            picks.append("?")
+        else:
+            width += 1
+            picks.append(f"column{width}")
+    sql = _UPSERT_COMMANDS.format(", ".join(picks), _values(rows, width))
+    return sql + _JUDGED if judged else sql
+
+
+def _upsert_statement(columns: list[list[Any]], judged: bool) -> tuple[str, list[Any]]:
+    """The SQL and values of one upsert of ``columns`` (see ``_upsert_sql``)."""
+    rows = len(columns[0])
+    shared = tuple(
+        rows > 1 and at != 1 and column.count(column[0]) == rows  # (keys differ: at 1)
+        for at, column in enumerate(columns)
     )
+    values = [column[0] for column, one in zip(columns, shared, strict=True) if one]
+    own = [column for column, one in zip(columns, shared, strict=True) if not one]
+    values.extend(itertools.chain.from_iterable(zip(*own, strict=True)))
+    return _upsert_sql(shared, rows, judged), values
 
 
 class _Connection:
@@ -476,16 +517,6 @@ class SQLiteLedger:
         self._path = os.fspath(path)
         self._clock: Clock = clock or wall_clock
         self._closed = False
-        # The SENT command rows of the latest write, as written (the integration first), and
-        # the records they were written from. A row read back unchanged means exactly that
-        # record (reading a row is a function of its columns), so the write of its outcome
-        # checks the transition against it without decoding the row again. Any other row
-        # (changed since, by anyone; or never written here) is decoded as usual. Only SENT
-        # rows are kept: an outcome's row is seldom read again, and keeping it would keep a
-        # finished batch's records alive. (The rows are the very tuples written, in two dicts
-        # rather than one of pairs: no extra object per row for the collector.)
-        self._written_rows: dict[str, tuple[Any, ...]] = {}
-        self._written_records: dict[str, CommandRecord] = {}
         try:
             if read_only:
                 uri = f"{Path(self._path).absolute().as_uri()}?mode=ro"
@@ -519,7 +550,6 @@ class SQLiteLedger:
             other = object.__new__(SQLiteLedger)
             other.__dict__.update(self.__dict__)
             other._integration = integration  # a sibling of this class
-            other._written_rows, other._written_records = {}, {}
             other._closed = False
             other._release = self._shared.use(other)
         return other
@@ -724,26 +754,41 @@ class SQLiteLedger:
             f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
             "WHERE integration = ? AND key IN ({})"
         )
-        written = self._written_rows
-        found: dict[str, CommandRecord] = {}
-        for row in self._select_in(conn, sql, keys):
-            known = written.get(row[0])
-            if known is not None and known[1:] == row:
-                found[row[0]] = self._written_records[row[0]]  # as this ledger wrote it
-            else:
-                found[row[0]] = _command_from_row(row)
-        return found
+        return {row[0]: _command_from_row(row) for row in self._select_in(conn, sql, keys)}
 
-    def _upsert_commands(self, conn: sqlite3.Connection, records: Iterable[CommandRecord]) -> None:
+    def _upsert_commands(
+        self, conn: sqlite3.Connection, records: Iterable[CommandRecord], *, judged: bool = False
+    ) -> int:
+        """Write ``records`` (of distinct keys); ``judged``: only the rows whose transition the
+        statement judges allowed (``_JUDGED``). Returns how many rows were written."""
         records = list(records)
         micros: dict[datetime, int] = {}
-        rows = [_command_row(self._integration, r, micros) for r in records]
-        for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
-            flat = list(itertools.chain.from_iterable(chunk))
-            conn.execute(_UPSERT_COMMANDS.format(_values(len(chunk), _COMMAND_WIDTH)), flat)
-        sent = [(row, r) for row, r in zip(rows, records, strict=True) if r.state is _SENT]
-        self._written_rows = {r.key: row for row, r in sent}
-        self._written_records = {r.key: r for _, r in sent}
+        written = 0
+        for chunk in _chunks(records, _ROWS_PER_STATEMENT):
+            columns = _command_columns(self._integration, chunk, micros)
+            written += conn.execute(*_upsert_statement(columns, judged)).rowcount
+        return written
+
+    def _record_judged(self, conn: sqlite3.Connection, commands: Sequence[CommandRecord]) -> bool:
+        """Write ``commands`` (of distinct keys) without reading their rows first, if the write
+        itself finds every transition allowed (``_JUDGED``: new keys, and outcomes of stored
+        PLANNED, SENT or UNKNOWN commands); otherwise write nothing and return False, for the
+        caller to read the rows and judge them all (``apply_transitions``)."""
+        final = apply_transitions({}, commands)  # checks the values; distinct keys: no rule
+        conn.execute("SAVEPOINT judged")
+        try:
+            complete = self._upsert_commands(conn, final.values(), judged=True) == len(final)
+        except (ConfigurationError, sqlite3.Error):
+            complete = False  # the caller's path raises it, after judging, as it always did
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK TO judged")
+                conn.execute("RELEASE judged")
+            raise
+        if not complete:
+            conn.execute("ROLLBACK TO judged")
+        conn.execute("RELEASE judged")
+        return complete
 
     def _sync_rows(self, conn: sqlite3.Connection, sql: str, *args: object) -> list[DueSync]:
         return [_sync_from_row(row) for row in conn.execute(sql, (self._integration, *args))]
@@ -1243,6 +1288,8 @@ class SQLiteLedger:
         with self._write() as conn:
             if wanted:
                 check_fences(wanted, self._stored_fences(conn, list(wanted)), fenced_keys)
+            if len(keys) == len(commands) and self._record_judged(conn, commands):
+                return
             final = apply_transitions(self._commands_by_key(conn, keys), commands)
             self._upsert_commands(conn, final.values())
 
@@ -1431,7 +1478,6 @@ class SQLiteLedger:
             if self._closed:
                 return
             self._closed = True
-            self._written_rows, self._written_records = {}, {}
             with self._guard("close"):
                 self._release()
 
