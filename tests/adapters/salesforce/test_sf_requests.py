@@ -13,11 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from signals_crm.adapters.salesforce._requests import (
+    EncodedRecords,
     Endpoint,
     TaskMarker,
+    campaign_member_json,
     campaign_member_record,
     collection_create_request,
+    collection_subrequest,
     collection_update_request,
+    composite_request,
     describe_request,
     in_queries,
     json_value,
@@ -27,6 +31,7 @@ from signals_crm.adapters.salesforce._requests import (
     query_more_request,
     query_request,
     task_record,
+    task_record_json,
 )
 from signals_crm.adapters.salesforce._soql import (
     DEFAULT_MAX_URL_LENGTH,
@@ -97,9 +102,10 @@ _SOQL_TEXT = st.text(
 
 
 @settings(max_examples=500, deadline=None)
-@given(_SOQL_TEXT)
+@given(_SOQL_TEXT | st.text(alphabet=st.characters(max_codepoint=127), max_size=60))
 def test_encode_q_is_quote_plus(text: str) -> None:
-    """encode_q encodes runs of characters at a time: the same text as quote_plus."""
+    """encode_q encodes a character throughout, or runs of characters, at a time: the same
+    text as quote_plus."""
     assert encode_q(text) == quote_plus(text, safe="")
 
 
@@ -412,6 +418,100 @@ def test_task_marker_in_a_custom_field() -> None:
     assert "Status" not in record
     assert marker.where("a'b") == "Signals_Marker__c = 'a\\'b'"
     assert marker.read({"signals_marker__c": "m"}) == "m"
+
+
+_FIELD_TEXT = st.text(max_size=12) | st.sampled_from(["Subject", "OwnerId", "Signals_Marker__c"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    person_id=_SOQL_TEXT,
+    subject=_SOQL_TEXT,
+    body=_SOQL_TEXT,
+    marker=_SOQL_TEXT,
+    owner=st.none() | _SOQL_TEXT,
+    day=st.none() | st.dates(),
+    marker_field=st.none() | _FIELD_TEXT,
+    status=st.none() | _SOQL_TEXT,
+    priority=st.none() | _SOQL_TEXT,
+    key_field=st.none() | _FIELD_TEXT,
+    max_body=st.integers(0, 80),
+)
+def test_task_record_json_is_the_record_dumped(
+    person_id: str,
+    subject: str,
+    body: str,
+    marker: str,
+    owner: str | None,
+    day: date | None,
+    marker_field: str | None,
+    status: str | None,
+    priority: str | None,
+    key_field: str | None,
+    max_body: int,
+) -> None:
+    """A Task written straight to JSON is json.dumps of task_record (with the sync key as a
+    keyed create adds it), byte for byte, and fails where task_record fails."""
+    task = _task(
+        key="c-1:task:t",
+        person_id=person_id,
+        subject=subject,
+        body=body,
+        marker=marker,
+        owner_id=owner,
+        activity_date=day,
+    )
+    options: dict[str, Any] = {
+        "marker": TaskMarker(field=marker_field),
+        "max_body_length": max_body,
+        "status": status,
+        "priority": priority,
+    }
+    try:
+        record = task_record(task, **options)
+    except ConfigurationError:
+        with pytest.raises(ConfigurationError):
+            task_record_json(task, sync_key_field=key_field, **options)
+        return
+    if key_field is not None:
+        record[key_field] = task.key
+    written = task_record_json(task, sync_key_field=key_field, **options)
+    assert written == json.dumps(record, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("kind", [PersonKind.LEAD, PersonKind.CONTACT])
+def test_campaign_member_json_is_the_record_dumped(kind: PersonKind) -> None:
+    """A CampaignMember written straight to JSON is json.dumps of its record."""
+    membership = CampaignMembershipWrite("m", '701x\u00e9"', "00Q\n1", kind)
+    record = campaign_member_record(membership)
+    assert campaign_member_json(membership) == json.dumps(record, separators=(",", ":"))
+
+
+def test_a_composite_of_encoded_records_is_the_composite_of_their_dicts() -> None:
+    """Collections subrequests of records already written as JSON make the same composite
+    body, byte for byte, as those of the records' dicts, beside subrequests of dicts."""
+    members = [
+        CampaignMembershipWrite(f"m{n}", "701000000000001", f"00Q{n}\u00e9", PersonKind.LEAD)
+        for n in range(3)
+    ]
+    records = [campaign_member_record(m) for m in members]
+    texts = EncodedRecords([campaign_member_json(m) for m in members])
+    path = "composite/sobjects"
+    lead = [{"attributes": {"type": "Lead"}, "LastName": "L\u2603", "Email": "a@x.io"}]
+
+    def composite(first: Any) -> bytes:
+        subs = [
+            collection_subrequest(EP, "POST", path, first, auto_assign=None, reference="w0"),
+            collection_subrequest(EP, "POST", path, lead, auto_assign=False, reference="w1"),
+        ]
+        return composite_request(EP, subs, collate=False).content
+
+    assert composite(texts) == composite(records)
+    assert json.loads(composite(texts))["compositeRequest"][0]["body"]["records"] == records
+    with pytest.raises(ConfigurationError):
+        collection_subrequest(
+            EP, "POST", path, EncodedRecords([]), auto_assign=None, reference="w0"
+        )
 
 
 def test_subject_marker_where_clause_escapes_like_wildcards() -> None:

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import Any, TypeAlias, TypedDict, TypeVar
+from typing import Any, TypeAlias, TypedDict, TypeVar, overload
 
 import attrs
 import httpx
@@ -73,8 +73,10 @@ from signals_crm.adapters.salesforce._requests import (
     DEFAULT_API_VERSION,
     MAX_COMPOSITE_COLLECTIONS,
     MAX_COMPOSITE_QUERIES,
+    EncodedRecords,
     Endpoint,
     TaskMarker,
+    campaign_member_json,
     campaign_member_record,
     collection_request,
     collection_subrequest,
@@ -91,6 +93,7 @@ from signals_crm.adapters.salesforce._requests import (
     query_subrequest,
     record_subrequest,
     task_record,
+    task_record_json,
 )
 from signals_crm.adapters.salesforce._responses import (
     ApiUsage,
@@ -728,15 +731,27 @@ class SalesforceFlows(AdapterFlows):
         """One round trip: a lone group as its Collections request, several as the subrequests
         of one ``/composite`` request (each answered as if it had been sent alone)."""
         endpoint = self.endpoint
+        if len(trip) == 1:
+            (group,) = trip
+            call = calls[group.call]
+            method, path = self._collection_target(update=call.update, upsert=call.upsert)
+            records = [call.bodies[i] for i in group.indices]
+            request = collection_request(
+                endpoint, method, path, records, auto_assign=call.auto_assign
+            )
+            return [(yield request)]
+        parts: list[tuple[str, str, Sequence[Mapping[str, Any]] | EncodedRecords, bool | None]]
         parts = []
         for group in trip:
             call = calls[group.call]
             method, path = self._collection_target(update=call.update, upsert=call.upsert)
-            parts.append((method, path, [call.bodies[i] for i in group.indices], call.auto_assign))
-        if len(parts) == 1:
-            method, path, records, auto_assign = parts[0]
-            request = collection_request(endpoint, method, path, records, auto_assign=auto_assign)
-            return [(yield request)]
+            texts = call.texts
+            chosen: Sequence[Mapping[str, Any]] | EncodedRecords
+            if texts is not None:
+                chosen = EncodedRecords([texts[i] for i in group.indices])
+            else:
+                chosen = [call.bodies[i] for i in group.indices]
+            parts.append((method, path, chosen, call.auto_assign))
         refs = [f"w{n}" for n in range(len(parts))]
         subs = [
             collection_subrequest(
@@ -909,26 +924,43 @@ class SalesforceFlows(AdapterFlows):
             priority=self._task_priority,
         )
 
+    def _keyed_task_body(self, task: TaskWrite) -> dict[str, Any]:
+        """A Task create's body, with its sync key when creates are upserts by it."""
+        body = self._task_body(task)
+        if self._sync_key_field is not None:
+            body[self._sync_key_field] = task.key
+        return body
+
     def create_tasks_flow(self, tasks: Sequence[TaskWrite]) -> Flow[list[WriteResult]]:
         results: list[WriteResult | None] = [None] * len(tasks)
-        sendable: list[tuple[int, dict[str, Any]]] = []
+        sendable: list[int] = []
+        texts: list[str] = []
+        marker, status, priority = self._marker, self._task_status, self._task_priority
+        max_body = SALESFORCE_CAPABILITIES.max_task_body_length or 32_000
         for i, task in enumerate(tasks):
             try:
-                body = self._task_body(task)
-                if self._sync_key_field is not None:
-                    body[self._sync_key_field] = task.key
+                text = task_record_json(
+                    task,
+                    marker=marker,
+                    max_body_length=max_body,
+                    status=status,
+                    priority=priority,
+                    sync_key_field=self._sync_key_field,
+                )
             except ConfigurationError as exc:  # a marker too long for Subject fails alone
                 results[i] = WriteResult.failure(
                     CRMAPIError(str(exc.problems[0].message), error_code="MARKER_TOO_LONG")
                 )
                 continue
-            sendable.append((i, body))
+            sendable.append(i)
+            texts.append(text)
         upsert = "Task" if self._sync_key_field is not None else None
         if sendable:
-            parsed = yield from self._collection_call(
-                [b for _, b in sendable], update=False, upsert=upsert
+            bodies = _Bodies([tasks[i] for i in sendable], self._keyed_task_body)
+            (parsed,) = yield from self._collections(
+                [_Call(bodies, update=False, upsert=upsert, texts=texts)]
             )
-            for (i, _), result in zip(sendable, parsed, strict=True):
+            for i, result in zip(sendable, parsed, strict=True):
                 results[i] = result
         return [r if r is not None else WriteResult.failure(_LOST) for r in results]
 
@@ -937,8 +969,9 @@ class SalesforceFlows(AdapterFlows):
     ) -> Flow[list[WriteResult]]:
         results: list[WriteResult] = []
         if memberships:
-            bodies = [campaign_member_record(m) for m in memberships]
-            results = yield from self._collection_call(bodies, update=False)
+            bodies = _Bodies(memberships, campaign_member_record)
+            texts = [campaign_member_json(m) for m in memberships]
+            (results,) = yield from self._collections([_Call(bodies, update=False, texts=texts)])
         already = [
             i
             for i, r in enumerate(results)
@@ -1208,12 +1241,41 @@ class SalesforceFlows(AdapterFlows):
 
 @attrs.frozen
 class _Call:
-    """One Collections call's worth of bodies (any number: sent in groups of 200)."""
+    """One Collections call's worth of bodies (any number: sent in groups of 200).
+
+    ``texts``, when given, are the bodies already written as JSON (as ``json.dumps`` writes
+    them in a composite body): a composite request is put together from them, and
+    ``bodies`` (then usually :class:`_Bodies`) are built only for a request sent alone or to
+    tell which record named a refused field.
+    """
 
     bodies: Sequence[Mapping[str, Any]]
     update: bool
     auto_assign: bool | None = None
     upsert: str | None = None  # the object upserted by sync_key_field, or a plain write
+    texts: Sequence[str] | None = None
+
+
+class _Bodies(Sequence[Mapping[str, Any]]):
+    """The bodies of ``writes``, each built by ``build`` when it is read."""
+
+    def __init__(self, writes: Sequence[T], build: Callable[[T], dict[str, Any]]) -> None:
+        self._writes = writes
+        self._build = build
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    @overload
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Mapping[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> Mapping[str, Any] | Sequence[Mapping[str, Any]]:
+        if isinstance(index, slice):
+            return [self._build(w) for w in self._writes[index]]
+        return self._build(self._writes[index])
 
 
 @attrs.frozen
