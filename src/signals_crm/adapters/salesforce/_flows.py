@@ -52,6 +52,7 @@ Theory of operation (the httpx ``auth_flow`` pattern):
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, TypeAlias, TypedDict, TypeVar, overload
@@ -87,6 +88,8 @@ from signals_crm.adapters.salesforce._requests import (
     object_for_kind,
     or_queries,
     person_record,
+    person_record_json,
+    person_update_json,
     person_update_record,
     query_more_request,
     query_request,
@@ -848,14 +851,27 @@ class SalesforceFlows(AdapterFlows):
         with_owner = [i for i in range(len(records)) if records[i].owner_id]
         without = [i for i in range(len(records)) if not records[i].owner_id]
         keyed = self._sync_key_field is not None
+        email_field = SALESFORCE_CAPABILITIES.email_field
         for owned, auto_assign in ((with_owner, False), (without, None)):
             upserts = [i for i in owned if keyed and records[i].kind is PersonKind.LEAD]
             plain = sorted(set(owned) - set(upserts))
             for indices, upsert in ((upserts, "Lead"), (plain, None)):
                 if indices:
-                    bodies = [self._person_body(records[i], upsert) for i in indices]
+                    writes = [records[i] for i in indices]
+                    key_field = self._sync_key_field if upsert is not None else None
+                    texts = [
+                        person_record_json(w, email_field=email_field, sync_key_field=key_field)
+                        for w in writes
+                    ]
+                    bodies = _Bodies(writes, functools.partial(self._person_body, upsert=upsert))
                     calls.append(
-                        _Call(bodies, update=False, auto_assign=auto_assign, upsert=upsert)
+                        _Call(
+                            bodies,
+                            update=False,
+                            auto_assign=auto_assign,
+                            upsert=upsert,
+                            texts=texts,
+                        )
                     )
                     placed.append(indices)
         answered = yield from self._collections(calls)
@@ -909,9 +925,13 @@ class SalesforceFlows(AdapterFlows):
     def update_people_flow(self, records: Sequence[PersonUpdate]) -> Flow[list[WriteResult]]:
         if not records:
             return []
-        bodies = [person_update_record(r) for r in records]
-        # Never let an update re-run assignment rules (REST treats no header as TRUE).
-        parsed = yield from self._collection_call(bodies, update=True, auto_assign=False)
+        call = _Call(
+            _Bodies(records, person_update_record),
+            update=True,
+            auto_assign=False,  # never let an update re-run assignment rules (no header: TRUE)
+            texts=[person_update_json(r) for r in records],
+        )
+        (parsed,) = yield from self._collections([call])
         return [_update_result(r) for r in parsed]
 
     def _task_body(self, task: TaskWrite) -> dict[str, Any]:

@@ -72,6 +72,8 @@ __all__ = [
     "object_for_kind",
     "or_queries",
     "person_record",
+    "person_record_json",
+    "person_update_json",
     "person_update_record",
     "query_more_request",
     "query_request",
@@ -257,6 +259,14 @@ class JSONText:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+_json_string = json.encoder.encode_basestring_ascii  # what json.dumps writes a str with
+
+
+def _json_value(value: Any) -> str:
+    """``value`` as ``json.dumps(value, separators=(",", ":"))`` writes it (str the quick way)."""
+    return _json_string(value) if type(value) is str else _dumps(value)
 
 
 def _composite_json(body: Mapping[str, Any]) -> str:
@@ -470,6 +480,70 @@ def person_record(write: PersonWrite, *, email_field: str = "Email") -> dict[str
     return record
 
 
+def _fields_json(fields: Mapping[str, FieldValue], skip: Sequence[str]) -> str:
+    """``,"Name":value`` for each field whose lowered name is not in ``skip``, each value
+    as :func:`json_value` makes it and ``json.dumps`` writes it."""
+    text = ""
+    for name, value in fields.items():
+        if name.lower() in skip:
+            continue
+        if type(value) is str:
+            text += f",{_json_string(name)}:{_json_string(value)}"
+        else:
+            text += f",{_json_string(name)}:{_dumps(json_value(value))}"
+    return text
+
+
+_OBJECT_HEADS = {
+    kind: '{"attributes":{"type":' + _json_string(object_for_kind(kind)) + "}"
+    for kind in PersonKind
+}
+
+
+def person_record_json(
+    write: PersonWrite, *, email_field: str = "Email", sync_key_field: str | None = None
+) -> str:
+    """``json.dumps(person_record(write), separators=(",", ":"))`` written without building
+    the dict; with ``sync_key_field``, as a keyed create sends it (any field of that name
+    dropped, the write's key last)."""
+    fields = write.fields
+    named = {email_field.lower(), "ownerid", "attributes"}
+    if (
+        "attributes" in fields  # it would take the place of the record's type
+        or len(named) < 3  # the email field named as another
+        or (sync_key_field is not None and sync_key_field.lower() in named)
+    ):
+        record = person_record(write, email_field=email_field)
+        if sync_key_field is not None:
+            record = {k: v for k, v in record.items() if k.lower() != sync_key_field.lower()}
+            record[sync_key_field] = write.key
+        return _dumps(record)
+    skip: tuple[str, ...] = (email_field.lower(), "id", "ownerid")
+    if sync_key_field is not None:
+        skip = (*skip, sync_key_field.lower())
+    text = _OBJECT_HEADS[write.kind] + _fields_json(fields, skip)
+    text += f",{_json_string(email_field)}:{_json_value(write.email.strip())}"
+    if write.owner_id:
+        text += ',"OwnerId":' + _json_value(write.owner_id)
+    if sync_key_field is not None:
+        text += f",{_json_string(sync_key_field)}:{_json_value(write.key)}"
+    return text + "}"
+
+
+def person_update_json(update: PersonUpdate) -> str:
+    """``json.dumps(person_update_record(update), separators=(",", ":"))`` written without
+    building the dict."""
+    if "attributes" in update.fields:
+        return _dumps(person_update_record(update))
+    return (
+        _OBJECT_HEADS[update.kind]
+        + ',"id":'
+        + _json_value(update.record_id)
+        + _fields_json(update.fields, ("id", "ownerid"))
+        + "}"
+    )
+
+
 def person_update_record(update: PersonUpdate) -> dict[str, Any]:
     """A Lead/Contact update record: ``id`` and the changed fields (never the owner)."""
     record: dict[str, Any] = {"attributes": {"type": object_for_kind(update.kind)}}
@@ -582,14 +656,6 @@ def task_record(
     return record
 
 
-_json_string = json.encoder.encode_basestring_ascii  # what json.dumps writes a str with
-
-
-def _json_value(value: Any) -> str:
-    """``value`` as ``json.dumps(value, separators=(",", ":"))`` writes it (str the quick way)."""
-    return _json_string(value) if type(value) is str else _dumps(value)
-
-
 @functools.lru_cache(maxsize=64)
 def _task_constants(status: str | None, priority: str | None) -> str:
     """The ``Status`` and ``Priority`` pairs every Task of an adapter carries, as JSON text."""
@@ -628,21 +694,24 @@ def task_record_json(
         if sync_key_field is not None:
             record[sync_key_field] = task.key
         return _dumps(record)
+    who, body = task.person_id, task.body[:max_body_length]
+    subject = marker.subject(task.subject, task.marker)
     text = (
         '{"attributes":{"type":"Task"},"WhoId":'
-        + _json_value(task.person_id)
+        + (_json_string(who) if type(who) is str else _dumps(who))
         + ',"Subject":'
-        + _json_value(marker.subject(task.subject, task.marker))
+        + _json_string(subject)
         + ',"Description":'
-        + _json_value(task.body[:max_body_length])
+        + (_json_string(body) if type(body) is str else _dumps(body))
     )
     if marker.field is not None:
         text += f",{_json_value(marker.field)}:{_json_value(task.marker)}"
     if task.activity_date is not None:
         text += ',"ActivityDate":' + _json_string(task.activity_date.isoformat())
     text += _task_constants(status, priority)
-    if task.owner_id:
-        text += ',"OwnerId":' + _json_value(task.owner_id)
+    owner = task.owner_id
+    if owner:
+        text += ',"OwnerId":' + (_json_string(owner) if type(owner) is str else _dumps(owner))
     if sync_key_field is not None:
         text += f",{_json_value(sync_key_field)}:{_json_value(task.key)}"
     return text + "}"

@@ -161,6 +161,9 @@ def _scalar(value: Any) -> FieldValue:
     return json.dumps(value, sort_keys=True)
 
 
+_PLAIN = frozenset({str, bool, int, float})  # what JSON decodes as and _scalar keeps
+
+
 def flatten_record(record: Mapping[str, Any], prefix: str = "") -> dict[str, FieldValue]:
     """A query record without ``attributes``; parent objects become dotted keys.
 
@@ -172,7 +175,9 @@ def flatten_record(record: Mapping[str, Any], prefix: str = "") -> dict[str, Fie
     for key, value in record.items():
         if key == "attributes":
             continue
-        if isinstance(value, Mapping):
+        if value is None or type(value) in _PLAIN:  # most values: kept as they are
+            out[f"{prefix}{key}"] = value
+        elif isinstance(value, Mapping):
             if "records" in value and "totalSize" in value:
                 continue  # child subqueries are not used
             out.update(flatten_record(value, f"{prefix}{key}."))
