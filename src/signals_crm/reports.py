@@ -176,7 +176,8 @@ class _Tally:
     admin: dict[str, None] = attrs.field(factory=dict)
 
     def add(self, outcome: ConversationOutcome, *, keep_all: bool) -> None:
-        self.totals[outcome.kind.value] = self.totals.get(outcome.kind.value, 0) + 1
+        kind = outcome.kind._value_  # the enum's value, without the property's lookup
+        self.totals[kind] = self.totals.get(kind, 0) + 1
         if outcome.needs_admin and outcome.error:
             self.admin.setdefault(outcome.error, None)
         if keep_all:

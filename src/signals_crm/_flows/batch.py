@@ -338,17 +338,24 @@ def _command_sound(command: Command) -> bool:
     return text.isascii() or not _SURROGATE.search(text)
 
 
-def _unsendable_write(command: Command, payload: Any, batch: _Batch) -> str | None:
+def _unsendable_write(
+    command: Command, payload: Any, batch: _Batch, *, keep: bool = False
+) -> str | None:
     """:func:`_unsendable` of ``payload``, the write of ``command``, known sooner: every text
     a write holds is the command's (whole, cut, or joined) or its person's id, so a sound
-    command with a sound person id makes a sound write. A command's soundness is worked out
-    once per batch (the chained and the kind-by-kind paths both ask)."""
-    known = batch.sound.get(command.key)
-    if known is None or known[0] is not command:
-        known = batch.sound[command.key] = (command, _command_sound(command))
-    if known[1]:
+    command with a sound person id makes a sound write. A command found sound by the chained
+    path (``keep``) is remembered for the kind-by-kind path, which may ask again."""
+    sound = batch.sound.get(command.key) is command
+    if not sound:
+        sound = _command_sound(command)
+        if sound and keep:
+            batch.sound[command.key] = command
+    if sound:
         person: object = getattr(payload, "person_id", None) or getattr(payload, "record_id", "")
-        if _sound(person):
+        if isinstance(person, str):
+            if person.isascii() or not _SURROGATE.search(person):
+                return None
+        elif _sound(person):
             return None
     return _unsendable(payload)
 
@@ -408,7 +415,7 @@ class _Batch:
     inactive: set[str] = attrs.field(factory=set)  # owners the CRM refused as inactive
     pending: list[CommandRecord] = attrs.field(factory=list)  # outcomes not written yet
     before_send: dict[str, CommandRecord | None] = attrs.field(factory=dict)  # key → as it was
-    sound: dict[str, tuple[Command, bool]] = attrs.field(factory=dict)  # key → its text sound?
+    sound: dict[str, Command] = attrs.field(factory=dict)  # key → a command found sound
     rate_limited: bool = False
     claim: OptimisticClaim | None = None  # written with the first commit, if not yet
     owner_sound: bool = attrs.field(init=False)  # the owner is text a record can hold
@@ -515,6 +522,35 @@ class _Batch:
     ) -> None:
         at = self.wall()
         self.defer([self.mark(c, state, reason=reason, at=at) for c in commands])
+
+    def mark_sent(self, commands: Sequence[Command]) -> list[CommandRecord]:
+        """``mark(c, SENT, attempt=True)`` of each command, stamped alike: what the records
+        share (the stamp, the owner) is checked once, not once per record."""
+        at = self.wall()
+        if not (self.owner_sound and at.utcoffset() is not None):
+            return [self.mark(c, CommandState.SENT, attempt=True, at=at) for c in commands]
+        records, fences, owner = self.records, self.fences, self.owner
+        sent = CommandState.SENT
+        out: list[CommandRecord] = []
+        for command in commands:
+            old = records.get(command.key)
+            cid = command.conversation_id
+            out.append(
+                trusted_command(
+                    command.key,
+                    cid,
+                    command.kind._value_,
+                    sent,
+                    at,
+                    old.crm_id if old is not None else None,
+                    None,
+                    old.attempts + 1 if old is not None else 1,
+                    None,
+                    owner,
+                    fences.get(cid),
+                )
+            )
+        return out
 
     def settle_record(self, record: CommandRecord, state: CommandState, crm_id: str | None) -> Flow:
         """Record what reconciling ``record`` found."""
@@ -925,17 +961,26 @@ def write_phase(
     (together with the outcomes of earlier calls not yet written); a command recorded SENT
     that the phase then does not send (the CRM's daily limit, a run stopped) is put back.
     """
-    commands = [c for p in plans for c in p.commands]
+    # The phase's commands by kind, in one pass (a kind's identity, not its hash, picks it).
+    by_kind: dict[int, list[Command]] = {id(kind): [] for kind in kinds}
+    for plan in plans:
+        for command in plan.commands:
+            bucket = by_kind.get(id(command.kind))
+            if bucket is not None:
+                bucket.append(command)
     calls: list[Todo] = []
-    for kind in kinds:
-        calls.extend(_calls([c for c in commands if c.kind is kind], batch, caps))
+    for commands in by_kind.values():
+        calls.extend(_calls(commands, batch, caps))
     if not calls or batch.rate_limited:
         return
-    marked = yield from _mark_sent([item for call in calls for item in call], batch, {})
-    unsent = {c.key: batch.before_send[c.key] for c, _ in marked}
+    items = [item for call in calls for item in call]
+    marked = yield from _mark_sent(items, batch, {})
+    before = batch.before_send
+    unsent = {c.key: before[c.key] for c, _ in marked}
     try:
         for call in calls:
-            todo = [(c, p) for c, p in call if c.key in unsent]
+            # Every record of the phase was recorded SENT (nothing raced): each call whole.
+            todo = call if marked is items else [(c, p) for c, p in call if c.key in unsent]
             if todo and not batch.rate_limited:
                 yield from _send(todo, batch, caps, unsent)
     except STOPS_A_RUN:
@@ -966,8 +1011,25 @@ def _calls(commands: Sequence[Command], batch: _Batch, caps: Capabilities) -> li
     command whose last call broke perhaps midway goes alone."""
     todo: Todo = []
     alone: Todo = []
+    records = batch.records
+    waits, blocked, lost = batch.waits, batch.blocked, batch.lost
     for command in commands:
-        if not _sendable(command, batch):
+        # _sendable, with the command's record read once
+        old = records.get(command.key)
+        if old is not None:
+            state = old.state
+            if state is CommandState.CONFIRMED or state is CommandState.FAILED:
+                if (
+                    state is CommandState.CONFIRMED
+                    and command.kind is CommandKind.CREATE_PERSON
+                    and old.crm_id is not None
+                ):
+                    batch.created[command.key] = old.crm_id
+                continue
+            if state is CommandState.UNKNOWN or state is CommandState.SENT:
+                continue  # not reconciled (yet): never re-sent blindly
+        cid = command.conversation_id
+        if cid in waits or cid in blocked or cid in lost:
             continue
         payload = _payload(command, batch)
         if payload is None:
@@ -975,9 +1037,8 @@ def _calls(commands: Sequence[Command], batch: _Batch, caps: Capabilities) -> li
         why = _unsendable_write(command, payload, batch)
         if why is not None:
             batch.defer([batch.mark(command, CommandState.FAILED, reason=why)])
-            batch.errors.setdefault(command.conversation_id, (why, False))
+            batch.errors.setdefault(cid, (why, False))
             continue
-        old = batch.records.get(command.key)
         if old is not None and (old.reason or "").startswith(_ISOLATE):
             alone.append((command, payload))
         else:
@@ -989,16 +1050,22 @@ def _calls(commands: Sequence[Command], batch: _Batch, caps: Capabilities) -> li
 def _mark_sent(todo: Todo, batch: _Batch, unsent: dict[str, CommandRecord | None]) -> Flow:
     """Record ``todo`` SENT (those of ``unsent`` already are: they only leave it); the ones
     another process raced us to are dropped. Returns what may go out."""
+    before, records = batch.before_send, batch.records
     for command, _ in todo:
-        batch.before_send.setdefault(command.key, batch.records.get(command.key))
-    fresh = [c for c, _ in todo if c.key not in unsent]
-    for command, _ in todo:
-        unsent.pop(command.key, None)
+        key = command.key
+        if key not in before:
+            before[key] = records.get(key)
+    if unsent:
+        fresh = [c for c, _ in todo if c.key not in unsent]
+        for command, _ in todo:
+            unsent.pop(command.key, None)
+    else:
+        fresh = [c for c, _ in todo]
     if not fresh:
         return todo  # all recorded SENT already (the outcomes before stay deferred)
-    at = batch.wall()
-    sent = [batch.mark(c, CommandState.SENT, attempt=True, at=at) for c in fresh]
-    lost = {r.key for r in (yield from batch.save(sent))}
+    lost = {r.key for r in (yield from batch.save(batch.mark_sent(fresh)))}
+    if not lost:
+        return todo
     return [(c, p) for c, p in todo if c.key not in lost]
 
 
@@ -1080,7 +1147,13 @@ def _is_chained(command: Command, payload: Any) -> bool:
 def _needs_chain(todo: Todo) -> bool:
     """Whether ``todo`` must go as chains: several kinds, or a dependent of a create in it."""
     kind = todo[0][0].kind
-    return any(c.kind is not kind or _is_chained(c, p) for c, p in todo)
+    dependent = kind is CommandKind.CREATE_TASK or kind is CommandKind.ADD_TO_CAMPAIGN
+    for command, payload in todo:
+        if command.kind is not kind:
+            return True
+        if dependent and getattr(payload, "person_id", None) == _CHAINED:
+            return True
+    return False
 
 
 def _chain_of(command: Command, payload: Any) -> str:
@@ -1155,16 +1228,25 @@ def _not_executed() -> CRMAPIError:
 def _refresh(todo: Todo, batch: _Batch) -> Todo:
     """Chained dependents whose create is no longer in ``todo``: with the id it got now, or
     left out (still PLANNED) when it has none."""
-    keys = {c.key for c, _ in todo}
-    out: Todo = []
-    for command, sent in todo:
-        payload = sent
-        if _is_chained(command, sent) and command.depends_on not in keys:
-            payload = _payload(command, batch)
-            if payload is None:
+    keys: set[str] | None = None
+    out: Todo | None = None  # a copy, from the first item that changes
+    for index, (command, sent) in enumerate(todo):
+        kind = command.kind
+        if (kind is CommandKind.CREATE_TASK or kind is CommandKind.ADD_TO_CAMPAIGN) and (
+            getattr(sent, "person_id", None) == _CHAINED
+        ):
+            if keys is None:
+                keys = {c.key for c, _ in todo}
+            if command.depends_on not in keys:
+                if out is None:
+                    out = todo[:index]
+                payload = _payload(command, batch)
+                if payload is not None:
+                    out.append((command, payload))
                 continue
-        out.append((command, payload))
-    return out
+        if out is not None:
+            out.append((command, sent))
+    return todo if out is None else out
 
 
 def chain_todo(plans: Iterable[Plan], batch: _Batch, caps: Capabilities) -> list[Todo] | None:
@@ -1212,7 +1294,7 @@ def chain_todo(plans: Iterable[Plan], batch: _Batch, caps: Capabilities) -> list
                     return None  # an update of a record made in this batch: after it, by kind
             if payload is None:
                 continue  # its person record does not exist (yet): the conversation is retried
-            why = _unsendable_write(command, payload, batch)
+            why = _unsendable_write(command, payload, batch, keep=True)
             if why is not None:
                 batch.defer([batch.mark(command, CommandState.FAILED, reason=why)])
                 batch.errors.setdefault(command.conversation_id, (why, False))
@@ -1424,12 +1506,36 @@ def _answered(todo: Todo, results: Sequence[WriteResult], batch: _Batch) -> Todo
     again: Todo = []
     updates: list[CommandRecord] = []
     at = batch.wall()  # one stamp for the call's outcomes
+    # What batch.mark checks of every record: the owner and the stamp, checked once here.
+    trusted = batch.owner_sound and at.utcoffset() is not None
+    records, fences, worker, created = batch.records, batch.fences, batch.owner, batch.created
+    confirmed, create = CommandState.CONFIRMED, CommandKind.CREATE_PERSON
     for (command, payload), result in zip(todo, results, strict=True):
-        if result.ok:
-            assert result.id is not None  # noqa: S101  # ok implies an id
-            updates.append(batch.mark(command, CommandState.CONFIRMED, crm_id=result.id, at=at))
-            if command.kind is CommandKind.CREATE_PERSON:
-                batch.created[command.key] = result.id
+        crm_id = result.id
+        if result.error is None and crm_id is not None:  # result.ok
+            key = command.key
+            if trusted and type(crm_id) is str and crm_id and sound_text(crm_id):
+                old = records.get(key)
+                cid = command.conversation_id
+                updates.append(
+                    trusted_command(
+                        key,
+                        cid,
+                        command.kind._value_,
+                        confirmed,
+                        at,
+                        crm_id,
+                        None,
+                        old.attempts if old is not None else 0,
+                        None,
+                        worker,
+                        fences.get(cid),
+                    )
+                )
+            else:
+                updates.append(batch.mark(command, confirmed, crm_id=crm_id, at=at))
+            if command.kind is create:
+                created[key] = crm_id
             continue
         failure = result.error
         if (
@@ -1531,7 +1637,10 @@ def _digest(fields: Mapping[str, Any]) -> str:
 
 def _keyed_updates(plan: Plan) -> Plan:
     """Key each update by its payload: the same change is sent once, a new change again."""
-    if not any(c.kind is CommandKind.UPDATE_PERSON for c in plan.commands):
+    for command in plan.commands:
+        if command.kind is CommandKind.UPDATE_PERSON:
+            break
+    else:
         return plan
     commands = tuple(
         attrs.evolve(c, key=f"{c.key}:{_digest(c.fields)}")
@@ -1544,6 +1653,8 @@ def _keyed_updates(plan: Plan) -> Plan:
 
 def _adopt_match(plan: Plan, batch: _Batch) -> Plan:
     """A conversation whose create the CRM matched to an existing record (rule 5)."""
+    if not batch.matched:
+        return plan
     matched = batch.matched.get(plan.conversation_id)
     if matched is None or plan.outcome is PlanOutcome.SKIPPED:
         return plan
@@ -1640,11 +1751,14 @@ def sync_batch(
             )
         plans = {p.conversation_id: _adopt_match(_keyed_updates(p), batch) for p in planned}
         later: set[str] = set()
+        records = batch.records
         if carry:
             later = carried(
                 list(plans.values()),
                 size=caps.write_batch_size,
-                pending=lambda c: batch.state(c.key) in (None, CommandState.PLANNED),
+                pending=lambda c: (
+                    (r := records.get(c.key)) is None or r.state is CommandState.PLANNED
+                ),
             )
             plans = {cid: plan for cid, plan in plans.items() if cid not in later}
         before = set(batch.matched)
@@ -1744,13 +1858,16 @@ def _links(outcomes: Sequence[ConversationOutcome]) -> list[PersonLink]:
         plan = outcome.plan
         if outcome.person_id is None or plan is None or plan.email is None:
             continue
-        if outcome.kind in (OutcomeKind.SKIPPED, OutcomeKind.FAILED):
+        if outcome.kind is OutcomeKind.SKIPPED or outcome.kind is OutcomeKind.FAILED:
             continue
-        kinds = [c.person.kind for c in plan.commands]
-        if plan.match is not None and plan.match.record is not None:
-            kinds.append(plan.match.record.kind)
-        if kinds:
-            links.append(PersonLink(plan.email, outcome.person_id, kinds[0]))
+        # The kind of the first command's person, else of the record matched.
+        if plan.commands:
+            kind = plan.commands[0].person.kind
+        elif plan.match is not None and plan.match.record is not None:
+            kind = plan.match.record.kind
+        else:
+            continue
+        links.append(PersonLink(plan.email, outcome.person_id, kind))
     return links
 
 
@@ -1794,21 +1911,49 @@ def _settled_state(command: Command, batch: _Batch) -> CommandState | None:
     return state
 
 
+_OUTCOME_KINDS = {outcome.value: kind for outcome, kind in _FROM_PLAN.items()}  # by value
+
+
 def _outcome(plan: Plan, batch: _Batch) -> ConversationOutcome:
-    kind = _FROM_PLAN[plan.outcome]
+    kind = _OUTCOME_KINDS[plan.outcome._value_]  # (a str key: no enum hash)
     cid = plan.conversation_id
     person_id: str | None = None
-    if plan.match is not None and plan.match.record is not None:
-        person_id = plan.match.record.id
+    match = plan.match
+    if match is not None and match.record is not None:
+        person_id = match.record.id
+    created = batch.created
+    last: PersonRef | None = None
+    found: str | None = None
     for command in plan.commands:  # a record created by this plan, or by an earlier one
-        person_id = command.person.resolve(batch.created) or person_id
-    person_id = person_id or batch.matched.get(cid)
-    reasons = list(plan.trace)
+        person = command.person
+        if person is not last:  # the commands of a plan mostly share their person
+            last = person
+            found = person.resolve(created)
+        person_id = found or person_id
+    if not person_id:
+        person_id = batch.matched.get(cid) if batch.matched else None
+    trace = plan.trace if type(plan.trace) is tuple else tuple(plan.trace)
     if plan.outcome is PlanOutcome.SKIPPED:
-        return ConversationOutcome(cid, kind, None, tuple(reasons), plan=plan)
-    states = [_settled_state(c, batch) for c in plan.commands]
+        return ConversationOutcome(cid, kind, None, trace, plan=plan)
+    records = batch.records
+    settled = True  # every command CONFIRMED or FAILED
+    failed = False
+    for command in plan.commands:
+        record = records.get(command.key)
+        state = record.state if record is not None else None
+        if state is CommandState.CONFIRMED:
+            continue
+        if state is None or state is CommandState.PLANNED:
+            state = _settled_state(command, batch)
+        if state is CommandState.FAILED:
+            failed = True
+        else:
+            settled = False
+    if settled and not failed:
+        return ConversationOutcome(cid, kind, person_id, trace, plan=plan)
+    reasons = list(trace)
     error = batch.errors.get(cid)
-    if any(s is not CommandState.CONFIRMED and s is not CommandState.FAILED for s in states):
+    if not settled:
         # Something can still land (planned, unknown, in flight): try again later, even when
         # another write of the conversation failed for good.
         reason, admin = error or ("some writes are not confirmed yet", False)
@@ -1822,27 +1967,25 @@ def _outcome(plan: Plan, batch: _Batch) -> ConversationOutcome:
             plan=plan,
             retry_at=batch.waits.get(cid),
         )
-    if any(s is CommandState.FAILED for s in states):
-        failed = next(
-            (
-                batch.records[c.key].reason
-                for c in plan.commands
-                if c.key in batch.records and batch.records[c.key].state is CommandState.FAILED
-            ),
-            None,
-        )
-        reason, admin = error or (failed or "a write failed", False)
-        reasons.append(warning("write_failed", reason))
-        return ConversationOutcome(
-            cid,
-            OutcomeKind.FAILED,
-            person_id,
-            tuple(reasons),
-            reason,
-            needs_admin=admin,
-            plan=plan,
-        )
-    return ConversationOutcome(cid, kind, person_id, tuple(reasons), plan=plan)
+    failed_reason = next(
+        (
+            batch.records[c.key].reason
+            for c in plan.commands
+            if c.key in batch.records and batch.records[c.key].state is CommandState.FAILED
+        ),
+        None,
+    )
+    reason, admin = error or (failed_reason or "a write failed", False)
+    reasons.append(warning("write_failed", reason))
+    return ConversationOutcome(
+        cid,
+        OutcomeKind.FAILED,
+        person_id,
+        tuple(reasons),
+        reason,
+        needs_admin=admin,
+        plan=plan,
+    )
 
 
 # ------------------------------------------------------------------------------------------------

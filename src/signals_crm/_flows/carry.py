@@ -64,12 +64,21 @@ def carried(
     size = max(1, size)
     cap = len(plans) // 2 if limit is None else limit
     groups: dict[Signature, list[int]] = {}
-    sent: Counter[CommandKind] = Counter()
+    # A plan's kinds to send, in its order (by value: no enum hashing) → their signature.
+    signatures: dict[tuple[str, ...], Signature] = {}
     for index, plan in enumerate(plans):
-        counts = Counter(c.kind for c in plan.commands if pending(c))
-        if counts:
-            groups.setdefault(tuple(sorted(counts.items(), key=_by_kind)), []).append(index)
-            sent.update(counts)
+        kinds = [c.kind for c in plan.commands if pending(c)]
+        if kinds:
+            names = tuple([kind._value_ for kind in kinds])
+            signature = signatures.get(names)
+            if signature is None:
+                signature = tuple(sorted(Counter(kinds).items(), key=_by_kind))
+                signatures[names] = signature
+            groups.setdefault(signature, []).append(index)
+    sent: Counter[CommandKind] = Counter()
+    for signature, members in groups.items():
+        for kind, n in signature:
+            sent[kind] += n * len(members)
     chosen: dict[Signature, int] = dict.fromkeys(groups, 0)
     for _ in range(_PASSES):
         for signature, members in groups.items():
@@ -91,9 +100,11 @@ def carried(
     out: set[str] = set()
     held: set[str] = set()
     for index, plan in enumerate(plans):  # rule 3
-        email = normalize_email(plan.email) if plan.email else None
-        if index in picked or (email is not None and email in held):
+        if index in picked:
             out.add(plan.conversation_id)
-            if email is not None:
-                held.add(email)
+            if plan.email:
+                held.add(normalize_email(plan.email))
+        elif held and plan.email and (email := normalize_email(plan.email)) in held:
+            out.add(plan.conversation_id)
+            held.add(email)
     return out
