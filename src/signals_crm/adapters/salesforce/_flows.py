@@ -76,6 +76,7 @@ from signals_crm.adapters.salesforce._requests import (
     MAX_COMPOSITE_QUERIES,
     EncodedRecords,
     Endpoint,
+    TaskJSON,
     TaskMarker,
     campaign_member_json,
     campaign_member_record,
@@ -96,7 +97,6 @@ from signals_crm.adapters.salesforce._requests import (
     query_subrequest,
     record_subrequest,
     task_record,
-    task_record_json,
 )
 from signals_crm.adapters.salesforce._responses import (
     ApiUsage,
@@ -955,18 +955,16 @@ class SalesforceFlows(AdapterFlows):
         results: list[WriteResult | None] = [None] * len(tasks)
         sendable: list[int] = []
         texts: list[str] = []
-        marker, status, priority = self._marker, self._task_status, self._task_priority
-        max_body = SALESFORCE_CAPABILITIES.max_task_body_length or 32_000
+        write = TaskJSON(
+            marker=self._marker,
+            max_body_length=SALESFORCE_CAPABILITIES.max_task_body_length or 32_000,
+            status=self._task_status,
+            priority=self._task_priority,
+            sync_key_field=self._sync_key_field,
+        )
         for i, task in enumerate(tasks):
             try:
-                text = task_record_json(
-                    task,
-                    marker=marker,
-                    max_body_length=max_body,
-                    status=status,
-                    priority=priority,
-                    sync_key_field=self._sync_key_field,
-                )
+                text = write(task)
             except ConfigurationError as exc:  # a marker too long for Subject fails alone
                 results[i] = WriteResult.failure(
                     CRMAPIError(str(exc.problems[0].message), error_code="MARKER_TOO_LONG")

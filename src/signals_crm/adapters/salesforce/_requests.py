@@ -30,7 +30,6 @@ What is sent (reference §§1-4, 9):
 
 from __future__ import annotations
 
-import functools
 import json
 import json.encoder
 from collections.abc import Iterator, Mapping, Sequence
@@ -60,6 +59,7 @@ __all__ = [
     "EncodedRecords",
     "Endpoint",
     "JSONText",
+    "TaskJSON",
     "TaskMarker",
     "campaign_member_json",
     "campaign_member_record",
@@ -656,13 +656,6 @@ def task_record(
     return record
 
 
-@functools.lru_cache(maxsize=64)
-def _task_constants(status: str | None, priority: str | None) -> str:
-    """The ``Status`` and ``Priority`` pairs every Task of an adapter carries, as JSON text."""
-    pairs = [("Status", status), ("Priority", priority)]
-    return "".join(f",{_json_string(k)}:{_json_value(v)}" for k, v in pairs if v)
-
-
 _TASK_KEYS = frozenset(
     {"attributes", "WhoId", "Subject", "Description", "ActivityDate", "Status", "Priority"}
     | {"OwnerId"}
@@ -679,42 +672,86 @@ def task_record_json(
     sync_key_field: str | None = None,
 ) -> str:
     """``json.dumps(task_record(...), separators=(",", ":"))`` with ``sync_key_field`` set to
-    ``task.key`` (as a keyed create sends it), written without building the dict: a backfill
-    sends 20,000 of them. Raises what :func:`task_record` raises."""
-    if (marker.field is not None and marker.field in _TASK_KEYS) or (
-        sync_key_field is not None and sync_key_field in {*_TASK_KEYS, marker.field}
-    ):  # a field named twice: the dict keeps its first place and its last value
-        record = task_record(
-            task,
-            marker=marker,
-            max_body_length=max_body_length,
-            status=status,
-            priority=priority,
+    ``task.key`` (as a keyed create sends it), written without building the dict. Raises what
+    :func:`task_record` raises. A batch's Tasks share one :class:`TaskJSON`."""
+    return TaskJSON(
+        marker=marker,
+        max_body_length=max_body_length,
+        status=status,
+        priority=priority,
+        sync_key_field=sync_key_field,
+    )(task)
+
+
+class TaskJSON:
+    """Writes Tasks as :func:`task_record_json` does, what is the same for every Task of a
+    batch (the options' pairs, each ``ActivityDate``) worked out once: a backfill sends 20,000."""
+
+    def __init__(
+        self,
+        *,
+        marker: TaskMarker,
+        max_body_length: int = 32_000,
+        status: str | None = "Completed",
+        priority: str | None = "Normal",
+        sync_key_field: str | None = None,
+    ) -> None:
+        self._status, self._priority = status, priority
+        self._marker = marker
+        self._max_body = max_body_length
+        self._key_field = sync_key_field
+        # A field named twice: the dict keeps its first place and its last value.
+        self._as_dict = (marker.field is not None and marker.field in _TASK_KEYS) or (
+            sync_key_field is not None and sync_key_field in {*_TASK_KEYS, marker.field}
         )
-        if sync_key_field is not None:
-            record[sync_key_field] = task.key
-        return _dumps(record)
-    who, body = task.person_id, task.body[:max_body_length]
-    subject = marker.subject(task.subject, task.marker)
-    text = (
-        '{"attributes":{"type":"Task"},"WhoId":'
-        + (_json_string(who) if type(who) is str else _dumps(who))
-        + ',"Subject":'
-        + _json_string(subject)
-        + ',"Description":'
-        + (_json_string(body) if type(body) is str else _dumps(body))
-    )
-    if marker.field is not None:
-        text += f",{_json_value(marker.field)}:{_json_value(task.marker)}"
-    if task.activity_date is not None:
-        text += ',"ActivityDate":' + _json_string(task.activity_date.isoformat())
-    text += _task_constants(status, priority)
-    owner = task.owner_id
-    if owner:
-        text += ',"OwnerId":' + (_json_string(owner) if type(owner) is str else _dumps(owner))
-    if sync_key_field is not None:
-        text += f",{_json_value(sync_key_field)}:{_json_value(task.key)}"
-    return text + "}"
+        self._marker_key = None if marker.field is None else f",{_json_value(marker.field)}:"
+        self._constants = "".join(
+            f",{_json_string(k)}:{_json_value(v)}"
+            for k, v in (("Status", status), ("Priority", priority))
+            if v
+        )
+        self._key_key = None if sync_key_field is None else f",{_json_value(sync_key_field)}:"
+        self._days: dict[date, str] = {}
+
+    def __call__(self, task: TaskWrite) -> str:
+        if self._as_dict:
+            record = task_record(
+                task,
+                marker=self._marker,
+                max_body_length=self._max_body,
+                status=self._status,
+                priority=self._priority,
+            )
+            if self._key_field is not None:
+                record[self._key_field] = task.key
+            return _dumps(record)
+        who, body, owner, day = (
+            task.person_id,
+            task.body[: self._max_body],
+            task.owner_id,
+            task.activity_date,
+        )
+        text = (
+            '{"attributes":{"type":"Task"},"WhoId":'
+            + (_json_string(who) if type(who) is str else _dumps(who))
+            + ',"Subject":'
+            + _json_string(self._marker.subject(task.subject, task.marker))
+            + ',"Description":'
+            + (_json_string(body) if type(body) is str else _dumps(body))
+        )
+        if self._marker_key is not None:
+            text += self._marker_key + _json_value(task.marker)
+        if day is not None:
+            written = self._days.get(day)
+            if written is None:
+                written = self._days[day] = ',"ActivityDate":' + _json_string(day.isoformat())
+            text += written
+        text += self._constants
+        if owner:
+            text += ',"OwnerId":' + (_json_string(owner) if type(owner) is str else _dumps(owner))
+        if self._key_key is not None:
+            text += self._key_key + _json_value(task.key)
+        return text + "}"
 
 
 def campaign_member_json(membership: CampaignMembershipWrite) -> str:
