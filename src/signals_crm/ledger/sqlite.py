@@ -312,6 +312,7 @@ _COMMAND_FIELDS = tuple(
     )
 )  # fmt: skip
 _STATE_COLUMN, _TIME_COLUMN = 4, 8  # in a command row: integration first
+_KEY = _COMMAND_FIELDS[0]
 _COMMANDS_OF = (
     # No ORDER BY: the rows are sorted by key in Python. Ordered here, SQLite would walk the
     # primary key (every command of the integration) instead of probing each conversation in
@@ -406,6 +407,11 @@ def _checked_entries(
     for conversation, due_at in entries:
         check_text("conversation.id", conversation.id)
         yield conversation, due_at
+
+
+def _in_utc(record: CommandRecord) -> CommandRecord:
+    """``record`` with its time in UTC (as ``apply_transitions`` returns it)."""
+    return attrs.evolve(record, updated_at=to_utc(record.updated_at, "updated_at"))
 
 
 def _command_columns(
@@ -774,10 +780,13 @@ class SQLiteLedger:
         itself finds every transition allowed (``_JUDGED``: new keys, and outcomes of stored
         PLANNED, SENT or UNKNOWN commands); otherwise write nothing and return False, for the
         caller to read the rows and judge them all (``apply_transitions``)."""
-        final = apply_transitions({}, commands)  # checks the values; distinct keys: no rule
+        try:  # (``fences_of`` checked them all records; distinct keys: no rule between them)
+            final = [c if c.updated_at.tzinfo is UTC else _in_utc(c) for c in commands]
+        except ConfigurationError:
+            return False  # the caller's path raises it, after judging, as it always did
         conn.execute("SAVEPOINT judged")
         try:
-            complete = self._upsert_commands(conn, final.values(), judged=True) == len(final)
+            complete = self._upsert_commands(conn, final, judged=True) == len(final)
         except (ConfigurationError, sqlite3.Error):
             complete = False  # the caller's path raises it, after judging, as it always did
         except BaseException:
@@ -1284,7 +1293,7 @@ class SQLiteLedger:
         if not commands:
             return
         wanted, fenced_keys = fences_of(commands)
-        keys = list(dict.fromkeys(c.key for c in commands))
+        keys = list(dict.fromkeys(map(_KEY, commands)))
         with self._write() as conn:
             if wanted:
                 check_fences(wanted, self._stored_fences(conn, list(wanted)), fenced_keys)
