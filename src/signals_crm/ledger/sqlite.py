@@ -332,6 +332,7 @@ _UPSERT_SYNCS = """
         fence = due_syncs.fence + (due_syncs.conversation IS NOT excluded.conversation)
     WHERE due_syncs.state = 'pending'
 """
+_CACHE_KIB = -16384  # page cache per connection: up to 16 MiB (SQLite's default is 2 MiB)
 _ROWS_PER_STATEMENT = 400  # rows per multi-row INSERT: 400 x 12 values, under SQLite's limit
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -669,6 +670,7 @@ class SQLiteLedger:
     def _configure(self, conn: sqlite3.Connection, busy_timeout: float, synchronous: str) -> None:
         with self._guard("open"):
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            conn.execute(f"PRAGMA cache_size = {_CACHE_KIB}")
             if self._shared.read_only:
                 return
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
