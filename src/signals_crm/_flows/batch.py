@@ -88,9 +88,15 @@ from signals_crm.core.model import (
     ActivityKind,
     Company,
     Conversation,
+    ConversationStatus,
+    Meeting,
     ObjectSchema,
+    Participants,
     PersonKind,
     PersonRecord,
+    SignalsUser,
+    Traffic,
+    Visitor,
     normalize_email,
 )
 from signals_crm.core.ownership import (
@@ -238,9 +244,120 @@ def repair_text(value: Any, path: str = "") -> tuple[Any, list[str]]:
 
     Walks attrs instances, tuples, lists and mappings; other values are returned as they are.
     """
-    if _sound(value):
+    if _conversation_sound(value) if type(value) is Conversation else _sound(value):
         return value, []  # the common case, found without building anything
     return _repair(value, path)
+
+
+# A conversation's texts, field by field, for _conversation_sound: every init field of these
+# classes is named here as text (joined), a leaf (None, a number, a time, an enum), a mapping,
+# or a part (walked). Should a class gain a field, the fast check is off (_sound walks).
+_TEXT_FIELDS: dict[type, tuple[str, ...]] = {
+    Visitor: (
+        "email",
+        "first_name",
+        "last_name",
+        "middle_name",
+        "preferred_name",
+        "name",
+        "honorific",
+        "phone",
+        "home_phone",
+        "mobile_phone",
+        "other_phone",
+        "other_email",
+        "description",
+        "tenant_id",
+    ),
+    Company: ("domain", "name"),
+    SignalsUser: ("id", "email"),
+    Meeting: ("id", "name", "agent_name"),
+    Traffic: ("referrer", "source_type", "traffic_source", "traffic_campaign"),
+}
+_OTHER_FIELDS: dict[type, tuple[str, ...]] = {
+    Conversation: (
+        "id",
+        "status",
+        "closed_at",
+        "lead_score",
+        "visitor",
+        "company",
+        "participants",
+        "transcript",
+        "meeting",
+        "traffic",
+        "custom_activities",
+    ),
+    Visitor: ("birthdate", "extra"),
+    Company: ("attributes",),
+    SignalsUser: (),
+    Participants: ("meeting_scheduler", "last_routed", "closer"),
+    Meeting: ("date", "duration_minutes", "lead_time_minutes"),
+    Traffic: (),
+}
+_FAST_CONVERSATION = all(
+    sorted(f.name for f in attrs.fields(cls) if f.init)
+    == sorted((*_TEXT_FIELDS.get(cls, ()), *others))
+    for cls, others in _OTHER_FIELDS.items()
+)
+_TEXTS_OF = {cls: operator.attrgetter(*names) for cls, names in _TEXT_FIELDS.items()}
+_VISITOR_TEXTS, _COMPANY_TEXTS = _TEXTS_OF[Visitor], _TEXTS_OF[Company]
+_USER_TEXTS, _MEETING_TEXTS = _TEXTS_OF[SignalsUser], _TEXTS_OF[Meeting]
+_TRAFFIC_TEXTS = _TEXTS_OF[Traffic]
+
+
+def _conversation_sound(conversation: Conversation) -> bool:
+    """``_sound(conversation)``, for a conversation of the model's own classes, by one check
+    of its texts joined (a text has no lone surrogate exactly when none of its parts has one);
+    any other shape, or a text field holding something else, is walked as :func:`_sound`
+    walks it."""
+    visitor, company, meeting = conversation.visitor, conversation.company, conversation.meeting
+    participants, traffic = conversation.participants, conversation.traffic
+    if (
+        not _FAST_CONVERSATION
+        or conversation.custom_activities
+        or type(conversation.status) is not ConversationStatus
+        or type(conversation.closed_at) not in _LEAF_VALUES
+        or type(conversation.lead_score) not in _LEAF_VALUES
+        or (visitor is not None and type(visitor) is not Visitor)
+        or (company is not None and type(company) is not Company)
+        or (meeting is not None and type(meeting) is not Meeting)
+        or type(participants) is not Participants
+        or type(traffic) is not Traffic
+    ):
+        return _sound(conversation)
+    parts: list[Any] = [conversation.id, conversation.transcript, *_TRAFFIC_TEXTS(traffic)]
+    mappings: list[Any] = []
+    if visitor is not None:
+        if type(visitor.birthdate) not in _LEAF_VALUES:
+            return _sound(conversation)
+        parts += _VISITOR_TEXTS(visitor)
+        if visitor.extra:
+            mappings.append(visitor.extra)
+    if company is not None:
+        parts += _COMPANY_TEXTS(company)
+        if company.attributes:
+            mappings.append(company.attributes)
+    if meeting is not None:
+        if (
+            type(meeting.date) not in _LEAF_VALUES
+            or type(meeting.duration_minutes) not in _LEAF_VALUES
+            or type(meeting.lead_time_minutes) not in _LEAF_VALUES
+        ):
+            return _sound(conversation)
+        parts += _MEETING_TEXTS(meeting)
+    for user in (participants.meeting_scheduler, participants.last_routed, participants.closer):
+        if user is not None:
+            if type(user) is not SignalsUser:
+                return _sound(conversation)
+            parts += _USER_TEXTS(user)
+    try:
+        text = "".join(filter(None, parts))  # None and "" hold no text
+    except TypeError:  # a part that is not text: walked as it is
+        return _sound(conversation)
+    if not (text.isascii() or not _SURROGATE.search(text)):
+        return False
+    return all(_sound(mapping) for mapping in mappings)
 
 
 def _repair(value: Any, path: str) -> tuple[Any, list[str]]:

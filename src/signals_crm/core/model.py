@@ -163,6 +163,10 @@ class Role(enum.Enum):
     LAST_ROUTED = "last_routed"
     CLOSER = "closer"
 
+    # Members are singletons compared by identity: hash them by identity too (a C slot, where
+    # Enum's own __hash__ is a Python call). Dicts and sets of them are built per command.
+    __hash__ = object.__hash__
+
     @property
     def priority(self) -> int:
         """0 is the highest priority."""
@@ -182,6 +186,10 @@ class ActivityKind(enum.Enum):
 
     CHAT_TRANSCRIPT = "chat_transcript"
     MEETING_BOOKED = "meeting_booked"
+
+    # Members are singletons compared by identity: hash them by identity too (a C slot, where
+    # Enum's own __hash__ is a Python call). Dicts and sets of them are built per command.
+    __hash__ = object.__hash__
 
 
 @attrs.frozen
@@ -607,6 +615,10 @@ class PersonKind(enum.Enum):
 
     LEAD = "lead"
     CONTACT = "contact"
+
+    # Members are singletons compared by identity: hash them by identity too (a C slot, where
+    # Enum's own __hash__ is a Python call). Dicts and sets of them are built per command.
+    __hash__ = object.__hash__
 
 
 @attrs.frozen

@@ -71,7 +71,7 @@ class OwnerRule:
     decision equals the one a fresh rule would make.
     """
 
-    __slots__ = ("_default", "_fallback", "_inactive", "_steps", "_users")
+    __slots__ = ("_decided", "_default", "_fallback", "_inactive", "_steps", "_users")
 
     def __init__(
         self,
@@ -95,14 +95,19 @@ class OwnerRule:
             if default_owner is not None
             else _CRM_DEFAULT
         )
+        # The decision of each walk that met an absent or unmapped user first, by the users it
+        # met (None: absent): few distinct walks, and each decision is frozen, so shared.
+        self._decided: dict[tuple[tuple[str | None, str | None] | None, ...], OwnerDecision] = {}
 
     def resolve(self, participants: Participants) -> OwnerDecision:
         """Apply the lead-owner rule to one conversation's participants."""
         trace: list[Reason] = []
+        met: list[tuple[str | None, str | None] | None] = []  # the walk's users (None: absent)
         for role, label, get, absent, memo in self._steps:
             user: SignalsUser | None = get(participants)
             if user is None:
                 trace.append(absent)
+                met.append(None)
                 continue
             key = (user.id, user.email)
             step = memo.get(key)
@@ -111,15 +116,34 @@ class OwnerRule:
             crm_id, reason, alone = step
             if crm_id is None:
                 trace.append(reason)
+                met.append(key)
                 continue
             if not trace:
                 return alone  # the first candidate met wins: a decision made before
-            trace.append(reason)
-            return OwnerDecision(crm_id, role, used_default=False, trace=tuple(trace))
-        trace.append(self._fallback)
-        return OwnerDecision(
-            self._default, None, used_default=self._default is not None, trace=tuple(trace)
-        )
+            met.append(key)
+            walk = tuple(met)
+            decided = self._decided.get(walk)
+            if decided is None:
+                trace.append(reason)
+                decided = OwnerDecision(crm_id, role, used_default=False, trace=tuple(trace))
+                self._remember(walk, decided)
+            return decided
+        walk = tuple(met)
+        decided = self._decided.get(walk)
+        if decided is None:
+            trace.append(self._fallback)
+            decided = OwnerDecision(
+                self._default, None, used_default=self._default is not None, trace=tuple(trace)
+            )
+            self._remember(walk, decided)
+        return decided
+
+    def _remember(
+        self, walk: tuple[tuple[str | None, str | None] | None, ...], decision: OwnerDecision
+    ) -> None:
+        if len(self._decided) >= _MAX_WALKS:
+            self._decided.clear()  # memory stays flat, whatever the stream of users
+        self._decided[walk] = decision
 
     def _step(
         self, role: Role, label: str, user: SignalsUser
@@ -147,6 +171,9 @@ class OwnerRule:
                 owner_id=crm_id,
             )
         return crm_id, reason, OwnerDecision(crm_id, role, used_default=False, trace=(reason,))
+
+
+_MAX_WALKS = 4096
 
 
 def _absent(label: str) -> Reason:

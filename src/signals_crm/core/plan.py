@@ -94,6 +94,10 @@ class CommandKind(enum.Enum):
     CREATE_TASK = "create_task"
     ADD_TO_CAMPAIGN = "add_to_campaign"
 
+    # Members are singletons compared by identity: hash them by identity too (a C slot, where
+    # Enum's own __hash__ is a Python call). Dicts and sets of them are built per command.
+    __hash__ = object.__hash__
+
 
 class PlanOutcome(enum.Enum):
     """What the plan does with the visitor's person record."""
@@ -103,6 +107,10 @@ class PlanOutcome(enum.Enum):
     UPDATE = "update"
     UNCHANGED = "unchanged"
     ATTACH_CONTACT = "attach_contact"
+
+    # Members are singletons compared by identity: hash them by identity too (a C slot, where
+    # Enum's own __hash__ is a Python call). Dicts and sets of them are built per command.
+    __hash__ = object.__hash__
 
 
 @attrs.frozen
@@ -257,7 +265,7 @@ class _Compiled:
     templates: Mapping[str, ActivityTemplate]  # the declared activity kinds, by name
     # Per kind name: who did it (for the task's owner), its label in reasons, and its
     # "task_planned" reason (None for a declared kind: that reason names the activity).
-    task_specs: Mapping[str, _TaskSpec]
+    task_specs: Mapping[ActivityKind | str, _TaskSpec]  # by kind, and by kind name
     eligible: Reason
     campaign_reason: Reason | None
     tasks_unsupported: Reason
@@ -315,12 +323,15 @@ class _Compiled:
 _TaskSpec = tuple[tuple[Role, ...], str, Reason | None]
 
 
-def _task_specs(config: SyncConfig) -> dict[str, _TaskSpec]:
-    specs: dict[str, _TaskSpec] = {
+def _task_specs(config: SyncConfig) -> dict[ActivityKind | str, _TaskSpec]:
+    specs: dict[ActivityKind | str, _TaskSpec] = {
         name: (roles, _TASK_LABELS[name], _TASK_PLANNED[name]) for name, roles in TASK_ROLES.items()
     }
     for template in config.activity_kinds:
         specs[template.name] = (template.owner_roles, f"the {template.name} task", None)
+    for kind in ActivityKind:  # a built-in kind found by itself, without its name
+        if kind.value in specs:
+            specs[kind] = specs[kind.value]
     return specs
 
 
@@ -701,10 +712,9 @@ def _tasks(  # noqa: PLR0917  # positional: called per conversation
     participants = conversation.participants
     specs = compiled.task_specs
     for activity in activities:
-        name = kind_name(activity.kind)
-        spec = specs.get(name)  # one lookup: roles, label, reason
+        spec = specs.get(activity.kind)  # one lookup: roles, label, reason
         if spec is None:  # an activity of a kind the settings do not declare
-            spec = ((), f"the {name} task", None)
+            spec = ((), f"the {kind_name(activity.kind)} task", None)
         roles, label, planned = spec
         owner = owners.resolve(roles, participants, record_owner, activity=label)
         chosen = activity
@@ -730,6 +740,9 @@ def _tasks(  # noqa: PLR0917  # positional: called per conversation
             )
         )
         if planned is None:
-            planned = info("task_planned", f"a task for the {name} activity {activity.key}")
+            planned = info(
+                "task_planned",
+                f"a task for the {kind_name(activity.kind)} activity {activity.key}",
+            )
         trace.append(planned)
         trace.extend(owner.trace)
