@@ -180,7 +180,7 @@ def test_a_locked_file_fails_with_ledger_error(tmp_path: Path) -> None:
         (
             (
                 "SELECT key FROM commands WHERE integration = 'a' AND state = 'sent' "
-                "ORDER BY updated_at, key LIMIT 5"
+                "AND state != 'confirmed' ORDER BY updated_at, key LIMIT 5"
             ),
             "commands_by_state",
         ),
@@ -563,3 +563,47 @@ def test_a_write_judges_as_a_read_and_apply_transitions_would(
             assert ledger.get_commands(["c1:person", "c2:person"]) == expected
         read = any("SELECT key" in s and "FROM commands" in s for s in statements)
         assert read is not (judged and (change is None or new is not CommandState.SENT))
+
+
+def test_the_state_index_serves_the_unsettled_and_confirmed_ones_are_listed_still(
+    tmp_path: Path,
+) -> None:
+    """``commands_by_state`` leaves confirmed commands out (an outcome CONFIRMED only takes its
+    SENT entry out, schema 5): the statements that list unsettled or failed commands search
+    it, and confirmed ones are still listed, oldest first then by key, up to the limit."""
+    path = tmp_path / "ledger.db"
+    statements: list[str] = []
+    later = T0 + timedelta(minutes=1)
+    with SQLiteLedger(path) as ledger:
+        ledger.schedule(Conversation("c1", closed_at=T0, visitor=Visitor(email="a@x.io")), T0)
+        ledger.record(
+            [
+                _cmd("c1:person", CommandState.SENT),
+                _cmd("c2:person", CommandState.FAILED, reason="no"),
+                CommandRecord(
+                    "c3:person", "c3", "create_person", CommandState.CONFIRMED, later, "3"
+                ),
+                _cmd("c4:person", CommandState.CONFIRMED, crm_id="4"),
+                _cmd("c5:person", CommandState.CONFIRMED, crm_id="5"),
+            ]
+        )
+        conn = ledger._shared.conn  # the statements it runs, explained
+        assert conn is not None
+        conn.set_trace_callback(statements.append)
+        assert [c.key for c in ledger.commands_in_state(CommandState.SENT, 5)] == ["c1:person"]
+        assert [c.key for c in ledger.commands_in_state(CommandState.FAILED, 5)] == ["c2:person"]
+        assert [c.conversation_id for c in ledger.creates_in_flight(["a@x.io"])] == ["c1"]
+        conn.set_trace_callback(None)
+        confirmed = ledger.commands_in_state(CommandState.CONFIRMED, 2)
+        assert [c.key for c in confirmed] == ["c4:person", "c5:person"]
+        assert [c.key for c in ledger.commands_in_state(CommandState.CONFIRMED, 5)] == [
+            "c4:person",
+            "c5:person",
+            "c3:person",
+        ]
+        selects = [s for s in statements if s.lstrip().startswith("SELECT")]
+        assert len(selects) == 3
+        for query in selects:
+            plan = conn.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
+            details = " ".join(str(row[-1]) for row in plan)
+            assert "commands_by_state" in details, details

@@ -31,8 +31,10 @@ How it keeps the rules of :mod:`signals_crm.ledger.base`:
    instants; conversations are JSON (:mod:`signals_crm.ledger.codec`). Indexes serve claims
    (a partial index of pending rows: integration, due time, id), ``syncs_in_state``
    (integration, state, due time, id), the email rule of claims (integration, email, lease
-   end), in-flight listings (a partial index of leased rows), ``commands_in_state`` and
-   ``commands_for``. Batches are written as multi-row statements (a few hundred rows each).
+   end), in-flight listings (a partial index of leased rows), ``commands_in_state`` (a
+   partial index of the commands not confirmed: an outcome CONFIRMED only takes its SENT entry
+   out; confirmed ones are listed from the table) and ``commands_for``. Batches are written
+   as multi-row statements (a few hundred rows each).
 7. **The ledger's clock** (``clock``, default the wall clock of this process, UTC) judges
    leases: it is read inside the ledger at each claim, never taken from a worker.
 8. **Tenancy.** Every table's primary key starts with ``integration``; every statement of a
@@ -272,7 +274,25 @@ _V4_IN_FLIGHT = (
     ),
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2_FENCES, _V3_TENANTS, _V4_IN_FLIGHT)
+_V5_UNSETTLED = (
+    # The state index leaves confirmed commands out: an outcome CONFIRMED (nearly every command
+    # ends so) only removes its SENT entry instead of also inserting one, and the index stays
+    # the size of the unsettled and failed commands. Its queries say ``state != 'confirmed'``
+    # so SQLite may use it; confirmed commands are listed from the table.
+    "DROP INDEX commands_by_state",
+    (
+        "CREATE INDEX commands_by_state ON commands (integration, state, updated_at, key) "
+        "WHERE state != 'confirmed'"
+    ),
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    _V1,
+    _V2_FENCES,
+    _V3_TENANTS,
+    _V4_IN_FLIGHT,
+    _V5_UNSETTLED,
+)
 """The forward-only ladder: ``MIGRATIONS[n]`` takes a file from version ``n`` to ``n + 1``."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -1322,10 +1342,12 @@ class SQLiteLedger:
         """Commands in ``state``, oldest ``updated_at`` first (then by key), at most ``limit``."""
         state = CommandState(state)
         check_limit(limit)
+        # (Through commands_by_state, which holds every state but CONFIRMED: rule 6.)
+        indexed = "" if state is CommandState.CONFIRMED else "AND state != 'confirmed' "
         with self._read() as conn:
             rows = conn.execute(
                 f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
-                "WHERE integration = ? AND state = ? ORDER BY updated_at, key LIMIT ?",
+                f"WHERE integration = ? AND state = ? {indexed}ORDER BY updated_at, key LIMIT ?",
                 (self._integration, state.value, limit),
             ).fetchall()
         return [_command_from_row(row) for row in rows]
@@ -1341,6 +1363,7 @@ class SQLiteLedger:
             "JOIN due_syncs s ON s.integration = c.integration "
             "AND s.conversation_id = c.conversation_id "
             "WHERE c.integration = ? AND c.state IN ('sent', 'unknown') "
+            "AND c.state != 'confirmed' "  # (commands_by_state holds no confirmed command)
             "AND c.kind = 'create_person' AND s.email IN ({})"
         )
         with self._read() as conn:
