@@ -607,3 +607,20 @@ def test_the_state_index_serves_the_unsettled_and_confirmed_ones_are_listed_stil
             plan = conn.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
             details = " ".join(str(row[-1]) for row in plan)
             assert "commands_by_state" in details, details
+
+
+def test_a_new_file_has_16_kib_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    """A file the ledger creates is made of 16 KiB pages; a file made with other pages keeps
+    them (SQLite cannot change them in WAL mode) and works as ever."""
+    fresh = tmp_path / "fresh.db"
+    SQLiteLedger(fresh).close()
+    old = tmp_path / "old.db"
+    with _raw(old) as raw:
+        raw.execute("PRAGMA page_size = 4096")
+        raw.execute("PRAGMA journal_mode = WAL")
+    with SQLiteLedger(old) as ledger:
+        ledger.record([_cmd("c1:person", CommandState.SENT)])
+        assert ledger.get_command("c1:person") == _cmd("c1:person", CommandState.SENT)
+    with _raw(fresh) as raw, _raw(old) as other:
+        assert raw.execute("PRAGMA page_size").fetchone()[0] == 16384
+        assert other.execute("PRAGMA page_size").fetchone()[0] == 4096

@@ -352,6 +352,7 @@ _UPSERT_SYNCS = """
         fence = due_syncs.fence + (due_syncs.conversation IS NOT excluded.conversation)
     WHERE due_syncs.state = 'pending'
 """
+_PAGE_BYTES = 16384  # pages of a new file (SQLite's default is 4 KiB; a file keeps its own)
 _CACHE_KIB = -16384  # page cache per connection: up to 16 MiB (SQLite's default is 2 MiB)
 _ROWS_PER_STATEMENT = 400  # rows per multi-row INSERT: 400 x 12 values, under SQLite's limit
 
@@ -693,6 +694,7 @@ class SQLiteLedger:
             conn.execute(f"PRAGMA cache_size = {_CACHE_KIB}")
             if self._shared.read_only:
                 return
+            conn.execute(f"PRAGMA page_size = {_PAGE_BYTES}")  # a new file only (before WAL)
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             conn.execute(f"PRAGMA synchronous = {synchronous}")
         if str(mode).lower() != "wal" and self._path != ":memory:":
