@@ -28,6 +28,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from signals_crm.core._build import builder
 from signals_crm.core.normalize import normalize_email
 from signals_crm.exceptions import ConfigurationError, Problem
 
@@ -340,6 +341,9 @@ class Activity:
     activity_date: date | None = None
 
 
+_activity = builder(Activity)  # positional, every field: built per task planned
+
+
 _KIND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 BUILT_IN_KINDS: frozenset[str] = frozenset(k.value for k in ActivityKind)
 
@@ -449,7 +453,7 @@ class Conversation:
         closed_on = self.closed_at.date() if self.closed_at else None
         transcript = (
             (
-                Activity(
+                _activity(
                     ActivityKind.CHAT_TRANSCRIPT,
                     "transcript",
                     "Signals chat transcript",
@@ -470,7 +474,7 @@ class Conversation:
             body += f"\nDate: {m.date.isoformat()}"
         if m.duration_minutes is not None:
             body += f"\nDuration: {m.duration_minutes} minutes"
-        meeting = Activity(
+        meeting = _activity(
             ActivityKind.MEETING_BOOKED,
             f"meeting:{m.id}",
             f"Meeting booked: {m.name}" if m.name else "Meeting booked",

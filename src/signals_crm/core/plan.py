@@ -37,6 +37,7 @@ from typing import Any
 
 import attrs
 
+from signals_crm.core._build import builder
 from signals_crm.core.activities import custom_activities
 from signals_crm.core.config import ActivityTemplate, SyncConfig
 from signals_crm.core.criteria import Eligibility, EligibilityRule, check_manual
@@ -150,10 +151,9 @@ def task_marker(conversation_id: str, activity_key: str) -> str:
     return f"signals:{conversation_id}:{activity_key}"
 
 
-# Command and Plan are dict classes, not slotted: a frozen slotted class sets each of its ten
-# fields through object.__setattr__, a frozen dict class writes them straight into __dict__,
-# and these two are built several times per conversation planned.
-@attrs.frozen(slots=False)
+# Command and Plan are built several times per conversation planned: by their builders
+# (signals_crm.core._build), which set each slot directly, not by their __init__.
+@attrs.frozen
 class Command:
     """One write of a plan. ``person`` names the record it writes or attaches to."""
 
@@ -179,47 +179,34 @@ class Command:
         return self.person.pending if self.kind is not CommandKind.CREATE_PERSON else None
 
     def to_person_write(self) -> PersonWrite:
-        return PersonWrite(
-            key=self.key,
-            kind=self.person.kind,
-            email=self.email,
-            fields=self.fields,
-            owner_id=self.owner_id,
-        )
+        return _person_write(self.key, self.person.kind, self.email, self.fields, self.owner_id)
 
     def to_person_update(self, record_id: str) -> PersonUpdate:
-        return PersonUpdate(
-            key=self.key, record_id=record_id, kind=self.person.kind, fields=self.fields
-        )
+        return _person_update(self.key, record_id, self.person.kind, self.fields)
 
     def to_task_write(self, person_id: str) -> TaskWrite:
         activity = self.activity
         if activity is None:
             raise PlanningError(f"command {self.key} is not a task")
-        return TaskWrite(
-            key=self.key,
-            person_id=person_id,
-            person_kind=self.person.kind,
-            activity_kind=activity.kind,
-            subject=activity.subject,
-            body=activity.body,
-            marker=task_marker(self.conversation_id, activity.key),
-            activity_date=activity.activity_date,
-            owner_id=self.owner_id,
+        return _task_write(  # positional, in the order of TaskWrite's fields
+            self.key,
+            person_id,
+            self.person.kind,
+            activity.kind,
+            activity.subject,
+            activity.body,
+            f"signals:{self.conversation_id}:{activity.key}",  # task_marker
+            activity.activity_date,
+            self.owner_id,
         )
 
     def to_membership_write(self, person_id: str) -> CampaignMembershipWrite:
         if self.campaign_id is None:
             raise PlanningError(f"command {self.key} is not a campaign membership")
-        return CampaignMembershipWrite(
-            key=self.key,
-            campaign_id=self.campaign_id,
-            person_id=person_id,
-            person_kind=self.person.kind,
-        )
+        return _membership_write(self.key, self.campaign_id, person_id, self.person.kind)
 
 
-@attrs.frozen(slots=False)  # a dict class, as Command
+@attrs.frozen
 class Plan:
     """Everything a sync of one conversation would write, and every reason behind it."""
 
@@ -244,6 +231,15 @@ class Plan:
 
     def commands_of(self, kind: CommandKind) -> tuple[Command, ...]:
         return tuple(c for c in self.commands if c.kind is kind)
+
+
+_command = builder(Command)
+_plan = builder(Plan)
+_person_ref = builder(PersonRef)
+_person_write = builder(PersonWrite)
+_person_update = builder(PersonUpdate)
+_task_write = builder(TaskWrite)
+_membership_write = builder(CampaignMembershipWrite)
 
 
 @attrs.frozen
@@ -468,7 +464,7 @@ class Planner:
         for conversation, verdict, email in zip(conversations, verdicts, passing, strict=True):
             if email is None:
                 plans.append(
-                    Plan(  # positional, in the order of Plan's fields
+                    _plan(  # positional, in the order of Plan's fields
                         conversation.id,
                         mode,
                         conversation.email,
@@ -549,7 +545,7 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
                 f"an earlier conversation of this batch creates the record ({earlier.key})",
             )
         )
-        person = PersonRef(kind, None, earlier.key)  # pending
+        person = _person_ref(kind, None, earlier.key)  # pending
         record_owner = earlier.owner_id
         outcome = _update(
             conversation,
@@ -577,7 +573,7 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
         trace.extend(match.trace)
         if match.outcome is MatchOutcome.UPDATE:
             assert match.record is not None  # noqa: S101  # an update always names its record
-            person = PersonRef(kind, match.record.id)
+            person = _person_ref(kind, match.record.id, None)
             record_owner = match.record.owner_id
             outcome = _update(
                 conversation,
@@ -591,18 +587,18 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
             trace.append(_OWNER_UNTOUCHED)
         elif match.outcome is MatchOutcome.ATTACH_CONTACT:
             assert match.record is not None  # noqa: S101  # an attach always names its record
-            person = PersonRef(PersonKind.CONTACT, match.record.id)
+            person = _person_ref(PersonKind.CONTACT, match.record.id, None)
             record_owner = match.record.owner_id
             outcome = PlanOutcome.ATTACH_CONTACT
         else:
             create_key = f"{cid}:{_PERSON}"
-            person = PersonRef(kind, None, create_key)  # pending
+            person = _person_ref(kind, None, create_key)  # pending
             owner = compiled.owner_rule.resolve(conversation.participants)
             record_owner = owner.owner_id
             trace.extend(owner.trace)
             payload = compiled.create_fields.create(conversation, email)
             trace.extend(payload.trace)
-            create = Command(  # positional, in the order of Command's fields (built per create)
+            create = _command(  # positional, in the order of Command's fields (built per create)
                 create_key,
                 CommandKind.CREATE_PERSON,
                 cid,
@@ -610,6 +606,8 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
                 person,
                 payload.fields,
                 owner.owner_id,
+                None,  # no activity
+                None,  # no campaign
             )
             commands.append(create)
             pending[email_key] = create  # later conversations of the batch with this email
@@ -618,7 +616,7 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
             if campaign is not None:
                 if compiled.capabilities.supports_campaigns:
                     commands.append(
-                        Command(  # positional, in the order of Command's fields
+                        _command(  # positional, in the order of Command's fields
                             f"{cid}:{_CAMPAIGN}",
                             CommandKind.ADD_TO_CAMPAIGN,
                             cid,
@@ -638,7 +636,7 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
         _tasks(conversation, email, person, record_owner, commands, trace, compiled)
     # Positional arguments, in the order of Plan's fields: keyword matching costs more than
     # building the value, and this is built once per conversation.
-    return Plan(
+    return _plan(
         cid, compiled.mode, email, verdict, outcome, tuple(commands), match, owner, tuple(trace)
     )
 
@@ -670,13 +668,16 @@ def _update(  # noqa: PLR0917  # positional: called per update
     if not payload.fields:
         return PlanOutcome.UNCHANGED
     commands.append(
-        Command(  # positional, in the order of Command's fields
+        _command(  # positional, in the order of Command's fields
             f"{conversation.id}:{_UPDATE}",
             CommandKind.UPDATE_PERSON,
             conversation.id,
             email,
             person,
             payload.fields,
+            None,  # no owner: an update never changes it
+            None,  # no activity
+            None,  # no campaign
         )
     )
     return PlanOutcome.UPDATE
@@ -728,7 +729,7 @@ def _tasks(  # noqa: PLR0917  # positional: called per conversation
                 )
             )
         commands.append(
-            Command(  # positional, in the order of Command's fields (built per task)
+            _command(  # positional, in the order of Command's fields (built per task)
                 prefix + activity.key,
                 CommandKind.CREATE_TASK,
                 cid,
@@ -737,6 +738,7 @@ def _tasks(  # noqa: PLR0917  # positional: called per conversation
                 _NO_FIELDS,
                 owner.owner_id,
                 chosen,
+                None,  # no campaign
             )
         )
         if planned is None:

@@ -1,0 +1,64 @@
+"""Fast positional constructors for the frozen, slotted attrs values the core builds per
+conversation (commands, writes, activities). Pure.
+
+A frozen attrs class's ``__init__`` sets each field through ``object.__setattr__`` bound to
+the instance (the class's own ``__setattr__`` refuses): a Python call per field. The builder
+of :func:`builder` sets each slot through its member descriptor instead, which is the same
+store without the generic attribute lookup, and runs each field's converter like
+``__init__`` does. It is only made for a class whose ``__init__`` does nothing else: every
+field in ``__init__``, slotted, no validator, no ``__attrs_pre_init__`` or
+``__attrs_post_init__``; for any other class it is the class itself. Every argument is given
+(defaults are not filled in), positionally, in the order of the fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+
+__all__ = ["builder"]
+
+T = TypeVar("T")
+
+
+def _slot(cls: type, name: str) -> Any:
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            found = klass.__dict__[name]
+            return found if type(found).__name__ == "member_descriptor" else None
+    return None
+
+
+def builder(cls: type[T]) -> Callable[..., T]:
+    """A constructor of ``cls`` taking every field positionally: equal to ``cls(*values)``
+    (the module doc says for which classes; any other gets ``cls`` itself)."""
+    plain: Callable[..., T] = cls
+    if not attrs.has(cls) or "__slots__" not in cls.__dict__:
+        return plain
+    if hasattr(cls, "__attrs_post_init__") or hasattr(cls, "__attrs_pre_init__"):
+        return plain
+    fields = attrs.fields(cls)
+    slots = [_slot(cls, f.name) for f in fields]
+    if (
+        any(not f.init or f.validator is not None for f in fields)
+        or any(isinstance(f.converter, attrs.Converter) for f in fields)  # (takes self, ...)
+        or None in slots
+    ):
+        return plain
+    names = [f"v{i}" for i in range(len(fields))]
+    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
+    lines = [f"def build({', '.join(names)}):", "    o = _new(_cls)"]
+    for index, (field, slot) in enumerate(zip(fields, slots, strict=True)):
+        scope[f"_s{index}"] = slot.__set__
+        value = names[index]
+        if field.converter is not None:
+            scope[f"_c{index}"] = field.converter
+            value = f"_c{index}({value})"
+        lines.append(f"    _s{index}(o, {value})")
+    lines.append("    return o")
+    exec("\n".join(lines), scope)  # noqa: S102  # code made from the class's own field names
+    build: Callable[..., T] = scope["build"]
+    build.__qualname__ = build.__name__ = f"build_{cls.__name__}"
+    return build

@@ -1,0 +1,78 @@
+"""The core's positional builders make the same values as the classes' constructors."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import attrs
+import pytest
+
+from signals_crm.core import plan
+from signals_crm.core._build import builder
+from signals_crm.core.crm import CampaignMembershipWrite, PersonUpdate, PersonWrite, TaskWrite
+from signals_crm.core.model import Activity, ActivityKind, Conversation, PersonKind
+from signals_crm.core.plan import Command, CommandKind, PersonRef
+
+ACTIVITY = Activity(ActivityKind.MEETING_BOOKED, "meeting:1", "Meeting", "body", date(2026, 1, 2))
+PERSON = PersonRef(PersonKind.LEAD, None, "c-1:person")
+VALUES = [
+    (Activity, (ActivityKind.CHAT_TRANSCRIPT, "transcript", "Chat", "hello", None)),
+    (PersonRef, (PersonKind.CONTACT, "003X", None)),
+    (
+        Command,
+        (
+            "c-1:task:t",
+            CommandKind.CREATE_TASK,
+            "c-1",
+            "a@x.test",
+            PERSON,
+            {},
+            "005U",
+            ACTIVITY,
+            None,
+        ),
+    ),
+    (PersonWrite, ("c-1:person", PersonKind.LEAD, "a@x.test", {"LastName": "L"}, None)),
+    (PersonUpdate, ("c-1:update", "00QX", PersonKind.LEAD, {"Phone": "1"})),
+    (TaskWrite, ("k", "00QX", PersonKind.LEAD, "custom_kind", "S", "B", "m", None, "005U")),
+    (CampaignMembershipWrite, ("k", "701C", "00QX", PersonKind.LEAD)),
+]
+
+
+@pytest.mark.parametrize(("cls", "values"), VALUES)
+def test_a_builder_makes_what_the_constructor_makes(cls: type, values: tuple[object, ...]) -> None:
+    build = builder(cls)
+    assert build is not cls  # these classes have fast builders
+    made, expected = build(*values), cls(*values)
+    assert type(made) is cls
+    assert made == expected
+    assert attrs.astuple(made, recurse=False) == attrs.astuple(expected, recurse=False)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        made.key = "other"  # type: ignore[attr-defined,misc]  # still frozen
+
+
+def test_converters_run_as_in_the_constructor() -> None:
+    fields = {"LastName": "L"}
+    made = builder(PersonWrite)("c-1:person", PersonKind.LEAD, "a@x.test", fields, None)
+    assert made.fields == fields
+    assert made.fields is not fields  # field_map's private copy, as PersonWrite(...) makes
+
+
+def test_classes_with_checks_keep_their_constructor() -> None:
+    assert builder(Conversation) is Conversation  # __attrs_post_init__ checks its types
+
+    @attrs.frozen
+    class Checked:
+        value: int = attrs.field(validator=attrs.validators.instance_of(int))
+
+    @attrs.define
+    class Mutable:  # not frozen, but the builder is only a faster __init__: still fine
+        value: int
+
+    assert builder(Checked) is Checked
+    assert builder(Mutable)(3) == Mutable(3)
+
+
+def test_the_planner_builds_with_them() -> None:
+    assert plan._command is not Command
+    assert plan._plan is not plan.Plan
