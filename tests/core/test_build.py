@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import attrs
 import pytest
@@ -12,6 +12,8 @@ from signals_crm.core._build import builder
 from signals_crm.core.crm import CampaignMembershipWrite, PersonUpdate, PersonWrite, TaskWrite
 from signals_crm.core.model import Activity, ActivityKind, Conversation, PersonKind
 from signals_crm.core.plan import Command, CommandKind, PersonRef
+from signals_crm.ledger.base import CommandRecord, CommandState, trusted_command
+from signals_crm.reports import ConversationOutcome, OutcomeKind
 
 ACTIVITY = Activity(ActivityKind.MEETING_BOOKED, "meeting:1", "Meeting", "body", date(2026, 1, 2))
 PERSON = PersonRef(PersonKind.LEAD, None, "c-1:person")
@@ -36,6 +38,7 @@ VALUES = [
     (PersonUpdate, ("c-1:update", "00QX", PersonKind.LEAD, {"Phone": "1"})),
     (TaskWrite, ("k", "00QX", PersonKind.LEAD, "custom_kind", "S", "B", "m", None, "005U")),
     (CampaignMembershipWrite, ("k", "701C", "00QX", PersonKind.LEAD)),
+    (ConversationOutcome, ("c-1", OutcomeKind.CREATED, "00QX", (), None, False, None, None)),
 ]
 
 
@@ -76,3 +79,28 @@ def test_classes_with_checks_keep_their_constructor() -> None:
 def test_the_planner_builds_with_them() -> None:
     assert plan._command is not Command
     assert plan._plan is not plan.Plan
+
+
+def test_a_trusted_builder_makes_what_trusted_command_makes() -> None:
+    at = datetime(2026, 12, 4, 19, tzinfo=UTC)
+    for values in (
+        ("c-1:person", "c-1", "create_person", CommandState.SENT, at, None, None, 1, None, "w", 3),
+        (
+            "c-1:task:t",
+            "c-1",
+            "create_task",
+            CommandState.CONFIRMED,
+            at,
+            "00T",
+            None,
+            2,
+            "d",
+            None,
+            None,
+        ),
+    ):
+        made, expected = builder(CommandRecord, trusted=True)(*values), trusted_command(*values)
+        assert type(made) is CommandRecord
+        assert made == expected
+        assert attrs.astuple(made, recurse=False) == attrs.astuple(expected, recurse=False)
+    assert builder(CommandRecord) is CommandRecord  # it validates: not trusted, its __init__

@@ -71,6 +71,7 @@ from signals_crm._flows.effects import (
     store,
 )
 from signals_crm._flows.verdicts import Verdict, classify
+from signals_crm.core._build import builder
 from signals_crm.core.config import SyncConfig
 from signals_crm.core.crm import (
     Capabilities,
@@ -135,9 +136,13 @@ from signals_crm.ledger.base import (
     Performed,
     PersonLink,
     sound_text,
-    trusted_command,
 )
 from signals_crm.reports import _FROM_PLAN, ConversationOutcome, OutcomeKind
+
+_new_command, _new_plan = builder(Command), builder(Plan)
+_trusted_record = builder(CommandRecord, trusted=True)
+"""``trusted_command`` (the ledger's): a record of values the engine has checked, set slot by
+slot, not validated again."""
 
 __all__ = [
     "BatchResult",
@@ -608,7 +613,7 @@ class _Batch:
             and at.utcoffset() is not None
         ):
             # Every value is the engine's own, already checked: not validated again.
-            return trusted_command(
+            return _trusted_record(
                 command.key,
                 command.conversation_id,
                 command.kind._value_,  # the enum's value, without the property's lookup
@@ -653,7 +658,7 @@ class _Batch:
             old = records.get(command.key)
             cid = command.conversation_id
             out.append(
-                trusted_command(
+                _trusted_record(
                     command.key,
                     cid,
                     command.kind._value_,
@@ -1635,7 +1640,7 @@ def _answered(todo: Todo, results: Sequence[WriteResult], batch: _Batch) -> Todo
                 old = records.get(key)
                 cid = command.conversation_id
                 updates.append(
-                    trusted_command(
+                    _trusted_record(
                         key,
                         cid,
                         command.kind._value_,
@@ -1759,13 +1764,42 @@ def _keyed_updates(plan: Plan) -> Plan:
             break
     else:
         return plan
+    if type(plan) is not Plan or any(type(c) is not Command for c in plan.commands):
+        commands = tuple(
+            attrs.evolve(c, key=f"{c.key}:{_digest(c.fields)}")
+            if c.kind is CommandKind.UPDATE_PERSON
+            else c
+            for c in plan.commands
+        )
+        return attrs.evolve(plan, commands=commands)
+    # attrs.evolve, by the builders (positional, every field): the same values
     commands = tuple(
-        attrs.evolve(c, key=f"{c.key}:{_digest(c.fields)}")
+        _new_command(
+            f"{c.key}:{_digest(c.fields)}",
+            c.kind,
+            c.conversation_id,
+            c.email,
+            c.person,
+            c.fields,
+            c.owner_id,
+            c.activity,
+            c.campaign_id,
+        )
         if c.kind is CommandKind.UPDATE_PERSON
         else c
         for c in plan.commands
     )
-    return attrs.evolve(plan, commands=commands)
+    return _new_plan(
+        plan.conversation_id,
+        plan.mode,
+        plan.email,
+        plan.eligibility,
+        plan.outcome,
+        commands,
+        plan.match,
+        plan.owner,
+        plan.trace,
+    )
 
 
 def _adopt_match(plan: Plan, batch: _Batch) -> Plan:
@@ -2029,6 +2063,8 @@ def _settled_state(command: Command, batch: _Batch) -> CommandState | None:
 
 
 _OUTCOME_KINDS = {outcome.value: kind for outcome, kind in _FROM_PLAN.items()}  # by value
+_new_outcome = builder(ConversationOutcome)  # positional, every field
+_NO_ADMIN = False  # (needs_admin)
 
 
 def _outcome(plan: Plan, batch: _Batch) -> ConversationOutcome:
@@ -2051,7 +2087,7 @@ def _outcome(plan: Plan, batch: _Batch) -> ConversationOutcome:
         person_id = batch.matched.get(cid) if batch.matched else None
     trace = plan.trace if type(plan.trace) is tuple else tuple(plan.trace)
     if plan.outcome is PlanOutcome.SKIPPED:
-        return ConversationOutcome(cid, kind, None, trace, plan=plan)
+        return _new_outcome(cid, kind, None, trace, None, _NO_ADMIN, plan, None)
     records = batch.records
     settled = True  # every command CONFIRMED or FAILED
     failed = False
@@ -2067,7 +2103,7 @@ def _outcome(plan: Plan, batch: _Batch) -> ConversationOutcome:
         else:
             settled = False
     if settled and not failed:
-        return ConversationOutcome(cid, kind, person_id, trace, plan=plan)
+        return _new_outcome(cid, kind, person_id, trace, None, _NO_ADMIN, plan, None)
     reasons = list(trace)
     error = batch.errors.get(cid)
     if not settled:

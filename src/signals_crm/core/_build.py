@@ -9,6 +9,10 @@ store without the generic attribute lookup, and runs each field's converter like
 field in ``__init__``, slotted, no validator, no ``__attrs_pre_init__`` or
 ``__attrs_post_init__``; for any other class it is the class itself. Every argument is given
 (defaults are not filled in), positionally, in the order of the fields.
+
+A *trusted* builder (``trusted=True``) is for values its caller has checked already: it runs
+no converter, validator or ``__attrs_post_init__`` of the class (the ledger's
+``trusted_command`` contract, for a ``CommandRecord`` the engine built from checked values).
 """
 
 from __future__ import annotations
@@ -31,20 +35,22 @@ def _slot(cls: type, name: str) -> Any:
     return None
 
 
-def builder(cls: type[T]) -> Callable[..., T]:
+def builder(cls: type[T], *, trusted: bool = False) -> Callable[..., T]:
     """A constructor of ``cls`` taking every field positionally: equal to ``cls(*values)``
-    (the module doc says for which classes; any other gets ``cls`` itself)."""
+    (the module doc says for which classes; any other gets ``cls`` itself, unless
+    ``trusted``)."""
     plain: Callable[..., T] = cls
     if not attrs.has(cls) or "__slots__" not in cls.__dict__:
         return plain
-    if hasattr(cls, "__attrs_post_init__") or hasattr(cls, "__attrs_pre_init__"):
-        return plain
     fields = attrs.fields(cls)
     slots = [_slot(cls, f.name) for f in fields]
-    if (
-        any(not f.init or f.validator is not None for f in fields)
+    if None in slots or any(not f.init for f in fields):
+        return plain
+    if not trusted and (
+        hasattr(cls, "__attrs_post_init__")
+        or hasattr(cls, "__attrs_pre_init__")
+        or any(f.validator is not None for f in fields)
         or any(isinstance(f.converter, attrs.Converter) for f in fields)  # (takes self, ...)
-        or None in slots
     ):
         return plain
     names = [f"v{i}" for i in range(len(fields))]
@@ -53,7 +59,7 @@ def builder(cls: type[T]) -> Callable[..., T]:
     for index, (field, slot) in enumerate(zip(fields, slots, strict=True)):
         scope[f"_s{index}"] = slot.__set__
         value = names[index]
-        if field.converter is not None:
+        if field.converter is not None and not trusted:
             scope[f"_c{index}"] = field.converter
             value = f"_c{index}({value})"
         lines.append(f"    _s{index}(o, {value})")

@@ -277,6 +277,9 @@ class CompiledFields:
     email_target: str | None = None
     placeholders: tuple[tuple[str, str, str, Reason], ...] = ()  # target, lower, value, why
     targets: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
+    # Per slot, for a text value: its field's length limit (-1: none) when _fit only trims it
+    # (a text field without picklist values), else None (_fit decides).
+    _text_limits: tuple[int | None, ...] = attrs.field(init=False, eq=False, repr=False)
     # Updates change few distinct sets of fields: each set's reason, made once.
     _changed: dict[tuple[str, ...], Reason] = attrs.field(
         factory=dict, init=False, eq=False, repr=False
@@ -285,6 +288,17 @@ class CompiledFields:
     @targets.default
     def _targets(self) -> tuple[str, ...]:
         return tuple(slot.target for slot in self.slots)
+
+    @_text_limits.default
+    def _limits(self) -> tuple[int | None, ...]:
+        limits: list[int | None] = []
+        for slot in self.slots:
+            field = slot.field
+            if field is None or not field.type.is_text:
+                limits.append(None)
+            else:
+                limits.append(-1 if field.length is None else field.length)
+        return tuple(limits)
 
     @classmethod
     def compile(
@@ -334,7 +348,18 @@ class CompiledFields:
                 elif value is not None:
                     out[target] = value
             return out
-        for value, (_, target, field, problem) in zip(values, self.slots, strict=True):
+        for value, (_, target, field, problem), limit in zip(
+            values, self.slots, self._text_limits, strict=True
+        ):
+            if limit is not None and value.__class__ is str:
+                # Text into a text field: _fit trims it, and cuts it (with a reason) only when
+                # it is longer than the field.
+                text = value.strip()
+                if not text:
+                    continue
+                if limit < 0 or len(text) <= limit:
+                    out[target] = text
+                    continue
             if is_empty(value):
                 continue
             if field is None:  # refused by the schema
