@@ -26,10 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import round_trips  # the sibling benchmark's workload, reused as it is
 
 from signals_crm.adapters.salesforce import SalesforceAdapter, StaticToken
-from signals_crm.engine import Integration
 
 METHODS = ("find_people", "create_people", "update_people", "create_tasks", "add_to_campaign")
 """The calls a backfill makes (``write_chains`` and ``reconcile`` do not occur in one)."""
@@ -82,6 +80,11 @@ class Recording(SalesforceAdapter):
 
 
 def record(visitors: int, out: Path) -> None:
+    # Imported here: a replay needs only the adapter, so it runs against older trees too.
+    import round_trips  # the sibling benchmark's workload, reused as it is
+
+    from signals_crm.engine import Integration
+
     org, owner, campaign = round_trips.seeded_org(visitors)
     with httpx.Client(transport=org.transport()) as http:
         adapter = Recording(http, StaticToken(org.issue_token(), org.instance_url))
