@@ -1243,10 +1243,17 @@ def _send(todo: Todo, batch: _Batch, caps: Capabilities, unsent: dict[str, Any])
 
 def _write_call(todo: Todo) -> Flow:
     """The adapter call for ``todo``; one answer per record, or the call counts as broken."""
-    if _needs_chain(todo):
-        return (yield from _chain_call(todo))
-    method = _METHODS[todo[0][0].kind]
-    results: list[WriteResult] = list((yield Call(method, ([p for _, p in todo],))))
+    kind = todo[0][0].kind
+    dependent = kind is CommandKind.CREATE_TASK or kind is CommandKind.ADD_TO_CAMPAIGN
+    payloads: list[Any] = []
+    for command, payload in todo:  # _needs_chain, and the payloads, in one pass
+        if command.kind is not kind or (
+            dependent and getattr(payload, "person_id", None) == _CHAINED
+        ):
+            return (yield from _chain_call(todo))
+        payloads.append(payload)
+    method = _METHODS[kind]
+    results: list[WriteResult] = list((yield Call(method, (payloads,))))
     if len(results) != len(todo):
         msg = f"{method} returned {len(results)} results for {len(todo)} records"
         raise CRMAPIError(msg)  # one verdict for every broken call
@@ -1901,6 +1908,7 @@ def sync_batch(
                 reader=reader,
             )
         plans = {p.conversation_id: _adopt_match(_keyed_updates(p), batch) for p in planned}
+        planned = ()  # (the plans re-keyed are not kept twice)
         later: set[str] = set()
         records = batch.records
         if carry:
@@ -1969,7 +1977,7 @@ def sync_batch(
         batch.rate_limited,
         frozenset(batch.lost),
         frozenset(batch.inactive),
-        tuple(c.id for c in conversations if c.id in later),
+        tuple(c.id for c in conversations if c.id in later) if later else (),
         tuple(writes),
         claim if claim is not None and not claim.committed else None,
     )
