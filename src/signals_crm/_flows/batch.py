@@ -1946,13 +1946,14 @@ def sync_batch(
             again = [plans[c.id] for c in fresh if c.id in plans]
             yield from write_phase(again, batch, caps, dependents)
         outcomes: list[ConversationOutcome] = []
+        siblings = _sibling_creates(plans.values())
         for conversation in conversations:
             cid = conversation.id
             if cid in later:
                 continue
             note = (_repaired_note(repaired[cid]),) if cid in repaired else ()
             if cid in plans:
-                outcome = _outcome(plans[cid], batch)
+                outcome = _outcome(plans[cid], batch, siblings)
             elif cid in batch.damaged:
                 outcome = ConversationOutcome(cid, OutcomeKind.FAILED, error=batch.damaged[cid])
             elif cid in batch.blocked:
@@ -2075,9 +2076,47 @@ _new_outcome = builder(ConversationOutcome)  # positional, every field
 _NO_ADMIN = False  # (needs_admin)
 
 
-def _outcome(plan: Plan, batch: _Batch) -> ConversationOutcome:
+def _sibling_creates(plans: Iterable[Plan]) -> dict[str, Command] | None:
+    """Each email's person create in this batch, when some plan writes nothing of its own
+    against a record an earlier conversation of the batch creates (``None`` when none does)."""
+    if not any(
+        p.match is None and not p.commands and p.outcome is not PlanOutcome.SKIPPED for p in plans
+    ):
+        return None
+    return {
+        normalize_email(command.email): command
+        for plan in plans
+        for command in plan.commands
+        if command.kind is CommandKind.CREATE_PERSON and command.email
+    }
+
+
+def _outcome(
+    plan: Plan, batch: _Batch, siblings: Mapping[str, Command] | None = None
+) -> ConversationOutcome:
     kind = _OUTCOME_KINDS[plan.outcome._value_]  # (a str key: no enum hash)
     cid = plan.conversation_id
+    if siblings is not None and plan.match is None and not plan.commands and plan.email:
+        # Planned against the record an earlier conversation of this batch creates, with
+        # nothing of its own to write: done only once that create is. Until then (unknown,
+        # refused, not sent) it goes again, and is then planned on what the CRM holds (an
+        # ambiguous create holds its email, rule 1): its own create, if the other's never
+        # lands or that conversation no longer qualifies (a webhook changed it meanwhile).
+        create = siblings.get(normalize_email(plan.email))
+        created = batch.created.get(create.key) if create is not None else None
+        if created is None:
+            other = create.conversation_id if create is not None else "another conversation"
+            return ConversationOutcome(
+                cid,
+                OutcomeKind.RETRY,
+                None,
+                plan.trace if type(plan.trace) is tuple else tuple(plan.trace),
+                f"waiting for conversation {other}'s create of the same email",
+                plan=plan,
+                retry_at=batch.waits.get(cid),
+            )
+        trace = plan.trace if type(plan.trace) is tuple else tuple(plan.trace)
+        return _new_outcome(cid, kind, created, trace, None, _NO_ADMIN, plan, None)
     person_id: str | None = None
     match = plan.match
     if match is not None and match.record is not None:
