@@ -2103,8 +2103,8 @@ def _outcome(
         # ambiguous create holds its email, rule 1): its own create, if the other's never
         # lands or that conversation no longer qualifies (a webhook changed it meanwhile).
         create = siblings.get(normalize_email(plan.email))
-        created = batch.created.get(create.key) if create is not None else None
-        if created is None:
+        made = batch.created.get(create.key) if create is not None else None
+        if made is None:
             other = create.conversation_id if create is not None else "another conversation"
             return ConversationOutcome(
                 cid,
@@ -2116,7 +2116,7 @@ def _outcome(
                 retry_at=batch.waits.get(cid),
             )
         trace = plan.trace if type(plan.trace) is tuple else tuple(plan.trace)
-        return _new_outcome(cid, kind, created, trace, None, _NO_ADMIN, plan, None)
+        return _new_outcome(cid, kind, made, trace, None, _NO_ADMIN, plan, None)
     person_id: str | None = None
     match = plan.match
     if match is not None and match.record is not None:
