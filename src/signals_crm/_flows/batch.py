@@ -141,6 +141,7 @@ from signals_crm.reports import _FROM_PLAN, ConversationOutcome, OutcomeKind
 
 _new_command, _new_plan = builder(Command), builder(Plan)
 _trusted_record = builder(CommandRecord, trusted=True)
+_trusted_link = builder(PersonLink, trusted=True)  # (only for values _links has checked)
 """``trusted_command`` (the ledger's): a record of values the engine has checked, set slot by
 slot, not validated again."""
 
@@ -1095,14 +1096,26 @@ def write_phase(
         calls.extend(_calls(commands, batch, caps))
     if not calls or batch.rate_limited:
         return
-    items = [item for call in calls for item in call]
-    marked = yield from _mark_sent(items, batch, {})
-    before = batch.before_send
-    unsent = {c.key: before[c.key] for c, _ in marked}
+    # _mark_sent of the phase's commands, none recorded SENT yet: each one's record as it
+    # was before its first send is kept (before_send), and is what it goes back to if unsent.
+    before, records = batch.before_send, batch.records
+    unsent: dict[str, CommandRecord | None] = {}
+    fresh: list[Command] = []
+    for call in calls:
+        for command, _ in call:
+            key = command.key
+            if key in before:
+                unsent[key] = before[key]
+            else:
+                unsent[key] = before[key] = records.get(key)
+            fresh.append(command)
+    lost = {r.key for r in (yield from batch.save(batch.mark_sent(fresh)))}
+    for key in lost:
+        unsent.pop(key, None)
     try:
         for call in calls:
             # Every record of the phase was recorded SENT (nothing raced): each call whole.
-            todo = call if marked is items else [(c, p) for c, p in call if c.key in unsent]
+            todo = [(c, p) for c, p in call if c.key in unsent] if lost else call
             if todo and not batch.rate_limited:
                 yield from _send(todo, batch, caps, unsent)
     except STOPS_A_RUN:
@@ -1135,6 +1148,9 @@ def _calls(commands: Sequence[Command], batch: _Batch, caps: Capabilities) -> li
     alone: Todo = []
     records = batch.records
     waits, blocked, lost = batch.waits, batch.blocked, batch.lost
+    created, cache = batch.created, batch.sound
+    create, update = CommandKind.CREATE_PERSON, CommandKind.UPDATE_PERSON
+    task = CommandKind.CREATE_TASK
     for command in commands:
         # _sendable, with the command's record read once
         old = records.get(command.key)
@@ -1153,10 +1169,32 @@ def _calls(commands: Sequence[Command], batch: _Batch, caps: Capabilities) -> li
         cid = command.conversation_id
         if cid in waits or cid in blocked or cid in lost:
             continue
-        payload = _payload(command, batch)
-        if payload is None:
-            continue  # its person record does not exist (yet): the conversation is retried
-        why = _unsendable_write(command, payload, batch)
+        # _payload, with the person id it writes kept (no lookup of it on the payload)
+        kind = command.kind
+        if kind is create:
+            payload: Any = command.to_person_write()
+            person_id: Any = ""  # a create's write holds no person id
+        else:
+            person_id = command.person.resolve(created)
+            if person_id is None:
+                continue  # its person record does not exist (yet): the conversation is retried
+            if kind is task:
+                payload = command.to_task_write(person_id)
+            elif kind is update:
+                payload = command.to_person_update(person_id)
+            else:
+                payload = command.to_membership_write(person_id)
+        # _unsendable_write, of the person id kept: a sound command and a sound person id
+        # make a sound write (the planner's own commands; any other is asked as it was)
+        if (
+            type(command) is Command
+            and ((cache and cache.get(command.key) is command) or _command_sound(command))
+            and type(person_id) is str
+            and (person_id.isascii() or not _SURROGATE.search(person_id))
+        ):
+            why = None
+        else:
+            why = _unsendable_write(command, payload, batch)
         if why is not None:
             batch.defer([batch.mark(command, CommandState.FAILED, reason=why)])
             batch.errors.setdefault(cid, (why, False))
@@ -2027,6 +2065,13 @@ def _links(outcomes: Sequence[ConversationOutcome]) -> list[PersonLink]:
             kind = plan.match.record.kind
         else:
             continue
+        email, crm_id = plan.email, outcome.person_id
+        if type(email) is str and type(crm_id) is str and type(kind) is PersonKind:
+            email = email.strip().lower()  # PersonLink's converter (normalize_email)
+            if email and crm_id and sound_text(email) and sound_text(crm_id):
+                # What PersonLink's checks ask, asked here: built slot by slot.
+                links.append(_trusted_link(email, crm_id, kind))
+                continue
         links.append(PersonLink(plan.email, outcome.person_id, kind))
     return links
 
