@@ -423,14 +423,22 @@ def test_task_marker_in_a_custom_field() -> None:
 
 
 _FIELD_TEXT = st.text(max_size=12) | st.sampled_from(["Subject", "OwnerId", "Signals_Marker__c"])
+# Markers as the core makes them, bare ones, and ones near and past the Subject's room.
+_MARKERS = (
+    _SOQL_TEXT
+    | _SOQL_TEXT.map(lambda s: "signals:" + s)
+    | st.integers(230, 260).map(lambda n: "signals:" + "m" * n)
+    | st.integers(230, 260).map(lambda n: "x" * n)
+)
+_SUBJECTS = _SOQL_TEXT | st.integers(180, 300).map(lambda n: "Chat " * (n // 5) + " ")
 
 
 @settings(max_examples=300, deadline=None)
 @given(
     person_id=_SOQL_TEXT,
-    subject=_SOQL_TEXT,
+    subject=_SUBJECTS,
     body=_SOQL_TEXT,
-    marker=_SOQL_TEXT,
+    marker=_MARKERS,
     owner=st.none() | _SOQL_TEXT,
     day=st.none() | st.dates(),
     marker_field=st.none() | _FIELD_TEXT,

@@ -317,3 +317,35 @@ def test_parse_token_error_is_an_authentication_error() -> None:
         parse_token(response)
     assert raised.value.error_code == "invalid_grant"
     assert raised.value.retryable is False
+
+
+def test_a_found_person_is_the_checked_record() -> None:
+    """A Lead or Contact read back is built without PersonRecord's checks (its values are of
+    their types by construction): equal to the record the checked constructor makes."""
+    from signals_crm.adapters.salesforce._flows import SalesforceFlows
+    from signals_crm.core.model import PersonKind, PersonRecord
+
+    raw = flatten_record(
+        {
+            "attributes": {"type": "Contact"},
+            "Id": "003A",
+            "Email": "A@x.test",
+            "IsConverted": False,
+            "ConvertedContactId": None,
+            "LastModifiedDate": "2024-05-01T12:00:00.000+0000",
+            "OwnerId": "005A",
+            "AccountId": "001A",
+            "title": "CEO",
+        }
+    )
+    got = SalesforceFlows._person(raw, PersonKind.CONTACT, ("Title", "Phone"))
+    assert got == PersonRecord(
+        id="003A",
+        kind=PersonKind.CONTACT,
+        email="A@x.test",
+        fields={"Title": "CEO", "Phone": None},
+        last_modified=parse_datetime("2024-05-01T12:00:00.000+0000"),
+        owner_id="005A",
+        account_id="001A",
+    )
+    assert type(got.fields) is dict

@@ -115,6 +115,7 @@ from signals_crm.adapters.salesforce._soql import (
     like_literal,
     quote,
 )
+from signals_crm.core._build import builder
 from signals_crm.core.crm import (
     CampaignInfo,
     CampaignMembershipWrite,
@@ -236,6 +237,10 @@ _LEAD_BASE_FIELDS = (
 )
 _CONTACT_BASE_FIELDS = ("Id", "Email", "LastModifiedDate", "OwnerId", "AccountId")
 _ACCOUNT_BASE_FIELDS = ("Id", "Name", "Website", "LastModifiedDate")
+
+
+_person_record = builder(PersonRecord, trusted=True)
+"""``PersonRecord(...)`` of checked values, positionally: no converter or check run."""
 
 
 def _get(record: Record, name: str) -> FieldValue:
@@ -505,16 +510,18 @@ class SalesforceFlows(AdapterFlows):
         converted_contact = _get(raw, "ConvertedContactId")
         owner = _get(raw, "OwnerId")
         account = _get(raw, "AccountId") if kind is PersonKind.CONTACT else None
-        return PersonRecord(
-            id=str(_get(raw, "Id")),
-            kind=kind,
-            email=str(email) if email is not None else None,
-            fields={name: _get(raw, name) for name in fields},
-            is_converted=bool(_get(raw, "IsConverted")),
-            converted_contact_id=str(converted_contact) if converted_contact else None,
-            last_modified=parse_datetime(_get(raw, "LastModifiedDate")),
-            owner_id=str(owner) if owner else None,
-            account_id=str(account) if account else None,
+        # Every value is of its field's type by construction (a query record's values are
+        # FieldValues), so PersonRecord's checks and its copy of a new dict are left out.
+        return _person_record(
+            str(_get(raw, "Id")),
+            kind,
+            str(email) if email is not None else None,
+            {name: _get(raw, name) for name in fields},
+            bool(_get(raw, "IsConverted")),
+            str(converted_contact) if converted_contact else None,
+            parse_datetime(_get(raw, "LastModifiedDate")),
+            str(owner) if owner else None,
+            str(account) if account else None,
         )
 
     @staticmethod

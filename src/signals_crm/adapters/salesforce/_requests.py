@@ -85,6 +85,7 @@ __all__ = [
 DEFAULT_API_VERSION = "61.0"
 COLLECTION_LIMIT = 200
 SUBJECT_LENGTH = 255
+_TAGGED_ROOM = SUBJECT_LENGTH - 1  # the subject's room beside a tag: less the tag and a space
 
 
 def _strip_slash(value: str) -> str:
@@ -483,15 +484,25 @@ def person_record(write: PersonWrite, *, email_field: str = "Email") -> dict[str
 def _fields_json(fields: Mapping[str, FieldValue], skip: Sequence[str]) -> str:
     """``,"Name":value`` for each field whose lowered name is not in ``skip``, each value
     as :func:`json_value` makes it and ``json.dumps`` writes it."""
-    text = ""
+    parts: list[str] = []
+    add = parts.append
+    keys = _FIELD_KEYS
     for name, value in fields.items():
-        if name.lower() in skip:
+        known = keys.get(name) if type(name) is str else None
+        if known is None:
+            known = (name.lower(), f",{_json_string(name)}:")
+            if type(name) is str and len(keys) < _FIELD_KEYS_KEPT:
+                keys[name] = known
+        if known[0] in skip:
             continue
-        if type(value) is str:
-            text += f",{_json_string(name)}:{_json_string(value)}"
-        else:
-            text += f",{_json_string(name)}:{_dumps(json_value(value))}"
-    return text
+        add(known[1])
+        add(_json_string(value) if type(value) is str else _dumps(json_value(value)))
+    return "".join(parts)
+
+
+_FIELD_KEYS: dict[str, tuple[str, str]] = {}
+"""A field name → its lowered name and its ``,"Name":`` (a sync writes the same few names)."""
+_FIELD_KEYS_KEPT = 4096
 
 
 _OBJECT_HEADS = {
@@ -712,6 +723,8 @@ class TaskJSON:
         )
         self._key_key = None if sync_key_field is None else f",{_json_value(sync_key_field)}:"
         self._days: dict[date, str] = {}
+        # The subject tagged here, as TaskMarker.subject tags it, unless a subclass may not.
+        self._tags = marker.field is None and type(marker) is TaskMarker
 
     def __call__(self, task: TaskWrite) -> str:
         if self._as_dict:
@@ -731,27 +744,33 @@ class TaskJSON:
             task.owner_id,
             task.activity_date,
         )
-        text = (
-            '{"attributes":{"type":"Task"},"WhoId":'
-            + (_json_string(who) if type(who) is str else _dumps(who))
-            + ',"Subject":'
-            + _json_string(self._marker.subject(task.subject, task.marker))
-            + ',"Description":'
-            + (_json_string(body) if type(body) is str else _dumps(body))
-        )
-        if self._marker_key is not None:
-            text += self._marker_key + _json_value(task.marker)
+        marker = task.marker
+        if self._tags and type(marker) is str:
+            # TaskMarker.subject of a marker kept in Subject, without the two calls a Task.
+            tag = f"[{marker}]" if marker.startswith(_CORE_PREFIX) else f"[{_OTHER_PREFIX}{marker}]"
+            room = _TAGGED_ROOM - len(tag)
+            if room < 0:
+                self._marker.subject(task.subject, marker)  # raises what it raises
+            subject = f"{task.subject[:room].rstrip()} {tag}".lstrip()
+        else:
+            subject = self._marker.subject(task.subject, marker)
+        written = None
         if day is not None:
             written = self._days.get(day)
             if written is None:
                 written = self._days[day] = ',"ActivityDate":' + _json_string(day.isoformat())
-            text += written
-        text += self._constants
+        owned = ""
         if owner:
-            text += ',"OwnerId":' + (_json_string(owner) if type(owner) is str else _dumps(owner))
-        if self._key_key is not None:
-            text += self._key_key + _json_value(task.key)
-        return text + "}"
+            owned = ',"OwnerId":' + (_json_string(owner) if type(owner) is str else _dumps(owner))
+        return (
+            '{"attributes":{"type":"Task"},"WhoId":'
+            f"{_json_string(who) if type(who) is str else _dumps(who)}"
+            f',"Subject":{_json_string(subject)}'
+            f',"Description":{_json_string(body) if type(body) is str else _dumps(body)}'
+            f"{'' if self._marker_key is None else self._marker_key + _json_value(marker)}"
+            f"{written or ''}{self._constants}{owned}"
+            f"{'' if self._key_key is None else self._key_key + _json_value(task.key)}}}"
+        )
 
 
 def campaign_member_json(membership: CampaignMembershipWrite) -> str:
