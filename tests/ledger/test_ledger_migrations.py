@@ -19,7 +19,7 @@ from ledger_clock import FakeClock
 import signals_crm.ledger.sqlite as sqlite_module
 from signals_crm.core.model import PersonKind
 from signals_crm.exceptions import LedgerError
-from signals_crm.ledger import CommandState, DueState, SQLiteLedger
+from signals_crm.ledger import CommandRecord, CommandState, DueState, SQLiteLedger
 from signals_crm.ledger.sqlite import MIGRATIONS, SCHEMA_VERSION
 
 V1 = Path(__file__).with_name("fixtures") / "ledger-v1.db"
@@ -132,3 +132,122 @@ def test_a_failed_step_leaves_the_old_version(
     monkeypatch.undo()
     with SQLiteLedger(v1_file) as ledger:
         assert ledger.stats().links == 1
+
+
+def _v5_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A file at schema 5 (the ladder cut there), holding sound commands and, written past
+    the CHECK as a foreign writer would, one whose state no version knows."""
+    with monkeypatch.context() as patch:
+        patch.setattr(sqlite_module, "MIGRATIONS", MIGRATIONS[:5])
+        patch.setattr(sqlite_module, "SCHEMA_VERSION", 5)
+        with SQLiteLedger(path) as ledger:
+            ledger.record(
+                [
+                    CommandRecord("c1:person", "c1", "create_person", S.SENT, T0, owner="w"),
+                    CommandRecord("c2:person", "c2", "create_person", S.CONFIRMED, T0, "00Q1"),
+                    CommandRecord("c3:person", "c3", "create_person", S.FAILED, T0, reason="x"),
+                    CommandRecord("c4:task:m", "c4", "create_task", S.SENT, T0, attempts=2),
+                ]
+            )
+    with closing(sqlite3.connect(path)) as raw:
+        raw.execute("PRAGMA ignore_check_constraints = ON")
+        raw.execute("UPDATE commands SET state = 'paused' WHERE key = 'c4:task:m'")
+        raw.commit()
+    assert _header(path)[0] == 5
+    return path
+
+
+def _command_rows(path: Path) -> list[tuple[object, ...]]:
+    with closing(sqlite3.connect(path)) as raw:
+        return raw.execute(
+            "SELECT integration, key, conversation_id, kind, state, crm_id, reason, attempts, "
+            "updated_at, payload_digest, owner, fence FROM commands ORDER BY key"
+        ).fetchall()
+
+
+def test_schema_six_copies_every_command_as_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Step 6 rebuilds the commands table (its state CHECK as equalities): every row is copied
+    as stored, the damaged one too (it still reads as damaged), the CHECK is on again after
+    the copy, the indexes serve as before, and the file equals a fresh one in schema."""
+    path = _v5_file(tmp_path / "ledger.db", monkeypatch)
+    before = _command_rows(path)
+    with SQLiteLedger(path) as ledger:
+        assert _header(path)[0] == SCHEMA_VERSION == 6
+        conn = ledger._shared.conn
+        assert conn is not None
+        assert conn.execute("PRAGMA ignore_check_constraints").fetchone()[0] == 0
+        damaged = ledger.get_command("c4:task:m")
+        assert damaged is not None
+        assert damaged.state is S.UNKNOWN
+        assert damaged.reason is not None
+        assert "paused" in damaged.reason
+        assert [c.key for c in ledger.commands_in_state(S.SENT, 5)] == ["c1:person"]
+        assert [c.key for c in ledger.commands_in_state(S.CONFIRMED, 5)] == ["c2:person"]
+        assert [c.key for c in ledger.commands_for("c4")] == ["c4:task:m"]
+        ledger.record([CommandRecord("c1:person", "c1", "create_person", S.CONFIRMED, T0, "9")])
+    assert _command_rows(path)[1:] == before[1:]
+    with closing(sqlite3.connect(path)) as raw, pytest.raises(sqlite3.IntegrityError):
+        raw.execute("UPDATE commands SET state = 'paused' WHERE key = 'c1:person'")
+    fresh = tmp_path / "fresh.db"
+    SQLiteLedger(fresh).close()
+    assert _schema(path) == _schema(fresh)
+
+
+def test_a_failed_copy_leaves_no_check_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A climb that fails between step 6's PRAGMAs is rolled back, and the connection's
+    CHECKs are on again (the ledger never writes with them off)."""
+    path = _v5_file(tmp_path / "ledger.db", monkeypatch)
+    step = list(MIGRATIONS[5])
+    step.insert(step.index("PRAGMA ignore_check_constraints = OFF"), "THIS IS NOT SQL")
+    monkeypatch.setattr(sqlite_module, "MIGRATIONS", (*MIGRATIONS[:5], tuple(step)))
+    seen: list[int] = []
+    original = SQLiteLedger.close
+
+    def close(ledger: SQLiteLedger) -> None:  # (the failed open closes its connection)
+        conn = ledger._shared.conn
+        assert conn is not None
+        seen.append(conn.execute("PRAGMA ignore_check_constraints").fetchone()[0])
+        original(ledger)
+
+    monkeypatch.setattr(SQLiteLedger, "close", close)
+    with pytest.raises(LedgerError):
+        SQLiteLedger(path)
+    assert seen == [0]
+    assert _header(path)[0] == 5
+    monkeypatch.undo()
+    with SQLiteLedger(path) as ledger:
+        assert ledger.get_command("c2:person") is not None
+
+
+@pytest.mark.parametrize(
+    "state",
+    ["planned", "sent", "confirmed", "failed", "unknown", "SENT", "sent ", " sent", "",
+     "paused", "sent\x00", 1, 2.5, b"sent", "pl", "plannedx"],
+)  # fmt: skip
+def test_the_state_check_refuses_what_an_in_list_refused(tmp_path: Path, state: object) -> None:
+    """The commands' CHECK of schema 6 (equalities joined by OR) refuses exactly the states
+    the CHECK of schema 5 (``state IN (...)``) refused."""
+    path = tmp_path / "ledger.db"
+    SQLiteLedger(path).close()
+    with closing(sqlite3.connect(path)) as raw:
+        raw.execute(
+            "CREATE TEMP TABLE old (state TEXT NOT NULL "
+            "CHECK (state IN ('planned', 'sent', 'confirmed', 'failed', 'unknown')))"
+        )
+        outcomes = []
+        for sql in (
+            "INSERT INTO old (state) VALUES (?)",
+            (
+                "INSERT INTO commands (integration, key, conversation_id, kind, state, "
+                "updated_at) VALUES ('i', 'k', 'c', 'create_person', ?, 0)"
+            ),
+        ):
+            try:
+                raw.execute(sql, (state,))
+            except sqlite3.IntegrityError:
+                outcomes.append(False)
+            else:
+                outcomes.append(True)
+        assert outcomes[0] == outcomes[1]
