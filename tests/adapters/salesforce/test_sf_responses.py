@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from signals_crm.adapters.salesforce._bodies import SubResponse
 from signals_crm.adapters.salesforce._responses import (
     ApiUsage,
     AppApiUsage,
+    composite_successes,
     flatten_record,
     parse_collection_results,
     parse_composite,
@@ -349,3 +354,106 @@ def test_a_found_person_is_the_checked_record() -> None:
         account_id="001A",
     )
     assert type(got.fields) is dict
+
+
+_RESULT_ITEMS = st.one_of(
+    st.builds(
+        lambda i: {"id": i, "success": True, "errors": []},
+        st.text(max_size=4) | st.sampled_from(["00T1", 'a"b', "a\\b", "é", "\x01"]),
+    ),
+    st.just({"id": None, "success": False, "errors": [{"statusCode": "X", "message": "m"}]}),
+    st.just({"id": "00T2", "success": True, "errors": [], "created": False}),
+    st.just({"id": "00T3", "success": False, "errors": []}),
+)
+_ENTRIES = st.builds(
+    lambda body, headers, status, ref: {
+        "body": body,
+        "httpHeaders": headers,
+        "httpStatusCode": status,
+        "referenceId": ref,
+    },
+    st.lists(_RESULT_ITEMS, max_size=4) | st.none(),
+    st.just({}) | st.just({"Location": "x"}),
+    st.sampled_from([200, 200, 200, 400]),
+    st.sampled_from(["w0", "w1", "w2", 'w"0', "w\\1", ""]),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    entries=st.lists(_ENTRIES, max_size=4),
+    separators=st.sampled_from([(",", ":"), (", ", ": "), (",", ": "), (" ,", ":")]),
+    status=st.sampled_from([200, 200, 201]),
+    count=st.integers(1, 3),
+)
+def test_composite_successes_is_the_full_reading(
+    entries: list[dict[str, object]],
+    separators: tuple[str, str],
+    status: int,
+    count: int,
+) -> None:
+    """Whenever a composite answer is taken for all-successes by its text, each subresponse
+    reads as the full parse of the JSON reads it (results, and the body's JSON); the compact
+    and json.dumps shapes of an all-successes answer are taken."""
+    refs = [f"w{n}" for n in range(count)]
+    text = json.dumps({"compositeResponse": entries}, separators=separators)
+    response = httpx.Response(status, content=text.encode())
+    fast = composite_successes(response, refs)
+    all_ok = (
+        status == 200
+        and separators in ((",", ":"), (", ", ": "))
+        and sorted(str(e["referenceId"]) for e in entries) == refs
+        and all(
+            e["httpStatusCode"] == 200
+            and e["httpHeaders"] == {}
+            and isinstance(e["body"], list)
+            and all(
+                set(r) == {"id", "success", "errors"}
+                and r["success"] is True
+                and isinstance(r["id"], str)
+                and r["id"]
+                and not any(c in r["id"] for c in '"\\\x01')
+                for r in e["body"]
+            )
+            for e in entries
+        )
+    )
+    assert (fast is not None) == all_ok
+    if fast is None:
+        return
+    full = parse_composite(response, refs)
+    for quick, slow in zip(fast, full, strict=True):
+        sub = SubResponse(200, {}, quick)
+        assert sub.json() == slow.json()
+        n = len(quick.ids)
+        assert parse_collection_results(sub, n) == parse_collection_results(slow, n)
+        assert parse_collection_results(SubResponse(200, {}, quick), n, upsert=True) == (
+            parse_collection_results(slow, n, upsert=True)
+        )
+        with pytest.raises(CRMServerError):
+            parse_collection_results(SubResponse(200, {}, quick), n + 1)
+
+
+@pytest.mark.parametrize("separators", [(",", ":"), (", ", ": ")])
+def test_an_all_successes_composite_is_read_by_its_text(separators: tuple[str, str]) -> None:
+    """Salesforce's compact answer and the sandbox's json.dumps one give their ids in the
+    order of the references asked for; an error in one record leaves it to the full parse."""
+    entries = [
+        {
+            "body": [{"id": f"00T{ref}{n}", "success": True, "errors": []} for n in range(3)],
+            "httpHeaders": {},
+            "httpStatusCode": 200,
+            "referenceId": ref,
+        }
+        for ref in ("w1", "w0")
+    ]
+    text = json.dumps({"compositeResponse": entries}, separators=separators)
+    found = composite_successes(httpx.Response(200, content=text.encode()), ["w0", "w1"])
+    assert found is not None
+    assert [s.ids for s in found] == [
+        ["00Tw00", "00Tw01", "00Tw02"],
+        ["00Tw10", "00Tw11", "00Tw12"],
+    ]
+    entries[0]["body"][1] = {"success": False, "errors": [{"statusCode": "X", "message": "m"}]}  # type: ignore[index]
+    text = json.dumps({"compositeResponse": entries}, separators=separators)
+    assert composite_successes(httpx.Response(200, content=text.encode()), ["w0", "w1"]) is None

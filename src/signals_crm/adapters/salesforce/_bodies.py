@@ -17,7 +17,23 @@ from typing import Any
 
 import httpx
 
-__all__ = ["SubResponse", "json_body"]
+__all__ = ["SubResponse", "Successes", "json_body"]
+
+
+class Successes:
+    """A Collections answer in which every record succeeded, kept as its record ids: the
+    decoded body is ``[{"id": id, "success": true, "errors": []}, ...]`` (:meth:`as_json`)."""
+
+    __slots__ = ("ids",)
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+
+    def as_json(self) -> list[dict[str, Any]]:
+        return [{"id": i, "success": True, "errors": []} for i in self.ids]
+
+    def __repr__(self) -> str:
+        return f"Successes({self.ids!r})"
 
 
 class _Encoded(httpx.SyncByteStream):
@@ -27,9 +43,12 @@ class _Encoded(httpx.SyncByteStream):
         self._body = body
 
     def __iter__(self) -> Iterator[bytes]:
-        if self._body is not None:
+        body = self._body
+        if body is not None:
+            if isinstance(body, Successes):
+                body = body.as_json()
             yield json.dumps(
-                self._body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+                body, ensure_ascii=False, separators=(",", ":"), allow_nan=False
             ).encode("utf-8")
 
 
@@ -52,7 +71,8 @@ class SubResponse(httpx.Response):
 
 def json_body(response: httpx.Response) -> Any:
     """The decoded JSON body of ``response`` (``ValueError`` or ``UnicodeDecodeError`` when it
-    is not JSON), without decoding a :class:`SubResponse`'s again."""
+    is not JSON), without decoding a :class:`SubResponse`'s again (a :class:`Successes`
+    body stays one: ``parse_collection_results`` reads it)."""
     if isinstance(response, SubResponse):
         return response.body
     return json.loads(response.content)

@@ -101,6 +101,7 @@ from signals_crm.adapters.salesforce._requests import (
 from signals_crm.adapters.salesforce._responses import (
     ApiUsage,
     QueryPage,
+    composite_successes,
     parse_collection_results,
     parse_composite,
     parse_datetime,
@@ -769,7 +770,11 @@ class SalesforceFlows(AdapterFlows):
             )
             for (method, path, records, auto_assign), ref in zip(parts, refs, strict=True)
         ]
-        return parse_composite((yield composite_request(endpoint, subs)), refs)
+        answer = yield composite_request(endpoint, subs)
+        succeeded = composite_successes(answer, refs)
+        if succeeded is not None:  # every record of every group: their ids, no JSON decoded
+            return [SubResponse(200, {}, ids) for ids in succeeded]
+        return parse_composite(answer, refs)
 
     def _group_outcome(
         self, call: _Call, group: _Group, response: httpx.Response

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import httpx
 
-from signals_crm.adapters.salesforce._bodies import SubResponse, json_body
+from signals_crm.adapters.salesforce._bodies import SubResponse, Successes, json_body
 from signals_crm.adapters.salesforce._errors import error_from_record, error_from_response
 from signals_crm.core._build import builder
 from signals_crm.core.crm import WriteResult
@@ -34,6 +34,7 @@ __all__ = [
     "AppApiUsage",
     "QueryPage",
     "SalesforceToken",
+    "composite_successes",
     "flatten_record",
     "parse_collection_results",
     "parse_composite",
@@ -240,6 +241,71 @@ def parse_composite(response: httpx.Response, references: Sequence[str]) -> list
     return out
 
 
+_RESULT_SHAPES = (  # compact, as Salesforce writes it, and as json.dumps does by default
+    (
+        '{"compositeResponse":[',
+        '{"body":[',
+        '{"id":"',
+        '","success":true,"errors":[]}',
+        '],"httpHeaders":{},"httpStatusCode":200,"referenceId":"',
+        ",",
+        re.compile(r'"id":"([^"\\\x00-\x1f]+)"'),
+    ),
+    (
+        '{"compositeResponse": [',
+        '{"body": [',
+        '{"id": "',
+        '", "success": true, "errors": []}',
+        '], "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "',
+        ", ",
+        re.compile(r'"id": "([^"\\\x00-\x1f]+)"'),
+    ),
+)
+
+
+def composite_successes(
+    response: httpx.Response, references: Sequence[str]
+) -> list[Successes] | None:
+    """A ``/composite`` answer of Collections writes in which every record of every
+    subrequest succeeded → their ids, one :class:`Successes` per reference (what
+    :func:`parse_composite` and :func:`parse_collection_results` read of it); ``None`` for
+    any other answer, to be parsed in full.
+
+    Such an answer is told by its text: its ids and references are picked out and the answer
+    written again from them (compact, or with ``json.dumps``'s default separators) must be
+    it, character for character, so nothing else (an error, a header, a key, an escape) is
+    in it. No dict is built per record: about three times sooner than decoding the JSON.
+    """
+    if response.status_code != 200:  # the status of a composite answer
+        return None
+    try:
+        text = response.content.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    shape = next((shape for shape in _RESULT_SHAPES if text.startswith(shape[0])), None)
+    if shape is None:
+        return None
+    head, entry, first, between, tail, comma, pick = shape
+    # The answer is head + E0 + comma + E1 ... + "]}", each E = entry + records + tail + ref
+    # + '"}': cut at each tail, a piece's ids are its records', its start the ref before it.
+    pieces = text.split(tail)
+    ids_of = [pick.findall(piece) for piece in pieces[:-1]]
+    refs = [piece[: piece.find('"')] for piece in pieces[1:]]
+    entries = [
+        f'{entry}{first}{(between + comma + first).join(ids)}{between}{tail}{ref}"}}'
+        if ids
+        else f'{entry}{tail}{ref}"}}'
+        for ids, ref in zip(ids_of, refs, strict=True)
+    ]
+    found = dict(zip(refs, ids_of, strict=True))
+    if len(found) != len(references) or text != f"{head}{comma.join(entries)}]}}":
+        return None  # another answer (or a reference twice: left to parse_composite)
+    try:
+        return [Successes(found[ref]) for ref in references]
+    except KeyError:
+        return None
+
+
 _success = builder(WriteResult)
 """``WriteResult(id, error, created)``, positionally, slot by slot (a backfill builds 38,000)."""
 
@@ -251,6 +317,11 @@ def parse_collection_results(
     upsert's UpsertResults say whether each record was ``created``."""
     raise_for_error(response)
     body = _json(response)
+    if type(body) is Successes:
+        if len(body.ids) == count:
+            ok = _success
+            return [ok(i, None, True) for i in body.ids]  # noqa: FBT003  # as the loop below
+        body = body.as_json()
     if not isinstance(body, list) or len(body) != count:
         raise CRMServerError(
             f"Salesforce answered {len(body) if isinstance(body, list) else 'no'} results "
