@@ -147,6 +147,7 @@ def _v5_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                     CommandRecord("c2:person", "c2", "create_person", S.CONFIRMED, T0, "00Q1"),
                     CommandRecord("c3:person", "c3", "create_person", S.FAILED, T0, reason="x"),
                     CommandRecord("c4:task:m", "c4", "create_task", S.SENT, T0, attempts=2),
+                    CommandRecord("other-key", "c1", "create_task", S.SENT, T0),
                 ]
             )
     with closing(sqlite3.connect(path)) as raw:
@@ -174,7 +175,7 @@ def test_schema_six_copies_every_command_as_stored(
     path = _v5_file(tmp_path / "ledger.db", monkeypatch)
     before = _command_rows(path)
     with SQLiteLedger(path) as ledger:
-        assert _header(path)[0] == SCHEMA_VERSION == 6
+        assert _header(path)[0] == SCHEMA_VERSION == 7
         conn = ledger._shared.conn
         assert conn is not None
         assert conn.execute("PRAGMA ignore_check_constraints").fetchone()[0] == 0
@@ -183,11 +184,19 @@ def test_schema_six_copies_every_command_as_stored(
         assert damaged.state is S.UNKNOWN
         assert damaged.reason is not None
         assert "paused" in damaged.reason
-        assert [c.key for c in ledger.commands_in_state(S.SENT, 5)] == ["c1:person"]
+        assert [c.key for c in ledger.commands_in_state(S.SENT, 5)] == ["c1:person", "other-key"]
         assert [c.key for c in ledger.commands_in_state(S.CONFIRMED, 5)] == ["c2:person"]
         assert [c.key for c in ledger.commands_for("c4")] == ["c4:task:m"]
+        # Schema 7: the conversation index keeps only the key not prefixed by its id.
+        assert [c.key for c in ledger.commands_for("c1")] == ["c1:person", "other-key"]
+        indexed = conn.execute(
+            "SELECT key FROM commands INDEXED BY commands_by_conversation "
+            "WHERE integration = 'default' AND conversation_id IN ('c1', 'c2', 'c3', 'c4') "
+            "AND (key < conversation_id || ':' OR key >= conversation_id || ';')"
+        ).fetchall()
+        assert indexed == [("other-key",)]
         ledger.record([CommandRecord("c1:person", "c1", "create_person", S.CONFIRMED, T0, "9")])
-    assert _command_rows(path)[1:] == before[1:]
+    assert _command_rows(path)[1:] == before[1:]  # (c1:person, confirmed since, sorts first)
     with closing(sqlite3.connect(path)) as raw, pytest.raises(sqlite3.IntegrityError):
         raw.execute("UPDATE commands SET state = 'paused' WHERE key = 'c1:person'")
     fresh = tmp_path / "fresh.db"

@@ -18,7 +18,7 @@ from ledger_strategies import assert_identical
 
 from signals_crm.core.model import Company, Conversation, Meeting, PersonKind, Visitor
 from signals_crm.exceptions import ConfigurationError, InvalidTransitionError, LedgerError
-from signals_crm.ledger import CommandRecord, CommandState, DueState, SQLiteLedger
+from signals_crm.ledger import CommandRecord, CommandState, DueState, MemoryLedger, SQLiteLedger
 from signals_crm.ledger.base import apply_transitions
 from signals_crm.ledger.sqlite import APPLICATION_ID, SCHEMA_VERSION
 
@@ -187,7 +187,7 @@ def test_a_locked_file_fails_with_ledger_error(tmp_path: Path) -> None:
         (
             (
                 "SELECT key FROM commands WHERE integration = 'a' AND conversation_id = 'c' "
-                "ORDER BY key"
+                "AND (key < conversation_id || ':' OR key >= conversation_id || ';') ORDER BY key"
             ),
             "commands_by_conversation",
         ),
@@ -463,7 +463,8 @@ def test_perform_commits_once_for_all_its_operations(tmp_path: Path) -> None:
 
 
 def test_commands_of_probes_each_conversation(tmp_path: Path) -> None:
-    """``commands_of`` reads through ``commands_by_conversation``, one probe per conversation:
+    """``commands_of`` probes each conversation twice, by a range of the primary key (its
+    keys starting with its id and ':') and in ``commands_by_conversation`` (any other key):
     it never walks every command of the integration (an ``ORDER BY key`` in the statement
     made SQLite walk the primary key instead; the rows are sorted in Python)."""
     path = tmp_path / "ledger.db"
@@ -483,7 +484,9 @@ def test_commands_of_probes_each_conversation(tmp_path: Path) -> None:
         (query,) = [s for s in statements if s.lstrip().startswith("SELECT")]
         plan = conn.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
     details = " ".join(str(row[-1]) for row in plan)
-    assert "commands_by_conversation" in details, details
+    assert "commands_by_conversation (integration=? AND conversation_id=?)" in details, details
+    assert "sqlite_autoindex_commands_1 (integration=? AND key>? AND key<?)" in details, details
+    assert "SCAN c" not in details, details
 
 
 _STORED_ROWS: dict[str, tuple[str | None, bool]] = {
@@ -624,3 +627,65 @@ def test_a_new_file_has_16_kib_pages_and_an_old_one_keeps_its_own(tmp_path: Path
     with _raw(fresh) as raw, _raw(old) as other:
         assert raw.execute("PRAGMA page_size").fetchone()[0] == 16384
         assert other.execute("PRAGMA page_size").fetchone()[0] == 4096
+
+
+# Conversation ids and keys where a key's prefix is another conversation's id, an id holds ':'
+# or a NUL, a key is its id bare or with ':' only, or does not start with its id at all.
+_PREFIX_CASES = [
+    ("a", "a:person"),
+    ("a", "a:task:m1"),
+    ("a", "a"),
+    ("a", "a:"),
+    ("a", "a;"),
+    ("a", "zz-of-a"),
+    ("a:b", "a:b:person"),
+    ("a:b", "a:b"),
+    ("b", "a:x"),
+    ("b", "b:person"),
+    ("a\x00", "a\x00:person"),
+    ("a\x00", "a:nul"),
+    ("é", "é:person"),
+    ("é", "e:person"),
+    ("", ":person"),
+]
+
+
+def test_commands_of_any_ids_and_keys_equal_the_memory_ledgers(tmp_path: Path) -> None:
+    """``commands_for``, ``commands_of`` and ``requeue_dead`` find a conversation's commands
+    whatever its id and their keys (schema 7: a key starting with its conversation's id and
+    ':' is found by a range of keys, any other in the partial conversation index), as the
+    in-memory ledger does; and the index holds only the commands of other keys."""
+    ids = sorted({cid for cid, _ in _PREFIX_CASES if cid})
+    records = [
+        CommandRecord(key, cid or "-", "create_person", CommandState.FAILED, T0, reason="no")
+        for cid, key in _PREFIX_CASES
+    ]
+    memory = MemoryLedger()
+    with SQLiteLedger(tmp_path / "ledger.db") as ledger:
+        for one in (ledger, memory):
+            one.schedule_many((Conversation(cid, closed_at=T0), T0) for cid in ids)
+            one.record(records)
+        wanted = [*ids, "-", "c", "a:b:person", "a;"]
+        assert ledger.commands_of(wanted) == memory.commands_of(wanted)
+        for cid in wanted:
+            assert ledger.commands_for(cid) == memory.commands_for(cid), cid
+        for one in (ledger, memory):
+            for cid in ("a", "a:b", "a\x00"):
+                one.dead_letter(cid, "gave up")
+        later = T0 + timedelta(hours=1)
+        assert ledger.requeue_dead(["a:b", "a", "a\x00"], later) == memory.requeue_dead(
+            ["a:b", "a", "a\x00"], later
+        )
+        assert ledger.commands_of(wanted) == memory.commands_of(wanted)
+        conn = ledger._shared.conn
+        assert conn is not None
+        listed = ", ".join("?" * (len(ids) + 1))
+        indexed = conn.execute(
+            "SELECT key FROM commands INDEXED BY commands_by_conversation "  # noqa: S608
+            f"WHERE integration = ? AND conversation_id IN ({listed}) "
+            "AND (key < conversation_id || ':' OR key >= conversation_id || ';') ORDER BY key",
+            (ledger.integration, *ids, "-"),
+        ).fetchall()
+    assert [key for (key,) in indexed] == sorted(
+        key for cid, key in _PREFIX_CASES if not key.startswith(f"{cid or '-'}:")
+    )

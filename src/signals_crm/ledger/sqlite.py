@@ -33,8 +33,10 @@ How it keeps the rules of :mod:`signals_crm.ledger.base`:
    (integration, state, due time, id), the email rule of claims (integration, email, lease
    end), in-flight listings (a partial index of leased rows), ``commands_in_state`` (a
    partial index of the commands not confirmed: an outcome CONFIRMED only takes its SENT entry
-   out; confirmed ones are listed from the table) and ``commands_for``. Batches are written
-   as multi-row statements (a few hundred rows each).
+   out; confirmed ones are listed from the table) and ``commands_for`` (a command whose key
+   starts with its conversation's id and ``:``, as the engine's all do, by a range of the
+   primary key; any other in a partial index by conversation). Batches are written as
+   multi-row statements (a few hundred rows each).
 7. **The ledger's clock** (``clock``, default the wall clock of this process, UTC) judges
    leases: it is read inside the ledger at each claim, never taken from a worker.
 8. **Tenancy.** Every table's primary key starts with ``integration``; every statement of a
@@ -330,6 +332,20 @@ _V6_CHECK_BY_EQUALITIES = (
     ),
 )
 
+_UNPREFIXED = "(key < conversation_id || ':' OR key >= conversation_id || ';')"
+_V7_PREFIXED_KEYS = (
+    # The conversation index holds only the commands whose key does not start with their
+    # conversation's id and ':' (the engine's keys all do): the others are found by their key,
+    # a range of the primary key from ``id:`` to ``id;``, then their conversation_id compared.
+    # A command written no longer goes into a third b-tree. (An id may itself hold ':': the
+    # range of ``a`` then also holds the keys of ``a:b``, which the comparison leaves out.)
+    "DROP INDEX commands_by_conversation",
+    (
+        "CREATE INDEX commands_by_conversation ON commands (integration, conversation_id, key) "
+        f"WHERE {_UNPREFIXED}"
+    ),
+)
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V1,
     _V2_FENCES,
@@ -337,6 +353,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     _V4_IN_FLIGHT,
     _V5_UNSETTLED,
     _V6_CHECK_BY_EQUALITIES,
+    _V7_PREFIXED_KEYS,
 )
 """The forward-only ladder: ``MIGRATIONS[n]`` takes a file from version ``n`` to ``n + 1``."""
 
@@ -378,13 +395,24 @@ _COMMAND_FIELDS = tuple(
 )  # fmt: skip
 _STATE_COLUMN, _TIME_COLUMN = 4, 8  # in a command row: integration first
 _KEY = _COMMAND_FIELDS[0]
-_COMMANDS_OF = (
-    # No ORDER BY: the rows are sorted by key in Python. Ordered here, SQLite would walk the
-    # primary key (every command of the integration) instead of probing each conversation in
-    # commands_by_conversation.
-    f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
-    "WHERE integration = ? AND conversation_id IN ({})"
-)
+
+
+@functools.lru_cache(maxsize=8)
+def _by_conversation(columns: str, ids: int) -> str:
+    """A query of ``columns`` of the commands of ``ids`` conversations (bound twice: the ids,
+    the integration, the integration, the ids; rule 6): those whose key starts with their
+    conversation's id and ':' by a range of the primary key, the others from the (partial)
+    conversation index. No ORDER BY: callers sort by key in Python."""
+    listed = _placeholders(ids)
+    return (
+        f"SELECT {columns} FROM (VALUES {_values(ids, 1)}) AS ids "  # noqa: S608
+        "JOIN commands AS c ON c.integration = ? AND c.conversation_id = ids.column1 "
+        "AND c.key >= ids.column1 || ':' AND c.key < ids.column1 || ';' "
+        f"UNION ALL SELECT {columns} FROM commands AS c INDEXED BY commands_by_conversation "
+        f"WHERE integration = ? AND conversation_id IN ({listed}) AND {_UNPREFIXED}"
+    )
+
+
 _UPSERT_LINKS = """
     INSERT INTO links (integration, email, crm_id, kind) VALUES {}
     ON CONFLICT (integration, email) DO UPDATE SET crm_id = excluded.crm_id, kind = excluded.kind
@@ -810,6 +838,20 @@ class SQLiteLedger:
             rows.extend(conn.execute(query, (*before, self._integration, *chunk)).fetchall())
         return rows
 
+    def _twice(self, ids: Sequence[str]) -> list[str]:
+        """The values of a ``_by_conversation`` query of ``ids``."""
+        return [*ids, self._integration, self._integration, *ids]
+
+    def _of_conversations(
+        self, conn: sqlite3.Connection, columns: str, ids: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        """``columns`` of the commands of the conversations ``ids`` (``_by_conversation``)."""
+        rows: list[tuple[Any, ...]] = []
+        for chunk in _chunks(ids):
+            query = _by_conversation(columns, len(chunk))
+            rows.extend(conn.execute(query, self._twice(chunk)).fetchall())
+        return rows
+
     def _stored_fences(self, conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, int]:
         sql = (
             "SELECT conversation_id, fence FROM due_syncs "
@@ -972,13 +1014,13 @@ class SQLiteLedger:
                     at,
                 )
             ]
-            self._update_in(
-                conn,
-                "UPDATE commands SET state = 'planned', reason = NULL, updated_at = ? "
-                "WHERE state = 'failed' AND integration = ? AND conversation_id IN ({})",
-                requeued,
-                at,
-            )
+            for chunk in _chunks(requeued):
+                rows = _by_conversation("c.rowid", len(chunk))
+                conn.execute(
+                    "UPDATE commands SET state = 'planned', reason = NULL, updated_at = ? "  # noqa: S608
+                    f"WHERE state = 'failed' AND rowid IN ({rows})",
+                    (at, *self._twice(chunk)),
+                )
         order = {cid: i for i, cid in enumerate(ids)}
         return sorted(requeued, key=order.__getitem__)
 
@@ -1342,18 +1384,14 @@ class SQLiteLedger:
         """Every command of one conversation, by key."""
         check_text("conversation_id", conversation_id)
         with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT {_COMMAND_COLUMNS} FROM commands "  # noqa: S608
-                "WHERE integration = ? AND conversation_id = ? ORDER BY key",
-                (self._integration, conversation_id),
-            ).fetchall()
-        return [_command_from_row(row) for row in rows]
+            rows = self._of_conversations(conn, _COMMAND_COLUMNS, [conversation_id])
+        return [_command_from_row(row) for row in sorted(rows, key=lambda row: row[0])]
 
     def commands_of(self, conversation_ids: Iterable[str]) -> dict[str, list[CommandRecord]]:
         """``commands_for`` of many conversations in one read (per few hundred ids)."""
         ids = check_ids("conversation_ids", conversation_ids)
         with self._read() as conn:
-            rows = self._select_in(conn, _COMMANDS_OF, ids)
+            rows = self._of_conversations(conn, _COMMAND_COLUMNS, ids)
         found: dict[str, list[CommandRecord]] = {cid: [] for cid in ids}
         for row in sorted(rows, key=lambda row: row[0]):
             found[row[1]].append(_command_from_row(row))
