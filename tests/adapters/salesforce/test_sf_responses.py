@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from signals_crm.adapters.salesforce import _responses as responses
 from signals_crm.adapters.salesforce._bodies import SubResponse
 from signals_crm.adapters.salesforce._responses import (
     ApiUsage,
@@ -402,7 +403,7 @@ def test_composite_successes_is_the_full_reading(
     all_ok = (
         status == 200
         and separators in ((",", ":"), (", ", ": "))
-        and sorted(str(e["referenceId"]) for e in entries) == refs
+        and {str(e["referenceId"]) for e in entries} == set(refs)  # a ref twice: its last
         and all(
             e["httpStatusCode"] == 200
             and e["httpHeaders"] == {}
@@ -412,7 +413,7 @@ def test_composite_successes_is_the_full_reading(
                 and r["success"] is True
                 and isinstance(r["id"], str)
                 and r["id"]
-                and not any(c in r["id"] for c in '"\\\x01')
+                and json.dumps(r["id"]) == f'"{r["id"]}"'  # written with no escape
                 for r in e["body"]
             )
             for e in entries
@@ -457,3 +458,35 @@ def test_an_all_successes_composite_is_read_by_its_text(separators: tuple[str, s
     entries[0]["body"][1] = {"success": False, "errors": [{"statusCode": "X", "message": "m"}]}  # type: ignore[index]
     text = json.dumps({"compositeResponse": entries}, separators=separators)
     assert composite_successes(httpx.Response(200, content=text.encode()), ["w0", "w1"]) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    moment=st.datetimes(min_value=datetime(1000, 1, 1)),  # noqa: DTZ001  # naive: its digits
+    offset=st.sampled_from(["+0000", "-0000", "+0060", "+0100", "+2400", "+0000"]),
+    digits=st.lists(st.sampled_from("0123456789"), min_size=21, max_size=21),
+    other=st.sampled_from(["", "", "\u0663", "Z", " ", "9"]),
+    at=st.integers(0, 27),
+)
+def test_parse_datetime_in_salesforce_shape_is_the_general_reading(
+    moment: datetime, offset: str, digits: list[str], other: str, at: int
+) -> None:
+    """A datetime in Salesforce's own shape (``YYYY-MM-DDTHH:MM:SS.fff+0000``), read the
+    short way, is what the general reading makes of it (or both refuse it alike), whatever
+    its digits and offset; a character changed in it leaves it to the general reading."""
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}{offset}"
+    if other == "9":  # any digits at all
+        text = "{}{}{}{}-{}{}-{}{}T{}{}:{}{}:{}{}.{}{}{}+{}{}{}{}".format(*digits)
+    elif other:
+        text = text[:at] + other + text[at + 1 :]
+
+    def read() -> object:
+        try:
+            return parse_datetime(text)
+        except ValueError as exc:
+            return type(exc)
+
+    quick = read()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(responses, "_SHAPE_LENGTH", -1)  # the general reading only
+        assert read() == quick
