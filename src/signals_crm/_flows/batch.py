@@ -430,30 +430,61 @@ def _command_sound(command: Command) -> bool:
         or type(fields) not in _FIELD_MAPS
     ):
         return _sound(command)
-    texts = [
-        command.key,
-        command.conversation_id,
-        command.email,
-        command.owner_id or "",
-        command.campaign_id or "",
-        person.id or "",
-        person.pending or "",
-        *fields,
-    ]
-    for value in fields.values():
-        if type(value) is str:
-            texts.append(value)
-        elif type(value) not in _LEAF_VALUES:
-            return _sound(command)
-    if activity is not None:
+    texts: list[Any] | tuple[Any, ...]
+    if fields:
+        texts = [
+            command.key,
+            command.conversation_id,
+            command.email,
+            command.owner_id or "",
+            command.campaign_id or "",
+            person.id or "",
+            person.pending or "",
+            *fields,
+        ]
+        for value in fields.values():
+            if type(value) is str:
+                texts.append(value)
+            elif type(value) not in _LEAF_VALUES:
+                return _sound(command)
+        if activity is not None:
+            kind = activity.kind
+            if type(activity) is not Activity or type(activity.activity_date) not in _LEAF_VALUES:
+                return _sound(command)
+            if type(kind) is str:
+                texts.append(kind)
+            elif type(kind) is not ActivityKind:
+                return _sound(command)
+            texts += (activity.key, activity.subject, activity.body)
+    elif activity is not None:  # a task: its texts in one tuple
         kind = activity.kind
         if type(activity) is not Activity or type(activity.activity_date) not in _LEAF_VALUES:
             return _sound(command)
-        if type(kind) is str:
-            texts.append(kind)
-        elif type(kind) is not ActivityKind:
+        if type(kind) is not ActivityKind and type(kind) is not str:
             return _sound(command)
-        texts += (activity.key, activity.subject, activity.body)
+        texts = (
+            command.key,
+            command.conversation_id,
+            command.email,
+            command.owner_id or "",
+            command.campaign_id or "",
+            person.id or "",
+            person.pending or "",
+            kind if type(kind) is str else "",
+            activity.key,
+            activity.subject,
+            activity.body,
+        )
+    else:
+        texts = (
+            command.key,
+            command.conversation_id,
+            command.email,
+            command.owner_id or "",
+            command.campaign_id or "",
+            person.id or "",
+            person.pending or "",
+        )
     try:
         text = "".join(texts)
     except TypeError:  # a part that is not text: walked as it is
@@ -1681,7 +1712,12 @@ def _answered(todo: Todo, results: Sequence[WriteResult], batch: _Batch) -> Todo
         crm_id = result.id
         if result.error is None and crm_id is not None:  # result.ok
             key = command.key
-            if trusted and type(crm_id) is str and crm_id and sound_text(crm_id):
+            if (
+                trusted
+                and type(crm_id) is str
+                and crm_id
+                and (crm_id.isascii() or sound_text(crm_id))
+            ):
                 old = records.get(key)
                 cid = command.conversation_id
                 updates.append(
@@ -1696,7 +1732,7 @@ def _answered(todo: Todo, results: Sequence[WriteResult], batch: _Batch) -> Todo
                         old.attempts if old is not None else 0,
                         None,
                         worker,
-                        fences.get(cid),
+                        fences.get(cid) if fences else None,
                     )
                 )
             else:
@@ -1945,7 +1981,10 @@ def sync_batch(
                 created=resumed,
                 reader=reader,
             )
-        plans = {p.conversation_id: _adopt_match(_keyed_updates(p), batch) for p in planned}
+        if batch.matched:
+            plans = {p.conversation_id: _adopt_match(_keyed_updates(p), batch) for p in planned}
+        else:  # (_adopt_match leaves every plan as it is)
+            plans = {p.conversation_id: _keyed_updates(p) for p in planned}
         planned = ()  # (the plans re-keyed are not kept twice)
         later: set[str] = set()
         records = batch.records
@@ -1953,8 +1992,10 @@ def sync_batch(
             later = carried(
                 list(plans.values()),
                 size=caps.write_batch_size,
-                pending=lambda c: (
-                    (r := records.get(c.key)) is None or r.state is CommandState.PLANNED
+                pending=(
+                    (lambda c: (r := records.get(c.key)) is None or r.state is CommandState.PLANNED)
+                    if records
+                    else None  # the ledger holds none of their commands: each is to send
                 ),
             )
             plans = {cid: plan for cid, plan in plans.items() if cid not in later}
@@ -2166,24 +2207,17 @@ def _outcome(
     match = plan.match
     if match is not None and match.record is not None:
         person_id = match.record.id
-    created = batch.created
+    created, records = batch.created, batch.records
     last: PersonRef | None = None
     found: str | None = None
-    for command in plan.commands:  # a record created by this plan, or by an earlier one
-        person = command.person
+    settled = True  # every command CONFIRMED or FAILED
+    failed = False
+    for command in plan.commands:
+        person = command.person  # a record created by this plan, or by an earlier one
         if person is not last:  # the commands of a plan mostly share their person
             last = person
             found = person.resolve(created)
         person_id = found or person_id
-    if not person_id:
-        person_id = batch.matched.get(cid) if batch.matched else None
-    trace = plan.trace if type(plan.trace) is tuple else tuple(plan.trace)
-    if plan.outcome is PlanOutcome.SKIPPED:
-        return _new_outcome(cid, kind, None, trace, None, _NO_ADMIN, plan, None)
-    records = batch.records
-    settled = True  # every command CONFIRMED or FAILED
-    failed = False
-    for command in plan.commands:
         record = records.get(command.key)
         state = record.state if record is not None else None
         if state is CommandState.CONFIRMED:
@@ -2194,6 +2228,11 @@ def _outcome(
             failed = True
         else:
             settled = False
+    if not person_id:
+        person_id = batch.matched.get(cid) if batch.matched else None
+    trace = plan.trace if type(plan.trace) is tuple else tuple(plan.trace)
+    if plan.outcome is PlanOutcome.SKIPPED:
+        return _new_outcome(cid, kind, None, trace, None, _NO_ADMIN, plan, None)
     if settled and not failed:
         return _new_outcome(cid, kind, person_id, trace, None, _NO_ADMIN, plan, None)
     reasons = list(trace)

@@ -53,12 +53,13 @@ def carried(
     plans: Sequence[Plan],
     *,
     size: int,
-    pending: Callable[[Command], bool],
+    pending: Callable[[Command], bool] | None,
     limit: int | None = None,
 ) -> set[str]:
     """The ids of the conversations to carry into the next round (module doc, rules 1-4).
 
-    ``size`` is the write batch size; ``pending`` tells whether a command is still to be sent;
+    ``size`` is the write batch size; ``pending`` tells whether a command is still to be sent
+    (``None``: every command is);
     ``limit`` caps how many are carried (default: half of ``plans``).
     """
     size = max(1, size)
@@ -67,7 +68,10 @@ def carried(
     # A plan's kinds to send, in its order (by value: no enum hashing) → their signature.
     signatures: dict[tuple[str, ...], Signature] = {}
     for index, plan in enumerate(plans):
-        kinds = [c.kind for c in plan.commands if pending(c)]
+        if pending is None:
+            kinds = [c.kind for c in plan.commands]
+        else:
+            kinds = [c.kind for c in plan.commands if pending(c)]
         if kinds:
             names = tuple([kind._value_ for kind in kinds])
             signature = signatures.get(names)
