@@ -13,7 +13,7 @@ described by a shipped JSON Schema (:func:`signals_crm.schemas.json_schema`: ``s
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -184,6 +184,19 @@ class _Tally:
             self.kept.append(outcome)
         elif outcome.kind in (OutcomeKind.FAILED, OutcomeKind.RETRY):
             self.kept.append(attrs.evolve(outcome, plan=None, reasons=()))
+
+    def add_streamed(self, outcomes: Iterable[ConversationOutcome]) -> None:
+        """``add(outcome, keep_all=False)`` of each of ``outcomes``, in order."""
+        totals, admin, kept = self.totals, self.admin, self.kept
+        failed, retry = OutcomeKind.FAILED, OutcomeKind.RETRY
+        for outcome in outcomes:
+            kind = outcome.kind
+            value = kind._value_
+            totals[value] = totals.get(value, 0) + 1
+            if outcome.needs_admin and outcome.error:
+                admin.setdefault(outcome.error, None)
+            if kind is failed or kind is retry:
+                kept.append(attrs.evolve(outcome, plan=None, reasons=()))
 
     @property
     def count(self) -> int:

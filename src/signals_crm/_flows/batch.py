@@ -1242,16 +1242,24 @@ def _mark_sent(todo: Todo, batch: _Batch, unsent: dict[str, CommandRecord | None
     """Record ``todo`` SENT (those of ``unsent`` already are: they only leave it); the ones
     another process raced us to are dropped. Returns what may go out."""
     before, records = batch.before_send, batch.records
-    for command, _ in todo:
-        key = command.key
-        if key not in before:
-            before[key] = records.get(key)
+    fresh: list[Command] = []
     if unsent:
-        fresh = [c for c, _ in todo if c.key not in unsent]
-        for command, _ in todo:
-            unsent.pop(command.key, None)
+        # One pass: those of unsent leave it, the others are to be recorded SENT.
+        marked = [c.key in unsent for c, _ in todo]
+        for (command, _), already in zip(todo, marked, strict=True):
+            key = command.key
+            if key not in before:
+                before[key] = records.get(key)
+            if already:
+                unsent.pop(key, None)
+            else:
+                fresh.append(command)
     else:
-        fresh = [c for c, _ in todo]
+        for command, _ in todo:
+            key = command.key
+            if key not in before:
+                before[key] = records.get(key)
+            fresh.append(command)
     if not fresh:
         return todo  # all recorded SENT already (the outcomes before stay deferred)
     lost = {r.key for r in (yield from batch.save(batch.mark_sent(fresh)))}

@@ -732,9 +732,9 @@ class Operations:
                     raise error
             if self.pause_gc:
                 yield Collector(paused=False)
-            for outcome in result.outcomes:
-                tally.add(outcome, keep_all=False)
-                if on_outcome is not None:
+            tally.add_streamed(result.outcomes)  # (the tally is local: counted first)
+            if on_outcome is not None:
+                for outcome in result.outcomes:
                     on_outcome(outcome)
             if result.rate_limited:
                 exhausted = True
