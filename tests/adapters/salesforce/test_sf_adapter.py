@@ -598,3 +598,36 @@ def test_a_marker_too_long_for_subject_fails_alone(
     assert results[0].error.retryable is False
     assert results[1].ok
     assert backdoor.task_markers(person) == ["short"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(0, 12),
+    picked=st.lists(st.integers(0, 11), max_size=12, unique=True),
+    run=st.booleans(),
+    extra=st.integers(-1, 1),
+)
+def test_results_are_placed_by_their_indices(
+    size: int, picked: list[int], run: bool, extra: int
+) -> None:
+    """A group's results land at its indices, a run of them or not, as one by one; lengths
+    that disagree are refused, as zip(strict=True) refuses them."""
+    from signals_crm.adapters.salesforce._flows import _place
+    from signals_crm.core.crm import WriteResult
+
+    indices = sorted(i for i in picked if i < size)
+    if run and indices:
+        indices = list(range(indices[0], indices[0] + len(indices)))
+        indices = [i for i in indices if i < size]
+    outcome = [WriteResult.success(f"r{n}") for n in range(max(len(indices) + extra, 0))]
+    placed: list[WriteResult | None] = [None] * size
+    expected: list[WriteResult | None] = [None] * size
+    try:
+        for i, result in zip(indices, outcome, strict=True):
+            expected[i] = result
+    except ValueError:
+        with pytest.raises(ValueError, match="zip"):
+            _place(placed, indices, outcome)
+        return
+    _place(placed, indices, outcome)
+    assert placed == expected

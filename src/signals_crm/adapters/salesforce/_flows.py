@@ -53,6 +53,8 @@ Theory of operation (the httpx ``auth_flow`` pattern):
 from __future__ import annotations
 
 import functools
+import itertools
+import operator
 import re
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, TypeAlias, TypedDict, TypeVar, overload
@@ -731,10 +733,14 @@ class SalesforceFlows(AdapterFlows):
                         results[group.call][i] = WriteResult.failure(_send_again(outcome))
                     continue
                 landed = True
-                for i, result in zip(group.indices, outcome, strict=True):
-                    results[group.call][i] = result
+                _place(results[group.call], group.indices, outcome)
             queue[:0] = again
-        return [[r if r is not None else WriteResult.failure(_LOST) for r in rs] for rs in results]
+        return [
+            rs  # type: ignore[misc]  # every result in: no None left (checked)
+            if all(map(operator.is_not, rs, itertools.repeat(None)))
+            else [r if r is not None else WriteResult.failure(_LOST) for r in rs]
+            for rs in results
+        ]
 
     def _send_groups(
         self, calls: Sequence[_Call], trip: Sequence[_Group]
@@ -990,6 +996,8 @@ class SalesforceFlows(AdapterFlows):
             (parsed,) = yield from self._collections(
                 [_Call(bodies, update=False, upsert=upsert, texts=texts)]
             )
+            if len(sendable) == len(tasks):  # every task sent: one result each, in order
+                return parsed
             for i, result in zip(sendable, parsed, strict=True):
                 results[i] = result
         return [r if r is not None else WriteResult.failure(_LOST) for r in results]
@@ -1306,6 +1314,20 @@ class _Bodies(Sequence[Mapping[str, Any]]):
         if isinstance(index, slice):
             return [self._build(w) for w in self._writes[index]]
         return self._build(self._writes[index])
+
+
+def _place(
+    results: list[WriteResult | None], indices: list[int], outcome: list[WriteResult]
+) -> None:
+    """``results[i] = outcome[n]`` for the n-th of ``indices``: one slice when they are a run
+    (a group of 200 as chunked, or a half of one), else one by one (lengths must agree)."""
+    if len(outcome) == len(indices) and indices:
+        start = indices[0]
+        if indices == list(range(start, start + len(indices))):
+            results[start : start + len(indices)] = outcome
+            return
+    for i, result in zip(indices, outcome, strict=True):
+        results[i] = result
 
 
 @attrs.frozen
