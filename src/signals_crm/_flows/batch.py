@@ -361,7 +361,7 @@ def _conversation_sound(conversation: Conversation) -> bool:
         text = "".join(filter(None, parts))  # None and "" hold no text
     except TypeError:  # a part that is not text: walked as it is
         return _sound(conversation)
-    if not (text.isascii() or not _SURROGATE.search(text)):
+    if not text.isascii() and _SURROGATE.search(text):
         return False
     return all(_sound(mapping) for mapping in mappings)
 
@@ -431,17 +431,17 @@ def _command_sound(command: Command) -> bool:
     ):
         return _sound(command)
     texts: list[Any] | tuple[Any, ...]
+    own = (  # the texts every command has
+        command.key,
+        command.conversation_id,
+        command.email,
+        command.owner_id or "",
+        command.campaign_id or "",
+        person.id or "",
+        person.pending or "",
+    )
     if fields:
-        texts = [
-            command.key,
-            command.conversation_id,
-            command.email,
-            command.owner_id or "",
-            command.campaign_id or "",
-            person.id or "",
-            person.pending or "",
-            *fields,
-        ]
+        texts = [*own, *fields]
         for value in fields.values():
             if type(value) is str:
                 texts.append(value)
@@ -463,28 +463,14 @@ def _command_sound(command: Command) -> bool:
         if type(kind) is not ActivityKind and type(kind) is not str:
             return _sound(command)
         texts = (
-            command.key,
-            command.conversation_id,
-            command.email,
-            command.owner_id or "",
-            command.campaign_id or "",
-            person.id or "",
-            person.pending or "",
+            *own,
             kind if type(kind) is str else "",
             activity.key,
             activity.subject,
             activity.body,
         )
     else:
-        texts = (
-            command.key,
-            command.conversation_id,
-            command.email,
-            command.owner_id or "",
-            command.campaign_id or "",
-            person.id or "",
-            person.pending or "",
-        )
+        texts = own
     try:
         text = "".join(texts)
     except TypeError:  # a part that is not text: walked as it is
@@ -1127,26 +1113,12 @@ def write_phase(
         calls.extend(_calls(commands, batch, caps))
     if not calls or batch.rate_limited:
         return
-    # _mark_sent of the phase's commands, none recorded SENT yet: each one's record as it
-    # was before its first send is kept (before_send), and is what it goes back to if unsent.
-    before, records = batch.before_send, batch.records
-    unsent: dict[str, CommandRecord | None] = {}
-    fresh: list[Command] = []
-    for call in calls:
-        for command, _ in call:
-            key = command.key
-            if key in before:
-                unsent[key] = before[key]
-            else:
-                unsent[key] = before[key] = records.get(key)
-            fresh.append(command)
-    lost = {r.key for r in (yield from batch.save(batch.mark_sent(fresh)))}
-    for key in lost:
-        unsent.pop(key, None)
+    marked = yield from _mark_sent([item for call in calls for item in call], batch, {})
+    unsent = {c.key: batch.before_send[c.key] for c, _ in marked}
+    whole = len(marked) == sum(len(call) for call in calls)  # nothing raced: each call whole
     try:
         for call in calls:
-            # Every record of the phase was recorded SENT (nothing raced): each call whole.
-            todo = [(c, p) for c, p in call if c.key in unsent] if lost else call
+            todo = call if whole else [(c, p) for c, p in call if c.key in unsent]
             if todo and not batch.rate_limited:
                 yield from _send(todo, batch, caps, unsent)
     except STOPS_A_RUN:
@@ -1159,15 +1131,23 @@ def write_phase(
 def _sendable(command: Command, batch: _Batch) -> bool:
     """Whether ``command`` may go out now: not settled (a confirmed create's id is noted),
     not unsettled (never re-sent blindly), and its conversation neither waits nor stopped."""
-    state = batch.state(command.key)
-    if state in (CommandState.CONFIRMED, CommandState.FAILED):
-        if state is CommandState.CONFIRMED and command.kind is CommandKind.CREATE_PERSON:
-            crm_id = batch.records[command.key].crm_id
-            if crm_id is not None:
-                batch.created[command.key] = crm_id
-        return False
-    if state in (CommandState.UNKNOWN, CommandState.SENT):
-        return False  # not reconciled (yet): never re-sent blindly
+    return _sendable_as(command, batch.records.get(command.key), batch)
+
+
+def _sendable_as(command: Command, old: CommandRecord | None, batch: _Batch) -> bool:
+    """:func:`_sendable`, with ``command``'s record (``old``) read already."""
+    if old is not None:
+        state = old.state
+        if state is CommandState.CONFIRMED or state is CommandState.FAILED:
+            if (
+                state is CommandState.CONFIRMED
+                and command.kind is CommandKind.CREATE_PERSON
+                and old.crm_id is not None
+            ):
+                batch.created[command.key] = old.crm_id
+            return False
+        if state is CommandState.UNKNOWN or state is CommandState.SENT:
+            return False  # not reconciled (yet): never re-sent blindly
     cid = command.conversation_id
     return not (cid in batch.waits or cid in batch.blocked or cid in batch.lost)
 
@@ -1178,57 +1158,17 @@ def _calls(commands: Sequence[Command], batch: _Batch, caps: Capabilities) -> li
     todo: Todo = []
     alone: Todo = []
     records = batch.records
-    waits, blocked, lost = batch.waits, batch.blocked, batch.lost
-    created, cache = batch.created, batch.sound
-    create, update = CommandKind.CREATE_PERSON, CommandKind.UPDATE_PERSON
-    task = CommandKind.CREATE_TASK
     for command in commands:
-        # _sendable, with the command's record read once
-        old = records.get(command.key)
-        if old is not None:
-            state = old.state
-            if state is CommandState.CONFIRMED or state is CommandState.FAILED:
-                if (
-                    state is CommandState.CONFIRMED
-                    and command.kind is CommandKind.CREATE_PERSON
-                    and old.crm_id is not None
-                ):
-                    batch.created[command.key] = old.crm_id
-                continue
-            if state is CommandState.UNKNOWN or state is CommandState.SENT:
-                continue  # not reconciled (yet): never re-sent blindly
-        cid = command.conversation_id
-        if cid in waits or cid in blocked or cid in lost:
+        old = records.get(command.key)  # read once, for _sendable_as and the isolation below
+        if not _sendable_as(command, old, batch):
             continue
-        # _payload, with the person id it writes kept (no lookup of it on the payload)
-        kind = command.kind
-        if kind is create:
-            payload: Any = command.to_person_write()
-            person_id: Any = ""  # a create's write holds no person id
-        else:
-            person_id = command.person.resolve(created)
-            if person_id is None:
-                continue  # its person record does not exist (yet): the conversation is retried
-            if kind is task:
-                payload = command.to_task_write(person_id)
-            elif kind is update:
-                payload = command.to_person_update(person_id)
-            else:
-                payload = command.to_membership_write(person_id)
-        # _unsendable_write, of the person id kept: a sound command and a sound person id
-        # make a sound write (the planner's own commands; any other is asked as it was)
-        if (
-            type(command) is Command
-            and ((cache and cache.get(command.key) is command) or _command_sound(command))
-            and type(person_id) is str
-            and (person_id.isascii() or not _SURROGATE.search(person_id))
-        ):
-            why = None
-        else:
-            why = _unsendable_write(command, payload, batch)
+        payload = _payload(command, batch)
+        if payload is None:
+            continue  # its person record does not exist (yet): the conversation is retried
+        why = _unsendable_write(command, payload, batch)
         if why is not None:
             batch.defer([batch.mark(command, CommandState.FAILED, reason=why)])
-            batch.errors.setdefault(cid, (why, False))
+            batch.errors.setdefault(command.conversation_id, (why, False))
             continue
         if old is not None and (old.reason or "").startswith(_ISOLATE):
             alone.append((command, payload))
@@ -1243,22 +1183,15 @@ def _mark_sent(todo: Todo, batch: _Batch, unsent: dict[str, CommandRecord | None
     another process raced us to are dropped. Returns what may go out."""
     before, records = batch.before_send, batch.records
     fresh: list[Command] = []
-    if unsent:
-        # One pass: those of unsent leave it, the others are to be recorded SENT.
-        marked = [c.key in unsent for c, _ in todo]
-        for (command, _), already in zip(todo, marked, strict=True):
-            key = command.key
-            if key not in before:
-                before[key] = records.get(key)
-            if already:
-                unsent.pop(key, None)
-            else:
-                fresh.append(command)
-    else:
-        for command, _ in todo:
-            key = command.key
-            if key not in before:
-                before[key] = records.get(key)
+    # (Which were recorded SENT already is read before any leaves unsent: a key twice.)
+    marked = [c.key in unsent for c, _ in todo] if unsent else [False] * len(todo)
+    for (command, _), already in zip(todo, marked, strict=True):
+        key = command.key
+        if key not in before:
+            before[key] = records.get(key)
+        if already:
+            unsent.pop(key, None)  # recorded SENT already: it only leaves unsent
+        else:
             fresh.append(command)
     if not fresh:
         return todo  # all recorded SENT already (the outcomes before stay deferred)
@@ -1320,17 +1253,10 @@ def _send(todo: Todo, batch: _Batch, caps: Capabilities, unsent: dict[str, Any])
 
 def _write_call(todo: Todo) -> Flow:
     """The adapter call for ``todo``; one answer per record, or the call counts as broken."""
-    kind = todo[0][0].kind
-    dependent = kind is CommandKind.CREATE_TASK or kind is CommandKind.ADD_TO_CAMPAIGN
-    payloads: list[Any] = []
-    for command, payload in todo:  # _needs_chain, and the payloads, in one pass
-        if command.kind is not kind or (
-            dependent and getattr(payload, "person_id", None) == _CHAINED
-        ):
-            return (yield from _chain_call(todo))
-        payloads.append(payload)
-    method = _METHODS[kind]
-    results: list[WriteResult] = list((yield Call(method, (payloads,))))
+    if _needs_chain(todo):
+        return (yield from _chain_call(todo))
+    method = _METHODS[todo[0][0].kind]
+    results: list[WriteResult] = list((yield Call(method, ([p for _, p in todo],))))
     if len(results) != len(todo):
         msg = f"{method} returned {len(results)} results for {len(todo)} records"
         raise CRMAPIError(msg)  # one verdict for every broken call
@@ -1437,10 +1363,7 @@ def _refresh(todo: Todo, batch: _Batch) -> Todo:
     keys: set[str] | None = None
     out: Todo | None = None  # a copy, from the first item that changes
     for index, (command, sent) in enumerate(todo):
-        kind = command.kind
-        if (kind is CommandKind.CREATE_TASK or kind is CommandKind.ADD_TO_CAMPAIGN) and (
-            getattr(sent, "person_id", None) == _CHAINED
-        ):
+        if _is_chained(command, sent):
             if keys is None:
                 keys = {c.key for c, _ in todo}
             if command.depends_on not in keys:
@@ -2116,7 +2039,7 @@ def _links(outcomes: Sequence[ConversationOutcome]) -> list[PersonLink]:
             continue
         email, crm_id = plan.email, outcome.person_id
         if type(email) is str and type(crm_id) is str and type(kind) is PersonKind:
-            email = email.strip().lower()  # PersonLink's converter (normalize_email)
+            email = normalize_email(email)  # PersonLink's converter
             if email and crm_id and sound_text(email) and sound_text(crm_id):
                 # What PersonLink's checks ask, asked here: built slot by slot.
                 links.append(_trusted_link(email, crm_id, kind))
