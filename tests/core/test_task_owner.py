@@ -225,3 +225,53 @@ def test_planned_tasks_are_owned_by_mapped_users_or_the_record_owner(conversatio
     allowed = {e.crm_user_id for e in config.users.entries} | {config.default_owner, None}
     for command in plan.commands_of(CommandKind.CREATE_TASK):
         assert command.owner_id in allowed
+
+
+def _walked(roles, participants, users, record_owner, default_owner, inactive):
+    """Rules 1 to 4 walked plainly, with no memo: (owner, role, the reasons' codes)."""
+    codes: list[str] = []
+    for role in roles:
+        user = participants.get(role)
+        if user is None:
+            continue
+        crm_id = users.crm_user_for(user)
+        if crm_id is None:
+            codes.append("task_owner_unmapped")
+        elif crm_id in inactive:
+            codes.append("task_owner_inactive")
+        else:
+            return crm_id, role, [*codes, "task_owner"]
+    default = default_owner if default_owner not in inactive else None
+    known = record_owner is not None and record_owner not in inactive
+    known = known and (record_owner == default or bool(users.signals_user_for(record_owner)))
+    if known:
+        return record_owner, None, [*codes, "task_owner_record"]
+    return None, None, [*codes, "task_owner_crm_default"]
+
+
+@given(
+    users=sst.user_mappings(),
+    inactive=st.frozensets(st.sampled_from(sst.CRM_USER_IDS)),
+    default_owner=st.one_of(st.none(), st.sampled_from(sst.CRM_USER_IDS)),
+    tasks=st.lists(
+        st.tuples(
+            st.sampled_from([MEETING, TRANSCRIPT, (Role.LAST_ROUTED,), ()]),
+            sst.participants(),
+            st.one_of(st.none(), st.just("005OTHER"), st.sampled_from(sst.CRM_USER_IDS)),
+            st.sampled_from(["the meeting task", "the transcript task"]),
+        ),
+        max_size=12,
+    ),
+)
+def test_a_rule_kept_across_tasks_walks_as_the_rule_says(users, inactive, default_owner, tasks):
+    """One rule deciding a stream of tasks (its memo shared by users, labels and walks)
+    answers each as a fresh rule does, and as rules 1 to 4 walked plainly do."""
+    kept = TaskOwnerRule(users, default_owner, inactive)
+    for roles, participants, record_owner, label in tasks:
+        got = kept.resolve(roles, participants, record_owner, activity=label)
+        fresh = TaskOwnerRule(users, default_owner, inactive)
+        assert got == fresh.resolve(roles, participants, record_owner, activity=label)
+        owner, role, codes = _walked(
+            roles, participants, users, record_owner, default_owner, inactive
+        )
+        assert (got.owner_id, got.role, [r.code for r in got.trace]) == (owner, role, codes)

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 
 import attrs
 
+from signals_crm.core._build import builder
 from signals_crm.core.config import ContactPolicy
 from signals_crm.core.model import PersonKind, PersonRecord, normalize_email
 from signals_crm.core.trace import Reason, info
@@ -64,9 +65,15 @@ def best_record(records: Iterable[PersonRecord]) -> PersonRecord:
     return max(ordered, key=lambda r: recency(r.last_modified))
 
 
+# Members read per decision, as module globals (an Enum member read off its class is a slow
+# lookup; a member's ``value`` slower still).
 _CONTACT = PersonKind.CONTACT
+_CREATE, _UPDATE, _ATTACH = MatchOutcome.CREATE, MatchOutcome.UPDATE, MatchOutcome.ATTACH_CONTACT
+_LABELS = {kind: kind.value for kind in PersonKind}
+_ATTACH_POLICY = ContactPolicy.ATTACH
+_decision = builder(MatchDecision)  # positional, every field: built per match
 _NOTHING_FOUND = MatchDecision(
-    MatchOutcome.CREATE,
+    _CREATE,
     None,
     ambiguous=False,
     trace=(info("match_none", "no record has this email; a new one is created"),),
@@ -90,14 +97,14 @@ def decide_match(
     contacts: list[PersonRecord] = []
     for record in records:
         theirs = record.email
-        if theirs is None or normalize_email(theirs) != key:
+        if theirs is None or (theirs != email and normalize_email(theirs) != key):
             continue
         kind = record.kind
         if kind is person_kind:
             (converted if record.is_converted else people).append(record)
         if kind is _CONTACT:
             contacts.append(record)
-    label = person_kind.value
+    label = _LABELS[person_kind]
     trace: list[Reason] = []
     if converted:
         trace.append(
@@ -119,10 +126,10 @@ def decide_match(
                 )
             )
         trace.append(Reason("match_update", f"existing {label} {best.id} matched"))
-        return MatchDecision(MatchOutcome.UPDATE, best, ambiguous, tuple(trace))
+        return _decision(_UPDATE, best, ambiguous, tuple(trace))
 
     if separate_contacts:
-        if not contacts and policy is ContactPolicy.ATTACH:
+        if not contacts and policy is _ATTACH_POLICY:
             contacts = [
                 PersonRecord(
                     id=r.converted_contact_id,
@@ -140,7 +147,7 @@ def decide_match(
         if contacts:
             best = best_record(contacts) if len(contacts) > 1 else contacts[0]
             ambiguous = len(contacts) > 1
-            if policy is ContactPolicy.ATTACH:
+            if policy is _ATTACH_POLICY:
                 trace.append(
                     info(
                         "match_contact_attach",
@@ -148,14 +155,14 @@ def decide_match(
                         "are attached to it",
                     )
                 )
-                return MatchDecision(MatchOutcome.ATTACH_CONTACT, best, ambiguous, tuple(trace))
+                return _decision(_ATTACH, best, ambiguous, tuple(trace))
             trace.append(
                 info(
                     "match_contact_create_lead",
                     f"contact {best.id} has this email; policy create_lead makes a new lead",
                 )
             )
-            return MatchDecision(MatchOutcome.CREATE, None, ambiguous=False, trace=tuple(trace))
+            return _decision(_CREATE, None, False, tuple(trace))  # noqa: FBT003  # positional
 
     trace.append(info("match_none", "no record has this email; a new one is created"))
-    return MatchDecision(MatchOutcome.CREATE, None, ambiguous=False, trace=tuple(trace))
+    return _decision(_CREATE, None, False, tuple(trace))  # noqa: FBT003  # positional

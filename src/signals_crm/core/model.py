@@ -342,6 +342,10 @@ class Activity:
 
 
 _activity = builder(Activity)  # positional, every field: built per task planned
+# The built-in kinds as module globals: reading an Enum's member off its class is a slow
+# attribute lookup, and activities are made per conversation planned.
+_CHAT_TRANSCRIPT = ActivityKind.CHAT_TRANSCRIPT
+_MEETING_BOOKED = ActivityKind.MEETING_BOOKED
 
 
 _KIND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -452,21 +456,19 @@ class Conversation:
         """The activities this conversation produced, in a stable order."""
         closed_on = self.closed_at.date() if self.closed_at else None
         transcript = (
-            (
-                _activity(
-                    ActivityKind.CHAT_TRANSCRIPT,
-                    "transcript",
-                    "Signals chat transcript",
-                    self.transcript,
-                    closed_on,
-                ),
+            _activity(
+                _CHAT_TRANSCRIPT,
+                "transcript",
+                "Signals chat transcript",
+                self.transcript,
+                closed_on,
             )
             if self.transcript
-            else ()
+            else None
         )
         m = self.meeting
         if m is None:
-            return transcript
+            return () if transcript is None else (transcript,)
         body = f"Meeting booked in a Signals chat: {m.name or 'meeting'}"
         if m.agent_name:
             body += f"\nWith: {m.agent_name}"
@@ -475,13 +477,13 @@ class Conversation:
         if m.duration_minutes is not None:
             body += f"\nDuration: {m.duration_minutes} minutes"
         meeting = _activity(
-            ActivityKind.MEETING_BOOKED,
+            _MEETING_BOOKED,
             f"meeting:{m.id}",
             f"Meeting booked: {m.name}" if m.name else "Meeting booked",
             body,
             m.date or closed_on,
         )
-        return (*transcript, meeting)
+        return (meeting,) if transcript is None else (transcript, meeting)
 
     def field_values(self) -> dict[str, FieldValue]:
         """Every Signals field a mapping can name, by dotted path.

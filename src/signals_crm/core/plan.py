@@ -114,6 +114,23 @@ class PlanOutcome(enum.Enum):
     __hash__ = object.__hash__
 
 
+# The members read while planning, as module globals: reading an Enum's member off its class
+# is a slow attribute lookup (about ten times a global's), made several times per conversation.
+_CREATE_PERSON = CommandKind.CREATE_PERSON
+_UPDATE_PERSON = CommandKind.UPDATE_PERSON
+_CREATE_TASK = CommandKind.CREATE_TASK
+_ADD_TO_CAMPAIGN = CommandKind.ADD_TO_CAMPAIGN
+_SKIPPED = PlanOutcome.SKIPPED
+_CREATE = PlanOutcome.CREATE
+_UPDATED = PlanOutcome.UPDATE
+_UNCHANGED = PlanOutcome.UNCHANGED
+_ATTACHED = PlanOutcome.ATTACH_CONTACT
+_MANUAL = SyncMode.MANUAL
+_MATCH_UPDATE = MatchOutcome.UPDATE
+_MATCH_ATTACH = MatchOutcome.ATTACH_CONTACT
+_CONTACT = PersonKind.CONTACT
+
+
 @attrs.frozen
 class PersonRef:
     """The person record a command acts on: an existing ``id``, or the key of the create
@@ -176,7 +193,7 @@ class Command:
     @property
     def depends_on(self) -> str | None:
         """The key of the create this command waits for, if any."""
-        return self.person.pending if self.kind is not CommandKind.CREATE_PERSON else None
+        return self.person.pending if self.kind is not _CREATE_PERSON else None
 
     def to_person_write(self) -> PersonWrite:
         return _person_write(self.key, self.person.kind, self.email, self.fields, self.owner_id)
@@ -223,7 +240,7 @@ class Plan:
     @property
     def synced(self) -> bool:
         """Whether the conversation passes (eligible, or manual with an email)."""
-        return self.outcome is not PlanOutcome.SKIPPED
+        return self.outcome is not _SKIPPED
 
     @property
     def blockers(self) -> tuple[Reason, ...]:
@@ -469,7 +486,7 @@ class Planner:
                         mode,
                         conversation.email,
                         verdict,
-                        PlanOutcome.SKIPPED,
+                        _SKIPPED,
                         (),  # no commands
                         None,  # no match
                         None,  # no owner
@@ -571,7 +588,7 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
             policy=config.existing_contact,
         )
         trace.extend(match.trace)
-        if match.outcome is MatchOutcome.UPDATE:
+        if match.outcome is _MATCH_UPDATE:
             assert match.record is not None  # noqa: S101  # an update always names its record
             person = _person_ref(kind, match.record.id, None)
             record_owner = match.record.owner_id
@@ -585,11 +602,11 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
                 compiled,
             )
             trace.append(_OWNER_UNTOUCHED)
-        elif match.outcome is MatchOutcome.ATTACH_CONTACT:
+        elif match.outcome is _MATCH_ATTACH:
             assert match.record is not None  # noqa: S101  # an attach always names its record
-            person = _person_ref(PersonKind.CONTACT, match.record.id, None)
+            person = _person_ref(_CONTACT, match.record.id, None)
             record_owner = match.record.owner_id
-            outcome = PlanOutcome.ATTACH_CONTACT
+            outcome = _ATTACHED
         else:
             create_key = f"{cid}:{_PERSON}"
             person = _person_ref(kind, None, create_key)  # pending
@@ -600,7 +617,7 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
             trace.extend(payload.trace)
             create = _command(  # positional, in the order of Command's fields (built per create)
                 create_key,
-                CommandKind.CREATE_PERSON,
+                _CREATE_PERSON,
                 cid,
                 email,
                 person,
@@ -611,14 +628,14 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
             )
             commands.append(create)
             pending[email_key] = create  # later conversations of the batch with this email
-            outcome = PlanOutcome.CREATE
+            outcome = _CREATE
             campaign = compiled.campaign_reason  # None when no campaign is configured
             if campaign is not None:
                 if compiled.capabilities.supports_campaigns:
                     commands.append(
                         _command(  # positional, in the order of Command's fields
                             f"{cid}:{_CAMPAIGN}",
-                            CommandKind.ADD_TO_CAMPAIGN,
+                            _ADD_TO_CAMPAIGN,
                             cid,
                             email,
                             person,
@@ -630,7 +647,7 @@ def _plan_one(  # noqa: PLR0917  # positional: called per conversation
                     )
                 trace.append(campaign)
 
-    if compiled.mode is SyncMode.MANUAL:
+    if compiled.mode is _MANUAL:
         trace.append(_NO_TASKS_MANUAL)
     else:
         _tasks(conversation, email, person, record_owner, commands, trace, compiled)
@@ -666,11 +683,11 @@ def _update(  # noqa: PLR0917  # positional: called per update
     payload = compiled.update_fields.update(conversation, current)
     trace.extend(payload.trace)
     if not payload.fields:
-        return PlanOutcome.UNCHANGED
+        return _UNCHANGED
     commands.append(
         _command(  # positional, in the order of Command's fields
             f"{conversation.id}:{_UPDATE}",
-            CommandKind.UPDATE_PERSON,
+            _UPDATE_PERSON,
             conversation.id,
             email,
             person,
@@ -680,7 +697,7 @@ def _update(  # noqa: PLR0917  # positional: called per update
             None,  # no campaign
         )
     )
-    return PlanOutcome.UPDATE
+    return _UPDATED
 
 
 def _tasks(  # noqa: PLR0917  # positional: called per conversation
@@ -731,7 +748,7 @@ def _tasks(  # noqa: PLR0917  # positional: called per conversation
         commands.append(
             _command(  # positional, in the order of Command's fields (built per task)
                 prefix + activity.key,
-                CommandKind.CREATE_TASK,
+                _CREATE_TASK,
                 cid,
                 email,
                 person,

@@ -24,7 +24,8 @@ record's owner, rule 3, already reflects them for a new record.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from operator import attrgetter
 
 import attrs
 
@@ -55,14 +56,20 @@ def _who(user: SignalsUser) -> str:
     return user.email or f"user {user.id}"
 
 
+_Getter = Callable[[Participants], "SignalsUser | None"]
+# What one user in one role comes to for one task: the owner when it owns the task (and the
+# reason saying so), else None and the reason it is skipped.
+_Step = tuple[TaskOwner | None, Reason]
+
+
 class TaskOwnerRule:
     """The task-owner rule compiled for one user mapping, to decide many tasks.
 
-    What each (role, user) comes to is remembered: a team has few users and a batch many
+    What each (task, role, user) comes to is remembered: a team has few users and a batch many
     tasks. The memo only saves work; every answer equals the one a fresh rule would give.
     """
 
-    __slots__ = ("_chosen", "_default", "_inactive", "_memo", "_record", "_users")
+    __slots__ = ("_default", "_inactive", "_record", "_steps", "_users", "_walks")
 
     def __init__(
         self,
@@ -73,8 +80,11 @@ class TaskOwnerRule:
         self._users = users
         self._inactive = inactive
         self._default = default_owner if default_owner not in inactive else None
-        self._memo: dict[tuple[Role, str | None, str | None], tuple[str | None, Reason]] = {}
-        self._chosen: dict[tuple[str, Role, str | None, str | None], TaskOwner] = {}
+        # Per tuple of roles: each role with the getter of its participant (its attribute).
+        self._walks: dict[tuple[Role, ...], tuple[tuple[Role, _Getter], ...]] = {}
+        # Per (label, role, user id, user email): the task owner when that user owns the task
+        # alone, else None and the reason the user is skipped.
+        self._steps: dict[tuple[str, Role, str | None, str | None], _Step] = {}
         self._record: dict[tuple[str, str | None], TaskOwner] = {}
 
     def resolve(
@@ -87,32 +97,28 @@ class TaskOwnerRule:
     ) -> TaskOwner:
         """Apply the rule to one task: ``roles`` who did it (rule 1), in order. ``activity``
         labels the task in the reasons (a few distinct labels: answers are remembered by it)."""
-        skipped: list[Reason] = []
-        for role in roles:
-            user = participants.get(role)
+        walk = self._walks.get(roles)
+        if walk is None:
+            walk = self._walks[roles] = tuple((role, attrgetter(role.value)) for role in roles)
+        skipped: list[Reason] | None = None
+        for role, get in walk:
+            user: SignalsUser | None = get(participants)
             if user is None:
                 continue
-            key = (role, user.id, user.email)
-            step = self._memo.get(key)
+            key = (activity, role, user.id, user.email)
+            step = self._steps.get(key)
             if step is None:
-                step = self._memo[key] = self._step(role, user)
-            crm_id, reason = step
-            if crm_id is None:
-                skipped.append(reason)
-                continue
-            memo_key = (activity, *key)
-            alone = self._chosen.get(memo_key)
+                step = self._steps[key] = self._step(activity, role, user)
+            alone, reason = step
             if alone is None:
-                chosen = info(
-                    "task_owner",
-                    f"{activity}: owned by the {role.value} {_who(user)} (CRM user {crm_id})",
-                    role=role.value,
-                    owner_id=crm_id,
-                )
-                alone = self._chosen[memo_key] = TaskOwner(crm_id, role, (chosen,))
-            if not skipped:
+                if skipped is None:
+                    skipped = [reason]
+                else:
+                    skipped.append(reason)
+                continue
+            if skipped is None:
                 return alone
-            return TaskOwner(crm_id, role, (*skipped, *alone.trace))
+            return TaskOwner(alone.owner_id, role, (*skipped, *alone.trace))
         fallback = self._record.get((activity, record_owner))
         if fallback is None:
             known = (
@@ -122,11 +128,11 @@ class TaskOwnerRule:
             )
             fallback = _fallback(activity, record_owner, known=bool(known))
             self._record[activity, record_owner] = fallback
-        if not skipped:
+        if skipped is None:
             return fallback
         return TaskOwner(fallback.owner_id, None, (*skipped, *fallback.trace))
 
-    def _step(self, role: Role, user: SignalsUser) -> tuple[str | None, Reason]:
+    def _step(self, activity: str, role: Role, user: SignalsUser) -> _Step:
         crm_id = self._users.crm_user_for(user)
         if crm_id is None:
             return None, info(
@@ -141,10 +147,13 @@ class TaskOwnerRule:
                 "skipped",
                 role=role.value,
             )
-        return crm_id, _NO_REASON
-
-
-_NO_REASON = info("task_owner", "")
+        chosen = info(
+            "task_owner",
+            f"{activity}: owned by the {role.value} {_who(user)} (CRM user {crm_id})",
+            role=role.value,
+            owner_id=crm_id,
+        )
+        return TaskOwner(crm_id, role, (chosen,)), chosen
 
 
 def _fallback(activity: str, record_owner: str | None, *, known: bool) -> TaskOwner:
