@@ -719,9 +719,8 @@ class Operations:
             by_id = {c.id: c for c in batch}
             carried = [(places[cid], by_id[cid]) for cid in result.carried]
             self._learn_inactive(result)
-            retry_later = [
-                o.conversation_id for o in result.outcomes if o.kind is OutcomeKind.RETRY
-            ]
+            retry = OutcomeKind.RETRY  # (read once: a member read from its enum is a lookup)
+            retry_later = [o.conversation_id for o in result.outcomes if o.kind is retry]
             more: list[LedgerOp] = []
             if retry_later:  # finished later by run_due, like any automatic sync
                 later = now + timedelta(seconds=self.retry.reschedule_after)
