@@ -9,17 +9,20 @@ import subprocess
 import sys
 import threading
 from contextlib import closing
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from ledger_strategies import assert_identical
 
 from signals_crm.core.model import Company, Conversation, Meeting, PersonKind, Visitor
 from signals_crm.exceptions import ConfigurationError, InvalidTransitionError, LedgerError
 from signals_crm.ledger import CommandRecord, CommandState, DueState, MemoryLedger, SQLiteLedger
-from signals_crm.ledger.base import apply_transitions
+from signals_crm.ledger import sqlite as sqlite_ledger
+from signals_crm.ledger.base import apply_transitions, trusted_command
 from signals_crm.ledger.sqlite import APPLICATION_ID, SCHEMA_VERSION
 
 WORKERS = Path(__file__).with_name("ledger_workers.py")
@@ -689,3 +692,76 @@ def test_commands_of_any_ids_and_keys_equal_the_memory_ledgers(tmp_path: Path) -
     assert [key for (key,) in indexed] == sorted(
         key for cid, key in _PREFIX_CASES if not key.startswith(f"{cid or '-'}:")
     )
+
+
+_ZONES = (UTC, timezone(timedelta(hours=2)), ZoneInfo("America/New_York"))
+
+
+@st.composite
+def _command_batches(draw: st.DrawFn) -> list[CommandRecord]:
+    """Batches of distinct keys whose columns are shared by every row or not, whose times are
+    one instant or a few, given in one zone or several (equal instants in different zones)."""
+    size = draw(st.integers(min_value=1, max_value=6))
+    instants = draw(st.lists(st.integers(min_value=0, max_value=2), min_size=size, max_size=size))
+    zones = draw(st.lists(st.sampled_from(_ZONES), min_size=size, max_size=size))
+    states = draw(st.lists(st.sampled_from(list(CommandState)), min_size=size, max_size=size))
+    kinds = draw(
+        st.lists(st.sampled_from(["create_task", "add_to_campaign"]), min_size=size, max_size=size)
+    )
+    owners = draw(st.lists(st.sampled_from([None, "w1", "w2"]), min_size=size, max_size=size))
+    fences = draw(st.lists(st.sampled_from([None, 0, 3]), min_size=size, max_size=size))
+    return [
+        CommandRecord(
+            f"c{i % 3}:k{i}",
+            f"c{i % 3}",
+            kinds[i],
+            state,
+            (T0 + timedelta(minutes=instants[i])).astimezone(zones[i]),
+            crm_id=f"00Q{i}" if state is CommandState.CONFIRMED else None,
+            reason="no" if state is CommandState.FAILED else None,
+            attempts=i % 2,
+            owner=owners[i],
+            fence=fences[i],
+        )
+        for i, state in enumerate(states)
+    ]
+
+
+@given(records=_command_batches(), judged=st.booleans())
+def test_an_upsert_binds_each_row_as_the_record_holds_it(
+    records: list[CommandRecord], judged: bool
+) -> None:
+    """The multi-row upsert (columns every row shares bound once, their state or time
+    converted once) writes exactly the row of each record, converted one by one."""
+    with closing(sqlite3.connect(":memory:")) as conn:
+        for step in sqlite_ledger.MIGRATIONS:
+            for statement in step:
+                conn.execute(statement)
+        micros: dict[datetime, int] = {}
+        sql, values = sqlite_ledger._upsert_statement("tenant", records, micros, judged)
+        assert conn.execute(sql, values).rowcount == len(records)
+        stored = conn.execute(
+            "SELECT integration, key, conversation_id, kind, state, crm_id, reason, attempts, "
+            "updated_at, payload_digest, owner, fence FROM commands ORDER BY rowid"
+        ).fetchall()
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert stored == [
+        (
+            "tenant", r.key, r.conversation_id, r.kind, r.state.value, r.crm_id, r.reason,
+            r.attempts, (r.updated_at - epoch) // timedelta(microseconds=1),
+            r.payload_digest, r.owner, r.fence,
+        )
+        for r in records
+    ]  # fmt: skip
+
+
+def test_a_naive_time_in_a_batch_is_refused_as_ever(tmp_path: Path) -> None:
+    """A record whose time lost its zone (built past the validating constructor) is refused
+    with a ConfigurationError naming updated_at, and nothing of its batch is written."""
+    naive = trusted_command(
+        "c2:person", "c2", "create_person", CommandState.SENT, T0.replace(tzinfo=None)
+    )
+    with SQLiteLedger(tmp_path / "ledger.db") as ledger:
+        with pytest.raises(ConfigurationError, match="updated_at"):
+            ledger.record([_cmd("c1:person", CommandState.SENT), naive])
+        assert ledger.get_commands(["c1:person", "c2:person"]) == {}

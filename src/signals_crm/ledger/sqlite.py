@@ -386,15 +386,8 @@ _JUDGED = """
     WHERE excluded.state != 'sent' AND commands.state IN ('planned', 'sent', 'unknown')
     AND commands.conversation_id = excluded.conversation_id AND commands.kind = excluded.kind
 """
-_COMMAND_FIELDS = tuple(
-    attrgetter(name)
-    for name in (
-        "key", "conversation_id", "kind", "state", "crm_id", "reason", "attempts",
-        "updated_at", "payload_digest", "owner", "fence",
-    )
-)  # fmt: skip
 _STATE_COLUMN, _TIME_COLUMN = 4, 8  # in a command row: integration first
-_KEY = _COMMAND_FIELDS[0]
+_KEY = attrgetter("key")
 
 
 @functools.lru_cache(maxsize=8)
@@ -504,24 +497,22 @@ def _checked_entries(
         yield conversation, due_at
 
 
-def _in_utc(record: CommandRecord) -> CommandRecord:
-    """``record`` with its time in UTC (as ``apply_transitions`` returns it)."""
-    return attrs.evolve(record, updated_at=to_utc(record.updated_at, "updated_at"))
-
-
-def _command_columns(
-    integration: str, records: Sequence[CommandRecord], micros: dict[datetime, int]
-) -> list[list[Any]]:
-    """The columns of ``records``' rows (the integration first); ``micros`` remembers the times
-    converted so far (the records of one batch share a few)."""
-    columns: list[list[Any]] = [[integration] * len(records)]
-    columns.extend(list(map(field, records)) for field in _COMMAND_FIELDS)
-    columns[_STATE_COLUMN] = [state._value_ for state in columns[_STATE_COLUMN]]
-    times = columns[_TIME_COLUMN]
-    for when in set(times).difference(micros):
-        micros[when] = _micros(when, "updated_at")
-    columns[_TIME_COLUMN] = list(map(micros.__getitem__, times))
-    return columns
+def _command_columns(integration: str, records: Sequence[CommandRecord]) -> list[list[Any]]:
+    """The columns of ``records``' rows as the records hold them (the integration first)."""
+    return [
+        [integration] * len(records),
+        [r.key for r in records],
+        [r.conversation_id for r in records],
+        [r.kind for r in records],
+        [r.state for r in records],
+        [r.crm_id for r in records],
+        [r.reason for r in records],
+        [r.attempts for r in records],
+        [r.updated_at for r in records],
+        [r.payload_digest for r in records],
+        [r.owner for r in records],
+        [r.fence for r in records],
+    ]
 
 
 @functools.lru_cache(maxsize=64)
@@ -540,13 +531,24 @@ def _upsert_sql(shared: tuple[bool, ...], rows: int, judged: bool) -> str:
     return sql + _JUDGED if judged else sql
 
 
-def _upsert_statement(columns: list[list[Any]], judged: bool) -> tuple[str, list[Any]]:
-    """The SQL and values of one upsert of ``columns`` (see ``_upsert_sql``)."""
-    rows = len(columns[0])
+def _upsert_statement(
+    integration: str, records: Sequence[CommandRecord], micros: dict[datetime, int], judged: bool
+) -> tuple[str, list[Any]]:
+    """The SQL and values of one upsert of ``records`` (see ``_upsert_sql``). A state or time
+    is converted once per column shared (else once per row); ``micros`` remembers the times
+    converted so far (the records of one batch share a few), each checked by ``to_utc``."""
+    columns = _command_columns(integration, records)
+    rows = len(records)
     shared = tuple(
         rows > 1 and at != 1 and column.count(column[0]) == rows  # (keys differ: at 1)
         for at, column in enumerate(columns)
     )
+    states = columns[_STATE_COLUMN][: 1 if shared[_STATE_COLUMN] else rows]
+    columns[_STATE_COLUMN] = [state._value_ for state in states]
+    times = columns[_TIME_COLUMN][: 1 if shared[_TIME_COLUMN] else rows]
+    for when in set(times).difference(micros):
+        micros[when] = _micros(to_utc(when, "updated_at"), "updated_at")
+    columns[_TIME_COLUMN] = list(map(micros.__getitem__, times))
     values = [column[0] for column, one in zip(columns, shared, strict=True) if one]
     own = [column for column, one in zip(columns, shared, strict=True) if not one]
     values.extend(itertools.chain.from_iterable(zip(*own, strict=True)))
@@ -885,8 +887,8 @@ class SQLiteLedger:
         micros: dict[datetime, int] = {}
         written = 0
         for chunk in _chunks(records, _ROWS_PER_STATEMENT):
-            columns = _command_columns(self._integration, chunk, micros)
-            written += conn.execute(*_upsert_statement(columns, judged)).rowcount
+            statement = _upsert_statement(self._integration, chunk, micros, judged)
+            written += conn.execute(*statement).rowcount
         return written
 
     def _record_judged(self, conn: sqlite3.Connection, commands: Sequence[CommandRecord]) -> bool:
@@ -894,13 +896,10 @@ class SQLiteLedger:
         itself finds every transition allowed (``_JUDGED``: new keys, and outcomes of stored
         PLANNED, SENT or UNKNOWN commands); otherwise write nothing and return False, for the
         caller to read the rows and judge them all (``apply_transitions``)."""
-        try:  # (``fences_of`` checked them all records; distinct keys: no rule between them)
-            final = [c if c.updated_at.tzinfo is UTC else _in_utc(c) for c in commands]
-        except ConfigurationError:
-            return False  # the caller's path raises it, after judging, as it always did
+        # (``fences_of`` checked them all records; distinct keys: no rule between them)
         conn.execute("SAVEPOINT judged")
         try:
-            complete = self._upsert_commands(conn, final, judged=True) == len(final)
+            complete = self._upsert_commands(conn, commands, judged=True) == len(commands)
         except (ConfigurationError, sqlite3.Error):
             complete = False  # the caller's path raises it, after judging, as it always did
         except BaseException:
