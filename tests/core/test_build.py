@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from signals_crm.core import plan
 from signals_crm.core._build import builder
@@ -104,3 +106,55 @@ def test_a_trusted_builder_makes_what_trusted_command_makes() -> None:
         assert made == expected
         assert attrs.astuple(made, recurse=False) == attrs.astuple(expected, recurse=False)
     assert builder(CommandRecord) is CommandRecord  # it validates: not trusted, its __init__
+
+
+_TWINNED = [Activity, PersonRef, Command, plan.Plan, PersonWrite, PersonUpdate, TaskWrite]
+_TWINNED += [CampaignMembershipWrite]
+
+
+@pytest.mark.parametrize("cls", _TWINNED)
+def test_classes_without_a_weakref_slot_get_the_twin_builder(cls: type) -> None:
+    """The classes built per conversation planned have no ``__weakref__`` slot, so their
+    builders fill a twin and assign its class (on the old code they were weak-referenceable
+    and built slot by slot)."""
+    assert "__weakref__" not in cls.__slots__  # type: ignore[attr-defined]
+    assert builder(cls).__globals__["_twin"] is not None
+
+
+def test_classes_the_twin_cannot_stand_for_keep_the_slot_builder() -> None:
+    @attrs.frozen
+    class Weak:  # a __weakref__ slot: CPython refuses the __class__ assignment
+        a: int
+        b: str
+
+    @attrs.frozen(weakref_slot=False)
+    class Base:
+        a: int
+
+    @attrs.frozen(weakref_slot=False)
+    class Derived(Base):  # slots of a base of its own
+        b: str
+
+    for cls in (Weak, Derived):
+        build = builder(cls)
+        assert build.__globals__["_twin"] is None
+        made = build(1, "x")
+        assert type(made) is cls
+        assert made == cls(1, "x")
+
+
+_ANY = st.one_of(st.none(), st.integers(), st.text(max_size=5), st.booleans())
+
+
+@given(data=st.data())
+@pytest.mark.parametrize("cls", [Activity, PersonRef, Command, plan.Plan, TaskWrite])
+def test_a_twin_builder_makes_what_the_constructor_makes(cls: type, data: st.DataObject) -> None:
+    """Whatever the values, the twin builder's value is the constructor's: same type, same
+    slots in the same places, equal, frozen."""
+    values = data.draw(st.tuples(*[_ANY for _ in attrs.fields(cls)]))
+    made, expected = builder(cls)(*values), cls(*values)
+    assert type(made) is cls
+    assert attrs.astuple(made, recurse=False) == values
+    assert made == expected
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        setattr(made, attrs.fields(cls)[0].name, "other")

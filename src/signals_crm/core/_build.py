@@ -10,6 +10,14 @@ field in ``__init__``, slotted, no validator, no ``__attrs_pre_init__`` or
 ``__attrs_post_init__``; for any other class it is the class itself. Every argument is given
 (defaults are not filled in), positionally, in the order of the fields.
 
+A class with no ``__weakref__`` slot (``weakref_slot=False``) whose slots are its fields gets
+a quicker builder still: it fills a *twin*, a plain class with the same slots (so the same
+layout), by ordinary attribute stores (which Python runs in a few machine instructions, where
+a descriptor's ``__set__`` is a call), then makes the object the class's own by assigning its
+``__class__`` (which Python allows between classes of one layout). The value is then the
+same as the class's: its type, its slots, frozen. (With a ``__weakref__`` slot CPython's
+layout check refuses the assignment, so such a class keeps the descriptor builder.)
+
 A *trusted* builder (``trusted=True``) is for values its caller has checked already: it runs
 no converter, validator or ``__attrs_post_init__`` of the class (the ledger's
 ``trusted_command`` contract, for a ``CommandRecord`` the engine built from checked values).
@@ -54,17 +62,47 @@ def builder(cls: type[T], *, trusted: bool = False) -> Callable[..., T]:
     ):
         return plain
     names = [f"v{i}" for i in range(len(fields))]
-    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    lines = [f"def build({', '.join(names)}):", "    o = _new(_cls)"]
+    twin = _twin(cls, fields)
+    scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_twin": twin}
+    lines = [
+        f"def build({', '.join(names)}):",
+        f"    o = _new({'_cls' if twin is None else '_twin'})",
+    ]
     for index, (field, slot) in enumerate(zip(fields, slots, strict=True)):
-        scope[f"_s{index}"] = slot.__set__
         value = names[index]
         if field.converter is not None and not trusted:
             scope[f"_c{index}"] = field.converter
             value = f"_c{index}({value})"
-        lines.append(f"    _s{index}(o, {value})")
+        if twin is None:
+            scope[f"_s{index}"] = slot.__set__
+            lines.append(f"    _s{index}(o, {value})")
+        else:
+            lines.append(f"    o.{field.name} = {value}")
+    if twin is not None:
+        lines.append("    o.__class__ = _cls")
     lines.append("    return o")
     exec("\n".join(lines), scope)  # noqa: S102  # code made from the class's own field names
     build: Callable[..., T] = scope["build"]
     build.__qualname__ = build.__name__ = f"build_{cls.__name__}"
     return build
+
+
+def _twin(cls: type, fields: tuple[attrs.Attribute[Any], ...]) -> type | None:
+    """A plain class of the same layout as ``cls``, or ``None`` when ``cls`` has slots other
+    than its fields (a ``__weakref__`` among them), a base of its own, or refuses to be
+    assigned from it (the module doc says why)."""
+    names = [f.name for f in fields]
+    slots = cls.__dict__.get("__slots__")
+    if cls.__bases__ != (object,) or not isinstance(slots, tuple) or sorted(slots) != sorted(names):
+        return None
+    twin = type(f"_{cls.__name__}Twin", (), {"__slots__": slots})
+    probe: Any = object.__new__(twin)
+    try:
+        for index, name in enumerate(names):
+            setattr(probe, name, index)
+        probe.__class__ = cls
+    except TypeError:  # a layout CPython will not assign between
+        return None
+    if [getattr(probe, name) for name in names] != list(range(len(names))):
+        return None  # (never seen: each slot read back where the twin stored it)
+    return twin

@@ -20,6 +20,7 @@ from datetime import datetime
 
 import attrs
 
+from signals_crm.core._build import builder
 from signals_crm.core.config import Criteria, SyncConfig
 from signals_crm.core.model import Conversation, ConversationStatus, is_valid_email
 from signals_crm.core.trace import Reason, blocker
@@ -50,7 +51,7 @@ def _stars(score: int | None) -> str:
     return f"{score} star{'s' if score != 1 else ''}"
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: _build.builder's quick builder
 class Eligibility:
     """Whether a conversation may be synced now, and every reason it may not."""
 
@@ -73,6 +74,7 @@ class Eligibility:
         return max(b.passes_at for b in self.blockers if b.passes_at is not None)
 
 
+_eligibility = builder(Eligibility)  # positional, every field: built per conversation checked
 _SCORES = (0, 1, 2, 3)  # the lead scores a conversation can have; None is unscored
 
 
@@ -141,7 +143,7 @@ class EligibilityRule:
         email = visitor.email if visitor is not None else None
         if not is_valid_email(email):
             found.append(_email_problem(email))
-        return Eligibility(tuple(found) if found else (), due_at)
+        return _eligibility(tuple(found) if found else (), due_at)
 
 
 def check_eligibility(conversation: Conversation, config: SyncConfig, now: datetime) -> Eligibility:
@@ -159,4 +161,4 @@ def check_manual(conversation: Conversation, config: SyncConfig) -> Eligibility:
     email = conversation.email
     if not is_valid_email(email):
         found.append(_email_problem(email))
-    return Eligibility(tuple(found), None)
+    return _eligibility(tuple(found), None)

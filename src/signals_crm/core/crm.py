@@ -239,7 +239,7 @@ Lookup: TypeAlias = FindPeople | FindAccounts | ReadAccounts | DescribeObject | 
 # Writes
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: _build.builder's quick builder
 class PersonWrite:
     """Create one person record. ``fields`` are CRM field names to values (email included)."""
 
@@ -250,7 +250,7 @@ class PersonWrite:
     owner_id: str | None = None
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: _build.builder's quick builder
 class PersonUpdate:
     """Update fields of an existing person record. Owner and campaign are never in here."""
 
@@ -260,7 +260,7 @@ class PersonUpdate:
     fields: Mapping[str, FieldValue] = attrs.field(factory=dict, converter=field_map)
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: _build.builder's quick builder
 class TaskWrite:
     """Create one task on a person record, carrying the marker of its source activity."""
 
@@ -275,7 +275,7 @@ class TaskWrite:
     owner_id: str | None = None
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: _build.builder's quick builder
 class CampaignMembershipWrite:
     """Add one person record to a campaign (a HubSpot static list). Already-a-member is fine."""
 
@@ -285,7 +285,7 @@ class CampaignMembershipWrite:
     person_kind: PersonKind
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: _build.builder's quick builder
 class WriteResult:
     """The outcome of one record in a batch write: the CRM id, or the typed error.
 

@@ -37,7 +37,7 @@ class MatchOutcome(enum.Enum):
     ATTACH_CONTACT = "attach_contact"
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: _build.builder's quick builder
 class MatchDecision:
     """What to do with the visitor's person record, on which record, and why."""
 

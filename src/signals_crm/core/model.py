@@ -323,7 +323,7 @@ class Company:
 _COMPANY: _Spec = (("domain", str, True, _TEXT), ("name", str, True, _TEXT))
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: _build.builder's quick builder
 class Activity:
     """One conversation activity that may become a CRM task.
 
@@ -627,7 +627,7 @@ class PersonKind(enum.Enum):
     __hash__ = object.__hash__
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: _build.builder's quick builder
 class PersonRecord:
     """A person record read from the CRM (a Salesforce Lead or Contact, a HubSpot contact).
 

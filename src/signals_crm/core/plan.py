@@ -131,7 +131,7 @@ _MATCH_ATTACH = MatchOutcome.ATTACH_CONTACT
 _CONTACT = PersonKind.CONTACT
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: _build.builder's quick builder
 class PersonRef:
     """The person record a command acts on: an existing ``id``, or the key of the create
     command (``pending``) whose result will be that record."""
@@ -170,7 +170,7 @@ def task_marker(conversation_id: str, activity_key: str) -> str:
 
 # Command and Plan are built several times per conversation planned: by their builders
 # (signals_crm.core._build), which set each slot directly, not by their __init__.
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: _build.builder's quick builder
 class Command:
     """One write of a plan. ``person`` names the record it writes or attaches to."""
 
@@ -223,7 +223,7 @@ class Command:
         return _membership_write(self.key, self.campaign_id, person_id, self.person.kind)
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: _build.builder's quick builder
 class Plan:
     """Everything a sync of one conversation would write, and every reason behind it."""
 
