@@ -32,6 +32,7 @@ from signals_crm.adapters.salesforce._requests import (
     person_update_record,
     query_more_request,
     query_request,
+    query_subrequest,
     task_record,
     task_record_json,
 )
@@ -104,11 +105,63 @@ _SOQL_TEXT = st.text(
 
 
 @settings(max_examples=500, deadline=None)
-@given(_SOQL_TEXT | st.text(alphabet=st.characters(max_codepoint=127), max_size=60))
+@given(
+    _SOQL_TEXT
+    | st.text(alphabet=st.characters(max_codepoint=127), max_size=60)
+    | st.lists(st.sampled_from(["', '", "'", ",", " ", "%", "+", "a@b", "("]), max_size=12).map(
+        "".join
+    )
+)
 def test_encode_q_is_quote_plus(text: str) -> None:
     """encode_q encodes a character throughout, or runs of characters, at a time: the same
     text as quote_plus."""
     assert encode_q(text) == quote_plus(text, safe="")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    statements=st.lists(_SOQL_TEXT, min_size=1, max_size=5),
+    version=st.sampled_from(["61.0", 'x"\\é']),
+    writes=st.booleans(),
+)
+def test_a_query_composite_is_the_json_of_its_plain_subrequests(
+    statements: list[str], version: str, writes: bool
+) -> None:
+    """Query subrequests write their form-encoded URL into the composite body as it is: the
+    body json.dumps makes of the same subrequests with the URL a plain string, byte for
+    byte, with or without a subrequest of encoded records beside them."""
+    endpoint = Endpoint("https://acme.my.salesforce.com/", api_version=version)
+    subs: list[dict[str, Any]] = [
+        query_subrequest(endpoint, soql, f"q{n}") for n, soql in enumerate(statements)
+    ]
+    plain: list[dict[str, Any]] = [
+        {
+            "method": "GET",
+            "url": f"/services/data/v{version}/query?q={quote_plus(soql, safe='')}",
+            "referenceId": f"q{n}",
+        }
+        for n, soql in enumerate(statements)
+    ]
+    if writes:
+        record = {"attributes": {"type": "Task"}, "Subject": "s"}
+        subs.append(
+            collection_subrequest(
+                endpoint,
+                "POST",
+                "composite/sobjects",
+                EncodedRecords([json.dumps(record, separators=(",", ":"))]),
+                auto_assign=None,
+                reference="w",
+            )
+        )
+        plain.append(
+            collection_subrequest(
+                endpoint, "POST", "composite/sobjects", [record], auto_assign=None, reference="w"
+            )
+        )
+    expected = {"allOrNone": False, "compositeRequest": plain}
+    got = composite_request(endpoint, subs).content
+    assert got == json.dumps(expected, separators=(",", ":")).encode()
 
 
 def test_query_request_golden() -> None:

@@ -490,3 +490,61 @@ def test_parse_datetime_in_salesforce_shape_is_the_general_reading(
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(responses, "_SHAPE_LENGTH", -1)  # the general reading only
         assert read() == quick
+
+
+_NAMES = st.sampled_from(["Id", "id", "ID", "Email", "email", "Owner.Email", "attributes", "X"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    select=st.lists(_NAMES, max_size=4),
+    names=st.lists(_NAMES, max_size=5),
+    keys=st.lists(_NAMES, max_size=5),
+    use_select=st.booleans(),
+)
+def test_a_query_reader_reads_what_get_reads(
+    select: list[str], names: list[str], keys: list[str], use_select: bool
+) -> None:
+    """A query's record reader reads each name as _get does, for a record of just the
+    selected fields (its one-itemgetter path) or of any other keys, selected fields alike
+    but for case or not."""
+    from signals_crm.adapters.salesforce._flows import _get, _reader
+
+    record = {key: f"v{n}" for n, key in enumerate(select if use_select else keys)}
+    assert list(_reader(select, names)(record)) == [_get(record, name) for name in names]
+
+
+def _flattened(record: dict[str, object], prefix: str = "") -> dict[str, object]:
+    """flatten_record as it was first written (the reference its quick paths must match)."""
+    out: dict[str, object] = {}
+    for key, value in record.items():
+        if key == "attributes":
+            continue
+        if isinstance(value, dict):
+            if "records" in value and "totalSize" in value:
+                continue
+            out.update(_flattened(value, f"{prefix}{key}."))
+        elif value is None or isinstance(value, str | int | float | bool):
+            out[f"{prefix}{key}"] = value
+        else:
+            out[f"{prefix}{key}"] = json.dumps(value, sort_keys=True)
+    return out
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=2),
+    lambda inner: (
+        st.lists(inner, max_size=2)
+        | st.dictionaries(st.sampled_from(["attributes", "A", "B", "records", "totalSize"]), inner)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(record=st.dictionaries(st.sampled_from(["attributes", "Id", "Owner", "A.B"]), _VALUES))
+def test_flatten_record_is_its_reference(record: dict[str, object]) -> None:
+    """flatten_record keeps top keys as they are and skips attributes at every level: the
+    reference's keys, values and order."""
+    flat = flatten_record(record)
+    assert list(flat.items()) == list(_flattened(record).items())

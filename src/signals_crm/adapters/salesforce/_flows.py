@@ -239,6 +239,13 @@ _LEAD_BASE_FIELDS = (
     "OwnerId",
 )
 _CONTACT_BASE_FIELDS = ("Id", "Email", "LastModifiedDate", "OwnerId", "AccountId")
+_PERSON_READ = {
+    kind: ("Id", "Email", "IsConverted", "ConvertedContactId", "LastModifiedDate", "OwnerId")
+    + (("AccountId",) if kind is PersonKind.CONTACT else ())
+    for kind in PersonKind
+}
+"""What :meth:`SalesforceFlows._person` reads of a record of each kind, in its order (then
+the fields asked for)."""
 _ACCOUNT_BASE_FIELDS = ("Id", "Name", "Website", "LastModifiedDate")
 
 
@@ -254,6 +261,37 @@ def _get(record: Record, name: str) -> FieldValue:
         if key.lower() == lowered:
             return value
     return None
+
+
+def _reader(
+    select: Sequence[str], names: Sequence[str]
+) -> Callable[[Record], Sequence[FieldValue]]:
+    """What :func:`_get` reads of each of ``names`` in a record of a query that selected
+    ``select``, in one sequence. A record holding just the selected fields, each spelled as
+    selected (what Salesforce answers), is read by one ``itemgetter``: each name is then the
+    selected field of its spelling, or of its lower case, or none (``None``), found once here
+    (no two selected fields alike but for case, else this path is not taken). Any other
+    record: name by name."""
+    count = len(select)
+    lowered = {field.lower(): n for n, field in enumerate(select)}
+    exact = operator.itemgetter(*select, *select[:1]) if count else None  # 2 names: a tuple
+    missing = count + 1  # the None appended below
+    pick = operator.itemgetter(*[lowered.get(n.lower(), missing) for n in names], missing, missing)
+    wanted = len(names)
+    usable = len(lowered) == count
+
+    def read(record: Record) -> Sequence[FieldValue]:
+        if exact is not None and usable and len(record) == count:
+            try:
+                values: tuple[FieldValue, ...] = exact(record)
+            except KeyError:
+                pass
+            else:
+                picked: tuple[FieldValue, ...] = pick((*values, None))
+                return picked[:wanted]
+        return [_get(record, name) for name in names]
+
+    return read
 
 
 def _merge_fields(base: Sequence[str], extra: Sequence[str]) -> list[str]:
@@ -499,30 +537,41 @@ class SalesforceFlows(AdapterFlows):
         leads = [r for page in pages[: len(lead_queries)] for r in page]
         contacts = [r for page in pages[len(lead_queries) :] for r in page]
         found: dict[str, list[PersonRecord]] = {}
-        for raw in leads:
-            record = self._person(raw, PersonKind.LEAD, fields)
-            found.setdefault(normalize_email(record.email or ""), []).append(record)
-        for raw in contacts:
-            record = self._person(raw, PersonKind.CONTACT, ())
-            found.setdefault(normalize_email(record.email or ""), []).append(record)
+        for raws, kind, asked, select in (
+            (leads, PersonKind.LEAD, fields, lead_select),
+            (contacts, PersonKind.CONTACT, (), _CONTACT_BASE_FIELDS),
+        ):
+            read = _reader(select, (*_PERSON_READ[kind], *asked))
+            for raw in raws:
+                record = self._person(raw, kind, asked, read)
+                found.setdefault(normalize_email(record.email or ""), []).append(record)
         return [tuple(found.get(key, ())) if key else () for key in keys]
 
     @staticmethod
-    def _person(raw: Record, kind: PersonKind, fields: Sequence[str]) -> PersonRecord:
-        email = _get(raw, "Email")
-        converted_contact = _get(raw, "ConvertedContactId")
-        owner = _get(raw, "OwnerId")
-        account = _get(raw, "AccountId") if kind is PersonKind.CONTACT else None
+    def _person(
+        raw: Record,
+        kind: PersonKind,
+        fields: Sequence[str],
+        read: Callable[[Record], Sequence[FieldValue]] | None = None,
+    ) -> PersonRecord:
+        """The person of a query record; ``read`` is the :func:`_reader` of its query for
+        its kind's :data:`_PERSON_READ` names, then ``fields`` (made here when not given)."""
+        if read is None:
+            read = _reader((), (*_PERSON_READ[kind], *fields))
+        values = read(raw)
+        record_id, email, converted, converted_contact, modified, owner = values[:6]
+        account = values[6] if kind is PersonKind.CONTACT else None
+        asked = values[len(_PERSON_READ[kind]) :]
         # Every value is of its field's type by construction (a query record's values are
         # FieldValues), so PersonRecord's checks and its copy of a new dict are left out.
         return _person_record(
-            str(_get(raw, "Id")),
+            str(record_id),
             kind,
             str(email) if email is not None else None,
-            {name: _get(raw, name) for name in fields},
-            bool(_get(raw, "IsConverted")),
+            dict(zip(fields, asked, strict=True)),
+            bool(converted),
             str(converted_contact) if converted_contact else None,
-            parse_datetime(_get(raw, "LastModifiedDate")),
+            parse_datetime(modified),
             str(owner) if owner else None,
             str(account) if account else None,
         )
@@ -612,7 +661,7 @@ class SalesforceFlows(AdapterFlows):
         objects = [SALESFORCE_CAPABILITIES.person_object]  # preflight's describes
         if self._sync_key_field is not None:
             objects.append(_TASK_OBJECT)
-        missing: list[tuple[tuple[str, ...], dict[str, str], _Parse]] = []
+        missing: list[tuple[tuple[str, ...], dict[str, Any], _Parse]] = []
         if campaign_id is not None and not cache.fresh(("campaign", campaign_id)):
             soql = _campaign_soql(campaign_id)
             missing.append(

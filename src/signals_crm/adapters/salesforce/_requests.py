@@ -220,11 +220,16 @@ Collections (REST API Developer Guide, "Composite"); the whole request is one AP
 MAX_COMPOSITE_COLLECTIONS = MAX_COMPOSITE_QUERIES
 
 
-def query_subrequest(endpoint: Endpoint, soql: str, reference: str) -> dict[str, str]:
-    """One ``GET query`` subrequest of a ``/composite`` request (its URL relative to the host)."""
+def query_subrequest(endpoint: Endpoint, soql: str, reference: str) -> dict[str, str | JSONText]:
+    """One ``GET query`` subrequest of a ``/composite`` request (its URL relative to the host).
+
+    The URL goes as :class:`JSONText`: the form-encoded statement is ASCII letters, digits,
+    ``_.-~``, ``%`` escapes and ``+`` only, which JSON writes as they are, so only its short
+    path is escaped (a lookup's statements are most of its request's bytes)."""
+    path = _json_string(f"/services/data/v{endpoint.api_version}/query?q=")
     return {
         "method": "GET",
-        "url": f"/services/data/v{endpoint.api_version}/query?q={encode_q(soql)}",
+        "url": JSONText(path[:-1] + encode_q(soql) + '"'),
         "referenceId": reference,
     }
 
@@ -252,8 +257,9 @@ def composite_request(
 @attrs.frozen
 class JSONText:
     """A JSON value already written as ``json.dumps(value, separators=(",", ":"))`` writes
-    it (compact, ASCII): a subrequest's ``body`` of this type goes in the composite body as
-    it is (:func:`collection_subrequest` of :class:`EncodedRecords`)."""
+    it (compact, ASCII): a subrequest's value of this type goes in the composite body as it
+    is (the ``body`` of :func:`collection_subrequest` of :class:`EncodedRecords`, the ``url``
+    of :func:`query_subrequest`)."""
 
     text: str
 
@@ -271,11 +277,11 @@ def _json_value(value: Any) -> str:
 
 
 def _composite_json(body: Mapping[str, Any]) -> str:
-    """``json.dumps(body, separators=(",", ":"))``, the subrequests' :class:`JSONText` bodies
-    written in as they are: a subrequest holding one is written key by key (it has five), the
-    others whole."""
+    """``json.dumps(body, separators=(",", ":"))``, the subrequests' :class:`JSONText` values
+    (a body, a query's URL) written in as they are: a subrequest holding one is written key by
+    key (it has five at most), the others whole."""
     subs = body["compositeRequest"]
-    if not any(isinstance(sub.get("body"), JSONText) for sub in subs):
+    if not any(isinstance(value, JSONText) for sub in subs for value in sub.values()):
         return _dumps(body)
     parts: list[str] = []
     for key, value in body.items():
@@ -288,7 +294,7 @@ def _composite_json(body: Mapping[str, Any]) -> str:
 
 
 def _subrequest_json(sub: Mapping[str, Any]) -> str:
-    if not isinstance(sub.get("body"), JSONText):
+    if not any(isinstance(value, JSONText) for value in sub.values()):
         return _dumps(sub)
     return (
         "{"

@@ -186,10 +186,11 @@ def flatten_record(record: Mapping[str, Any], prefix: str = "") -> dict[str, Fie
     """
     out: dict[str, FieldValue] = {}
     for key, value in record.items():
-        if key == "attributes":
-            continue
         if value is None or type(value) in _PLAIN:  # most values: kept as they are
-            out[f"{prefix}{key}"] = value
+            if key != "attributes":
+                out[f"{prefix}{key}" if prefix else key] = value  # a top key: no new string
+        elif key == "attributes":
+            continue
         elif isinstance(value, Mapping):
             if "records" in value and "totalSize" in value:
                 continue  # child subqueries are not used

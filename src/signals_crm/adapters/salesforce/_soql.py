@@ -109,7 +109,13 @@ def like_literal(value: str, *, prefix: str = "", suffix: str = "") -> str:
 
 
 _SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"  # quote_plus keeps
-_DROP_SAFE = str.maketrans("", "", _SAFE)
+_SAFE_BYTES = _SAFE.encode("ascii")
+_UNSAFE_ASCII = tuple(
+    (char.encode("ascii"), quote_plus(char, safe="").encode("ascii"))
+    for char in map(chr, range(128))
+    if char not in _SAFE
+)
+"""Each ASCII character ``quote_plus`` encodes, and its encoding, as bytes."""
 _UNSAFE_RUN = re.compile(r"([^A-Za-z0-9_.~-]+)")
 _FEW_UNSAFE = 16
 
@@ -128,15 +134,20 @@ def encode_q(soql: str) -> str:
     each replaced throughout, ``%`` first and space last (to ``+``, after ``+`` became
     ``%2B``); any other has the runs of characters to encode encoded each.
     """
-    if not soql.isascii():  # str.translate is quick on ASCII text only
+    if not soql.isascii():  # the byte passes below are for ASCII text only
         return _encoded_runs(soql)
-    unsafe = set(soql.translate(_DROP_SAFE))
+    # The characters to encode: each looked for (a memchr pass) in what is left once the safe
+    # ones are dropped. Bytes: their translation and replacing are about twice as quick.
+    text = soql.encode("ascii")
+    left = text.translate(None, _SAFE_BYTES)
+    unsafe = [(char, encoded) for char, encoded in _UNSAFE_ASCII if char in left]
     if len(unsafe) <= _FEW_UNSAFE:
-        text = soql.replace("%", "%25") if "%" in unsafe else soql
-        for char in unsafe:
-            if char not in {"%", " "}:
-                text = text.replace(char, _encoded(char))
-        return text.replace(" ", "+") if " " in unsafe else text
+        if b"%" in left:
+            text = text.replace(b"%", b"%25")
+        for char, encoded in unsafe:
+            if char not in {b"%", b" "}:
+                text = text.replace(char, encoded)
+        return (text.replace(b" ", b"+") if b" " in left else text).decode("ascii")
     return _encoded_runs(soql)
 
 
@@ -224,7 +235,10 @@ def chunk_in_clause(
         yield before + ", ".join(chunk) + after
 
 
-_RESERVED = re.compile("[" + re.escape("".join(_ESCAPES)) + "]")
+def _reserved_in(text: str) -> bool:
+    """Whether ``text`` holds a character a literal escapes: one ``in`` test each (a memchr
+    pass in C), several times sooner than a character class searched by ``re``."""
+    return any(map(text.__contains__, _ESCAPES))
 
 
 def _plain_chunks(
@@ -239,7 +253,7 @@ def _plain_chunks(
         return []
     longest = max(map(len, values))
     joined = "".join(values)
-    if longest > MAX_LITERAL_LENGTH or base + longest + 2 > max_length or _RESERVED.search(joined):
+    if longest > MAX_LITERAL_LENGTH or base + longest + 2 > max_length or _reserved_in(joined):
         return None
     # A chunk [a, b) measures base + (ends[b] - ends[a]) - 2: each literal two quotes and a
     # ", " separator longer than its value, less the separator the last one lacks.
