@@ -372,7 +372,7 @@ def _conversation_sound(conversation: Conversation) -> bool:
         return _sound(conversation)
     if not text.isascii() and _SURROGATE.search(text):
         return False
-    return all(_sound(mapping) for mapping in mappings)
+    return not mappings or all(_sound(mapping) for mapping in mappings)
 
 
 def _repair(value: Any, path: str) -> tuple[Any, list[str]]:
@@ -1129,7 +1129,8 @@ def write_phase(
     if not calls or batch.rate_limited:
         return
     marked = yield from _mark_sent([item for call in calls for item in call], batch, {})
-    unsent = {c.key: batch.before_send[c.key] for c, _ in marked}
+    before = batch.before_send
+    unsent = {c.key: before[c.key] for c, _ in marked}
     whole = len(marked) == sum(len(call) for call in calls)  # nothing raced: each call whole
     try:
         for call in calls:
@@ -1400,24 +1401,25 @@ def chain_todo(plans: Iterable[Plan], batch: _Batch, caps: Capabilities) -> list
     # Kind by kind would cost at most ``ceiling`` calls (every command sent), and chains never
     # fewer than their writes over max_chain_writes: once that many writes are chained the
     # answer is None (writing kind by kind), and what is left unread is left to that path.
-    planned: dict[CommandKind, int] = {}
+    planned: dict[str, int] = {}  # by the kind's value: no enum hash (a Python call)
     for plan in plans:
         for command in plan.commands:
-            planned[command.kind] = planned.get(command.kind, 0) + 1
+            kind = command.kind._value_
+            planned[kind] = planned.get(kind, 0) + 1
     ceiling = sum(-(-n // size) for n in planned.values())
     enough = ceiling * caps.max_chain_writes
     chained = 0
-    order = {
-        CommandKind.CREATE_PERSON: 0,
-        CommandKind.UPDATE_PERSON: 1,
-        CommandKind.CREATE_TASK: 2,
-        CommandKind.ADD_TO_CAMPAIGN: 3,
+    order = {  # by the kind's value, like planned
+        CommandKind.CREATE_PERSON.value: 0,
+        CommandKind.UPDATE_PERSON.value: 1,
+        CommandKind.CREATE_TASK.value: 2,
+        CommandKind.ADD_TO_CAMPAIGN.value: 3,
     }
     by_chain: dict[str, Todo] = {}
-    counts: dict[CommandKind, int] = {}
+    counts: dict[str, int] = {}
     creating: set[str] = set()
     for plan in plans:
-        commands = sorted(plan.commands, key=lambda c: order[c.kind])
+        commands = sorted(plan.commands, key=lambda c: order[c.kind._value_])
         for command in commands:
             if not _sendable(command, batch):
                 continue
@@ -1426,9 +1428,9 @@ def chain_todo(plans: Iterable[Plan], batch: _Batch, caps: Capabilities) -> list
                 return None  # a call broke midway: its records go alone, kind by kind
             payload = _payload(command, batch)
             if payload is None and command.depends_on in creating:
-                if command.kind is CommandKind.CREATE_TASK:
+                if command.kind is _TASK_KIND:
                     payload = command.to_task_write(_CHAINED)
-                elif command.kind is CommandKind.ADD_TO_CAMPAIGN:
+                elif command.kind is _MEMBERSHIP_KIND:
                     payload = command.to_membership_write(_CHAINED)
                 else:
                     return None  # an update of a record made in this batch: after it, by kind
@@ -1439,10 +1441,11 @@ def chain_todo(plans: Iterable[Plan], batch: _Batch, caps: Capabilities) -> list
                 batch.defer([batch.mark(command, CommandState.FAILED, reason=why)])
                 batch.errors.setdefault(command.conversation_id, (why, False))
                 continue
-            if command.kind is CommandKind.CREATE_PERSON:
+            if command.kind is _CREATE_KIND:
                 creating.add(command.key)
             by_chain.setdefault(_chain_of(command, payload), []).append((command, payload))
-            counts[command.kind] = counts.get(command.kind, 0) + 1
+            kind = command.kind._value_
+            counts[kind] = counts.get(kind, 0) + 1
             chained += 1
         if chained >= enough:
             return None  # kind by kind costs fewer calls, whatever the rest of the batch holds
@@ -1473,7 +1476,8 @@ def chain_phase(chains: Sequence[Todo], batch: _Batch, caps: Capabilities) -> Fl
         return
     items = [item for chain in chains for item in chain]
     marked = yield from _mark_sent(items, batch, {})
-    unsent = {c.key: batch.before_send[c.key] for c, _ in marked}
+    before = batch.before_send
+    unsent = {c.key: before[c.key] for c, _ in marked}
     try:
         for call in _pack(chains, caps.max_chain_writes):
             todo = _refresh([(c, p) for c, p in call if c.key in unsent], batch)
@@ -1906,7 +1910,7 @@ def sync_batch(
             yield from _hold_shared_emails(healthy, batch)
         waiting = set(batch.waits) | set(batch.blocked)
         active = [c for c in healthy if c.id not in waiting]
-        if caps.upserts_people:
+        if caps.upserts_people and batch.records:  # (none held: the order stays)
             # A visitor's create that went out before goes out again from the same
             # conversation, so with the same key: its late request and the resend are one
             # upsert, one record.
