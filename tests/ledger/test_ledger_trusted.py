@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from signals_crm.exceptions import ConfigurationError
 from signals_crm.ledger import CommandRecord, CommandState, _rows
 from signals_crm.ledger._rows import micros_time, read_command
-from signals_crm.ledger.base import trusted_command
+from signals_crm.ledger.base import check_text, trusted_command
 
 T = datetime(2026, 11, 1, 12, tzinfo=UTC)
 MICROS = (T - datetime(1970, 1, 1, tzinfo=UTC)).days * 86_400 * 1_000_000
@@ -99,3 +99,24 @@ def test_a_record_a_user_builds_is_still_checked() -> None:
         CommandRecord("k", "c", "create_task", "sent", T)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         CommandRecord("k", "c", "create_task", CommandState.CONFIRMED, T)
+
+
+def _plain_check(value: str) -> str | None:
+    """What ``check_text`` promises, checked the plain way: the UTF-8 encoding."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    return value
+
+
+@given(value=st.text() | st.text(alphabet=st.characters(codec="ascii")) | st.just("a\ud800b"))
+def test_check_text_takes_what_utf_8_can_hold(value: str) -> None:
+    """``check_text`` (ASCII at once, anything else encoded) returns exactly the texts whose
+    UTF-8 encoding exists, as they are, and refuses the others naming the field."""
+    expected = _plain_check(value)
+    if expected is None:
+        with pytest.raises(ConfigurationError, match="field"):
+            check_text("field", value)
+    else:
+        assert check_text("field", value) is value

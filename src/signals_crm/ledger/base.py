@@ -324,6 +324,8 @@ def check_text(name: str, value: str) -> str:
     checked: object = value
     if not isinstance(checked, str):
         raise _fail(name, "must be a string")
+    if value.isascii():
+        return value  # (ASCII is UTF-8 as it is)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as error:

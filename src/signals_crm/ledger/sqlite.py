@@ -59,7 +59,6 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -387,7 +386,6 @@ _JUDGED = """
     AND commands.conversation_id = excluded.conversation_id AND commands.kind = excluded.kind
 """
 _STATE_COLUMN, _TIME_COLUMN = 4, 8  # in a command row: integration first
-_KEY = attrgetter("key")
 
 
 @functools.lru_cache(maxsize=8)
@@ -1402,13 +1400,15 @@ class SQLiteLedger:
         if not commands:
             return
         wanted, fenced_keys = fences_of(commands)
-        keys = list(dict.fromkeys(map(_KEY, commands)))
+        keys = [command.key for command in commands]
+        distinct = len(set(keys)) == len(keys)
         with self._write() as conn:
             if wanted:
                 check_fences(wanted, self._stored_fences(conn, list(wanted)), fenced_keys)
-            if len(keys) == len(commands) and self._record_judged(conn, commands):
+            if distinct and self._record_judged(conn, commands):
                 return
-            final = apply_transitions(self._commands_by_key(conn, keys), commands)
+            stored = self._commands_by_key(conn, list(dict.fromkeys(keys)))
+            final = apply_transitions(stored, commands)
             self._upsert_commands(conn, final.values())
 
     def retry_failed(self, keys: Iterable[str], now: datetime) -> list[str]:
@@ -1442,7 +1442,7 @@ class SQLiteLedger:
     def creates_in_flight(self, emails: Iterable[str]) -> list[CreateInFlight]:
         """The unsettled person creates of the syncs of ``emails`` (rule 2h), one statement
         a chunk of emails (through the commands' state index, each sync by its key)."""
-        wanted = sorted({normalize_email(e) for e in emails})
+        wanted = sorted(set(map(normalize_email, emails)))
         if not wanted:
             return []
         sql = (
@@ -1473,9 +1473,9 @@ class SQLiteLedger:
             self._upsert_links(conn, latest.values())
 
     def _upsert_links(self, conn: sqlite3.Connection, links: Iterable[PersonLink]) -> None:
-        rows = [(self._integration, link.email, link.crm_id, link.kind.value) for link in links]
+        rows = [(self._integration, link.email, link.crm_id, link.kind._value_) for link in links]
         for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
-            flat = [value for row in chunk for value in row]
+            flat = list(itertools.chain.from_iterable(chunk))
             conn.execute(_UPSERT_LINKS.format(_values(len(chunk), 4)), flat)
 
     def links_for(self, emails: Iterable[str]) -> dict[str, PersonLink]:
