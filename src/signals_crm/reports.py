@@ -54,7 +54,7 @@ _FROM_PLAN = {
 }
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: _build.builder's quick builder
 class ConversationOutcome:
     """One conversation's result: what happened, the person record, the reasons, the error.
 

@@ -513,7 +513,7 @@ def fences_of(commands: Sequence[CommandRecord]) -> tuple[dict[str, int], dict[s
     return wanted, keys
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: _build.builder's quick builder
 class CommandRecord:
     """One command and its state, keyed by its deterministic idempotency key.
 
@@ -667,7 +667,7 @@ class CreateInFlight:
     updated_at: datetime
 
 
-@attrs.frozen
+@attrs.frozen(weakref_slot=False)  # no __weakref__ slot: _build.builder's quick builder
 class PersonLink:
     """A visitor's email (normalised) linked to the CRM person record it was synced to."""
 
