@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from signals_crm.adapters.salesforce._requests import (
     EncodedRecords,
     Endpoint,
+    PersonJSON,
+    TaskJSON,
     TaskMarker,
     campaign_member_json,
     campaign_member_record,
@@ -542,6 +544,42 @@ def test_task_record_json_is_the_record_dumped(
     assert written == json.dumps(record, separators=(",", ":"))
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    tasks=st.lists(
+        st.builds(
+            lambda marker, subject, owner, day: _task(
+                marker=marker, subject=subject, owner_id=owner, activity_date=day
+            ),
+            _MARKERS,
+            _SUBJECTS,
+            st.none() | st.just("005A"),
+            st.none() | st.sampled_from([date(2024, 5, 17), date(2024, 5, 18)]),
+        ),
+        max_size=6,
+    ),
+    marker_field=st.none() | st.just("Signals_Marker__c"),
+    key_field=st.none() | st.just("Signals_Sync_Key__c"),
+)
+def test_a_batch_of_task_json_is_each_task_alone(
+    tasks: list[TaskWrite], marker_field: str | None, key_field: str | None
+) -> None:
+    """TaskJSON.all writes a batch (one writer's days and options shared by its tasks) as
+    json.dumps of each task's record, and fails where task_record fails."""
+    marker = TaskMarker(field=marker_field)
+    try:
+        records = [task_record(task, marker=marker) for task in tasks]
+    except ConfigurationError:
+        with pytest.raises(ConfigurationError):
+            TaskJSON(marker=marker, sync_key_field=key_field).all(tasks)
+        return
+    if key_field is not None:
+        for record, task in zip(records, tasks, strict=True):
+            record[key_field] = task.key
+    dumped = [json.dumps(record, separators=(",", ":")) for record in records]
+    assert TaskJSON(marker=marker, sync_key_field=key_field).all(tasks) == dumped
+
+
 _FIELD_VALUES = (
     st.none()
     | st.booleans()
@@ -584,6 +622,37 @@ def test_person_json_is_the_record_dumped(
     assert person_update_json(update) == json.dumps(
         person_update_record(update), separators=(",", ":")
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    batch=st.lists(
+        st.tuples(
+            st.dictionaries(_FIELD_NAMES, _FIELD_VALUES, max_size=4)
+            | st.sampled_from([{"FirstName": "F", "Phone": "1"}, {"Phone": "1", "FirstName": 2}]),
+            st.none() | st.just("005A"),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    email_field=st.sampled_from(["Email", "email", "OwnerId", "Title", "attributes"]),
+    key_field=st.none() | st.sampled_from(["Signals_Sync_Key__c", "Title", "Email"]),
+)
+def test_a_batch_of_person_json_is_each_record_dumped(
+    batch: list[tuple[dict[str, Any], str | None]], email_field: str, key_field: str | None
+) -> None:
+    """One PersonJSON writing a batch (the layouts of its writes' field names kept between
+    them) writes each record as json.dumps of it, whatever the email and key fields."""
+    write = PersonJSON(email_field=email_field, sync_key_field=key_field)
+    for n, (fields, owner) in enumerate(batch):
+        person = PersonWrite(
+            key=f"c-{n}:person", kind=PersonKind.LEAD, email=" a@x ", fields=fields, owner_id=owner
+        )
+        record = person_record(person, email_field=email_field)
+        if key_field is not None:
+            record = {k: v for k, v in record.items() if k.lower() != key_field.lower()}
+            record[key_field] = person.key
+        assert write(person) == json.dumps(record, separators=(",", ":"))
 
 
 @pytest.mark.parametrize("kind", [PersonKind.LEAD, PersonKind.CONTACT])

@@ -78,6 +78,7 @@ from signals_crm.adapters.salesforce._requests import (
     MAX_COMPOSITE_QUERIES,
     EncodedRecords,
     Endpoint,
+    PersonJSON,
     TaskJSON,
     TaskMarker,
     campaign_member_json,
@@ -91,7 +92,6 @@ from signals_crm.adapters.salesforce._requests import (
     object_for_kind,
     or_queries,
     person_record,
-    person_record_json,
     person_update_json,
     person_update_record,
     query_more_request,
@@ -926,10 +926,8 @@ class SalesforceFlows(AdapterFlows):
                 if indices:
                     writes = [records[i] for i in indices]
                     key_field = self._sync_key_field if upsert is not None else None
-                    texts = [
-                        person_record_json(w, email_field=email_field, sync_key_field=key_field)
-                        for w in writes
-                    ]
+                    write = PersonJSON(email_field=email_field, sync_key_field=key_field)
+                    texts = [write(w) for w in writes]
                     bodies = _Bodies(writes, functools.partial(self._person_body, upsert=upsert))
                     calls.append(
                         _Call(
@@ -1029,19 +1027,26 @@ class SalesforceFlows(AdapterFlows):
             priority=self._task_priority,
             sync_key_field=self._sync_key_field,
         )
-        for i, task in enumerate(tasks):
-            try:
-                text = write(task)
-            except ConfigurationError as exc:  # a marker too long for Subject fails alone
-                results[i] = WriteResult.failure(
-                    CRMAPIError(str(exc.problems[0].message), error_code="MARKER_TOO_LONG")
-                )
-                continue
-            sendable.append(i)
-            texts.append(text)
+        try:
+            texts = write.all(tasks)  # every task (a task's marker almost never fails it)
+        except ConfigurationError:
+            texts = []
+            for i, task in enumerate(tasks):
+                try:
+                    text = write(task)
+                except ConfigurationError as exc:  # a marker too long for Subject fails alone
+                    results[i] = WriteResult.failure(
+                        CRMAPIError(str(exc.problems[0].message), error_code="MARKER_TOO_LONG")
+                    )
+                    continue
+                sendable.append(i)
+                texts.append(text)
+        else:
+            sendable = list(range(len(tasks)))
         upsert = "Task" if self._sync_key_field is not None else None
         if sendable:
-            bodies = _Bodies([tasks[i] for i in sendable], self._keyed_task_body)
+            sent = tasks if len(sendable) == len(tasks) else [tasks[i] for i in sendable]
+            bodies = _Bodies(sent, self._keyed_task_body)
             (parsed,) = yield from self._collections(
                 [_Call(bodies, update=False, upsert=upsert, texts=texts)]
             )

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import json
 import json.encoder
-from collections.abc import Iterator, Mapping, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote as url_quote
@@ -59,6 +60,7 @@ __all__ = [
     "EncodedRecords",
     "Endpoint",
     "JSONText",
+    "PersonJSON",
     "TaskJSON",
     "TaskMarker",
     "campaign_member_json",
@@ -229,7 +231,7 @@ def query_subrequest(endpoint: Endpoint, soql: str, reference: str) -> dict[str,
     path = _json_string(f"/services/data/v{endpoint.api_version}/query?q=")
     return {
         "method": "GET",
-        "url": JSONText(path[:-1] + encode_q(soql) + '"'),
+        "url": JSONText((path[:-1], encode_q(soql), '"')),
         "referenceId": reference,
     }
 
@@ -257,11 +259,16 @@ def composite_request(
 @attrs.frozen
 class JSONText:
     """A JSON value already written as ``json.dumps(value, separators=(",", ":"))`` writes
-    it (compact, ASCII): a subrequest's value of this type goes in the composite body as it
-    is (the ``body`` of :func:`collection_subrequest` of :class:`EncodedRecords`, the ``url``
-    of :func:`query_subrequest`)."""
+    it (compact, ASCII), as the pieces that make it, in order: a subrequest's value of this
+    type goes in the composite body as it is (the ``body`` of :func:`collection_subrequest`
+    of :class:`EncodedRecords`, the ``url`` of :func:`query_subrequest`), its pieces joined
+    with the rest of the body at once."""
 
-    text: str
+    parts: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
 
 def _dumps(value: Any) -> str:
@@ -279,31 +286,42 @@ def _json_value(value: Any) -> str:
 def _composite_json(body: Mapping[str, Any]) -> str:
     """``json.dumps(body, separators=(",", ":"))``, the subrequests' :class:`JSONText` values
     (a body, a query's URL) written in as they are: a subrequest holding one is written key by
-    key (it has five at most), the others whole."""
+    key (it has five at most), the others whole; every piece is joined once, at the end (a
+    write's body is most of the request: it is copied once, not once for each level)."""
     subs = body["compositeRequest"]
     if not any(isinstance(value, JSONText) for sub in subs for value in sub.values()):
         return _dumps(body)
     parts: list[str] = []
     for key, value in body.items():
+        parts.append(f"{',' if parts else '{'}{_dumps(key)}:")
         if key == "compositeRequest":
-            value_text = "[" + ",".join(map(_subrequest_json, value)) + "]"
+            parts.append("[")
+            for n, sub in enumerate(value):
+                if n:
+                    parts.append(",")
+                _subrequest_parts(sub, parts)
+            parts.append("]")
         else:
-            value_text = _dumps(value)
-        parts.append(_dumps(key) + ":" + value_text)
-    return "{" + ",".join(parts) + "}"
+            parts.append(_dumps(value))
+    parts.append("}" if parts else "{}")
+    return "".join(parts)
 
 
-def _subrequest_json(sub: Mapping[str, Any]) -> str:
+def _subrequest_parts(sub: Mapping[str, Any], parts: list[str]) -> None:
+    """The pieces of ``json.dumps(sub, separators=(",", ":"))``, its :class:`JSONText`
+    values' as they are, added to ``parts``."""
     if not any(isinstance(value, JSONText) for value in sub.values()):
-        return _dumps(sub)
-    return (
-        "{"
-        + ",".join(
-            _dumps(key) + ":" + (value.text if isinstance(value, JSONText) else _dumps(value))
-            for key, value in sub.items()
-        )
-        + "}"
-    )
+        parts.append(_dumps(sub))
+        return
+    opening = "{"
+    for key, value in sub.items():
+        parts.append(f"{opening}{_dumps(key)}:")
+        opening = ","
+        if isinstance(value, JSONText):
+            parts.extend(value.parts)
+        else:
+            parts.append(_dumps(value))
+    parts.append("}")
 
 
 def record_subrequest(
@@ -377,7 +395,7 @@ def collection_body(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def _encoded_collection_body(records: EncodedRecords) -> JSONText:
     """:func:`collection_body` of records already encoded, as JSON text."""
     _check_count(records)
-    return JSONText('{"allOrNone":false,"records":[' + ",".join(records.texts) + "]}")
+    return JSONText(('{"allOrNone":false,"records":[', ",".join(records.texts), "]}"))
 
 
 def _assign_header(auto_assign: bool | None) -> dict[str, str]:
@@ -487,28 +505,49 @@ def person_record(write: PersonWrite, *, email_field: str = "Email") -> dict[str
     return record
 
 
-def _fields_json(fields: Mapping[str, FieldValue], skip: Sequence[str]) -> str:
+def _fields_json(fields: Mapping[str, FieldValue], skip: tuple[str, ...]) -> str:
     """``,"Name":value`` for each field whose lowered name is not in ``skip``, each value
-    as :func:`json_value` makes it and ``json.dumps`` writes it."""
-    parts: list[str] = []
-    add = parts.append
-    keys = _FIELD_KEYS
-    for name, value in fields.items():
-        known = keys.get(name) if type(name) is str else None
-        if known is None:
-            known = (name.lower(), f",{_json_string(name)}:")
-            if type(name) is str and len(keys) < _FIELD_KEYS_KEPT:
-                keys[name] = known
-        if known[0] in skip:
-            continue
-        add(known[1])
-        add(_json_string(value) if type(value) is str else _dumps(json_value(value)))
-    return "".join(parts)
+    as :func:`json_value` makes it and ``json.dumps`` writes it. The fields' layout (which
+    are kept, and their ``,"Name":``) is worked out once per set of names, in order (a sync
+    writes the same few); the values are then read by one ``itemgetter`` and written in one
+    pass of C (a value not a ``str`` sends them through :func:`_field_json`)."""
+    key = (tuple(fields), skip)
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        layout = _layout(*key)
+        if len(_LAYOUTS) < _LAYOUTS_KEPT:
+            _LAYOUTS[key] = layout
+    pick, heads = layout
+    values = pick(fields)
+    try:
+        return "".join(map(operator.add, heads, map(_json_string, values)))  # type: ignore[arg-type]  # a value not a str raises TypeError
+    except TypeError:  # a value that is not a str (a str subclass is written as one)
+        return "".join(map(operator.add, heads, map(_field_json, values)))
 
 
-_FIELD_KEYS: dict[str, tuple[str, str]] = {}
-"""A field name → its lowered name and its ``,"Name":`` (a sync writes the same few names)."""
-_FIELD_KEYS_KEPT = 4096
+def _field_json(value: FieldValue) -> str:
+    """A field value as :func:`json_value` makes it and ``json.dumps`` writes it."""
+    return _json_string(value) if type(value) is str else _dumps(json_value(value))
+
+
+def _layout(
+    names: tuple[str, ...], skip: tuple[str, ...]
+) -> tuple[Callable[[Mapping[str, FieldValue]], tuple[FieldValue, ...]], tuple[str, ...]]:
+    """The reader of the values of ``names`` kept (lowered, not in ``skip``) and their JSON
+    keys, ``,"Name":`` each, in the order of ``names``."""
+    kept = [name for name in names if name.lower() not in skip]
+    heads = tuple(f",{_json_string(name)}:" for name in kept)
+    if len(kept) > 1:
+        return operator.itemgetter(*kept), heads
+    return (lambda fields: tuple(fields[name] for name in kept)), heads
+
+
+_LAYOUTS: dict[
+    tuple[tuple[str, ...], tuple[str, ...]],
+    tuple[Callable[[Mapping[str, FieldValue]], tuple[FieldValue, ...]], tuple[str, ...]],
+] = {}
+"""The layouts :func:`_fields_json` worked out, by field names and names skipped."""
+_LAYOUTS_KEPT = 4096
 
 
 _OBJECT_HEADS = {
@@ -522,29 +561,45 @@ def person_record_json(
 ) -> str:
     """``json.dumps(person_record(write), separators=(",", ":"))`` written without building
     the dict; with ``sync_key_field``, as a keyed create sends it (any field of that name
-    dropped, the write's key last)."""
-    fields = write.fields
-    named = {email_field.lower(), "ownerid", "attributes"}
-    if (
-        "attributes" in fields  # it would take the place of the record's type
-        or len(named) < 3  # the email field named as another
-        or (sync_key_field is not None and sync_key_field.lower() in named)
-    ):
-        record = person_record(write, email_field=email_field)
+    dropped, the write's key last). A batch's writes share one :class:`PersonJSON`."""
+    return PersonJSON(email_field=email_field, sync_key_field=sync_key_field)(write)
+
+
+class PersonJSON:
+    """Writes person records as :func:`person_record_json` does, what is the same for every
+    write of a batch (the names skipped, the email's and the key's JSON keys) worked out
+    once."""
+
+    def __init__(self, *, email_field: str = "Email", sync_key_field: str | None = None) -> None:
+        self._email_field, self._key_field = email_field, sync_key_field
+        named = {email_field.lower(), "ownerid", "attributes"}
+        # The email field named as another, or the key as one of them: written as a dict.
+        self._as_dict = len(named) < 3 or (
+            sync_key_field is not None and sync_key_field.lower() in named
+        )
+        skip: tuple[str, ...] = (email_field.lower(), "id", "ownerid")
         if sync_key_field is not None:
-            record = {k: v for k, v in record.items() if k.lower() != sync_key_field.lower()}
-            record[sync_key_field] = write.key
-        return _dumps(record)
-    skip: tuple[str, ...] = (email_field.lower(), "id", "ownerid")
-    if sync_key_field is not None:
-        skip = (*skip, sync_key_field.lower())
-    text = _OBJECT_HEADS[write.kind] + _fields_json(fields, skip)
-    text += f",{_json_string(email_field)}:{_json_value(write.email.strip())}"
-    if write.owner_id:
-        text += ',"OwnerId":' + _json_value(write.owner_id)
-    if sync_key_field is not None:
-        text += f",{_json_string(sync_key_field)}:{_json_value(write.key)}"
-    return text + "}"
+            skip = (*skip, sync_key_field.lower())
+        self._skip = skip
+        self._email_key = f",{_json_string(email_field)}:"
+        self._key_key = None if sync_key_field is None else f",{_json_string(sync_key_field)}:"
+
+    def __call__(self, write: PersonWrite) -> str:
+        fields = write.fields
+        if self._as_dict or "attributes" in fields:  # it would take the record type's place
+            record = person_record(write, email_field=self._email_field)
+            key_field = self._key_field
+            if key_field is not None:
+                record = {k: v for k, v in record.items() if k.lower() != key_field.lower()}
+                record[key_field] = write.key
+            return _dumps(record)
+        owner = write.owner_id
+        owned = ',"OwnerId":' + _json_value(owner) if owner else ""
+        return (
+            f"{_OBJECT_HEADS[write.kind]}{_fields_json(fields, self._skip)}"
+            f"{self._email_key}{_json_value(write.email.strip())}{owned}"
+            f"{'' if self._key_key is None else self._key_key + _json_value(write.key)}}}"
+        )
 
 
 def person_update_json(update: PersonUpdate) -> str:
@@ -733,50 +788,72 @@ class TaskJSON:
         self._tags = marker.field is None and type(marker) is TaskMarker
 
     def __call__(self, task: TaskWrite) -> str:
+        (text,) = self.all((task,))
+        return text
+
+    def all(self, tasks: Iterable[TaskWrite]) -> list[str]:
+        """Each task's text, in order; raises what :func:`task_record` raises (at the first
+        task that does). What each task reads of this writer is read once for them all."""
         if self._as_dict:
-            record = task_record(
-                task,
-                marker=self._marker,
-                max_body_length=self._max_body,
-                status=self._status,
-                priority=self._priority,
+            return [self._as_record(task) for task in tasks]
+        max_body, tags, marker_key, key_key = (
+            self._max_body,
+            self._tags,
+            self._marker_key,
+            self._key_key,
+        )
+        constants, days, subject_of = self._constants, self._days, self._marker.subject
+        texts: list[str] = []
+        add = texts.append
+        for task in tasks:
+            who, body, owner, day, marker = (
+                task.person_id,
+                task.body[:max_body],
+                task.owner_id,
+                task.activity_date,
+                task.marker,
             )
-            if self._key_field is not None:
-                record[self._key_field] = task.key
-            return _dumps(record)
-        who, body, owner, day = (
-            task.person_id,
-            task.body[: self._max_body],
-            task.owner_id,
-            task.activity_date,
+            if tags and type(marker) is str:
+                # TaskMarker.subject of a marker kept in Subject, without the two calls.
+                tag = (
+                    f"[{marker}]"
+                    if marker.startswith(_CORE_PREFIX)
+                    else f"[{_OTHER_PREFIX}{marker}]"
+                )
+                room = _TAGGED_ROOM - len(tag)
+                if room < 0:
+                    subject_of(task.subject, marker)  # raises what it raises
+                subject = f"{task.subject[:room].rstrip()} {tag}".lstrip()
+            else:
+                subject = subject_of(task.subject, marker)
+            written = None
+            if day is not None:
+                written = days.get(day)
+                if written is None:
+                    written = days[day] = ',"ActivityDate":' + _json_string(day.isoformat())
+            owned = ',"OwnerId":' + _json_value(owner) if owner else ""
+            add(
+                '{"attributes":{"type":"Task"},"WhoId":'
+                f"{_json_string(who) if type(who) is str else _dumps(who)}"
+                f',"Subject":{_json_string(subject)}'
+                f',"Description":{_json_string(body) if type(body) is str else _dumps(body)}'
+                f"{'' if marker_key is None else marker_key + _json_value(marker)}"
+                f"{written or ''}{constants}{owned}"
+                f"{'' if key_key is None else key_key + _json_value(task.key)}}}"
+            )
+        return texts
+
+    def _as_record(self, task: TaskWrite) -> str:
+        record = task_record(
+            task,
+            marker=self._marker,
+            max_body_length=self._max_body,
+            status=self._status,
+            priority=self._priority,
         )
-        marker = task.marker
-        if self._tags and type(marker) is str:
-            # TaskMarker.subject of a marker kept in Subject, without the two calls a Task.
-            tag = f"[{marker}]" if marker.startswith(_CORE_PREFIX) else f"[{_OTHER_PREFIX}{marker}]"
-            room = _TAGGED_ROOM - len(tag)
-            if room < 0:
-                self._marker.subject(task.subject, marker)  # raises what it raises
-            subject = f"{task.subject[:room].rstrip()} {tag}".lstrip()
-        else:
-            subject = self._marker.subject(task.subject, marker)
-        written = None
-        if day is not None:
-            written = self._days.get(day)
-            if written is None:
-                written = self._days[day] = ',"ActivityDate":' + _json_string(day.isoformat())
-        owned = ""
-        if owner:
-            owned = ',"OwnerId":' + (_json_string(owner) if type(owner) is str else _dumps(owner))
-        return (
-            '{"attributes":{"type":"Task"},"WhoId":'
-            f"{_json_string(who) if type(who) is str else _dumps(who)}"
-            f',"Subject":{_json_string(subject)}'
-            f',"Description":{_json_string(body) if type(body) is str else _dumps(body)}'
-            f"{'' if self._marker_key is None else self._marker_key + _json_value(marker)}"
-            f"{written or ''}{self._constants}{owned}"
-            f"{'' if self._key_key is None else self._key_key + _json_value(task.key)}}}"
-        )
+        if self._key_field is not None:
+            record[self._key_field] = task.key
+        return _dumps(record)
 
 
 def campaign_member_json(membership: CampaignMembershipWrite) -> str:

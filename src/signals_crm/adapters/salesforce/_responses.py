@@ -261,7 +261,6 @@ _RESULT_SHAPES = (  # compact, as Salesforce writes it, and as json.dumps does b
         '","success":true,"errors":[]}',
         '],"httpHeaders":{},"httpStatusCode":200,"referenceId":"',
         ",",
-        re.compile(r'"id":"([^"\\\x00-\x1f]+)"'),
     ),
     (
         '{"compositeResponse": [',
@@ -270,7 +269,6 @@ _RESULT_SHAPES = (  # compact, as Salesforce writes it, and as json.dumps does b
         '", "success": true, "errors": []}',
         '], "httpHeaders": {}, "httpStatusCode": 200, "referenceId": "',
         ", ",
-        re.compile(r'"id": "([^"\\\x00-\x1f]+)"'),
     ),
 )
 
@@ -297,11 +295,18 @@ def composite_successes(
     shape = next((shape for shape in _RESULT_SHAPES if text.startswith(shape[0])), None)
     if shape is None:
         return None
-    head, entry, first, between, tail, comma, pick = shape
+    if "\\" in text:
+        return None  # an escape: read in full
+    head, entry, first, between, tail, comma = shape
     # The answer is head + E0 + comma + E1 ... + "]}", each E = entry + records + tail + ref
-    # + '"}': cut at each tail, a piece's ids are its records', its start the ref before it.
+    # + '"}': cut at each tail, a piece's ids are its records', its start the ref before it;
+    # its records are first + id + between, apart by comma.
     pieces = text.split(tail)
-    ids_of = [pick.findall(piece) for piece in pieces[:-1]]
+    apart = between + comma + first
+    ids_of = [_piece_ids(piece, entry, first, between, apart) for piece in pieces[:-1]]
+    picked = "".join(map("".join, ids_of))
+    if '"' in picked or not picked.isprintable() or any("" in ids for ids in ids_of):
+        return None  # an id JSON would read otherwise (or an empty one): read in full
     refs = [piece[: piece.find('"')] for piece in pieces[1:]]
     entries = [
         f'{entry}{first}{(between + comma + first).join(ids)}{between}{tail}{ref}"}}'
@@ -316,6 +321,14 @@ def composite_successes(
         return [Successes(found[ref]) for ref in references]
     except KeyError:
         return None
+
+
+def _piece_ids(piece: str, entry: str, first: str, between: str, apart: str) -> list[str]:
+    """The ids of a piece of an all-successes answer (see :func:`composite_successes`), if
+    it is one: what follows its ``entry`` is ``first + id + between`` per record, ``apart``
+    by commas (anything else is told by the answer written again from them)."""
+    records = piece[piece.find(entry) + len(entry) :]
+    return records[len(first) : len(records) - len(between)].split(apart) if records else []
 
 
 _success = builder(WriteResult)
