@@ -679,29 +679,34 @@ class _Batch:
 
     def mark_sent(self, commands: Sequence[Command]) -> list[CommandRecord]:
         """``mark(c, SENT, attempt=True)`` of each command, stamped alike: what the records
-        share (the stamp, the owner) is checked once, not once per record."""
+        share (the stamp, the owner) is checked once, not once per record. Each command's
+        record before the batch first sent it is kept in ``before_send`` (read here once)."""
         at = self.wall()
+        records, before = self.records, self.before_send
         if not (self.owner_sound and at.utcoffset() is not None):
-            return [self.mark(c, CommandState.SENT, attempt=True, at=at) for c in commands]
-        records, fences, owner = self.records, self.fences, self.owner
-        sent = CommandState.SENT
+            for command in commands:
+                before.setdefault(command.key, records.get(command.key))
+            return [self.mark(c, _SENT, attempt=True, at=at) for c in commands]
+        fences, owner = self.fences, self.owner
         out: list[CommandRecord] = []
         for command in commands:
-            old = records.get(command.key)
+            key = command.key
+            old = records.get(key)
+            before.setdefault(key, old)
             cid = command.conversation_id
             out.append(
                 _trusted_record(
-                    command.key,
+                    key,
                     cid,
                     command.kind._value_,
-                    sent,
+                    _SENT,
                     at,
                     old.crm_id if old is not None else None,
                     None,
                     old.attempts + 1 if old is not None else 1,
                     None,
                     owner,
-                    fences.get(cid),
+                    fences.get(cid) if fences else None,
                 )
             )
         return out
@@ -1202,10 +1207,6 @@ def _mark_sent(todo: Todo, batch: _Batch, unsent: dict[str, CommandRecord | None
             return todo  # all recorded SENT already (the outcomes before stay deferred)
     else:
         fresh = [c for c, _ in todo]
-    before, records = batch.before_send, batch.records
-    for command in fresh:  # (those of unsent are in before: it was made from before)
-        if command.key not in before:
-            before[command.key] = records.get(command.key)
     lost = {r.key for r in (yield from batch.save(batch.mark_sent(fresh)))}
     if not lost:
         return todo
@@ -1793,9 +1794,7 @@ def _keyed_updates(plan: Plan) -> Plan:
         return plan
     if type(plan) is not Plan or any(type(c) is not Command for c in plan.commands):
         commands = tuple(
-            attrs.evolve(c, key=f"{c.key}:{_digest(c.fields)}")
-            if c.kind is CommandKind.UPDATE_PERSON
-            else c
+            attrs.evolve(c, key=f"{c.key}:{_digest(c.fields)}") if c.kind is _UPDATE_KIND else c
             for c in plan.commands
         )
         return attrs.evolve(plan, commands=commands)
@@ -1812,7 +1811,7 @@ def _keyed_updates(plan: Plan) -> Plan:
             c.activity,
             c.campaign_id,
         )
-        if c.kind is CommandKind.UPDATE_PERSON
+        if c.kind is _UPDATE_KIND
         else c
         for c in plan.commands
     )
