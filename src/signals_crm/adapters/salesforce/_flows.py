@@ -814,7 +814,13 @@ class SalesforceFlows(AdapterFlows):
             texts = call.texts
             chosen: Sequence[Mapping[str, Any]] | EncodedRecords
             if texts is not None:
-                chosen = EncodedRecords([texts[i] for i in group.indices])
+                indices = group.indices
+                start = _run_start(indices)
+                chosen = EncodedRecords(
+                    texts[start : start + len(indices)]
+                    if start is not None
+                    else [texts[i] for i in indices]
+                )
             else:
                 chosen = [call.bodies[i] for i in group.indices]
             parts.append((method, path, chosen, call.auto_assign))
@@ -921,7 +927,7 @@ class SalesforceFlows(AdapterFlows):
         email_field = SALESFORCE_CAPABILITIES.email_field
         for owned, auto_assign in ((with_owner, False), (without, None)):
             upserts = [i for i in owned if keyed and records[i].kind is PersonKind.LEAD]
-            plain = sorted(set(owned) - set(upserts))
+            plain = sorted(set(owned) - set(upserts)) if upserts else owned  # (in order)
             for indices, upsert in ((upserts, "Lead"), (plain, None)):
                 if indices:
                     writes = [records[i] for i in indices]
@@ -1375,13 +1381,20 @@ def _place(
 ) -> None:
     """``results[i] = outcome[n]`` for the n-th of ``indices``: one slice when they are a run
     (a group of 200 as chunked, or a half of one), else one by one (lengths must agree)."""
-    if len(outcome) == len(indices) and indices:
-        start = indices[0]
-        if indices == list(range(start, start + len(indices))):
-            results[start : start + len(indices)] = outcome
-            return
+    start = _run_start(indices) if len(outcome) == len(indices) else None
+    if start is not None:
+        results[start : start + len(indices)] = outcome
+        return
     for i, result in zip(indices, outcome, strict=True):
         results[i] = result
+
+
+def _run_start(indices: list[int]) -> int | None:
+    """The first of ``indices`` when they are a run (``start, start + 1, ...``), else
+    ``None`` (and for none)."""
+    if indices and indices == list(range(indices[0], indices[0] + len(indices))):
+        return indices[0]
+    return None
 
 
 @attrs.frozen

@@ -831,7 +831,11 @@ class TaskJSON:
                 written = days.get(day)
                 if written is None:
                     written = days[day] = ',"ActivityDate":' + _json_string(day.isoformat())
-            owned = ',"OwnerId":' + _json_value(owner) if owner else ""
+            owned = ""
+            if owner:
+                owned = ',"OwnerId":' + (
+                    _json_string(owner) if type(owner) is str else _dumps(owner)
+                )
             add(
                 '{"attributes":{"type":"Task"},"WhoId":'
                 f"{_json_string(who) if type(who) is str else _dumps(who)}"
