@@ -677,22 +677,25 @@ class _Batch:
         at = self.wall()
         self.defer([self.mark(c, state, reason=reason, at=at) for c in commands])
 
-    def mark_sent(self, commands: Sequence[Command]) -> list[CommandRecord]:
+    def mark_sent(
+        self, commands: Sequence[Command], unsent: dict[str, CommandRecord | None]
+    ) -> list[CommandRecord]:
         """``mark(c, SENT, attempt=True)`` of each command, stamped alike: what the records
         share (the stamp, the owner) is checked once, not once per record. Each command's
-        record before the batch first sent it is kept in ``before_send`` (read here once)."""
+        record before the batch first sent it is kept in ``before_send`` (read here once)
+        and entered in ``unsent`` (key → that record)."""
         at = self.wall()
         records, before = self.records, self.before_send
         if not (self.owner_sound and at.utcoffset() is not None):
             for command in commands:
-                before.setdefault(command.key, records.get(command.key))
+                unsent[command.key] = before.setdefault(command.key, records.get(command.key))
             return [self.mark(c, _SENT, attempt=True, at=at) for c in commands]
         fences, owner = self.fences, self.owner
         out: list[CommandRecord] = []
         for command in commands:
             key = command.key
             old = records.get(key)
-            before.setdefault(key, old)
+            unsent[key] = before.setdefault(key, old)
             cid = command.conversation_id
             out.append(
                 _trusted_record(
@@ -1133,9 +1136,9 @@ def write_phase(
         calls.extend(_calls(commands, batch, caps))
     if not calls or batch.rate_limited:
         return
-    marked = yield from _mark_sent([item for call in calls for item in call], batch, {})
-    before = batch.before_send
-    unsent = {c.key: before[c.key] for c, _ in marked}
+    unsent: dict[str, CommandRecord | None] = {}  # recorded SENT, not sent yet
+    items = [item for call in calls for item in call]
+    marked = yield from _mark_sent(items, batch, {}, into=unsent)
     whole = len(marked) == sum(len(call) for call in calls)  # nothing raced: each call whole
     try:
         for call in calls:
@@ -1195,9 +1198,16 @@ def _calls(commands: Sequence[Command], batch: _Batch, caps: Capabilities) -> li
     return [list(chunk) for chunk in _chunks(todo, size)] + [[item] for item in alone]
 
 
-def _mark_sent(todo: Todo, batch: _Batch, unsent: dict[str, CommandRecord | None]) -> Flow:
+def _mark_sent(
+    todo: Todo,
+    batch: _Batch,
+    unsent: dict[str, CommandRecord | None],
+    into: dict[str, CommandRecord | None] | None = None,
+) -> Flow:
     """Record ``todo`` SENT (those of ``unsent`` already are: they only leave it); the ones
-    another process raced us to are dropped. Returns what may go out."""
+    another process raced us to are dropped. Returns what may go out. ``into`` (a phase's
+    unsent list, filled while the records are at hand) receives each command recorded SENT
+    here, with its record before the batch first sent it."""
     if unsent:
         # (Which were recorded SENT already is read before any leaves unsent: a key twice.)
         fresh = [c for c, _ in todo if c.key not in unsent]
@@ -1207,9 +1217,12 @@ def _mark_sent(todo: Todo, batch: _Batch, unsent: dict[str, CommandRecord | None
             return todo  # all recorded SENT already (the outcomes before stay deferred)
     else:
         fresh = [c for c, _ in todo]
-    lost = {r.key for r in (yield from batch.save(batch.mark_sent(fresh)))}
+    entered: dict[str, CommandRecord | None] = {} if into is None else into
+    lost = {r.key for r in (yield from batch.save(batch.mark_sent(fresh, entered)))}
     if not lost:
         return todo
+    for key in lost:
+        entered.pop(key, None)  # never sent: it was not recorded SENT
     return [(c, p) for c, p in todo if c.key not in lost]
 
 
@@ -1476,9 +1489,8 @@ def chain_phase(chains: Sequence[Todo], batch: _Batch, caps: Capabilities) -> Fl
     if batch.rate_limited:
         return
     items = [item for chain in chains for item in chain]
-    marked = yield from _mark_sent(items, batch, {})
-    before = batch.before_send
-    unsent = {c.key: before[c.key] for c, _ in marked}
+    unsent: dict[str, CommandRecord | None] = {}  # recorded SENT, not sent yet
+    yield from _mark_sent(items, batch, {}, into=unsent)
     try:
         for call in _pack(chains, caps.max_chain_writes):
             todo = _refresh([(c, p) for c, p in call if c.key in unsent], batch)
