@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -71,3 +72,28 @@ def test_values_against_a_schema_equal_the_walk(row: dict[str, Any], shapes: lis
     )
     trace: list[Reason] = []
     assert (compiled.values(row, trace), trace) == walked(compiled, row)
+
+
+@given(row=st.fixed_dictionaries(dict.fromkeys(SOURCES, values)))
+def test_values_without_a_schema_equal_the_rule(row: dict[str, Any]) -> None:
+    """Without a schema every non-empty value is written, text trimmed (rule 2), whatever
+    the walk's indexing of the targets."""
+    mappings = [FieldMapping(s, f"F_{s}") for s in SOURCES]
+    compiled = CompiledFields.compile(
+        mappings, lambda srcs: lambda r: [r.get(s) for s in srcs], for_update=False
+    )
+    trace: list[Reason] = []
+    expected = {
+        f"F_{s}": v.strip() if isinstance(v, str) else v for s, v in row.items() if not is_empty(v)
+    }
+    assert compiled.values(row, trace) == expected
+    assert trace == []
+
+
+def test_a_reader_of_the_wrong_length_is_refused() -> None:
+    mappings = [FieldMapping(s, f"F_{s}") for s in SOURCES]
+    for wrong in (["x"], ["x"] * 5):
+        reader = lambda _, w=wrong: lambda _r: w  # noqa: E731
+        compiled = CompiledFields.compile(mappings, reader, for_update=False)
+        with pytest.raises(ValueError):  # as zip(strict=True) raised it
+            compiled.values({}, [])

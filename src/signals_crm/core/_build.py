@@ -15,8 +15,9 @@ a quicker builder still: it fills a *twin*, a plain class with the same slots (s
 layout), by ordinary attribute stores (which Python runs in a few machine instructions, where
 a descriptor's ``__set__`` is a call), then makes the object the class's own by assigning its
 ``__class__`` (which Python allows between classes of one layout). The value is then the
-same as the class's: its type, its slots, frozen. (With a ``__weakref__`` slot CPython's
-layout check refuses the assignment, so such a class keeps the descriptor builder.)
+same as the class's: its type, its slots, frozen. (With a ``__weakref__`` slot CPython 3.11's
+layout check refuses the assignment, so such a class keeps the descriptor builder.) The twin
+is made by calling it (it has no ``__init__``), which costs less than ``object.__new__``.
 
 A *trusted* builder (``trusted=True``) is for values its caller has checked already: it runs
 no converter, validator or ``__attrs_post_init__`` of the class (the ledger's
@@ -66,7 +67,7 @@ def builder(cls: type[T], *, trusted: bool = False) -> Callable[..., T]:
     scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls, "_twin": twin}
     lines = [
         f"def build({', '.join(names)}):",
-        f"    o = _new({'_cls' if twin is None else '_twin'})",
+        "    o = _new(_cls)" if twin is None else "    o = _twin()",  # (a twin calls no __init__)
     ]
     for index, (field, slot) in enumerate(zip(fields, slots, strict=True)):
         value = names[index]

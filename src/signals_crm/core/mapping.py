@@ -340,13 +340,18 @@ class CompiledFields:
         out: dict[str, FieldValue] = {}
         values = self.read(subject)
         if self.schema_free:  # nothing to check: the hot path of a batch, kept bare
-            for target, value in zip(self.targets, values, strict=True):
+            # ``read`` gives one value per slot, in their order: the targets are indexed,
+            # which costs less than zipping them (the lengths checked as zip(strict=True) does)
+            targets = self.targets
+            if len(values) != len(targets):
+                raise ValueError(f"{len(values)} values read for {len(targets)} slots")
+            for index, value in enumerate(values):
                 if value.__class__ is str:
                     value = value.strip()  # noqa: PLW2901
                     if value:
-                        out[target] = value
+                        out[targets[index]] = value
                 elif value is not None:
-                    out[target] = value
+                    out[targets[index]] = value
             return out
         for value, (_, target, field, problem), limit in zip(
             values, self.slots, self._text_limits, strict=True

@@ -734,7 +734,7 @@ def _tasks(  # noqa: PLR0917  # positional: called per conversation
         if spec is None:  # an activity of a kind the settings do not declare
             spec = ((), f"the {kind_name(activity.kind)} task", None)
         roles, label, planned = spec
-        owner = owners.resolve(roles, participants, record_owner, activity=label)
+        owner = owners.resolve(roles, participants, record_owner, label)  # positional: per task
         chosen = activity
         if limit is not None and len(activity.body) > limit:
             chosen = attrs.evolve(activity, body=activity.body[:limit])

@@ -92,11 +92,11 @@ class TaskOwnerRule:
         roles: tuple[Role, ...],
         participants: Participants,
         record_owner: str | None,
-        *,
         activity: str = "the task",
     ) -> TaskOwner:
         """Apply the rule to one task: ``roles`` who did it (rule 1), in order. ``activity``
-        labels the task in the reasons (a few distinct labels: answers are remembered by it)."""
+        labels the task in the reasons (a few distinct labels: answers are remembered by it;
+        positional or by name)."""
         walk = self._walks.get(roles)
         if walk is None:
             walk = self._walks[roles] = tuple((role, attrgetter(role.value)) for role in roles)
