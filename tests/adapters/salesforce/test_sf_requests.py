@@ -20,6 +20,7 @@ from signals_crm.adapters.salesforce._requests import (
     TaskMarker,
     campaign_member_json,
     campaign_member_record,
+    campaign_members_json,
     collection_create_request,
     collection_subrequest,
     collection_update_request,
@@ -661,6 +662,31 @@ def test_campaign_member_json_is_the_record_dumped(kind: PersonKind) -> None:
     membership = CampaignMembershipWrite("m", '701x\u00e9"', "00Q\n1", kind)
     record = campaign_member_record(membership)
     assert campaign_member_json(membership) == json.dumps(record, separators=(",", ":"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    members=st.lists(
+        st.tuples(
+            st.sampled_from(["701A", '701x\u00e9"']) | _SOQL_TEXT,
+            _SOQL_TEXT,
+            st.sampled_from(PersonKind),
+        ),
+        max_size=6,
+    )
+)
+def test_a_batch_of_campaign_members_is_each_record_dumped(
+    members: list[tuple[str, str, PersonKind]],
+) -> None:
+    """campaign_members_json writes each membership of a batch (a campaign's JSON kept for
+    the next of the same) as json.dumps of its record."""
+    memberships = [
+        CampaignMembershipWrite(f"m{n}", campaign, person, kind)
+        for n, (campaign, person, kind) in enumerate(members)
+    ]
+    assert campaign_members_json(memberships) == [
+        json.dumps(campaign_member_record(m), separators=(",", ":")) for m in memberships
+    ]
 
 
 def test_a_composite_of_encoded_records_is_the_composite_of_their_dicts() -> None:

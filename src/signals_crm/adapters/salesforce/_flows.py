@@ -81,8 +81,8 @@ from signals_crm.adapters.salesforce._requests import (
     PersonJSON,
     TaskJSON,
     TaskMarker,
-    campaign_member_json,
     campaign_member_record,
+    campaign_members_json,
     collection_request,
     collection_subrequest,
     composite_request,
@@ -1068,7 +1068,7 @@ class SalesforceFlows(AdapterFlows):
         results: list[WriteResult] = []
         if memberships:
             bodies = _Bodies(memberships, campaign_member_record)
-            texts = [campaign_member_json(m) for m in memberships]
+            texts = campaign_members_json(memberships)
             (results,) = yield from self._collections([_Call(bodies, update=False, texts=texts)])
         already = [
             i

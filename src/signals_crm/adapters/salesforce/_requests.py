@@ -65,6 +65,7 @@ __all__ = [
     "TaskMarker",
     "campaign_member_json",
     "campaign_member_record",
+    "campaign_members_json",
     "collection_create_request",
     "collection_update_request",
     "describe_request",
@@ -686,6 +687,7 @@ class TaskMarker:
         return f"Subject LIKE {like_literal(self.tag(marker), prefix='%')}"
 
 
+_UNSET = object()  # no value seen yet
 _CORE_PREFIX = "signals:"  # every marker the core makes starts so (core.plan.task_marker)
 _OTHER_PREFIX = "signals-marker:"
 
@@ -805,6 +807,11 @@ class TaskJSON:
         constants, days, subject_of = self._constants, self._days, self._marker.subject
         texts: list[str] = []
         add = texts.append
+        # A person's Tasks follow each other and share their owner: the JSON of the last
+        # person and owner is kept, for the next task of the same (the same object).
+        last_who: object = _UNSET
+        last_owner: object = _UNSET
+        whom = owned = ""
         for task in tasks:
             who, body, owner, day, marker = (
                 task.person_id,
@@ -831,14 +838,18 @@ class TaskJSON:
                 written = days.get(day)
                 if written is None:
                     written = days[day] = ',"ActivityDate":' + _json_string(day.isoformat())
-            owned = ""
-            if owner:
-                owned = ',"OwnerId":' + (
-                    _json_string(owner) if type(owner) is str else _dumps(owner)
-                )
+            if owner is not last_owner:
+                last_owner, owned = owner, ""
+                if owner:
+                    owned = ',"OwnerId":' + (
+                        _json_string(owner) if type(owner) is str else _dumps(owner)
+                    )
+            if who is not last_who:
+                last_who = who
+                whom = _json_string(who) if type(who) is str else _dumps(who)
             add(
                 '{"attributes":{"type":"Task"},"WhoId":'
-                f"{_json_string(who) if type(who) is str else _dumps(who)}"
+                f"{whom}"
                 f',"Subject":{_json_string(subject)}'
                 f',"Description":{_json_string(body) if type(body) is str else _dumps(body)}'
                 f"{'' if marker_key is None else marker_key + _json_value(marker)}"
@@ -863,15 +874,27 @@ class TaskJSON:
 def campaign_member_json(membership: CampaignMembershipWrite) -> str:
     """``json.dumps(campaign_member_record(membership), separators=(",", ":"))``, written
     without building the dict."""
-    person_field = '"LeadId":' if membership.person_kind is PersonKind.LEAD else '"ContactId":'
-    return (
-        '{"attributes":{"type":"CampaignMember"},"CampaignId":'
-        + _json_value(membership.campaign_id)
-        + ","
-        + person_field
-        + _json_value(membership.person_id)
-        + "}"
-    )
+    (text,) = campaign_members_json((membership,))
+    return text
+
+
+def campaign_members_json(memberships: Iterable[CampaignMembershipWrite]) -> list[str]:
+    """:func:`campaign_member_json` of each membership, in order; the JSON of a campaign is
+    kept for the memberships after it in the same one (the same object: a batch's usually)."""
+    texts: list[str] = []
+    add = texts.append
+    last_campaign: object = _UNSET
+    head = ""
+    for membership in memberships:
+        campaign = membership.campaign_id
+        if campaign is not last_campaign:
+            last_campaign = campaign
+            head = '{"attributes":{"type":"CampaignMember"},"CampaignId":' + _json_value(campaign)
+        person_field = (
+            ',"LeadId":' if membership.person_kind is PersonKind.LEAD else ',"ContactId":'
+        )
+        add(f"{head}{person_field}{_json_value(membership.person_id)}}}")
+    return texts
 
 
 def campaign_member_record(membership: CampaignMembershipWrite) -> dict[str, Any]:
