@@ -207,7 +207,10 @@ def parse_query(response: httpx.Response) -> QueryPage:
     body = _json(response)
     if not isinstance(body, Mapping) or not isinstance(body.get("records"), list):
         raise CRMServerError("a query answer without records", status_code=response.status_code)
-    records = tuple(flatten_record(r) for r in body["records"] if isinstance(r, Mapping))
+    # JSON objects decode as dicts: the exact type test is the cheap one, per record.
+    records = tuple(
+        flatten_record(r) for r in body["records"] if type(r) is dict or isinstance(r, Mapping)
+    )
     done = bool(body.get("done", True))
     next_url = body.get("nextRecordsUrl")
     return QueryPage(
