@@ -931,6 +931,8 @@ def reconcile(
     that it is read too (found: CONFIRMED), and if absent its conversation waits for the
     window's end. Another worker's SENT write is adopted first, and its window runs from now.
     """
+    if not batch.records:
+        return  # the ledger holds no command of these conversations: nothing is unsettled
     by_id = {c.id: c for c in conversations}
     unsettled = [
         r
@@ -995,12 +997,14 @@ def held_emails(conversations: Sequence[Conversation]) -> Flow:
     """Emails of these conversations that another conversation's unsettled create may still
     give a person record to (email → that conversation, and when its create was last sent or
     adopted). They wait with it (rule 1). One ledger read (``creates_in_flight``)."""
-    wanted = {normalize_email(c.email) for c in conversations if c.email}
+    wanted = {normalize_email(email) for c in conversations if (email := c.email)}
     if not wanted:
         return {}
-    ids = {c.id for c in conversations}
     held: dict[str, tuple[str, datetime]] = {}
     creates: list[CreateInFlight] = yield from store("creates_in_flight", sorted(wanted))
+    if not creates:
+        return held
+    ids = {c.id for c in conversations}
     for create in creates:
         if create.conversation_id not in ids:
             held.setdefault(create.email, (create.conversation_id, create.updated_at))
@@ -1915,12 +1919,13 @@ def sync_batch(
     )
     try:
         yield from batch.load(conversations)
-        healthy = [c for c in conversations if c.id not in batch.damaged]
+        damaged = batch.damaged
+        healthy = [c for c in conversations if c.id not in damaged] if damaged else conversations
         yield from reconcile(healthy, batch, caps, config.campaign_id)
         if hold_emails and mode is SyncMode.AUTOMATIC:
             yield from _hold_shared_emails(healthy, batch)
         waiting = set(batch.waits) | set(batch.blocked)
-        active = [c for c in healthy if c.id not in waiting]
+        active = [c for c in healthy if c.id not in waiting] if waiting else list(healthy)
         if caps.upserts_people and batch.records:  # (none held: the order stays)
             # A visitor's create that went out before goes out again from the same
             # conversation, so with the same key: its late request and the resend are one
