@@ -631,3 +631,23 @@ def test_results_are_placed_by_their_indices(
         return
     _place(placed, indices, outcome)
     assert placed == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kinds=st.lists(st.sampled_from(["ok", "missing", "error"]), max_size=8),
+)
+def test_results_filled_and_told_free_of_errors_as_one_by_one(kinds: list[str]) -> None:
+    """_filled keeps a call's results when none is missing and makes each missing one the
+    lost failure; _no_errors tells results without an error, as reading each would."""
+    from signals_crm.adapters.salesforce._flows import _LOST, _filled, _no_errors
+    from signals_crm.core.crm import WriteResult
+
+    failure = WriteResult.failure(CRMAPIError("no", error_code="X"))
+    made = {"ok": WriteResult.success("00Q1"), "missing": None, "error": failure}
+    results = [made[kind] for kind in kinds]
+    filled = _filled(results)
+    assert filled == [r if r is not None else WriteResult.failure(_LOST) for r in results]
+    if None not in results:
+        assert filled is results
+    assert _no_errors(filled) == all(r.error is None for r in filled)

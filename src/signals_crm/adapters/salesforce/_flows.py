@@ -784,12 +784,7 @@ class SalesforceFlows(AdapterFlows):
                 landed = True
                 _place(results[group.call], group.indices, outcome)
             queue[:0] = again
-        return [
-            rs  # type: ignore[misc]  # every result in: no None left (checked)
-            if all(map(operator.is_not, rs, itertools.repeat(None)))
-            else [r if r is not None else WriteResult.failure(_LOST) for r in rs]
-            for rs in results
-        ]
+        return [_filled(rs) for rs in results]
 
     def _send_groups(
         self, calls: Sequence[_Call], trip: Sequence[_Group]
@@ -921,16 +916,22 @@ class SalesforceFlows(AdapterFlows):
         calls: list[_Call] = []
         placed: list[list[int]] = []
         # Owner chosen → assignment rules off; otherwise the org's rules apply as usual.
-        with_owner = [i for i in range(len(records)) if records[i].owner_id]
-        without = [i for i in range(len(records)) if not records[i].owner_id]
+        owners = list(map(_OWNER_ID, records))
+        with_owner = list(itertools.compress(range(len(records)), owners))
+        without = list(itertools.compress(range(len(records)), map(operator.not_, owners)))
         keyed = self._sync_key_field is not None
         email_field = SALESFORCE_CAPABILITIES.email_field
         for owned, auto_assign in ((with_owner, False), (without, None)):
-            upserts = [i for i in owned if keyed and records[i].kind is PersonKind.LEAD]
+            upserts = [i for i in owned if records[i].kind is PersonKind.LEAD] if keyed else []
             plain = sorted(set(owned) - set(upserts)) if upserts else owned  # (in order)
             for indices, upsert in ((upserts, "Lead"), (plain, None)):
                 if indices:
-                    writes = [records[i] for i in indices]
+                    start = _run_start(indices)
+                    writes = (
+                        records[start : start + len(indices)]
+                        if start is not None
+                        else [records[i] for i in indices]
+                    )
                     key_field = self._sync_key_field if upsert is not None else None
                     write = PersonJSON(email_field=email_field, sync_key_field=key_field)
                     texts = [write(w) for w in writes]
@@ -947,10 +948,8 @@ class SalesforceFlows(AdapterFlows):
                     placed.append(indices)
         answered = yield from self._collections(calls)
         for indices, parsed in zip(placed, answered, strict=True):
-            for i, result in zip(indices, parsed, strict=True):
-                results[i] = result
-        done = [r if r is not None else WriteResult.failure(_LOST) for r in results]
-        return (yield from self._name_duplicates(records, done))
+            _place(results, indices, parsed)
+        return (yield from self._name_duplicates(records, _filled(results)))
 
     def _person_body(self, record: PersonWrite, upsert: str | None) -> dict[str, Any]:
         body = person_record(record, email_field=SALESFORCE_CAPABILITIES.email_field)
@@ -967,6 +966,8 @@ class SalesforceFlows(AdapterFlows):
         Collections errors may omit the ``duplicateResult`` payload; the rule that fired
         matches on email, so the records of that kind with the same email are the duplicates.
         """
+        if _no_errors(results):
+            return results
         unnamed = [
             i
             for i, r in enumerate(results)
@@ -1060,7 +1061,7 @@ class SalesforceFlows(AdapterFlows):
                 return parsed
             for i, result in zip(sendable, parsed, strict=True):
                 results[i] = result
-        return [r if r is not None else WriteResult.failure(_LOST) for r in results]
+        return _filled(results)
 
     def add_to_campaign_flow(
         self, memberships: Sequence[CampaignMembershipWrite]
@@ -1070,11 +1071,15 @@ class SalesforceFlows(AdapterFlows):
             bodies = _Bodies(memberships, campaign_member_record)
             texts = campaign_members_json(memberships)
             (results,) = yield from self._collections([_Call(bodies, update=False, texts=texts)])
-        already = [
-            i
-            for i, r in enumerate(results)
-            if isinstance(r.error, CRMAPIError) and is_already_member(r.error)
-        ]
+        already = (
+            []
+            if _no_errors(results)
+            else [
+                i
+                for i, r in enumerate(results)
+                if isinstance(r.error, CRMAPIError) and is_already_member(r.error)
+            ]
+        )
         if already:
             pairs = [(memberships[i].campaign_id, memberships[i].person_id) for i in already]
             ids = yield from self._membership_ids(pairs)
@@ -1387,6 +1392,23 @@ def _place(
         return
     for i, result in zip(indices, outcome, strict=True):
         results[i] = result
+
+
+def _filled(results: list[WriteResult | None]) -> list[WriteResult]:
+    """``results`` as they are when none is missing (told in C), else with each missing
+    one a failure (``_LOST``: the call ended before its answer)."""
+    if all(map(operator.is_not, results, itertools.repeat(None))):
+        return results  # type: ignore[return-value]  # no None left (checked)
+    return [r if r is not None else WriteResult.failure(_LOST) for r in results]
+
+
+_OWNER_ID = operator.attrgetter("owner_id")
+_ERROR = operator.attrgetter("error")
+
+
+def _no_errors(results: Sequence[WriteResult]) -> bool:
+    """Whether no result carries an error (read in C: a backfill's results mostly)."""
+    return list(map(_ERROR, results)).count(None) == len(results)
 
 
 def _run_start(indices: list[int]) -> int | None:
