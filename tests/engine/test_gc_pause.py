@@ -13,6 +13,7 @@ from _hooked import async_engine, engine
 from test_backfill_carry import conv, mixed_crm
 
 from signals_crm import _collector
+from signals_crm.core.plan import Plan
 from signals_crm.exceptions import AuthenticationError
 from signals_crm.testing.memory import InMemoryCRM
 
@@ -129,3 +130,17 @@ def test_holds_of_several_threads_resume_the_collector_once_the_last_ends() -> N
     second.end()  # idempotent
     assert _collector.holds() == 0
     assert gc.isenabled()
+
+
+def test_the_collector_resumes_after_the_rounds_plans_are_freed() -> None:
+    # Its first young collection after a round walks what is alive then: not the round's.
+    crm, cfg = mixed_crm(60)
+    gc.collect()  # (what earlier tests left)
+    alive: list[int] = []
+
+    def progress(_done: int) -> None:
+        alive.append(sum(1 for o in gc.get_objects() if type(o) is Plan))
+
+    engine(crm, cfg, batch_size=20).backfill([conv(i) for i in range(60)], progress=progress)
+    assert len(alive) >= 3
+    assert alive == [0] * len(alive)

@@ -729,13 +729,18 @@ class Operations:
             for _, error in (yield from finish_batch(result, more)):
                 if error is not None:
                     raise error
+            tally.add_streamed(result.outcomes)  # (the tally is local: counted first)
+            # The round's objects (its plans, commands, records) are freed before the collector
+            # runs again: its first young collection walks only what is still alive.
+            outcomes = result.outcomes if on_outcome is not None else ()
+            stopped = result.rate_limited
+            del result
             if self.pause_gc:
                 yield Collector(paused=False)
-            tally.add_streamed(result.outcomes)  # (the tally is local: counted first)
             if on_outcome is not None:
-                for outcome in result.outcomes:
+                for outcome in outcomes:
                     on_outcome(outcome)
-            if result.rate_limited:
+            if stopped:
                 exhausted = True
                 break
             if progress is not None:
