@@ -249,6 +249,8 @@ the fields asked for)."""
 _ACCOUNT_BASE_FIELDS = ("Id", "Name", "Website", "LastModifiedDate")
 
 
+_write_result = builder(WriteResult)
+"""``WriteResult(id, error, created)``, positionally (an update's result is made again)."""
 _person_record = builder(PersonRecord, trusted=True)
 """``PersonRecord(...)`` of checked values, positionally: no converter or check run."""
 
@@ -1528,7 +1530,7 @@ def _update_result(result: WriteResult) -> WriteResult:
     (it does not exist); naming a field it is a bad lookup value and stays as it is.
     """
     if result.ok and result.id:
-        return WriteResult.success(result.id, created=False)
+        return _write_result(result.id, None, False)  # noqa: FBT003  # its slots, in order
     error = result.error
     if (
         isinstance(error, CRMAPIError)

@@ -688,6 +688,7 @@ class TaskMarker:
 
 
 _UNSET = object()  # no value seen yet
+_BARE_KEPT = 64  # subject texts a Task writer remembers
 _CORE_PREFIX = "signals:"  # every marker the core makes starts so (core.plan.task_marker)
 _OTHER_PREFIX = "signals-marker:"
 
@@ -786,6 +787,9 @@ class TaskJSON:
         )
         self._key_key = None if sync_key_field is None else f",{_json_value(sync_key_field)}:"
         self._days: dict[date, str] = {}
+        # A subject text → its length when it has no white space around it (else 0): it is
+        # then tagged as it is whenever it fits beside the tag (a batch has a few subjects).
+        self._bare: dict[str, int] = {}
         # The subject tagged here, as TaskMarker.subject tags it, unless a subclass may not.
         self._tags = marker.field is None and type(marker) is TaskMarker
 
@@ -805,6 +809,7 @@ class TaskJSON:
             self._key_key,
         )
         constants, days, subject_of = self._constants, self._days, self._marker.subject
+        bare = self._bare
         texts: list[str] = []
         add = texts.append
         # A person's Tasks follow each other and share their owner: the JSON of the last
@@ -830,7 +835,16 @@ class TaskJSON:
                 room = _TAGGED_ROOM - len(tag)
                 if room < 0:
                     subject_of(task.subject, marker)  # raises what it raises
-                subject = f"{task.subject[:room].rstrip()} {tag}".lstrip()
+                text = task.subject
+                length = bare.get(text) if type(text) is str else 0
+                if length is None:
+                    length = len(text) if text and text == text.strip() else 0
+                    if len(bare) < _BARE_KEPT:
+                        bare[text] = length
+                if 0 < length <= room:  # the cut and the strips below change nothing
+                    subject = f"{text} {tag}"
+                else:
+                    subject = f"{text[:room].rstrip()} {tag}".lstrip()
             else:
                 subject = subject_of(task.subject, marker)
             written = None
