@@ -36,7 +36,12 @@ which meters API calls the way Salesforce does (a composite request counts as on
    is run 1 scaled; the Bulk figure is a calculation from the measured lookups (Bulk ingest does
    not look up by email) plus, per ingest job, create + upload + close + polls + results.
 
+   Run 1 (with 4) goes twice: with two-line transcripts (the figures of earlier runs), then
+   with chats of 2,000 characters (``--transcript-chars``), as real chats are: a Task's
+   Description carries its transcript, so its JSON and TLS cost grows with it.
+
     python benchmarks/round_trips.py [--visitors N] [--loopback-visitors M] [--planning N]
+        [--transcript-chars C]
 """
 
 from __future__ import annotations
@@ -113,7 +118,29 @@ def kind_of(i: int) -> str:
     return "new" if slot < 7 else "lead" if slot < 9 else "contact"
 
 
-def conversations(count: int, start: int = 0) -> Iterator[Conversation]:
+_CHAT = (
+    "Visitor {i}: Hi, we are looking at tools for our sales team, about 40 reps.\n",
+    "Agent: Happy to help! What do you use today for routing inbound leads?\n",
+    "Visitor {i}: Mostly spreadsheets, and a form on our café-chain's site.\n",
+    "Agent: Got it. Would a demo next week work? I can show the routing rules.\n",
+)
+
+
+def transcript(i: int, chars: int) -> str:
+    """Visitor ``i``'s chat transcript: a two-line exchange when ``chars`` is 0, else a chat of
+    alternating messages cut to ``chars`` characters (one of them not ASCII, as real chats
+    have: its JSON is written with escapes)."""
+    if not chars:
+        return f"Visitor {i}: hello\nAgent: hi"
+    text = ""
+    while len(text) < chars:
+        text += "".join(_CHAT).format(i=i)
+    return text[:chars]
+
+
+def conversations(count: int, start: int = 0, transcript_chars: int = 0) -> Iterator[Conversation]:
+    """The workload's conversations (the module's docstring); ``transcript_chars`` as
+    :func:`transcript` takes it."""
     for i in range(start, start + count):
         yield Conversation(
             id=f"c-{i}",
@@ -121,7 +148,7 @@ def conversations(count: int, start: int = 0) -> Iterator[Conversation]:
             lead_score=2,
             visitor=Visitor(email=email(i), first_name=f"F{i}", last_name="L", phone="+1 555 0100"),
             participants=Participants(last_routed=SignalsUser(id="u1")),
-            transcript=f"Visitor {i}: hello\nAgent: hi",
+            transcript=transcript(i, transcript_chars),
             meeting=Meeting(id=f"m-{i}", name="Demo"),
         )
 
@@ -297,7 +324,7 @@ def ledger_connection(ledger: SQLiteLedger) -> sqlite3.Connection:
 # -- 1 and 4: the backfill ------------------------------------------------------------------
 
 
-def backfill(count: int) -> dict[str, float]:
+def backfill(count: int, transcript_chars: int = 0) -> dict[str, float]:
     org, token, owner, campaign = seeded_apart(count)
     served = Served()
     with served_apart(org, served) as child, tempfile.TemporaryDirectory() as folder:
@@ -317,7 +344,7 @@ def backfill(count: int) -> dict[str, float]:
             preflight_kinds = dict(transport.kinds)
             transport.kinds.clear()
             transport.harness_cpu = 0.0
-            work = list(conversations(count))
+            work = list(conversations(count, transcript_chars=transcript_chars))
             split = Split(integration)
             COLLECTOR.reset()
             cpu, wall = time.process_time(), time.perf_counter()
@@ -329,9 +356,10 @@ def backfill(count: int) -> dict[str, float]:
     requests_total = transport.requests
     client_cpu = cpu - transport.harness_cpu
     adapter_cpu = split.adapter - transport.harness_cpu
+    told = f"{transcript_chars:,}-character" if transcript_chars else "two-line"
     print(
-        f"1. backfill of {count:,} visitors (the local Salesforce over loopback HTTPS, "
-        "served by a process of its own)"
+        f"1. backfill of {count:,} visitors, {told} transcripts (the local Salesforce over "
+        "loopback HTTPS, served by a process of its own)"
     )
     print(f"   outcomes                     : {dict(sorted(report.counts.items()))}")
     print(f"   HTTP requests / API calls    : {requests_total:,} / {calls:,}")
@@ -715,6 +743,12 @@ def main() -> None:
     parser.add_argument("--visitors", type=int, default=10_000)
     parser.add_argument("--loopback-visitors", type=int, default=1_000)
     parser.add_argument("--planning", type=int, default=50_000)
+    parser.add_argument(
+        "--transcript-chars",
+        type=int,
+        default=2_000,
+        help="run 1 again with transcripts of this many characters (0: not again)",
+    )
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(
@@ -722,6 +756,8 @@ def main() -> None:
         f"(wall-clock rates shrink when the cores are shared)"
     )
     measured = backfill(args.visitors)
+    if args.transcript_chars:
+        backfill(args.visitors, transcript_chars=args.transcript_chars)
     one_visitor()
     loopback(args.loopback_visitors)
     planning(args.planning)
